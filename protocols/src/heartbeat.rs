@@ -1,0 +1,468 @@
+//! Heartbeats: what a node announces about itself every interval, and the peer table a receiver
+//! builds from them. Pure state: the caller passes in the time.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use bincode::{Decode, Encode};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::envelope::Kind;
+
+/// Longest string field (adapter name, backend, version) a heartbeat may carry.
+pub const MAX_TEXT_LEN: usize = 128;
+/// Sequence numbers remembered per peer to tell a late heartbeat from a repeated one.
+const SEQ_WINDOW: u64 = 256;
+/// Epochs of per-epoch liveness counts kept per peer.
+const EPOCHS_KEPT: usize = 4;
+
+/// What a node does in the network.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Encode, Decode, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Renders tiles and trains models.
+    Worker,
+    /// Issues challenges, attests liveness and quality, seals epochs.
+    Verifier,
+}
+
+impl Role {
+    /// Lower-case name as used on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Worker => "worker",
+            Role::Verifier => "verifier",
+        }
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "worker" => Ok(Role::Worker),
+            "verifier" => Ok(Role::Verifier),
+            other => Err(format!("unknown role {other:?} (expected worker or verifier)")),
+        }
+    }
+}
+
+/// The compute a node offers.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct Capacity {
+    /// Graphics backend of the adapter (`vulkan`, `metal`, `gl`, ...) or `cpu`.
+    pub backend: String,
+    /// Adapter name as the driver reports it, or `cpu`.
+    pub adapter: String,
+    /// Adapter class: `discrete`, `integrated`, `virtual`, `cpu` or `other`.
+    pub device_type: String,
+    /// CPU cores available to the node.
+    pub cores: u32,
+    /// Physical memory in MiB.
+    pub memory_mb: u64,
+}
+
+/// The body of a [`Kind::Heartbeat`] envelope.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct Heartbeat {
+    /// When the sending process started (Unix ms): a restart begins a new sequence.
+    pub boot_unix_ms: u64,
+    /// Sequence number within this boot, starting at 0.
+    pub seq: u64,
+    /// Send time (Unix µs), for publish-to-receipt latency.
+    pub sent_unix_us: u64,
+    /// The sender's role.
+    pub role: Role,
+    /// The sender's compute.
+    pub capacity: Capacity,
+    /// Seconds since the sender started.
+    pub uptime_secs: u64,
+    /// Sender's software version.
+    pub version: String,
+}
+
+/// A heartbeat body that is not acceptable.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum HeartbeatError {
+    #[error("malformed heartbeat: {0}")]
+    Malformed(String),
+    #[error("heartbeat field {0} is longer than {MAX_TEXT_LEN} bytes")]
+    FieldTooLong(&'static str),
+}
+
+impl Heartbeat {
+    /// Body bytes for an envelope.
+    pub fn encode(&self) -> Vec<u8> {
+        bincode::encode_to_vec(self, bincode::config::standard())
+            .expect("encoding plain fields into a Vec cannot fail")
+    }
+
+    /// Decodes a body with size limits; never panics.
+    pub fn decode(body: &[u8]) -> Result<Self, HeartbeatError> {
+        const MAX: usize = 1024;
+        debug_assert_eq!(MAX, Kind::Heartbeat.max_body_bytes());
+        let cfg = bincode::config::standard().with_limit::<MAX>();
+        let (hb, used): (Heartbeat, usize) = bincode::decode_from_slice(body, cfg)
+            .map_err(|e| HeartbeatError::Malformed(e.to_string()))?;
+        if used != body.len() {
+            return Err(HeartbeatError::Malformed(format!("{} trailing bytes", body.len() - used)));
+        }
+        hb.check()?;
+        Ok(hb)
+    }
+
+    fn check(&self) -> Result<(), HeartbeatError> {
+        for (name, v) in [
+            ("capacity.backend", &self.capacity.backend),
+            ("capacity.adapter", &self.capacity.adapter),
+            ("capacity.device_type", &self.capacity.device_type),
+            ("version", &self.version),
+        ] {
+            if v.len() > MAX_TEXT_LEN {
+                return Err(HeartbeatError::FieldTooLong(name));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How a received heartbeat relates to what the table knew.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Observed {
+    /// Newer than anything seen from this peer: the table now shows it.
+    Fresh,
+    /// New, but older than the latest one seen (reordered in transit): counted, not shown.
+    OutOfOrder,
+    /// Seen before: ignored.
+    Duplicate,
+    /// From an earlier boot, too far behind, or too old in time: ignored.
+    Stale,
+}
+
+/// What the table knows about one peer.
+#[derive(Clone, Debug, Serialize)]
+pub struct PeerRecord {
+    /// Latest role announced.
+    pub role: Role,
+    /// Latest capacity announced.
+    pub capacity: Capacity,
+    /// Latest software version announced.
+    pub version: String,
+    /// Boot time of the sequence being tracked.
+    pub boot_unix_ms: u64,
+    /// Highest sequence number seen in that boot.
+    pub last_seq: u64,
+    /// Local time the latest fresh heartbeat arrived (Unix ms).
+    pub last_seen_unix_ms: u64,
+    /// Local time the first heartbeat arrived (Unix ms).
+    pub first_seen_unix_ms: u64,
+    /// Uptime the peer reported in its latest heartbeat.
+    pub uptime_secs: u64,
+    /// Distinct heartbeats received (fresh and out-of-order).
+    pub received: u64,
+    /// Repeated heartbeats ignored.
+    pub duplicates: u64,
+    /// Heartbeats that arrived after a newer one.
+    pub out_of_order: u64,
+    /// Publish-to-receipt delay of the latest fresh heartbeat, µs.
+    pub last_delay_us: u64,
+    /// Distinct heartbeats counted per epoch (the last few epochs), for liveness attestations.
+    pub by_epoch: BTreeMap<u64, u64>,
+    #[serde(skip)]
+    recent: BTreeSet<u64>,
+}
+
+/// Peers known from their heartbeats, keyed by ed25519 public key (sorted, so iteration is
+/// deterministic).
+#[derive(Debug)]
+pub struct PeerTable {
+    peers: BTreeMap<[u8; 32], PeerRecord>,
+    /// Heartbeats older than this (by their send time) are stale.
+    max_age_ms: u64,
+    latency: LatencySamples,
+}
+
+impl PeerTable {
+    /// A table that treats heartbeats older than `max_age_ms` as stale and keeps the last
+    /// `latency_samples` delays.
+    pub fn new(max_age_ms: u64, latency_samples: usize) -> Self {
+        Self { peers: BTreeMap::new(), max_age_ms, latency: LatencySamples::new(latency_samples) }
+    }
+
+    /// Records a validated heartbeat from `author`, sent in `epoch`, received at `now_unix_us`.
+    pub fn observe(
+        &mut self,
+        author: [u8; 32],
+        epoch: u64,
+        hb: &Heartbeat,
+        now_unix_us: u64,
+    ) -> Observed {
+        let now_ms = now_unix_us / 1000;
+        let delay_us = now_unix_us.saturating_sub(hb.sent_unix_us);
+        if delay_us / 1000 > self.max_age_ms {
+            return Observed::Stale;
+        }
+        let rec = match self.peers.get_mut(&author) {
+            None => {
+                self.peers.insert(author, PeerRecord::first(hb, epoch, now_ms, delay_us));
+                self.latency.push(delay_us);
+                return Observed::Fresh;
+            }
+            Some(rec) => rec,
+        };
+        let outcome = if hb.boot_unix_ms > rec.boot_unix_ms {
+            // The peer restarted: its sequence begins anew.
+            rec.recent.clear();
+            rec.boot_unix_ms = hb.boot_unix_ms;
+            rec.last_seq = hb.seq;
+            Observed::Fresh
+        } else if hb.boot_unix_ms < rec.boot_unix_ms {
+            Observed::Stale
+        } else if rec.recent.contains(&hb.seq) || (hb.seq == rec.last_seq) {
+            Observed::Duplicate
+        } else if hb.seq > rec.last_seq {
+            rec.last_seq = hb.seq;
+            Observed::Fresh
+        } else if hb.seq + SEQ_WINDOW > rec.last_seq {
+            Observed::OutOfOrder
+        } else {
+            Observed::Stale
+        };
+        match outcome {
+            Observed::Fresh => {
+                rec.role = hb.role;
+                rec.capacity = hb.capacity.clone();
+                rec.version = hb.version.clone();
+                rec.uptime_secs = hb.uptime_secs;
+                rec.last_seen_unix_ms = now_ms;
+                rec.last_delay_us = delay_us;
+                rec.count(hb.seq, epoch);
+                self.latency.push(delay_us);
+            }
+            Observed::OutOfOrder => {
+                rec.out_of_order += 1;
+                rec.count(hb.seq, epoch);
+                self.latency.push(delay_us);
+            }
+            Observed::Duplicate => rec.duplicates += 1,
+            Observed::Stale => {}
+        }
+        outcome
+    }
+
+    /// The record of one peer.
+    pub fn get(&self, author: &[u8; 32]) -> Option<&PeerRecord> {
+        self.peers.get(author)
+    }
+
+    /// All peers, sorted by public key.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8; 32], &PeerRecord)> {
+        self.peers.iter()
+    }
+
+    /// Number of peers known.
+    pub fn len(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// True when no peer has been heard from.
+    pub fn is_empty(&self) -> bool {
+        self.peers.is_empty()
+    }
+
+    /// Total distinct heartbeats received from all peers.
+    pub fn total_received(&self) -> u64 {
+        self.peers.values().map(|r| r.received).sum()
+    }
+
+    /// Recent publish-to-receipt delays.
+    pub fn latency(&self) -> &LatencySamples {
+        &self.latency
+    }
+}
+
+impl PeerRecord {
+    fn first(hb: &Heartbeat, epoch: u64, now_ms: u64, delay_us: u64) -> Self {
+        let mut rec = PeerRecord {
+            role: hb.role,
+            capacity: hb.capacity.clone(),
+            version: hb.version.clone(),
+            boot_unix_ms: hb.boot_unix_ms,
+            last_seq: hb.seq,
+            last_seen_unix_ms: now_ms,
+            first_seen_unix_ms: now_ms,
+            uptime_secs: hb.uptime_secs,
+            received: 0,
+            duplicates: 0,
+            out_of_order: 0,
+            last_delay_us: delay_us,
+            by_epoch: BTreeMap::new(),
+            recent: BTreeSet::new(),
+        };
+        rec.count(hb.seq, epoch);
+        rec
+    }
+
+    fn count(&mut self, seq: u64, epoch: u64) {
+        self.received += 1;
+        self.recent.insert(seq);
+        while self.recent.len() as u64 > SEQ_WINDOW {
+            self.recent.pop_first();
+        }
+        *self.by_epoch.entry(epoch).or_default() += 1;
+        while self.by_epoch.len() > EPOCHS_KEPT {
+            self.by_epoch.pop_first();
+        }
+    }
+}
+
+/// A bounded ring of latency samples (µs) with exact percentiles over what it holds.
+#[derive(Clone, Debug)]
+pub struct LatencySamples {
+    cap: usize,
+    samples: VecDeque<u64>,
+}
+
+impl LatencySamples {
+    /// Keeps the most recent `cap` samples.
+    pub fn new(cap: usize) -> Self {
+        Self { cap: cap.max(1), samples: VecDeque::new() }
+    }
+
+    /// Adds one sample, dropping the oldest past the cap.
+    pub fn push(&mut self, us: u64) {
+        if self.samples.len() == self.cap {
+            self.samples.pop_front();
+        }
+        self.samples.push_back(us);
+    }
+
+    /// The samples held, oldest first.
+    pub fn to_vec(&self) -> Vec<u64> {
+        self.samples.iter().copied().collect()
+    }
+}
+
+/// Nearest-rank percentile (`p` in 0..=100) of `values`; None when empty.
+pub fn percentile(values: &[u64], p: u32) -> Option<u64> {
+    if values.is_empty() {
+        return None;
+    }
+    let mut v = values.to_vec();
+    v.sort_unstable();
+    let rank = (u64::from(p.min(100)) * v.len() as u64).div_ceil(100).max(1) as usize;
+    Some(v[rank - 1])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn hb(boot: u64, seq: u64, sent_us: u64) -> Heartbeat {
+        Heartbeat {
+            boot_unix_ms: boot,
+            seq,
+            sent_unix_us: sent_us,
+            role: Role::Worker,
+            capacity: Capacity {
+                backend: "vulkan".into(),
+                adapter: "llvmpipe".into(),
+                device_type: "cpu".into(),
+                cores: 2,
+                memory_mb: 1024,
+            },
+            uptime_secs: seq,
+            version: "0.1.0".into(),
+        }
+    }
+
+    const A: [u8; 32] = [1; 32];
+    const T0: u64 = 1_000_000_000;
+
+    #[test]
+    fn body_roundtrip_and_limits() {
+        let h = hb(1, 2, 3);
+        assert_eq!(Heartbeat::decode(&h.encode()).unwrap(), h);
+        let mut long = h.clone();
+        long.version = "x".repeat(MAX_TEXT_LEN + 1);
+        assert_eq!(Heartbeat::decode(&long.encode()), Err(HeartbeatError::FieldTooLong("version")));
+        let mut trailing = h.encode();
+        trailing.push(1);
+        assert!(Heartbeat::decode(&trailing).is_err());
+    }
+
+    #[test]
+    fn fresh_duplicate_out_of_order() {
+        let mut t = PeerTable::new(60_000, 16);
+        assert_eq!(t.observe(A, 0, &hb(5, 0, T0), T0 + 1000), Observed::Fresh);
+        assert_eq!(t.observe(A, 0, &hb(5, 2, T0), T0 + 1000), Observed::Fresh);
+        assert_eq!(t.observe(A, 0, &hb(5, 2, T0), T0 + 1000), Observed::Duplicate);
+        assert_eq!(t.observe(A, 0, &hb(5, 1, T0), T0 + 1000), Observed::OutOfOrder);
+        assert_eq!(t.observe(A, 0, &hb(5, 1, T0), T0 + 1000), Observed::Duplicate);
+        let r = t.get(&A).unwrap();
+        assert_eq!((r.last_seq, r.received, r.duplicates, r.out_of_order), (2, 3, 2, 1));
+        // The table shows the newest heartbeat, not the late one.
+        assert_eq!(r.uptime_secs, 2);
+        assert_eq!(r.by_epoch.get(&0), Some(&3));
+    }
+
+    #[test]
+    fn restart_begins_new_sequence_and_old_boot_is_stale() {
+        let mut t = PeerTable::new(60_000, 16);
+        t.observe(A, 0, &hb(5, 100, T0), T0);
+        assert_eq!(t.observe(A, 0, &hb(6, 0, T0), T0), Observed::Fresh);
+        assert_eq!(t.get(&A).unwrap().last_seq, 0);
+        assert_eq!(t.observe(A, 0, &hb(5, 101, T0), T0), Observed::Stale);
+    }
+
+    #[test]
+    fn old_heartbeats_are_stale() {
+        let mut t = PeerTable::new(10_000, 16);
+        assert_eq!(t.observe(A, 0, &hb(5, 0, T0), T0 + 11_000_000), Observed::Stale);
+        assert!(t.is_empty());
+        t.observe(A, 0, &hb(5, 1000, T0), T0);
+        assert_eq!(t.observe(A, 0, &hb(5, 1000 - SEQ_WINDOW, T0), T0), Observed::Stale);
+    }
+
+    #[test]
+    fn percentiles() {
+        let v: Vec<u64> = (1..=100).collect();
+        assert_eq!(percentile(&v, 50), Some(50));
+        assert_eq!(percentile(&v, 99), Some(99));
+        assert_eq!(percentile(&v, 100), Some(100));
+        assert_eq!(percentile(&v, 0), Some(1));
+        assert_eq!(percentile(&[], 50), None);
+        let mut s = LatencySamples::new(3);
+        for i in 0..5 {
+            s.push(i);
+        }
+        assert_eq!(s.to_vec(), vec![2, 3, 4]);
+    }
+
+    proptest! {
+        /// Any delivery order with any duplication counts each distinct heartbeat exactly once
+        /// and ends showing the highest sequence number.
+        #[test]
+        fn any_order_counts_each_once(
+            seqs in proptest::collection::vec(0u64..64, 1..200)
+        ) {
+            let mut t = PeerTable::new(60_000, 16);
+            for s in &seqs {
+                t.observe(A, 0, &hb(5, *s, T0), T0);
+            }
+            let distinct: BTreeSet<u64> = seqs.iter().copied().collect();
+            let r = t.get(&A).unwrap();
+            prop_assert_eq!(r.received, distinct.len() as u64);
+            prop_assert_eq!(r.last_seq, *distinct.last().unwrap());
+            prop_assert_eq!(r.received + r.duplicates, seqs.len() as u64);
+        }
+
+        #[test]
+        fn random_bodies_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..1100)) {
+            let _ = Heartbeat::decode(&bytes);
+        }
+    }
+}

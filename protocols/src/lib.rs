@@ -1,0 +1,14 @@
+//! ifx wire types and protocol state machines.
+//!
+//! Everything here is free of sockets and clocks: callers pass bytes and times in and get
+//! decisions out, so every rule is tested deterministically. The node crate does the I/O.
+
+pub mod envelope;
+pub mod heartbeat;
+pub mod network;
+pub mod replay;
+
+pub use envelope::{EnvelopeError, Kind, SignedEnvelope};
+pub use heartbeat::{Capacity, Heartbeat, Observed, PeerTable, Role};
+pub use network::{InvalidValue, NetworkConfig};
+pub use replay::ReplayGuard;

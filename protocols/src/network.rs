@@ -1,0 +1,150 @@
+//! The parameters every node of one network must share: its id, bootnodes, clock (genesis and
+//! epoch length) and heartbeat cadence. Protocol and topic names derive from the id, so nodes of
+//! different networks never mix even on one machine.
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::envelope::MAX_NET_ID_LEN;
+
+/// A configuration value that cannot be used; names the key so the user can fix it.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[error("{key}: {problem}")]
+pub struct InvalidValue {
+    /// Dotted config key, e.g. `network.epoch_secs`.
+    pub key: String,
+    /// What is wrong and what is allowed.
+    pub problem: String,
+}
+
+impl InvalidValue {
+    /// An error for `key`.
+    pub fn new(key: impl Into<String>, problem: impl Into<String>) -> Self {
+        Self { key: key.into(), problem: problem.into() }
+    }
+}
+
+/// Shared network parameters (`[network]` in a node config, or a file of its own).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetworkConfig {
+    /// Network id: lower-case letters, digits and '-', at most 32 characters.
+    pub id: String,
+    /// Multiaddrs of bootnodes, ideally ending in `/p2p/<peer id>`.
+    pub bootnodes: Vec<String>,
+    /// Start of epoch 0, in Unix seconds.
+    pub genesis_unix_secs: u64,
+    /// Length of an epoch in seconds (the whitepaper's default is 72 hours).
+    pub epoch_secs: u64,
+    /// How often each node publishes a heartbeat, in milliseconds.
+    pub heartbeat_interval_ms: u64,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        Self {
+            id: "ifx-dev".into(),
+            bootnodes: Vec::new(),
+            // 2026-01-01T00:00:00Z
+            genesis_unix_secs: 1_767_225_600,
+            epoch_secs: 72 * 3600,
+            heartbeat_interval_ms: 5_000,
+        }
+    }
+}
+
+impl NetworkConfig {
+    /// Checks every value; the error names the first bad key under `prefix` (e.g. `network`).
+    pub fn validate(&self, prefix: &str) -> Result<(), InvalidValue> {
+        let key = |k: &str| format!("{prefix}.{k}");
+        let id_ok = !self.id.is_empty()
+            && self.id.len() <= MAX_NET_ID_LEN
+            && self.id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !id_ok {
+            return Err(InvalidValue::new(
+                key("id"),
+                format!(
+                    "{:?} must be 1 to {MAX_NET_ID_LEN} characters of a-z, 0-9 and '-'",
+                    self.id
+                ),
+            ));
+        }
+        if !(1..=365 * 24 * 3600).contains(&self.epoch_secs) {
+            return Err(InvalidValue::new(
+                key("epoch_secs"),
+                format!("{} must be between 1 and 31536000 (one year)", self.epoch_secs),
+            ));
+        }
+        if !(100..=600_000).contains(&self.heartbeat_interval_ms) {
+            return Err(InvalidValue::new(
+                key("heartbeat_interval_ms"),
+                format!("{} must be between 100 and 600000", self.heartbeat_interval_ms),
+            ));
+        }
+        if self.heartbeat_interval_ms > self.epoch_secs.saturating_mul(1000) {
+            return Err(InvalidValue::new(
+                key("heartbeat_interval_ms"),
+                "must not exceed the epoch length (network.epoch_secs)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Epoch containing the instant `unix_ms`; 0 before genesis.
+    pub fn epoch_at(&self, unix_ms: u64) -> u64 {
+        let genesis_ms = self.genesis_unix_secs.saturating_mul(1000);
+        unix_ms.saturating_sub(genesis_ms) / self.epoch_secs.max(1).saturating_mul(1000)
+    }
+
+    /// Heartbeats a live node publishes in a full epoch.
+    pub fn heartbeats_per_epoch(&self) -> u64 {
+        self.epoch_secs.saturating_mul(1000) / self.heartbeat_interval_ms.max(1)
+    }
+
+    /// Kademlia protocol name for this network.
+    pub fn kad_protocol(&self) -> String {
+        format!("/ifx/{}/kad/1", self.id)
+    }
+
+    /// Identify protocol version string for this network.
+    pub fn identify_protocol(&self) -> String {
+        format!("/ifx/{}/id/1", self.id)
+    }
+
+    /// Gossipsub topic name for one kind of traffic (`heartbeat`, `ledger`, ...).
+    pub fn topic(&self, name: &str) -> String {
+        format!("ifx/{}/{name}/1", self.id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        NetworkConfig::default().validate("network").unwrap();
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let mut c = NetworkConfig { id: "Bad Id".into(), ..Default::default() };
+        assert_eq!(c.validate("network").unwrap_err().key, "network.id");
+        c.id = "ok".into();
+        c.epoch_secs = 0;
+        assert_eq!(c.validate("network").unwrap_err().key, "network.epoch_secs");
+        c.epoch_secs = 10;
+        c.heartbeat_interval_ms = 20_000;
+        assert_eq!(c.validate("network").unwrap_err().key, "network.heartbeat_interval_ms");
+    }
+
+    #[test]
+    fn epochs_follow_genesis() {
+        let c = NetworkConfig { genesis_unix_secs: 100, epoch_secs: 10, ..Default::default() };
+        assert_eq!(c.epoch_at(0), 0);
+        assert_eq!(c.epoch_at(109_999), 0);
+        assert_eq!(c.epoch_at(110_000), 1);
+        assert_eq!(c.epoch_at(u64::MAX), (u64::MAX - 100_000) / 10_000);
+        assert_eq!(c.heartbeats_per_epoch(), 2);
+    }
+}
