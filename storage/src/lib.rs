@@ -1,1 +1,10 @@
+//! ifx persistent state in RocksDB.
+//!
+//! One database per node, one column family per kind of record. Writes are synced to disk
+//! before they are acknowledged, so what a caller was told is stored survives a crash.
 
+pub mod db;
+pub mod peers;
+
+pub use db::{Db, StorageError};
+pub use peers::{PeerStore, StoredPeer};

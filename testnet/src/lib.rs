@@ -1,1 +1,1 @@
-
+//! Local network launcher: not implemented yet, see docs/ARCHITECTURE.md.

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs the system packages ifx needs to build and test, only those missing. Idempotent.
+#   clang, libclang-dev          RocksDB's bindgen (librocksdb-sys)
+#   libvulkan1, mesa-vulkan-drivers  a software wgpu adapter (lavapipe) on machines without a GPU
+set -euo pipefail
+pkgs=(clang libclang-dev libvulkan1 mesa-vulkan-drivers)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
+fi
