@@ -1,1 +1,4 @@
-//! The ifx node (libp2p swarm, services, HTTP API): not implemented yet, see docs/ARCHITECTURE.md.
+//! The ifx node. So far: its identity. The swarm, services and HTTP API are not implemented
+//! yet (see docs/ARCHITECTURE.md).
+
+pub mod identity;
