@@ -62,15 +62,25 @@ impl Identity {
             "# ifx node key (ed25519). Keep it secret; losing it loses this node's identity.\n{}",
             toml::to_string(&file).expect("key file serialises")
         );
+        // Written to a temporary file, synced, then renamed into place: a crash mid-write
+        // leaves no half-written key that the next start would have to refuse as corrupt.
+        let tmp = data_dir.join(format!("{KEY_FILE}.tmp"));
+        let create = |source| IdentityError::Create { path: path.clone(), source };
+        let _ = fs::remove_file(&tmp);
         let mut f = fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
-            .open(&path)
-            .map_err(|source| IdentityError::Create { path: path.clone(), source })?;
-        f.write_all(text.as_bytes())
-            .and_then(|_| f.sync_all())
-            .map_err(|source| IdentityError::Create { path: path.clone(), source })?;
+            .open(&tmp)
+            .map_err(create)?;
+        f.write_all(text.as_bytes()).and_then(|_| f.sync_all()).map_err(create)?;
+        if path.exists() {
+            // Another process created the key meanwhile: never overwrite an identity.
+            let _ = fs::remove_file(&tmp);
+            return Self::load(data_dir);
+        }
+        fs::rename(&tmp, &path).map_err(create)?;
+        fs::File::open(data_dir).and_then(|d| d.sync_all()).map_err(create)?;
         Ok(Self { signing })
     }
 
