@@ -1,4 +1,24 @@
-//! The ifx node. So far: its identity. The swarm, services and HTTP API are not implemented
-//! yet (see docs/ARCHITECTURE.md).
+//! The ifx node: configuration, identity, the libp2p swarm and its event loop, gossip
+//! validation, the heartbeat service and the local HTTP API. `Node::start` wires them together;
+//! the `ifx` binary (src/main.rs) and the in-process tests both use it.
 
+pub mod api;
+pub mod capacity;
+pub mod config;
+pub mod heartbeat;
 pub mod identity;
+pub mod metrics;
+pub mod network;
+pub mod node;
+pub mod router;
+
+pub use config::{ConfigError, NodeConfig, Overrides};
+pub use node::{Node, NodeError};
+
+/// Wall-clock time in Unix microseconds (0 if the clock is before 1970).
+pub fn unix_time_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}

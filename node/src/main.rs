@@ -1,6 +1,171 @@
-//! The `ifx` binary. Not built yet: see docs/ARCHITECTURE.md for what exists so far.
+//! The `ifx` binary: `ifx node`, `ifx key show`, `ifx config show`, `ifx testnet`.
 
-fn main() {
-    eprintln!("ifx: the node, its CLI and `ifx testnet` are not implemented yet (issue #2 is open); see docs/ARCHITECTURE.md");
-    std::process::exit(2);
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use ifx_node::identity::Identity;
+use ifx_node::{Node, NodeConfig, Overrides};
+use ifx_protocols::Role;
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(name = "ifx", version, about = "A peer-to-peer node for a decentralized GPU network")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a headless peer until SIGINT or SIGTERM.
+    Node(NodeArgs),
+    /// Inspect the node key.
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
+    /// Inspect the configuration.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Run a whole network of `ifx node` processes on 127.0.0.1 and write a report.
+    Testnet(ifx_testnet::TestnetArgs),
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Print the PeerId and public key of the node in a data dir.
+    Show {
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print the effective configuration (defaults, then the file, then the flags) as TOML.
+    Show(NodeArgs),
+}
+
+/// Flags of `ifx node`; each one given replaces the config file's value.
+#[derive(Args, Debug)]
+struct NodeArgs {
+    /// TOML config file (see `ifx config show` for every key and its default).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Directory for the key, the database and api.addr.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Multiaddr to listen on, e.g. /ip4/0.0.0.0/tcp/4001 or /ip4/0.0.0.0/udp/4001/quic-v1
+    /// (repeatable).
+    #[arg(long = "listen")]
+    listen: Vec<String>,
+    /// Bootnode multiaddr ending in /p2p/<peer id> (repeatable).
+    #[arg(long = "bootnode")]
+    bootnodes: Vec<String>,
+    /// worker or verifier.
+    #[arg(long)]
+    role: Option<Role>,
+    /// Loopback address of the HTTP API (127.0.0.1:0 picks a port, written to <data-dir>/api.addr).
+    #[arg(long)]
+    api: Option<String>,
+    /// Log JSON lines instead of text.
+    #[arg(long)]
+    json_logs: bool,
+    /// Log filter, e.g. info or ifx_node=debug (RUST_LOG wins when set).
+    #[arg(long)]
+    log: Option<String>,
+}
+
+impl NodeArgs {
+    fn load(&self) -> Result<NodeConfig, ifx_node::ConfigError> {
+        let o = Overrides {
+            data_dir: self.data_dir.clone(),
+            listen: self.listen.clone(),
+            bootnodes: self.bootnodes.clone(),
+            role: self.role,
+            api: self.api.clone(),
+            json_logs: self.json_logs,
+            log: self.log.clone(),
+        };
+        NodeConfig::load(self.config.as_deref(), &o)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Node(args) => {
+            let cfg = args.load()?;
+            init_logs(&cfg.node.log, cfg.node.json_logs);
+            let rt = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
+            rt.block_on(run_node(cfg))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Key { command: KeyCommand::Show { data_dir } } => {
+            let id = Identity::load(&data_dir)?;
+            println!("peer_id: {}", id.peer_id());
+            println!("public_key: {}", hex::encode(id.public_key()));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Config { command: ConfigCommand::Show(args) } => {
+            print!("{}", args.load()?.to_toml());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Testnet(args) => {
+            init_logs("warn", false);
+            let binary = std::env::current_exe().context("locating the ifx binary")?;
+            let rt = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
+            let report = rt.block_on(ifx_testnet::run(binary, args))?;
+            Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+    }
+}
+
+async fn run_node(cfg: NodeConfig) -> anyhow::Result<()> {
+    let node = Node::start(cfg).await?;
+    let stop = node.shutdown_token();
+    tokio::spawn(async move {
+        let signal = wait_for_signal().await;
+        tracing::info!(signal, "stopping");
+        stop.cancel();
+    });
+    node.run_until_stopped().await;
+    Ok(())
+}
+
+async fn wait_for_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+    }
+}
+
+fn init_logs(filter: &str, json: bool) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(filter));
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
 }

@@ -1,1 +1,147 @@
-//! Local network launcher: not implemented yet, see docs/ARCHITECTURE.md.
+//! `ifx testnet`: a whole network of `ifx node` processes on 127.0.0.1, watched through their
+//! HTTP APIs, with faults injected on schedule, ending in one JSON report.
+//!
+//! The launcher knows nodes only as processes and HTTP endpoints (it does not link the node
+//! crate), so what it measures is what a user of the real binary gets.
+
+mod launch;
+mod report;
+mod watch;
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+pub use report::{LatencyMs, NodeReport, Report};
+
+/// Options of `ifx testnet`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct TestnetArgs {
+    /// Number of node processes in all (the first is the bootnode).
+    #[arg(long, default_value_t = 8)]
+    pub nodes: usize,
+    /// How many of the nodes run as verifiers (the last ones).
+    #[arg(long, default_value_t = 1)]
+    pub verifiers: usize,
+    /// Seconds the network runs, counted from the first launch.
+    #[arg(long, default_value_t = 20)]
+    pub duration: u64,
+    /// Directory for the nodes' data dirs, logs and the report (default: a new dir under /tmp).
+    #[arg(long)]
+    pub base_dir: Option<PathBuf>,
+    /// Where to write the JSON report (default: <base-dir>/report.json).
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Kill node IDX with SIGKILL SECS seconds into the run, e.g. `--kill 3@8` (repeatable).
+    #[arg(long = "kill")]
+    pub kills: Vec<Kill>,
+    /// Heartbeat interval of the test network, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    pub heartbeat_ms: u64,
+    /// Hide the progress bar (it is also hidden when stderr is not a terminal).
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// A scheduled SIGKILL: `IDX@SECS`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Kill {
+    pub node: usize,
+    pub at: Duration,
+}
+
+impl FromStr for Kill {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (idx, secs) = s.split_once('@').ok_or_else(|| format!("{s:?}: expected IDX@SECS, e.g. 3@8"))?;
+        let node = idx.parse().map_err(|_| format!("{s:?}: node index {idx:?} is not a number"))?;
+        let secs: f64 = secs.parse().map_err(|_| format!("{s:?}: {secs:?} is not a number of seconds"))?;
+        if !(secs.is_finite() && secs >= 0.0) {
+            return Err(format!("{s:?}: seconds must be zero or more"));
+        }
+        Ok(Kill { node, at: Duration::from_secs_f64(secs) })
+    }
+}
+
+/// Why a testnet could not run at all (a network that ran but failed gives a report instead).
+#[derive(Debug, thiserror::Error)]
+pub enum TestnetError {
+    #[error("invalid option: {0}")]
+    Options(String),
+    #[error("{0}")]
+    Io(String),
+    #[error("node {index} failed to start: {reason}")]
+    Start { index: usize, reason: String },
+}
+
+impl TestnetArgs {
+    fn check(&self) -> Result<(), TestnetError> {
+        let bad = |m: String| Err(TestnetError::Options(m));
+        if self.nodes < 2 {
+            return bad(format!("--nodes {} must be at least 2", self.nodes));
+        }
+        if self.nodes > 64 {
+            return bad(format!("--nodes {} is more than this launcher supports (64)", self.nodes));
+        }
+        if self.verifiers >= self.nodes {
+            return bad(format!("--verifiers {} must be fewer than --nodes {}", self.verifiers, self.nodes));
+        }
+        if self.duration == 0 || self.duration > 24 * 3600 {
+            return bad(format!("--duration {} must be between 1 and 86400 seconds", self.duration));
+        }
+        for k in &self.kills {
+            if k.node == 0 || k.node >= self.nodes {
+                return bad(format!(
+                    "--kill {}@..: node index must be between 1 and {} (node 0 is the bootnode)",
+                    k.node,
+                    self.nodes - 1
+                ));
+            }
+            if k.at.as_secs() >= self.duration {
+                return bad(format!("--kill {}@{:?}: must happen before --duration {}", k.node, k.at, self.duration));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Runs a testnet of `binary` (the `ifx` executable), writes the report and returns it.
+pub async fn run(binary: PathBuf, args: TestnetArgs) -> Result<Report, TestnetError> {
+    args.check()?;
+    let mut net = launch::Testnet::prepare(binary, &args)?;
+    let result = async {
+        net.launch_all().await?;
+        Ok::<_, TestnetError>(watch::watch(&mut net, &args).await)
+    }
+    .await;
+    let outcome = match result {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            net.stop_all().await;
+            return Err(e);
+        }
+    };
+    let latency = watch::collect_latency(&net).await;
+    let stops = net.stop_all().await;
+    let report = Report::build(&net, &args, outcome, latency, stops);
+    let path = args.report.clone().unwrap_or_else(|| net.base_dir.join("report.json"));
+    let json = serde_json::to_string_pretty(&report).expect("report is plain data");
+    std::fs::write(&path, json + "\n")
+        .map_err(|e| TestnetError::Io(format!("cannot write the report to {}: {e}", path.display())))?;
+    report.print_summary(&path);
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kill_specs_parse_or_explain() {
+        assert_eq!("3@8".parse::<Kill>().unwrap(), Kill { node: 3, at: Duration::from_secs(8) });
+        assert_eq!("1@0.5".parse::<Kill>().unwrap().at, Duration::from_millis(500));
+        for bad in ["3", "x@1", "3@y", "3@-1", "3@inf"] {
+            assert!(bad.parse::<Kill>().is_err(), "{bad}");
+        }
+    }
+}

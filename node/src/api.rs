@@ -1,0 +1,149 @@
+//! The local HTTP JSON API (loopback only): `GET /status`, `/peers`, `/heartbeats/latency` and
+//! `/metrics` (Prometheus text, libp2p's metrics included).
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use ifx_protocols::heartbeat::PeerRecord;
+use ifx_protocols::{Capacity, NetworkConfig, PeerTable, Role};
+use serde::Serialize;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::SharedRegistry;
+use crate::network::{NetHandle, NetSnapshot, author_peer_id};
+
+/// What the handlers read.
+#[derive(Clone)]
+pub struct ApiState {
+    pub peer_id: String,
+    pub role: Role,
+    pub network: NetworkConfig,
+    pub capacity: Capacity,
+    pub started_at: Instant,
+    pub net: NetHandle,
+    pub heartbeats: Arc<Mutex<PeerTable>>,
+    pub registry: SharedRegistry,
+}
+
+/// `GET /status`.
+#[derive(Debug, Serialize)]
+pub struct Status {
+    pub peer_id: String,
+    pub role: Role,
+    pub network: String,
+    pub version: &'static str,
+    pub epoch: u64,
+    pub uptime_secs: u64,
+    pub listen_addrs: Vec<String>,
+    pub capacity: Capacity,
+    pub connected_peers: usize,
+    pub routing_table_size: usize,
+    pub heartbeat_peers: usize,
+    pub heartbeats_received: u64,
+}
+
+/// One entry of the heartbeat peer table.
+#[derive(Debug, Serialize)]
+pub struct HeartbeatPeer {
+    pub peer_id: String,
+    pub public_key: String,
+    #[serde(flatten)]
+    pub record: PeerRecord,
+}
+
+/// `GET /peers`.
+#[derive(Debug, Serialize)]
+pub struct Peers {
+    #[serde(flatten)]
+    pub network: NetSnapshot,
+    pub heartbeats: Vec<HeartbeatPeer>,
+}
+
+/// `GET /heartbeats/latency`: recent publish-to-receipt delays.
+#[derive(Debug, Serialize)]
+pub struct Latency {
+    pub samples_us: Vec<u64>,
+    pub p50_us: Option<u64>,
+    pub p99_us: Option<u64>,
+}
+
+/// Spawns the server on `listener`; it stops when `shutdown` is cancelled.
+pub fn serve(listener: tokio::net::TcpListener, state: ApiState, shutdown: CancellationToken) -> JoinHandle<()> {
+    let app = Router::new()
+        .route("/status", get(status))
+        .route("/peers", get(peers))
+        .route("/heartbeats/latency", get(latency))
+        .route("/metrics", get(metrics))
+        .with_state(state);
+    tokio::spawn(async move {
+        let server = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned());
+        if let Err(e) = server.await {
+            tracing::warn!(error = %e, "API server stopped");
+        }
+    })
+}
+
+fn unavailable() -> Response {
+    (StatusCode::SERVICE_UNAVAILABLE, "the node is shutting down").into_response()
+}
+
+async fn status(State(s): State<ApiState>) -> Response {
+    let Ok(net) = s.net.snapshot().await else { return unavailable() };
+    let (heartbeat_peers, heartbeats_received) = {
+        let t = s.heartbeats.lock().unwrap_or_else(|e| e.into_inner());
+        (t.len(), t.total_received())
+    };
+    Json(Status {
+        peer_id: s.peer_id,
+        role: s.role,
+        network: s.network.id.clone(),
+        version: env!("CARGO_PKG_VERSION"),
+        epoch: s.network.epoch_at(crate::unix_time_us() / 1000),
+        uptime_secs: s.started_at.elapsed().as_secs(),
+        listen_addrs: net.listen_addrs,
+        capacity: s.capacity,
+        connected_peers: net.connected.len(),
+        routing_table_size: net.routing_table.len(),
+        heartbeat_peers,
+        heartbeats_received,
+    })
+    .into_response()
+}
+
+async fn peers(State(s): State<ApiState>) -> Response {
+    let Ok(network) = s.net.snapshot().await else { return unavailable() };
+    let heartbeats = {
+        let t = s.heartbeats.lock().unwrap_or_else(|e| e.into_inner());
+        t.iter()
+            .map(|(author, rec)| HeartbeatPeer {
+                peer_id: author_peer_id(author).map(|p| p.to_string()).unwrap_or_default(),
+                public_key: hex::encode(author),
+                record: rec.clone(),
+            })
+            .collect()
+    };
+    Json(Peers { network, heartbeats }).into_response()
+}
+
+async fn latency(State(s): State<ApiState>) -> Json<Latency> {
+    let samples_us = s.heartbeats.lock().unwrap_or_else(|e| e.into_inner()).latency().to_vec();
+    Json(Latency {
+        p50_us: ifx_protocols::heartbeat::percentile(&samples_us, 50),
+        p99_us: ifx_protocols::heartbeat::percentile(&samples_us, 99),
+        samples_us,
+    })
+}
+
+async fn metrics(State(s): State<ApiState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        s.registry.encode(),
+    )
+        .into_response()
+}

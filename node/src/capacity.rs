@@ -1,0 +1,106 @@
+//! What compute this machine offers: the best wgpu adapter (if any), CPU cores and memory.
+//! Probed once per process; heartbeats carry the result.
+
+use std::sync::OnceLock;
+
+use ifx_protocols::Capacity;
+
+static PROBED: OnceLock<Capacity> = OnceLock::new();
+
+/// The machine's capacity, probing the graphics adapters on first use (can take ~100 ms).
+pub async fn probe() -> Capacity {
+    if let Some(c) = PROBED.get() {
+        return c.clone();
+    }
+    let c = tokio::task::spawn_blocking(probe_blocking).await.unwrap_or_else(|_| cpu_only());
+    PROBED.get_or_init(|| c).clone()
+}
+
+fn probe_blocking() -> Capacity {
+    let mut cap = cpu_only();
+    // Vulkan/Metal/DX12 first; OpenGL only when none of those has an adapter (initialising GL
+    // on a headless machine prints driver noise). WGPU_BACKEND still overrides.
+    let mut adapters = adapters(wgpu::Backends::PRIMARY);
+    if adapters.is_empty() {
+        adapters = self::adapters(wgpu::Backends::GL);
+    }
+    // Ties go to the first adapter listed.
+    let best = adapters
+        .iter()
+        .map(|a| a.get_info())
+        .rev()
+        .max_by_key(|info| rank(info.device_type));
+    if let Some(info) = best {
+        cap.backend = format!("{:?}", info.backend).to_lowercase();
+        cap.adapter = truncate(&info.name);
+        cap.device_type = device_type_name(info.device_type).into();
+    }
+    cap
+}
+
+fn adapters(backends: wgpu::Backends) -> Vec<wgpu::Adapter> {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+    desc.backends = backends;
+    let instance = wgpu::Instance::new(desc.with_env());
+    futures::executor::block_on(instance.enumerate_adapters(wgpu::Backends::all()))
+}
+
+fn cpu_only() -> Capacity {
+    let memory_mb = match sysinfo::System::new() {
+        Ok(mut sys) => {
+            sys.refresh_memory();
+            sys.total_memory() / (1024 * 1024)
+        }
+        Err(_) => 0,
+    };
+    Capacity {
+        backend: "cpu".into(),
+        adapter: "cpu".into(),
+        device_type: "cpu".into(),
+        cores: std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1),
+        memory_mb,
+    }
+}
+
+/// Prefer real GPUs, then virtual ones, then software rasterisers.
+fn rank(t: wgpu::DeviceType) -> u8 {
+    match t {
+        wgpu::DeviceType::DiscreteGpu => 4,
+        wgpu::DeviceType::IntegratedGpu => 3,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Cpu => 1,
+        wgpu::DeviceType::Other => 0,
+    }
+}
+
+fn device_type_name(t: wgpu::DeviceType) -> &'static str {
+    match t {
+        wgpu::DeviceType::DiscreteGpu => "discrete",
+        wgpu::DeviceType::IntegratedGpu => "integrated",
+        wgpu::DeviceType::VirtualGpu => "virtual",
+        wgpu::DeviceType::Cpu => "cpu",
+        wgpu::DeviceType::Other => "other",
+    }
+}
+
+fn truncate(s: &str) -> String {
+    let max = ifx_protocols::heartbeat::MAX_TEXT_LEN;
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn probe_reports_cores_memory_and_an_adapter_or_cpu() {
+        let c = super::probe().await;
+        assert!(c.cores >= 1);
+        assert!(c.memory_mb > 0);
+        assert!(!c.backend.is_empty() && !c.adapter.is_empty());
+        // With lavapipe installed (scripts/setup.sh) a software Vulkan adapter is found.
+        eprintln!("capacity: {c:?}");
+    }
+}

@@ -1,0 +1,336 @@
+//! The node configuration: a TOML file with documented defaults, overridden by CLI flags, checked
+//! before anything starts. Unknown keys and bad values are errors that name the key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use ifx_protocols::{InvalidValue, NetworkConfig, Role};
+use libp2p::Multiaddr;
+use libp2p::multiaddr::Protocol;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// Why a configuration could not be used.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid configuration: {0}")]
+    Invalid(#[from] InvalidValue),
+}
+
+/// Everything a node needs to start (`ifx config show` prints it as TOML).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeConfig {
+    /// This node: where it keeps state, where it listens, what it does.
+    pub node: NodeSection,
+    /// Resource limits of the peer-to-peer layer.
+    pub limits: LimitsSection,
+    /// Parameters shared by every node of the network.
+    pub network: NetworkConfig,
+}
+
+/// `[node]`: this node's own settings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeSection {
+    /// Directory for the key, the database and `api.addr`.
+    pub data_dir: PathBuf,
+    /// Multiaddrs to listen on (TCP and/or QUIC); port 0 picks a free port.
+    pub listen: Vec<String>,
+    /// `worker` or `verifier`.
+    pub role: Role,
+    /// Loopback address of the HTTP API (`127.0.0.1:0` picks a free port); empty disables it.
+    pub api: String,
+    /// Log as JSON lines instead of human-readable text.
+    pub json_logs: bool,
+    /// Log filter in `RUST_LOG` syntax (the `RUST_LOG` variable wins when set).
+    pub log: String,
+}
+
+impl Default for NodeSection {
+    fn default() -> Self {
+        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| ".".into());
+        Self {
+            data_dir: home.join(".local/share/ifx"),
+            listen: vec!["/ip4/0.0.0.0/tcp/4001".into(), "/ip4/0.0.0.0/udp/4001/quic-v1".into()],
+            role: Role::Worker,
+            api: "127.0.0.1:7070".into(),
+            json_logs: false,
+            log: "info".into(),
+        }
+    }
+}
+
+/// `[limits]`: bounds on connections and discovery effort.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsSection {
+    /// Established connections in total.
+    pub max_connections: u32,
+    /// Established connections to one peer.
+    pub max_connections_per_peer: u32,
+    /// Connections being set up (each direction).
+    pub max_pending: u32,
+    /// The node dials peers found through the DHT until it has this many connections.
+    pub target_peers: u32,
+    /// Idle connections are closed after this many seconds.
+    pub idle_timeout_secs: u64,
+}
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        Self {
+            max_connections: 128,
+            max_connections_per_peer: 2,
+            max_pending: 32,
+            target_peers: 24,
+            idle_timeout_secs: 60,
+        }
+    }
+}
+
+/// Values given on the command line; each one that is set replaces the file's value.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    pub data_dir: Option<PathBuf>,
+    pub listen: Vec<String>,
+    pub bootnodes: Vec<String>,
+    pub role: Option<Role>,
+    pub api: Option<String>,
+    pub json_logs: bool,
+    pub log: Option<String>,
+}
+
+impl NodeConfig {
+    /// Defaults, then the file (if any), then the overrides; validated.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Self, ConfigError> {
+        let mut cfg = match file {
+            Some(path) => Self::from_file(path)?,
+            None => Self::default(),
+        };
+        cfg.apply(overrides);
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Parses a TOML file (no validation of values yet).
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        Self::from_toml(&text).map_err(|message| ConfigError::Parse { path: path.into(), message })
+    }
+
+    /// Parses TOML text; the error names the key and line.
+    pub fn from_toml(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())
+    }
+
+    /// The effective configuration as TOML.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("config is plain data")
+    }
+
+    fn apply(&mut self, o: &Overrides) {
+        if let Some(d) = &o.data_dir {
+            self.node.data_dir = d.clone();
+        }
+        if !o.listen.is_empty() {
+            self.node.listen = o.listen.clone();
+        }
+        if !o.bootnodes.is_empty() {
+            self.network.bootnodes = o.bootnodes.clone();
+        }
+        if let Some(r) = o.role {
+            self.node.role = r;
+        }
+        if let Some(a) = &o.api {
+            self.node.api = a.clone();
+        }
+        if o.json_logs {
+            self.node.json_logs = true;
+        }
+        if let Some(l) = &o.log {
+            self.node.log = l.clone();
+        }
+    }
+
+    /// Checks every value; the error names the first bad key.
+    pub fn validate(&self) -> Result<(), InvalidValue> {
+        self.network.validate("network")?;
+        if self.node.data_dir.as_os_str().is_empty() {
+            return Err(InvalidValue::new("node.data_dir", "must not be empty"));
+        }
+        if self.node.listen.is_empty() {
+            return Err(InvalidValue::new("node.listen", "needs at least one multiaddr"));
+        }
+        self.listen_addrs()?;
+        self.bootnodes()?;
+        self.api_addr()?;
+        tracing_subscriber::EnvFilter::try_new(&self.node.log)
+            .map_err(|e| InvalidValue::new("node.log", format!("{:?}: {e}", self.node.log)))?;
+        let l = &self.limits;
+        for (key, v) in [
+            ("limits.max_connections", l.max_connections),
+            ("limits.max_connections_per_peer", l.max_connections_per_peer),
+            ("limits.max_pending", l.max_pending),
+            ("limits.target_peers", l.target_peers),
+        ] {
+            if v == 0 {
+                return Err(InvalidValue::new(key, "must be at least 1"));
+            }
+        }
+        if l.target_peers > l.max_connections {
+            return Err(InvalidValue::new(
+                "limits.target_peers",
+                format!("{} exceeds limits.max_connections ({})", l.target_peers, l.max_connections),
+            ));
+        }
+        if !(1..=86_400).contains(&l.idle_timeout_secs) {
+            return Err(InvalidValue::new("limits.idle_timeout_secs", "must be between 1 and 86400"));
+        }
+        Ok(())
+    }
+
+    /// The listen multiaddrs, parsed; only TCP and QUIC over IP are accepted.
+    pub fn listen_addrs(&self) -> Result<Vec<Multiaddr>, InvalidValue> {
+        self.node
+            .listen
+            .iter()
+            .map(|s| {
+                let addr = parse_multiaddr("node.listen", s)?;
+                let mut it = addr.iter();
+                let ip = matches!(it.next(), Some(Protocol::Ip4(_) | Protocol::Ip6(_)));
+                let transport = match (it.next(), it.next()) {
+                    (Some(Protocol::Tcp(_)), None) => true,
+                    (Some(Protocol::Udp(_)), Some(Protocol::QuicV1)) => it.next().is_none(),
+                    _ => false,
+                };
+                if ip && transport {
+                    Ok(addr)
+                } else {
+                    Err(InvalidValue::new(
+                        "node.listen",
+                        format!("{s:?} must be /ip4|ip6/<ip>/tcp/<port> or /ip4|ip6/<ip>/udp/<port>/quic-v1"),
+                    ))
+                }
+            })
+            .collect()
+    }
+
+    /// The bootnode multiaddrs, parsed; each must end in `/p2p/<peer id>`.
+    pub fn bootnodes(&self) -> Result<Vec<Multiaddr>, InvalidValue> {
+        self.network
+            .bootnodes
+            .iter()
+            .map(|s| {
+                let addr = parse_multiaddr("network.bootnodes", s)?;
+                match addr.iter().last() {
+                    Some(Protocol::P2p(_)) => Ok(addr),
+                    _ => Err(InvalidValue::new(
+                        "network.bootnodes",
+                        format!("{s:?} must end in /p2p/<peer id> so the node can check who answers"),
+                    )),
+                }
+            })
+            .collect()
+    }
+
+    /// The API socket address, or `None` when the API is disabled.
+    pub fn api_addr(&self) -> Result<Option<SocketAddr>, InvalidValue> {
+        if self.node.api.is_empty() {
+            return Ok(None);
+        }
+        let addr: SocketAddr = self.node.api.parse().map_err(|e| {
+            InvalidValue::new("node.api", format!("{:?} is not an ip:port address: {e}", self.node.api))
+        })?;
+        if !addr.ip().is_loopback() {
+            return Err(InvalidValue::new(
+                "node.api",
+                format!("{addr} is not a loopback address; the API is for this machine only"),
+            ));
+        }
+        Ok(Some(addr))
+    }
+}
+
+fn parse_multiaddr(key: &str, s: &str) -> Result<Multiaddr, InvalidValue> {
+    s.parse::<Multiaddr>()
+        .map_err(|e| InvalidValue::new(key, format!("{s:?} is not a valid multiaddr: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_validate_and_round_trip_through_toml() {
+        let cfg = NodeConfig::default();
+        cfg.validate().unwrap();
+        let back = NodeConfig::from_toml(&cfg.to_toml()).unwrap();
+        assert_eq!(back, cfg);
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = NodeConfig::from_toml("[node]\nlisten_on = []\n").unwrap_err();
+        assert!(err.contains("listen_on"), "{err}");
+        let err = NodeConfig::from_toml("[network]\nepoch = 5\n").unwrap_err();
+        assert!(err.contains("epoch"), "{err}");
+        let err = NodeConfig::from_toml("[nodes]\n").unwrap_err();
+        assert!(err.contains("nodes"), "{err}");
+    }
+
+    #[test]
+    fn wrong_types_are_errors() {
+        let err = NodeConfig::from_toml("[network]\nepoch_secs = \"long\"\n").unwrap_err();
+        assert!(err.contains("epoch_secs") || err.contains("line 2"), "{err}");
+        let err = NodeConfig::from_toml("[node]\nrole = \"miner\"\n").unwrap_err();
+        assert!(err.contains("miner"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let check = |edit: &dyn Fn(&mut NodeConfig), key: &str| {
+            let mut c = NodeConfig::default();
+            edit(&mut c);
+            let e = c.validate().unwrap_err();
+            assert_eq!(e.key, key, "{e}");
+        };
+        check(&|c| c.node.listen = vec!["not-a-multiaddr".into()], "node.listen");
+        check(&|c| c.node.listen = vec!["/ip4/127.0.0.1/udp/1".into()], "node.listen");
+        check(&|c| c.node.listen.clear(), "node.listen");
+        check(&|c| c.network.bootnodes = vec!["/ip4/127.0.0.1/tcp/1".into()], "network.bootnodes");
+        check(&|c| c.network.bootnodes = vec!["/ip4/1.2.3/tcp/1".into()], "network.bootnodes");
+        check(&|c| c.node.api = "0.0.0.0:7070".into(), "node.api");
+        check(&|c| c.node.api = "localhost".into(), "node.api");
+        check(&|c| c.network.epoch_secs = 0, "network.epoch_secs");
+        check(&|c| c.network.id = "Bad Id".into(), "network.id");
+        check(&|c| c.limits.max_connections = 0, "limits.max_connections");
+        check(&|c| c.limits.target_peers = 1000, "limits.target_peers");
+        check(&|c| c.node.log = "info,[".into(), "node.log");
+    }
+
+    #[test]
+    fn overrides_replace_file_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ifx.toml");
+        std::fs::write(&path, "[node]\nrole = \"verifier\"\napi = \"\"\n[network]\nid = \"lab\"\n")
+            .unwrap();
+        let o = Overrides {
+            listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
+            api: Some("127.0.0.1:0".into()),
+            ..Default::default()
+        };
+        let cfg = NodeConfig::load(Some(&path), &o).unwrap();
+        assert_eq!(cfg.node.role, Role::Verifier);
+        assert_eq!(cfg.network.id, "lab");
+        assert_eq!(cfg.node.listen, vec!["/ip4/127.0.0.1/tcp/0".to_string()]);
+        assert_eq!(cfg.api_addr().unwrap(), Some("127.0.0.1:0".parse().unwrap()));
+        let missing = NodeConfig::load(Some(&dir.path().join("nope.toml")), &o).unwrap_err();
+        assert!(matches!(missing, ConfigError::Read { .. }), "{missing}");
+    }
+}

@@ -1,0 +1,118 @@
+//! The composed libp2p behaviour and the swarm built around it.
+
+use std::num::NonZeroUsize;
+use std::time::Duration;
+
+use ifx_protocols::{Kind, NetworkConfig};
+use ifx_protocols::envelope::MAX_ENVELOPE_BYTES;
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::{
+    StreamProtocol, Swarm, SwarmBuilder, connection_limits, gossipsub, identify, identity::Keypair,
+    kad, noise, ping, tcp, yamux,
+};
+use prometheus_client::registry::Registry;
+
+use super::scoring;
+use crate::config::LimitsSection;
+
+/// Every protocol the node speaks.
+#[derive(NetworkBehaviour)]
+pub struct Behaviour {
+    pub limits: connection_limits::Behaviour,
+    pub kad: kad::Behaviour<kad::store::MemoryStore>,
+    pub identify: identify::Behaviour,
+    pub ping: ping::Behaviour,
+    pub gossipsub: gossipsub::Behaviour,
+}
+
+/// Why the swarm could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("transport setup failed: {0}")]
+    Transport(String),
+    #[error("gossipsub setup failed: {0}")]
+    Gossipsub(String),
+}
+
+/// Gossip topic of each kind of envelope on this network.
+pub fn topic(net: &NetworkConfig, kind: Kind) -> gossipsub::IdentTopic {
+    gossipsub::IdentTopic::new(net.topic(kind.name()))
+}
+
+/// Builds the swarm: TCP+Noise+Yamux and QUIC, metrics registered in `registry`.
+pub fn build_swarm(
+    keypair: Keypair,
+    net: &NetworkConfig,
+    limits: &LimitsSection,
+    agent_version: String,
+    registry: &mut Registry,
+) -> Result<Swarm<Behaviour>, BuildError> {
+    let kad_protocol = StreamProtocol::try_from_owned(net.kad_protocol())
+        .map_err(|e| BuildError::Transport(e.to_string()))?;
+    let identify_protocol = net.identify_protocol();
+    let topics: Vec<_> = Kind::ALL.iter().map(|k| topic(net, *k).hash()).collect();
+    let limits = limits.clone();
+    let swarm = SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
+        .map_err(|e| BuildError::Transport(e.to_string()))?
+        .with_quic()
+        .with_bandwidth_metrics(registry)
+        .with_behaviour(|key| {
+            let peer_id = key.public().to_peer_id();
+            let mut kcfg = kad::Config::new(kad_protocol);
+            kcfg.set_query_timeout(Duration::from_secs(30));
+            // Lookups run on our own schedule (see the event loop); this is the slow fallback.
+            kcfg.set_periodic_bootstrap_interval(Some(Duration::from_secs(300)));
+            kcfg.set_replication_factor(NonZeroUsize::new(20).expect("nonzero"));
+            let mut kad = kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), kcfg);
+            kad.set_mode(Some(kad::Mode::Server));
+
+            let identify = identify::Behaviour::new(
+                identify::Config::new(identify_protocol, key.public())
+                    .with_agent_version(agent_version)
+                    .with_interval(Duration::from_secs(60)),
+            );
+
+            let ping = ping::Behaviour::new(ping::Config::new().with_interval(Duration::from_secs(5)));
+
+            let gcfg = gossipsub::ConfigBuilder::default()
+                .validation_mode(gossipsub::ValidationMode::Strict)
+                .validate_messages()
+                .message_id_fn(|m: &gossipsub::Message| {
+                    gossipsub::MessageId::from(blake3::hash(&m.data).as_bytes()[..20].to_vec())
+                })
+                .max_transmit_size(MAX_ENVELOPE_BYTES + 1024)
+                .heartbeat_interval(Duration::from_millis(700))
+                .build()
+                .map_err(|e| BuildError::Gossipsub(e.to_string()))?;
+            let mut gossipsub =
+                gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), gcfg)
+                    .map_err(|e| BuildError::Gossipsub(e.to_string()))?
+                    .with_metrics(registry.sub_registry_with_prefix("gossipsub"), Default::default());
+            gossipsub
+                .with_peer_score(scoring::params(&topics), scoring::thresholds())
+                .map_err(|e| BuildError::Gossipsub(e.to_string()))?;
+
+            let limits = connection_limits::Behaviour::new(
+                connection_limits::ConnectionLimits::default()
+                    .with_max_established(Some(limits.max_connections))
+                    .with_max_established_per_peer(Some(limits.max_connections_per_peer))
+                    .with_max_pending_incoming(Some(limits.max_pending))
+                    .with_max_pending_outgoing(Some(limits.max_pending)),
+            );
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(Behaviour {
+                limits,
+                kad,
+                identify,
+                ping,
+                gossipsub,
+            })
+        })
+        .map_err(|e| BuildError::Gossipsub(e.to_string()))?
+        .with_swarm_config(|c| {
+            c.with_idle_connection_timeout(Duration::from_secs(limits.idle_timeout_secs))
+        })
+        .build();
+    Ok(swarm)
+}

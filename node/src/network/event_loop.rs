@@ -1,0 +1,478 @@
+//! The task that owns the swarm: it dials bootnodes with backoff, walks the DHT to discover
+//! peers, keeps connections up to the target, hands gossip to the router and answers commands.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use ifx_protocols::Kind;
+use ifx_storage::{PeerStore, StoredPeer};
+use libp2p::gossipsub::{self, MessageAcceptance, TopicHash};
+use libp2p::metrics::{Metrics, Recorder};
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::swarm::{ConnectionId, SwarmEvent};
+use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, identify, kad, ping};
+use prometheus_client::registry::Registry;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::backoff::Bootnodes;
+use super::behaviour::{Behaviour, BehaviourEvent, build_swarm, topic};
+use super::{Command, ConnectedPeer, InboundMessage, NetHandle, NetSnapshot, peer_of};
+use crate::config::NodeConfig;
+use crate::identity::Identity;
+
+/// First delay between two random DHT walks; it doubles up to [`DISCOVERY_MAX`].
+const DISCOVERY_MIN: Duration = Duration::from_millis(500);
+/// Slowest pace of random DHT walks once the table is settled.
+const DISCOVERY_MAX: Duration = Duration::from_secs(30);
+/// How often the known peers are written to the peer store.
+const PERSIST_EVERY: Duration = Duration::from_secs(60);
+/// Gossip messages queued for validation before new ones are dropped (and ignored).
+const INBOUND_QUEUE: usize = 1024;
+
+/// Why the network could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Build(#[from] super::behaviour::BuildError),
+    #[error("cannot listen on {addr}: {reason}")]
+    Listen { addr: Multiaddr, reason: String },
+    #[error("invalid configuration: {0}")]
+    Config(#[from] ifx_protocols::InvalidValue),
+}
+
+/// A started network: its handle, the gossip to validate, and the addresses it listens on.
+pub struct Started {
+    pub handle: NetHandle,
+    pub inbound: mpsc::Receiver<InboundMessage>,
+    pub listen_addrs: Vec<Multiaddr>,
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+/// Builds the swarm, binds every listen address (reporting a port in use as an error), and
+/// spawns the loop. It runs until `shutdown` is cancelled, then saves the known peers.
+pub async fn start(
+    identity: &Identity,
+    cfg: &NodeConfig,
+    registry: &mut Registry,
+    peer_store: Option<PeerStore>,
+    shutdown: CancellationToken,
+) -> Result<Started, StartError> {
+    let agent = format!("ifx/{}", env!("CARGO_PKG_VERSION"));
+    let mut swarm = build_swarm(identity.libp2p_keypair(), &cfg.network, &cfg.limits, agent, registry)?;
+    let metrics = Metrics::new(registry);
+
+    let mut pending = Vec::new();
+    for addr in cfg.listen_addrs()? {
+        let id = swarm
+            .listen_on(addr.clone())
+            .map_err(|e| StartError::Listen { addr: addr.clone(), reason: transport_error(&e) })?;
+        pending.push((id, addr));
+    }
+    // Wait until every listener reports an address (a port 0 becomes a real port).
+    let mut listen_addrs = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !pending.is_empty() {
+        let ev = tokio::time::timeout_at(deadline, swarm.select_next_some()).await.map_err(|_| {
+            StartError::Listen { addr: pending[0].1.clone(), reason: "no address after 10 s".into() }
+        })?;
+        match ev {
+            SwarmEvent::NewListenAddr { listener_id, address } => {
+                pending.retain(|(id, _)| *id != listener_id);
+                info!(%address, "listening");
+                listen_addrs.push(address);
+            }
+            SwarmEvent::ListenerClosed { listener_id, reason, .. } => {
+                if let Some((_, addr)) = pending.iter().find(|(id, _)| *id == listener_id) {
+                    let reason = match reason {
+                        Ok(()) => "listener closed".to_string(),
+                        Err(e) => e.to_string(),
+                    };
+                    return Err(StartError::Listen { addr: addr.clone(), reason });
+                }
+            }
+            SwarmEvent::ListenerError { error, .. } => {
+                warn!(%error, "listener error while starting");
+            }
+            _ => {}
+        }
+    }
+
+    let mut kinds_by_topic = BTreeMap::new();
+    for kind in Kind::ALL {
+        let t = topic(&cfg.network, kind);
+        swarm.behaviour_mut().gossipsub.subscribe(&t).expect("subscribing to a fresh topic");
+        kinds_by_topic.insert(t.hash(), kind);
+    }
+
+    let now = Instant::now();
+    let mut boots = Vec::new();
+    for addr in cfg.bootnodes()? {
+        let peer = peer_of(&addr).expect("validated: bootnodes end in /p2p/");
+        if peer == *swarm.local_peer_id() {
+            continue;
+        }
+        let mut plain = addr.clone();
+        plain.pop();
+        swarm.behaviour_mut().kad.add_address(&peer, plain.clone());
+        boots.push((peer, plain));
+    }
+    if let Some(store) = &peer_store {
+        match store.load() {
+            Ok(peers) => {
+                let mut n = 0;
+                for p in peers {
+                    let Ok(peer) = PeerId::from_bytes(&p.peer_id) else { continue };
+                    for a in p.addrs.iter().filter_map(|a| Multiaddr::try_from(a.clone()).ok()) {
+                        swarm.behaviour_mut().kad.add_address(&peer, a);
+                        n += 1;
+                    }
+                }
+                if n > 0 {
+                    info!(addresses = n, "loaded known peers from the peer store");
+                }
+            }
+            Err(e) => warn!(error = %e, "cannot load the peer store; starting from bootnodes only"),
+        }
+    }
+
+    let (cmd_tx, cmd_rx) = mpsc::channel(256);
+    let (in_tx, in_rx) = mpsc::channel(INBOUND_QUEUE);
+    let handle = NetHandle { commands: cmd_tx, local_peer_id: *swarm.local_peer_id() };
+    let kad_protocol = StreamProtocol::try_from_owned(cfg.network.kad_protocol()).expect("validated id");
+    let lp = EventLoop {
+        swarm,
+        commands: cmd_rx,
+        inbound: in_tx,
+        bootnodes: Bootnodes::new(boots, now),
+        kinds_by_topic,
+        rtt: HashMap::new(),
+        peer_addrs: HashMap::new(),
+        bootnode_dials: HashMap::new(),
+        metrics,
+        peer_store,
+        target_peers: cfg.limits.target_peers as usize,
+        kad_protocol,
+        heartbeat_topic: topic(&cfg.network, Kind::Heartbeat).hash(),
+        listen_addrs: listen_addrs.clone(),
+    };
+    let task = tokio::spawn(lp.run(shutdown));
+    Ok(Started { handle, inbound: in_rx, listen_addrs, task })
+}
+
+fn transport_error(e: &libp2p::TransportError<std::io::Error>) -> String {
+    match e {
+        libp2p::TransportError::MultiaddrNotSupported(a) => format!("multiaddr {a} is not supported"),
+        libp2p::TransportError::Other(io)
+            if io.kind() == std::io::ErrorKind::AddrInUse
+                || io.to_string().to_lowercase().contains("address already in use") =>
+        {
+            "address already in use (is another node running on this port?)".into()
+        }
+        libp2p::TransportError::Other(io) => io.to_string(),
+    }
+}
+
+struct EventLoop {
+    swarm: Swarm<Behaviour>,
+    commands: mpsc::Receiver<Command>,
+    inbound: mpsc::Sender<InboundMessage>,
+    bootnodes: Bootnodes,
+    kinds_by_topic: BTreeMap<TopicHash, Kind>,
+    rtt: HashMap<PeerId, Duration>,
+    peer_addrs: HashMap<PeerId, Multiaddr>,
+    /// Our own dials of bootnodes in flight.
+    bootnode_dials: HashMap<ConnectionId, PeerId>,
+    metrics: Metrics,
+    peer_store: Option<PeerStore>,
+    target_peers: usize,
+    kad_protocol: StreamProtocol,
+    heartbeat_topic: TopicHash,
+    listen_addrs: Vec<Multiaddr>,
+}
+
+impl EventLoop {
+    async fn run(mut self, shutdown: CancellationToken) {
+        let mut discovery_delay = DISCOVERY_MIN;
+        let mut next_discovery = tokio::time::Instant::now();
+        let mut next_persist = tokio::time::Instant::now() + PERSIST_EVERY;
+        loop {
+            let next_boot = self
+                .bootnodes
+                .next_due()
+                .map(tokio::time::Instant::from_std)
+                .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                ev = self.swarm.select_next_some() => self.on_swarm_event(ev),
+                cmd = self.commands.recv() => match cmd {
+                    Some(cmd) => self.on_command(cmd),
+                    None => break,
+                },
+                _ = tokio::time::sleep_until(next_boot) => self.dial_bootnodes(),
+                _ = tokio::time::sleep_until(next_discovery) => {
+                    self.discover();
+                    discovery_delay = (discovery_delay * 2).min(DISCOVERY_MAX);
+                    next_discovery = tokio::time::Instant::now() + discovery_delay;
+                }
+                _ = tokio::time::sleep_until(next_persist) => {
+                    self.persist_peers().await;
+                    next_persist = tokio::time::Instant::now() + PERSIST_EVERY;
+                }
+            }
+        }
+        info!("network shutting down");
+        self.persist_peers().await;
+        // Dropping the swarm closes every connection.
+    }
+
+    fn dial_bootnodes(&mut self) {
+        for (peer, addr) in self.bootnodes.due(Instant::now()) {
+            info!(%peer, %addr, "dialling bootnode");
+            let opts = DialOpts::peer_id(peer)
+                .condition(PeerCondition::Always)
+                .addresses(vec![addr])
+                .build();
+            let id = opts.connection_id();
+            match self.swarm.dial(opts) {
+                Ok(()) => {
+                    self.bootnode_dials.insert(id, peer);
+                }
+                Err(e) => self.bootnode_failed(peer, &e.to_string()),
+            }
+        }
+    }
+
+    fn bootnode_failed(&mut self, peer: PeerId, error: &str) {
+        if let Some(delay) = self.bootnodes.failed(&peer, Instant::now()) {
+            warn!(%peer, error, retry_in_ms = delay.as_millis() as u64,
+                "bootnode unreachable; retrying with exponential backoff");
+        }
+    }
+
+    /// A random walk through the DHT, then dials to reach the target connection count.
+    fn discover(&mut self) {
+        let kad = &mut self.swarm.behaviour_mut().kad;
+        if kad.kbuckets().next().is_some() {
+            kad.get_closest_peers(PeerId::random());
+        }
+        let connected = self.swarm.connected_peers().count();
+        if connected >= self.target_peers {
+            return;
+        }
+        let mut candidates: Vec<(PeerId, Vec<Multiaddr>)> = Vec::new();
+        for bucket in self.swarm.behaviour_mut().kad.kbuckets() {
+            for e in bucket.iter() {
+                candidates.push((*e.node.key.preimage(), e.node.value.iter().cloned().collect()));
+            }
+        }
+        let mut budget = self.target_peers - connected;
+        for (peer, addrs) in candidates {
+            if budget == 0 {
+                break;
+            }
+            // Bootnodes are dialled on their own backoff schedule.
+            if self.swarm.is_connected(&peer) || self.bootnodes.contains(&peer) {
+                continue;
+            }
+            let opts = DialOpts::peer_id(peer)
+                .condition(PeerCondition::DisconnectedAndNotDialing)
+                .addresses(addrs)
+                .build();
+            if self.swarm.dial(opts).is_ok() {
+                budget -= 1;
+            }
+        }
+    }
+
+    fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Publish { kind, data, reply } => {
+                let topic = self
+                    .kinds_by_topic
+                    .iter()
+                    .find(|(_, k)| **k == kind)
+                    .map(|(t, _)| t.clone())
+                    .expect("every kind has a topic");
+                let r = self.swarm.behaviour_mut().gossipsub.publish(topic, data);
+                let _ = reply.send(r.map(|_| ()).map_err(|e| e.to_string()));
+            }
+            Command::Validated { id, from, acceptance } => {
+                self.swarm.behaviour_mut().gossipsub.report_message_validation_result(&id, &from, acceptance);
+            }
+            Command::Snapshot { reply } => {
+                let _ = reply.send(self.snapshot());
+            }
+        }
+    }
+
+    fn snapshot(&mut self) -> NetSnapshot {
+        let mut connected: Vec<ConnectedPeer> = Vec::new();
+        let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+        for p in peers {
+            connected.push(ConnectedPeer {
+                peer_id: p.to_string(),
+                gossip_score: self.swarm.behaviour().gossipsub.peer_score(&p),
+                rtt_us: self.rtt.get(&p).map(|d| d.as_micros() as u64),
+                addr: self.peer_addrs.get(&p).map(|a| a.to_string()).unwrap_or_default(),
+            });
+        }
+        connected.sort_by(|a, b| a.peer_id.cmp(&b.peer_id));
+        let mut routing_table: Vec<String> = Vec::new();
+        for bucket in self.swarm.behaviour_mut().kad.kbuckets() {
+            for e in bucket.iter() {
+                routing_table.push(e.node.key.preimage().to_string());
+            }
+        }
+        routing_table.sort();
+        let mut heartbeat_mesh: Vec<String> =
+            self.swarm.behaviour().gossipsub.mesh_peers(&self.heartbeat_topic).map(|p| p.to_string()).collect();
+        heartbeat_mesh.sort();
+        NetSnapshot {
+            peer_id: self.swarm.local_peer_id().to_string(),
+            listen_addrs: self.listen_addrs.iter().map(|a| a.to_string()).collect(),
+            connected,
+            routing_table,
+            heartbeat_mesh,
+        }
+    }
+
+    async fn persist_peers(&mut self) {
+        let Some(store) = self.peer_store.clone() else { return };
+        let mut peers = Vec::new();
+        let now_ms = crate::unix_time_us() / 1000;
+        for bucket in self.swarm.behaviour_mut().kad.kbuckets() {
+            for e in bucket.iter() {
+                peers.push(StoredPeer {
+                    peer_id: e.node.key.preimage().to_bytes(),
+                    addrs: e.node.value.iter().map(|a| a.to_vec()).collect(),
+                    last_seen_unix_ms: now_ms,
+                });
+            }
+        }
+        peers.truncate(ifx_storage::peers::MAX_PEERS);
+        let n = peers.len();
+        match tokio::task::spawn_blocking(move || store.save(&peers)).await {
+            Ok(Ok(())) => debug!(peers = n, "peer store saved"),
+            Ok(Err(e)) => warn!(error = %e, "cannot save the peer store"),
+            Err(e) => warn!(error = %e, "peer store task failed"),
+        }
+    }
+
+    fn on_swarm_event(&mut self, ev: SwarmEvent<BehaviourEvent>) {
+        self.metrics.record(&ev);
+        match ev {
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(e)) => {
+                self.metrics.record(&e);
+                self.on_gossip(e);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(e)) => {
+                self.metrics.record(&e);
+                match e {
+                    kad::Event::RoutingUpdated { peer, is_new_peer: true, .. } => {
+                        debug!(%peer, "peer added to the routing table");
+                    }
+                    kad::Event::OutboundQueryProgressed {
+                        result: kad::QueryResult::Bootstrap(Err(e)), ..
+                    } => debug!(error = %e, "bootstrap query failed"),
+                    _ => {}
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(e)) => {
+                self.metrics.record(&e);
+                if let identify::Event::Received { peer_id, info, .. } = e {
+                    // Identify feeds Kademlia: only peers of our network (same kad protocol).
+                    if info.protocols.contains(&self.kad_protocol) {
+                        for addr in info.listen_addrs {
+                            self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+                        }
+                    } else {
+                        // Another network (or not ifx at all): forget it and hang up.
+                        warn!(%peer_id, agent = info.agent_version, protocol = info.protocol_version,
+                            "peer is not on our network; disconnecting");
+                        if self.bootnodes.remove(&peer_id) {
+                            warn!(%peer_id, "a configured bootnode is not on our network; no longer dialling it");
+                        }
+                        self.swarm.behaviour_mut().kad.remove_peer(&peer_id);
+                        let _ = self.swarm.disconnect_peer_id(peer_id);
+                    }
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(e)) => {
+                self.metrics.record(&e);
+                let ping::Event { peer, result, .. } = e;
+                if let Ok(rtt) = result {
+                    self.rtt.insert(peer, rtt);
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Limits(v)) => match v {},
+            SwarmEvent::ConnectionEstablished { peer_id, connection_id, endpoint, num_established, .. } => {
+                self.bootnode_dials.remove(&connection_id);
+                debug!(peer = %peer_id, addr = %endpoint.get_remote_address(), "connected");
+                self.peer_addrs.insert(peer_id, endpoint.get_remote_address().clone());
+                if self.bootnodes.contains(&peer_id) && num_established.get() == 1 {
+                    info!(peer = %peer_id, "connected to bootnode");
+                    self.bootnodes.connected(&peer_id);
+                    // Self-lookup: learn our neighbourhood from the bootnode.
+                    let _ = self.swarm.behaviour_mut().kad.bootstrap();
+                }
+            }
+            SwarmEvent::ConnectionClosed { peer_id, num_established: 0, cause, .. } => {
+                debug!(peer = %peer_id, cause = ?cause, "disconnected");
+                self.rtt.remove(&peer_id);
+                self.peer_addrs.remove(&peer_id);
+                if self.bootnodes.contains(&peer_id) {
+                    info!(peer = %peer_id, "lost the bootnode connection; will redial");
+                    self.bootnodes.disconnected(&peer_id, Instant::now());
+                }
+            }
+            SwarmEvent::OutgoingConnectionError { connection_id, peer_id, error } => {
+                // Only our own scheduled dials drive the bootnode backoff; Kademlia's dials of
+                // the same peer fail too but are not retries.
+                if let Some(peer) = self.bootnode_dials.remove(&connection_id) {
+                    self.bootnode_failed(peer, &error.to_string());
+                } else {
+                    debug!(peer = ?peer_id, %error, "dial failed");
+                }
+            }
+            SwarmEvent::NewListenAddr { address, .. } => {
+                info!(%address, "listening");
+                self.listen_addrs.push(address);
+            }
+            SwarmEvent::ExpiredListenAddr { address, .. } => {
+                self.listen_addrs.retain(|a| *a != address);
+            }
+            SwarmEvent::ListenerError { error, .. } => warn!(%error, "listener error"),
+            _ => {}
+        }
+    }
+
+    fn on_gossip(&mut self, e: gossipsub::Event) {
+        match e {
+            gossipsub::Event::Message { propagation_source, message_id, message } => {
+                let msg = InboundMessage {
+                    id: message_id.clone(),
+                    from: propagation_source,
+                    source: message.source,
+                    kind: self.kinds_by_topic.get(&message.topic).copied(),
+                    data: message.data,
+                };
+                if self.inbound.try_send(msg).is_err() {
+                    warn!("validation queue full; ignoring a gossip message");
+                    self.swarm.behaviour_mut().gossipsub.report_message_validation_result(
+                        &message_id,
+                        &propagation_source,
+                        MessageAcceptance::Ignore,
+                    );
+                }
+            }
+            gossipsub::Event::Subscribed { peer_id, topic } => debug!(peer = %peer_id, %topic, "peer subscribed"),
+            gossipsub::Event::GossipsubNotSupported { peer_id } => {
+                debug!(peer = %peer_id, "peer does not speak gossipsub")
+            }
+            _ => {}
+        }
+    }
+}

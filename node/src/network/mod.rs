@@ -1,0 +1,118 @@
+//! The peer-to-peer layer. One task ([`event_loop::EventLoop`]) owns the libp2p `Swarm`; the rest
+//! of the node reaches it through a cloneable [`NetHandle`] (commands with oneshot replies) and
+//! receives gossip through an [`InboundMessage`] channel. Envelope validation happens outside the
+//! loop (see `router.rs`), which reports the verdict back through the handle.
+
+pub mod backoff;
+pub mod behaviour;
+pub mod event_loop;
+pub mod scoring;
+
+use ifx_protocols::Kind;
+use libp2p::gossipsub::{MessageAcceptance, MessageId};
+use libp2p::{Multiaddr, PeerId};
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+
+/// Requests to the swarm task.
+#[derive(Debug)]
+pub enum Command {
+    /// Publish signed envelope bytes on the topic of `kind`.
+    Publish { kind: Kind, data: Vec<u8>, reply: oneshot::Sender<Result<(), String>> },
+    /// The application's verdict on a gossip message: accept forwards it, reject penalises the
+    /// peer it came from, ignore drops it quietly.
+    Validated { id: MessageId, from: PeerId, acceptance: MessageAcceptance },
+    /// A consistent picture of the network state.
+    Snapshot { reply: oneshot::Sender<NetSnapshot> },
+}
+
+/// A gossip message waiting for application validation.
+#[derive(Debug, Clone)]
+pub struct InboundMessage {
+    pub id: MessageId,
+    /// The peer that forwarded it to us (who is scored for it).
+    pub from: PeerId,
+    /// The original publisher, as signed by gossipsub (strict mode guarantees it is present).
+    pub source: Option<PeerId>,
+    /// The topic's kind, if the topic is one of ours.
+    pub kind: Option<Kind>,
+    pub data: Vec<u8>,
+}
+
+/// The network as the swarm task sees it, for the API and the testnet.
+#[derive(Debug, Clone, Serialize)]
+pub struct NetSnapshot {
+    pub peer_id: String,
+    pub listen_addrs: Vec<String>,
+    /// Connected peers, sorted by peer id.
+    pub connected: Vec<ConnectedPeer>,
+    /// Peers in the Kademlia routing table, sorted.
+    pub routing_table: Vec<String>,
+    /// Peers in the gossip mesh of the heartbeat topic, sorted.
+    pub heartbeat_mesh: Vec<String>,
+}
+
+/// One connected peer.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConnectedPeer {
+    pub peer_id: String,
+    /// Gossipsub score (negative after invalid messages).
+    pub gossip_score: Option<f64>,
+    /// Last ping round trip in microseconds.
+    pub rtt_us: Option<u64>,
+    /// Address of the connection.
+    pub addr: String,
+}
+
+/// The swarm task stopped; no more commands can be served.
+#[derive(Debug, thiserror::Error)]
+#[error("the network task has stopped")]
+pub struct NetworkStopped;
+
+/// Cloneable access to the swarm task.
+#[derive(Clone, Debug)]
+pub struct NetHandle {
+    commands: mpsc::Sender<Command>,
+    local_peer_id: PeerId,
+}
+
+impl NetHandle {
+    /// This node's peer id.
+    pub fn local_peer_id(&self) -> PeerId {
+        self.local_peer_id
+    }
+
+    /// Publishes envelope bytes; fails if no peer is subscribed yet or the task stopped.
+    pub async fn publish(&self, kind: Kind, data: Vec<u8>) -> Result<Result<(), String>, NetworkStopped> {
+        let (reply, rx) = oneshot::channel();
+        self.commands.send(Command::Publish { kind, data, reply }).await.map_err(|_| NetworkStopped)?;
+        rx.await.map_err(|_| NetworkStopped)
+    }
+
+    /// Reports the verdict on an inbound message.
+    pub async fn validated(&self, id: MessageId, from: PeerId, acceptance: MessageAcceptance) {
+        // If the loop stopped there is nobody left to tell.
+        let _ = self.commands.send(Command::Validated { id, from, acceptance }).await;
+    }
+
+    /// The current network state.
+    pub async fn snapshot(&self) -> Result<NetSnapshot, NetworkStopped> {
+        let (reply, rx) = oneshot::channel();
+        self.commands.send(Command::Snapshot { reply }).await.map_err(|_| NetworkStopped)?;
+        rx.await.map_err(|_| NetworkStopped)
+    }
+}
+
+/// A parsed `/p2p/<peer id>` suffix of a multiaddr, if present.
+pub fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
+    match addr.iter().last() {
+        Some(libp2p::multiaddr::Protocol::P2p(p)) => Some(p),
+        _ => None,
+    }
+}
+
+/// The libp2p peer id of an envelope author (an ed25519 public key), if the key is valid.
+pub fn author_peer_id(author: &[u8; 32]) -> Option<PeerId> {
+    let key = libp2p::identity::ed25519::PublicKey::try_from_bytes(author).ok()?;
+    Some(libp2p::identity::PublicKey::from(key).to_peer_id())
+}

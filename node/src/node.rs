@@ -1,0 +1,202 @@
+//! A running node: checks the data dir, loads the identity, opens the database, starts the
+//! network, the router, the heartbeat publisher and the API, and stops them all in order.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use ifx_protocols::PeerTable;
+use ifx_storage::{Db, PeerStore};
+use libp2p::{Multiaddr, PeerId};
+use prometheus_client::registry::Registry;
+use thiserror::Error;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::api::{self, ApiState};
+use crate::config::NodeConfig;
+use crate::heartbeat::Announcer;
+use crate::identity::{Identity, IdentityError};
+use crate::metrics::{NodeMetrics, SharedRegistry};
+use crate::network::{NetHandle, event_loop};
+use crate::router::Router;
+
+/// File in the data dir holding the bound API address (written once the API listens).
+pub const API_ADDR_FILE: &str = "api.addr";
+/// Latency samples kept for `/heartbeats/latency`.
+const LATENCY_SAMPLES: usize = 8192;
+
+/// Why a node could not start.
+#[derive(Debug, Error)]
+pub enum NodeError {
+    #[error("data dir {path}: {reason}")]
+    DataDir { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    #[error("database in {path}: {reason}")]
+    Storage { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Network(#[from] event_loop::StartError),
+    #[error("cannot serve the API on {addr}: {reason}")]
+    Api { addr: SocketAddr, reason: String },
+    #[error(transparent)]
+    Config(#[from] ifx_protocols::InvalidValue),
+}
+
+/// A started node. Dropping it without [`Node::stop`] leaves its tasks running until the
+/// runtime ends.
+pub struct Node {
+    pub peer_id: PeerId,
+    pub listen_addrs: Vec<Multiaddr>,
+    pub api_addr: Option<SocketAddr>,
+    pub net: NetHandle,
+    pub heartbeats: Arc<Mutex<PeerTable>>,
+    pub registry: SharedRegistry,
+    shutdown: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+    network_task: JoinHandle<()>,
+}
+
+impl Node {
+    /// Starts every part of the node described by a validated `cfg`.
+    pub async fn start(cfg: NodeConfig) -> Result<Node, NodeError> {
+        cfg.validate()?;
+        let started_at = Instant::now();
+        let data_dir = cfg.node.data_dir.clone();
+        prepare_data_dir(&data_dir)?;
+        // A stale address from an earlier run must not be mistaken for this one.
+        let _ = std::fs::remove_file(data_dir.join(API_ADDR_FILE));
+        let identity = Identity::load_or_create(&data_dir)?;
+        let db_path = data_dir.join("db");
+        let db = Db::open(&db_path).map_err(|e| NodeError::Storage {
+            path: db_path.clone(),
+            reason: storage_reason(&e.to_string()),
+        })?;
+
+        let mut registry = Registry::default();
+        let metrics = NodeMetrics::default();
+        metrics.register(&mut registry);
+        let capacity = crate::capacity::probe().await;
+        info!(peer_id = %identity.peer_id(), role = cfg.node.role.as_str(), network = cfg.network.id,
+            backend = capacity.backend, adapter = capacity.adapter, "starting node");
+
+        let shutdown = CancellationToken::new();
+        let started = event_loop::start(
+            &identity,
+            &cfg,
+            &mut registry,
+            Some(PeerStore::new(db.clone())),
+            shutdown.child_token(),
+        )
+        .await?;
+        let registry = SharedRegistry::new(registry);
+        let heartbeats = Arc::new(Mutex::new(PeerTable::new(
+            cfg.network.epoch_secs.saturating_mul(1000).max(60_000),
+            LATENCY_SAMPLES,
+        )));
+
+        let mut tasks = Vec::new();
+        let router = Router::new(cfg.network.clone(), heartbeats.clone(), metrics.clone());
+        tasks.push(tokio::spawn(router.run(started.inbound, started.handle.clone(), shutdown.child_token())));
+        let announcer = Announcer {
+            key: identity.signing_key().clone(),
+            net: cfg.network.clone(),
+            role: cfg.node.role,
+            capacity: capacity.clone(),
+            boot_unix_ms: crate::unix_time_us() / 1000,
+        };
+        tasks.push(tokio::spawn(announcer.run(started.handle.clone(), metrics.clone(), shutdown.child_token())));
+
+        let mut api_addr = None;
+        if let Some(addr) = cfg.api_addr()? {
+            let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| NodeError::Api {
+                addr,
+                reason: if e.kind() == std::io::ErrorKind::AddrInUse {
+                    "address already in use (is another node running with this --api?)".into()
+                } else {
+                    e.to_string()
+                },
+            })?;
+            let bound = listener.local_addr().map_err(|e| NodeError::Api { addr, reason: e.to_string() })?;
+            let state = ApiState {
+                peer_id: identity.peer_id().to_string(),
+                role: cfg.node.role,
+                network: cfg.network.clone(),
+                capacity,
+                started_at,
+                net: started.handle.clone(),
+                heartbeats: heartbeats.clone(),
+                registry: registry.clone(),
+            };
+            tasks.push(api::serve(listener, state, shutdown.child_token()));
+            write_api_addr(&data_dir, bound)
+                .map_err(|e| NodeError::DataDir { path: data_dir.clone(), reason: e.to_string() })?;
+            info!(addr = %bound, "API listening (GET /status, /peers, /metrics, /heartbeats/latency)");
+            api_addr = Some(bound);
+        }
+
+        Ok(Node {
+            peer_id: identity.peer_id(),
+            listen_addrs: started.listen_addrs,
+            api_addr,
+            net: started.handle,
+            heartbeats,
+            registry,
+            shutdown,
+            tasks,
+            network_task: started.task,
+        })
+    }
+
+    /// A token that stops the node when cancelled (for signal handlers).
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Stops intake (API, heartbeats, validation) first, then the network, which saves the
+    /// known peers; returns when every task has ended.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        let _ = self.network_task.await;
+        info!("node stopped");
+    }
+
+    /// Waits until the node is asked to stop (its token cancelled), then stops it.
+    pub async fn run_until_stopped(self) {
+        self.shutdown.cancelled().await;
+        self.stop().await;
+    }
+}
+
+/// Creates the data dir if needed and checks that it is a writable directory.
+fn prepare_data_dir(dir: &Path) -> Result<(), NodeError> {
+    let err = |reason: String| NodeError::DataDir { path: dir.into(), reason };
+    if dir.exists() && !dir.is_dir() {
+        return Err(err("exists but is not a directory".into()));
+    }
+    std::fs::create_dir_all(dir).map_err(|e| err(format!("cannot create it: {e}")))?;
+    let probe = dir.join(".write-test");
+    std::fs::write(&probe, b"ok").map_err(|e| err(format!("is not writable: {e}")))?;
+    let _ = std::fs::remove_file(probe);
+    Ok(())
+}
+
+fn storage_reason(e: &str) -> String {
+    if e.contains("LOCK") || e.contains("lock") {
+        format!("{e} (is another node using this data dir?)")
+    } else {
+        e.to_string()
+    }
+}
+
+/// Writes `api.addr` through a temp file and a rename, so readers never see half an address.
+fn write_api_addr(dir: &Path, addr: SocketAddr) -> std::io::Result<()> {
+    let tmp = dir.join(format!("{API_ADDR_FILE}.tmp"));
+    std::fs::write(&tmp, addr.to_string())?;
+    std::fs::rename(tmp, dir.join(API_ADDR_FILE))
+}

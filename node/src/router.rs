@@ -1,0 +1,122 @@
+//! Application validation of gossip: every inbound message is opened as a [`SignedEnvelope`]
+//! for this network, bound to its gossipsub publisher, checked against replays, decoded by kind
+//! and handed to the state that kind feeds. The verdict goes back to gossipsub: accepted
+//! messages are forwarded, provably bad ones are rejected (the relaying peer's score drops),
+//! late or repeated ones are ignored without blame. The router never touches the swarm.
+
+use std::sync::{Arc, Mutex};
+
+use ifx_protocols::heartbeat::Heartbeat;
+use ifx_protocols::{Kind, NetworkConfig, Observed, PeerTable, ReplayGuard, SignedEnvelope};
+use libp2p::gossipsub::MessageAcceptance;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::debug;
+
+use crate::metrics::NodeMetrics;
+use crate::network::{InboundMessage, NetHandle, author_peer_id};
+
+/// Epochs back an envelope may come from and still be accepted.
+const MAX_AGE_EPOCHS: u64 = 1;
+/// Envelope ids remembered for replay detection.
+const REPLAY_MEMORY: usize = 65_536;
+
+/// What to tell gossipsub about a message, and why.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Accept,
+    Reject(&'static str),
+    Ignore(&'static str),
+}
+
+impl Verdict {
+    fn acceptance(self) -> MessageAcceptance {
+        match self {
+            Verdict::Accept => MessageAcceptance::Accept,
+            Verdict::Reject(_) => MessageAcceptance::Reject,
+            Verdict::Ignore(_) => MessageAcceptance::Ignore,
+        }
+    }
+
+    fn labels(self) -> (&'static str, &'static str) {
+        match self {
+            Verdict::Accept => ("accepted", "ok"),
+            Verdict::Reject(r) => ("rejected", r),
+            Verdict::Ignore(r) => ("ignored", r),
+        }
+    }
+}
+
+/// Validation state: the replay memory and the state each kind feeds.
+pub struct Router {
+    net: NetworkConfig,
+    replay: ReplayGuard,
+    heartbeats: Arc<Mutex<PeerTable>>,
+    metrics: NodeMetrics,
+}
+
+impl Router {
+    /// A router for `net` feeding the heartbeat table.
+    pub fn new(net: NetworkConfig, heartbeats: Arc<Mutex<PeerTable>>, metrics: NodeMetrics) -> Self {
+        Self { net, replay: ReplayGuard::new(MAX_AGE_EPOCHS, REPLAY_MEMORY), heartbeats, metrics }
+    }
+
+    /// Judges one message received at `now_us` (Unix µs) and applies it if accepted.
+    pub fn judge(&mut self, msg: &InboundMessage, now_us: u64) -> Verdict {
+        let Some(kind) = msg.kind else { return Verdict::Ignore("unknown_topic") };
+        let env = match SignedEnvelope::open(&msg.data, &self.net.id) {
+            Ok(env) => env,
+            Err(e) if e.is_misbehaviour() => return Verdict::Reject(e.label()),
+            Err(e) => return Verdict::Ignore(e.label()),
+        };
+        if env.kind != kind {
+            return Verdict::Reject("kind_topic_mismatch");
+        }
+        // The envelope's author must be the peer that signed the gossip message: nobody can
+        // publish on another node's behalf.
+        if msg.source.is_none() || msg.source != author_peer_id(&env.author) {
+            return Verdict::Reject("author_not_source");
+        }
+        if let Err(e) = self.replay.admit(&env, self.net.epoch_at(now_us / 1000)) {
+            return Verdict::Ignore(e.label());
+        }
+        match kind {
+            Kind::Heartbeat => {
+                let Ok(hb) = Heartbeat::decode(&env.body) else {
+                    return Verdict::Reject("bad_heartbeat");
+                };
+                let mut table = self.heartbeats.lock().unwrap_or_else(|e| e.into_inner());
+                let seen = table.observe(env.author, env.epoch, &hb, now_us);
+                self.metrics.heartbeat_peers.set(table.len() as i64);
+                match seen {
+                    Observed::Fresh | Observed::OutOfOrder => Verdict::Accept,
+                    Observed::Duplicate => Verdict::Ignore("duplicate"),
+                    Observed::Stale => Verdict::Ignore("stale_heartbeat"),
+                }
+            }
+        }
+    }
+
+    /// Judges messages until the channel closes or `shutdown` is cancelled.
+    pub async fn run(
+        mut self,
+        mut inbound: mpsc::Receiver<InboundMessage>,
+        net: NetHandle,
+        shutdown: CancellationToken,
+    ) {
+        loop {
+            let msg = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                m = inbound.recv() => match m { Some(m) => m, None => return },
+            };
+            let verdict = self.judge(&msg, crate::unix_time_us());
+            let (v, reason) = verdict.labels();
+            let kind = msg.kind.map(Kind::name).unwrap_or("unknown");
+            self.metrics.envelope(kind, v, reason);
+            if !matches!(verdict, Verdict::Accept) {
+                debug!(from = %msg.from, kind, verdict = v, reason, "gossip message not accepted");
+            }
+            net.validated(msg.id, msg.from, verdict.acceptance()).await;
+        }
+    }
+}

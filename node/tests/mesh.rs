@@ -1,0 +1,142 @@
+//! Ten real nodes in one process on 127.0.0.1: every node discovers every other through one
+//! bootnode (Kademlia) and hears every other's heartbeats (gossipsub); then a node that
+//! publishes garbage and forged envelopes is rejected and loses gossip score.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use ifx_node::{Node, NodeConfig};
+use ifx_protocols::{Kind, SignedEnvelope};
+
+const NODES: usize = 10;
+
+fn config(dir: &std::path::Path, net_id: &str, bootnode: Option<String>) -> NodeConfig {
+    let mut cfg = NodeConfig::default();
+    cfg.node.data_dir = dir.into();
+    cfg.node.listen = vec!["/ip4/127.0.0.1/tcp/0".into()];
+    cfg.node.api = String::new();
+    cfg.network.id = net_id.into();
+    cfg.network.genesis_unix_secs = ifx_node::unix_time_us() / 1_000_000 - 10;
+    cfg.network.epoch_secs = 3600;
+    cfg.network.heartbeat_interval_ms = 300;
+    cfg.network.bootnodes = bootnode.into_iter().collect();
+    cfg
+}
+
+async fn wait_for(what: &str, timeout: Duration, mut done: impl AsyncFnMut() -> bool) {
+    let start = Instant::now();
+    while !done().await {
+        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!("{what}: {:.2} s", start.elapsed().as_secs_f64());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_nodes_discover_each_other_and_exchange_heartbeats() {
+    let tmp = tempfile::tempdir().unwrap();
+    let boot = Node::start(config(&tmp.path().join("n0"), "mesh", None)).await.unwrap();
+    let bootnode = format!("{}/p2p/{}", boot.listen_addrs[0], boot.peer_id);
+    let mut nodes = vec![boot];
+    for i in 1..NODES {
+        let cfg = config(&tmp.path().join(format!("n{i}")), "mesh", Some(bootnode.clone()));
+        nodes.push(Node::start(cfg).await.unwrap());
+    }
+    let ids: Vec<String> = nodes.iter().map(|n| n.peer_id.to_string()).collect();
+    let others = |i: usize| ids.iter().enumerate().filter(move |(j, _)| *j != i).map(|(_, p)| p.clone());
+
+    wait_for("every node has every other in its routing table", Duration::from_secs(60), async || {
+        for (i, n) in nodes.iter().enumerate() {
+            let snap = n.net.snapshot().await.unwrap();
+            let known: BTreeSet<String> = snap.routing_table.into_iter().collect();
+            if !others(i).all(|p| known.contains(&p)) {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
+
+    wait_for("every node has heartbeats from every other", Duration::from_secs(60), async || {
+        nodes.iter().enumerate().all(|(i, n)| {
+            let table = n.heartbeats.lock().unwrap();
+            let heard: BTreeSet<String> = table
+                .iter()
+                .filter_map(|(author, _)| ifx_node::network::author_peer_id(author))
+                .map(|p| p.to_string())
+                .collect();
+            others(i).all(|p| heard.contains(&p))
+        })
+    })
+    .await;
+    for n in &nodes {
+        let t = n.heartbeats.lock().unwrap();
+        for (_, rec) in t.iter() {
+            assert_eq!(rec.role, ifx_protocols::Role::Worker);
+            assert!(rec.capacity.cores >= 1 && !rec.capacity.backend.is_empty());
+        }
+        assert!(!t.latency().to_vec().is_empty());
+    }
+
+    // Node 1 turns bad: garbage bytes, then a well-formed envelope signed by another key.
+    let bad = &nodes[1];
+    let forged = SignedEnvelope::sign(
+        &ed25519_dalek::SigningKey::from_bytes(&[7; 32]),
+        "mesh",
+        Kind::Heartbeat,
+        0,
+        vec![1, 2, 3],
+    )
+    .unwrap();
+    for n in &nodes {
+        let snap = n.net.snapshot().await.unwrap();
+        assert!(snap.connected.iter().all(|c| c.gossip_score.unwrap_or(0.0) >= 0.0), "honest peers score >= 0");
+    }
+    // Version byte 1, then bytes that are no valid envelope.
+    bad.net.publish(Kind::Heartbeat, b"\x01 definitely not an envelope".to_vec()).await.unwrap().unwrap();
+    bad.net.publish(Kind::Heartbeat, forged.encode()).await.unwrap().unwrap();
+    let bad_id = bad.peer_id.to_string();
+    wait_for("a direct peer of the bad node scores it negative", Duration::from_secs(20), async || {
+        for (i, n) in nodes.iter().enumerate() {
+            if i == 1 {
+                continue;
+            }
+            let snap = n.net.snapshot().await.unwrap();
+            if snap.connected.iter().any(|c| c.peer_id == bad_id && c.gossip_score.is_some_and(|s| s < 0.0)) {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    let metrics: String = nodes.iter().map(|n| n.registry.encode()).collect();
+    for reason in ["malformed", "author_not_source"] {
+        assert!(
+            metrics.lines().any(|l| l.contains("verdict=\"rejected\"") && l.contains(&format!("reason=\"{reason}\""))),
+            "no rejection for {reason} in metrics"
+        );
+    }
+    assert!(metrics.contains("libp2p_"), "libp2p's own metrics are exported");
+
+    for n in nodes {
+        n.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_of_different_networks_do_not_mix() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = Node::start(config(&tmp.path().join("a"), "net-a", None)).await.unwrap();
+    // A node of network b given a's address: it connects, but neither adds the other to
+    // its routing table and no heartbeat crosses (protocols and topics differ).
+    let mut cfg = config(&tmp.path().join("b"), "net-b", Some(format!("{}/p2p/{}", a.listen_addrs[0], a.peer_id)));
+    cfg.network.heartbeat_interval_ms = 200;
+    let b = Node::start(cfg).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for n in [&a, &b] {
+        assert!(n.net.snapshot().await.unwrap().routing_table.is_empty(), "routing table mixed networks");
+        assert!(n.heartbeats.lock().unwrap().is_empty(), "heartbeat crossed networks");
+    }
+    a.stop().await;
+    b.stop().await;
+}

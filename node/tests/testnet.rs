@@ -1,0 +1,68 @@
+//! `ifx testnet` end to end: eight node processes on 127.0.0.1, one killed with SIGKILL mid-run;
+//! the run must end on time with full discovery, heartbeat latency percentiles and the killed
+//! node reported as not alive.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+#[test]
+fn testnet_of_eight_with_a_sigkill_ends_on_time_and_reports() {
+    let tmp = tempfile::tempdir().unwrap();
+    let report_path = tmp.path().join("report.json");
+    let start = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_ifx"))
+        .args(["testnet", "--nodes", "8", "--duration", "20", "--kill", "3@10", "--quiet", "--base-dir"])
+        .arg(tmp.path())
+        .arg("--report")
+        .arg(&report_path)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let took = start.elapsed();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report_path).unwrap_or_default())
+            .unwrap_or_else(|e| panic!("no report ({e}); stdout:\n{stdout}\nstderr:\n{stderr}"));
+    assert!(out.status.success(), "testnet failed:\n{stdout}\n{stderr}\n{report:#}");
+    assert_eq!(report["ok"], true);
+    // On time: 20 s of run plus start-up and shutdown, never a hang.
+    assert!(took < Duration::from_secs(45), "took {took:?}");
+
+    let discovery = report["discovery_secs"].as_f64().expect("discovery completed");
+    assert!(discovery > 0.0 && discovery < 20.0, "{discovery}");
+    let lat = &report["heartbeat_latency_ms"];
+    let (p50, p99) = (lat["p50"].as_f64().unwrap(), lat["p99"].as_f64().unwrap());
+    assert!(0.0 < p50 && p50 <= p99, "{lat}");
+    assert!(lat["samples"].as_u64().unwrap() > 8 * 7, "{lat}");
+
+    let nodes = report["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 8);
+    for n in nodes {
+        let i = n["index"].as_u64().unwrap();
+        assert_eq!(n["alive"], i != 3, "node {i}: {n}");
+        assert!(n["peer_id"].as_str().unwrap().starts_with("12D3KooW"));
+        assert!(n["peers_known"].as_u64().unwrap() >= 6, "node {i} knew too few peers: {n}");
+        assert!(n["heartbeats_received"].as_u64().unwrap() > 0, "node {i}: {n}");
+        if i != 3 {
+            assert_eq!(n["stop"], "clean", "node {i}: {n}");
+        }
+    }
+    assert_eq!(nodes[7]["role"], "verifier");
+    assert_eq!(report["faults"][0]["node"], 3);
+    assert_eq!(report["faults"][0]["kind"], "sigkill");
+}
+
+#[test]
+fn testnet_rejects_bad_options() {
+    for (args, needle) in [
+        (&["--nodes", "1"][..], "at least 2"),
+        (&["--nodes", "4", "--kill", "0@1"][..], "bootnode"),
+        (&["--nodes", "4", "--kill", "2@30", "--duration", "5"][..], "before --duration"),
+        (&["--nodes", "4", "--kill", "2"][..], "IDX@SECS"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_ifx")).arg("testnet").args(args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(needle), "{args:?}: {err}");
+    }
+}

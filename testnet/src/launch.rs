@@ -1,0 +1,235 @@
+//! Starting and stopping the node processes.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde::Deserialize;
+use tokio::process::{Child, Command};
+
+use crate::{TestnetArgs, TestnetError};
+
+/// How long a node may take to start serving its API.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a node may take to stop after SIGTERM before it is killed.
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One node process.
+pub struct NodeProc {
+    pub index: usize,
+    pub role: &'static str,
+    pub data_dir: PathBuf,
+    pub log: PathBuf,
+    pub child: Option<Child>,
+    pub api: Option<SocketAddr>,
+    pub peer_id: String,
+    /// Seconds into the run at which the harness killed it.
+    pub killed_at: Option<f64>,
+    /// How it ended, if it ended before the stop (crash, fault).
+    pub exited: Option<String>,
+}
+
+/// The launched network.
+pub struct Testnet {
+    binary: PathBuf,
+    pub base_dir: PathBuf,
+    config: PathBuf,
+    pub network_id: String,
+    pub nodes: Vec<NodeProc>,
+    pub t0: Instant,
+    pub client: reqwest::Client,
+}
+
+#[derive(Deserialize)]
+struct StatusView {
+    peer_id: String,
+    listen_addrs: Vec<String>,
+}
+
+impl Testnet {
+    /// Creates the base dir, clears earlier node dirs and writes the shared network config.
+    pub fn prepare(binary: PathBuf, args: &TestnetArgs) -> Result<Self, TestnetError> {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let base_dir = args
+            .base_dir
+            .clone()
+            .unwrap_or_else(|| std::env::temp_dir().join(format!("ifx-testnet-{}", now.as_millis())));
+        let io = |what: &str, p: &Path, e: std::io::Error| TestnetError::Io(format!("{what} {}: {e}", p.display()));
+        std::fs::create_dir_all(&base_dir).map_err(|e| io("cannot create", &base_dir, e))?;
+        let network_id = format!("testnet-{}", now.as_secs() % 1_000_000);
+        let config = base_dir.join("network.toml");
+        let text = format!(
+            "# Written by `ifx testnet`: the parameters every node of this run shares.\n\
+             [network]\nid = \"{network_id}\"\ngenesis_unix_secs = {}\nepoch_secs = 60\n\
+             heartbeat_interval_ms = {}\n\n[limits]\ntarget_peers = {}\n",
+            now.as_secs(),
+            args.heartbeat_ms,
+            args.nodes.min(24),
+        );
+        std::fs::write(&config, text).map_err(|e| io("cannot write", &config, e))?;
+        let mut nodes = Vec::new();
+        for index in 0..args.nodes {
+            let data_dir = base_dir.join(format!("node-{index}"));
+            if data_dir.exists() {
+                std::fs::remove_dir_all(&data_dir).map_err(|e| io("cannot clear", &data_dir, e))?;
+            }
+            std::fs::create_dir_all(&data_dir).map_err(|e| io("cannot create", &data_dir, e))?;
+            let role = if index >= args.nodes - args.verifiers { "verifier" } else { "worker" };
+            nodes.push(NodeProc {
+                index,
+                role,
+                log: data_dir.join("node.log"),
+                data_dir,
+                child: None,
+                api: None,
+                peer_id: String::new(),
+                killed_at: None,
+                exited: None,
+            });
+        }
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(3))
+            .no_proxy()
+            .build()
+            .map_err(|e| TestnetError::Io(format!("HTTP client: {e}")))?;
+        Ok(Self { binary, base_dir, config, network_id, nodes, t0: Instant::now(), client })
+    }
+
+    /// Starts node 0, then every other node with node 0 as bootnode; waits for every API.
+    pub async fn launch_all(&mut self) -> Result<(), TestnetError> {
+        self.t0 = Instant::now();
+        self.spawn(0, None)?;
+        let boot = self.wait_ready(0).await?;
+        let addr = boot
+            .listen_addrs
+            .iter()
+            .find(|a| a.starts_with("/ip4/127.0.0.1/tcp/"))
+            .ok_or_else(|| TestnetError::Start { index: 0, reason: "no TCP listen address".into() })?;
+        let bootnode = format!("{addr}/p2p/{}", boot.peer_id);
+        for i in 1..self.nodes.len() {
+            self.spawn(i, Some(&bootnode))?;
+        }
+        for i in 1..self.nodes.len() {
+            self.wait_ready(i).await?;
+        }
+        Ok(())
+    }
+
+    fn spawn(&mut self, i: usize, bootnode: Option<&str>) -> Result<(), TestnetError> {
+        let n = &mut self.nodes[i];
+        let start_err = |reason: String| TestnetError::Start { index: i, reason };
+        let log = std::fs::File::create(&n.log).map_err(|e| start_err(format!("log file: {e}")))?;
+        let log2 = log.try_clone().map_err(|e| start_err(format!("log file: {e}")))?;
+        let mut cmd = Command::new(&self.binary);
+        cmd.arg("node")
+            .arg("--config")
+            .arg(&self.config)
+            .arg("--data-dir")
+            .arg(&n.data_dir)
+            .args(["--listen", "/ip4/127.0.0.1/tcp/0", "--api", "127.0.0.1:0", "--role", n.role]);
+        if let Some(b) = bootnode {
+            cmd.args(["--bootnode", b]);
+        }
+        cmd.stdin(Stdio::null()).stdout(log).stderr(log2).kill_on_drop(true);
+        let child = cmd.spawn().map_err(|e| start_err(format!("cannot run {}: {e}", self.binary.display())))?;
+        n.child = Some(child);
+        Ok(())
+    }
+
+    /// Waits for `<data-dir>/api.addr` and a first `/status`; fails if the process exits.
+    async fn wait_ready(&mut self, i: usize) -> Result<StatusView, TestnetError> {
+        let deadline = Instant::now() + START_TIMEOUT;
+        let addr_file = self.nodes[i].data_dir.join("api.addr");
+        loop {
+            let n = &mut self.nodes[i];
+            if let Some(status) = n.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                return Err(TestnetError::Start {
+                    index: i,
+                    reason: format!("exited with {status}; end of {}:\n{}", n.log.display(), tail(&n.log, 15)),
+                });
+            }
+            if let Some(api) = std::fs::read_to_string(&addr_file).ok().and_then(|s| s.trim().parse().ok()) {
+                n.api = Some(api);
+                if let Ok(r) = self.client.get(format!("http://{api}/status")).send().await
+                    && let Ok(s) = r.json::<StatusView>().await
+                {
+                    self.nodes[i].peer_id = s.peer_id.clone();
+                    return Ok(s);
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(TestnetError::Start {
+                    index: i,
+                    reason: format!("no API after {START_TIMEOUT:?}; see {}", self.nodes[i].log.display()),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Seconds since the first launch.
+    pub fn elapsed(&self) -> f64 {
+        self.t0.elapsed().as_secs_f64()
+    }
+
+    /// Sends SIGKILL to node `i` now (a fault).
+    pub async fn kill(&mut self, i: usize) {
+        let at = self.elapsed();
+        let n = &mut self.nodes[i];
+        if let Some(mut child) = n.child.take() {
+            let _ = child.start_kill();
+            let status = child.wait().await;
+            n.killed_at = Some(at);
+            n.exited = Some(format!("killed with SIGKILL by the harness ({})", describe(status)));
+        }
+    }
+
+    /// Notes processes that ended on their own.
+    pub fn reap(&mut self) {
+        for n in &mut self.nodes {
+            if let Some(status) = n.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                n.child = None;
+                n.exited = Some(format!("exited on its own with {status}"));
+            }
+        }
+    }
+
+    /// SIGTERM to every running node, SIGKILL after [`STOP_TIMEOUT`]; returns how each stopped.
+    pub async fn stop_all(&mut self) -> Vec<String> {
+        let stops = self.nodes.iter_mut().map(|n| async move {
+            let Some(mut child) = n.child.take() else {
+                return n.exited.clone().unwrap_or_else(|| "never started".into());
+            };
+            if let Some(pid) = child.id() {
+                let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
+            }
+            match tokio::time::timeout(STOP_TIMEOUT, child.wait()).await {
+                Ok(Ok(s)) if s.success() => "clean".to_string(),
+                Ok(r) => format!("after SIGTERM: {}", describe(r)),
+                Err(_) => {
+                    let _ = child.start_kill();
+                    let _ = child.wait().await;
+                    format!("did not stop within {STOP_TIMEOUT:?} of SIGTERM; killed")
+                }
+            }
+        });
+        futures::future::join_all(stops).await
+    }
+}
+
+fn describe(r: std::io::Result<std::process::ExitStatus>) -> String {
+    match r {
+        Ok(s) => s.to_string(),
+        Err(e) => format!("wait failed: {e}"),
+    }
+}
+
+/// The last `lines` lines of a file, for error messages.
+pub fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}

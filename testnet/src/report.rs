@@ -1,0 +1,187 @@
+//! The JSON report of a run: one document that later features extend with their own sections.
+
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::TestnetArgs;
+use crate::launch::Testnet;
+use crate::watch::Outcome;
+
+/// The whole report.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    /// True only if the network did its job (see `failures` otherwise).
+    pub ok: bool,
+    /// Every reason `ok` is false, in words.
+    pub failures: Vec<String>,
+    pub network_id: String,
+    pub base_dir: String,
+    pub duration_secs: u64,
+    pub elapsed_secs: f64,
+    /// Seconds from the first launch until every running node had every other in its Kademlia
+    /// routing table (null if that never happened).
+    pub discovery_secs: Option<f64>,
+    /// Seconds until every running node had received heartbeats from every other.
+    pub heartbeat_coverage_secs: Option<f64>,
+    /// Heartbeat publish-to-receipt delay across all pairs.
+    pub heartbeat_latency_ms: LatencyMs,
+    /// Faults injected.
+    pub faults: Vec<Fault>,
+    pub nodes: Vec<NodeReport>,
+}
+
+/// Percentiles of a latency distribution, milliseconds.
+#[derive(Debug, Serialize, Clone, Copy, PartialEq)]
+pub struct LatencyMs {
+    pub p50: Option<f64>,
+    pub p99: Option<f64>,
+    pub max: Option<f64>,
+    pub samples: usize,
+}
+
+/// A fault the harness injected.
+#[derive(Debug, Serialize)]
+pub struct Fault {
+    pub node: usize,
+    pub kind: &'static str,
+    pub at_secs: f64,
+}
+
+/// One node at the end of the run.
+#[derive(Debug, Serialize)]
+pub struct NodeReport {
+    pub index: usize,
+    pub peer_id: String,
+    pub role: &'static str,
+    /// Whether the process was running at the end of the run.
+    pub alive: bool,
+    /// Peers in its routing table at its last answer.
+    pub peers_known: usize,
+    /// Connections at its last answer.
+    pub connected: usize,
+    /// Peers it had heard heartbeats from.
+    pub heartbeat_peers: usize,
+    /// Heartbeats it had received in all.
+    pub heartbeats_received: u64,
+    /// How the process ended.
+    pub stop: String,
+    pub log: String,
+}
+
+impl LatencyMs {
+    /// Percentiles of µs samples, in ms.
+    pub fn from_samples_us(samples: &[u64]) -> Self {
+        let mut v = samples.to_vec();
+        v.sort_unstable();
+        let pct = |p: usize| -> Option<f64> {
+            if v.is_empty() {
+                return None;
+            }
+            let rank = (p * v.len()).div_ceil(100).max(1);
+            Some(v[rank - 1] as f64 / 1000.0)
+        };
+        Self { p50: pct(50), p99: pct(99), max: v.last().map(|m| *m as f64 / 1000.0), samples: v.len() }
+    }
+}
+
+impl Report {
+    /// Judges the run.
+    pub fn build(net: &Testnet, args: &TestnetArgs, o: Outcome, latency_us: Vec<u64>, stops: Vec<String>) -> Self {
+        let mut failures = Vec::new();
+        if o.interrupted {
+            failures.push("interrupted before the end of the run".into());
+        }
+        if o.discovery_secs.is_none() {
+            failures.push("discovery never completed: some node missed some peer in its routing table".into());
+        }
+        if o.heartbeats_secs.is_none() {
+            failures.push("some node never heard heartbeats from every other node".into());
+        }
+        let mut nodes = Vec::new();
+        for (i, n) in net.nodes.iter().enumerate() {
+            let view = o.views[i].clone().unwrap_or_default();
+            let alive = o.alive[i];
+            let killed = n.killed_at.is_some();
+            if !alive && !killed {
+                failures.push(format!(
+                    "node {i} died: {}",
+                    n.exited.clone().unwrap_or_else(|| "unknown".into())
+                ));
+            }
+            if alive && stops[i] != "clean" {
+                failures.push(format!("node {i} did not stop cleanly: {}", stops[i]));
+            }
+            nodes.push(NodeReport {
+                index: i,
+                peer_id: n.peer_id.clone(),
+                role: n.role,
+                alive,
+                peers_known: view.routing_table.len(),
+                connected: view.connected,
+                heartbeat_peers: view.heartbeat_peers.len(),
+                heartbeats_received: view.heartbeats_received,
+                stop: stops[i].clone(),
+                log: n.log.display().to_string(),
+            });
+        }
+        let heartbeat_latency_ms = LatencyMs::from_samples_us(&latency_us);
+        if heartbeat_latency_ms.samples == 0 {
+            failures.push("no heartbeat latency samples".into());
+        }
+        let faults = net
+            .nodes
+            .iter()
+            .filter_map(|n| n.killed_at.map(|at| Fault { node: n.index, kind: "sigkill", at_secs: at }))
+            .collect();
+        Report {
+            ok: failures.is_empty(),
+            failures,
+            network_id: net.network_id.clone(),
+            base_dir: net.base_dir.display().to_string(),
+            duration_secs: args.duration,
+            elapsed_secs: o.elapsed_secs,
+            discovery_secs: o.discovery_secs,
+            heartbeat_coverage_secs: o.heartbeats_secs,
+            heartbeat_latency_ms,
+            faults,
+            nodes,
+        }
+    }
+
+    /// A short human summary on stdout.
+    pub fn print_summary(&self, path: &Path) {
+        let f = |v: Option<f64>| v.map(|x| format!("{x:.2}")).unwrap_or_else(|| "-".into());
+        println!(
+            "testnet {}: {} nodes, {} alive, discovery {} s, heartbeat latency p50 {} ms p99 {} ms",
+            self.network_id,
+            self.nodes.len(),
+            self.nodes.iter().filter(|n| n.alive).count(),
+            f(self.discovery_secs),
+            f(self.heartbeat_latency_ms.p50),
+            f(self.heartbeat_latency_ms.p99),
+        );
+        for n in &self.nodes {
+            println!(
+                "  node {:>2} {:<8} {} alive={} peers_known={} heartbeats={} stop={}",
+                n.index, n.role, n.peer_id, n.alive, n.peers_known, n.heartbeats_received, n.stop
+            );
+        }
+        for fail in &self.failures {
+            println!("  FAIL: {fail}");
+        }
+        println!("{}: report {}", if self.ok { "OK" } else { "FAILED" }, path.display());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_use_nearest_rank() {
+        let l = LatencyMs::from_samples_us(&(1..=100).map(|x| x * 1000).collect::<Vec<_>>());
+        assert_eq!((l.p50, l.p99, l.max, l.samples), (Some(50.0), Some(99.0), Some(100.0), 100));
+        assert_eq!(LatencyMs::from_samples_us(&[]).p50, None);
+    }
+}

@@ -1,0 +1,168 @@
+//! Watching the running network through the nodes' APIs: discovery, heartbeat coverage,
+//! liveness, scheduled faults and the progress bar.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Deserialize;
+
+use crate::TestnetArgs;
+use crate::launch::Testnet;
+
+/// Time between two polls of every node.
+const POLL: Duration = Duration::from_millis(500);
+
+/// What a node's `/peers` said, last time it answered.
+#[derive(Debug, Clone, Default)]
+pub struct View {
+    pub routing_table: BTreeSet<String>,
+    pub connected: usize,
+    pub heartbeat_peers: BTreeSet<String>,
+    pub heartbeats_received: u64,
+}
+
+#[derive(Deserialize)]
+struct PeersJson {
+    routing_table: Vec<String>,
+    connected: Vec<serde_json::Value>,
+    heartbeats: Vec<HeartbeatJson>,
+}
+
+#[derive(Deserialize)]
+struct HeartbeatJson {
+    peer_id: String,
+    received: u64,
+}
+
+#[derive(Deserialize)]
+struct LatencyJson {
+    samples_us: Vec<u64>,
+}
+
+/// The result of watching a run.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// Seconds until every running node had every other running node in its routing table.
+    pub discovery_secs: Option<f64>,
+    /// Seconds until every running node had heartbeats from every other running node.
+    pub heartbeats_secs: Option<f64>,
+    /// Last view of each node.
+    pub views: Vec<Option<View>>,
+    /// Whether each node's process was running at the end.
+    pub alive: Vec<bool>,
+    /// The run was cut short by Ctrl-C.
+    pub interrupted: bool,
+    pub elapsed_secs: f64,
+}
+
+/// Polls until the duration is over, applying the scheduled kills.
+pub async fn watch(net: &mut Testnet, args: &TestnetArgs) -> Outcome {
+    let mut out = Outcome { views: vec![None; net.nodes.len()], ..Default::default() };
+    let mut kills = args.kills.clone();
+    kills.sort_by_key(|k| k.at);
+    let bar = progress(args);
+    let end = Duration::from_secs(args.duration);
+    loop {
+        let elapsed = net.t0.elapsed();
+        if elapsed >= end {
+            break;
+        }
+        while let Some(k) = kills.first().copied().filter(|k| k.at <= elapsed) {
+            kills.remove(0);
+            bar.println(format!("fault: SIGKILL node {} at {:.1}s", k.node, net.elapsed()));
+            net.kill(k.node).await;
+        }
+        net.reap();
+        poll_views(net, &mut out.views).await;
+        let running: Vec<usize> = (0..net.nodes.len()).filter(|&i| net.nodes[i].child.is_some()).collect();
+        let ids: Vec<&str> = running.iter().map(|&i| net.nodes[i].peer_id.as_str()).collect();
+        let covers = |set: &dyn Fn(&View) -> &BTreeSet<String>, i: usize| {
+            out.views[i].as_ref().is_some_and(|v| {
+                ids.iter().filter(|id| **id != net.nodes[i].peer_id).all(|id| set(v).contains(*id))
+            })
+        };
+        let discovered = running.iter().filter(|&&i| covers(&|v| &v.routing_table, i)).count();
+        let heard = running.iter().filter(|&&i| covers(&|v| &v.heartbeat_peers, i)).count();
+        if out.discovery_secs.is_none() && discovered == running.len() {
+            out.discovery_secs = Some(net.elapsed());
+            bar.println(format!("discovery complete at {:.1}s", net.elapsed()));
+        }
+        if out.heartbeats_secs.is_none() && heard == running.len() {
+            out.heartbeats_secs = Some(net.elapsed());
+            bar.println(format!("every node hears every other at {:.1}s", net.elapsed()));
+        }
+        bar.set_position(elapsed.as_secs().min(args.duration));
+        bar.set_message(format!(
+            "alive {}/{} · discovered all {}/{} · heard all {}/{}",
+            running.len(),
+            net.nodes.len(),
+            discovered,
+            running.len(),
+            heard,
+            running.len()
+        ));
+        let next = (net.t0 + elapsed + POLL).min(net.t0 + end);
+        tokio::select! {
+            _ = tokio::time::sleep_until(next.into()) => {}
+            _ = tokio::signal::ctrl_c() => {
+                out.interrupted = true;
+                bar.println("interrupted: stopping the network");
+                break;
+            }
+        }
+    }
+    bar.finish_and_clear();
+    net.reap();
+    out.alive = net.nodes.iter().map(|n| n.child.is_some()).collect();
+    out.elapsed_secs = net.elapsed();
+    out
+}
+
+fn progress(args: &TestnetArgs) -> ProgressBar {
+    let bar = ProgressBar::new(args.duration);
+    if args.quiet {
+        bar.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len}s {msg}")
+            .expect("static template")
+            .progress_chars("=> "),
+    );
+    bar
+}
+
+async fn poll_views(net: &Testnet, views: &mut [Option<View>]) {
+    let polls = net.nodes.iter().map(|n| {
+        let client = net.client.clone();
+        let api = n.api.filter(|_| n.child.is_some());
+        async move {
+            let api = api?;
+            let p: PeersJson = client.get(format!("http://{api}/peers")).send().await.ok()?.json().await.ok()?;
+            Some(View {
+                routing_table: p.routing_table.into_iter().collect(),
+                connected: p.connected.len(),
+                heartbeats_received: p.heartbeats.iter().map(|h| h.received).sum(),
+                heartbeat_peers: p.heartbeats.into_iter().map(|h| h.peer_id).collect(),
+            })
+        }
+    });
+    for (slot, v) in views.iter_mut().zip(futures::future::join_all(polls).await) {
+        if v.is_some() {
+            *slot = v;
+        }
+    }
+}
+
+/// Heartbeat publish-to-receipt samples (µs) from every running node, merged.
+pub async fn collect_latency(net: &Testnet) -> Vec<u64> {
+    let polls = net.nodes.iter().filter(|n| n.child.is_some()).filter_map(|n| n.api).map(|api| {
+        let client = net.client.clone();
+        async move {
+            let l: LatencyJson =
+                client.get(format!("http://{api}/heartbeats/latency")).send().await.ok()?.json().await.ok()?;
+            Some(l.samples_us)
+        }
+    });
+    futures::future::join_all(polls).await.into_iter().flatten().flatten().collect()
+}
