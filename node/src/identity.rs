@@ -107,10 +107,10 @@ impl Identity {
         if hex::encode(signing.verifying_key().to_bytes()) != file.public {
             return Err(corrupt("public key does not match the secret".into()));
         }
-        if let Ok(meta) = fs::metadata(&path) {
-            if meta.permissions().mode() & 0o077 != 0 {
-                tracing::warn!(path = %path.display(), "key file is readable by others; chmod 600 it");
-            }
+        if let Ok(meta) = fs::metadata(&path)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            tracing::warn!(path = %path.display(), "key file is readable by others; chmod 600 it");
         }
         Ok(Self { signing })
     }

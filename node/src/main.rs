@@ -136,24 +136,23 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 async fn run_node(cfg: NodeConfig) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    // Handlers are installed before anything starts, so a signal during start-up is not fatal:
+    // the node finishes starting, then stops cleanly.
+    let mut term = signal(SignalKind::terminate()).context("installing a SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing a SIGINT handler")?;
     let node = Node::start(cfg).await?;
     let stop = node.shutdown_token();
     tokio::spawn(async move {
-        let signal = wait_for_signal().await;
+        let signal = tokio::select! {
+            _ = int.recv() => "SIGINT",
+            _ = term.recv() => "SIGTERM",
+        };
         tracing::info!(signal, "stopping");
         stop.cancel();
     });
     node.run_until_stopped().await;
     Ok(())
-}
-
-async fn wait_for_signal() -> &'static str {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => "SIGINT",
-        _ = term.recv() => "SIGTERM",
-    }
 }
 
 fn init_logs(filter: &str, json: bool) {

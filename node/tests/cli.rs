@@ -186,3 +186,17 @@ fn unreachable_bootnode_is_retried_with_backoff_and_sigterm_stops_cleanly() {
     assert!(st.success(), "exit status after SIGTERM: {st}");
     node.expect("node stopped", 1, Duration::from_secs(5));
 }
+
+#[test]
+fn json_logs_are_one_json_object_per_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut node = Running::start(&[
+        "node", "--data-dir", s(&tmp.path().join("n")), "--listen", "/ip4/127.0.0.1/tcp/0", "--api", "",
+        "--json-logs",
+    ]);
+    let line = node.expect("\"listening\"", 1, Duration::from_secs(20)).remove(0);
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    assert_eq!(v["level"], "INFO");
+    assert!(v["fields"]["address"].as_str().unwrap().starts_with("/ip4/127.0.0.1/tcp/"), "{v}");
+    assert!(node.terminate().success());
+}

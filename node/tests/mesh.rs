@@ -35,11 +35,24 @@ async fn wait_for(what: &str, timeout: Duration, mut done: impl AsyncFnMut() -> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_nodes_discover_each_other_and_exchange_heartbeats() {
     let tmp = tempfile::tempdir().unwrap();
-    let boot = Node::start(config(&tmp.path().join("n0"), "mesh", None)).await.unwrap();
-    let bootnode = format!("{}/p2p/{}", boot.listen_addrs[0], boot.peer_id);
+    // The bootnode listens on TCP and QUIC; odd nodes join over QUIC, even ones over TCP.
+    let mut cfg = config(&tmp.path().join("n0"), "mesh", None);
+    cfg.node.listen.push("/ip4/127.0.0.1/udp/0/quic-v1".into());
+    let boot = Node::start(cfg).await.unwrap();
+    let addr_of = |proto: &str| {
+        let a = boot.listen_addrs.iter().find(|a| a.to_string().contains(proto)).unwrap();
+        format!("{a}/p2p/{}", boot.peer_id)
+    };
+    let (tcp_boot, quic_boot) = (addr_of("/tcp/"), addr_of("/quic-v1"));
     let mut nodes = vec![boot];
     for i in 1..NODES {
-        let cfg = config(&tmp.path().join(format!("n{i}")), "mesh", Some(bootnode.clone()));
+        let (listen, bootnode) = if i % 2 == 1 {
+            ("/ip4/127.0.0.1/udp/0/quic-v1", quic_boot.clone())
+        } else {
+            ("/ip4/127.0.0.1/tcp/0", tcp_boot.clone())
+        };
+        let mut cfg = config(&tmp.path().join(format!("n{i}")), "mesh", Some(bootnode));
+        cfg.node.listen = vec![listen.into()];
         nodes.push(Node::start(cfg).await.unwrap());
     }
     let ids: Vec<String> = nodes.iter().map(|n| n.peer_id.to_string()).collect();
@@ -109,14 +122,15 @@ async fn ten_nodes_discover_each_other_and_exchange_heartbeats() {
         false
     })
     .await;
-    let metrics: String = nodes.iter().map(|n| n.registry.encode()).collect();
-    for reason in ["malformed", "author_not_source"] {
-        assert!(
-            metrics.lines().any(|l| l.contains("verdict=\"rejected\"") && l.contains(&format!("reason=\"{reason}\""))),
-            "no rejection for {reason} in metrics"
-        );
-    }
-    assert!(metrics.contains("libp2p_"), "libp2p's own metrics are exported");
+    let rejected = |reason: &str| {
+        let metrics: String = nodes.iter().map(|n| n.registry.encode()).collect();
+        metrics.lines().any(|l| l.contains("verdict=\"rejected\"") && l.contains(&format!("reason=\"{reason}\"")))
+    };
+    wait_for("both bad envelopes are counted as rejected", Duration::from_secs(20), async || {
+        rejected("malformed") && rejected("author_not_source")
+    })
+    .await;
+    assert!(nodes[0].registry.encode().contains("libp2p_"), "libp2p's own metrics are exported");
 
     for n in nodes {
         n.stop().await;
@@ -137,6 +151,30 @@ async fn nodes_of_different_networks_do_not_mix() {
         assert!(n.net.snapshot().await.unwrap().routing_table.is_empty(), "routing table mixed networks");
         assert!(n.heartbeats.lock().unwrap().is_empty(), "heartbeat crossed networks");
     }
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_node_finds_its_peers_again_without_a_bootnode() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = Node::start(config(&tmp.path().join("a"), "restart", None)).await.unwrap();
+    let boot = format!("{}/p2p/{}", a.listen_addrs[0], a.peer_id);
+    let b_dir = tmp.path().join("b");
+    let b = Node::start(config(&b_dir, "restart", Some(boot))).await.unwrap();
+    let b_id = b.peer_id;
+    wait_for("b connects to a", Duration::from_secs(20), async || {
+        !b.net.snapshot().await.unwrap().connected.is_empty()
+    })
+    .await;
+    b.stop().await; // saves its routing table to the peer store
+    // Same data dir, no bootnode: the stored peers are enough.
+    let b = Node::start(config(&b_dir, "restart", None)).await.unwrap();
+    assert_eq!(b.peer_id, b_id, "the identity survives a restart");
+    wait_for("the restarted node hears a's heartbeats", Duration::from_secs(30), async || {
+        !b.heartbeats.lock().unwrap().is_empty()
+    })
+    .await;
     a.stop().await;
     b.stop().await;
 }

@@ -40,7 +40,7 @@ impl PeerStore {
         let raw = self.db.raw();
         let cf = raw.cf_handle(CF_PEERS).expect("column family created at open");
         let mut sorted: Vec<&StoredPeer> = peers.iter().collect();
-        sorted.sort_by(|a, b| b.last_seen_unix_ms.cmp(&a.last_seen_unix_ms));
+        sorted.sort_by_key(|p| std::cmp::Reverse(p.last_seen_unix_ms));
         let mut batch = WriteBatch::default();
         for item in raw.iterator_cf(&cf, rocksdb::IteratorMode::Start) {
             let (k, _) = item?;
