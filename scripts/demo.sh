@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
-# Runs the local testnet demo with sensible defaults (8 nodes, 20 seconds).
+# Runs the local testnet demo with sensible defaults (8 nodes, one a verifier, 20 seconds).
+# Extra flags go to `ifx testnet`, e.g. ./scripts/demo.sh --kill 3@8 --nodes 12
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ifx/target}"
-exec cargo run --locked --bin ifx -- testnet --nodes 8 --duration 20 "$@"
+export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"
+# Build the whole workspace (not `cargo run -p`): the same feature set as the tests, so the
+# demo reuses their build instead of compiling a second variant of the dependencies.
+cargo build --workspace --locked
+exec "$CARGO_TARGET_DIR/debug/ifx" testnet --nodes 8 --verifiers 1 --duration 20 "$@"
