@@ -5,6 +5,7 @@
 
 pub mod envelope;
 pub mod heartbeat;
+pub mod ledger;
 pub mod network;
 pub mod replay;
 

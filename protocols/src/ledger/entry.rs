@@ -1,0 +1,275 @@
+//! Ledger entries: each author's entries form an append-only hash chain
+//! `(author, seq, prev, epoch, kind, body, sig)`. The id of an entry is the BLAKE3 digest its
+//! author signed (domain-separated by network id), and `prev` is the id of the author's entry
+//! at `seq - 1` (all zeros at `seq` 0).
+
+use bincode::{Decode, Encode};
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use thiserror::Error;
+
+use crate::envelope::MAX_NET_ID_LEN;
+
+/// Wire version of an encoded entry.
+pub const ENTRY_VERSION: u8 = 1;
+/// Largest entry body.
+pub const MAX_ENTRY_BODY: usize = 32 * 1024;
+/// Largest encoded entry (body plus fixed fields and length prefixes).
+pub const MAX_ENTRY_BYTES: usize = MAX_ENTRY_BODY + 256;
+/// `prev` of an author's first entry.
+pub const GENESIS_PREV: [u8; 32] = [0; 32];
+
+const DOMAIN: &[u8] = b"ifx/ledger-entry/v1";
+
+/// An entry id: the digest the author signed.
+pub type EntryId = [u8; 32];
+
+/// What an entry records. The number is the wire value and never changes meaning; new kinds
+/// are appended (PoR verdicts, render and FL receipts, stake, votes, epoch seals). Kinds this
+/// build does not know are kept as opaque, still verified, entries so that nodes of different
+/// versions hold the same set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum EntryKind {
+    /// A verifier's per-epoch liveness attestation ([`super::liveness::LivenessAttestation`]).
+    Liveness,
+    /// A kind from a newer version.
+    Unknown(u16),
+}
+
+impl EntryKind {
+    /// Wire value.
+    pub fn to_wire(self) -> u16 {
+        match self {
+            EntryKind::Liveness => 1,
+            EntryKind::Unknown(v) => v,
+        }
+    }
+
+    /// Kind for a wire value.
+    pub fn from_wire(v: u16) -> Self {
+        match v {
+            1 => EntryKind::Liveness,
+            v => EntryKind::Unknown(v),
+        }
+    }
+
+    /// Stable name for logs and APIs.
+    pub fn name(self) -> String {
+        match self {
+            EntryKind::Liveness => "liveness".into(),
+            EntryKind::Unknown(v) => format!("unknown-{v}"),
+        }
+    }
+}
+
+/// Why an entry was refused.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum EntryError {
+    #[error("entry of {0} bytes exceeds the limit")]
+    Oversized(usize),
+    #[error("unsupported entry version {0}")]
+    Version(u8),
+    #[error("malformed entry: {0}")]
+    Malformed(String),
+    #[error("entry body of {0} bytes exceeds {MAX_ENTRY_BODY}")]
+    BodyTooLarge(usize),
+    #[error("author is not a valid ed25519 key")]
+    BadAuthor,
+    #[error("signature does not verify")]
+    BadSignature,
+    #[error("first entry of a chain must have a zero prev hash")]
+    BadGenesis,
+    #[error("epoch {epoch} goes back from its predecessor's {prev_epoch}")]
+    EpochRegression { epoch: u64, prev_epoch: u64 },
+    #[error("entry from epoch {epoch} is ahead of the current epoch {current}")]
+    FromFuture { epoch: u64, current: u64 },
+}
+
+impl EntryError {
+    /// Short stable label for metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            EntryError::Oversized(_) => "oversized",
+            EntryError::Version(_) => "version",
+            EntryError::Malformed(_) => "malformed",
+            EntryError::BodyTooLarge(_) => "body_too_large",
+            EntryError::BadAuthor => "bad_author",
+            EntryError::BadSignature => "bad_signature",
+            EntryError::BadGenesis => "bad_genesis",
+            EntryError::EpochRegression { .. } => "epoch_regression",
+            EntryError::FromFuture { .. } => "future",
+        }
+    }
+}
+
+/// One signed ledger entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub author: [u8; 32],
+    pub seq: u64,
+    pub prev: EntryId,
+    pub epoch: u64,
+    pub kind: EntryKind,
+    pub body: Vec<u8>,
+    pub sig: [u8; 64],
+    /// Cached digest (the id); always equal to [`Entry::digest`] of the fields.
+    id: EntryId,
+}
+
+#[derive(Encode, Decode)]
+struct Wire {
+    author: [u8; 32],
+    seq: u64,
+    prev: [u8; 32],
+    epoch: u64,
+    kind: u16,
+    body: Vec<u8>,
+    sig: [u8; 64],
+}
+
+fn config() -> impl bincode::config::Config {
+    bincode::config::standard().with_limit::<MAX_ENTRY_BYTES>()
+}
+
+impl Entry {
+    /// Signs a new entry for network `net_id`.
+    pub fn sign(
+        key: &SigningKey,
+        net_id: &str,
+        seq: u64,
+        prev: EntryId,
+        epoch: u64,
+        kind: EntryKind,
+        body: Vec<u8>,
+    ) -> Result<Self, EntryError> {
+        if body.len() > MAX_ENTRY_BODY {
+            return Err(EntryError::BodyTooLarge(body.len()));
+        }
+        let author = key.verifying_key().to_bytes();
+        let id = Self::digest(net_id, &author, seq, &prev, epoch, kind, &body);
+        let sig = key.sign(&id).to_bytes();
+        Ok(Self { author, seq, prev, epoch, kind, body, sig, id })
+    }
+
+    /// The signed digest: BLAKE3 over a domain, the network id and every field,
+    /// length-prefixed where variable.
+    pub fn digest(
+        net_id: &str,
+        author: &[u8; 32],
+        seq: u64,
+        prev: &EntryId,
+        epoch: u64,
+        kind: EntryKind,
+        body: &[u8],
+    ) -> EntryId {
+        let mut h = blake3::Hasher::new();
+        h.update(&(DOMAIN.len() as u64).to_le_bytes());
+        h.update(DOMAIN);
+        h.update(&[ENTRY_VERSION]);
+        h.update(&(net_id.len().min(MAX_NET_ID_LEN) as u64).to_le_bytes());
+        h.update(net_id.as_bytes());
+        h.update(author);
+        h.update(&seq.to_le_bytes());
+        h.update(prev);
+        h.update(&epoch.to_le_bytes());
+        h.update(&kind.to_wire().to_le_bytes());
+        h.update(&(body.len() as u64).to_le_bytes());
+        h.update(body);
+        *h.finalize().as_bytes()
+    }
+
+    /// The entry id (what the signature covers and what successors point to).
+    pub fn id(&self) -> EntryId {
+        self.id
+    }
+
+    /// Wire bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let w = Wire {
+            author: self.author,
+            seq: self.seq,
+            prev: self.prev,
+            epoch: self.epoch,
+            kind: self.kind.to_wire(),
+            body: self.body.clone(),
+            sig: self.sig,
+        };
+        let mut out = Vec::with_capacity(self.body.len() + 180);
+        out.push(ENTRY_VERSION);
+        out.extend(bincode::encode_to_vec(w, config()).expect("plain fields within the size limit"));
+        out
+    }
+
+    /// Decodes wire bytes for network `net_id` (computing the id); checks sizes, not the
+    /// signature. Never panics.
+    pub fn decode(bytes: &[u8], net_id: &str) -> Result<Self, EntryError> {
+        if bytes.len() > MAX_ENTRY_BYTES {
+            return Err(EntryError::Oversized(bytes.len()));
+        }
+        let (&v, rest) = bytes.split_first().ok_or_else(|| EntryError::Malformed("empty".into()))?;
+        if v != ENTRY_VERSION {
+            return Err(EntryError::Version(v));
+        }
+        let (w, used): (Wire, usize) =
+            bincode::decode_from_slice(rest, config()).map_err(|e| EntryError::Malformed(e.to_string()))?;
+        if used != rest.len() {
+            return Err(EntryError::Malformed(format!("{} trailing bytes", rest.len() - used)));
+        }
+        if w.body.len() > MAX_ENTRY_BODY {
+            return Err(EntryError::BodyTooLarge(w.body.len()));
+        }
+        let kind = EntryKind::from_wire(w.kind);
+        let id = Self::digest(net_id, &w.author, w.seq, &w.prev, w.epoch, kind, &w.body);
+        Ok(Self { author: w.author, seq: w.seq, prev: w.prev, epoch: w.epoch, kind, body: w.body, sig: w.sig, id })
+    }
+
+    /// Checks the signature alone (strict ed25519).
+    pub fn verify(&self) -> Result<(), EntryError> {
+        let key = VerifyingKey::from_bytes(&self.author).map_err(|_| EntryError::BadAuthor)?;
+        key.verify_strict(&self.id, &Signature::from_bytes(&self.sig)).map_err(|_| EntryError::BadSignature)
+    }
+
+    /// Size on the wire.
+    pub fn encoded_len(&self) -> usize {
+        // version + author + seq (varint) + prev + epoch (varint) + kind + body len + body + sig
+        self.encode().len()
+    }
+}
+
+/// Verifies many entries at once with ed25519 batch verification (about twice the rate of
+/// one-by-one); falls back to one-by-one to find the bad ones when the batch fails.
+/// Returns one result per entry, in order.
+pub fn verify_all(entries: &[Entry]) -> Vec<Result<(), EntryError>> {
+    let mut keys = Vec::with_capacity(entries.len());
+    let mut bad_key = vec![false; entries.len()];
+    for (i, e) in entries.iter().enumerate() {
+        match VerifyingKey::from_bytes(&e.author) {
+            // Batch verification is not strict: weak keys must be refused up front, as
+            // verify_strict would.
+            Ok(k) if !k.is_weak() => keys.push(k),
+            _ => {
+                bad_key[i] = true;
+                keys.push(VerifyingKey::default());
+            }
+        }
+    }
+    if !bad_key.iter().any(|b| *b) && !entries.is_empty() {
+        let msgs: Vec<&[u8]> = entries.iter().map(|e| e.id.as_slice()).collect();
+        let sigs: Vec<Signature> = entries.iter().map(|e| Signature::from_bytes(&e.sig)).collect();
+        if ed25519_dalek::verify_batch(&msgs, &sigs, &keys).is_ok() {
+            // Batch equations accept a few non-canonical forms strict verification refuses;
+            // the per-signature canonical checks are cheap, so run them.
+            return entries.iter().map(strict_form).collect();
+        }
+    }
+    entries.iter().map(Entry::verify).collect()
+}
+
+/// The check `verify_strict` adds to the batch equation beyond weak keys: `R` must not be of
+/// small order. (Canonical `s` is already required by batch verification.)
+fn strict_form(e: &Entry) -> Result<(), EntryError> {
+    let r = curve25519_dalek::edwards::CompressedEdwardsY(*Signature::from_bytes(&e.sig).r_bytes());
+    match r.decompress() {
+        Some(p) if !p.is_small_order() => Ok(()),
+        _ => Err(EntryError::BadSignature),
+    }
+}

@@ -1,0 +1,54 @@
+//! The body of a [`super::EntryKind::Liveness`] entry: what one verifier saw of every peer's
+//! heartbeats in one epoch.
+
+use bincode::{Decode, Encode};
+use serde::Serialize;
+
+use super::entry::MAX_ENTRY_BODY;
+
+/// Heartbeats of one peer in the attested epoch.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, Serialize)]
+pub struct PeerLiveness {
+    /// The peer's public key.
+    #[serde(with = "hex_key")]
+    pub peer: [u8; 32],
+    /// Distinct heartbeats received from it in the epoch.
+    pub seen: u64,
+}
+
+/// A verifier's liveness attestation for one epoch.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, Serialize)]
+pub struct LivenessAttestation {
+    /// The epoch attested (the entry's own epoch is when it was written).
+    pub epoch: u64,
+    /// Heartbeats a peer live for the whole epoch sends.
+    pub expected: u64,
+    /// Peers sorted by key.
+    pub peers: Vec<PeerLiveness>,
+}
+
+impl LivenessAttestation {
+    /// Entry body bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        bincode::encode_to_vec(self, bincode::config::standard()).expect("plain data")
+    }
+
+    /// Decodes a body; never panics.
+    pub fn decode(body: &[u8]) -> Result<Self, String> {
+        let cfg = bincode::config::standard().with_limit::<MAX_ENTRY_BODY>();
+        let (v, used): (Self, usize) = bincode::decode_from_slice(body, cfg).map_err(|e| e.to_string())?;
+        if used != body.len() {
+            return Err(format!("{} trailing bytes", body.len() - used));
+        }
+        if !v.peers.windows(2).all(|w| w[0].peer < w[1].peer) {
+            return Err("peers are not sorted and distinct".into());
+        }
+        Ok(v)
+    }
+}
+
+mod hex_key {
+    pub fn serialize<S: serde::Serializer>(k: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(k))
+    }
+}
