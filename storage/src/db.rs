@@ -8,8 +8,18 @@ use thiserror::Error;
 
 /// Column family holding known peers and their addresses.
 pub const CF_PEERS: &str = "peers";
+/// Ledger entries by `author ‖ seq (BE) ‖ id`.
+pub const CF_ENTRIES: &str = "ledger_entries";
+/// Per-epoch index: `epoch (BE) ‖ author ‖ seq (BE) ‖ id` → empty.
+pub const CF_EPOCHS: &str = "ledger_epochs";
+/// Per-author heads: `author` → chain length and tip.
+pub const CF_HEADS: &str = "ledger_heads";
+/// Equivocation evidence: `author ‖ seq (BE)` → the ids held at that seq.
+pub const CF_EVIDENCE: &str = "ledger_evidence";
+/// Store metadata (the network id the ledger belongs to).
+pub const CF_META: &str = "meta";
 /// Every column family this build uses; opening creates the missing ones.
-pub const COLUMN_FAMILIES: &[&str] = &[CF_PEERS];
+pub const COLUMN_FAMILIES: &[&str] = &[CF_PEERS, CF_ENTRIES, CF_EPOCHS, CF_HEADS, CF_EVIDENCE, CF_META];
 
 /// A storage failure, with the path or record it concerns.
 #[derive(Debug, Error)]
@@ -20,12 +30,17 @@ pub enum StorageError {
     Rocks(#[from] rocksdb::Error),
     #[error("corrupt record in column family {cf}: {reason}")]
     Corrupt { cf: &'static str, reason: String },
+    #[error("the database belongs to network {found:?}, not {expected:?}")]
+    WrongNetwork { expected: String, found: String },
+    #[error("an earlier write failed; the in-memory ledger is ahead of the disk, restart the node")]
+    Poisoned,
 }
 
 /// Shared handle to the node database.
 #[derive(Clone)]
 pub struct Db {
     inner: Arc<DB>,
+    read_only: bool,
 }
 
 impl Db {
@@ -39,7 +54,23 @@ impl Db {
             path: path.display().to_string(),
             source,
         })?;
-        Ok(Self { inner: Arc::new(db) })
+        Ok(Self { inner: Arc::new(db), read_only: false })
+    }
+
+    /// Opens the database at `path` for reading only; works while a node holds it open
+    /// (it sees what was durable when it opened).
+    pub fn open_read_only(path: &Path) -> Result<Self, StorageError> {
+        let opts = Options::default();
+        let cfs = COLUMN_FAMILIES.iter().map(|n| ColumnFamilyDescriptor::new(*n, Options::default()));
+        let db = DB::open_cf_descriptors_read_only(&opts, path, cfs, false).map_err(|source| {
+            StorageError::Open { path: path.display().to_string(), source }
+        })?;
+        Ok(Self { inner: Arc::new(db), read_only: true })
+    }
+
+    /// Whether this handle was opened read-only.
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
     }
 
     pub(crate) fn raw(&self) -> &DB {

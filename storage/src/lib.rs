@@ -4,7 +4,9 @@
 //! before they are acknowledged, so what a caller was told is stored survives a crash.
 
 pub mod db;
+pub mod ledger;
 pub mod peers;
 
 pub use db::{Db, StorageError};
+pub use ledger::{LedgerStore, StoredHead};
 pub use peers::{PeerStore, StoredPeer};

@@ -292,13 +292,34 @@ impl Ledger {
 
     /// What this node holds, per author, for anti-entropy.
     pub fn summary(&self) -> Vec<AuthorSummary> {
-        self.authors
+        self.authors.iter().map(|(author, c)| Self::summarize(author, c)).collect()
+    }
+
+    /// One author's summary, if it has entries.
+    pub fn author_summary(&self, author: &[u8; 32]) -> Option<AuthorSummary> {
+        self.authors.get(author).map(|c| Self::summarize(author, c))
+    }
+
+    fn summarize(author: &[u8; 32], c: &AuthorChain) -> AuthorSummary {
+        AuthorSummary {
+            author: *author,
+            len: c.by_seq.len() as u64,
+            tip: c.by_seq.last().and_then(|ids| ids.iter().min().copied()).unwrap_or(GENESIS_PREV),
+            equivocated: c.equivocated,
+        }
+    }
+
+    /// The seqs at which `author` equivocated, with the ids held there (sorted).
+    pub fn forks(&self, author: &[u8; 32]) -> Vec<(u64, Vec<EntryId>)> {
+        let Some(c) = self.authors.get(author) else { return Vec::new() };
+        c.by_seq
             .iter()
-            .map(|(author, c)| AuthorSummary {
-                author: *author,
-                len: c.by_seq.len() as u64,
-                tip: c.by_seq.last().and_then(|ids| ids.iter().min().copied()).unwrap_or(GENESIS_PREV),
-                equivocated: c.equivocated,
+            .enumerate()
+            .filter(|(_, ids)| ids.len() > 1)
+            .map(|(seq, ids)| {
+                let mut ids = ids.clone();
+                ids.sort();
+                (seq as u64, ids)
             })
             .collect()
     }
