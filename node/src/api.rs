@@ -15,6 +15,7 @@ use serde::Serialize;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::ledger::{LedgerHandle, LedgerStats};
 use crate::metrics::SharedRegistry;
 use crate::network::{NetHandle, NetSnapshot, author_peer_id};
 
@@ -29,6 +30,7 @@ pub struct ApiState {
     pub net: NetHandle,
     pub heartbeats: Arc<Mutex<PeerTable>>,
     pub registry: SharedRegistry,
+    pub ledger: LedgerHandle,
 }
 
 /// `GET /status`.
@@ -80,6 +82,8 @@ pub fn serve(listener: tokio::net::TcpListener, state: ApiState, shutdown: Cance
         .route("/peers", get(peers))
         .route("/heartbeats/latency", get(latency))
         .route("/metrics", get(metrics))
+        .route("/ledger/root", get(ledger_root))
+        .route("/ledger/stats", get(ledger_stats))
         .with_state(state);
     tokio::spawn(async move {
         let server = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned());
@@ -146,4 +150,22 @@ async fn metrics(State(s): State<ApiState>) -> Response {
         s.registry.encode(),
     )
         .into_response()
+}
+
+/// `GET /ledger/root`.
+#[derive(Debug, Serialize)]
+pub struct LedgerRoot {
+    pub root: String,
+    pub entries: usize,
+    /// When this node last appended an entry of its own (Unix ms; 0 = never).
+    pub last_append_unix_ms: u64,
+}
+
+async fn ledger_root(State(s): State<ApiState>) -> Json<LedgerRoot> {
+    let (root, entries) = s.ledger.with(|l| (hex::encode(l.ledger().root()), l.ledger().len()));
+    Json(LedgerRoot { root, entries, last_append_unix_ms: s.ledger.last_append_unix_ms() })
+}
+
+async fn ledger_stats(State(s): State<ApiState>) -> Json<LedgerStats> {
+    Json(s.ledger.with(|l| LedgerStats::of(l.ledger())))
 }

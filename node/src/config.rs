@@ -29,6 +29,8 @@ pub struct NodeConfig {
     pub node: NodeSection,
     /// Resource limits of the peer-to-peer layer.
     pub limits: LimitsSection,
+    /// Ledger replication.
+    pub ledger: LedgerSection,
     /// Parameters shared by every node of the network.
     pub network: NetworkConfig,
 }
@@ -90,6 +92,20 @@ impl Default for LimitsSection {
             target_peers: 24,
             idle_timeout_secs: 60,
         }
+    }
+}
+
+/// `[ledger]`: replication of the contribution ledger.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LedgerSection {
+    /// How often the node pulls missing entries from a random peer (anti-entropy), in ms.
+    pub sync_interval_ms: u64,
+}
+
+impl Default for LedgerSection {
+    fn default() -> Self {
+        Self { sync_interval_ms: 10_000 }
     }
 }
 
@@ -188,6 +204,9 @@ impl NodeConfig {
                 "limits.target_peers",
                 format!("{} exceeds limits.max_connections ({})", l.target_peers, l.max_connections),
             ));
+        }
+        if !(100..=3_600_000).contains(&self.ledger.sync_interval_ms) {
+            return Err(InvalidValue::new("ledger.sync_interval_ms", "must be between 100 and 3600000"));
         }
         if !(1..=86_400).contains(&l.idle_timeout_secs) {
             return Err(InvalidValue::new("limits.idle_timeout_secs", "must be between 1 and 86400"));

@@ -7,6 +7,7 @@ pub mod capacity;
 pub mod config;
 pub mod heartbeat;
 pub mod identity;
+pub mod ledger;
 pub mod metrics;
 pub mod network;
 pub mod node;

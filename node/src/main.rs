@@ -33,6 +33,32 @@ enum Command {
     },
     /// Run a whole network of `ifx node` processes on 127.0.0.1 and write a report.
     Testnet(ifx_testnet::TestnetArgs),
+    /// Read a node's ledger store (works while the node runs, and while it is stopped).
+    Ledger {
+        /// The node's data dir.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long, global = true)]
+        json: bool,
+        #[command(subcommand)]
+        command: LedgerCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum LedgerCommand {
+    /// Entry, author and epoch counts, roots, equivocators.
+    Stats,
+    /// The ledger root (hex).
+    Root,
+    /// Entries, optionally of one author (hex public key) and/or one epoch.
+    Entries {
+        #[arg(long)]
+        author: Option<String>,
+        #[arg(long)]
+        epoch: Option<u64>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -125,6 +151,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{}", args.load()?.to_toml());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Ledger { data_dir, json, command } => {
+            ledger_command(&data_dir, json, command)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Testnet(args) => {
             init_logs("warn", false);
             let binary = std::env::current_exe().context("locating the ifx binary")?;
@@ -133,6 +163,74 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
     }
+}
+
+fn ledger_command(data_dir: &std::path::Path, json: bool, command: LedgerCommand) -> anyhow::Result<()> {
+    use ifx_node::ledger::LedgerStats;
+    let path = data_dir.join("db");
+    if !path.is_dir() {
+        anyhow::bail!("no database in {} (has a node run with this data dir?)", data_dir.display());
+    }
+    let db = ifx_storage::Db::open_read_only(&path)?;
+    let store = ifx_storage::LedgerStore::open_existing(db)?;
+    let l = store.ledger();
+    match command {
+        LedgerCommand::Root => {
+            let root = hex::encode(l.root());
+            if json {
+                println!("{}", serde_json::json!({ "root": root, "entries": l.len() }));
+            } else {
+                println!("{root}");
+            }
+        }
+        LedgerCommand::Stats => {
+            let s = LedgerStats::of(l);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+            } else {
+                println!("network: {}\nroot: {}\nentries: {}\nauthors: {}\nequivocators: {}", s.network, s.root,
+                    s.entries, s.authors, s.equivocators.len());
+                for e in &s.epochs {
+                    println!("epoch {}: {} entries, root {}", e.epoch, e.entries, e.root);
+                }
+            }
+        }
+        LedgerCommand::Entries { author, epoch } => {
+            let entries: Vec<ifx_protocols::ledger::Entry> = match (&author, epoch) {
+                (Some(a), _) => {
+                    let key: [u8; 32] = hex::decode(a)
+                        .ok()
+                        .and_then(|b| b.try_into().ok())
+                        .ok_or_else(|| anyhow::anyhow!("--author {a:?} is not a 64-character hex public key"))?;
+                    store.entries_by_author(&key)?.into_iter().filter(|e| epoch.is_none_or(|x| e.epoch == x)).collect()
+                }
+                (None, Some(x)) => store.entries_in_epoch(x)?,
+                (None, None) => l.iter_sorted().map(|e| (*e).clone()).collect(),
+            };
+            for e in &entries {
+                let body = match e.kind {
+                    ifx_protocols::ledger::EntryKind::Liveness => {
+                        match ifx_protocols::ledger::LivenessAttestation::decode(&e.body) {
+                            Ok(a) => serde_json::to_value(a)?,
+                            Err(err) => serde_json::json!({ "undecodable": err }),
+                        }
+                    }
+                    _ => serde_json::json!({ "bytes": e.body.len() }),
+                };
+                let v = serde_json::json!({
+                    "author": hex::encode(e.author), "seq": e.seq, "epoch": e.epoch, "kind": e.kind.name(),
+                    "id": hex::encode(e.id()), "prev": hex::encode(e.prev), "body": body,
+                });
+                if json {
+                    println!("{v}");
+                } else {
+                    println!("{} seq {} epoch {} {} {}", &v["author"].as_str().unwrap_or("")[..16], e.seq, e.epoch,
+                        e.kind.name(), body);
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn run_node(cfg: NodeConfig) -> anyhow::Result<()> {

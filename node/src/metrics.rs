@@ -31,6 +31,12 @@ pub struct NodeMetrics {
     pub heartbeats_unpublished: Counter,
     /// Peers in the heartbeat peer table.
     pub heartbeat_peers: Gauge,
+    /// Entries in the ledger.
+    pub ledger_entries: Gauge,
+    /// Ledger entries refused, by reason.
+    pub ledger_rejected: Family<Vec<(String, String)>, Counter>,
+    /// Bytes received in ledger sync responses.
+    pub ledger_sync_bytes: Counter,
 }
 
 impl NodeMetrics {
@@ -45,6 +51,9 @@ impl NodeMetrics {
             self.heartbeats_unpublished.clone(),
         );
         r.register("heartbeat_peers", "Peers in the heartbeat table", self.heartbeat_peers.clone());
+        r.register("ledger_entries", "Entries in the ledger", self.ledger_entries.clone());
+        r.register("ledger_rejected", "Ledger entries refused, by reason", self.ledger_rejected.clone());
+        r.register("ledger_sync_bytes", "Bytes received in ledger sync responses", self.ledger_sync_bytes.clone());
     }
 
     /// Counts one envelope verdict.

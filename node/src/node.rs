@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use ifx_protocols::PeerTable;
-use ifx_storage::{Db, PeerStore};
+use ifx_storage::{Db, LedgerStore, PeerStore};
 use libp2p::{Multiaddr, PeerId};
 use prometheus_client::registry::Registry;
 use thiserror::Error;
@@ -19,6 +19,7 @@ use crate::api::{self, ApiState};
 use crate::config::NodeConfig;
 use crate::heartbeat::Announcer;
 use crate::identity::{Identity, IdentityError};
+use crate::ledger::{Attester, LedgerHandle};
 use crate::metrics::{NodeMetrics, SharedRegistry};
 use crate::network::{NetHandle, event_loop};
 use crate::router::Router;
@@ -54,6 +55,7 @@ pub struct Node {
     pub net: NetHandle,
     pub heartbeats: Arc<Mutex<PeerTable>>,
     pub registry: SharedRegistry,
+    pub ledger: LedgerHandle,
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
     network_task: JoinHandle<()>,
@@ -78,6 +80,10 @@ impl Node {
         let mut registry = Registry::default();
         let metrics = NodeMetrics::default();
         metrics.register(&mut registry);
+        let ledger = LedgerStore::open(db.clone(), &cfg.network.id)
+            .map_err(|e| NodeError::Storage { path: db_path.clone(), reason: e.to_string() })?;
+        info!(entries = ledger.ledger().len(), root = hex::encode(ledger.ledger().root()), "ledger opened");
+        let ledger = LedgerHandle::new(ledger, metrics.clone());
         let capacity = crate::capacity::probe().await;
         info!(peer_id = %identity.peer_id(), role = cfg.node.role.as_str(), network = cfg.network.id,
             backend = capacity.backend, adapter = capacity.adapter, "starting node");
@@ -98,8 +104,23 @@ impl Node {
         )));
 
         let mut tasks = Vec::new();
-        let router = Router::new(cfg.network.clone(), heartbeats.clone(), metrics.clone());
+        let router = Router::new(cfg.network.clone(), heartbeats.clone(), ledger.clone(), metrics.clone());
         tasks.push(tokio::spawn(router.run(started.inbound, started.handle.clone(), shutdown.child_token())));
+        tasks.push(tokio::spawn(ledger.clone().serve(started.sync_inbound, started.handle.clone(), shutdown.child_token())));
+        tasks.push(tokio::spawn(ledger.clone().anti_entropy(
+            started.handle.clone(),
+            std::time::Duration::from_millis(cfg.ledger.sync_interval_ms),
+            shutdown.child_token(),
+        )));
+        if cfg.node.role == ifx_protocols::Role::Verifier {
+            let attester = Attester {
+                ledger: ledger.clone(),
+                key: identity.signing_key().clone(),
+                net: cfg.network.clone(),
+                heartbeats: heartbeats.clone(),
+            };
+            tasks.push(tokio::spawn(attester.run(started.handle.clone(), shutdown.child_token())));
+        }
         let announcer = Announcer {
             key: identity.signing_key().clone(),
             net: cfg.network.clone(),
@@ -129,6 +150,7 @@ impl Node {
                 net: started.handle.clone(),
                 heartbeats: heartbeats.clone(),
                 registry: registry.clone(),
+                ledger: ledger.clone(),
             };
             tasks.push(api::serve(listener, state, shutdown.child_token()));
             write_api_addr(&data_dir, bound)
@@ -144,6 +166,7 @@ impl Node {
             net: started.handle,
             heartbeats,
             registry,
+            ledger,
             shutdown,
             tasks,
             network_task: started.task,

@@ -13,8 +13,10 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
+use crate::ledger::LedgerHandle;
 use crate::metrics::NodeMetrics;
 use crate::network::{InboundMessage, NetHandle, author_peer_id};
+use ifx_protocols::ledger::Entry;
 
 /// Epochs back an envelope may come from and still be accepted.
 const MAX_AGE_EPOCHS: u64 = 1;
@@ -47,43 +49,65 @@ impl Verdict {
     }
 }
 
+/// The outcome of the checks that need no storage.
+#[derive(Debug)]
+pub enum Judged {
+    Done(Verdict),
+    /// A well-formed ledger entry by the publisher, for the ledger to verify and merge.
+    Ledger(Entry),
+}
+
 /// Validation state: the replay memory and the state each kind feeds.
 pub struct Router {
     net: NetworkConfig,
     replay: ReplayGuard,
     heartbeats: Arc<Mutex<PeerTable>>,
+    ledger: LedgerHandle,
     metrics: NodeMetrics,
 }
 
 impl Router {
     /// A router for `net` feeding the heartbeat table.
-    pub fn new(net: NetworkConfig, heartbeats: Arc<Mutex<PeerTable>>, metrics: NodeMetrics) -> Self {
-        Self { net, replay: ReplayGuard::new(MAX_AGE_EPOCHS, REPLAY_MEMORY), heartbeats, metrics }
+    pub fn new(net: NetworkConfig, heartbeats: Arc<Mutex<PeerTable>>, ledger: LedgerHandle, metrics: NodeMetrics) -> Self {
+        Self { net, replay: ReplayGuard::new(MAX_AGE_EPOCHS, REPLAY_MEMORY), heartbeats, ledger, metrics }
     }
 
-    /// Judges one message received at `now_us` (Unix µs) and applies it if accepted.
-    pub fn judge(&mut self, msg: &InboundMessage, now_us: u64) -> Verdict {
-        let Some(kind) = msg.kind else { return Verdict::Ignore("unknown_topic") };
+    /// Judges one message received at `now_us` (Unix µs) and applies it if it needs no
+    /// storage; a ledger entry comes back for [`Router::judge_entry`].
+    pub fn judge(&mut self, msg: &InboundMessage, now_us: u64) -> Judged {
+        use Judged::Done;
+        let Some(kind) = msg.kind else { return Done(Verdict::Ignore("unknown_topic")) };
         let env = match SignedEnvelope::open(&msg.data, &self.net.id) {
             Ok(env) => env,
-            Err(e) if e.is_misbehaviour() => return Verdict::Reject(e.label()),
-            Err(e) => return Verdict::Ignore(e.label()),
+            Err(e) if e.is_misbehaviour() => return Done(Verdict::Reject(e.label())),
+            Err(e) => return Done(Verdict::Ignore(e.label())),
         };
         if env.kind != kind {
-            return Verdict::Reject("kind_topic_mismatch");
+            return Done(Verdict::Reject("kind_topic_mismatch"));
         }
         // The envelope's author must be the peer that signed the gossip message: nobody can
         // publish on another node's behalf.
         if msg.source.is_none() || msg.source != author_peer_id(&env.author) {
-            return Verdict::Reject("author_not_source");
+            return Done(Verdict::Reject("author_not_source"));
         }
         if let Err(e) = self.replay.admit(&env, self.net.epoch_at(now_us / 1000)) {
-            return Verdict::Ignore(e.label());
+            return Done(Verdict::Ignore(e.label()));
         }
-        match kind {
+        Done(match kind {
+            Kind::LedgerEntry => {
+                let entry = match Entry::decode(&env.body, &self.net.id) {
+                    Ok(e) => e,
+                    Err(e) => return Done(Verdict::Reject(e.label())),
+                };
+                // Gossip carries each author's own entries; others' arrive by sync.
+                if entry.author != env.author {
+                    return Done(Verdict::Reject("entry_author_mismatch"));
+                }
+                return Judged::Ledger(entry);
+            }
             Kind::Heartbeat => {
                 let Ok(hb) = Heartbeat::decode(&env.body) else {
-                    return Verdict::Reject("bad_heartbeat");
+                    return Done(Verdict::Reject("bad_heartbeat"));
                 };
                 let mut table = self.heartbeats.lock().unwrap_or_else(|e| e.into_inner());
                 let seen = table.observe(env.author, env.epoch, &hb, now_us);
@@ -93,6 +117,30 @@ impl Router {
                     Observed::Duplicate => Verdict::Ignore("duplicate"),
                     Observed::Stale => Verdict::Ignore("stale_heartbeat"),
                 }
+            }
+        })
+    }
+
+    /// Verifies and merges a gossiped entry (a durable write when it is new).
+    pub async fn judge_entry(&self, entry: Entry, now_us: u64) -> Verdict {
+        match self.ledger.ingest(vec![entry], Some(self.net.epoch_at(now_us / 1000))).await {
+            Ok(out) => {
+                if let Some((_, e)) = out.rejected.first() {
+                    match e {
+                        ifx_protocols::ledger::EntryError::FromFuture { .. } => Verdict::Ignore(e.label()),
+                        _ => Verdict::Reject(e.label()),
+                    }
+                } else if !out.accepted.is_empty() || out.pending > 0 {
+                    Verdict::Accept
+                } else if out.dropped > 0 {
+                    Verdict::Ignore("pending_full")
+                } else {
+                    Verdict::Ignore("duplicate")
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "ledger write failed");
+                Verdict::Ignore("storage_error")
             }
         }
     }
@@ -109,7 +157,11 @@ impl Router {
                 _ = shutdown.cancelled() => return,
                 m = inbound.recv() => match m { Some(m) => m, None => return },
             };
-            let verdict = self.judge(&msg, crate::unix_time_us());
+            let now = crate::unix_time_us();
+            let verdict = match self.judge(&msg, now) {
+                Judged::Done(v) => v,
+                Judged::Ledger(entry) => self.judge_entry(entry, now).await,
+            };
             let (v, reason) = verdict.labels();
             let kind = msg.kind.map(Kind::name).unwrap_or("unknown");
             self.metrics.envelope(kind, v, reason);

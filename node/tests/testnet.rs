@@ -11,7 +11,7 @@ fn testnet_of_eight_with_a_sigkill_ends_on_time_and_reports() {
     let report_path = tmp.path().join("report.json");
     let start = Instant::now();
     let out = Command::new(env!("CARGO_BIN_EXE_ifx"))
-        .args(["testnet", "--nodes", "8", "--duration", "20", "--kill", "3@10", "--quiet", "--base-dir"])
+        .args(["testnet", "--nodes", "8", "--verifiers", "2", "--duration", "20", "--kill", "3@10", "--quiet", "--base-dir"])
         .arg(tmp.path())
         .arg("--report")
         .arg(&report_path)
@@ -49,6 +49,28 @@ fn testnet_of_eight_with_a_sigkill_ends_on_time_and_reports() {
         }
     }
     assert_eq!(nodes[7]["role"], "verifier");
+    assert_eq!(nodes[6]["role"], "verifier");
+    assert_eq!(nodes[5]["role"], "worker");
+
+    // The ledger: both verifiers attested several epochs and every live node holds the same set.
+    let ledger = &report["ledger"];
+    assert_eq!(ledger["converged"], true, "{ledger}");
+    let entries = ledger["entries"].as_u64().unwrap();
+    assert!(entries >= 4, "too few attestations: {ledger}");
+    assert!(ledger["convergence_secs"].as_f64().unwrap() < 5.0, "{ledger}");
+    for n in nodes.iter().filter(|n| n["alive"] == true) {
+        assert_eq!(n["ledger_root"], ledger["root"], "{n}");
+        assert_eq!(n["ledger_entries"].as_u64().unwrap(), entries);
+    }
+    // The store is readable offline once the node stopped.
+    let out = Command::new(env!("CARGO_BIN_EXE_ifx"))
+        .args(["ledger", "--data-dir"])
+        .arg(tmp.path().join("node-0"))
+        .args(["root", "--json"])
+        .output()
+        .unwrap();
+    let root: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(root["root"], ledger["root"]);
     assert_eq!(report["faults"][0]["node"], 3);
     assert_eq!(report["faults"][0]["kind"], "sigkill");
 }

@@ -26,11 +26,13 @@ const SIGNING_DOMAIN: &[u8] = b"ifx/envelope/v1";
 pub enum Kind {
     /// A node's periodic liveness and capacity announcement.
     Heartbeat = 1,
+    /// A new ledger entry by the envelope's author (body: an encoded `ledger::Entry`).
+    LedgerEntry = 2,
 }
 
 impl Kind {
     /// Every kind this build understands, in wire order.
-    pub const ALL: [Kind; 1] = [Kind::Heartbeat];
+    pub const ALL: [Kind; 2] = [Kind::Heartbeat, Kind::LedgerEntry];
 
     /// The kind for a wire value, if this build knows it.
     pub fn from_wire(v: u16) -> Option<Kind> {
@@ -42,6 +44,7 @@ impl Kind {
     pub fn max_body_bytes(self) -> usize {
         match self {
             Kind::Heartbeat => 1024,
+            Kind::LedgerEntry => crate::ledger::entry::MAX_ENTRY_BYTES,
         }
     }
 
@@ -49,6 +52,7 @@ impl Kind {
     pub fn name(self) -> &'static str {
         match self {
             Kind::Heartbeat => "heartbeat",
+            Kind::LedgerEntry => "ledger",
         }
     }
 }

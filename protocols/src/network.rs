@@ -106,6 +106,11 @@ impl NetworkConfig {
         format!("/ifx/{}/kad/1", self.id)
     }
 
+    /// Request-response protocol of ledger anti-entropy on this network.
+    pub fn ledger_sync_protocol(&self) -> String {
+        format!("/ifx/{}/ledger-sync/1", self.id)
+    }
+
     /// Identify protocol version string for this network.
     pub fn identify_protocol(&self) -> String {
         format!("/ifx/{}/id/1", self.id)

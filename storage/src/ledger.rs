@@ -80,6 +80,18 @@ impl LedgerStore {
         Ok(Self { db, ledger, poisoned: false })
     }
 
+    /// Opens the ledger of whatever network the store belongs to (for offline inspection).
+    pub fn open_existing(db: Db) -> Result<Self, StorageError> {
+        let raw = db.raw();
+        let meta = raw.cf_handle(CF_META).expect("column family created at open");
+        let net = raw.get_cf(&meta, META_NET_ID)?.ok_or_else(|| StorageError::Corrupt {
+            cf: CF_META,
+            reason: "no network id: this store never held a ledger".into(),
+        })?;
+        let net = String::from_utf8(net).map_err(|_| StorageError::Corrupt { cf: CF_META, reason: "network id is not UTF-8".into() })?;
+        Self::open(db, &net)
+    }
+
     fn read_all(db: &Db, net_id: &str) -> Result<Vec<Entry>, StorageError> {
         let raw = db.raw();
         let cf = raw.cf_handle(CF_ENTRIES).expect("column family created at open");

@@ -63,9 +63,10 @@ impl Testnet {
         let config = base_dir.join("network.toml");
         let text = format!(
             "# Written by `ifx testnet`: the parameters every node of this run shares.\n\
-             [network]\nid = \"{network_id}\"\ngenesis_unix_secs = {}\nepoch_secs = 60\n\
-             heartbeat_interval_ms = {}\n\n[limits]\ntarget_peers = {}\n",
+             [network]\nid = \"{network_id}\"\ngenesis_unix_secs = {}\nepoch_secs = {}\n\
+             heartbeat_interval_ms = {}\n\n[limits]\ntarget_peers = {}\n\n[ledger]\nsync_interval_ms = 1000\n",
             now.as_secs(),
+            args.epoch_secs,
             args.heartbeat_ms,
             args.nodes.min(24),
         );

@@ -38,6 +38,9 @@ pub struct TestnetArgs {
     /// Heartbeat interval of the test network, in milliseconds.
     #[arg(long, default_value_t = 1000)]
     pub heartbeat_ms: u64,
+    /// Epoch length of the test network, in seconds (short, so verifiers attest during a run).
+    #[arg(long, default_value_t = 3)]
+    pub epoch_secs: u64,
     /// Hide the progress bar (it is also hidden when stderr is not a terminal).
     #[arg(long)]
     pub quiet: bool,
@@ -86,6 +89,9 @@ impl TestnetArgs {
         if self.verifiers >= self.nodes {
             return bad(format!("--verifiers {} must be fewer than --nodes {}", self.verifiers, self.nodes));
         }
+        if self.epoch_secs == 0 || self.epoch_secs * 1000 < self.heartbeat_ms {
+            return bad(format!("--epoch-secs {} must be at least one heartbeat interval", self.epoch_secs));
+        }
         if self.duration == 0 || self.duration > 24 * 3600 {
             return bad(format!("--duration {} must be between 1 and 86400 seconds", self.duration));
         }
@@ -121,6 +127,7 @@ pub async fn run(binary: PathBuf, args: TestnetArgs) -> Result<Report, TestnetEr
             return Err(e);
         }
     };
+    let outcome = watch::settle(&mut net, outcome).await;
     let latency = watch::collect_latency(&net).await;
     let stops = net.stop_all().await;
     let report = Report::build(&net, &args, outcome, latency, stops);

@@ -28,7 +28,25 @@ pub struct Report {
     pub heartbeat_latency_ms: LatencyMs,
     /// Faults injected.
     pub faults: Vec<Fault>,
+    /// The contribution ledger at the end of the run.
+    pub ledger: LedgerSection,
     pub nodes: Vec<NodeReport>,
+}
+
+/// `ledger` section of the report.
+#[derive(Debug, Serialize)]
+pub struct LedgerSection {
+    /// Every running node had the same ledger root at the end.
+    pub converged: bool,
+    /// Seconds from the last append anywhere until all roots were equal (null if they never
+    /// were; 0 when equality was seen no later than the first poll after the append).
+    pub convergence_secs: Option<f64>,
+    /// Entries in the (converged) ledger, or the most any node held.
+    pub entries: usize,
+    /// The common root, if converged.
+    pub root: Option<String>,
+    /// Seconds into the run of the last append by any node.
+    pub last_append_secs: Option<f64>,
 }
 
 /// Percentiles of a latency distribution, milliseconds.
@@ -64,6 +82,9 @@ pub struct NodeReport {
     pub heartbeat_peers: usize,
     /// Heartbeats it had received in all.
     pub heartbeats_received: u64,
+    /// Its ledger root and size at its last answer.
+    pub ledger_root: String,
+    pub ledger_entries: usize,
     /// How the process ended.
     pub stop: String,
     pub log: String,
@@ -121,9 +142,18 @@ impl Report {
                 connected: view.connected,
                 heartbeat_peers: view.heartbeat_peers.len(),
                 heartbeats_received: view.heartbeats_received,
+                ledger_root: view.ledger_root.clone(),
+                ledger_entries: view.ledger_entries,
                 stop: stops[i].clone(),
                 log: n.log.display().to_string(),
             });
+        }
+        let ledger = ledger_section(net, &o);
+        if !ledger.converged {
+            failures.push("ledger did not converge: running nodes ended with different roots".into());
+        }
+        if args.verifiers > 0 && ledger.entries == 0 {
+            failures.push(format!("no ledger entries although {} verifier(s) ran", args.verifiers));
         }
         let heartbeat_latency_ms = LatencyMs::from_samples_us(&latency_us);
         if heartbeat_latency_ms.samples == 0 {
@@ -145,6 +175,7 @@ impl Report {
             heartbeat_coverage_secs: o.heartbeats_secs,
             heartbeat_latency_ms,
             faults,
+            ledger,
             nodes,
         }
     }
@@ -167,10 +198,40 @@ impl Report {
                 n.index, n.role, n.peer_id, n.alive, n.peers_known, n.heartbeats_received, n.stop
             );
         }
+        println!(
+            "  ledger: converged={} entries={} convergence {} s",
+            self.ledger.converged,
+            self.ledger.entries,
+            f(self.ledger.convergence_secs)
+        );
         for fail in &self.failures {
             println!("  FAIL: {fail}");
         }
         println!("{}: report {}", if self.ok { "OK" } else { "FAILED" }, path.display());
+    }
+}
+
+fn ledger_section(net: &Testnet, o: &Outcome) -> LedgerSection {
+    let views: Vec<&crate::watch::View> = o.views.iter().flatten().collect();
+    let last_append = views.iter().map(|v| v.last_append_unix_ms).max().filter(|t| *t > 0);
+    let t0_unix_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+        .saturating_sub(net.t0.elapsed().as_millis() as u64);
+    let converged = o.roots_equal_since_ms.is_some();
+    let running_root =
+        (0..net.nodes.len()).find(|&i| o.alive[i]).and_then(|i| o.views[i].as_ref()).map(|v| v.ledger_root.clone());
+    LedgerSection {
+        converged,
+        convergence_secs: match (o.roots_equal_since_ms, last_append) {
+            (Some(eq), Some(last)) => Some(eq.saturating_sub(last) as f64 / 1000.0),
+            (Some(_), None) => Some(0.0),
+            _ => None,
+        },
+        entries: views.iter().map(|v| v.ledger_entries).max().unwrap_or(0),
+        root: if converged { running_root } else { None },
+        last_append_secs: last_append.map(|t| t.saturating_sub(t0_unix_ms) as f64 / 1000.0),
     }
 }
 

@@ -20,6 +20,10 @@ pub struct View {
     pub connected: usize,
     pub heartbeat_peers: BTreeSet<String>,
     pub heartbeats_received: u64,
+    pub ledger_root: String,
+    pub ledger_entries: usize,
+    /// When the node last appended an entry of its own (Unix ms; 0 = never).
+    pub last_append_unix_ms: u64,
 }
 
 #[derive(Deserialize)]
@@ -33,6 +37,13 @@ struct PeersJson {
 struct HeartbeatJson {
     peer_id: String,
     received: u64,
+}
+
+#[derive(Deserialize)]
+struct LedgerRootJson {
+    root: String,
+    entries: usize,
+    last_append_unix_ms: u64,
 }
 
 #[derive(Deserialize)]
@@ -54,6 +65,9 @@ pub struct Outcome {
     /// The run was cut short by Ctrl-C.
     pub interrupted: bool,
     pub elapsed_secs: f64,
+    /// Unix ms of the first poll of the current streak in which every running node had the
+    /// same ledger root.
+    pub roots_equal_since_ms: Option<u64>,
 }
 
 /// Polls until the duration is over, applying the scheduled kills.
@@ -75,6 +89,7 @@ pub async fn watch(net: &mut Testnet, args: &TestnetArgs) -> Outcome {
         }
         net.reap();
         poll_views(net, &mut out.views).await;
+        track_roots(net, &mut out);
         let running: Vec<usize> = (0..net.nodes.len()).filter(|&i| net.nodes[i].child.is_some()).collect();
         let ids: Vec<&str> = running.iter().map(|&i| net.nodes[i].peer_id.as_str()).collect();
         let covers = |set: &dyn Fn(&View) -> &BTreeSet<String>, i: usize| {
@@ -119,6 +134,45 @@ pub async fn watch(net: &mut Testnet, args: &TestnetArgs) -> Outcome {
     out
 }
 
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// Whether every running node answered with the same ledger root.
+fn roots_equal(net: &Testnet, views: &[Option<View>]) -> bool {
+    let mut roots = (0..net.nodes.len())
+        .filter(|&i| net.nodes[i].child.is_some())
+        .map(|i| views[i].as_ref().map(|v| v.ledger_root.as_str()));
+    match roots.next() {
+        Some(Some(first)) => roots.all(|r| r == Some(first)),
+        _ => false,
+    }
+}
+
+fn track_roots(net: &Testnet, out: &mut Outcome) {
+    if roots_equal(net, &out.views) {
+        out.roots_equal_since_ms.get_or_insert_with(unix_ms);
+    } else {
+        out.roots_equal_since_ms = None;
+    }
+}
+
+/// After the run: polls (up to 10 s) until every running node has the same ledger root.
+pub async fn settle(net: &mut Testnet, mut out: Outcome) -> Outcome {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        net.reap();
+        poll_views(net, &mut out.views).await;
+        track_roots(net, &mut out);
+        if out.roots_equal_since_ms.is_some() || std::time::Instant::now() > deadline || out.interrupted {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    out.alive = net.nodes.iter().map(|n| n.child.is_some()).collect();
+    out
+}
+
 fn progress(args: &TestnetArgs) -> ProgressBar {
     let bar = ProgressBar::new(args.duration);
     if args.quiet {
@@ -139,11 +193,16 @@ async fn poll_views(net: &Testnet, views: &mut [Option<View>]) {
         async move {
             let api = api?;
             let p: PeersJson = client.get(format!("http://{api}/peers")).send().await.ok()?.json().await.ok()?;
+            let l: LedgerRootJson =
+                client.get(format!("http://{api}/ledger/root")).send().await.ok()?.json().await.ok()?;
             Some(View {
                 routing_table: p.routing_table.into_iter().collect(),
                 connected: p.connected.len(),
                 heartbeats_received: p.heartbeats.iter().map(|h| h.received).sum(),
                 heartbeat_peers: p.heartbeats.into_iter().map(|h| h.peer_id).collect(),
+                ledger_root: l.root,
+                ledger_entries: l.entries,
+                last_append_unix_ms: l.last_append_unix_ms,
             })
         }
     });

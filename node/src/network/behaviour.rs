@@ -8,11 +8,12 @@ use ifx_protocols::envelope::MAX_ENVELOPE_BYTES;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{
     StreamProtocol, Swarm, SwarmBuilder, connection_limits, gossipsub, identify, identity::Keypair,
-    kad, noise, ping, tcp, yamux,
+    kad, noise, ping, request_response, tcp, yamux,
 };
 use prometheus_client::registry::Registry;
 
 use super::scoring;
+use super::sync_codec::SyncCodec;
 use crate::config::LimitsSection;
 
 /// Every protocol the node speaks.
@@ -23,6 +24,7 @@ pub struct Behaviour {
     pub identify: identify::Behaviour,
     pub ping: ping::Behaviour,
     pub gossipsub: gossipsub::Behaviour,
+    pub sync: request_response::Behaviour<SyncCodec>,
 }
 
 /// Why the swarm could not be built.
@@ -50,6 +52,8 @@ pub fn build_swarm(
     let kad_protocol = StreamProtocol::try_from_owned(net.kad_protocol())
         .map_err(|e| BuildError::Transport(e.to_string()))?;
     let identify_protocol = net.identify_protocol();
+    let sync_protocol = StreamProtocol::try_from_owned(net.ledger_sync_protocol())
+        .map_err(|e| BuildError::Transport(e.to_string()))?;
     let topics: Vec<_> = Kind::ALL.iter().map(|k| topic(net, *k).hash()).collect();
     let limits = limits.clone();
     let swarm = SwarmBuilder::with_existing_identity(keypair)
@@ -101,12 +105,18 @@ pub fn build_swarm(
                     .with_max_pending_incoming(Some(limits.max_pending))
                     .with_max_pending_outgoing(Some(limits.max_pending)),
             );
+            let sync = request_response::Behaviour::with_codec(
+                SyncCodec,
+                [(sync_protocol, request_response::ProtocolSupport::Full)],
+                request_response::Config::default().with_request_timeout(Duration::from_secs(30)),
+            );
             Ok::<_, Box<dyn std::error::Error + Send + Sync>>(Behaviour {
                 limits,
                 kad,
                 identify,
                 ping,
                 gossipsub,
+                sync,
             })
         })
         .map_err(|e| BuildError::Gossipsub(e.to_string()))?

@@ -13,13 +13,14 @@ use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{ConnectionId, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, identify, kad, ping};
 use prometheus_client::registry::Registry;
-use tokio::sync::mpsc;
+use libp2p::request_response::{self, OutboundRequestId};
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::backoff::Bootnodes;
 use super::behaviour::{Behaviour, BehaviourEvent, build_swarm, topic};
-use super::{Command, ConnectedPeer, InboundMessage, NetHandle, NetSnapshot, peer_of};
+use super::{Command, ConnectedPeer, InboundMessage, InboundSync, NetHandle, NetSnapshot, peer_of};
 use crate::config::NodeConfig;
 use crate::identity::Identity;
 
@@ -47,6 +48,7 @@ pub enum StartError {
 pub struct Started {
     pub handle: NetHandle,
     pub inbound: mpsc::Receiver<InboundMessage>,
+    pub sync_inbound: mpsc::Receiver<InboundSync>,
     pub listen_addrs: Vec<Multiaddr>,
     pub task: tokio::task::JoinHandle<()>,
 }
@@ -140,12 +142,15 @@ pub async fn start(
 
     let (cmd_tx, cmd_rx) = mpsc::channel(256);
     let (in_tx, in_rx) = mpsc::channel(INBOUND_QUEUE);
+    let (sync_tx, sync_rx) = mpsc::channel(64);
     let handle = NetHandle { commands: cmd_tx, local_peer_id: *swarm.local_peer_id() };
     let kad_protocol = StreamProtocol::try_from_owned(cfg.network.kad_protocol()).expect("validated id");
     let lp = EventLoop {
         swarm,
         commands: cmd_rx,
         inbound: in_tx,
+        sync_inbound: sync_tx,
+        pending_sync: HashMap::new(),
         bootnodes: Bootnodes::new(boots, now),
         kinds_by_topic,
         rtt: HashMap::new(),
@@ -159,7 +164,7 @@ pub async fn start(
         listen_addrs: listen_addrs.clone(),
     };
     let task = tokio::spawn(lp.run(shutdown));
-    Ok(Started { handle, inbound: in_rx, listen_addrs, task })
+    Ok(Started { handle, inbound: in_rx, sync_inbound: sync_rx, listen_addrs, task })
 }
 
 fn transport_error(e: &libp2p::TransportError<std::io::Error>) -> String {
@@ -179,6 +184,8 @@ struct EventLoop {
     swarm: Swarm<Behaviour>,
     commands: mpsc::Receiver<Command>,
     inbound: mpsc::Sender<InboundMessage>,
+    sync_inbound: mpsc::Sender<InboundSync>,
+    pending_sync: HashMap<OutboundRequestId, oneshot::Sender<Result<Vec<u8>, String>>>,
     bootnodes: Bootnodes,
     kinds_by_topic: BTreeMap<TopicHash, Kind>,
     rtt: HashMap<PeerId, Duration>,
@@ -305,6 +312,15 @@ impl EventLoop {
             Command::Snapshot { reply } => {
                 let _ = reply.send(self.snapshot());
             }
+            Command::SyncRequest { peer, data, reply } => {
+                let id = self.swarm.behaviour_mut().sync.send_request(&peer, data);
+                self.pending_sync.insert(id, reply);
+            }
+            Command::SyncRespond { channel, data } => {
+                if self.swarm.behaviour_mut().sync.send_response(channel, data).is_err() {
+                    debug!("sync response not sent: the requester went away");
+                }
+            }
         }
     }
 
@@ -408,6 +424,7 @@ impl EventLoop {
                 }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Limits(v)) => match v {},
+            SwarmEvent::Behaviour(BehaviourEvent::Sync(e)) => self.on_sync(e),
             SwarmEvent::ConnectionEstablished { peer_id, connection_id, endpoint, num_established, .. } => {
                 self.bootnode_dials.remove(&connection_id);
                 debug!(peer = %peer_id, addr = %endpoint.get_remote_address(), "connected");
@@ -446,6 +463,35 @@ impl EventLoop {
             }
             SwarmEvent::ListenerError { error, .. } => warn!(%error, "listener error"),
             _ => {}
+        }
+    }
+
+    fn on_sync(&mut self, e: request_response::Event<Vec<u8>, Vec<u8>>) {
+        match e {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request { request, channel, .. } => {
+                    let msg = InboundSync { peer, data: request, channel };
+                    if self.sync_inbound.try_send(msg).is_err() {
+                        // Dropping the channel tells the requester we are busy.
+                        debug!(%peer, "sync request dropped: too many waiting");
+                    }
+                }
+                request_response::Message::Response { request_id, response } => {
+                    if let Some(reply) = self.pending_sync.remove(&request_id) {
+                        let _ = reply.send(Ok(response));
+                    }
+                }
+            },
+            request_response::Event::OutboundFailure { request_id, error, peer, .. } => {
+                debug!(%peer, %error, "sync request failed");
+                if let Some(reply) = self.pending_sync.remove(&request_id) {
+                    let _ = reply.send(Err(error.to_string()));
+                }
+            }
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                debug!(%peer, %error, "inbound sync failed");
+            }
+            request_response::Event::ResponseSent { .. } => {}
         }
     }
 

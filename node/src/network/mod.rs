@@ -7,9 +7,11 @@ pub mod backoff;
 pub mod behaviour;
 pub mod event_loop;
 pub mod scoring;
+pub mod sync_codec;
 
 use ifx_protocols::Kind;
 use libp2p::gossipsub::{MessageAcceptance, MessageId};
+use libp2p::request_response::ResponseChannel;
 use libp2p::{Multiaddr, PeerId};
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
@@ -24,6 +26,18 @@ pub enum Command {
     Validated { id: MessageId, from: PeerId, acceptance: MessageAcceptance },
     /// A consistent picture of the network state.
     Snapshot { reply: oneshot::Sender<NetSnapshot> },
+    /// Send a ledger sync request to `peer`; the reply carries the response bytes.
+    SyncRequest { peer: PeerId, data: Vec<u8>, reply: oneshot::Sender<Result<Vec<u8>, String>> },
+    /// Answer an inbound ledger sync request.
+    SyncRespond { channel: ResponseChannel<Vec<u8>>, data: Vec<u8> },
+}
+
+/// A ledger sync request from a peer, to be answered through [`NetHandle::sync_respond`].
+#[derive(Debug)]
+pub struct InboundSync {
+    pub peer: PeerId,
+    pub data: Vec<u8>,
+    pub channel: ResponseChannel<Vec<u8>>,
 }
 
 /// A gossip message waiting for application validation.
@@ -93,6 +107,18 @@ impl NetHandle {
     pub async fn validated(&self, id: MessageId, from: PeerId, acceptance: MessageAcceptance) {
         // If the loop stopped there is nobody left to tell.
         let _ = self.commands.send(Command::Validated { id, from, acceptance }).await;
+    }
+
+    /// Sends a ledger sync request and waits for the response bytes.
+    pub async fn sync_request(&self, peer: PeerId, data: Vec<u8>) -> Result<Result<Vec<u8>, String>, NetworkStopped> {
+        let (reply, rx) = oneshot::channel();
+        self.commands.send(Command::SyncRequest { peer, data, reply }).await.map_err(|_| NetworkStopped)?;
+        rx.await.map_err(|_| NetworkStopped)
+    }
+
+    /// Answers an inbound ledger sync request.
+    pub async fn sync_respond(&self, channel: ResponseChannel<Vec<u8>>, data: Vec<u8>) {
+        let _ = self.commands.send(Command::SyncRespond { channel, data }).await;
     }
 
     /// The current network state.

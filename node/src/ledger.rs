@@ -1,0 +1,242 @@
+//! The ledger service: the shared store handle, anti-entropy (periodic pulls from a random
+//! peer, answers to peers' pulls), and, on verifiers, one liveness attestation per finished
+//! epoch, appended durably and then gossiped.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ed25519_dalek::SigningKey;
+use ifx_protocols::ledger::sync::DEFAULT_CHUNK_BYTES;
+use ifx_protocols::ledger::{Entry, EntryKind, IngestOutcome, Ledger, LivenessAttestation, PeerLiveness, SyncRequest, SyncResponse};
+use ifx_protocols::{Kind, NetworkConfig, PeerTable, SignedEnvelope};
+use ifx_storage::{LedgerStore, StorageError};
+use rand::seq::SliceRandom;
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::metrics::NodeMetrics;
+use crate::network::{InboundSync, NetHandle};
+
+/// Most request/response rounds of one pull.
+const MAX_ROUNDS: usize = 256;
+
+/// Shared access to the node's ledger store.
+#[derive(Clone)]
+pub struct LedgerHandle {
+    store: Arc<Mutex<LedgerStore>>,
+    last_append_unix_ms: Arc<AtomicU64>,
+    metrics: NodeMetrics,
+}
+
+/// Counts and roots, for the API and `ifx ledger stats`.
+#[derive(Debug, Serialize)]
+pub struct LedgerStats {
+    pub network: String,
+    pub root: String,
+    pub entries: usize,
+    pub authors: usize,
+    pub pending: usize,
+    pub equivocators: Vec<String>,
+    pub epochs: Vec<EpochStats>,
+}
+
+/// One epoch's part of the ledger.
+#[derive(Debug, Serialize)]
+pub struct EpochStats {
+    pub epoch: u64,
+    pub entries: u64,
+    pub root: String,
+}
+
+impl LedgerStats {
+    /// Reads the numbers off a ledger.
+    pub fn of(l: &Ledger) -> Self {
+        Self {
+            network: l.net_id().to_owned(),
+            root: hex::encode(l.root()),
+            entries: l.len(),
+            authors: l.author_count(),
+            pending: l.pending_len(),
+            equivocators: l.equivocators().map(hex::encode).collect(),
+            epochs: l
+                .epochs()
+                .iter()
+                .map(|(e, p)| EpochStats { epoch: *e, entries: p.entries, root: hex::encode(p.root()) })
+                .collect(),
+        }
+    }
+}
+
+impl LedgerHandle {
+    /// Wraps an opened store.
+    pub fn new(store: LedgerStore, metrics: NodeMetrics) -> Self {
+        metrics.ledger_entries.set(store.ledger().len() as i64);
+        Self { store: Arc::new(Mutex::new(store)), last_append_unix_ms: Arc::new(AtomicU64::new(0)), metrics }
+    }
+
+    /// Runs `f` on the store (keep it short: ingests wait for it).
+    pub fn with<R>(&self, f: impl FnOnce(&LedgerStore) -> R) -> R {
+        f(&self.store.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Verifies, merges and durably stores `entries` (on a blocking thread).
+    pub async fn ingest(&self, entries: Vec<Entry>, current_epoch: Option<u64>) -> Result<IngestOutcome, StorageError> {
+        let store = self.store.clone();
+        let out = tokio::task::spawn_blocking(move || {
+            store.lock().unwrap_or_else(|e| e.into_inner()).ingest(entries, current_epoch)
+        })
+        .await
+        .expect("ledger ingest task panicked")?;
+        self.record(&out);
+        Ok(out)
+    }
+
+    /// Signs, durably stores and returns this node's next entry.
+    pub async fn append(&self, key: SigningKey, epoch: u64, kind: EntryKind, body: Vec<u8>) -> Result<Arc<Entry>, StorageError> {
+        let store = self.store.clone();
+        let e = tokio::task::spawn_blocking(move || {
+            store.lock().unwrap_or_else(|e| e.into_inner()).append(&key, epoch, kind, body)
+        })
+        .await
+        .expect("ledger append task panicked")?;
+        self.last_append_unix_ms.store(crate::unix_time_us() / 1000, Ordering::Relaxed);
+        self.metrics.ledger_entries.set(self.with(|s| s.ledger().len()) as i64);
+        Ok(e)
+    }
+
+    /// When this node last appended an entry of its own (Unix ms; 0 = never).
+    pub fn last_append_unix_ms(&self) -> u64 {
+        self.last_append_unix_ms.load(Ordering::Relaxed)
+    }
+
+    fn record(&self, out: &IngestOutcome) {
+        self.metrics.ledger_entries.set(self.with(|s| s.ledger().len()) as i64);
+        for (_, e) in &out.rejected {
+            self.metrics.ledger_rejected.get_or_create(&vec![("reason".to_string(), e.label().to_string())]).inc();
+        }
+        for author in &out.new_equivocators {
+            warn!(author = hex::encode(author), "equivocation: two entries at one seq; both kept as evidence");
+        }
+    }
+
+    /// Pulls what `peer` has and this node lacks, in chunks; returns the entries gained.
+    pub async fn pull(&self, net: &NetHandle, peer: libp2p::PeerId) -> Result<usize, String> {
+        let mut resume = None;
+        let mut gained = 0;
+        for _ in 0..MAX_ROUNDS {
+            let req = SyncRequest { summaries: self.with(|s| s.ledger().summary()), max_bytes: DEFAULT_CHUNK_BYTES, resume };
+            let bytes = net.sync_request(peer, req.encode()).await.map_err(|e| e.to_string())??;
+            self.metrics.ledger_sync_bytes.inc_by(bytes.len() as u64);
+            let resp = SyncResponse::decode(&bytes).map_err(|e| e.to_string())?;
+            let net_id = self.with(|s| s.ledger().net_id().to_owned());
+            let entries: Vec<Entry> = resp.entries.iter().filter_map(|b| Entry::decode(b, &net_id).ok()).collect();
+            if !entries.is_empty() {
+                let out = self.ingest(entries, None).await.map_err(|e| e.to_string())?;
+                gained += out.accepted.len();
+            }
+            match resp.next {
+                Some(n) => resume = Some(n),
+                None => return Ok(gained),
+            }
+        }
+        Ok(gained)
+    }
+
+    /// Answers peers' sync requests until `shutdown`.
+    pub async fn serve(self, mut inbound: mpsc::Receiver<InboundSync>, net: NetHandle, shutdown: CancellationToken) {
+        loop {
+            let req = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                r = inbound.recv() => match r { Some(r) => r, None => return },
+            };
+            match SyncRequest::decode(&req.data) {
+                Ok(r) => {
+                    let resp = self.with(|s| s.ledger().missing_for(&r)).encode();
+                    net.sync_respond(req.channel, resp).await;
+                }
+                // Dropping the channel fails the peer's request.
+                Err(e) => debug!(peer = %req.peer, error = %e, "malformed sync request"),
+            }
+        }
+    }
+
+    /// Every `every`, pulls from one random connected peer.
+    pub async fn anti_entropy(self, net: NetHandle, every: Duration, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let Ok(snap) = net.snapshot().await else { return };
+            let Some(peer) = snap.connected.choose(&mut rand::thread_rng()) else { continue };
+            let Ok(peer) = peer.peer_id.parse() else { continue };
+            match self.pull(&net, peer).await {
+                Ok(0) => {}
+                Ok(n) => info!(%peer, entries = n, "anti-entropy brought entries gossip had missed"),
+                Err(e) => debug!(%peer, error = e, "anti-entropy pull failed"),
+            }
+        }
+    }
+}
+
+/// A verifier's attestation writer.
+pub struct Attester {
+    pub ledger: LedgerHandle,
+    pub key: SigningKey,
+    pub net: NetworkConfig,
+    pub heartbeats: Arc<Mutex<PeerTable>>,
+}
+
+impl Attester {
+    /// The attestation of `epoch` from the heartbeat table.
+    pub fn attestation(&self, epoch: u64) -> LivenessAttestation {
+        let table = self.heartbeats.lock().unwrap_or_else(|e| e.into_inner());
+        let peers = table
+            .iter()
+            .map(|(peer, rec)| PeerLiveness { peer: *peer, seen: rec.by_epoch.get(&epoch).copied().unwrap_or(0) })
+            .collect();
+        LivenessAttestation { epoch, expected: self.net.heartbeats_per_epoch(), peers }
+    }
+
+    /// After each epoch this node saw whole (it started before the epoch did), appends its
+    /// attestation and gossips it; stops at `shutdown`.
+    pub async fn run(self, net: NetHandle, shutdown: CancellationToken) {
+        let epoch_ms = self.net.epoch_secs * 1000;
+        // Late heartbeats of the finished epoch still count for a moment.
+        let grace_ms = (epoch_ms / 10).min(1000);
+        let now_ms = || crate::unix_time_us() / 1000;
+        let mut next = self.net.epoch_at(now_ms()) + 1;
+        loop {
+            // Attest `next` once epoch next+1 is `grace_ms` old.
+            let due = self.net.genesis_unix_secs * 1000 + (next + 1) * epoch_ms + grace_ms;
+            let wait = Duration::from_millis(due.saturating_sub(now_ms()));
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(wait) => {}
+            }
+            let body = self.attestation(next).encode();
+            let current = self.net.epoch_at(now_ms());
+            match self.ledger.append(self.key.clone(), current, EntryKind::Liveness, body).await {
+                Ok(entry) => {
+                    info!(epoch = next, seq = entry.seq, "liveness attestation appended");
+                    match SignedEnvelope::sign(&self.key, &self.net.id, Kind::LedgerEntry, current, entry.encode()) {
+                        Ok(env) => match net.publish(Kind::LedgerEntry, env.encode()).await {
+                            Ok(Ok(())) => {}
+                            // Anti-entropy delivers it later.
+                            Ok(Err(e)) => debug!(error = e, "attestation not gossiped"),
+                            Err(_) => return,
+                        },
+                        Err(e) => warn!(error = %e, "cannot wrap the attestation"),
+                    }
+                }
+                Err(e) => warn!(error = %e, epoch = next, "cannot append the attestation"),
+            }
+            next = current.max(next + 1);
+        }
+    }
+}
