@@ -4,7 +4,7 @@
 //! nodes holding the same set hold the same root, and the 32-byte digest of the lanes is what
 //! they compare.
 
-const LANES: usize = 1024;
+pub const LANES: usize = 1024;
 const CONTEXT: &str = "ifx ledger root v1 lthash16";
 
 /// A multiset hash of entry ids.
@@ -28,9 +28,18 @@ impl std::fmt::Debug for SetHash {
 impl SetHash {
     /// Adds one element.
     pub fn add(&mut self, element: &[u8; 32]) {
-        let mut xof = blake3::Hasher::new_derive_key(CONTEXT).update(element).finalize_xof();
+        self.add_expanded(&Self::expand(element));
+    }
+
+    /// The 2 KiB expansion of an element (to add it to several sets at the cost of one).
+    pub fn expand(element: &[u8; 32]) -> [u8; LANES * 2] {
         let mut buf = [0u8; LANES * 2];
-        xof.fill(&mut buf);
+        blake3::Hasher::new_derive_key(CONTEXT).update(element).finalize_xof().fill(&mut buf);
+        buf
+    }
+
+    /// Adds an element given as its expansion.
+    pub fn add_expanded(&mut self, buf: &[u8; LANES * 2]) {
         for (lane, chunk) in self.lanes.iter_mut().zip(buf.chunks_exact(2)) {
             *lane = lane.wrapping_add(u16::from_le_bytes([chunk[0], chunk[1]]));
         }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use ed25519_dalek::SigningKey;
 
-use super::entry::{Entry, EntryError, EntryId, EntryKind, GENESIS_PREV, verify_all};
+use super::entry::{Entry, EntryError, EntryId, EntryKind, GENESIS_PREV, KeyCache, verify_all};
 use super::root::SetHash;
 use super::sync::{AuthorSummary, SyncRequest, SyncResponse};
 
@@ -67,6 +67,7 @@ pub struct Ledger {
     equivocators: BTreeSet<[u8; 32]>,
     root: SetHash,
     epochs: BTreeMap<u64, EpochPart>,
+    keys: KeyCache,
 }
 
 impl Ledger {
@@ -81,6 +82,7 @@ impl Ledger {
             equivocators: BTreeSet::new(),
             root: SetHash::default(),
             epochs: BTreeMap::new(),
+            keys: KeyCache::default(),
         }
     }
 
@@ -103,7 +105,7 @@ impl Ledger {
                 index.push(i);
             }
         }
-        let verdicts = verify_all(&fresh);
+        let verdicts = verify_all(&fresh, &mut self.keys);
         for ((e, verdict), i) in fresh.into_iter().zip(verdicts).zip(index) {
             let checked = verdict.and_then(|()| match current_epoch {
                 Some(now) if e.epoch > now.saturating_add(1) => {
@@ -222,10 +224,11 @@ impl Ledger {
                 out.new_equivocators.push(e.author);
             }
         }
-        self.root.add(&id);
+        let lanes = SetHash::expand(&id);
+        self.root.add_expanded(&lanes);
         let part = self.epochs.entry(e.epoch).or_default();
         part.entries += 1;
-        part.root.add(&id);
+        part.root.add_expanded(&lanes);
         let e = Arc::new(e);
         self.entries.insert(id, e.clone());
         out.accepted.push(e);
