@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the local testnet demo with sensible defaults (8 nodes, one a verifier, 20 seconds).
+# Runs the local testnet demo with sensible defaults (8 nodes, two of them verifiers, 20 seconds).
 # Extra flags go to `ifx testnet`, e.g. ./scripts/demo.sh --kill 3@8 --nodes 12
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,4 +9,4 @@ export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"
 # Build the whole workspace (not `cargo run -p`): the same feature set as the tests, so the
 # demo reuses their build instead of compiling a second variant of the dependencies.
 cargo build --workspace --locked
-exec "$CARGO_TARGET_DIR/debug/ifx" testnet --nodes 8 --verifiers 1 --duration 20 "$@"
+exec "$CARGO_TARGET_DIR/debug/ifx" testnet --nodes 8 --verifiers 2 --duration 20 "$@"
