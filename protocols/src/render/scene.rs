@@ -1,0 +1,271 @@
+//! Scenes: a camera, spheres, triangles (planes, boxes and meshes become triangles), materials
+//! and a sky. `Scene::compile` flattens a scene into the arrays both renderers read (the GPU
+//! kernel through storage buffers, the CPU reference directly), BVH included, so the two run the
+//! same math on the same data.
+
+use bytemuck::{Pod, Zeroable};
+use serde::{Deserialize, Serialize};
+
+use super::RenderError;
+use super::bvh::{Bvh, BvhNode};
+
+/// Most triangles a scene may hold (about 200 MB of GPU buffers with its BVH).
+pub const MAX_TRIANGLES: usize = 2_000_000;
+/// Most spheres a scene may hold (they are tested one by one).
+pub const MAX_SPHERES: usize = 1024;
+/// Most materials.
+pub const MAX_MATERIALS: usize = 4096;
+
+/// A surface.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum Material {
+    /// Lambertian.
+    Diffuse { albedo: [f32; 3] },
+    /// Mirror-like, `fuzz` 0 (perfect) to 1.
+    Metal { albedo: [f32; 3], fuzz: f32 },
+    /// Glass with index of refraction `ior`.
+    Dielectric { ior: f32 },
+    /// A light.
+    Emissive { emission: [f32; 3] },
+}
+
+/// A pinhole camera.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Camera {
+    pub position: [f32; 3],
+    pub look_at: [f32; 3],
+    #[serde(default = "up")]
+    pub up: [f32; 3],
+    /// Vertical field of view in degrees.
+    pub fov_deg: f32,
+}
+
+fn up() -> [f32; 3] {
+    [0.0, 1.0, 0.0]
+}
+
+/// Background seen by rays that hit nothing: a gradient from horizon to zenith.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sky {
+    pub horizon: [f32; 3],
+    pub zenith: [f32; 3],
+}
+
+/// A triangle with a material index.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Triangle {
+    pub v: [[f32; 3]; 3],
+    pub material: u32,
+}
+
+/// A sphere with a material index.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Sphere {
+    pub center: [f32; 3],
+    pub radius: f32,
+    pub material: u32,
+}
+
+/// A scene ready to compile.
+#[derive(Clone, Debug)]
+pub struct Scene {
+    pub camera: Camera,
+    pub sky: Sky,
+    pub materials: Vec<Material>,
+    pub spheres: Vec<Sphere>,
+    pub triangles: Vec<Triangle>,
+    /// Seed of every pixel's random stream.
+    pub seed: u32,
+}
+
+/// Material as the kernels read it (32 bytes).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable, PartialEq)]
+pub struct GpuMaterial {
+    pub albedo: [f32; 3],
+    /// 0 diffuse, 1 metal, 2 dielectric, 3 emissive.
+    pub kind: u32,
+    pub emission: [f32; 3],
+    /// Fuzz (metal) or index of refraction (dielectric).
+    pub param: f32,
+}
+
+/// Sphere as the kernels read it (32 bytes).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable, PartialEq)]
+pub struct GpuSphere {
+    pub center: [f32; 3],
+    pub radius: f32,
+    pub material: u32,
+    pub _pad: [u32; 3],
+}
+
+/// Triangle as the kernels read it (48 bytes): vertices, material in `v0[3]` as bits.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable, PartialEq)]
+pub struct GpuTriangle {
+    pub v0: [f32; 4],
+    pub v1: [f32; 4],
+    pub v2: [f32; 4],
+}
+
+/// Camera and sky as the kernels read them.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct View {
+    pub origin: [f32; 3],
+    pub lower_left: [f32; 3],
+    pub horizontal: [f32; 3],
+    pub vertical: [f32; 3],
+    pub horizon: [f32; 3],
+    pub zenith: [f32; 3],
+}
+
+/// A scene flattened for rendering at one aspect ratio.
+#[derive(Clone, Debug)]
+pub struct Compiled {
+    pub view: View,
+    pub materials: Vec<GpuMaterial>,
+    pub spheres: Vec<GpuSphere>,
+    pub triangles: Vec<GpuTriangle>,
+    pub nodes: Vec<BvhNode>,
+    pub seed: u32,
+}
+
+fn finite(v: &[f32]) -> bool {
+    v.iter().all(|x| x.is_finite())
+}
+
+impl Scene {
+    /// Checks sizes, indices and numbers; the error names what is wrong.
+    pub fn validate(&self) -> Result<(), RenderError> {
+        let bad = |m: String| Err(RenderError::Scene(m));
+        if self.materials.is_empty() || self.materials.len() > MAX_MATERIALS {
+            return bad(format!("needs 1 to {MAX_MATERIALS} materials, has {}", self.materials.len()));
+        }
+        if self.spheres.len() > MAX_SPHERES {
+            return bad(format!("{} spheres exceed the limit of {MAX_SPHERES}", self.spheres.len()));
+        }
+        if self.triangles.len() > MAX_TRIANGLES {
+            return bad(format!("{} triangles exceed the limit of {MAX_TRIANGLES}", self.triangles.len()));
+        }
+        let c = &self.camera;
+        if !finite(&c.position) || !finite(&c.look_at) || !finite(&c.up) || !(1.0..=179.0).contains(&c.fov_deg) {
+            return bad("camera: positions must be finite and fov_deg between 1 and 179".into());
+        }
+        if c.position == c.look_at {
+            return bad("camera: position and look_at are the same point".into());
+        }
+        let n = self.materials.len() as u32;
+        for (i, m) in self.materials.iter().enumerate() {
+            let ok = match m {
+                Material::Diffuse { albedo } => finite(albedo),
+                Material::Metal { albedo, fuzz } => finite(albedo) && (0.0..=1.0).contains(fuzz),
+                Material::Dielectric { ior } => (1.0..=4.0).contains(ior),
+                Material::Emissive { emission } => finite(emission) && emission.iter().all(|e| *e >= 0.0),
+            };
+            if !ok {
+                return bad(format!("material {i} has an out-of-range value: {m:?}"));
+            }
+        }
+        for (i, s) in self.spheres.iter().enumerate() {
+            if s.material >= n || !finite(&s.center) || !(s.radius.is_finite() && s.radius > 0.0) {
+                return bad(format!("sphere {i}: material index must exist and radius be positive"));
+            }
+        }
+        for (i, t) in self.triangles.iter().enumerate() {
+            if t.material >= n || !t.v.iter().all(|v| finite(v)) {
+                return bad(format!("triangle {i}: material index {} or a vertex is invalid", t.material));
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds an axis-aligned quad (two triangles) spanning `corner`, `corner + u`, `corner + v`.
+    pub fn quad(&mut self, corner: [f32; 3], u: [f32; 3], v: [f32; 3], material: u32) {
+        let p = |a: f32, b: f32| [corner[0] + a * u[0] + b * v[0], corner[1] + a * u[1] + b * v[1], corner[2] + a * u[2] + b * v[2]];
+        self.triangles.push(Triangle { v: [p(0.0, 0.0), p(1.0, 0.0), p(1.0, 1.0)], material });
+        self.triangles.push(Triangle { v: [p(0.0, 0.0), p(1.0, 1.0), p(0.0, 1.0)], material });
+    }
+
+    /// Adds an axis-aligned box between `min` and `max`, rotated by `yaw_deg` about its centre.
+    pub fn cuboid(&mut self, min: [f32; 3], max: [f32; 3], yaw_deg: f32, material: u32) {
+        let c = [(min[0] + max[0]) / 2.0, (min[1] + max[1]) / 2.0, (min[2] + max[2]) / 2.0];
+        let (s, co) = yaw_deg.to_radians().sin_cos();
+        let rot = |p: [f32; 3]| {
+            let (x, z) = (p[0] - c[0], p[2] - c[2]);
+            [c[0] + x * co + z * s, p[1], c[2] - x * s + z * co]
+        };
+        let corner = |i: usize| rot([if i & 1 == 0 { min[0] } else { max[0] }, if i & 2 == 0 { min[1] } else { max[1] }, if i & 4 == 0 { min[2] } else { max[2] }]);
+        const FACES: [[usize; 4]; 6] = [[0, 1, 3, 2], [4, 6, 7, 5], [0, 4, 5, 1], [2, 3, 7, 6], [0, 2, 6, 4], [1, 5, 7, 3]];
+        for f in FACES {
+            let [a, b, cc, d] = f.map(corner);
+            self.triangles.push(Triangle { v: [a, b, cc], material });
+            self.triangles.push(Triangle { v: [a, cc, d], material });
+        }
+    }
+
+    /// Flattens the scene for an image of `width` x `height`.
+    pub fn compile(&self, width: u32, height: u32) -> Result<Compiled, RenderError> {
+        self.validate()?;
+        let c = &self.camera;
+        let aspect = width as f32 / height as f32;
+        let h = (c.fov_deg.to_radians() / 2.0).tan();
+        let (vh, vw) = (2.0 * h, 2.0 * h * aspect);
+        let w = normalize(sub(c.position, c.look_at));
+        let u = normalize(cross(c.up, w));
+        if !finite(&u) {
+            return Err(RenderError::Scene("camera: up is parallel to the viewing direction".into()));
+        }
+        let v = cross(w, u);
+        let horizontal = scale(u, vw);
+        let vertical = scale(v, vh);
+        let lower_left = sub(sub(sub(c.position, scale(horizontal, 0.5)), scale(vertical, 0.5)), w);
+        let view = View { origin: c.position, lower_left, horizontal, vertical, horizon: self.sky.horizon, zenith: self.sky.zenith };
+        let materials = self
+            .materials
+            .iter()
+            .map(|m| match *m {
+                Material::Diffuse { albedo } => GpuMaterial { albedo, kind: 0, emission: [0.0; 3], param: 0.0 },
+                Material::Metal { albedo, fuzz } => GpuMaterial { albedo, kind: 1, emission: [0.0; 3], param: fuzz },
+                Material::Dielectric { ior } => GpuMaterial { albedo: [1.0; 3], kind: 2, emission: [0.0; 3], param: ior },
+                Material::Emissive { emission } => GpuMaterial { albedo: [0.0; 3], kind: 3, emission, param: 0.0 },
+            })
+            .collect();
+        let spheres = self
+            .spheres
+            .iter()
+            .map(|s| GpuSphere { center: s.center, radius: s.radius, material: s.material, _pad: [0; 3] })
+            .collect();
+        let bvh = Bvh::build(&self.triangles);
+        let triangles = bvh
+            .order
+            .iter()
+            .map(|&i| {
+                let t = &self.triangles[i as usize];
+                GpuTriangle {
+                    v0: [t.v[0][0], t.v[0][1], t.v[0][2], f32::from_bits(t.material)],
+                    v1: [t.v[1][0], t.v[1][1], t.v[1][2], 0.0],
+                    v2: [t.v[2][0], t.v[2][1], t.v[2][2], 0.0],
+                }
+            })
+            .collect();
+        Ok(Compiled { view, materials, spheres, triangles, nodes: bvh.nodes, seed: self.seed })
+    }
+}
+
+fn sub(a: [f32; 3], b: [f32; 3]) -> [f32; 3] {
+    [a[0] - b[0], a[1] - b[1], a[2] - b[2]]
+}
+fn scale(a: [f32; 3], s: f32) -> [f32; 3] {
+    [a[0] * s, a[1] * s, a[2] * s]
+}
+fn cross(a: [f32; 3], b: [f32; 3]) -> [f32; 3] {
+    [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]]
+}
+fn normalize(a: [f32; 3]) -> [f32; 3] {
+    let l = (a[0] * a[0] + a[1] * a[1] + a[2] * a[2]).sqrt();
+    scale(a, 1.0 / l)
+}

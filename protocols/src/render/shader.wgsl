@@ -1,0 +1,308 @@
+// The GPU path tracer: the same math as cpu.rs, line for line. One invocation per pixel of a
+// tile; each pixel's random stream derives from (seed, x, y, sample) only.
+
+struct Params {
+    origin: vec4<f32>,
+    lower_left: vec4<f32>,
+    horizontal: vec4<f32>,
+    vertical: vec4<f32>,
+    horizon: vec4<f32>,
+    zenith: vec4<f32>,
+    width: u32,
+    height: u32,
+    tile_x: u32,
+    tile_y: u32,
+    tile_w: u32,
+    tile_h: u32,
+    spp: u32,
+    max_bounces: u32,
+    seed: u32,
+    n_spheres: u32,
+    n_triangles: u32,
+    _pad: u32,
+};
+
+struct Material {
+    albedo: vec3<f32>,
+    kind: u32,
+    emission: vec3<f32>,
+    param: f32,
+};
+
+struct Sphere {
+    center: vec3<f32>,
+    radius: f32,
+    material: u32,
+};
+
+struct Tri {
+    v0: vec4<f32>,
+    v1: vec4<f32>,
+    v2: vec4<f32>,
+};
+
+struct Node {
+    min: vec3<f32>,
+    left_or_first: u32,
+    max: vec3<f32>,
+    count: u32,
+};
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> materials: array<Material>;
+@group(0) @binding(2) var<storage, read> spheres: array<Sphere>;
+@group(0) @binding(3) var<storage, read> tris: array<Tri>;
+@group(0) @binding(4) var<storage, read> nodes: array<Node>;
+@group(0) @binding(5) var<storage, read_write> out: array<vec4<f32>>;
+
+const T_MIN: f32 = 1e-3;
+const T_FAR: f32 = 1e30;
+const EDGE_EPS: f32 = 1e-5;
+
+fn pcg(v: u32) -> u32 {
+    let state = v * 747796405u + 2891336453u;
+    let word = ((state >> ((state >> 28u) + 4u)) ^ state) * 277803737u;
+    return (word >> 22u) ^ word;
+}
+
+var<private> rng_state: u32;
+
+fn rnd() -> f32 {
+    rng_state = pcg(rng_state);
+    return f32(rng_state >> 8u) * (1.0 / 16777216.0);
+}
+
+// (sin, cos) of t turns from + - * only: see cpu.rs sincos_turn.
+fn sincos_turn(t: f32) -> vec2<f32> {
+    let q4 = floor(t * 4.0);
+    let x = (t * 4.0 - q4) * 1.5707964;
+    let x2 = x * x;
+    let s = x * (1.0 + x2 * (-0.16666667 + x2 * (0.008333334 + x2 * (-0.0001984127 + x2 * (0.000002755732 + x2 * -0.000000025052108)))));
+    let c = 1.0 + x2 * (-0.5 + x2 * (0.041666668 + x2 * (-0.0013888889 + x2 * (0.000024801587 + x2 * (-0.0000002755732 + x2 * 0.000000002087676)))));
+    let q = u32(q4);
+    if (q == 0u) {
+        return vec2<f32>(s, c);
+    } else if (q == 1u) {
+        return vec2<f32>(c, -s);
+    } else if (q == 2u) {
+        return vec2<f32>(-s, -c);
+    }
+    return vec2<f32>(-c, s);
+}
+
+fn rnd_unit() -> vec3<f32> {
+    let z = 1.0 - 2.0 * rnd();
+    let sc = sincos_turn(rnd());
+    let r = sqrt(max(1.0 - z * z, 0.0));
+    return vec3<f32>(r * sc.y, r * sc.x, z);
+}
+
+fn dot3(a: vec3<f32>, b: vec3<f32>) -> f32 {
+    return a.x * b.x + a.y * b.y + a.z * b.z;
+}
+
+fn cross3(a: vec3<f32>, b: vec3<f32>) -> vec3<f32> {
+    return vec3<f32>(a.y * b.z - a.z * b.y, a.z * b.x - a.x * b.z, a.x * b.y - a.y * b.x);
+}
+
+fn norm(a: vec3<f32>) -> vec3<f32> {
+    return a * (1.0 / sqrt(dot3(a, a)));
+}
+
+fn refl(d: vec3<f32>, n: vec3<f32>) -> vec3<f32> {
+    return d - n * (2.0 * dot3(d, n));
+}
+
+fn hit_sphere(s: Sphere, o: vec3<f32>, d: vec3<f32>, tmax: f32) -> f32 {
+    let oc = o - s.center;
+    let a = dot3(d, d);
+    let hb = dot3(oc, d);
+    let c = dot3(oc, oc) - s.radius * s.radius;
+    let disc = hb * hb - a * c;
+    if (disc < 0.0) {
+        return -1.0;
+    }
+    let sq = sqrt(disc);
+    var t = (-hb - sq) / a;
+    if (t < T_MIN || t > tmax) {
+        t = (-hb + sq) / a;
+        if (t < T_MIN || t > tmax) {
+            return -1.0;
+        }
+    }
+    return t;
+}
+
+fn hit_triangle(tri: Tri, o: vec3<f32>, d: vec3<f32>, tmax: f32) -> f32 {
+    let v0 = tri.v0.xyz;
+    let e1 = tri.v1.xyz - v0;
+    let e2 = tri.v2.xyz - v0;
+    let p = cross3(d, e2);
+    let det = dot3(e1, p);
+    if (abs(det) < 1e-9) {
+        return -1.0;
+    }
+    let inv = 1.0 / det;
+    let s = o - v0;
+    let u = dot3(s, p) * inv;
+    if (u < -EDGE_EPS || u > 1.0 + EDGE_EPS) {
+        return -1.0;
+    }
+    let q = cross3(s, e1);
+    let v = dot3(d, q) * inv;
+    if (v < -EDGE_EPS || u + v > 1.0 + EDGE_EPS) {
+        return -1.0;
+    }
+    let t = dot3(e2, q) * inv;
+    if (t < T_MIN || t > tmax) {
+        return -1.0;
+    }
+    return t;
+}
+
+fn safe_inv(d: f32) -> f32 {
+    var x = d;
+    if (abs(d) < 1e-20) {
+        x = 1e-20;
+    }
+    return 1.0 / x;
+}
+
+fn hit_box(n: Node, o: vec3<f32>, inv: vec3<f32>, tmax: f32) -> bool {
+    let t0 = (n.min - o) * inv;
+    let t1 = (n.max - o) * inv;
+    let lo = min(t0, t1);
+    let hi = max(t0, t1);
+    let tnear = max(max(max(T_MIN, lo.x), lo.y), lo.z);
+    let tfar = min(min(min(tmax, hi.x), hi.y), hi.z);
+    return tnear <= tfar;
+}
+
+struct Hit {
+    t: f32,
+    n: vec3<f32>,
+    material: u32,
+};
+
+fn closest(o: vec3<f32>, d: vec3<f32>) -> Hit {
+    var best = Hit(-1.0, vec3<f32>(0.0), 0u);
+    var tmax = T_FAR;
+    for (var i = 0u; i < params.n_spheres; i++) {
+        let s = spheres[i];
+        let t = hit_sphere(s, o, d, tmax);
+        if (t > 0.0) {
+            tmax = t;
+            best = Hit(t, (o + d * t - s.center) * (1.0 / s.radius), s.material);
+        }
+    }
+    if (params.n_triangles > 0u) {
+        let inv = vec3<f32>(safe_inv(d.x), safe_inv(d.y), safe_inv(d.z));
+        var stack: array<u32, 64>;
+        var sp = 1u;
+        stack[0] = 0u;
+        while (sp > 0u) {
+            sp -= 1u;
+            let ni = stack[sp];
+            let node = nodes[ni];
+            if (!hit_box(node, o, inv, tmax)) {
+                continue;
+            }
+            if (node.count > 0u) {
+                for (var i = node.left_or_first; i < node.left_or_first + node.count; i++) {
+                    let tri = tris[i];
+                    let t = hit_triangle(tri, o, d, tmax);
+                    if (t > 0.0) {
+                        tmax = t;
+                        let e1 = tri.v1.xyz - tri.v0.xyz;
+                        let e2 = tri.v2.xyz - tri.v0.xyz;
+                        best = Hit(t, norm(cross3(e1, e2)), bitcast<u32>(tri.v0.w));
+                    }
+                }
+            } else if (sp + 2u <= 64u) {
+                stack[sp] = node.left_or_first;
+                stack[sp + 1u] = ni + 1u;
+                sp += 2u;
+            }
+        }
+    }
+    return best;
+}
+
+fn trace(origin: vec3<f32>, dir: vec3<f32>) -> vec3<f32> {
+    var o = origin;
+    var d = dir;
+    var color = vec3<f32>(0.0);
+    var through = vec3<f32>(1.0);
+    for (var bounce = 0u; bounce < params.max_bounces; bounce++) {
+        let hit = closest(o, d);
+        if (hit.t < 0.0) {
+            let t = 0.5 * (norm(d).y + 1.0);
+            let sky = params.horizon.xyz * (1.0 - t) + params.zenith.xyz * t;
+            return color + through * sky;
+        }
+        let m = materials[hit.material];
+        let p = o + d * hit.t;
+        var n = hit.n;
+        let front = dot3(d, n) < 0.0;
+        if (!front) {
+            n = n * -1.0;
+        }
+        if (m.kind == 3u) {
+            return color + through * m.emission;
+        } else if (m.kind == 0u) {
+            var nd = n + rnd_unit();
+            if (dot3(nd, nd) < 1e-12) {
+                nd = n;
+            }
+            d = nd;
+            through = through * m.albedo;
+        } else if (m.kind == 1u) {
+            let r = refl(norm(d), n) + rnd_unit() * m.param;
+            if (dot3(r, n) <= 0.0) {
+                return color;
+            }
+            d = r;
+            through = through * m.albedo;
+        } else {
+            var ratio = m.param;
+            if (front) {
+                ratio = 1.0 / m.param;
+            }
+            let unit = norm(d);
+            let cosv = min(dot3(unit * -1.0, n), 1.0);
+            let sinv = sqrt(max(1.0 - cosv * cosv, 0.0));
+            var r0 = (1.0 - m.param) / (1.0 + m.param);
+            r0 = r0 * r0;
+            let x = 1.0 - cosv;
+            let reflectance = r0 + (1.0 - r0) * (x * x * x * x * x);
+            let r = rnd();
+            if (ratio * sinv > 1.0 || reflectance > r) {
+                d = refl(unit, n);
+            } else {
+                let perp = (unit + n * cosv) * ratio;
+                let par = n * -sqrt(abs(1.0 - dot3(perp, perp)));
+                d = perp + par;
+            }
+        }
+        o = p;
+    }
+    return color;
+}
+
+@compute @workgroup_size(8, 8, 1)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+    if (gid.x >= params.tile_w || gid.y >= params.tile_h) {
+        return;
+    }
+    let x = params.tile_x + gid.x;
+    let y = params.tile_y + gid.y;
+    var sum = vec3<f32>(0.0);
+    for (var sample = 0u; sample < params.spp; sample++) {
+        rng_state = pcg(params.seed ^ pcg(x ^ pcg(y ^ pcg(sample))));
+        let u = (f32(x) + rnd()) / f32(params.width);
+        let v = 1.0 - (f32(y) + rnd()) / f32(params.height);
+        let d = params.lower_left.xyz + params.horizontal.xyz * u + params.vertical.xyz * v - params.origin.xyz;
+        sum = sum + trace(params.origin.xyz, d);
+    }
+    out[gid.y * params.tile_w + gid.x] = vec4<f32>(sum * (1.0 / f32(params.spp)), 1.0);
+}
