@@ -33,6 +33,8 @@ enum Command {
     },
     /// Run a whole network of `ifx node` processes on 127.0.0.1 and write a report.
     Testnet(ifx_testnet::TestnetArgs),
+    /// Render a scene locally to a PNG, tile by tile, with a progress bar.
+    Render(RenderArgs),
     /// Read a node's ledger store (works while the node runs, and while it is stopped).
     Ledger {
         /// The node's data dir.
@@ -44,6 +46,32 @@ enum Command {
         #[command(subcommand)]
         command: LedgerCommand,
     },
+}
+
+#[derive(Args, Debug)]
+struct RenderArgs {
+    /// A built-in scene (cornell, spheres) or a .toml/.json scene file.
+    #[arg(long, default_value = "cornell")]
+    scene: String,
+    #[arg(long, default_value_t = 256)]
+    width: u32,
+    #[arg(long, default_value_t = 256)]
+    height: u32,
+    /// Samples per pixel.
+    #[arg(long, default_value_t = 16)]
+    spp: u32,
+    /// Most bounces per path.
+    #[arg(long, default_value_t = 6)]
+    bounces: u32,
+    /// Tile side in pixels.
+    #[arg(long, default_value_t = 64)]
+    tile: u32,
+    /// auto (a GPU, else a software adapter, else the CPU), gpu or cpu.
+    #[arg(long, default_value = "auto")]
+    backend: ifx_protocols::render::Backend,
+    /// Where to write the PNG.
+    #[arg(long)]
+    out: PathBuf,
 }
 
 #[derive(Subcommand)]
@@ -151,6 +179,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{}", args.load()?.to_toml());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Render(args) => {
+            init_logs("info", false);
+            render_command(args)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Ledger { data_dir, json, command } => {
             ledger_command(&data_dir, json, command)?;
             Ok(ExitCode::SUCCESS)
@@ -163,6 +196,29 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
     }
+}
+
+fn render_command(a: RenderArgs) -> anyhow::Result<()> {
+    use ifx_protocols::render::{self, RenderSettings, Renderer, load};
+    let scene = load::scene(&a.scene)?;
+    let s = RenderSettings { width: a.width, height: a.height, spp: a.spp, max_bounces: a.bounces, tile: a.tile };
+    let started = std::time::Instant::now();
+    let r = Renderer::new(&scene, &s, a.backend)?;
+    tracing::info!(backend = r.describe(), scene = a.scene, width = s.width, height = s.height, spp = s.spp, "rendering");
+    let bar = indicatif::ProgressBar::new(s.tiles().len() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} tiles {elapsed} (eta {eta})")
+            .expect("static template")
+            .progress_chars("=> "),
+    );
+    let img = render::render_image(&r, &s, |done, _| bar.set_position(done as u64))?;
+    bar.finish_and_clear();
+    img.save_png(&a.out)?;
+    let secs = started.elapsed().as_secs_f64();
+    let samples = s.width as f64 * s.height as f64 * s.spp as f64;
+    println!("wrote {} ({}x{}, {} spp) in {secs:.2} s with {}: {:.2} M samples/s", a.out.display(), s.width, s.height,
+        s.spp, r.describe(), samples / secs / 1e6);
+    Ok(())
 }
 
 fn ledger_command(data_dir: &std::path::Path, json: bool, command: LedgerCommand) -> anyhow::Result<()> {

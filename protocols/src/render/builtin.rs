@@ -24,7 +24,7 @@ pub fn cornell() -> Scene {
             Material::Diffuse { albedo: [0.65, 0.05, 0.05] },
             Material::Diffuse { albedo: [0.73, 0.73, 0.73] },
             Material::Diffuse { albedo: [0.12, 0.45, 0.15] },
-            Material::Emissive { emission: [15.0, 15.0, 15.0] },
+            Material::Emissive { emission: [6.0, 6.0, 6.0] },
             Material::Dielectric { ior: 1.5 },
         ],
         spheres: vec![Sphere { center: [190.0, 250.0, 190.0], radius: 60.0, material: 4 }],
@@ -34,7 +34,7 @@ pub fn cornell() -> Scene {
     let l = 555.0;
     s.quad([l, 0.0, 0.0], [0.0, l, 0.0], [0.0, 0.0, l], 2); // green, left
     s.quad([0.0, 0.0, 0.0], [0.0, l, 0.0], [0.0, 0.0, l], 0); // red, right
-    s.quad([213.0, 554.0, 227.0], [130.0, 0.0, 0.0], [0.0, 0.0, 105.0], 3); // light
+    s.quad([163.0, 554.0, 177.0], [230.0, 0.0, 0.0], [0.0, 0.0, 205.0], 3); // light
     s.quad([0.0, 0.0, 0.0], [l, 0.0, 0.0], [0.0, 0.0, l], 1); // floor
     s.quad([l, l, l], [-l, 0.0, 0.0], [0.0, 0.0, -l], 1); // ceiling
     s.quad([0.0, 0.0, l], [l, 0.0, 0.0], [0.0, l, 0.0], 1); // back
