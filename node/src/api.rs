@@ -31,6 +31,7 @@ pub struct ApiState {
     pub heartbeats: Arc<Mutex<PeerTable>>,
     pub registry: SharedRegistry,
     pub ledger: LedgerHandle,
+    pub jobs: crate::render::Jobs,
 }
 
 /// `GET /status`.
@@ -84,6 +85,8 @@ pub fn serve(listener: tokio::net::TcpListener, state: ApiState, shutdown: Cance
         .route("/metrics", get(metrics))
         .route("/ledger/root", get(ledger_root))
         .route("/ledger/stats", get(ledger_stats))
+        .route("/jobs", get(jobs_list).post(jobs_submit))
+        .route("/jobs/{id}", get(jobs_get))
         .with_state(state);
     tokio::spawn(async move {
         let server = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned());
@@ -168,4 +171,22 @@ async fn ledger_root(State(s): State<ApiState>) -> Json<LedgerRoot> {
 
 async fn ledger_stats(State(s): State<ApiState>) -> Json<LedgerStats> {
     Json(s.ledger.with(|l| LedgerStats::of(l.ledger())))
+}
+
+async fn jobs_submit(State(s): State<ApiState>, Json(spec): Json<crate::render::JobSpec>) -> Response {
+    match s.jobs.submit(spec) {
+        Ok(id) => (StatusCode::ACCEPTED, Json(serde_json::json!({ "job_id": id }))).into_response(),
+        Err(e) => (StatusCode::BAD_REQUEST, Json(serde_json::json!({ "error": e }))).into_response(),
+    }
+}
+
+async fn jobs_get(State(s): State<ApiState>, axum::extract::Path(id): axum::extract::Path<String>) -> Response {
+    match s.jobs.get(&id) {
+        Some(j) => Json(j).into_response(),
+        None => (StatusCode::NOT_FOUND, Json(serde_json::json!({ "error": "no such job" }))).into_response(),
+    }
+}
+
+async fn jobs_list(State(s): State<ApiState>) -> Json<Vec<crate::render::JobStatus>> {
+    Json(s.jobs.list())
 }

@@ -31,6 +31,8 @@ pub struct NodeConfig {
     pub limits: LimitsSection,
     /// Ledger replication.
     pub ledger: LedgerSection,
+    /// Rendering for other nodes' jobs.
+    pub render: RenderSection,
     /// Parameters shared by every node of the network.
     pub network: NetworkConfig,
 }
@@ -106,6 +108,20 @@ pub struct LedgerSection {
 impl Default for LedgerSection {
     fn default() -> Self {
         Self { sync_interval_ms: 10_000 }
+    }
+}
+
+/// `[render]`: how this node renders tiles for jobs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RenderSection {
+    /// `auto` (a GPU, else a software adapter, else the CPU), `gpu` or `cpu`.
+    pub backend: String,
+}
+
+impl Default for RenderSection {
+    fn default() -> Self {
+        Self { backend: "auto".into() }
     }
 }
 
@@ -205,6 +221,10 @@ impl NodeConfig {
                 format!("{} exceeds limits.max_connections ({})", l.target_peers, l.max_connections),
             ));
         }
+        self.render
+            .backend
+            .parse::<ifx_protocols::render::Backend>()
+            .map_err(|e| InvalidValue::new("render.backend", e))?;
         if !(100..=3_600_000).contains(&self.ledger.sync_interval_ms) {
             return Err(InvalidValue::new("ledger.sync_interval_ms", "must be between 100 and 3600000"));
         }

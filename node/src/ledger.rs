@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::metrics::NodeMetrics;
-use crate::network::{InboundSync, NetHandle};
+use crate::network::{InboundRequest, NetHandle, Proto};
 
 /// Most request/response rounds of one pull.
 const MAX_ROUNDS: usize = 256;
@@ -128,7 +128,7 @@ impl LedgerHandle {
         let mut gained = 0;
         for _ in 0..MAX_ROUNDS {
             let req = SyncRequest { summaries: self.with(|s| s.ledger().summary()), max_bytes: DEFAULT_CHUNK_BYTES, resume };
-            let bytes = net.sync_request(peer, req.encode()).await.map_err(|e| e.to_string())??;
+            let bytes = net.request(Proto::LedgerSync, peer, req.encode()).await.map_err(|e| e.to_string())??;
             self.metrics.ledger_sync_bytes.inc_by(bytes.len() as u64);
             let resp = SyncResponse::decode(&bytes).map_err(|e| e.to_string())?;
             let net_id = self.with(|s| s.ledger().net_id().to_owned());
@@ -146,7 +146,7 @@ impl LedgerHandle {
     }
 
     /// Answers peers' sync requests until `shutdown`.
-    pub async fn serve(self, mut inbound: mpsc::Receiver<InboundSync>, net: NetHandle, shutdown: CancellationToken) {
+    pub async fn serve(self, mut inbound: mpsc::Receiver<InboundRequest>, net: NetHandle, shutdown: CancellationToken) {
         loop {
             let req = tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -155,7 +155,7 @@ impl LedgerHandle {
             match SyncRequest::decode(&req.data) {
                 Ok(r) => {
                     let resp = self.with(|s| s.ledger().missing_for(&r)).encode();
-                    net.sync_respond(req.channel, resp).await;
+                    net.respond(Proto::LedgerSync, req.channel, resp).await;
                 }
                 // Dropping the channel fails the peer's request.
                 Err(e) => debug!(peer = %req.peer, error = %e, "malformed sync request"),

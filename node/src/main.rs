@@ -33,8 +33,8 @@ enum Command {
     },
     /// Run a whole network of `ifx node` processes on 127.0.0.1 and write a report.
     Testnet(ifx_testnet::TestnetArgs),
-    /// Render a scene locally to a PNG, tile by tile, with a progress bar.
-    Render(RenderArgs),
+    /// Render a scene locally to a PNG with a progress bar, or `render submit` it to a node.
+    Render(RenderCmd),
     /// Read a node's ledger store (works while the node runs, and while it is stopped).
     Ledger {
         /// The node's data dir.
@@ -46,6 +46,41 @@ enum Command {
         #[command(subcommand)]
         command: LedgerCommand,
     },
+}
+
+#[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
+struct RenderCmd {
+    #[command(subcommand)]
+    submit: Option<RenderSub>,
+    #[command(flatten)]
+    local: RenderArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum RenderSub {
+    /// Submit a distributed render job to a running node and follow it until the PNG is done.
+    Submit(SubmitArgs),
+}
+
+#[derive(Args, Debug)]
+struct SubmitArgs {
+    /// The node's API address (see <data-dir>/api.addr).
+    #[arg(long)]
+    api: String,
+    /// A built-in scene or a .toml scene file (sent inline; no mesh files).
+    #[arg(long, default_value = "cornell")]
+    scene: String,
+    #[arg(long, default_value_t = 256)]
+    width: u32,
+    #[arg(long, default_value_t = 256)]
+    height: u32,
+    #[arg(long, default_value_t = 16)]
+    spp: u32,
+    #[arg(long, default_value_t = 6)]
+    bounces: u32,
+    #[arg(long, default_value_t = 32)]
+    tile: u32,
 }
 
 #[derive(Args, Debug)]
@@ -71,7 +106,7 @@ struct RenderArgs {
     backend: ifx_protocols::render::Backend,
     /// Where to write the PNG.
     #[arg(long)]
-    out: PathBuf,
+    out: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -179,9 +214,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{}", args.load()?.to_toml());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Render(args) => {
+        Command::Render(RenderCmd { submit: Some(RenderSub::Submit(a)), .. }) => {
+            let rt = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
+            rt.block_on(submit_command(a))
+        }
+        Command::Render(RenderCmd { local, .. }) => {
             init_logs("info", false);
-            render_command(args)?;
+            render_command(local)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Ledger { data_dir, json, command } => {
@@ -198,8 +237,62 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+async fn submit_command(a: SubmitArgs) -> anyhow::Result<ExitCode> {
+    let scene_toml = if a.scene.ends_with(".toml") {
+        Some(std::fs::read_to_string(&a.scene).with_context(|| format!("reading {}", a.scene))?)
+    } else {
+        None
+    };
+    let spec = ifx_node::render::JobSpec {
+        scene: a.scene.clone(),
+        scene_toml,
+        width: a.width,
+        height: a.height,
+        spp: a.spp,
+        max_bounces: a.bounces,
+        tile: a.tile,
+    };
+    let client = reqwest::Client::builder().no_proxy().build()?;
+    let base = format!("http://{}", a.api);
+    let resp = client.post(format!("{base}/jobs")).json(&spec).send().await.with_context(|| format!("reaching {base}"))?;
+    let status = resp.status();
+    let body: serde_json::Value = resp.json().await?;
+    if !status.is_success() {
+        anyhow::bail!("the node refused the job: {}", body["error"].as_str().unwrap_or("?"));
+    }
+    let id = body["job_id"].as_str().unwrap_or_default().to_string();
+    println!("job {id} submitted to {base}");
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} tiles {elapsed} {msg}")
+            .expect("static template")
+            .progress_chars("=> "),
+    );
+    loop {
+        let j: serde_json::Value = client.get(format!("{base}/jobs/{id}")).send().await?.json().await?;
+        bar.set_length(j["tiles"].as_u64().unwrap_or(0));
+        bar.set_position(j["tiles_done"].as_u64().unwrap_or(0));
+        bar.set_message(format!("{} workers, {} re-assigned", j["tiles_by_worker"].as_object().map_or(0, |m| m.len()), j["reassigned"]));
+        match j["state"].as_str() {
+            Some("done") => {
+                bar.finish_and_clear();
+                println!("done in {:.2} s: {}", j["secs"].as_f64().unwrap_or(0.0), j["png"].as_str().unwrap_or(""));
+                println!("tiles by worker: {}", j["tiles_by_worker"]);
+                return Ok(ExitCode::SUCCESS);
+            }
+            Some("failed") => {
+                bar.finish_and_clear();
+                eprintln!("job failed: {}", j["error"].as_str().unwrap_or("?"));
+                return Ok(ExitCode::from(1));
+            }
+            _ => tokio::time::sleep(std::time::Duration::from_millis(250)).await,
+        }
+    }
+}
+
 fn render_command(a: RenderArgs) -> anyhow::Result<()> {
     use ifx_protocols::render::{self, RenderSettings, Renderer, load};
+    let out = a.out.clone().ok_or_else(|| anyhow::anyhow!("--out FILE.png is required"))?;
     let scene = load::scene(&a.scene)?;
     let s = RenderSettings { width: a.width, height: a.height, spp: a.spp, max_bounces: a.bounces, tile: a.tile };
     let started = std::time::Instant::now();
@@ -213,10 +306,10 @@ fn render_command(a: RenderArgs) -> anyhow::Result<()> {
     );
     let img = render::render_image(&r, &s, |done, _| bar.set_position(done as u64))?;
     bar.finish_and_clear();
-    img.save_png(&a.out)?;
+    img.save_png(&out)?;
     let secs = started.elapsed().as_secs_f64();
     let samples = s.width as f64 * s.height as f64 * s.spp as f64;
-    println!("wrote {} ({}x{}, {} spp) in {secs:.2} s with {}: {:.2} M samples/s", a.out.display(), s.width, s.height,
+    println!("wrote {} ({}x{}, {} spp) in {secs:.2} s with {}: {:.2} M samples/s", out.display(), s.width, s.height,
         s.spp, r.describe(), samples / secs / 1e6);
     Ok(())
 }

@@ -56,6 +56,7 @@ pub struct Node {
     pub heartbeats: Arc<Mutex<PeerTable>>,
     pub registry: SharedRegistry,
     pub ledger: LedgerHandle,
+    pub jobs: crate::render::Jobs,
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
     network_task: JoinHandle<()>,
@@ -112,6 +113,22 @@ impl Node {
             std::time::Duration::from_millis(cfg.ledger.sync_interval_ms),
             shutdown.child_token(),
         )));
+        let backend = cfg.render.backend.parse().map_err(|e: String| ifx_protocols::InvalidValue::new("render.backend", e))?;
+        tasks.push(tokio::spawn(crate::render::serve(
+            started.render_inbound,
+            started.handle.clone(),
+            backend,
+            shutdown.child_token(),
+        )));
+        let jobs = crate::render::Jobs::new(
+            started.handle.clone(),
+            heartbeats.clone(),
+            ledger.clone(),
+            identity.signing_key().clone(),
+            cfg.network.clone(),
+            data_dir.join("jobs"),
+            shutdown.child_token(),
+        );
         if cfg.node.role == ifx_protocols::Role::Verifier {
             let attester = Attester {
                 ledger: ledger.clone(),
@@ -151,6 +168,7 @@ impl Node {
                 heartbeats: heartbeats.clone(),
                 registry: registry.clone(),
                 ledger: ledger.clone(),
+                jobs: jobs.clone(),
             };
             tasks.push(api::serve(listener, state, shutdown.child_token()));
             write_api_addr(&data_dir, bound)
@@ -167,6 +185,7 @@ impl Node {
             heartbeats,
             registry,
             ledger,
+            jobs,
             shutdown,
             tasks,
             network_task: started.task,

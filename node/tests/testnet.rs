@@ -11,7 +11,8 @@ fn testnet_of_eight_with_a_sigkill_ends_on_time_and_reports() {
     let report_path = tmp.path().join("report.json");
     let start = Instant::now();
     let out = Command::new(env!("CARGO_BIN_EXE_ifx"))
-        .args(["testnet", "--nodes", "8", "--verifiers", "2", "--duration", "20", "--kill", "3@10", "--quiet", "--base-dir"])
+        .args(["testnet", "--nodes", "8", "--verifiers", "2", "--duration", "20", "--kill", "3@5"])
+        .args(["--render-size", "256", "--render-spp", "64", "--quiet", "--base-dir"])
         .arg(tmp.path())
         .arg("--report")
         .arg(&report_path)
@@ -71,6 +72,23 @@ fn testnet_of_eight_with_a_sigkill_ends_on_time_and_reports() {
         .unwrap();
     let root: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(root["root"], ledger["root"]);
+
+    // The render job: node 3 was killed while rendering; its tiles went to others and the
+    // job completed, with one receipt per tile.
+    let render = &report["render"];
+    assert_eq!(render["ok"], true, "{render}");
+    assert_eq!(render["tiles"], 64);
+    assert_eq!(render["receipts"], 64);
+    assert!(render["reassigned"].as_u64().unwrap() >= 1, "no tile was re-assigned: {render}");
+    let by_worker = render["tiles_by_worker"].as_object().unwrap();
+    assert!(by_worker.len() >= 4, "{render}");
+    assert_eq!(by_worker.values().map(|v| v.as_u64().unwrap()).sum::<u64>(), 64);
+    // The assembled PNG is exactly the image rendered whole on this machine's adapter.
+    let png = image::open(render["png"].as_str().unwrap()).unwrap().to_rgb8();
+    use ifx_protocols::render::{Backend, RenderSettings, Renderer, builtin, render_image};
+    let s = RenderSettings { width: 256, height: 256, spp: 64, max_bounces: 6, tile: 256 };
+    let local = render_image(&Renderer::new(&builtin::cornell(), &s, Backend::Gpu).unwrap(), &s, |_, _| {}).unwrap();
+    assert!(png.as_raw() == &local.to_rgb8(), "distributed tiles differ from a local render");
     assert_eq!(report["faults"][0]["node"], 3);
     assert_eq!(report["faults"][0]["kind"], "sigkill");
 }

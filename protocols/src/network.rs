@@ -111,6 +111,11 @@ impl NetworkConfig {
         format!("/ifx/{}/ledger-sync/1", self.id)
     }
 
+    /// Request-response protocol of render tiles on this network.
+    pub fn render_protocol(&self) -> String {
+        format!("/ifx/{}/render/1", self.id)
+    }
+
     /// Identify protocol version string for this network.
     pub fn identify_protocol(&self) -> String {
         format!("/ifx/{}/id/1", self.id)

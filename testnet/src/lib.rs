@@ -41,6 +41,12 @@ pub struct TestnetArgs {
     /// Epoch length of the test network, in seconds (short, so verifiers attest during a run).
     #[arg(long, default_value_t = 3)]
     pub epoch_secs: u64,
+    /// Side of the square image of the render job the run submits to node 0 (0: no job).
+    #[arg(long, default_value_t = 192)]
+    pub render_size: u32,
+    /// Samples per pixel of that job.
+    #[arg(long, default_value_t = 32)]
+    pub render_spp: u32,
     /// Hide the progress bar (it is also hidden when stderr is not a terminal).
     #[arg(long)]
     pub quiet: bool,

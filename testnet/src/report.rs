@@ -30,7 +30,27 @@ pub struct Report {
     pub faults: Vec<Fault>,
     /// The contribution ledger at the end of the run.
     pub ledger: LedgerSection,
+    /// The render job submitted to node 0 (null when the run submitted none).
+    pub render: Option<RenderSection>,
     pub nodes: Vec<NodeReport>,
+}
+
+/// `render` section of the report.
+#[derive(Debug, Serialize)]
+pub struct RenderSection {
+    pub job_id: String,
+    pub ok: bool,
+    pub state: String,
+    pub tiles: u64,
+    pub tiles_done: u64,
+    pub tiles_by_worker: serde_json::Value,
+    /// Tiles given to another worker after a failure or timeout.
+    pub reassigned: u64,
+    /// Render receipts the job owner wrote to the ledger.
+    pub receipts: u64,
+    pub secs: f64,
+    pub png: Option<String>,
+    pub error: Option<String>,
 }
 
 /// `ledger` section of the report.
@@ -155,6 +175,27 @@ impl Report {
         if args.verifiers > 0 && ledger.entries == 0 {
             failures.push(format!("no ledger entries although {} verifier(s) ran", args.verifiers));
         }
+        let render = o.job.as_ref().map(|j| RenderSection {
+            job_id: j["job_id"].as_str().unwrap_or_default().into(),
+            ok: j["state"] == "done",
+            state: j["state"].as_str().unwrap_or("unknown").into(),
+            tiles: j["tiles"].as_u64().unwrap_or(0),
+            tiles_done: j["tiles_done"].as_u64().unwrap_or(0),
+            tiles_by_worker: j["tiles_by_worker"].clone(),
+            reassigned: j["reassigned"].as_u64().unwrap_or(0),
+            receipts: j["receipts"].as_u64().unwrap_or(0),
+            secs: j["secs"].as_f64().unwrap_or(0.0),
+            png: j["png"].as_str().map(str::to_owned),
+            error: j["error"].as_str().map(str::to_owned),
+        });
+        if let Some(e) = &o.job_error {
+            failures.push(format!("the render job could not be submitted: {e}"));
+        }
+        if let Some(r) = &render
+            && !r.ok
+        {
+            failures.push(format!("the render job did not complete: {} ({}/{} tiles)", r.state, r.tiles_done, r.tiles));
+        }
         let heartbeat_latency_ms = LatencyMs::from_samples_us(&latency_us);
         if heartbeat_latency_ms.samples == 0 {
             failures.push("no heartbeat latency samples".into());
@@ -176,6 +217,7 @@ impl Report {
             heartbeat_latency_ms,
             faults,
             ledger,
+            render,
             nodes,
         }
     }
@@ -204,6 +246,18 @@ impl Report {
             self.ledger.entries,
             f(self.ledger.convergence_secs)
         );
+        if let Some(r) = &self.render {
+            println!(
+                "  render: {} {}/{} tiles in {:.2} s, {} re-assigned, {} receipts, png {}",
+                r.state,
+                r.tiles_done,
+                r.tiles,
+                r.secs,
+                r.reassigned,
+                r.receipts,
+                r.png.as_deref().unwrap_or("-")
+            );
+        }
         for fail in &self.failures {
             println!("  FAIL: {fail}");
         }

@@ -68,11 +68,48 @@ pub struct Outcome {
     /// Unix ms of the first poll of the current streak in which every running node had the
     /// same ledger root.
     pub roots_equal_since_ms: Option<u64>,
+    /// The render job submitted to node 0, as its API last reported it.
+    pub job: Option<serde_json::Value>,
+    /// Why the job could not be submitted.
+    pub job_error: Option<String>,
+}
+
+async fn submit_job(net: &Testnet, args: &TestnetArgs) -> Result<String, String> {
+    let api = net.nodes[0].api.ok_or("node 0 has no API")?;
+    let spec = serde_json::json!({
+        "scene": "cornell", "width": args.render_size, "height": args.render_size,
+        "spp": args.render_spp, "max_bounces": 6, "tile": 32,
+    });
+    let r = net.client.post(format!("http://{api}/jobs")).json(&spec).send().await.map_err(|e| e.to_string())?;
+    let v: serde_json::Value = r.json().await.map_err(|e| e.to_string())?;
+    v["job_id"].as_str().map(str::to_owned).ok_or_else(|| format!("job refused: {v}"))
+}
+
+async fn poll_job(net: &Testnet, out: &mut Outcome) {
+    let (Some(api), Some(id)) = (net.nodes[0].api, out.job.as_ref().and_then(|j| j["job_id"].as_str()).map(str::to_owned))
+    else {
+        return;
+    };
+    if let Ok(r) = net.client.get(format!("http://{api}/jobs/{id}")).send().await
+        && let Ok(v) = r.json::<serde_json::Value>().await
+    {
+        out.job = Some(v);
+    }
+}
+
+fn job_running(out: &Outcome) -> bool {
+    out.job.as_ref().is_some_and(|j| j["state"] == "running")
 }
 
 /// Polls until the duration is over, applying the scheduled kills.
 pub async fn watch(net: &mut Testnet, args: &TestnetArgs) -> Outcome {
     let mut out = Outcome { views: vec![None; net.nodes.len()], ..Default::default() };
+    if args.render_size > 0 && args.render_spp > 0 {
+        match submit_job(net, args).await {
+            Ok(id) => out.job = Some(serde_json::json!({ "job_id": id, "state": "running" })),
+            Err(e) => out.job_error = Some(e),
+        }
+    }
     let mut kills = args.kills.clone();
     kills.sort_by_key(|k| k.at);
     let bar = progress(args);
@@ -90,6 +127,7 @@ pub async fn watch(net: &mut Testnet, args: &TestnetArgs) -> Outcome {
         net.reap();
         poll_views(net, &mut out.views).await;
         track_roots(net, &mut out);
+        poll_job(net, &mut out).await;
         let running: Vec<usize> = (0..net.nodes.len()).filter(|&i| net.nodes[i].child.is_some()).collect();
         let ids: Vec<&str> = running.iter().map(|&i| net.nodes[i].peer_id.as_str()).collect();
         let covers = |set: &dyn Fn(&View) -> &BTreeSet<String>, i: usize| {
@@ -108,8 +146,12 @@ pub async fn watch(net: &mut Testnet, args: &TestnetArgs) -> Outcome {
             bar.println(format!("every node hears every other at {:.1}s", net.elapsed()));
         }
         bar.set_position(elapsed.as_secs().min(args.duration));
+        let job = match &out.job {
+            Some(j) => format!(" · render {}/{}", j["tiles_done"].as_u64().unwrap_or(0), j["tiles"].as_u64().unwrap_or(0)),
+            None => String::new(),
+        };
         bar.set_message(format!(
-            "alive {}/{} · discovered all {}/{} · heard all {}/{}",
+            "alive {}/{} · discovered all {}/{} · heard all {}/{}{job}",
             running.len(),
             net.nodes.len(),
             discovered,
@@ -157,14 +199,18 @@ fn track_roots(net: &Testnet, out: &mut Outcome) {
     }
 }
 
-/// After the run: polls (up to 10 s) until every running node has the same ledger root.
+/// After the run: polls (up to 10 s) until every running node has the same ledger root, and
+/// (up to 30 s) until the render job has ended.
 pub async fn settle(net: &mut Testnet, mut out: Outcome) -> Outcome {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let start = std::time::Instant::now();
     loop {
         net.reap();
         poll_views(net, &mut out.views).await;
         track_roots(net, &mut out);
-        if out.roots_equal_since_ms.is_some() || std::time::Instant::now() > deadline || out.interrupted {
+        poll_job(net, &mut out).await;
+        let roots_done = out.roots_equal_since_ms.is_some() || start.elapsed() > Duration::from_secs(10);
+        let job_done = !job_running(&out) || start.elapsed() > Duration::from_secs(30);
+        if (roots_done && job_done) || out.interrupted {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -13,7 +13,7 @@ use libp2p::{
 use prometheus_client::registry::Registry;
 
 use super::scoring;
-use super::sync_codec::SyncCodec;
+use super::frame_codec::FrameCodec;
 use crate::config::LimitsSection;
 
 /// Every protocol the node speaks.
@@ -24,7 +24,8 @@ pub struct Behaviour {
     pub identify: identify::Behaviour,
     pub ping: ping::Behaviour,
     pub gossipsub: gossipsub::Behaviour,
-    pub sync: request_response::Behaviour<SyncCodec>,
+    pub sync: request_response::Behaviour<FrameCodec>,
+    pub render: request_response::Behaviour<FrameCodec>,
 }
 
 /// Why the swarm could not be built.
@@ -53,6 +54,8 @@ pub fn build_swarm(
         .map_err(|e| BuildError::Transport(e.to_string()))?;
     let identify_protocol = net.identify_protocol();
     let sync_protocol = StreamProtocol::try_from_owned(net.ledger_sync_protocol())
+        .map_err(|e| BuildError::Transport(e.to_string()))?;
+    let render_protocol = StreamProtocol::try_from_owned(net.render_protocol())
         .map_err(|e| BuildError::Transport(e.to_string()))?;
     let topics: Vec<_> = Kind::ALL.iter().map(|k| topic(net, *k).hash()).collect();
     let limits = limits.clone();
@@ -105,10 +108,16 @@ pub fn build_swarm(
                     .with_max_pending_incoming(Some(limits.max_pending))
                     .with_max_pending_outgoing(Some(limits.max_pending)),
             );
+            use ifx_protocols::ledger::sync::{MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES};
             let sync = request_response::Behaviour::with_codec(
-                SyncCodec,
+                FrameCodec { max_request: MAX_REQUEST_BYTES, max_response: MAX_RESPONSE_BYTES },
                 [(sync_protocol, request_response::ProtocolSupport::Full)],
                 request_response::Config::default().with_request_timeout(Duration::from_secs(30)),
+            );
+            let render = request_response::Behaviour::with_codec(
+                FrameCodec { max_request: 64 * 1024, max_response: crate::render::MAX_TILE_RESPONSE },
+                [(render_protocol, request_response::ProtocolSupport::Full)],
+                request_response::Config::default().with_request_timeout(crate::render::TILE_TIMEOUT),
             );
             Ok::<_, Box<dyn std::error::Error + Send + Sync>>(Behaviour {
                 limits,
@@ -117,6 +126,7 @@ pub fn build_swarm(
                 ping,
                 gossipsub,
                 sync,
+                render,
             })
         })
         .map_err(|e| BuildError::Gossipsub(e.to_string()))?

@@ -20,7 +20,7 @@ use tracing::{debug, info, warn};
 
 use super::backoff::Bootnodes;
 use super::behaviour::{Behaviour, BehaviourEvent, build_swarm, topic};
-use super::{Command, ConnectedPeer, InboundMessage, InboundSync, NetHandle, NetSnapshot, peer_of};
+use super::{Command, ConnectedPeer, InboundMessage, InboundRequest, NetHandle, NetSnapshot, Proto, peer_of};
 use crate::config::NodeConfig;
 use crate::identity::Identity;
 
@@ -48,7 +48,8 @@ pub enum StartError {
 pub struct Started {
     pub handle: NetHandle,
     pub inbound: mpsc::Receiver<InboundMessage>,
-    pub sync_inbound: mpsc::Receiver<InboundSync>,
+    pub sync_inbound: mpsc::Receiver<InboundRequest>,
+    pub render_inbound: mpsc::Receiver<InboundRequest>,
     pub listen_addrs: Vec<Multiaddr>,
     pub task: tokio::task::JoinHandle<()>,
 }
@@ -143,6 +144,7 @@ pub async fn start(
     let (cmd_tx, cmd_rx) = mpsc::channel(256);
     let (in_tx, in_rx) = mpsc::channel(INBOUND_QUEUE);
     let (sync_tx, sync_rx) = mpsc::channel(64);
+    let (render_tx, render_rx) = mpsc::channel(64);
     let handle = NetHandle { commands: cmd_tx, local_peer_id: *swarm.local_peer_id() };
     let kad_protocol = StreamProtocol::try_from_owned(cfg.network.kad_protocol()).expect("validated id");
     let lp = EventLoop {
@@ -150,7 +152,8 @@ pub async fn start(
         commands: cmd_rx,
         inbound: in_tx,
         sync_inbound: sync_tx,
-        pending_sync: HashMap::new(),
+        render_inbound: render_tx,
+        pending: HashMap::new(),
         bootnodes: Bootnodes::new(boots, now),
         kinds_by_topic,
         rtt: HashMap::new(),
@@ -164,7 +167,7 @@ pub async fn start(
         listen_addrs: listen_addrs.clone(),
     };
     let task = tokio::spawn(lp.run(shutdown));
-    Ok(Started { handle, inbound: in_rx, sync_inbound: sync_rx, listen_addrs, task })
+    Ok(Started { handle, inbound: in_rx, sync_inbound: sync_rx, render_inbound: render_rx, listen_addrs, task })
 }
 
 fn transport_error(e: &libp2p::TransportError<std::io::Error>) -> String {
@@ -184,8 +187,9 @@ struct EventLoop {
     swarm: Swarm<Behaviour>,
     commands: mpsc::Receiver<Command>,
     inbound: mpsc::Sender<InboundMessage>,
-    sync_inbound: mpsc::Sender<InboundSync>,
-    pending_sync: HashMap<OutboundRequestId, oneshot::Sender<Result<Vec<u8>, String>>>,
+    sync_inbound: mpsc::Sender<InboundRequest>,
+    render_inbound: mpsc::Sender<InboundRequest>,
+    pending: HashMap<(Proto, OutboundRequestId), oneshot::Sender<Result<Vec<u8>, String>>>,
     bootnodes: Bootnodes,
     kinds_by_topic: BTreeMap<TopicHash, Kind>,
     rtt: HashMap<PeerId, Duration>,
@@ -312,13 +316,13 @@ impl EventLoop {
             Command::Snapshot { reply } => {
                 let _ = reply.send(self.snapshot());
             }
-            Command::SyncRequest { peer, data, reply } => {
-                let id = self.swarm.behaviour_mut().sync.send_request(&peer, data);
-                self.pending_sync.insert(id, reply);
+            Command::Request { proto, peer, data, reply } => {
+                let id = self.rr(proto).send_request(&peer, data);
+                self.pending.insert((proto, id), reply);
             }
-            Command::SyncRespond { channel, data } => {
-                if self.swarm.behaviour_mut().sync.send_response(channel, data).is_err() {
-                    debug!("sync response not sent: the requester went away");
+            Command::Respond { proto, channel, data } => {
+                if self.rr(proto).send_response(channel, data).is_err() {
+                    debug!(?proto, "response not sent: the requester went away");
                 }
             }
         }
@@ -424,7 +428,8 @@ impl EventLoop {
                 }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Limits(v)) => match v {},
-            SwarmEvent::Behaviour(BehaviourEvent::Sync(e)) => self.on_sync(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Sync(e)) => self.on_request_response(Proto::LedgerSync, e),
+            SwarmEvent::Behaviour(BehaviourEvent::Render(e)) => self.on_request_response(Proto::Render, e),
             SwarmEvent::ConnectionEstablished { peer_id, connection_id, endpoint, num_established, .. } => {
                 self.bootnode_dials.remove(&connection_id);
                 debug!(peer = %peer_id, addr = %endpoint.get_remote_address(), "connected");
@@ -466,30 +471,41 @@ impl EventLoop {
         }
     }
 
-    fn on_sync(&mut self, e: request_response::Event<Vec<u8>, Vec<u8>>) {
+    fn rr(&mut self, proto: Proto) -> &mut request_response::Behaviour<super::frame_codec::FrameCodec> {
+        match proto {
+            Proto::LedgerSync => &mut self.swarm.behaviour_mut().sync,
+            Proto::Render => &mut self.swarm.behaviour_mut().render,
+        }
+    }
+
+    fn on_request_response(&mut self, proto: Proto, e: request_response::Event<Vec<u8>, Vec<u8>>) {
         match e {
             request_response::Event::Message { peer, message, .. } => match message {
                 request_response::Message::Request { request, channel, .. } => {
-                    let msg = InboundSync { peer, data: request, channel };
-                    if self.sync_inbound.try_send(msg).is_err() {
+                    let msg = InboundRequest { peer, data: request, channel };
+                    let queue = match proto {
+                        Proto::LedgerSync => &self.sync_inbound,
+                        Proto::Render => &self.render_inbound,
+                    };
+                    if queue.try_send(msg).is_err() {
                         // Dropping the channel tells the requester we are busy.
-                        debug!(%peer, "sync request dropped: too many waiting");
+                        debug!(%peer, ?proto, "request dropped: too many waiting");
                     }
                 }
                 request_response::Message::Response { request_id, response } => {
-                    if let Some(reply) = self.pending_sync.remove(&request_id) {
+                    if let Some(reply) = self.pending.remove(&(proto, request_id)) {
                         let _ = reply.send(Ok(response));
                     }
                 }
             },
             request_response::Event::OutboundFailure { request_id, error, peer, .. } => {
-                debug!(%peer, %error, "sync request failed");
-                if let Some(reply) = self.pending_sync.remove(&request_id) {
+                debug!(%peer, ?proto, %error, "request failed");
+                if let Some(reply) = self.pending.remove(&(proto, request_id)) {
                     let _ = reply.send(Err(error.to_string()));
                 }
             }
             request_response::Event::InboundFailure { peer, error, .. } => {
-                debug!(%peer, %error, "inbound sync failed");
+                debug!(%peer, ?proto, %error, "inbound request failed");
             }
             request_response::Event::ResponseSent { .. } => {}
         }

@@ -7,7 +7,7 @@ pub mod backoff;
 pub mod behaviour;
 pub mod event_loop;
 pub mod scoring;
-pub mod sync_codec;
+pub mod frame_codec;
 
 use ifx_protocols::Kind;
 use libp2p::gossipsub::{MessageAcceptance, MessageId};
@@ -26,15 +26,25 @@ pub enum Command {
     Validated { id: MessageId, from: PeerId, acceptance: MessageAcceptance },
     /// A consistent picture of the network state.
     Snapshot { reply: oneshot::Sender<NetSnapshot> },
-    /// Send a ledger sync request to `peer`; the reply carries the response bytes.
-    SyncRequest { peer: PeerId, data: Vec<u8>, reply: oneshot::Sender<Result<Vec<u8>, String>> },
-    /// Answer an inbound ledger sync request.
-    SyncRespond { channel: ResponseChannel<Vec<u8>>, data: Vec<u8> },
+    /// Send a request of protocol `proto` to `peer`; the reply carries the response bytes.
+    Request { proto: Proto, peer: PeerId, data: Vec<u8>, reply: oneshot::Sender<Result<Vec<u8>, String>> },
+    /// Answer an inbound request.
+    Respond { proto: Proto, channel: ResponseChannel<Vec<u8>>, data: Vec<u8> },
 }
 
-/// A ledger sync request from a peer, to be answered through [`NetHandle::sync_respond`].
+/// The request-response protocols.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Proto {
+    /// Ledger anti-entropy.
+    LedgerSync,
+    /// Render tiles.
+    Render,
+}
+
+/// A request from a peer, to be answered through [`NetHandle::respond`] (dropping the channel
+/// fails the peer's request).
 #[derive(Debug)]
-pub struct InboundSync {
+pub struct InboundRequest {
     pub peer: PeerId,
     pub data: Vec<u8>,
     pub channel: ResponseChannel<Vec<u8>>,
@@ -109,16 +119,17 @@ impl NetHandle {
         let _ = self.commands.send(Command::Validated { id, from, acceptance }).await;
     }
 
-    /// Sends a ledger sync request and waits for the response bytes.
-    pub async fn sync_request(&self, peer: PeerId, data: Vec<u8>) -> Result<Result<Vec<u8>, String>, NetworkStopped> {
+    /// Sends a request and waits for the response bytes (or the failure, e.g. a timeout or a
+    /// closed connection).
+    pub async fn request(&self, proto: Proto, peer: PeerId, data: Vec<u8>) -> Result<Result<Vec<u8>, String>, NetworkStopped> {
         let (reply, rx) = oneshot::channel();
-        self.commands.send(Command::SyncRequest { peer, data, reply }).await.map_err(|_| NetworkStopped)?;
+        self.commands.send(Command::Request { proto, peer, data, reply }).await.map_err(|_| NetworkStopped)?;
         rx.await.map_err(|_| NetworkStopped)
     }
 
-    /// Answers an inbound ledger sync request.
-    pub async fn sync_respond(&self, channel: ResponseChannel<Vec<u8>>, data: Vec<u8>) {
-        let _ = self.commands.send(Command::SyncRespond { channel, data }).await;
+    /// Answers an inbound request.
+    pub async fn respond(&self, proto: Proto, channel: ResponseChannel<Vec<u8>>, data: Vec<u8>) {
+        let _ = self.commands.send(Command::Respond { proto, channel, data }).await;
     }
 
     /// The current network state.

@@ -31,6 +31,8 @@ pub type EntryId = [u8; 32];
 pub enum EntryKind {
     /// A verifier's per-epoch liveness attestation ([`super::liveness::LivenessAttestation`]).
     Liveness,
+    /// A job owner's receipt for an accepted render tile ([`super::receipt::RenderReceipt`]).
+    RenderReceipt,
     /// A kind from a newer version.
     Unknown(u16),
 }
@@ -40,6 +42,7 @@ impl EntryKind {
     pub fn to_wire(self) -> u16 {
         match self {
             EntryKind::Liveness => 1,
+            EntryKind::RenderReceipt => 2,
             EntryKind::Unknown(v) => v,
         }
     }
@@ -48,6 +51,7 @@ impl EntryKind {
     pub fn from_wire(v: u16) -> Self {
         match v {
             1 => EntryKind::Liveness,
+            2 => EntryKind::RenderReceipt,
             v => EntryKind::Unknown(v),
         }
     }
@@ -56,6 +60,7 @@ impl EntryKind {
     pub fn name(self) -> String {
         match self {
             EntryKind::Liveness => "liveness".into(),
+            EntryKind::RenderReceipt => "render-receipt".into(),
             EntryKind::Unknown(v) => format!("unknown-{v}"),
         }
     }

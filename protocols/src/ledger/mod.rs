@@ -4,11 +4,13 @@
 
 pub mod entry;
 pub mod liveness;
+pub mod receipt;
 pub mod root;
 pub mod state;
 pub mod sync;
 
 pub use entry::{Entry, EntryError, EntryId, EntryKind};
 pub use liveness::{LivenessAttestation, PeerLiveness};
+pub use receipt::RenderReceipt;
 pub use state::{IngestOutcome, Ledger};
 pub use sync::{AuthorSummary, SyncRequest, SyncResponse};

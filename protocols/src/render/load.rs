@@ -103,6 +103,24 @@ pub fn load_file(path: &Path) -> Result<Scene, RenderError> {
         Some("json") => serde_json::from_str(&text).map_err(|e| err(e.to_string()))?,
         _ => return Err(err("the file name must end in .toml or .json".into())),
     };
+    build(f, path)
+}
+
+/// Parses a TOML scene sent inline (a render job); it may not reference mesh files.
+pub fn parse_inline_toml(text: &str) -> Result<Scene, RenderError> {
+    let err = |message: String| RenderError::SceneFile { path: "(inline)".into(), message };
+    if text.len() as u64 > MAX_FILE_BYTES {
+        return Err(err("too large".into()));
+    }
+    let f: File = toml::from_str(text).map_err(|e| err(e.to_string()))?;
+    if !f.meshes.is_empty() {
+        return Err(err("inline scenes cannot reference mesh files".into()));
+    }
+    build(f, Path::new("(inline)"))
+}
+
+fn build(f: File, path: &Path) -> Result<Scene, RenderError> {
+    let err = |message: String| RenderError::SceneFile { path: path.display().to_string(), message };
     let index: BTreeMap<&str, u32> = f.materials.keys().enumerate().map(|(i, k)| (k.as_str(), i as u32)).collect();
     let mat = |name: &str| index.get(name).copied().ok_or_else(|| err(format!("unknown material {name:?}")));
     let mut scene = Scene {

@@ -1,17 +1,19 @@
-//! Request-response framing for ledger anti-entropy: one length-prefixed (u32, big-endian)
-//! message each way, refused before allocation when over its size limit. The ledger service
-//! encodes and decodes the messages themselves (`ifx_protocols::ledger::sync`).
+//! Request-response framing: one length-prefixed (u32, big-endian) message each way, refused
+//! before allocation when over the protocol's size limit. The services encode and decode the
+//! messages themselves (ledger sync, render tiles).
 
 use std::io;
 
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use ifx_protocols::ledger::sync::{MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES};
 use libp2p::StreamProtocol;
 use libp2p::request_response::Codec;
 
 /// Length-prefixed bytes with per-direction limits.
-#[derive(Clone, Default)]
-pub struct SyncCodec;
+#[derive(Clone, Copy, Debug)]
+pub struct FrameCodec {
+    pub max_request: usize,
+    pub max_response: usize,
+}
 
 async fn read_frame<T: AsyncRead + Unpin + Send>(io: &mut T, max: usize) -> io::Result<Vec<u8>> {
     let mut len = [0u8; 4];
@@ -34,17 +36,17 @@ async fn write_frame<T: AsyncWrite + Unpin + Send>(io: &mut T, data: &[u8], max:
     io.close().await
 }
 
-impl Codec for SyncCodec {
+impl Codec for FrameCodec {
     type Protocol = StreamProtocol;
     type Request = Vec<u8>;
     type Response = Vec<u8>;
 
     async fn read_request<T: AsyncRead + Unpin + Send>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Vec<u8>> {
-        read_frame(io, MAX_REQUEST_BYTES).await
+        read_frame(io, self.max_request).await
     }
 
     async fn read_response<T: AsyncRead + Unpin + Send>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Vec<u8>> {
-        read_frame(io, MAX_RESPONSE_BYTES).await
+        read_frame(io, self.max_response).await
     }
 
     async fn write_request<T: AsyncWrite + Unpin + Send>(
@@ -53,7 +55,7 @@ impl Codec for SyncCodec {
         io: &mut T,
         req: Vec<u8>,
     ) -> io::Result<()> {
-        write_frame(io, &req, MAX_REQUEST_BYTES).await
+        write_frame(io, &req, self.max_request).await
     }
 
     async fn write_response<T: AsyncWrite + Unpin + Send>(
@@ -62,6 +64,6 @@ impl Codec for SyncCodec {
         io: &mut T,
         res: Vec<u8>,
     ) -> io::Result<()> {
-        write_frame(io, &res, MAX_RESPONSE_BYTES).await
+        write_frame(io, &res, self.max_response).await
     }
 }
