@@ -183,13 +183,16 @@ fn transport_error(e: &libp2p::TransportError<std::io::Error>) -> String {
     }
 }
 
+/// Where a request's response (or failure) goes.
+type Reply = oneshot::Sender<Result<Vec<u8>, String>>;
+
 struct EventLoop {
     swarm: Swarm<Behaviour>,
     commands: mpsc::Receiver<Command>,
     inbound: mpsc::Sender<InboundMessage>,
     sync_inbound: mpsc::Sender<InboundRequest>,
     render_inbound: mpsc::Sender<InboundRequest>,
-    pending: HashMap<(Proto, OutboundRequestId), oneshot::Sender<Result<Vec<u8>, String>>>,
+    pending: HashMap<(Proto, OutboundRequestId), Reply>,
     bootnodes: Bootnodes,
     kinds_by_topic: BTreeMap<TopicHash, Kind>,
     rtt: HashMap<PeerId, Duration>,

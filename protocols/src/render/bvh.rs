@@ -93,8 +93,8 @@ mod tests {
             for &t in &bvh.order[n.left_or_first as usize..(n.left_or_first + n.count) as usize] {
                 seen[t as usize] += 1;
                 for v in &tris[t as usize].v {
-                    for k in 0..3 {
-                        assert!(n.min[k] <= v[k] && v[k] <= n.max[k]);
+                    for (k, x) in v.iter().enumerate() {
+                        assert!(n.min[k] <= *x && *x <= n.max[k]);
                     }
                 }
             }

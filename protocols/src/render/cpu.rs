@@ -121,7 +121,7 @@ fn hit_triangle(tri: &GpuTriangle, o: V, d: V, tmax: f32) -> f32 {
     // Barycentric bounds widened by EDGE_EPS: a ray through the seam of two triangles hits
     // both instead of slipping between them on one backend and not the other.
     let u = dot(s, p) * inv;
-    if u < -EDGE_EPS || u > 1.0 + EDGE_EPS {
+    if !(-EDGE_EPS..=1.0 + EDGE_EPS).contains(&u) {
         return -1.0;
     }
     let q = cross(s, e1);
