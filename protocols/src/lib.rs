@@ -7,6 +7,7 @@ pub mod envelope;
 pub mod heartbeat;
 pub mod ledger;
 pub mod network;
+pub mod por;
 pub mod render;
 pub mod replay;
 

@@ -133,7 +133,7 @@ impl std::str::FromStr for Backend {
 /// A renderer ready to render tiles of one scene.
 pub enum Renderer {
     Cpu(Box<Compiled>),
-    Gpu(Box<gpu::GpuRenderer>, gpu::GpuScene, Box<Compiled>),
+    Gpu(std::sync::Arc<gpu::GpuRenderer>, gpu::GpuScene, Box<Compiled>),
 }
 
 impl Renderer {
@@ -149,10 +149,19 @@ impl Renderer {
         Ok(match gpu {
             Some(g) => {
                 let up = g.upload(&c)?;
-                Renderer::Gpu(Box::new(g), up, c)
+                Renderer::Gpu(std::sync::Arc::new(g), up, c)
             }
             None => Renderer::Cpu(c),
         })
+    }
+
+    /// A renderer of `scene` on an already opened device (opening one costs 60-800 ms on a
+    /// software adapter; a node keeps one).
+    pub fn on_device(device: std::sync::Arc<gpu::GpuRenderer>, scene: &Scene, s: &RenderSettings) -> Result<Self, RenderError> {
+        s.validate()?;
+        let c = Box::new(scene.compile(s.width, s.height)?);
+        let up = device.upload(&c)?;
+        Ok(Renderer::Gpu(device, up, c))
     }
 
     /// What renders, for logs.

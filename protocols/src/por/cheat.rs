@@ -1,0 +1,104 @@
+//! How a worker can fake a render (for the detection tests and the testnet's cheaters): each
+//! mode turns what an honest worker could compute into what a cheater sends instead.
+
+use crate::render::{Image, RenderError, RenderSettings, Renderer, Scene, render_image};
+
+/// A cheat mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CheatMode {
+    /// One grey for every pixel.
+    Constant,
+    /// Uniform random bytes.
+    WhiteNoise,
+    /// The image of an earlier challenge, sent again.
+    OldTile,
+    /// A quarter-resolution render of the watermarked scene, upscaled.
+    QuarterRes,
+    /// The scene rendered without the watermark.
+    NoWatermark,
+    /// An honest render with 25% of its pixels replaced by made-up values.
+    Fake25,
+}
+
+impl CheatMode {
+    /// Every mode.
+    pub const ALL: [CheatMode; 6] =
+        [CheatMode::Constant, CheatMode::WhiteNoise, CheatMode::OldTile, CheatMode::QuarterRes, CheatMode::NoWatermark, CheatMode::Fake25];
+
+    /// Stable name.
+    pub fn name(self) -> &'static str {
+        match self {
+            CheatMode::Constant => "constant",
+            CheatMode::WhiteNoise => "white-noise",
+            CheatMode::OldTile => "old-tile",
+            CheatMode::QuarterRes => "quarter-res",
+            CheatMode::NoWatermark => "no-watermark",
+            CheatMode::Fake25 => "fake-25",
+        }
+    }
+}
+
+impl std::str::FromStr for CheatMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        CheatMode::ALL.into_iter().find(|m| m.name() == s).ok_or_else(|| format!("unknown cheat mode {s:?}"))
+    }
+}
+
+fn noise(seed: u64, n: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// What a cheater in `mode` sends for a challenge: `watermarked` is the scene it was given,
+/// `plain` the scene without imprints (a cheater that ignores the extra geometry), `old` an
+/// image it kept from an earlier challenge of the same size.
+pub fn forge(
+    mode: CheatMode,
+    watermarked: &Scene,
+    plain: &Scene,
+    s: &RenderSettings,
+    old: Option<&[u8]>,
+    seed: u64,
+) -> Result<Vec<u8>, RenderError> {
+    let n = (s.width * s.height * 3) as usize;
+    let cpu = |scene: &Scene, s: &RenderSettings| -> Result<Image, RenderError> {
+        render_image(&Renderer::new(scene, s, crate::render::Backend::Cpu)?, s, |_, _| {})
+    };
+    Ok(match mode {
+        CheatMode::Constant => vec![128; n],
+        CheatMode::WhiteNoise => noise(seed, n),
+        CheatMode::OldTile => old.map(<[u8]>::to_vec).unwrap_or_else(|| vec![0; n]),
+        CheatMode::QuarterRes => {
+            let q = RenderSettings { width: s.width.div_ceil(4), height: s.height.div_ceil(4), ..*s };
+            let small = cpu(watermarked, &q)?.to_rgb8();
+            let mut out = Vec::with_capacity(n);
+            for y in 0..s.height {
+                for x in 0..s.width {
+                    let i = (((y / 4) * q.width + x / 4) * 3) as usize;
+                    out.extend_from_slice(&small[i..i + 3]);
+                }
+            }
+            out
+        }
+        CheatMode::NoWatermark => cpu(plain, s)?.to_rgb8(),
+        CheatMode::Fake25 => {
+            let mut img = cpu(watermarked, s)?.to_rgb8();
+            let r = noise(seed, n / 3 * 2);
+            for p in 0..n / 3 {
+                // A pseudo-random quarter of the pixels get made-up values.
+                if r[2 * p] < 64 {
+                    img[3 * p..3 * p + 3].fill(r[2 * p + 1]);
+                }
+            }
+            img
+        }
+    })
+}

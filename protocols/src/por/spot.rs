@@ -1,0 +1,145 @@
+//! Spot re-render: the worker commits a BLAKE3 Merkle root over the sub-tiles of its image; the
+//! verifier derives `k` sub-tile indices from `H(root, nonce, verifier id)` (so the worker cannot
+//! know them before committing), the worker reveals those sub-tiles with inclusion proofs, and
+//! the verifier re-renders them and compares within the renderer's tolerance.
+
+use crate::render::{Image, RenderError, RenderSettings, Renderer, Tile};
+
+/// Side of a sub-tile in pixels.
+pub const SUB: u32 = 8;
+/// A sub-tile matches when at most this share of its channels differ by more than
+/// [`LEVELS`] (honest backends disagree on ~0.2% of pixels: rare diverged paths).
+pub const MAX_BAD_SHARE: f64 = 0.05;
+/// See [`MAX_BAD_SHARE`].
+pub const LEVELS: i32 = 8;
+
+/// The sub-tiles of a `width` x `height` image, row-major.
+pub fn sub_tiles(width: u32, height: u32) -> Vec<Tile> {
+    RenderSettings { width, height, spp: 1, max_bounces: 1, tile: SUB }.tiles()
+}
+
+/// The 8-bit RGB bytes of one sub-tile of an image.
+pub fn sub_tile_bytes(rgb8: &[u8], width: u32, t: Tile) -> Vec<u8> {
+    let mut out = Vec::with_capacity((t.w * t.h * 3) as usize);
+    for y in t.y..t.y + t.h {
+        let start = ((y * width + t.x) * 3) as usize;
+        out.extend_from_slice(&rgb8[start..start + (t.w * 3) as usize]);
+    }
+    out
+}
+
+fn leaf(index: u32, bytes: &[u8]) -> [u8; 32] {
+    let mut h = blake3::Hasher::new();
+    h.update(b"ifx/por/leaf/v1");
+    h.update(&index.to_le_bytes());
+    h.update(bytes);
+    *h.finalize().as_bytes()
+}
+
+fn node(a: &[u8; 32], b: &[u8; 32]) -> [u8; 32] {
+    let mut h = blake3::Hasher::new();
+    h.update(b"ifx/por/node/v1");
+    h.update(a);
+    h.update(b);
+    *h.finalize().as_bytes()
+}
+
+/// A Merkle tree over an image's sub-tiles (leaves padded to a power of two with zeros).
+pub struct Tree {
+    levels: Vec<Vec<[u8; 32]>>,
+    leaves: usize,
+}
+
+impl Tree {
+    /// Commits to the sub-tiles of an 8-bit RGB image.
+    pub fn commit(rgb8: &[u8], width: u32, height: u32) -> Self {
+        let subs = sub_tiles(width, height);
+        let mut level: Vec<[u8; 32]> =
+            subs.iter().enumerate().map(|(i, t)| leaf(i as u32, &sub_tile_bytes(rgb8, width, *t))).collect();
+        let leaves = level.len();
+        level.resize(leaves.next_power_of_two(), [0; 32]);
+        let mut levels = vec![level];
+        while levels.last().expect("non-empty").len() > 1 {
+            let prev = levels.last().expect("non-empty");
+            levels.push(prev.chunks(2).map(|p| node(&p[0], &p[1])).collect());
+        }
+        Self { levels, leaves }
+    }
+
+    /// The root.
+    pub fn root(&self) -> [u8; 32] {
+        self.levels.last().expect("non-empty")[0]
+    }
+
+    /// The sibling path of leaf `index`.
+    pub fn proof(&self, index: usize) -> Vec<[u8; 32]> {
+        let mut i = index;
+        self.levels[..self.levels.len() - 1]
+            .iter()
+            .map(|l| {
+                let s = l[i ^ 1];
+                i /= 2;
+                s
+            })
+            .collect()
+    }
+
+    /// Number of real leaves.
+    pub fn leaves(&self) -> usize {
+        self.leaves
+    }
+}
+
+/// Checks that `bytes` are sub-tile `index` under `root`.
+pub fn verify_proof(root: &[u8; 32], index: u32, bytes: &[u8], proof: &[[u8; 32]]) -> bool {
+    if proof.len() > 32 {
+        return false;
+    }
+    let mut h = leaf(index, bytes);
+    let mut i = index;
+    for s in proof {
+        h = if i % 2 == 0 { node(&h, s) } else { node(s, &h) };
+        i /= 2;
+    }
+    i == 0 && h == *root
+}
+
+/// The `k` distinct sub-tile indices a verifier checks, from the worker's root, the verifier's
+/// nonce and id.
+pub fn choose(root: &[u8; 32], nonce: &[u8; 32], verifier: &[u8; 32], k: usize, leaves: usize) -> Vec<u32> {
+    let mut h = blake3::Hasher::new();
+    h.update(b"ifx/por/spot/v1");
+    h.update(root);
+    h.update(nonce);
+    h.update(verifier);
+    let mut xof = h.finalize_xof();
+    let mut out: Vec<u32> = Vec::new();
+    while out.len() < k.min(leaves) {
+        let mut b = [0u8; 8];
+        xof.fill(&mut b);
+        let i = (u64::from_le_bytes(b) % leaves as u64) as u32;
+        if !out.contains(&i) {
+            out.push(i);
+        }
+    }
+    out
+}
+
+/// Re-renders sub-tile `index` of the challenge and compares it with the revealed bytes.
+pub fn recheck(r: &Renderer, s: &RenderSettings, index: u32, revealed: &[u8]) -> Result<(), String> {
+    let subs = sub_tiles(s.width, s.height);
+    let t = *subs.get(index as usize).ok_or_else(|| format!("sub-tile {index} does not exist"))?;
+    if revealed.len() != (t.w * t.h * 3) as usize {
+        return Err(format!("sub-tile {index} has {} bytes, expected {}", revealed.len(), t.w * t.h * 3));
+    }
+    let px = r.render_tile(s, t).map_err(|e: RenderError| e.to_string())?;
+    let mut img = Image::new(t.w, t.h);
+    img.put(Tile { x: 0, y: 0, w: t.w, h: t.h }, &px);
+    let mine = img.to_rgb8();
+    let bad = mine.iter().zip(revealed).filter(|(a, b)| (**a as i32 - **b as i32).abs() > LEVELS).count();
+    let share = bad as f64 / mine.len() as f64;
+    if share > MAX_BAD_SHARE {
+        return Err(format!("sub-tile {index}: {:.1}% of channels differ from the re-render", share * 100.0));
+    }
+    Ok(())
+}
