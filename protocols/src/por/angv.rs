@@ -138,11 +138,9 @@ pub fn watermark(scene: &Scene, s: &RenderSettings, key: &[u8; 32], p: &AngvPara
     out.materials.push(Material::Emissive { emission: [LO; 3] });
     let at = |u: f32, w: f32| -> [f32; 3] {
         // origin + DEPTH * (lower_left + u*horizontal + w*vertical - origin)
-        let mut p = [0.0; 3];
-        for k in 0..3 {
-            p[k] = v.origin[k] + DEPTH * (v.lower_left[k] + u * v.horizontal[k] + w * v.vertical[k] - v.origin[k]);
-        }
-        p
+        std::array::from_fn(|k| {
+            v.origin[k] + DEPTH * (v.lower_left[k] + u * v.horizontal[k] + w * v.vertical[k] - v.origin[k])
+        })
     };
     let (fw, fh) = (s.width as f32, s.height as f32);
     for m in &marks {
@@ -161,28 +159,18 @@ pub fn watermark(scene: &Scene, s: &RenderSettings, key: &[u8; 32], p: &AngvPara
     Ok(out)
 }
 
-/// Absolute Laplacian of the luminance of an 8-bit RGB image (0 on the border).
-fn laplacian(rgb8: &[u8], w: u32, h: u32) -> Vec<f32> {
+/// Mean absolute Laplacian of the luminance of an 8-bit RGB image over a rectangle (whose
+/// pixels all have four neighbours inside the image).
+fn mean_abs_laplacian(rgb8: &[u8], w: u32, rect: (u32, u32, u32, u32)) -> f32 {
     let lum = |x: u32, y: u32| {
         let i = ((y * w + x) * 3) as usize;
         (rgb8[i] as f32 + rgb8[i + 1] as f32 + rgb8[i + 2] as f32) / 3.0
     };
-    let mut out = vec![0.0; (w * h) as usize];
-    for y in 1..h - 1 {
-        for x in 1..w - 1 {
-            let l = 4.0 * lum(x, y) - lum(x - 1, y) - lum(x + 1, y) - lum(x, y - 1) - lum(x, y + 1);
-            out[(y * w + x) as usize] = l.abs();
-        }
-    }
-    out
-}
-
-fn mean(lap: &[f32], w: u32, rect: (u32, u32, u32, u32)) -> f32 {
     let (x0, y0, rw, rh) = rect;
     let mut sum = 0.0;
     for y in y0..y0 + rh {
         for x in x0..x0 + rw {
-            sum += lap[(y * w + x) as usize];
+            sum += (4.0 * lum(x, y) - lum(x - 1, y) - lum(x + 1, y) - lum(x, y - 1) - lum(x, y + 1)).abs();
         }
     }
     sum / (rw * rh) as f32
@@ -194,8 +182,12 @@ pub fn scores(rgb8: &[u8], width: u32, height: u32, marks: &[Imprint]) -> Result
     if rgb8.len() != expected {
         return Err(AngvError::Size { got: rgb8.len(), expected });
     }
-    let lap = laplacian(rgb8, width, height);
-    Ok(marks.iter().map(|m| (mean(&lap, width, m.window()) - mean(&lap, width, (m.x, m.y, m.w, m.h))).abs()).collect())
+    Ok(marks
+        .iter()
+        .map(|m| {
+            (mean_abs_laplacian(rgb8, width, m.window()) - mean_abs_laplacian(rgb8, width, (m.x, m.y, m.w, m.h))).abs()
+        })
+        .collect())
 }
 
 /// The ANGV verdict on an 8-bit RGB image: `Ok(min e_i)` when every imprint is there, else

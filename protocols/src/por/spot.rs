@@ -98,7 +98,7 @@ pub fn verify_proof(root: &[u8; 32], index: u32, bytes: &[u8], proof: &[[u8; 32]
     let mut h = leaf(index, bytes);
     let mut i = index;
     for s in proof {
-        h = if i % 2 == 0 { node(&h, s) } else { node(s, &h) };
+        h = if i.is_multiple_of(2) { node(&h, s) } else { node(s, &h) };
         i /= 2;
     }
     i == 0 && h == *root
