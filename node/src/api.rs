@@ -32,6 +32,8 @@ pub struct ApiState {
     pub registry: SharedRegistry,
     pub ledger: LedgerHandle,
     pub jobs: crate::render::Jobs,
+    pub por: crate::por::PorStats,
+    pub verifier: bool,
 }
 
 /// `GET /status`.
@@ -87,6 +89,7 @@ pub fn serve(listener: tokio::net::TcpListener, state: ApiState, shutdown: Cance
         .route("/ledger/stats", get(ledger_stats))
         .route("/jobs", get(jobs_list).post(jobs_submit))
         .route("/jobs/{id}", get(jobs_get))
+        .route("/por/stats", get(por_stats))
         .with_state(state);
     tokio::spawn(async move {
         let server = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned());
@@ -189,4 +192,25 @@ async fn jobs_get(State(s): State<ApiState>, axum::extract::Path(id): axum::extr
 
 async fn jobs_list(State(s): State<ApiState>) -> Json<Vec<crate::render::JobStatus>> {
     Json(s.jobs.list())
+}
+
+/// `GET /por/stats`: a verifier's challenge results by worker.
+#[derive(Debug, Serialize)]
+pub struct PorStatsView {
+    pub verifier: bool,
+    pub challenges: u64,
+    /// Verifier time spent checking / worker time spent rendering, over all challenges.
+    pub verify_cost_ratio: Option<f64>,
+    pub workers: std::collections::BTreeMap<String, crate::por::WorkerStats>,
+}
+
+async fn por_stats(State(s): State<ApiState>) -> Json<PorStatsView> {
+    let workers = s.por.snapshot();
+    let (v, r): (u64, u64) = workers.values().fold((0, 0), |(v, r), w| (v + w.verify_us, r + w.worker_render_us));
+    Json(PorStatsView {
+        verifier: s.verifier,
+        challenges: workers.values().map(|w| w.challenges + w.timeouts).sum(),
+        verify_cost_ratio: (r > 0).then(|| v as f64 / r as f64),
+        workers,
+    })
 }

@@ -33,6 +33,8 @@ pub struct NodeConfig {
     pub ledger: LedgerSection,
     /// Rendering for other nodes' jobs.
     pub render: RenderSection,
+    /// Proof of Rendering.
+    pub por: PorSection,
     /// Parameters shared by every node of the network.
     pub network: NetworkConfig,
 }
@@ -125,6 +127,23 @@ impl Default for RenderSection {
     }
 }
 
+/// `[por]`: Proof-of-Rendering challenges.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PorSection {
+    /// Mean time between two challenges a verifier issues, in ms (jittered 0.5x to 1.5x).
+    pub challenge_interval_ms: u64,
+    /// For tests and the testnet only: answer challenges in this cheat mode (`constant`,
+    /// `white-noise`, `old-tile`, `quarter-res`, `no-watermark`, `fake-25`); empty = honest.
+    pub cheat: String,
+}
+
+impl Default for PorSection {
+    fn default() -> Self {
+        Self { challenge_interval_ms: 30_000, cheat: String::new() }
+    }
+}
+
 /// Values given on the command line; each one that is set replaces the file's value.
 #[derive(Clone, Debug, Default)]
 pub struct Overrides {
@@ -135,6 +154,7 @@ pub struct Overrides {
     pub api: Option<String>,
     pub json_logs: bool,
     pub log: Option<String>,
+    pub cheat: Option<String>,
 }
 
 impl NodeConfig {
@@ -188,6 +208,9 @@ impl NodeConfig {
         if let Some(l) = &o.log {
             self.node.log = l.clone();
         }
+        if let Some(c) = &o.cheat {
+            self.por.cheat = c.clone();
+        }
     }
 
     /// Checks every value; the error names the first bad key.
@@ -225,6 +248,15 @@ impl NodeConfig {
             .backend
             .parse::<ifx_protocols::render::Backend>()
             .map_err(|e| InvalidValue::new("render.backend", e))?;
+        if !self.por.cheat.is_empty() {
+            self.por
+                .cheat
+                .parse::<ifx_protocols::por::cheat::CheatMode>()
+                .map_err(|e| InvalidValue::new("por.cheat", e))?;
+        }
+        if !(100..=86_400_000).contains(&self.por.challenge_interval_ms) {
+            return Err(InvalidValue::new("por.challenge_interval_ms", "must be between 100 and 86400000"));
+        }
         if !(100..=3_600_000).contains(&self.ledger.sync_interval_ms) {
             return Err(InvalidValue::new("ledger.sync_interval_ms", "must be between 100 and 3600000"));
         }

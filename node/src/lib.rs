@@ -11,6 +11,7 @@ pub mod ledger;
 pub mod metrics;
 pub mod network;
 pub mod node;
+pub mod por;
 pub mod render;
 pub mod router;
 

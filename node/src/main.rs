@@ -167,6 +167,9 @@ struct NodeArgs {
     /// Log filter, e.g. info or ifx_node=debug (RUST_LOG wins when set).
     #[arg(long)]
     log: Option<String>,
+    /// Test mode: answer proof-of-rendering challenges in this cheat mode.
+    #[arg(long, hide = true)]
+    cheat: Option<String>,
 }
 
 impl NodeArgs {
@@ -179,6 +182,7 @@ impl NodeArgs {
             api: self.api.clone(),
             json_logs: self.json_logs,
             log: self.log.clone(),
+            cheat: self.cheat.clone(),
         };
         NodeConfig::load(self.config.as_deref(), &o)
     }

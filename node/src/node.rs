@@ -129,7 +129,30 @@ impl Node {
             data_dir.join("jobs"),
             shutdown.child_token(),
         );
+        let cheat = match cfg.por.cheat.as_str() {
+            "" => None,
+            c => Some(c.parse().map_err(|e: String| ifx_protocols::InvalidValue::new("por.cheat", e))?),
+        };
+        if let Some(mode) = cheat {
+            tracing::warn!(mode = ?mode, "this node CHEATS on proof-of-rendering challenges (test mode)");
+        }
+        tasks.push(tokio::spawn(crate::por::serve(
+            started.por_inbound,
+            started.handle.clone(),
+            crate::por::LocalRenderer::new(backend),
+            cheat,
+            shutdown.child_token(),
+        )));
+        let por_stats = crate::por::PorStats::default();
         if cfg.node.role == ifx_protocols::Role::Verifier {
+            let challenger = crate::por::Challenger {
+                net: started.handle.clone(),
+                heartbeats: heartbeats.clone(),
+                stats: por_stats.clone(),
+                verifier_id: identity.public_key(),
+                every: std::time::Duration::from_millis(cfg.por.challenge_interval_ms),
+            };
+            tasks.push(tokio::spawn(challenger.run(shutdown.child_token())));
             let attester = Attester {
                 ledger: ledger.clone(),
                 key: identity.signing_key().clone(),
@@ -169,6 +192,8 @@ impl Node {
                 registry: registry.clone(),
                 ledger: ledger.clone(),
                 jobs: jobs.clone(),
+                por: por_stats.clone(),
+                verifier: cfg.node.role == ifx_protocols::Role::Verifier,
             };
             tasks.push(api::serve(listener, state, shutdown.child_token()));
             write_api_addr(&data_dir, bound)

@@ -11,7 +11,7 @@ fn testnet_of_eight_with_a_sigkill_ends_on_time_and_reports() {
     let report_path = tmp.path().join("report.json");
     let start = Instant::now();
     let out = Command::new(env!("CARGO_BIN_EXE_ifx"))
-        .args(["testnet", "--nodes", "8", "--verifiers", "2", "--duration", "20", "--kill", "3@5"])
+        .args(["testnet", "--nodes", "8", "--verifiers", "2", "--cheaters", "2", "--duration", "20", "--kill", "3@5"])
         .args(["--render-size", "256", "--render-spp", "64", "--quiet", "--base-dir"])
         .arg(tmp.path())
         .arg("--report")
@@ -72,6 +72,18 @@ fn testnet_of_eight_with_a_sigkill_ends_on_time_and_reports() {
         .unwrap();
     let root: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(root["root"], ledger["root"]);
+
+    // Proof of rendering: nodes 1 and 2 cheated (constant image, white noise) and were caught;
+    // no honest worker failed, and checking cost the verifiers a small fraction of the renders.
+    let por = &report["por"];
+    let peer = |i: usize| nodes[i]["peer_id"].clone();
+    let mut cheaters = vec![peer(1), peer(2)];
+    cheaters.sort_by(|a, b| a.as_str().cmp(&b.as_str()));
+    assert_eq!(por["cheaters"], serde_json::Value::from(cheaters.clone()), "{por}");
+    assert_eq!(por["caught"], serde_json::Value::from(cheaters), "{por}");
+    assert_eq!(por["honest_failed"].as_array().unwrap().len(), 0, "{por}");
+    assert!(por["passed"].as_u64().unwrap() >= 5, "{por}");
+    assert!(por["verify_cost_ratio"].as_f64().unwrap() < 0.02, "{por}");
 
     // The render job: node 3 was killed while rendering; its tiles went to others and the
     // job completed, with one receipt per tile.

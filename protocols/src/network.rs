@@ -116,6 +116,11 @@ impl NetworkConfig {
         format!("/ifx/{}/render/1", self.id)
     }
 
+    /// Request-response protocol of Proof-of-Rendering challenges on this network.
+    pub fn por_protocol(&self) -> String {
+        format!("/ifx/{}/por/1", self.id)
+    }
+
     /// Identify protocol version string for this network.
     pub fn identify_protocol(&self) -> String {
         format!("/ifx/{}/id/1", self.id)

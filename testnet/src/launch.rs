@@ -30,6 +30,8 @@ pub struct NodeProc {
     pub killed_at: Option<f64>,
     /// How it ended, if it ended before the stop (crash, fault).
     pub exited: Option<String>,
+    /// The cheat mode it runs in, if any.
+    pub cheat: Option<&'static str>,
 }
 
 /// The launched network.
@@ -64,7 +66,7 @@ impl Testnet {
         let text = format!(
             "# Written by `ifx testnet`: the parameters every node of this run shares.\n\
              [network]\nid = \"{network_id}\"\ngenesis_unix_secs = {}\nepoch_secs = {}\n\
-             heartbeat_interval_ms = {}\n\n[limits]\ntarget_peers = {}\n\n[ledger]\nsync_interval_ms = 1000\n",
+             heartbeat_interval_ms = {}\n\n[limits]\ntarget_peers = {}\n\n[ledger]\nsync_interval_ms = 1000\n\n[por]\nchallenge_interval_ms = 1000\n",
             now.as_secs(),
             args.epoch_secs,
             args.heartbeat_ms,
@@ -89,6 +91,8 @@ impl Testnet {
                 peer_id: String::new(),
                 killed_at: None,
                 exited: None,
+                cheat: (index >= 1 && index <= args.cheaters)
+                    .then(|| ifx_protocols::por::cheat::CheatMode::ALL[(index - 1) % 6].name()),
             });
         }
         let client = reqwest::Client::builder()
@@ -133,6 +137,9 @@ impl Testnet {
             .args(["--listen", "/ip4/127.0.0.1/tcp/0", "--api", "127.0.0.1:0", "--role", n.role]);
         if let Some(b) = bootnode {
             cmd.args(["--bootnode", b]);
+        }
+        if let Some(c) = n.cheat {
+            cmd.args(["--cheat", c]);
         }
         cmd.stdin(Stdio::null()).stdout(log).stderr(log2).kill_on_drop(true);
         let child = cmd.spawn().map_err(|e| start_err(format!("cannot run {}: {e}", self.binary.display())))?;

@@ -41,6 +41,9 @@ pub struct TestnetArgs {
     /// Epoch length of the test network, in seconds (short, so verifiers attest during a run).
     #[arg(long, default_value_t = 3)]
     pub epoch_secs: u64,
+    /// How many workers cheat on proof-of-rendering challenges (nodes 1..=C, modes in turn).
+    #[arg(long, default_value_t = 0)]
+    pub cheaters: usize,
     /// Side of the square image of the render job the run submits to node 0 (0: no job).
     #[arg(long, default_value_t = 192)]
     pub render_size: u32,
@@ -91,6 +94,9 @@ impl TestnetArgs {
         }
         if self.nodes > 64 {
             return bad(format!("--nodes {} is more than this launcher supports (64)", self.nodes));
+        }
+        if self.cheaters > 0 && self.cheaters + 1 > self.nodes - self.verifiers {
+            return bad(format!("--cheaters {} leaves no honest worker besides node 0", self.cheaters));
         }
         if self.verifiers >= self.nodes {
             return bad(format!("--verifiers {} must be fewer than --nodes {}", self.verifiers, self.nodes));

@@ -32,7 +32,28 @@ pub struct Report {
     pub ledger: LedgerSection,
     /// The render job submitted to node 0 (null when the run submitted none).
     pub render: Option<RenderSection>,
+    /// Proof-of-Rendering challenges by the verifiers.
+    pub por: PorSection,
     pub nodes: Vec<NodeReport>,
+}
+
+/// `por` section of the report.
+#[derive(Debug, Serialize)]
+pub struct PorSection {
+    /// Challenges issued (answered or not) by all verifiers.
+    pub challenges: u64,
+    pub passed: u64,
+    pub failed: u64,
+    /// Per worker peer id: passed, failed, timeouts (QoS), verifiers that challenged it.
+    pub per_node: std::collections::BTreeMap<String, serde_json::Value>,
+    /// Peer ids of the nodes that ran a cheat mode.
+    pub cheaters: Vec<String>,
+    /// Peer ids a majority of the verifiers that challenged them failed.
+    pub caught: Vec<String>,
+    /// Honest peer ids with a failed verdict (must be empty).
+    pub honest_failed: Vec<String>,
+    /// Verifier time / worker render time over all challenges.
+    pub verify_cost_ratio: Option<f64>,
 }
 
 /// `render` section of the report.
@@ -196,6 +217,13 @@ impl Report {
         {
             failures.push(format!("the render job did not complete: {} ({}/{} tiles)", r.state, r.tiles_done, r.tiles));
         }
+        let por = por_section(net, &o);
+        if por.caught != por.cheaters {
+            failures.push(format!("cheaters {:?} but caught {:?}", por.cheaters, por.caught));
+        }
+        if !por.honest_failed.is_empty() {
+            failures.push(format!("honest nodes failed proof of rendering: {:?}", por.honest_failed));
+        }
         let heartbeat_latency_ms = LatencyMs::from_samples_us(&latency_us);
         if heartbeat_latency_ms.samples == 0 {
             failures.push("no heartbeat latency samples".into());
@@ -218,6 +246,7 @@ impl Report {
             faults,
             ledger,
             render,
+            por,
             nodes,
         }
     }
@@ -246,6 +275,16 @@ impl Report {
             self.ledger.entries,
             f(self.ledger.convergence_secs)
         );
+        println!(
+            "  por: {} challenges, {} passed, {} failed; cheaters {} caught {}; honest failed {}; verify cost {}",
+            self.por.challenges,
+            self.por.passed,
+            self.por.failed,
+            self.por.cheaters.len(),
+            self.por.caught.len(),
+            self.por.honest_failed.len(),
+            self.por.verify_cost_ratio.map(|r| format!("{:.2}%", r * 100.0)).unwrap_or_else(|| "-".into())
+        );
         if let Some(r) = &self.render {
             println!(
                 "  render: {} {}/{} tiles in {:.2} s, {} re-assigned, {} receipts, png {}",
@@ -262,6 +301,47 @@ impl Report {
             println!("  FAIL: {fail}");
         }
         println!("{}: report {}", if self.ok { "OK" } else { "FAILED" }, path.display());
+    }
+}
+
+fn por_section(net: &Testnet, o: &Outcome) -> PorSection {
+    use std::collections::BTreeMap;
+    let mut per: BTreeMap<String, (u64, u64, u64, u64, u64)> = BTreeMap::new(); // passed, failed, timeouts, by, failed_by
+    let (mut verify_us, mut render_us) = (0.0, 0.0);
+    for (_, v) in &o.por {
+        for (peer, w) in v["workers"].as_object().into_iter().flatten() {
+            let e = per.entry(peer.clone()).or_default();
+            let (p, f, t) = (w["passed"].as_u64().unwrap_or(0), w["failed"].as_u64().unwrap_or(0), w["timeouts"].as_u64().unwrap_or(0));
+            e.0 += p;
+            e.1 += f;
+            e.2 += t;
+            if p + f > 0 {
+                e.3 += 1;
+                if f > 0 {
+                    e.4 += 1;
+                }
+            }
+            verify_us += w["verify_us"].as_f64().unwrap_or(0.0);
+            render_us += w["worker_render_us"].as_f64().unwrap_or(0.0);
+        }
+    }
+    let cheaters: Vec<String> = net.nodes.iter().filter(|n| n.cheat.is_some()).map(|n| n.peer_id.clone()).collect();
+    let caught: Vec<String> = per.iter().filter(|(_, e)| e.4 * 2 > e.3).map(|(p, _)| p.clone()).collect();
+    let honest_failed = per.iter().filter(|(p, e)| e.1 > 0 && !cheaters.contains(p)).map(|(p, _)| p.clone()).collect();
+    let mut cheaters = cheaters;
+    cheaters.sort();
+    PorSection {
+        challenges: per.values().map(|e| e.0 + e.1 + e.2).sum(),
+        passed: per.values().map(|e| e.0).sum(),
+        failed: per.values().map(|e| e.1).sum(),
+        per_node: per
+            .iter()
+            .map(|(p, e)| (p.clone(), serde_json::json!({ "passed": e.0, "failed": e.1, "timeouts": e.2, "verifiers": e.3 })))
+            .collect(),
+        cheaters,
+        caught,
+        honest_failed,
+        verify_cost_ratio: (render_us > 0.0).then(|| verify_us / render_us),
     }
 }
 

@@ -72,6 +72,8 @@ pub struct Outcome {
     pub job: Option<serde_json::Value>,
     /// Why the job could not be submitted.
     pub job_error: Option<String>,
+    /// `GET /por/stats` of each verifier still running at the end, by node index.
+    pub por: Vec<(usize, serde_json::Value)>,
 }
 
 async fn submit_job(net: &Testnet, args: &TestnetArgs) -> Result<String, String> {
@@ -216,6 +218,16 @@ pub async fn settle(net: &mut Testnet, mut out: Outcome) -> Outcome {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     out.alive = net.nodes.iter().map(|n| n.child.is_some()).collect();
+    for (i, n) in net.nodes.iter().enumerate() {
+        if n.role == "verifier"
+            && n.child.is_some()
+            && let Some(api) = n.api
+            && let Ok(r) = net.client.get(format!("http://{api}/por/stats")).send().await
+            && let Ok(v) = r.json::<serde_json::Value>().await
+        {
+            out.por.push((i, v));
+        }
+    }
     out
 }
 

@@ -26,6 +26,7 @@ pub struct Behaviour {
     pub gossipsub: gossipsub::Behaviour,
     pub sync: request_response::Behaviour<FrameCodec>,
     pub render: request_response::Behaviour<FrameCodec>,
+    pub por: request_response::Behaviour<FrameCodec>,
 }
 
 /// Why the swarm could not be built.
@@ -56,6 +57,8 @@ pub fn build_swarm(
     let sync_protocol = StreamProtocol::try_from_owned(net.ledger_sync_protocol())
         .map_err(|e| BuildError::Transport(e.to_string()))?;
     let render_protocol = StreamProtocol::try_from_owned(net.render_protocol())
+        .map_err(|e| BuildError::Transport(e.to_string()))?;
+    let por_protocol = StreamProtocol::try_from_owned(net.por_protocol())
         .map_err(|e| BuildError::Transport(e.to_string()))?;
     let topics: Vec<_> = Kind::ALL.iter().map(|k| topic(net, *k).hash()).collect();
     let limits = limits.clone();
@@ -119,6 +122,14 @@ pub fn build_swarm(
                 [(render_protocol, request_response::ProtocolSupport::Full)],
                 request_response::Config::default().with_request_timeout(crate::render::TILE_TIMEOUT),
             );
+            let por = request_response::Behaviour::with_codec(
+                FrameCodec {
+                    max_request: ifx_protocols::render::scene::MAX_WIRE_SCENE + 1024,
+                    max_response: crate::por::MAX_ANSWER,
+                },
+                [(por_protocol, request_response::ProtocolSupport::Full)],
+                request_response::Config::default().with_request_timeout(crate::por::ANSWER_TIMEOUT),
+            );
             Ok::<_, Box<dyn std::error::Error + Send + Sync>>(Behaviour {
                 limits,
                 kad,
@@ -127,6 +138,7 @@ pub fn build_swarm(
                 gossipsub,
                 sync,
                 render,
+                por,
             })
         })
         .map_err(|e| BuildError::Gossipsub(e.to_string()))?

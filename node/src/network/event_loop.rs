@@ -50,6 +50,7 @@ pub struct Started {
     pub inbound: mpsc::Receiver<InboundMessage>,
     pub sync_inbound: mpsc::Receiver<InboundRequest>,
     pub render_inbound: mpsc::Receiver<InboundRequest>,
+    pub por_inbound: mpsc::Receiver<InboundRequest>,
     pub listen_addrs: Vec<Multiaddr>,
     pub task: tokio::task::JoinHandle<()>,
 }
@@ -145,6 +146,7 @@ pub async fn start(
     let (in_tx, in_rx) = mpsc::channel(INBOUND_QUEUE);
     let (sync_tx, sync_rx) = mpsc::channel(64);
     let (render_tx, render_rx) = mpsc::channel(64);
+    let (por_tx, por_rx) = mpsc::channel(64);
     let handle = NetHandle { commands: cmd_tx, local_peer_id: *swarm.local_peer_id() };
     let kad_protocol = StreamProtocol::try_from_owned(cfg.network.kad_protocol()).expect("validated id");
     let lp = EventLoop {
@@ -153,6 +155,7 @@ pub async fn start(
         inbound: in_tx,
         sync_inbound: sync_tx,
         render_inbound: render_tx,
+        por_inbound: por_tx,
         pending: HashMap::new(),
         bootnodes: Bootnodes::new(boots, now),
         kinds_by_topic,
@@ -167,7 +170,7 @@ pub async fn start(
         listen_addrs: listen_addrs.clone(),
     };
     let task = tokio::spawn(lp.run(shutdown));
-    Ok(Started { handle, inbound: in_rx, sync_inbound: sync_rx, render_inbound: render_rx, listen_addrs, task })
+    Ok(Started { handle, inbound: in_rx, sync_inbound: sync_rx, render_inbound: render_rx, por_inbound: por_rx, listen_addrs, task })
 }
 
 fn transport_error(e: &libp2p::TransportError<std::io::Error>) -> String {
@@ -192,6 +195,7 @@ struct EventLoop {
     inbound: mpsc::Sender<InboundMessage>,
     sync_inbound: mpsc::Sender<InboundRequest>,
     render_inbound: mpsc::Sender<InboundRequest>,
+    por_inbound: mpsc::Sender<InboundRequest>,
     pending: HashMap<(Proto, OutboundRequestId), Reply>,
     bootnodes: Bootnodes,
     kinds_by_topic: BTreeMap<TopicHash, Kind>,
@@ -433,6 +437,7 @@ impl EventLoop {
             SwarmEvent::Behaviour(BehaviourEvent::Limits(v)) => match v {},
             SwarmEvent::Behaviour(BehaviourEvent::Sync(e)) => self.on_request_response(Proto::LedgerSync, e),
             SwarmEvent::Behaviour(BehaviourEvent::Render(e)) => self.on_request_response(Proto::Render, e),
+            SwarmEvent::Behaviour(BehaviourEvent::Por(e)) => self.on_request_response(Proto::Por, e),
             SwarmEvent::ConnectionEstablished { peer_id, connection_id, endpoint, num_established, .. } => {
                 self.bootnode_dials.remove(&connection_id);
                 debug!(peer = %peer_id, addr = %endpoint.get_remote_address(), "connected");
@@ -478,6 +483,7 @@ impl EventLoop {
         match proto {
             Proto::LedgerSync => &mut self.swarm.behaviour_mut().sync,
             Proto::Render => &mut self.swarm.behaviour_mut().render,
+            Proto::Por => &mut self.swarm.behaviour_mut().por,
         }
     }
 
@@ -489,6 +495,7 @@ impl EventLoop {
                     let queue = match proto {
                         Proto::LedgerSync => &self.sync_inbound,
                         Proto::Render => &self.render_inbound,
+                        Proto::Por => &self.por_inbound,
                     };
                     if queue.try_send(msg).is_err() {
                         // Dropping the channel tells the requester we are busy.

@@ -39,6 +39,8 @@ pub enum Proto {
     LedgerSync,
     /// Render tiles.
     Render,
+    /// Proof-of-Rendering challenges.
+    Por,
 }
 
 /// A request from a peer, to be answered through [`NetHandle::respond`] (dropping the channel

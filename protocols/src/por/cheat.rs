@@ -102,3 +102,15 @@ pub fn forge(
         }
     })
 }
+
+/// A cheater's guess at the watermark-free scene: the scene without the triangles right in
+/// front of the camera (where imprints sit). Used by the no-watermark cheat on a live node,
+/// which only receives the watermarked scene.
+pub fn strip_near_camera(scene: &Scene) -> Scene {
+    let c = &scene.camera;
+    let d = |p: [f32; 3]| ((p[0] - c.position[0]).powi(2) + (p[1] - c.position[1]).powi(2) + (p[2] - c.position[2]).powi(2)).sqrt();
+    let reach = 0.05 * d(c.look_at);
+    let mut out = scene.clone();
+    out.triangles.retain(|t| t.v.iter().all(|v| d(*v) > reach));
+    out
+}

@@ -269,3 +269,72 @@ fn normalize(a: [f32; 3]) -> [f32; 3] {
     let l = (a[0] * a[0] + a[1] * a[1] + a[2] * a[2]).sqrt();
     scale(a, 1.0 / l)
 }
+
+/// Largest encoded scene sent over the network.
+pub const MAX_WIRE_SCENE: usize = 4 << 20;
+
+#[derive(bincode::Encode, bincode::Decode)]
+struct WireScene {
+    camera: [f32; 10],
+    sky: [f32; 6],
+    materials: Vec<(u32, [f32; 3], f32)>,
+    spheres: Vec<([f32; 3], f32, u32)>,
+    triangles: Vec<([[f32; 3]; 3], u32)>,
+    seed: u32,
+}
+
+impl Scene {
+    /// Compact bytes for the network (bincode).
+    pub fn to_wire(&self) -> Vec<u8> {
+        let c = &self.camera;
+        let w = WireScene {
+            camera: [c.position[0], c.position[1], c.position[2], c.look_at[0], c.look_at[1], c.look_at[2], c.up[0], c.up[1], c.up[2], c.fov_deg],
+            sky: [self.sky.horizon[0], self.sky.horizon[1], self.sky.horizon[2], self.sky.zenith[0], self.sky.zenith[1], self.sky.zenith[2]],
+            materials: self
+                .materials
+                .iter()
+                .map(|m| match *m {
+                    Material::Diffuse { albedo } => (0, albedo, 0.0),
+                    Material::Metal { albedo, fuzz } => (1, albedo, fuzz),
+                    Material::Dielectric { ior } => (2, [0.0; 3], ior),
+                    Material::Emissive { emission } => (3, emission, 0.0),
+                })
+                .collect(),
+            spheres: self.spheres.iter().map(|s| (s.center, s.radius, s.material)).collect(),
+            triangles: self.triangles.iter().map(|t| (t.v, t.material)).collect(),
+            seed: self.seed,
+        };
+        bincode::encode_to_vec(w, bincode::config::standard()).expect("plain data")
+    }
+
+    /// Decodes and validates network bytes; never panics.
+    pub fn from_wire(bytes: &[u8]) -> Result<Self, RenderError> {
+        let bad = |m: String| RenderError::Scene(m);
+        if bytes.len() > MAX_WIRE_SCENE {
+            return Err(bad(format!("{} bytes exceed {MAX_WIRE_SCENE}", bytes.len())));
+        }
+        let cfg = bincode::config::standard().with_limit::<MAX_WIRE_SCENE>();
+        let (w, _): (WireScene, usize) = bincode::decode_from_slice(bytes, cfg).map_err(|e| bad(e.to_string()))?;
+        let c = w.camera;
+        let mut materials = Vec::with_capacity(w.materials.len());
+        for (kind, v, p) in w.materials {
+            materials.push(match kind {
+                0 => Material::Diffuse { albedo: v },
+                1 => Material::Metal { albedo: v, fuzz: p },
+                2 => Material::Dielectric { ior: p },
+                3 => Material::Emissive { emission: v },
+                k => return Err(bad(format!("unknown material kind {k}"))),
+            });
+        }
+        let s = Scene {
+            camera: Camera { position: [c[0], c[1], c[2]], look_at: [c[3], c[4], c[5]], up: [c[6], c[7], c[8]], fov_deg: c[9] },
+            sky: Sky { horizon: [w.sky[0], w.sky[1], w.sky[2]], zenith: [w.sky[3], w.sky[4], w.sky[5]] },
+            materials,
+            spheres: w.spheres.into_iter().map(|(center, radius, material)| Sphere { center, radius, material }).collect(),
+            triangles: w.triangles.into_iter().map(|(v, material)| Triangle { v, material }).collect(),
+            seed: w.seed,
+        };
+        s.validate()?;
+        Ok(s)
+    }
+}

@@ -1,0 +1,331 @@
+//! Proof of Rendering on the network. Verifiers challenge random worker peers at random times:
+//! a scene carrying a fresh secret ANGV watermark goes out over request-response; the worker
+//! renders it and answers with the image and a Merkle root; the verifier then asks for the
+//! sub-tiles the root selects, checks the imprints and the openings, re-renders those
+//! sub-tiles, and records the verdict, the latency and any timeout (a QoS failure, not a PoR
+//! failure). Workers can be started in a cheat mode for tests and the testnet.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bincode::{Decode, Encode};
+use ifx_protocols::por::cheat::{self, CheatMode};
+use ifx_protocols::por::{self, AngvParams, Answer, Opening, SPOT_CHECKS, angv, spot};
+use ifx_protocols::render::gpu::GpuRenderer;
+use ifx_protocols::render::{Backend, RenderSettings, Renderer, Scene, builtin, render_image};
+use ifx_protocols::{PeerTable, Role};
+use libp2p::PeerId;
+use rand::Rng;
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::network::{InboundRequest, NetHandle, Proto, author_peer_id};
+
+/// Largest answer (a 256x256 image, or openings).
+pub const MAX_ANSWER: usize = 256 * 256 * 3 + 65_536;
+/// A worker that does not answer within this has a QoS failure.
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(20);
+/// The challenge image.
+pub const CHALLENGE: RenderSettings = RenderSettings { width: 128, height: 128, spp: 8, max_bounces: 4, tile: 128 };
+/// Challenges a worker keeps open for their second round.
+const OPEN_CHALLENGES: usize = 16;
+
+#[derive(Encode, Decode)]
+enum Request {
+    Render { id: [u8; 16], scene: Vec<u8>, settings: [u32; 5] },
+    Open { id: [u8; 16], indices: Vec<u32> },
+}
+
+#[derive(Encode, Decode)]
+enum Response {
+    Committed { root: [u8; 32], rgb8: Vec<u8>, render_us: u64 },
+    Opened { openings: Vec<(u32, Vec<u8>, Vec<[u8; 32]>)> },
+    Refused(String),
+}
+
+fn encode<T: Encode>(v: &T) -> Vec<u8> {
+    bincode::encode_to_vec(v, bincode::config::standard()).expect("plain data")
+}
+
+fn decode<T: Decode<()>>(b: &[u8]) -> Result<T, String> {
+    let cfg = bincode::config::standard().with_limit::<{ ifx_protocols::render::scene::MAX_WIRE_SCENE + 65_536 }>();
+    let (v, used) = bincode::decode_from_slice(b, cfg).map_err(|e| e.to_string())?;
+    if used != b.len() {
+        return Err("trailing bytes".into());
+    }
+    Ok(v)
+}
+
+fn settings_of(s: [u32; 5]) -> Result<RenderSettings, String> {
+    let r = RenderSettings { width: s[0], height: s[1], spp: s[2], max_bounces: s[3], tile: s[4] };
+    r.validate().map_err(|e| e.to_string())?;
+    if r.width > 256 || r.height > 256 {
+        return Err("challenges are at most 256x256".into());
+    }
+    Ok(r)
+}
+
+/// Renders with the node's backend, opening a GPU device once.
+#[derive(Clone)]
+pub struct LocalRenderer {
+    backend: Backend,
+    device: Arc<Mutex<Option<Arc<GpuRenderer>>>>,
+}
+
+impl LocalRenderer {
+    /// A renderer for `backend` (`Auto` uses a GPU adapter when one opens).
+    pub fn new(backend: Backend) -> Self {
+        Self { backend, device: Arc::new(Mutex::new(None)) }
+    }
+
+    /// Renders a whole image (blocking).
+    pub fn render(&self, scene: &Scene, s: &RenderSettings) -> Result<Vec<u8>, String> {
+        let r = self.renderer(scene, s)?;
+        Ok(render_image(&r, s, |_, _| {}).map_err(|e| e.to_string())?.to_rgb8())
+    }
+
+    fn renderer(&self, scene: &Scene, s: &RenderSettings) -> Result<Renderer, String> {
+        if self.backend != Backend::Cpu {
+            let mut dev = self.device.lock().unwrap_or_else(|e| e.into_inner());
+            if dev.is_none() {
+                match GpuRenderer::new() {
+                    Ok(g) => *dev = Some(Arc::new(g)),
+                    Err(e) if self.backend == Backend::Gpu => return Err(e.to_string()),
+                    Err(_) => {}
+                }
+            }
+            if let Some(g) = dev.clone() {
+                return Renderer::on_device(g, scene, s).map_err(|e| e.to_string());
+            }
+        }
+        Renderer::new(scene, s, Backend::Cpu).map_err(|e| e.to_string())
+    }
+}
+
+/// Answers verifiers' challenges until `shutdown`, honestly unless `cheat` is set.
+pub async fn serve(
+    mut inbound: mpsc::Receiver<InboundRequest>,
+    net: NetHandle,
+    renderer: LocalRenderer,
+    cheat: Option<CheatMode>,
+    shutdown: CancellationToken,
+) {
+    let open: Arc<Mutex<HashMap<[u8; 16], (Answer, spot::Tree, RenderSettings)>>> = Arc::default();
+    let old: Arc<Mutex<Option<Vec<u8>>>> = Arc::default();
+    loop {
+        let req = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = inbound.recv() => match r { Some(r) => r, None => return },
+        };
+        let resp = match decode::<Request>(&req.data) {
+            Ok(Request::Render { id, scene, settings }) => {
+                let (renderer, open, old) = (renderer.clone(), open.clone(), old.clone());
+                tokio::task::spawn_blocking(move || {
+                    let s = settings_of(settings)?;
+                    let scene = Scene::from_wire(&scene).map_err(|e| e.to_string())?;
+                    let started = Instant::now();
+                    let rgb8 = match cheat {
+                        None => renderer.render(&scene, &s)?,
+                        Some(CheatMode::NoWatermark) => renderer.render(&cheat::strip_near_camera(&scene), &s)?,
+                        Some(mode) => {
+                            let prev = old.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                            cheat::forge(mode, &scene, &scene, &s, prev.as_deref(), rand::random()).map_err(|e| e.to_string())?
+                        }
+                    };
+                    let render_us = started.elapsed().as_micros() as u64;
+                    *old.lock().unwrap_or_else(|e| e.into_inner()) = Some(rgb8.clone());
+                    let (answer, tree) = por::commit(rgb8, &s);
+                    let resp = Response::Committed { root: answer.root, rgb8: answer.rgb8.clone(), render_us };
+                    let mut open = open.lock().unwrap_or_else(|e| e.into_inner());
+                    if open.len() >= OPEN_CHALLENGES {
+                        open.clear();
+                    }
+                    open.insert(id, (answer, tree, s));
+                    Ok::<_, String>(resp)
+                })
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| r)
+                .unwrap_or_else(Response::Refused)
+            }
+            Ok(Request::Open { id, indices }) => match open.lock().unwrap_or_else(|e| e.into_inner()).remove(&id) {
+                Some((answer, tree, s)) if indices.len() <= 64 => Response::Opened {
+                    openings: por::reveal(&answer, &tree, &s, &indices).into_iter().map(|o| (o.index, o.bytes, o.proof)).collect(),
+                },
+                Some(_) => Response::Refused("too many sub-tiles asked".into()),
+                None => Response::Refused("unknown challenge".into()),
+            },
+            Err(e) => {
+                debug!(peer = %req.peer, error = e, "malformed challenge");
+                Response::Refused(format!("malformed challenge: {e}"))
+            }
+        };
+        net.respond(Proto::Por, req.channel, encode(&resp)).await;
+    }
+}
+
+/// What one verifier has seen of one worker.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct WorkerStats {
+    pub challenges: u64,
+    pub passed: u64,
+    pub failed: u64,
+    /// Answers that came too late or never (QoS failures).
+    pub timeouts: u64,
+    pub last_failure: Option<String>,
+    pub mean_latency_ms: f64,
+    latency_ms_sum: f64,
+    /// Time spent verifying, and what the worker said rendering took (µs).
+    pub verify_us: u64,
+    pub worker_render_us: u64,
+}
+
+/// A verifier's results, by worker peer id (for `GET /por/stats`).
+#[derive(Clone, Default)]
+pub struct PorStats(Arc<Mutex<BTreeMap<String, WorkerStats>>>);
+
+impl PorStats {
+    /// A copy of the table.
+    pub fn snapshot(&self) -> BTreeMap<String, WorkerStats> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn record(&self, peer: &PeerId, f: impl FnOnce(&mut WorkerStats)) {
+        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let w = m.entry(peer.to_string()).or_default();
+        f(w);
+        w.mean_latency_ms = if w.challenges > 0 { w.latency_ms_sum / w.challenges as f64 } else { 0.0 };
+    }
+}
+
+/// The verifier's challenge loop.
+pub struct Challenger {
+    pub net: NetHandle,
+    pub heartbeats: Arc<Mutex<PeerTable>>,
+    pub stats: PorStats,
+    pub verifier_id: [u8; 32],
+    pub every: Duration,
+}
+
+enum Outcome {
+    Verdict(por::Verdict, u64, u64),
+    Timeout(String),
+}
+
+impl Challenger {
+    /// Challenges a random connected worker every `every` (jittered) until `shutdown`.
+    pub async fn run(self, shutdown: CancellationToken) {
+        loop {
+            let wait = self.every.mul_f64(rand::thread_rng().gen_range(0.5..1.5));
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(wait) => {}
+            }
+            let Some(peer) = self.pick().await else { continue };
+            let started = Instant::now();
+            let outcome = self.challenge(peer).await;
+            let ms = started.elapsed().as_secs_f64() * 1000.0;
+            match outcome {
+                Ok(Outcome::Verdict(v, verify_us, render_us)) => {
+                    if let por::Verdict::Fail { reason } = &v {
+                        warn!(%peer, reason, "proof of rendering failed");
+                    } else {
+                        debug!(%peer, ms, "proof of rendering passed");
+                    }
+                    self.stats.record(&peer, |w| {
+                        w.challenges += 1;
+                        w.latency_ms_sum += ms;
+                        w.verify_us += verify_us;
+                        w.worker_render_us += render_us;
+                        match v {
+                            por::Verdict::Pass { .. } => w.passed += 1,
+                            por::Verdict::Fail { reason } => {
+                                w.failed += 1;
+                                w.last_failure = Some(reason);
+                            }
+                        }
+                    });
+                }
+                Ok(Outcome::Timeout(e)) => {
+                    info!(%peer, error = e, "challenge unanswered: QoS failure");
+                    self.stats.record(&peer, |w| {
+                        w.timeouts += 1;
+                    });
+                }
+                Err(()) => return,
+            }
+        }
+    }
+
+    async fn pick(&self) -> Option<PeerId> {
+        let snap = self.net.snapshot().await.ok()?;
+        let connected: std::collections::BTreeSet<String> = snap.connected.into_iter().map(|c| c.peer_id).collect();
+        let workers: Vec<PeerId> = {
+            let t = self.heartbeats.lock().unwrap_or_else(|e| e.into_inner());
+            t.iter()
+                .filter(|(_, r)| r.role == Role::Worker)
+                .filter_map(|(k, _)| author_peer_id(k))
+                .filter(|p| connected.contains(&p.to_string()))
+                .collect()
+        };
+        // The least-challenged worker first (ties at random), so every worker is checked soon
+        // and cheaters cannot hide in small samples; the timing stays random.
+        let seen = self.stats.snapshot();
+        let count = |p: &PeerId| seen.get(&p.to_string()).map_or(0, |w| w.challenges + w.timeouts);
+        let least = workers.iter().map(count).min()?;
+        let pool: Vec<PeerId> = workers.into_iter().filter(|p| count(p) == least).collect();
+        Some(pool[rand::thread_rng().gen_range(0..pool.len())])
+    }
+
+    /// One challenge; `Err(())` when the network stopped.
+    async fn challenge(&self, peer: PeerId) -> Result<Outcome, ()> {
+        let key: [u8; 32] = rand::random();
+        let nonce: [u8; 32] = rand::random();
+        let id: [u8; 16] = rand::random();
+        let name = builtin::NAMES[rand::thread_rng().gen_range(0..builtin::NAMES.len())];
+        let mut plain = builtin::by_name(name).expect("built-in");
+        plain.seed = rand::random();
+        let s = CHALLENGE;
+        let params = AngvParams::default();
+        let Ok(wm) = angv::watermark(&plain, &s, &key, &params) else { return Ok(Outcome::Timeout("cannot build".into())) };
+        let req = Request::Render { id, scene: wm.to_wire(), settings: [s.width, s.height, s.spp, s.max_bounces, s.tile] };
+        let (root, rgb8, render_us) = match self.net.request(Proto::Por, peer, encode(&req)).await.map_err(|_| ())? {
+            Err(e) => return Ok(Outcome::Timeout(e)),
+            Ok(bytes) => match decode::<Response>(&bytes) {
+                Ok(Response::Committed { root, rgb8, render_us }) => (root, rgb8, render_us),
+                Ok(Response::Refused(r)) => return Ok(Outcome::Verdict(por::Verdict::Fail { reason: format!("refused: {r}") }, 0, 0)),
+                Ok(_) => return Ok(Outcome::Verdict(por::Verdict::Fail { reason: "answered out of turn".into() }, 0, 0)),
+                Err(e) => return Ok(Outcome::Verdict(por::Verdict::Fail { reason: format!("malformed answer: {e}") }, 0, 0)),
+            },
+        };
+        let answer = Answer { rgb8, root };
+        let leaves = spot::sub_tiles(s.width, s.height).len();
+        let chosen = spot::choose(&root, &nonce, &self.verifier_id, SPOT_CHECKS, leaves);
+        let openings = match self.net.request(Proto::Por, peer, encode(&Request::Open { id, indices: chosen.clone() })).await.map_err(|_| ())? {
+            Err(e) => return Ok(Outcome::Timeout(e)),
+            Ok(bytes) => match decode::<Response>(&bytes) {
+                Ok(Response::Opened { openings }) => {
+                    openings.into_iter().map(|(index, bytes, proof)| Opening { index, bytes, proof }).collect::<Vec<_>>()
+                }
+                Ok(Response::Refused(r)) => return Ok(Outcome::Verdict(por::Verdict::Fail { reason: format!("refused to open: {r}") }, 0, 0)),
+                Ok(_) => return Ok(Outcome::Verdict(por::Verdict::Fail { reason: "answered out of turn".into() }, 0, 0)),
+                Err(e) => return Ok(Outcome::Verdict(por::Verdict::Fail { reason: format!("malformed openings: {e}") }, 0, 0)),
+            },
+        };
+        let verdict = tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
+            // The verifier re-renders on the CPU: the sub-tiles are tiny.
+            let v = match Renderer::new(&wm, &s, Backend::Cpu) {
+                Ok(r) => por::verify(&key, &params, &s, &answer, &chosen, &openings, &r),
+                Err(e) => por::Verdict::Fail { reason: format!("verifier cannot render: {e}") },
+            };
+            (v, started.elapsed().as_micros() as u64)
+        })
+        .await
+        .map_err(|_| ())?;
+        Ok(Outcome::Verdict(verdict.0, verdict.1, render_us))
+    }
+}
