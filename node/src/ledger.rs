@@ -190,6 +190,8 @@ pub struct Attester {
     pub key: SigningKey,
     pub net: NetworkConfig,
     pub heartbeats: Arc<Mutex<PeerTable>>,
+    /// This verifier's challenge results (cumulative; each epoch attests the difference).
+    pub por: crate::por::PorStats,
 }
 
 impl Attester {
@@ -203,6 +205,38 @@ impl Attester {
         LivenessAttestation { epoch, expected: self.net.heartbeats_per_epoch(), peers }
     }
 
+    /// The PoR verdicts since `before` (a previous snapshot of the cumulative results).
+    pub fn verdicts(
+        &self,
+        epoch: u64,
+        before: &std::collections::BTreeMap<String, crate::por::WorkerStats>,
+        now: &std::collections::BTreeMap<String, crate::por::WorkerStats>,
+    ) -> ifx_protocols::ledger::PorVerdicts {
+        let keys: std::collections::BTreeMap<String, [u8; 32]> = {
+            let t = self.heartbeats.lock().unwrap_or_else(|e| e.into_inner());
+            t.iter().filter_map(|(k, _)| crate::network::author_peer_id(k).map(|p| (p.to_string(), *k))).collect()
+        };
+        let mut workers: Vec<ifx_protocols::ledger::WorkerVerdict> = now
+            .iter()
+            .filter_map(|(peer, w)| {
+                let b = before.get(peer).cloned().unwrap_or_default();
+                let (passed, failed, timeouts) = (w.passed - b.passed, w.failed - b.failed, w.timeouts - b.timeouts);
+                (passed + failed + timeouts > 0).then(|| ifx_protocols::ledger::WorkerVerdict {
+                    worker: keys.get(peer).copied().unwrap_or([0; 32]),
+                    passed: passed as u32,
+                    failed: failed as u32,
+                    timeouts: timeouts as u32,
+                    mean_latency_ms: w.mean_latency_ms as u32,
+                    last_failure: w.last_failure.clone().unwrap_or_default().chars().take(160).collect(),
+                })
+            })
+            .filter(|v| v.worker != [0; 32])
+            .collect();
+        workers.sort_by(|a, b| a.worker.cmp(&b.worker));
+        workers.dedup_by(|a, b| a.worker == b.worker);
+        ifx_protocols::ledger::PorVerdicts { epoch, workers }
+    }
+
     /// After each epoch this node saw whole (it started before the epoch did), appends its
     /// attestation and gossips it; stops at `shutdown`.
     pub async fn run(self, net: NetHandle, shutdown: CancellationToken) {
@@ -211,6 +245,7 @@ impl Attester {
         let grace_ms = (epoch_ms / 10).min(1000);
         let now_ms = || crate::unix_time_us() / 1000;
         let mut next = self.net.epoch_at(now_ms()) + 1;
+        let mut por_before = self.por.snapshot();
         loop {
             // Attest `next` once epoch next+1 is `grace_ms` old.
             let due = self.net.genesis_unix_secs * 1000 + (next + 1) * epoch_ms + grace_ms;
@@ -219,22 +254,30 @@ impl Attester {
                 _ = shutdown.cancelled() => return,
                 _ = tokio::time::sleep(wait) => {}
             }
-            let body = self.attestation(next).encode();
             let current = self.net.epoch_at(now_ms());
-            match self.ledger.append(self.key.clone(), current, EntryKind::Liveness, body).await {
-                Ok(entry) => {
-                    info!(epoch = next, seq = entry.seq, "liveness attestation appended");
-                    match SignedEnvelope::sign(&self.key, &self.net.id, Kind::LedgerEntry, current, entry.encode()) {
-                        Ok(env) => match net.publish(Kind::LedgerEntry, env.encode()).await {
-                            Ok(Ok(())) => {}
-                            // Anti-entropy delivers it later.
-                            Ok(Err(e)) => debug!(error = e, "attestation not gossiped"),
-                            Err(_) => return,
-                        },
-                        Err(e) => warn!(error = %e, "cannot wrap the attestation"),
+            let por_now = self.por.snapshot();
+            let verdicts = self.verdicts(next, &por_before, &por_now);
+            por_before = por_now;
+            let mut bodies = vec![(EntryKind::Liveness, self.attestation(next).encode())];
+            if !verdicts.workers.is_empty() {
+                bodies.push((EntryKind::PorVerdicts, verdicts.encode()));
+            }
+            for (kind, body) in bodies {
+                match self.ledger.append(self.key.clone(), current, kind, body).await {
+                    Ok(entry) => {
+                        info!(epoch = next, seq = entry.seq, kind = kind.name(), "attestation appended");
+                        match SignedEnvelope::sign(&self.key, &self.net.id, Kind::LedgerEntry, current, entry.encode()) {
+                            Ok(env) => match net.publish(Kind::LedgerEntry, env.encode()).await {
+                                Ok(Ok(())) => {}
+                                // Anti-entropy delivers it later.
+                                Ok(Err(e)) => debug!(error = e, "attestation not gossiped"),
+                                Err(_) => return,
+                            },
+                            Err(e) => warn!(error = %e, "cannot wrap the attestation"),
+                        }
                     }
+                    Err(e) => warn!(error = %e, epoch = next, "cannot append the attestation"),
                 }
-                Err(e) => warn!(error = %e, epoch = next, "cannot append the attestation"),
             }
             next = current.max(next + 1);
         }

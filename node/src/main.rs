@@ -368,6 +368,18 @@ fn ledger_command(data_dir: &std::path::Path, json: bool, command: LedgerCommand
                             Err(err) => serde_json::json!({ "undecodable": err }),
                         }
                     }
+                    ifx_protocols::ledger::EntryKind::RenderReceipt => {
+                        match ifx_protocols::ledger::RenderReceipt::decode(&e.body) {
+                            Ok(r) => serde_json::to_value(r)?,
+                            Err(err) => serde_json::json!({ "undecodable": err }),
+                        }
+                    }
+                    ifx_protocols::ledger::EntryKind::PorVerdicts => {
+                        match ifx_protocols::ledger::PorVerdicts::decode(&e.body) {
+                            Ok(v) => serde_json::to_value(v)?,
+                            Err(err) => serde_json::json!({ "undecodable": err }),
+                        }
+                    }
                     _ => serde_json::json!({ "bytes": e.body.len() }),
                 };
                 let v = serde_json::json!({

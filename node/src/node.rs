@@ -158,6 +158,7 @@ impl Node {
                 key: identity.signing_key().clone(),
                 net: cfg.network.clone(),
                 heartbeats: heartbeats.clone(),
+                por: por_stats.clone(),
             };
             tasks.push(tokio::spawn(attester.run(started.handle.clone(), shutdown.child_token())));
         }

@@ -33,6 +33,8 @@ pub enum EntryKind {
     Liveness,
     /// A job owner's receipt for an accepted render tile ([`super::receipt::RenderReceipt`]).
     RenderReceipt,
+    /// A verifier's per-epoch Proof-of-Rendering verdicts and QoS ([`super::liveness::PorVerdicts`]).
+    PorVerdicts,
     /// A kind from a newer version.
     Unknown(u16),
 }
@@ -43,6 +45,7 @@ impl EntryKind {
         match self {
             EntryKind::Liveness => 1,
             EntryKind::RenderReceipt => 2,
+            EntryKind::PorVerdicts => 3,
             EntryKind::Unknown(v) => v,
         }
     }
@@ -52,6 +55,7 @@ impl EntryKind {
         match v {
             1 => EntryKind::Liveness,
             2 => EntryKind::RenderReceipt,
+            3 => EntryKind::PorVerdicts,
             v => EntryKind::Unknown(v),
         }
     }
@@ -61,6 +65,7 @@ impl EntryKind {
         match self {
             EntryKind::Liveness => "liveness".into(),
             EntryKind::RenderReceipt => "render-receipt".into(),
+            EntryKind::PorVerdicts => "por-verdicts".into(),
             EntryKind::Unknown(v) => format!("unknown-{v}"),
         }
     }

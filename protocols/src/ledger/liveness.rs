@@ -47,6 +47,49 @@ impl LivenessAttestation {
     }
 }
 
+/// One worker's Proof-of-Rendering results in the attested epoch, from one verifier.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, Serialize)]
+pub struct WorkerVerdict {
+    #[serde(with = "hex_key")]
+    pub worker: [u8; 32],
+    pub passed: u32,
+    pub failed: u32,
+    /// Challenges unanswered in time (QoS failures, not PoR failures).
+    pub timeouts: u32,
+    /// Mean challenge round trip in ms (QoS).
+    pub mean_latency_ms: u32,
+    /// Why the last failure failed (at most 160 bytes).
+    pub last_failure: String,
+}
+
+/// A verifier's Proof-of-Rendering verdicts for one epoch.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, Serialize)]
+pub struct PorVerdicts {
+    pub epoch: u64,
+    /// Workers sorted by key.
+    pub workers: Vec<WorkerVerdict>,
+}
+
+impl PorVerdicts {
+    /// Entry body bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        bincode::encode_to_vec(self, bincode::config::standard()).expect("plain data")
+    }
+
+    /// Decodes a body; never panics.
+    pub fn decode(body: &[u8]) -> Result<Self, String> {
+        let cfg = bincode::config::standard().with_limit::<MAX_ENTRY_BODY>();
+        let (v, used): (Self, usize) = bincode::decode_from_slice(body, cfg).map_err(|e| e.to_string())?;
+        if used != body.len() {
+            return Err(format!("{} trailing bytes", body.len() - used));
+        }
+        if !v.workers.windows(2).all(|w| w[0].worker < w[1].worker) {
+            return Err("workers are not sorted and distinct".into());
+        }
+        Ok(v)
+    }
+}
+
 mod hex_key {
     pub fn serialize<S: serde::Serializer>(k: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&hex::encode(k))

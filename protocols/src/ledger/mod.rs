@@ -10,7 +10,7 @@ pub mod state;
 pub mod sync;
 
 pub use entry::{Entry, EntryError, EntryId, EntryKind};
-pub use liveness::{LivenessAttestation, PeerLiveness};
+pub use liveness::{LivenessAttestation, PeerLiveness, PorVerdicts, WorkerVerdict};
 pub use receipt::RenderReceipt;
 pub use state::{IngestOutcome, Ledger};
 pub use sync::{AuthorSummary, SyncRequest, SyncResponse};
