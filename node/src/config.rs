@@ -248,11 +248,11 @@ impl NodeConfig {
             .backend
             .parse::<ifx_protocols::render::Backend>()
             .map_err(|e| InvalidValue::new("render.backend", e))?;
-        if !self.por.cheat.is_empty() {
-            self.por
-                .cheat
-                .parse::<ifx_protocols::por::cheat::CheatMode>()
-                .map_err(|e| InvalidValue::new("por.cheat", e))?;
+        if !self.por.cheat.is_empty() && !crate::por::CHEATS.contains(&self.por.cheat.as_str()) {
+            return Err(InvalidValue::new(
+                "por.cheat",
+                format!("{:?} is not one of {}", self.por.cheat, crate::por::CHEATS.join(", ")),
+            ));
         }
         if !(100..=86_400_000).contains(&self.por.challenge_interval_ms) {
             return Err(InvalidValue::new("por.challenge_interval_ms", "must be between 100 and 86400000"));

@@ -129,12 +129,10 @@ impl Node {
             data_dir.join("jobs"),
             shutdown.child_token(),
         );
-        let cheat = match cfg.por.cheat.as_str() {
-            "" => None,
-            c => Some(c.parse().map_err(|e: String| ifx_protocols::InvalidValue::new("por.cheat", e))?),
-        };
-        if let Some(mode) = cheat {
-            tracing::warn!(mode = ?mode, "this node CHEATS on proof-of-rendering challenges (test mode)");
+        let cheat: crate::por::Behaviour =
+            cfg.por.cheat.parse().map_err(|e: String| ifx_protocols::InvalidValue::new("por.cheat", e))?;
+        if cheat != crate::por::Behaviour::Honest {
+            tracing::warn!(mode = ?cheat, "this node CHEATS on proof-of-rendering challenges (test mode)");
         }
         tasks.push(tokio::spawn(crate::por::serve(
             started.por_inbound,
@@ -151,6 +149,7 @@ impl Node {
                 stats: por_stats.clone(),
                 verifier_id: identity.public_key(),
                 every: std::time::Duration::from_millis(cfg.por.challenge_interval_ms),
+                ib_reference: cfg.network.ib_reference_iters_per_sec,
             };
             tasks.push(tokio::spawn(challenger.run(shutdown.child_token())));
             let attester = Attester {

@@ -37,14 +37,40 @@ const OPEN_CHALLENGES: usize = 16;
 enum Request {
     Render { id: [u8; 16], scene: Vec<u8>, settings: [u32; 5] },
     Open { id: [u8; 16], indices: Vec<u32> },
+    Bench { seed: u64 },
 }
 
 #[derive(Encode, Decode)]
 enum Response {
     Committed { root: [u8; 32], rgb8: Vec<u8>, render_us: u64 },
     Opened { openings: Vec<(u32, Vec<u8>, Vec<[u8; 32]>)> },
+    Benched { rows: Vec<[u8; 32]>, claimed_us: u64 },
     Refused(String),
 }
+
+/// How a node answers challenges.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Behaviour {
+    Honest,
+    /// Fakes rendered images.
+    Image(CheatMode),
+    /// Computes benchmarks but claims a tenth of the time it took.
+    ForgedTime,
+}
+
+impl std::str::FromStr for Behaviour {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "" => Ok(Behaviour::Honest),
+            "forged-time" => Ok(Behaviour::ForgedTime),
+            m => m.parse().map(Behaviour::Image).map_err(|e| format!("{e} (or forged-time)")),
+        }
+    }
+}
+
+/// Every cheat mode name a node accepts.
+pub const CHEATS: [&str; 7] = ["constant", "white-noise", "old-tile", "quarter-res", "no-watermark", "fake-25", "forged-time"];
 
 fn encode<T: Encode>(v: &T) -> Vec<u8> {
     bincode::encode_to_vec(v, bincode::config::standard()).expect("plain data")
@@ -73,12 +99,29 @@ fn settings_of(s: [u32; 5]) -> Result<RenderSettings, String> {
 pub struct LocalRenderer {
     backend: Backend,
     device: Arc<Mutex<Option<Arc<GpuRenderer>>>>,
+    bench: Arc<Mutex<Option<Arc<ifx_protocols::por::ib::GpuBench>>>>,
 }
 
 impl LocalRenderer {
     /// A renderer for `backend` (`Auto` uses a GPU adapter when one opens).
     pub fn new(backend: Backend) -> Self {
-        Self { backend, device: Arc::new(Mutex::new(None)) }
+        Self { backend, device: Arc::default(), bench: Arc::default() }
+    }
+
+    /// Runs the IB benchmark (GPU kernel when the backend allows one, else the CPU twin).
+    pub fn bench(&self, b: &ifx_protocols::por::ib::Bench) -> Result<Vec<[u8; 32]>, String> {
+        if self.backend != Backend::Cpu {
+            let mut dev = self.bench.lock().unwrap_or_else(|e| e.into_inner());
+            if dev.is_none()
+                && let Ok(g) = ifx_protocols::por::ib::GpuBench::new()
+            {
+                *dev = Some(Arc::new(g));
+            }
+            if let Some(g) = dev.clone() {
+                return g.rows(b).map_err(|e| e.to_string());
+            }
+        }
+        Ok(b.cpu_rows())
     }
 
     /// Renders a whole image (blocking).
@@ -105,15 +148,22 @@ impl LocalRenderer {
     }
 }
 
+/// Challenges a worker answered and may be asked to open, by id.
+type OpenChallenges = HashMap<[u8; 16], (Answer, spot::Tree, RenderSettings)>;
+
 /// Answers verifiers' challenges until `shutdown`, honestly unless `cheat` is set.
 pub async fn serve(
     mut inbound: mpsc::Receiver<InboundRequest>,
     net: NetHandle,
     renderer: LocalRenderer,
-    cheat: Option<CheatMode>,
+    behaviour: Behaviour,
     shutdown: CancellationToken,
 ) {
-    let open: Arc<Mutex<HashMap<[u8; 16], (Answer, spot::Tree, RenderSettings)>>> = Arc::default();
+    let cheat = match behaviour {
+        Behaviour::Image(m) => Some(m),
+        _ => None,
+    };
+    let open: Arc<Mutex<OpenChallenges>> = Arc::default();
     let old: Arc<Mutex<Option<Vec<u8>>>> = Arc::default();
     loop {
         let req = tokio::select! {
@@ -151,6 +201,24 @@ pub async fn serve(
                 .and_then(|r| r)
                 .unwrap_or_else(Response::Refused)
             }
+            Ok(Request::Bench { seed }) => {
+                let renderer = renderer.clone();
+                tokio::task::spawn_blocking(move || {
+                    let b = ifx_protocols::por::ib::Bench::from_seed(seed);
+                    b.validate()?;
+                    let started = Instant::now();
+                    let rows = renderer.bench(&b)?;
+                    let mut claimed_us = started.elapsed().as_micros() as u64;
+                    if behaviour == Behaviour::ForgedTime {
+                        claimed_us /= 10;
+                    }
+                    Ok::<_, String>(Response::Benched { rows, claimed_us })
+                })
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| r)
+                .unwrap_or_else(Response::Refused)
+            }
             Ok(Request::Open { id, indices }) => match open.lock().unwrap_or_else(|e| e.into_inner()).remove(&id) {
                 Some((answer, tree, s)) if indices.len() <= 64 => Response::Opened {
                     openings: por::reveal(&answer, &tree, &s, &indices).into_iter().map(|o| (o.index, o.bytes, o.proof)).collect(),
@@ -181,6 +249,10 @@ pub struct WorkerStats {
     /// Time spent verifying, and what the worker said rendering took (µs).
     pub verify_us: u64,
     pub worker_render_us: u64,
+    /// Benchmark challenges issued, answered correctly, and the latest IB estimate x 1000.
+    pub bench_attempts: u64,
+    pub benches: u64,
+    pub ib_milli: u64,
 }
 
 /// A verifier's results, by worker peer id (for `GET /por/stats`).
@@ -208,10 +280,13 @@ pub struct Challenger {
     pub stats: PorStats,
     pub verifier_id: [u8; 32],
     pub every: Duration,
+    /// IB reference (iterations per second for IB = 1.0).
+    pub ib_reference: u64,
 }
 
 enum Outcome {
     Verdict(por::Verdict, u64, u64),
+    Bench(Result<u64, String>),
     Timeout(String),
 }
 
@@ -226,7 +301,14 @@ impl Challenger {
             }
             let Some(peer) = self.pick().await else { continue };
             let started = Instant::now();
-            let outcome = self.challenge(peer).await;
+            // A worker's first challenge from this verifier is a timed benchmark, then one in
+            // three at random.
+            let benched = self.stats.snapshot().get(&peer.to_string()).is_some_and(|w| w.bench_attempts > 0);
+            let outcome = if !benched || rand::thread_rng().gen_range(0..3) == 0 {
+                self.bench(peer).await
+            } else {
+                self.challenge(peer).await
+            };
             let ms = started.elapsed().as_secs_f64() * 1000.0;
             match outcome {
                 Ok(Outcome::Verdict(v, verify_us, render_us)) => {
@@ -243,6 +325,27 @@ impl Challenger {
                         match v {
                             por::Verdict::Pass { .. } => w.passed += 1,
                             por::Verdict::Fail { reason } => {
+                                w.failed += 1;
+                                w.last_failure = Some(reason);
+                            }
+                        }
+                    });
+                }
+                Ok(Outcome::Bench(result)) => {
+                    if let Err(reason) = &result {
+                        warn!(%peer, reason, "benchmark challenge failed");
+                    }
+                    self.stats.record(&peer, |w| {
+                        w.challenges += 1;
+                        w.bench_attempts += 1;
+                        w.latency_ms_sum += ms;
+                        match result {
+                            Ok(ib) => {
+                                w.passed += 1;
+                                w.benches += 1;
+                                w.ib_milli = ib;
+                            }
+                            Err(reason) => {
                                 w.failed += 1;
                                 w.last_failure = Some(reason);
                             }
@@ -278,6 +381,50 @@ impl Challenger {
         let least = workers.iter().map(count).min()?;
         let pool: Vec<PeerId> = workers.into_iter().filter(|p| count(p) == least).collect();
         Some(pool[rand::thread_rng().gen_range(0..pool.len())])
+    }
+
+    /// One benchmark challenge: rows re-computed exactly, the claimed time checked against the
+    /// observed one, IB from the observed compute time; `Err(())` when the network stopped.
+    async fn bench(&self, peer: PeerId) -> Result<Outcome, ()> {
+        let seed: u64 = rand::random();
+        let b = ifx_protocols::por::ib::Bench::from_seed(seed);
+        let rtt_us = self
+            .net
+            .snapshot()
+            .await
+            .map_err(|_| ())?
+            .connected
+            .iter()
+            .find(|c| c.peer_id == peer.to_string())
+            .and_then(|c| c.rtt_us)
+            .unwrap_or(0);
+        let started = Instant::now();
+        let answer = self.net.request(Proto::Por, peer, encode(&Request::Bench { seed })).await.map_err(|_| ())?;
+        let observed_us = (started.elapsed().as_micros() as u64).saturating_sub(rtt_us).max(1);
+        let (rows, claimed_us) = match answer {
+            Err(e) => return Ok(Outcome::Timeout(e)),
+            Ok(bytes) => match decode::<Response>(&bytes) {
+                Ok(Response::Benched { rows, claimed_us }) => (rows, claimed_us),
+                Ok(Response::Refused(r)) => return Ok(Outcome::Bench(Err(format!("benchmark refused: {r}")))),
+                Ok(_) => return Ok(Outcome::Bench(Err("answered out of turn".into()))),
+                Err(e) => return Ok(Outcome::Bench(Err(format!("malformed benchmark answer: {e}")))),
+            },
+        };
+        let check_rows: Vec<u32> = (0..3).map(|_| rand::thread_rng().gen_range(0..b.height)).collect();
+        let checked = tokio::task::spawn_blocking(move || b.check_rows(&rows, &check_rows)).await.map_err(|_| ())?;
+        if let Err(e) = checked {
+            return Ok(Outcome::Bench(Err(format!("benchmark: {e}"))));
+        }
+        // A worker cannot have computed faster than a quarter of what the verifier observed
+        // (the observed time includes queueing and transfer; the rows are exact work).
+        if claimed_us.saturating_mul(4) < observed_us {
+            return Ok(Outcome::Bench(Err(format!(
+                "benchmark time forged: claimed {claimed_us} µs, observed {observed_us} µs"
+            ))));
+        }
+        let iters: u64 = (0..b.height).flat_map(|y| (0..b.width).map(move |x| (x, y))).map(|(x, y)| b.pixel(x, y) as u64).sum();
+        let rate = iters.saturating_mul(1_000_000) / observed_us;
+        Ok(Outcome::Bench(Ok(rate.saturating_mul(1000) / self.ib_reference.max(1))))
     }
 
     /// One challenge; `Err(())` when the network stopped.

@@ -38,6 +38,8 @@ pub struct NetworkConfig {
     pub epoch_secs: u64,
     /// How often each node publishes a heartbeat, in milliseconds.
     pub heartbeat_interval_ms: u64,
+    /// IB reference: benchmark iterations per second of the reference machine (IB = 1.0).
+    pub ib_reference_iters_per_sec: u64,
 }
 
 impl Default for NetworkConfig {
@@ -49,6 +51,7 @@ impl Default for NetworkConfig {
             genesis_unix_secs: 1_767_225_600,
             epoch_secs: 72 * 3600,
             heartbeat_interval_ms: 5_000,
+            ib_reference_iters_per_sec: 1_000_000_000,
         }
     }
 }
@@ -80,6 +83,9 @@ impl NetworkConfig {
                 key("heartbeat_interval_ms"),
                 format!("{} must be between 100 and 600000", self.heartbeat_interval_ms),
             ));
+        }
+        if self.ib_reference_iters_per_sec == 0 {
+            return Err(InvalidValue::new(key("ib_reference_iters_per_sec"), "must be positive"));
         }
         if self.heartbeat_interval_ms > self.epoch_secs.saturating_mul(1000) {
             return Err(InvalidValue::new(

@@ -12,6 +12,9 @@ use tokio::process::{Child, Command};
 
 use crate::{TestnetArgs, TestnetError};
 
+/// The cheat modes `ifx node --cheat` accepts, handed out in turn to `--cheaters`.
+const CHEATS: [&str; 7] = ["constant", "white-noise", "old-tile", "quarter-res", "no-watermark", "fake-25", "forged-time"];
+
 /// How long a node may take to start serving its API.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a node may take to stop after SIGTERM before it is killed.
@@ -66,7 +69,7 @@ impl Testnet {
         let text = format!(
             "# Written by `ifx testnet`: the parameters every node of this run shares.\n\
              [network]\nid = \"{network_id}\"\ngenesis_unix_secs = {}\nepoch_secs = {}\n\
-             heartbeat_interval_ms = {}\n\n[limits]\ntarget_peers = {}\n\n[ledger]\nsync_interval_ms = 1000\n\n[por]\nchallenge_interval_ms = 1000\n",
+             heartbeat_interval_ms = {}\n\n[limits]\ntarget_peers = {}\n\n[ledger]\nsync_interval_ms = 1000\n\n[por]\nchallenge_interval_ms = 500\n",
             now.as_secs(),
             args.epoch_secs,
             args.heartbeat_ms,
@@ -91,8 +94,7 @@ impl Testnet {
                 peer_id: String::new(),
                 killed_at: None,
                 exited: None,
-                cheat: (index >= 1 && index <= args.cheaters)
-                    .then(|| ifx_protocols::por::cheat::CheatMode::ALL[(index - 1) % 6].name()),
+                cheat: (index >= 1 && index <= args.cheaters).then(|| CHEATS[(index - 1) % CHEATS.len()]),
             });
         }
         let client = reqwest::Client::builder()

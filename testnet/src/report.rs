@@ -48,7 +48,8 @@ pub struct PorSection {
     pub per_node: std::collections::BTreeMap<String, serde_json::Value>,
     /// Peer ids of the nodes that ran a cheat mode.
     pub cheaters: Vec<String>,
-    /// Peer ids a majority of the verifiers that challenged them failed.
+    /// Peer ids failed by a majority of the verifiers whose verdict on them is decided (they saw
+    /// a failure, or passed both an image challenge and a benchmark).
     pub caught: Vec<String>,
     /// Honest peer ids with a failed verdict (must be empty).
     pub honest_failed: Vec<String>,
@@ -315,7 +316,10 @@ fn por_section(net: &Testnet, o: &Outcome) -> PorSection {
             e.0 += p;
             e.1 += f;
             e.2 += t;
-            if p + f > 0 {
+            // A verifier's verdict on a worker is decided once it saw a failure, or saw both an
+            // image challenge and a benchmark pass (a cheat may show in one kind only).
+            let benches = w["benches"].as_u64().unwrap_or(0);
+            if f > 0 || (p > benches && benches > 0) {
                 e.3 += 1;
                 if f > 0 {
                     e.4 += 1;

@@ -5,6 +5,7 @@
 
 pub mod angv;
 pub mod cheat;
+pub mod ib;
 pub mod spot;
 
 use crate::render::{RenderSettings, Renderer};
