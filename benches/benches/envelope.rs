@@ -19,9 +19,7 @@ fn bench(c: &mut Criterion) {
     let sig = key.sign(&msg);
     let vk = key.verifying_key();
     g.bench_function("dalek_verify", |b| b.iter(|| vk.verify(black_box(&msg), &sig).unwrap()));
-    g.bench_function("dalek_verify_strict", |b| {
-        b.iter(|| vk.verify_strict(black_box(&msg), &sig).unwrap())
-    });
+    g.bench_function("dalek_verify_strict", |b| b.iter(|| vk.verify_strict(black_box(&msg), &sig).unwrap()));
     let keys: Vec<SigningKey> = (0..BATCH).map(|i| SigningKey::from_bytes(&[i as u8 + 1; 32])).collect();
     let msgs: Vec<[u8; 32]> = (0..BATCH).map(|i| [i as u8; 32]).collect();
     let sigs: Vec<Signature> = keys.iter().zip(&msgs).map(|(k, m)| k.sign(m)).collect();

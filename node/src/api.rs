@@ -151,10 +151,7 @@ async fn latency(State(s): State<ApiState>) -> Json<Latency> {
 }
 
 async fn metrics(State(s): State<ApiState>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
-        s.registry.encode(),
-    )
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], s.registry.encode())
         .into_response()
 }
 

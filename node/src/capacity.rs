@@ -25,11 +25,7 @@ fn probe_blocking() -> Capacity {
         adapters = self::adapters(wgpu::Backends::GL);
     }
     // Ties go to the first adapter listed.
-    let best = adapters
-        .iter()
-        .map(|a| a.get_info())
-        .rev()
-        .max_by_key(|info| rank(info.device_type));
+    let best = adapters.iter().map(|a| a.get_info()).rev().max_by_key(|info| rank(info.device_type));
     if let Some(info) = best {
         cap.backend = format!("{:?}", info.backend).to_lowercase();
         cap.adapter = truncate(&info.name);

@@ -171,8 +171,7 @@ impl NodeConfig {
 
     /// Parses a TOML file (no validation of values yet).
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
         Self::from_toml(&text).map_err(|message| ConfigError::Parse { path: path.into(), message })
     }
 
@@ -329,8 +328,7 @@ impl NodeConfig {
 }
 
 fn parse_multiaddr(key: &str, s: &str) -> Result<Multiaddr, InvalidValue> {
-    s.parse::<Multiaddr>()
-        .map_err(|e| InvalidValue::new(key, format!("{s:?} is not a valid multiaddr: {e}")))
+    s.parse::<Multiaddr>().map_err(|e| InvalidValue::new(key, format!("{s:?} is not a valid multiaddr: {e}")))
 }
 
 #[cfg(test)]
@@ -389,8 +387,7 @@ mod tests {
     fn overrides_replace_file_values() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ifx.toml");
-        std::fs::write(&path, "[node]\nrole = \"verifier\"\napi = \"\"\n[network]\nid = \"lab\"\n")
-            .unwrap();
+        std::fs::write(&path, "[node]\nrole = \"verifier\"\napi = \"\"\n[network]\nid = \"lab\"\n").unwrap();
         let o = Overrides {
             listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
             api: Some("127.0.0.1:0".into()),

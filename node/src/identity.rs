@@ -50,8 +50,7 @@ impl Identity {
             Err(IdentityError::Missing(_)) => {}
             other => return other,
         }
-        fs::create_dir_all(data_dir)
-            .map_err(|source| IdentityError::Create { path: path.clone(), source })?;
+        fs::create_dir_all(data_dir).map_err(|source| IdentityError::Create { path: path.clone(), source })?;
         let signing = SigningKey::generate(&mut rand::rngs::OsRng);
         let file = KeyFile {
             version: 1,
@@ -67,12 +66,7 @@ impl Identity {
         let tmp = data_dir.join(format!("{KEY_FILE}.tmp"));
         let create = |source| IdentityError::Create { path: path.clone(), source };
         let _ = fs::remove_file(&tmp);
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(create)?;
+        let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp).map_err(create)?;
         f.write_all(text.as_bytes()).and_then(|_| f.sync_all()).map_err(create)?;
         if path.exists() {
             // Another process created the key meanwhile: never overwrite an identity.

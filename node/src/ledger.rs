@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
 use ifx_protocols::ledger::sync::DEFAULT_CHUNK_BYTES;
-use ifx_protocols::ledger::{Entry, EntryKind, IngestOutcome, Ledger, LivenessAttestation, PeerLiveness, SyncRequest, SyncResponse};
+use ifx_protocols::ledger::{
+    Entry, EntryKind, IngestOutcome, Ledger, LivenessAttestation, PeerLiveness, SyncRequest, SyncResponse,
+};
 use ifx_protocols::{Kind, NetworkConfig, PeerTable, SignedEnvelope};
 use ifx_storage::{LedgerStore, StorageError};
 use rand::seq::SliceRandom;
@@ -95,7 +97,13 @@ impl LedgerHandle {
     }
 
     /// Signs, durably stores and returns this node's next entry.
-    pub async fn append(&self, key: SigningKey, epoch: u64, kind: EntryKind, body: Vec<u8>) -> Result<Arc<Entry>, StorageError> {
+    pub async fn append(
+        &self,
+        key: SigningKey,
+        epoch: u64,
+        kind: EntryKind,
+        body: Vec<u8>,
+    ) -> Result<Arc<Entry>, StorageError> {
         let store = self.store.clone();
         let e = tokio::task::spawn_blocking(move || {
             store.lock().unwrap_or_else(|e| e.into_inner()).append(&key, epoch, kind, body)
@@ -127,7 +135,8 @@ impl LedgerHandle {
         let mut resume = None;
         let mut gained = 0;
         for _ in 0..MAX_ROUNDS {
-            let req = SyncRequest { summaries: self.with(|s| s.ledger().summary()), max_bytes: DEFAULT_CHUNK_BYTES, resume };
+            let req =
+                SyncRequest { summaries: self.with(|s| s.ledger().summary()), max_bytes: DEFAULT_CHUNK_BYTES, resume };
             let bytes = net.request(Proto::LedgerSync, peer, req.encode()).await.map_err(|e| e.to_string())??;
             self.metrics.ledger_sync_bytes.inc_by(bytes.len() as u64);
             let resp = SyncResponse::decode(&bytes).map_err(|e| e.to_string())?;
@@ -267,7 +276,8 @@ impl Attester {
                 match self.ledger.append(self.key.clone(), current, kind, body).await {
                     Ok(entry) => {
                         info!(epoch = next, seq = entry.seq, kind = kind.name(), "attestation appended");
-                        match SignedEnvelope::sign(&self.key, &self.net.id, Kind::LedgerEntry, current, entry.encode()) {
+                        match SignedEnvelope::sign(&self.key, &self.net.id, Kind::LedgerEntry, current, entry.encode())
+                        {
                             Ok(env) => match net.publish(Kind::LedgerEntry, env.encode()).await {
                                 Ok(Ok(())) => {}
                                 // Anti-entropy delivers it later.

@@ -20,8 +20,5 @@ pub use node::{Node, NodeError};
 
 /// Wall-clock time in Unix microseconds (0 if the clock is before 1970).
 pub fn unix_time_us() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
 }

@@ -258,7 +258,8 @@ async fn submit_command(a: SubmitArgs) -> anyhow::Result<ExitCode> {
     };
     let client = reqwest::Client::builder().no_proxy().build()?;
     let base = format!("http://{}", a.api);
-    let resp = client.post(format!("{base}/jobs")).json(&spec).send().await.with_context(|| format!("reaching {base}"))?;
+    let resp =
+        client.post(format!("{base}/jobs")).json(&spec).send().await.with_context(|| format!("reaching {base}"))?;
     let status = resp.status();
     let body: serde_json::Value = resp.json().await?;
     if !status.is_success() {
@@ -276,7 +277,11 @@ async fn submit_command(a: SubmitArgs) -> anyhow::Result<ExitCode> {
         let j: serde_json::Value = client.get(format!("{base}/jobs/{id}")).send().await?.json().await?;
         bar.set_length(j["tiles"].as_u64().unwrap_or(0));
         bar.set_position(j["tiles_done"].as_u64().unwrap_or(0));
-        bar.set_message(format!("{} workers, {} re-assigned", j["tiles_by_worker"].as_object().map_or(0, |m| m.len()), j["reassigned"]));
+        bar.set_message(format!(
+            "{} workers, {} re-assigned",
+            j["tiles_by_worker"].as_object().map_or(0, |m| m.len()),
+            j["reassigned"]
+        ));
         match j["state"].as_str() {
             Some("done") => {
                 bar.finish_and_clear();
@@ -301,7 +306,14 @@ fn render_command(a: RenderArgs) -> anyhow::Result<()> {
     let s = RenderSettings { width: a.width, height: a.height, spp: a.spp, max_bounces: a.bounces, tile: a.tile };
     let started = std::time::Instant::now();
     let r = Renderer::new(&scene, &s, a.backend)?;
-    tracing::info!(backend = r.describe(), scene = a.scene, width = s.width, height = s.height, spp = s.spp, "rendering");
+    tracing::info!(
+        backend = r.describe(),
+        scene = a.scene,
+        width = s.width,
+        height = s.height,
+        spp = s.spp,
+        "rendering"
+    );
     let bar = indicatif::ProgressBar::new(s.tiles().len() as u64);
     bar.set_style(
         indicatif::ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} tiles {elapsed} (eta {eta})")
@@ -313,8 +325,15 @@ fn render_command(a: RenderArgs) -> anyhow::Result<()> {
     img.save_png(&out)?;
     let secs = started.elapsed().as_secs_f64();
     let samples = s.width as f64 * s.height as f64 * s.spp as f64;
-    println!("wrote {} ({}x{}, {} spp) in {secs:.2} s with {}: {:.2} M samples/s", out.display(), s.width, s.height,
-        s.spp, r.describe(), samples / secs / 1e6);
+    println!(
+        "wrote {} ({}x{}, {} spp) in {secs:.2} s with {}: {:.2} M samples/s",
+        out.display(),
+        s.width,
+        s.height,
+        s.spp,
+        r.describe(),
+        samples / secs / 1e6
+    );
     Ok(())
 }
 
@@ -341,8 +360,14 @@ fn ledger_command(data_dir: &std::path::Path, json: bool, command: LedgerCommand
             if json {
                 println!("{}", serde_json::to_string_pretty(&s)?);
             } else {
-                println!("network: {}\nroot: {}\nentries: {}\nauthors: {}\nequivocators: {}", s.network, s.root,
-                    s.entries, s.authors, s.equivocators.len());
+                println!(
+                    "network: {}\nroot: {}\nentries: {}\nauthors: {}\nequivocators: {}",
+                    s.network,
+                    s.root,
+                    s.entries,
+                    s.authors,
+                    s.equivocators.len()
+                );
                 for e in &s.epochs {
                     println!("epoch {}: {} entries, root {}", e.epoch, e.entries, e.root);
                 }
@@ -389,8 +414,14 @@ fn ledger_command(data_dir: &std::path::Path, json: bool, command: LedgerCommand
                 if json {
                     println!("{v}");
                 } else {
-                    println!("{} seq {} epoch {} {} {}", &v["author"].as_str().unwrap_or("")[..16], e.seq, e.epoch,
-                        e.kind.name(), body);
+                    println!(
+                        "{} seq {} epoch {} {} {}",
+                        &v["author"].as_str().unwrap_or("")[..16],
+                        e.seq,
+                        e.epoch,
+                        e.kind.name(),
+                        body
+                    );
                 }
             }
         }

@@ -73,10 +73,8 @@ impl Node {
         let _ = std::fs::remove_file(data_dir.join(API_ADDR_FILE));
         let identity = Identity::load_or_create(&data_dir)?;
         let db_path = data_dir.join("db");
-        let db = Db::open(&db_path).map_err(|e| NodeError::Storage {
-            path: db_path.clone(),
-            reason: storage_reason(&e.to_string()),
-        })?;
+        let db = Db::open(&db_path)
+            .map_err(|e| NodeError::Storage { path: db_path.clone(), reason: storage_reason(&e.to_string()) })?;
 
         let mut registry = Registry::default();
         let metrics = NodeMetrics::default();
@@ -90,14 +88,9 @@ impl Node {
             backend = capacity.backend, adapter = capacity.adapter, "starting node");
 
         let shutdown = CancellationToken::new();
-        let started = event_loop::start(
-            &identity,
-            &cfg,
-            &mut registry,
-            Some(PeerStore::new(db.clone())),
-            shutdown.child_token(),
-        )
-        .await?;
+        let started =
+            event_loop::start(&identity, &cfg, &mut registry, Some(PeerStore::new(db.clone())), shutdown.child_token())
+                .await?;
         let registry = SharedRegistry::new(registry);
         let heartbeats = Arc::new(Mutex::new(PeerTable::new(
             cfg.network.epoch_secs.saturating_mul(1000).max(60_000),
@@ -107,13 +100,18 @@ impl Node {
         let mut tasks = Vec::new();
         let router = Router::new(cfg.network.clone(), heartbeats.clone(), ledger.clone(), metrics.clone());
         tasks.push(tokio::spawn(router.run(started.inbound, started.handle.clone(), shutdown.child_token())));
-        tasks.push(tokio::spawn(ledger.clone().serve(started.sync_inbound, started.handle.clone(), shutdown.child_token())));
+        tasks.push(tokio::spawn(ledger.clone().serve(
+            started.sync_inbound,
+            started.handle.clone(),
+            shutdown.child_token(),
+        )));
         tasks.push(tokio::spawn(ledger.clone().anti_entropy(
             started.handle.clone(),
             std::time::Duration::from_millis(cfg.ledger.sync_interval_ms),
             shutdown.child_token(),
         )));
-        let backend = cfg.render.backend.parse().map_err(|e: String| ifx_protocols::InvalidValue::new("render.backend", e))?;
+        let backend =
+            cfg.render.backend.parse().map_err(|e: String| ifx_protocols::InvalidValue::new("render.backend", e))?;
         tasks.push(tokio::spawn(crate::render::serve(
             started.render_inbound,
             started.handle.clone(),

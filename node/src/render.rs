@@ -68,7 +68,13 @@ fn default_tile() -> u32 {
 impl JobSpec {
     /// The render settings.
     pub fn settings(&self) -> RenderSettings {
-        RenderSettings { width: self.width, height: self.height, spp: self.spp, max_bounces: self.max_bounces, tile: self.tile }
+        RenderSettings {
+            width: self.width,
+            height: self.height,
+            spp: self.spp,
+            max_bounces: self.max_bounces,
+            tile: self.tile,
+        }
     }
 
     /// Checks the spec and builds its scene.
@@ -309,7 +315,10 @@ impl Jobs {
         let path = self.ctx.out_dir.join(format!("{id}.png"));
         let save = img.clone();
         let p = path.clone();
-        tokio::task::spawn_blocking(move || save.save_png(&p)).await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
+        tokio::task::spawn_blocking(move || save.save_png(&p))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
         info!(job = id, png = %path.display(), secs = started.elapsed().as_secs_f64(), "render job done");
         Ok(path)
     }
@@ -358,7 +367,12 @@ fn check_tile(bytes: &[u8], t: Tile) -> Result<Vec<[f32; 3]>, String> {
 }
 
 /// Renders tiles for peers until `shutdown`; keeps the renderer of the last job.
-pub async fn serve(mut inbound: mpsc::Receiver<InboundRequest>, net: NetHandle, backend: Backend, shutdown: CancellationToken) {
+pub async fn serve(
+    mut inbound: mpsc::Receiver<InboundRequest>,
+    net: NetHandle,
+    backend: Backend,
+    shutdown: CancellationToken,
+) {
     let mut cached: Option<([u8; 16], Arc<Renderer>)> = None;
     loop {
         let req = tokio::select! {

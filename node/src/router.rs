@@ -68,7 +68,12 @@ pub struct Router {
 
 impl Router {
     /// A router for `net` feeding the heartbeat table.
-    pub fn new(net: NetworkConfig, heartbeats: Arc<Mutex<PeerTable>>, ledger: LedgerHandle, metrics: NodeMetrics) -> Self {
+    pub fn new(
+        net: NetworkConfig,
+        heartbeats: Arc<Mutex<PeerTable>>,
+        ledger: LedgerHandle,
+        metrics: NodeMetrics,
+    ) -> Self {
         Self { net, replay: ReplayGuard::new(MAX_AGE_EPOCHS, REPLAY_MEMORY), heartbeats, ledger, metrics }
     }
 

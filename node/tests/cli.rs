@@ -80,8 +80,7 @@ impl Running {
     }
 
     fn terminate(&mut self) -> std::process::ExitStatus {
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), nix::sys::signal::SIGTERM)
-            .unwrap();
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), nix::sys::signal::SIGTERM).unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if let Some(st) = self.child.try_wait().unwrap() {
@@ -107,8 +106,10 @@ fn bad_input_is_answered_clearly() {
     let ds = s(&d);
     // Invalid multiaddrs, in flags and in the config.
     fails_with(&["node", "--data-dir", ds, "--listen", "not-a-multiaddr"], &["node.listen", "not a valid multiaddr"]);
-    fails_with(&["node", "--data-dir", ds, "--listen", "/ip4/127.0.0.1/tcp/0", "--bootnode", "/ip4/127.0.0.1/tcp/1"],
-        &["network.bootnodes", "/p2p/"]);
+    fails_with(
+        &["node", "--data-dir", ds, "--listen", "/ip4/127.0.0.1/tcp/0", "--bootnode", "/ip4/127.0.0.1/tcp/1"],
+        &["network.bootnodes", "/p2p/"],
+    );
     fails_with(&["node", "--data-dir", ds, "--api", "0.0.0.0:7070"], &["node.api", "loopback"]);
     fails_with(&["node", "--data-dir", ds, "--role", "miner"], &["miner"]);
     // Broken config files: syntax, unknown key, bad value, missing file.
@@ -168,8 +169,15 @@ fn unreachable_bootnode_is_retried_with_backoff_and_sigterm_stops_cleanly() {
     let peer = libp2p::identity::Keypair::generate_ed25519().public().to_peer_id();
     let boot = format!("/ip4/127.0.0.1/tcp/{port}/p2p/{peer}");
     let mut node = Running::start(&[
-        "node", "--data-dir", s(&dir), "--listen", "/ip4/127.0.0.1/tcp/0", "--api", "127.0.0.1:0",
-        "--bootnode", &boot,
+        "node",
+        "--data-dir",
+        s(&dir),
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+        "--api",
+        "127.0.0.1:0",
+        "--bootnode",
+        &boot,
     ]);
     let retries = node.expect("bootnode unreachable; retrying with exponential backoff", 3, Duration::from_secs(30));
     for (line, ms) in retries.iter().zip(["retry_in_ms=1000", "retry_in_ms=2000", "retry_in_ms=4000"]) {
@@ -191,7 +199,13 @@ fn unreachable_bootnode_is_retried_with_backoff_and_sigterm_stops_cleanly() {
 fn json_logs_are_one_json_object_per_line() {
     let tmp = tempfile::tempdir().unwrap();
     let mut node = Running::start(&[
-        "node", "--data-dir", s(&tmp.path().join("n")), "--listen", "/ip4/127.0.0.1/tcp/0", "--api", "",
+        "node",
+        "--data-dir",
+        s(&tmp.path().join("n")),
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+        "--api",
+        "",
         "--json-logs",
     ]);
     let line = node.expect("\"listening\"", 1, Duration::from_secs(20)).remove(0);

@@ -226,8 +226,9 @@ async fn verifier_attestations_replicate_and_a_late_joiner_catches_up_by_sync() 
         .unwrap_or(0);
     assert!(synced > 0, "the late joiner's entries came by anti-entropy");
     // The store can be read while the node holds it.
-    let ro = ifx_storage::LedgerStore::open_existing(ifx_storage::Db::open_read_only(&tmp.path().join("late/db")).unwrap())
-        .unwrap();
+    let ro =
+        ifx_storage::LedgerStore::open_existing(ifx_storage::Db::open_read_only(&tmp.path().join("late/db")).unwrap())
+            .unwrap();
     assert!(ro.ledger().len() >= 3);
     for n in [a, v, b, late] {
         n.stop().await;

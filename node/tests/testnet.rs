@@ -3,10 +3,15 @@
 //! node reported as not alive.
 
 use std::process::Command;
+use std::sync::Mutex;
+
+/// The testnets of this file run one at a time: each spawns 8-12 processes.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 use std::time::{Duration, Instant};
 
 #[test]
 fn testnet_of_eight_with_a_sigkill_ends_on_time_and_reports() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let tmp = tempfile::tempdir().unwrap();
     let report_path = tmp.path().join("report.json");
     let start = Instant::now();
@@ -22,9 +27,8 @@ fn testnet_of_eight_with_a_sigkill_ends_on_time_and_reports() {
     let took = start.elapsed();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&report_path).unwrap_or_default())
-            .unwrap_or_else(|e| panic!("no report ({e}); stdout:\n{stdout}\nstderr:\n{stderr}"));
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report_path).unwrap_or_default())
+        .unwrap_or_else(|e| panic!("no report ({e}); stdout:\n{stdout}\nstderr:\n{stderr}"));
     assert!(out.status.success(), "testnet failed:\n{stdout}\n{stderr}\n{report:#}");
     assert_eq!(report["ok"], true);
     // On time: 20 s of run plus start-up and shutdown, never a hang.
@@ -116,5 +120,34 @@ fn testnet_rejects_bad_options() {
         let out = Command::new(env!("CARGO_BIN_EXE_ifx")).arg("testnet").args(args).output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success() && err.contains(needle), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn every_cheat_mode_is_caught_and_no_honest_worker_fails() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    // Nodes 1..=7 cheat, one mode each: constant, white-noise, old-tile, quarter-res,
+    // no-watermark, fake-25 (image challenges) and forged-time (benchmarks).
+    let tmp = tempfile::tempdir().unwrap();
+    let report_path = tmp.path().join("report.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_ifx"))
+        .args(["testnet", "--nodes", "12", "--verifiers", "2", "--cheaters", "7", "--duration", "25"])
+        .args(["--render-size", "0", "--quiet", "--base-dir"])
+        .arg(tmp.path())
+        .arg("--report")
+        .arg(&report_path)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report_path).unwrap()).unwrap();
+    let por = &report["por"];
+    assert!(out.status.success(), "{}\n{por:#}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(por["cheaters"].as_array().unwrap().len(), 7);
+    assert_eq!(por["caught"], por["cheaters"], "{por}");
+    assert_eq!(por["honest_failed"].as_array().unwrap().len(), 0, "{por}");
+    // Honest workers (0, 8, 9) passed challenges.
+    for i in [0, 8, 9] {
+        let id = report["nodes"][i]["peer_id"].as_str().unwrap();
+        assert!(por["per_node"][id]["passed"].as_u64().unwrap() >= 1, "node {i}: {por}");
     }
 }

@@ -114,10 +114,7 @@ impl EnvelopeError {
     /// True when the sender provably misbehaved (as opposed to a message that is merely late or
     /// repeated, which honest relays can produce): gossip rejects these and lowers the score.
     pub fn is_misbehaviour(&self) -> bool {
-        !matches!(
-            self,
-            EnvelopeError::Replay | EnvelopeError::Stale { .. } | EnvelopeError::FromFuture { .. }
-        )
+        !matches!(self, EnvelopeError::Replay | EnvelopeError::Stale { .. } | EnvelopeError::FromFuture { .. })
     }
 }
 
@@ -155,13 +152,7 @@ fn bincode_config() -> impl bincode::config::Config {
 
 impl SignedEnvelope {
     /// Signs `body` as `kind` for network `net_id` in `epoch`.
-    pub fn sign(
-        key: &SigningKey,
-        net_id: &str,
-        kind: Kind,
-        epoch: u64,
-        body: Vec<u8>,
-    ) -> Result<Self, EnvelopeError> {
+    pub fn sign(key: &SigningKey, net_id: &str, kind: Kind, epoch: u64, body: Vec<u8>) -> Result<Self, EnvelopeError> {
         check_net_id(net_id)?;
         check_body(kind, body.len())?;
         let author = key.verifying_key().to_bytes();
@@ -172,13 +163,7 @@ impl SignedEnvelope {
 
     /// The exact bytes that are signed: a BLAKE3 digest of the domain, the version and every
     /// field, each length-prefixed, so no two distinct envelopes share a digest.
-    pub fn signing_digest(
-        net_id: &str,
-        kind: Kind,
-        epoch: u64,
-        author: &[u8; 32],
-        body: &[u8],
-    ) -> [u8; 32] {
+    pub fn signing_digest(net_id: &str, kind: Kind, epoch: u64, author: &[u8; 32], body: &[u8]) -> [u8; 32] {
         let mut h = blake3::Hasher::new();
         h.update(&(SIGNING_DOMAIN.len() as u64).to_le_bytes());
         h.update(SIGNING_DOMAIN);
@@ -222,8 +207,8 @@ impl SignedEnvelope {
         if version != WIRE_VERSION {
             return Err(EnvelopeError::UnsupportedVersion(version));
         }
-        let (f, used): (WireFields, usize) = bincode::decode_from_slice(rest, bincode_config())
-            .map_err(|e| EnvelopeError::Malformed(e.to_string()))?;
+        let (f, used): (WireFields, usize) =
+            bincode::decode_from_slice(rest, bincode_config()).map_err(|e| EnvelopeError::Malformed(e.to_string()))?;
         if used != rest.len() {
             return Err(EnvelopeError::TrailingBytes(rest.len() - used));
         }
@@ -237,16 +222,11 @@ impl SignedEnvelope {
     /// forms).
     pub fn verify(&self, expected_net_id: &str) -> Result<(), EnvelopeError> {
         if self.net_id != expected_net_id {
-            return Err(EnvelopeError::WrongNetwork {
-                expected: expected_net_id.to_owned(),
-                got: self.net_id.clone(),
-            });
+            return Err(EnvelopeError::WrongNetwork { expected: expected_net_id.to_owned(), got: self.net_id.clone() });
         }
         let key = VerifyingKey::from_bytes(&self.author).map_err(|_| EnvelopeError::BadAuthor)?;
-        let digest =
-            Self::signing_digest(&self.net_id, self.kind, self.epoch, &self.author, &self.body);
-        key.verify_strict(&digest, &Signature::from_bytes(&self.sig))
-            .map_err(|_| EnvelopeError::BadSignature)
+        let digest = Self::signing_digest(&self.net_id, self.kind, self.epoch, &self.author, &self.body);
+        key.verify_strict(&digest, &Signature::from_bytes(&self.sig)).map_err(|_| EnvelopeError::BadSignature)
     }
 
     /// Decodes and verifies in one step: what a receiver does with untrusted bytes.
@@ -259,8 +239,7 @@ impl SignedEnvelope {
     /// Content id: BLAKE3 of the signed digest and the signature. Equal for byte-identical
     /// envelopes, so it is what replay protection remembers.
     pub fn id(&self) -> [u8; 32] {
-        let digest =
-            Self::signing_digest(&self.net_id, self.kind, self.epoch, &self.author, &self.body);
+        let digest = Self::signing_digest(&self.net_id, self.kind, self.epoch, &self.author, &self.body);
         let mut h = blake3::Hasher::new();
         h.update(&digest);
         h.update(&self.sig);
@@ -328,10 +307,7 @@ mod tests {
         // And bytes that are no curve point at all.
         let mut env = sample();
         env.author = [0xff; 32];
-        assert!(matches!(
-            env.verify("ifx-test"),
-            Err(EnvelopeError::BadAuthor | EnvelopeError::BadSignature)
-        ));
+        assert!(matches!(env.verify("ifx-test"), Err(EnvelopeError::BadAuthor | EnvelopeError::BadSignature)));
     }
 
     #[test]
@@ -357,10 +333,7 @@ mod tests {
         let bytes = sample().encode();
         for n in 0..bytes.len() {
             let err = SignedEnvelope::open(&bytes[..n], "ifx-test").unwrap_err();
-            assert!(
-                matches!(err, EnvelopeError::Empty | EnvelopeError::Malformed(_)),
-                "prefix {n}: {err:?}"
-            );
+            assert!(matches!(err, EnvelopeError::Empty | EnvelopeError::Malformed(_)), "prefix {n}: {err:?}");
         }
     }
 
@@ -383,10 +356,7 @@ mod tests {
         ));
         let mut env = sample();
         env.body = big;
-        assert!(matches!(
-            SignedEnvelope::decode(&env.encode()),
-            Err(EnvelopeError::BodyTooLarge { .. })
-        ));
+        assert!(matches!(SignedEnvelope::decode(&env.encode()), Err(EnvelopeError::BodyTooLarge { .. })));
     }
 
     #[test]

@@ -17,9 +17,7 @@ const SEQ_WINDOW: u64 = 256;
 const EPOCHS_KEPT: usize = 4;
 
 /// What a node does in the network.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Encode, Decode, Serialize, Deserialize,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Encode, Decode, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Renders tiles and trains models.
@@ -95,8 +93,7 @@ pub enum HeartbeatError {
 impl Heartbeat {
     /// Body bytes for an envelope.
     pub fn encode(&self) -> Vec<u8> {
-        bincode::encode_to_vec(self, bincode::config::standard())
-            .expect("encoding plain fields into a Vec cannot fail")
+        bincode::encode_to_vec(self, bincode::config::standard()).expect("encoding plain fields into a Vec cannot fail")
     }
 
     /// Decodes a body with size limits; never panics.
@@ -104,8 +101,8 @@ impl Heartbeat {
         const MAX: usize = 1024;
         debug_assert_eq!(MAX, Kind::Heartbeat.max_body_bytes());
         let cfg = bincode::config::standard().with_limit::<MAX>();
-        let (hb, used): (Heartbeat, usize) = bincode::decode_from_slice(body, cfg)
-            .map_err(|e| HeartbeatError::Malformed(e.to_string()))?;
+        let (hb, used): (Heartbeat, usize) =
+            bincode::decode_from_slice(body, cfg).map_err(|e| HeartbeatError::Malformed(e.to_string()))?;
         if used != body.len() {
             return Err(HeartbeatError::Malformed(format!("{} trailing bytes", body.len() - used)));
         }
@@ -192,13 +189,7 @@ impl PeerTable {
     }
 
     /// Records a validated heartbeat from `author`, sent in `epoch`, received at `now_unix_us`.
-    pub fn observe(
-        &mut self,
-        author: [u8; 32],
-        epoch: u64,
-        hb: &Heartbeat,
-        now_unix_us: u64,
-    ) -> Observed {
+    pub fn observe(&mut self, author: [u8; 32], epoch: u64, hb: &Heartbeat, now_unix_us: u64) -> Observed {
         let now_ms = now_unix_us / 1000;
         let delay_us = now_unix_us.saturating_sub(hb.sent_unix_us);
         if delay_us / 1000 > self.max_age_ms {

@@ -66,10 +66,7 @@ impl NetworkConfig {
         if !id_ok {
             return Err(InvalidValue::new(
                 key("id"),
-                format!(
-                    "{:?} must be 1 to {MAX_NET_ID_LEN} characters of a-z, 0-9 and '-'",
-                    self.id
-                ),
+                format!("{:?} must be 1 to {MAX_NET_ID_LEN} characters of a-z, 0-9 and '-'", self.id),
             ));
         }
         if !(1..=365 * 24 * 3600).contains(&self.epoch_secs) {

@@ -24,12 +24,7 @@ impl ReplayGuard {
     /// A guard that accepts envelopes from `max_age_epochs` back up to one epoch ahead (clock
     /// skew at an epoch boundary), remembering at most `capacity` ids.
     pub fn new(max_age_epochs: u64, capacity: usize) -> Self {
-        Self {
-            max_age_epochs,
-            capacity: capacity.max(1),
-            order: VecDeque::new(),
-            seen: HashSet::new(),
-        }
+        Self { max_age_epochs, capacity: capacity.max(1), order: VecDeque::new(), seen: HashSet::new() }
     }
 
     /// Admits `env` once: errors if it is outside the epoch window or was admitted before.
@@ -93,10 +88,7 @@ mod tests {
         assert!(g.admit(&env(9, b"a"), 10).is_ok());
         assert_eq!(g.admit(&env(8, b"a"), 10), Err(EnvelopeError::Stale { epoch: 8, current: 10 }));
         assert!(g.admit(&env(11, b"a"), 10).is_ok());
-        assert_eq!(
-            g.admit(&env(12, b"a"), 10),
-            Err(EnvelopeError::FromFuture { epoch: 12, current: 10 })
-        );
+        assert_eq!(g.admit(&env(12, b"a"), 10), Err(EnvelopeError::FromFuture { epoch: 12, current: 10 }));
         assert!(!EnvelopeError::Replay.is_misbehaviour());
     }
 

@@ -22,8 +22,9 @@ fn chains(lens: &[usize], forks: &[Option<usize>]) -> Vec<Entry> {
         let mut prev = GENESIS_PREV;
         let mut ids = Vec::new();
         for seq in 0..len {
-            let e = Entry::sign(&k, NET, seq as u64, prev, seq as u64 / 3, EntryKind::Liveness, vec![a as u8, seq as u8])
-                .unwrap();
+            let e =
+                Entry::sign(&k, NET, seq as u64, prev, seq as u64 / 3, EntryKind::Liveness, vec![a as u8, seq as u8])
+                    .unwrap();
             prev = e.id();
             ids.push(e.id());
             out.push(e);
@@ -31,7 +32,8 @@ fn chains(lens: &[usize], forks: &[Option<usize>]) -> Vec<Entry> {
         if let Some(f) = forks.get(a).copied().flatten().filter(|f| *f < len) {
             let prev = if f == 0 { GENESIS_PREV } else { ids[f - 1] };
             let sib = Entry::sign(&k, NET, f as u64, prev, f as u64 / 3, EntryKind::Unknown(77), vec![0xfe]).unwrap();
-            let on_top = Entry::sign(&k, NET, f as u64 + 1, sib.id(), f as u64 / 3 + 1, EntryKind::Liveness, vec![]).unwrap();
+            let on_top =
+                Entry::sign(&k, NET, f as u64 + 1, sib.id(), f as u64 / 3 + 1, EntryKind::Liveness, vec![]).unwrap();
             out.push(sib);
             out.push(on_top);
         }

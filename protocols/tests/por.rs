@@ -55,7 +55,9 @@ fn detection_matrix() {
                 };
                 match v.judge(&k, &wm, render(&r), trial) {
                     por::Verdict::Pass { min_e } => min_honest_e = min_honest_e.min(min_e),
-                    por::Verdict::Fail { reason } => panic!("honest {name} {backend:?} trial {trial} rejected: {reason}"),
+                    por::Verdict::Fail { reason } => {
+                        panic!("honest {name} {backend:?} trial {trial} rejected: {reason}")
+                    }
                 }
                 honest += 1;
             }
@@ -68,14 +70,17 @@ fn detection_matrix() {
     for name in builtin::NAMES {
         let plain = builtin::by_name(name).unwrap();
         let old_k = key(999, name);
-        let old = render(&Renderer::new(&angv::watermark(&plain, &S, &old_k, &v.params).unwrap(), &S, Backend::Cpu).unwrap());
+        let old =
+            render(&Renderer::new(&angv::watermark(&plain, &S, &old_k, &v.params).unwrap(), &S, Backend::Cpu).unwrap());
         for mode in CheatMode::ALL {
             for trial in 0..5u64 {
                 let k = key(1000 + trial, name);
                 let wm = angv::watermark(&plain, &S, &k, &v.params).unwrap();
                 let fake = forge(mode, &wm, &plain, &S, Some(&old), trial + 1).unwrap();
                 match v.judge(&k, &wm, fake, trial) {
-                    por::Verdict::Pass { min_e } => panic!("{} passed on {name} trial {trial} (min e {min_e:.1})", mode.name()),
+                    por::Verdict::Pass { min_e } => {
+                        panic!("{} passed on {name} trial {trial} (min e {min_e:.1})", mode.name())
+                    }
                     por::Verdict::Fail { reason } => {
                         if trial == 0 {
                             eprintln!("{name} {}: caught: {reason}", mode.name());
@@ -105,7 +110,10 @@ fn watermark_visibility_is_bounded() {
         let db = psnr(&a, &b);
         let marks = angv::imprints(&key(1, "vis"), S.width, S.height, &p).unwrap();
         let covered: u32 = marks.iter().map(|m| m.w * m.h).sum();
-        eprintln!("{name}: watermarked vs plain PSNR {db:.1} dB ({covered} of {} pixels carry imprints)", S.width * S.height);
+        eprintln!(
+            "{name}: watermarked vs plain PSNR {db:.1} dB ({covered} of {} pixels carry imprints)",
+            S.width * S.height
+        );
         assert!(db >= MIN_WATERMARK_PSNR_DB, "{name}: {db:.1} dB");
     }
 }

@@ -150,11 +150,23 @@ fn bad_input_gets_clear_errors() {
                 [materials]\nm = { type = \"diffuse\", albedo = [0.5, 0.5, 0.5] }\n";
     let cases: Vec<(String, &str)> = vec![
         (write("syntax.toml", "camera = {"), "syntax.toml"),
-        (write("unknown.toml", &format!("{head}[[spheres]]\ncenter = [0.0, 0.0, 0.0]\nradius = 1.0\nmaterial = \"nope\"\n")), "unknown material"),
+        (
+            write(
+                "unknown.toml",
+                &format!("{head}[[spheres]]\ncenter = [0.0, 0.0, 0.0]\nradius = 1.0\nmaterial = \"nope\"\n"),
+            ),
+            "unknown material",
+        ),
         (write("key.toml", &format!("colour = 1\n{head}")), "colour"),
         (write("mesh.toml", &format!("{head}[[meshes]]\npath = \"missing.glb\"\nmaterial = \"m\"\n")), "not found"),
         (write("garbage.toml", &format!("{head}[[meshes]]\npath = \"bad.gltf\"\nmaterial = \"m\"\n")), "bad.gltf"),
-        (write("radius.toml", &format!("{head}[[spheres]]\ncenter = [0.0, 0.0, 0.0]\nradius = -1.0\nmaterial = \"m\"\n")), "radius"),
+        (
+            write(
+                "radius.toml",
+                &format!("{head}[[spheres]]\ncenter = [0.0, 0.0, 0.0]\nradius = -1.0\nmaterial = \"m\"\n"),
+            ),
+            "radius",
+        ),
         ("no-such-scene".to_string(), "unknown scene"),
         (write("scene.yaml", head), ".toml or .json"),
     ];

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use rocksdb::{ColumnFamilyDescriptor, Options, WriteOptions, DB};
+use rocksdb::{ColumnFamilyDescriptor, DB, Options, WriteOptions};
 use thiserror::Error;
 
 /// Column family holding known peers and their addresses.
@@ -50,10 +50,8 @@ impl Db {
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
         let cfs = COLUMN_FAMILIES.iter().map(|n| ColumnFamilyDescriptor::new(*n, Options::default()));
-        let db = DB::open_cf_descriptors(&opts, path, cfs).map_err(|source| StorageError::Open {
-            path: path.display().to_string(),
-            source,
-        })?;
+        let db = DB::open_cf_descriptors(&opts, path, cfs)
+            .map_err(|source| StorageError::Open { path: path.display().to_string(), source })?;
         Ok(Self { inner: Arc::new(db), read_only: false })
     }
 
@@ -62,9 +60,8 @@ impl Db {
     pub fn open_read_only(path: &Path) -> Result<Self, StorageError> {
         let opts = Options::default();
         let cfs = COLUMN_FAMILIES.iter().map(|n| ColumnFamilyDescriptor::new(*n, Options::default()));
-        let db = DB::open_cf_descriptors_read_only(&opts, path, cfs, false).map_err(|source| {
-            StorageError::Open { path: path.display().to_string(), source }
-        })?;
+        let db = DB::open_cf_descriptors_read_only(&opts, path, cfs, false)
+            .map_err(|source| StorageError::Open { path: path.display().to_string(), source })?;
         Ok(Self { inner: Arc::new(db), read_only: true })
     }
 

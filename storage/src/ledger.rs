@@ -11,8 +11,8 @@ use ifx_protocols::ledger::entry::EntryId;
 use ifx_protocols::ledger::{Entry, IngestOutcome, Ledger};
 use rocksdb::{IteratorMode, WriteBatch};
 
-use crate::db::{CF_ENTRIES, CF_EPOCHS, CF_EVIDENCE, CF_HEADS, CF_META, Db};
 use crate::StorageError;
+use crate::db::{CF_ENTRIES, CF_EPOCHS, CF_EVIDENCE, CF_HEADS, CF_META, Db};
 
 const META_NET_ID: &[u8] = b"ledger.net_id";
 
@@ -88,7 +88,8 @@ impl LedgerStore {
             cf: CF_META,
             reason: "no network id: this store never held a ledger".into(),
         })?;
-        let net = String::from_utf8(net).map_err(|_| StorageError::Corrupt { cf: CF_META, reason: "network id is not UTF-8".into() })?;
+        let net = String::from_utf8(net)
+            .map_err(|_| StorageError::Corrupt { cf: CF_META, reason: "network id is not UTF-8".into() })?;
         Self::open(db, &net)
     }
 
@@ -169,10 +170,10 @@ impl LedgerStore {
             .map_err(|e| StorageError::Corrupt { cf: CF_ENTRIES, reason: format!("cannot sign: {e}") })?;
         let id = e.id();
         let out = self.ingest(vec![e], None)?;
-        out.accepted.into_iter().find(|a| a.id() == id).ok_or_else(|| StorageError::Corrupt {
-            cf: CF_ENTRIES,
-            reason: "own entry did not link".into(),
-        })
+        out.accepted
+            .into_iter()
+            .find(|a| a.id() == id)
+            .ok_or_else(|| StorageError::Corrupt { cf: CF_ENTRIES, reason: "own entry did not link".into() })
     }
 
     /// Stored heads, by author (read from `ledger_heads`).
@@ -182,9 +183,13 @@ impl LedgerStore {
         let mut out = Vec::new();
         for item in raw.iterator_cf(&cf, IteratorMode::Start) {
             let (k, v) = item?;
-            let author: [u8; 32] = k.as_ref().try_into().map_err(|_| StorageError::Corrupt { cf: CF_HEADS, reason: "key length".into() })?;
-            let (h, _): (StoredHead, usize) = bincode::decode_from_slice(&v, bincode::config::standard().with_limit::<128>())
-                .map_err(|e| StorageError::Corrupt { cf: CF_HEADS, reason: e.to_string() })?;
+            let author: [u8; 32] = k
+                .as_ref()
+                .try_into()
+                .map_err(|_| StorageError::Corrupt { cf: CF_HEADS, reason: "key length".into() })?;
+            let (h, _): (StoredHead, usize) =
+                bincode::decode_from_slice(&v, bincode::config::standard().with_limit::<128>())
+                    .map_err(|e| StorageError::Corrupt { cf: CF_HEADS, reason: e.to_string() })?;
             out.push((author, h));
         }
         Ok(out)
@@ -200,10 +205,8 @@ impl LedgerStore {
         let raw = self.db.raw();
         let entries = raw.cf_handle(CF_ENTRIES).expect("column family created at open");
         self.scan(CF_EPOCHS, &epoch.to_be_bytes(), |k, _| {
-            raw.get_cf(&entries, &k[8..])?.ok_or_else(|| StorageError::Corrupt {
-                cf: CF_EPOCHS,
-                reason: "index row without its entry".into(),
-            })
+            raw.get_cf(&entries, &k[8..])?
+                .ok_or_else(|| StorageError::Corrupt { cf: CF_EPOCHS, reason: "index row without its entry".into() })
         })
     }
 

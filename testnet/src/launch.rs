@@ -13,7 +13,8 @@ use tokio::process::{Child, Command};
 use crate::{TestnetArgs, TestnetError};
 
 /// The cheat modes `ifx node --cheat` accepts, handed out in turn to `--cheaters`.
-const CHEATS: [&str; 7] = ["constant", "white-noise", "old-tile", "quarter-res", "no-watermark", "fake-25", "forged-time"];
+const CHEATS: [&str; 7] =
+    ["constant", "white-noise", "old-tile", "quarter-res", "no-watermark", "fake-25", "forged-time"];
 
 /// How long a node may take to start serving its API.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -131,12 +132,14 @@ impl Testnet {
         let log = std::fs::File::create(&n.log).map_err(|e| start_err(format!("log file: {e}")))?;
         let log2 = log.try_clone().map_err(|e| start_err(format!("log file: {e}")))?;
         let mut cmd = Command::new(&self.binary);
-        cmd.arg("node")
-            .arg("--config")
-            .arg(&self.config)
-            .arg("--data-dir")
-            .arg(&n.data_dir)
-            .args(["--listen", "/ip4/127.0.0.1/tcp/0", "--api", "127.0.0.1:0", "--role", n.role]);
+        cmd.arg("node").arg("--config").arg(&self.config).arg("--data-dir").arg(&n.data_dir).args([
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--api",
+            "127.0.0.1:0",
+            "--role",
+            n.role,
+        ]);
         if let Some(b) = bootnode {
             cmd.args(["--bootnode", b]);
         }

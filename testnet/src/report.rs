@@ -167,10 +167,7 @@ impl Report {
             let alive = o.alive[i];
             let killed = n.killed_at.is_some();
             if !alive && !killed {
-                failures.push(format!(
-                    "node {i} died: {}",
-                    n.exited.clone().unwrap_or_else(|| "unknown".into())
-                ));
+                failures.push(format!("node {i} died: {}", n.exited.clone().unwrap_or_else(|| "unknown".into())));
             }
             if alive && stops[i] != "clean" {
                 failures.push(format!("node {i} did not stop cleanly: {}", stops[i]));
@@ -222,8 +219,9 @@ impl Report {
         if por.caught != por.cheaters {
             failures.push(format!("cheaters {:?} but caught {:?}", por.cheaters, por.caught));
         }
-        if !por.honest_failed.is_empty() {
-            failures.push(format!("honest nodes failed proof of rendering: {:?}", por.honest_failed));
+        for peer in &por.honest_failed {
+            failures
+                .push(format!("honest node {peer} failed proof of rendering: {}", por.per_node[peer]["last_failure"]));
         }
         let heartbeat_latency_ms = LatencyMs::from_samples_us(&latency_us);
         if heartbeat_latency_ms.samples == 0 {
@@ -308,11 +306,16 @@ impl Report {
 fn por_section(net: &Testnet, o: &Outcome) -> PorSection {
     use std::collections::BTreeMap;
     let mut per: BTreeMap<String, (u64, u64, u64, u64, u64)> = BTreeMap::new(); // passed, failed, timeouts, by, failed_by
+    let mut reasons: BTreeMap<String, String> = BTreeMap::new();
     let (mut verify_us, mut render_us) = (0.0, 0.0);
     for (_, v) in &o.por {
         for (peer, w) in v["workers"].as_object().into_iter().flatten() {
             let e = per.entry(peer.clone()).or_default();
-            let (p, f, t) = (w["passed"].as_u64().unwrap_or(0), w["failed"].as_u64().unwrap_or(0), w["timeouts"].as_u64().unwrap_or(0));
+            let (p, f, t) = (
+                w["passed"].as_u64().unwrap_or(0),
+                w["failed"].as_u64().unwrap_or(0),
+                w["timeouts"].as_u64().unwrap_or(0),
+            );
             e.0 += p;
             e.1 += f;
             e.2 += t;
@@ -324,6 +327,9 @@ fn por_section(net: &Testnet, o: &Outcome) -> PorSection {
                 if f > 0 {
                     e.4 += 1;
                 }
+            }
+            if let Some(r) = w["last_failure"].as_str() {
+                reasons.insert(peer.clone(), r.to_owned());
             }
             verify_us += w["verify_us"].as_f64().unwrap_or(0.0);
             render_us += w["worker_render_us"].as_f64().unwrap_or(0.0);
@@ -340,7 +346,9 @@ fn por_section(net: &Testnet, o: &Outcome) -> PorSection {
         failed: per.values().map(|e| e.1).sum(),
         per_node: per
             .iter()
-            .map(|(p, e)| (p.clone(), serde_json::json!({ "passed": e.0, "failed": e.1, "timeouts": e.2, "verifiers": e.3 })))
+            .map(|(p, e)| {
+                (p.clone(), serde_json::json!({ "passed": e.0, "failed": e.1, "timeouts": e.2, "verifiers": e.3 }))
+            })
             .collect(),
         cheaters,
         caught,

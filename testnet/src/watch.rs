@@ -88,7 +88,8 @@ async fn submit_job(net: &Testnet, args: &TestnetArgs) -> Result<String, String>
 }
 
 async fn poll_job(net: &Testnet, out: &mut Outcome) {
-    let (Some(api), Some(id)) = (net.nodes[0].api, out.job.as_ref().and_then(|j| j["job_id"].as_str()).map(str::to_owned))
+    let (Some(api), Some(id)) =
+        (net.nodes[0].api, out.job.as_ref().and_then(|j| j["job_id"].as_str()).map(str::to_owned))
     else {
         return;
     };
@@ -133,9 +134,9 @@ pub async fn watch(net: &mut Testnet, args: &TestnetArgs) -> Outcome {
         let running: Vec<usize> = (0..net.nodes.len()).filter(|&i| net.nodes[i].child.is_some()).collect();
         let ids: Vec<&str> = running.iter().map(|&i| net.nodes[i].peer_id.as_str()).collect();
         let covers = |set: &dyn Fn(&View) -> &BTreeSet<String>, i: usize| {
-            out.views[i].as_ref().is_some_and(|v| {
-                ids.iter().filter(|id| **id != net.nodes[i].peer_id).all(|id| set(v).contains(*id))
-            })
+            out.views[i]
+                .as_ref()
+                .is_some_and(|v| ids.iter().filter(|id| **id != net.nodes[i].peer_id).all(|id| set(v).contains(*id)))
         };
         let discovered = running.iter().filter(|&&i| covers(&|v| &v.routing_table, i)).count();
         let heard = running.iter().filter(|&&i| covers(&|v| &v.heartbeat_peers, i)).count();
@@ -149,7 +150,9 @@ pub async fn watch(net: &mut Testnet, args: &TestnetArgs) -> Outcome {
         }
         bar.set_position(elapsed.as_secs().min(args.duration));
         let job = match &out.job {
-            Some(j) => format!(" · render {}/{}", j["tiles_done"].as_u64().unwrap_or(0), j["tiles"].as_u64().unwrap_or(0)),
+            Some(j) => {
+                format!(" · render {}/{}", j["tiles_done"].as_u64().unwrap_or(0), j["tiles"].as_u64().unwrap_or(0))
+            }
             None => String::new(),
         };
         bar.set_message(format!(

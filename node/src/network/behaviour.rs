@@ -3,17 +3,17 @@
 use std::num::NonZeroUsize;
 use std::time::Duration;
 
-use ifx_protocols::{Kind, NetworkConfig};
 use ifx_protocols::envelope::MAX_ENVELOPE_BYTES;
+use ifx_protocols::{Kind, NetworkConfig};
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{
-    StreamProtocol, Swarm, SwarmBuilder, connection_limits, gossipsub, identify, identity::Keypair,
-    kad, noise, ping, request_response, tcp, yamux,
+    StreamProtocol, Swarm, SwarmBuilder, connection_limits, gossipsub, identify, identity::Keypair, kad, noise, ping,
+    request_response, tcp, yamux,
 };
 use prometheus_client::registry::Registry;
 
-use super::scoring;
 use super::frame_codec::FrameCodec;
+use super::scoring;
 use crate::config::LimitsSection;
 
 /// Every protocol the node speaks.
@@ -51,15 +51,15 @@ pub fn build_swarm(
     agent_version: String,
     registry: &mut Registry,
 ) -> Result<Swarm<Behaviour>, BuildError> {
-    let kad_protocol = StreamProtocol::try_from_owned(net.kad_protocol())
-        .map_err(|e| BuildError::Transport(e.to_string()))?;
+    let kad_protocol =
+        StreamProtocol::try_from_owned(net.kad_protocol()).map_err(|e| BuildError::Transport(e.to_string()))?;
     let identify_protocol = net.identify_protocol();
-    let sync_protocol = StreamProtocol::try_from_owned(net.ledger_sync_protocol())
-        .map_err(|e| BuildError::Transport(e.to_string()))?;
-    let render_protocol = StreamProtocol::try_from_owned(net.render_protocol())
-        .map_err(|e| BuildError::Transport(e.to_string()))?;
-    let por_protocol = StreamProtocol::try_from_owned(net.por_protocol())
-        .map_err(|e| BuildError::Transport(e.to_string()))?;
+    let sync_protocol =
+        StreamProtocol::try_from_owned(net.ledger_sync_protocol()).map_err(|e| BuildError::Transport(e.to_string()))?;
+    let render_protocol =
+        StreamProtocol::try_from_owned(net.render_protocol()).map_err(|e| BuildError::Transport(e.to_string()))?;
+    let por_protocol =
+        StreamProtocol::try_from_owned(net.por_protocol()).map_err(|e| BuildError::Transport(e.to_string()))?;
     let topics: Vec<_> = Kind::ALL.iter().map(|k| topic(net, *k).hash()).collect();
     let limits = limits.clone();
     let swarm = SwarmBuilder::with_existing_identity(keypair)
@@ -96,10 +96,9 @@ pub fn build_swarm(
                 .heartbeat_interval(Duration::from_millis(700))
                 .build()
                 .map_err(|e| BuildError::Gossipsub(e.to_string()))?;
-            let mut gossipsub =
-                gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), gcfg)
-                    .map_err(|e| BuildError::Gossipsub(e.to_string()))?
-                    .with_metrics(registry.sub_registry_with_prefix("gossipsub"), Default::default());
+            let mut gossipsub = gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), gcfg)
+                .map_err(|e| BuildError::Gossipsub(e.to_string()))?
+                .with_metrics(registry.sub_registry_with_prefix("gossipsub"), Default::default());
             gossipsub
                 .with_peer_score(scoring::params(&topics), scoring::thresholds())
                 .map_err(|e| BuildError::Gossipsub(e.to_string()))?;
@@ -142,9 +141,7 @@ pub fn build_swarm(
             })
         })
         .map_err(|e| BuildError::Gossipsub(e.to_string()))?
-        .with_swarm_config(|c| {
-            c.with_idle_connection_timeout(Duration::from_secs(limits.idle_timeout_secs))
-        })
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(limits.idle_timeout_secs)))
         .build();
     Ok(swarm)
 }

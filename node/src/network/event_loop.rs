@@ -9,11 +9,11 @@ use ifx_protocols::Kind;
 use ifx_storage::{PeerStore, StoredPeer};
 use libp2p::gossipsub::{self, MessageAcceptance, TopicHash};
 use libp2p::metrics::{Metrics, Recorder};
+use libp2p::request_response::{self, OutboundRequestId};
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{ConnectionId, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, identify, kad, ping};
 use prometheus_client::registry::Registry;
-use libp2p::request_response::{self, OutboundRequestId};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -79,9 +79,9 @@ pub async fn start(
     let mut listen_addrs = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while !pending.is_empty() {
-        let ev = tokio::time::timeout_at(deadline, swarm.select_next_some()).await.map_err(|_| {
-            StartError::Listen { addr: pending[0].1.clone(), reason: "no address after 10 s".into() }
-        })?;
+        let ev = tokio::time::timeout_at(deadline, swarm.select_next_some())
+            .await
+            .map_err(|_| StartError::Listen { addr: pending[0].1.clone(), reason: "no address after 10 s".into() })?;
         match ev {
             SwarmEvent::NewListenAddr { listener_id, address } => {
                 pending.retain(|(id, _)| *id != listener_id);
@@ -170,7 +170,15 @@ pub async fn start(
         listen_addrs: listen_addrs.clone(),
     };
     let task = tokio::spawn(lp.run(shutdown));
-    Ok(Started { handle, inbound: in_rx, sync_inbound: sync_rx, render_inbound: render_rx, por_inbound: por_rx, listen_addrs, task })
+    Ok(Started {
+        handle,
+        inbound: in_rx,
+        sync_inbound: sync_rx,
+        render_inbound: render_rx,
+        por_inbound: por_rx,
+        listen_addrs,
+        task,
+    })
 }
 
 fn transport_error(e: &libp2p::TransportError<std::io::Error>) -> String {
@@ -249,10 +257,7 @@ impl EventLoop {
     fn dial_bootnodes(&mut self) {
         for (peer, addr) in self.bootnodes.due(Instant::now()) {
             info!(%peer, %addr, "dialling bootnode");
-            let opts = DialOpts::peer_id(peer)
-                .condition(PeerCondition::Always)
-                .addresses(vec![addr])
-                .build();
+            let opts = DialOpts::peer_id(peer).condition(PeerCondition::Always).addresses(vec![addr]).build();
             let id = opts.connection_id();
             match self.swarm.dial(opts) {
                 Ok(()) => {
@@ -295,10 +300,8 @@ impl EventLoop {
             if self.swarm.is_connected(&peer) || self.bootnodes.contains(&peer) {
                 continue;
             }
-            let opts = DialOpts::peer_id(peer)
-                .condition(PeerCondition::DisconnectedAndNotDialing)
-                .addresses(addrs)
-                .build();
+            let opts =
+                DialOpts::peer_id(peer).condition(PeerCondition::DisconnectedAndNotDialing).addresses(addrs).build();
             if self.swarm.dial(opts).is_ok() {
                 budget -= 1;
             }
@@ -401,9 +404,9 @@ impl EventLoop {
                     kad::Event::RoutingUpdated { peer, is_new_peer: true, .. } => {
                         debug!(%peer, "peer added to the routing table");
                     }
-                    kad::Event::OutboundQueryProgressed {
-                        result: kad::QueryResult::Bootstrap(Err(e)), ..
-                    } => debug!(error = %e, "bootstrap query failed"),
+                    kad::Event::OutboundQueryProgressed { result: kad::QueryResult::Bootstrap(Err(e)), .. } => {
+                        debug!(error = %e, "bootstrap query failed")
+                    }
                     _ => {}
                 }
             }

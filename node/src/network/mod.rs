@@ -6,8 +6,8 @@
 pub mod backoff;
 pub mod behaviour;
 pub mod event_loop;
-pub mod scoring;
 pub mod frame_codec;
+pub mod scoring;
 
 use ifx_protocols::Kind;
 use libp2p::gossipsub::{MessageAcceptance, MessageId};
@@ -123,7 +123,12 @@ impl NetHandle {
 
     /// Sends a request and waits for the response bytes (or the failure, e.g. a timeout or a
     /// closed connection).
-    pub async fn request(&self, proto: Proto, peer: PeerId, data: Vec<u8>) -> Result<Result<Vec<u8>, String>, NetworkStopped> {
+    pub async fn request(
+        &self,
+        proto: Proto,
+        peer: PeerId,
+        data: Vec<u8>,
+    ) -> Result<Result<Vec<u8>, String>, NetworkStopped> {
         let (reply, rx) = oneshot::channel();
         self.commands.send(Command::Request { proto, peer, data, reply }).await.map_err(|_| NetworkStopped)?;
         rx.await.map_err(|_| NetworkStopped)

@@ -136,7 +136,13 @@ impl Ledger {
     }
 
     /// Signs this node's next entry (not yet ingested).
-    pub fn next_entry(&self, key: &SigningKey, epoch: u64, kind: EntryKind, body: Vec<u8>) -> Result<Entry, EntryError> {
+    pub fn next_entry(
+        &self,
+        key: &SigningKey,
+        epoch: u64,
+        kind: EntryKind,
+        body: Vec<u8>,
+    ) -> Result<Entry, EntryError> {
         let author = key.verifying_key().to_bytes();
         let (seq, prev) = match self.authors.get(&author) {
             Some(c) if !c.by_seq.is_empty() => {
@@ -145,10 +151,11 @@ impl Ledger {
             }
             _ => (0, GENESIS_PREV),
         };
-        let epoch = match self.authors.get(&author).and_then(|c| c.by_seq.last()).and_then(|ids| self.entries.get(&ids[0])) {
-            Some(prev) => epoch.max(prev.epoch),
-            None => epoch,
-        };
+        let epoch =
+            match self.authors.get(&author).and_then(|c| c.by_seq.last()).and_then(|ids| self.entries.get(&ids[0])) {
+                Some(prev) => epoch.max(prev.epoch),
+                None => epoch,
+            };
         Entry::sign(key, &self.net_id, seq, prev, epoch, kind, body)
     }
 

@@ -22,8 +22,14 @@ pub enum CheatMode {
 
 impl CheatMode {
     /// Every mode.
-    pub const ALL: [CheatMode; 6] =
-        [CheatMode::Constant, CheatMode::WhiteNoise, CheatMode::OldTile, CheatMode::QuarterRes, CheatMode::NoWatermark, CheatMode::Fake25];
+    pub const ALL: [CheatMode; 6] = [
+        CheatMode::Constant,
+        CheatMode::WhiteNoise,
+        CheatMode::OldTile,
+        CheatMode::QuarterRes,
+        CheatMode::NoWatermark,
+        CheatMode::Fake25,
+    ];
 
     /// Stable name.
     pub fn name(self) -> &'static str {
@@ -108,7 +114,9 @@ pub fn forge(
 /// which only receives the watermarked scene.
 pub fn strip_near_camera(scene: &Scene) -> Scene {
     let c = &scene.camera;
-    let d = |p: [f32; 3]| ((p[0] - c.position[0]).powi(2) + (p[1] - c.position[1]).powi(2) + (p[2] - c.position[2]).powi(2)).sqrt();
+    let d = |p: [f32; 3]| {
+        ((p[0] - c.position[0]).powi(2) + (p[1] - c.position[1]).powi(2) + (p[2] - c.position[2]).powi(2)).sqrt()
+    };
     let reach = 0.05 * d(c.look_at);
     let mut out = scene.clone();
     out.triangles.retain(|t| t.v.iter().all(|v| d(*v) > reach));

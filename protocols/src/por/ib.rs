@@ -41,11 +41,17 @@ impl Bench {
     /// Checks sizes (a worker refuses absurd challenges).
     pub fn validate(&self) -> Result<(), String> {
         if self.width == 0 || self.height == 0 || self.width > 1024 || self.height > 1024 || self.max_iter > 4096 {
-            return Err(format!("benchmark {}x{} x {} iterations is out of range", self.width, self.height, self.max_iter));
+            return Err(format!(
+                "benchmark {}x{} x {} iterations is out of range",
+                self.width, self.height, self.max_iter
+            ));
         }
         // |c| must stay small enough for the Q12 squares to fit in i32.
         let far = |v: i64| v.abs() > 3 * 4096;
-        let (x1, y1) = (self.x0 as i64 + self.step as i64 * self.width as i64, self.y0 as i64 + self.step as i64 * self.height as i64);
+        let (x1, y1) = (
+            self.x0 as i64 + self.step as i64 * self.width as i64,
+            self.y0 as i64 + self.step as i64 * self.height as i64,
+        );
         if self.step <= 0 || far(self.x0 as i64) || far(self.y0 as i64) || far(x1) || far(y1) {
             return Err("benchmark region is out of range".into());
         }
@@ -154,7 +160,16 @@ impl GpuBench {
 
     /// All iteration counts, row-major.
     pub fn counts(&self, b: &Bench) -> Result<Vec<u32>, RenderError> {
-        let p = Params { width: b.width, height: b.height, max_iter: b.max_iter, _pad: 0, x0: b.x0, y0: b.y0, step: b.step, _pad2: 0 };
+        let p = Params {
+            width: b.width,
+            height: b.height,
+            max_iter: b.max_iter,
+            _pad: 0,
+            x0: b.x0,
+            y0: b.y0,
+            step: b.step,
+            _pad2: 0,
+        };
         let params = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some("ib params"),
             contents: bytemuck::bytes_of(&p),
@@ -184,7 +199,8 @@ impl GpuBench {
         });
         let mut enc = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("ib") });
         {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("ib"), timestamp_writes: None });
+            let mut pass =
+                enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("ib"), timestamp_writes: None });
             pass.set_pipeline(&self.pipeline);
             pass.set_bind_group(0, &group, &[]);
             pass.dispatch_workgroups(b.width.div_ceil(8), b.height.div_ceil(8), 1);

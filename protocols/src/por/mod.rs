@@ -43,7 +43,11 @@ pub fn reveal(answer: &Answer, tree: &spot::Tree, s: &RenderSettings, indices: &
         .iter()
         .filter_map(|&i| {
             let t = *subs.get(i as usize)?;
-            Some(Opening { index: i, bytes: spot::sub_tile_bytes(&answer.rgb8, s.width, t), proof: tree.proof(i as usize) })
+            Some(Opening {
+                index: i,
+                bytes: spot::sub_tile_bytes(&answer.rgb8, s.width, t),
+                proof: tree.proof(i as usize),
+            })
         })
         .collect()
 }

@@ -7,9 +7,10 @@ use crate::render::{Image, RenderError, RenderSettings, Renderer, Tile};
 
 /// Side of a sub-tile in pixels.
 pub const SUB: u32 = 8;
-/// A sub-tile matches when at most this share of its channels differ by more than
-/// [`LEVELS`] (honest backends disagree on ~0.2% of pixels: rare diverged paths).
-pub const MAX_BAD_SHARE: f64 = 0.05;
+/// A sub-tile matches when at most this share of its pixels have a channel more than
+/// [`LEVELS`] away (honest backends disagree on ~0.2% of pixels, rare diverged paths that can
+/// cluster; a 25% fake puts ~23% of the pixels out).
+pub const MAX_BAD_SHARE: f64 = 0.125;
 /// See [`MAX_BAD_SHARE`].
 pub const LEVELS: i32 = 8;
 
@@ -136,10 +137,14 @@ pub fn recheck(r: &Renderer, s: &RenderSettings, index: u32, revealed: &[u8]) ->
     let mut img = Image::new(t.w, t.h);
     img.put(Tile { x: 0, y: 0, w: t.w, h: t.h }, &px);
     let mine = img.to_rgb8();
-    let bad = mine.iter().zip(revealed).filter(|(a, b)| (**a as i32 - **b as i32).abs() > LEVELS).count();
-    let share = bad as f64 / mine.len() as f64;
+    let bad = mine
+        .chunks_exact(3)
+        .zip(revealed.chunks_exact(3))
+        .filter(|(a, b)| a.iter().zip(b.iter()).any(|(x, y)| (*x as i32 - *y as i32).abs() > LEVELS))
+        .count();
+    let share = bad as f64 / (t.w * t.h) as f64;
     if share > MAX_BAD_SHARE {
-        return Err(format!("sub-tile {index}: {:.1}% of channels differ from the re-render", share * 100.0));
+        return Err(format!("sub-tile {index}: {:.1}% of pixels differ from the re-render", share * 100.0));
     }
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! Built-in scenes, so a demo needs no files: a Cornell box and a field of spheres.
 
-use super::scene::{Camera, Material, Scene, Sky, Sphere};
 use super::RenderError;
+use super::scene::{Camera, Material, Scene, Sky, Sphere};
 
 /// Names of the built-in scenes.
 pub const NAMES: [&str; 2] = ["cornell", "spheres"];
@@ -18,7 +18,12 @@ pub fn by_name(name: &str) -> Result<Scene, RenderError> {
 /// The Cornell box: red and green walls, a ceiling light, two boxes, a glass sphere.
 pub fn cornell() -> Scene {
     let mut s = Scene {
-        camera: Camera { position: [278.0, 278.0, -800.0], look_at: [278.0, 278.0, 0.0], up: [0.0, 1.0, 0.0], fov_deg: 40.0 },
+        camera: Camera {
+            position: [278.0, 278.0, -800.0],
+            look_at: [278.0, 278.0, 0.0],
+            up: [0.0, 1.0, 0.0],
+            fov_deg: 40.0,
+        },
         sky: Sky { horizon: [0.0; 3], zenith: [0.0; 3] },
         materials: vec![
             Material::Diffuse { albedo: [0.65, 0.05, 0.05] },

@@ -84,16 +84,16 @@ impl GpuRenderer {
         if found.is_empty() {
             found = adapters(wgpu::Backends::GL);
         }
-        let adapter = found
-            .into_iter()
-            .rev()
-            .max_by_key(|a| rank(a.get_info().device_type))
-            .ok_or_else(|| RenderError::NoAdapter("no wgpu adapter (install mesa-vulkan-drivers for a software one)".into()))?;
+        let adapter = found.into_iter().rev().max_by_key(|a| rank(a.get_info().device_type)).ok_or_else(|| {
+            RenderError::NoAdapter("no wgpu adapter (install mesa-vulkan-drivers for a software one)".into())
+        })?;
         let info = adapter.get_info();
         let limits = adapter.limits();
         if limits.max_storage_buffers_per_shader_stage < 5 {
-            return Err(RenderError::NoAdapter(format!("{} binds only {} storage buffers per stage; the kernel needs 5",
-                info.name, limits.max_storage_buffers_per_shader_stage)));
+            return Err(RenderError::NoAdapter(format!(
+                "{} binds only {} storage buffers per stage; the kernel needs 5",
+                info.name, limits.max_storage_buffers_per_shader_stage
+            )));
         }
         // Ask for what the adapter offers: large scenes need its full buffer sizes.
         let desc = wgpu::DeviceDescriptor { label: Some("ifx-render"), required_limits: limits, ..Default::default() };
@@ -128,7 +128,10 @@ impl GpuRenderer {
         let max = self.device.limits().max_storage_buffer_binding_size as usize;
         let bytes = c.triangles.len() * 48;
         if bytes > max {
-            return Err(RenderError::TooLarge(format!("{} triangles need {bytes} bytes; the adapter binds at most {max}", c.triangles.len())));
+            return Err(RenderError::TooLarge(format!(
+                "{} triangles need {bytes} bytes; the adapter binds at most {max}",
+                c.triangles.len()
+            )));
         }
         let buf = |label: &str, data: &[u8]| {
             // Storage buffers may not be empty: pad with one zeroed element.
@@ -150,7 +153,13 @@ impl GpuRenderer {
     }
 
     /// Renders one tile of an uploaded scene.
-    pub fn render_tile(&self, scene: &GpuScene, c: &Compiled, s: &RenderSettings, tile: Tile) -> Result<Vec<[f32; 3]>, RenderError> {
+    pub fn render_tile(
+        &self,
+        scene: &GpuScene,
+        c: &Compiled,
+        s: &RenderSettings,
+        tile: Tile,
+    ) -> Result<Vec<[f32; 3]>, RenderError> {
         let v = &c.view;
         let params = Params {
             origin: v4(v.origin),
@@ -205,7 +214,8 @@ impl GpuRenderer {
         });
         let mut enc = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("tile") });
         {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("trace"), timestamp_writes: None });
+            let mut pass =
+                enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("trace"), timestamp_writes: None });
             pass.set_pipeline(&self.pipeline);
             pass.set_bind_group(0, &group, &[]);
             pass.dispatch_workgroups(tile.w.div_ceil(8), tile.h.div_ceil(8), 1);
@@ -218,9 +228,7 @@ impl GpuRenderer {
             let _ = tx.send(r);
         });
         self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| RenderError::Gpu(e.to_string()))?;
-        rx.recv()
-            .map_err(|e| RenderError::Gpu(e.to_string()))?
-            .map_err(|e| RenderError::Gpu(e.to_string()))?;
+        rx.recv().map_err(|e| RenderError::Gpu(e.to_string()))?.map_err(|e| RenderError::Gpu(e.to_string()))?;
         let data = slice.get_mapped_range().map_err(|e| RenderError::Gpu(e.to_string()))?;
         let px: &[[f32; 4]] = bytemuck::cast_slice(&data);
         let rgb = px.iter().map(|p| [p[0], p[1], p[2]]).collect();

@@ -149,7 +149,9 @@ fn build(f: File, path: &Path) -> Result<Scene, RenderError> {
             return Err(RenderError::TooLarge(format!("meshes bring more than {MAX_TRIANGLES} triangles")));
         }
         scene.triangles.extend(tris.into_iter().map(|v| Triangle {
-            v: v.map(|p| [p[0] * m.scale + m.translate[0], p[1] * m.scale + m.translate[1], p[2] * m.scale + m.translate[2]]),
+            v: v.map(|p| {
+                [p[0] * m.scale + m.translate[0], p[1] * m.scale + m.translate[1], p[2] * m.scale + m.translate[2]]
+            }),
             material,
         }));
     }
@@ -223,7 +225,8 @@ fn load_obj(path: &Path) -> Result<Vec<[[f32; 3]; 3]>, String> {
     Ok(out)
 }
 
-const IDENTITY: [[f32; 4]; 4] = [[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]];
+const IDENTITY: [[f32; 4]; 4] =
+    [[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]];
 
 /// Column-major 4x4 product (glTF's layout).
 fn mat_mul(a: [[f32; 4]; 4], b: [[f32; 4]; 4]) -> [[f32; 4]; 4] {

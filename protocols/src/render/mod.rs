@@ -157,7 +157,11 @@ impl Renderer {
 
     /// A renderer of `scene` on an already opened device (opening one costs 60-800 ms on a
     /// software adapter; a node keeps one).
-    pub fn on_device(device: std::sync::Arc<gpu::GpuRenderer>, scene: &Scene, s: &RenderSettings) -> Result<Self, RenderError> {
+    pub fn on_device(
+        device: std::sync::Arc<gpu::GpuRenderer>,
+        scene: &Scene,
+        s: &RenderSettings,
+    ) -> Result<Self, RenderError> {
         s.validate()?;
         let c = Box::new(scene.compile(s.width, s.height)?);
         let up = device.upload(&c)?;
@@ -209,10 +213,7 @@ impl Image {
 
     /// 8-bit sRGB-ish (gamma 2) bytes, 3 per pixel.
     pub fn to_rgb8(&self) -> Vec<u8> {
-        self.rgb
-            .iter()
-            .flat_map(|p| p.map(|c| (c.clamp(0.0, 1.0).sqrt() * 255.0 + 0.5) as u8))
-            .collect()
+        self.rgb.iter().flat_map(|p| p.map(|c| (c.clamp(0.0, 1.0).sqrt() * 255.0 + 0.5) as u8)).collect()
     }
 
     /// Writes a PNG.

@@ -185,7 +185,9 @@ impl Scene {
 
     /// Adds an axis-aligned quad (two triangles) spanning `corner`, `corner + u`, `corner + v`.
     pub fn quad(&mut self, corner: [f32; 3], u: [f32; 3], v: [f32; 3], material: u32) {
-        let p = |a: f32, b: f32| [corner[0] + a * u[0] + b * v[0], corner[1] + a * u[1] + b * v[1], corner[2] + a * u[2] + b * v[2]];
+        let p = |a: f32, b: f32| {
+            [corner[0] + a * u[0] + b * v[0], corner[1] + a * u[1] + b * v[1], corner[2] + a * u[2] + b * v[2]]
+        };
         self.triangles.push(Triangle { v: [p(0.0, 0.0), p(1.0, 0.0), p(1.0, 1.0)], material });
         self.triangles.push(Triangle { v: [p(0.0, 0.0), p(1.0, 1.0), p(0.0, 1.0)], material });
     }
@@ -198,8 +200,15 @@ impl Scene {
             let (x, z) = (p[0] - c[0], p[2] - c[2]);
             [c[0] + x * co + z * s, p[1], c[2] - x * s + z * co]
         };
-        let corner = |i: usize| rot([if i & 1 == 0 { min[0] } else { max[0] }, if i & 2 == 0 { min[1] } else { max[1] }, if i & 4 == 0 { min[2] } else { max[2] }]);
-        const FACES: [[usize; 4]; 6] = [[0, 1, 3, 2], [4, 6, 7, 5], [0, 4, 5, 1], [2, 3, 7, 6], [0, 2, 6, 4], [1, 5, 7, 3]];
+        let corner = |i: usize| {
+            rot([
+                if i & 1 == 0 { min[0] } else { max[0] },
+                if i & 2 == 0 { min[1] } else { max[1] },
+                if i & 4 == 0 { min[2] } else { max[2] },
+            ])
+        };
+        const FACES: [[usize; 4]; 6] =
+            [[0, 1, 3, 2], [4, 6, 7, 5], [0, 4, 5, 1], [2, 3, 7, 6], [0, 2, 6, 4], [1, 5, 7, 3]];
         for f in FACES {
             let [a, b, cc, d] = f.map(corner);
             self.triangles.push(Triangle { v: [a, b, cc], material });
@@ -223,14 +232,23 @@ impl Scene {
         let horizontal = scale(u, vw);
         let vertical = scale(v, vh);
         let lower_left = sub(sub(sub(c.position, scale(horizontal, 0.5)), scale(vertical, 0.5)), w);
-        let view = View { origin: c.position, lower_left, horizontal, vertical, horizon: self.sky.horizon, zenith: self.sky.zenith };
+        let view = View {
+            origin: c.position,
+            lower_left,
+            horizontal,
+            vertical,
+            horizon: self.sky.horizon,
+            zenith: self.sky.zenith,
+        };
         let materials = self
             .materials
             .iter()
             .map(|m| match *m {
                 Material::Diffuse { albedo } => GpuMaterial { albedo, kind: 0, emission: [0.0; 3], param: 0.0 },
                 Material::Metal { albedo, fuzz } => GpuMaterial { albedo, kind: 1, emission: [0.0; 3], param: fuzz },
-                Material::Dielectric { ior } => GpuMaterial { albedo: [1.0; 3], kind: 2, emission: [0.0; 3], param: ior },
+                Material::Dielectric { ior } => {
+                    GpuMaterial { albedo: [1.0; 3], kind: 2, emission: [0.0; 3], param: ior }
+                }
                 Material::Emissive { emission } => GpuMaterial { albedo: [0.0; 3], kind: 3, emission, param: 0.0 },
             })
             .collect();
@@ -288,8 +306,26 @@ impl Scene {
     pub fn to_wire(&self) -> Vec<u8> {
         let c = &self.camera;
         let w = WireScene {
-            camera: [c.position[0], c.position[1], c.position[2], c.look_at[0], c.look_at[1], c.look_at[2], c.up[0], c.up[1], c.up[2], c.fov_deg],
-            sky: [self.sky.horizon[0], self.sky.horizon[1], self.sky.horizon[2], self.sky.zenith[0], self.sky.zenith[1], self.sky.zenith[2]],
+            camera: [
+                c.position[0],
+                c.position[1],
+                c.position[2],
+                c.look_at[0],
+                c.look_at[1],
+                c.look_at[2],
+                c.up[0],
+                c.up[1],
+                c.up[2],
+                c.fov_deg,
+            ],
+            sky: [
+                self.sky.horizon[0],
+                self.sky.horizon[1],
+                self.sky.horizon[2],
+                self.sky.zenith[0],
+                self.sky.zenith[1],
+                self.sky.zenith[2],
+            ],
             materials: self
                 .materials
                 .iter()
@@ -327,10 +363,19 @@ impl Scene {
             });
         }
         let s = Scene {
-            camera: Camera { position: [c[0], c[1], c[2]], look_at: [c[3], c[4], c[5]], up: [c[6], c[7], c[8]], fov_deg: c[9] },
+            camera: Camera {
+                position: [c[0], c[1], c[2]],
+                look_at: [c[3], c[4], c[5]],
+                up: [c[6], c[7], c[8]],
+                fov_deg: c[9],
+            },
             sky: Sky { horizon: [w.sky[0], w.sky[1], w.sky[2]], zenith: [w.sky[3], w.sky[4], w.sky[5]] },
             materials,
-            spheres: w.spheres.into_iter().map(|(center, radius, material)| Sphere { center, radius, material }).collect(),
+            spheres: w
+                .spheres
+                .into_iter()
+                .map(|(center, radius, material)| Sphere { center, radius, material })
+                .collect(),
             triangles: w.triangles.into_iter().map(|(v, material)| Triangle { v, material }).collect(),
             seed: w.seed,
         };
