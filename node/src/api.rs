@@ -90,6 +90,7 @@ pub fn serve(listener: tokio::net::TcpListener, state: ApiState, shutdown: Cance
         .route("/jobs", get(jobs_list).post(jobs_submit))
         .route("/jobs/{id}", get(jobs_get))
         .route("/por/stats", get(por_stats))
+        .route("/por/standings", get(por_standings))
         .with_state(state);
     tokio::spawn(async move {
         let server = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned());
@@ -210,4 +211,24 @@ async fn por_stats(State(s): State<ApiState>) -> Json<PorStatsView> {
         verify_cost_ratio: (r > 0).then(|| v as f64 / r as f64),
         workers,
     })
+}
+
+/// `GET /por/standings`: every worker's standing from the PoR verdicts in this node's ledger
+/// (decided verifiers, how many failed it, caught by a strict majority).
+async fn por_standings(
+    State(s): State<ApiState>,
+) -> Json<std::collections::BTreeMap<String, ifx_protocols::por::quorum::Standing>> {
+    let verdicts: Vec<([u8; 32], ifx_protocols::ledger::PorVerdicts)> = s.ledger.with(|l| {
+        l.ledger()
+            .iter_sorted()
+            .filter(|e| e.kind == ifx_protocols::ledger::EntryKind::PorVerdicts)
+            .filter_map(|e| ifx_protocols::ledger::PorVerdicts::decode(&e.body).ok().map(|v| (e.author, v)))
+            .collect()
+    });
+    let st = ifx_protocols::por::quorum::standings(verdicts.iter().map(|(a, v)| (*a, v)));
+    Json(
+        st.into_iter()
+            .map(|(k, v)| (author_peer_id(&k).map(|p| p.to_string()).unwrap_or_else(|| hex::encode(k)), v))
+            .collect(),
+    )
 }

@@ -236,6 +236,7 @@ impl Attester {
                     failed: failed as u32,
                     timeouts: timeouts as u32,
                     mean_latency_ms: w.mean_latency_ms as u32,
+                    benches: (w.benches - b.benches) as u32,
                     ib_milli: if w.benches > b.benches { w.ib_milli.min(u32::MAX as u64) as u32 } else { 0 },
                     last_failure: w.last_failure.clone().unwrap_or_default().chars().take(160).collect(),
                 })

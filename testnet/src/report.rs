@@ -55,6 +55,9 @@ pub struct PorSection {
     pub honest_failed: Vec<String>,
     /// Verifier time / worker render time over all challenges.
     pub verify_cost_ratio: Option<f64>,
+    /// Workers caught according to the PoR verdicts in node 0's ledger (attested per finished
+    /// epoch, so the last epoch's challenges are not in it yet).
+    pub ledger_caught: Vec<String>,
 }
 
 /// `render` section of the report.
@@ -354,6 +357,12 @@ fn por_section(net: &Testnet, o: &Outcome) -> PorSection {
         caught,
         honest_failed,
         verify_cost_ratio: (render_us > 0.0).then(|| verify_us / render_us),
+        ledger_caught: o
+            .standings
+            .as_ref()
+            .and_then(|s| s.as_object())
+            .map(|m| m.iter().filter(|(_, v)| v["caught"] == true).map(|(k, _)| k.clone()).collect())
+            .unwrap_or_default(),
     }
 }
 

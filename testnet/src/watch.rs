@@ -74,6 +74,8 @@ pub struct Outcome {
     pub job_error: Option<String>,
     /// `GET /por/stats` of each verifier still running at the end, by node index.
     pub por: Vec<(usize, serde_json::Value)>,
+    /// `GET /por/standings` of node 0: the standing computed from its (converged) ledger.
+    pub standings: Option<serde_json::Value>,
 }
 
 async fn submit_job(net: &Testnet, args: &TestnetArgs) -> Result<String, String> {
@@ -230,6 +232,11 @@ pub async fn settle(net: &mut Testnet, mut out: Outcome) -> Outcome {
         {
             out.por.push((i, v));
         }
+    }
+    if let Some(api) = net.nodes[0].api.filter(|_| net.nodes[0].child.is_some())
+        && let Ok(r) = net.client.get(format!("http://{api}/por/standings")).send().await
+    {
+        out.standings = r.json().await.ok();
     }
     out
 }

@@ -58,6 +58,8 @@ pub struct WorkerVerdict {
     pub timeouts: u32,
     /// Mean challenge round trip in ms (QoS).
     pub mean_latency_ms: u32,
+    /// Of `passed`, how many were benchmarks (the rest were image challenges).
+    pub benches: u32,
     /// IB estimate x 1000 from this epoch's benchmark challenges (0: none).
     pub ib_milli: u32,
     /// Why the last failure failed (at most 160 bytes).

@@ -6,6 +6,7 @@
 pub mod angv;
 pub mod cheat;
 pub mod ib;
+pub mod quorum;
 pub mod spot;
 
 use crate::render::{RenderSettings, Renderer};
