@@ -532,3 +532,38 @@ impl Challenger {
         Ok(Outcome::Verdict(verdict.0, verdict.1, render_us))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forged_times_are_judged_on_the_best_of_two_samples() {
+        let stats = PorStats::default();
+        let honest = PeerId::random();
+        let forger = PeerId::random();
+        let bench = |p: &PeerId, ratio: f64| {
+            let r = stats.judge_time(p, ratio);
+            stats.record(p, |w| w.bench_attempts += 1);
+            r
+        };
+        // An honest worker slowed once by scheduling (6x) is not judged on that sample alone,
+        // and its best sample clears it.
+        assert!(bench(&honest, 6.0).is_ok());
+        assert!(bench(&honest, 1.3).is_ok());
+        assert!(bench(&honest, 9.0).is_ok());
+        // A forger claiming a tenth of its time is caught at the second benchmark.
+        assert!(bench(&forger, 10.2).is_ok());
+        let e = bench(&forger, 9.7).unwrap_err();
+        assert!(e.contains("forged"), "{e}");
+    }
+
+    #[test]
+    fn cheat_names_parse() {
+        for c in CHEATS {
+            assert!(c.parse::<Behaviour>().is_ok(), "{c}");
+        }
+        assert_eq!("".parse::<Behaviour>().unwrap(), Behaviour::Honest);
+        assert!("sloppy".parse::<Behaviour>().is_err());
+    }
+}

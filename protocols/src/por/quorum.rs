@@ -18,10 +18,13 @@ pub struct Standing {
     pub caught: bool,
 }
 
+/// One verifier's counts for one worker: passed image challenges, passed benchmarks, failures.
+type View = (u64, u64, u64);
+
 /// Standings of every worker mentioned in `verdicts` (pairs of verifier key and body).
 pub fn standings<'a>(verdicts: impl IntoIterator<Item = ([u8; 32], &'a PorVerdicts)>) -> BTreeMap<[u8; 32], Standing> {
     // (worker, verifier) -> (passed images, passed benches, failed)
-    let mut views: BTreeMap<([u8; 32], [u8; 32]), (u64, u64, u64)> = BTreeMap::new();
+    let mut views: BTreeMap<([u8; 32], [u8; 32]), View> = BTreeMap::new();
     for (verifier, v) in verdicts {
         for w in &v.workers {
             let e = views.entry((w.worker, verifier)).or_default();
