@@ -133,6 +133,8 @@ impl Default for RenderSection {
 pub struct PorSection {
     /// Mean time between two challenges a verifier issues, in ms (jittered 0.5x to 1.5x).
     pub challenge_interval_ms: u64,
+    /// A challenge unanswered after this many ms is a QoS failure.
+    pub answer_timeout_ms: u64,
     /// For tests and the testnet only: answer challenges in this cheat mode (`constant`,
     /// `white-noise`, `old-tile`, `quarter-res`, `no-watermark`, `fake-25`); empty = honest.
     pub cheat: String,
@@ -140,7 +142,7 @@ pub struct PorSection {
 
 impl Default for PorSection {
     fn default() -> Self {
-        Self { challenge_interval_ms: 30_000, cheat: String::new() }
+        Self { challenge_interval_ms: 30_000, answer_timeout_ms: 20_000, cheat: String::new() }
     }
 }
 
@@ -252,6 +254,9 @@ impl NodeConfig {
                 "por.cheat",
                 format!("{:?} is not one of {}", self.por.cheat, crate::por::CHEATS.join(", ")),
             ));
+        }
+        if !(100..=600_000).contains(&self.por.answer_timeout_ms) {
+            return Err(InvalidValue::new("por.answer_timeout_ms", "must be between 100 and 600000"));
         }
         if !(100..=86_400_000).contains(&self.por.challenge_interval_ms) {
             return Err(InvalidValue::new("por.challenge_interval_ms", "must be between 100 and 86400000"));

@@ -57,6 +57,8 @@ pub struct Node {
     pub registry: SharedRegistry,
     pub ledger: LedgerHandle,
     pub jobs: crate::render::Jobs,
+    /// This node's challenge results (empty unless it is a verifier).
+    pub por: crate::por::PorStats,
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
     network_task: JoinHandle<()>,
@@ -209,6 +211,7 @@ impl Node {
             registry,
             ledger,
             jobs,
+            por: por_stats,
             shutdown,
             tasks,
             network_task: started.task,

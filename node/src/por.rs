@@ -26,8 +26,6 @@ use crate::network::{InboundRequest, NetHandle, Proto, author_peer_id};
 
 /// Largest answer (a 256x256 image, or openings).
 pub const MAX_ANSWER: usize = 256 * 256 * 3 + 65_536;
-/// A worker that does not answer within this has a QoS failure.
-pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(20);
 /// The challenge image.
 pub const CHALLENGE: RenderSettings = RenderSettings { width: 128, height: 128, spp: 8, max_bounces: 4, tile: 128 };
 /// Challenges a worker keeps open for their second round.
@@ -56,7 +54,12 @@ pub enum Behaviour {
     Image(CheatMode),
     /// Computes benchmarks but claims a tenth of the time it took.
     ForgedTime,
+    /// Answers every challenge honestly but [`LATE`] too late.
+    Late,
 }
+
+/// How long a `late` node sleeps before answering.
+pub const LATE: Duration = Duration::from_secs(5);
 
 impl std::str::FromStr for Behaviour {
     type Err = String;
@@ -64,14 +67,15 @@ impl std::str::FromStr for Behaviour {
         match s {
             "" => Ok(Behaviour::Honest),
             "forged-time" => Ok(Behaviour::ForgedTime),
+            "late" => Ok(Behaviour::Late),
             m => m.parse().map(Behaviour::Image).map_err(|e| format!("{e} (or forged-time)")),
         }
     }
 }
 
 /// Every cheat mode name a node accepts.
-pub const CHEATS: [&str; 7] =
-    ["constant", "white-noise", "old-tile", "quarter-res", "no-watermark", "fake-25", "forged-time"];
+pub const CHEATS: [&str; 8] =
+    ["constant", "white-noise", "old-tile", "quarter-res", "no-watermark", "fake-25", "forged-time", "late"];
 
 fn encode<T: Encode>(v: &T) -> Vec<u8> {
     bincode::encode_to_vec(v, bincode::config::standard()).expect("plain data")
@@ -175,6 +179,9 @@ pub async fn serve(
         // verifier's render (the verifier would see the wait as slowness, or as a forged time).
         let (renderer, open, old, net) = (renderer.clone(), open.clone(), old.clone(), net.clone());
         tokio::spawn(async move {
+            if behaviour == Behaviour::Late {
+                tokio::time::sleep(LATE).await;
+            }
             let resp = match decode::<Request>(&req.data) {
                 Ok(Request::Render { id, scene, settings }) => {
                     let (open, old) = (open.clone(), old.clone());

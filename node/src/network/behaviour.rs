@@ -48,6 +48,7 @@ pub fn build_swarm(
     keypair: Keypair,
     net: &NetworkConfig,
     limits: &LimitsSection,
+    por_timeout: Duration,
     agent_version: String,
     registry: &mut Registry,
 ) -> Result<Swarm<Behaviour>, BuildError> {
@@ -127,7 +128,7 @@ pub fn build_swarm(
                     max_response: crate::por::MAX_ANSWER,
                 },
                 [(por_protocol, request_response::ProtocolSupport::Full)],
-                request_response::Config::default().with_request_timeout(crate::por::ANSWER_TIMEOUT),
+                request_response::Config::default().with_request_timeout(por_timeout),
             );
             Ok::<_, Box<dyn std::error::Error + Send + Sync>>(Behaviour {
                 limits,

@@ -65,7 +65,8 @@ pub async fn start(
     shutdown: CancellationToken,
 ) -> Result<Started, StartError> {
     let agent = format!("ifx/{}", env!("CARGO_PKG_VERSION"));
-    let mut swarm = build_swarm(identity.libp2p_keypair(), &cfg.network, &cfg.limits, agent, registry)?;
+    let por_timeout = Duration::from_millis(cfg.por.answer_timeout_ms);
+    let mut swarm = build_swarm(identity.libp2p_keypair(), &cfg.network, &cfg.limits, por_timeout, agent, registry)?;
     let metrics = Metrics::new(registry);
 
     let mut pending = Vec::new();

@@ -1,0 +1,62 @@
+//! Proof of Rendering between real nodes: a verifier challenges two workers; the honest one
+//! passes, the one that answers too late is recorded as a QoS failure (a timeout), never as a
+//! PoR failure, and nothing crashes; malformed challenges are refused with a reason.
+
+use std::time::{Duration, Instant};
+
+use ifx_node::{Node, NodeConfig};
+
+fn config(dir: &std::path::Path, boot: Option<String>) -> NodeConfig {
+    let mut c = NodeConfig::default();
+    c.node.data_dir = dir.into();
+    c.node.listen = vec!["/ip4/127.0.0.1/tcp/0".into()];
+    c.node.api = String::new();
+    c.network.id = "por-test".into();
+    c.network.genesis_unix_secs = ifx_node::unix_time_us() / 1_000_000;
+    c.network.epoch_secs = 3600;
+    c.network.heartbeat_interval_ms = 200;
+    c.network.bootnodes = boot.into_iter().collect();
+    c.render.backend = "cpu".into();
+    c.por.challenge_interval_ms = 200;
+    c.por.answer_timeout_ms = 1500;
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_answer_is_a_qos_failure_not_a_verdict() {
+    let tmp = tempfile::tempdir().unwrap();
+    let honest = Node::start(config(&tmp.path().join("honest"), None)).await.unwrap();
+    let boot = format!("{}/p2p/{}", honest.listen_addrs[0], honest.peer_id);
+    let mut late_cfg = config(&tmp.path().join("late"), Some(boot.clone()));
+    late_cfg.por.cheat = "late".into();
+    let late = Node::start(late_cfg).await.unwrap();
+    let mut v_cfg = config(&tmp.path().join("v"), Some(boot));
+    v_cfg.node.role = ifx_protocols::Role::Verifier;
+    let v = Node::start(v_cfg).await.unwrap();
+
+    let start = Instant::now();
+    loop {
+        let s = v.por.snapshot();
+        let h = s.get(&honest.peer_id.to_string()).cloned().unwrap_or_default();
+        let l = s.get(&late.peer_id.to_string()).cloned().unwrap_or_default();
+        if h.passed >= 2 && l.timeouts >= 2 {
+            assert_eq!(h.failed, 0, "{h:?}");
+            assert_eq!((l.failed, l.passed), (0, 0), "a late answer must not be a verdict: {l:?}");
+            eprintln!("after {:.1} s: honest {h:?}\nlate {l:?}", start.elapsed().as_secs_f64());
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "honest {h:?}, late {l:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The verifier is still serving.
+    assert!(v.net.snapshot().await.is_ok());
+
+    // Malformed challenges get a refusal with a reason, not a crash.
+    let answer = v.net.request(ifx_node::network::Proto::Por, honest.peer_id, vec![0xff; 40]).await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&answer).contains("malformed challenge"));
+    let answer = v.net.request(ifx_node::network::Proto::Por, honest.peer_id, vec![]).await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&answer).contains("malformed challenge"));
+    for n in [honest, late, v] {
+        n.stop().await;
+    }
+}
