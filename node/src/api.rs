@@ -34,6 +34,7 @@ pub struct ApiState {
     pub jobs: crate::render::Jobs,
     pub por: crate::por::PorStats,
     pub verifier: bool,
+    pub announcements: crate::por::Announcements,
 }
 
 /// `GET /status`.
@@ -91,6 +92,7 @@ pub fn serve(listener: tokio::net::TcpListener, state: ApiState, shutdown: Cance
         .route("/jobs/{id}", get(jobs_get))
         .route("/por/stats", get(por_stats))
         .route("/por/standings", get(por_standings))
+        .route("/por/announcements", get(por_announcements))
         .with_state(state);
     tokio::spawn(async move {
         let server = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned());
@@ -231,4 +233,9 @@ async fn por_standings(
             .map(|(k, v)| (author_peer_id(&k).map(|p| p.to_string()).unwrap_or_else(|| hex::encode(k)), v))
             .collect(),
     )
+}
+
+/// `GET /por/announcements`: recent challenge outcomes announced on the `por` topic.
+async fn por_announcements(State(s): State<ApiState>) -> Json<Vec<crate::por::AnnouncementView>> {
+    Json(s.announcements.snapshot())
 }

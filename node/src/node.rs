@@ -59,6 +59,8 @@ pub struct Node {
     pub jobs: crate::render::Jobs,
     /// This node's challenge results (empty unless it is a verifier).
     pub por: crate::por::PorStats,
+    /// Challenge outcomes announced on the `por` topic (its own, if a verifier, and received).
+    pub announcements: crate::por::Announcements,
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
     network_task: JoinHandle<()>,
@@ -100,7 +102,14 @@ impl Node {
         )));
 
         let mut tasks = Vec::new();
-        let router = Router::new(cfg.network.clone(), heartbeats.clone(), ledger.clone(), metrics.clone());
+        let announcements = crate::por::Announcements::default();
+        let router = Router::new(
+            cfg.network.clone(),
+            heartbeats.clone(),
+            ledger.clone(),
+            metrics.clone(),
+            announcements.clone(),
+        );
         tasks.push(tokio::spawn(router.run(started.inbound, started.handle.clone(), shutdown.child_token())));
         tasks.push(tokio::spawn(ledger.clone().serve(
             started.sync_inbound,
@@ -150,6 +159,10 @@ impl Node {
                 verifier_id: identity.public_key(),
                 every: std::time::Duration::from_millis(cfg.por.challenge_interval_ms),
                 ib_reference: cfg.network.ib_reference_iters_per_sec,
+                key: identity.signing_key().clone(),
+                network: cfg.network.clone(),
+                announcements: announcements.clone(),
+                last: Default::default(),
             };
             tasks.push(tokio::spawn(challenger.run(shutdown.child_token())));
             let attester = Attester {
@@ -194,6 +207,7 @@ impl Node {
                 jobs: jobs.clone(),
                 por: por_stats.clone(),
                 verifier: cfg.node.role == ifx_protocols::Role::Verifier,
+                announcements: announcements.clone(),
             };
             tasks.push(api::serve(listener, state, shutdown.child_token()));
             write_api_addr(&data_dir, bound)
@@ -212,6 +226,7 @@ impl Node {
             ledger,
             jobs,
             por: por_stats,
+            announcements,
             shutdown,
             tasks,
             network_task: started.task,

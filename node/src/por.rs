@@ -266,7 +266,10 @@ pub struct WorkerStats {
     /// Benchmark challenges issued, answered correctly, and the latest IB estimate x 1000.
     pub bench_attempts: u64,
     pub benches: u64,
+    /// IB x 1000: the median of the last benchmark samples.
     pub ib_milli: u64,
+    #[serde(skip)]
+    ib_samples: std::collections::VecDeque<u64>,
     /// Smallest observed / claimed benchmark time so far (an honest worker's is near 1).
     pub best_time_ratio: Option<f64>,
 }
@@ -274,6 +277,50 @@ pub struct WorkerStats {
 /// A verifier's results, by worker peer id (for `GET /por/stats`).
 #[derive(Clone, Default)]
 pub struct PorStats(Arc<Mutex<BTreeMap<String, WorkerStats>>>);
+
+/// Benchmark samples the IB estimate is the median of (repeated measurements: one slow sample
+/// does not move it).
+const IB_SAMPLES: usize = 5;
+
+/// Recent `por` topic announcements (this node's own and those gossiped to it), newest last.
+#[derive(Clone, Default)]
+pub struct Announcements(Arc<Mutex<std::collections::VecDeque<AnnouncementView>>>);
+
+/// One announcement as `GET /por/announcements` shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct AnnouncementView {
+    pub verifier: String,
+    pub worker: String,
+    #[serde(flatten)]
+    pub announcement: ifx_protocols::por::announce::Announcement,
+    pub received_unix_ms: u64,
+}
+
+/// Announcements kept.
+const ANNOUNCEMENTS_KEPT: usize = 256;
+
+impl Announcements {
+    /// Records one announcement by `verifier`.
+    pub fn push(&self, verifier: [u8; 32], a: ifx_protocols::por::announce::Announcement) {
+        let peer = |k: &[u8; 32]| author_peer_id(k).map(|p| p.to_string()).unwrap_or_else(|| hex::encode(k));
+        let view = AnnouncementView {
+            verifier: peer(&verifier),
+            worker: peer(&a.worker),
+            announcement: a,
+            received_unix_ms: crate::unix_time_us() / 1000,
+        };
+        let mut q = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        q.push_back(view);
+        if q.len() > ANNOUNCEMENTS_KEPT {
+            q.pop_front();
+        }
+    }
+
+    /// A copy, oldest first.
+    pub fn snapshot(&self) -> Vec<AnnouncementView> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect()
+    }
+}
 
 /// Observed time above this multiple of the claimed one, in every benchmark of a worker, is a
 /// forged claim. One sample can be slowed by scheduling; the best of several cannot all be.
@@ -318,6 +365,12 @@ pub struct Challenger {
     pub every: Duration,
     /// IB reference (iterations per second for IB = 1.0).
     pub ib_reference: u64,
+    /// Signs the `por` topic announcements.
+    pub key: ed25519_dalek::SigningKey,
+    pub network: ifx_protocols::NetworkConfig,
+    pub announcements: Announcements,
+    /// Each worker's stats after the previous announcement (to tell what the last challenge was).
+    pub last: Arc<Mutex<HashMap<PeerId, WorkerStats>>>,
 }
 
 enum Outcome {
@@ -381,6 +434,46 @@ impl Challenger {
                 }
                 Err(()) => return,
             }
+            self.announce(peer, ms).await;
+        }
+    }
+
+    /// Gossips (and records) the outcome of the challenge just recorded for `peer`.
+    async fn announce(&self, peer: PeerId, ms: f64) {
+        let Some(w) = self.stats.snapshot().get(&peer.to_string()).cloned() else { return };
+        let Some(worker) = ({
+            let t = self.heartbeats.lock().unwrap_or_else(|e| e.into_inner());
+            t.iter().map(|(k, _)| *k).find(|k| author_peer_id(k) == Some(peer))
+        }) else {
+            return;
+        };
+        let last = self.last.lock().unwrap_or_else(|e| e.into_inner()).insert(peer, w.clone());
+        let before = last.unwrap_or_default();
+        let (challenge, passed) = if w.timeouts > before.timeouts {
+            ("timeout", false)
+        } else if w.bench_attempts > before.bench_attempts {
+            ("bench", w.failed == before.failed)
+        } else {
+            ("image", w.failed == before.failed)
+        };
+        let reason = if passed { String::new() } else { w.last_failure.clone().unwrap_or_else(|| "timeout".into()) };
+        let a = ifx_protocols::por::announce::Announcement {
+            worker,
+            challenge: challenge.into(),
+            passed,
+            reason: reason.chars().take(ifx_protocols::por::announce::MAX_REASON / 4).collect(),
+            latency_ms: ms as u32,
+        };
+        self.announcements.push(self.key.verifying_key().to_bytes(), a.clone());
+        let epoch = self.network.epoch_at(crate::unix_time_us() / 1000);
+        if let Ok(env) = ifx_protocols::SignedEnvelope::sign(
+            &self.key,
+            &self.network.id,
+            ifx_protocols::Kind::PorAnnouncement,
+            epoch,
+            a.encode(),
+        ) {
+            let _ = self.net.publish(ifx_protocols::Kind::PorAnnouncement, env.encode()).await;
         }
     }
 
@@ -396,7 +489,13 @@ impl Challenger {
                 Ok(ib) => {
                     w.passed += 1;
                     w.benches += 1;
-                    w.ib_milli = ib;
+                    w.ib_samples.push_back(ib);
+                    if w.ib_samples.len() > IB_SAMPLES {
+                        w.ib_samples.pop_front();
+                    }
+                    let mut sorted: Vec<u64> = w.ib_samples.iter().copied().collect();
+                    sorted.sort_unstable();
+                    w.ib_milli = sorted[sorted.len() / 2];
                 }
                 Err(reason) => {
                     w.failed += 1;

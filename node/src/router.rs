@@ -64,6 +64,7 @@ pub struct Router {
     heartbeats: Arc<Mutex<PeerTable>>,
     ledger: LedgerHandle,
     metrics: NodeMetrics,
+    announcements: crate::por::Announcements,
 }
 
 impl Router {
@@ -73,8 +74,16 @@ impl Router {
         heartbeats: Arc<Mutex<PeerTable>>,
         ledger: LedgerHandle,
         metrics: NodeMetrics,
+        announcements: crate::por::Announcements,
     ) -> Self {
-        Self { net, replay: ReplayGuard::new(MAX_AGE_EPOCHS, REPLAY_MEMORY), heartbeats, ledger, metrics }
+        Self {
+            net,
+            replay: ReplayGuard::new(MAX_AGE_EPOCHS, REPLAY_MEMORY),
+            heartbeats,
+            ledger,
+            metrics,
+            announcements,
+        }
     }
 
     /// Judges one message received at `now_us` (Unix µs) and applies it if it needs no
@@ -99,6 +108,13 @@ impl Router {
             return Done(Verdict::Ignore(e.label()));
         }
         Done(match kind {
+            Kind::PorAnnouncement => match ifx_protocols::por::announce::Announcement::decode(&env.body) {
+                Ok(a) => {
+                    self.announcements.push(env.author, a);
+                    Verdict::Accept
+                }
+                Err(_) => Verdict::Reject("bad_announcement"),
+            },
             Kind::LedgerEntry => {
                 let entry = match Entry::decode(&env.body, &self.net.id) {
                     Ok(e) => e,

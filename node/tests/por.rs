@@ -50,6 +50,19 @@ async fn a_late_answer_is_a_qos_failure_not_a_verdict() {
     }
     // The verifier is still serving.
     assert!(v.net.snapshot().await.is_ok());
+    // Its outcomes were announced on the `por` topic: the honest worker heard them.
+    let start = Instant::now();
+    loop {
+        let heard = honest.announcements.snapshot();
+        let about_late = heard.iter().filter(|a| a.worker == late.peer_id.to_string()).collect::<Vec<_>>();
+        if !about_late.is_empty() {
+            assert!(about_late.iter().all(|a| a.announcement.challenge == "timeout" && !a.announcement.passed));
+            assert!(heard.iter().all(|a| a.verifier == v.peer_id.to_string()));
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "no announcement heard: {heard:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     // Malformed challenges get a refusal with a reason, not a crash.
     let answer = v.net.request(ifx_node::network::Proto::Por, honest.peer_id, vec![0xff; 40]).await.unwrap().unwrap();

@@ -28,11 +28,13 @@ pub enum Kind {
     Heartbeat = 1,
     /// A new ledger entry by the envelope's author (body: an encoded `ledger::Entry`).
     LedgerEntry = 2,
+    /// A verifier's announcement of one challenge outcome (body: `por::announce::Announcement`).
+    PorAnnouncement = 3,
 }
 
 impl Kind {
     /// Every kind this build understands, in wire order.
-    pub const ALL: [Kind; 2] = [Kind::Heartbeat, Kind::LedgerEntry];
+    pub const ALL: [Kind; 3] = [Kind::Heartbeat, Kind::LedgerEntry, Kind::PorAnnouncement];
 
     /// The kind for a wire value, if this build knows it.
     pub fn from_wire(v: u16) -> Option<Kind> {
@@ -45,6 +47,7 @@ impl Kind {
         match self {
             Kind::Heartbeat => 1024,
             Kind::LedgerEntry => crate::ledger::entry::MAX_ENTRY_BYTES,
+            Kind::PorAnnouncement => 512,
         }
     }
 
@@ -53,6 +56,7 @@ impl Kind {
         match self {
             Kind::Heartbeat => "heartbeat",
             Kind::LedgerEntry => "ledger",
+            Kind::PorAnnouncement => "por",
         }
     }
 }

@@ -4,6 +4,7 @@
 //! `cheat` holds the ways a worker can fake a render, for tests and the testnet.
 
 pub mod angv;
+pub mod announce;
 pub mod cheat;
 pub mod ib;
 pub mod quorum;
