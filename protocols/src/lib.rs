@@ -4,6 +4,7 @@
 //! decisions out, so every rule is tested deterministically. The node crate does the I/O.
 
 pub mod envelope;
+pub mod fl;
 pub mod heartbeat;
 pub mod ledger;
 pub mod network;

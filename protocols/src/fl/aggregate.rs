@@ -1,0 +1,214 @@
+//! Aggregation of model updates in fixed point (Q16.16 in i32, i64/i128 accumulators), so any
+//! node holding the same updates computes byte-identical weights: FedAvg with capped example
+//! counts, coordinate-wise median, trimmed mean and (multi-)Krum, after L2 norm clipping.
+
+/// Fixed-point scale (Q16.16).
+pub const ONE: i64 = 1 << 16;
+/// Largest magnitude a parameter or update coordinate may have.
+pub const MAX_ABS: f32 = 30_000.0;
+
+/// An update as received: fixed-point deltas and the example count the client reported.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Update {
+    pub values: Vec<i32>,
+    pub examples: u64,
+}
+
+/// How updates are combined.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Aggregator {
+    /// Weighted mean, weights = example counts capped at `cap` (clients report them).
+    FedAvg { cap: u64 },
+    /// Coordinate-wise median.
+    Median,
+    /// Coordinate-wise mean after dropping `trim_pct`% of the values at each end.
+    TrimmedMean { trim_pct: u32 },
+    /// Mean of the `m` updates with the lowest Krum scores, tolerating `f` Byzantine clients
+    /// (`m = 1` is Krum).
+    Krum { f: usize, m: usize },
+}
+
+impl std::str::FromStr for Aggregator {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "fedavg" => Ok(Aggregator::FedAvg { cap: 10_000 }),
+            "median" => Ok(Aggregator::Median),
+            "trimmed-mean" => Ok(Aggregator::TrimmedMean { trim_pct: 20 }),
+            "krum" => Ok(Aggregator::Krum { f: 1, m: 1 }),
+            "multi-krum" => Ok(Aggregator::Krum { f: 1, m: 3 }),
+            o => Err(format!("unknown aggregator {o:?} (fedavg, median, trimmed-mean, krum, multi-krum)")),
+        }
+    }
+}
+
+/// Converts floats to fixed point, refusing NaN, infinities and out-of-range values.
+pub fn to_fixed(v: &[f32]) -> Result<Vec<i32>, String> {
+    v.iter()
+        .enumerate()
+        .map(|(i, x)| {
+            if !x.is_finite() {
+                Err(format!("coordinate {i} is {x}"))
+            } else if x.abs() > MAX_ABS {
+                Err(format!("coordinate {i} = {x} exceeds {MAX_ABS}"))
+            } else {
+                Ok((*x as f64 * ONE as f64).round() as i32)
+            }
+        })
+        .collect()
+}
+
+/// Back to floats.
+pub fn from_fixed(v: &[i32]) -> Vec<f32> {
+    v.iter().map(|x| (*x as f64 / ONE as f64) as f32).collect()
+}
+
+fn isqrt(n: u128) -> u128 {
+    if n < 2 {
+        return n;
+    }
+    let mut x = (n as f64).sqrt() as u128;
+    while x * x > n {
+        x -= 1;
+    }
+    while (x + 1) * (x + 1) <= n {
+        x += 1;
+    }
+    x
+}
+
+/// L2 norm in fixed point.
+pub fn norm(v: &[i32]) -> i64 {
+    isqrt(v.iter().map(|x| (*x as i128 * *x as i128) as u128).sum::<u128>() / ONE as u128 * ONE as u128 / ONE as u128)
+        as i64
+}
+
+/// Scales `v` down to L2 norm `max` (fixed point) if it is longer.
+pub fn clip(v: &mut [i32], max: i64) {
+    let sq: u128 = v.iter().map(|x| (*x as i128 * *x as i128) as u128).sum();
+    let n = isqrt(sq) as i128;
+    if n > max as i128 && n > 0 {
+        for x in v.iter_mut() {
+            *x = (*x as i128 * max as i128 / n) as i32;
+        }
+    }
+}
+
+fn dist2(a: &[i32], b: &[i32]) -> u128 {
+    a.iter().zip(b).map(|(x, y)| ((*x as i128 - *y as i128) * (*x as i128 - *y as i128)) as u128).sum()
+}
+
+/// Aggregates updates (after clipping each to `clip_norm`, fixed point; 0 clips to the median
+/// of the updates' norms, so a few oversized updates cannot dominate). Updates must all have the
+/// same length; the error says which does not.
+pub fn aggregate(updates: &[Update], agg: Aggregator, clip_norm: i64) -> Result<Vec<i32>, String> {
+    let first = updates.first().ok_or("no updates")?;
+    let dim = first.values.len();
+    if let Some((i, u)) = updates.iter().enumerate().find(|(_, u)| u.values.len() != dim) {
+        return Err(format!("update {i} has {} coordinates, expected {dim}", u.values.len()));
+    }
+    let mut ups: Vec<Vec<i32>> = updates.iter().map(|u| u.values.clone()).collect();
+    let clip_norm = if clip_norm > 0 {
+        clip_norm
+    } else {
+        let mut norms: Vec<u128> =
+            ups.iter().map(|u| isqrt(u.iter().map(|x| (*x as i128 * *x as i128) as u128).sum())).collect();
+        norms.sort_unstable();
+        norms[norms.len() / 2] as i64
+    };
+    for u in &mut ups {
+        clip(u, clip_norm);
+    }
+    let n = ups.len();
+    Ok(match agg {
+        Aggregator::FedAvg { cap } => {
+            let w: Vec<i128> = updates.iter().map(|u| u.examples.clamp(1, cap.max(1)) as i128).collect();
+            let total: i128 = w.iter().sum();
+            (0..dim)
+                .map(|k| (ups.iter().zip(&w).map(|(u, w)| u[k] as i128 * w).sum::<i128>().div_euclid(total)) as i32)
+                .collect()
+        }
+        Aggregator::Median => (0..dim)
+            .map(|k| {
+                let mut col: Vec<i32> = ups.iter().map(|u| u[k]).collect();
+                col.sort_unstable();
+                if n % 2 == 1 { col[n / 2] } else { ((col[n / 2 - 1] as i64 + col[n / 2] as i64).div_euclid(2)) as i32 }
+            })
+            .collect(),
+        Aggregator::TrimmedMean { trim_pct } => {
+            let t = (n * trim_pct.min(49) as usize) / 100;
+            (0..dim)
+                .map(|k| {
+                    let mut col: Vec<i32> = ups.iter().map(|u| u[k]).collect();
+                    col.sort_unstable();
+                    let kept = &col[t..n - t];
+                    (kept.iter().map(|x| *x as i64).sum::<i64>().div_euclid(kept.len() as i64)) as i32
+                })
+                .collect()
+        }
+        Aggregator::Krum { f, m } => {
+            let near = n.saturating_sub(f + 2).max(1);
+            let mut scores: Vec<(u128, usize)> = (0..n)
+                .map(|i| {
+                    let mut d: Vec<u128> = (0..n).filter(|&j| j != i).map(|j| dist2(&ups[i], &ups[j])).collect();
+                    d.sort_unstable();
+                    (d.iter().take(near).sum(), i)
+                })
+                .collect();
+            scores.sort_unstable();
+            let chosen: Vec<usize> = scores.iter().take(m.clamp(1, n)).map(|(_, i)| *i).collect();
+            (0..dim)
+                .map(|k| (chosen.iter().map(|&i| ups[i][k] as i64).sum::<i64>().div_euclid(chosen.len() as i64)) as i32)
+                .collect()
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn up(v: &[f32], n: u64) -> Update {
+        Update { values: to_fixed(v).unwrap(), examples: n }
+    }
+
+    #[test]
+    fn robust_aggregators_resist_an_outlier_and_fedavg_does_not() {
+        let honest = [up(&[1.0, 2.0], 10), up(&[1.2, 2.2], 10), up(&[0.8, 1.8], 10), up(&[1.1, 2.1], 10)];
+        let mut all = honest.to_vec();
+        all.push(up(&[-1000.0, 5000.0], 10));
+        let big = 1_000_000 * ONE;
+        let get = |a| from_fixed(&aggregate(&all, a, big).unwrap());
+        let med = get(Aggregator::Median);
+        assert!((med[0] - 1.0).abs() < 0.11 && (med[1] - 2.0).abs() < 0.11, "{med:?}");
+        let tm = get(Aggregator::TrimmedMean { trim_pct: 20 });
+        assert!((tm[0] - 1.03).abs() < 0.1, "{tm:?}");
+        let k = get(Aggregator::Krum { f: 1, m: 3 });
+        assert!((k[0] - 1.0).abs() < 0.2 && (k[1] - 2.0).abs() < 0.2, "{k:?}");
+        let fa = get(Aggregator::FedAvg { cap: 100 });
+        assert!(fa[0] < -100.0, "FedAvg is pulled by the outlier: {fa:?}");
+        // Clipping bounds the outlier's pull on FedAvg.
+        let clipped = from_fixed(&aggregate(&all, Aggregator::FedAvg { cap: 100 }, 3 * ONE).unwrap());
+        assert!(clipped[1] < 3.0, "{clipped:?}");
+    }
+
+    #[test]
+    fn deterministic_and_order_independent_where_it_should_be() {
+        let a = [up(&[0.1, -0.3, 0.25], 5), up(&[0.2, 0.1, -0.5], 7), up(&[-0.4, 0.3, 0.0], 3)];
+        let b = [a[2].clone(), a[0].clone(), a[1].clone()];
+        for agg in [Aggregator::FedAvg { cap: 100 }, Aggregator::Median, Aggregator::TrimmedMean { trim_pct: 10 }] {
+            assert_eq!(aggregate(&a, agg, ONE).unwrap(), aggregate(&b, agg, ONE).unwrap(), "{agg:?}");
+        }
+    }
+
+    #[test]
+    fn bad_updates_are_refused() {
+        assert!(to_fixed(&[1.0, f32::NAN]).unwrap_err().contains("NaN"));
+        assert!(to_fixed(&[f32::INFINITY]).is_err());
+        assert!(to_fixed(&[1e9]).unwrap_err().contains("exceeds"));
+        let e = aggregate(&[up(&[1.0], 1), up(&[1.0, 2.0], 1)], Aggregator::Median, ONE).unwrap_err();
+        assert!(e.contains("update 1"), "{e}");
+        assert!(aggregate(&[], Aggregator::Median, ONE).is_err());
+        assert!("mean".parse::<Aggregator>().is_err());
+    }
+}
