@@ -542,7 +542,10 @@ impl Challenger {
             .unwrap_or(0);
         let started = Instant::now();
         let answer = self.net.request(Proto::Por, peer, encode(&Request::Bench { seed })).await.map_err(|_| ())?;
-        let observed_us = (started.elapsed().as_micros() as u64).saturating_sub(rtt_us).max(1);
+        // The round trip less the ping RTT, but never less than half the round trip: a ping
+        // RTT measured earlier under load can be stale and larger than this exchange's.
+        let round_trip = started.elapsed().as_micros() as u64;
+        let observed_us = round_trip.saturating_sub(rtt_us.min(round_trip / 2)).max(1);
         let (rows, claimed_us) = match answer {
             Err(e) => return Ok(Outcome::Timeout(e)),
             Ok(bytes) => match decode::<Response>(&bytes) {
