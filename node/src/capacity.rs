@@ -18,27 +18,13 @@ pub async fn probe() -> Capacity {
 
 fn probe_blocking() -> Capacity {
     let mut cap = cpu_only();
-    // Vulkan/Metal/DX12 first; OpenGL only when none of those has an adapter (initialising GL
-    // on a headless machine prints driver noise). WGPU_BACKEND still overrides.
-    let mut adapters = adapters(wgpu::Backends::PRIMARY);
-    if adapters.is_empty() {
-        adapters = self::adapters(wgpu::Backends::GL);
-    }
-    // Ties go to the first adapter listed.
-    let best = adapters.iter().map(|a| a.get_info()).rev().max_by_key(|info| rank(info.device_type));
+    let best = ifx_protocols::render::gpu::best_adapter().map(|a| a.get_info());
     if let Some(info) = best {
         cap.backend = format!("{:?}", info.backend).to_lowercase();
         cap.adapter = truncate(&info.name);
         cap.device_type = device_type_name(info.device_type).into();
     }
     cap
-}
-
-fn adapters(backends: wgpu::Backends) -> Vec<wgpu::Adapter> {
-    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
-    desc.backends = backends;
-    let instance = wgpu::Instance::new(desc.with_env());
-    futures::executor::block_on(instance.enumerate_adapters(wgpu::Backends::all()))
 }
 
 fn cpu_only() -> Capacity {
@@ -55,17 +41,6 @@ fn cpu_only() -> Capacity {
         device_type: "cpu".into(),
         cores: std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1),
         memory_mb,
-    }
-}
-
-/// Prefer real GPUs, then virtual ones, then software rasterisers.
-fn rank(t: wgpu::DeviceType) -> u8 {
-    match t {
-        wgpu::DeviceType::DiscreteGpu => 4,
-        wgpu::DeviceType::IntegratedGpu => 3,
-        wgpu::DeviceType::VirtualGpu => 2,
-        wgpu::DeviceType::Cpu => 1,
-        wgpu::DeviceType::Other => 0,
     }
 }
 

@@ -3,8 +3,6 @@
 //! GPU worker's answer exactly (a few random rows re-computed) while timing it.
 //! IB = the reference time of the network config / this node's time.
 
-use std::sync::mpsc;
-
 use bytemuck::{Pod, Zeroable};
 use wgpu::util::DeviceExt;
 
@@ -132,14 +130,9 @@ pub struct GpuBench {
 impl GpuBench {
     /// Opens the best adapter (as the renderer does).
     pub fn new() -> Result<Self, RenderError> {
-        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
-        desc.backends = wgpu::Backends::PRIMARY;
-        let instance = wgpu::Instance::new(desc.with_env());
-        let adapter = futures::executor::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
-            power_preference: wgpu::PowerPreference::HighPerformance,
-            ..Default::default()
-        }))
-        .map_err(|e| RenderError::NoAdapter(e.to_string()))?;
+        let adapter = crate::render::gpu::best_adapter().ok_or_else(|| {
+            RenderError::NoAdapter("no wgpu adapter (install mesa-vulkan-drivers for a software one)".into())
+        })?;
         let name = adapter.get_info().name;
         let (device, queue) = futures::executor::block_on(adapter.request_device(&wgpu::DeviceDescriptor::default()))
             .map_err(|e| RenderError::NoAdapter(e.to_string()))?;
@@ -182,12 +175,6 @@ impl GpuBench {
             usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
             mapped_at_creation: false,
         });
-        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("ib readback"),
-            size,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
         let layout = self.pipeline.get_bind_group_layout(0);
         let group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some("ib"),
@@ -205,20 +192,8 @@ impl GpuBench {
             pass.set_bind_group(0, &group, &[]);
             pass.dispatch_workgroups(b.width.div_ceil(8), b.height.div_ceil(8), 1);
         }
-        enc.copy_buffer_to_buffer(&out, 0, &staging, 0, size);
-        self.queue.submit([enc.finish()]);
-        let slice = staging.slice(..);
-        let (tx, rx) = mpsc::channel();
-        slice.map_async(wgpu::MapMode::Read, move |r| {
-            let _ = tx.send(r);
-        });
-        self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| RenderError::Gpu(e.to_string()))?;
-        rx.recv().map_err(|e| RenderError::Gpu(e.to_string()))?.map_err(|e| RenderError::Gpu(e.to_string()))?;
-        let data = slice.get_mapped_range().map_err(|e| RenderError::Gpu(e.to_string()))?;
-        let counts = bytemuck::cast_slice::<u8, u32>(&data).to_vec();
-        drop(data);
-        staging.unmap();
-        Ok(counts)
+        let bytes = crate::render::gpu::read_back(&self.device, &self.queue, enc, &out, size)?;
+        Ok(bytemuck::cast_slice::<u8, u32>(&bytes).to_vec())
     }
 
     /// All row digests.

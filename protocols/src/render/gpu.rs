@@ -77,14 +77,53 @@ fn rank(t: wgpu::DeviceType) -> u8 {
     }
 }
 
+/// The adapter every GPU path of ifx uses: a real GPU before a virtual or software one,
+/// Vulkan/Metal/DX12 before OpenGL (GL is only probed when none of those has an adapter:
+/// initialising it on a headless machine prints driver noise), ties to the first listed.
+/// `WGPU_BACKEND` still overrides.
+pub fn best_adapter() -> Option<wgpu::Adapter> {
+    let mut found = adapters(wgpu::Backends::PRIMARY);
+    if found.is_empty() {
+        found = adapters(wgpu::Backends::GL);
+    }
+    found.into_iter().rev().max_by_key(|a| rank(a.get_info().device_type))
+}
+
+/// Records a copy of `src` (`size` bytes) into a mappable buffer at the end of `enc`, submits
+/// it, waits for the device and returns the bytes.
+pub fn read_back(
+    device: &wgpu::Device,
+    queue: &wgpu::Queue,
+    mut enc: wgpu::CommandEncoder,
+    src: &wgpu::Buffer,
+    size: u64,
+) -> Result<Vec<u8>, RenderError> {
+    let staging = device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("readback"),
+        size,
+        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    enc.copy_buffer_to_buffer(src, 0, &staging, 0, size);
+    queue.submit([enc.finish()]);
+    let slice = staging.slice(..);
+    let (tx, rx) = mpsc::channel();
+    slice.map_async(wgpu::MapMode::Read, move |r| {
+        let _ = tx.send(r);
+    });
+    device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| RenderError::Gpu(e.to_string()))?;
+    rx.recv().map_err(|e| RenderError::Gpu(e.to_string()))?.map_err(|e| RenderError::Gpu(e.to_string()))?;
+    let data = slice.get_mapped_range().map_err(|e| RenderError::Gpu(e.to_string()))?;
+    let bytes = data.to_vec();
+    drop(data);
+    staging.unmap();
+    Ok(bytes)
+}
+
 impl GpuRenderer {
     /// Opens the best adapter: a real GPU before a software one, Vulkan/Metal/DX12 before GL.
     pub fn new() -> Result<Self, RenderError> {
-        let mut found = adapters(wgpu::Backends::PRIMARY);
-        if found.is_empty() {
-            found = adapters(wgpu::Backends::GL);
-        }
-        let adapter = found.into_iter().rev().max_by_key(|a| rank(a.get_info().device_type)).ok_or_else(|| {
+        let adapter = best_adapter().ok_or_else(|| {
             RenderError::NoAdapter("no wgpu adapter (install mesa-vulkan-drivers for a software one)".into())
         })?;
         let info = adapter.get_info();
@@ -193,12 +232,6 @@ impl GpuRenderer {
             usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
             mapped_at_creation: false,
         });
-        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("readback"),
-            size,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
         let layout = self.pipeline.get_bind_group_layout(0);
         let group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some("scene"),
@@ -220,20 +253,8 @@ impl GpuRenderer {
             pass.set_bind_group(0, &group, &[]);
             pass.dispatch_workgroups(tile.w.div_ceil(8), tile.h.div_ceil(8), 1);
         }
-        enc.copy_buffer_to_buffer(&out, 0, &staging, 0, size);
-        self.queue.submit([enc.finish()]);
-        let slice = staging.slice(..);
-        let (tx, rx) = mpsc::channel();
-        slice.map_async(wgpu::MapMode::Read, move |r| {
-            let _ = tx.send(r);
-        });
-        self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| RenderError::Gpu(e.to_string()))?;
-        rx.recv().map_err(|e| RenderError::Gpu(e.to_string()))?.map_err(|e| RenderError::Gpu(e.to_string()))?;
-        let data = slice.get_mapped_range().map_err(|e| RenderError::Gpu(e.to_string()))?;
-        let px: &[[f32; 4]] = bytemuck::cast_slice(&data);
-        let rgb = px.iter().map(|p| [p[0], p[1], p[2]]).collect();
-        drop(data);
-        staging.unmap();
-        Ok(rgb)
+        let bytes = read_back(&self.device, &self.queue, enc, &out, size)?;
+        let px: &[[f32; 4]] = bytemuck::cast_slice(&bytes);
+        Ok(px.iter().map(|p| [p[0], p[1], p[2]]).collect())
     }
 }
