@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bincode::{Decode, Encode};
+use ifx_protocols::codec::encode;
 use ifx_protocols::por::cheat::{self, CheatMode};
 use ifx_protocols::por::{self, AngvParams, Answer, Opening, SPOT_CHECKS, angv, spot};
 use ifx_protocols::render::gpu::GpuRenderer;
@@ -77,17 +78,8 @@ impl std::str::FromStr for Behaviour {
 pub const CHEATS: [&str; 8] =
     ["constant", "white-noise", "old-tile", "quarter-res", "no-watermark", "fake-25", "forged-time", "late"];
 
-fn encode<T: Encode>(v: &T) -> Vec<u8> {
-    bincode::encode_to_vec(v, bincode::config::standard()).expect("plain data")
-}
-
 fn decode<T: Decode<()>>(b: &[u8]) -> Result<T, String> {
-    let cfg = bincode::config::standard().with_limit::<{ ifx_protocols::render::scene::MAX_WIRE_SCENE + 65_536 }>();
-    let (v, used) = bincode::decode_from_slice(b, cfg).map_err(|e| e.to_string())?;
-    if used != b.len() {
-        return Err("trailing bytes".into());
-    }
-    Ok(v)
+    ifx_protocols::codec::decode::<T, { ifx_protocols::render::scene::MAX_WIRE_SCENE + 65_536 }>(b)
 }
 
 fn settings_of(s: [u32; 5]) -> Result<RenderSettings, String> {

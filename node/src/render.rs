@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use bincode::{Decode, Encode};
 use ed25519_dalek::SigningKey;
 use futures::stream::{FuturesUnordered, StreamExt};
+use ifx_protocols::codec::encode;
 use ifx_protocols::ledger::{EntryKind, RenderReceipt};
 use ifx_protocols::render::{Backend, Image, RenderSettings, Renderer, Tile, builtin, load};
 use ifx_protocols::{Kind, NetworkConfig, PeerTable, Role, SignedEnvelope};
@@ -106,12 +107,7 @@ struct TileResponse {
 }
 
 fn decode<T: Decode<()>>(b: &[u8]) -> Result<T, String> {
-    let cfg = bincode::config::standard().with_limit::<{ MAX_TILE_RESPONSE }>();
-    bincode::decode_from_slice(b, cfg).map(|(v, _)| v).map_err(|e| e.to_string())
-}
-
-fn encode<T: Encode>(v: &T) -> Vec<u8> {
-    bincode::encode_to_vec(v, bincode::config::standard()).expect("plain data")
+    ifx_protocols::codec::decode::<T, MAX_TILE_RESPONSE>(b)
 }
 
 /// The state of a job, as `GET /jobs/{id}` shows it.

@@ -93,19 +93,14 @@ pub enum HeartbeatError {
 impl Heartbeat {
     /// Body bytes for an envelope.
     pub fn encode(&self) -> Vec<u8> {
-        bincode::encode_to_vec(self, bincode::config::standard()).expect("encoding plain fields into a Vec cannot fail")
+        crate::codec::encode(self)
     }
 
     /// Decodes a body with size limits; never panics.
     pub fn decode(body: &[u8]) -> Result<Self, HeartbeatError> {
         const MAX: usize = 1024;
         debug_assert_eq!(MAX, Kind::Heartbeat.max_body_bytes());
-        let cfg = bincode::config::standard().with_limit::<MAX>();
-        let (hb, used): (Heartbeat, usize) =
-            bincode::decode_from_slice(body, cfg).map_err(|e| HeartbeatError::Malformed(e.to_string()))?;
-        if used != body.len() {
-            return Err(HeartbeatError::Malformed(format!("{} trailing bytes", body.len() - used)));
-        }
+        let hb: Heartbeat = crate::codec::decode::<_, MAX>(body).map_err(HeartbeatError::Malformed)?;
         hb.check()?;
         Ok(hb)
     }

@@ -145,7 +145,7 @@ impl LedgerStore {
         for author in touched {
             let summary = self.ledger.author_summary(&author).expect("an accepted entry's author has a chain");
             let head = StoredHead { len: summary.len, tip: summary.tip };
-            batch.put_cf(&heads, author, bincode::encode_to_vec(&head, bincode::config::standard()).expect("plain"));
+            batch.put_cf(&heads, author, ifx_protocols::codec::encode(&head));
             for (seq, ids) in self.ledger.forks(&author) {
                 let mut k = author.to_vec();
                 k.extend_from_slice(&seq.to_be_bytes());

@@ -49,8 +49,7 @@ impl PeerStore {
         for p in sorted.into_iter().take(MAX_PEERS) {
             let mut p = p.clone();
             p.addrs.truncate(MAX_ADDRS_PER_PEER);
-            let v = bincode::encode_to_vec(&p, bincode::config::standard())
-                .expect("encoding plain fields into a Vec cannot fail");
+            let v = ifx_protocols::codec::encode(&p);
             batch.put_cf(&cf, &p.peer_id, v);
         }
         raw.write_opt(batch, &Db::durable())?;

@@ -30,16 +30,12 @@ pub struct LivenessAttestation {
 impl LivenessAttestation {
     /// Entry body bytes.
     pub fn encode(&self) -> Vec<u8> {
-        bincode::encode_to_vec(self, bincode::config::standard()).expect("plain data")
+        crate::codec::encode(self)
     }
 
     /// Decodes a body; never panics.
     pub fn decode(body: &[u8]) -> Result<Self, String> {
-        let cfg = bincode::config::standard().with_limit::<MAX_ENTRY_BODY>();
-        let (v, used): (Self, usize) = bincode::decode_from_slice(body, cfg).map_err(|e| e.to_string())?;
-        if used != body.len() {
-            return Err(format!("{} trailing bytes", body.len() - used));
-        }
+        let v: Self = crate::codec::decode::<_, MAX_ENTRY_BODY>(body)?;
         if !v.peers.windows(2).all(|w| w[0].peer < w[1].peer) {
             return Err("peers are not sorted and distinct".into());
         }
@@ -77,16 +73,12 @@ pub struct PorVerdicts {
 impl PorVerdicts {
     /// Entry body bytes.
     pub fn encode(&self) -> Vec<u8> {
-        bincode::encode_to_vec(self, bincode::config::standard()).expect("plain data")
+        crate::codec::encode(self)
     }
 
     /// Decodes a body; never panics.
     pub fn decode(body: &[u8]) -> Result<Self, String> {
-        let cfg = bincode::config::standard().with_limit::<MAX_ENTRY_BODY>();
-        let (v, used): (Self, usize) = bincode::decode_from_slice(body, cfg).map_err(|e| e.to_string())?;
-        if used != body.len() {
-            return Err(format!("{} trailing bytes", body.len() - used));
-        }
+        let v: Self = crate::codec::decode::<_, MAX_ENTRY_BODY>(body)?;
         if !v.workers.windows(2).all(|w| w[0].worker < w[1].worker) {
             return Err("workers are not sorted and distinct".into());
         }

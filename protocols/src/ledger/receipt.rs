@@ -33,16 +33,11 @@ fn hex32<S: serde::Serializer>(k: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
 impl RenderReceipt {
     /// Entry body bytes.
     pub fn encode(&self) -> Vec<u8> {
-        bincode::encode_to_vec(self, bincode::config::standard()).expect("plain data")
+        crate::codec::encode(self)
     }
 
     /// Decodes a body; never panics.
     pub fn decode(body: &[u8]) -> Result<Self, String> {
-        let cfg = bincode::config::standard().with_limit::<MAX_ENTRY_BODY>();
-        let (v, used): (Self, usize) = bincode::decode_from_slice(body, cfg).map_err(|e| e.to_string())?;
-        if used != body.len() {
-            return Err(format!("{} trailing bytes", body.len() - used));
-        }
-        Ok(v)
+        crate::codec::decode::<_, MAX_ENTRY_BODY>(body)
     }
 }

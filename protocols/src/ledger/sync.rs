@@ -62,18 +62,13 @@ fn decode<T: Decode<()>, const MAX: usize>(bytes: &[u8]) -> Result<T, SyncError>
     if bytes.len() > MAX {
         return Err(SyncError::TooLarge { len: bytes.len(), max: MAX });
     }
-    let cfg = bincode::config::standard().with_limit::<MAX>();
-    let (v, used) = bincode::decode_from_slice(bytes, cfg).map_err(|e| SyncError::Malformed(e.to_string()))?;
-    if used != bytes.len() {
-        return Err(SyncError::Malformed(format!("{} trailing bytes", bytes.len() - used)));
-    }
-    Ok(v)
+    crate::codec::decode::<T, MAX>(bytes).map_err(SyncError::Malformed)
 }
 
 impl SyncRequest {
     /// Wire bytes.
     pub fn encode(&self) -> Vec<u8> {
-        bincode::encode_to_vec(self, bincode::config::standard()).expect("plain data")
+        crate::codec::encode(self)
     }
 
     /// Decodes with the request size limit; never panics.
@@ -85,7 +80,7 @@ impl SyncRequest {
 impl SyncResponse {
     /// Wire bytes.
     pub fn encode(&self) -> Vec<u8> {
-        bincode::encode_to_vec(self, bincode::config::standard()).expect("plain data")
+        crate::codec::encode(self)
     }
 
     /// Decodes with the response size limit (each entry within the entry limit); never panics.

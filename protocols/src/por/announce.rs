@@ -28,16 +28,12 @@ fn hex32<S: serde::Serializer>(k: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
 impl Announcement {
     /// Envelope body bytes.
     pub fn encode(&self) -> Vec<u8> {
-        bincode::encode_to_vec(self, bincode::config::standard()).expect("plain data")
+        crate::codec::encode(self)
     }
 
     /// Decodes a body; never panics; refuses unknown challenge kinds and long reasons.
     pub fn decode(body: &[u8]) -> Result<Self, String> {
-        let cfg = bincode::config::standard().with_limit::<512>();
-        let (a, used): (Self, usize) = bincode::decode_from_slice(body, cfg).map_err(|e| e.to_string())?;
-        if used != body.len() {
-            return Err("trailing bytes".into());
-        }
+        let a: Self = crate::codec::decode::<_, 512>(body)?;
         if !["image", "bench", "timeout"].contains(&a.challenge.as_str()) || a.reason.len() > MAX_REASON {
             return Err("bad challenge kind or reason".into());
         }

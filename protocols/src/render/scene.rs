@@ -340,17 +340,13 @@ impl Scene {
             triangles: self.triangles.iter().map(|t| (t.v, t.material)).collect(),
             seed: self.seed,
         };
-        bincode::encode_to_vec(w, bincode::config::standard()).expect("plain data")
+        crate::codec::encode(&w)
     }
 
     /// Decodes and validates network bytes; never panics.
     pub fn from_wire(bytes: &[u8]) -> Result<Self, RenderError> {
         let bad = |m: String| RenderError::Scene(m);
-        if bytes.len() > MAX_WIRE_SCENE {
-            return Err(bad(format!("{} bytes exceed {MAX_WIRE_SCENE}", bytes.len())));
-        }
-        let cfg = bincode::config::standard().with_limit::<MAX_WIRE_SCENE>();
-        let (w, _): (WireScene, usize) = bincode::decode_from_slice(bytes, cfg).map_err(|e| bad(e.to_string()))?;
+        let w: WireScene = crate::codec::decode::<_, MAX_WIRE_SCENE>(bytes).map_err(bad)?;
         let c = w.camera;
         let mut materials = Vec::with_capacity(w.materials.len());
         for (kind, v, p) in w.materials {
