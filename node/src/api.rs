@@ -1,5 +1,7 @@
-//! The local HTTP JSON API (loopback only): `GET /status`, `/peers`, `/heartbeats/latency` and
-//! `/metrics` (Prometheus text, libp2p's metrics included).
+//! The local HTTP JSON API (loopback only): `GET /status`, `/peers`, `/heartbeats/latency`,
+//! `/metrics` (Prometheus text, libp2p's metrics included), the ledger (`/ledger/*`), render
+//! jobs (`/jobs`), Proof of Rendering (`/por/*`) and federated learning (`POST /fl`,
+//! `GET /fl`, `GET /fl/{task}`).
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -35,6 +37,7 @@ pub struct ApiState {
     pub por: crate::por::PorStats,
     pub verifier: bool,
     pub announcements: crate::por::Announcements,
+    pub fl: crate::fl::Fl,
 }
 
 /// `GET /status`.
@@ -93,6 +96,8 @@ pub fn serve(listener: tokio::net::TcpListener, state: ApiState, shutdown: Cance
         .route("/por/stats", get(por_stats))
         .route("/por/standings", get(por_standings))
         .route("/por/announcements", get(por_announcements))
+        .route("/fl", get(fl_list).post(fl_start))
+        .route("/fl/{task}", get(fl_get))
         .with_state(state);
     tokio::spawn(async move {
         let server = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned());
@@ -238,4 +243,23 @@ async fn por_standings(
 /// `GET /por/announcements`: recent challenge outcomes announced on the `por` topic.
 async fn por_announcements(State(s): State<ApiState>) -> Json<Vec<crate::por::AnnouncementView>> {
     Json(s.announcements.snapshot())
+}
+
+async fn fl_start(State(s): State<ApiState>, Json(spec): Json<ifx_protocols::fl::wire::TaskSpec>) -> Response {
+    match s.fl.start(spec) {
+        Ok(id) => (StatusCode::ACCEPTED, Json(serde_json::json!({ "task_id": id }))).into_response(),
+        Err(e) => (StatusCode::BAD_REQUEST, Json(serde_json::json!({ "error": e }))).into_response(),
+    }
+}
+
+async fn fl_get(State(s): State<ApiState>, axum::extract::Path(id): axum::extract::Path<String>) -> Response {
+    match s.fl.get(&id) {
+        Some(t) => Json(t).into_response(),
+        None => (StatusCode::NOT_FOUND, Json(serde_json::json!({ "error": "no such task" }))).into_response(),
+    }
+}
+
+/// `GET /fl`: owned tasks and this node's audits of other owners' rounds.
+async fn fl_list(State(s): State<ApiState>) -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "tasks": s.fl.list(), "audits": s.fl.audits() }))
 }

@@ -35,6 +35,8 @@ pub struct NodeConfig {
     pub render: RenderSection,
     /// Proof of Rendering.
     pub por: PorSection,
+    /// Federated learning.
+    pub fl: FlSection,
     /// Parameters shared by every node of the network.
     pub network: NetworkConfig,
 }
@@ -146,6 +148,22 @@ impl Default for PorSection {
     }
 }
 
+/// `[fl]`: federated learning. A node with `data` trains for tasks it hears of (as a worker); a
+/// node with `data` also owns tasks started through its API (its test split scores them).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct FlSection {
+    /// A digits-format data file (CSV, optionally gzip): 64 pixel counts 0..16 and a label per
+    /// row. Empty: this node does not take part in federated learning.
+    pub data: Option<PathBuf>,
+    /// Train on only this shard of the task's non-IID split of the training rows (simulates a
+    /// client holding part of the data); unset: train on all of them.
+    pub shard: Option<u32>,
+    /// For tests and the testnet only: poison updates (`sign-flip`, `scale`, `random`, `nan`,
+    /// `shape`, `slow`); empty = honest.
+    pub poison: String,
+}
+
 /// Values given on the command line; each one that is set replaces the file's value.
 #[derive(Clone, Debug, Default)]
 pub struct Overrides {
@@ -157,6 +175,9 @@ pub struct Overrides {
     pub json_logs: bool,
     pub log: Option<String>,
     pub cheat: Option<String>,
+    pub poison: Option<String>,
+    pub fl_data: Option<PathBuf>,
+    pub fl_shard: Option<u32>,
 }
 
 impl NodeConfig {
@@ -212,6 +233,15 @@ impl NodeConfig {
         if let Some(c) = &o.cheat {
             self.por.cheat = c.clone();
         }
+        if let Some(p) = &o.poison {
+            self.fl.poison = p.clone();
+        }
+        if let Some(d) = &o.fl_data {
+            self.fl.data = Some(d.clone());
+        }
+        if let Some(s) = o.fl_shard {
+            self.fl.shard = Some(s);
+        }
     }
 
     /// Checks every value; the error names the first bad key.
@@ -260,6 +290,17 @@ impl NodeConfig {
         }
         if !(100..=86_400_000).contains(&self.por.challenge_interval_ms) {
             return Err(InvalidValue::new("por.challenge_interval_ms", "must be between 100 and 86400000"));
+        }
+        if !self.fl.poison.is_empty() && !crate::fl::POISONS.contains(&self.fl.poison.as_str()) {
+            return Err(InvalidValue::new(
+                "fl.poison",
+                format!("{:?} is not one of {}", self.fl.poison, crate::fl::POISONS.join(", ")),
+            ));
+        }
+        if let Some(d) = &self.fl.data
+            && !d.is_file()
+        {
+            return Err(InvalidValue::new("fl.data", format!("{} is not a readable file", d.display())));
         }
         if !(100..=3_600_000).contains(&self.ledger.sync_interval_ms) {
             return Err(InvalidValue::new("ledger.sync_interval_ms", "must be between 100 and 3600000"));

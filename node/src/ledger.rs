@@ -115,6 +115,29 @@ impl LedgerHandle {
         Ok(e)
     }
 
+    /// Appends an entry of this node's at the current epoch and gossips it (anti-entropy
+    /// delivers it later if nobody is subscribed yet).
+    pub async fn append_and_gossip(
+        &self,
+        net: &NetHandle,
+        key: &SigningKey,
+        network: &ifx_protocols::NetworkConfig,
+        kind: EntryKind,
+        body: Vec<u8>,
+    ) -> Result<Arc<Entry>, StorageError> {
+        let epoch = network.epoch_at(crate::unix_time_us() / 1000);
+        let entry = self.append(key.clone(), epoch, kind, body).await?;
+        match SignedEnvelope::sign(key, &network.id, Kind::LedgerEntry, epoch, entry.encode()) {
+            Ok(env) => {
+                if let Ok(Err(e)) = net.publish(Kind::LedgerEntry, env.encode()).await {
+                    debug!(kind = kind.name(), error = e, "entry not gossiped; anti-entropy will carry it");
+                }
+            }
+            Err(e) => warn!(error = %e, "cannot wrap an entry in an envelope"),
+        }
+        Ok(entry)
+    }
+
     /// When this node last appended an entry of its own (Unix ms; 0 = never).
     pub fn last_append_unix_ms(&self) -> u64 {
         self.last_append_unix_ms.load(Ordering::Relaxed)
@@ -274,20 +297,8 @@ impl Attester {
                 bodies.push((EntryKind::PorVerdicts, verdicts.encode()));
             }
             for (kind, body) in bodies {
-                match self.ledger.append(self.key.clone(), current, kind, body).await {
-                    Ok(entry) => {
-                        info!(epoch = next, seq = entry.seq, kind = kind.name(), "attestation appended");
-                        match SignedEnvelope::sign(&self.key, &self.net.id, Kind::LedgerEntry, current, entry.encode())
-                        {
-                            Ok(env) => match net.publish(Kind::LedgerEntry, env.encode()).await {
-                                Ok(Ok(())) => {}
-                                // Anti-entropy delivers it later.
-                                Ok(Err(e)) => debug!(error = e, "attestation not gossiped"),
-                                Err(_) => return,
-                            },
-                            Err(e) => warn!(error = %e, "cannot wrap the attestation"),
-                        }
-                    }
+                match self.ledger.append_and_gossip(&net, &self.key, &self.net, kind, body).await {
+                    Ok(entry) => info!(epoch = next, seq = entry.seq, kind = kind.name(), "attestation appended"),
                     Err(e) => warn!(error = %e, epoch = next, "cannot append the attestation"),
                 }
             }

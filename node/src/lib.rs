@@ -5,6 +5,7 @@
 pub mod api;
 pub mod capacity;
 pub mod config;
+pub mod fl;
 pub mod heartbeat;
 pub mod identity;
 pub mod ledger;

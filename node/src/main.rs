@@ -35,6 +35,11 @@ enum Command {
     Testnet(ifx_testnet::TestnetArgs),
     /// Render a scene locally to a PNG with a progress bar, or `render submit` it to a node.
     Render(RenderCmd),
+    /// Federated learning: `fl start` trains a model across the workers a node can reach.
+    Fl {
+        #[command(subcommand)]
+        command: FlCommand,
+    },
     /// Read a node's ledger store (works while the node runs, and while it is stopped).
     Ledger {
         /// The node's data dir.
@@ -61,6 +66,43 @@ struct RenderCmd {
 enum RenderSub {
     /// Submit a distributed render job to a running node and follow it until the PNG is done.
     Submit(SubmitArgs),
+}
+
+#[derive(Subcommand, Debug)]
+enum FlCommand {
+    /// Start a federated task on a running node (it becomes the task owner) and follow it round
+    /// by round until the final weights and the accuracy plot are written.
+    Start(FlStartArgs),
+}
+
+#[derive(Args, Debug)]
+struct FlStartArgs {
+    /// The node's API address (see <data-dir>/api.addr).
+    #[arg(long)]
+    api: String,
+    #[arg(long, default_value_t = 30)]
+    rounds: u32,
+    /// Updates aggregated per round.
+    #[arg(long, default_value_t = 5)]
+    clients: u32,
+    /// fedavg, median, trimmed-mean, krum or multi-krum.
+    #[arg(long, default_value = "median")]
+    aggregator: String,
+    #[arg(long, default_value_t = 2)]
+    local_epochs: u32,
+    /// Number of non-IID shards the workers' data is split into (each worker trains its
+    /// `[fl] shard`).
+    #[arg(long, default_value_t = 6)]
+    shards: u32,
+    /// Dirichlet concentration of the label skew (smaller = more skewed).
+    #[arg(long, default_value_t = 0.5)]
+    alpha: f64,
+    /// Per-round deadline in ms.
+    #[arg(long, default_value_t = 10_000)]
+    deadline_ms: u64,
+    /// Print the final status as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -170,6 +212,15 @@ struct NodeArgs {
     /// Test mode: answer proof-of-rendering challenges in this cheat mode.
     #[arg(long, hide = true)]
     cheat: Option<String>,
+    /// Test mode: poison federated-learning updates (sign-flip, scale, random, nan, shape, slow).
+    #[arg(long, hide = true)]
+    poison: Option<String>,
+    /// Train federated tasks on this data file (digits format: CSV or CSV.gz); sets `fl.data`.
+    #[arg(long)]
+    fl_data: Option<PathBuf>,
+    /// Train only this shard of each task's non-IID split; sets `fl.shard`.
+    #[arg(long)]
+    fl_shard: Option<u32>,
 }
 
 impl NodeArgs {
@@ -183,6 +234,9 @@ impl NodeArgs {
             json_logs: self.json_logs,
             log: self.log.clone(),
             cheat: self.cheat.clone(),
+            poison: self.poison.clone(),
+            fl_data: self.fl_data.clone(),
+            fl_shard: self.fl_shard,
         };
         NodeConfig::load(self.config.as_deref(), &o)
     }
@@ -227,6 +281,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             render_command(local)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Fl { command: FlCommand::Start(a) } => {
+            let rt = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
+            rt.block_on(fl_start_command(a))
+        }
         Command::Ledger { data_dir, json, command } => {
             ledger_command(&data_dir, json, command)?;
             Ok(ExitCode::SUCCESS)
@@ -237,6 +295,75 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let rt = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
             let report = rt.block_on(ifx_testnet::run(binary, args))?;
             Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+    }
+}
+
+async fn fl_start_command(a: FlStartArgs) -> anyhow::Result<ExitCode> {
+    let spec = ifx_protocols::fl::wire::TaskSpec {
+        rounds: a.rounds,
+        clients_per_round: a.clients,
+        min_clients: a.clients.div_ceil(2),
+        aggregator: a.aggregator.clone(),
+        local_epochs: a.local_epochs,
+        data: ifx_protocols::fl::wire::DataRule { shards: a.shards, alpha: a.alpha, ..Default::default() },
+        deadline_ms: a.deadline_ms,
+        ..Default::default()
+    };
+    spec.validate().map_err(|e| anyhow::anyhow!("invalid task: {e}"))?;
+    let client = reqwest::Client::builder().no_proxy().build()?;
+    let base = format!("http://{}", a.api);
+    let resp =
+        client.post(format!("{base}/fl")).json(&spec).send().await.with_context(|| format!("reaching {base}"))?;
+    let status = resp.status();
+    let body: serde_json::Value = resp.json().await?;
+    if !status.is_success() {
+        anyhow::bail!("the node refused the task: {}", body["error"].as_str().unwrap_or("?"));
+    }
+    let id = body["task_id"].as_str().unwrap_or_default().to_string();
+    eprintln!("task {id} started on {base}");
+    let bar = indicatif::ProgressBar::new(a.rounds as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} [{bar:30}] round {pos}/{len} {elapsed} {msg}")
+            .expect("static template")
+            .progress_chars("=> "),
+    );
+    loop {
+        let t: serde_json::Value = client.get(format!("{base}/fl/{id}")).send().await?.json().await?;
+        bar.set_position(t["rounds_done"].as_u64().unwrap_or(0));
+        if let Some(acc) = t["accuracy_by_round"].as_array().and_then(|v| v.last()).and_then(|v| v.as_f64()) {
+            bar.set_message(format!(
+                "test accuracy {acc:.3}, {} rejected",
+                t["rejected"].as_object().map_or(0, |m| m.len())
+            ));
+        }
+        match t["state"].as_str() {
+            Some("done") => {
+                bar.finish_and_clear();
+                if a.json {
+                    println!("{t}");
+                } else {
+                    println!(
+                        "done in {:.1} s: final test accuracy {:.4} ({} aggregation)",
+                        t["secs"].as_f64().unwrap_or(0.0),
+                        t["final_accuracy"].as_f64().unwrap_or(0.0),
+                        t["aggregator"].as_str().unwrap_or("?")
+                    );
+                    println!("weights: {}", t["weights"].as_str().unwrap_or(""));
+                    println!("accuracy plot: {}", t["plot"].as_str().unwrap_or(""));
+                    println!("accepted updates by worker: {}", t["accepted"]);
+                    if t["rejected"].as_object().is_some_and(|m| !m.is_empty()) {
+                        println!("rejected updates: {}", t["rejected"]);
+                    }
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            Some("failed") => {
+                bar.finish_and_clear();
+                eprintln!("task failed: {}", t["error"].as_str().unwrap_or("?"));
+                return Ok(ExitCode::from(1));
+            }
+            _ => tokio::time::sleep(std::time::Duration::from_millis(250)).await,
         }
     }
 }
@@ -401,6 +528,12 @@ fn ledger_command(data_dir: &std::path::Path, json: bool, command: LedgerCommand
                     }
                     ifx_protocols::ledger::EntryKind::PorVerdicts => {
                         match ifx_protocols::ledger::PorVerdicts::decode(&e.body) {
+                            Ok(v) => serde_json::to_value(v)?,
+                            Err(err) => serde_json::json!({ "undecodable": err }),
+                        }
+                    }
+                    ifx_protocols::ledger::EntryKind::FlReceipt => {
+                        match ifx_protocols::ledger::FlReceipt::decode(&e.body) {
                             Ok(v) => serde_json::to_value(v)?,
                             Err(err) => serde_json::json!({ "undecodable": err }),
                         }

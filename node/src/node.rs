@@ -61,6 +61,8 @@ pub struct Node {
     pub por: crate::por::PorStats,
     /// Challenge outcomes announced on the `por` topic (its own, if a verifier, and received).
     pub announcements: crate::por::Announcements,
+    /// Federated learning: owned tasks, training for others, audits.
+    pub fl: crate::fl::Fl,
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
     network_task: JoinHandle<()>,
@@ -103,13 +105,26 @@ impl Node {
 
         let mut tasks = Vec::new();
         let announcements = crate::por::Announcements::default();
+        let fl = crate::fl::Fl::new(
+            started.handle.clone(),
+            identity.signing_key().clone(),
+            cfg.network.clone(),
+            ledger.clone(),
+            cfg.node.role,
+            &cfg.fl,
+            data_dir.join("fl"),
+            shutdown.child_token(),
+        )
+        .map_err(|e| ifx_protocols::InvalidValue::new("fl.data", e))?;
+        tasks.push(tokio::spawn(fl.clone().serve(started.fl_inbound, shutdown.child_token())));
         let router = Router::new(
             cfg.network.clone(),
             heartbeats.clone(),
             ledger.clone(),
             metrics.clone(),
             announcements.clone(),
-        );
+        )
+        .with_fl(fl.clone());
         tasks.push(tokio::spawn(router.run(started.inbound, started.handle.clone(), shutdown.child_token())));
         tasks.push(tokio::spawn(ledger.clone().serve(
             started.sync_inbound,
@@ -208,6 +223,7 @@ impl Node {
                 por: por_stats.clone(),
                 verifier: cfg.node.role == ifx_protocols::Role::Verifier,
                 announcements: announcements.clone(),
+                fl: fl.clone(),
             };
             tasks.push(api::serve(listener, state, shutdown.child_token()));
             write_api_addr(&data_dir, bound)
@@ -227,6 +243,7 @@ impl Node {
             jobs,
             por: por_stats,
             announcements,
+            fl,
             shutdown,
             tasks,
             network_task: started.task,

@@ -15,7 +15,7 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use ifx_protocols::codec::encode;
 use ifx_protocols::ledger::{EntryKind, RenderReceipt};
 use ifx_protocols::render::{Backend, Image, RenderSettings, Renderer, Tile, builtin, load};
-use ifx_protocols::{Kind, NetworkConfig, PeerTable, Role, SignedEnvelope};
+use ifx_protocols::{NetworkConfig, PeerTable, Role};
 use libp2p::PeerId;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
@@ -322,14 +322,8 @@ impl Jobs {
     /// Appends and gossips a receipt; false if it could not be stored.
     async fn receipt(&self, r: RenderReceipt) -> bool {
         let c = &self.ctx;
-        let epoch = c.network.epoch_at(crate::unix_time_us() / 1000);
-        match c.ledger.append(c.key.clone(), epoch, EntryKind::RenderReceipt, r.encode()).await {
-            Ok(entry) => {
-                if let Ok(env) = SignedEnvelope::sign(&c.key, &c.network.id, Kind::LedgerEntry, epoch, entry.encode()) {
-                    let _ = c.net.publish(Kind::LedgerEntry, env.encode()).await;
-                }
-                true
-            }
+        match c.ledger.append_and_gossip(&c.net, &c.key, &c.network, EntryKind::RenderReceipt, r.encode()).await {
+            Ok(_) => true,
             Err(e) => {
                 warn!(error = %e, "cannot write a render receipt");
                 false

@@ -65,6 +65,7 @@ pub struct Router {
     ledger: LedgerHandle,
     metrics: NodeMetrics,
     announcements: crate::por::Announcements,
+    fl: Option<crate::fl::Fl>,
 }
 
 impl Router {
@@ -83,7 +84,14 @@ impl Router {
             ledger,
             metrics,
             announcements,
+            fl: None,
         }
+    }
+
+    /// Hands `fl` gossip to this service.
+    pub fn with_fl(mut self, fl: crate::fl::Fl) -> Self {
+        self.fl = Some(fl);
+        self
     }
 
     /// Judges one message received at `now_us` (Unix µs) and applies it if it needs no
@@ -114,6 +122,15 @@ impl Router {
                     Verdict::Accept
                 }
                 Err(_) => Verdict::Reject("bad_announcement"),
+            },
+            Kind::Fl => match ifx_protocols::fl::wire::FlGossip::decode(&env.body) {
+                Ok(g) => {
+                    if let Some(fl) = &self.fl {
+                        fl.on_gossip(env.author, g);
+                    }
+                    Verdict::Accept
+                }
+                Err(_) => Verdict::Reject("bad_fl_gossip"),
             },
             Kind::LedgerEntry => {
                 let entry = match Entry::decode(&env.body, &self.net.id) {

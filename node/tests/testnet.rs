@@ -116,6 +116,8 @@ fn testnet_rejects_bad_options() {
         (&["--nodes", "4", "--kill", "0@1"][..], "bootnode"),
         (&["--nodes", "4", "--kill", "2@30", "--duration", "5"][..], "before --duration"),
         (&["--nodes", "4", "--kill", "2"][..], "IDX@SECS"),
+        (&["--nodes", "4", "--poisoners", "2"][..], "no honest federated worker"),
+        (&["--nodes", "4", "--fl-data", "/nonexistent.csv"][..], "no such file"),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_ifx")).arg("testnet").args(args).output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
@@ -132,7 +134,7 @@ fn every_cheat_mode_is_caught_and_no_honest_worker_fails() {
     let report_path = tmp.path().join("report.json");
     let out = Command::new(env!("CARGO_BIN_EXE_ifx"))
         .args(["testnet", "--nodes", "12", "--verifiers", "2", "--cheaters", "7", "--duration", "25"])
-        .args(["--render-size", "0", "--quiet", "--base-dir"])
+        .args(["--render-size", "0", "--fl-rounds", "0", "--quiet", "--base-dir"])
         .arg(tmp.path())
         .arg("--report")
         .arg(&report_path)

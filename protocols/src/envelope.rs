@@ -30,11 +30,13 @@ pub enum Kind {
     LedgerEntry = 2,
     /// A verifier's announcement of one challenge outcome (body: `por::announce::Announcement`).
     PorAnnouncement = 3,
+    /// Federated-learning tasks and round results (body: `fl::wire::FlGossip`).
+    Fl = 4,
 }
 
 impl Kind {
     /// Every kind this build understands, in wire order.
-    pub const ALL: [Kind; 3] = [Kind::Heartbeat, Kind::LedgerEntry, Kind::PorAnnouncement];
+    pub const ALL: [Kind; 4] = [Kind::Heartbeat, Kind::LedgerEntry, Kind::PorAnnouncement, Kind::Fl];
 
     /// The kind for a wire value, if this build knows it.
     pub fn from_wire(v: u16) -> Option<Kind> {
@@ -48,6 +50,7 @@ impl Kind {
             Kind::Heartbeat => 1024,
             Kind::LedgerEntry => crate::ledger::entry::MAX_ENTRY_BYTES,
             Kind::PorAnnouncement => 512,
+            Kind::Fl => crate::fl::wire::MAX_GOSSIP_BYTES,
         }
     }
 
@@ -57,6 +60,7 @@ impl Kind {
             Kind::Heartbeat => "heartbeat",
             Kind::LedgerEntry => "ledger",
             Kind::PorAnnouncement => "por",
+            Kind::Fl => "fl",
         }
     }
 }

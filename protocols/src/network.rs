@@ -119,6 +119,11 @@ impl NetworkConfig {
         format!("/ifx/{}/render/1", self.id)
     }
 
+    /// Request-response protocol of federated-learning rounds on this network.
+    pub fn fl_protocol(&self) -> String {
+        format!("/ifx/{}/fl/1", self.id)
+    }
+
     /// Request-response protocol of Proof-of-Rendering challenges on this network.
     pub fn por_protocol(&self) -> String {
         format!("/ifx/{}/por/1", self.id)

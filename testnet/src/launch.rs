@@ -16,6 +16,9 @@ use crate::{TestnetArgs, TestnetError};
 const CHEATS: [&str; 7] =
     ["constant", "white-noise", "old-tile", "quarter-res", "no-watermark", "fake-25", "forged-time"];
 
+/// The poison modes `ifx node --poison` accepts, handed out in turn to `--poisoners`.
+const POISONS: [&str; 5] = ["sign-flip", "scale", "random", "nan", "shape"];
+
 /// How long a node may take to start serving its API.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a node may take to stop after SIGTERM before it is killed.
@@ -36,6 +39,10 @@ pub struct NodeProc {
     pub exited: Option<String>,
     /// The cheat mode it runs in, if any.
     pub cheat: Option<&'static str>,
+    /// The poison mode of its federated-learning updates, if any.
+    pub poison: Option<&'static str>,
+    /// The shard of the federated data it trains on (workers only, when a task runs).
+    pub fl_shard: Option<u32>,
 }
 
 /// The launched network.
@@ -47,6 +54,10 @@ pub struct Testnet {
     pub nodes: Vec<NodeProc>,
     pub t0: Instant,
     pub client: reqwest::Client,
+    /// Absolute path of the federated data file, when a task runs.
+    pub fl_data: Option<PathBuf>,
+    /// Shards of the federated split (one per honest worker).
+    pub fl_shards: u32,
 }
 
 #[derive(Deserialize)]
@@ -77,6 +88,16 @@ impl Testnet {
             args.nodes.min(24),
         );
         std::fs::write(&config, text).map_err(|e| io("cannot write", &config, e))?;
+        // Workers are nodes 1..first_verifier; the poisoners are the last of them; every honest
+        // worker holds its own shard, a poisoner a copy of one (no data is only in bad hands).
+        let first_verifier = args.nodes - args.verifiers;
+        let first_poisoner = first_verifier - args.poisoners;
+        let fl_shards = (first_poisoner - 1).max(1) as u32;
+        let fl_data = if args.fl_rounds > 0 {
+            Some(std::fs::canonicalize(&args.fl_data).map_err(|e| io("cannot find", &args.fl_data, e))?)
+        } else {
+            None
+        };
         let mut nodes = Vec::new();
         for index in 0..args.nodes {
             let data_dir = base_dir.join(format!("node-{index}"));
@@ -96,6 +117,9 @@ impl Testnet {
                 killed_at: None,
                 exited: None,
                 cheat: (index >= 1 && index <= args.cheaters).then(|| CHEATS[(index - 1) % CHEATS.len()]),
+                poison: (index >= first_poisoner && index < first_verifier)
+                    .then(|| POISONS[(index - first_poisoner) % POISONS.len()]),
+                fl_shard: (index >= 1 && index < first_verifier).then(|| (index as u32 - 1) % fl_shards),
             });
         }
         let client = reqwest::Client::builder()
@@ -103,7 +127,7 @@ impl Testnet {
             .no_proxy()
             .build()
             .map_err(|e| TestnetError::Io(format!("HTTP client: {e}")))?;
-        Ok(Self { binary, base_dir, config, network_id, nodes, t0: Instant::now(), client })
+        Ok(Self { binary, base_dir, config, network_id, nodes, t0: Instant::now(), client, fl_data, fl_shards })
     }
 
     /// Starts node 0, then every other node with node 0 as bootnode; waits for every API.
@@ -145,6 +169,18 @@ impl Testnet {
         }
         if let Some(c) = n.cheat {
             cmd.args(["--cheat", c]);
+        }
+        if let Some(p) = n.poison {
+            cmd.args(["--poison", p]);
+        }
+        // Node 0 owns the federated task and scores it on the test split; workers train.
+        if let Some(d) = &self.fl_data
+            && (i == 0 || n.fl_shard.is_some())
+        {
+            cmd.arg("--fl-data").arg(d);
+            if let Some(s) = n.fl_shard {
+                cmd.args(["--fl-shard", &s.to_string()]);
+            }
         }
         cmd.stdin(Stdio::null()).stdout(log).stderr(log2).kill_on_drop(true);
         let child = cmd.spawn().map_err(|e| start_err(format!("cannot run {}: {e}", self.binary.display())))?;

@@ -50,6 +50,20 @@ pub struct TestnetArgs {
     /// Samples per pixel of that job.
     #[arg(long, default_value_t = 32)]
     pub render_spp: u32,
+    /// How many workers poison their federated-learning updates (the last workers before the
+    /// verifiers; modes sign-flip, scale, random, nan, shape in turn).
+    #[arg(long, default_value_t = 0)]
+    pub poisoners: usize,
+    /// Rounds of the federated task the run starts on node 0 (0: no task).
+    #[arg(long, default_value_t = 20)]
+    pub fl_rounds: u32,
+    /// The data file the workers train on (digits format); each honest worker holds one non-IID
+    /// shard, each poisoner a copy of one of them.
+    #[arg(long, default_value = "testdata/digits.csv.gz")]
+    pub fl_data: PathBuf,
+    /// Aggregation rule of the federated task.
+    #[arg(long, default_value = "median")]
+    pub fl_aggregator: String,
     /// Hide the progress bar (it is also hidden when stderr is not a terminal).
     #[arg(long)]
     pub quiet: bool,
@@ -97,6 +111,16 @@ impl TestnetArgs {
         }
         if self.cheaters > 0 && self.cheaters + 1 > self.nodes - self.verifiers {
             return bad(format!("--cheaters {} leaves no honest worker besides node 0", self.cheaters));
+        }
+        let workers = self.nodes.saturating_sub(self.verifiers + 1);
+        if self.poisoners > 0 && self.poisoners >= workers {
+            return bad(format!("--poisoners {} leaves no honest federated worker among {workers}", self.poisoners));
+        }
+        if self.fl_rounds > 0 && !self.fl_data.is_file() {
+            return bad(format!(
+                "--fl-data {}: no such file (run from the repository root, or pass --fl-rounds 0)",
+                self.fl_data.display()
+            ));
         }
         if self.verifiers >= self.nodes {
             return bad(format!("--verifiers {} must be fewer than --nodes {}", self.verifiers, self.nodes));

@@ -34,7 +34,49 @@ pub struct Report {
     pub render: Option<RenderSection>,
     /// Proof-of-Rendering challenges by the verifiers.
     pub por: PorSection,
+    /// The federated task run on node 0 (null when the run started none).
+    pub fl: Option<FlSection>,
     pub nodes: Vec<NodeReport>,
+}
+
+/// Accuracy a federated run must reach.
+pub const FL_TARGET: f64 = 0.95;
+
+/// `fl` section of the report.
+#[derive(Debug, Serialize)]
+pub struct FlSection {
+    pub task_id: String,
+    /// Done, final accuracy at least `target`, every poisoner caught, every audit matched.
+    pub ok: bool,
+    pub state: String,
+    /// The task owner (node 0's peer id) and the aggregation rule.
+    pub owner: String,
+    pub aggregator: String,
+    pub rounds: u64,
+    pub accuracy_by_round: Vec<f64>,
+    pub final_accuracy: Option<f64>,
+    pub target: f64,
+    /// Rejected updates per peer id.
+    pub rejected: std::collections::BTreeMap<String, usize>,
+    /// Accepted updates per peer id.
+    pub accepted: serde_json::Value,
+    /// Updates that missed a deadline per peer id.
+    pub dropped: serde_json::Value,
+    /// Peer ids of the poisoners, and those with a rejected update and none accepted.
+    pub poisoners: Vec<String>,
+    pub poisoners_caught: Vec<String>,
+    /// Honest peers with a rejected update (the screen's false positives).
+    pub honest_rejected: Vec<String>,
+    /// FL receipts the owner wrote to the ledger.
+    pub receipts: u64,
+    /// Rounds each running verifier recomputed: matched / mismatched / failed, summed.
+    pub audits_matched: u64,
+    pub audits_mismatched: u64,
+    pub audits_failed: u64,
+    pub secs: f64,
+    pub plot: Option<String>,
+    pub weights: Option<String>,
+    pub error: Option<String>,
 }
 
 /// `por` section of the report.
@@ -226,6 +268,36 @@ impl Report {
             failures
                 .push(format!("honest node {peer} failed proof of rendering: {}", por.per_node[peer]["last_failure"]));
         }
+        if let Some(e) = &o.fl_error {
+            failures.push(format!("the federated task could not be started: {e}"));
+        }
+        let fl = fl_section(net, &o);
+        if let Some(f) = &fl
+            && !f.ok
+        {
+            if f.state != "done" {
+                failures.push(format!(
+                    "the federated task did not complete: {} after {} rounds ({})",
+                    f.state,
+                    f.rounds,
+                    f.error.as_deref().unwrap_or("-")
+                ));
+            } else if f.final_accuracy.unwrap_or(0.0) < f.target {
+                failures.push(format!(
+                    "federated accuracy {:.4} is below the target {}",
+                    f.final_accuracy.unwrap_or(0.0),
+                    f.target
+                ));
+            }
+            let missed: Vec<&String> = f.poisoners.iter().filter(|p| !f.poisoners_caught.contains(p)).collect();
+            if !missed.is_empty() {
+                failures.push(format!("poisoners not caught: {missed:?}"));
+            }
+            if f.audits_mismatched > 0 {
+                failures
+                    .push(format!("{} federated rounds did not recompute to the same weights", f.audits_mismatched));
+            }
+        }
         let heartbeat_latency_ms = LatencyMs::from_samples_us(&latency_us);
         if heartbeat_latency_ms.samples == 0 {
             failures.push("no heartbeat latency samples".into());
@@ -249,6 +321,7 @@ impl Report {
             ledger,
             render,
             por,
+            fl,
             nodes,
         }
     }
@@ -297,6 +370,20 @@ impl Report {
                 r.reassigned,
                 r.receipts,
                 r.png.as_deref().unwrap_or("-")
+            );
+        }
+        if let Some(f) = &self.fl {
+            println!(
+                "  fl: {} {} rounds ({}), final accuracy {}, poisoners {} caught {}, honest rejected {}, audits {}/{}",
+                f.state,
+                f.rounds,
+                f.aggregator,
+                f.final_accuracy.map(|a| format!("{a:.4}")).unwrap_or_else(|| "-".into()),
+                f.poisoners.len(),
+                f.poisoners_caught.len(),
+                f.honest_rejected.len(),
+                f.audits_matched,
+                f.audits_matched + f.audits_mismatched + f.audits_failed,
             );
         }
         for fail in &self.failures {
@@ -364,6 +451,59 @@ fn por_section(net: &Testnet, o: &Outcome) -> PorSection {
             .map(|m| m.iter().filter(|(_, v)| v["caught"] == true).map(|(k, _)| k.clone()).collect())
             .unwrap_or_default(),
     }
+}
+
+fn fl_section(net: &Testnet, o: &Outcome) -> Option<FlSection> {
+    let t = o.fl.as_ref()?;
+    let rejected: std::collections::BTreeMap<String, usize> = t["rejected"]
+        .as_object()
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_array().map_or(0, |a| a.len()))).collect())
+        .unwrap_or_default();
+    let accepted_by = |p: &str| t["accepted"][p].as_u64().unwrap_or(0);
+    let mut poisoners: Vec<String> =
+        net.nodes.iter().filter(|n| n.poison.is_some()).map(|n| n.peer_id.clone()).collect();
+    poisoners.sort();
+    // A poisoner is caught when its updates were rejected and none was accepted; one the owner
+    // never heard from (it was not selected, or always late) is not caught.
+    let poisoners_caught =
+        poisoners.iter().filter(|p| rejected.contains_key(*p) && accepted_by(p) == 0).cloned().collect::<Vec<_>>();
+    let honest_rejected = rejected.keys().filter(|p| !poisoners.contains(p)).cloned().collect();
+    let sum = |k: &str| o.fl_audits.iter().map(|(_, a)| a[k].as_u64().unwrap_or(0)).sum::<u64>();
+    let state = t["state"].as_str().unwrap_or("unknown").to_string();
+    let final_accuracy = t["final_accuracy"].as_f64();
+    let mut f = FlSection {
+        task_id: t["task_id"].as_str().unwrap_or_default().into(),
+        ok: false,
+        state,
+        owner: net.nodes[0].peer_id.clone(),
+        aggregator: t["aggregator"].as_str().unwrap_or_default().into(),
+        rounds: t["rounds_done"].as_u64().unwrap_or(0),
+        accuracy_by_round: t["accuracy_by_round"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|v| v.as_f64()).collect())
+            .unwrap_or_default(),
+        final_accuracy,
+        target: FL_TARGET,
+        rejected,
+        accepted: t["accepted"].clone(),
+        dropped: t["dropped"].clone(),
+        poisoners,
+        poisoners_caught,
+        honest_rejected,
+        receipts: t["receipts"].as_u64().unwrap_or(0),
+        audits_matched: sum("matched"),
+        audits_mismatched: sum("mismatched"),
+        audits_failed: sum("failed"),
+        secs: t["secs"].as_f64().unwrap_or(0.0),
+        plot: t["plot"].as_str().map(str::to_owned),
+        weights: t["weights"].as_str().map(str::to_owned),
+        error: t["error"].as_str().map(str::to_owned),
+    };
+    f.ok = f.state == "done"
+        && final_accuracy.is_some_and(|a| a >= FL_TARGET)
+        && f.poisoners_caught.len() == f.poisoners.len()
+        && f.audits_mismatched == 0;
+    Some(f)
 }
 
 fn ledger_section(net: &Testnet, o: &Outcome) -> LedgerSection {

@@ -76,6 +76,46 @@ pub struct Outcome {
     pub por: Vec<(usize, serde_json::Value)>,
     /// `GET /por/standings` of node 0: the standing computed from its (converged) ledger.
     pub standings: Option<serde_json::Value>,
+    /// The federated task started on node 0, as its API last reported it.
+    pub fl: Option<serde_json::Value>,
+    /// Why the task could not be started.
+    pub fl_error: Option<String>,
+    /// `GET /fl` audits of each verifier still running at the end, by node index.
+    pub fl_audits: Vec<(usize, serde_json::Value)>,
+}
+
+async fn start_fl(net: &Testnet, args: &TestnetArgs) -> Result<String, String> {
+    let api = net.nodes[0].api.ok_or("node 0 has no API")?;
+    let honest = net.fl_shards;
+    let spec = serde_json::json!({
+        "rounds": args.fl_rounds,
+        "clients_per_round": honest.clamp(1, 8),
+        "over_select_pct": 100,
+        "min_clients": (honest / 2).max(1),
+        "aggregator": args.fl_aggregator,
+        "data": { "shards": honest, "alpha": 0.5, "seed": 42 },
+        "deadline_ms": 10_000,
+    });
+    let r = net.client.post(format!("http://{api}/fl")).json(&spec).send().await.map_err(|e| e.to_string())?;
+    let v: serde_json::Value = r.json().await.map_err(|e| e.to_string())?;
+    v["task_id"].as_str().map(str::to_owned).ok_or_else(|| format!("task refused: {v}"))
+}
+
+async fn poll_fl(net: &Testnet, out: &mut Outcome) {
+    let (Some(api), Some(id)) =
+        (net.nodes[0].api, out.fl.as_ref().and_then(|j| j["task_id"].as_str()).map(str::to_owned))
+    else {
+        return;
+    };
+    if let Ok(r) = net.client.get(format!("http://{api}/fl/{id}")).send().await
+        && let Ok(v) = r.json::<serde_json::Value>().await
+    {
+        out.fl = Some(v);
+    }
+}
+
+fn fl_running(out: &Outcome) -> bool {
+    out.fl.as_ref().is_some_and(|j| j["state"] == "running")
 }
 
 async fn submit_job(net: &Testnet, args: &TestnetArgs) -> Result<String, String> {
@@ -115,6 +155,12 @@ pub async fn watch(net: &mut Testnet, args: &TestnetArgs) -> Outcome {
             Err(e) => out.job_error = Some(e),
         }
     }
+    if net.fl_data.is_some() {
+        match start_fl(net, args).await {
+            Ok(id) => out.fl = Some(serde_json::json!({ "task_id": id, "state": "running" })),
+            Err(e) => out.fl_error = Some(e),
+        }
+    }
     let mut kills = args.kills.clone();
     kills.sort_by_key(|k| k.at);
     let bar = progress(args);
@@ -133,6 +179,7 @@ pub async fn watch(net: &mut Testnet, args: &TestnetArgs) -> Outcome {
         poll_views(net, &mut out.views).await;
         track_roots(net, &mut out);
         poll_job(net, &mut out).await;
+        poll_fl(net, &mut out).await;
         let running: Vec<usize> = (0..net.nodes.len()).filter(|&i| net.nodes[i].child.is_some()).collect();
         let ids: Vec<&str> = running.iter().map(|&i| net.nodes[i].peer_id.as_str()).collect();
         let covers = |set: &dyn Fn(&View) -> &BTreeSet<String>, i: usize| {
@@ -157,8 +204,17 @@ pub async fn watch(net: &mut Testnet, args: &TestnetArgs) -> Outcome {
             }
             None => String::new(),
         };
+        let fl = match &out.fl {
+            Some(f) => format!(
+                " · fl round {}/{} acc {:.3}",
+                f["rounds_done"].as_u64().unwrap_or(0),
+                args.fl_rounds,
+                f["accuracy_by_round"].as_array().and_then(|a| a.last()).and_then(|a| a.as_f64()).unwrap_or(0.0)
+            ),
+            None => String::new(),
+        };
         bar.set_message(format!(
-            "alive {}/{} · discovered all {}/{} · heard all {}/{}{job}",
+            "alive {}/{} · discovered all {}/{} · heard all {}/{}{job}{fl}",
             running.len(),
             net.nodes.len(),
             discovered,
@@ -207,17 +263,30 @@ fn track_roots(net: &Testnet, out: &mut Outcome) {
 }
 
 /// After the run: polls (up to 10 s) until every running node has the same ledger root, and
-/// (up to 30 s) until the render job has ended.
+/// (up to 30 s) until the render job has ended and (up to 120 s) the federated task; FL
+/// receipts written meanwhile must converge too.
 pub async fn settle(net: &mut Testnet, mut out: Outcome) -> Outcome {
     let start = std::time::Instant::now();
+    let mut fl_end = None;
     loop {
         net.reap();
         poll_views(net, &mut out.views).await;
         track_roots(net, &mut out);
         poll_job(net, &mut out).await;
-        let roots_done = out.roots_equal_since_ms.is_some() || start.elapsed() > Duration::from_secs(10);
+        poll_fl(net, &mut out).await;
         let job_done = !job_running(&out) || start.elapsed() > Duration::from_secs(30);
-        if (roots_done && job_done) || out.interrupted {
+        if !fl_running(&out) && fl_end.is_none() {
+            fl_end = Some(std::time::Instant::now());
+            // Equality seen before the last receipts were written does not count.
+            out.roots_equal_since_ms = None;
+            continue;
+        }
+        let fl_done = fl_end.is_some() || start.elapsed() > Duration::from_secs(120);
+        // Roots are compared once no more receipts are coming, for up to 10 s after that.
+        let roots_done = (out.roots_equal_since_ms.is_some() && fl_end.is_some())
+            || fl_end.is_some_and(|t| t.elapsed() > Duration::from_secs(10))
+            || start.elapsed() > Duration::from_secs(130);
+        if (roots_done && job_done && fl_done) || out.interrupted {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -231,6 +300,16 @@ pub async fn settle(net: &mut Testnet, mut out: Outcome) -> Outcome {
             && let Ok(v) = r.json::<serde_json::Value>().await
         {
             out.por.push((i, v));
+        }
+    }
+    for (i, n) in net.nodes.iter().enumerate() {
+        if n.role == "verifier"
+            && n.child.is_some()
+            && let Some(api) = n.api
+            && let Ok(r) = net.client.get(format!("http://{api}/fl")).send().await
+            && let Ok(v) = r.json::<serde_json::Value>().await
+        {
+            out.fl_audits.push((i, v["audits"].clone()));
         }
     }
     if let Some(api) = net.nodes[0].api.filter(|_| net.nodes[0].child.is_some())

@@ -27,6 +27,7 @@ pub struct Behaviour {
     pub sync: request_response::Behaviour<FrameCodec>,
     pub render: request_response::Behaviour<FrameCodec>,
     pub por: request_response::Behaviour<FrameCodec>,
+    pub fl: request_response::Behaviour<FrameCodec>,
 }
 
 /// Why the swarm could not be built.
@@ -61,6 +62,8 @@ pub fn build_swarm(
         StreamProtocol::try_from_owned(net.render_protocol()).map_err(|e| BuildError::Transport(e.to_string()))?;
     let por_protocol =
         StreamProtocol::try_from_owned(net.por_protocol()).map_err(|e| BuildError::Transport(e.to_string()))?;
+    let fl_protocol =
+        StreamProtocol::try_from_owned(net.fl_protocol()).map_err(|e| BuildError::Transport(e.to_string()))?;
     let topics: Vec<_> = Kind::ALL.iter().map(|k| topic(net, *k).hash()).collect();
     let limits = limits.clone();
     let swarm = SwarmBuilder::with_existing_identity(keypair)
@@ -130,6 +133,15 @@ pub fn build_swarm(
                 [(por_protocol, request_response::ProtocolSupport::Full)],
                 request_response::Config::default().with_request_timeout(por_timeout),
             );
+            // Train requests wait for local training; the task's round deadline is the real limit.
+            let fl = request_response::Behaviour::with_codec(
+                FrameCodec {
+                    max_request: ifx_protocols::fl::wire::MAX_MESSAGE_BYTES,
+                    max_response: ifx_protocols::fl::wire::MAX_MESSAGE_BYTES,
+                },
+                [(fl_protocol, request_response::ProtocolSupport::Full)],
+                request_response::Config::default().with_request_timeout(Duration::from_secs(120)),
+            );
             Ok::<_, Box<dyn std::error::Error + Send + Sync>>(Behaviour {
                 limits,
                 kad,
@@ -139,6 +151,7 @@ pub fn build_swarm(
                 sync,
                 render,
                 por,
+                fl,
             })
         })
         .map_err(|e| BuildError::Gossipsub(e.to_string()))?

@@ -51,6 +51,7 @@ pub struct Started {
     pub sync_inbound: mpsc::Receiver<InboundRequest>,
     pub render_inbound: mpsc::Receiver<InboundRequest>,
     pub por_inbound: mpsc::Receiver<InboundRequest>,
+    pub fl_inbound: mpsc::Receiver<InboundRequest>,
     pub listen_addrs: Vec<Multiaddr>,
     pub task: tokio::task::JoinHandle<()>,
 }
@@ -148,6 +149,7 @@ pub async fn start(
     let (sync_tx, sync_rx) = mpsc::channel(64);
     let (render_tx, render_rx) = mpsc::channel(64);
     let (por_tx, por_rx) = mpsc::channel(64);
+    let (fl_tx, fl_rx) = mpsc::channel(64);
     let handle = NetHandle { commands: cmd_tx, local_peer_id: *swarm.local_peer_id() };
     let kad_protocol = StreamProtocol::try_from_owned(cfg.network.kad_protocol()).expect("validated id");
     let lp = EventLoop {
@@ -157,6 +159,7 @@ pub async fn start(
         sync_inbound: sync_tx,
         render_inbound: render_tx,
         por_inbound: por_tx,
+        fl_inbound: fl_tx,
         pending: HashMap::new(),
         bootnodes: Bootnodes::new(boots, now),
         kinds_by_topic,
@@ -177,6 +180,7 @@ pub async fn start(
         sync_inbound: sync_rx,
         render_inbound: render_rx,
         por_inbound: por_rx,
+        fl_inbound: fl_rx,
         listen_addrs,
         task,
     })
@@ -205,6 +209,7 @@ struct EventLoop {
     sync_inbound: mpsc::Sender<InboundRequest>,
     render_inbound: mpsc::Sender<InboundRequest>,
     por_inbound: mpsc::Sender<InboundRequest>,
+    fl_inbound: mpsc::Sender<InboundRequest>,
     pending: HashMap<(Proto, OutboundRequestId), Reply>,
     bootnodes: Bootnodes,
     kinds_by_topic: BTreeMap<TopicHash, Kind>,
@@ -442,6 +447,7 @@ impl EventLoop {
             SwarmEvent::Behaviour(BehaviourEvent::Sync(e)) => self.on_request_response(Proto::LedgerSync, e),
             SwarmEvent::Behaviour(BehaviourEvent::Render(e)) => self.on_request_response(Proto::Render, e),
             SwarmEvent::Behaviour(BehaviourEvent::Por(e)) => self.on_request_response(Proto::Por, e),
+            SwarmEvent::Behaviour(BehaviourEvent::Fl(e)) => self.on_request_response(Proto::Fl, e),
             SwarmEvent::ConnectionEstablished { peer_id, connection_id, endpoint, num_established, .. } => {
                 self.bootnode_dials.remove(&connection_id);
                 debug!(peer = %peer_id, addr = %endpoint.get_remote_address(), "connected");
@@ -488,6 +494,7 @@ impl EventLoop {
             Proto::LedgerSync => &mut self.swarm.behaviour_mut().sync,
             Proto::Render => &mut self.swarm.behaviour_mut().render,
             Proto::Por => &mut self.swarm.behaviour_mut().por,
+            Proto::Fl => &mut self.swarm.behaviour_mut().fl,
         }
     }
 
@@ -500,6 +507,7 @@ impl EventLoop {
                         Proto::LedgerSync => &self.sync_inbound,
                         Proto::Render => &self.render_inbound,
                         Proto::Por => &self.por_inbound,
+                        Proto::Fl => &self.fl_inbound,
                     };
                     if queue.try_send(msg).is_err() {
                         // Dropping the channel tells the requester we are busy.

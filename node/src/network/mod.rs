@@ -41,6 +41,8 @@ pub enum Proto {
     Render,
     /// Proof-of-Rendering challenges.
     Por,
+    /// Federated-learning rounds.
+    Fl,
 }
 
 /// A request from a peer, to be answered through [`NetHandle::respond`] (dropping the channel

@@ -129,11 +129,21 @@ pub fn train(params: &[f32], data: &Dataset, cfg: &TrainConfig) -> Result<(Vec<f
 
 /// Share of `data` classified correctly.
 pub fn accuracy(params: &[f32], data: &Dataset) -> Result<f64, String> {
+    evaluate(params, data).map(|(a, _)| a)
+}
+
+/// Accuracy and mean cross-entropy loss on `data`.
+pub fn evaluate(params: &[f32], data: &Dataset) -> Result<(f64, f32), String> {
     let net = Net::new(params)?;
+    if data.is_empty() {
+        return Ok((0.0, 0.0));
+    }
     let idx: Vec<usize> = (0..data.len()).collect();
     let (x, y) = tensors(data, &idx)?;
-    let pred = net.forward(&x).and_then(|l| l.argmax(D::Minus1)).map_err(err)?;
+    let logits = net.forward(&x).map_err(err)?;
+    let loss = candle_nn::loss::cross_entropy(&logits, &y).and_then(|l| l.to_scalar::<f32>()).map_err(err)?;
+    let pred = logits.argmax(D::Minus1).map_err(err)?;
     let ok =
         pred.eq(&y).and_then(|e| e.to_dtype(DType::F32)).and_then(|e| e.sum_all()).and_then(|s| s.to_scalar::<f32>());
-    Ok(ok.map_err(err)? as f64 / data.len().max(1) as f64)
+    Ok((ok.map_err(err)? as f64 / data.len() as f64, loss))
 }

@@ -35,6 +35,8 @@ pub enum EntryKind {
     RenderReceipt,
     /// A verifier's per-epoch Proof-of-Rendering verdicts and QoS ([`super::liveness::PorVerdicts`]).
     PorVerdicts,
+    /// A task owner's receipt for an accepted or rejected FL update ([`super::receipt::FlReceipt`]).
+    FlReceipt,
     /// A kind from a newer version.
     Unknown(u16),
 }
@@ -46,6 +48,7 @@ impl EntryKind {
             EntryKind::Liveness => 1,
             EntryKind::RenderReceipt => 2,
             EntryKind::PorVerdicts => 3,
+            EntryKind::FlReceipt => 4,
             EntryKind::Unknown(v) => v,
         }
     }
@@ -56,6 +59,7 @@ impl EntryKind {
             1 => EntryKind::Liveness,
             2 => EntryKind::RenderReceipt,
             3 => EntryKind::PorVerdicts,
+            4 => EntryKind::FlReceipt,
             v => EntryKind::Unknown(v),
         }
     }
@@ -66,6 +70,7 @@ impl EntryKind {
             EntryKind::Liveness => "liveness".into(),
             EntryKind::RenderReceipt => "render-receipt".into(),
             EntryKind::PorVerdicts => "por-verdicts".into(),
+            EntryKind::FlReceipt => "fl-receipt".into(),
             EntryKind::Unknown(v) => format!("unknown-{v}"),
         }
     }

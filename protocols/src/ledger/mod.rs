@@ -11,6 +11,6 @@ pub mod sync;
 
 pub use entry::{Entry, EntryError, EntryId, EntryKind};
 pub use liveness::{LivenessAttestation, PeerLiveness, PorVerdicts, WorkerVerdict};
-pub use receipt::RenderReceipt;
+pub use receipt::{FlReceipt, RenderReceipt};
 pub use state::{IngestOutcome, Ledger};
 pub use sync::{AuthorSummary, SyncRequest, SyncResponse};

@@ -1,5 +1,6 @@
-//! The body of a [`super::EntryKind::RenderReceipt`] entry: the job owner's signed statement
-//! that a worker delivered one tile of one job, and how much work that was.
+//! Receipts: the body of a [`super::EntryKind::RenderReceipt`] entry (the job owner's signed
+//! statement that a worker delivered one tile of one job, and how much work that was) and of a
+//! [`super::EntryKind::FlReceipt`] entry (a task owner's verdict on one FL update).
 
 use bincode::{Decode, Encode};
 use serde::Serialize;
@@ -31,6 +32,38 @@ fn hex32<S: serde::Serializer>(k: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
 }
 
 impl RenderReceipt {
+    /// Entry body bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        crate::codec::encode(self)
+    }
+
+    /// Decodes a body; never panics.
+    pub fn decode(body: &[u8]) -> Result<Self, String> {
+        crate::codec::decode::<_, MAX_ENTRY_BODY>(body)
+    }
+}
+
+/// A task owner's verdict on one client's update in one round of a federated task.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, Serialize)]
+pub struct FlReceipt {
+    #[serde(serialize_with = "hex16")]
+    pub task: [u8; 16],
+    pub round: u32,
+    #[serde(serialize_with = "hex32")]
+    pub worker: [u8; 32],
+    /// BLAKE3 of the update's safetensors bytes (zero if it never arrived whole).
+    #[serde(serialize_with = "hex32")]
+    pub update: [u8; 32],
+    /// Whether the update went into the aggregate.
+    pub accepted: bool,
+    /// Work units (`fl::wire::work_units`: capped examples x epochs x 6 x parameters / 10^6);
+    /// zero for a rejected update.
+    pub work_units: u64,
+    /// Why it was rejected (empty when accepted).
+    pub reason: String,
+}
+
+impl FlReceipt {
     /// Entry body bytes.
     pub fn encode(&self) -> Vec<u8> {
         crate::codec::encode(self)

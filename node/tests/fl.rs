@@ -1,0 +1,165 @@
+//! Federated learning between real nodes on 127.0.0.1: a task owner, five honest workers each
+//! holding one non-IID shard of the digits, four misbehaving workers (a sign-flipper, one that
+//! sends NaN, one that sends misshapen tensors, one too slow for the deadline) and a verifier
+//! that audits every round by recomputing the aggregate from the owner's blobs.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use ifx_node::{Node, NodeConfig};
+use ifx_protocols::fl::wire::{DataRule, TaskSpec};
+use ifx_protocols::ledger::{EntryKind, FlReceipt};
+
+fn digits() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/digits.csv.gz")
+}
+
+fn config(dir: &Path, boot: Option<String>) -> NodeConfig {
+    let mut c = NodeConfig::default();
+    c.node.data_dir = dir.into();
+    c.node.listen = vec!["/ip4/127.0.0.1/tcp/0".into()];
+    c.node.api = String::new();
+    c.network.id = "fl-test".into();
+    c.network.genesis_unix_secs = ifx_node::unix_time_us() / 1_000_000;
+    c.network.epoch_secs = 3600;
+    c.network.heartbeat_interval_ms = 300;
+    c.network.bootnodes = boot.into_iter().collect();
+    c.ledger.sync_interval_ms = 500;
+    c.por.challenge_interval_ms = 86_400_000;
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_non_iid_clients_learn_over_the_mesh_despite_poisoners_and_an_auditor_agrees() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut owner_cfg = config(&tmp.path().join("owner"), None);
+    owner_cfg.fl.data = Some(digits());
+    let owner = Node::start(owner_cfg).await.unwrap();
+    let boot = format!("{}/p2p/{}", owner.listen_addrs[0], owner.peer_id);
+    let mut honest = Vec::new();
+    for shard in 0..5 {
+        let mut c = config(&tmp.path().join(format!("w{shard}")), Some(boot.clone()));
+        c.fl.data = Some(digits());
+        c.fl.shard = Some(shard);
+        honest.push(Node::start(c).await.unwrap());
+    }
+    let mut bad = Vec::new();
+    for (i, mode) in ["sign-flip", "nan", "shape", "slow"].into_iter().enumerate() {
+        let mut c = config(&tmp.path().join(format!("p{i}")), Some(boot.clone()));
+        c.fl.data = Some(digits());
+        c.fl.shard = Some(i as u32);
+        c.fl.poison = mode.into();
+        bad.push((mode, Node::start(c).await.unwrap()));
+    }
+    let mut v_cfg = config(&tmp.path().join("auditor"), Some(boot));
+    v_cfg.node.role = ifx_protocols::Role::Verifier;
+    let auditor = Node::start(v_cfg).await.unwrap();
+
+    // Every worker must be connected to the owner before the task starts (they join on its
+    // announcements; a late joiner simply joins a later round).
+    let start = Instant::now();
+    while owner.net.snapshot().await.unwrap().connected.len() < 10 {
+        assert!(start.elapsed() < Duration::from_secs(30), "the mesh did not form");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let rounds = 30;
+    let spec = TaskSpec {
+        rounds,
+        clients_per_round: 6,
+        over_select_pct: 100,
+        min_clients: 3,
+        data: DataRule { shards: 5, alpha: 0.5, seed: 42 },
+        aggregator: "median".into(),
+        deadline_ms: 4000,
+        ..Default::default()
+    };
+    let id = owner.fl.start(spec).unwrap();
+    let start = Instant::now();
+    let status = loop {
+        let s = owner.fl.get(&id).unwrap();
+        if s.state != "running" {
+            break s;
+        }
+        assert!(start.elapsed() < Duration::from_secs(240), "task still running: {s:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    eprintln!(
+        "{} rounds in {:.1} s; accuracy by round {:?}",
+        status.rounds_done,
+        status.secs,
+        status.accuracy_by_round.iter().map(|a| format!("{a:.3}")).collect::<Vec<_>>()
+    );
+    eprintln!("accepted {:?}\nrejected {:?}\ndropped {:?}", status.accepted, status.rejected, status.dropped);
+    assert_eq!(status.state, "done", "{:?}", status.error);
+    assert_eq!(status.rounds_done, rounds);
+    let final_acc = status.final_accuracy.unwrap();
+    assert!(final_acc >= 0.95, "final accuracy {final_acc}");
+
+    // The misbehaving workers: every update of theirs that arrived was rejected, with its reason;
+    // the slow one never made a deadline.
+    for (mode, n) in &bad {
+        let p = n.peer_id.to_string();
+        assert_eq!(status.accepted.get(&p), None, "{mode} worker had updates accepted");
+        match *mode {
+            "slow" => assert!(status.dropped.get(&p).copied().unwrap_or(0) > 0, "slow worker never dropped"),
+            _ => {
+                let why = status.rejected.get(&p).unwrap_or_else(|| panic!("{mode} worker never rejected"));
+                let expect = match *mode {
+                    "sign-flip" => "points away",
+                    "nan" => "NaN",
+                    _ => "tensors",
+                };
+                assert!(why.iter().all(|w| w.contains(expect)), "{mode}: {why:?}");
+            }
+        }
+    }
+    for n in &honest {
+        assert!(status.accepted.get(&n.peer_id.to_string()).copied().unwrap_or(0) > 0, "an honest worker unused");
+    }
+
+    // Outputs: the final weights load back and score the reported accuracy; the plot exists.
+    let weights = std::fs::read(status.weights.as_ref().unwrap()).unwrap();
+    let w = ifx_protocols::fl::wire::from_safetensors(&weights).unwrap();
+    let (_, test) = ifx_protocols::fl::data::Dataset::load(&digits()).unwrap().split();
+    assert_eq!(ifx_protocols::fl::model::accuracy(&w, &test).unwrap(), final_acc);
+    assert!(std::fs::metadata(status.plot.as_ref().unwrap()).unwrap().len() > 1000);
+
+    // Receipts: one per delivered update, accepted or rejected, in the owner's ledger ...
+    let receipts: Vec<FlReceipt> = owner.ledger.with(|l| {
+        l.ledger()
+            .iter_sorted()
+            .filter(|e| e.kind == EntryKind::FlReceipt)
+            .map(|e| FlReceipt::decode(&e.body).unwrap())
+            .collect()
+    });
+    let accepted: u64 = status.accepted.values().sum();
+    assert_eq!(receipts.iter().filter(|r| r.accepted).count() as u64, accepted);
+    assert!(receipts.iter().filter(|r| r.accepted).all(|r| r.work_units > 0 && r.reason.is_empty()));
+    assert!(receipts.iter().filter(|r| !r.accepted).all(|r| r.work_units == 0 && !r.reason.is_empty()));
+    assert_eq!(status.receipts as usize, receipts.len());
+
+    // ... and the auditor recomputed every round to the same bits, and holds the receipts too.
+    let start = Instant::now();
+    loop {
+        let a = auditor.fl.audits();
+        let held = auditor.ledger.with(|l| l.ledger().iter_sorted().filter(|e| e.kind == EntryKind::FlReceipt).count());
+        if a.matched >= rounds as u64 && held == receipts.len() {
+            assert_eq!(a.mismatched, 0, "{a:?}");
+            eprintln!("audits {a:?}");
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "audits {a:?}, receipts held {held}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Malformed requests on the fl protocol get a reason, not a crash.
+    let answer =
+        auditor.net.request(ifx_node::network::Proto::Fl, owner.peer_id, vec![0xff; 40]).await.unwrap().unwrap();
+    let resp = ifx_protocols::fl::wire::FlResponse::decode(&answer).unwrap();
+    assert!(matches!(resp, ifx_protocols::fl::wire::FlResponse::Error(_)), "{resp:?}");
+
+    for n in honest.into_iter().chain(bad.into_iter().map(|(_, n)| n)).chain([owner, auditor]) {
+        n.stop().await;
+    }
+}
