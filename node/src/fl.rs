@@ -444,6 +444,7 @@ impl Fl {
                 }
                 cands.truncate(spec.selected_per_round());
                 let mut futs = FuturesUnordered::new();
+                let mut outstanding: BTreeMap<PeerId, [u8; 32]> = cands.iter().copied().collect();
                 for (peer, key) in cands {
                     let req =
                         FlRequest::Train { task, round, spec: spec.clone(), global: global_hash, len: global_len };
@@ -453,19 +454,28 @@ impl Fl {
                 let deadline = tokio::time::Instant::now() + Duration::from_millis(spec.deadline_ms);
                 loop {
                     match tokio::time::timeout_at(deadline, futs.next()).await {
-                        Ok(Some((_, key, Ok((hash, update, loss))))) => {
+                        Ok(Some((peer, key, Ok((bytes, update, loss))))) => {
+                            outstanding.remove(&peer);
+                            // Kept so that auditors can fetch every input from the owner.
+                            let hash = self.put_blob(bytes);
                             delivered.push(Delivered { key, hash, update, loss });
                             if delivered.len() >= k {
                                 break;
                             }
                         }
-                        Ok(Some((peer, key, Err(m)))) => misses.push((key, peer, m)),
+                        Ok(Some((peer, key, Err(m)))) => {
+                            outstanding.remove(&peer);
+                            misses.push((key, peer, m));
+                        }
                         Ok(None) => break,
                         Err(_) => break,
                     }
                 }
-                // Whoever is still out missed the deadline (or was not needed).
+                // Whoever is still out missed the deadline, or was not needed any more.
                 drop(futs);
+                for (peer, key) in outstanding {
+                    misses.push((key, peer, Miss::Dropped("still out when the round closed".into())));
+                }
                 if delivered.len() >= spec.min_clients as usize {
                     break;
                 }
@@ -800,7 +810,7 @@ impl Fl {
             let cfg = TrainConfig {
                 epochs: spec.local_epochs as usize,
                 batch: spec.batch as usize,
-                lr: spec.lr,
+                lr: spec.lr_at(round),
                 seed: u64::from_le_bytes(task[..8].try_into().expect("8 bytes")) ^ (round as u64) << 32,
             };
             let (local, loss) = model::train(&weights, &data, &cfg)?;
@@ -844,7 +854,7 @@ async fn fetch_any(net: &NetHandle, peer: PeerId, hash: [u8; 32]) -> Result<Vec<
 }
 
 /// One selected client's part of a round, from the owner's side.
-async fn client(net: &NetHandle, peer: PeerId, req: Vec<u8>) -> Result<([u8; 32], Update, f32), Miss> {
+async fn client(net: &NetHandle, peer: PeerId, req: Vec<u8>) -> Result<(Vec<u8>, Update, f32), Miss> {
     let bytes = match net.request(Proto::Fl, peer, req).await {
         Ok(Ok(b)) => b,
         Ok(Err(e)) => return Err(Miss::Dropped(e)),
@@ -854,7 +864,7 @@ async fn client(net: &NetHandle, peer: PeerId, req: Vec<u8>) -> Result<([u8; 32]
         Ok(FlResponse::Trained { update, len, examples, loss }) => {
             let b = fetch(net, peer, update, len as usize).await?;
             let u = parse_update(&b, examples).map_err(|reason| Miss::Rejected { update, reason })?;
-            Ok((update, u, loss))
+            Ok((b, u, loss))
         }
         Ok(FlResponse::Error(e)) => Err(Miss::Dropped(format!("client error: {}", clip_reason(e)))),
         Ok(_) => Err(Miss::Rejected { update: [0; 32], reason: "unexpected response to a train request".into() }),

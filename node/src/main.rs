@@ -88,7 +88,7 @@ struct FlStartArgs {
     /// fedavg, median, trimmed-mean, krum or multi-krum.
     #[arg(long, default_value = "median")]
     aggregator: String,
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 3)]
     local_epochs: u32,
     /// Number of non-IID shards the workers' data is split into (each worker trains its
     /// `[fl] shard`).

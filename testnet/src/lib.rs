@@ -55,7 +55,7 @@ pub struct TestnetArgs {
     #[arg(long, default_value_t = 0)]
     pub poisoners: usize,
     /// Rounds of the federated task the run starts on node 0 (0: no task).
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 30)]
     pub fl_rounds: u32,
     /// The data file the workers train on (digits format); each honest worker holds one non-IID
     /// shard, each poisoner a copy of one of them.

@@ -71,6 +71,9 @@ pub struct TaskSpec {
     pub batch: u32,
     #[serde(default = "d_lr")]
     pub lr: f64,
+    /// The learning rate of round r is `lr x lr_decay^r` (settles the model in late rounds).
+    #[serde(default = "d_decay")]
+    pub lr_decay: f64,
     /// `fedavg`, `median`, `trimmed-mean`, `krum` or `multi-krum`.
     #[serde(default = "d_agg")]
     pub aggregator: String,
@@ -110,13 +113,16 @@ fn d_min() -> u32 {
     2
 }
 fn d_epochs() -> u32 {
-    2
+    3
 }
 fn d_batch() -> u32 {
     16
 }
 fn d_lr() -> f64 {
     0.01
+}
+fn d_decay() -> f64 {
+    0.95
 }
 fn d_agg() -> String {
     "median".into()
@@ -165,6 +171,9 @@ impl TaskSpec {
         if !(self.lr.is_finite() && self.lr > 0.0 && self.lr <= 10.0) {
             return Err(format!("lr: {} is outside (0, 10]", self.lr));
         }
+        if !(self.lr_decay.is_finite() && self.lr_decay > 0.0 && self.lr_decay <= 1.0) {
+            return Err(format!("lr_decay: {} is outside (0, 1]", self.lr_decay));
+        }
         if self.clip < 0 {
             return Err(format!("clip: {} is negative", self.clip));
         }
@@ -172,6 +181,11 @@ impl TaskSpec {
             return Err(format!("deadline_ms: {} is outside 100..=600000", self.deadline_ms));
         }
         self.aggregator.parse::<Aggregator>().map_err(|e| format!("aggregator: {e}"))
+    }
+
+    /// Learning rate of round `round`.
+    pub fn lr_at(&self, round: u32) -> f64 {
+        self.lr * self.lr_decay.powi(round.min(10_000) as i32)
     }
 
     /// Clients asked per round: `clients_per_round` plus the over-selection, rounded up.
