@@ -117,7 +117,7 @@ fn testnet_rejects_bad_options() {
         (&["--nodes", "4", "--kill", "2@30", "--duration", "5"][..], "before --duration"),
         (&["--nodes", "4", "--kill", "2"][..], "IDX@SECS"),
         (&["--nodes", "4", "--poisoners", "2"][..], "no honest federated worker"),
-        (&["--nodes", "4", "--fl-data", "/nonexistent.csv"][..], "no such file"),
+        (&["--nodes", "4", "--fl-rounds", "5", "--fl-data", "/nonexistent.csv"][..], "no such file"),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_ifx")).arg("testnet").args(args).output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
