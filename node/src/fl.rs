@@ -144,12 +144,15 @@ struct Inner {
     blobs: Mutex<Blobs>,
     tasks: Mutex<BTreeMap<String, TaskStatus>>,
     /// Owner side: workers that joined each task (peer id -> public key).
-    joined: Mutex<BTreeMap<[u8; 16], BTreeMap<PeerId, [u8; 32]>>>,
+    joined: Mutex<BTreeMap<[u8; 16], Workers>>,
     /// Worker side: tasks this node has joined.
     my_joins: Mutex<BTreeSet<[u8; 16]>>,
     audits: Mutex<AuditStats>,
     shutdown: CancellationToken,
 }
+
+/// Joined workers of one task: peer id -> public key.
+type Workers = BTreeMap<PeerId, [u8; 32]>;
 
 #[derive(Default)]
 struct Blobs {

@@ -85,7 +85,6 @@ pub struct Outcome {
 }
 
 async fn start_fl(net: &Testnet, args: &TestnetArgs) -> Result<String, String> {
-    let api = net.nodes[0].api.ok_or("node 0 has no API")?;
     let honest = net.fl_shards;
     let spec = serde_json::json!({
         "rounds": args.fl_rounds,
@@ -96,22 +95,38 @@ async fn start_fl(net: &Testnet, args: &TestnetArgs) -> Result<String, String> {
         "data": { "shards": honest, "alpha": 0.5, "seed": 42 },
         "deadline_ms": 10_000,
     });
-    let r = net.client.post(format!("http://{api}/fl")).json(&spec).send().await.map_err(|e| e.to_string())?;
-    let v: serde_json::Value = r.json().await.map_err(|e| e.to_string())?;
-    v["task_id"].as_str().map(str::to_owned).ok_or_else(|| format!("task refused: {v}"))
+    post_to_node0(net, "fl", &spec, "task_id", "task").await
 }
 
-async fn poll_fl(net: &Testnet, out: &mut Outcome) {
-    let (Some(api), Some(id)) =
-        (net.nodes[0].api, out.fl.as_ref().and_then(|j| j["task_id"].as_str()).map(str::to_owned))
+/// POSTs `body` to node 0's `/{path}` and returns the new object's id (the `id_key` field).
+async fn post_to_node0(
+    net: &Testnet,
+    path: &str,
+    body: &serde_json::Value,
+    id_key: &str,
+    what: &str,
+) -> Result<String, String> {
+    let api = net.nodes[0].api.ok_or("node 0 has no API")?;
+    let r = net.client.post(format!("http://{api}/{path}")).json(body).send().await.map_err(|e| e.to_string())?;
+    let v: serde_json::Value = r.json().await.map_err(|e| e.to_string())?;
+    v[id_key].as_str().map(str::to_owned).ok_or_else(|| format!("{what} refused: {v}"))
+}
+
+/// Refreshes `slot` (an object node 0 reported, with its id in `id_key`) from `/{path}/{id}`.
+async fn refresh_from_node0(net: &Testnet, path: &str, id_key: &str, slot: &mut Option<serde_json::Value>) {
+    let (Some(api), Some(id)) = (net.nodes[0].api, slot.as_ref().and_then(|j| j[id_key].as_str()).map(str::to_owned))
     else {
         return;
     };
-    if let Ok(r) = net.client.get(format!("http://{api}/fl/{id}")).send().await
+    if let Ok(r) = net.client.get(format!("http://{api}/{path}/{id}")).send().await
         && let Ok(v) = r.json::<serde_json::Value>().await
     {
-        out.fl = Some(v);
+        *slot = Some(v);
     }
+}
+
+async fn poll_fl(net: &Testnet, out: &mut Outcome) {
+    refresh_from_node0(net, "fl", "task_id", &mut out.fl).await;
 }
 
 fn fl_running(out: &Outcome) -> bool {
@@ -119,27 +134,15 @@ fn fl_running(out: &Outcome) -> bool {
 }
 
 async fn submit_job(net: &Testnet, args: &TestnetArgs) -> Result<String, String> {
-    let api = net.nodes[0].api.ok_or("node 0 has no API")?;
     let spec = serde_json::json!({
         "scene": "cornell", "width": args.render_size, "height": args.render_size,
         "spp": args.render_spp, "max_bounces": 6, "tile": 32,
     });
-    let r = net.client.post(format!("http://{api}/jobs")).json(&spec).send().await.map_err(|e| e.to_string())?;
-    let v: serde_json::Value = r.json().await.map_err(|e| e.to_string())?;
-    v["job_id"].as_str().map(str::to_owned).ok_or_else(|| format!("job refused: {v}"))
+    post_to_node0(net, "jobs", &spec, "job_id", "job").await
 }
 
 async fn poll_job(net: &Testnet, out: &mut Outcome) {
-    let (Some(api), Some(id)) =
-        (net.nodes[0].api, out.job.as_ref().and_then(|j| j["job_id"].as_str()).map(str::to_owned))
-    else {
-        return;
-    };
-    if let Ok(r) = net.client.get(format!("http://{api}/jobs/{id}")).send().await
-        && let Ok(v) = r.json::<serde_json::Value>().await
-    {
-        out.job = Some(v);
-    }
+    refresh_from_node0(net, "jobs", "job_id", &mut out.job).await;
 }
 
 fn job_running(out: &Outcome) -> bool {
