@@ -1,7 +1,9 @@
 //! The local HTTP JSON API (loopback only): `GET /status`, `/peers`, `/heartbeats/latency`,
 //! `/metrics` (Prometheus text, libp2p's metrics included), the ledger (`/ledger/*`), render
-//! jobs (`/jobs`), Proof of Rendering (`/por/*`) and federated learning (`POST /fl`,
-//! `GET /fl`, `GET /fl/{task}`).
+//! jobs (`/jobs`), Proof of Rendering (`/por/*`), federated learning (`POST /fl`,
+//! `GET /fl`, `GET /fl/{task}`), settlement (`GET /rewards`, `GET /rewards/{epoch}`) and the
+//! operator's stake and governance entries (`POST /stake`, `GET /gov`, `POST /gov/proposals`,
+//! `POST /gov/votes`).
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -38,6 +40,7 @@ pub struct ApiState {
     pub verifier: bool,
     pub announcements: crate::por::Announcements,
     pub fl: crate::fl::Fl,
+    pub settle: crate::settle::Settle,
 }
 
 /// `GET /status`.
@@ -98,6 +101,12 @@ pub fn serve(listener: tokio::net::TcpListener, state: ApiState, shutdown: Cance
         .route("/por/announcements", get(por_announcements))
         .route("/fl", get(fl_list).post(fl_start))
         .route("/fl/{task}", get(fl_get))
+        .route("/rewards", get(rewards_list))
+        .route("/rewards/{epoch}", get(rewards_get))
+        .route("/stake", axum::routing::post(stake_post))
+        .route("/gov", get(gov_list))
+        .route("/gov/proposals", axum::routing::post(gov_propose))
+        .route("/gov/votes", axum::routing::post(gov_vote))
         .with_state(state);
     tokio::spawn(async move {
         let server = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned());
@@ -262,4 +271,91 @@ async fn fl_get(State(s): State<ApiState>, axum::extract::Path(id): axum::extrac
 /// `GET /fl`: owned tasks and this node's audits of other owners' rounds.
 async fn fl_list(State(s): State<ApiState>) -> Json<serde_json::Value> {
     Json(serde_json::json!({ "tasks": s.fl.list(), "audits": s.fl.audits() }))
+}
+
+/// One epoch in `GET /rewards`.
+#[derive(Debug, Serialize)]
+pub struct RewardsEpoch {
+    pub epoch: u64,
+    pub status: ifx_protocols::settle::Status,
+    pub root: String,
+    pub seal_root: Option<String>,
+    pub minted: u64,
+    pub paid: usize,
+    pub slashed: Vec<String>,
+    pub workers_bps: u64,
+}
+
+/// `GET /rewards`: every epoch settlement reached, balances, parameters in force.
+async fn rewards_list(State(s): State<ApiState>) -> Json<serde_json::Value> {
+    let st = s.settle.compute();
+    let epochs: Vec<RewardsEpoch> = st
+        .epochs
+        .iter()
+        .map(|e| RewardsEpoch {
+            epoch: e.epoch,
+            status: e.status,
+            root: hex::encode(e.root),
+            seal_root: e.seal_root.map(hex::encode),
+            minted: e.minted,
+            paid: e.payouts.len(),
+            slashed: e.slashed.iter().map(|x| hex::encode(x.key)).collect(),
+            workers_bps: e.params.workers_bps,
+        })
+        .collect();
+    Json(serde_json::json!({
+        "current_epoch": s.network.epoch_at(crate::unix_time_us() / 1000),
+        "epochs": epochs,
+        "accounts": serde_json::to_value(&st.accounts).unwrap_or_default(),
+        "params": st.params,
+    }))
+}
+
+/// `GET /rewards/{epoch}`: one epoch's settlement (payouts, vesting, slashes, root).
+async fn rewards_get(State(s): State<ApiState>, axum::extract::Path(epoch): axum::extract::Path<u64>) -> Response {
+    let st = s.settle.compute();
+    match st.epoch(epoch) {
+        Some(e) => Json(e).into_response(),
+        None => {
+            let why = match st.epochs.last() {
+                Some(l)
+                    if l.epoch < epoch
+                        && matches!(
+                            l.status,
+                            ifx_protocols::settle::Status::Pending | ifx_protocols::settle::Status::Incomplete
+                        ) =>
+                {
+                    format!("settlement stops at epoch {} ({:?})", l.epoch, l.status)
+                }
+                _ => format!("epoch {epoch} has no entries and no seal, or has not ended"),
+            };
+            (StatusCode::NOT_FOUND, Json(serde_json::json!({ "error": why }))).into_response()
+        }
+    }
+}
+
+fn appended(r: Result<String, String>) -> Response {
+    match r {
+        Ok(id) => (StatusCode::ACCEPTED, Json(serde_json::json!({ "entry": id }))).into_response(),
+        Err(e) => (StatusCode::BAD_REQUEST, Json(serde_json::json!({ "error": e }))).into_response(),
+    }
+}
+
+async fn stake_post(State(s): State<ApiState>, Json(op): Json<ifx_protocols::settle::StakeOp>) -> Response {
+    appended(s.settle.stake(op).await)
+}
+
+async fn gov_propose(State(s): State<ApiState>, Json(p): Json<ifx_protocols::settle::Proposal>) -> Response {
+    appended(s.settle.propose(p).await)
+}
+
+async fn gov_vote(State(s): State<ApiState>, Json(v): Json<ifx_protocols::settle::Vote>) -> Response {
+    appended(s.settle.vote(v).await)
+}
+
+/// `GET /gov`: parameters in force, open proposals with their votes, decided ones.
+async fn gov_list(State(s): State<ApiState>) -> Json<serde_json::Value> {
+    let st = s.settle.compute();
+    let decided: Vec<&ifx_protocols::settle::GovOutcome> = st.epochs.iter().flat_map(|e| &e.governance).collect();
+    Json(serde_json::json!({ "params": st.params, "open": st.open_proposals, "decided": decided }))
 }

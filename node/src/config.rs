@@ -208,6 +208,15 @@ impl NodeConfig {
         toml::to_string_pretty(self).expect("config is plain data")
     }
 
+    /// Only the `[network]` table, as TOML (what every node of the network shares).
+    pub fn network_toml(&self) -> String {
+        #[derive(serde::Serialize)]
+        struct Only<'a> {
+            network: &'a ifx_protocols::NetworkConfig,
+        }
+        toml::to_string_pretty(&Only { network: &self.network }).expect("config is plain data")
+    }
+
     fn apply(&mut self, o: &Overrides) {
         if let Some(d) = &o.data_dir {
             self.node.data_dir = d.clone();

@@ -49,6 +49,8 @@ const EXAMPLE_CAP: u64 = 10_000;
 const NO_CLIENTS_TIMEOUT: Duration = Duration::from_secs(60);
 /// A round with too few valid updates by its deadline is retried this often.
 const ROUND_ATTEMPTS: usize = 5;
+/// How long round 0 waits for `clients_per_round` workers to join before it starts with fewer.
+const JOIN_GRACE: Duration = Duration::from_secs(5);
 
 /// What `GET /fl/{task}` shows.
 #[derive(Clone, Debug, Serialize)]
@@ -431,7 +433,10 @@ impl Fl {
                 self.gossip(FlGossip::Task { task, round, spec: spec.clone() }).await;
                 let waiting = Instant::now();
                 let mut cands = self.candidates(task, round).await;
-                while cands.len() < spec.min_clients as usize {
+                // Round 0 also gives workers that are still joining a moment to arrive.
+                while cands.len() < spec.min_clients as usize
+                    || (round == 0 && cands.len() < k && waiting.elapsed() < JOIN_GRACE)
+                {
                     if waiting.elapsed() > NO_CLIENTS_TIMEOUT {
                         return Err(format!(
                             "round {round}: {} joined worker(s) connected, {} needed, after {NO_CLIENTS_TIMEOUT:?}",

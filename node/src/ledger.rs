@@ -126,7 +126,22 @@ impl LedgerHandle {
         body: Vec<u8>,
     ) -> Result<Arc<Entry>, StorageError> {
         let epoch = network.epoch_at(crate::unix_time_us() / 1000);
+        self.append_at_and_gossip(net, key, network, epoch, kind, body).await
+    }
+
+    /// Appends an entry labelled with `epoch` (raised to the label of this node's previous
+    /// entry if that is later) and gossips it.
+    pub async fn append_at_and_gossip(
+        &self,
+        net: &NetHandle,
+        key: &SigningKey,
+        network: &ifx_protocols::NetworkConfig,
+        epoch: u64,
+        kind: EntryKind,
+        body: Vec<u8>,
+    ) -> Result<Arc<Entry>, StorageError> {
         let entry = self.append(key.clone(), epoch, kind, body).await?;
+        let epoch = entry.epoch;
         match SignedEnvelope::sign(key, &network.id, Kind::LedgerEntry, epoch, entry.encode()) {
             Ok(env) => {
                 if let Ok(Err(e)) = net.publish(Kind::LedgerEntry, env.encode()).await {
@@ -297,7 +312,9 @@ impl Attester {
                 bodies.push((EntryKind::PorVerdicts, verdicts.encode()));
             }
             for (kind, body) in bodies {
-                match self.ledger.append_and_gossip(&net, &self.key, &self.net, kind, body).await {
+                // Labelled with the attested epoch: it is written in that epoch's grace period,
+                // before the epoch's seal, so it belongs to the epoch's sealed set.
+                match self.ledger.append_at_and_gossip(&net, &self.key, &self.net, next, kind, body).await {
                     Ok(entry) => info!(epoch = next, seq = entry.seq, kind = kind.name(), "attestation appended"),
                     Err(e) => warn!(error = %e, epoch = next, "cannot append the attestation"),
                 }

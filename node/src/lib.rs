@@ -15,6 +15,7 @@ pub mod node;
 pub mod por;
 pub mod render;
 pub mod router;
+pub mod settle;
 
 pub use config::{ConfigError, NodeConfig, Overrides};
 pub use node::{Node, NodeError};

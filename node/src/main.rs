@@ -1,4 +1,5 @@
-//! The `ifx` binary: `ifx node`, `ifx key show`, `ifx config show`, `ifx testnet`.
+//! The `ifx` binary: `ifx node`, `ifx key show|init`, `ifx config show`, `ifx testnet`,
+//! `ifx render`, `ifx fl start`, `ifx ledger`, `ifx rewards`, `ifx stake`, `ifx gov`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -50,6 +51,83 @@ enum Command {
         json: bool,
         #[command(subcommand)]
         command: LedgerCommand,
+    },
+    /// An epoch's settlement from a node's ledger store: payouts (liquid and vesting), slashes,
+    /// the settlement root. Works offline, with the network parameters the node ran with.
+    Rewards {
+        /// The node's data dir.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The epoch (default: every epoch settlement reached, in short).
+        #[arg(long)]
+        epoch: Option<u64>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Bond or unbond the stake of a running node's key (a ledger entry, applied when its epoch
+    /// settles).
+    Stake {
+        #[command(subcommand)]
+        command: StakeCommand,
+    },
+    /// Governance: propose a parameter change, vote, list proposals and parameters.
+    Gov {
+        #[command(subcommand)]
+        command: GovCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum StakeCommand {
+    /// Move liquid units into bonded stake.
+    Bond {
+        #[arg(long)]
+        api: String,
+        /// Units (1 IFX = 1,000,000).
+        #[arg(long)]
+        amount: u64,
+        /// worker or verifier.
+        #[arg(long, default_value = "worker")]
+        role: String,
+    },
+    /// Start unbonding; the units become liquid after the unbonding delay.
+    Unbond {
+        #[arg(long)]
+        api: String,
+        #[arg(long)]
+        amount: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum GovCommand {
+    /// Propose `--param` = `--value` from epoch `--from-epoch` on.
+    Propose {
+        #[arg(long)]
+        api: String,
+        #[arg(long)]
+        param: String,
+        #[arg(long)]
+        value: u64,
+        #[arg(long)]
+        from_epoch: u64,
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+    /// Vote on a proposal (its id is the proposal entry's id).
+    Vote {
+        #[arg(long)]
+        api: String,
+        #[arg(long)]
+        proposal: String,
+        /// Vote no instead of yes.
+        #[arg(long)]
+        no: bool,
+    },
+    /// Parameters in force, open proposals with votes, decided proposals.
+    List {
+        #[arg(long)]
+        api: String,
     },
 }
 
@@ -173,6 +251,11 @@ enum KeyCommand {
         #[arg(long)]
         data_dir: PathBuf,
     },
+    /// Create the node key in a data dir if it has none, and print it.
+    Init {
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -262,8 +345,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             rt.block_on(run_node(cfg))?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Key { command: KeyCommand::Show { data_dir } } => {
-            let id = Identity::load(&data_dir)?;
+        Command::Key { command } => {
+            let id = match command {
+                KeyCommand::Show { data_dir } => Identity::load(&data_dir)?,
+                KeyCommand::Init { data_dir } => {
+                    std::fs::create_dir_all(&data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+                    Identity::load_or_create(&data_dir)?
+                }
+            };
             println!("peer_id: {}", id.peer_id());
             println!("public_key: {}", hex::encode(id.public_key()));
             Ok(ExitCode::SUCCESS)
@@ -289,6 +378,42 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             ledger_command(&data_dir, json, command)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Rewards { data_dir, epoch, json } => {
+            rewards_command(&data_dir, epoch, json)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Stake { command } => {
+            let (api, path, body) = match command {
+                StakeCommand::Bond { api, amount, role } => {
+                    let role: ifx_protocols::settle::StakeRole =
+                        serde_json::from_value(serde_json::json!(role)).context("--role must be worker or verifier")?;
+                    (api, "stake", serde_json::json!({ "op": "bond", "amount": amount, "role": role }))
+                }
+                StakeCommand::Unbond { api, amount } => {
+                    (api, "stake", serde_json::json!({ "op": "unbond", "amount": amount }))
+                }
+            };
+            api_post(&api, path, &body)
+        }
+        Command::Gov { command } => match command {
+            GovCommand::Propose { api, param, value, from_epoch, note } => api_post(
+                &api,
+                "gov/proposals",
+                &serde_json::json!({ "param": param, "value": value, "from_epoch": from_epoch, "note": note }),
+            ),
+            GovCommand::Vote { api, proposal, no } => {
+                api_post(&api, "gov/votes", &serde_json::json!({ "proposal": proposal, "yes": !no }))
+            }
+            GovCommand::List { api } => {
+                let rt = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
+                let v: serde_json::Value = rt.block_on(async {
+                    let c = reqwest::Client::builder().no_proxy().build()?;
+                    anyhow::Ok(c.get(format!("http://{api}/gov")).send().await?.json().await?)
+                })?;
+                println!("{}", serde_json::to_string_pretty(&v)?);
+                Ok(ExitCode::SUCCESS)
+            }
+        },
         Command::Testnet(args) => {
             init_logs("warn", false);
             let binary = std::env::current_exe().context("locating the ifx binary")?;
@@ -594,4 +719,96 @@ fn init_logs(filter: &str, json: bool) {
     } else {
         builder.init();
     }
+}
+
+/// POSTs `body` to a node's `/{path}` and prints the entry id it appended.
+fn api_post(api: &str, path: &str, body: &serde_json::Value) -> anyhow::Result<ExitCode> {
+    let rt = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
+    let (status, v): (reqwest::StatusCode, serde_json::Value) = rt.block_on(async {
+        let c = reqwest::Client::builder().no_proxy().build()?;
+        let r = c
+            .post(format!("http://{api}/{path}"))
+            .json(body)
+            .send()
+            .await
+            .with_context(|| format!("reaching {api}"))?;
+        anyhow::Ok((r.status(), r.json().await?))
+    })?;
+    if !status.is_success() {
+        anyhow::bail!("the node refused: {}", v["error"].as_str().unwrap_or("?"));
+    }
+    println!("entry {}", v["entry"].as_str().unwrap_or("?"));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn rewards_command(data_dir: &std::path::Path, epoch: Option<u64>, json: bool) -> anyhow::Result<()> {
+    let net_file = data_dir.join(ifx_node::node::NETWORK_FILE);
+    let text = std::fs::read_to_string(&net_file)
+        .with_context(|| format!("reading {} (has a node run with this data dir?)", net_file.display()))?;
+    #[derive(serde::Deserialize)]
+    struct Only {
+        network: ifx_protocols::NetworkConfig,
+    }
+    let net = toml::from_str::<Only>(&text).with_context(|| format!("parsing {}", net_file.display()))?.network;
+    net.validate("network")?;
+    let path = data_dir.join("db");
+    let db = ifx_storage::Db::open_read_only(&path)?;
+    let store = ifx_storage::LedgerStore::open_existing(db)?;
+    let now = net.epoch_at(ifx_node::unix_time_us() / 1000);
+    let st = ifx_protocols::settle::settle(&net, store.ledger().iter_sorted(), now);
+    match epoch {
+        Some(e) => {
+            let Some(s) = st.epoch(e) else {
+                anyhow::bail!(
+                    "epoch {e} is not settled here (settled through {:?}; current epoch {now})",
+                    st.epochs.last().map(|l| (l.epoch, l.status))
+                );
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(s)?);
+                return Ok(());
+            }
+            println!(
+                "epoch {} {:?}: minted {} units, penalties {}, unallocated {}",
+                s.epoch, s.status, s.minted, s.penalties, s.unallocated
+            );
+            println!("settlement root {}", hex::encode(s.root));
+            println!(
+                "pools: workers {} verifiers {} governance {}",
+                s.pool_workers, s.pool_verifiers, s.pool_governance
+            );
+            println!("{:<18} {:>14} {:>14} {:>14} {:>14}", "key", "total", "liquid", "vesting", "weight");
+            for p in &s.payouts {
+                println!(
+                    "{:<18} {:>14} {:>14} {:>14} {:>14}",
+                    format!("{}..", &hex::encode(p.key)[..16]),
+                    p.total,
+                    p.liquid,
+                    p.vesting,
+                    p.worker_weight.max(p.verifier_weight)
+                );
+            }
+            for x in &s.slashed {
+                println!("slashed {}.. {} units: {}", &hex::encode(x.key)[..16], x.amount, x.reason);
+            }
+            for w in s.workers.iter().filter(|w| w.excluded.is_some()) {
+                println!("unpaid {}.. {}", &hex::encode(w.key)[..16], w.excluded.as_deref().unwrap_or(""));
+            }
+        }
+        None if json => println!("{}", serde_json::to_string_pretty(&st)?),
+        None => {
+            for s in &st.epochs {
+                println!(
+                    "epoch {:>6} {:<10} minted {:>16} paid {:>4} slashed {:>2} root {}",
+                    s.epoch,
+                    format!("{:?}", s.status),
+                    s.minted,
+                    s.payouts.len(),
+                    s.slashed.len(),
+                    hex::encode(s.root)
+                );
+            }
+        }
+    }
+    Ok(())
 }

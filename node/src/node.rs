@@ -26,6 +26,8 @@ use crate::router::Router;
 
 /// File in the data dir holding the bound API address (written once the API listens).
 pub const API_ADDR_FILE: &str = "api.addr";
+/// File in the data dir holding the network parameters the node ran with (`[network]`).
+pub const NETWORK_FILE: &str = "network.toml";
 /// Latency samples kept for `/heartbeats/latency`.
 const LATENCY_SAMPLES: usize = 8192;
 
@@ -63,6 +65,8 @@ pub struct Node {
     pub announcements: crate::por::Announcements,
     /// Federated learning: owned tasks, training for others, audits.
     pub fl: crate::fl::Fl,
+    /// Settlement: seals (verifiers), rewards, stake and governance entries.
+    pub settle: crate::settle::Settle,
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
     network_task: JoinHandle<()>,
@@ -78,6 +82,10 @@ impl Node {
         // A stale address from an earlier run must not be mistaken for this one.
         let _ = std::fs::remove_file(data_dir.join(API_ADDR_FILE));
         let identity = Identity::load_or_create(&data_dir)?;
+        // The network parameters beside the database, so `ifx rewards --data-dir` settles
+        // offline with the same economics and genesis.
+        write_atomic(&data_dir, NETWORK_FILE, &cfg.network_toml())
+            .map_err(|e| NodeError::DataDir { path: data_dir.clone(), reason: e.to_string() })?;
         let db_path = data_dir.join("db");
         let db = Db::open(&db_path)
             .map_err(|e| NodeError::Storage { path: db_path.clone(), reason: storage_reason(&e.to_string()) })?;
@@ -104,6 +112,15 @@ impl Node {
         )));
 
         let mut tasks = Vec::new();
+        let settle = crate::settle::Settle {
+            ledger: ledger.clone(),
+            key: identity.signing_key().clone(),
+            network: cfg.network.clone(),
+            net: started.handle.clone(),
+        };
+        if cfg.node.role == ifx_protocols::Role::Verifier {
+            tasks.push(tokio::spawn(settle.clone().run_sealer(shutdown.child_token())));
+        }
         let announcements = crate::por::Announcements::default();
         let fl = crate::fl::Fl::new(
             started.handle.clone(),
@@ -224,6 +241,7 @@ impl Node {
                 verifier: cfg.node.role == ifx_protocols::Role::Verifier,
                 announcements: announcements.clone(),
                 fl: fl.clone(),
+                settle: settle.clone(),
             };
             tasks.push(api::serve(listener, state, shutdown.child_token()));
             write_api_addr(&data_dir, bound)
@@ -244,6 +262,7 @@ impl Node {
             por: por_stats,
             announcements,
             fl,
+            settle,
             shutdown,
             tasks,
             network_task: started.task,
@@ -294,9 +313,13 @@ fn storage_reason(e: &str) -> String {
     }
 }
 
-/// Writes `api.addr` through a temp file and a rename, so readers never see half an address.
+/// Writes `dir/name` through a temp file and a rename, so readers never see half a file.
+fn write_atomic(dir: &Path, name: &str, contents: &str) -> std::io::Result<()> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    std::fs::write(&tmp, contents)?;
+    std::fs::rename(tmp, dir.join(name))
+}
+
 fn write_api_addr(dir: &Path, addr: SocketAddr) -> std::io::Result<()> {
-    let tmp = dir.join(format!("{API_ADDR_FILE}.tmp"));
-    std::fs::write(&tmp, addr.to_string())?;
-    std::fs::rename(tmp, dir.join(API_ADDR_FILE))
+    write_atomic(dir, API_ADDR_FILE, &addr.to_string())
 }

@@ -17,7 +17,7 @@ fn testnet_of_eight_with_a_sigkill_ends_on_time_and_reports() {
     let start = Instant::now();
     let out = Command::new(env!("CARGO_BIN_EXE_ifx"))
         .args(["testnet", "--nodes", "8", "--verifiers", "2", "--cheaters", "2", "--duration", "20", "--kill", "3@5"])
-        .args(["--render-size", "256", "--render-spp", "64", "--quiet", "--base-dir"])
+        .args(["--render-size", "256", "--render-spp", "64", "--fl-rounds", "0", "--quiet", "--base-dir"])
         .arg(tmp.path())
         .arg("--report")
         .arg(&report_path)
@@ -107,6 +107,66 @@ fn testnet_of_eight_with_a_sigkill_ends_on_time_and_reports() {
     assert!(png.as_raw() == &local.to_rgb8(), "distributed tiles differ from a local render");
     assert_eq!(report["faults"][0]["node"], 3);
     assert_eq!(report["faults"][0]["kind"], "sigkill");
+
+    // Settlement: every running node computed the same root for every epoch sealed on all of
+    // them; both cheaters were slashed, no honest node was; the governance change proposed at
+    // the start (workers_bps = 7000) was in force from exactly the epoch it named.
+    let st = &report["settlement"];
+    assert_eq!(st["ok"], true, "{st:#}");
+    assert_eq!(st["agreed"], true, "{st:#}");
+    assert!(st["sealed_epochs"].as_array().unwrap().len() >= 3, "{st:#}");
+    let mut slashed: Vec<&str> = st["slashed"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    slashed.sort();
+    let mut cheaters = vec![peer(1), peer(2)];
+    cheaters.sort_by(|a, b| a.as_str().cmp(&b.as_str()));
+    assert_eq!(serde_json::json!(slashed), serde_json::json!(cheaters), "{st:#}");
+    assert_eq!(st["honest_slashed"].as_array().unwrap().len(), 0);
+    let gov = &st["governance"];
+    assert_eq!(gov["reached"], true, "{gov}");
+    assert_eq!(gov["applied_at"], gov["from_epoch"], "{gov}");
+    assert!(st["minted"].as_u64().unwrap() > 0);
+    // Every honest worker that stayed up earned something; the roots agree node by node.
+    for i in [0, 4, 5] {
+        let id = nodes[i]["peer_id"].as_str().unwrap();
+        assert!(st["payouts"][id].as_u64().unwrap_or(0) > 0, "node {i} earned nothing: {st:#}");
+    }
+    // `ifx rewards` reads the same settlement offline from a stopped node's store.
+    let first = st["sealed_epochs"][0].as_u64().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ifx"))
+        .args(["rewards", "--data-dir"])
+        .arg(tmp.path().join("node-0"))
+        .args(["--epoch", &first.to_string(), "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["root"], st["roots"]["0"][first.to_string()], "{r:#}");
+}
+
+#[test]
+fn testnet_federated_task_reaches_the_target_despite_a_poisoner() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let report_path = tmp.path().join("report.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_ifx"))
+        .args(["testnet", "--nodes", "8", "--verifiers", "2", "--poisoners", "1", "--duration", "20"])
+        .args(["--render-size", "0", "--quiet", "--base-dir"])
+        .arg(tmp.path())
+        .arg("--report")
+        .arg(&report_path)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report_path).unwrap()).unwrap();
+    let fl = &report["fl"];
+    assert!(out.status.success(), "{}\n{fl:#}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(fl["ok"], true, "{fl:#}");
+    assert_eq!(fl["rounds"], 40);
+    assert!(fl["final_accuracy"].as_f64().unwrap() >= 0.95, "{fl:#}");
+    assert_eq!(fl["poisoners"], fl["poisoners_caught"], "{fl:#}");
+    assert_eq!(fl["honest_rejected"].as_array().unwrap().len(), 0, "{fl:#}");
+    assert!(fl["audits_matched"].as_u64().unwrap() >= 40, "{fl:#}");
+    assert_eq!(report["settlement"]["agreed"], true);
 }
 
 #[test]

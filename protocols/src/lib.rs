@@ -8,10 +8,12 @@ pub mod envelope;
 pub mod fl;
 pub mod heartbeat;
 pub mod ledger;
+pub mod merkle;
 pub mod network;
 pub mod por;
 pub mod render;
 pub mod replay;
+pub mod settle;
 
 pub use envelope::{EnvelopeError, Kind, SignedEnvelope};
 pub use heartbeat::{Capacity, Heartbeat, Observed, PeerTable, Role};

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::envelope::MAX_NET_ID_LEN;
+use crate::settle::{EconParams, GenesisAlloc};
 
 /// A configuration value that cannot be used; names the key so the user can fix it.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -40,6 +41,13 @@ pub struct NetworkConfig {
     pub heartbeat_interval_ms: u64,
     /// IB reference: benchmark iterations per second of the reference machine (IB = 1.0).
     pub ib_reference_iters_per_sec: u64,
+    /// Verifiers seal an epoch this long after it ends, so late entries still count
+    /// (0: a sixth of the epoch, at most an hour).
+    pub seal_grace_secs: u64,
+    /// Minting, weights, stake and governance parameters at genesis.
+    pub economics: EconParams,
+    /// Stake and balances at genesis.
+    pub genesis: Vec<GenesisAlloc>,
 }
 
 impl Default for NetworkConfig {
@@ -52,6 +60,9 @@ impl Default for NetworkConfig {
             epoch_secs: 72 * 3600,
             heartbeat_interval_ms: 5_000,
             ib_reference_iters_per_sec: 1_000_000_000,
+            seal_grace_secs: 0,
+            economics: EconParams::default(),
+            genesis: Vec::new(),
         }
     }
 }
@@ -84,6 +95,14 @@ impl NetworkConfig {
         if self.ib_reference_iters_per_sec == 0 {
             return Err(InvalidValue::new(key("ib_reference_iters_per_sec"), "must be positive"));
         }
+        if self.seal_grace_secs >= self.epoch_secs {
+            return Err(InvalidValue::new(
+                key("seal_grace_secs"),
+                format!("{} must be shorter than the epoch ({} s)", self.seal_grace_secs, self.epoch_secs),
+            ));
+        }
+        self.economics.validate(&key("economics"))?;
+        crate::settle::params::validate_genesis(&self.genesis, &key("genesis"))?;
         if self.heartbeat_interval_ms > self.epoch_secs.saturating_mul(1000) {
             return Err(InvalidValue::new(
                 key("heartbeat_interval_ms"),
@@ -97,6 +116,14 @@ impl NetworkConfig {
     pub fn epoch_at(&self, unix_ms: u64) -> u64 {
         let genesis_ms = self.genesis_unix_secs.saturating_mul(1000);
         unix_ms.saturating_sub(genesis_ms) / self.epoch_secs.max(1).saturating_mul(1000)
+    }
+
+    /// How long after an epoch ends its seal is written, in milliseconds.
+    pub fn seal_grace_ms(&self) -> u64 {
+        match self.seal_grace_secs {
+            0 => (self.epoch_secs * 1000 / 6).clamp(1, 3_600_000),
+            s => s * 1000,
+        }
     }
 
     /// Heartbeats a live node publishes in a full epoch.

@@ -43,6 +43,8 @@ pub struct NodeProc {
     pub poison: Option<&'static str>,
     /// The shard of the federated data it trains on (workers only, when a task runs).
     pub fl_shard: Option<u32>,
+    /// Its ed25519 public key (hex), created before the launch for the genesis allocations.
+    pub public_key: String,
 }
 
 /// The launched network.
@@ -77,17 +79,6 @@ impl Testnet {
         let io = |what: &str, p: &Path, e: std::io::Error| TestnetError::Io(format!("{what} {}: {e}", p.display()));
         std::fs::create_dir_all(&base_dir).map_err(|e| io("cannot create", &base_dir, e))?;
         let network_id = format!("testnet-{}", now.as_secs() % 1_000_000);
-        let config = base_dir.join("network.toml");
-        let text = format!(
-            "# Written by `ifx testnet`: the parameters every node of this run shares.\n\
-             [network]\nid = \"{network_id}\"\ngenesis_unix_secs = {}\nepoch_secs = {}\n\
-             heartbeat_interval_ms = {}\n\n[limits]\ntarget_peers = {}\n\n[ledger]\nsync_interval_ms = 1000\n\n[por]\nchallenge_interval_ms = 500\n",
-            now.as_secs(),
-            args.epoch_secs,
-            args.heartbeat_ms,
-            args.nodes.min(24),
-        );
-        std::fs::write(&config, text).map_err(|e| io("cannot write", &config, e))?;
         // Workers are nodes 1..first_verifier; the poisoners are the last of them; every honest
         // worker holds its own shard, a poisoner a copy of one (no data is only in bad hands).
         let first_verifier = args.nodes - args.verifiers;
@@ -120,8 +111,34 @@ impl Testnet {
                 poison: (index >= first_poisoner && index < first_verifier)
                     .then(|| POISONS[(index - first_poisoner) % POISONS.len()]),
                 fl_shard: (index >= 1 && index < first_verifier).then(|| (index as u32 - 1) % fl_shards),
+                public_key: String::new(),
             });
         }
+        // Every node's key exists before the launch, so the network config can give each one
+        // its genesis stake (workers: enough for any IB; verifiers: the minimum verifier stake).
+        let mut genesis = String::new();
+        for n in &mut nodes {
+            n.public_key = create_key(&binary, &n.data_dir)?;
+            let (stake, liquid) = if n.role == "verifier" { (2_000, 0) } else { (1_000, 100) };
+            genesis += &format!(
+                "\n[[network.genesis]]\nkey = \"{}\"\nrole = \"{}\"\nstake = {}\nliquid = {}\n",
+                n.public_key,
+                n.role,
+                stake * 1_000_000u64,
+                liquid * 1_000_000u64
+            );
+        }
+        let config = base_dir.join("network.toml");
+        let text = format!(
+            "# Written by `ifx testnet`: the parameters every node of this run shares.\n\
+             [network]\nid = \"{network_id}\"\ngenesis_unix_secs = {}\nepoch_secs = {}\n\
+             heartbeat_interval_ms = {}\n\n[limits]\ntarget_peers = {}\n\n[ledger]\nsync_interval_ms = 1000\n\n[por]\nchallenge_interval_ms = 500\n",
+            now.as_secs(),
+            args.epoch_secs,
+            args.heartbeat_ms,
+            args.nodes.min(24),
+        );
+        std::fs::write(&config, text + &genesis).map_err(|e| io("cannot write", &config, e))?;
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(3))
             .no_proxy()
@@ -281,4 +298,26 @@ pub fn tail(path: &Path, lines: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Runs `ifx key init` for a data dir and returns the public key it prints.
+fn create_key(binary: &Path, data_dir: &Path) -> Result<String, TestnetError> {
+    let out = std::process::Command::new(binary)
+        .args(["key", "init", "--data-dir"])
+        .arg(data_dir)
+        .output()
+        .map_err(|e| TestnetError::Io(format!("running {} key init: {e}", binary.display())))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find_map(|l| l.strip_prefix("public_key: "))
+        .map(|k| k.trim().to_owned())
+        .filter(|_| out.status.success())
+        .ok_or_else(|| {
+            TestnetError::Io(format!(
+                "{} key init --data-dir {} failed: {}",
+                binary.display(),
+                data_dir.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
+        })
 }

@@ -54,17 +54,20 @@ pub struct TestnetArgs {
     /// verifiers; modes sign-flip, scale, random, nan, shape in turn).
     #[arg(long, default_value_t = 0)]
     pub poisoners: usize,
-    /// Rounds of the federated task the run starts on node 0 (0: no task). Off by default: the
-    /// testnet FL run does not reach its target yet (see docs/ARCHITECTURE.md, issue #6).
-    #[arg(long, default_value_t = 0)]
+    /// Rounds of the federated task the run starts on node 0 (0: no task).
+    #[arg(long, default_value_t = 40)]
     pub fl_rounds: u32,
     /// The data file the workers train on (digits format); each honest worker holds one non-IID
     /// shard, each poisoner a copy of one of them.
     #[arg(long, default_value = "testdata/digits.csv.gz")]
     pub fl_data: PathBuf,
-    /// Aggregation rule of the federated task.
-    #[arg(long, default_value = "median")]
+    /// Aggregation rule of the federated task (fedavg, median, trimmed-mean, krum, multi-krum).
+    #[arg(long, default_value = "trimmed-mean")]
     pub fl_aggregator: String,
+    /// A governance change node 0 proposes and every node votes for, `param=value`, applied
+    /// from a few epochs after the start (`none`: no proposal).
+    #[arg(long, default_value = "workers_bps=7000")]
+    pub gov_change: String,
     /// Hide the progress bar (it is also hidden when stderr is not a terminal).
     #[arg(long)]
     pub quiet: bool,
@@ -132,6 +135,9 @@ impl TestnetArgs {
         if self.duration == 0 || self.duration > 24 * 3600 {
             return bad(format!("--duration {} must be between 1 and 86400 seconds", self.duration));
         }
+        if let Err(e) = self.gov() {
+            return bad(e);
+        }
         for k in &self.kills {
             if k.node == 0 || k.node >= self.nodes {
                 return bad(format!(
@@ -145,6 +151,21 @@ impl TestnetArgs {
             }
         }
         Ok(())
+    }
+}
+
+impl TestnetArgs {
+    /// The `--gov-change` parameter and value, if any.
+    pub fn gov(&self) -> Result<Option<(String, u64)>, String> {
+        if self.gov_change == "none" {
+            return Ok(None);
+        }
+        let bad =
+            || format!("--gov-change {:?}: expected PARAM=VALUE (e.g. workers_bps=7000) or none", self.gov_change);
+        let (k, v) = self.gov_change.split_once('=').ok_or_else(bad)?;
+        let v: u64 = v.trim().parse().map_err(|_| bad())?;
+        ifx_protocols::settle::EconParams::default().with(k.trim(), v).map_err(|e| format!("--gov-change: {e}"))?;
+        Ok(Some((k.trim().to_owned(), v)))
     }
 }
 

@@ -2,6 +2,8 @@
 
 use std::path::Path;
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use serde::Serialize;
 
 use crate::TestnetArgs;
@@ -36,7 +38,34 @@ pub struct Report {
     pub por: PorSection,
     /// The federated task run on node 0 (null when the run started none).
     pub fl: Option<FlSection>,
+    /// Settlement of the sealed epochs, as every running node computed it.
+    pub settlement: SettlementSection,
     pub nodes: Vec<NodeReport>,
+}
+
+/// `settlement` section of the report.
+#[derive(Debug, Serialize, Default)]
+pub struct SettlementSection {
+    /// Agreed over at least one sealed epoch, every cheater slashed, no honest node slashed,
+    /// the governance change applied exactly at its epoch.
+    pub ok: bool,
+    /// Every running node computed the same settlement root for every epoch sealed on all.
+    pub agreed: bool,
+    /// Epochs sealed on every running node.
+    pub sealed_epochs: Vec<u64>,
+    /// Per node index, per sealed epoch, the settlement root.
+    pub roots: BTreeMap<usize, BTreeMap<u64, String>>,
+    /// Units minted over the sealed epochs (node 0's view).
+    pub minted: u64,
+    /// Units earned by peer id through the last epoch node 0 settled.
+    pub payouts: BTreeMap<String, u64>,
+    /// Peer ids slashed in a sealed epoch.
+    pub slashed: Vec<String>,
+    pub cheaters: Vec<String>,
+    pub honest_slashed: Vec<String>,
+    /// The governance change: proposed value, epoch named, first sealed epoch it was in force
+    /// on every node, and whether that is exactly the named epoch.
+    pub governance: Option<serde_json::Value>,
 }
 
 /// Accuracy a federated run must reach.
@@ -298,6 +327,7 @@ impl Report {
                     .push(format!("{} federated rounds did not recompute to the same weights", f.audits_mismatched));
             }
         }
+        let settlement = settlement_section(net, &o, &mut failures);
         let heartbeat_latency_ms = LatencyMs::from_samples_us(&latency_us);
         if heartbeat_latency_ms.samples == 0 {
             failures.push("no heartbeat latency samples".into());
@@ -322,6 +352,7 @@ impl Report {
             render,
             por,
             fl,
+            settlement,
             nodes,
         }
     }
@@ -386,6 +417,25 @@ impl Report {
                 f.audits_matched + f.audits_mismatched + f.audits_failed,
             );
         }
+        let st = &self.settlement;
+        println!(
+            "  settlement: {} sealed epochs, agreed {}, minted {} units, slashed {}, honest slashed {}{}",
+            st.sealed_epochs.len(),
+            st.agreed,
+            st.minted,
+            st.slashed.len(),
+            st.honest_slashed.len(),
+            st.governance
+                .as_ref()
+                .map(|g| format!(
+                    ", {}={} named epoch {} applied at {}",
+                    g["param"].as_str().unwrap_or("?"),
+                    g["value"],
+                    g["from_epoch"],
+                    g["applied_at"]
+                ))
+                .unwrap_or_default()
+        );
         for fail in &self.failures {
             println!("  FAIL: {fail}");
         }
@@ -394,7 +444,6 @@ impl Report {
 }
 
 fn por_section(net: &Testnet, o: &Outcome) -> PorSection {
-    use std::collections::BTreeMap;
     let mut per: BTreeMap<String, (u64, u64, u64, u64, u64)> = BTreeMap::new(); // passed, failed, timeouts, by, failed_by
     let mut reasons: BTreeMap<String, String> = BTreeMap::new();
     let (mut verify_us, mut render_us) = (0.0, 0.0);
@@ -540,4 +589,113 @@ mod tests {
         assert_eq!((l.p50, l.p99, l.max, l.samples), (Some(50.0), Some(99.0), Some(100.0), 100));
         assert_eq!(LatencyMs::from_samples_us(&[]).p50, None);
     }
+}
+
+/// Compares the settlements the running nodes computed; adds what failed to `failures`.
+fn settlement_section(net: &Testnet, o: &Outcome, failures: &mut Vec<String>) -> SettlementSection {
+    let mut s = SettlementSection::default();
+    let peer_of: BTreeMap<&str, &str> = net.nodes.iter().map(|n| (n.public_key.as_str(), n.peer_id.as_str())).collect();
+    let sealed_of = |v: &serde_json::Value| -> BTreeMap<u64, (String, u64, u64, Vec<String>)> {
+        v["epochs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["status"] == "sealed")
+            .filter_map(|e| {
+                Some((
+                    e["epoch"].as_u64()?,
+                    (
+                        e["root"].as_str()?.to_owned(),
+                        e["minted"].as_u64().unwrap_or(0),
+                        e["workers_bps"].as_u64().unwrap_or(0),
+                        e["slashed"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter_map(|k| k.as_str().map(str::to_owned))
+                            .collect(),
+                    ),
+                ))
+            })
+            .collect()
+    };
+    let views: Vec<(usize, BTreeMap<u64, (String, u64, u64, Vec<String>)>)> =
+        o.rewards.iter().map(|(i, v)| (*i, sealed_of(v))).collect();
+    let running = net.nodes.iter().filter(|n| n.child.is_some()).count();
+    if views.len() < running || views.is_empty() {
+        failures.push(format!("settlement: {} of {running} running nodes answered GET /rewards", views.len()));
+        return s;
+    }
+    let common: BTreeSet<u64> = views
+        .iter()
+        .map(|(_, m)| m.keys().copied().collect::<BTreeSet<u64>>())
+        .reduce(|a, b| a.intersection(&b).copied().collect())
+        .unwrap_or_default();
+    s.sealed_epochs = common.iter().copied().collect();
+    s.agreed = !common.is_empty()
+        && common.iter().all(|e| views.iter().map(|(_, m)| &m[e].0).collect::<BTreeSet<_>>().len() == 1);
+    for (i, m) in &views {
+        s.roots.insert(*i, m.iter().filter(|(e, _)| common.contains(e)).map(|(e, v)| (*e, v.0.clone())).collect());
+    }
+    let (_, first) = &views[0];
+    s.minted = common.iter().map(|e| first[e].1).sum();
+    let mut slashed_keys: BTreeSet<String> = BTreeSet::new();
+    for e in &common {
+        slashed_keys.extend(first[e].3.iter().cloned());
+    }
+    let peer = |k: &str| peer_of.get(k).map(|p| p.to_string()).unwrap_or_else(|| k.to_owned());
+    s.slashed = slashed_keys.iter().map(|k| peer(k)).collect();
+    s.cheaters = net.nodes.iter().filter(|n| n.cheat.is_some()).map(|n| n.peer_id.clone()).collect();
+    s.honest_slashed = s.slashed.iter().filter(|p| !s.cheaters.contains(p)).cloned().collect();
+    if let Some(accounts) =
+        o.rewards.iter().find(|(i, _)| *i == views[0].0).and_then(|(_, v)| v["accounts"].as_object())
+    {
+        for (k, a) in accounts {
+            let earned = a["earned"].as_u64().unwrap_or(0);
+            if earned > 0 {
+                s.payouts.insert(peer(k), earned);
+            }
+        }
+    }
+    let mut ok = true;
+    if !s.agreed {
+        ok = false;
+        failures.push(if common.is_empty() {
+            "settlement: no epoch was sealed on every running node".to_string()
+        } else {
+            "settlement: running nodes computed different settlement roots".to_string()
+        });
+    }
+    let missed: Vec<&String> = s.cheaters.iter().filter(|c| !s.slashed.contains(c)).collect();
+    if !missed.is_empty() {
+        ok = false;
+        failures.push(format!("settlement: cheaters not slashed: {missed:?}"));
+    }
+    if !s.honest_slashed.is_empty() {
+        ok = false;
+        failures.push(format!("settlement: honest nodes slashed: {:?}", s.honest_slashed));
+    }
+    if let Some(e) = &o.gov_error {
+        ok = false;
+        failures.push(format!("governance: the proposal was refused: {e}"));
+    }
+    if let Some((param, value, from, votes)) = &o.gov {
+        // Only workers_bps is visible in /rewards' epoch summary; other changes are reported
+        // without the epoch check.
+        let at = (param == "workers_bps")
+            .then(|| common.iter().copied().find(|e| views.iter().all(|(_, m)| m[e].2 == *value)))
+            .flatten();
+        let reached = common.iter().any(|e| e >= from);
+        let on_time = param != "workers_bps" || !reached || at == Some(*from);
+        if !on_time {
+            ok = false;
+            failures.push(format!("governance: {param}={value} named epoch {from} but was in force from {at:?}"));
+        }
+        s.governance = Some(serde_json::json!({
+            "param": param, "value": value, "from_epoch": from, "votes": votes,
+            "applied_at": at, "reached": reached, "on_time": on_time,
+        }));
+    }
+    s.ok = ok;
+    s
 }

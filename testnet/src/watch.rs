@@ -82,14 +82,58 @@ pub struct Outcome {
     pub fl_error: Option<String>,
     /// `GET /fl` audits of each verifier still running at the end, by node index.
     pub fl_audits: Vec<(usize, serde_json::Value)>,
+    /// The governance change proposed on node 0: (param, value, from_epoch, votes accepted).
+    pub gov: Option<(String, u64, u64, usize)>,
+    /// Why it could not be proposed.
+    pub gov_error: Option<String>,
+    /// `GET /rewards` of each node still running at the end, by node index.
+    pub rewards: Vec<(usize, serde_json::Value)>,
+}
+
+/// Node 0 proposes the change from a few epochs ahead; every node votes yes.
+async fn propose_gov(
+    net: &Testnet,
+    args: &TestnetArgs,
+    param: &str,
+    value: u64,
+) -> Result<(String, u64, u64, usize), String> {
+    let api = net.nodes[0].api.ok_or("node 0 has no API")?;
+    let status: serde_json::Value = net
+        .client
+        .get(format!("http://{api}/status"))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?
+        .json()
+        .await
+        .map_err(|e| e.to_string())?;
+    let now = status["epoch"].as_u64().ok_or("no epoch in /status")?;
+    // Short epochs: leave room for the proposal and the votes to be sealed before it applies.
+    let from_epoch = now + 2 + if args.epoch_secs < 10 { 2 } else { 0 };
+    let body = serde_json::json!({ "param": param, "value": value, "from_epoch": from_epoch, "note": "ifx testnet" });
+    let id = post_to_node0(net, "gov/proposals", &body, "entry", "proposal").await?;
+    let votes = net.nodes.iter().filter_map(|n| n.api.filter(|_| n.child.is_some())).map(|api| {
+        let client = net.client.clone();
+        let vote = serde_json::json!({ "proposal": id, "yes": true });
+        async move {
+            let r = client.post(format!("http://{api}/gov/votes")).json(&vote).send().await.ok()?;
+            r.status().is_success().then_some(())
+        }
+    });
+    let accepted = futures::future::join_all(votes).await.into_iter().flatten().count();
+    Ok((param.to_owned(), value, from_epoch, accepted))
 }
 
 async fn start_fl(net: &Testnet, args: &TestnetArgs) -> Result<String, String> {
+    // Every worker is asked every round (poisoners included: screening, not luck, must keep
+    // them out), so each honest non-IID shard counts in each round; a round closes at its
+    // deadline without whoever is down.
     let honest = net.fl_shards;
+    let workers = net.nodes.iter().filter(|n| n.fl_shard.is_some()).count() as u32;
     let spec = serde_json::json!({
         "rounds": args.fl_rounds,
-        "clients_per_round": honest.clamp(1, 8),
-        "over_select_pct": 100,
+        "clients_per_round": workers.clamp(1, 64),
+        "over_select_pct": 0,
         "min_clients": (honest / 2).max(1),
         "aggregator": args.fl_aggregator,
         "data": { "shards": honest, "alpha": 0.5, "seed": 42 },
@@ -162,6 +206,12 @@ pub async fn watch(net: &mut Testnet, args: &TestnetArgs) -> Outcome {
         match start_fl(net, args).await {
             Ok(id) => out.fl = Some(serde_json::json!({ "task_id": id, "state": "running" })),
             Err(e) => out.fl_error = Some(e),
+        }
+    }
+    if let Ok(Some((param, value))) = args.gov() {
+        match propose_gov(net, args, &param, value).await {
+            Ok(g) => out.gov = Some(g),
+            Err(e) => out.gov_error = Some(e),
         }
     }
     let mut kills = args.kills.clone();
@@ -320,6 +370,19 @@ pub async fn settle(net: &mut Testnet, mut out: Outcome) -> Outcome {
     {
         out.standings = r.json().await.ok();
     }
+    // Settlements, read from every running node at one moment (their ledgers have converged).
+    let polls =
+        net.nodes.iter().enumerate().filter(|(_, n)| n.child.is_some()).filter_map(|(i, n)| n.api.map(|a| (i, a))).map(
+            |(i, api)| {
+                let client = net.client.clone();
+                async move {
+                    let v: serde_json::Value =
+                        client.get(format!("http://{api}/rewards")).send().await.ok()?.json().await.ok()?;
+                    Some((i, v))
+                }
+            },
+        );
+    out.rewards = futures::future::join_all(polls).await.into_iter().flatten().collect();
     out
 }
 

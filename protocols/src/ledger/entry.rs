@@ -37,6 +37,14 @@ pub enum EntryKind {
     PorVerdicts,
     /// A task owner's receipt for an accepted or rejected FL update ([`super::receipt::FlReceipt`]).
     FlReceipt,
+    /// A stake or unstake operation ([`crate::settle::StakeOp`]).
+    Stake,
+    /// A verifier's seal of an epoch's entry set ([`crate::settle::EpochSeal`]).
+    Seal,
+    /// A governance proposal ([`crate::settle::Proposal`]).
+    Proposal,
+    /// A stake-weighted vote on a proposal ([`crate::settle::Vote`]).
+    Vote,
     /// A kind from a newer version.
     Unknown(u16),
 }
@@ -49,6 +57,10 @@ impl EntryKind {
             EntryKind::RenderReceipt => 2,
             EntryKind::PorVerdicts => 3,
             EntryKind::FlReceipt => 4,
+            EntryKind::Stake => 5,
+            EntryKind::Seal => 6,
+            EntryKind::Proposal => 7,
+            EntryKind::Vote => 8,
             EntryKind::Unknown(v) => v,
         }
     }
@@ -60,6 +72,10 @@ impl EntryKind {
             2 => EntryKind::RenderReceipt,
             3 => EntryKind::PorVerdicts,
             4 => EntryKind::FlReceipt,
+            5 => EntryKind::Stake,
+            6 => EntryKind::Seal,
+            7 => EntryKind::Proposal,
+            8 => EntryKind::Vote,
             v => EntryKind::Unknown(v),
         }
     }
@@ -71,6 +87,10 @@ impl EntryKind {
             EntryKind::RenderReceipt => "render-receipt".into(),
             EntryKind::PorVerdicts => "por-verdicts".into(),
             EntryKind::FlReceipt => "fl-receipt".into(),
+            EntryKind::Stake => "stake".into(),
+            EntryKind::Seal => "seal".into(),
+            EntryKind::Proposal => "proposal".into(),
+            EntryKind::Vote => "vote".into(),
             EntryKind::Unknown(v) => format!("unknown-{v}"),
         }
     }

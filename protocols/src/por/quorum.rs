@@ -19,11 +19,12 @@ pub struct Standing {
 }
 
 /// One verifier's counts for one worker: passed image challenges, passed benchmarks, failures.
-type View = (u64, u64, u64);
+pub type View = (u64, u64, u64);
 
-/// Standings of every worker mentioned in `verdicts` (pairs of verifier key and body).
-pub fn standings<'a>(verdicts: impl IntoIterator<Item = ([u8; 32], &'a PorVerdicts)>) -> BTreeMap<[u8; 32], Standing> {
-    // (worker, verifier) -> (passed images, passed benches, failed)
+/// Each verifier's summed view of each worker, keyed `(worker, verifier)`.
+pub fn views<'a>(
+    verdicts: impl IntoIterator<Item = ([u8; 32], &'a PorVerdicts)>,
+) -> BTreeMap<([u8; 32], [u8; 32]), View> {
     let mut views: BTreeMap<([u8; 32], [u8; 32]), View> = BTreeMap::new();
     for (verifier, v) in verdicts {
         for w in &v.workers {
@@ -33,14 +34,36 @@ pub fn standings<'a>(verdicts: impl IntoIterator<Item = ([u8; 32], &'a PorVerdic
             e.2 += w.failed as u64;
         }
     }
+    views
+}
+
+/// A view's decision: `Some(true)` saw a failure, `Some(false)` passed both kinds, `None`
+/// not decided yet.
+pub fn decision((images, benches, failed): View) -> Option<bool> {
+    if failed > 0 {
+        Some(true)
+    } else if images > 0 && benches > 0 {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+/// Standings of every worker mentioned in `verdicts` (pairs of verifier key and body).
+pub fn standings<'a>(verdicts: impl IntoIterator<Item = ([u8; 32], &'a PorVerdicts)>) -> BTreeMap<[u8; 32], Standing> {
+    standings_of(&views(verdicts))
+}
+
+/// Standings from views computed by [`views`].
+pub fn standings_of(views: &BTreeMap<([u8; 32], [u8; 32]), View>) -> BTreeMap<[u8; 32], Standing> {
     let mut out: BTreeMap<[u8; 32], Standing> = BTreeMap::new();
     let mut workers = BTreeSet::new();
-    for ((worker, _), (images, benches, failed)) in views {
-        workers.insert(worker);
-        let s = out.entry(worker).or_default();
-        if failed > 0 || (images > 0 && benches > 0) {
+    for ((worker, _), view) in views {
+        workers.insert(*worker);
+        let s = out.entry(*worker).or_default();
+        if let Some(failed) = decision(*view) {
             s.decided += 1;
-            if failed > 0 {
+            if failed {
                 s.failed_by += 1;
             }
         }

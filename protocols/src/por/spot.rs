@@ -3,6 +3,7 @@
 //! know them before committing), the worker reveals those sub-tiles with inclusion proofs, and
 //! the verifier re-renders them and compares within the renderer's tolerance.
 
+use crate::merkle;
 use crate::render::{Image, RenderError, RenderSettings, Renderer, Tile};
 
 /// Side of a sub-tile in pixels.
@@ -37,72 +38,39 @@ fn leaf(index: u32, bytes: &[u8]) -> [u8; 32] {
     *h.finalize().as_bytes()
 }
 
-fn node(a: &[u8; 32], b: &[u8; 32]) -> [u8; 32] {
-    let mut h = blake3::Hasher::new();
-    h.update(b"ifx/por/node/v1");
-    h.update(a);
-    h.update(b);
-    *h.finalize().as_bytes()
-}
+/// Node domain of the sub-tile trees.
+const NODE_DOMAIN: &[u8] = b"ifx/por/node/v1";
 
-/// A Merkle tree over an image's sub-tiles (leaves padded to a power of two with zeros).
-pub struct Tree {
-    levels: Vec<Vec<[u8; 32]>>,
-    leaves: usize,
-}
+/// A Merkle tree over an image's sub-tiles.
+pub struct Tree(merkle::Tree);
 
 impl Tree {
     /// Commits to the sub-tiles of an 8-bit RGB image.
     pub fn commit(rgb8: &[u8], width: u32, height: u32) -> Self {
         let subs = sub_tiles(width, height);
-        let mut level: Vec<[u8; 32]> =
-            subs.iter().enumerate().map(|(i, t)| leaf(i as u32, &sub_tile_bytes(rgb8, width, *t))).collect();
-        let leaves = level.len();
-        level.resize(leaves.next_power_of_two(), [0; 32]);
-        let mut levels = vec![level];
-        while levels.last().expect("non-empty").len() > 1 {
-            let prev = levels.last().expect("non-empty");
-            levels.push(prev.chunks(2).map(|p| node(&p[0], &p[1])).collect());
-        }
-        Self { levels, leaves }
+        let leaves = subs.iter().enumerate().map(|(i, t)| leaf(i as u32, &sub_tile_bytes(rgb8, width, *t))).collect();
+        Self(merkle::Tree::new(NODE_DOMAIN, leaves))
     }
 
     /// The root.
     pub fn root(&self) -> [u8; 32] {
-        self.levels.last().expect("non-empty")[0]
+        self.0.root()
     }
 
     /// The sibling path of leaf `index`.
     pub fn proof(&self, index: usize) -> Vec<[u8; 32]> {
-        let mut i = index;
-        self.levels[..self.levels.len() - 1]
-            .iter()
-            .map(|l| {
-                let s = l[i ^ 1];
-                i /= 2;
-                s
-            })
-            .collect()
+        self.0.proof(index)
     }
 
     /// Number of real leaves.
     pub fn leaves(&self) -> usize {
-        self.leaves
+        self.0.leaves()
     }
 }
 
 /// Checks that `bytes` are sub-tile `index` under `root`.
 pub fn verify_proof(root: &[u8; 32], index: u32, bytes: &[u8], proof: &[[u8; 32]]) -> bool {
-    if proof.len() > 32 {
-        return false;
-    }
-    let mut h = leaf(index, bytes);
-    let mut i = index;
-    for s in proof {
-        h = if i.is_multiple_of(2) { node(&h, s) } else { node(s, &h) };
-        i /= 2;
-    }
-    i == 0 && h == *root
+    merkle::verify(NODE_DOMAIN, root, index, leaf(index, bytes), proof)
 }
 
 /// The `k` distinct sub-tile indices a verifier checks, from the worker's root, the verifier's

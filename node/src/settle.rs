@@ -1,0 +1,145 @@
+//! Settlement on a node: verifiers seal each epoch after its grace period (and re-seal while
+//! their view still changes and no quorum has formed); every node computes settlements from
+//! its own ledger on demand (`GET /rewards/{epoch}`, `ifx rewards`), and appends stake,
+//! proposal and vote entries for its operator (`POST /stake`, `/gov/proposals`, `/gov/votes`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ed25519_dalek::SigningKey;
+use ifx_protocols::NetworkConfig;
+use ifx_protocols::ledger::{Entry, EntryKind};
+use ifx_protocols::settle::{self, EpochSeal, Proposal, Settlements, StakeOp, Status, Vote};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::ledger::LedgerHandle;
+use crate::network::NetHandle;
+
+/// Re-seal checks per epoch after the first seal.
+const RESEAL_CHECKS: u64 = 6;
+
+/// The settlement service of one node.
+#[derive(Clone)]
+pub struct Settle {
+    pub ledger: LedgerHandle,
+    pub key: SigningKey,
+    pub network: NetworkConfig,
+    pub net: NetHandle,
+}
+
+fn now_ms() -> u64 {
+    crate::unix_time_us() / 1000
+}
+
+impl Settle {
+    /// Settlements from this node's ledger as of now.
+    pub fn compute(&self) -> Settlements {
+        let entries: Vec<Arc<Entry>> = self.ledger.with(|l| l.ledger().iter_sorted().collect());
+        let now = self.network.epoch_at(now_ms());
+        settle::settle(&self.network, entries, now)
+    }
+
+    async fn append(&self, kind: EntryKind, body: Vec<u8>) -> Result<String, String> {
+        let e = self
+            .ledger
+            .append_and_gossip(&self.net, &self.key, &self.network, kind, body)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(hex::encode(e.id()))
+    }
+
+    /// Appends a stake operation of this node's key.
+    pub async fn stake(&self, op: StakeOp) -> Result<String, String> {
+        StakeOp::decode(&op.encode())?;
+        self.append(EntryKind::Stake, op.encode()).await
+    }
+
+    /// Appends a proposal; checks the name, value and epoch against the parameters now.
+    pub async fn propose(&self, p: Proposal) -> Result<String, String> {
+        let s = self.compute();
+        s.params.with(&p.param, p.value).map_err(|e| e.to_string())?;
+        let now = self.network.epoch_at(now_ms());
+        if p.from_epoch < now + s.params.gov_min_delay_epochs {
+            return Err(format!(
+                "from_epoch {} is too soon: the earliest is {} (current epoch {now} + gov_min_delay_epochs {})",
+                p.from_epoch,
+                now + s.params.gov_min_delay_epochs,
+                s.params.gov_min_delay_epochs
+            ));
+        }
+        Proposal::decode(&p.encode())?;
+        self.append(EntryKind::Proposal, p.encode()).await
+    }
+
+    /// Appends a vote of this node's key.
+    pub async fn vote(&self, v: Vote) -> Result<String, String> {
+        self.append(EntryKind::Vote, v.encode()).await
+    }
+
+    /// This node's latest seal of `epoch` in its ledger, if any.
+    fn my_seal(&self, epoch: u64) -> Option<EpochSeal> {
+        let me = self.key.verifying_key().to_bytes();
+        self.ledger.with(|l| {
+            l.ledger()
+                .chain(&me)
+                .into_iter()
+                .rev()
+                .filter(|e| e.kind == EntryKind::Seal && e.epoch == epoch + 1)
+                .find_map(|e| EpochSeal::decode(&e.body).ok().filter(|s| s.epoch == epoch))
+        })
+    }
+
+    /// Seals `epoch` from this node's view unless its latest seal already says the same.
+    async fn seal_once(&self, epoch: u64) {
+        let view = self.ledger.with(|l| {
+            let entries: Vec<Arc<Entry>> = l.ledger().iter_sorted().filter(|e| e.epoch == epoch).collect();
+            settle::seal_view(epoch, entries.iter().map(|e| e.as_ref()))
+        });
+        let view = match view {
+            Ok(v) => v,
+            Err(e) => {
+                warn!(epoch, error = e, "cannot seal");
+                return;
+            }
+        };
+        if self.my_seal(epoch).is_some_and(|s| s == view) {
+            return;
+        }
+        match self.append(EntryKind::Seal, view.encode()).await {
+            Ok(_) => info!(epoch, entries = view.entries, root = hex::encode(view.root), "epoch sealed"),
+            Err(e) => warn!(epoch, error = e, "cannot append the seal"),
+        }
+    }
+
+    /// Verifiers: seal each epoch `seal_grace_secs` after it ends, then re-check a few times
+    /// during the next epoch; stops at `shutdown`.
+    pub async fn run_sealer(self, shutdown: CancellationToken) {
+        let n = &self.network;
+        let epoch_ms = n.epoch_secs * 1000;
+        let grace_ms = n.seal_grace_ms();
+        let step_ms = (epoch_ms.saturating_sub(grace_ms) / (RESEAL_CHECKS + 2)).max(200);
+        // The epoch before the current one may still be sealed (a restart inside its window).
+        let mut next = n.epoch_at(now_ms()).saturating_sub(1);
+        loop {
+            let end = n.genesis_unix_secs * 1000 + (next + 1) * epoch_ms;
+            for check in 0..=RESEAL_CHECKS {
+                let due = end + grace_ms + check * step_ms;
+                let wait = Duration::from_millis(due.saturating_sub(now_ms()));
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(wait) => {}
+                }
+                // A seal counts only while the next epoch runs.
+                if n.epoch_at(now_ms()) != next + 1 {
+                    break;
+                }
+                if check > 0 && self.compute().epoch(next).is_some_and(|s| s.status != Status::Pending) {
+                    break;
+                }
+                self.seal_once(next).await;
+            }
+            next = (next + 1).max(n.epoch_at(now_ms()).saturating_sub(1));
+        }
+    }
+}

@@ -1,0 +1,424 @@
+//! Settlement over real signed ledgers: seals and quorums, payouts, slashing, stake operations,
+//! governance at the named epoch, late entries, and (by proptest) the same payouts and roots
+//! on two nodes whatever order they received the entries in, with every unit accounted for.
+
+use std::sync::Arc;
+
+use ed25519_dalek::SigningKey;
+use ifx_protocols::NetworkConfig;
+use ifx_protocols::ledger::{
+    Entry, EntryKind, FlReceipt, Ledger, LivenessAttestation, PeerLiveness, PorVerdicts, RenderReceipt, WorkerVerdict,
+};
+use ifx_protocols::settle::{
+    EconParams, GenesisAlloc, Proposal, Settlements, StakeOp, StakeRole, Status, UNITS_PER_IFX, Vote, seal_view, settle,
+};
+use proptest::prelude::*;
+
+const EPOCH_SECS: u64 = 30;
+
+fn key(i: u8) -> SigningKey {
+    SigningKey::from_bytes(&[i.wrapping_mul(7).wrapping_add(3); 32])
+}
+
+fn pk(k: &SigningKey) -> [u8; 32] {
+    k.verifying_key().to_bytes()
+}
+
+/// Three verifiers, four workers (the last one a cheater when a scenario says so).
+struct Cast {
+    verifiers: Vec<SigningKey>,
+    workers: Vec<SigningKey>,
+}
+
+fn cast() -> Cast {
+    Cast { verifiers: (0..3).map(key).collect(), workers: (10..14).map(key).collect() }
+}
+
+fn network(c: &Cast) -> NetworkConfig {
+    let mut genesis: Vec<GenesisAlloc> = c
+        .verifiers
+        .iter()
+        .map(|k| GenesisAlloc {
+            key: hex::encode(pk(k)),
+            role: StakeRole::Verifier,
+            stake: 2_000 * UNITS_PER_IFX,
+            liquid: 0,
+        })
+        .collect();
+    genesis.extend(c.workers.iter().map(|k| GenesisAlloc {
+        key: hex::encode(pk(k)),
+        role: StakeRole::Worker,
+        stake: 100 * UNITS_PER_IFX,
+        liquid: 50 * UNITS_PER_IFX,
+    }));
+    let n = NetworkConfig {
+        id: "settle-test".into(),
+        genesis_unix_secs: 0,
+        epoch_secs: EPOCH_SECS,
+        heartbeat_interval_ms: 1_000,
+        economics: EconParams { vesting_secs: 10 * EPOCH_SECS, unbonding_secs: 2 * EPOCH_SECS, ..Default::default() },
+        genesis,
+        ..Default::default()
+    };
+    n.validate("network").unwrap();
+    n
+}
+
+/// Writes entries in time order, each author's chain linked, like nodes appending.
+struct World {
+    l: Ledger,
+    log: Vec<Entry>,
+}
+
+impl World {
+    fn new() -> Self {
+        Self { l: Ledger::new("settle-test"), log: Vec::new() }
+    }
+
+    fn put(&mut self, k: &SigningKey, label: u64, kind: EntryKind, body: Vec<u8>) -> Entry {
+        let e = self.l.next_entry(k, label, kind, body).unwrap();
+        let out = self.l.ingest(vec![e.clone()], None);
+        assert!(out.rejected.is_empty(), "{:?}", out.rejected);
+        self.log.push(e.clone());
+        e
+    }
+
+    fn seal(&mut self, k: &SigningKey, epoch: u64) {
+        let held: Vec<Arc<Entry>> = self.l.iter_sorted().collect();
+        let s = seal_view(epoch, held.iter().map(|e| e.as_ref())).unwrap();
+        self.put(k, epoch + 1, EntryKind::Seal, s.encode());
+    }
+}
+
+/// What varies between scenarios.
+#[derive(Clone, Debug)]
+struct Plan {
+    epochs: u64,
+    /// Heartbeats seen per worker and epoch (out of 30).
+    seen: Vec<u64>,
+    /// Render work units per worker and epoch.
+    units: Vec<u64>,
+    /// The worker that cheats, and in which epoch it is caught.
+    cheat: Option<(usize, u64)>,
+    /// Worker 1 bonds this much of its liquid in epoch 0.
+    bond: u64,
+    /// Worker 2 unbonds this much in epoch 1.
+    unbond: u64,
+    /// Governance: workers_bps = 7000 from epoch 2, voted yes by these verifiers.
+    yes_votes: usize,
+    /// Verifiers sealing each epoch.
+    sealers: usize,
+}
+
+impl Plan {
+    fn honest() -> Self {
+        Self {
+            epochs: 4,
+            seen: vec![30, 30, 20, 30],
+            units: vec![200_000, 100_000, 0, 50_000],
+            cheat: Some((3, 1)),
+            bond: 20 * UNITS_PER_IFX,
+            unbond: 10 * UNITS_PER_IFX,
+            yes_votes: 3,
+            sealers: 3,
+        }
+    }
+}
+
+/// Builds the whole history of a plan; returns every entry in the order it was written.
+fn history(c: &Cast, p: &Plan) -> Vec<Entry> {
+    let mut w = World::new();
+    let owner = &c.workers[0];
+    let mut proposal = None;
+    for e in 0..p.epochs {
+        // Seals of the previous epoch come first in this epoch (after its grace).
+        if e > 0 {
+            for v in c.verifiers.iter().take(p.sealers) {
+                w.seal(v, e - 1);
+            }
+        }
+        // Work: receipts written by the job owner for the others' tiles; an FL receipt.
+        for (i, k) in c.workers.iter().enumerate().skip(1) {
+            let units = p.units[i % p.units.len()];
+            if units > 0 {
+                let r = RenderReceipt { job: [e as u8; 16], tile: i as u32, worker: pk(k), work_units: units };
+                w.put(owner, e, EntryKind::RenderReceipt, r.encode());
+            }
+        }
+        let fl = FlReceipt {
+            task: [9; 16],
+            round: e as u32,
+            worker: pk(&c.workers[1]),
+            update: [1; 32],
+            accepted: true,
+            work_units: 500,
+            reason: String::new(),
+        };
+        w.put(owner, e, EntryKind::FlReceipt, fl.encode());
+        if e == 0 && p.bond > 0 {
+            w.put(
+                &c.workers[1],
+                0,
+                EntryKind::Stake,
+                StakeOp::Bond { amount: p.bond, role: StakeRole::Worker }.encode(),
+            );
+        }
+        if e == 1 && p.unbond > 0 {
+            w.put(&c.workers[2], 1, EntryKind::Stake, StakeOp::Unbond { amount: p.unbond }.encode());
+        }
+        if e == 0 {
+            let prop = Proposal { param: "workers_bps".into(), value: 7_000, from_epoch: 2, note: "test".into() };
+            proposal = Some(w.put(&c.verifiers[0], 0, EntryKind::Proposal, prop.encode()).id());
+        }
+        if e == 1 {
+            for v in c.verifiers.iter().take(p.yes_votes) {
+                w.put(v, 1, EntryKind::Vote, Vote { proposal: proposal.unwrap(), yes: true }.encode());
+            }
+        }
+        // Verifier reports about epoch e, labelled e (written in its grace period).
+        for v in &c.verifiers {
+            let peers: Vec<PeerLiveness> = {
+                let mut ps: Vec<PeerLiveness> = c
+                    .workers
+                    .iter()
+                    .enumerate()
+                    .map(|(i, k)| PeerLiveness { peer: pk(k), seen: p.seen[i % p.seen.len()] })
+                    .collect();
+                ps.sort_by_key(|x| x.peer);
+                ps
+            };
+            w.put(v, e, EntryKind::Liveness, LivenessAttestation { epoch: e, expected: 30, peers }.encode());
+            let mut workers: Vec<WorkerVerdict> = c
+                .workers
+                .iter()
+                .enumerate()
+                .map(|(i, k)| {
+                    let cheating = p.cheat.is_some_and(|(who, when)| who == i && when == e);
+                    WorkerVerdict {
+                        worker: pk(k),
+                        passed: if cheating { 0 } else { 2 },
+                        failed: u32::from(cheating),
+                        timeouts: 0,
+                        mean_latency_ms: 10,
+                        benches: if cheating { 0 } else { 1 },
+                        ib_milli: if cheating { 0 } else { 1_000 + 500 * i as u32 },
+                        last_failure: String::new(),
+                    }
+                })
+                .collect();
+            workers.sort_by_key(|x| x.worker);
+            w.put(v, e, EntryKind::PorVerdicts, PorVerdicts { epoch: e, workers }.encode());
+        }
+    }
+    // The last epoch's seals.
+    for v in c.verifiers.iter().take(p.sealers) {
+        w.seal(v, p.epochs - 1);
+    }
+    w.log
+}
+
+fn settle_entries(n: &NetworkConfig, entries: Vec<Entry>, now: u64) -> Settlements {
+    let mut l = Ledger::new("settle-test");
+    let out = l.ingest(entries, None);
+    assert!(out.rejected.is_empty());
+    settle(n, l.iter_sorted(), now)
+}
+
+/// Units everywhere: accounts (bonded, liquid, unbonding, still vesting) plus what was never
+/// allocated, against genesis plus everything minted.
+fn conserved(n: &NetworkConfig, s: &Settlements) -> bool {
+    let genesis: u128 = n.genesis.iter().map(|g| g.stake as u128 + g.liquid as u128).sum();
+    let minted: u128 = s.epochs.iter().map(|e| e.minted as u128).sum();
+    let kept: u128 = s.epochs.iter().map(|e| e.unallocated as u128).sum();
+    let held: u128 = s
+        .accounts
+        .values()
+        .map(|a| {
+            a.bonded as u128
+                + a.liquid as u128
+                + a.unbonding.iter().map(|(x, _)| *x as u128).sum::<u128>()
+                + a.locked() as u128
+        })
+        .sum();
+    held + kept == genesis + minted
+}
+
+#[test]
+fn four_sealed_epochs_pay_slash_and_apply_governance_on_time() {
+    let c = cast();
+    let n = network(&c);
+    let p = Plan::honest();
+    let s = settle_entries(&n, history(&c, &p), 10);
+    // Epochs 0-3 sealed; epoch 4 holds only the seals of epoch 3 and nobody sealed it.
+    let statuses: Vec<Status> = s.epochs.iter().map(|e| e.status).collect();
+    assert_eq!(statuses, [vec![Status::Sealed; 4], vec![Status::Unsealed]].concat());
+    for e in s.sealed() {
+        assert!(e.balanced(), "epoch {} does not balance", e.epoch);
+        assert_eq!(e.minted, n.economics.mint_at(e.epoch));
+        assert_eq!(e.sealers.len(), 3);
+    }
+    assert!(conserved(&n, &s));
+    // The cheater: caught in epoch 1 only, paid nothing then, slashed 20% of its stake.
+    let cheater = pk(&c.workers[3]);
+    let e1 = s.epoch(1).unwrap();
+    assert_eq!(e1.caught, vec![cheater]);
+    assert_eq!(e1.slashed.len(), 1);
+    assert_eq!(e1.slashed[0].amount, 20 * UNITS_PER_IFX);
+    assert!(e1.payouts.iter().all(|x| x.key != cheater));
+    assert_eq!(e1.penalties, 20 * UNITS_PER_IFX);
+    // Penalties go to the verifiers with their pool.
+    let to_verifiers: u64 = e1.payouts.iter().map(|x| x.verifiers).sum();
+    assert_eq!(to_verifiers, e1.pool_verifiers + e1.penalties);
+    // No honest node is ever slashed; the cheater earns in the epochs it was not caught.
+    for e in s.sealed() {
+        assert!(e.slashed.iter().all(|x| x.key == cheater));
+        if e.epoch != 1 {
+            assert!(e.payouts.iter().any(|x| x.key == cheater && x.workers > 0));
+        }
+    }
+    // Governance: 8108 bps in epochs 0 and 1, 7000 from epoch 2 exactly, in the payouts too.
+    let bps: Vec<u64> = s.sealed().map(|e| e.params.workers_bps).collect();
+    assert_eq!(bps, vec![8_108, 8_108, 7_000, 7_000]);
+    assert_eq!(s.epoch(2).unwrap().governance.len(), 1);
+    assert!(s.epoch(2).unwrap().governance[0].passed);
+    let paid_workers = |e: u64| s.epoch(e).unwrap().payouts.iter().map(|x| x.workers).sum::<u64>();
+    assert_eq!(paid_workers(1), n.economics.mint_per_epoch * 8_108 / 10_000);
+    assert_eq!(paid_workers(2), n.economics.mint_per_epoch * 7_000 / 10_000);
+    // Voters shared the governance pool of epoch 1.
+    assert_eq!(s.epoch(1).unwrap().payouts.iter().filter(|x| x.governance > 0).count(), 3);
+    // Stake: worker 1 bonded 20 IFX in epoch 0, worker 2 unbonds 10 IFX (liquid 2 epochs later).
+    let w1 = &s.accounts[&pk(&c.workers[1])];
+    assert_eq!(w1.bonded, 120 * UNITS_PER_IFX);
+    let w2 = &s.accounts[&pk(&c.workers[2])];
+    assert_eq!(w2.bonded, 90 * UNITS_PER_IFX);
+    // Vesting: 25% liquid at once, 75% over 10 epochs.
+    let x = &s.epoch(0).unwrap().payouts[0];
+    assert_eq!(x.liquid, x.total / 4);
+    assert_eq!(x.liquid + x.vesting, x.total);
+    // The worker weight follows IB x (uptime + W_PoD x delivery): worker 1 (IB 1.5, 30/30
+    // heartbeats, 100k render units + 500 FL units) against worker 2 (IB 2.0, 20/30, no work).
+    let e0 = s.epoch(0).unwrap();
+    let line = |k: &SigningKey| e0.workers.iter().find(|w| w.key == pk(k)).unwrap().clone();
+    let (l1, l2) = (line(&c.workers[1]), line(&c.workers[2]));
+    assert_eq!((l1.ib_milli, l1.uptime_milli_minutes), (1_500, 500));
+    assert_eq!(l1.delivery_milli_minutes, 100_000 * 1000 / 100_000 + 500 * 1000 / 1_000);
+    assert_eq!((l2.ib_milli, l2.uptime_milli_minutes, l2.delivery_milli_minutes), (2_000, 333, 0));
+    let w = |k: &SigningKey| e0.payouts.iter().find(|x| x.key == pk(k)).unwrap().worker_weight;
+    assert_eq!(w(&c.workers[1]), 1_500 * (500 * 1000 + 2_000 * 1_500));
+    assert_eq!(w(&c.workers[2]), 2_000 * (333 * 1000));
+}
+
+#[test]
+fn seals_need_two_thirds_of_verifier_stake_and_late_entries_never_settle() {
+    let c = cast();
+    let n = network(&c);
+    // One sealer of three: no epoch is ever sealed, nothing minted.
+    let p = Plan { sealers: 1, ..Plan::honest() };
+    let s = settle_entries(&n, history(&c, &p), 10);
+    assert!(s.epochs.iter().all(|e| e.status == Status::Unsealed && e.minted == 0));
+    // The last epoch's seal may still come while the next epoch runs: pending, and nothing later.
+    let s = settle_entries(&n, history(&c, &p), 4);
+    assert_eq!(s.epochs.last().unwrap().status, Status::Pending);
+    // Two of three suffice.
+    let p = Plan { sealers: 2, ..Plan::honest() };
+    let all = history(&c, &p);
+    let s = settle_entries(&n, all.clone(), 10);
+    assert_eq!(s.sealed().count(), 4);
+    // A late entry labelled epoch 1, past the sealed frontier (here: from an author the seal
+    // does not list), changes nothing.
+    let late = RenderReceipt { job: [7; 16], tile: 99, worker: pk(&c.workers[2]), work_units: 9_999_999 };
+    let mut with_late = all.clone();
+    with_late
+        .push(Entry::sign(&key(40), "settle-test", 0, [0; 32], 1, EntryKind::RenderReceipt, late.encode()).unwrap());
+    let s2 = settle_entries(&n, with_late, 10);
+    assert_eq!(
+        s.epochs.iter().map(|e| e.root).collect::<Vec<_>>(),
+        s2.epochs.iter().map(|e| e.root).collect::<Vec<_>>()
+    );
+    // Missing one sealed entry: this node stops at that epoch (incomplete) and settles nothing
+    // past it.
+    let receipt_at_2 = all.iter().position(|e| e.epoch == 2 && e.kind == EntryKind::RenderReceipt).unwrap();
+    let mut missing = all.clone();
+    // Removing one entry of the owner's chain leaves its successors pending as well.
+    missing.remove(receipt_at_2);
+    let mut l = Ledger::new("settle-test");
+    l.ingest(missing, None);
+    let s3 = settle(&n, l.iter_sorted(), 10);
+    assert_eq!(s3.epochs.last().unwrap().status, Status::Incomplete);
+    assert_eq!(s3.epochs.last().unwrap().epoch, 2);
+}
+
+#[test]
+fn governance_without_quorum_changes_nothing() {
+    let c = cast();
+    let n = network(&c);
+    // One verifier's yes: 2000 of 6000 + 400 IFX staked is below the 33.34% quorum.
+    let p = Plan { yes_votes: 1, ..Plan::honest() };
+    let s = settle_entries(&n, history(&c, &p), 10);
+    assert!(s.epochs.iter().all(|e| e.params.workers_bps == 8_108));
+    let g = &s.epoch(2).unwrap().governance[0];
+    assert!(!g.passed);
+    assert!(g.reason.as_deref().unwrap().contains("quorum"));
+}
+
+fn arb_plan() -> impl Strategy<Value = Plan> {
+    (
+        2u64..5,
+        proptest::collection::vec(0u64..=30, 4),
+        proptest::collection::vec(0u64..1_000_000, 4),
+        proptest::option::of((0usize..4, 0u64..4)),
+        0u64..80,
+        0u64..120,
+        0usize..=3,
+        2usize..=3,
+    )
+        .prop_map(|(epochs, seen, units, cheat, bond, unbond, yes_votes, sealers)| Plan {
+            epochs,
+            seen,
+            units,
+            cheat,
+            bond: bond * UNITS_PER_IFX,
+            unbond: unbond * UNITS_PER_IFX,
+            yes_votes,
+            sealers,
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// Two nodes holding the same entries, received in any order and in any batches, compute
+    /// identical settlements and roots; every epoch balances and every unit is accounted for.
+    #[test]
+    fn any_order_same_payouts_and_no_unit_lost(plan in arb_plan(), seed in any::<u64>(), cut in 1usize..40) {
+        let c = cast();
+        let n = network(&c);
+        let entries = history(&c, &plan);
+        let a = settle_entries(&n, entries.clone(), 20);
+        // Shuffle (seeded), then deliver in batches.
+        let mut shuffled = entries.clone();
+        let mut x = seed | 1;
+        for i in (1..shuffled.len()).rev() {
+            x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+            shuffled.swap(i, (x % (i as u64 + 1)) as usize);
+        }
+        let mut l = Ledger::new("settle-test");
+        for chunk in shuffled.chunks(cut) {
+            l.ingest(chunk.to_vec(), None);
+        }
+        let b = settle(&n, l.iter_sorted(), 20);
+        prop_assert_eq!(serde_json::to_string(&a).unwrap(), serde_json::to_string(&b).unwrap());
+        prop_assert!(a.epochs.iter().all(|e| e.balanced()));
+        prop_assert!(conserved(&n, &a));
+        // Honest workers are never slashed; a caught cheater is slashed in its epoch.
+        for e in &a.epochs {
+            for s in &e.slashed {
+                prop_assert!(plan.cheat.is_some_and(|(who, when)| pk(&c.workers[who]) == s.key && when == e.epoch));
+            }
+            if let Some((who, when)) = plan.cheat && when == e.epoch && e.status == Status::Sealed {
+                prop_assert!(e.caught.contains(&pk(&c.workers[who])));
+                prop_assert!(e.payouts.iter().all(|p| p.key != pk(&c.workers[who]) || p.workers == 0));
+            }
+        }
+    }
+}
