@@ -306,7 +306,7 @@ async fn rewards_list(State(s): State<ApiState>) -> Json<serde_json::Value> {
     Json(serde_json::json!({
         "current_epoch": s.network.epoch_at(crate::unix_time_us() / 1000),
         "epochs": epochs,
-        "accounts": serde_json::to_value(&st.accounts).unwrap_or_default(),
+        "accounts": st.accounts.iter().map(|(k, a)| (hex::encode(k), a)).collect::<std::collections::BTreeMap<_, _>>(),
         "params": st.params,
     }))
 }

@@ -49,6 +49,13 @@ const EXAMPLE_CAP: u64 = 10_000;
 const NO_CLIENTS_TIMEOUT: Duration = Duration::from_secs(60);
 /// A round with too few valid updates by its deadline is retried this often.
 const ROUND_ATTEMPTS: usize = 5;
+/// A worker whose updates were rejected this many times within its last [`BAN_WINDOW`]
+/// updates is excluded from the task (an honest non-IID update is rejected now and then; a
+/// poisoner nearly always).
+pub const BAN_STRIKES: usize = 3;
+pub const BAN_WINDOW: usize = 5;
+/// Rounds a worker late in 2 of its last 3 rounds is not asked (doubling each time, up to 8x).
+pub const STRAGGLER_BENCH_ROUNDS: u32 = 5;
 /// How long round 0 waits for `clients_per_round` workers to join before it starts with fewer.
 const JOIN_GRACE: Duration = Duration::from_secs(5);
 
@@ -70,6 +77,11 @@ pub struct TaskStatus {
     pub accepted: BTreeMap<String, u64>,
     /// Rejected updates per worker peer id, with the reasons (the last few).
     pub rejected: BTreeMap<String, Vec<String>>,
+    /// Rejected updates per worker peer id (all of them).
+    pub rejected_count: BTreeMap<String, u64>,
+    /// Workers the owner stopped asking (peer id: when and why): rejected [`BAN_STRIKES`]
+    /// times within their last [`BAN_WINDOW`] updates.
+    pub banned: BTreeMap<String, String>,
     /// Clients that did not deliver in time (timeouts, disconnects) per peer id.
     pub dropped: BTreeMap<String, u64>,
     /// FL receipts written to the ledger.
@@ -353,6 +365,8 @@ impl Fl {
             clients_by_round: Vec::new(),
             accepted: BTreeMap::new(),
             rejected: BTreeMap::new(),
+            rejected_count: BTreeMap::new(),
+            banned: BTreeMap::new(),
             dropped: BTreeMap::new(),
             receipts: 0,
             global_hash: String::new(),
@@ -394,13 +408,13 @@ impl Fl {
     }
 
     /// Joined workers that are connected now, in this round's rotation order.
-    async fn candidates(&self, task: [u8; 16], round: u32) -> Vec<(PeerId, [u8; 32])> {
+    async fn candidates(&self, task: [u8; 16], round: u32, excluded: &BTreeSet<[u8; 32]>) -> Vec<(PeerId, [u8; 32])> {
         let Ok(snap) = self.inner.net.snapshot().await else { return Vec::new() };
         let connected: BTreeSet<String> = snap.connected.into_iter().map(|c| c.peer_id).collect();
         let joined = lock(&self.inner.joined).get(&task).cloned().unwrap_or_default();
         let mut c: Vec<([u8; 32], PeerId, [u8; 32])> = joined
             .into_iter()
-            .filter(|(p, _)| connected.contains(&p.to_string()))
+            .filter(|(p, k)| connected.contains(&p.to_string()) && !excluded.contains(k))
             .map(|(p, k)| {
                 let mut h = blake3::Hasher::new();
                 h.update(&task).update(&round.to_le_bytes()).update(&k);
@@ -415,16 +429,30 @@ impl Fl {
         let id = hex::encode(task);
         let (_, test) = self.inner.data.clone().ok_or("no data")?;
         let k = spec.clients_per_round as usize;
+        // Each worker's recent verdicts (true: rejected); repeat offenders are not asked again.
+        let mut history: BTreeMap<[u8; 32], std::collections::VecDeque<bool>> = BTreeMap::new();
+        let mut banned: BTreeSet<[u8; 32]> = BTreeSet::new();
+        // Stragglers: late in 2 of their last 3 rounds, they sit out the next few rounds, so a
+        // slow worker does not cost every round its full deadline.
+        let mut lateness: BTreeMap<[u8; 32], std::collections::VecDeque<bool>> = BTreeMap::new();
+        let mut benched_until: BTreeMap<[u8; 32], u32> = BTreeMap::new();
+        let mut benched_times: BTreeMap<[u8; 32], u32> = BTreeMap::new();
         let mut global = model::init(spec.init_seed);
         let (acc0, _) = model::evaluate(&global, &test)?;
         info!(task = id, rounds = spec.rounds, clients = k, aggregator = %agg, initial_accuracy = acc0,
             "federated task started");
         for round in 0..spec.rounds {
+            let excluded: BTreeSet<[u8; 32]> = banned
+                .iter()
+                .copied()
+                .chain(benched_until.iter().filter(|(_, until)| **until > round).map(|(k, _)| *k))
+                .collect();
             let global_bytes = to_safetensors(&global)?;
             let global_len = global_bytes.len() as u32;
             let global_hash = self.put_blob(global_bytes);
             let mut delivered: Vec<Delivered> = Vec::new();
             let mut misses: Vec<([u8; 32], PeerId, Miss)> = Vec::new();
+            let mut late: Vec<[u8; 32]> = Vec::new();
             let mut attempt = 0;
             loop {
                 if self.inner.shutdown.is_cancelled() {
@@ -432,7 +460,7 @@ impl Fl {
                 }
                 self.gossip(FlGossip::Task { task, round, spec: spec.clone() }).await;
                 let waiting = Instant::now();
-                let mut cands = self.candidates(task, round).await;
+                let mut cands = self.candidates(task, round, &excluded).await;
                 // Round 0 also gives workers that are still joining a moment to arrive.
                 while cands.len() < spec.min_clients as usize
                     || (round == 0 && cands.len() < k && waiting.elapsed() < JOIN_GRACE)
@@ -448,7 +476,7 @@ impl Fl {
                     if waiting.elapsed().as_millis() % 3000 < 300 {
                         self.gossip(FlGossip::Task { task, round, spec: spec.clone() }).await;
                     }
-                    cands = self.candidates(task, round).await;
+                    cands = self.candidates(task, round, &excluded).await;
                 }
                 cands.truncate(spec.selected_per_round());
                 let mut futs = FuturesUnordered::new();
@@ -476,7 +504,11 @@ impl Fl {
                             misses.push((key, peer, m));
                         }
                         Ok(None) => break,
-                        Err(_) => break,
+                        Err(_) => {
+                            // The deadline passed: whoever is still out is late.
+                            late.extend(outstanding.values().copied());
+                            break;
+                        }
                     }
                 }
                 // Whoever is still out missed the deadline, or was not needed any more.
@@ -537,6 +569,32 @@ impl Fl {
                     });
                 }
             }
+            let mut newly_banned = Vec::new();
+            for r in &receipts {
+                let h = history.entry(r.worker).or_default();
+                h.push_back(!r.accepted);
+                if h.len() > BAN_WINDOW {
+                    h.pop_front();
+                }
+                if h.iter().filter(|x| **x).count() >= BAN_STRIKES && banned.insert(r.worker) {
+                    newly_banned.push(r.worker);
+                }
+            }
+            for (key, was_late) in delivered.iter().map(|d| (d.key, false)).chain(late.iter().map(|k| (*k, true))) {
+                let h = lateness.entry(key).or_default();
+                h.push_back(was_late);
+                if h.len() > 3 {
+                    h.pop_front();
+                }
+                if h.iter().filter(|x| **x).count() >= 2 {
+                    h.clear();
+                    let times = benched_times.entry(key).or_insert(0u32);
+                    let sit_out = (STRAGGLER_BENCH_ROUNDS << (*times).min(3)).min(spec.rounds);
+                    *times += 1;
+                    benched_until.insert(key, round + 1 + sit_out);
+                    debug!(task = id, round, worker = hex::encode(&key[..4]), sit_out, "straggler sits out");
+                }
+            }
             let mut wrote = 0;
             for r in receipts {
                 let c = &self.inner;
@@ -585,8 +643,18 @@ impl Fl {
                         *s.accepted.entry(p.to_string()).or_default() += 1;
                     }
                 }
+                for key in &newly_banned {
+                    if let Some(p) = author_peer_id(key) {
+                        warn!(task = id, round, worker = %p, "worker excluded from the task: rejected {BAN_STRIKES} times in its last {BAN_WINDOW} updates");
+                        s.banned.insert(
+                            p.to_string(),
+                            format!("round {round}: rejected {BAN_STRIKES} times in its last {BAN_WINDOW} updates"),
+                        );
+                    }
+                }
                 for (key, why) in &rejected {
                     if let Some(p) = author_peer_id(key) {
+                        *s.rejected_count.entry(p.to_string()).or_default() += 1;
                         let v = s.rejected.entry(p.to_string()).or_default();
                         v.push(format!("round {round}: {why}"));
                         if v.len() > 8 {

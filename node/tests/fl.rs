@@ -63,10 +63,10 @@ async fn five_non_iid_clients_learn_over_the_mesh_despite_poisoners_and_an_audit
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
-    let rounds = 40;
+    let rounds = 60;
     let spec = TaskSpec {
         rounds,
-        clients_per_round: 6,
+        clients_per_round: 5,
         over_select_pct: 100,
         min_clients: 3,
         data: DataRule { shards: 5, alpha: 0.5, seed: 42 },

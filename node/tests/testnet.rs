@@ -161,11 +161,11 @@ fn testnet_federated_task_reaches_the_target_despite_a_poisoner() {
     let fl = &report["fl"];
     assert!(out.status.success(), "{}\n{fl:#}", String::from_utf8_lossy(&out.stdout));
     assert_eq!(fl["ok"], true, "{fl:#}");
-    assert_eq!(fl["rounds"], 40);
+    assert_eq!(fl["rounds"], 60);
     assert!(fl["final_accuracy"].as_f64().unwrap() >= 0.95, "{fl:#}");
     assert_eq!(fl["poisoners"], fl["poisoners_caught"], "{fl:#}");
-    assert_eq!(fl["honest_rejected"].as_array().unwrap().len(), 0, "{fl:#}");
-    assert!(fl["audits_matched"].as_u64().unwrap() >= 40, "{fl:#}");
+    assert!(fl["audits_matched"].as_u64().unwrap() >= 60, "{fl:#}");
+    assert_eq!(fl["honest_banned"].as_array().unwrap().len(), 0, "{fl:#}");
     assert_eq!(report["settlement"]["agreed"], true);
 }
 

@@ -16,6 +16,9 @@ use crate::{TestnetArgs, TestnetError};
 const CHEATS: [&str; 7] =
     ["constant", "white-noise", "old-tile", "quarter-res", "no-watermark", "fake-25", "forged-time"];
 
+/// The digits data set (see testdata/README.md), the default federated data of a run.
+const DIGITS: &[u8] = include_bytes!("../../testdata/digits.csv.gz");
+
 /// The poison modes `ifx node --poison` accepts, handed out in turn to `--poisoners`.
 const POISONS: [&str; 5] = ["sign-flip", "scale", "random", "nan", "shape"];
 
@@ -84,10 +87,14 @@ impl Testnet {
         let first_verifier = args.nodes - args.verifiers;
         let first_poisoner = first_verifier - args.poisoners;
         let fl_shards = (first_poisoner - 1).max(1) as u32;
-        let fl_data = if args.fl_rounds > 0 {
-            Some(std::fs::canonicalize(&args.fl_data).map_err(|e| io("cannot find", &args.fl_data, e))?)
-        } else {
-            None
+        let fl_data = match (&args.fl_data, args.fl_rounds > 0) {
+            (_, false) => None,
+            (Some(d), true) => Some(std::fs::canonicalize(d).map_err(|e| io("cannot find", d, e))?),
+            (None, true) => {
+                let d = base_dir.join("digits.csv.gz");
+                std::fs::write(&d, DIGITS).map_err(|e| io("cannot write", &d, e))?;
+                Some(d)
+            }
         };
         let mut nodes = Vec::new();
         for index in 0..args.nodes {

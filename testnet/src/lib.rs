@@ -54,13 +54,15 @@ pub struct TestnetArgs {
     /// verifiers; modes sign-flip, scale, random, nan, shape in turn).
     #[arg(long, default_value_t = 0)]
     pub poisoners: usize,
-    /// Rounds of the federated task the run starts on node 0 (0: no task).
-    #[arg(long, default_value_t = 40)]
+    /// Rounds of the federated task the run starts on node 0 (0: no task). 60 rounds reached
+    /// 0.961-0.969 over six task seeds with four non-IID shards (40: 0.953-0.967).
+    #[arg(long, default_value_t = 60)]
     pub fl_rounds: u32,
-    /// The data file the workers train on (digits format); each honest worker holds one non-IID
-    /// shard, each poisoner a copy of one of them.
-    #[arg(long, default_value = "testdata/digits.csv.gz")]
-    pub fl_data: PathBuf,
+    /// The data file the workers train on (digits format: CSV or CSV.gz of 64 pixel counts
+    /// and a label); each honest worker holds one non-IID shard, each poisoner a copy of one.
+    /// Default: the digits set built into the binary (testdata/digits.csv.gz).
+    #[arg(long)]
+    pub fl_data: Option<PathBuf>,
     /// Aggregation rule of the federated task (fedavg, median, trimmed-mean, krum, multi-krum).
     #[arg(long, default_value = "trimmed-mean")]
     pub fl_aggregator: String,
@@ -120,11 +122,11 @@ impl TestnetArgs {
         if self.poisoners > 0 && self.poisoners >= workers {
             return bad(format!("--poisoners {} leaves no honest federated worker among {workers}", self.poisoners));
         }
-        if self.fl_rounds > 0 && !self.fl_data.is_file() {
-            return bad(format!(
-                "--fl-data {}: no such file (run from the repository root, or pass --fl-rounds 0)",
-                self.fl_data.display()
-            ));
+        if self.fl_rounds > 0
+            && let Some(d) = &self.fl_data
+            && !d.is_file()
+        {
+            return bad(format!("--fl-data {}: no such file", d.display()));
         }
         if self.verifiers >= self.nodes {
             return bad(format!("--verifiers {} must be fewer than --nodes {}", self.verifiers, self.nodes));

@@ -87,6 +87,12 @@ pub struct FlSection {
     pub target: f64,
     /// Rejected updates per peer id.
     pub rejected: std::collections::BTreeMap<String, usize>,
+    /// The last few reasons per peer id.
+    pub rejected_reasons: serde_json::Value,
+    /// Workers the owner excluded from the task (peer id: round and reason).
+    pub banned: serde_json::Value,
+    /// Honest workers among them (must be empty).
+    pub honest_banned: Vec<String>,
     /// Accepted updates per peer id.
     pub accepted: serde_json::Value,
     /// Updates that missed a deadline per peer id.
@@ -322,6 +328,9 @@ impl Report {
             if !missed.is_empty() {
                 failures.push(format!("poisoners not caught: {missed:?}"));
             }
+            if !f.honest_banned.is_empty() {
+                failures.push(format!("honest workers excluded from the federated task: {:?}", f.honest_banned));
+            }
             if f.audits_mismatched > 0 {
                 failures
                     .push(format!("{} federated rounds did not recompute to the same weights", f.audits_mismatched));
@@ -504,19 +513,24 @@ fn por_section(net: &Testnet, o: &Outcome) -> PorSection {
 
 fn fl_section(net: &Testnet, o: &Outcome) -> Option<FlSection> {
     let t = o.fl.as_ref()?;
-    let rejected: std::collections::BTreeMap<String, usize> = t["rejected"]
+    let rejected: std::collections::BTreeMap<String, usize> = t["rejected_count"]
         .as_object()
-        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_array().map_or(0, |a| a.len()))).collect())
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(0) as usize)).collect())
         .unwrap_or_default();
     let accepted_by = |p: &str| t["accepted"][p].as_u64().unwrap_or(0);
     let mut poisoners: Vec<String> =
         net.nodes.iter().filter(|n| n.poison.is_some()).map(|n| n.peer_id.clone()).collect();
     poisoners.sort();
-    // A poisoner is caught when its updates were rejected and none was accepted; one the owner
-    // never heard from (it was not selected, or always late) is not caught.
-    let poisoners_caught =
-        poisoners.iter().filter(|p| rejected.contains_key(*p) && accepted_by(p) == 0).cloned().collect::<Vec<_>>();
+    // A poisoner is caught when the owner excluded it (rejected in 3 of its last 5 updates),
+    // or rejected its updates and accepted none; one the owner never heard from is not caught.
+    let banned: Vec<String> = t["banned"].as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default();
+    let poisoners_caught = poisoners
+        .iter()
+        .filter(|p| banned.contains(p) || (rejected.contains_key(*p) && accepted_by(p) == 0))
+        .cloned()
+        .collect::<Vec<_>>();
     let honest_rejected = rejected.keys().filter(|p| !poisoners.contains(p)).cloned().collect();
+    let honest_banned: Vec<String> = banned.iter().filter(|p| !poisoners.contains(p)).cloned().collect();
     let sum = |k: &str| o.fl_audits.iter().map(|(_, a)| a[k].as_u64().unwrap_or(0)).sum::<u64>();
     let state = t["state"].as_str().unwrap_or("unknown").to_string();
     let final_accuracy = t["final_accuracy"].as_f64();
@@ -534,6 +548,9 @@ fn fl_section(net: &Testnet, o: &Outcome) -> Option<FlSection> {
         final_accuracy,
         target: FL_TARGET,
         rejected,
+        rejected_reasons: t["rejected"].clone(),
+        banned: t["banned"].clone(),
+        honest_banned,
         accepted: t["accepted"].clone(),
         dropped: t["dropped"].clone(),
         poisoners,
@@ -551,6 +568,7 @@ fn fl_section(net: &Testnet, o: &Outcome) -> Option<FlSection> {
     f.ok = f.state == "done"
         && final_accuracy.is_some_and(|a| a >= FL_TARGET)
         && f.poisoners_caught.len() == f.poisoners.len()
+        && f.honest_banned.is_empty()
         && f.audits_mismatched == 0;
     Some(f)
 }
