@@ -284,6 +284,8 @@ pub struct RewardsEpoch {
     pub paid: usize,
     pub slashed: Vec<String>,
     pub workers_bps: u64,
+    /// Units paid from the worker pool.
+    pub paid_workers: u64,
 }
 
 /// `GET /rewards`: every epoch settlement reached, balances, parameters in force.
@@ -301,6 +303,7 @@ async fn rewards_list(State(s): State<ApiState>) -> Json<serde_json::Value> {
             paid: e.payouts.len(),
             slashed: e.slashed.iter().map(|x| hex::encode(x.key)).collect(),
             workers_bps: e.params.workers_bps,
+            paid_workers: e.payouts.iter().map(|p| p.workers).sum(),
         })
         .collect();
     Json(serde_json::json!({

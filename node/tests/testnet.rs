@@ -5,30 +5,62 @@
 use std::process::Command;
 use std::sync::Mutex;
 
-/// The testnets of this file run one at a time: each spawns 8-12 processes.
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 use std::time::{Duration, Instant};
 
-#[test]
-fn testnet_of_eight_with_a_sigkill_ends_on_time_and_reports() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let tmp = tempfile::tempdir().unwrap();
-    let report_path = tmp.path().join("report.json");
-    let start = Instant::now();
+/// The testnets of this file run one at a time: each spawns 8-12 processes.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// Runs `ifx testnet ARGS --quiet` with its base dir and report in `dir`; returns the process
+/// output and the report (null when none was written).
+fn testnet(args: &[&str], dir: &std::path::Path) -> (std::process::Output, serde_json::Value) {
+    let report_path = dir.join("report.json");
     let out = Command::new(env!("CARGO_BIN_EXE_ifx"))
-        .args(["testnet", "--nodes", "8", "--verifiers", "2", "--cheaters", "2", "--duration", "20", "--kill", "3@5"])
-        .args(["--render-size", "256", "--render-spp", "64", "--fl-rounds", "0", "--quiet", "--base-dir"])
-        .arg(tmp.path())
+        .arg("testnet")
+        .args(args)
+        .args(["--quiet", "--base-dir"])
+        .arg(dir)
         .arg("--report")
         .arg(&report_path)
         .env_remove("RUST_LOG")
         .output()
         .unwrap();
+    let report = std::fs::read_to_string(&report_path)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or(serde_json::Value::Null);
+    (out, report)
+}
+
+#[test]
+fn testnet_of_eight_with_a_sigkill_ends_on_time_and_reports() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let start = Instant::now();
+    let (out, report) = testnet(
+        &[
+            "--nodes",
+            "8",
+            "--verifiers",
+            "2",
+            "--cheaters",
+            "2",
+            "--duration",
+            "20",
+            "--kill",
+            "3@5",
+            "--render-size",
+            "256",
+            "--render-spp",
+            "64",
+            "--fl-rounds",
+            "0",
+        ],
+        tmp.path(),
+    );
     let took = start.elapsed();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report_path).unwrap_or_default())
-        .unwrap_or_else(|e| panic!("no report ({e}); stdout:\n{stdout}\nstderr:\n{stderr}"));
+    assert!(!report.is_null(), "no report; stdout:\n{stdout}\nstderr:\n{stderr}");
     assert!(out.status.success(), "testnet failed:\n{stdout}\n{stderr}\n{report:#}");
     assert_eq!(report["ok"], true);
     // On time: 20 s of run plus start-up and shutdown, never a hang.
@@ -124,6 +156,9 @@ fn testnet_of_eight_with_a_sigkill_ends_on_time_and_reports() {
     let gov = &st["governance"];
     assert_eq!(gov["reached"], true, "{gov}");
     assert_eq!(gov["applied_at"], gov["from_epoch"], "{gov}");
+    // Visible in the payouts: the worker pool paid 81.08% of the mint before, 70% from then on.
+    assert_eq!(gov["paid_workers_before"].as_u64(), Some(10_000_000_000 * 8_108 / 10_000), "{gov}");
+    assert_eq!(gov["paid_workers_at"].as_u64(), Some(10_000_000_000 * 7_000 / 10_000), "{gov}");
     assert!(st["minted"].as_u64().unwrap() > 0);
     // Every honest worker that stayed up earned something; the roots agree node by node.
     for i in [0, 4, 5] {
@@ -147,17 +182,10 @@ fn testnet_of_eight_with_a_sigkill_ends_on_time_and_reports() {
 fn testnet_federated_task_reaches_the_target_despite_a_poisoner() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let tmp = tempfile::tempdir().unwrap();
-    let report_path = tmp.path().join("report.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_ifx"))
-        .args(["testnet", "--nodes", "8", "--verifiers", "2", "--poisoners", "1", "--duration", "20"])
-        .args(["--render-size", "0", "--quiet", "--base-dir"])
-        .arg(tmp.path())
-        .arg("--report")
-        .arg(&report_path)
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap();
-    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report_path).unwrap()).unwrap();
+    let (out, report) = testnet(
+        &["--nodes", "8", "--verifiers", "2", "--poisoners", "1", "--duration", "20", "--render-size", "0"],
+        tmp.path(),
+    );
     let fl = &report["fl"];
     assert!(out.status.success(), "{}\n{fl:#}", String::from_utf8_lossy(&out.stdout));
     assert_eq!(fl["ok"], true, "{fl:#}");
@@ -191,17 +219,23 @@ fn every_cheat_mode_is_caught_and_no_honest_worker_fails() {
     // Nodes 1..=7 cheat, one mode each: constant, white-noise, old-tile, quarter-res,
     // no-watermark, fake-25 (image challenges) and forged-time (benchmarks).
     let tmp = tempfile::tempdir().unwrap();
-    let report_path = tmp.path().join("report.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_ifx"))
-        .args(["testnet", "--nodes", "12", "--verifiers", "2", "--cheaters", "7", "--duration", "25"])
-        .args(["--render-size", "0", "--fl-rounds", "0", "--quiet", "--base-dir"])
-        .arg(tmp.path())
-        .arg("--report")
-        .arg(&report_path)
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap();
-    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report_path).unwrap()).unwrap();
+    let (out, report) = testnet(
+        &[
+            "--nodes",
+            "12",
+            "--verifiers",
+            "2",
+            "--cheaters",
+            "7",
+            "--duration",
+            "25",
+            "--render-size",
+            "0",
+            "--fl-rounds",
+            "0",
+        ],
+        tmp.path(),
+    );
     let por = &report["por"];
     assert!(out.status.success(), "{}\n{por:#}", String::from_utf8_lossy(&out.stdout));
     assert_eq!(por["cheaters"].as_array().unwrap().len(), 7);

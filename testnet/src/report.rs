@@ -709,9 +709,17 @@ fn settlement_section(net: &Testnet, o: &Outcome, failures: &mut Vec<String>) ->
             ok = false;
             failures.push(format!("governance: {param}={value} named epoch {from} but was in force from {at:?}"));
         }
+        // Visible in the payouts: the worker pool paid out in the epoch before and at the change.
+        let paid = |e: u64| {
+            o.rewards.first().and_then(|(_, v)| {
+                v["epochs"].as_array()?.iter().find(|x| x["epoch"] == e && x["status"] == "sealed")?["paid_workers"]
+                    .as_u64()
+            })
+        };
         s.governance = Some(serde_json::json!({
             "param": param, "value": value, "from_epoch": from, "votes": votes,
             "applied_at": at, "reached": reached, "on_time": on_time,
+            "paid_workers_before": from.checked_sub(1).and_then(paid), "paid_workers_at": paid(*from),
         }));
     }
     s.ok = ok;

@@ -1,0 +1,152 @@
+//! Settlement on live nodes over 127.0.0.1: a verifier seals every epoch, a worker's stake
+//! entry sent with `ifx stake bond` is applied once its epoch is sealed, both nodes compute the
+//! same settlement roots, and bad stake or governance requests get a reason.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use ifx_node::identity::Identity;
+use ifx_node::{Node, NodeConfig};
+use ifx_protocols::settle::{GenesisAlloc, StakeRole, Status, UNITS_PER_IFX};
+
+const IFX: &str = env!("CARGO_BIN_EXE_ifx");
+
+fn config(dir: &Path, boot: Option<String>, genesis: &[GenesisAlloc], genesis_secs: u64) -> NodeConfig {
+    let mut c = NodeConfig::default();
+    c.node.data_dir = dir.into();
+    c.node.listen = vec!["/ip4/127.0.0.1/tcp/0".into()];
+    c.node.api = "127.0.0.1:0".into();
+    c.network.id = "settle-test".into();
+    c.network.genesis_unix_secs = genesis_secs;
+    c.network.epoch_secs = 2;
+    c.network.heartbeat_interval_ms = 200;
+    c.network.genesis = genesis.to_vec();
+    c.network.bootnodes = boot.into_iter().collect();
+    c.ledger.sync_interval_ms = 300;
+    c.por.challenge_interval_ms = 86_400_000;
+    c
+}
+
+fn key_of(dir: &Path) -> String {
+    std::fs::create_dir_all(dir).unwrap();
+    hex::encode(Identity::load_or_create(dir).unwrap().public_key())
+}
+
+async fn wait_for(what: &str, limit: Duration, mut f: impl AsyncFnMut() -> bool) {
+    let start = Instant::now();
+    while !f().await {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verifier_seals_epochs_and_a_bond_applies_when_its_epoch_settles() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (wdir, vdir) = (tmp.path().join("w"), tmp.path().join("v"));
+    let genesis = vec![
+        GenesisAlloc {
+            key: key_of(&wdir),
+            role: StakeRole::Worker,
+            stake: 100 * UNITS_PER_IFX,
+            liquid: 50 * UNITS_PER_IFX,
+        },
+        GenesisAlloc { key: key_of(&vdir), role: StakeRole::Verifier, stake: 2_000 * UNITS_PER_IFX, liquid: 0 },
+    ];
+    let now = ifx_node::unix_time_us() / 1_000_000;
+    let w = Node::start(config(&wdir, None, &genesis, now)).await.unwrap();
+    let boot = format!("{}/p2p/{}", w.listen_addrs[0], w.peer_id);
+    let mut vc = config(&vdir, Some(boot), &genesis, now);
+    vc.node.role = ifx_protocols::Role::Verifier;
+    let v = Node::start(vc).await.unwrap();
+    let api = w.api_addr.unwrap().to_string();
+
+    // The verifier alone holds all verifier stake, so its seals are final.
+    wait_for("two sealed epochs", Duration::from_secs(30), async || w.settle.compute().sealed().count() >= 2).await;
+
+    // Bond 20 IFX of the worker's 50 liquid through the CLI and the API.
+    let out = Command::new(IFX)
+        .args(["stake", "bond", "--api", &api, "--amount", &(20 * UNITS_PER_IFX).to_string(), "--role", "worker"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("entry "));
+    let me = hex::decode(&genesis[0].key).unwrap();
+    wait_for("the bond applied", Duration::from_secs(30), async || {
+        let s = w.settle.compute();
+        s.accounts.iter().any(|(k, a)| k[..] == me[..] && a.bonded == 120 * UNITS_PER_IFX)
+    })
+    .await;
+
+    // Both nodes settle every sealed epoch to the same root, and the API serves it.
+    wait_for("the verifier agrees", Duration::from_secs(30), async || {
+        let (a, b) = (w.settle.compute(), v.settle.compute());
+        let roots = |s: &ifx_protocols::settle::Settlements| -> Vec<(u64, [u8; 32])> {
+            s.sealed().map(|e| (e.epoch, e.root)).collect()
+        };
+        let (ra, rb) = (roots(&a), roots(&b));
+        let n = ra.len().min(rb.len());
+        n >= 3 && ra[..n] == rb[..n]
+    })
+    .await;
+    let s = w.settle.compute();
+    let e = s.sealed().last().unwrap();
+    assert!(e.balanced());
+    assert!(e.payouts.iter().any(|p| p.key[..] == me[..] && p.workers > 0), "the worker earned nothing: {e:?}");
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let got: serde_json::Value =
+        client.get(format!("http://{api}/rewards/{}", e.epoch)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(got["status"], "sealed");
+    assert_eq!(got["root"], hex::encode(e.root));
+    assert!(s.epochs.iter().all(|x| x.status != Status::Incomplete));
+
+    // Bad requests are refused with a reason and write nothing.
+    let before = w.ledger.with(|l| l.ledger().len());
+    let r = client
+        .post(format!("http://{api}/stake"))
+        .json(&serde_json::json!({"op": "bond", "amount": 0, "role": "worker"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("zero"));
+    let r = client
+        .post(format!("http://{api}/stake"))
+        .json(&serde_json::json!({"op": "mint", "amount": 5}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_client_error());
+    let out = Command::new(IFX)
+        .args(["gov", "propose", "--api", &api, "--param", "workers_bps", "--value", "7000", "--from-epoch", "0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("too soon"), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(IFX)
+        .args(["gov", "propose", "--api", &api, "--param", "no_such", "--value", "1", "--from-epoch", "999999999"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no such parameter"));
+    let own = |n: &Node| {
+        let me = hex::decode(&genesis[0].key).unwrap();
+        n.ledger.with(|l| l.ledger().iter_sorted().filter(|e| e.author[..] == me[..]).count())
+    };
+    // The worker wrote only its bond (the verifier's seals and attestations keep coming).
+    assert_eq!(own(&w), 1);
+    assert!(w.ledger.with(|l| l.ledger().len()) >= before);
+
+    // `ifx rewards` reads the same settlement offline once the worker stopped.
+    w.stop().await;
+    let out = Command::new(IFX)
+        .args(["rewards", "--data-dir"])
+        .arg(&wdir)
+        .args(["--epoch", &e.epoch.to_string(), "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["root"], hex::encode(e.root));
+    v.stop().await;
+}
