@@ -101,6 +101,8 @@ pub fn serve(listener: tokio::net::TcpListener, state: ApiState, shutdown: Cance
         .route("/por/announcements", get(por_announcements))
         .route("/fl", get(fl_list).post(fl_start))
         .route("/fl/{task}", get(fl_get))
+        .route("/net/block", axum::routing::post(net_block))
+        .route("/net/unblock", axum::routing::post(net_unblock))
         .route("/rewards", get(rewards_list))
         .route("/rewards/{epoch}", get(rewards_get))
         .route("/stake", axum::routing::post(stake_post))
@@ -177,13 +179,17 @@ async fn metrics(State(s): State<ApiState>) -> Response {
 pub struct LedgerRoot {
     pub root: String,
     pub entries: usize,
+    /// Entries this node authored.
+    pub own_entries: usize,
     /// When this node last appended an entry of its own (Unix ms; 0 = never).
     pub last_append_unix_ms: u64,
 }
 
 async fn ledger_root(State(s): State<ApiState>) -> Json<LedgerRoot> {
-    let (root, entries) = s.ledger.with(|l| (hex::encode(l.ledger().root()), l.ledger().len()));
-    Json(LedgerRoot { root, entries, last_append_unix_ms: s.ledger.last_append_unix_ms() })
+    let me = s.settle.key.verifying_key().to_bytes();
+    let (root, entries, own_entries) =
+        s.ledger.with(|l| (hex::encode(l.ledger().root()), l.ledger().len(), l.ledger().chain(&me).len()));
+    Json(LedgerRoot { root, entries, own_entries, last_append_unix_ms: s.ledger.last_append_unix_ms() })
 }
 
 async fn ledger_stats(State(s): State<ApiState>) -> Json<LedgerStats> {
@@ -361,4 +367,39 @@ async fn gov_list(State(s): State<ApiState>) -> Json<serde_json::Value> {
     let st = s.settle.compute();
     let decided: Vec<&ifx_protocols::settle::GovOutcome> = st.epochs.iter().flat_map(|e| &e.governance).collect();
     Json(serde_json::json!({ "params": st.params, "open": st.open_proposals, "decided": decided }))
+}
+
+/// Body of `POST /net/block` and `POST /net/unblock`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerList {
+    pub peers: Vec<String>,
+}
+
+async fn set_blocked(s: &ApiState, list: PeerList, block: bool) -> Response {
+    let mut peers = Vec::new();
+    for p in &list.peers {
+        match p.parse::<libp2p::PeerId>() {
+            Ok(id) => peers.push(id),
+            Err(e) => {
+                return (StatusCode::BAD_REQUEST, Json(serde_json::json!({ "error": format!("peer {p:?}: {e}") })))
+                    .into_response();
+            }
+        }
+    }
+    match s.net.set_blocked(peers, block).await {
+        Ok(blocked) => Json(serde_json::json!({ "blocked": blocked })).into_response(),
+        Err(_) => unavailable(),
+    }
+}
+
+/// `POST /net/block {"peers": [...]}`: close and refuse connections with these peers (a
+/// partition, for tests and operators).
+async fn net_block(State(s): State<ApiState>, Json(list): Json<PeerList>) -> Response {
+    set_blocked(&s, list, true).await
+}
+
+/// `POST /net/unblock {"peers": [...]}`.
+async fn net_unblock(State(s): State<ApiState>, Json(list): Json<PeerList>) -> Response {
+    set_blocked(&s, list, false).await
 }

@@ -205,6 +205,9 @@ fn testnet_rejects_bad_options() {
         (&["--nodes", "4", "--kill", "2@30", "--duration", "5"][..], "before --duration"),
         (&["--nodes", "4", "--kill", "2"][..], "IDX@SECS"),
         (&["--nodes", "4", "--poisoners", "2"][..], "no honest federated worker"),
+        (&["--nodes", "4", "--restart", "2@5"][..], "not killed before"),
+        (&["--nodes", "4", "--partition", "1,2@5"][..], "IDX,IDX"),
+        (&["--nodes", "4", "--partition", "9@1-2"][..], "below 4"),
         (&["--nodes", "4", "--fl-rounds", "5", "--fl-data", "/nonexistent.csv"][..], "no such file"),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_ifx")).arg("testnet").args(args).output().unwrap();
@@ -246,4 +249,84 @@ fn every_cheat_mode_is_caught_and_no_honest_worker_fails() {
         let id = report["nodes"][i]["peer_id"].as_str().unwrap();
         assert!(por["per_node"][id]["passed"].as_u64().unwrap() >= 1, "node {i}: {por}");
     }
+}
+
+/// The CI scenario of issue #8: a cheater, a poisoner, a verifier killed and restarted, and a
+/// partition (an FL worker and the other verifier cut off) that heals; every condition of the
+/// verdict must hold.
+#[test]
+fn ci_scenario_with_a_restart_and_a_healed_partition_passes_the_verdict() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let (out, report) = testnet(
+        &[
+            "--nodes",
+            "8",
+            "--verifiers",
+            "2",
+            "--cheaters",
+            "1",
+            "--poisoners",
+            "1",
+            "--duration",
+            "40",
+            "--kill",
+            "6@8",
+            "--restart",
+            "6@14",
+            "--partition",
+            "3,7@18-26",
+        ],
+        tmp.path(),
+    );
+    assert!(out.status.success(), "{}\n{:#}", String::from_utf8_lossy(&out.stdout), report["failures"]);
+    assert_eq!(report["ok"], true);
+    // The restarted verifier caught up to the common root and kept every entry of its own.
+    let r = &report["restarts"][0];
+    assert_eq!(r["node"], 6);
+    assert_eq!(r["caught_up"], true, "{r}");
+    assert!(r["own_entries_after"].as_u64().unwrap() >= r["own_entries_before"].as_u64().unwrap(), "{r}");
+    assert_eq!(report["nodes"][6]["ledger_root"], report["ledger"]["root"]);
+    // The partition split the ledger, then every node converged again (seconds reported).
+    let p = &report["partitions"][0];
+    assert_eq!(p["diverged"], true, "{p}");
+    let secs = p["converged_after_secs"].as_f64().expect("converged after the heal");
+    assert!(secs < 10.0, "{p}");
+    // The rest of the verdict: cheater slashed, poisoner excluded, FL on target, settlement agreed.
+    assert_eq!(report["por"]["caught"], report["por"]["cheaters"]);
+    assert_eq!(report["fl"]["ok"], true, "{:#}", report["fl"]);
+    assert_eq!(report["settlement"]["ok"], true, "{:#}", report["settlement"]);
+}
+
+/// The verdict can fail: with the only verifier killed at once nothing is challenged or sealed,
+/// and the run says so and exits non-zero.
+#[test]
+fn a_network_without_verifiers_fails_the_verdict_and_names_why() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let (out, report) = testnet(
+        &[
+            "--nodes",
+            "4",
+            "--verifiers",
+            "1",
+            "--cheaters",
+            "1",
+            "--duration",
+            "10",
+            "--kill",
+            "3@0",
+            "--render-size",
+            "0",
+            "--fl-rounds",
+            "0",
+        ],
+        tmp.path(),
+    );
+    assert!(!out.status.success());
+    assert_eq!(report["ok"], false);
+    let failures = report["failures"].to_string();
+    assert!(failures.contains("cheaters"), "{failures}");
+    assert!(failures.contains("settlement"), "{failures}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("FAIL: "));
 }

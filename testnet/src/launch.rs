@@ -46,6 +46,8 @@ pub struct NodeProc {
     pub poison: Option<&'static str>,
     /// The shard of the federated data it trains on (workers only, when a task runs).
     pub fl_shard: Option<u32>,
+    /// Seconds into the run at which the harness started it again after a kill.
+    pub restarted_at: Option<f64>,
     /// Its ed25519 public key (hex), created before the launch for the genesis allocations.
     pub public_key: String,
 }
@@ -61,6 +63,8 @@ pub struct Testnet {
     pub client: reqwest::Client,
     /// Absolute path of the federated data file, when a task runs.
     pub fl_data: Option<PathBuf>,
+    /// Node 0's address, once it runs (restarted nodes dial it).
+    bootnode: Option<String>,
     /// Shards of the federated split (one per honest worker).
     pub fl_shards: u32,
 }
@@ -119,6 +123,7 @@ impl Testnet {
                     .then(|| POISONS[(index - first_poisoner) % POISONS.len()]),
                 fl_shard: (index >= 1 && index < first_verifier).then(|| (index as u32 - 1) % fl_shards),
                 public_key: String::new(),
+                restarted_at: None,
             });
         }
         // Every node's key exists before the launch, so the network config can give each one
@@ -151,7 +156,18 @@ impl Testnet {
             .no_proxy()
             .build()
             .map_err(|e| TestnetError::Io(format!("HTTP client: {e}")))?;
-        Ok(Self { binary, base_dir, config, network_id, nodes, t0: Instant::now(), client, fl_data, fl_shards })
+        Ok(Self {
+            binary,
+            base_dir,
+            config,
+            network_id,
+            nodes,
+            t0: Instant::now(),
+            client,
+            fl_data,
+            fl_shards,
+            bootnode: None,
+        })
     }
 
     /// Starts node 0, then every other node with node 0 as bootnode; waits for every API.
@@ -168,6 +184,7 @@ impl Testnet {
         for i in 1..self.nodes.len() {
             self.spawn(i, Some(&bootnode))?;
         }
+        self.bootnode = Some(bootnode);
         for i in 1..self.nodes.len() {
             self.wait_ready(i).await?;
         }
@@ -177,7 +194,12 @@ impl Testnet {
     fn spawn(&mut self, i: usize, bootnode: Option<&str>) -> Result<(), TestnetError> {
         let n = &mut self.nodes[i];
         let start_err = |reason: String| TestnetError::Start { index: i, reason };
-        let log = std::fs::File::create(&n.log).map_err(|e| start_err(format!("log file: {e}")))?;
+        // A restarted node appends to the log of its first run.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&n.log)
+            .map_err(|e| start_err(format!("log file: {e}")))?;
         let log2 = log.try_clone().map_err(|e| start_err(format!("log file: {e}")))?;
         let mut cmd = Command::new(&self.binary);
         cmd.arg("node").arg("--config").arg(&self.config).arg("--data-dir").arg(&n.data_dir).args([
@@ -246,6 +268,52 @@ impl Testnet {
     /// Seconds since the first launch.
     pub fn elapsed(&self) -> f64 {
         self.t0.elapsed().as_secs_f64()
+    }
+
+    /// Starts killed node `i` again with its data dir, and waits for its API.
+    pub async fn restart(&mut self, i: usize) -> Result<(), TestnetError> {
+        if self.nodes[i].child.is_some() {
+            return Ok(());
+        }
+        let boot = if i == 0 { None } else { self.bootnode.clone() };
+        let _ = std::fs::remove_file(self.nodes[i].data_dir.join("api.addr"));
+        self.spawn(i, boot.as_deref())?;
+        self.wait_ready(i).await?;
+        let at = self.elapsed();
+        let n = &mut self.nodes[i];
+        n.restarted_at = Some(at);
+        n.exited = None;
+        Ok(())
+    }
+
+    /// Blocks (or unblocks) every peer outside `group` on the nodes of `group`, and the group on
+    /// every other node, through their APIs; returns the nodes that did not answer.
+    pub async fn partition(&self, group: &[usize], block: bool) -> Vec<usize> {
+        let path = if block { "net/block" } else { "net/unblock" };
+        let calls =
+            self.nodes.iter().enumerate().filter_map(|(i, n)| n.api.filter(|_| n.child.is_some()).map(|a| (i, a))).map(
+                |(i, api)| {
+                    let inside = group.contains(&i);
+                    let peers: Vec<String> = self
+                        .nodes
+                        .iter()
+                        .enumerate()
+                        .filter(|(j, m)| *j != i && group.contains(j) != inside && !m.peer_id.is_empty())
+                        .map(|(_, m)| m.peer_id.clone())
+                        .collect();
+                    let client = self.client.clone();
+                    async move {
+                        let ok = client
+                            .post(format!("http://{api}/{path}"))
+                            .json(&serde_json::json!({ "peers": peers }))
+                            .send()
+                            .await
+                            .is_ok_and(|r| r.status().is_success());
+                        (!ok).then_some(i)
+                    }
+                },
+            );
+        futures::future::join_all(calls).await.into_iter().flatten().collect()
     }
 
     /// Sends SIGKILL to node `i` now (a fault).

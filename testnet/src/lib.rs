@@ -35,6 +35,14 @@ pub struct TestnetArgs {
     /// Kill node IDX with SIGKILL SECS seconds into the run, e.g. `--kill 3@8` (repeatable).
     #[arg(long = "kill")]
     pub kills: Vec<Kill>,
+    /// Start a killed node IDX again (same data dir and key) at SECS, e.g. `--restart 3@14`; it
+    /// must catch up to the same ledger root and keep every entry of its own (repeatable).
+    #[arg(long = "restart")]
+    pub restarts: Vec<Kill>,
+    /// Cut nodes IDX,IDX,... off from all the others from T1 to T2 seconds (blocking peers
+    /// through each node's API), e.g. `--partition 4,5,6@10-20` (repeatable).
+    #[arg(long = "partition")]
+    pub partitions: Vec<Partition>,
     /// Heartbeat interval of the test network, in milliseconds.
     #[arg(long, default_value_t = 1000)]
     pub heartbeat_ms: u64,
@@ -95,6 +103,34 @@ impl FromStr for Kill {
     }
 }
 
+/// A scheduled partition: `IDX,IDX,...@T1-T2`, those nodes against the rest.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Partition {
+    pub group: Vec<usize>,
+    pub from: Duration,
+    pub to: Duration,
+}
+
+impl FromStr for Partition {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || format!("{s:?}: expected IDX,IDX,...@T1-T2, e.g. 4,5,6@10-20");
+        let (nodes, span) = s.split_once('@').ok_or_else(bad)?;
+        let (a, b) = span.split_once('-').ok_or_else(bad)?;
+        let secs = |x: &str| -> Result<Duration, String> {
+            let v: f64 = x.trim().parse().map_err(|_| bad())?;
+            if v.is_finite() && v >= 0.0 { Ok(Duration::from_secs_f64(v)) } else { Err(bad()) }
+        };
+        let group: Vec<usize> =
+            nodes.split(',').map(|n| n.trim().parse().map_err(|_| bad())).collect::<Result<_, _>>()?;
+        let (from, to) = (secs(a)?, secs(b)?);
+        if group.is_empty() || from >= to {
+            return Err(format!("{s:?}: needs at least one node and T1 < T2"));
+        }
+        Ok(Partition { group, from, to })
+    }
+}
+
 /// Why a testnet could not run at all (a network that ran but failed gives a report instead).
 #[derive(Debug, thiserror::Error)]
 pub enum TestnetError {
@@ -139,6 +175,31 @@ impl TestnetArgs {
         }
         if let Err(e) = self.gov() {
             return bad(e);
+        }
+        for r in &self.restarts {
+            if !self.kills.iter().any(|k| k.node == r.node && k.at < r.at) {
+                return bad(format!(
+                    "--restart {}@{:?}: node {} is not killed before then (add --kill)",
+                    r.node, r.at, r.node
+                ));
+            }
+            if r.at.as_secs() >= self.duration {
+                return bad(format!(
+                    "--restart {}@{:?}: must happen before --duration {}",
+                    r.node, r.at, self.duration
+                ));
+            }
+        }
+        for p in &self.partitions {
+            if p.group.iter().any(|i| *i >= self.nodes) || p.group.len() >= self.nodes {
+                return bad(format!(
+                    "--partition {:?}: node indices must be below {} and leave nodes on the other side",
+                    p.group, self.nodes
+                ));
+            }
+            if p.to.as_secs() >= self.duration {
+                return bad(format!("--partition ..@..-{:?}: must heal before --duration {}", p.to, self.duration));
+            }
         }
         for k in &self.kills {
             if k.node == 0 || k.node >= self.nodes {

@@ -40,6 +40,10 @@ pub struct Report {
     pub fl: Option<FlSection>,
     /// Settlement of the sealed epochs, as every running node computed it.
     pub settlement: SettlementSection,
+    /// Nodes killed and started again: did they catch up and keep their own entries?
+    pub restarts: Vec<RestartReport>,
+    /// Partitions applied and healed: did the network converge again, and how fast?
+    pub partitions: Vec<PartitionReport>,
     pub nodes: Vec<NodeReport>,
 }
 
@@ -178,6 +182,37 @@ pub struct LatencyMs {
     pub p99: Option<f64>,
     pub max: Option<f64>,
     pub samples: usize,
+}
+
+/// A node killed and started again.
+#[derive(Debug, Serialize)]
+pub struct RestartReport {
+    pub node: usize,
+    pub killed_at_secs: Option<f64>,
+    pub restarted_at_secs: f64,
+    /// Entries it authored: at the last poll before the kill, and at the end.
+    pub own_entries_before: usize,
+    pub own_entries_after: usize,
+    /// Its ledger root at the end equals the common root.
+    pub caught_up: bool,
+    pub ok: bool,
+    pub error: Option<String>,
+}
+
+/// A partition applied and healed.
+#[derive(Debug, Serialize)]
+pub struct PartitionReport {
+    /// The nodes cut off from the rest.
+    pub group: Vec<usize>,
+    pub cut_at_secs: f64,
+    pub healed_at_secs: Option<f64>,
+    /// The running nodes' roots differed at some poll during the partition.
+    pub diverged: bool,
+    /// Seconds from the heal until every running node had the same ledger root.
+    pub converged_after_secs: Option<f64>,
+    /// Nodes whose API refused the block or unblock.
+    pub unreachable: Vec<usize>,
+    pub ok: bool,
 }
 
 /// A fault the harness injected.
@@ -341,10 +376,81 @@ impl Report {
         if heartbeat_latency_ms.samples == 0 {
             failures.push("no heartbeat latency samples".into());
         }
-        let faults = net
+        let mut faults: Vec<Fault> = net
             .nodes
             .iter()
             .filter_map(|n| n.killed_at.map(|at| Fault { node: n.index, kind: "sigkill", at_secs: at }))
+            .collect();
+        faults.extend(
+            net.nodes
+                .iter()
+                .filter_map(|n| n.restarted_at.map(|at| Fault { node: n.index, kind: "restart", at_secs: at })),
+        );
+        let restarts: Vec<RestartReport> = o
+            .restarts
+            .iter()
+            .filter(|r| r.at_secs > 0.0)
+            .map(|r| {
+                let n = &net.nodes[r.node];
+                let view = o.views[r.node].clone().unwrap_or_default();
+                let own_after = view.own_entries;
+                let caught_up = o.alive[r.node] && ledger.root.as_deref() == Some(view.ledger_root.as_str());
+                let ok = r.error.is_none() && caught_up && own_after >= r.own_before;
+                if let Some(e) = &r.error {
+                    failures.push(format!("node {} could not restart: {e}", r.node));
+                } else if !o.alive[r.node] {
+                    failures.push(format!(
+                        "node {} died after its restart: {}",
+                        r.node,
+                        n.exited.clone().unwrap_or_default()
+                    ));
+                } else if !caught_up {
+                    failures
+                        .push(format!("node {} did not catch up to the common ledger root after its restart", r.node));
+                }
+                if own_after < r.own_before {
+                    failures.push(format!(
+                        "node {} lost entries of its own across its restart: {} before the kill, {} after",
+                        r.node, r.own_before, own_after
+                    ));
+                }
+                RestartReport {
+                    node: r.node,
+                    killed_at_secs: n.killed_at,
+                    restarted_at_secs: r.at_secs,
+                    own_entries_before: r.own_before,
+                    own_entries_after: own_after,
+                    caught_up,
+                    ok,
+                    error: r.error.clone(),
+                }
+            })
+            .collect();
+        let partitions: Vec<PartitionReport> = o
+            .partitions
+            .iter()
+            .map(|p| {
+                let ok = p.unreachable.is_empty() && p.healed_at_secs.is_some() && p.converged_after_secs.is_some();
+                if !p.unreachable.is_empty() {
+                    failures.push(format!(
+                        "partition {:?}: nodes {:?} refused to block or unblock",
+                        p.group, p.unreachable
+                    ));
+                }
+                if p.converged_after_secs.is_none() {
+                    failures.push(format!("partition {:?}: the network did not converge after it healed", p.group));
+                }
+                faults.push(Fault { node: p.group[0], kind: "partition", at_secs: p.cut_at_secs });
+                PartitionReport {
+                    group: p.group.clone(),
+                    cut_at_secs: p.cut_at_secs,
+                    healed_at_secs: p.healed_at_secs,
+                    diverged: p.diverged,
+                    converged_after_secs: p.converged_after_secs,
+                    unreachable: p.unreachable.clone(),
+                    ok,
+                }
+            })
             .collect();
         Report {
             ok: failures.is_empty(),
@@ -362,6 +468,8 @@ impl Report {
             por,
             fl,
             settlement,
+            restarts,
+            partitions,
             nodes,
         }
     }
@@ -445,6 +553,27 @@ impl Report {
                 ))
                 .unwrap_or_default()
         );
+        for r in &self.restarts {
+            println!(
+                "  restart: node {} killed at {:.1}s, back at {:.1}s, caught up {}, own entries {} -> {}",
+                r.node,
+                r.killed_at_secs.unwrap_or(0.0),
+                r.restarted_at_secs,
+                r.caught_up,
+                r.own_entries_before,
+                r.own_entries_after
+            );
+        }
+        for p in &self.partitions {
+            println!(
+                "  partition: {:?} cut at {:.1}s, healed at {}, diverged {}, converged {} s after the heal",
+                p.group,
+                p.cut_at_secs,
+                f(p.healed_at_secs),
+                p.diverged,
+                f(p.converged_after_secs)
+            );
+        }
         for fail in &self.failures {
             println!("  FAIL: {fail}");
         }

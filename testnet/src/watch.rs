@@ -24,6 +24,8 @@ pub struct View {
     pub ledger_entries: usize,
     /// When the node last appended an entry of its own (Unix ms; 0 = never).
     pub last_append_unix_ms: u64,
+    /// Entries it authored.
+    pub own_entries: usize,
 }
 
 #[derive(Deserialize)]
@@ -44,6 +46,7 @@ struct LedgerRootJson {
     root: String,
     entries: usize,
     last_append_unix_ms: u64,
+    own_entries: usize,
 }
 
 #[derive(Deserialize)]
@@ -88,6 +91,43 @@ pub struct Outcome {
     pub gov_error: Option<String>,
     /// `GET /rewards` of each node still running at the end, by node index.
     pub rewards: Vec<(usize, serde_json::Value)>,
+    /// Restarts done: node, seconds into the run, its own entries before the kill, an error.
+    pub restarts: Vec<Restart>,
+    /// Partitions done.
+    pub partitions: Vec<PartitionRun>,
+}
+
+/// A restart the harness did.
+#[derive(Debug, Clone, Default)]
+pub struct Restart {
+    pub node: usize,
+    pub at_secs: f64,
+    /// Its own entries at the last poll before the kill.
+    pub own_before: usize,
+    pub error: Option<String>,
+}
+
+/// A partition the harness applied and healed.
+#[derive(Debug, Clone, Default)]
+pub struct PartitionRun {
+    pub group: Vec<usize>,
+    pub cut_at_secs: f64,
+    pub healed_at_secs: Option<f64>,
+    /// Nodes whose API refused a block or unblock.
+    pub unreachable: Vec<usize>,
+    /// The running nodes' ledger roots differed at some poll during the partition.
+    pub diverged: bool,
+    /// Seconds from the heal until every running node had the same root.
+    pub converged_after_secs: Option<f64>,
+}
+
+/// What the harness does at a moment of the run.
+#[derive(Debug, Clone, Copy)]
+enum Action {
+    Kill(usize),
+    Restart(usize),
+    Cut(usize),
+    Heal(usize),
 }
 
 /// Node 0 proposes the change from a few epochs ahead; every node votes yes.
@@ -214,8 +254,13 @@ pub async fn watch(net: &mut Testnet, args: &TestnetArgs) -> Outcome {
             Err(e) => out.gov_error = Some(e),
         }
     }
-    let mut kills = args.kills.clone();
-    kills.sort_by_key(|k| k.at);
+    let mut schedule: Vec<(Duration, Action)> = args.kills.iter().map(|k| (k.at, Action::Kill(k.node))).collect();
+    schedule.extend(args.restarts.iter().map(|r| (r.at, Action::Restart(r.node))));
+    for (i, p) in args.partitions.iter().enumerate() {
+        schedule.push((p.from, Action::Cut(i)));
+        schedule.push((p.to, Action::Heal(i)));
+    }
+    schedule.sort_by_key(|(at, _)| *at);
     let bar = progress(args);
     let end = Duration::from_secs(args.duration);
     loop {
@@ -223,10 +268,9 @@ pub async fn watch(net: &mut Testnet, args: &TestnetArgs) -> Outcome {
         if elapsed >= end {
             break;
         }
-        while let Some(k) = kills.first().copied().filter(|k| k.at <= elapsed) {
-            kills.remove(0);
-            bar.println(format!("fault: SIGKILL node {} at {:.1}s", k.node, net.elapsed()));
-            net.kill(k.node).await;
+        while let Some((_, action)) = schedule.first().copied().filter(|(at, _)| *at <= elapsed) {
+            schedule.remove(0);
+            apply(net, args, &mut out, action, &bar).await;
         }
         net.reap();
         poll_views(net, &mut out.views).await;
@@ -308,10 +352,55 @@ fn roots_equal(net: &Testnet, views: &[Option<View>]) -> bool {
 }
 
 fn track_roots(net: &Testnet, out: &mut Outcome) {
-    if roots_equal(net, &out.views) {
+    let equal = roots_equal(net, &out.views);
+    if equal {
         out.roots_equal_since_ms.get_or_insert_with(unix_ms);
     } else {
         out.roots_equal_since_ms = None;
+    }
+    let now = net.elapsed();
+    for p in &mut out.partitions {
+        match p.healed_at_secs {
+            None => p.diverged |= !equal,
+            Some(healed) if equal && p.converged_after_secs.is_none() => p.converged_after_secs = Some(now - healed),
+            Some(_) => {}
+        }
+    }
+}
+
+/// Does one scheduled fault.
+async fn apply(net: &mut Testnet, args: &TestnetArgs, out: &mut Outcome, action: Action, bar: &ProgressBar) {
+    match action {
+        Action::Kill(i) => {
+            bar.println(format!("fault: SIGKILL node {i} at {:.1}s", net.elapsed()));
+            let own = out.views[i].as_ref().map_or(0, |v| v.own_entries);
+            net.kill(i).await;
+            out.restarts.push(Restart { node: i, own_before: own, ..Default::default() });
+        }
+        Action::Restart(i) => {
+            bar.println(format!("fault: restart node {i} at {:.1}s", net.elapsed()));
+            let result = net.restart(i).await;
+            // The entry the kill opened for this node.
+            if let Some(r) = out.restarts.iter_mut().rev().find(|r| r.node == i && r.at_secs == 0.0) {
+                r.at_secs = net.elapsed();
+                r.error = result.err().map(|e| e.to_string());
+            }
+        }
+        Action::Cut(p) => {
+            let group = args.partitions[p].group.clone();
+            bar.println(format!("fault: partition {group:?} from the rest at {:.1}s", net.elapsed()));
+            let unreachable = net.partition(&group, true).await;
+            out.partitions.push(PartitionRun { group, cut_at_secs: net.elapsed(), unreachable, ..Default::default() });
+        }
+        Action::Heal(p) => {
+            let group = args.partitions[p].group.clone();
+            bar.println(format!("fault: heal partition {group:?} at {:.1}s", net.elapsed()));
+            let unreachable = net.partition(&group, false).await;
+            if let Some(run) = out.partitions.iter_mut().find(|r| r.group == group && r.healed_at_secs.is_none()) {
+                run.healed_at_secs = Some(net.elapsed());
+                run.unreachable.extend(unreachable);
+            }
+        }
     }
 }
 
@@ -416,6 +505,7 @@ async fn poll_views(net: &Testnet, views: &mut [Option<View>]) {
                 ledger_root: l.root,
                 ledger_entries: l.entries,
                 last_append_unix_ms: l.last_append_unix_ms,
+                own_entries: l.own_entries,
             })
         }
     });

@@ -87,6 +87,16 @@ impl Bootnodes {
         self.targets.remove(peer).is_some()
     }
 
+    /// Makes `peer` due at `now` with its backoff reset (it was unblocked).
+    pub fn retry_now(&mut self, peer: &PeerId, now: Instant) {
+        if let Some(t) = self.targets.get_mut(peer)
+            && !t.connected
+        {
+            t.failures = 0;
+            t.next_attempt = Some(now);
+        }
+    }
+
     /// A dial to `peer` failed; returns the delay before the next attempt (or `None` if `peer`
     /// is not a bootnode or is connected anyway).
     pub fn failed(&mut self, peer: &PeerId, now: Instant) -> Option<Duration> {

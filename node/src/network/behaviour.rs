@@ -7,8 +7,8 @@ use ifx_protocols::envelope::MAX_ENVELOPE_BYTES;
 use ifx_protocols::{Kind, NetworkConfig};
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{
-    StreamProtocol, Swarm, SwarmBuilder, connection_limits, gossipsub, identify, identity::Keypair, kad, noise, ping,
-    request_response, tcp, yamux,
+    StreamProtocol, Swarm, SwarmBuilder, allow_block_list, connection_limits, gossipsub, identify, identity::Keypair,
+    kad, noise, ping, request_response, tcp, yamux,
 };
 use prometheus_client::registry::Registry;
 
@@ -19,6 +19,8 @@ use crate::config::LimitsSection;
 /// Every protocol the node speaks.
 #[derive(NetworkBehaviour)]
 pub struct Behaviour {
+    /// Peers the operator blocked (`POST /net/block`): no connection either way.
+    pub blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
     pub limits: connection_limits::Behaviour,
     pub kad: kad::Behaviour<kad::store::MemoryStore>,
     pub identify: identify::Behaviour,
@@ -143,6 +145,7 @@ pub fn build_swarm(
                 request_response::Config::default().with_request_timeout(Duration::from_secs(120)),
             );
             Ok::<_, Box<dyn std::error::Error + Send + Sync>>(Behaviour {
+                blocked: allow_block_list::Behaviour::default(),
                 limits,
                 kad,
                 identify,

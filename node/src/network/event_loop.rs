@@ -169,6 +169,7 @@ pub async fn start(
         metrics,
         peer_store,
         target_peers: cfg.limits.target_peers as usize,
+        blocked: Default::default(),
         kad_protocol,
         heartbeat_topic: topic(&cfg.network, Kind::Heartbeat).hash(),
         listen_addrs: listen_addrs.clone(),
@@ -220,6 +221,8 @@ struct EventLoop {
     metrics: Metrics,
     peer_store: Option<PeerStore>,
     target_peers: usize,
+    /// Peers blocked by the operator (the behaviour holds the same set; kept here to list it).
+    blocked: std::collections::BTreeSet<PeerId>,
     kad_protocol: StreamProtocol,
     heartbeat_topic: TopicHash,
     listen_addrs: Vec<Multiaddr>,
@@ -303,7 +306,7 @@ impl EventLoop {
                 break;
             }
             // Bootnodes are dialled on their own backoff schedule.
-            if self.swarm.is_connected(&peer) || self.bootnodes.contains(&peer) {
+            if self.swarm.is_connected(&peer) || self.bootnodes.contains(&peer) || self.blocked.contains(&peer) {
                 continue;
             }
             let opts =
@@ -341,6 +344,26 @@ impl EventLoop {
                     debug!(?proto, "response not sent: the requester went away");
                 }
             }
+            Command::Block { peers, block, reply } => {
+                let now = Instant::now();
+                for p in &peers {
+                    if block {
+                        self.blocked.insert(*p);
+                        self.swarm.behaviour_mut().blocked.block_peer(*p);
+                    } else {
+                        self.blocked.remove(p);
+                        self.swarm.behaviour_mut().blocked.unblock_peer(*p);
+                        self.bootnodes.retry_now(p, now);
+                    }
+                }
+                if !block {
+                    // Heal at once: redial unblocked bootnodes and fill up from the DHT.
+                    self.dial_bootnodes();
+                    self.discover();
+                }
+                info!(blocked = self.blocked.len(), "peer block list changed");
+                let _ = reply.send(self.blocked.iter().map(|p| p.to_string()).collect());
+            }
         }
     }
 
@@ -372,6 +395,7 @@ impl EventLoop {
             connected,
             routing_table,
             heartbeat_mesh,
+            blocked: self.blocked.iter().map(|p| p.to_string()).collect(),
         }
     }
 
@@ -444,6 +468,7 @@ impl EventLoop {
                 }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Limits(v)) => match v {},
+            SwarmEvent::Behaviour(BehaviourEvent::Blocked(v)) => match v {},
             SwarmEvent::Behaviour(BehaviourEvent::Sync(e)) => self.on_request_response(Proto::LedgerSync, e),
             SwarmEvent::Behaviour(BehaviourEvent::Render(e)) => self.on_request_response(Proto::Render, e),
             SwarmEvent::Behaviour(BehaviourEvent::Por(e)) => self.on_request_response(Proto::Por, e),

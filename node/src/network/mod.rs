@@ -30,6 +30,8 @@ pub enum Command {
     Request { proto: Proto, peer: PeerId, data: Vec<u8>, reply: oneshot::Sender<Result<Vec<u8>, String>> },
     /// Answer an inbound request.
     Respond { proto: Proto, channel: ResponseChannel<Vec<u8>>, data: Vec<u8> },
+    /// Block (close and refuse connections) or unblock peers.
+    Block { peers: Vec<PeerId>, block: bool, reply: oneshot::Sender<Vec<String>> },
 }
 
 /// The request-response protocols.
@@ -78,6 +80,8 @@ pub struct NetSnapshot {
     pub routing_table: Vec<String>,
     /// Peers in the gossip mesh of the heartbeat topic, sorted.
     pub heartbeat_mesh: Vec<String>,
+    /// Peers blocked by the operator, sorted.
+    pub blocked: Vec<String>,
 }
 
 /// One connected peer.
@@ -139,6 +143,13 @@ impl NetHandle {
     /// Answers an inbound request.
     pub async fn respond(&self, proto: Proto, channel: ResponseChannel<Vec<u8>>, data: Vec<u8>) {
         let _ = self.commands.send(Command::Respond { proto, channel, data }).await;
+    }
+
+    /// Blocks (or unblocks) `peers`; returns the peers blocked afterwards.
+    pub async fn set_blocked(&self, peers: Vec<PeerId>, block: bool) -> Result<Vec<String>, NetworkStopped> {
+        let (reply, rx) = oneshot::channel();
+        self.commands.send(Command::Block { peers, block, reply }).await.map_err(|_| NetworkStopped)?;
+        rx.await.map_err(|_| NetworkStopped)
     }
 
     /// The current network state.
