@@ -2,8 +2,9 @@
 # Installs the system packages ifx needs to build and test, only those missing. Idempotent.
 #   clang, libclang-dev          RocksDB's bindgen (librocksdb-sys)
 #   libvulkan1, mesa-vulkan-drivers  a software wgpu adapter (lavapipe) on machines without a GPU
+#   chromium                     headless screenshots of the testnet HTML report (a test)
 set -euo pipefail
-pkgs=(clang libclang-dev libvulkan1 mesa-vulkan-drivers)
+pkgs=(clang libclang-dev libvulkan1 mesa-vulkan-drivers chromium)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

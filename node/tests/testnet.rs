@@ -296,6 +296,8 @@ fn ci_scenario_with_a_restart_and_a_healed_partition_passes_the_verdict() {
     assert_eq!(report["por"]["caught"], report["por"]["cheaters"]);
     assert_eq!(report["fl"]["ok"], true, "{:#}", report["fl"]);
     assert_eq!(report["settlement"]["ok"], true, "{:#}", report["settlement"]);
+    // The visual report renders in a browser: charts and the image.
+    check_html_report(tmp.path(), &report);
 }
 
 /// The verdict can fail: with the only verifier killed at once nothing is challenged or sealed,
@@ -329,4 +331,42 @@ fn a_network_without_verifiers_fails_the_verdict_and_names_why() {
     assert!(failures.contains("cheaters"), "{failures}");
     assert!(failures.contains("settlement"), "{failures}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("FAIL: "));
+}
+
+/// A full-page screenshot of `html` by headless Chromium (installed by scripts/setup.sh).
+fn screenshot(html: &std::path::Path, png: &std::path::Path) -> image::RgbImage {
+    let out = Command::new("chromium")
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1200,1600"])
+        .arg(format!("--screenshot={}", png.display()))
+        .arg(format!("file://{}", html.display()))
+        .output()
+        .expect("chromium is not installed: run scripts/setup.sh");
+    assert!(png.is_file(), "no screenshot: {}", String::from_utf8_lossy(&out.stderr));
+    image::open(png).unwrap().to_rgb8()
+}
+
+/// The HTML report opened in headless Chromium shows its charts (pixels in the chart colours)
+/// and the rendered image (the page has thousands more colours with it than without it).
+fn check_html_report(dir: &std::path::Path, report: &serde_json::Value) {
+    let html = std::path::PathBuf::from(report["html"].as_str().expect("an HTML report"));
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.contains("data:image/png;base64,") && page.matches("<svg").count() >= 5);
+    let shot = screenshot(&html, &dir.join("shot.png"));
+    let near = |p: &image::Rgb<u8>, hex: &str| {
+        let c: Vec<i32> = (0..3).map(|i| i32::from_str_radix(&hex[1 + 2 * i..3 + 2 * i], 16).unwrap()).collect();
+        (0..3).all(|i| (p[i] as i32 - c[i]).abs() <= 24)
+    };
+    let line = shot.pixels().filter(|p| near(p, "#1f77b4")).count();
+    let bars = shot.pixels().filter(|p| near(p, "#2ca02c")).count();
+    assert!(line > 300 && bars > 1000, "charts not drawn: {line} line pixels, {bars} bar pixels");
+    let colours = |img: &image::RgbImage| img.pixels().map(|p| p.0).collect::<std::collections::HashSet<_>>().len();
+    let without = dir.join("no-image.html");
+    let stripped = page.replace(r#"<img id="render""#, r#"<img hidden id="render""#);
+    std::fs::write(&without, stripped).unwrap();
+    let plain = screenshot(&without, &dir.join("shot-no-image.png"));
+    let (with_img, without_img) = (colours(&shot), colours(&plain));
+    assert!(
+        with_img > without_img + 1000,
+        "the rendered image is not on the page: {with_img} vs {without_img} colours"
+    );
 }

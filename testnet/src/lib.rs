@@ -4,6 +4,7 @@
 //! The launcher knows nodes only as processes and HTTP endpoints (it does not link the node
 //! crate), so what it measures is what a user of the real binary gets.
 
+mod html;
 mod launch;
 mod report;
 mod watch;
@@ -251,8 +252,14 @@ pub async fn run(binary: PathBuf, args: TestnetArgs) -> Result<Report, TestnetEr
     let outcome = watch::settle(&mut net, outcome).await;
     let latency = watch::collect_latency(&net).await;
     let stops = net.stop_all().await;
-    let report = Report::build(&net, &args, outcome, latency, stops);
+    let timeline = outcome.timeline.clone();
+    let mut report = Report::build(&net, &args, outcome, latency.clone(), stops);
     let path = args.report.clone().unwrap_or_else(|| net.base_dir.join("report.json"));
+    let page = path.with_extension("html");
+    match html::write(&report, &latency, &timeline, &page) {
+        Ok(()) => report.html = Some(page.display().to_string()),
+        Err(e) => tracing::warn!(error = %e, path = %page.display(), "cannot write the HTML report"),
+    }
     let json = serde_json::to_string_pretty(&report).expect("report is plain data");
     std::fs::write(&path, json + "\n")
         .map_err(|e| TestnetError::Io(format!("cannot write the report to {}: {e}", path.display())))?;

@@ -19,6 +19,8 @@ pub struct Report {
     pub failures: Vec<String>,
     pub network_id: String,
     pub base_dir: String,
+    /// The same run as a self-contained HTML page with charts (next to the JSON report).
+    pub html: Option<String>,
     pub duration_secs: u64,
     pub elapsed_secs: f64,
     /// Seconds from the first launch until every running node had every other in its Kademlia
@@ -456,6 +458,7 @@ impl Report {
             ok: failures.is_empty(),
             failures,
             network_id: net.network_id.clone(),
+            html: None,
             base_dir: net.base_dir.display().to_string(),
             duration_secs: args.duration,
             elapsed_secs: o.elapsed_secs,
@@ -578,6 +581,9 @@ impl Report {
             println!("  FAIL: {fail}");
         }
         println!("{}: report {}", if self.ok { "OK" } else { "FAILED" }, path.display());
+        if let Some(h) = &self.html {
+            println!("open {h} in a browser for the charts");
+        }
     }
 }
 

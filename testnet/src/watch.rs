@@ -95,6 +95,9 @@ pub struct Outcome {
     pub restarts: Vec<Restart>,
     /// Partitions done.
     pub partitions: Vec<PartitionRun>,
+    /// Every poll: seconds into the run, distinct ledger roots among running nodes, most
+    /// entries a node held (the HTML report's convergence chart).
+    pub timeline: Vec<crate::html::RootPoint>,
 }
 
 /// A restart the harness did.
@@ -353,6 +356,11 @@ fn roots_equal(net: &Testnet, views: &[Option<View>]) -> bool {
 
 fn track_roots(net: &Testnet, out: &mut Outcome) {
     let equal = roots_equal(net, &out.views);
+    let running: Vec<&View> =
+        (0..net.nodes.len()).filter(|&i| net.nodes[i].child.is_some()).filter_map(|i| out.views[i].as_ref()).collect();
+    let distinct = running.iter().map(|v| v.ledger_root.as_str()).collect::<BTreeSet<_>>().len();
+    let entries = running.iter().map(|v| v.ledger_entries).max().unwrap_or(0);
+    out.timeline.push((net.elapsed(), distinct, entries));
     if equal {
         out.roots_equal_since_ms.get_or_insert_with(unix_ms);
     } else {
