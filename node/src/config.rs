@@ -37,6 +37,8 @@ pub struct NodeConfig {
     pub por: PorSection,
     /// Federated learning.
     pub fl: FlSection,
+    /// Injected faults (tests and the testnet only).
+    pub faults: FaultsSection,
     /// Parameters shared by every node of the network.
     pub network: NetworkConfig,
 }
@@ -164,6 +166,17 @@ pub struct FlSection {
     pub poison: String,
 }
 
+/// `[faults]`: faults this node injects into its own traffic, for tests and the testnet.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct FaultsSection {
+    /// Share of inbound gossip messages dropped on arrival, in percent (message loss).
+    pub drop_gossip_pct: u32,
+    /// Every piece of work (tile, challenge, benchmark, training run) takes this much longer, as
+    /// on a slower GPU (a slow node).
+    pub slow_ms: u64,
+}
+
 /// Values given on the command line; each one that is set replaces the file's value.
 #[derive(Clone, Debug, Default)]
 pub struct Overrides {
@@ -178,6 +191,8 @@ pub struct Overrides {
     pub poison: Option<String>,
     pub fl_data: Option<PathBuf>,
     pub fl_shard: Option<u32>,
+    pub drop_gossip_pct: Option<u32>,
+    pub slow_ms: Option<u64>,
 }
 
 impl NodeConfig {
@@ -251,11 +266,26 @@ impl NodeConfig {
         if let Some(s) = o.fl_shard {
             self.fl.shard = Some(s);
         }
+        if let Some(p) = o.drop_gossip_pct {
+            self.faults.drop_gossip_pct = p;
+        }
+        if let Some(ms) = o.slow_ms {
+            self.faults.slow_ms = ms;
+        }
     }
 
     /// Checks every value; the error names the first bad key.
     pub fn validate(&self) -> Result<(), InvalidValue> {
         self.network.validate("network")?;
+        if self.faults.drop_gossip_pct > 100 {
+            return Err(InvalidValue::new(
+                "faults.drop_gossip_pct",
+                format!("{} exceeds 100", self.faults.drop_gossip_pct),
+            ));
+        }
+        if self.faults.slow_ms > 60_000 {
+            return Err(InvalidValue::new("faults.slow_ms", format!("{} exceeds 60000", self.faults.slow_ms)));
+        }
         if self.node.data_dir.as_os_str().is_empty() {
             return Err(InvalidValue::new("node.data_dir", "must not be empty"));
         }

@@ -873,6 +873,7 @@ impl Fl {
         let poison = c.poison;
         let deadline = Duration::from_millis(spec.deadline_ms);
         let (delta, loss, examples) = tokio::task::spawn_blocking(move || -> Result<(Vec<f32>, f32, u64), String> {
+            crate::faults::slow_work();
             let data = match shard {
                 Some(i) => {
                     let d = &spec.data;

@@ -5,6 +5,7 @@
 pub mod api;
 pub mod capacity;
 pub mod config;
+pub mod faults;
 pub mod fl;
 pub mod heartbeat;
 pub mod identity;

@@ -304,6 +304,12 @@ struct NodeArgs {
     /// Train only this shard of each task's non-IID split; sets `fl.shard`.
     #[arg(long)]
     fl_shard: Option<u32>,
+    /// Test mode: drop this percentage of inbound gossip (`faults.drop_gossip_pct`).
+    #[arg(long, hide = true)]
+    drop_gossip_pct: Option<u32>,
+    /// Test mode: answer every request this many ms late (`faults.slow_ms`).
+    #[arg(long, hide = true)]
+    slow_ms: Option<u64>,
 }
 
 impl NodeArgs {
@@ -320,13 +326,31 @@ impl NodeArgs {
             poison: self.poison.clone(),
             fl_data: self.fl_data.clone(),
             fl_shard: self.fl_shard,
+            drop_gossip_pct: self.drop_gossip_pct,
+            slow_ms: self.slow_ms,
         };
         NodeConfig::load(self.config.as_deref(), &o)
     }
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    use clap::{CommandFactory, FromArgMatches};
+    let matches = Cli::command().get_matches();
+    let mut cli = match Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
+    // `ifx testnet --scenario`: the scenario fills in whatever the command line did not give.
+    if let (Command::Testnet(args), Some(sub)) = (&mut cli.command, matches.subcommand_matches("testnet")) {
+        let explicit = |id: &str| sub.value_source(id) == Some(clap::parser::ValueSource::CommandLine);
+        match args.clone().with_scenario(&explicit) {
+            Ok(a) => *args = a,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    }
     match run(cli) {
         Ok(code) => code,
         Err(e) => {

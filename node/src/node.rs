@@ -76,6 +76,9 @@ impl Node {
     /// Starts every part of the node described by a validated `cfg`.
     pub async fn start(cfg: NodeConfig) -> Result<Node, NodeError> {
         cfg.validate()?;
+        if cfg.faults.slow_ms > 0 {
+            crate::faults::set_slow_ms(cfg.faults.slow_ms);
+        }
         let started_at = Instant::now();
         let data_dir = cfg.node.data_dir.clone();
         prepare_data_dir(&data_dir)?;
@@ -141,7 +144,8 @@ impl Node {
             metrics.clone(),
             announcements.clone(),
         )
-        .with_fl(fl.clone());
+        .with_fl(fl.clone())
+        .with_loss(cfg.faults.drop_gossip_pct);
         tasks.push(tokio::spawn(router.run(started.inbound, started.handle.clone(), shutdown.child_token())));
         tasks.push(tokio::spawn(ledger.clone().serve(
             started.sync_inbound,

@@ -181,6 +181,7 @@ pub async fn serve(
                         let s = settings_of(settings)?;
                         let scene = Scene::from_wire(&scene).map_err(|e| e.to_string())?;
                         let started = Instant::now();
+                        crate::faults::slow_work();
                         let rgb8 = match cheat {
                             None => renderer.render(&scene, &s)?,
                             Some(CheatMode::NoWatermark) => renderer.render(&cheat::strip_near_camera(&scene), &s)?,
@@ -210,6 +211,7 @@ pub async fn serve(
                     let b = ifx_protocols::por::ib::Bench::from_seed(seed);
                     b.validate()?;
                     let started = Instant::now();
+                    crate::faults::slow_work();
                     let rows = renderer.bench(&b)?;
                     let mut claimed_us = started.elapsed().as_micros() as u64;
                     if behaviour == Behaviour::ForgedTime {

@@ -395,7 +395,12 @@ pub async fn serve(
                         let s = tr.spec.settings();
                         let [x, y, w, h] = tr.tile;
                         let t = Tile { x, y, w, h };
-                        match tokio::task::spawn_blocking(move || r.render_tile(&s, t)).await {
+                        match tokio::task::spawn_blocking(move || {
+                            crate::faults::slow_work();
+                            r.render_tile(&s, t)
+                        })
+                        .await
+                        {
                             Ok(Ok(px)) => TileResponse {
                                 pixels: px.iter().flatten().flat_map(|v| v.to_le_bytes()).collect(),
                                 error: String::new(),

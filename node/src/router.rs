@@ -66,6 +66,8 @@ pub struct Router {
     metrics: NodeMetrics,
     announcements: crate::por::Announcements,
     fl: Option<crate::fl::Fl>,
+    /// Share of inbound gossip dropped on arrival, in percent (`faults.drop_gossip_pct`).
+    drop_pct: u32,
 }
 
 impl Router {
@@ -85,7 +87,14 @@ impl Router {
             metrics,
             announcements,
             fl: None,
+            drop_pct: 0,
         }
+    }
+
+    /// Drops `pct` percent of inbound gossip on arrival (message loss, for tests).
+    pub fn with_loss(mut self, pct: u32) -> Self {
+        self.drop_pct = pct.min(100);
+        self
     }
 
     /// Hands `fl` gossip to this service.
@@ -98,6 +107,9 @@ impl Router {
     /// storage; a ledger entry comes back for [`Router::judge_entry`].
     pub fn judge(&mut self, msg: &InboundMessage, now_us: u64) -> Judged {
         use Judged::Done;
+        if self.drop_pct > 0 && rand::random::<u32>() % 100 < self.drop_pct {
+            return Done(Verdict::Ignore("dropped_by_fault"));
+        }
         let Some(kind) = msg.kind else { return Done(Verdict::Ignore("unknown_topic")) };
         let env = match SignedEnvelope::open(&msg.data, &self.net.id) {
             Ok(env) => env,

@@ -10,13 +10,13 @@ use std::time::{Duration, Instant};
 /// The testnets of this file run one at a time: each spawns 8-12 processes.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
-/// Runs `ifx testnet ARGS --quiet` with its base dir and report in `dir`; returns the process
-/// output and the report (null when none was written).
-fn testnet(args: &[&str], dir: &std::path::Path) -> (std::process::Output, serde_json::Value) {
+/// Runs `ifx testnet ARGS --quiet` (ARGS split at spaces) with its base dir and report in `dir`;
+/// returns the process output and the report (null when none was written).
+fn testnet(args: &str, dir: &std::path::Path) -> (std::process::Output, serde_json::Value) {
     let report_path = dir.join("report.json");
     let out = Command::new(env!("CARGO_BIN_EXE_ifx"))
         .arg("testnet")
-        .args(args)
+        .args(args.split_whitespace())
         .args(["--quiet", "--base-dir"])
         .arg(dir)
         .arg("--report")
@@ -37,24 +37,7 @@ fn testnet_of_eight_with_a_sigkill_ends_on_time_and_reports() {
     let tmp = tempfile::tempdir().unwrap();
     let start = Instant::now();
     let (out, report) = testnet(
-        &[
-            "--nodes",
-            "8",
-            "--verifiers",
-            "2",
-            "--cheaters",
-            "2",
-            "--duration",
-            "20",
-            "--kill",
-            "3@5",
-            "--render-size",
-            "256",
-            "--render-spp",
-            "64",
-            "--fl-rounds",
-            "0",
-        ],
+        "--nodes 8 --verifiers 2 --cheaters 2 --duration 20 --kill 3@5 --render-size 256 --render-spp 64 --fl-rounds 0",
         tmp.path(),
     );
     let took = start.elapsed();
@@ -182,10 +165,7 @@ fn testnet_of_eight_with_a_sigkill_ends_on_time_and_reports() {
 fn testnet_federated_task_reaches_the_target_despite_a_poisoner() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let tmp = tempfile::tempdir().unwrap();
-    let (out, report) = testnet(
-        &["--nodes", "8", "--verifiers", "2", "--poisoners", "1", "--duration", "20", "--render-size", "0"],
-        tmp.path(),
-    );
+    let (out, report) = testnet("--nodes 8 --verifiers 2 --poisoners 1 --duration 20 --render-size 0", tmp.path());
     let fl = &report["fl"];
     assert!(out.status.success(), "{}\n{fl:#}", String::from_utf8_lossy(&out.stdout));
     assert_eq!(fl["ok"], true, "{fl:#}");
@@ -208,6 +188,8 @@ fn testnet_rejects_bad_options() {
         (&["--nodes", "4", "--restart", "2@5"][..], "not killed before"),
         (&["--nodes", "4", "--partition", "1,2@5"][..], "IDX,IDX"),
         (&["--nodes", "4", "--partition", "9@1-2"][..], "below 4"),
+        (&["--scenario", "nope"][..], "not a built-in scenario (smoke, byzantine, chaos)"),
+        (&["--nodes", "4", "--loss", "101"][..], "percentage"),
         (&["--nodes", "4", "--fl-rounds", "5", "--fl-data", "/nonexistent.csv"][..], "no such file"),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_ifx")).arg("testnet").args(args).output().unwrap();
@@ -222,23 +204,8 @@ fn every_cheat_mode_is_caught_and_no_honest_worker_fails() {
     // Nodes 1..=7 cheat, one mode each: constant, white-noise, old-tile, quarter-res,
     // no-watermark, fake-25 (image challenges) and forged-time (benchmarks).
     let tmp = tempfile::tempdir().unwrap();
-    let (out, report) = testnet(
-        &[
-            "--nodes",
-            "12",
-            "--verifiers",
-            "2",
-            "--cheaters",
-            "7",
-            "--duration",
-            "25",
-            "--render-size",
-            "0",
-            "--fl-rounds",
-            "0",
-        ],
-        tmp.path(),
-    );
+    let (out, report) =
+        testnet("--nodes 12 --verifiers 2 --cheaters 7 --duration 25 --render-size 0 --fl-rounds 0", tmp.path());
     let por = &report["por"];
     assert!(out.status.success(), "{}\n{por:#}", String::from_utf8_lossy(&out.stdout));
     assert_eq!(por["cheaters"].as_array().unwrap().len(), 7);
@@ -251,34 +218,14 @@ fn every_cheat_mode_is_caught_and_no_honest_worker_fails() {
     }
 }
 
-/// The CI scenario of issue #8: a cheater, a poisoner, a verifier killed and restarted, and a
-/// partition (an FL worker and the other verifier cut off) that heals; every condition of the
-/// verdict must hold.
+/// The CI scenario of issue #8, `--scenario chaos`: a cheater, a poisoner, 2% gossip loss, a slow
+/// worker, a verifier killed and restarted, and a partition (an FL worker and the other verifier
+/// cut off) that heals; every condition of the verdict must hold.
 #[test]
 fn ci_scenario_with_a_restart_and_a_healed_partition_passes_the_verdict() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let tmp = tempfile::tempdir().unwrap();
-    let (out, report) = testnet(
-        &[
-            "--nodes",
-            "8",
-            "--verifiers",
-            "2",
-            "--cheaters",
-            "1",
-            "--poisoners",
-            "1",
-            "--duration",
-            "40",
-            "--kill",
-            "6@8",
-            "--restart",
-            "6@14",
-            "--partition",
-            "3,7@18-26",
-        ],
-        tmp.path(),
-    );
+    let (out, report) = testnet("--scenario chaos", tmp.path());
     assert!(out.status.success(), "{}\n{:#}", String::from_utf8_lossy(&out.stdout), report["failures"]);
     assert_eq!(report["ok"], true);
     // The restarted verifier caught up to the common root and kept every entry of its own.
@@ -307,22 +254,7 @@ fn a_network_without_verifiers_fails_the_verdict_and_names_why() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let tmp = tempfile::tempdir().unwrap();
     let (out, report) = testnet(
-        &[
-            "--nodes",
-            "4",
-            "--verifiers",
-            "1",
-            "--cheaters",
-            "1",
-            "--duration",
-            "10",
-            "--kill",
-            "3@0",
-            "--render-size",
-            "0",
-            "--fl-rounds",
-            "0",
-        ],
+        "--nodes 4 --verifiers 1 --cheaters 1 --duration 10 --kill 3@0 --render-size 0 --fl-rounds 0",
         tmp.path(),
     );
     assert!(!out.status.success());

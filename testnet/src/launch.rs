@@ -48,6 +48,8 @@ pub struct NodeProc {
     pub fl_shard: Option<u32>,
     /// Seconds into the run at which the harness started it again after a kill.
     pub restarted_at: Option<f64>,
+    /// How late it answers requests (`--slow`), in ms.
+    pub slow_ms: u64,
     /// Its ed25519 public key (hex), created before the launch for the genesis allocations.
     pub public_key: String,
 }
@@ -65,6 +67,8 @@ pub struct Testnet {
     pub fl_data: Option<PathBuf>,
     /// Node 0's address, once it runs (restarted nodes dial it).
     bootnode: Option<String>,
+    /// Percent of inbound gossip every node drops.
+    loss: u32,
     /// Shards of the federated split (one per honest worker).
     pub fl_shards: u32,
 }
@@ -124,6 +128,7 @@ impl Testnet {
                 fl_shard: (index >= 1 && index < first_verifier).then(|| (index as u32 - 1) % fl_shards),
                 public_key: String::new(),
                 restarted_at: None,
+                slow_ms: if args.slow.contains(&index) { args.slow_ms } else { 0 },
             });
         }
         // Every node's key exists before the launch, so the network config can give each one
@@ -167,6 +172,7 @@ impl Testnet {
             fl_data,
             fl_shards,
             bootnode: None,
+            loss: args.loss,
         })
     }
 
@@ -218,6 +224,12 @@ impl Testnet {
         }
         if let Some(p) = n.poison {
             cmd.args(["--poison", p]);
+        }
+        if self.loss > 0 {
+            cmd.args(["--drop-gossip-pct", &self.loss.to_string()]);
+        }
+        if n.slow_ms > 0 {
+            cmd.args(["--slow-ms", &n.slow_ms.to_string()]);
         }
         // Node 0 owns the federated task and scores it on the test split; workers train.
         if let Some(d) = &self.fl_data

@@ -79,6 +79,20 @@ pub struct TestnetArgs {
     /// from a few epochs after the start (`none`: no proposal).
     #[arg(long, default_value = "workers_bps=7000")]
     pub gov_change: String,
+    /// Percent of inbound gossip every node drops on arrival (message loss).
+    #[arg(long, default_value_t = 0)]
+    pub loss: u32,
+    /// Node IDX works slowly: each tile, challenge, benchmark and training run takes `--slow-ms`
+    /// longer, as on a weaker GPU (repeatable).
+    #[arg(long = "slow")]
+    pub slow: Vec<usize>,
+    /// How much longer each piece of work of a `--slow` node takes, in milliseconds.
+    #[arg(long, default_value_t = 300)]
+    pub slow_ms: u64,
+    /// A scenario: `smoke`, `byzantine`, `chaos` (built in) or a TOML file with the same keys
+    /// as these flags (see testnet/scenarios/); flags given on the command line win.
+    #[arg(long)]
+    pub scenario: Option<String>,
     /// Hide the progress bar (it is also hidden when stderr is not a terminal).
     #[arg(long)]
     pub quiet: bool,
@@ -132,6 +146,125 @@ impl FromStr for Partition {
     }
 }
 
+/// The built-in scenarios, by name.
+pub const SCENARIOS: [(&str, &str); 3] = [
+    ("smoke", include_str!("../scenarios/smoke.toml")),
+    ("byzantine", include_str!("../scenarios/byzantine.toml")),
+    ("chaos", include_str!("../scenarios/chaos.toml")),
+];
+
+/// A scenario file: any of the run's settings, and the faults on a timeline.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    pub nodes: Option<usize>,
+    pub verifiers: Option<usize>,
+    pub cheaters: Option<usize>,
+    pub poisoners: Option<usize>,
+    pub duration: Option<u64>,
+    pub epoch_secs: Option<u64>,
+    pub heartbeat_ms: Option<u64>,
+    pub render_size: Option<u32>,
+    pub render_spp: Option<u32>,
+    pub fl_rounds: Option<u32>,
+    pub fl_aggregator: Option<String>,
+    pub gov_change: Option<String>,
+    pub loss: Option<u32>,
+    pub slow: Option<Vec<usize>>,
+    pub slow_ms: Option<u64>,
+    #[serde(default)]
+    pub kill: Vec<At>,
+    #[serde(default)]
+    pub restart: Vec<At>,
+    #[serde(default)]
+    pub partition: Vec<PartitionToml>,
+}
+
+/// `{ node = IDX, at = SECS }`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct At {
+    pub node: usize,
+    pub at: f64,
+}
+
+/// `{ group = [IDX, ...], from = SECS, to = SECS }`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartitionToml {
+    pub group: Vec<usize>,
+    pub from: f64,
+    pub to: f64,
+}
+
+impl Scenario {
+    /// A built-in scenario by name, or a TOML file.
+    pub fn load(name_or_path: &str) -> Result<Self, TestnetError> {
+        let text = match SCENARIOS.iter().find(|(n, _)| *n == name_or_path) {
+            Some((_, t)) => t.to_string(),
+            None => std::fs::read_to_string(name_or_path).map_err(|e| {
+                TestnetError::Options(format!(
+                    "--scenario {name_or_path}: not a built-in scenario ({}) nor a readable file: {e}",
+                    SCENARIOS.map(|(n, _)| n).join(", ")
+                ))
+            })?,
+        };
+        toml::from_str(&text).map_err(|e| TestnetError::Options(format!("--scenario {name_or_path}: {e}")))
+    }
+}
+
+/// Seconds as a duration, for scenario times (negative or non-finite: an error).
+fn secs(what: &str, v: f64) -> Result<Duration, TestnetError> {
+    if v.is_finite() && v >= 0.0 {
+        Ok(Duration::from_secs_f64(v))
+    } else {
+        Err(TestnetError::Options(format!("scenario {what}: {v} is not a number of seconds >= 0")))
+    }
+}
+
+impl TestnetArgs {
+    /// Applies `--scenario` (if given) to every setting not given on the command line
+    /// (`explicit(field)` says which were).
+    pub fn with_scenario(mut self, explicit: &dyn Fn(&str) -> bool) -> Result<Self, TestnetError> {
+        let Some(name) = self.scenario.clone() else { return Ok(self) };
+        let sc = Scenario::load(&name)?;
+        macro_rules! take {
+            ($($field:ident),*) => {$(
+                if let Some(v) = sc.$field.clone() && !explicit(stringify!($field)) {
+                    self.$field = v;
+                }
+            )*};
+        }
+        take!(nodes, verifiers, cheaters, poisoners, duration, epoch_secs, heartbeat_ms, render_size, render_spp);
+        take!(fl_rounds, fl_aggregator, gov_change, loss, slow, slow_ms);
+        if !sc.kill.is_empty() && !explicit("kills") {
+            self.kills =
+                sc.kill.iter().map(|k| Ok(Kill { node: k.node, at: secs("kill", k.at)? })).collect::<Result<_, _>>()?;
+        }
+        if !sc.restart.is_empty() && !explicit("restarts") {
+            self.restarts = sc
+                .restart
+                .iter()
+                .map(|k| Ok(Kill { node: k.node, at: secs("restart", k.at)? }))
+                .collect::<Result<_, _>>()?;
+        }
+        if !sc.partition.is_empty() && !explicit("partitions") {
+            self.partitions = sc
+                .partition
+                .iter()
+                .map(|p| {
+                    Ok(Partition {
+                        group: p.group.clone(),
+                        from: secs("partition", p.from)?,
+                        to: secs("partition", p.to)?,
+                    })
+                })
+                .collect::<Result<_, _>>()?;
+        }
+        Ok(self)
+    }
+}
+
 /// Why a testnet could not run at all (a network that ran but failed gives a report instead).
 #[derive(Debug, thiserror::Error)]
 pub enum TestnetError {
@@ -176,6 +309,15 @@ impl TestnetArgs {
         }
         if let Err(e) = self.gov() {
             return bad(e);
+        }
+        if self.loss > 100 {
+            return bad(format!("--loss {} must be a percentage (0-100)", self.loss));
+        }
+        if let Some(i) = self.slow.iter().find(|i| **i >= self.nodes) {
+            return bad(format!("--slow {i}: node index must be below {}", self.nodes));
+        }
+        if self.slow_ms > 60_000 {
+            return bad(format!("--slow-ms {} must be at most 60000", self.slow_ms));
         }
         for r in &self.restarts {
             if !self.kills.iter().any(|k| k.node == r.node && k.at < r.at) {
@@ -270,6 +412,30 @@ pub async fn run(binary: PathBuf, args: TestnetArgs) -> Result<Report, TestnetEr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn built_in_scenarios_parse_and_pass_the_checks() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: TestnetArgs,
+        }
+        for (name, _) in SCENARIOS {
+            let args = Cli::parse_from(["testnet", "--scenario", name]).args;
+            let args = args.with_scenario(&|_| false).unwrap();
+            args.check().unwrap();
+            if name == "chaos" {
+                assert_eq!((args.kills.len(), args.restarts.len(), args.partitions.len(), args.loss), (1, 1, 1, 2));
+            }
+        }
+        // A flag given on the command line wins over the scenario.
+        let args = Cli::parse_from(["testnet", "--scenario", "smoke", "--nodes", "9"]).args;
+        let args = args.with_scenario(&|id| id == "nodes").unwrap();
+        assert_eq!((args.nodes, args.duration), (9, 20));
+        assert!("4,5@3-1".parse::<Partition>().is_err());
+        assert_eq!("4, 5@3-7".parse::<Partition>().unwrap().group, vec![4, 5]);
+    }
 
     #[test]
     fn kill_specs_parse_or_explain() {

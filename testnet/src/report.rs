@@ -834,27 +834,41 @@ fn settlement_section(net: &Testnet, o: &Outcome, failures: &mut Vec<String>) ->
     }
     if let Some((param, value, from, votes)) = &o.gov {
         // Only workers_bps is visible in /rewards' epoch summary; other changes are reported
-        // without the epoch check.
-        let at = (param == "workers_bps")
-            .then(|| common.iter().copied().find(|e| views.iter().all(|(_, m)| m[e].2 == *value)))
-            .flatten();
+        // without the epoch check. Parameters are in force for unsealed epochs too, so every
+        // epoch a node lists counts: the change must first show at exactly the named epoch, on
+        // every node.
+        let first_with = |v: &serde_json::Value| {
+            v["epochs"]
+                .as_array()?
+                .iter()
+                .filter(|e| e["status"] == "sealed" || e["status"] == "unsealed")
+                .find(|e| e["workers_bps"].as_u64() == Some(*value))?["epoch"]
+                .as_u64()
+        };
+        let firsts: BTreeSet<Option<u64>> = o.rewards.iter().map(|(_, v)| first_with(v)).collect();
+        let at = (param == "workers_bps" && firsts.len() == 1).then(|| firsts.into_iter().next().flatten()).flatten();
         let reached = common.iter().any(|e| e >= from);
         let on_time = param != "workers_bps" || !reached || at == Some(*from);
         if !on_time {
             ok = false;
             failures.push(format!("governance: {param}={value} named epoch {from} but was in force from {at:?}"));
         }
-        // Visible in the payouts: the worker pool paid out in the epoch before and at the change.
-        let paid = |e: u64| {
+        // Visible in the payouts: the worker pool paid out in the last sealed epoch before the
+        // change and in the first sealed epoch from it.
+        let paid = |e: Option<&u64>| {
+            let e = *e?;
             o.rewards.first().and_then(|(_, v)| {
                 v["epochs"].as_array()?.iter().find(|x| x["epoch"] == e && x["status"] == "sealed")?["paid_workers"]
                     .as_u64()
             })
         };
+        let before = common.range(..*from).next_back();
+        let after = common.range(*from..).next();
         s.governance = Some(serde_json::json!({
             "param": param, "value": value, "from_epoch": from, "votes": votes,
             "applied_at": at, "reached": reached, "on_time": on_time,
-            "paid_workers_before": from.checked_sub(1).and_then(paid), "paid_workers_at": paid(*from),
+            "paid_workers_before": paid(before), "sealed_before": before,
+            "paid_workers_at": paid(after), "sealed_at": after,
         }));
     }
     s.ok = ok;
