@@ -123,10 +123,9 @@ fn line_chart(
     let px = |x: f64| scale(x, xr, (PAD_L, W - PAD_R));
     let py = |y: f64| scale(y, yr, (H - PAD_B, PAD_T));
     for (x, label) in marks {
-        let _ = write!(
+        let _ = writeln!(
             s,
-            r##"<line x1="{0:.1}" y1="{PAD_T}" x2="{0:.1}" y2="{1}" stroke="{FAULT_COLOUR}" stroke-dasharray="4 3"/><text x="{2:.1}" y="{3}" font-size="9" fill="{FAULT_COLOUR}">{4}</text>
-"##,
+            r##"<line x1="{0:.1}" y1="{PAD_T}" x2="{0:.1}" y2="{1}" stroke="{FAULT_COLOUR}" stroke-dasharray="4 3"/><text x="{2:.1}" y="{3}" font-size="9" fill="{FAULT_COLOUR}">{4}</text>"##,
             px(*x),
             H - PAD_B,
             px(*x) + 2.0,
@@ -155,10 +154,9 @@ fn bar_chart(title: &str, y_label: &str, bars: &[(String, f64)]) -> String {
     for (i, (label, v)) in bars.iter().enumerate() {
         let x = PAD_L + i as f64 * slot + slot * 0.15;
         let y = scale(*v, yr, (H - PAD_B, PAD_T));
-        let _ = write!(
+        let _ = writeln!(
             s,
-            r#"<rect x="{x:.1}" y="{y:.1}" width="{:.1}" height="{:.1}" fill="{BAR_COLOUR}"/><text x="{:.1}" y="{}" font-size="9" text-anchor="middle">{}</text>
-"#,
+            r#"<rect x="{x:.1}" y="{y:.1}" width="{:.1}" height="{:.1}" fill="{BAR_COLOUR}"/><text x="{:.1}" y="{}" font-size="9" text-anchor="middle">{}</text>"#,
             slot * 0.7,
             (H - PAD_B - y).max(0.0),
             x + slot * 0.35,

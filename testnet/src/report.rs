@@ -732,23 +732,14 @@ fn ledger_section(net: &Testnet, o: &Outcome) -> LedgerSection {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn percentiles_use_nearest_rank() {
-        let l = LatencyMs::from_samples_us(&(1..=100).map(|x| x * 1000).collect::<Vec<_>>());
-        assert_eq!((l.p50, l.p99, l.max, l.samples), (Some(50.0), Some(99.0), Some(100.0), 100));
-        assert_eq!(LatencyMs::from_samples_us(&[]).p50, None);
-    }
-}
+/// A node's sealed epochs: epoch -> (settlement root, minted, workers_bps, slashed keys).
+type SealedEpochs = BTreeMap<u64, (String, u64, u64, Vec<String>)>;
 
 /// Compares the settlements the running nodes computed; adds what failed to `failures`.
 fn settlement_section(net: &Testnet, o: &Outcome, failures: &mut Vec<String>) -> SettlementSection {
     let mut s = SettlementSection::default();
     let peer_of: BTreeMap<&str, &str> = net.nodes.iter().map(|n| (n.public_key.as_str(), n.peer_id.as_str())).collect();
-    let sealed_of = |v: &serde_json::Value| -> BTreeMap<u64, (String, u64, u64, Vec<String>)> {
+    let sealed_of = |v: &serde_json::Value| -> SealedEpochs {
         v["epochs"]
             .as_array()
             .into_iter()
@@ -772,8 +763,7 @@ fn settlement_section(net: &Testnet, o: &Outcome, failures: &mut Vec<String>) ->
             })
             .collect()
     };
-    let views: Vec<(usize, BTreeMap<u64, (String, u64, u64, Vec<String>)>)> =
-        o.rewards.iter().map(|(i, v)| (*i, sealed_of(v))).collect();
+    let views: Vec<(usize, SealedEpochs)> = o.rewards.iter().map(|(i, v)| (*i, sealed_of(v))).collect();
     let running = net.nodes.iter().filter(|n| n.child.is_some()).count();
     if views.len() < running || views.is_empty() {
         failures.push(format!("settlement: {} of {running} running nodes answered GET /rewards", views.len()));
@@ -873,4 +863,16 @@ fn settlement_section(net: &Testnet, o: &Outcome, failures: &mut Vec<String>) ->
     }
     s.ok = ok;
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_use_nearest_rank() {
+        let l = LatencyMs::from_samples_us(&(1..=100).map(|x| x * 1000).collect::<Vec<_>>());
+        assert_eq!((l.p50, l.p99, l.max, l.samples), (Some(50.0), Some(99.0), Some(100.0), 100));
+        assert_eq!(LatencyMs::from_samples_us(&[]).p50, None);
+    }
 }

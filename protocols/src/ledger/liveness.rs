@@ -10,7 +10,7 @@ use super::entry::MAX_ENTRY_BODY;
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, Serialize)]
 pub struct PeerLiveness {
     /// The peer's public key.
-    #[serde(with = "hex_key")]
+    #[serde(serialize_with = "hex::serde::serialize")]
     pub peer: [u8; 32],
     /// Distinct heartbeats received from it in the epoch.
     pub seen: u64,
@@ -46,7 +46,7 @@ impl LivenessAttestation {
 /// One worker's Proof-of-Rendering results in the attested epoch, from one verifier.
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, Serialize)]
 pub struct WorkerVerdict {
-    #[serde(with = "hex_key")]
+    #[serde(serialize_with = "hex::serde::serialize")]
     pub worker: [u8; 32],
     pub passed: u32,
     pub failed: u32,
@@ -83,11 +83,5 @@ impl PorVerdicts {
             return Err("workers are not sorted and distinct".into());
         }
         Ok(v)
-    }
-}
-
-mod hex_key {
-    pub fn serialize<S: serde::Serializer>(k: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&hex::encode(k))
     }
 }

@@ -11,24 +11,16 @@ use super::entry::MAX_ENTRY_BODY;
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, Serialize)]
 pub struct RenderReceipt {
     /// Job id (random, chosen by the owner).
-    #[serde(serialize_with = "hex16")]
+    #[serde(serialize_with = "hex::serde::serialize")]
     pub job: [u8; 16],
     /// Index of the tile in the job's row-major tiling.
     pub tile: u32,
     /// The worker's public key.
-    #[serde(serialize_with = "hex32")]
+    #[serde(serialize_with = "hex::serde::serialize")]
     pub worker: [u8; 32],
     /// Work units: pixels x samples per pixel x bounce budget / 1,000
     /// (`ifx_protocols::render::RenderSettings::work_units`).
     pub work_units: u64,
-}
-
-fn hex16<S: serde::Serializer>(k: &[u8; 16], s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&hex::encode(k))
-}
-
-fn hex32<S: serde::Serializer>(k: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&hex::encode(k))
 }
 
 impl RenderReceipt {
@@ -46,13 +38,13 @@ impl RenderReceipt {
 /// A task owner's verdict on one client's update in one round of a federated task.
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, Serialize)]
 pub struct FlReceipt {
-    #[serde(serialize_with = "hex16")]
+    #[serde(serialize_with = "hex::serde::serialize")]
     pub task: [u8; 16],
     pub round: u32,
-    #[serde(serialize_with = "hex32")]
+    #[serde(serialize_with = "hex::serde::serialize")]
     pub worker: [u8; 32],
     /// BLAKE3 of the update's safetensors bytes (zero if it never arrived whole).
-    #[serde(serialize_with = "hex32")]
+    #[serde(serialize_with = "hex::serde::serialize")]
     pub update: [u8; 32],
     /// Whether the update went into the aggregate.
     pub accepted: bool,

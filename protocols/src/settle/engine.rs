@@ -338,6 +338,9 @@ pub fn seal_view<'a>(epoch: u64, entries: impl IntoIterator<Item = &'a Entry>) -
     Ok(EpochSeal { epoch, root: root.digest(), entries: count, frontier: frontier.into_iter().collect() })
 }
 
+/// What verifiers vote for with a seal: the root, the frontier and the entry count.
+type SealKey<'a> = ([u8; 32], &'a [([u8; 32], u64)], u64);
+
 /// The walk's state between epochs.
 struct Fold<'n> {
     net: &'n NetworkConfig,
@@ -510,7 +513,7 @@ impl Fold<'_> {
         let stakes = self.verifier_stakes();
         let total: u64 = stakes.values().sum();
         s.verifier_stake = total;
-        let mut votes: BTreeMap<([u8; 32], &[([u8; 32], u64)], u64), BTreeSet<[u8; 32]>> = BTreeMap::new();
+        let mut votes: BTreeMap<SealKey, BTreeSet<[u8; 32]>> = BTreeMap::new();
         for (author, seal) in seals.into_iter().flatten() {
             if stakes.contains_key(author) {
                 votes.entry((seal.root, &seal.frontier, seal.entries)).or_default().insert(*author);
