@@ -265,6 +265,7 @@ pub async fn watch(net: &mut Testnet, args: &TestnetArgs) -> Outcome {
     }
     schedule.sort_by_key(|(at, _)| *at);
     let bar = progress(args);
+    let (mut polls, mut sealed) = (0u64, 0usize);
     let end = Duration::from_secs(args.duration);
     loop {
         let elapsed = net.t0.elapsed();
@@ -313,8 +314,17 @@ pub async fn watch(net: &mut Testnet, args: &TestnetArgs) -> Outcome {
             ),
             None => String::new(),
         };
+        // Epochs sealed, as node 0 settles them (every 2 s: it recomputes the settlement).
+        polls += 1;
+        if polls % 4 == 1
+            && let Some(api) = net.nodes[0].api.filter(|_| net.nodes[0].child.is_some())
+            && let Ok(r) = net.client.get(format!("http://{api}/rewards")).send().await
+            && let Ok(v) = r.json::<serde_json::Value>().await
+        {
+            sealed = v["epochs"].as_array().map_or(0, |a| a.iter().filter(|e| e["status"] == "sealed").count());
+        }
         bar.set_message(format!(
-            "alive {}/{} · discovered all {}/{} · heard all {}/{}{job}{fl}",
+            "alive {}/{} · discovered all {}/{} · heard all {}/{} · sealed {sealed}{job}{fl}",
             running.len(),
             net.nodes.len(),
             discovered,
