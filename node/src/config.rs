@@ -350,13 +350,17 @@ impl NodeConfig {
         Ok(())
     }
 
-    /// The listen multiaddrs, parsed; only TCP and QUIC over IP are accepted.
+    /// The listen multiaddrs, parsed; TCP and QUIC over IP, or the in-process memory transport.
     pub fn listen_addrs(&self) -> Result<Vec<Multiaddr>, InvalidValue> {
         self.node
             .listen
             .iter()
             .map(|s| {
                 let addr = parse_multiaddr("node.listen", s)?;
+                // In-process networks (tests, `ifx testnet --in-process`) use the memory transport.
+                if matches!(addr.iter().next(), Some(Protocol::Memory(_))) && addr.iter().count() == 1 {
+                    return Ok(addr);
+                }
                 let mut it = addr.iter();
                 let ip = matches!(it.next(), Some(Protocol::Ip4(_) | Protocol::Ip6(_)));
                 let transport = match (it.next(), it.next()) {
@@ -369,7 +373,9 @@ impl NodeConfig {
                 } else {
                     Err(InvalidValue::new(
                         "node.listen",
-                        format!("{s:?} must be /ip4|ip6/<ip>/tcp/<port> or /ip4|ip6/<ip>/udp/<port>/quic-v1"),
+                        format!(
+                            "{s:?} must be /ip4|ip6/<ip>/tcp/<port>, /ip4|ip6/<ip>/udp/<port>/quic-v1 or /memory/<n>"
+                        ),
                     ))
                 }
             })

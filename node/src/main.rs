@@ -442,7 +442,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             init_logs("warn", false);
             let binary = std::env::current_exe().context("locating the ifx binary")?;
             let rt = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
-            let report = rt.block_on(ifx_testnet::run(binary, args))?;
+            let host: std::sync::Arc<dyn ifx_testnet::Host> = std::sync::Arc::new(InProcessHost);
+            let report = rt.block_on(ifx_testnet::run_with(binary, args, Some(host)))?;
             Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
     }
@@ -835,4 +836,37 @@ fn rewards_command(data_dir: &std::path::Path, epoch: Option<u64>, json: bool) -
         }
     }
     Ok(())
+}
+
+/// Starts `ifx node` inside this process for `ifx testnet --in-process`.
+struct InProcessHost;
+
+/// `ifx node`'s flags alone.
+#[derive(Parser)]
+struct NodeOnly {
+    #[command(flatten)]
+    args: NodeArgs,
+}
+
+struct InProcessNode(Node);
+
+impl ifx_testnet::RunningNode for InProcessNode {
+    fn stop(self: Box<Self>) -> ifx_testnet::BoxFuture<'static, ()> {
+        Box::pin(self.0.stop())
+    }
+}
+
+impl ifx_testnet::Host for InProcessHost {
+    fn start(
+        &self,
+        args: Vec<String>,
+    ) -> ifx_testnet::BoxFuture<'static, Result<Box<dyn ifx_testnet::RunningNode>, String>> {
+        Box::pin(async move {
+            let parsed =
+                NodeOnly::try_parse_from(std::iter::once("node".to_string()).chain(args)).map_err(|e| e.to_string())?;
+            let cfg = parsed.args.load().map_err(|e| e.to_string())?;
+            let node = Node::start(cfg).await.map_err(|e| e.to_string())?;
+            Ok(Box::new(InProcessNode(node)) as Box<dyn ifx_testnet::RunningNode>)
+        })
+    }
 }

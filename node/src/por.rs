@@ -34,9 +34,21 @@ const OPEN_CHALLENGES: usize = 16;
 
 #[derive(Encode, Decode)]
 enum Request {
-    Render { id: [u8; 16], scene: Vec<u8>, settings: [u32; 5] },
-    Open { id: [u8; 16], indices: Vec<u32> },
-    Bench { seed: u64 },
+    Render {
+        id: [u8; 16],
+        scene: Vec<u8>,
+        settings: [u32; 5],
+    },
+    Open {
+        id: [u8; 16],
+        indices: Vec<u32>,
+    },
+    Bench {
+        seed: u64,
+    },
+    /// Answered at once: the verifier times it just before a benchmark, so that delays of the
+    /// path (a loaded machine, a slow link) are not counted as compute time.
+    Echo,
 }
 
 #[derive(Encode, Decode)]
@@ -45,6 +57,7 @@ enum Response {
     Opened { openings: Vec<(u32, Vec<u8>, Vec<[u8; 32]>)> },
     Benched { rows: Vec<[u8; 32]>, claimed_us: u64 },
     Refused(String),
+    Echo,
 }
 
 /// How a node answers challenges.
@@ -223,6 +236,7 @@ pub async fn serve(
                 .map_err(|e| e.to_string())
                 .and_then(|r| r)
                 .unwrap_or_else(Response::Refused),
+                Ok(Request::Echo) => Response::Echo,
                 Ok(Request::Open { id, indices }) => match open.lock().unwrap_or_else(|e| e.into_inner()).remove(&id) {
                     Some((answer, tree, s)) if indices.len() <= 64 => Response::Opened {
                         openings: por::reveal(&answer, &tree, &s, &indices)
@@ -534,12 +548,22 @@ impl Challenger {
             .find(|c| c.peer_id == peer.to_string())
             .and_then(|c| c.rtt_us)
             .unwrap_or(0);
+        // An echo over the same protocol, just before: the path's delay now (transport, both
+        // sides' schedulers), which a loaded verifier or worker would otherwise count as compute.
+        let echo_started = Instant::now();
+        let echo_us = match self.net.request(Proto::Por, peer, encode(&Request::Echo)).await.map_err(|_| ())? {
+            Ok(bytes) if matches!(decode::<Response>(&bytes), Ok(Response::Echo)) => {
+                echo_started.elapsed().as_micros() as u64
+            }
+            _ => 0,
+        };
         let started = Instant::now();
         let answer = self.net.request(Proto::Por, peer, encode(&Request::Bench { seed })).await.map_err(|_| ())?;
-        // The round trip less the ping RTT, but never less than half the round trip: a ping
-        // RTT measured earlier under load can be stale and larger than this exchange's.
+        // The round trip less the path delay (the larger of the ping RTT and the echo), but
+        // never less than half the round trip: a worker that slows its echo on purpose gains
+        // at most a factor 2 on its IB, and cannot make a forged claim look honest.
         let round_trip = started.elapsed().as_micros() as u64;
-        let observed_us = round_trip.saturating_sub(rtt_us.min(round_trip / 2)).max(1);
+        let observed_us = round_trip.saturating_sub(rtt_us.max(echo_us).min(round_trip / 2)).max(1);
         let (rows, claimed_us) = match answer {
             Err(e) => return Ok(Outcome::Timeout(e)),
             Ok(bytes) => match decode::<Response>(&bytes) {

@@ -205,7 +205,7 @@ fn every_cheat_mode_is_caught_and_no_honest_worker_fails() {
     // no-watermark, fake-25 (image challenges) and forged-time (benchmarks).
     let tmp = tempfile::tempdir().unwrap();
     let (out, report) =
-        testnet("--nodes 12 --verifiers 2 --cheaters 7 --duration 25 --render-size 0 --fl-rounds 0", tmp.path());
+        testnet("--nodes 12 --verifiers 2 --cheaters 7 --duration 35 --render-size 0 --fl-rounds 0", tmp.path());
     let por = &report["por"];
     assert!(out.status.success(), "{}\n{por:#}", String::from_utf8_lossy(&out.stdout));
     assert_eq!(por["cheaters"].as_array().unwrap().len(), 7);
@@ -301,4 +301,20 @@ fn check_html_report(dir: &std::path::Path, report: &serde_json::Value) {
         with_img > without_img + 1000,
         "the rendered image is not on the page: {with_img} vs {without_img} colours"
     );
+}
+
+/// `--in-process`: the same run and report with every node inside the harness process, over
+/// libp2p's memory transport.
+#[test]
+fn in_process_testnet_runs_the_same_verdict() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let (out, report) =
+        testnet("--in-process --nodes 10 --verifiers 2 --duration 20 --render-size 64 --fl-rounds 0", tmp.path());
+    assert!(out.status.success(), "{}\n{:#}", String::from_utf8_lossy(&out.stdout), report["failures"]);
+    assert_eq!(report["memory"]["in_process"], true);
+    assert!(report["memory"]["harness_peak_rss_mb"].as_f64().unwrap() > 10.0);
+    assert_eq!(report["ledger"]["converged"], true);
+    assert_eq!(report["settlement"]["agreed"], true);
+    assert!(report["nodes"].as_array().unwrap().iter().all(|n| n["alive"] == true && n["stop"] == "clean"));
 }

@@ -33,7 +33,7 @@ pub struct NodeProc {
     pub role: &'static str,
     pub data_dir: PathBuf,
     pub log: PathBuf,
-    pub child: Option<Child>,
+    pub child: Option<Proc>,
     pub api: Option<SocketAddr>,
     pub peer_id: String,
     /// Seconds into the run at which the harness killed it.
@@ -54,6 +54,38 @@ pub struct NodeProc {
     pub public_key: String,
 }
 
+/// Starts nodes inside this process (`ifx testnet --in-process`): given the arguments of
+/// `ifx node`, start one and hand back a way to stop it. The node crate implements it (it
+/// links this crate, not the other way round).
+pub trait Host: Send + Sync {
+    fn start(&self, args: Vec<String>) -> BoxFuture<'static, Result<Box<dyn RunningNode>, String>>;
+}
+
+/// A node started by a [`Host`].
+pub trait RunningNode: Send {
+    /// Stops the node (in-process, a kill is a stop too: there is no process to kill).
+    fn stop(self: Box<Self>) -> BoxFuture<'static, ()>;
+}
+
+/// A future that can cross threads.
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// How a node runs: its own process, or inside this one.
+pub enum Proc {
+    Child(Child),
+    InProcess(Box<dyn RunningNode>),
+}
+
+impl Proc {
+    /// The exit status, if the process ended (in-process nodes do not end on their own).
+    fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
+        match self {
+            Proc::Child(c) => c.try_wait().ok().flatten(),
+            Proc::InProcess(_) => None,
+        }
+    }
+}
+
 /// The launched network.
 pub struct Testnet {
     binary: PathBuf,
@@ -69,6 +101,8 @@ pub struct Testnet {
     bootnode: Option<String>,
     /// Percent of inbound gossip every node drops.
     loss: u32,
+    /// Starts nodes in this process instead of spawning `binary` (`--in-process`).
+    host: Option<std::sync::Arc<dyn Host>>,
     /// Shards of the federated split (one per honest worker).
     pub fl_shards: u32,
 }
@@ -173,22 +207,40 @@ impl Testnet {
             fl_shards,
             bootnode: None,
             loss: args.loss,
+            host: None,
         })
+    }
+
+    /// Runs every node inside this process through `host`.
+    pub fn in_process(&mut self, host: std::sync::Arc<dyn Host>) {
+        self.host = Some(host);
+    }
+
+    /// Resident memory of the running node processes, summed, in MiB (0 in process).
+    pub fn nodes_rss_mb(&self) -> f64 {
+        self.nodes
+            .iter()
+            .filter_map(|n| match &n.child {
+                Some(Proc::Child(c)) => c.id(),
+                _ => None,
+            })
+            .map(|pid| status_kb(&format!("/proc/{pid}/status"), "VmRSS:") as f64 / 1024.0)
+            .sum()
     }
 
     /// Starts node 0, then every other node with node 0 as bootnode; waits for every API.
     pub async fn launch_all(&mut self) -> Result<(), TestnetError> {
         self.t0 = Instant::now();
-        self.spawn(0, None)?;
+        self.spawn(0, None).await?;
         let boot = self.wait_ready(0).await?;
         let addr = boot
             .listen_addrs
             .iter()
-            .find(|a| a.starts_with("/ip4/127.0.0.1/tcp/"))
-            .ok_or_else(|| TestnetError::Start { index: 0, reason: "no TCP listen address".into() })?;
+            .find(|a| a.starts_with(if self.host.is_some() { "/memory/" } else { "/ip4/127.0.0.1/tcp/" }))
+            .ok_or_else(|| TestnetError::Start { index: 0, reason: "no listen address to boot from".into() })?;
         let bootnode = format!("{addr}/p2p/{}", boot.peer_id);
         for i in 1..self.nodes.len() {
-            self.spawn(i, Some(&bootnode))?;
+            self.spawn(i, Some(&bootnode)).await?;
         }
         self.bootnode = Some(bootnode);
         for i in 1..self.nodes.len() {
@@ -197,9 +249,37 @@ impl Testnet {
         Ok(())
     }
 
-    fn spawn(&mut self, i: usize, bootnode: Option<&str>) -> Result<(), TestnetError> {
+    async fn spawn(&mut self, i: usize, bootnode: Option<&str>) -> Result<(), TestnetError> {
         let n = &mut self.nodes[i];
         let start_err = |reason: String| TestnetError::Start { index: i, reason };
+        let listen = if self.host.is_some() { "/memory/0" } else { "/ip4/127.0.0.1/tcp/0" };
+        let mut args: Vec<String> = vec!["--config".into(), self.config.display().to_string()];
+        args.extend(["--data-dir".into(), n.data_dir.display().to_string()]);
+        for a in ["--listen", listen, "--api", "127.0.0.1:0", "--role", n.role] {
+            args.push(a.into());
+        }
+        let mut opt = |flag: &str, v: Option<String>| {
+            if let Some(v) = v {
+                args.extend([flag.to_string(), v]);
+            }
+        };
+        opt("--bootnode", bootnode.map(str::to_owned));
+        opt("--cheat", n.cheat.map(str::to_owned));
+        opt("--poison", n.poison.map(str::to_owned));
+        opt("--drop-gossip-pct", (self.loss > 0).then(|| self.loss.to_string()));
+        opt("--slow-ms", (n.slow_ms > 0).then(|| n.slow_ms.to_string()));
+        // Node 0 owns the federated task and scores it on the test split; workers train.
+        if let Some(d) = &self.fl_data
+            && (i == 0 || n.fl_shard.is_some())
+        {
+            opt("--fl-data", Some(d.display().to_string()));
+            opt("--fl-shard", n.fl_shard.map(|s| s.to_string()));
+        }
+        if let Some(host) = &self.host {
+            let running = host.start(args).await.map_err(start_err)?;
+            n.child = Some(Proc::InProcess(running));
+            return Ok(());
+        }
         // A restarted node appends to the log of its first run.
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -208,41 +288,10 @@ impl Testnet {
             .map_err(|e| start_err(format!("log file: {e}")))?;
         let log2 = log.try_clone().map_err(|e| start_err(format!("log file: {e}")))?;
         let mut cmd = Command::new(&self.binary);
-        cmd.arg("node").arg("--config").arg(&self.config).arg("--data-dir").arg(&n.data_dir).args([
-            "--listen",
-            "/ip4/127.0.0.1/tcp/0",
-            "--api",
-            "127.0.0.1:0",
-            "--role",
-            n.role,
-        ]);
-        if let Some(b) = bootnode {
-            cmd.args(["--bootnode", b]);
-        }
-        if let Some(c) = n.cheat {
-            cmd.args(["--cheat", c]);
-        }
-        if let Some(p) = n.poison {
-            cmd.args(["--poison", p]);
-        }
-        if self.loss > 0 {
-            cmd.args(["--drop-gossip-pct", &self.loss.to_string()]);
-        }
-        if n.slow_ms > 0 {
-            cmd.args(["--slow-ms", &n.slow_ms.to_string()]);
-        }
-        // Node 0 owns the federated task and scores it on the test split; workers train.
-        if let Some(d) = &self.fl_data
-            && (i == 0 || n.fl_shard.is_some())
-        {
-            cmd.arg("--fl-data").arg(d);
-            if let Some(s) = n.fl_shard {
-                cmd.args(["--fl-shard", &s.to_string()]);
-            }
-        }
+        cmd.arg("node").args(&args);
         cmd.stdin(Stdio::null()).stdout(log).stderr(log2).kill_on_drop(true);
         let child = cmd.spawn().map_err(|e| start_err(format!("cannot run {}: {e}", self.binary.display())))?;
-        n.child = Some(child);
+        n.child = Some(Proc::Child(child));
         Ok(())
     }
 
@@ -252,7 +301,7 @@ impl Testnet {
         let addr_file = self.nodes[i].data_dir.join("api.addr");
         loop {
             let n = &mut self.nodes[i];
-            if let Some(status) = n.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = n.child.as_mut().and_then(|c| c.try_wait()) {
                 return Err(TestnetError::Start {
                     index: i,
                     reason: format!("exited with {status}; end of {}:\n{}", n.log.display(), tail(&n.log, 15)),
@@ -289,7 +338,7 @@ impl Testnet {
         }
         let boot = if i == 0 { None } else { self.bootnode.clone() };
         let _ = std::fs::remove_file(self.nodes[i].data_dir.join("api.addr"));
-        self.spawn(i, boot.as_deref())?;
+        self.spawn(i, boot.as_deref()).await?;
         self.wait_ready(i).await?;
         let at = self.elapsed();
         let n = &mut self.nodes[i];
@@ -332,18 +381,26 @@ impl Testnet {
     pub async fn kill(&mut self, i: usize) {
         let at = self.elapsed();
         let n = &mut self.nodes[i];
-        if let Some(mut child) = n.child.take() {
-            let _ = child.start_kill();
-            let status = child.wait().await;
-            n.killed_at = Some(at);
-            n.exited = Some(format!("killed with SIGKILL by the harness ({})", describe(status)));
+        match n.child.take() {
+            Some(Proc::Child(mut child)) => {
+                let _ = child.start_kill();
+                let status = child.wait().await;
+                n.killed_at = Some(at);
+                n.exited = Some(format!("killed with SIGKILL by the harness ({})", describe(status)));
+            }
+            Some(Proc::InProcess(node)) => {
+                node.stop().await;
+                n.killed_at = Some(at);
+                n.exited = Some("stopped by the harness (in-process: a kill is a stop)".into());
+            }
+            None => {}
         }
     }
 
     /// Notes processes that ended on their own.
     pub fn reap(&mut self) {
         for n in &mut self.nodes {
-            if let Some(status) = n.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = n.child.as_mut().and_then(|c| c.try_wait()) {
                 n.child = None;
                 n.exited = Some(format!("exited on its own with {status}"));
             }
@@ -353,8 +410,13 @@ impl Testnet {
     /// SIGTERM to every running node, SIGKILL after [`STOP_TIMEOUT`]; returns how each stopped.
     pub async fn stop_all(&mut self) -> Vec<String> {
         let stops = self.nodes.iter_mut().map(|n| async move {
-            let Some(mut child) = n.child.take() else {
-                return n.exited.clone().unwrap_or_else(|| "never started".into());
+            let mut child = match n.child.take() {
+                None => return n.exited.clone().unwrap_or_else(|| "never started".into()),
+                Some(Proc::InProcess(node)) => {
+                    node.stop().await;
+                    return "clean".to_string();
+                }
+                Some(Proc::Child(c)) => c,
             };
             if let Some(pid) = child.id() {
                 let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
@@ -407,4 +469,15 @@ fn create_key(binary: &Path, data_dir: &Path) -> Result<String, TestnetError> {
                 String::from_utf8_lossy(&out.stderr).trim()
             ))
         })
+}
+
+/// A `kB` field of a `/proc/.../status` file (0 when unreadable).
+pub fn status_kb(path: &str, field: &str) -> u64 {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| {
+            t.lines().find_map(|l| l.strip_prefix(field).map(|v| v.trim().trim_end_matches(" kB").trim().to_owned()))
+        })
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }

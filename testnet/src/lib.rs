@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+pub use launch::{BoxFuture, Host, RunningNode};
 pub use report::{LatencyMs, NodeReport, Report};
 
 /// Options of `ifx testnet`.
@@ -93,6 +94,10 @@ pub struct TestnetArgs {
     /// as these flags (see testnet/scenarios/); flags given on the command line win.
     #[arg(long)]
     pub scenario: Option<String>,
+    /// Run every node inside this one process (over libp2p's memory transport) instead of one
+    /// process each: many more nodes fit on a small machine. A kill is then a stop.
+    #[arg(long)]
+    pub in_process: bool,
     /// Hide the progress bar (it is also hidden when stderr is not a terminal).
     #[arg(long)]
     pub quiet: bool,
@@ -282,8 +287,12 @@ impl TestnetArgs {
         if self.nodes < 2 {
             return bad(format!("--nodes {} must be at least 2", self.nodes));
         }
-        if self.nodes > 64 {
-            return bad(format!("--nodes {} is more than this launcher supports (64)", self.nodes));
+        let most = if self.in_process { 256 } else { 64 };
+        if self.nodes > most {
+            return bad(format!(
+                "--nodes {} is more than this launcher supports ({most}; 256 with --in-process)",
+                self.nodes
+            ));
         }
         if self.cheaters > 0 && self.cheaters + 1 > self.nodes - self.verifiers {
             return bad(format!("--cheaters {} leaves no honest worker besides node 0", self.cheaters));
@@ -315,6 +324,9 @@ impl TestnetArgs {
         }
         if let Some(i) = self.slow.iter().find(|i| **i >= self.nodes) {
             return bad(format!("--slow {i}: node index must be below {}", self.nodes));
+        }
+        if self.in_process && !self.slow.is_empty() {
+            return bad("--slow cannot be used with --in-process (the slow-work fault is process-wide)".into());
         }
         if self.slow_ms > 60_000 {
             return bad(format!("--slow-ms {} must be at most 60000", self.slow_ms));
@@ -377,8 +389,22 @@ impl TestnetArgs {
 
 /// Runs a testnet of `binary` (the `ifx` executable), writes the report and returns it.
 pub async fn run(binary: PathBuf, args: TestnetArgs) -> Result<Report, TestnetError> {
+    run_with(binary, args, None).await
+}
+
+/// [`run`], with `host` starting the nodes in this process when `--in-process` is given.
+pub async fn run_with(
+    binary: PathBuf,
+    args: TestnetArgs,
+    host: Option<std::sync::Arc<dyn Host>>,
+) -> Result<Report, TestnetError> {
     args.check()?;
     let mut net = launch::Testnet::prepare(binary, &args)?;
+    if args.in_process {
+        let host =
+            host.ok_or_else(|| TestnetError::Options("--in-process: this build cannot start nodes in process".into()))?;
+        net.in_process(host);
+    }
     let result = async {
         net.launch_all().await?;
         Ok::<_, TestnetError>(watch::watch(&mut net, &args).await)
@@ -393,9 +419,15 @@ pub async fn run(binary: PathBuf, args: TestnetArgs) -> Result<Report, TestnetEr
     };
     let outcome = watch::settle(&mut net, outcome).await;
     let latency = watch::collect_latency(&net).await;
+    let memory = report::MemoryReport {
+        in_process: args.in_process,
+        harness_peak_rss_mb: launch::status_kb("/proc/self/status", "VmHWM:") as f64 / 1024.0,
+        node_processes_rss_mb: net.nodes_rss_mb(),
+    };
     let stops = net.stop_all().await;
     let timeline = outcome.timeline.clone();
     let mut report = Report::build(&net, &args, outcome, latency.clone(), stops);
+    report.memory = memory;
     let path = args.report.clone().unwrap_or_else(|| net.base_dir.join("report.json"));
     let page = path.with_extension("html");
     match html::write(&report, &latency, &timeline, &page) {

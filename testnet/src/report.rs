@@ -46,6 +46,8 @@ pub struct Report {
     pub restarts: Vec<RestartReport>,
     /// Partitions applied and healed: did the network converge again, and how fast?
     pub partitions: Vec<PartitionReport>,
+    /// Memory at the end of the run.
+    pub memory: MemoryReport,
     pub nodes: Vec<NodeReport>,
 }
 
@@ -184,6 +186,17 @@ pub struct LatencyMs {
     pub p99: Option<f64>,
     pub max: Option<f64>,
     pub samples: usize,
+}
+
+/// Memory at the end of the run, MiB.
+#[derive(Debug, Serialize, Default)]
+pub struct MemoryReport {
+    /// The nodes ran inside the harness process.
+    pub in_process: bool,
+    /// Peak resident memory of the harness process (all the nodes, in process).
+    pub harness_peak_rss_mb: f64,
+    /// Resident memory of the node processes, summed (0 in process).
+    pub node_processes_rss_mb: f64,
 }
 
 /// A node killed and started again.
@@ -473,6 +486,7 @@ impl Report {
             settlement,
             restarts,
             partitions,
+            memory: MemoryReport::default(),
             nodes,
         }
     }
@@ -577,6 +591,12 @@ impl Report {
                 f(p.converged_after_secs)
             );
         }
+        println!(
+            "  memory: harness peak {:.0} MiB{}, node processes {:.0} MiB",
+            self.memory.harness_peak_rss_mb,
+            if self.memory.in_process { " (every node in process)" } else { "" },
+            self.memory.node_processes_rss_mb
+        );
         for fail in &self.failures {
             println!("  FAIL: {fail}");
         }

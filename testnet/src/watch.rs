@@ -10,6 +10,8 @@ use serde::Deserialize;
 use crate::TestnetArgs;
 use crate::launch::Testnet;
 
+/// Kademlia's bucket size.
+const KAD_K: usize = 20;
 /// Time between two polls of every node.
 const POLL: Duration = Duration::from_millis(500);
 
@@ -288,7 +290,15 @@ pub async fn watch(net: &mut Testnet, args: &TestnetArgs) -> Outcome {
                 .as_ref()
                 .is_some_and(|v| ids.iter().filter(|id| **id != net.nodes[i].peer_id).all(|id| set(v).contains(*id)))
         };
-        let discovered = running.iter().filter(|&&i| covers(&|v| &v.routing_table, i)).count();
+        // Kademlia keeps at most K = 20 peers per bucket, so in a large network a node's table
+        // cannot hold everyone: discovery is complete when each table holds every other running
+        // node, or K of them.
+        let known = |i: usize| {
+            out.views[i].as_ref().map_or(0, |v| {
+                ids.iter().filter(|id| **id != net.nodes[i].peer_id && v.routing_table.contains(**id)).count()
+            })
+        };
+        let discovered = running.iter().filter(|&&i| known(i) >= (running.len() - 1).min(KAD_K)).count();
         let heard = running.iter().filter(|&&i| covers(&|v| &v.heartbeat_peers, i)).count();
         if out.discovery_secs.is_none() && discovered == running.len() {
             out.discovery_secs = Some(net.elapsed());
