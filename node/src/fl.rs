@@ -54,8 +54,24 @@ const ROUND_ATTEMPTS: usize = 5;
 /// poisoner nearly always).
 pub const BAN_STRIKES: usize = 3;
 pub const BAN_WINDOW: usize = 5;
-/// Rounds a worker late in 2 of its last 3 rounds is not asked (doubling each time, up to 8x).
+/// A worker late in [`LATE_STRIKES`] of its last [`LATE_WINDOW`] rounds sits out this many
+/// rounds (doubling each time, up to 8x).
 pub const STRAGGLER_BENCH_ROUNDS: u32 = 5;
+pub const LATE_STRIKES: usize = 2;
+pub const LATE_WINDOW: usize = 3;
+
+/// Each worker's last few yes/no marks (rejected, late), oldest first.
+type Recent = BTreeMap<[u8; 32], std::collections::VecDeque<bool>>;
+
+/// Records `mark` for `worker`, keeping its last `window` marks; returns how many are set.
+fn note(recent: &mut Recent, worker: [u8; 32], mark: bool, window: usize) -> usize {
+    let h = recent.entry(worker).or_default();
+    h.push_back(mark);
+    if h.len() > window {
+        h.pop_front();
+    }
+    h.iter().filter(|x| **x).count()
+}
 /// How long round 0 waits for `clients_per_round` workers to join before it starts with fewer.
 const JOIN_GRACE: Duration = Duration::from_secs(5);
 
@@ -430,11 +446,11 @@ impl Fl {
         let (_, test) = self.inner.data.clone().ok_or("no data")?;
         let k = spec.clients_per_round as usize;
         // Each worker's recent verdicts (true: rejected); repeat offenders are not asked again.
-        let mut history: BTreeMap<[u8; 32], std::collections::VecDeque<bool>> = BTreeMap::new();
+        let mut history: Recent = BTreeMap::new();
         let mut banned: BTreeSet<[u8; 32]> = BTreeSet::new();
         // Stragglers: late in 2 of their last 3 rounds, they sit out the next few rounds, so a
         // slow worker does not cost every round its full deadline.
-        let mut lateness: BTreeMap<[u8; 32], std::collections::VecDeque<bool>> = BTreeMap::new();
+        let mut lateness: Recent = BTreeMap::new();
         let mut benched_until: BTreeMap<[u8; 32], u32> = BTreeMap::new();
         let mut benched_times: BTreeMap<[u8; 32], u32> = BTreeMap::new();
         let mut global = model::init(spec.init_seed);
@@ -571,23 +587,13 @@ impl Fl {
             }
             let mut newly_banned = Vec::new();
             for r in &receipts {
-                let h = history.entry(r.worker).or_default();
-                h.push_back(!r.accepted);
-                if h.len() > BAN_WINDOW {
-                    h.pop_front();
-                }
-                if h.iter().filter(|x| **x).count() >= BAN_STRIKES && banned.insert(r.worker) {
+                if note(&mut history, r.worker, !r.accepted, BAN_WINDOW) >= BAN_STRIKES && banned.insert(r.worker) {
                     newly_banned.push(r.worker);
                 }
             }
             for (key, was_late) in delivered.iter().map(|d| (d.key, false)).chain(late.iter().map(|k| (*k, true))) {
-                let h = lateness.entry(key).or_default();
-                h.push_back(was_late);
-                if h.len() > 3 {
-                    h.pop_front();
-                }
-                if h.iter().filter(|x| **x).count() >= 2 {
-                    h.clear();
+                if note(&mut lateness, key, was_late, LATE_WINDOW) >= LATE_STRIKES {
+                    lateness.remove(&key);
                     let times = benched_times.entry(key).or_insert(0u32);
                     let sit_out = (STRAGGLER_BENCH_ROUNDS << (*times).min(3)).min(spec.rounds);
                     *times += 1;

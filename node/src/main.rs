@@ -463,13 +463,7 @@ async fn fl_start_command(a: FlStartArgs) -> anyhow::Result<ExitCode> {
     spec.validate().map_err(|e| anyhow::anyhow!("invalid task: {e}"))?;
     let client = reqwest::Client::builder().no_proxy().build()?;
     let base = format!("http://{}", a.api);
-    let resp =
-        client.post(format!("{base}/fl")).json(&spec).send().await.with_context(|| format!("reaching {base}"))?;
-    let status = resp.status();
-    let body: serde_json::Value = resp.json().await?;
-    if !status.is_success() {
-        anyhow::bail!("the node refused the task: {}", body["error"].as_str().unwrap_or("?"));
-    }
+    let body = post_to_node(&client, &a.api, "fl", &spec, "the task").await?;
     let id = body["task_id"].as_str().unwrap_or_default().to_string();
     eprintln!("task {id} started on {base}");
     let bar = indicatif::ProgressBar::new(a.rounds as u64);
@@ -535,13 +529,7 @@ async fn submit_command(a: SubmitArgs) -> anyhow::Result<ExitCode> {
     };
     let client = reqwest::Client::builder().no_proxy().build()?;
     let base = format!("http://{}", a.api);
-    let resp =
-        client.post(format!("{base}/jobs")).json(&spec).send().await.with_context(|| format!("reaching {base}"))?;
-    let status = resp.status();
-    let body: serde_json::Value = resp.json().await?;
-    if !status.is_success() {
-        anyhow::bail!("the node refused the job: {}", body["error"].as_str().unwrap_or("?"));
-    }
+    let body = post_to_node(&client, &a.api, "jobs", &spec, "the job").await?;
     let id = body["job_id"].as_str().unwrap_or_default().to_string();
     println!("job {id} submitted to {base}");
     let bar = indicatif::ProgressBar::new(0);
@@ -749,21 +737,31 @@ fn init_logs(filter: &str, json: bool) {
 /// POSTs `body` to a node's `/{path}` and prints the entry id it appended.
 fn api_post(api: &str, path: &str, body: &serde_json::Value) -> anyhow::Result<ExitCode> {
     let rt = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
-    let (status, v): (reqwest::StatusCode, serde_json::Value) = rt.block_on(async {
+    let v = rt.block_on(async {
         let c = reqwest::Client::builder().no_proxy().build()?;
-        let r = c
-            .post(format!("http://{api}/{path}"))
-            .json(body)
-            .send()
-            .await
-            .with_context(|| format!("reaching {api}"))?;
-        anyhow::Ok((r.status(), r.json().await?))
+        post_to_node(&c, api, path, body, "the request").await
     })?;
-    if !status.is_success() {
-        anyhow::bail!("the node refused: {}", v["error"].as_str().unwrap_or("?"));
-    }
     println!("entry {}", v["entry"].as_str().unwrap_or("?"));
     Ok(ExitCode::SUCCESS)
+}
+
+/// POSTs `body` as JSON to a node's `/{path}`; the answer on success, else the node's reason.
+async fn post_to_node(
+    client: &reqwest::Client,
+    api: &str,
+    path: &str,
+    body: &impl serde::Serialize,
+    what: &str,
+) -> anyhow::Result<serde_json::Value> {
+    let base = format!("http://{api}");
+    let resp =
+        client.post(format!("{base}/{path}")).json(body).send().await.with_context(|| format!("reaching {base}"))?;
+    let status = resp.status();
+    let v: serde_json::Value = resp.json().await?;
+    if !status.is_success() {
+        anyhow::bail!("the node refused {what}: {}", v["error"].as_str().unwrap_or("?"));
+    }
+    Ok(v)
 }
 
 fn rewards_command(data_dir: &std::path::Path, epoch: Option<u64>, json: bool) -> anyhow::Result<()> {

@@ -13,6 +13,24 @@ fn data() -> (Dataset, Dataset) {
     d.split()
 }
 
+/// One round: each client trains 2 epochs from `global` and returns its update; the clients
+/// `flipped(i)` names send it sign-flipped and scaled (x -4).
+fn round_updates(global: &[f32], clients: &[Dataset], round: usize, flipped: impl Fn(usize) -> bool) -> Vec<Update> {
+    clients
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let cfg = TrainConfig { epochs: 2, batch: 16, lr: 0.01, seed: (round * 100 + i) as u64 };
+            let (local, _) = model::train(global, c, &cfg).unwrap();
+            let mut delta: Vec<f32> = local.iter().zip(global).map(|(l, g)| l - g).collect();
+            if flipped(i) {
+                delta.iter_mut().for_each(|d| *d *= -4.0);
+            }
+            Update { values: to_fixed(&delta).unwrap(), examples: c.len() as u64 }
+        })
+        .collect()
+}
+
 /// `rounds` of federated training; clients `0..poisoned` send sign-flipped updates (x4);
 /// updates are clipped to the median norm.
 fn federated(train: &Dataset, test: &Dataset, agg: Aggregator, poisoned: usize, rounds: usize) -> Vec<f64> {
@@ -31,19 +49,7 @@ fn federated_clip(
     let mut global = model::init(7);
     let mut acc = Vec::new();
     for round in 0..rounds {
-        let updates: Vec<Update> = clients
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                let cfg = TrainConfig { epochs: 2, batch: 16, lr: 0.01, seed: (round * 100 + i) as u64 };
-                let (local, _) = model::train(&global, c, &cfg).unwrap();
-                let mut delta: Vec<f32> = local.iter().zip(&global).map(|(l, g)| l - g).collect();
-                if i < poisoned {
-                    delta.iter_mut().for_each(|d| *d *= -4.0);
-                }
-                Update { values: to_fixed(&delta).unwrap(), examples: c.len() as u64 }
-            })
-            .collect();
+        let updates = round_updates(&global, &clients, round, |i| i < poisoned);
         let agg_delta = from_fixed(&aggregate(&updates, agg, clip).unwrap());
         global.iter_mut().zip(&agg_delta).for_each(|(g, d)| *g += d);
         acc.push(model::accuracy(&global, test).unwrap());
@@ -154,19 +160,7 @@ fn screened_run(
     let mut acc = Vec::new();
     let (mut caught, mut honest_rejected) = (0, 0);
     for round in 0..rounds {
-        let updates: Vec<Update> = parts
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                let cfg = TrainConfig { epochs: 2, batch: 16, lr: 0.01, seed: (round * 100 + i) as u64 };
-                let (local, _) = model::train(&global, c, &cfg).unwrap();
-                let mut delta: Vec<f32> = local.iter().zip(&global).map(|(l, g)| l - g).collect();
-                if poisoned(i) {
-                    delta.iter_mut().for_each(|d| *d *= -4.0);
-                }
-                Update { values: to_fixed(&delta).unwrap(), examples: c.len() as u64 }
-            })
-            .collect();
+        let updates = round_updates(&global, &parts, round, poisoned);
         let (next, s) = next_global(&global, &updates, agg, 0).unwrap();
         for (i, _) in &s.rejected {
             if poisoned(*i) { caught += 1 } else { honest_rejected += 1 }
