@@ -116,10 +116,8 @@ impl FromStr for Kill {
         let (idx, secs) = s.split_once('@').ok_or_else(|| format!("{s:?}: expected IDX@SECS, e.g. 3@8"))?;
         let node = idx.parse().map_err(|_| format!("{s:?}: node index {idx:?} is not a number"))?;
         let secs: f64 = secs.parse().map_err(|_| format!("{s:?}: {secs:?} is not a number of seconds"))?;
-        if !(secs.is_finite() && secs >= 0.0) {
-            return Err(format!("{s:?}: seconds must be zero or more"));
-        }
-        Ok(Kill { node, at: Duration::from_secs_f64(secs) })
+        let at = duration_of(secs).ok_or_else(|| format!("{s:?}: seconds must be zero or more"))?;
+        Ok(Kill { node, at })
     }
 }
 
@@ -137,10 +135,8 @@ impl FromStr for Partition {
         let bad = || format!("{s:?}: expected IDX,IDX,...@T1-T2, e.g. 4,5,6@10-20");
         let (nodes, span) = s.split_once('@').ok_or_else(bad)?;
         let (a, b) = span.split_once('-').ok_or_else(bad)?;
-        let secs = |x: &str| -> Result<Duration, String> {
-            let v: f64 = x.trim().parse().map_err(|_| bad())?;
-            if v.is_finite() && v >= 0.0 { Ok(Duration::from_secs_f64(v)) } else { Err(bad()) }
-        };
+        let secs =
+            |x: &str| -> Result<Duration, String> { x.trim().parse().ok().and_then(duration_of).ok_or_else(bad) };
         let group: Vec<usize> =
             nodes.split(',').map(|n| n.trim().parse().map_err(|_| bad())).collect::<Result<_, _>>()?;
         let (from, to) = (secs(a)?, secs(b)?);
@@ -218,13 +214,14 @@ impl Scenario {
     }
 }
 
-/// Seconds as a duration, for scenario times (negative or non-finite: an error).
+/// Seconds as a duration: `None` when negative, not finite or too large.
+fn duration_of(secs: f64) -> Option<Duration> {
+    Duration::try_from_secs_f64(secs).ok()
+}
+
+/// Seconds as a duration, for scenario times.
 fn secs(what: &str, v: f64) -> Result<Duration, TestnetError> {
-    if v.is_finite() && v >= 0.0 {
-        Ok(Duration::from_secs_f64(v))
-    } else {
-        Err(TestnetError::Options(format!("scenario {what}: {v} is not a number of seconds >= 0")))
-    }
+    duration_of(v).ok_or_else(|| TestnetError::Options(format!("scenario {what}: {v} is not a number of seconds >= 0")))
 }
 
 impl TestnetArgs {
@@ -466,6 +463,7 @@ mod tests {
         let args = args.with_scenario(&|id| id == "nodes").unwrap();
         assert_eq!((args.nodes, args.duration), (9, 20));
         assert!("4,5@3-1".parse::<Partition>().is_err());
+        assert!("4,5@1-1e300".parse::<Partition>().is_err());
         assert_eq!("4, 5@3-7".parse::<Partition>().unwrap().group, vec![4, 5]);
     }
 
@@ -473,7 +471,7 @@ mod tests {
     fn kill_specs_parse_or_explain() {
         assert_eq!("3@8".parse::<Kill>().unwrap(), Kill { node: 3, at: Duration::from_secs(8) });
         assert_eq!("1@0.5".parse::<Kill>().unwrap().at, Duration::from_millis(500));
-        for bad in ["3", "x@1", "3@y", "3@-1", "3@inf"] {
+        for bad in ["3", "x@1", "3@y", "3@-1", "3@inf", "3@1e300"] {
             assert!(bad.parse::<Kill>().is_err(), "{bad}");
         }
     }

@@ -226,11 +226,11 @@ impl Account {
     /// Moves what has vested or finished unbonding by `epoch` into `liquid`.
     fn release(&mut self, epoch: u64) {
         let (done, waiting): (Vec<_>, Vec<_>) = self.unbonding.iter().partition(|(_, at)| *at <= epoch);
-        self.liquid += done.iter().map(|(a, _)| a).sum::<u64>();
+        self.liquid = done.iter().fold(self.liquid, |l, (a, _)| l.saturating_add(*a));
         self.unbonding = waiting;
         for v in &mut self.vesting {
             let now = v.vested_at(epoch);
-            self.liquid += now - v.released;
+            self.liquid = self.liquid.saturating_add(now - v.released);
             v.released = now;
         }
         self.vesting.retain(|v| v.released < v.total);
@@ -238,7 +238,7 @@ impl Account {
 
     /// Still vesting.
     pub fn locked(&self) -> u64 {
-        self.vesting.iter().map(|v| v.total - v.released).sum()
+        self.vesting.iter().fold(0u64, |s, v| s.saturating_add(v.total - v.released))
     }
 
     fn slash(&mut self, bps: u64) -> u64 {
@@ -254,7 +254,7 @@ impl Account {
             take -= t;
         }
         self.unbonding.retain(|(a, _)| *a > 0);
-        self.slashed += total;
+        self.slashed = self.slashed.saturating_add(total);
         total
     }
 }
@@ -378,8 +378,8 @@ pub fn settle(net: &NetworkConfig, entries: impl IntoIterator<Item = Arc<Entry>>
         if let Some(k) = g.key_bytes() {
             let a = fold.accounts.entry(k).or_default();
             a.role = Some(g.role);
-            a.bonded += g.stake;
-            a.liquid += g.liquid;
+            a.bonded = a.bonded.saturating_add(g.stake);
+            a.liquid = a.liquid.saturating_add(g.liquid);
         }
     }
     let interesting: BTreeSet<u64> = by_label.keys().chain(seals.keys()).copied().filter(|e| *e < now_epoch).collect();
@@ -401,6 +401,11 @@ pub fn settle(net: &NetworkConfig, entries: impl IntoIterator<Item = Arc<Entry>>
         params: fold.params,
         open_proposals: fold.open.into_values().collect(),
     }
+}
+
+/// A sum that stops at `u64::MAX` (balances and stake sums under extreme parameters).
+fn saturating_sum(v: impl Iterator<Item = u64>) -> u64 {
+    v.fold(0, u64::saturating_add)
 }
 
 /// Lower median of a non-empty list.
@@ -456,14 +461,14 @@ impl Fold<'_> {
             d.sort();
             d.into_iter().map(|(_, id)| id).collect()
         };
-        let total: u64 = self.accounts.values().map(|a| a.bonded).sum();
+        let total = saturating_sum(self.accounts.values().map(|a| a.bonded));
         let mut out = Vec::new();
         for id in due {
             let p = self.open.remove(&id).expect("listed");
             let (mut yes, mut no) = (0u64, 0u64);
             for (voter, y) in &p.votes {
                 let w = self.accounts.get(voter).map_or(0, |a| a.bonded);
-                if *y { yes += w } else { no += w }
+                if *y { yes = yes.saturating_add(w) } else { no = no.saturating_add(w) }
             }
             let cast = yes as u128 + no as u128;
             let quorum = cast * BPS as u128 >= self.params.gov_quorum_bps as u128 * total as u128 && cast > 0;
@@ -511,7 +516,7 @@ impl Fold<'_> {
         s.governance = governance;
         // The seal: a (root, frontier) signed by verifiers with >= 2/3 of verifier stake.
         let stakes = self.verifier_stakes();
-        let total: u64 = stakes.values().sum();
+        let total = saturating_sum(stakes.values().copied());
         s.verifier_stake = total;
         let mut votes: BTreeMap<SealKey, BTreeSet<[u8; 32]>> = BTreeMap::new();
         for (author, seal) in seals.into_iter().flatten() {
@@ -529,7 +534,7 @@ impl Fold<'_> {
         };
         s.seal_root = Some(root);
         s.sealed_entries = count;
-        s.sealer_stake = signers.iter().map(|k| stakes[k]).sum();
+        s.sealer_stake = saturating_sum(signers.iter().map(|k| stakes[k]));
         s.sealers = signers.into_iter().collect();
         // Exactly the sealed set.
         let limit: BTreeMap<[u8; 32], u64> = frontier.iter().copied().collect();
@@ -611,7 +616,7 @@ impl Fold<'_> {
                 let amount = a.slash(p.slash_bps);
                 if amount > 0 {
                     s.slashed.push(Slash { key: *k, amount, reason: reason.into() });
-                    s.penalties += amount;
+                    s.penalties = s.penalties.saturating_add(amount);
                 }
             }
         }
@@ -780,8 +785,8 @@ impl Fold<'_> {
             l.liquid = (l.total as u128 * p.liquid_bps as u128 / BPS as u128) as u64;
             l.vesting = l.total - l.liquid;
             let a = self.accounts.entry(l.key).or_default();
-            a.liquid += l.liquid;
-            a.earned += l.total;
+            a.liquid = a.liquid.saturating_add(l.liquid);
+            a.earned = a.earned.saturating_add(l.total);
             if l.vesting > 0 {
                 a.vesting.push(Vesting { total: l.vesting, start: epoch, epochs: vest_epochs, released: 0 });
             }
@@ -805,7 +810,7 @@ impl Fold<'_> {
                             s.ignored.push(format!("{who}.. bond {amount}: only {} liquid", a.liquid));
                         } else {
                             a.liquid -= amount;
-                            a.bonded += amount;
+                            a.bonded = a.bonded.saturating_add(amount);
                             a.role = Some(role);
                         }
                     }

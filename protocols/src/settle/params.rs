@@ -11,6 +11,8 @@ use crate::network::InvalidValue;
 pub const UNITS_PER_IFX: u64 = 1_000_000;
 /// Basis points in a whole.
 pub const BPS: u64 = 10_000;
+/// Longest vesting or unbonding period: 100 years.
+pub const MAX_DURATION_SECS: u64 = 100 * 365 * 86_400;
 
 /// Parameters of minting, weights, stake and governance. Defaults follow the whitepaper where
 /// it gives a number (see `docs/ECONOMICS.md`).
@@ -182,6 +184,16 @@ impl EconParams {
         if self.default_ib_milli > 1 << 32 || self.price_per_ib_hour > 1 << 48 {
             return Err(InvalidValue::new(key("price_per_ib_hour"), "IB and price are too large"));
         }
+        // Upper bounds keep every epoch sum in settlement far from overflow.
+        for (k, v, most) in [
+            ("vesting_secs", self.vesting_secs, MAX_DURATION_SECS),
+            ("unbonding_secs", self.unbonding_secs, MAX_DURATION_SECS),
+            ("gov_min_delay_epochs", self.gov_min_delay_epochs, 1_000_000),
+        ] {
+            if v > most {
+                return Err(InvalidValue::new(key(k), format!("{v} exceeds {most}")));
+            }
+        }
         if self.gov_min_delay_epochs < 2 {
             return Err(InvalidValue::new(
                 key("gov_min_delay_epochs"),
@@ -280,6 +292,9 @@ mod tests {
         assert_eq!(p.with("nope", 1).unwrap_err().key, "nope");
         assert_eq!(p.with("workers_bps", 9_000).unwrap_err().key, "economics.verifiers_bps");
         assert_eq!(p.with("gov_min_delay_epochs", 1).unwrap_err().key, "economics.gov_min_delay_epochs");
+        // A vote cannot set a value that would overflow an epoch sum.
+        assert_eq!(p.with("gov_min_delay_epochs", u64::MAX).unwrap_err().key, "economics.gov_min_delay_epochs");
+        assert_eq!(p.with("unbonding_secs", u64::MAX).unwrap_err().key, "economics.unbonding_secs");
     }
 
     #[test]
