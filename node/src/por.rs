@@ -104,30 +104,38 @@ fn settings_of(s: [u32; 5]) -> Result<RenderSettings, String> {
     Ok(r)
 }
 
-/// Renders with the node's backend, opening a GPU device once.
+/// The GPU device of this process, opened on first use and shared by every renderer in it: a
+/// machine has one GPU however many nodes an in-process testnet runs on it.
+static DEVICE: Mutex<Option<Arc<GpuRenderer>>> = Mutex::new(None);
+/// The benchmark kernel's device, likewise.
+static BENCH_DEVICE: Mutex<Option<Arc<ifx_protocols::por::ib::GpuBench>>> = Mutex::new(None);
+
+/// Renders with the node's backend on the process's GPU device.
 #[derive(Clone)]
 pub struct LocalRenderer {
     backend: Backend,
-    device: Arc<Mutex<Option<Arc<GpuRenderer>>>>,
-    bench: Arc<Mutex<Option<Arc<ifx_protocols::por::ib::GpuBench>>>>,
 }
 
 impl LocalRenderer {
     /// A renderer for `backend` (`Auto` uses a GPU adapter when one opens).
     pub fn new(backend: Backend) -> Self {
-        Self { backend, device: Arc::default(), bench: Arc::default() }
+        Self { backend }
     }
 
     /// Runs the IB benchmark (GPU kernel when the backend allows one, else the CPU twin).
     pub fn bench(&self, b: &ifx_protocols::por::ib::Bench) -> Result<Vec<[u8; 32]>, String> {
         if self.backend != Backend::Cpu {
-            let mut dev = self.bench.lock().unwrap_or_else(|e| e.into_inner());
-            if dev.is_none()
-                && let Ok(g) = ifx_protocols::por::ib::GpuBench::new()
-            {
-                *dev = Some(Arc::new(g));
-            }
-            if let Some(g) = dev.clone() {
+            let device = {
+                let mut dev = BENCH_DEVICE.lock().unwrap_or_else(|e| e.into_inner());
+                if dev.is_none()
+                    && let Ok(g) = ifx_protocols::por::ib::GpuBench::new()
+                {
+                    *dev = Some(Arc::new(g));
+                }
+                dev.clone()
+            };
+            // Not under the lock: other benchmarks share the device.
+            if let Some(g) = device {
                 return g.rows(b).map_err(|e| e.to_string());
             }
         }
@@ -142,7 +150,7 @@ impl LocalRenderer {
 
     fn renderer(&self, scene: &Scene, s: &RenderSettings) -> Result<Renderer, String> {
         if self.backend != Backend::Cpu {
-            let mut dev = self.device.lock().unwrap_or_else(|e| e.into_inner());
+            let mut dev = DEVICE.lock().unwrap_or_else(|e| e.into_inner());
             if dev.is_none() {
                 match GpuRenderer::new() {
                     Ok(g) => *dev = Some(Arc::new(g)),
@@ -280,6 +288,8 @@ pub struct WorkerStats {
     ib_samples: std::collections::VecDeque<u64>,
     /// Smallest observed / claimed benchmark time so far (an honest worker's is near 1).
     pub best_time_ratio: Option<f64>,
+    /// Benchmarks whose claimed time was judged.
+    pub judged_benches: u64,
 }
 
 /// A verifier's results, by worker peer id (for `GET /por/stats`).
@@ -333,19 +343,22 @@ impl Announcements {
 /// Observed time above this multiple of the claimed one, in every benchmark of a worker, is a
 /// forged claim. One sample can be slowed by scheduling; the best of several cannot all be.
 const MAX_TIME_RATIO: f64 = 4.0;
+/// Benchmarks a forged-time verdict needs.
+const JUDGED_MIN: u64 = 2;
 
 impl PorStats {
-    /// Folds a benchmark's observed / claimed time into the worker's best and judges it once
-    /// there are at least two samples.
+    /// Folds a benchmark's observed / claimed time into the worker's best; once enough samples
+    /// were judged, a best still above [`MAX_TIME_RATIO`] is a forged claim.
     fn judge_time(&self, peer: &PeerId, ratio: f64) -> Result<(), String> {
         let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
         let w = m.entry(peer.to_string()).or_default();
+        w.judged_benches += 1;
         let best = w.best_time_ratio.map_or(ratio, |b| b.min(ratio));
         w.best_time_ratio = Some(best);
-        if w.bench_attempts >= 1 && best > MAX_TIME_RATIO {
+        if w.judged_benches >= JUDGED_MIN && best > MAX_TIME_RATIO {
             return Err(format!(
-                "benchmark time forged: observed at least {best:.1}x the claimed time in all of {} benchmarks",
-                w.bench_attempts + 1
+                "benchmark time forged: observed at least {best:.1}x the claimed time in all of {} judged benchmarks",
+                w.judged_benches
             ));
         }
         Ok(())
@@ -516,12 +529,17 @@ impl Challenger {
     async fn pick(&self) -> Option<PeerId> {
         let snap = self.net.snapshot().await.ok()?;
         let connected: std::collections::BTreeSet<String> = snap.connected.into_iter().map(|c| c.peer_id).collect();
+        // Workers connected now, or heard from lately: in a big network a node keeps only some
+        // connections open, and a request to any other worker dials it.
+        let heard_since =
+            (crate::unix_time_us() / 1000).saturating_sub(self.network.heartbeat_interval_ms.saturating_mul(3));
         let workers: Vec<PeerId> = {
             let t = self.heartbeats.lock().unwrap_or_else(|e| e.into_inner());
             t.iter()
                 .filter(|(_, r)| r.role == Role::Worker)
-                .filter_map(|(k, _)| author_peer_id(k))
-                .filter(|p| connected.contains(&p.to_string()))
+                .filter_map(|(k, r)| author_peer_id(k).map(|p| (p, r.last_seen_unix_ms)))
+                .filter(|(p, seen)| *seen >= heard_since || connected.contains(&p.to_string()))
+                .map(|(p, _)| p)
                 .collect()
         };
         // The least-challenged worker first (ties at random), so every worker is checked soon
@@ -548,22 +566,19 @@ impl Challenger {
             .find(|c| c.peer_id == peer.to_string())
             .and_then(|c| c.rtt_us)
             .unwrap_or(0);
-        // An echo over the same protocol, just before: the path's delay now (transport, both
-        // sides' schedulers), which a loaded verifier or worker would otherwise count as compute.
-        let echo_started = Instant::now();
-        let echo_us = match self.net.request(Proto::Por, peer, encode(&Request::Echo)).await.map_err(|_| ())? {
-            Ok(bytes) if matches!(decode::<Response>(&bytes), Ok(Response::Echo)) => {
-                echo_started.elapsed().as_micros() as u64
-            }
-            _ => 0,
-        };
+        // Echoes over the same protocol just before and just after: the path's delay around
+        // the benchmark (transport, both sides' schedulers), which a loaded verifier or worker
+        // would otherwise count as compute time.
+        let echo_before = self.echo(peer).await?;
         let started = Instant::now();
         let answer = self.net.request(Proto::Por, peer, encode(&Request::Bench { seed })).await.map_err(|_| ())?;
-        // The round trip less the path delay (the larger of the ping RTT and the echo), but
-        // never less than half the round trip: a worker that slows its echo on purpose gains
-        // at most a factor 2 on its IB, and cannot make a forged claim look honest.
         let round_trip = started.elapsed().as_micros() as u64;
-        let observed_us = round_trip.saturating_sub(rtt_us.max(echo_us).min(round_trip / 2)).max(1);
+        let echo_after = self.echo(peer).await?;
+        // The round trip less the path delay, but never less than half the round trip: a
+        // worker that slows its echoes on purpose gains at most a factor 2 on its IB, and
+        // cannot make a forged claim look honest.
+        let noise_us = rtt_us.max(echo_before).max(echo_after);
+        let observed_us = round_trip.saturating_sub(noise_us.min(round_trip / 2)).max(1);
         let (rows, claimed_us) = match answer {
             Err(e) => return Ok(Outcome::Timeout(e)),
             Ok(bytes) => match decode::<Response>(&bytes) {
@@ -583,6 +598,18 @@ impl Challenger {
             (0..b.height).flat_map(|y| (0..b.width).map(move |x| (x, y))).map(|(x, y)| b.pixel(x, y) as u64).sum();
         let rate = iters.saturating_mul(1_000_000) / observed_us;
         Ok(Outcome::Bench(Ok((rate.saturating_mul(1000) / self.ib_reference.max(1), ratio))))
+    }
+
+    /// The round trip of an echo in µs (0 when the worker did not echo); `Err(())` when the
+    /// network stopped.
+    async fn echo(&self, peer: PeerId) -> Result<u64, ()> {
+        let started = Instant::now();
+        Ok(match self.net.request(Proto::Por, peer, encode(&Request::Echo)).await.map_err(|_| ())? {
+            Ok(bytes) if matches!(decode::<Response>(&bytes), Ok(Response::Echo)) => {
+                started.elapsed().as_micros() as u64
+            }
+            _ => 0,
+        })
     }
 
     /// One challenge; `Err(())` when the network stopped.
@@ -667,22 +694,16 @@ mod tests {
     #[test]
     fn forged_times_are_judged_on_the_best_of_two_samples() {
         let stats = PorStats::default();
-        let honest = PeerId::random();
-        let forger = PeerId::random();
-        let bench = |p: &PeerId, ratio: f64| {
-            let r = stats.judge_time(p, ratio);
-            stats.record(p, |w| w.bench_attempts += 1);
-            r
-        };
+        let (honest, forger) = (PeerId::random(), PeerId::random());
         // An honest worker slowed once by scheduling (6x) is not judged on that sample alone,
         // and its best sample clears it.
-        assert!(bench(&honest, 6.0).is_ok());
-        assert!(bench(&honest, 1.3).is_ok());
-        assert!(bench(&honest, 9.0).is_ok());
+        assert!(stats.judge_time(&honest, 6.0).is_ok());
+        assert!(stats.judge_time(&honest, 1.3).is_ok());
+        assert!(stats.judge_time(&honest, 9.0).is_ok());
         // A forger claiming a tenth of its time is caught at the second benchmark.
-        assert!(bench(&forger, 10.2).is_ok());
-        let e = bench(&forger, 9.7).unwrap_err();
-        assert!(e.contains("forged"), "{e}");
+        assert!(stats.judge_time(&forger, 10.2).is_ok());
+        let e = stats.judge_time(&forger, 9.7).unwrap_err();
+        assert!(e.contains("forged") && e.contains("2 judged"), "{e}");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Application validation of gossip: every inbound message is opened as a [`SignedEnvelope`]
-//! for this network, bound to its gossipsub publisher, checked against replays, decoded by kind
+//! for this network (its author's signature is the only authentication gossip carries: the
+//! swarm runs gossipsub anonymously), checked against replays, decoded by kind
 //! and handed to the state that kind feeds. The verdict goes back to gossipsub: accepted
 //! messages are forwarded, provably bad ones are rejected (the relaying peer's score drops),
 //! late or repeated ones are ignored without blame. The router never touches the swarm.
@@ -15,13 +16,15 @@ use tracing::debug;
 
 use crate::ledger::LedgerHandle;
 use crate::metrics::NodeMetrics;
-use crate::network::{InboundMessage, NetHandle, author_peer_id};
+use crate::network::{InboundMessage, NetHandle};
 use ifx_protocols::ledger::Entry;
 
 /// Epochs back an envelope may come from and still be accepted.
 const MAX_AGE_EPOCHS: u64 = 1;
 /// Envelope ids remembered for replay detection.
 const REPLAY_MEMORY: usize = 65_536;
+/// Gossiped ledger entries waiting for their durable write.
+const ENTRY_QUEUE: usize = 1024;
 
 /// What to tell gossipsub about a message, and why.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -104,7 +107,7 @@ impl Router {
     }
 
     /// Judges one message received at `now_us` (Unix µs) and applies it if it needs no
-    /// storage; a ledger entry comes back for [`Router::judge_entry`].
+    /// storage; a ledger entry comes back for [`judge_entry`].
     pub fn judge(&mut self, msg: &InboundMessage, now_us: u64) -> Judged {
         use Judged::Done;
         if self.drop_pct > 0 && rand::random::<u32>() % 100 < self.drop_pct {
@@ -118,11 +121,6 @@ impl Router {
         };
         if env.kind != kind {
             return Done(Verdict::Reject("kind_topic_mismatch"));
-        }
-        // The envelope's author must be the peer that signed the gossip message: nobody can
-        // publish on another node's behalf.
-        if msg.source.is_none() || msg.source != author_peer_id(&env.author) {
-            return Done(Verdict::Reject("author_not_source"));
         }
         if let Err(e) = self.replay.admit(&env, self.net.epoch_at(now_us / 1000)) {
             return Done(Verdict::Ignore(e.label()));
@@ -171,54 +169,82 @@ impl Router {
         })
     }
 
-    /// Verifies and merges a gossiped entry (a durable write when it is new).
-    pub async fn judge_entry(&self, entry: Entry, now_us: u64) -> Verdict {
-        match self.ledger.ingest(vec![entry], Some(self.net.epoch_at(now_us / 1000))).await {
-            Ok(out) => {
-                if let Some((_, e)) = out.rejected.first() {
-                    match e {
-                        ifx_protocols::ledger::EntryError::FromFuture { .. } => Verdict::Ignore(e.label()),
-                        _ => Verdict::Reject(e.label()),
-                    }
-                } else if !out.accepted.is_empty() || out.pending > 0 {
-                    Verdict::Accept
-                } else if out.dropped > 0 {
-                    Verdict::Ignore("pending_full")
-                } else {
-                    Verdict::Ignore("duplicate")
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "ledger write failed");
-                Verdict::Ignore("storage_error")
-            }
-        }
-    }
-
-    /// Judges messages until the channel closes or `shutdown` is cancelled.
+    /// Judges messages until the channel closes or `shutdown` is cancelled. Ledger entries
+    /// are verified and written on a task of their own, in order, so that a durable write never
+    /// holds up the heartbeats and announcements queued behind it.
     pub async fn run(
         mut self,
         mut inbound: mpsc::Receiver<InboundMessage>,
         net: NetHandle,
         shutdown: CancellationToken,
     ) {
+        let (entries_tx, mut entries_rx) = mpsc::channel::<(InboundMessage, Entry, u64)>(ENTRY_QUEUE);
+        let ingester = {
+            let (ledger, network, metrics, net) =
+                (self.ledger.clone(), self.net.clone(), self.metrics.clone(), net.clone());
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                loop {
+                    let (msg, entry, now) = tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        m = entries_rx.recv() => match m { Some(m) => m, None => return },
+                    };
+                    let verdict = judge_entry(&ledger, &network, entry, now).await;
+                    finish(&metrics, &net, msg, verdict).await;
+                }
+            })
+        };
         loop {
             let msg = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                m = inbound.recv() => match m { Some(m) => m, None => return },
+                _ = shutdown.cancelled() => break,
+                m = inbound.recv() => match m { Some(m) => m, None => break },
             };
             let now = crate::unix_time_us();
-            let verdict = match self.judge(&msg, now) {
-                Judged::Done(v) => v,
-                Judged::Ledger(entry) => self.judge_entry(entry, now).await,
-            };
-            let (v, reason) = verdict.labels();
-            let kind = msg.kind.map(Kind::name).unwrap_or("unknown");
-            self.metrics.envelope(kind, v, reason);
-            if !matches!(verdict, Verdict::Accept) {
-                debug!(from = %msg.from, kind, verdict = v, reason, "gossip message not accepted");
+            match self.judge(&msg, now) {
+                Judged::Done(verdict) => finish(&self.metrics, &net, msg, verdict).await,
+                Judged::Ledger(entry) => {
+                    if entries_tx.send((msg, entry, now)).await.is_err() {
+                        break;
+                    }
+                }
             }
-            net.validated(msg.id, msg.from, verdict.acceptance()).await;
+        }
+        drop(entries_tx);
+        let _ = ingester.await;
+    }
+}
+
+/// Verifies and merges a gossiped entry (a durable write when it is new).
+pub async fn judge_entry(ledger: &LedgerHandle, net: &NetworkConfig, entry: Entry, now_us: u64) -> Verdict {
+    match ledger.ingest(vec![entry], Some(net.epoch_at(now_us / 1000))).await {
+        Ok(out) => {
+            if let Some((_, e)) = out.rejected.first() {
+                match e {
+                    ifx_protocols::ledger::EntryError::FromFuture { .. } => Verdict::Ignore(e.label()),
+                    _ => Verdict::Reject(e.label()),
+                }
+            } else if !out.accepted.is_empty() || out.pending > 0 {
+                Verdict::Accept
+            } else if out.dropped > 0 {
+                Verdict::Ignore("pending_full")
+            } else {
+                Verdict::Ignore("duplicate")
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "ledger write failed");
+            Verdict::Ignore("storage_error")
         }
     }
+}
+
+/// Counts the verdict on `msg` and hands it to gossipsub.
+async fn finish(metrics: &NodeMetrics, net: &NetHandle, msg: InboundMessage, verdict: Verdict) {
+    let (v, reason) = verdict.labels();
+    let kind = msg.kind.map(Kind::name).unwrap_or("unknown");
+    metrics.envelope(kind, v, reason);
+    if !matches!(verdict, Verdict::Accept) {
+        debug!(from = %msg.from, kind, verdict = v, reason, "gossip message not accepted");
+    }
+    net.validated(msg.id, msg.from, verdict.acceptance()).await;
 }

@@ -91,9 +91,10 @@ async fn ten_nodes_discover_each_other_and_exchange_heartbeats() {
         assert!(!t.latency().to_vec().is_empty());
     }
 
-    // Node 1 turns bad: garbage bytes, then a well-formed envelope signed by another key.
+    // Node 1 turns bad: garbage bytes, then a well-formed envelope whose signature does not
+    // match its contents (another node's heartbeat with a changed epoch).
     let bad = &nodes[1];
-    let forged = SignedEnvelope::sign(
+    let mut forged = SignedEnvelope::sign(
         &ed25519_dalek::SigningKey::from_bytes(&[7; 32]),
         "mesh",
         Kind::Heartbeat,
@@ -101,6 +102,7 @@ async fn ten_nodes_discover_each_other_and_exchange_heartbeats() {
         vec![1, 2, 3],
     )
     .unwrap();
+    forged.epoch = 1;
     for n in &nodes {
         let snap = n.net.snapshot().await.unwrap();
         assert!(snap.connected.iter().all(|c| c.gossip_score.unwrap_or(0.0) >= 0.0), "honest peers score >= 0");
@@ -127,7 +129,7 @@ async fn ten_nodes_discover_each_other_and_exchange_heartbeats() {
         metrics.lines().any(|l| l.contains("verdict=\"rejected\"") && l.contains(&format!("reason=\"{reason}\"")))
     };
     wait_for("both bad envelopes are counted as rejected", Duration::from_secs(20), async || {
-        rejected("malformed") && rejected("author_not_source")
+        rejected("malformed") && rejected("bad_signature")
     })
     .await;
     assert!(nodes[0].registry.encode().contains("libp2p_"), "libp2p's own metrics are exported");

@@ -24,6 +24,8 @@ const POISONS: [&str; 5] = ["sign-flip", "scale", "random", "nan", "shape"];
 
 /// How long a node may take to start serving its API.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// Nodes started at once in process.
+const IN_PROCESS_STARTS: usize = 8;
 /// How long a node may take to stop after SIGTERM before it is killed.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -183,15 +185,19 @@ impl Testnet {
         let text = format!(
             "# Written by `ifx testnet`: the parameters every node of this run shares.\n\
              [network]\nid = \"{network_id}\"\ngenesis_unix_secs = {}\nepoch_secs = {}\n\
-             heartbeat_interval_ms = {}\n\n[limits]\ntarget_peers = {}\n\n[ledger]\nsync_interval_ms = 1000\n\n[por]\nchallenge_interval_ms = 500\n",
+             heartbeat_interval_ms = {}\n\n[limits]\ntarget_peers = {}\n\n[ledger]\nsync_interval_ms = {}\n\n[por]\nchallenge_interval_ms = 500\n",
             now.as_secs(),
             args.epoch_secs,
             args.heartbeat_ms,
             args.nodes.min(24),
+            // Anti-entropy backs gossip up; a hundred nodes syncing every second would be most
+            // of the traffic.
+            (args.nodes as u64 * 20).max(1000),
         );
         std::fs::write(&config, text + &genesis).map_err(|e| io("cannot write", &config, e))?;
+        // A node of a big in-process network answers its API on a busy runtime.
         let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(3))
+            .timeout(Duration::from_secs(3) + Duration::from_millis(50) * args.nodes as u32)
             .no_proxy()
             .build()
             .map_err(|e| TestnetError::Io(format!("HTTP client: {e}")))?;
@@ -239,8 +245,25 @@ impl Testnet {
             .find(|a| a.starts_with(if self.host.is_some() { "/memory/" } else { "/ip4/127.0.0.1/tcp/" }))
             .ok_or_else(|| TestnetError::Start { index: 0, reason: "no listen address to boot from".into() })?;
         let bootnode = format!("{addr}/p2p/{}", boot.peer_id);
-        for i in 1..self.nodes.len() {
-            self.spawn(i, Some(&bootnode)).await?;
+        if let Some(host) = self.host.clone() {
+            // In process a start opens a database and a swarm on this runtime: several at a
+            // time, so that a hundred nodes are up in seconds rather than minutes.
+            use futures::StreamExt;
+            let starts: Vec<_> = (1..self.nodes.len()).map(|i| (i, self.node_args(i, Some(&bootnode)))).collect();
+            let mut started = futures::stream::iter(starts)
+                .map(|(i, args)| {
+                    let host = host.clone();
+                    async move { (i, host.start(args).await) }
+                })
+                .buffer_unordered(IN_PROCESS_STARTS);
+            while let Some((i, result)) = started.next().await {
+                let running = result.map_err(|reason| TestnetError::Start { index: i, reason })?;
+                self.nodes[i].child = Some(Proc::InProcess(running));
+            }
+        } else {
+            for i in 1..self.nodes.len() {
+                self.spawn(i, Some(&bootnode)).await?;
+            }
         }
         self.bootnode = Some(bootnode);
         for i in 1..self.nodes.len() {
@@ -249,9 +272,9 @@ impl Testnet {
         Ok(())
     }
 
-    async fn spawn(&mut self, i: usize, bootnode: Option<&str>) -> Result<(), TestnetError> {
-        let n = &mut self.nodes[i];
-        let start_err = |reason: String| TestnetError::Start { index: i, reason };
+    /// The arguments of `ifx node` for node `i`.
+    fn node_args(&self, i: usize, bootnode: Option<&str>) -> Vec<String> {
+        let n = &self.nodes[i];
         let listen = if self.host.is_some() { "/memory/0" } else { "/ip4/127.0.0.1/tcp/0" };
         let mut args: Vec<String> = vec!["--config".into(), self.config.display().to_string()];
         args.extend(["--data-dir".into(), n.data_dir.display().to_string()]);
@@ -275,6 +298,13 @@ impl Testnet {
             opt("--fl-data", Some(d.display().to_string()));
             opt("--fl-shard", n.fl_shard.map(|s| s.to_string()));
         }
+        args
+    }
+
+    async fn spawn(&mut self, i: usize, bootnode: Option<&str>) -> Result<(), TestnetError> {
+        let args = self.node_args(i, bootnode);
+        let n = &mut self.nodes[i];
+        let start_err = |reason: String| TestnetError::Start { index: i, reason };
         if let Some(host) = &self.host {
             let running = host.start(args).await.map_err(start_err)?;
             n.child = Some(Proc::InProcess(running));

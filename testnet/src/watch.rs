@@ -12,8 +12,16 @@ use crate::launch::Testnet;
 
 /// Kademlia's bucket size.
 const KAD_K: usize = 20;
-/// Time between two polls of every node.
+/// Time between two polls of every node, in a small network.
 const POLL: Duration = Duration::from_millis(500);
+/// Per node, once that is longer (1 s for 100 nodes): polling 100 nodes twice a second would load the machine the
+/// network runs on (in process, the very runtime whose latency is being measured).
+const POLL_PER_NODE: Duration = Duration::from_millis(10);
+
+/// Time between two polls of a network of `nodes`.
+fn poll_every(nodes: usize) -> Duration {
+    POLL.max(POLL_PER_NODE * nodes as u32)
+}
 
 /// What a node's `/peers` said, last time it answered.
 #[derive(Debug, Clone, Default)]
@@ -283,31 +291,7 @@ pub async fn watch(net: &mut Testnet, args: &TestnetArgs) -> Outcome {
         track_roots(net, &mut out);
         poll_job(net, &mut out).await;
         poll_fl(net, &mut out).await;
-        let running: Vec<usize> = (0..net.nodes.len()).filter(|&i| net.nodes[i].child.is_some()).collect();
-        let ids: Vec<&str> = running.iter().map(|&i| net.nodes[i].peer_id.as_str()).collect();
-        let covers = |set: &dyn Fn(&View) -> &BTreeSet<String>, i: usize| {
-            out.views[i]
-                .as_ref()
-                .is_some_and(|v| ids.iter().filter(|id| **id != net.nodes[i].peer_id).all(|id| set(v).contains(*id)))
-        };
-        // Kademlia keeps at most K = 20 peers per bucket, so in a large network a node's table
-        // cannot hold everyone: discovery is complete when each table holds every other running
-        // node, or K of them.
-        let known = |i: usize| {
-            out.views[i].as_ref().map_or(0, |v| {
-                ids.iter().filter(|id| **id != net.nodes[i].peer_id && v.routing_table.contains(**id)).count()
-            })
-        };
-        let discovered = running.iter().filter(|&&i| known(i) >= (running.len() - 1).min(KAD_K)).count();
-        let heard = running.iter().filter(|&&i| covers(&|v| &v.heartbeat_peers, i)).count();
-        if out.discovery_secs.is_none() && discovered == running.len() {
-            out.discovery_secs = Some(net.elapsed());
-            bar.println(format!("discovery complete at {:.1}s", net.elapsed()));
-        }
-        if out.heartbeats_secs.is_none() && heard == running.len() {
-            out.heartbeats_secs = Some(net.elapsed());
-            bar.println(format!("every node hears every other at {:.1}s", net.elapsed()));
-        }
+        let (running, discovered, heard) = track_coverage(net, &mut out, &bar);
         bar.set_position(elapsed.as_secs().min(args.duration));
         let job = match &out.job {
             Some(j) => {
@@ -334,15 +318,10 @@ pub async fn watch(net: &mut Testnet, args: &TestnetArgs) -> Outcome {
             sealed = v["epochs"].as_array().map_or(0, |a| a.iter().filter(|e| e["status"] == "sealed").count());
         }
         bar.set_message(format!(
-            "alive {}/{} · discovered all {}/{} · heard all {}/{} · sealed {sealed}{job}{fl}",
-            running.len(),
+            "alive {running}/{} · discovered all {discovered}/{running} · heard all {heard}/{running} · sealed {sealed}{job}{fl}",
             net.nodes.len(),
-            discovered,
-            running.len(),
-            heard,
-            running.len()
         ));
-        let next = (net.t0 + elapsed + POLL).min(net.t0 + end);
+        let next = (net.t0 + elapsed + poll_every(net.nodes.len())).min(net.t0 + end);
         tokio::select! {
             _ = tokio::time::sleep_until(next.into()) => {}
             _ = tokio::signal::ctrl_c() => {
@@ -357,6 +336,37 @@ pub async fn watch(net: &mut Testnet, args: &TestnetArgs) -> Outcome {
     out.alive = net.nodes.iter().map(|n| n.child.is_some()).collect();
     out.elapsed_secs = net.elapsed();
     out
+}
+
+/// Notes when discovery and heartbeat coverage first became complete; returns the running
+/// nodes, how many know enough peers, and how many hear every other node.
+fn track_coverage(net: &Testnet, out: &mut Outcome, bar: &ProgressBar) -> (usize, usize, usize) {
+    let running: Vec<usize> = (0..net.nodes.len()).filter(|&i| net.nodes[i].child.is_some()).collect();
+    let ids: Vec<&str> = running.iter().map(|&i| net.nodes[i].peer_id.as_str()).collect();
+    let covers = |set: &dyn Fn(&View) -> &BTreeSet<String>, i: usize| {
+        out.views[i]
+            .as_ref()
+            .is_some_and(|v| ids.iter().filter(|id| **id != net.nodes[i].peer_id).all(|id| set(v).contains(*id)))
+    };
+    // Kademlia keeps at most K = 20 peers per bucket, so in a large network a node's table
+    // cannot hold everyone: discovery is complete when each table holds every other running
+    // node, or K of them.
+    let known = |i: usize| {
+        out.views[i].as_ref().map_or(0, |v| {
+            ids.iter().filter(|id| **id != net.nodes[i].peer_id && v.routing_table.contains(**id)).count()
+        })
+    };
+    let discovered = running.iter().filter(|&&i| known(i) >= (running.len() - 1).min(KAD_K)).count();
+    let heard = running.iter().filter(|&&i| covers(&|v| &v.heartbeat_peers, i)).count();
+    if out.discovery_secs.is_none() && discovered == running.len() {
+        out.discovery_secs = Some(net.elapsed());
+        bar.println(format!("discovery complete at {:.1}s", net.elapsed()));
+    }
+    if out.heartbeats_secs.is_none() && heard == running.len() {
+        out.heartbeats_secs = Some(net.elapsed());
+        bar.println(format!("every node hears every other at {:.1}s", net.elapsed()));
+    }
+    (running.len(), discovered, heard)
 }
 
 fn unix_ms() -> u64 {
@@ -432,16 +442,21 @@ async fn apply(net: &mut Testnet, args: &TestnetArgs, out: &mut Outcome, action:
     }
 }
 
-/// After the run: polls (up to 10 s) until every running node has the same ledger root, and
+/// After the run: polls (up to 10 s, 250 ms per node in a bigger network) until every running
+/// node has the same ledger root, and
 /// (up to 30 s) until the render job has ended and (up to 120 s) the federated task; FL
 /// receipts written meanwhile must converge too.
 pub async fn settle(net: &mut Testnet, mut out: Outcome) -> Outcome {
     let start = std::time::Instant::now();
     let mut fl_end = None;
+    // Gossip takes longer to reach every node of a big network (10 s up to 40 nodes).
+    let roots_wait = Duration::from_millis(250 * net.nodes.len() as u64).max(Duration::from_secs(10));
     loop {
         net.reap();
         poll_views(net, &mut out.views).await;
         track_roots(net, &mut out);
+        // A big network may complete these only now (its start took a while).
+        track_coverage(net, &mut out, &ProgressBar::hidden());
         poll_job(net, &mut out).await;
         poll_fl(net, &mut out).await;
         let job_done = !job_running(&out) || start.elapsed() > Duration::from_secs(30);
@@ -454,7 +469,7 @@ pub async fn settle(net: &mut Testnet, mut out: Outcome) -> Outcome {
         let fl_done = fl_end.is_some() || start.elapsed() > Duration::from_secs(120);
         // Roots are compared once no more receipts are coming, for up to 10 s after that.
         let roots_done = (out.roots_equal_since_ms.is_some() && fl_end.is_some())
-            || fl_end.is_some_and(|t| t.elapsed() > Duration::from_secs(10))
+            || fl_end.is_some_and(|t| t.elapsed() > roots_wait)
             || start.elapsed() > Duration::from_secs(130);
         if (roots_done && job_done && fl_done) || out.interrupted {
             break;

@@ -24,10 +24,23 @@ use super::{Command, ConnectedPeer, InboundMessage, InboundRequest, NetHandle, N
 use crate::config::NodeConfig;
 use crate::identity::Identity;
 
+/// Peers whose announced addresses are remembered for redialling.
+const KNOWN_ADDRS: usize = 4096;
+/// A connection a request used within this long is not trimmed (nor one with a request in
+/// flight).
+const KEEP_USED: Duration = Duration::from_secs(5);
+/// Nor is one younger than this (its peer may not be grafted into the gossip mesh yet).
+const KEEP_NEW: Duration = Duration::from_secs(20);
 /// First delay between two random DHT walks; it doubles up to [`DISCOVERY_MAX`].
 const DISCOVERY_MIN: Duration = Duration::from_millis(500);
-/// Slowest pace of random DHT walks once the table is settled.
+/// Slowest pace of random DHT walks while the routing table holds fewer than the target peer
+/// count.
 const DISCOVERY_MAX: Duration = Duration::from_secs(30);
+/// Pace of random walks once it holds more: each walk dials peers, and in a big network
+/// frequent walks would keep connecting everyone to everyone.
+const DISCOVERY_SETTLED: Duration = Duration::from_secs(300);
+/// How often connections beyond the target are trimmed.
+const TRIM_EVERY: Duration = Duration::from_secs(10);
 /// How often the known peers are written to the peer store.
 const PERSIST_EVERY: Duration = Duration::from_secs(60);
 /// Gossip messages queued for validation before new ones are dropped (and ignored).
@@ -165,6 +178,10 @@ pub async fn start(
         kinds_by_topic,
         rtt: HashMap::new(),
         peer_addrs: HashMap::new(),
+        known_addrs: HashMap::new(),
+        connected_at: HashMap::new(),
+        last_used: HashMap::new(),
+        in_flight: HashMap::new(),
         bootnode_dials: HashMap::new(),
         metrics,
         peer_store,
@@ -216,6 +233,15 @@ struct EventLoop {
     kinds_by_topic: BTreeMap<TopicHash, Kind>,
     rtt: HashMap<PeerId, Duration>,
     peer_addrs: HashMap<PeerId, Multiaddr>,
+    /// Listen addresses peers of our network announced (identify), kept after they disconnect
+    /// so that a request to them can dial again; at most [`KNOWN_ADDRS`] peers.
+    known_addrs: HashMap<PeerId, Vec<Multiaddr>>,
+    /// When each connected peer's first connection opened, and whether this node dialled it.
+    connected_at: HashMap<PeerId, (Instant, bool)>,
+    /// When a request last went to or came from each peer.
+    last_used: HashMap<PeerId, Instant>,
+    /// Requests to or from each peer not answered yet.
+    in_flight: HashMap<PeerId, u32>,
     /// Our own dials of bootnodes in flight.
     bootnode_dials: HashMap<ConnectionId, PeerId>,
     metrics: Metrics,
@@ -233,6 +259,8 @@ impl EventLoop {
         let mut discovery_delay = DISCOVERY_MIN;
         let mut next_discovery = tokio::time::Instant::now();
         let mut next_persist = tokio::time::Instant::now() + PERSIST_EVERY;
+        let mut trim = tokio::time::interval(TRIM_EVERY);
+        trim.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let next_boot = self
                 .bootnodes
@@ -249,9 +277,12 @@ impl EventLoop {
                 _ = tokio::time::sleep_until(next_boot) => self.dial_bootnodes(),
                 _ = tokio::time::sleep_until(next_discovery) => {
                     self.discover();
-                    discovery_delay = (discovery_delay * 2).min(DISCOVERY_MAX);
+                    let known: usize = self.swarm.behaviour_mut().kad.kbuckets().map(|b| b.num_entries()).sum();
+                    let max = if known >= self.target_peers { DISCOVERY_SETTLED } else { DISCOVERY_MAX };
+                    discovery_delay = (discovery_delay * 2).min(max);
                     next_discovery = tokio::time::Instant::now() + discovery_delay;
                 }
+                _ = trim.tick() => self.trim(),
                 _ = tokio::time::sleep_until(next_persist) => {
                     self.persist_peers().await;
                     next_persist = tokio::time::Instant::now() + PERSIST_EVERY;
@@ -317,6 +348,56 @@ impl EventLoop {
         }
     }
 
+    /// Closes connections this node dialled beyond the target that nothing needs: gossipsub
+    /// keeps a stream open on every connection, so without this every peer a DHT walk or a
+    /// request ever dialled stays connected (a hundred nodes end up all connected to all, each
+    /// connection with its pings and gossip control traffic). The dialler owns a connection:
+    /// a node never hangs up on peers that came to it (a bootnode would otherwise cut the very
+    /// nodes that rely on it, and they would dial straight back). Kept: bootnodes, gossip mesh
+    /// peers, peers with a request in flight or one answered within [`KEEP_USED`], and
+    /// connections younger than [`KEEP_NEW`].
+    fn trim(&mut self) {
+        let connected: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+        if connected.len() <= self.target_peers + self.target_peers / 2 {
+            return;
+        }
+        let now = Instant::now();
+        let mesh: std::collections::BTreeSet<PeerId> =
+            self.swarm.behaviour().gossipsub.all_mesh_peers().copied().collect();
+        let mut idle: Vec<(Instant, PeerId)> = connected
+            .iter()
+            .filter(|p| !mesh.contains(p) && !self.bootnodes.contains(p) && !self.in_flight.contains_key(p))
+            .filter_map(|p| {
+                let (since, dialled) = self.connected_at.get(p).copied()?;
+                let used = self.last_used.get(p).copied();
+                let young = now.duration_since(since) < KEEP_NEW;
+                let busy = used.is_some_and(|t| now.duration_since(t) < KEEP_USED);
+                (dialled && !young && !busy).then(|| (used.unwrap_or(since), *p))
+            })
+            .collect();
+        // The longest unused first.
+        idle.sort();
+        let excess = connected.len() - self.target_peers;
+        for (_, peer) in idle.into_iter().take(excess) {
+            debug!(%peer, "closing an unused connection (above the target peer count)");
+            let _ = self.swarm.disconnect_peer_id(peer);
+        }
+    }
+
+    /// Notes a request to or from `peer` (`opened`) or its end.
+    fn used(&mut self, peer: PeerId, opened: bool) {
+        self.last_used.insert(peer, Instant::now());
+        let n = self.in_flight.entry(peer).or_default();
+        if opened {
+            *n += 1;
+        } else {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.in_flight.remove(&peer);
+            }
+        }
+    }
+
     fn on_command(&mut self, cmd: Command) {
         match cmd {
             Command::Publish { kind, data, reply } => {
@@ -336,6 +417,18 @@ impl EventLoop {
                 let _ = reply.send(self.snapshot());
             }
             Command::Request { proto, peer, data, reply } => {
+                // A peer we were connected to before (or one a DHT walk did not put in the
+                // routing table) is dialled at its announced addresses.
+                if !self.swarm.is_connected(&peer)
+                    && let Some(addrs) = self.known_addrs.get(&peer).cloned()
+                {
+                    let opts = DialOpts::peer_id(peer)
+                        .condition(PeerCondition::DisconnectedAndNotDialing)
+                        .addresses(addrs)
+                        .build();
+                    let _ = self.swarm.dial(opts);
+                }
+                self.used(peer, true);
                 let id = self.rr(proto).send_request(&peer, data);
                 self.pending.insert((proto, id), reply);
             }
@@ -445,6 +538,9 @@ impl EventLoop {
                 if let identify::Event::Received { peer_id, info, .. } = e {
                     // Identify feeds Kademlia: only peers of our network (same kad protocol).
                     if info.protocols.contains(&self.kad_protocol) {
+                        if self.known_addrs.len() < KNOWN_ADDRS || self.known_addrs.contains_key(&peer_id) {
+                            self.known_addrs.insert(peer_id, info.listen_addrs.iter().take(4).cloned().collect());
+                        }
                         for addr in info.listen_addrs {
                             self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
                         }
@@ -477,17 +573,25 @@ impl EventLoop {
                 self.bootnode_dials.remove(&connection_id);
                 debug!(peer = %peer_id, addr = %endpoint.get_remote_address(), "connected");
                 self.peer_addrs.insert(peer_id, endpoint.get_remote_address().clone());
+                self.connected_at.entry(peer_id).or_insert_with(|| (Instant::now(), endpoint.is_dialer()));
                 if self.bootnodes.contains(&peer_id) && num_established.get() == 1 {
                     info!(peer = %peer_id, "connected to bootnode");
                     self.bootnodes.connected(&peer_id);
-                    // Self-lookup: learn our neighbourhood from the bootnode.
-                    let _ = self.swarm.behaviour_mut().kad.bootstrap();
+                    // Self-lookup: learn our neighbourhood from the bootnode (not again after a
+                    // reconnection, once the routing table is full enough).
+                    let known: usize = self.swarm.behaviour_mut().kad.kbuckets().map(|b| b.num_entries()).sum();
+                    if known < self.target_peers {
+                        let _ = self.swarm.behaviour_mut().kad.bootstrap();
+                    }
                 }
             }
             SwarmEvent::ConnectionClosed { peer_id, num_established: 0, cause, .. } => {
                 debug!(peer = %peer_id, cause = ?cause, "disconnected");
                 self.rtt.remove(&peer_id);
                 self.peer_addrs.remove(&peer_id);
+                self.connected_at.remove(&peer_id);
+                self.last_used.remove(&peer_id);
+                self.in_flight.remove(&peer_id);
                 if self.bootnodes.contains(&peer_id) {
                     info!(peer = %peer_id, "lost the bootnode connection; will redial");
                     self.bootnodes.disconnected(&peer_id, Instant::now());
@@ -527,6 +631,7 @@ impl EventLoop {
         match e {
             request_response::Event::Message { peer, message, .. } => match message {
                 request_response::Message::Request { request, channel, .. } => {
+                    self.used(peer, true);
                     let msg = InboundRequest { peer, data: request, channel };
                     let queue = match proto {
                         Proto::LedgerSync => &self.sync_inbound,
@@ -540,21 +645,24 @@ impl EventLoop {
                     }
                 }
                 request_response::Message::Response { request_id, response } => {
+                    self.used(peer, false);
                     if let Some(reply) = self.pending.remove(&(proto, request_id)) {
                         let _ = reply.send(Ok(response));
                     }
                 }
             },
             request_response::Event::OutboundFailure { request_id, error, peer, .. } => {
+                self.used(peer, false);
                 debug!(%peer, ?proto, %error, "request failed");
                 if let Some(reply) = self.pending.remove(&(proto, request_id)) {
                     let _ = reply.send(Err(error.to_string()));
                 }
             }
             request_response::Event::InboundFailure { peer, error, .. } => {
+                self.used(peer, false);
                 debug!(%peer, ?proto, %error, "inbound request failed");
             }
-            request_response::Event::ResponseSent { .. } => {}
+            request_response::Event::ResponseSent { peer, .. } => self.used(peer, false),
         }
     }
 
@@ -564,7 +672,6 @@ impl EventLoop {
                 let msg = InboundMessage {
                     id: message_id.clone(),
                     from: propagation_source,
-                    source: message.source,
                     kind: self.kinds_by_topic.get(&message.topic).copied(),
                     data: message.data,
                 };

@@ -62,8 +62,6 @@ pub struct InboundMessage {
     pub id: MessageId,
     /// The peer that forwarded it to us (who is scored for it).
     pub from: PeerId,
-    /// The original publisher, as signed by gossipsub (strict mode guarantees it is present).
-    pub source: Option<PeerId>,
     /// The topic's kind, if the topic is one of ours.
     pub kind: Option<Kind>,
     pub data: Vec<u8>,
