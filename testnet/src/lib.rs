@@ -90,7 +90,7 @@ pub struct TestnetArgs {
     /// How much longer each piece of work of a `--slow` node takes, in milliseconds.
     #[arg(long, default_value_t = 300)]
     pub slow_ms: u64,
-    /// A scenario: `smoke`, `byzantine`, `chaos` (built in) or a TOML file with the same keys
+    /// A scenario: `smoke`, `byzantine`, `chaos`, `scale` (built in) or a TOML file with the same keys
     /// as these flags (see testnet/scenarios/); flags given on the command line win.
     #[arg(long)]
     pub scenario: Option<String>,
@@ -148,10 +148,11 @@ impl FromStr for Partition {
 }
 
 /// The built-in scenarios, by name.
-pub const SCENARIOS: [(&str, &str); 3] = [
+pub const SCENARIOS: [(&str, &str); 4] = [
     ("smoke", include_str!("../scenarios/smoke.toml")),
     ("byzantine", include_str!("../scenarios/byzantine.toml")),
     ("chaos", include_str!("../scenarios/chaos.toml")),
+    ("scale", include_str!("../scenarios/scale.toml")),
 ];
 
 /// A scenario file: any of the run's settings, and the faults on a timeline.
@@ -173,6 +174,7 @@ pub struct Scenario {
     pub loss: Option<u32>,
     pub slow: Option<Vec<usize>>,
     pub slow_ms: Option<u64>,
+    pub in_process: Option<bool>,
     #[serde(default)]
     pub kill: Vec<At>,
     #[serde(default)]
@@ -238,7 +240,7 @@ impl TestnetArgs {
             )*};
         }
         take!(nodes, verifiers, cheaters, poisoners, duration, epoch_secs, heartbeat_ms, render_size, render_spp);
-        take!(fl_rounds, fl_aggregator, gov_change, loss, slow, slow_ms);
+        take!(fl_rounds, fl_aggregator, gov_change, loss, slow, slow_ms, in_process);
         if !sc.kill.is_empty() && !explicit("kills") {
             self.kills =
                 sc.kill.iter().map(|k| Ok(Kill { node: k.node, at: secs("kill", k.at)? })).collect::<Result<_, _>>()?;
@@ -456,6 +458,9 @@ mod tests {
             args.check().unwrap();
             if name == "chaos" {
                 assert_eq!((args.kills.len(), args.restarts.len(), args.partitions.len(), args.loss), (1, 1, 1, 2));
+            }
+            if name == "scale" {
+                assert_eq!((args.nodes, args.verifiers, args.in_process), (100, 3, true));
             }
         }
         // A flag given on the command line wins over the scenario.
