@@ -438,8 +438,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             }
         },
-        Command::Testnet(args) => {
-            init_logs("warn", false);
+        Command::Testnet(mut args) => {
+            if args.in_process {
+                // A hundred nodes' warnings would bury the progress bar: in process they all go
+                // to one file in the base dir (each node's own log file when it is a process).
+                let base = args.base_dir.get_or_insert_with(ifx_testnet::default_base_dir).clone();
+                std::fs::create_dir_all(&base).with_context(|| format!("creating {}", base.display()))?;
+                let path = base.join(ifx_testnet::IN_PROCESS_LOG);
+                let file = std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+                let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+                tracing_subscriber::fmt().with_env_filter(filter).with_writer(file).with_ansi(false).init();
+            } else {
+                init_logs("warn", false);
+            }
             let binary = std::env::current_exe().context("locating the ifx binary")?;
             let rt = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
             let host: std::sync::Arc<dyn ifx_testnet::Host> = std::sync::Arc::new(InProcessHost);

@@ -317,4 +317,10 @@ fn in_process_testnet_runs_the_same_verdict() {
     assert_eq!(report["ledger"]["converged"], true);
     assert_eq!(report["settlement"]["agreed"], true);
     assert!(report["nodes"].as_array().unwrap().iter().all(|n| n["alive"] == true && n["stop"] == "clean"));
+    // Every node logs to one file in the base dir (not over the progress bar), and the report
+    // points there.
+    let log = tmp.path().join("nodes.log");
+    assert!(log.is_file(), "no {}", log.display());
+    assert!(report["nodes"].as_array().unwrap().iter().all(|n| n["log"] == log.display().to_string()), "{report:#}");
+    assert!(!String::from_utf8_lossy(&out.stderr).contains(" WARN "), "node warnings reached the terminal");
 }

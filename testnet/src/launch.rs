@@ -119,10 +119,7 @@ impl Testnet {
     /// Creates the base dir, clears earlier node dirs and writes the shared network config.
     pub fn prepare(binary: PathBuf, args: &TestnetArgs) -> Result<Self, TestnetError> {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-        let base_dir = args
-            .base_dir
-            .clone()
-            .unwrap_or_else(|| std::env::temp_dir().join(format!("ifx-testnet-{}", now.as_millis())));
+        let base_dir = args.base_dir.clone().unwrap_or_else(crate::default_base_dir);
         let io = |what: &str, p: &Path, e: std::io::Error| TestnetError::Io(format!("{what} {}: {e}", p.display()));
         std::fs::create_dir_all(&base_dir).map_err(|e| io("cannot create", &base_dir, e))?;
         let network_id = format!("testnet-{}", now.as_secs() % 1_000_000);
@@ -217,9 +214,12 @@ impl Testnet {
         })
     }
 
-    /// Runs every node inside this process through `host`.
+    /// Runs every node inside this process through `host`; they all log to one file.
     pub fn in_process(&mut self, host: std::sync::Arc<dyn Host>) {
         self.host = Some(host);
+        for n in &mut self.nodes {
+            n.log = self.base_dir.join(crate::IN_PROCESS_LOG);
+        }
     }
 
     /// Resident memory of the running node processes, summed, in MiB (0 in process).

@@ -147,6 +147,16 @@ impl FromStr for Partition {
     }
 }
 
+/// The log file of every node of an in-process run, in the base dir.
+pub const IN_PROCESS_LOG: &str = "nodes.log";
+
+/// Where a run keeps its nodes and report when `--base-dir` is not given: a new dir under the
+/// temp dir.
+pub fn default_base_dir() -> std::path::PathBuf {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    std::env::temp_dir().join(format!("ifx-testnet-{}", now.as_millis()))
+}
+
 /// The built-in scenarios, by name.
 pub const SCENARIOS: [(&str, &str); 4] = [
     ("smoke", include_str!("../scenarios/smoke.toml")),
