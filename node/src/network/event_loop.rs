@@ -386,7 +386,9 @@ impl EventLoop {
 
     /// Notes a request to or from `peer` (`opened`) or its end.
     fn used(&mut self, peer: PeerId, opened: bool) {
-        self.last_used.insert(peer, Instant::now());
+        if opened || self.swarm.is_connected(&peer) {
+            self.last_used.insert(peer, Instant::now());
+        }
         let n = self.in_flight.entry(peer).or_default();
         if opened {
             *n += 1;
