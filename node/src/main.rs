@@ -446,8 +446,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 std::fs::create_dir_all(&base).with_context(|| format!("creating {}", base.display()))?;
                 let path = base.join(ifx_testnet::IN_PROCESS_LOG);
                 let file = std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
-                let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
-                tracing_subscriber::fmt().with_env_filter(filter).with_writer(file).with_ansi(false).init();
+                init_logs_to("warn", false, file, false);
             } else {
                 init_logs("warn", false);
             }
@@ -732,12 +731,17 @@ async fn run_node(cfg: NodeConfig) -> anyhow::Result<()> {
 }
 
 fn init_logs(filter: &str, json: bool) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(filter));
     use std::io::IsTerminal;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
+    init_logs_to(filter, json, std::io::stderr, std::io::stderr().is_terminal());
+}
+
+/// Logs to `writer` (`RUST_LOG` overrides `filter`), with colours if `ansi`.
+fn init_logs_to<W>(filter: &str, json: bool, writer: W, ansi: bool)
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(filter));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer).with_ansi(ansi);
     if json {
         builder.json().init();
     } else {

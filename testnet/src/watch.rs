@@ -14,8 +14,9 @@ use crate::launch::Testnet;
 const KAD_K: usize = 20;
 /// Time between two polls of every node, in a small network.
 const POLL: Duration = Duration::from_millis(500);
-/// Per node, once that is longer (1 s for 100 nodes): polling 100 nodes twice a second would load the machine the
-/// network runs on (in process, the very runtime whose latency is being measured).
+/// Per node, once that is longer (1 s for 100 nodes): polling 100 nodes twice a second would
+/// load the machine the network runs on (in process, the very runtime whose latency is being
+/// measured).
 const POLL_PER_NODE: Duration = Duration::from_millis(10);
 
 /// Time between two polls of a network of `nodes`.

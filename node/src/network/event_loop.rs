@@ -277,8 +277,7 @@ impl EventLoop {
                 _ = tokio::time::sleep_until(next_boot) => self.dial_bootnodes(),
                 _ = tokio::time::sleep_until(next_discovery) => {
                     self.discover();
-                    let known: usize = self.swarm.behaviour_mut().kad.kbuckets().map(|b| b.num_entries()).sum();
-                    let max = if known >= self.target_peers { DISCOVERY_SETTLED } else { DISCOVERY_MAX };
+                    let max = if self.routing_table_len() >= self.target_peers { DISCOVERY_SETTLED } else { DISCOVERY_MAX };
                     discovery_delay = (discovery_delay * 2).min(max);
                     next_discovery = tokio::time::Instant::now() + discovery_delay;
                 }
@@ -382,6 +381,11 @@ impl EventLoop {
             debug!(%peer, "closing an unused connection (above the target peer count)");
             let _ = self.swarm.disconnect_peer_id(peer);
         }
+    }
+
+    /// Peers in the Kademlia routing table.
+    fn routing_table_len(&mut self) -> usize {
+        self.swarm.behaviour_mut().kad.kbuckets().map(|b| b.num_entries()).sum()
     }
 
     /// Notes a request to or from `peer` (`opened`) or its end.
@@ -581,8 +585,7 @@ impl EventLoop {
                     self.bootnodes.connected(&peer_id);
                     // Self-lookup: learn our neighbourhood from the bootnode (not again after a
                     // reconnection, once the routing table is full enough).
-                    let known: usize = self.swarm.behaviour_mut().kad.kbuckets().map(|b| b.num_entries()).sum();
-                    if known < self.target_peers {
+                    if self.routing_table_len() < self.target_peers {
                         let _ = self.swarm.behaviour_mut().kad.bootstrap();
                     }
                 }
