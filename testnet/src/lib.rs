@@ -426,7 +426,7 @@ pub async fn run_with(
             return Err(e);
         }
     };
-    let outcome = watch::settle(&mut net, outcome).await;
+    let outcome = watch::settle(&mut net, &args, outcome).await;
     let latency = watch::collect_latency(&net).await;
     let memory = report::MemoryReport {
         in_process: args.in_process,

@@ -446,10 +446,18 @@ async fn apply(net: &mut Testnet, args: &TestnetArgs, out: &mut Outcome, action:
 /// After the run: polls (up to 10 s, 250 ms per node in a bigger network) until every running
 /// node has the same ledger root, and
 /// (up to 30 s) until the render job has ended and (up to 120 s) the federated task; FL
-/// receipts written meanwhile must converge too.
-pub async fn settle(net: &mut Testnet, mut out: Outcome) -> Outcome {
+/// receipts written meanwhile must converge too. With cheaters in the run it also waits (up to
+/// two epochs and the seal grace) until every cheater is slashed in a sealed epoch: a cheater
+/// caught in the run's last epoch is slashed only when that epoch is sealed, after the run.
+pub async fn settle(net: &mut Testnet, args: &TestnetArgs, mut out: Outcome) -> Outcome {
     let start = std::time::Instant::now();
     let mut fl_end = None;
+    let cheaters: BTreeSet<String> =
+        net.nodes.iter().filter(|n| n.cheat.is_some()).map(|n| n.public_key.clone()).collect();
+    let epoch_ms = args.epoch_secs * 1000;
+    let slash_wait = Duration::from_millis(2 * epoch_ms + epoch_ms / 6 + 2000);
+    let mut slashed_all = cheaters.is_empty();
+    let mut slash_polled: Option<std::time::Instant> = None;
     // Gossip takes longer to reach every node of a big network (10 s up to 40 nodes).
     let roots_wait = Duration::from_millis(250 * net.nodes.len() as u64).max(Duration::from_secs(10));
     loop {
@@ -468,11 +476,20 @@ pub async fn settle(net: &mut Testnet, mut out: Outcome) -> Outcome {
             continue;
         }
         let fl_done = fl_end.is_some() || start.elapsed() > Duration::from_secs(120);
+        // Once a second (each request recomputes the settlement): slashed in a sealed epoch yet?
+        if !slashed_all
+            && start.elapsed() < slash_wait
+            && slash_polled.is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
+        {
+            slash_polled = Some(std::time::Instant::now());
+            slashed_all = sealed_slashes(net).await.is_some_and(|s| cheaters.is_subset(&s));
+        }
+        let slash_done = slashed_all || start.elapsed() > slash_wait;
         // Roots are compared once no more receipts are coming, for up to 10 s after that.
         let roots_done = (out.roots_equal_since_ms.is_some() && fl_end.is_some())
             || fl_end.is_some_and(|t| t.elapsed() > roots_wait)
             || start.elapsed() > Duration::from_secs(130);
-        if (roots_done && job_done && fl_done) || out.interrupted {
+        if (roots_done && job_done && fl_done && slash_done) || out.interrupted {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -517,6 +534,21 @@ pub async fn settle(net: &mut Testnet, mut out: Outcome) -> Outcome {
         );
     out.rewards = futures::future::join_all(polls).await.into_iter().flatten().collect();
     out
+}
+
+/// The keys slashed in the epochs the first running node has sealed.
+async fn sealed_slashes(net: &Testnet) -> Option<BTreeSet<String>> {
+    let api = net.nodes.iter().find(|n| n.child.is_some())?.api?;
+    let v: serde_json::Value = net.client.get(format!("http://{api}/rewards")).send().await.ok()?.json().await.ok()?;
+    Some(
+        v["epochs"]
+            .as_array()?
+            .iter()
+            .filter(|e| e["status"] == "sealed")
+            .flat_map(|e| e["slashed"].as_array().into_iter().flatten())
+            .filter_map(|k| k.as_str().map(str::to_owned))
+            .collect(),
+    )
 }
 
 fn progress(args: &TestnetArgs) -> ProgressBar {
