@@ -137,6 +137,10 @@ impl Default for RenderSection {
 pub struct PorSection {
     /// Mean time between two challenges a verifier issues, in ms (jittered 0.5x to 1.5x).
     pub challenge_interval_ms: u64,
+    /// Challenges a verifier keeps under way at once, each to a different worker (a challenge
+    /// mostly waits on the network and the worker; a big network needs several to reach every
+    /// worker within a few epochs).
+    pub max_in_flight: u32,
     /// A challenge unanswered after this many ms is a QoS failure.
     pub answer_timeout_ms: u64,
     /// For tests and the testnet only: answer challenges in this cheat mode (`constant`,
@@ -146,7 +150,7 @@ pub struct PorSection {
 
 impl Default for PorSection {
     fn default() -> Self {
-        Self { challenge_interval_ms: 30_000, answer_timeout_ms: 20_000, cheat: String::new() }
+        Self { challenge_interval_ms: 30_000, max_in_flight: 1, answer_timeout_ms: 20_000, cheat: String::new() }
     }
 }
 
@@ -329,6 +333,9 @@ impl NodeConfig {
         }
         if !(100..=86_400_000).contains(&self.por.challenge_interval_ms) {
             return Err(InvalidValue::new("por.challenge_interval_ms", "must be between 100 and 86400000"));
+        }
+        if !(1..=64).contains(&self.por.max_in_flight) {
+            return Err(InvalidValue::new("por.max_in_flight", "must be between 1 and 64"));
         }
         if !self.fl.poison.is_empty() && !crate::fl::POISONS.contains(&self.fl.poison.as_str()) {
             return Err(InvalidValue::new(

@@ -661,33 +661,7 @@ fn ledger_command(data_dir: &std::path::Path, json: bool, command: LedgerCommand
                 (None, None) => l.iter_sorted().map(|e| (*e).clone()).collect(),
             };
             for e in &entries {
-                let body = match e.kind {
-                    ifx_protocols::ledger::EntryKind::Liveness => {
-                        match ifx_protocols::ledger::LivenessAttestation::decode(&e.body) {
-                            Ok(a) => serde_json::to_value(a)?,
-                            Err(err) => serde_json::json!({ "undecodable": err }),
-                        }
-                    }
-                    ifx_protocols::ledger::EntryKind::RenderReceipt => {
-                        match ifx_protocols::ledger::RenderReceipt::decode(&e.body) {
-                            Ok(r) => serde_json::to_value(r)?,
-                            Err(err) => serde_json::json!({ "undecodable": err }),
-                        }
-                    }
-                    ifx_protocols::ledger::EntryKind::PorVerdicts => {
-                        match ifx_protocols::ledger::PorVerdicts::decode(&e.body) {
-                            Ok(v) => serde_json::to_value(v)?,
-                            Err(err) => serde_json::json!({ "undecodable": err }),
-                        }
-                    }
-                    ifx_protocols::ledger::EntryKind::FlReceipt => {
-                        match ifx_protocols::ledger::FlReceipt::decode(&e.body) {
-                            Ok(v) => serde_json::to_value(v)?,
-                            Err(err) => serde_json::json!({ "undecodable": err }),
-                        }
-                    }
-                    _ => serde_json::json!({ "bytes": e.body.len() }),
-                };
+                let body = entry_body_json(e)?;
                 let v = serde_json::json!({
                     "author": hex::encode(e.author), "seq": e.seq, "epoch": e.epoch, "kind": e.kind.name(),
                     "id": hex::encode(e.id()), "prev": hex::encode(e.prev), "body": body,
@@ -881,5 +855,34 @@ impl ifx_testnet::Host for InProcessHost {
             let node = Node::start(cfg).await.map_err(|e| e.to_string())?;
             Ok(Box::new(InProcessNode(node)) as Box<dyn ifx_testnet::RunningNode>)
         })
+    }
+}
+
+/// An entry's body as JSON, decoded by its kind (a seal shows its frontier as `[author, seq]`).
+fn entry_body_json(e: &ifx_protocols::ledger::Entry) -> anyhow::Result<serde_json::Value> {
+    use ifx_protocols::ledger::{self as l, EntryKind as K};
+    use ifx_protocols::settle as s;
+    fn shown<T: serde::Serialize>(r: Result<T, String>) -> anyhow::Result<serde_json::Value> {
+        Ok(match r {
+            Ok(v) => serde_json::to_value(v)?,
+            Err(err) => serde_json::json!({ "undecodable": err }),
+        })
+    }
+    match e.kind {
+        K::Liveness => shown(l::LivenessAttestation::decode(&e.body)),
+        K::RenderReceipt => shown(l::RenderReceipt::decode(&e.body)),
+        K::PorVerdicts => shown(l::PorVerdicts::decode(&e.body)),
+        K::FlReceipt => shown(l::FlReceipt::decode(&e.body)),
+        K::Stake => shown(s::StakeOp::decode(&e.body)),
+        K::Proposal => shown(s::Proposal::decode(&e.body)),
+        K::Vote => shown(s::Vote::decode(&e.body)),
+        K::Seal => {
+            let mut v = shown(s::EpochSeal::decode(&e.body))?;
+            if let Ok(seal) = s::EpochSeal::decode(&e.body) {
+                v["frontier"] = seal.frontier.iter().map(|(a, seq)| serde_json::json!([hex::encode(a), seq])).collect();
+            }
+            Ok(v)
+        }
+        K::Unknown(_) => Ok(serde_json::json!({ "bytes": e.body.len() })),
     }
 }

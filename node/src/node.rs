@@ -194,6 +194,7 @@ impl Node {
                 stats: por_stats.clone(),
                 verifier_id: identity.public_key(),
                 every: std::time::Duration::from_millis(cfg.por.challenge_interval_ms),
+                max_in_flight: cfg.por.max_in_flight as usize,
                 ib_reference: cfg.network.ib_reference_iters_per_sec,
                 key: identity.signing_key().clone(),
                 network: cfg.network.clone(),

@@ -377,6 +377,29 @@ impl PorStats {
     }
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ChallengeKind {
+    Image,
+    Bench,
+}
+
+/// What to ask a worker next, from what this verifier asked it so far: the first challenge of
+/// either kind at random (`coin`), the other kind next (a view is decided only once both kinds
+/// passed, and a cheat may show in one kind only), a second benchmark (a forged time is judged
+/// on two), then one benchmark in three (`one_in_three`). In a big network a verifier reaches
+/// each worker rarely, so an image cheater must meet an image challenge early.
+fn next_kind(seen: Option<&WorkerStats>, coin: bool, one_in_three: bool) -> ChallengeKind {
+    let benches = seen.map_or(0, |w| w.bench_attempts);
+    let images = seen.map_or(0, |w| w.challenges.saturating_sub(w.bench_attempts));
+    let bench_if = |b: bool| if b { ChallengeKind::Bench } else { ChallengeKind::Image };
+    match (images, benches) {
+        (0, 0) => bench_if(coin),
+        (0, _) => ChallengeKind::Image,
+        (_, b) if b < JUDGED_MIN => ChallengeKind::Bench,
+        _ => bench_if(one_in_three),
+    }
+}
+
 /// The verifier's challenge loop.
 pub struct Challenger {
     pub net: NetHandle,
@@ -384,6 +407,8 @@ pub struct Challenger {
     pub stats: PorStats,
     pub verifier_id: [u8; 32],
     pub every: Duration,
+    /// Challenges under way at once (to distinct workers).
+    pub max_in_flight: usize,
     /// IB reference (iterations per second for IB = 1.0).
     pub ib_reference: u64,
     /// Signs the `por` topic announcements.
@@ -402,61 +427,79 @@ enum Outcome {
 }
 
 impl Challenger {
-    /// Challenges a random connected worker every `every` (jittered) until `shutdown`.
+    /// Starts a challenge of a worker every `every` (jittered) while fewer than
+    /// `max_in_flight` are under way, until `shutdown`.
     pub async fn run(self, shutdown: CancellationToken) {
+        let mut in_flight = futures::stream::FuturesUnordered::new();
+        let mut busy: std::collections::BTreeSet<PeerId> = Default::default();
         loop {
             let wait = self.every.mul_f64(rand::thread_rng().gen_range(0.5..1.5));
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(wait) => {}
-            }
-            let Some(peer) = self.pick().await else { continue };
-            let started = Instant::now();
-            // A worker's first challenge from this verifier is a timed benchmark, then one in
-            // three at random.
-            let benched = self.stats.snapshot().get(&peer.to_string()).map_or(0, |w| w.bench_attempts);
-            let outcome = if benched < 2 || rand::thread_rng().gen_range(0..3) == 0 {
-                self.bench(peer).await
-            } else {
-                self.challenge(peer).await
-            };
-            let ms = started.elapsed().as_secs_f64() * 1000.0;
-            match outcome {
-                Ok(Outcome::Verdict(v, verify_us, render_us)) => {
-                    if let por::Verdict::Fail { reason } = &v {
-                        warn!(%peer, reason, "proof of rendering failed");
-                    } else {
-                        debug!(%peer, ms, "proof of rendering passed");
+                Some((peer, r)) = futures::StreamExt::next(&mut in_flight), if !in_flight.is_empty() => {
+                    busy.remove(&peer);
+                    if r == Err(()) {
+                        return;
                     }
-                    self.stats.record(&peer, |w| {
-                        w.challenges += 1;
-                        w.latency_ms_sum += ms;
-                        w.verify_us += verify_us;
-                        w.worker_render_us += render_us;
-                        match v {
-                            por::Verdict::Pass { .. } => w.passed += 1,
-                            por::Verdict::Fail { reason } => {
-                                w.failed += 1;
-                                w.last_failure = Some(reason);
-                            }
-                        }
-                    });
+                    continue;
                 }
-                Ok(Outcome::Bench(Ok((ib, ratio)))) => {
-                    let result = self.stats.judge_time(&peer, ratio).map(|()| ib);
-                    self.record_bench(&peer, ms, result);
-                }
-                Ok(Outcome::Bench(Err(reason))) => self.record_bench(&peer, ms, Err(reason)),
-                Ok(Outcome::Timeout(e)) => {
-                    info!(%peer, error = e, "challenge unanswered: QoS failure");
-                    self.stats.record(&peer, |w| {
-                        w.timeouts += 1;
-                    });
-                }
-                Err(()) => return,
+                _ = tokio::time::sleep(wait), if in_flight.len() < self.max_in_flight.max(1) => {}
             }
-            self.announce(peer, ms).await;
+            let Some(peer) = self.pick(&busy).await else { continue };
+            busy.insert(peer);
+            let this = &self;
+            in_flight.push(async move { (peer, this.challenge_once(peer).await) });
         }
+    }
+
+    /// One challenge of `peer`, recorded and announced; `Err(())` when the network stopped.
+    async fn challenge_once(&self, peer: PeerId) -> Result<(), ()> {
+        let started = Instant::now();
+        let kind = {
+            let mut rng = rand::thread_rng();
+            next_kind(self.stats.snapshot().get(&peer.to_string()), rng.gen_bool(0.5), rng.gen_range(0..3) == 0)
+        };
+        let outcome = match kind {
+            ChallengeKind::Bench => self.bench(peer).await,
+            ChallengeKind::Image => self.challenge(peer).await,
+        };
+        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        match outcome {
+            Ok(Outcome::Verdict(v, verify_us, render_us)) => {
+                if let por::Verdict::Fail { reason } = &v {
+                    warn!(%peer, reason, "proof of rendering failed");
+                } else {
+                    debug!(%peer, ms, "proof of rendering passed");
+                }
+                self.stats.record(&peer, |w| {
+                    w.challenges += 1;
+                    w.latency_ms_sum += ms;
+                    w.verify_us += verify_us;
+                    w.worker_render_us += render_us;
+                    match v {
+                        por::Verdict::Pass { .. } => w.passed += 1,
+                        por::Verdict::Fail { reason } => {
+                            w.failed += 1;
+                            w.last_failure = Some(reason);
+                        }
+                    }
+                });
+            }
+            Ok(Outcome::Bench(Ok((ib, ratio)))) => {
+                let result = self.stats.judge_time(&peer, ratio).map(|()| ib);
+                self.record_bench(&peer, ms, result);
+            }
+            Ok(Outcome::Bench(Err(reason))) => self.record_bench(&peer, ms, Err(reason)),
+            Ok(Outcome::Timeout(e)) => {
+                info!(%peer, error = e, "challenge unanswered: QoS failure");
+                self.stats.record(&peer, |w| {
+                    w.timeouts += 1;
+                });
+            }
+            Err(()) => return Err(()),
+        }
+        self.announce(peer, ms).await;
+        Ok(())
     }
 
     /// Gossips (and records) the outcome of the challenge just recorded for `peer`.
@@ -526,7 +569,7 @@ impl Challenger {
         });
     }
 
-    async fn pick(&self) -> Option<PeerId> {
+    async fn pick(&self, busy: &std::collections::BTreeSet<PeerId>) -> Option<PeerId> {
         let snap = self.net.snapshot().await.ok()?;
         let connected: std::collections::BTreeSet<String> = snap.connected.into_iter().map(|c| c.peer_id).collect();
         // Workers connected now, or heard from lately: in a big network a node keeps only some
@@ -539,6 +582,7 @@ impl Challenger {
                 .filter(|(_, r)| r.role == Role::Worker)
                 .filter_map(|(k, r)| author_peer_id(k).map(|p| (p, r.last_seen_unix_ms)))
                 .filter(|(p, seen)| *seen >= heard_since || connected.contains(&p.to_string()))
+                .filter(|(p, _)| !busy.contains(p))
                 .map(|(p, _)| p)
                 .collect()
         };
@@ -704,6 +748,25 @@ mod tests {
         assert!(stats.judge_time(&forger, 10.2).is_ok());
         let e = stats.judge_time(&forger, 9.7).unwrap_err();
         assert!(e.contains("forged") && e.contains("2 judged"), "{e}");
+    }
+
+    #[test]
+    fn both_kinds_come_within_the_first_two_challenges() {
+        use ChallengeKind::{Bench, Image};
+        let after = |images: u64, benches: u64| WorkerStats {
+            challenges: images + benches,
+            bench_attempts: benches,
+            ..Default::default()
+        };
+        // The first at random, the other kind next, whichever came first.
+        assert_eq!(next_kind(None, true, false), Bench);
+        assert_eq!(next_kind(None, false, true), Image);
+        assert_eq!(next_kind(Some(&after(0, 1)), true, true), Image);
+        assert_eq!(next_kind(Some(&after(1, 0)), false, false), Bench);
+        // A second benchmark before any forged-time judgement, then one in three.
+        assert_eq!(next_kind(Some(&after(2, 1)), false, false), Bench);
+        assert_eq!(next_kind(Some(&after(1, 2)), false, false), Image);
+        assert_eq!(next_kind(Some(&after(5, 2)), false, true), Bench);
     }
 
     #[test]

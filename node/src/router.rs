@@ -25,6 +25,8 @@ const MAX_AGE_EPOCHS: u64 = 1;
 const REPLAY_MEMORY: usize = 65_536;
 /// Gossiped ledger entries waiting for their durable write.
 const ENTRY_QUEUE: usize = 1024;
+/// Most gossiped entries written in one durable batch.
+const ENTRY_BATCH: usize = 256;
 
 /// What to tell gossipsub about a message, and why.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -107,7 +109,7 @@ impl Router {
     }
 
     /// Judges one message received at `now_us` (Unix µs) and applies it if it needs no
-    /// storage; a ledger entry comes back for [`judge_entry`].
+    /// storage; a ledger entry comes back for [`judge_entries`].
     pub fn judge(&mut self, msg: &InboundMessage, now_us: u64) -> Judged {
         use Judged::Done;
         if self.drop_pct > 0 && rand::random::<u32>() % 100 < self.drop_pct {
@@ -184,13 +186,21 @@ impl Router {
                 (self.ledger.clone(), self.net.clone(), self.metrics.clone(), net.clone());
             let shutdown = shutdown.clone();
             tokio::spawn(async move {
+                let mut batch = Vec::with_capacity(ENTRY_BATCH);
                 loop {
-                    let (msg, entry, now) = tokio::select! {
+                    // Group commit: whatever queued up while the last write was syncing goes
+                    // into the next one (a burst of 100 votes is one fsync, not 100 in a row).
+                    tokio::select! {
                         _ = shutdown.cancelled() => return,
-                        m = entries_rx.recv() => match m { Some(m) => m, None => return },
+                        n = entries_rx.recv_many(&mut batch, ENTRY_BATCH) => if n == 0 { return },
                     };
-                    let verdict = judge_entry(&ledger, &network, entry, now).await;
-                    finish(&metrics, &net, msg, verdict).await;
+                    let now = batch.iter().map(|(_, _, t)| *t).max().unwrap_or_default();
+                    let (msgs, entries): (Vec<InboundMessage>, Vec<Entry>) =
+                        batch.drain(..).map(|(m, e, _)| (m, e)).unzip();
+                    let verdicts = judge_entries(&ledger, &network, entries, now).await;
+                    for (msg, verdict) in msgs.into_iter().zip(verdicts) {
+                        finish(&metrics, &net, msg, verdict).await;
+                    }
                 }
             })
         };
@@ -214,26 +224,36 @@ impl Router {
     }
 }
 
-/// Verifies and merges a gossiped entry (a durable write when it is new).
-pub async fn judge_entry(ledger: &LedgerHandle, net: &NetworkConfig, entry: Entry, now_us: u64) -> Verdict {
-    match ledger.ingest(vec![entry], Some(net.epoch_at(now_us / 1000))).await {
+/// Verifies and merges gossiped entries in one durable write (when any is new); one verdict
+/// per entry, in order.
+pub async fn judge_entries(
+    ledger: &LedgerHandle,
+    net: &NetworkConfig,
+    entries: Vec<Entry>,
+    now_us: u64,
+) -> Vec<Verdict> {
+    let ids: Vec<_> = entries.iter().map(Entry::id).collect();
+    let known: Vec<bool> = ledger.with(|l| ids.iter().map(|id| l.ledger().contains(id)).collect());
+    match ledger.ingest(entries, Some(net.epoch_at(now_us / 1000))).await {
         Ok(out) => {
-            if let Some((_, e)) = out.rejected.first() {
-                match e {
-                    ifx_protocols::ledger::EntryError::FromFuture { .. } => Verdict::Ignore(e.label()),
-                    _ => Verdict::Reject(e.label()),
-                }
-            } else if !out.accepted.is_empty() || out.pending > 0 {
-                Verdict::Accept
-            } else if out.dropped > 0 {
-                Verdict::Ignore("pending_full")
-            } else {
-                Verdict::Ignore("duplicate")
-            }
+            let accepted: std::collections::BTreeSet<_> = out.accepted.iter().map(|e| e.id()).collect();
+            let rejected: std::collections::BTreeMap<usize, _> = out.rejected.iter().map(|(i, e)| (*i, e)).collect();
+            (0..ids.len())
+                .map(|i| match rejected.get(&i) {
+                    Some(e @ ifx_protocols::ledger::EntryError::FromFuture { .. }) => Verdict::Ignore(e.label()),
+                    Some(e) => Verdict::Reject(e.label()),
+                    None if accepted.contains(&ids[i]) => Verdict::Accept,
+                    None if known[i] => Verdict::Ignore("duplicate"),
+                    // Neither in the set before nor now: waiting for a predecessor (forwarded,
+                    // like an accepted one), or dropped from a full pending pool.
+                    None if out.dropped > 0 => Verdict::Ignore("pending_full"),
+                    None => Verdict::Accept,
+                })
+                .collect()
         }
         Err(e) => {
             tracing::error!(error = %e, "ledger write failed");
-            Verdict::Ignore("storage_error")
+            vec![Verdict::Ignore("storage_error"); ids.len()]
         }
     }
 }

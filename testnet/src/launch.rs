@@ -182,7 +182,7 @@ impl Testnet {
         let text = format!(
             "# Written by `ifx testnet`: the parameters every node of this run shares.\n\
              [network]\nid = \"{network_id}\"\ngenesis_unix_secs = {}\nepoch_secs = {}\n\
-             heartbeat_interval_ms = {}\n\n[limits]\ntarget_peers = {}\n\n[ledger]\nsync_interval_ms = {}\n\n[por]\nchallenge_interval_ms = 500\n",
+             heartbeat_interval_ms = {}\n\n[limits]\ntarget_peers = {}\n\n[ledger]\nsync_interval_ms = {}\n\n[por]\nchallenge_interval_ms = 500\nmax_in_flight = {}\n",
             now.as_secs(),
             args.epoch_secs,
             args.heartbeat_ms,
@@ -190,6 +190,9 @@ impl Testnet {
             // Anti-entropy backs gossip up; a hundred nodes syncing every second would be most
             // of the traffic.
             (args.nodes as u64 * 20).max(1000),
+            // One challenge at a time up to 8 workers per verifier; more in a big network, so
+            // that every worker meets both kinds of challenge within a few epochs.
+            (args.nodes.saturating_sub(args.verifiers) / (args.verifiers.max(1) * 8)).clamp(1, 4),
         );
         std::fs::write(&config, text + &genesis).map_err(|e| io("cannot write", &config, e))?;
         // A node of a big in-process network answers its API on a busy runtime.
