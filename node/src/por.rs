@@ -383,20 +383,17 @@ enum ChallengeKind {
     Bench,
 }
 
-/// What to ask a worker next, from what this verifier asked it so far: the first challenge of
-/// either kind at random (`coin`), the other kind next (a view is decided only once both kinds
-/// passed, and a cheat may show in one kind only), a second benchmark (a forged time is judged
-/// on two), then one benchmark in three (`one_in_three`). In a big network a verifier reaches
-/// each worker rarely, so an image cheater must meet an image challenge early.
-fn next_kind(seen: Option<&WorkerStats>, coin: bool, one_in_three: bool) -> ChallengeKind {
+/// What to ask a worker next, from what this verifier asked it so far: an image challenge
+/// first (in a big network a verifier reaches each worker rarely, and most cheats show only in
+/// images), a benchmark next (a view is decided only once both kinds passed), a second
+/// benchmark (a forged time is judged on two), then one benchmark in three (`one_in_three`).
+fn next_kind(seen: Option<&WorkerStats>, one_in_three: bool) -> ChallengeKind {
     let benches = seen.map_or(0, |w| w.bench_attempts);
     let images = seen.map_or(0, |w| w.challenges.saturating_sub(w.bench_attempts));
-    let bench_if = |b: bool| if b { ChallengeKind::Bench } else { ChallengeKind::Image };
     match (images, benches) {
-        (0, 0) => bench_if(coin),
         (0, _) => ChallengeKind::Image,
-        (_, b) if b < JUDGED_MIN => ChallengeKind::Bench,
-        _ => bench_if(one_in_three),
+        (_, b) if b < JUDGED_MIN || one_in_three => ChallengeKind::Bench,
+        _ => ChallengeKind::Image,
     }
 }
 
@@ -455,10 +452,7 @@ impl Challenger {
     /// One challenge of `peer`, recorded and announced; `Err(())` when the network stopped.
     async fn challenge_once(&self, peer: PeerId) -> Result<(), ()> {
         let started = Instant::now();
-        let kind = {
-            let mut rng = rand::thread_rng();
-            next_kind(self.stats.snapshot().get(&peer.to_string()), rng.gen_bool(0.5), rng.gen_range(0..3) == 0)
-        };
+        let kind = next_kind(self.stats.snapshot().get(&peer.to_string()), rand::thread_rng().gen_range(0..3) == 0);
         let outcome = match kind {
             ChallengeKind::Bench => self.bench(peer).await,
             ChallengeKind::Image => self.challenge(peer).await,
@@ -751,22 +745,21 @@ mod tests {
     }
 
     #[test]
-    fn both_kinds_come_within_the_first_two_challenges() {
+    fn an_image_challenge_comes_first_then_two_benchmarks() {
         use ChallengeKind::{Bench, Image};
         let after = |images: u64, benches: u64| WorkerStats {
             challenges: images + benches,
             bench_attempts: benches,
             ..Default::default()
         };
-        // The first at random, the other kind next, whichever came first.
-        assert_eq!(next_kind(None, true, false), Bench);
-        assert_eq!(next_kind(None, false, true), Image);
-        assert_eq!(next_kind(Some(&after(0, 1)), true, true), Image);
-        assert_eq!(next_kind(Some(&after(1, 0)), false, false), Bench);
-        // A second benchmark before any forged-time judgement, then one in three.
-        assert_eq!(next_kind(Some(&after(2, 1)), false, false), Bench);
-        assert_eq!(next_kind(Some(&after(1, 2)), false, false), Image);
-        assert_eq!(next_kind(Some(&after(5, 2)), false, true), Bench);
+        assert_eq!(next_kind(None, true), Image);
+        // An image timed out (not counted) or never asked: still an image first.
+        assert_eq!(next_kind(Some(&after(0, 0)), true), Image);
+        assert_eq!(next_kind(Some(&after(1, 0)), false), Bench);
+        assert_eq!(next_kind(Some(&after(1, 1)), false), Bench);
+        // Then one benchmark in three.
+        assert_eq!(next_kind(Some(&after(1, 2)), false), Image);
+        assert_eq!(next_kind(Some(&after(4, 2)), true), Bench);
     }
 
     #[test]

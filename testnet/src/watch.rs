@@ -443,10 +443,9 @@ async fn apply(net: &mut Testnet, args: &TestnetArgs, out: &mut Outcome, action:
     }
 }
 
-/// After the run: polls (up to 10 s, 250 ms per node in a bigger network) until every running
-/// node has the same ledger root, and
-/// (up to 30 s) until the render job has ended and (up to 120 s) the federated task; FL
-/// receipts written meanwhile must converge too. With cheaters in the run it also waits (up to
+/// After the run: polls (up to 30 s) until the render job has ended and (up to 120 s) the
+/// federated task, then (up to 10 s, 250 ms per node in a bigger network) until every running
+/// node has the same ledger root; FL receipts written meanwhile must converge too. With cheaters in the run it also waits (up to
 /// two epochs and the seal grace) until every cheater is slashed in a sealed epoch: a cheater
 /// caught in the run's last epoch is slashed only when that epoch is sealed, after the run.
 pub async fn settle(net: &mut Testnet, args: &TestnetArgs, mut out: Outcome) -> Outcome {
@@ -458,6 +457,7 @@ pub async fn settle(net: &mut Testnet, args: &TestnetArgs, mut out: Outcome) -> 
     let slash_wait = Duration::from_millis(2 * epoch_ms + epoch_ms / 6 + 2000);
     let mut slashed_all = cheaters.is_empty();
     let mut slash_polled: Option<std::time::Instant> = None;
+    let mut rest_done: Option<std::time::Instant> = None;
     // Gossip takes longer to reach every node of a big network (10 s up to 40 nodes).
     let roots_wait = Duration::from_millis(250 * net.nodes.len() as u64).max(Duration::from_secs(10));
     loop {
@@ -485,11 +485,15 @@ pub async fn settle(net: &mut Testnet, args: &TestnetArgs, mut out: Outcome) -> 
             slashed_all = sealed_slashes(net).await.is_some_and(|s| cheaters.is_subset(&s));
         }
         let slash_done = slashed_all || start.elapsed() > slash_wait;
-        // Roots are compared once no more receipts are coming, for up to 10 s after that.
-        let roots_done = (out.roots_equal_since_ms.is_some() && fl_end.is_some())
-            || fl_end.is_some_and(|t| t.elapsed() > roots_wait)
-            || start.elapsed() > Duration::from_secs(130);
-        if (roots_done && job_done && fl_done && slash_done) || out.interrupted {
+        if job_done && fl_done && slash_done {
+            rest_done.get_or_insert_with(std::time::Instant::now);
+        }
+        // Roots are compared once nothing else is awaited (no more receipts coming), for up to
+        // `roots_wait` after that: the network keeps writing (attestations, seals) meanwhile,
+        // so the run ends on a moment its roots are equal if one comes.
+        let done = rest_done.is_some_and(|t| out.roots_equal_since_ms.is_some() || t.elapsed() > roots_wait)
+            || start.elapsed() > Duration::from_secs(130) + slash_wait;
+        if done || out.interrupted {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
