@@ -239,6 +239,8 @@ pub struct Attester {
     pub heartbeats: Arc<Mutex<PeerTable>>,
     /// This verifier's challenge results (cumulative; each epoch attests the difference).
     pub por: crate::por::PorStats,
+    /// The last epoch done with (attested, or never to be): the sealer waits for it.
+    pub attested: Arc<AtomicU64>,
 }
 
 impl Attester {
@@ -294,6 +296,7 @@ impl Attester {
         let grace_ms = (epoch_ms / 10).min(1000);
         let now_ms = || crate::unix_time_us() / 1000;
         let mut next = self.net.epoch_at(now_ms()) + 1;
+        self.attested.fetch_max(next - 1, Ordering::AcqRel);
         let mut por_before = self.por.snapshot();
         loop {
             // Attest `next` once epoch next+1 is `grace_ms` old.
@@ -319,6 +322,8 @@ impl Attester {
                     Err(e) => warn!(error = %e, epoch = next, "cannot append the attestation"),
                 }
             }
+            // Epochs skipped by a late wake-up are never attested either.
+            self.attested.fetch_max(current.max(next + 1) - 1, Ordering::AcqRel);
             next = current.max(next + 1);
         }
     }

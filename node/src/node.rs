@@ -121,8 +121,11 @@ impl Node {
             network: cfg.network.clone(),
             net: started.handle.clone(),
         };
+        // The last epoch this verifier's attester is done with: its seal of an epoch waits for
+        // its own attestations of it.
+        let attested = Arc::new(std::sync::atomic::AtomicU64::new(cfg.network.epoch_at(crate::unix_time_us() / 1000)));
         if cfg.node.role == ifx_protocols::Role::Verifier {
-            tasks.push(tokio::spawn(settle.clone().run_sealer(shutdown.child_token())));
+            tasks.push(tokio::spawn(settle.clone().run_sealer(attested.clone(), shutdown.child_token())));
         }
         let announcements = crate::por::Announcements::default();
         let fl = crate::fl::Fl::new(
@@ -208,6 +211,7 @@ impl Node {
                 net: cfg.network.clone(),
                 heartbeats: heartbeats.clone(),
                 por: por_stats.clone(),
+                attested: attested.clone(),
             };
             tasks.push(tokio::spawn(attester.run(started.handle.clone(), shutdown.child_token())));
         }

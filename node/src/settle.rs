@@ -4,6 +4,7 @@
 //! proposal and vote entries for its operator (`POST /stake`, `/gov/proposals`, `/gov/votes`).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
@@ -11,7 +12,7 @@ use ifx_protocols::NetworkConfig;
 use ifx_protocols::ledger::{Entry, EntryKind};
 use ifx_protocols::settle::{self, EpochSeal, Proposal, Settlements, StakeOp, Status, Vote};
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::ledger::LedgerHandle;
 use crate::network::NetHandle;
@@ -114,7 +115,10 @@ impl Settle {
 
     /// Verifiers: seal each epoch `seal_grace_secs` after it ends, then re-check a few times
     /// during the next epoch; stops at `shutdown`.
-    pub async fn run_sealer(self, shutdown: CancellationToken) {
+    /// `attested` is the last epoch this verifier's attester is done with: an attestation
+    /// written after the seal would carry the next epoch's label (a chain's labels never go
+    /// back) and drop out of the epoch it attests.
+    pub async fn run_sealer(self, attested: Arc<AtomicU64>, shutdown: CancellationToken) {
         let n = &self.network;
         let epoch_ms = n.epoch_secs * 1000;
         let grace_ms = n.seal_grace_ms();
@@ -136,6 +140,10 @@ impl Settle {
                 }
                 if check > 0 && self.compute().epoch(next).is_some_and(|s| s.status != Status::Pending) {
                     break;
+                }
+                if attested.load(Ordering::Acquire) < next {
+                    debug!(epoch = next, check, "not sealing before this verifier's attestations of the epoch");
+                    continue;
                 }
                 self.seal_once(next).await;
             }
