@@ -90,7 +90,7 @@ pub struct TestnetArgs {
     /// How much longer each piece of work of a `--slow` node takes, in milliseconds.
     #[arg(long, default_value_t = 300)]
     pub slow_ms: u64,
-    /// A scenario: `smoke`, `byzantine`, `chaos`, `scale` (built in) or a TOML file with the same keys
+    /// A scenario: `smoke`, `byzantine`, `chaos`, `scale`, `scale-byzantine` (built in) or a TOML file with the same keys
     /// as these flags (see testnet/scenarios/); flags given on the command line win.
     #[arg(long)]
     pub scenario: Option<String>,
@@ -158,11 +158,12 @@ pub fn default_base_dir() -> std::path::PathBuf {
 }
 
 /// The built-in scenarios, by name.
-pub const SCENARIOS: [(&str, &str); 4] = [
+pub const SCENARIOS: [(&str, &str); 5] = [
     ("smoke", include_str!("../scenarios/smoke.toml")),
     ("byzantine", include_str!("../scenarios/byzantine.toml")),
     ("chaos", include_str!("../scenarios/chaos.toml")),
     ("scale", include_str!("../scenarios/scale.toml")),
+    ("scale-byzantine", include_str!("../scenarios/scale-byzantine.toml")),
 ];
 
 /// A scenario file: any of the run's settings, and the faults on a timeline.
@@ -469,8 +470,11 @@ mod tests {
             if name == "chaos" {
                 assert_eq!((args.kills.len(), args.restarts.len(), args.partitions.len(), args.loss), (1, 1, 1, 2));
             }
-            if name == "scale" {
+            if name.starts_with("scale") {
                 assert_eq!((args.nodes, args.verifiers, args.in_process), (100, 3, true));
+            }
+            if name == "scale-byzantine" {
+                assert_eq!((args.cheaters, args.duration), (3, 150));
             }
         }
         // A flag given on the command line wins over the scenario.
