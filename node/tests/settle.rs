@@ -148,5 +148,16 @@ async fn a_verifier_seals_epochs_and_a_bond_applies_when_its_epoch_settles() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(r["root"], hex::encode(e.root));
+    // `ifx ledger entries` shows every body decoded: the bond, and the seals with their frontier.
+    let out = Command::new(IFX).args(["ledger", "--data-dir"]).arg(&wdir).args(["--json", "entries"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let entries: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let body_of = |kind: &str| entries.iter().find(|e| e["kind"] == kind).map(|e| e["body"].clone());
+    let bond = body_of("stake").expect("the bond is in the ledger");
+    assert!(bond.get("bytes").is_none() && bond.get("undecodable").is_none(), "{bond}");
+    let seal = body_of("seal").expect("a seal is in the ledger");
+    assert_eq!(seal["root"].as_str().map(str::len), Some(64), "{seal}");
+    assert!(seal["frontier"].as_array().is_some_and(|f| f.iter().all(|a| a[0].as_str().map(str::len) == Some(64))));
     v.stop().await;
 }

@@ -444,8 +444,8 @@ async fn apply(net: &mut Testnet, args: &TestnetArgs, out: &mut Outcome, action:
 }
 
 /// After the run: polls (up to 30 s) until the render job has ended and (up to 120 s) the
-/// federated task, then (up to 10 s, 250 ms per node in a bigger network) until every running
-/// node has the same ledger root; FL receipts written meanwhile must converge too. With cheaters in the run it also waits (up to
+/// federated task, then (up to 10 s; 250 ms per node and two epochs in a bigger network) until
+/// every running node has the same ledger root; FL receipts written meanwhile must converge too. With cheaters in the run it also waits (up to
 /// two epochs and the seal grace) until every cheater is slashed in a sealed epoch: a cheater
 /// caught in the run's last epoch is slashed only when that epoch is sealed, after the run.
 pub async fn settle(net: &mut Testnet, args: &TestnetArgs, mut out: Outcome) -> Outcome {
@@ -458,8 +458,10 @@ pub async fn settle(net: &mut Testnet, args: &TestnetArgs, mut out: Outcome) -> 
     let mut slashed_all = cheaters.is_empty();
     let mut slash_polled: Option<std::time::Instant> = None;
     let mut rest_done: Option<std::time::Instant> = None;
-    // Gossip takes longer to reach every node of a big network (10 s up to 40 nodes).
-    let roots_wait = Duration::from_millis(250 * net.nodes.len() as u64).max(Duration::from_secs(10));
+    // Gossip takes longer to reach every node of a big network (10 s up to 16 nodes), and the
+    // verifiers keep writing: every node holds the same set only in a quiet moment, which may
+    // come once an epoch (near its end, after the last re-seal).
+    let roots_wait = Duration::from_millis(250 * net.nodes.len() as u64 + 2 * epoch_ms).max(Duration::from_secs(10));
     loop {
         net.reap();
         poll_views(net, &mut out.views).await;
