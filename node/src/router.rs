@@ -268,3 +268,51 @@ async fn finish(metrics: &NodeMetrics, net: &NetHandle, msg: InboundMessage, ver
     }
     net.validated(msg.id, msg.from, verdict.acceptance()).await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ifx_protocols::ledger::{EntryKind, Ledger};
+
+    #[tokio::test]
+    async fn a_group_commit_gives_each_entry_its_own_verdict() {
+        let dir = tempfile::tempdir().unwrap();
+        let net = NetworkConfig::default();
+        let db = ifx_storage::Db::open(dir.path()).unwrap();
+        let ledger = LedgerHandle::new(ifx_storage::LedgerStore::open(db, &net.id).unwrap(), NodeMetrics::default());
+        let now_us = crate::unix_time_us();
+        let epoch = net.epoch_at(now_us / 1000);
+        // One author's chain of four, made elsewhere.
+        let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+        let mut scratch = Ledger::new(&net.id);
+        let chain: Vec<Entry> = (0..4u8)
+            .map(|i| {
+                let e = scratch.next_entry(&key, epoch, EntryKind::Liveness, vec![i; 16]).unwrap();
+                assert!(scratch.ingest(vec![e.clone()], None).rejected.is_empty());
+                e
+            })
+            .collect();
+        let mut forged = chain[2].clone();
+        forged.body = vec![0xff; 16];
+        let forged = Entry::decode(&forged.encode(), &net.id).unwrap();
+        let future = Ledger::new(&net.id)
+            .next_entry(&ed25519_dalek::SigningKey::from_bytes(&[8; 32]), epoch + 5, EntryKind::Liveness, vec![1])
+            .unwrap();
+
+        // Out of order, a forgery and a clock in the future, in one batch.
+        let v = judge_entries(&ledger, &net, vec![chain[1].clone(), chain[0].clone(), forged, future], now_us).await;
+        assert_eq!(
+            v,
+            vec![Verdict::Accept, Verdict::Accept, Verdict::Reject("bad_signature"), Verdict::Ignore("future")]
+        );
+        assert_eq!(ledger.with(|l| l.ledger().len()), 2);
+        // A repeat is a duplicate; an entry whose predecessor is missing waits (and is forwarded).
+        let v = judge_entries(&ledger, &net, vec![chain[0].clone(), chain[3].clone()], now_us).await;
+        assert_eq!(v, vec![Verdict::Ignore("duplicate"), Verdict::Accept]);
+        assert_eq!(ledger.with(|l| l.ledger().len()), 2);
+        // The missing link completes the chain.
+        let v = judge_entries(&ledger, &net, vec![chain[2].clone()], now_us).await;
+        assert_eq!(v, vec![Verdict::Accept]);
+        assert_eq!(ledger.with(|l| l.ledger().len()), 4);
+    }
+}
