@@ -188,7 +188,7 @@ fn testnet_rejects_bad_options() {
         (&["--nodes", "4", "--restart", "2@5"][..], "not killed before"),
         (&["--nodes", "4", "--partition", "1,2@5"][..], "IDX,IDX"),
         (&["--nodes", "4", "--partition", "9@1-2"][..], "below 4"),
-        (&["--scenario", "nope"][..], "not a built-in scenario (smoke, byzantine, chaos, scale)"),
+        (&["--scenario", "nope"][..], "not a built-in scenario (smoke, byzantine, chaos, scale, scale-byzantine)"),
         (&["--nodes", "4", "--loss", "101"][..], "percentage"),
         (&["--nodes", "4", "--fl-rounds", "5", "--fl-data", "/nonexistent.csv"][..], "no such file"),
     ] {
