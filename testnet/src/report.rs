@@ -755,35 +755,37 @@ fn ledger_section(net: &Testnet, o: &Outcome) -> LedgerSection {
 /// A node's sealed epochs: epoch -> (settlement root, minted, workers_bps, slashed keys).
 type SealedEpochs = BTreeMap<u64, (String, u64, u64, Vec<String>)>;
 
+/// The sealed epochs in a node's `GET /rewards` answer.
+pub(crate) fn sealed_epochs(v: &serde_json::Value) -> SealedEpochs {
+    v["epochs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["status"] == "sealed")
+        .filter_map(|e| {
+            Some((
+                e["epoch"].as_u64()?,
+                (
+                    e["root"].as_str()?.to_owned(),
+                    e["minted"].as_u64().unwrap_or(0),
+                    e["workers_bps"].as_u64().unwrap_or(0),
+                    e["slashed"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|k| k.as_str().map(str::to_owned))
+                        .collect(),
+                ),
+            ))
+        })
+        .collect()
+}
+
 /// Compares the settlements the running nodes computed; adds what failed to `failures`.
 fn settlement_section(net: &Testnet, o: &Outcome, failures: &mut Vec<String>) -> SettlementSection {
     let mut s = SettlementSection::default();
     let peer_of: BTreeMap<&str, &str> = net.nodes.iter().map(|n| (n.public_key.as_str(), n.peer_id.as_str())).collect();
-    let sealed_of = |v: &serde_json::Value| -> SealedEpochs {
-        v["epochs"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|e| e["status"] == "sealed")
-            .filter_map(|e| {
-                Some((
-                    e["epoch"].as_u64()?,
-                    (
-                        e["root"].as_str()?.to_owned(),
-                        e["minted"].as_u64().unwrap_or(0),
-                        e["workers_bps"].as_u64().unwrap_or(0),
-                        e["slashed"]
-                            .as_array()
-                            .into_iter()
-                            .flatten()
-                            .filter_map(|k| k.as_str().map(str::to_owned))
-                            .collect(),
-                    ),
-                ))
-            })
-            .collect()
-    };
-    let views: Vec<(usize, SealedEpochs)> = o.rewards.iter().map(|(i, v)| (*i, sealed_of(v))).collect();
+    let views: Vec<(usize, SealedEpochs)> = o.rewards.iter().map(|(i, v)| (*i, sealed_epochs(v))).collect();
     let running = net.nodes.iter().filter(|n| n.child.is_some()).count();
     if views.len() < running || views.is_empty() {
         failures.push(format!("settlement: {} of {running} running nodes answered GET /rewards", views.len()));

@@ -316,7 +316,7 @@ pub async fn watch(net: &mut Testnet, args: &TestnetArgs) -> Outcome {
             && let Ok(r) = net.client.get(format!("http://{api}/rewards")).send().await
             && let Ok(v) = r.json::<serde_json::Value>().await
         {
-            sealed = v["epochs"].as_array().map_or(0, |a| a.iter().filter(|e| e["status"] == "sealed").count());
+            sealed = crate::report::sealed_epochs(&v).len();
         }
         bar.set_message(format!(
             "alive {running}/{} · discovered all {discovered}/{running} · heard all {heard}/{running} · sealed {sealed}{job}{fl}",
@@ -444,17 +444,21 @@ async fn apply(net: &mut Testnet, args: &TestnetArgs, out: &mut Outcome, action:
 }
 
 /// After the run: polls (up to 30 s) until the render job has ended and (up to 120 s) the
-/// federated task, then (up to 10 s; 250 ms per node and two epochs in a bigger network) until
-/// every running node has the same ledger root; FL receipts written meanwhile must converge too. With cheaters in the run it also waits (up to
-/// two epochs and the seal grace) until every cheater is slashed in a sealed epoch: a cheater
-/// caught in the run's last epoch is slashed only when that epoch is sealed, after the run.
+/// federated task; with cheaters in the run, also (up to two epochs and the seal grace) until
+/// every cheater is slashed in a sealed epoch (a cheater caught in the run's last epoch is
+/// slashed only once that epoch is sealed, after the run). Then (up to 10 s; 250 ms per node
+/// and two epochs in a bigger network) until every running node has the same ledger root; FL
+/// receipts written meanwhile must converge too.
 pub async fn settle(net: &mut Testnet, args: &TestnetArgs, mut out: Outcome) -> Outcome {
     let start = std::time::Instant::now();
     let mut fl_end = None;
     let cheaters: BTreeSet<String> =
         net.nodes.iter().filter(|n| n.cheat.is_some()).map(|n| n.public_key.clone()).collect();
     let epoch_ms = args.epoch_secs * 1000;
-    let slash_wait = Duration::from_millis(2 * epoch_ms + epoch_ms / 6 + 2000);
+    // The nodes run with the default seal grace (the testnet's network.toml does not set it).
+    let seal_grace_ms =
+        ifx_protocols::NetworkConfig { epoch_secs: args.epoch_secs, ..Default::default() }.seal_grace_ms();
+    let slash_wait = Duration::from_millis(2 * epoch_ms + seal_grace_ms + 2000);
     let mut slashed_all = cheaters.is_empty();
     let mut slash_polled: Option<std::time::Instant> = None;
     let mut rest_done: Option<std::time::Instant> = None;
@@ -546,15 +550,7 @@ pub async fn settle(net: &mut Testnet, args: &TestnetArgs, mut out: Outcome) -> 
 async fn sealed_slashes(net: &Testnet) -> Option<BTreeSet<String>> {
     let api = net.nodes.iter().find(|n| n.child.is_some())?.api?;
     let v: serde_json::Value = net.client.get(format!("http://{api}/rewards")).send().await.ok()?.json().await.ok()?;
-    Some(
-        v["epochs"]
-            .as_array()?
-            .iter()
-            .filter(|e| e["status"] == "sealed")
-            .flat_map(|e| e["slashed"].as_array().into_iter().flatten())
-            .filter_map(|k| k.as_str().map(str::to_owned))
-            .collect(),
-    )
+    Some(crate::report::sealed_epochs(&v).into_values().flat_map(|(_, _, _, slashed)| slashed).collect())
 }
 
 fn progress(args: &TestnetArgs) -> ProgressBar {
