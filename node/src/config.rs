@@ -479,6 +479,8 @@ mod tests {
         check(&|c| c.limits.max_connections = 0, "limits.max_connections");
         check(&|c| c.limits.target_peers = 1000, "limits.target_peers");
         check(&|c| c.node.log = "info,[".into(), "node.log");
+        check(&|c| c.por.max_in_flight = 0, "por.max_in_flight");
+        check(&|c| c.por.max_in_flight = 65, "por.max_in_flight");
     }
 
     #[test]
