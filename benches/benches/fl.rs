@@ -11,9 +11,9 @@ use std::path::Path;
 use std::time::Instant;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use ifx_learn::data::Dataset;
+use ifx_learn::model::{self, PARAMS, TrainConfig};
 use ifx_protocols::fl::aggregate::{Aggregator, Update, aggregate, next_global, to_fixed};
-use ifx_protocols::fl::data::Dataset;
-use ifx_protocols::fl::model::{self, PARAMS, TrainConfig};
 use ifx_protocols::fl::wire::{from_safetensors, to_safetensors};
 
 fn baselines(train: &Dataset, test: &Dataset) {
@@ -100,7 +100,7 @@ fn bench(c: &mut Criterion) {
     });
     let blob = to_safetensors(&global).unwrap();
     let len = blob.len();
-    let hash = a.fl.put_blob(blob);
+    let hash = a.fl.put_blob(blob).unwrap();
     g.throughput(Throughput::Bytes(len as u64));
     g.bench_function("overhead_transfer_weights_over_libp2p", |bn| {
         bn.iter(|| rt.block_on(ifx_node::fl::fetch_blob(&b_node.net, a.peer_id, hash)).unwrap())

@@ -7,7 +7,7 @@ use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use ifx_protocols::por::{self, AngvParams, SPOT_CHECKS, angv, spot};
-use ifx_protocols::render::{Backend, RenderSettings, Renderer, builtin, render_image};
+use ifx_render::{Backend, RenderSettings, Renderer, builtin, render_image};
 
 fn bench(c: &mut Criterion) {
     let s = RenderSettings { width: 128, height: 128, spp: 8, max_bounces: 4, tile: 128 };

@@ -3,7 +3,7 @@
 //! (rayon over all cores) in the same run, on both built-in scenes.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use ifx_protocols::render::{Backend, RenderSettings, Renderer, builtin, render_image};
+use ifx_render::{Backend, RenderSettings, Renderer, builtin, render_image};
 
 fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("render");

@@ -199,7 +199,7 @@ async fn ledger_stats(State(s): State<ApiState>) -> Json<LedgerStats> {
 async fn jobs_submit(State(s): State<ApiState>, Json(spec): Json<crate::render::JobSpec>) -> Response {
     match s.jobs.submit(spec) {
         Ok(id) => (StatusCode::ACCEPTED, Json(serde_json::json!({ "job_id": id }))).into_response(),
-        Err(e) => (StatusCode::BAD_REQUEST, Json(serde_json::json!({ "error": e }))).into_response(),
+        Err(e) => (StatusCode::BAD_REQUEST, Json(serde_json::json!({ "error": e.to_string() }))).into_response(),
     }
 }
 
@@ -263,7 +263,7 @@ async fn por_announcements(State(s): State<ApiState>) -> Json<Vec<crate::por::An
 async fn fl_start(State(s): State<ApiState>, Json(spec): Json<ifx_protocols::fl::wire::TaskSpec>) -> Response {
     match s.fl.start(spec) {
         Ok(id) => (StatusCode::ACCEPTED, Json(serde_json::json!({ "task_id": id }))).into_response(),
-        Err(e) => (StatusCode::BAD_REQUEST, Json(serde_json::json!({ "error": e }))).into_response(),
+        Err(e) => (StatusCode::BAD_REQUEST, Json(serde_json::json!({ "error": e.to_string() }))).into_response(),
     }
 }
 
@@ -343,10 +343,10 @@ async fn rewards_get(State(s): State<ApiState>, axum::extract::Path(epoch): axum
     }
 }
 
-fn appended(r: Result<String, String>) -> Response {
+fn appended(r: Result<String, crate::settle::SettleError>) -> Response {
     match r {
         Ok(id) => (StatusCode::ACCEPTED, Json(serde_json::json!({ "entry": id }))).into_response(),
-        Err(e) => (StatusCode::BAD_REQUEST, Json(serde_json::json!({ "error": e }))).into_response(),
+        Err(e) => (StatusCode::BAD_REQUEST, Json(serde_json::json!({ "error": e.to_string() }))).into_response(),
     }
 }
 

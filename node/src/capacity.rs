@@ -18,11 +18,10 @@ pub async fn probe() -> Capacity {
 
 fn probe_blocking() -> Capacity {
     let mut cap = cpu_only();
-    let best = ifx_protocols::render::gpu::best_adapter().map(|a| a.get_info());
-    if let Some(info) = best {
-        cap.backend = format!("{:?}", info.backend).to_lowercase();
-        cap.adapter = truncate(&info.name);
-        cap.device_type = device_type_name(info.device_type).into();
+    if let Some((backend, name, class)) = ifx_render::gpu::best_adapter_summary() {
+        cap.backend = backend;
+        cap.adapter = truncate(&name);
+        cap.device_type = class.into();
     }
     cap
 }
@@ -41,16 +40,6 @@ fn cpu_only() -> Capacity {
         device_type: "cpu".into(),
         cores: std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1),
         memory_mb,
-    }
-}
-
-fn device_type_name(t: wgpu::DeviceType) -> &'static str {
-    match t {
-        wgpu::DeviceType::DiscreteGpu => "discrete",
-        wgpu::DeviceType::IntegratedGpu => "integrated",
-        wgpu::DeviceType::VirtualGpu => "virtual",
-        wgpu::DeviceType::Cpu => "cpu",
-        wgpu::DeviceType::Other => "other",
     }
 }
 

@@ -4,6 +4,9 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use ifx_protocols::fl::poison::Poison;
+use ifx_protocols::por::cheat::Behaviour;
+use ifx_protocols::render::Backend;
 use ifx_protocols::{InvalidValue, NetworkConfig, Role};
 use libp2p::Multiaddr;
 use libp2p::multiaddr::Protocol;
@@ -20,6 +23,11 @@ pub enum ConfigError {
     #[error("invalid configuration: {0}")]
     Invalid(#[from] InvalidValue),
 }
+
+/// TOML that does not parse as a config; the message names the key and the line.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[error("{0}")]
+pub struct TomlError(pub String);
 
 /// Everything a node needs to start (`ifx config show` prints it as TOML).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -122,12 +130,12 @@ impl Default for LedgerSection {
 #[serde(deny_unknown_fields, default)]
 pub struct RenderSection {
     /// `auto` (a GPU, else a software adapter, else the CPU), `gpu` or `cpu`.
-    pub backend: String,
+    pub backend: Backend,
 }
 
 impl Default for RenderSection {
     fn default() -> Self {
-        Self { backend: "auto".into() }
+        Self { backend: Backend::Auto }
     }
 }
 
@@ -145,12 +153,12 @@ pub struct PorSection {
     pub answer_timeout_ms: u64,
     /// For tests and the testnet only: answer challenges in this cheat mode (`constant`,
     /// `white-noise`, `old-tile`, `quarter-res`, `no-watermark`, `fake-25`); empty = honest.
-    pub cheat: String,
+    pub cheat: Behaviour,
 }
 
 impl Default for PorSection {
     fn default() -> Self {
-        Self { challenge_interval_ms: 30_000, max_in_flight: 1, answer_timeout_ms: 20_000, cheat: String::new() }
+        Self { challenge_interval_ms: 30_000, max_in_flight: 1, answer_timeout_ms: 20_000, cheat: Behaviour::Honest }
     }
 }
 
@@ -167,7 +175,7 @@ pub struct FlSection {
     pub shard: Option<u32>,
     /// For tests and the testnet only: poison updates (`sign-flip`, `scale`, `random`, `nan`,
     /// `shape`, `slow`); empty = honest.
-    pub poison: String,
+    pub poison: Poison,
 }
 
 /// `[faults]`: faults this node injects into its own traffic, for tests and the testnet.
@@ -181,21 +189,50 @@ pub struct FaultsSection {
     pub slow_ms: u64,
 }
 
-/// Values given on the command line; each one that is set replaces the file's value.
-#[derive(Clone, Debug, Default)]
+/// The flags of `ifx node` (and `ifx config show`), defined once: clap parses them, tests build
+/// them, and each one given replaces the config file's value.
+#[derive(Clone, Debug, Default, clap::Args)]
 pub struct Overrides {
+    /// Directory for the key, the database and api.addr.
+    #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Multiaddr to listen on, e.g. /ip4/0.0.0.0/tcp/4001 or /ip4/0.0.0.0/udp/4001/quic-v1
+    /// (repeatable).
+    #[arg(long = "listen")]
     pub listen: Vec<String>,
+    /// Bootnode multiaddr ending in /p2p/<peer id> (repeatable).
+    #[arg(long = "bootnode")]
     pub bootnodes: Vec<String>,
+    /// worker or verifier.
+    #[arg(long)]
     pub role: Option<Role>,
+    /// Loopback address of the HTTP API (127.0.0.1:0 picks a port, written to <data-dir>/api.addr).
+    #[arg(long)]
     pub api: Option<String>,
+    /// Log JSON lines instead of text.
+    #[arg(long)]
     pub json_logs: bool,
+    /// Log filter, e.g. info or ifx_node=debug (RUST_LOG wins when set).
+    #[arg(long)]
     pub log: Option<String>,
-    pub cheat: Option<String>,
-    pub poison: Option<String>,
+    /// Test mode: answer proof-of-rendering challenges in this cheat mode.
+    #[arg(long, hide = true)]
+    pub cheat: Option<Behaviour>,
+    /// Test mode: poison federated-learning updates (sign-flip, scale, random, nan, shape, slow).
+    #[arg(long, hide = true)]
+    pub poison: Option<Poison>,
+    /// Train federated tasks on this data file (digits format: CSV or CSV.gz); sets `fl.data`.
+    #[arg(long)]
     pub fl_data: Option<PathBuf>,
+    /// Train only this shard of each task's non-IID split; sets `fl.shard`.
+    #[arg(long)]
     pub fl_shard: Option<u32>,
+    /// Test mode: drop this percentage of inbound gossip (`faults.drop_gossip_pct`).
+    #[arg(long, hide = true)]
     pub drop_gossip_pct: Option<u32>,
+    /// Test mode: every piece of work (tile, challenge render, benchmark, training run) takes
+    /// this many ms longer, as on a slower GPU (`faults.slow_ms`).
+    #[arg(long, hide = true)]
     pub slow_ms: Option<u64>,
 }
 
@@ -214,12 +251,12 @@ impl NodeConfig {
     /// Parses a TOML file (no validation of values yet).
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
-        Self::from_toml(&text).map_err(|message| ConfigError::Parse { path: path.into(), message })
+        Self::from_toml(&text).map_err(|e| ConfigError::Parse { path: path.into(), message: e.0 })
     }
 
     /// Parses TOML text; the error names the key and line.
-    pub fn from_toml(text: &str) -> Result<Self, String> {
-        toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())
+    pub fn from_toml(text: &str) -> Result<Self, TomlError> {
+        toml::from_str(text).map_err(|e| TomlError(e.to_string().trim_end().to_string()))
     }
 
     /// The effective configuration as TOML.
@@ -258,11 +295,11 @@ impl NodeConfig {
         if let Some(l) = &o.log {
             self.node.log = l.clone();
         }
-        if let Some(c) = &o.cheat {
-            self.por.cheat = c.clone();
+        if let Some(c) = o.cheat {
+            self.por.cheat = c;
         }
-        if let Some(p) = &o.poison {
-            self.fl.poison = p.clone();
+        if let Some(p) = o.poison {
+            self.fl.poison = p;
         }
         if let Some(d) = &o.fl_data {
             self.fl.data = Some(d.clone());
@@ -318,16 +355,6 @@ impl NodeConfig {
                 format!("{} exceeds limits.max_connections ({})", l.target_peers, l.max_connections),
             ));
         }
-        self.render
-            .backend
-            .parse::<ifx_protocols::render::Backend>()
-            .map_err(|e| InvalidValue::new("render.backend", e))?;
-        if !self.por.cheat.is_empty() && !crate::por::CHEATS.contains(&self.por.cheat.as_str()) {
-            return Err(InvalidValue::new(
-                "por.cheat",
-                format!("{:?} is not one of {}", self.por.cheat, crate::por::CHEATS.join(", ")),
-            ));
-        }
         if !(100..=600_000).contains(&self.por.answer_timeout_ms) {
             return Err(InvalidValue::new("por.answer_timeout_ms", "must be between 100 and 600000"));
         }
@@ -336,12 +363,6 @@ impl NodeConfig {
         }
         if !(1..=64).contains(&self.por.max_in_flight) {
             return Err(InvalidValue::new("por.max_in_flight", "must be between 1 and 64"));
-        }
-        if !self.fl.poison.is_empty() && !crate::fl::POISONS.contains(&self.fl.poison.as_str()) {
-            return Err(InvalidValue::new(
-                "fl.poison",
-                format!("{:?} is not one of {}", self.fl.poison, crate::fl::POISONS.join(", ")),
-            ));
         }
         if let Some(d) = &self.fl.data
             && !d.is_file()
@@ -444,19 +465,19 @@ mod tests {
     #[test]
     fn unknown_keys_are_named() {
         let err = NodeConfig::from_toml("[node]\nlisten_on = []\n").unwrap_err();
-        assert!(err.contains("listen_on"), "{err}");
+        assert!(err.0.contains("listen_on"), "{err}");
         let err = NodeConfig::from_toml("[network]\nepoch = 5\n").unwrap_err();
-        assert!(err.contains("epoch"), "{err}");
+        assert!(err.0.contains("epoch"), "{err}");
         let err = NodeConfig::from_toml("[nodes]\n").unwrap_err();
-        assert!(err.contains("nodes"), "{err}");
+        assert!(err.0.contains("nodes"), "{err}");
     }
 
     #[test]
     fn wrong_types_are_errors() {
         let err = NodeConfig::from_toml("[network]\nepoch_secs = \"long\"\n").unwrap_err();
-        assert!(err.contains("epoch_secs") || err.contains("line 2"), "{err}");
+        assert!(err.0.contains("epoch_secs") || err.0.contains("line 2"), "{err}");
         let err = NodeConfig::from_toml("[node]\nrole = \"miner\"\n").unwrap_err();
-        assert!(err.contains("miner"), "{err}");
+        assert!(err.0.contains("miner"), "{err}");
     }
 
     #[test]

@@ -58,7 +58,7 @@ impl Announcer {
                 Ok(Err(e)) => {
                     // Usually no peer is subscribed yet; the next tick tries again.
                     metrics.heartbeats_unpublished.inc();
-                    debug!(seq, error = e, "heartbeat not published");
+                    debug!(seq, error = %e, "heartbeat not published");
                 }
                 Err(e) => {
                     warn!(error = %e, "heartbeat publisher stopping");

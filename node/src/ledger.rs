@@ -22,6 +22,19 @@ use tracing::{debug, info, warn};
 use crate::metrics::NodeMetrics;
 use crate::network::{InboundRequest, NetHandle, Proto};
 
+/// Why a pull from a peer stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum PullError {
+    #[error(transparent)]
+    Stopped(#[from] crate::network::NetworkStopped),
+    #[error("request failed: {0}")]
+    Request(#[from] crate::network::RequestFailed),
+    #[error(transparent)]
+    Sync(#[from] ifx_protocols::ledger::sync::SyncError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
 /// Most request/response rounds of one pull.
 const MAX_ROUNDS: usize = 256;
 
@@ -145,7 +158,7 @@ impl LedgerHandle {
         match SignedEnvelope::sign(key, &network.id, Kind::LedgerEntry, epoch, entry.encode()) {
             Ok(env) => {
                 if let Ok(Err(e)) = net.publish(Kind::LedgerEntry, env.encode()).await {
-                    debug!(kind = kind.name(), error = e, "entry not gossiped; anti-entropy will carry it");
+                    debug!(kind = kind.name(), error = %e, "entry not gossiped; anti-entropy will carry it");
                 }
             }
             Err(e) => warn!(error = %e, "cannot wrap an entry in an envelope"),
@@ -169,19 +182,19 @@ impl LedgerHandle {
     }
 
     /// Pulls what `peer` has and this node lacks, in chunks; returns the entries gained.
-    pub async fn pull(&self, net: &NetHandle, peer: libp2p::PeerId) -> Result<usize, String> {
+    pub async fn pull(&self, net: &NetHandle, peer: libp2p::PeerId) -> Result<usize, PullError> {
         let mut resume = None;
         let mut gained = 0;
         for _ in 0..MAX_ROUNDS {
             let req =
                 SyncRequest { summaries: self.with(|s| s.ledger().summary()), max_bytes: DEFAULT_CHUNK_BYTES, resume };
-            let bytes = net.request(Proto::LedgerSync, peer, req.encode()).await.map_err(|e| e.to_string())??;
+            let bytes = net.request(Proto::LedgerSync, peer, req.encode()).await??;
             self.metrics.ledger_sync_bytes.inc_by(bytes.len() as u64);
-            let resp = SyncResponse::decode(&bytes).map_err(|e| e.to_string())?;
+            let resp = SyncResponse::decode(&bytes)?;
             let net_id = self.with(|s| s.ledger().net_id().to_owned());
             let entries: Vec<Entry> = resp.entries.iter().filter_map(|b| Entry::decode(b, &net_id).ok()).collect();
             if !entries.is_empty() {
-                let out = self.ingest(entries, None).await.map_err(|e| e.to_string())?;
+                let out = self.ingest(entries, None).await?;
                 gained += out.accepted.len();
             }
             match resp.next {
@@ -225,7 +238,7 @@ impl LedgerHandle {
             match self.pull(&net, peer).await {
                 Ok(0) => {}
                 Ok(n) => info!(%peer, entries = n, "anti-entropy brought entries gossip had missed"),
-                Err(e) => debug!(%peer, error = e, "anti-entropy pull failed"),
+                Err(e) => debug!(%peer, error = %e, "anti-entropy pull failed"),
             }
         }
     }

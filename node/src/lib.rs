@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod capacity;
+pub mod compute;
 pub mod config;
 pub mod faults;
 pub mod fl;

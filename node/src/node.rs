@@ -16,7 +16,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::api::{self, ApiState};
+use crate::compute::{Compute, Devices};
 use crate::config::NodeConfig;
+use crate::faults::Faults;
 use crate::heartbeat::Announcer;
 use crate::identity::{Identity, IdentityError};
 use crate::ledger::{Attester, LedgerHandle};
@@ -73,12 +75,16 @@ pub struct Node {
 }
 
 impl Node {
-    /// Starts every part of the node described by a validated `cfg`.
+    /// Starts every part of the node described by a validated `cfg`, with GPU devices of its
+    /// own.
     pub async fn start(cfg: NodeConfig) -> Result<Node, NodeError> {
+        Self::start_on(cfg, Arc::default()).await
+    }
+
+    /// Starts a node whose GPU work runs on `devices` (shared by the nodes of one process).
+    pub async fn start_on(cfg: NodeConfig, devices: Arc<Devices>) -> Result<Node, NodeError> {
         cfg.validate()?;
-        if cfg.faults.slow_ms > 0 {
-            crate::faults::set_slow_ms(cfg.faults.slow_ms);
-        }
+        let faults = Faults { slow_ms: cfg.faults.slow_ms };
         let started_at = Instant::now();
         let data_dir = cfg.node.data_dir.clone();
         prepare_data_dir(&data_dir)?;
@@ -135,10 +141,13 @@ impl Node {
             ledger.clone(),
             cfg.node.role,
             &cfg.fl,
+            faults,
+            ifx_storage::BlobStore::open(db.clone(), crate::fl::BLOB_LIMITS)
+                .map_err(|e| NodeError::Storage { path: db_path.clone(), reason: e.to_string() })?,
             data_dir.join("fl"),
             shutdown.child_token(),
         )
-        .map_err(|e| ifx_protocols::InvalidValue::new("fl.data", e))?;
+        .map_err(|e| ifx_protocols::InvalidValue::new("fl.data", e.to_string()))?;
         tasks.push(tokio::spawn(fl.clone().serve(started.fl_inbound, shutdown.child_token())));
         let router = Router::new(
             cfg.network.clone(),
@@ -160,12 +169,12 @@ impl Node {
             std::time::Duration::from_millis(cfg.ledger.sync_interval_ms),
             shutdown.child_token(),
         )));
-        let backend =
-            cfg.render.backend.parse().map_err(|e: String| ifx_protocols::InvalidValue::new("render.backend", e))?;
+        let backend = cfg.render.backend;
+        let compute = Compute::new(backend, devices, faults);
         tasks.push(tokio::spawn(crate::render::serve(
             started.render_inbound,
             started.handle.clone(),
-            backend,
+            compute.clone(),
             shutdown.child_token(),
         )));
         let jobs = crate::render::Jobs::new(
@@ -177,15 +186,14 @@ impl Node {
             data_dir.join("jobs"),
             shutdown.child_token(),
         );
-        let cheat: crate::por::Behaviour =
-            cfg.por.cheat.parse().map_err(|e: String| ifx_protocols::InvalidValue::new("por.cheat", e))?;
-        if cheat != crate::por::Behaviour::Honest {
+        let cheat = cfg.por.cheat;
+        if cheat != ifx_protocols::por::cheat::Behaviour::Honest {
             tracing::warn!(mode = ?cheat, "this node CHEATS on proof-of-rendering challenges (test mode)");
         }
         tasks.push(tokio::spawn(crate::por::serve(
             started.por_inbound,
             started.handle.clone(),
-            crate::por::LocalRenderer::new(backend),
+            compute,
             cheat,
             shutdown.child_token(),
         )));

@@ -7,7 +7,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use ifx_protocols::heartbeat::Heartbeat;
+use ifx_protocols::gossip::GossipBody;
 use ifx_protocols::{Kind, NetworkConfig, Observed, PeerTable, ReplayGuard, SignedEnvelope};
 use libp2p::gossipsub::MessageAcceptance;
 use tokio::sync::mpsc;
@@ -127,38 +127,29 @@ impl Router {
         if let Err(e) = self.replay.admit(&env, self.net.epoch_at(now_us / 1000)) {
             return Done(Verdict::Ignore(e.label()));
         }
-        Done(match kind {
-            Kind::PorAnnouncement => match ifx_protocols::por::announce::Announcement::decode(&env.body) {
-                Ok(a) => {
-                    self.announcements.push(env.author, a);
-                    Verdict::Accept
+        let body = match GossipBody::decode(&env, &self.net.id) {
+            Ok(b) => b,
+            Err(label) => return Done(Verdict::Reject(label)),
+        };
+        Done(match body {
+            GossipBody::PorAnnouncement(a) => {
+                self.announcements.push(env.author, a);
+                Verdict::Accept
+            }
+            GossipBody::Fl(g) => {
+                if let Some(fl) = &self.fl {
+                    fl.on_gossip(env.author, g);
                 }
-                Err(_) => Verdict::Reject("bad_announcement"),
-            },
-            Kind::Fl => match ifx_protocols::fl::wire::FlGossip::decode(&env.body) {
-                Ok(g) => {
-                    if let Some(fl) = &self.fl {
-                        fl.on_gossip(env.author, g);
-                    }
-                    Verdict::Accept
-                }
-                Err(_) => Verdict::Reject("bad_fl_gossip"),
-            },
-            Kind::LedgerEntry => {
-                let entry = match Entry::decode(&env.body, &self.net.id) {
-                    Ok(e) => e,
-                    Err(e) => return Done(Verdict::Reject(e.label())),
-                };
+                Verdict::Accept
+            }
+            GossipBody::LedgerEntry(entry) => {
                 // Gossip carries each author's own entries; others' arrive by sync.
                 if entry.author != env.author {
                     return Done(Verdict::Reject("entry_author_mismatch"));
                 }
                 return Judged::Ledger(entry);
             }
-            Kind::Heartbeat => {
-                let Ok(hb) = Heartbeat::decode(&env.body) else {
-                    return Done(Verdict::Reject("bad_heartbeat"));
-                };
+            GossipBody::Heartbeat(hb) => {
                 let mut table = self.heartbeats.lock().unwrap_or_else(|e| e.into_inner());
                 let seen = table.observe(env.author, env.epoch, &hb, now_us);
                 self.metrics.heartbeat_peers.set(table.len() as i64);

@@ -29,6 +29,24 @@ pub struct Settle {
     pub net: NetHandle,
 }
 
+/// Why a stake, proposal or vote was not appended.
+#[derive(Debug, thiserror::Error)]
+pub enum SettleError {
+    /// The body does not decode as the protocol requires (a zero amount, a long note).
+    #[error(transparent)]
+    Body(#[from] ifx_protocols::codec::DecodeError),
+    /// An unknown parameter or a value out of its range.
+    #[error(transparent)]
+    Param(#[from] ifx_protocols::InvalidValue),
+    #[error(
+        "from_epoch {from_epoch} is too soon: the earliest is {earliest} (current epoch {now} + gov_min_delay_epochs {delay})"
+    )]
+    TooSoon { from_epoch: u64, earliest: u64, now: u64, delay: u64 },
+    /// The ledger store refused the write.
+    #[error(transparent)]
+    Storage(#[from] ifx_storage::StorageError),
+}
+
 fn now_ms() -> u64 {
     crate::unix_time_us() / 1000
 }
@@ -41,40 +59,36 @@ impl Settle {
         settle::settle(&self.network, entries, now)
     }
 
-    async fn append(&self, kind: EntryKind, body: Vec<u8>) -> Result<String, String> {
-        let e = self
-            .ledger
-            .append_and_gossip(&self.net, &self.key, &self.network, kind, body)
-            .await
-            .map_err(|e| e.to_string())?;
+    async fn append(&self, kind: EntryKind, body: Vec<u8>) -> Result<String, SettleError> {
+        let e = self.ledger.append_and_gossip(&self.net, &self.key, &self.network, kind, body).await?;
         Ok(hex::encode(e.id()))
     }
 
     /// Appends a stake operation of this node's key.
-    pub async fn stake(&self, op: StakeOp) -> Result<String, String> {
+    pub async fn stake(&self, op: StakeOp) -> Result<String, SettleError> {
         StakeOp::decode(&op.encode())?;
         self.append(EntryKind::Stake, op.encode()).await
     }
 
     /// Appends a proposal; checks the name, value and epoch against the parameters now.
-    pub async fn propose(&self, p: Proposal) -> Result<String, String> {
+    pub async fn propose(&self, p: Proposal) -> Result<String, SettleError> {
         let s = self.compute();
-        s.params.with(&p.param, p.value).map_err(|e| e.to_string())?;
+        s.params.with(&p.param, p.value)?;
         let now = self.network.epoch_at(now_ms());
         if p.from_epoch < now + s.params.gov_min_delay_epochs {
-            return Err(format!(
-                "from_epoch {} is too soon: the earliest is {} (current epoch {now} + gov_min_delay_epochs {})",
-                p.from_epoch,
-                now + s.params.gov_min_delay_epochs,
-                s.params.gov_min_delay_epochs
-            ));
+            return Err(SettleError::TooSoon {
+                from_epoch: p.from_epoch,
+                earliest: now + s.params.gov_min_delay_epochs,
+                now,
+                delay: s.params.gov_min_delay_epochs,
+            });
         }
         Proposal::decode(&p.encode())?;
         self.append(EntryKind::Proposal, p.encode()).await
     }
 
     /// Appends a vote of this node's key.
-    pub async fn vote(&self, v: Vote) -> Result<String, String> {
+    pub async fn vote(&self, v: Vote) -> Result<String, SettleError> {
         self.append(EntryKind::Vote, v.encode()).await
     }
 
@@ -100,7 +114,7 @@ impl Settle {
         let view = match view {
             Ok(v) => v,
             Err(e) => {
-                warn!(epoch, error = e, "cannot seal");
+                warn!(epoch, error = %e, "cannot seal");
                 return;
             }
         };
@@ -109,7 +123,7 @@ impl Settle {
         }
         match self.append(EntryKind::Seal, view.encode()).await {
             Ok(_) => info!(epoch, entries = view.entries, root = hex::encode(view.root), "epoch sealed"),
-            Err(e) => warn!(epoch, error = e, "cannot append the seal"),
+            Err(e) => warn!(epoch, error = %e, "cannot append the seal"),
         }
     }
 

@@ -48,7 +48,7 @@ async fn five_non_iid_clients_learn_over_the_mesh_despite_poisoners_and_an_audit
         let mut c = config(&tmp.path().join(format!("p{i}")), Some(boot.clone()));
         c.fl.data = Some(digits());
         c.fl.shard = Some(i as u32);
-        c.fl.poison = mode.into();
+        c.fl.poison = mode.parse().unwrap();
         bad.push((mode, Node::start(c).await.unwrap()));
     }
     let mut v_cfg = config(&tmp.path().join("auditor"), Some(boot));
@@ -122,8 +122,8 @@ async fn five_non_iid_clients_learn_over_the_mesh_despite_poisoners_and_an_audit
     // Outputs: the final weights load back and score the reported accuracy; the plot exists.
     let weights = std::fs::read(status.weights.as_ref().unwrap()).unwrap();
     let w = ifx_protocols::fl::wire::from_safetensors(&weights).unwrap();
-    let (_, test) = ifx_protocols::fl::data::Dataset::load(&digits()).unwrap().split();
-    assert_eq!(ifx_protocols::fl::model::accuracy(&w, &test).unwrap(), final_acc);
+    let (_, test) = ifx_learn::data::Dataset::load(&digits()).unwrap().split();
+    assert_eq!(ifx_learn::model::accuracy(&w, &test).unwrap(), final_acc);
     assert!(std::fs::metadata(status.plot.as_ref().unwrap()).unwrap().len() > 1000);
 
     // Receipts: one per delivered update, accepted or rejected, in the owner's ledger ...

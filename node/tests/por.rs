@@ -16,7 +16,7 @@ fn config(dir: &std::path::Path, boot: Option<String>) -> NodeConfig {
     c.network.epoch_secs = 3600;
     c.network.heartbeat_interval_ms = 200;
     c.network.bootnodes = boot.into_iter().collect();
-    c.render.backend = "cpu".into();
+    c.render.backend = ifx_protocols::render::Backend::Cpu;
     c.por.challenge_interval_ms = 200;
     c.por.answer_timeout_ms = 1500;
     c
@@ -28,7 +28,7 @@ async fn a_late_answer_is_a_qos_failure_not_a_verdict() {
     let honest = Node::start(config(&tmp.path().join("honest"), None)).await.unwrap();
     let boot = format!("{}/p2p/{}", honest.listen_addrs[0], honest.peer_id);
     let mut late_cfg = config(&tmp.path().join("late"), Some(boot.clone()));
-    late_cfg.por.cheat = "late".into();
+    late_cfg.por.cheat = "late".parse().unwrap();
     let late = Node::start(late_cfg).await.unwrap();
     let mut v_cfg = config(&tmp.path().join("v"), Some(boot));
     v_cfg.node.role = ifx_protocols::Role::Verifier;

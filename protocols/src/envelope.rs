@@ -8,12 +8,12 @@ use bincode::{Decode, Encode};
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use thiserror::Error;
 
+use crate::net_id::MAX_NET_ID_LEN;
+
 /// Wire version written as the first byte of every envelope.
 pub const WIRE_VERSION: u8 = 1;
 /// Largest encoded envelope accepted anywhere (the gossip cap).
 pub const MAX_ENVELOPE_BYTES: usize = 64 * 1024;
-/// Longest network id (it also names protocols and topics).
-pub const MAX_NET_ID_LEN: usize = 32;
 /// Signature domain: changes whenever the signed layout changes.
 const SIGNING_DOMAIN: &[u8] = b"ifx/envelope/v1";
 

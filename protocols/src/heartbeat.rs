@@ -85,7 +85,7 @@ pub struct Heartbeat {
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum HeartbeatError {
     #[error("malformed heartbeat: {0}")]
-    Malformed(String),
+    Malformed(#[source] crate::codec::DecodeError),
     #[error("heartbeat field {0} is longer than {MAX_TEXT_LEN} bytes")]
     FieldTooLong(&'static str),
 }

@@ -6,9 +6,13 @@
 pub mod codec;
 pub mod envelope;
 pub mod fl;
+pub mod gossip;
 pub mod heartbeat;
+pub mod invalid;
 pub mod ledger;
 pub mod merkle;
+pub mod modes;
+pub mod net_id;
 pub mod network;
 pub mod por;
 pub mod render;
@@ -17,5 +21,6 @@ pub mod settle;
 
 pub use envelope::{EnvelopeError, Kind, SignedEnvelope};
 pub use heartbeat::{Capacity, Heartbeat, Observed, PeerTable, Role};
-pub use network::{InvalidValue, NetworkConfig};
+pub use invalid::InvalidValue;
+pub use network::NetworkConfig;
 pub use replay::ReplayGuard;

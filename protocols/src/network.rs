@@ -3,27 +3,10 @@
 //! different networks never mix even on one machine.
 
 use serde::{Deserialize, Serialize};
-use thiserror::Error;
 
-use crate::envelope::MAX_NET_ID_LEN;
+pub use crate::invalid::InvalidValue;
+use crate::net_id::{self, MAX_NET_ID_LEN};
 use crate::settle::{EconParams, GenesisAlloc};
-
-/// A configuration value that cannot be used; names the key so the user can fix it.
-#[derive(Debug, Error, Clone, PartialEq, Eq)]
-#[error("{key}: {problem}")]
-pub struct InvalidValue {
-    /// Dotted config key, e.g. `network.epoch_secs`.
-    pub key: String,
-    /// What is wrong and what is allowed.
-    pub problem: String,
-}
-
-impl InvalidValue {
-    /// An error for `key`.
-    pub fn new(key: impl Into<String>, problem: impl Into<String>) -> Self {
-        Self { key: key.into(), problem: problem.into() }
-    }
-}
 
 /// Shared network parameters (`[network]` in a node config, or a file of its own).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,10 +54,7 @@ impl NetworkConfig {
     /// Checks every value; the error names the first bad key under `prefix` (e.g. `network`).
     pub fn validate(&self, prefix: &str) -> Result<(), InvalidValue> {
         let key = |k: &str| format!("{prefix}.{k}");
-        let id_ok = !self.id.is_empty()
-            && self.id.len() <= MAX_NET_ID_LEN
-            && self.id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-        if !id_ok {
+        if !net_id::is_valid(&self.id) {
             return Err(InvalidValue::new(
                 key("id"),
                 format!("{:?} must be 1 to {MAX_NET_ID_LEN} characters of a-z, 0-9 and '-'", self.id),

@@ -18,8 +18,13 @@ pub const CF_HEADS: &str = "ledger_heads";
 pub const CF_EVIDENCE: &str = "ledger_evidence";
 /// Store metadata (the network id the ledger belongs to).
 pub const CF_META: &str = "meta";
+/// Content-addressed blobs: `hash` → bytes.
+pub const CF_BLOBS: &str = "blobs";
+/// Blob insertion order: `seq (BE)` → `hash ‖ length (BE)`.
+pub const CF_BLOB_ORDER: &str = "blob_order";
 /// Every column family this build uses; opening creates the missing ones.
-pub const COLUMN_FAMILIES: &[&str] = &[CF_PEERS, CF_ENTRIES, CF_EPOCHS, CF_HEADS, CF_EVIDENCE, CF_META];
+pub const COLUMN_FAMILIES: &[&str] =
+    &[CF_PEERS, CF_ENTRIES, CF_EPOCHS, CF_HEADS, CF_EVIDENCE, CF_META, CF_BLOBS, CF_BLOB_ORDER];
 
 /// A storage failure, with the path or record it concerns.
 #[derive(Debug, Error)]
@@ -34,6 +39,8 @@ pub enum StorageError {
     WrongNetwork { expected: String, found: String },
     #[error("an earlier write failed; the in-memory ledger is ahead of the disk, restart the node")]
     Poisoned,
+    #[error("{what} of {len} bytes exceeds the {max}-byte limit")]
+    TooLarge { what: &'static str, len: u64, max: u64 },
 }
 
 /// Shared handle to the node database.
@@ -59,7 +66,13 @@ impl Db {
     /// (it sees what was durable when it opened).
     pub fn open_read_only(path: &Path) -> Result<Self, StorageError> {
         let opts = Options::default();
-        let cfs = COLUMN_FAMILIES.iter().map(|n| ColumnFamilyDescriptor::new(*n, Options::default()));
+        // A database written by an older build may lack newer column families: open those
+        // it has (readers of a missing one see it empty).
+        let existing = DB::list_cf(&opts, path).unwrap_or_default();
+        let cfs = COLUMN_FAMILIES
+            .iter()
+            .filter(|n| existing.is_empty() || existing.iter().any(|e| e == *n))
+            .map(|n| ColumnFamilyDescriptor::new(*n, Options::default()));
         let db = DB::open_cf_descriptors_read_only(&opts, path, cfs, false)
             .map_err(|source| StorageError::Open { path: path.display().to_string(), source })?;
         Ok(Self { inner: Arc::new(db), read_only: true })

@@ -3,10 +3,12 @@
 //! One database per node, one column family per kind of record. Writes are synced to disk
 //! before they are acknowledged, so what a caller was told is stored survives a crash.
 
+pub mod blobs;
 pub mod db;
 pub mod ledger;
 pub mod peers;
 
+pub use blobs::{BlobLimits, BlobStore};
 pub use db::{Db, StorageError};
 pub use ledger::{LedgerStore, StoredHead};
 pub use peers::{PeerStore, StoredPeer};

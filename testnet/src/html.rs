@@ -8,6 +8,7 @@ use std::path::Path;
 use base64::Engine as _;
 
 use crate::report::Report;
+use crate::watch::RootPoint;
 
 const W: f64 = 560.0;
 const H: f64 = 220.0;
@@ -169,10 +170,6 @@ fn bar_chart(title: &str, y_label: &str, bars: &[(String, f64)]) -> String {
     }
     s + "</svg>\n"
 }
-
-/// One poll of the ledger roots: seconds into the run, distinct roots among running nodes,
-/// most entries any node held.
-pub type RootPoint = (f64, usize, usize);
 
 /// Writes the page for `report` to `path`.
 pub fn write(report: &Report, latency_us: &[u64], timeline: &[RootPoint], path: &Path) -> std::io::Result<()> {

@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use ifx_protocols::fl::poison::Poison;
+use ifx_protocols::por::cheat::{Behaviour, CheatMode};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde::Deserialize;
@@ -12,15 +14,23 @@ use tokio::process::{Child, Command};
 
 use crate::{TestnetArgs, TestnetError};
 
-/// The cheat modes `ifx node --cheat` accepts, handed out in turn to `--cheaters`.
-const CHEATS: [&str; 7] =
-    ["constant", "white-noise", "old-tile", "quarter-res", "no-watermark", "fake-25", "forged-time"];
+/// The cheat modes handed out in turn to `--cheaters` (every image cheat, then a forged
+/// benchmark time).
+const CHEATS: [Behaviour; 7] = [
+    Behaviour::Image(CheatMode::Constant),
+    Behaviour::Image(CheatMode::WhiteNoise),
+    Behaviour::Image(CheatMode::OldTile),
+    Behaviour::Image(CheatMode::QuarterRes),
+    Behaviour::Image(CheatMode::NoWatermark),
+    Behaviour::Image(CheatMode::Fake25),
+    Behaviour::ForgedTime,
+];
 
 /// The digits data set (see testdata/README.md), the default federated data of a run.
 const DIGITS: &[u8] = include_bytes!("../../testdata/digits.csv.gz");
 
-/// The poison modes `ifx node --poison` accepts, handed out in turn to `--poisoners`.
-const POISONS: [&str; 5] = ["sign-flip", "scale", "random", "nan", "shape"];
+/// The poison modes handed out in turn to `--poisoners` (those a screened round must catch).
+const POISONS: [Poison; 5] = [Poison::SignFlip, Poison::Scale, Poison::Random, Poison::Nan, Poison::Shape];
 
 /// How long a node may take to start serving its API.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -43,9 +53,9 @@ pub struct NodeProc {
     /// How it ended, if it ended before the stop (crash, fault).
     pub exited: Option<String>,
     /// The cheat mode it runs in, if any.
-    pub cheat: Option<&'static str>,
+    pub cheat: Option<Behaviour>,
     /// The poison mode of its federated-learning updates, if any.
-    pub poison: Option<&'static str>,
+    pub poison: Option<Poison>,
     /// The shard of the federated data it trains on (workers only, when a task runs).
     pub fl_shard: Option<u32>,
     /// Seconds into the run at which the harness started it again after a kill.
@@ -60,7 +70,7 @@ pub struct NodeProc {
 /// `ifx node`, start one and hand back a way to stop it. The node crate implements it (it
 /// links this crate, not the other way round).
 pub trait Host: Send + Sync {
-    fn start(&self, args: Vec<String>) -> BoxFuture<'static, Result<Box<dyn RunningNode>, String>>;
+    fn start(&self, args: Vec<String>) -> BoxFuture<'static, Result<Box<dyn RunningNode>, TestnetError>>;
 }
 
 /// A node started by a [`Host`].
@@ -260,7 +270,7 @@ impl Testnet {
                 })
                 .buffer_unordered(IN_PROCESS_STARTS);
             while let Some((i, result)) = started.next().await {
-                let running = result.map_err(|reason| TestnetError::Start { index: i, reason })?;
+                let running = result.map_err(|e| TestnetError::Start { index: i, reason: e.to_string() })?;
                 self.nodes[i].child = Some(Proc::InProcess(running));
             }
         } else {
@@ -290,8 +300,8 @@ impl Testnet {
             }
         };
         opt("--bootnode", bootnode.map(str::to_owned));
-        opt("--cheat", n.cheat.map(str::to_owned));
-        opt("--poison", n.poison.map(str::to_owned));
+        opt("--cheat", n.cheat.map(|m| m.name().to_owned()));
+        opt("--poison", n.poison.map(|m| m.name().to_owned()));
         opt("--drop-gossip-pct", (self.loss > 0).then(|| self.loss.to_string()));
         opt("--slow-ms", (n.slow_ms > 0).then(|| n.slow_ms.to_string()));
         // Node 0 owns the federated task and scores it on the test split; workers train.
@@ -309,7 +319,7 @@ impl Testnet {
         let n = &mut self.nodes[i];
         let start_err = |reason: String| TestnetError::Start { index: i, reason };
         if let Some(host) = &self.host {
-            let running = host.start(args).await.map_err(start_err)?;
+            let running = host.start(args).await.map_err(|e| start_err(e.to_string()))?;
             n.child = Some(Proc::InProcess(running));
             return Ok(());
         }

@@ -111,12 +111,16 @@ pub struct Kill {
 }
 
 impl FromStr for Kill {
-    type Err = String;
+    type Err = TestnetError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (idx, secs) = s.split_once('@').ok_or_else(|| format!("{s:?}: expected IDX@SECS, e.g. 3@8"))?;
-        let node = idx.parse().map_err(|_| format!("{s:?}: node index {idx:?} is not a number"))?;
-        let secs: f64 = secs.parse().map_err(|_| format!("{s:?}: {secs:?} is not a number of seconds"))?;
-        let at = duration_of(secs).ok_or_else(|| format!("{s:?}: seconds must be zero or more"))?;
+        let (idx, secs) =
+            s.split_once('@').ok_or_else(|| TestnetError::options(format!("{s:?}: expected IDX@SECS, e.g. 3@8")))?;
+        let node =
+            idx.parse().map_err(|_| TestnetError::options(format!("{s:?}: node index {idx:?} is not a number")))?;
+        let secs: f64 =
+            secs.parse().map_err(|_| TestnetError::options(format!("{s:?}: {secs:?} is not a number of seconds")))?;
+        let at =
+            duration_of(secs).ok_or_else(|| TestnetError::options(format!("{s:?}: seconds must be zero or more")))?;
         Ok(Kill { node, at })
     }
 }
@@ -130,18 +134,18 @@ pub struct Partition {
 }
 
 impl FromStr for Partition {
-    type Err = String;
+    type Err = TestnetError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || format!("{s:?}: expected IDX,IDX,...@T1-T2, e.g. 4,5,6@10-20");
+        let bad = || TestnetError::options(format!("{s:?}: expected IDX,IDX,...@T1-T2, e.g. 4,5,6@10-20"));
         let (nodes, span) = s.split_once('@').ok_or_else(bad)?;
         let (a, b) = span.split_once('-').ok_or_else(bad)?;
         let secs =
-            |x: &str| -> Result<Duration, String> { x.trim().parse().ok().and_then(duration_of).ok_or_else(bad) };
+            |x: &str| -> Result<Duration, TestnetError> { x.trim().parse().ok().and_then(duration_of).ok_or_else(bad) };
         let group: Vec<usize> =
             nodes.split(',').map(|n| n.trim().parse().map_err(|_| bad())).collect::<Result<_, _>>()?;
         let (from, to) = (secs(a)?, secs(b)?);
         if group.is_empty() || from >= to {
-            return Err(format!("{s:?}: needs at least one node and T1 < T2"));
+            return Err(TestnetError::options(format!("{s:?}: needs at least one node and T1 < T2")));
         }
         Ok(Partition { group, from, to })
     }
@@ -289,6 +293,24 @@ pub enum TestnetError {
     Io(String),
     #[error("node {index} failed to start: {reason}")]
     Start { index: usize, reason: String },
+    /// A step of the run (a request to a node) failed.
+    #[error("{0}")]
+    Run(String),
+    /// An in-process host could not start a node.
+    #[error("{0}")]
+    Host(String),
+}
+
+impl TestnetError {
+    /// A bad option, saying which and why.
+    pub fn options(why: impl Into<String>) -> Self {
+        TestnetError::Options(why.into())
+    }
+
+    /// A failed step of the run.
+    pub fn run(why: impl Into<String>) -> Self {
+        TestnetError::Run(why.into())
+    }
 }
 
 impl TestnetArgs {
@@ -326,9 +348,7 @@ impl TestnetArgs {
         if self.duration == 0 || self.duration > 24 * 3600 {
             return bad(format!("--duration {} must be between 1 and 86400 seconds", self.duration));
         }
-        if let Err(e) = self.gov() {
-            return bad(e);
-        }
+        self.gov()?;
         if self.loss > 100 {
             return bad(format!("--loss {} must be a percentage (0-100)", self.loss));
         }
@@ -384,15 +404,21 @@ impl TestnetArgs {
 
 impl TestnetArgs {
     /// The `--gov-change` parameter and value, if any.
-    pub fn gov(&self) -> Result<Option<(String, u64)>, String> {
+    pub fn gov(&self) -> Result<Option<(String, u64)>, TestnetError> {
         if self.gov_change == "none" {
             return Ok(None);
         }
-        let bad =
-            || format!("--gov-change {:?}: expected PARAM=VALUE (e.g. workers_bps=7000) or none", self.gov_change);
+        let bad = || {
+            TestnetError::options(format!(
+                "--gov-change {:?}: expected PARAM=VALUE (e.g. workers_bps=7000) or none",
+                self.gov_change
+            ))
+        };
         let (k, v) = self.gov_change.split_once('=').ok_or_else(bad)?;
         let v: u64 = v.trim().parse().map_err(|_| bad())?;
-        ifx_protocols::settle::EconParams::default().with(k.trim(), v).map_err(|e| format!("--gov-change: {e}"))?;
+        ifx_protocols::settle::EconParams::default()
+            .with(k.trim(), v)
+            .map_err(|e| TestnetError::options(format!("--gov-change: {e}")))?;
         Ok(Some((k.trim().to_owned(), v)))
     }
 }

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::TestnetArgs;
 use crate::launch::Testnet;
-use crate::watch::Outcome;
+use crate::watch::{Outcome, SealedEpochs, sealed_epochs};
 
 /// The whole report.
 #[derive(Debug, Serialize)]
@@ -750,35 +750,6 @@ fn ledger_section(net: &Testnet, o: &Outcome) -> LedgerSection {
         root: if converged { running_root } else { None },
         last_append_secs: last_append.map(|t| t.saturating_sub(t0_unix_ms) as f64 / 1000.0),
     }
-}
-
-/// A node's sealed epochs: epoch -> (settlement root, minted, workers_bps, slashed keys).
-type SealedEpochs = BTreeMap<u64, (String, u64, u64, Vec<String>)>;
-
-/// The sealed epochs in a node's `GET /rewards` answer.
-pub(crate) fn sealed_epochs(v: &serde_json::Value) -> SealedEpochs {
-    v["epochs"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|e| e["status"] == "sealed")
-        .filter_map(|e| {
-            Some((
-                e["epoch"].as_u64()?,
-                (
-                    e["root"].as_str()?.to_owned(),
-                    e["minted"].as_u64().unwrap_or(0),
-                    e["workers_bps"].as_u64().unwrap_or(0),
-                    e["slashed"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .filter_map(|k| k.as_str().map(str::to_owned))
-                        .collect(),
-                ),
-            ))
-        })
-        .collect()
 }
 
 /// Compares the settlements the running nodes computed; adds what failed to `failures`.

@@ -1,14 +1,14 @@
 //! Watching the running network through the nodes' APIs: discovery, heartbeat coverage,
 //! liveness, scheduled faults and the progress bar.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Deserialize;
 
-use crate::TestnetArgs;
 use crate::launch::Testnet;
+use crate::{TestnetArgs, TestnetError};
 
 /// Kademlia's bucket size.
 const KAD_K: usize = 20;
@@ -108,7 +108,7 @@ pub struct Outcome {
     pub partitions: Vec<PartitionRun>,
     /// Every poll: seconds into the run, distinct ledger roots among running nodes, most
     /// entries a node held (the HTML report's convergence chart).
-    pub timeline: Vec<crate::html::RootPoint>,
+    pub timeline: Vec<RootPoint>,
 }
 
 /// A restart the harness did.
@@ -150,18 +150,18 @@ async fn propose_gov(
     args: &TestnetArgs,
     param: &str,
     value: u64,
-) -> Result<(String, u64, u64, usize), String> {
-    let api = net.nodes[0].api.ok_or("node 0 has no API")?;
+) -> Result<(String, u64, u64, usize), TestnetError> {
+    let api = net.nodes[0].api.ok_or_else(|| TestnetError::run("node 0 has no API"))?;
     let status: serde_json::Value = net
         .client
         .get(format!("http://{api}/status"))
         .send()
         .await
-        .map_err(|e| e.to_string())?
+        .map_err(|e| TestnetError::run(e.to_string()))?
         .json()
         .await
-        .map_err(|e| e.to_string())?;
-    let now = status["epoch"].as_u64().ok_or("no epoch in /status")?;
+        .map_err(|e| TestnetError::run(e.to_string()))?;
+    let now = status["epoch"].as_u64().ok_or_else(|| TestnetError::run("no epoch in /status"))?;
     // Short epochs: leave room for the proposal and the votes to be sealed before it applies.
     let from_epoch = now + 2 + if args.epoch_secs < 10 { 2 } else { 0 };
     let body = serde_json::json!({ "param": param, "value": value, "from_epoch": from_epoch, "note": "ifx testnet" });
@@ -178,7 +178,7 @@ async fn propose_gov(
     Ok((param.to_owned(), value, from_epoch, accepted))
 }
 
-async fn start_fl(net: &Testnet, args: &TestnetArgs) -> Result<String, String> {
+async fn start_fl(net: &Testnet, args: &TestnetArgs) -> Result<String, TestnetError> {
     // Every worker is asked every round (poisoners included: screening, not luck, must keep
     // them out), so each honest non-IID shard counts in each round; a round closes at its
     // deadline without whoever is down.
@@ -203,11 +203,17 @@ async fn post_to_node0(
     body: &serde_json::Value,
     id_key: &str,
     what: &str,
-) -> Result<String, String> {
-    let api = net.nodes[0].api.ok_or("node 0 has no API")?;
-    let r = net.client.post(format!("http://{api}/{path}")).json(body).send().await.map_err(|e| e.to_string())?;
-    let v: serde_json::Value = r.json().await.map_err(|e| e.to_string())?;
-    v[id_key].as_str().map(str::to_owned).ok_or_else(|| format!("{what} refused: {v}"))
+) -> Result<String, TestnetError> {
+    let api = net.nodes[0].api.ok_or_else(|| TestnetError::run("node 0 has no API"))?;
+    let r = net
+        .client
+        .post(format!("http://{api}/{path}"))
+        .json(body)
+        .send()
+        .await
+        .map_err(|e| TestnetError::run(e.to_string()))?;
+    let v: serde_json::Value = r.json().await.map_err(|e| TestnetError::run(e.to_string()))?;
+    v[id_key].as_str().map(str::to_owned).ok_or_else(|| TestnetError::run(format!("{what} refused: {v}")))
 }
 
 /// Refreshes `slot` (an object node 0 reported, with its id in `id_key`) from `/{path}/{id}`.
@@ -231,7 +237,7 @@ fn fl_running(out: &Outcome) -> bool {
     out.fl.as_ref().is_some_and(|j| j["state"] == "running")
 }
 
-async fn submit_job(net: &Testnet, args: &TestnetArgs) -> Result<String, String> {
+async fn submit_job(net: &Testnet, args: &TestnetArgs) -> Result<String, TestnetError> {
     let spec = serde_json::json!({
         "scene": "cornell", "width": args.render_size, "height": args.render_size,
         "spp": args.render_spp, "max_bounces": 6, "tile": 32,
@@ -253,19 +259,19 @@ pub async fn watch(net: &mut Testnet, args: &TestnetArgs) -> Outcome {
     if args.render_size > 0 && args.render_spp > 0 {
         match submit_job(net, args).await {
             Ok(id) => out.job = Some(serde_json::json!({ "job_id": id, "state": "running" })),
-            Err(e) => out.job_error = Some(e),
+            Err(e) => out.job_error = Some(e.to_string()),
         }
     }
     if net.fl_data.is_some() {
         match start_fl(net, args).await {
             Ok(id) => out.fl = Some(serde_json::json!({ "task_id": id, "state": "running" })),
-            Err(e) => out.fl_error = Some(e),
+            Err(e) => out.fl_error = Some(e.to_string()),
         }
     }
     if let Ok(Some((param, value))) = args.gov() {
         match propose_gov(net, args, &param, value).await {
             Ok(g) => out.gov = Some(g),
-            Err(e) => out.gov_error = Some(e),
+            Err(e) => out.gov_error = Some(e.to_string()),
         }
     }
     let mut schedule: Vec<(Duration, Action)> = args.kills.iter().map(|k| (k.at, Action::Kill(k.node))).collect();
@@ -316,7 +322,7 @@ pub async fn watch(net: &mut Testnet, args: &TestnetArgs) -> Outcome {
             && let Ok(r) = net.client.get(format!("http://{api}/rewards")).send().await
             && let Ok(v) = r.json::<serde_json::Value>().await
         {
-            sealed = crate::report::sealed_epochs(&v).len();
+            sealed = sealed_epochs(&v).len();
         }
         bar.set_message(format!(
             "alive {running}/{} · discovered all {discovered}/{running} · heard all {heard}/{running} · sealed {sealed}{job}{fl}",
@@ -550,7 +556,7 @@ pub async fn settle(net: &mut Testnet, args: &TestnetArgs, mut out: Outcome) -> 
 async fn sealed_slashes(net: &Testnet) -> Option<BTreeSet<String>> {
     let api = net.nodes.iter().find(|n| n.child.is_some())?.api?;
     let v: serde_json::Value = net.client.get(format!("http://{api}/rewards")).send().await.ok()?.json().await.ok()?;
-    Some(crate::report::sealed_epochs(&v).into_values().flat_map(|(_, _, _, slashed)| slashed).collect())
+    Some(sealed_epochs(&v).into_values().flat_map(|(_, _, _, slashed)| slashed).collect())
 }
 
 fn progress(args: &TestnetArgs) -> ProgressBar {
@@ -605,4 +611,37 @@ pub async fn collect_latency(net: &Testnet) -> Vec<u64> {
         }
     });
     futures::future::join_all(polls).await.into_iter().flatten().flatten().collect()
+}
+
+/// One poll of the ledger roots: seconds into the run, distinct roots among running nodes,
+/// most entries any node held.
+pub type RootPoint = (f64, usize, usize);
+
+/// A node's sealed epochs: epoch -> (settlement root, minted, workers_bps, slashed keys).
+pub(crate) type SealedEpochs = BTreeMap<u64, (String, u64, u64, Vec<String>)>;
+
+/// The sealed epochs in a node's `GET /rewards` answer.
+pub(crate) fn sealed_epochs(v: &serde_json::Value) -> SealedEpochs {
+    v["epochs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["status"] == "sealed")
+        .filter_map(|e| {
+            Some((
+                e["epoch"].as_u64()?,
+                (
+                    e["root"].as_str()?.to_owned(),
+                    e["minted"].as_u64().unwrap_or(0),
+                    e["workers_bps"].as_u64().unwrap_or(0),
+                    e["slashed"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|k| k.as_str().map(str::to_owned))
+                        .collect(),
+                ),
+            ))
+        })
+        .collect()
 }

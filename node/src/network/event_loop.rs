@@ -20,25 +20,17 @@ use tracing::{debug, info, warn};
 
 use super::backoff::Bootnodes;
 use super::behaviour::{Behaviour, BehaviourEvent, build_swarm, topic};
-use super::{Command, ConnectedPeer, InboundMessage, InboundRequest, NetHandle, NetSnapshot, Proto, peer_of};
+use super::connections::Connections;
+use super::discovery::Discovery;
+use super::{
+    Command, ConnectedPeer, InboundMessage, InboundRequest, NetHandle, NetSnapshot, Proto, PublishFailed,
+    RequestFailed, peer_of,
+};
 use crate::config::NodeConfig;
 use crate::identity::Identity;
 
 /// Peers whose announced addresses are remembered for redialling.
 const KNOWN_ADDRS: usize = 4096;
-/// A connection a request used within this long is not trimmed (nor one with a request in
-/// flight).
-const KEEP_USED: Duration = Duration::from_secs(5);
-/// Nor is one younger than this (its peer may not be grafted into the gossip mesh yet).
-const KEEP_NEW: Duration = Duration::from_secs(20);
-/// First delay between two random DHT walks; it doubles up to [`DISCOVERY_MAX`].
-const DISCOVERY_MIN: Duration = Duration::from_millis(500);
-/// Slowest pace of random DHT walks while the routing table holds fewer than the target peer
-/// count.
-const DISCOVERY_MAX: Duration = Duration::from_secs(30);
-/// Pace of random walks once it holds more: each walk dials peers, and in a big network
-/// frequent walks would keep connecting everyone to everyone.
-const DISCOVERY_SETTLED: Duration = Duration::from_secs(300);
 /// How often connections beyond the target are trimmed.
 const TRIM_EVERY: Duration = Duration::from_secs(10);
 /// How often the known peers are written to the peer store.
@@ -179,9 +171,7 @@ pub async fn start(
         rtt: HashMap::new(),
         peer_addrs: HashMap::new(),
         known_addrs: HashMap::new(),
-        connected_at: HashMap::new(),
-        last_used: HashMap::new(),
-        in_flight: HashMap::new(),
+        connections: Connections::default(),
         bootnode_dials: HashMap::new(),
         metrics,
         peer_store,
@@ -218,7 +208,7 @@ fn transport_error(e: &libp2p::TransportError<std::io::Error>) -> String {
 }
 
 /// Where a request's response (or failure) goes.
-type Reply = oneshot::Sender<Result<Vec<u8>, String>>;
+type Reply = oneshot::Sender<Result<Vec<u8>, RequestFailed>>;
 
 struct EventLoop {
     swarm: Swarm<Behaviour>,
@@ -236,12 +226,8 @@ struct EventLoop {
     /// Listen addresses peers of our network announced (identify), kept after they disconnect
     /// so that a request to them can dial again; at most [`KNOWN_ADDRS`] peers.
     known_addrs: HashMap<PeerId, Vec<Multiaddr>>,
-    /// When each connected peer's first connection opened, and whether this node dialled it.
-    connected_at: HashMap<PeerId, (Instant, bool)>,
-    /// When a request last went to or came from each peer.
-    last_used: HashMap<PeerId, Instant>,
-    /// Requests to or from each peer not answered yet.
-    in_flight: HashMap<PeerId, u32>,
+    /// Connection use, for trimming.
+    connections: Connections,
     /// Our own dials of bootnodes in flight.
     bootnode_dials: HashMap<ConnectionId, PeerId>,
     metrics: Metrics,
@@ -256,8 +242,7 @@ struct EventLoop {
 
 impl EventLoop {
     async fn run(mut self, shutdown: CancellationToken) {
-        let mut discovery_delay = DISCOVERY_MIN;
-        let mut next_discovery = tokio::time::Instant::now();
+        let mut discovery = Discovery::new(Instant::now());
         let mut next_persist = tokio::time::Instant::now() + PERSIST_EVERY;
         let mut trim = tokio::time::interval(TRIM_EVERY);
         trim.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -275,11 +260,9 @@ impl EventLoop {
                     None => break,
                 },
                 _ = tokio::time::sleep_until(next_boot) => self.dial_bootnodes(),
-                _ = tokio::time::sleep_until(next_discovery) => {
+                _ = tokio::time::sleep_until(tokio::time::Instant::from_std(discovery.next_due())) => {
                     self.discover();
-                    let max = if self.routing_table_len() >= self.target_peers { DISCOVERY_SETTLED } else { DISCOVERY_MAX };
-                    discovery_delay = (discovery_delay * 2).min(max);
-                    next_discovery = tokio::time::Instant::now() + discovery_delay;
+                    discovery.walked(Instant::now(), self.routing_table_len(), self.target_peers);
                 }
                 _ = trim.tick() => self.trim(),
                 _ = tokio::time::sleep_until(next_persist) => {
@@ -347,37 +330,15 @@ impl EventLoop {
         }
     }
 
-    /// Closes connections this node dialled beyond the target that nothing needs: gossipsub
-    /// keeps a stream open on every connection, so without this every peer a DHT walk or a
-    /// request ever dialled stays connected (a hundred nodes end up all connected to all, each
-    /// connection with its pings and gossip control traffic). The dialler owns a connection:
-    /// a node never hangs up on peers that came to it (a bootnode would otherwise cut the very
-    /// nodes that rely on it, and they would dial straight back). Kept: bootnodes, gossip mesh
-    /// peers, peers with a request in flight or one answered within [`KEEP_USED`], and
-    /// connections younger than [`KEEP_NEW`].
+    /// Closes the connections [`Connections::to_trim`] names (see there for the rule).
     fn trim(&mut self) {
         let connected: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
-        if connected.len() <= self.target_peers + self.target_peers / 2 {
-            return;
-        }
-        let now = Instant::now();
         let mesh: std::collections::BTreeSet<PeerId> =
             self.swarm.behaviour().gossipsub.all_mesh_peers().copied().collect();
-        let mut idle: Vec<(Instant, PeerId)> = connected
-            .iter()
-            .filter(|p| !mesh.contains(p) && !self.bootnodes.contains(p) && !self.in_flight.contains_key(p))
-            .filter_map(|p| {
-                let (since, dialled) = self.connected_at.get(p).copied()?;
-                let used = self.last_used.get(p).copied();
-                let young = now.duration_since(since) < KEEP_NEW;
-                let busy = used.is_some_and(|t| now.duration_since(t) < KEEP_USED);
-                (dialled && !young && !busy).then(|| (used.unwrap_or(since), *p))
-            })
-            .collect();
-        // The longest unused first.
-        idle.sort();
-        let excess = connected.len() - self.target_peers;
-        for (_, peer) in idle.into_iter().take(excess) {
+        let bootnodes = &self.bootnodes;
+        let trim =
+            self.connections.to_trim(&connected, &mesh, |p| bootnodes.contains(p), self.target_peers, Instant::now());
+        for peer in trim {
             debug!(%peer, "closing an unused connection (above the target peer count)");
             let _ = self.swarm.disconnect_peer_id(peer);
         }
@@ -390,17 +351,11 @@ impl EventLoop {
 
     /// Notes a request to or from `peer` (`opened`) or its end.
     fn used(&mut self, peer: PeerId, opened: bool) {
-        if opened || self.swarm.is_connected(&peer) {
-            self.last_used.insert(peer, Instant::now());
-        }
-        let n = self.in_flight.entry(peer).or_default();
         if opened {
-            *n += 1;
+            self.connections.request_started(peer, Instant::now());
         } else {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                self.in_flight.remove(&peer);
-            }
+            let connected = self.swarm.is_connected(&peer);
+            self.connections.request_ended(peer, connected, Instant::now());
         }
     }
 
@@ -414,7 +369,7 @@ impl EventLoop {
                     .map(|(t, _)| t.clone())
                     .expect("every kind has a topic");
                 let r = self.swarm.behaviour_mut().gossipsub.publish(topic, data);
-                let _ = reply.send(r.map(|_| ()).map_err(|e| e.to_string()));
+                let _ = reply.send(r.map(|_| ()).map_err(|e| PublishFailed(e.to_string())));
             }
             Command::Validated { id, from, acceptance } => {
                 self.swarm.behaviour_mut().gossipsub.report_message_validation_result(&id, &from, acceptance);
@@ -579,7 +534,7 @@ impl EventLoop {
                 self.bootnode_dials.remove(&connection_id);
                 debug!(peer = %peer_id, addr = %endpoint.get_remote_address(), "connected");
                 self.peer_addrs.insert(peer_id, endpoint.get_remote_address().clone());
-                self.connected_at.entry(peer_id).or_insert_with(|| (Instant::now(), endpoint.is_dialer()));
+                self.connections.opened(peer_id, endpoint.is_dialer(), Instant::now());
                 if self.bootnodes.contains(&peer_id) && num_established.get() == 1 {
                     info!(peer = %peer_id, "connected to bootnode");
                     self.bootnodes.connected(&peer_id);
@@ -594,9 +549,7 @@ impl EventLoop {
                 debug!(peer = %peer_id, cause = ?cause, "disconnected");
                 self.rtt.remove(&peer_id);
                 self.peer_addrs.remove(&peer_id);
-                self.connected_at.remove(&peer_id);
-                self.last_used.remove(&peer_id);
-                self.in_flight.remove(&peer_id);
+                self.connections.closed(&peer_id);
                 if self.bootnodes.contains(&peer_id) {
                     info!(peer = %peer_id, "lost the bootnode connection; will redial");
                     self.bootnodes.disconnected(&peer_id, Instant::now());
@@ -660,7 +613,7 @@ impl EventLoop {
                 self.used(peer, false);
                 debug!(%peer, ?proto, %error, "request failed");
                 if let Some(reply) = self.pending.remove(&(proto, request_id)) {
-                    let _ = reply.send(Err(error.to_string()));
+                    let _ = reply.send(Err(RequestFailed(error.to_string())));
                 }
             }
             request_response::Event::InboundFailure { peer, error, .. } => {

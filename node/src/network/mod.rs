@@ -5,6 +5,8 @@
 
 pub mod backoff;
 pub mod behaviour;
+pub mod connections;
+pub mod discovery;
 pub mod event_loop;
 pub mod frame_codec;
 pub mod scoring;
@@ -20,14 +22,14 @@ use tokio::sync::{mpsc, oneshot};
 #[derive(Debug)]
 pub enum Command {
     /// Publish signed envelope bytes on the topic of `kind`.
-    Publish { kind: Kind, data: Vec<u8>, reply: oneshot::Sender<Result<(), String>> },
+    Publish { kind: Kind, data: Vec<u8>, reply: oneshot::Sender<Result<(), PublishFailed>> },
     /// The application's verdict on a gossip message: accept forwards it, reject penalises the
     /// peer it came from, ignore drops it quietly.
     Validated { id: MessageId, from: PeerId, acceptance: MessageAcceptance },
     /// A consistent picture of the network state.
     Snapshot { reply: oneshot::Sender<NetSnapshot> },
     /// Send a request of protocol `proto` to `peer`; the reply carries the response bytes.
-    Request { proto: Proto, peer: PeerId, data: Vec<u8>, reply: oneshot::Sender<Result<Vec<u8>, String>> },
+    Request { proto: Proto, peer: PeerId, data: Vec<u8>, reply: oneshot::Sender<Result<Vec<u8>, RequestFailed>> },
     /// Answer an inbound request.
     Respond { proto: Proto, channel: ResponseChannel<Vec<u8>>, data: Vec<u8> },
     /// Block (close and refuse connections) or unblock peers.
@@ -99,6 +101,17 @@ pub struct ConnectedPeer {
 #[error("the network task has stopped")]
 pub struct NetworkStopped;
 
+/// Why a request got no answer: libp2p's outbound failure (dial failure, timeout, closed
+/// connection, unsupported protocol), as it describes it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct RequestFailed(pub String);
+
+/// Why gossipsub did not publish a message (no peer subscribed yet, a duplicate, too large).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct PublishFailed(pub String);
+
 /// Cloneable access to the swarm task.
 #[derive(Clone, Debug)]
 pub struct NetHandle {
@@ -113,7 +126,7 @@ impl NetHandle {
     }
 
     /// Publishes envelope bytes; fails if no peer is subscribed yet or the task stopped.
-    pub async fn publish(&self, kind: Kind, data: Vec<u8>) -> Result<Result<(), String>, NetworkStopped> {
+    pub async fn publish(&self, kind: Kind, data: Vec<u8>) -> Result<Result<(), PublishFailed>, NetworkStopped> {
         let (reply, rx) = oneshot::channel();
         self.commands.send(Command::Publish { kind, data, reply }).await.map_err(|_| NetworkStopped)?;
         rx.await.map_err(|_| NetworkStopped)
@@ -132,7 +145,7 @@ impl NetHandle {
         proto: Proto,
         peer: PeerId,
         data: Vec<u8>,
-    ) -> Result<Result<Vec<u8>, String>, NetworkStopped> {
+    ) -> Result<Result<Vec<u8>, RequestFailed>, NetworkStopped> {
         let (reply, rx) = oneshot::channel();
         self.commands.send(Command::Request { proto, peer, data, reply }).await.map_err(|_| NetworkStopped)?;
         rx.await.map_err(|_| NetworkStopped)

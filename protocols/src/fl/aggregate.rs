@@ -2,6 +2,8 @@
 //! node holding the same updates computes byte-identical weights: FedAvg with capped example
 //! counts, coordinate-wise median, trimmed mean and (multi-)Krum, after L2 norm clipping.
 
+use super::FlError;
+
 /// Fixed-point scale (Q16.16).
 pub const ONE: i64 = 1 << 16;
 /// Largest magnitude a parameter or update coordinate may have.
@@ -42,28 +44,30 @@ impl std::fmt::Display for Aggregator {
 }
 
 impl std::str::FromStr for Aggregator {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = FlError;
+    fn from_str(s: &str) -> Result<Self, FlError> {
         match s {
             "fedavg" => Ok(Aggregator::FedAvg { cap: 10_000 }),
             "median" => Ok(Aggregator::Median),
             "trimmed-mean" => Ok(Aggregator::TrimmedMean { trim_pct: 20 }),
             "krum" => Ok(Aggregator::Krum { f: 0, m: 1 }),
             "multi-krum" => Ok(Aggregator::Krum { f: 0, m: 0 }),
-            o => Err(format!("unknown aggregator {o:?} (fedavg, median, trimmed-mean, krum, multi-krum)")),
+            o => Err(FlError::invalid(format!(
+                "unknown aggregator {o:?} (fedavg, median, trimmed-mean, krum, multi-krum)"
+            ))),
         }
     }
 }
 
 /// Converts floats to fixed point, refusing NaN, infinities and out-of-range values.
-pub fn to_fixed(v: &[f32]) -> Result<Vec<i32>, String> {
+pub fn to_fixed(v: &[f32]) -> Result<Vec<i32>, FlError> {
     v.iter()
         .enumerate()
         .map(|(i, x)| {
             if !x.is_finite() {
-                Err(format!("coordinate {i} is {x}"))
+                Err(FlError::invalid(format!("coordinate {i} is {x}")))
             } else if x.abs() > MAX_ABS {
-                Err(format!("coordinate {i} = {x} exceeds {MAX_ABS}"))
+                Err(FlError::invalid(format!("coordinate {i} = {x} exceeds {MAX_ABS}")))
             } else {
                 Ok((*x as f64 * ONE as f64).round() as i32)
             }
@@ -114,11 +118,11 @@ fn dist2(a: &[i32], b: &[i32]) -> u128 {
 /// Aggregates updates (after clipping each to `clip_norm`, fixed point; 0 clips to the median
 /// of the updates' norms, so a few oversized updates cannot dominate). Updates must all have the
 /// same length; the error says which does not.
-pub fn aggregate(updates: &[Update], agg: Aggregator, clip_norm: i64) -> Result<Vec<i32>, String> {
-    let first = updates.first().ok_or("no updates")?;
+pub fn aggregate(updates: &[Update], agg: Aggregator, clip_norm: i64) -> Result<Vec<i32>, FlError> {
+    let first = updates.first().ok_or_else(|| FlError::invalid("no updates"))?;
     let dim = first.values.len();
     if let Some((i, u)) = updates.iter().enumerate().find(|(_, u)| u.values.len() != dim) {
-        return Err(format!("update {i} has {} coordinates, expected {dim}", u.values.len()));
+        return Err(FlError::invalid(format!("update {i} has {} coordinates, expected {dim}", u.values.len())));
     }
     let mut ups: Vec<Vec<i32>> = updates.iter().map(|u| u.values.clone()).collect();
     let clip_norm = if clip_norm > 0 {
@@ -199,7 +203,7 @@ pub const MAX_NORM_RATIO: i64 = 3;
 /// flipper but also rejected many honest non-IID updates when few clients take part.) FedAvg is not screened (it is the
 /// undefended baseline). With fewer than 3 updates nothing is screened. Deterministic and
 /// independent of float hardware: every step is integer arithmetic.
-pub fn aggregate_screened(updates: &[Update], agg: Aggregator, clip_norm: i64) -> Result<Screened, String> {
+pub fn aggregate_screened(updates: &[Update], agg: Aggregator, clip_norm: i64) -> Result<Screened, FlError> {
     let values = aggregate(updates, agg, clip_norm)?; // also checks shapes and emptiness
     if matches!(agg, Aggregator::FedAvg { .. }) || updates.len() < 3 {
         return Ok(Screened { values, rejected: Vec::new() });
@@ -242,10 +246,14 @@ pub fn next_global(
     updates: &[Update],
     agg: Aggregator,
     clip_norm: i64,
-) -> Result<(Vec<f32>, Screened), String> {
+) -> Result<(Vec<f32>, Screened), FlError> {
     let s = aggregate_screened(updates, agg, clip_norm)?;
     if s.values.len() != prev.len() {
-        return Err(format!("updates have {} coordinates, the weights {}", s.values.len(), prev.len()));
+        return Err(FlError::invalid(format!(
+            "updates have {} coordinates, the weights {}",
+            s.values.len(),
+            prev.len()
+        )));
     }
     let next = prev.iter().zip(from_fixed(&s.values)).map(|(p, d)| p + d).collect();
     Ok((next, s))
@@ -294,10 +302,10 @@ mod tests {
 
     #[test]
     fn bad_updates_are_refused() {
-        assert!(to_fixed(&[1.0, f32::NAN]).unwrap_err().contains("NaN"));
+        assert!(to_fixed(&[1.0, f32::NAN]).unwrap_err().to_string().contains("NaN"));
         assert!(to_fixed(&[f32::INFINITY]).is_err());
-        assert!(to_fixed(&[1e9]).unwrap_err().contains("exceeds"));
-        let e = aggregate(&[up(&[1.0], 1), up(&[1.0, 2.0], 1)], Aggregator::Median, ONE).unwrap_err();
+        assert!(to_fixed(&[1e9]).unwrap_err().to_string().contains("exceeds"));
+        let e = aggregate(&[up(&[1.0], 1), up(&[1.0, 2.0], 1)], Aggregator::Median, ONE).unwrap_err().to_string();
         assert!(e.contains("update 1"), "{e}");
         assert!(aggregate(&[], Aggregator::Median, ONE).is_err());
         assert!("mean".parse::<Aggregator>().is_err());

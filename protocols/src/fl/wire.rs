@@ -6,9 +6,9 @@
 use bincode::{Decode, Encode};
 use serde::{Deserialize, Serialize};
 
+use super::FlError;
 use super::aggregate::{Aggregator, MAX_ABS};
-use super::data::{CLASSES, FEATURES};
-use super::model::{HIDDEN, PARAMS};
+use super::shape::{CLASSES, FEATURES, HIDDEN, PARAMS};
 
 /// The model every task of this version trains.
 pub const MODEL: &str = "mlp-64-64-10";
@@ -139,48 +139,54 @@ impl Default for TaskSpec {
 
 impl TaskSpec {
     /// Checks every field; the error names it.
-    pub fn validate(&self) -> Result<Aggregator, String> {
+    pub fn validate(&self) -> Result<Aggregator, FlError> {
         if self.model != MODEL {
-            return Err(format!("model: {:?} is not supported (only {MODEL:?})", self.model));
+            return Err(FlError::invalid(format!("model: {:?} is not supported (only {MODEL:?})", self.model)));
         }
         let d = &self.data;
         if d.shards == 0 || d.shards > 1024 {
-            return Err(format!("data.shards: {} is outside 1..=1024", d.shards));
+            return Err(FlError::invalid(format!("data.shards: {} is outside 1..=1024", d.shards)));
         }
         if !(d.alpha.is_finite() && d.alpha > 0.0 && d.alpha <= 1000.0) {
-            return Err(format!("data.alpha: {} is outside (0, 1000]", d.alpha));
+            return Err(FlError::invalid(format!("data.alpha: {} is outside (0, 1000]", d.alpha)));
         }
         if self.rounds == 0 || self.rounds > 10_000 {
-            return Err(format!("rounds: {} is outside 1..=10000", self.rounds));
+            return Err(FlError::invalid(format!("rounds: {} is outside 1..=10000", self.rounds)));
         }
         if self.clients_per_round == 0 || self.clients_per_round as usize > MAX_ROUND_CLIENTS {
-            return Err(format!("clients_per_round: {} is outside 1..={MAX_ROUND_CLIENTS}", self.clients_per_round));
+            return Err(FlError::invalid(format!(
+                "clients_per_round: {} is outside 1..={MAX_ROUND_CLIENTS}",
+                self.clients_per_round
+            )));
         }
         if self.over_select_pct > 200 {
-            return Err(format!("over_select_pct: {} exceeds 200", self.over_select_pct));
+            return Err(FlError::invalid(format!("over_select_pct: {} exceeds 200", self.over_select_pct)));
         }
         if self.min_clients == 0 || self.min_clients > self.clients_per_round {
-            return Err(format!("min_clients: {} is outside 1..=clients_per_round", self.min_clients));
+            return Err(FlError::invalid(format!(
+                "min_clients: {} is outside 1..=clients_per_round",
+                self.min_clients
+            )));
         }
         if self.local_epochs == 0 || self.local_epochs > 100 {
-            return Err(format!("local_epochs: {} is outside 1..=100", self.local_epochs));
+            return Err(FlError::invalid(format!("local_epochs: {} is outside 1..=100", self.local_epochs)));
         }
         if self.batch == 0 || self.batch > 4096 {
-            return Err(format!("batch: {} is outside 1..=4096", self.batch));
+            return Err(FlError::invalid(format!("batch: {} is outside 1..=4096", self.batch)));
         }
         if !(self.lr.is_finite() && self.lr > 0.0 && self.lr <= 10.0) {
-            return Err(format!("lr: {} is outside (0, 10]", self.lr));
+            return Err(FlError::invalid(format!("lr: {} is outside (0, 10]", self.lr)));
         }
         if !(self.lr_decay.is_finite() && self.lr_decay > 0.0 && self.lr_decay <= 1.0) {
-            return Err(format!("lr_decay: {} is outside (0, 1]", self.lr_decay));
+            return Err(FlError::invalid(format!("lr_decay: {} is outside (0, 1]", self.lr_decay)));
         }
         if self.clip < 0 {
-            return Err(format!("clip: {} is negative", self.clip));
+            return Err(FlError::invalid(format!("clip: {} is negative", self.clip)));
         }
         if !(100..=600_000).contains(&self.deadline_ms) {
-            return Err(format!("deadline_ms: {} is outside 100..=600000", self.deadline_ms));
+            return Err(FlError::invalid(format!("deadline_ms: {} is outside 100..=600000", self.deadline_ms)));
         }
-        self.aggregator.parse::<Aggregator>().map_err(|e| format!("aggregator: {e}"))
+        self.aggregator.parse::<Aggregator>().map_err(|e| FlError::invalid(format!("aggregator: {e}")))
     }
 
     /// Learning rate of round `round`.
@@ -245,7 +251,7 @@ impl FlGossip {
     }
 
     /// Decodes and checks the limits; never panics.
-    pub fn decode(b: &[u8]) -> Result<Self, String> {
+    pub fn decode(b: &[u8]) -> Result<Self, FlError> {
         let g: FlGossip = crate::codec::decode::<_, MAX_GOSSIP_BYTES>(b)?;
         match &g {
             FlGossip::Task { spec, .. } => {
@@ -253,10 +259,10 @@ impl FlGossip {
             }
             FlGossip::Round(r) => {
                 if r.inputs.len() > MAX_ROUND_CLIENTS * 3 || r.rejected.len() > MAX_ROUND_CLIENTS * 3 {
-                    return Err("too many clients in a round".into());
+                    return Err(FlError::invalid("too many clients in a round"));
                 }
                 if r.rejected.iter().any(|(_, why)| why.len() > MAX_REASON) {
-                    return Err("reason too long".into());
+                    return Err(FlError::invalid("reason too long"));
                 }
             }
         }
@@ -303,8 +309,8 @@ impl FlRequest {
     pub fn encode(&self) -> Vec<u8> {
         crate::codec::encode(self)
     }
-    pub fn decode(b: &[u8]) -> Result<Self, String> {
-        crate::codec::decode::<_, MAX_MESSAGE_BYTES>(b)
+    pub fn decode(b: &[u8]) -> Result<Self, FlError> {
+        Ok(crate::codec::decode::<_, MAX_MESSAGE_BYTES>(b)?)
     }
 }
 
@@ -312,8 +318,8 @@ impl FlResponse {
     pub fn encode(&self) -> Vec<u8> {
         crate::codec::encode(self)
     }
-    pub fn decode(b: &[u8]) -> Result<Self, String> {
-        crate::codec::decode::<_, MAX_MESSAGE_BYTES>(b)
+    pub fn decode(b: &[u8]) -> Result<Self, FlError> {
+        Ok(crate::codec::decode::<_, MAX_MESSAGE_BYTES>(b)?)
     }
 }
 
@@ -322,9 +328,9 @@ pub const TENSORS: [(&str, &[usize]); 4] =
     [("w1", &[HIDDEN, FEATURES]), ("b1", &[HIDDEN]), ("w2", &[CLASSES, HIDDEN]), ("b2", &[CLASSES])];
 
 /// Weights (or an update) as safetensors bytes; the same parameters always give the same bytes.
-pub fn to_safetensors(p: &[f32]) -> Result<Vec<u8>, String> {
+pub fn to_safetensors(p: &[f32]) -> Result<Vec<u8>, FlError> {
     if p.len() != PARAMS {
-        return Err(format!("{} parameters, expected {PARAMS}", p.len()));
+        return Err(FlError::invalid(format!("{} parameters, expected {PARAMS}", p.len())));
     }
     let bytes: Vec<u8> = p.iter().flat_map(|v| v.to_le_bytes()).collect();
     let mut at = 0;
@@ -332,36 +338,39 @@ pub fn to_safetensors(p: &[f32]) -> Result<Vec<u8>, String> {
     for (name, shape) in TENSORS {
         let n: usize = shape.iter().product::<usize>() * 4;
         let v = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.to_vec(), &bytes[at..at + n])
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| FlError::invalid(e.to_string()))?;
         views.push((name, v));
         at += n;
     }
-    safetensors::serialize(views, None).map_err(|e| e.to_string())
+    safetensors::serialize(views, None).map_err(|e| FlError::invalid(e.to_string()))
 }
 
 /// Parses safetensors bytes into the flat parameters, refusing oversized files, missing, extra
 /// or misshapen tensors, other dtypes, NaN, infinities and values beyond the fixed-point range.
-pub fn from_safetensors(b: &[u8]) -> Result<Vec<f32>, String> {
+pub fn from_safetensors(b: &[u8]) -> Result<Vec<f32>, FlError> {
     if b.len() > MAX_WEIGHTS_BYTES {
-        return Err(format!("{} bytes exceed the {MAX_WEIGHTS_BYTES}-byte limit", b.len()));
+        return Err(FlError::invalid(format!("{} bytes exceed the {MAX_WEIGHTS_BYTES}-byte limit", b.len())));
     }
-    let st = safetensors::SafeTensors::deserialize(b).map_err(|e| format!("not a safetensors file: {e}"))?;
+    let st = safetensors::SafeTensors::deserialize(b)
+        .map_err(|e| FlError::invalid(format!("not a safetensors file: {e}")))?;
     if st.len() != TENSORS.len() {
-        return Err(format!("{} tensors, expected {} (w1, b1, w2, b2)", st.len(), TENSORS.len()));
+        return Err(FlError::invalid(format!("{} tensors, expected {} (w1, b1, w2, b2)", st.len(), TENSORS.len())));
     }
     let mut out = Vec::with_capacity(PARAMS);
     for (name, shape) in TENSORS {
-        let t = st.tensor(name).map_err(|_| format!("tensor {name} is missing"))?;
+        let t = st.tensor(name).map_err(|_| FlError::invalid(format!("tensor {name} is missing")))?;
         if t.dtype() != safetensors::Dtype::F32 {
-            return Err(format!("tensor {name} is {:?}, expected F32", t.dtype()));
+            return Err(FlError::invalid(format!("tensor {name} is {:?}, expected F32", t.dtype())));
         }
         if t.shape() != shape {
-            return Err(format!("tensor {name} has shape {:?}, expected {shape:?}", t.shape()));
+            return Err(FlError::invalid(format!("tensor {name} has shape {:?}, expected {shape:?}", t.shape())));
         }
         for (i, c) in t.data().chunks_exact(4).enumerate() {
             let v = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
             if !v.is_finite() || v.abs() > MAX_ABS {
-                return Err(format!("tensor {name}[{i}] = {v} (NaN, infinite or beyond +-{MAX_ABS})"));
+                return Err(FlError::invalid(format!(
+                    "tensor {name}[{i}] = {v} (NaN, infinite or beyond +-{MAX_ABS})"
+                )));
             }
             out.push(v);
         }
@@ -375,23 +384,23 @@ mod tests {
 
     #[test]
     fn weights_round_trip_and_bad_files_are_named() {
-        let p = super::super::model::init(3);
+        let p: Vec<f32> = (0..PARAMS).map(|i| ((i * 7919) % 2001) as f32 / 1000.0 - 1.0).collect();
         let b = to_safetensors(&p).unwrap();
         assert_eq!(b, to_safetensors(&p).unwrap(), "deterministic bytes");
         assert_eq!(from_safetensors(&b).unwrap(), p);
-        assert!(from_safetensors(&b[..b.len() - 1]).unwrap_err().contains("not a safetensors"));
-        assert!(from_safetensors(&[0u8; 70_000]).unwrap_err().contains("limit"));
+        assert!(from_safetensors(&b[..b.len() - 1]).unwrap_err().to_string().contains("not a safetensors"));
+        assert!(from_safetensors(&[0u8; 70_000]).unwrap_err().to_string().contains("limit"));
         assert!(from_safetensors(b"garbage").is_err());
         // A NaN smuggled in.
         let mut nan = p.clone();
         nan[100] = f32::NAN;
         let bad = to_safetensors(&nan).unwrap();
-        assert!(from_safetensors(&bad).unwrap_err().contains("w1[100]"));
+        assert!(from_safetensors(&bad).unwrap_err().to_string().contains("w1[100]"));
         // A wrong shape.
         let w = vec![0u8; 4 * 10];
         let v = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![10], &w).unwrap();
         let odd = safetensors::serialize([("w1", v)], None).unwrap();
-        assert!(from_safetensors(&odd).unwrap_err().contains("1 tensors"));
+        assert!(from_safetensors(&odd).unwrap_err().to_string().contains("1 tensors"));
         assert!(to_safetensors(&[0.0; 3]).is_err());
     }
 
@@ -403,7 +412,7 @@ mod tests {
         let bad = |f: &dyn Fn(&mut TaskSpec), key: &str| {
             let mut t = TaskSpec::default();
             f(&mut t);
-            let e = t.validate().unwrap_err();
+            let e = t.validate().unwrap_err().to_string();
             assert!(e.starts_with(key), "{e}");
         };
         bad(&|t| t.model = "cnn".into(), "model");

@@ -7,7 +7,7 @@ use bincode::{Decode, Encode};
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use thiserror::Error;
 
-use crate::envelope::MAX_NET_ID_LEN;
+use crate::net_id::MAX_NET_ID_LEN;
 
 /// Wire version of an encoded entry.
 pub const ENTRY_VERSION: u8 = 1;
@@ -29,21 +29,21 @@ pub type EntryId = [u8; 32];
 /// versions hold the same set.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum EntryKind {
-    /// A verifier's per-epoch liveness attestation ([`super::liveness::LivenessAttestation`]).
+    /// A verifier's per-epoch liveness attestation ([`super::body::LivenessAttestation`]).
     Liveness,
-    /// A job owner's receipt for an accepted render tile ([`super::receipt::RenderReceipt`]).
+    /// A job owner's receipt for an accepted render tile ([`super::body::RenderReceipt`]).
     RenderReceipt,
-    /// A verifier's per-epoch Proof-of-Rendering verdicts and QoS ([`super::liveness::PorVerdicts`]).
+    /// A verifier's per-epoch Proof-of-Rendering verdicts and QoS ([`super::body::PorVerdicts`]).
     PorVerdicts,
-    /// A task owner's receipt for an accepted or rejected FL update ([`super::receipt::FlReceipt`]).
+    /// A task owner's receipt for an accepted or rejected FL update ([`super::body::FlReceipt`]).
     FlReceipt,
-    /// A stake or unstake operation ([`crate::settle::StakeOp`]).
+    /// A stake or unstake operation ([`super::body::StakeOp`]).
     Stake,
-    /// A verifier's seal of an epoch's entry set ([`crate::settle::EpochSeal`]).
+    /// A verifier's seal of an epoch's entry set ([`super::body::EpochSeal`]).
     Seal,
-    /// A governance proposal ([`crate::settle::Proposal`]).
+    /// A governance proposal ([`super::body::Proposal`]).
     Proposal,
-    /// A stake-weighted vote on a proposal ([`crate::settle::Vote`]).
+    /// A stake-weighted vote on a proposal ([`super::body::Vote`]).
     Vote,
     /// A kind from a newer version.
     Unknown(u16),

@@ -55,7 +55,7 @@ pub enum SyncError {
     #[error("sync message of {len} bytes exceeds {max}")]
     TooLarge { len: usize, max: usize },
     #[error("malformed sync message: {0}")]
-    Malformed(String),
+    Malformed(#[source] crate::codec::DecodeError),
 }
 
 fn decode<T: Decode<()>, const MAX: usize>(bytes: &[u8]) -> Result<T, SyncError> {

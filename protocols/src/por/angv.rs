@@ -5,6 +5,7 @@
 //! verifier takes each imprint's surrounding window (3x its size), applies a Laplacian, and
 //! rejects the image if any `e_i = |mean(|lap|(window)) - mean(|lap|(imprint))|` is below `T`.
 
+use super::PorError;
 use crate::render::scene::{Material, Scene, Triangle};
 use crate::render::{RenderError, RenderSettings};
 
@@ -130,8 +131,8 @@ pub fn imprints(key: &[u8; 32], width: u32, height: u32, p: &AngvParams) -> Resu
 /// imprint pixel, facing the camera). `settings` fixes the image geometry.
 pub fn watermark(scene: &Scene, s: &RenderSettings, key: &[u8; 32], p: &AngvParams) -> Result<Scene, RenderError> {
     let marks = imprints(key, s.width, s.height, p).map_err(|e| RenderError::Scene(e.to_string()))?;
-    let c = scene.compile(s.width, s.height)?;
-    let v = c.view;
+    scene.validate()?;
+    let v = scene.view(s.width, s.height)?;
     let mut out = scene.clone();
     let hi = out.materials.len() as u32;
     out.materials.push(Material::Emissive { emission: [HI; 3] });
@@ -192,11 +193,11 @@ pub fn scores(rgb8: &[u8], width: u32, height: u32, marks: &[Imprint]) -> Result
 
 /// The ANGV verdict on an 8-bit RGB image: `Ok(min e_i)` when every imprint is there, else
 /// which one is missing.
-pub fn check(rgb8: &[u8], width: u32, height: u32, key: &[u8; 32], p: &AngvParams) -> Result<f32, String> {
-    let marks = imprints(key, width, height, p).map_err(|e| e.to_string())?;
-    let e = scores(rgb8, width, height, &marks).map_err(|e| e.to_string())?;
+pub fn check(rgb8: &[u8], width: u32, height: u32, key: &[u8; 32], p: &AngvParams) -> Result<f32, PorError> {
+    let marks = imprints(key, width, height, p).map_err(|e| PorError::check(e.to_string()))?;
+    let e = scores(rgb8, width, height, &marks).map_err(|e| PorError::check(e.to_string()))?;
     match e.iter().enumerate().find(|(_, v)| **v < p.threshold) {
-        Some((i, v)) => Err(format!("imprint {i} missing (e = {v:.1} < T = {})", p.threshold)),
+        Some((i, v)) => Err(PorError::check(format!("imprint {i} missing (e = {v:.1} < T = {})", p.threshold))),
         None => Ok(e.iter().copied().fold(f32::INFINITY, f32::min)),
     }
 }

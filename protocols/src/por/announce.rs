@@ -32,10 +32,10 @@ impl Announcement {
     }
 
     /// Decodes a body; never panics; refuses unknown challenge kinds and long reasons.
-    pub fn decode(body: &[u8]) -> Result<Self, String> {
+    pub fn decode(body: &[u8]) -> Result<Self, crate::codec::DecodeError> {
         let a: Self = crate::codec::decode::<_, 512>(body)?;
         if !["image", "bench", "timeout"].contains(&a.challenge.as_str()) || a.reason.len() > MAX_REASON {
-            return Err("bad challenge kind or reason".into());
+            return Err(crate::codec::DecodeError::invalid("bad challenge kind or reason"));
         }
         Ok(a)
     }

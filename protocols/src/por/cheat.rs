@@ -1,7 +1,7 @@
 //! How a worker can fake a render (for the detection tests and the testnet's cheaters): each
 //! mode turns what an honest worker could compute into what a cheater sends instead.
 
-use crate::render::{Image, RenderError, RenderSettings, Renderer, Scene, render_image};
+use crate::render::{Image, RenderError, RenderSettings, Scene};
 
 /// A cheat mode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -44,12 +44,48 @@ impl CheatMode {
     }
 }
 
-impl std::str::FromStr for CheatMode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        CheatMode::ALL.into_iter().find(|m| m.name() == s).ok_or_else(|| format!("unknown cheat mode {s:?}"))
+crate::named_mode!(CheatMode, "image cheat mode");
+
+/// How a worker answers challenges: honestly, or in a cheat mode (tests and the testnet; set by
+/// `por.cheat` / `ifx node --cheat`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Behaviour {
+    #[default]
+    Honest,
+    /// Fakes rendered images.
+    Image(CheatMode),
+    /// Computes benchmarks but claims a tenth of the time it took.
+    ForgedTime,
+    /// Answers every challenge honestly but too late.
+    Late,
+}
+
+impl Behaviour {
+    /// Every behaviour, honest first.
+    pub const ALL: [Behaviour; 9] = [
+        Behaviour::Honest,
+        Behaviour::Image(CheatMode::Constant),
+        Behaviour::Image(CheatMode::WhiteNoise),
+        Behaviour::Image(CheatMode::OldTile),
+        Behaviour::Image(CheatMode::QuarterRes),
+        Behaviour::Image(CheatMode::NoWatermark),
+        Behaviour::Image(CheatMode::Fake25),
+        Behaviour::ForgedTime,
+        Behaviour::Late,
+    ];
+
+    /// Its name in config files and flags (`""` is honest).
+    pub fn name(self) -> &'static str {
+        match self {
+            Behaviour::Honest => "",
+            Behaviour::Image(m) => m.name(),
+            Behaviour::ForgedTime => "forged-time",
+            Behaviour::Late => "late",
+        }
     }
 }
+
+crate::named_mode!(Behaviour, "cheat mode");
 
 fn noise(seed: u64, n: usize) -> Vec<u8> {
     let mut x = seed | 1;
@@ -65,7 +101,8 @@ fn noise(seed: u64, n: usize) -> Vec<u8> {
 
 /// What a cheater in `mode` sends for a challenge: `watermarked` is the scene it was given,
 /// `plain` the scene without imprints (a cheater that ignores the extra geometry), `old` an
-/// image it kept from an earlier challenge of the same size.
+/// image it kept from an earlier challenge of the same size; `render` renders a whole image of a
+/// scene (the engine's CPU reference, in the tests and on cheating nodes).
 pub fn forge(
     mode: CheatMode,
     watermarked: &Scene,
@@ -73,11 +110,10 @@ pub fn forge(
     s: &RenderSettings,
     old: Option<&[u8]>,
     seed: u64,
+    render: impl Fn(&Scene, &RenderSettings) -> Result<Image, RenderError>,
 ) -> Result<Vec<u8>, RenderError> {
     let n = (s.width * s.height * 3) as usize;
-    let cpu = |scene: &Scene, s: &RenderSettings| -> Result<Image, RenderError> {
-        render_image(&Renderer::new(scene, s, crate::render::Backend::Cpu)?, s, |_, _| {})
-    };
+    let cpu = render;
     Ok(match mode {
         CheatMode::Constant => vec![128; n],
         CheatMode::WhiteNoise => noise(seed, n),
@@ -121,4 +157,19 @@ pub fn strip_near_camera(scene: &Scene) -> Scene {
     let mut out = scene.clone();
     out.triangles.retain(|t| t.v.iter().all(|v| d(*v) > reach));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cheat_names_parse() {
+        for c in Behaviour::ALL {
+            assert_eq!(c.name().parse::<Behaviour>(), Ok(c), "{c}");
+        }
+        assert_eq!("".parse::<Behaviour>().unwrap(), Behaviour::Honest);
+        let e = "sloppy".parse::<Behaviour>().unwrap_err().to_string();
+        assert!(e.contains("sloppy") && e.contains("forged-time"), "{e}");
+    }
 }

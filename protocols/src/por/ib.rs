@@ -1,12 +1,9 @@
 //! The IB (Inferix Bench) benchmark: a fixed-point escape-time render in integer arithmetic,
-//! run by `ib.wgsl` on a GPU and by a bit-exact Rust twin here, so a CPU-only verifier checks a
-//! GPU worker's answer exactly (a few random rows re-computed) while timing it.
-//! IB = the reference time of the network config / this node's time.
+//! run by the render engine's `ib.wgsl` on a GPU and by a bit-exact Rust twin here, so a
+//! CPU-only verifier checks a GPU worker's answer exactly (a few random rows re-computed) while
+//! timing it. IB = the reference time of the network config / this node's time.
 
-use bytemuck::{Pod, Zeroable};
-use wgpu::util::DeviceExt;
-
-use crate::render::RenderError;
+use super::PorError;
 
 /// A benchmark challenge: the region and size are derived from a seed the worker cannot
 /// predict, so answers cannot be precomputed.
@@ -37,12 +34,12 @@ impl Bench {
     }
 
     /// Checks sizes (a worker refuses absurd challenges).
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), PorError> {
         if self.width == 0 || self.height == 0 || self.width > 1024 || self.height > 1024 || self.max_iter > 4096 {
-            return Err(format!(
+            return Err(PorError::check(format!(
                 "benchmark {}x{} x {} iterations is out of range",
                 self.width, self.height, self.max_iter
-            ));
+            )));
         }
         // |c| must stay small enough for the Q12 squares to fit in i32.
         let far = |v: i64| v.abs() > 3 * 4096;
@@ -51,7 +48,7 @@ impl Bench {
             self.y0 as i64 + self.step as i64 * self.height as i64,
         );
         if self.step <= 0 || far(self.x0 as i64) || far(self.y0 as i64) || far(x1) || far(y1) {
-            return Err("benchmark region is out of range".into());
+            return Err(PorError::check("benchmark region is out of range"));
         }
         Ok(())
     }
@@ -92,113 +89,16 @@ impl Bench {
     }
 
     /// Recomputes rows `rows` and compares them with the worker's digests.
-    pub fn check_rows(&self, digests: &[[u8; 32]], rows: &[u32]) -> Result<(), String> {
+    pub fn check_rows(&self, digests: &[[u8; 32]], rows: &[u32]) -> Result<(), PorError> {
         if digests.len() != self.height as usize {
-            return Err(format!("{} row digests for {} rows", digests.len(), self.height));
+            return Err(PorError::check(format!("{} row digests for {} rows", digests.len(), self.height)));
         }
         for &y in rows {
             let mine = Self::row_digest(&(0..self.width).map(|x| self.pixel(x, y)).collect::<Vec<_>>());
             if digests.get(y as usize) != Some(&mine) {
-                return Err(format!("row {y} differs from the reference computation"));
+                return Err(PorError::check(format!("row {y} differs from the reference computation")));
             }
         }
         Ok(())
-    }
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct Params {
-    width: u32,
-    height: u32,
-    max_iter: u32,
-    _pad: u32,
-    x0: i32,
-    y0: i32,
-    step: i32,
-    _pad2: i32,
-}
-
-/// The benchmark kernel on a wgpu device.
-pub struct GpuBench {
-    device: wgpu::Device,
-    queue: wgpu::Queue,
-    pipeline: wgpu::ComputePipeline,
-    pub adapter: String,
-}
-
-impl GpuBench {
-    /// Opens the best adapter (as the renderer does).
-    pub fn new() -> Result<Self, RenderError> {
-        let adapter = crate::render::gpu::best_adapter().ok_or_else(|| {
-            RenderError::NoAdapter("no wgpu adapter (install mesa-vulkan-drivers for a software one)".into())
-        })?;
-        let name = adapter.get_info().name;
-        let (device, queue) = futures::executor::block_on(adapter.request_device(&wgpu::DeviceDescriptor::default()))
-            .map_err(|e| RenderError::NoAdapter(e.to_string()))?;
-        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some("ib"),
-            source: wgpu::ShaderSource::Wgsl(include_str!("ib.wgsl").into()),
-        });
-        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some("ib"),
-            layout: None,
-            module: &module,
-            entry_point: Some("main"),
-            compilation_options: Default::default(),
-            cache: None,
-        });
-        Ok(Self { device, queue, pipeline, adapter: name })
-    }
-
-    /// All iteration counts, row-major.
-    pub fn counts(&self, b: &Bench) -> Result<Vec<u32>, RenderError> {
-        let p = Params {
-            width: b.width,
-            height: b.height,
-            max_iter: b.max_iter,
-            _pad: 0,
-            x0: b.x0,
-            y0: b.y0,
-            step: b.step,
-            _pad2: 0,
-        };
-        let params = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("ib params"),
-            contents: bytemuck::bytes_of(&p),
-            usage: wgpu::BufferUsages::UNIFORM,
-        });
-        let size = b.width as u64 * b.height as u64 * 4;
-        let out = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("ib counts"),
-            size,
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
-            mapped_at_creation: false,
-        });
-        let layout = self.pipeline.get_bind_group_layout(0);
-        let group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("ib"),
-            layout: &layout,
-            entries: &[
-                wgpu::BindGroupEntry { binding: 0, resource: params.as_entire_binding() },
-                wgpu::BindGroupEntry { binding: 1, resource: out.as_entire_binding() },
-            ],
-        });
-        let mut enc = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("ib") });
-        {
-            let mut pass =
-                enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("ib"), timestamp_writes: None });
-            pass.set_pipeline(&self.pipeline);
-            pass.set_bind_group(0, &group, &[]);
-            pass.dispatch_workgroups(b.width.div_ceil(8), b.height.div_ceil(8), 1);
-        }
-        let bytes = crate::render::gpu::read_back(&self.device, &self.queue, enc, &out, size)?;
-        Ok(bytemuck::cast_slice::<u8, u32>(&bytes).to_vec())
-    }
-
-    /// All row digests.
-    pub fn rows(&self, b: &Bench) -> Result<Vec<[u8; 32]>, RenderError> {
-        let c = self.counts(b)?;
-        Ok(c.chunks(b.width as usize).map(Bench::row_digest).collect())
     }
 }

@@ -1,7 +1,8 @@
 //! Proof of Rendering. A verifier hands a worker a scene carrying a secret ANGV watermark
 //! (`angv`), the worker renders it and commits a Merkle root over its sub-tiles (`spot`), the
 //! verifier checks every imprint in the image and re-renders a few sub-tiles the root chose.
-//! `cheat` holds the ways a worker can fake a render, for tests and the testnet.
+//! `cheat` holds the ways a worker can fake a render, for tests and the testnet. Rendering
+//! itself is the engine's: PoR asks only for a [`TileRenderer`].
 
 pub mod angv;
 pub mod announce;
@@ -9,10 +10,23 @@ pub mod cheat;
 pub mod ib;
 pub mod quorum;
 pub mod spot;
+pub mod wire;
 
-use crate::render::{RenderSettings, Renderer};
+use crate::render::{RenderSettings, TileRenderer};
 
 pub use angv::AngvParams;
+
+/// A PoR check that failed (an answer, an opening, a benchmark), and what was wrong.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct PorError(pub String);
+
+impl PorError {
+    /// A failed check, saying what was wrong.
+    pub fn check(why: impl Into<String>) -> Self {
+        PorError(why.into())
+    }
+}
 
 /// Sub-tiles a verifier re-renders per challenge.
 pub const SPOT_CHECKS: usize = 2;
@@ -78,7 +92,7 @@ pub fn verify(
     answer: &Answer,
     chosen: &[u32],
     openings: &[Opening],
-    watermarked: &Renderer,
+    watermarked: &(impl TileRenderer + ?Sized),
 ) -> Verdict {
     let fail = |reason: String| Verdict::Fail { reason };
     let expected = (s.width * s.height * 3) as usize;

@@ -3,8 +3,9 @@
 //! know them before committing), the worker reveals those sub-tiles with inclusion proofs, and
 //! the verifier re-renders them and compares within the renderer's tolerance.
 
+use super::PorError;
 use crate::merkle;
-use crate::render::{Image, RenderError, RenderSettings, Renderer, Tile};
+use crate::render::{Image, RenderError, RenderSettings, Tile, TileRenderer};
 
 /// Side of a sub-tile in pixels.
 pub const SUB: u32 = 8;
@@ -95,13 +96,22 @@ pub fn choose(root: &[u8; 32], nonce: &[u8; 32], verifier: &[u8; 32], k: usize, 
 }
 
 /// Re-renders sub-tile `index` of the challenge and compares it with the revealed bytes.
-pub fn recheck(r: &Renderer, s: &RenderSettings, index: u32, revealed: &[u8]) -> Result<(), String> {
+pub fn recheck(
+    r: &(impl TileRenderer + ?Sized),
+    s: &RenderSettings,
+    index: u32,
+    revealed: &[u8],
+) -> Result<(), PorError> {
     let subs = sub_tiles(s.width, s.height);
-    let t = *subs.get(index as usize).ok_or_else(|| format!("sub-tile {index} does not exist"))?;
+    let t = *subs.get(index as usize).ok_or_else(|| PorError::check(format!("sub-tile {index} does not exist")))?;
     if revealed.len() != (t.w * t.h * 3) as usize {
-        return Err(format!("sub-tile {index} has {} bytes, expected {}", revealed.len(), t.w * t.h * 3));
+        return Err(PorError::check(format!(
+            "sub-tile {index} has {} bytes, expected {}",
+            revealed.len(),
+            t.w * t.h * 3
+        )));
     }
-    let px = r.render_tile(s, t).map_err(|e: RenderError| e.to_string())?;
+    let px = r.render_tile(s, t).map_err(|e: RenderError| PorError::check(e.to_string()))?;
     let mut img = Image::new(t.w, t.h);
     img.put(Tile { x: 0, y: 0, w: t.w, h: t.h }, &px);
     let mine = img.to_rgb8();
@@ -112,7 +122,10 @@ pub fn recheck(r: &Renderer, s: &RenderSettings, index: u32, revealed: &[u8]) ->
         .count();
     let share = bad as f64 / (t.w * t.h) as f64;
     if share > MAX_BAD_SHARE {
-        return Err(format!("sub-tile {index}: {:.1}% of pixels differ from the re-render", share * 100.0));
+        return Err(PorError::check(format!(
+            "sub-tile {index}: {:.1}% of pixels differ from the re-render",
+            share * 100.0
+        )));
     }
     Ok(())
 }

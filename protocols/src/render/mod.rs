@@ -1,21 +1,15 @@
-//! Rendering: scenes (`scene`, built-ins in `builtin`, files in `load`), a BVH (`bvh`), the
-//! path tracer twice over the same math (`shader.wgsl` run by `gpu`, and the CPU reference in
-//! `cpu`), and tiles: a pixel's randomness depends only on `(seed, x, y, sample)`, so any tiling
-//! of an image renders the same pixels.
+//! Rendering as the protocols see it: scenes (`scene`), image settings and their limits, tiles,
+//! linear images, and [`TileRenderer`], the one thing PoR and the job protocol need of a
+//! renderer. A pixel's randomness depends only on `(seed, x, y, sample)`, so any tiling of an
+//! image renders the same pixels. The path tracer itself is the `ifx-render` engine crate.
 
-pub mod builtin;
-pub mod bvh;
-pub mod cpu;
-pub mod gpu;
-pub mod load;
+pub mod job;
 pub mod scene;
-
-use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-pub use scene::{Compiled, Scene};
+pub use scene::Scene;
 
 /// Largest image side in pixels.
 pub const MAX_SIDE: u32 = 16_384;
@@ -45,6 +39,8 @@ pub enum RenderError {
     NoAdapter(String),
     #[error("GPU error: {0}")]
     Gpu(String),
+    #[error("{0}")]
+    Tile(String),
     #[error("cannot write {path}: {message}")]
     Output { path: String, message: String },
 }
@@ -110,82 +106,37 @@ pub struct Tile {
 }
 
 /// Which renderer to use.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Backend {
     /// wgpu when an adapter opens (a real GPU or a software one), else the CPU.
+    #[default]
     Auto,
     Gpu,
     Cpu,
 }
 
-impl std::str::FromStr for Backend {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "auto" => Ok(Backend::Auto),
-            "gpu" => Ok(Backend::Gpu),
-            "cpu" => Ok(Backend::Cpu),
-            o => Err(format!("unknown backend {o:?} (expected auto, gpu or cpu)")),
+impl Backend {
+    /// Every backend.
+    pub const ALL: [Backend; 3] = [Backend::Auto, Backend::Gpu, Backend::Cpu];
+
+    /// Its name in config files and flags.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Auto => "auto",
+            Backend::Gpu => "gpu",
+            Backend::Cpu => "cpu",
         }
     }
 }
 
-/// A renderer ready to render tiles of one scene.
-pub enum Renderer {
-    Cpu(Box<Compiled>),
-    Gpu(std::sync::Arc<gpu::GpuRenderer>, gpu::GpuScene, Box<Compiled>),
-}
+crate::named_mode!(Backend, "backend");
 
-impl Renderer {
-    /// Compiles `scene` for `s` and opens the backend (`Auto` falls back to the CPU).
-    pub fn new(scene: &Scene, s: &RenderSettings, backend: Backend) -> Result<Self, RenderError> {
-        s.validate()?;
-        let c = Box::new(scene.compile(s.width, s.height)?);
-        let gpu = match backend {
-            Backend::Cpu => None,
-            Backend::Gpu => Some(gpu::GpuRenderer::new()?),
-            Backend::Auto => gpu::GpuRenderer::new().ok(),
-        };
-        Ok(match gpu {
-            Some(g) => {
-                let up = g.upload(&c)?;
-                Renderer::Gpu(std::sync::Arc::new(g), up, c)
-            }
-            None => Renderer::Cpu(c),
-        })
-    }
-
-    /// A renderer of `scene` on an already opened device (opening one costs 60-800 ms on a
-    /// software adapter; a node keeps one).
-    pub fn on_device(
-        device: std::sync::Arc<gpu::GpuRenderer>,
-        scene: &Scene,
-        s: &RenderSettings,
-    ) -> Result<Self, RenderError> {
-        s.validate()?;
-        let c = Box::new(scene.compile(s.width, s.height)?);
-        let up = device.upload(&c)?;
-        Ok(Renderer::Gpu(device, up, c))
-    }
-
-    /// What renders, for logs.
-    pub fn describe(&self) -> String {
-        match self {
-            Renderer::Cpu(_) => format!("cpu ({} threads)", rayon::current_num_threads()),
-            Renderer::Gpu(g, ..) => format!("wgpu: {}", g.describe()),
-        }
-    }
-
-    /// Renders one tile (linear RGB, row-major within the tile).
-    pub fn render_tile(&self, s: &RenderSettings, tile: Tile) -> Result<Vec<[f32; 3]>, RenderError> {
-        if tile.w == 0 || tile.h == 0 || tile.x + tile.w > s.width || tile.y + tile.h > s.height {
-            return Err(RenderError::Settings(format!("tile {tile:?} is outside the {}x{} image", s.width, s.height)));
-        }
-        match self {
-            Renderer::Cpu(c) => Ok(cpu::render_tile(c, s, tile)),
-            Renderer::Gpu(g, up, c) => g.render_tile(up, c, s, tile),
-        }
-    }
+/// A renderer of one scene: the pixels of any tile of it (linear RGB, row-major within the
+/// tile). PoR's spot re-render and the job queue use it; the engine implements it for the GPU
+/// kernel and the CPU reference.
+pub trait TileRenderer {
+    /// Renders `tile` of the image `s` describes.
+    fn render_tile(&self, s: &RenderSettings, tile: Tile) -> Result<Vec<[f32; 3]>, RenderError>;
 }
 
 /// A linear-RGB image.
@@ -215,12 +166,6 @@ impl Image {
     pub fn to_rgb8(&self) -> Vec<u8> {
         self.rgb.iter().flat_map(|p| p.map(|c| (c.clamp(0.0, 1.0).sqrt() * 255.0 + 0.5) as u8)).collect()
     }
-
-    /// Writes a PNG.
-    pub fn save_png(&self, path: &Path) -> Result<(), RenderError> {
-        image::save_buffer(path, &self.to_rgb8(), self.width, self.height, image::ExtendedColorType::Rgb8)
-            .map_err(|e| RenderError::Output { path: path.display().to_string(), message: e.to_string() })
-    }
 }
 
 /// Peak signal-to-noise ratio of two 8-bit images in dB (infinite when equal).
@@ -232,7 +177,7 @@ pub fn psnr(a: &[u8], b: &[u8]) -> f64 {
 
 /// Renders a whole image tile by tile, calling `progress(done, total)` after each tile.
 pub fn render_image(
-    r: &Renderer,
+    r: &(impl TileRenderer + ?Sized),
     s: &RenderSettings,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<Image, RenderError> {

@@ -1,13 +1,10 @@
-//! Scenes: a camera, spheres, triangles (planes, boxes and meshes become triangles), materials
-//! and a sky. `Scene::compile` flattens a scene into the arrays both renderers read (the GPU
-//! kernel through storage buffers, the CPU reference directly), BVH included, so the two run the
-//! same math on the same data.
+//! Scenes as the protocol carries them: a camera, spheres, triangles (planes, boxes and meshes
+//! become triangles), materials and a sky, their limits and validation, and their wire form. The
+//! render engine (`ifx-render`) compiles and traces them.
 
-use bytemuck::{Pod, Zeroable};
 use serde::{Deserialize, Serialize};
 
 use super::RenderError;
-use super::bvh::{Bvh, BvhNode};
 
 /// Most triangles a scene may hold (about 200 MB of GPU buffers with its BVH).
 pub const MAX_TRIANGLES: usize = 2_000_000;
@@ -69,6 +66,17 @@ pub struct Sphere {
     pub material: u32,
 }
 
+/// Camera and sky as the kernels read them.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct View {
+    pub origin: [f32; 3],
+    pub lower_left: [f32; 3],
+    pub horizontal: [f32; 3],
+    pub vertical: [f32; 3],
+    pub horizon: [f32; 3],
+    pub zenith: [f32; 3],
+}
+
 /// A scene ready to compile.
 #[derive(Clone, Debug)]
 pub struct Scene {
@@ -81,60 +89,8 @@ pub struct Scene {
     pub seed: u32,
 }
 
-/// Material as the kernels read it (32 bytes).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Pod, Zeroable, PartialEq)]
-pub struct GpuMaterial {
-    pub albedo: [f32; 3],
-    /// 0 diffuse, 1 metal, 2 dielectric, 3 emissive.
-    pub kind: u32,
-    pub emission: [f32; 3],
-    /// Fuzz (metal) or index of refraction (dielectric).
-    pub param: f32,
-}
-
-/// Sphere as the kernels read it (32 bytes).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Pod, Zeroable, PartialEq)]
-pub struct GpuSphere {
-    pub center: [f32; 3],
-    pub radius: f32,
-    pub material: u32,
-    pub _pad: [u32; 3],
-}
-
-/// Triangle as the kernels read it (48 bytes): vertices, material in `v0[3]` as bits.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Pod, Zeroable, PartialEq)]
-pub struct GpuTriangle {
-    pub v0: [f32; 4],
-    pub v1: [f32; 4],
-    pub v2: [f32; 4],
-}
-
-/// Camera and sky as the kernels read them.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct View {
-    pub origin: [f32; 3],
-    pub lower_left: [f32; 3],
-    pub horizontal: [f32; 3],
-    pub vertical: [f32; 3],
-    pub horizon: [f32; 3],
-    pub zenith: [f32; 3],
-}
-
-/// A scene flattened for rendering at one aspect ratio.
-#[derive(Clone, Debug)]
-pub struct Compiled {
-    pub view: View,
-    pub materials: Vec<GpuMaterial>,
-    pub spheres: Vec<GpuSphere>,
-    pub triangles: Vec<GpuTriangle>,
-    pub nodes: Vec<BvhNode>,
-    pub seed: u32,
-}
-
-fn finite(v: &[f32]) -> bool {
+/// Whether every number is finite (scene validation, and the engine's compile).
+pub fn finite(v: &[f32]) -> bool {
     v.iter().all(|x| x.is_finite())
 }
 
@@ -215,10 +171,9 @@ impl Scene {
             self.triangles.push(Triangle { v: [a, cc, d], material });
         }
     }
-
-    /// Flattens the scene for an image of `width` x `height`.
-    pub fn compile(&self, width: u32, height: u32) -> Result<Compiled, RenderError> {
-        self.validate()?;
+    /// The camera and sky as the kernels read them, for an image of `width` x `height` (PoR
+    /// places its imprints through the same view).
+    pub fn view(&self, width: u32, height: u32) -> Result<View, RenderError> {
         let c = &self.camera;
         let aspect = width as f32 / height as f32;
         let h = (c.fov_deg.to_radians() / 2.0).tan();
@@ -240,37 +195,7 @@ impl Scene {
             horizon: self.sky.horizon,
             zenith: self.sky.zenith,
         };
-        let materials = self
-            .materials
-            .iter()
-            .map(|m| match *m {
-                Material::Diffuse { albedo } => GpuMaterial { albedo, kind: 0, emission: [0.0; 3], param: 0.0 },
-                Material::Metal { albedo, fuzz } => GpuMaterial { albedo, kind: 1, emission: [0.0; 3], param: fuzz },
-                Material::Dielectric { ior } => {
-                    GpuMaterial { albedo: [1.0; 3], kind: 2, emission: [0.0; 3], param: ior }
-                }
-                Material::Emissive { emission } => GpuMaterial { albedo: [0.0; 3], kind: 3, emission, param: 0.0 },
-            })
-            .collect();
-        let spheres = self
-            .spheres
-            .iter()
-            .map(|s| GpuSphere { center: s.center, radius: s.radius, material: s.material, _pad: [0; 3] })
-            .collect();
-        let bvh = Bvh::build(&self.triangles);
-        let triangles = bvh
-            .order
-            .iter()
-            .map(|&i| {
-                let t = &self.triangles[i as usize];
-                GpuTriangle {
-                    v0: [t.v[0][0], t.v[0][1], t.v[0][2], f32::from_bits(t.material)],
-                    v1: [t.v[1][0], t.v[1][1], t.v[1][2], 0.0],
-                    v2: [t.v[2][0], t.v[2][1], t.v[2][2], 0.0],
-                }
-            })
-            .collect();
-        Ok(Compiled { view, materials, spheres, triangles, nodes: bvh.nodes, seed: self.seed })
+        Ok(view)
     }
 }
 
@@ -346,7 +271,7 @@ impl Scene {
     /// Decodes and validates network bytes; never panics.
     pub fn from_wire(bytes: &[u8]) -> Result<Self, RenderError> {
         let bad = |m: String| RenderError::Scene(m);
-        let w: WireScene = crate::codec::decode::<_, MAX_WIRE_SCENE>(bytes).map_err(bad)?;
+        let w: WireScene = crate::codec::decode::<_, MAX_WIRE_SCENE>(bytes).map_err(|e| bad(e.to_string()))?;
         let c = w.camera;
         let mut materials = Vec::with_capacity(w.materials.len());
         for (kind, v, p) in w.materials {

@@ -1,15 +1,27 @@
 //! Epochs, stake, Burn-Mint-Work settlement and governance: how contributions in the sealed
 //! ledger become payouts, computed the same way on every honest node (integers only, sorted
-//! iteration). `params`: the named parameters and genesis; `ops`: the entry bodies (stake,
-//! seal, proposal, vote); `engine`: the fold over sealed epochs.
+//! iteration). `params`: the named parameters and genesis; `engine`: the fold over sealed
+//! epochs, a short driver over one file per step (`seal`, `reports`, `slashing`, `weights`,
+//! `governance`, `payouts`, `stake`); `account` and `outcome`: what the fold carries and what it
+//! returns. The entry bodies it reads (stake, seal, proposal, vote) are the ledger's
+//! (`ledger::body`).
 
+mod account;
 pub mod engine;
-pub mod ops;
+mod governance;
+mod outcome;
 pub mod params;
+mod payouts;
+mod reports;
+pub mod seal;
+mod slashing;
+mod stake;
+mod weights;
 
-pub use engine::{
-    Account, EpochSettlement, GovOutcome, OpenProposal, Payout, Settlements, Slash, Status, WorkerLine, distribute,
-    payout_root, seal_view, settle,
-};
-pub use ops::{EpochSeal, Proposal, StakeOp, Vote};
+pub use crate::ledger::body::{EpochSeal, Proposal, StakeOp, Vote};
+pub use account::{Account, Vesting};
+pub use engine::settle;
+pub use outcome::{EpochSettlement, GovOutcome, OpenProposal, Payout, Settlements, Slash, Status, WorkerLine};
 pub use params::{EconParams, GenesisAlloc, StakeRole, UNITS_PER_IFX};
+pub use payouts::{distribute, payout_root};
+pub use seal::{SealTooLarge, seal_view};

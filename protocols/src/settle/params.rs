@@ -5,7 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::network::InvalidValue;
+use crate::invalid::InvalidValue;
+pub use crate::ledger::body::StakeRole;
 
 /// Units per IFX.
 pub const UNITS_PER_IFX: u64 = 1_000_000;
@@ -222,16 +223,6 @@ impl EconParams {
     pub fn epochs_of(secs: u64, epoch_secs: u64) -> u64 {
         secs.div_ceil(epoch_secs.max(1)).max(1)
     }
-}
-
-/// What a genesis allocation's stake is bonded as.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, bincode::Encode, bincode::Decode,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum StakeRole {
-    Worker,
-    Verifier,
 }
 
 /// One genesis allocation.

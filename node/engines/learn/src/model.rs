@@ -1,0 +1,147 @@
+//! The federated model: a candle MLP 64-64-10 (ReLU) for the digits set, its parameters as one
+//! flat vector (w1, b1, w2, b2; candle's `Linear` layout, weights `[out, in]`), initialised from
+//! a seeded RNG of our own (candle's CPU RNG cannot be seeded), trained with AdamW in
+//! mini-batches whose order is also seeded: a run is reproducible bit for bit.
+
+use candle_core::{D, DType, Device, Tensor, Var};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+
+pub use ifx_protocols::fl::shape::{HIDDEN, PARAMS};
+
+use crate::LearnError;
+use crate::data::{CLASSES, Dataset, FEATURES, Rng};
+
+/// Local training settings.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TrainConfig {
+    pub epochs: usize,
+    pub batch: usize,
+    pub lr: f64,
+    pub seed: u64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self { epochs: 1, batch: 32, lr: 0.01, seed: 1 }
+    }
+}
+
+/// Initial parameters: uniform in +-1/sqrt(fan-in), biases zero.
+pub fn init(seed: u64) -> Vec<f32> {
+    let mut rng = Rng(seed | 1);
+    let mut p = Vec::with_capacity(PARAMS);
+    let mut layer = |out: usize, inp: usize, p: &mut Vec<f32>| {
+        let b = 1.0 / (inp as f64).sqrt();
+        p.extend((0..out * inp).map(|_| ((rng.uniform() * 2.0 - 1.0) * b) as f32));
+        p.extend(std::iter::repeat_n(0.0, out));
+    };
+    layer(HIDDEN, FEATURES, &mut p);
+    layer(CLASSES, HIDDEN, &mut p);
+    p
+}
+
+fn err(e: candle_core::Error) -> LearnError {
+    LearnError::Candle(e.to_string())
+}
+
+struct Net {
+    w1: Var,
+    b1: Var,
+    w2: Var,
+    b2: Var,
+}
+
+impl Net {
+    fn new(p: &[f32]) -> Result<Self, LearnError> {
+        if p.len() != PARAMS {
+            return Err(LearnError::Shape { got: p.len(), expected: PARAMS });
+        }
+        let dev = Device::Cpu;
+        let mut at = 0;
+        let mut take = |shape: &[usize]| {
+            let n: usize = shape.iter().product();
+            let t = Tensor::from_slice(&p[at..at + n], shape, &dev).and_then(|t| Var::from_tensor(&t));
+            at += n;
+            t.map_err(err)
+        };
+        Ok(Self {
+            w1: take(&[HIDDEN, FEATURES])?,
+            b1: take(&[HIDDEN])?,
+            w2: take(&[CLASSES, HIDDEN])?,
+            b2: take(&[CLASSES])?,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let h = x.matmul(&self.w1.as_tensor().t()?)?.broadcast_add(self.b1.as_tensor())?.relu()?;
+        h.matmul(&self.w2.as_tensor().t()?)?.broadcast_add(self.b2.as_tensor())
+    }
+
+    fn flat(&self) -> Result<Vec<f32>, LearnError> {
+        let mut out = Vec::with_capacity(PARAMS);
+        for v in [&self.w1, &self.b1, &self.w2, &self.b2] {
+            out.extend(v.as_tensor().flatten_all().and_then(|t| t.to_vec1::<f32>()).map_err(err)?);
+        }
+        Ok(out)
+    }
+}
+
+fn tensors(d: &Dataset, idx: &[usize]) -> Result<(Tensor, Tensor), LearnError> {
+    let xs: Vec<f32> = idx.iter().flat_map(|&i| d.x[i]).collect();
+    let ys: Vec<u32> = idx.iter().map(|&i| d.y[i] as u32).collect();
+    let x = Tensor::from_vec(xs, (idx.len(), FEATURES), &Device::Cpu).map_err(err)?;
+    let y = Tensor::from_vec(ys, idx.len(), &Device::Cpu).map_err(err)?;
+    Ok((x, y))
+}
+
+/// Trains from `params` on `data`; returns the new parameters and the last epoch's mean loss.
+pub fn train(params: &[f32], data: &Dataset, cfg: &TrainConfig) -> Result<(Vec<f32>, f32), LearnError> {
+    let net = Net::new(params)?;
+    if data.is_empty() {
+        return Ok((params.to_vec(), 0.0));
+    }
+    let mut opt = AdamW::new(
+        vec![net.w1.clone(), net.b1.clone(), net.w2.clone(), net.b2.clone()],
+        ParamsAdamW { lr: cfg.lr, weight_decay: 0.0, ..Default::default() },
+    )
+    .map_err(err)?;
+    let mut rng = Rng(cfg.seed | 1);
+    let mut order: Vec<usize> = (0..data.len()).collect();
+    let mut last = 0.0;
+    for _ in 0..cfg.epochs {
+        for i in (1..order.len()).rev() {
+            order.swap(i, (rng.uniform() * (i + 1) as f64) as usize % (i + 1));
+        }
+        let (mut sum, mut batches) = (0.0, 0);
+        for chunk in order.chunks(cfg.batch.max(1)) {
+            let (x, y) = tensors(data, chunk)?;
+            let loss = net.forward(&x).and_then(|l| candle_nn::loss::cross_entropy(&l, &y)).map_err(err)?;
+            opt.backward_step(&loss).map_err(err)?;
+            sum += loss.to_scalar::<f32>().map_err(err)?;
+            batches += 1;
+        }
+        last = sum / batches as f32;
+    }
+    Ok((net.flat()?, last))
+}
+
+/// Share of `data` classified correctly.
+pub fn accuracy(params: &[f32], data: &Dataset) -> Result<f64, LearnError> {
+    evaluate(params, data).map(|(a, _)| a)
+}
+
+/// Accuracy and mean cross-entropy loss on `data`.
+pub fn evaluate(params: &[f32], data: &Dataset) -> Result<(f64, f32), LearnError> {
+    let net = Net::new(params)?;
+    if data.is_empty() {
+        return Ok((0.0, 0.0));
+    }
+    let idx: Vec<usize> = (0..data.len()).collect();
+    let (x, y) = tensors(data, &idx)?;
+    let logits = net.forward(&x).map_err(err)?;
+    let loss = candle_nn::loss::cross_entropy(&logits, &y).and_then(|l| l.to_scalar::<f32>()).map_err(err)?;
+    let pred = logits.argmax(D::Minus1).map_err(err)?;
+    let ok =
+        pred.eq(&y).and_then(|e| e.to_dtype(DType::F32)).and_then(|e| e.sum_all()).and_then(|s| s.to_scalar::<f32>());
+    Ok((ok.map_err(err)? as f64 / data.len() as f64, loss))
+}

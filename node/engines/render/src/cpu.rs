@@ -1,0 +1,286 @@
+//! The CPU reference path tracer: the same math as `shader.wgsl`, line for line, over the same
+//! compiled arrays, parallel over rows with rayon. Each pixel's random stream derives from
+//! `(seed, x, y, sample)` only, so a pixel renders the same whatever the tiling.
+
+use rayon::prelude::*;
+
+use crate::bvh::BvhNode;
+use crate::compile::{Compiled, GpuMaterial, GpuSphere, GpuTriangle};
+use ifx_protocols::render::{RenderSettings, Tile};
+
+type V = [f32; 3];
+
+fn add(a: V, b: V) -> V {
+    [a[0] + b[0], a[1] + b[1], a[2] + b[2]]
+}
+fn sub(a: V, b: V) -> V {
+    [a[0] - b[0], a[1] - b[1], a[2] - b[2]]
+}
+fn mul(a: V, b: V) -> V {
+    [a[0] * b[0], a[1] * b[1], a[2] * b[2]]
+}
+fn sc(a: V, s: f32) -> V {
+    [a[0] * s, a[1] * s, a[2] * s]
+}
+fn dot(a: V, b: V) -> f32 {
+    a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
+}
+fn cross(a: V, b: V) -> V {
+    [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]]
+}
+fn normalize(a: V) -> V {
+    sc(a, 1.0 / dot(a, a).sqrt())
+}
+fn reflect(d: V, n: V) -> V {
+    sub(d, sc(n, 2.0 * dot(d, n)))
+}
+
+/// The integer hash both kernels use (PCG output function); bit-exact on every backend.
+pub fn pcg(v: u32) -> u32 {
+    let state = v.wrapping_mul(747796405).wrapping_add(2891336453);
+    let word = ((state >> ((state >> 28) + 4)) ^ state).wrapping_mul(277803737);
+    (word >> 22) ^ word
+}
+
+/// `(sin, cos)` of `t` turns (t in [0, 1)), from polynomials of `+ - *` only, so the GPU kernel
+/// computes the same bits (the backends' own sin/cos differ by an ulp or two, which is enough
+/// to send a glass-refracted path past the edge of a light on one backend only).
+pub fn sincos_turn(t: f32) -> (f32, f32) {
+    let q4 = (t * 4.0).floor();
+    let x = (t * 4.0 - q4) * 1.570_796_4;
+    let x2 = x * x;
+    let s = x
+        * (1.0
+            + x2 * (-0.166_666_67
+                + x2 * (0.008_333_334
+                    + x2 * (-0.000_198_412_7 + x2 * (0.000_002_755_732 + x2 * -0.000_000_025_052_108)))));
+    let c = 1.0
+        + x2 * (-0.5
+            + x2 * (0.041_666_668
+                + x2 * (-0.001_388_888_9
+                    + x2 * (0.000_024_801_587 + x2 * (-0.000_000_275_573_2 + x2 * 0.000_000_002_087_676)))));
+    match q4 as u32 {
+        0 => (s, c),
+        1 => (c, -s),
+        2 => (-s, -c),
+        _ => (-c, s),
+    }
+}
+
+struct Rng(u32);
+
+impl Rng {
+    fn new(seed: u32, x: u32, y: u32, sample: u32) -> Self {
+        Rng(pcg(seed ^ pcg(x ^ pcg(y ^ pcg(sample)))))
+    }
+    fn next(&mut self) -> f32 {
+        self.0 = pcg(self.0);
+        (self.0 >> 8) as f32 * (1.0 / 16_777_216.0)
+    }
+    fn unit(&mut self) -> V {
+        let z = 1.0 - 2.0 * self.next();
+        let (sin, cos) = sincos_turn(self.next());
+        let r = (1.0 - z * z).max(0.0).sqrt();
+        [r * cos, r * sin, z]
+    }
+}
+
+const T_MIN: f32 = 1e-3;
+const T_FAR: f32 = 1e30;
+const EDGE_EPS: f32 = 1e-5;
+
+struct Hit {
+    t: f32,
+    n: V,
+    material: u32,
+}
+
+fn hit_sphere(s: &GpuSphere, o: V, d: V, tmax: f32) -> f32 {
+    let oc = sub(o, s.center);
+    let a = dot(d, d);
+    let hb = dot(oc, d);
+    let c = dot(oc, oc) - s.radius * s.radius;
+    let disc = hb * hb - a * c;
+    if disc < 0.0 {
+        return -1.0;
+    }
+    let sq = disc.sqrt();
+    let mut t = (-hb - sq) / a;
+    if t < T_MIN || t > tmax {
+        t = (-hb + sq) / a;
+        if t < T_MIN || t > tmax {
+            return -1.0;
+        }
+    }
+    t
+}
+
+fn hit_triangle(tri: &GpuTriangle, o: V, d: V, tmax: f32) -> f32 {
+    let v0 = [tri.v0[0], tri.v0[1], tri.v0[2]];
+    let e1 = sub([tri.v1[0], tri.v1[1], tri.v1[2]], v0);
+    let e2 = sub([tri.v2[0], tri.v2[1], tri.v2[2]], v0);
+    let p = cross(d, e2);
+    let det = dot(e1, p);
+    if det.abs() < 1e-9 {
+        return -1.0;
+    }
+    let inv = 1.0 / det;
+    let s = sub(o, v0);
+    // Barycentric bounds widened by EDGE_EPS: a ray through the seam of two triangles hits
+    // both instead of slipping between them on one backend and not the other.
+    let u = dot(s, p) * inv;
+    if !(-EDGE_EPS..=1.0 + EDGE_EPS).contains(&u) {
+        return -1.0;
+    }
+    let q = cross(s, e1);
+    let v = dot(d, q) * inv;
+    if v < -EDGE_EPS || u + v > 1.0 + EDGE_EPS {
+        return -1.0;
+    }
+    let t = dot(e2, q) * inv;
+    if t < T_MIN || t > tmax {
+        return -1.0;
+    }
+    t
+}
+
+fn safe_inv(d: f32) -> f32 {
+    1.0 / if d.abs() < 1e-20 { 1e-20 } else { d }
+}
+
+fn hit_box(n: &BvhNode, o: V, inv: V, tmax: f32) -> bool {
+    let mut tnear = T_MIN;
+    let mut tfar = tmax;
+    for k in 0..3 {
+        let t0 = (n.min[k] - o[k]) * inv[k];
+        let t1 = (n.max[k] - o[k]) * inv[k];
+        tnear = tnear.max(t0.min(t1));
+        tfar = tfar.min(t0.max(t1));
+    }
+    tnear <= tfar
+}
+
+fn closest(c: &Compiled, o: V, d: V) -> Option<Hit> {
+    let mut best: Option<Hit> = None;
+    let mut tmax = T_FAR;
+    for s in &c.spheres {
+        let t = hit_sphere(s, o, d, tmax);
+        if t > 0.0 {
+            tmax = t;
+            best = Some(Hit { t, n: sc(sub(add(o, sc(d, t)), s.center), 1.0 / s.radius), material: s.material });
+        }
+    }
+    if !c.triangles.is_empty() {
+        let inv = [safe_inv(d[0]), safe_inv(d[1]), safe_inv(d[2])];
+        let mut stack = [0u32; 64];
+        let mut sp = 1;
+        while sp > 0 {
+            sp -= 1;
+            let ni = stack[sp] as usize;
+            let node = &c.nodes[ni];
+            if !hit_box(node, o, inv, tmax) {
+                continue;
+            }
+            if node.count > 0 {
+                for i in node.left_or_first..node.left_or_first + node.count {
+                    let tri = &c.triangles[i as usize];
+                    let t = hit_triangle(tri, o, d, tmax);
+                    if t > 0.0 {
+                        tmax = t;
+                        let v0 = [tri.v0[0], tri.v0[1], tri.v0[2]];
+                        let e1 = sub([tri.v1[0], tri.v1[1], tri.v1[2]], v0);
+                        let e2 = sub([tri.v2[0], tri.v2[1], tri.v2[2]], v0);
+                        best = Some(Hit { t, n: normalize(cross(e1, e2)), material: tri.v0[3].to_bits() });
+                    }
+                }
+            } else if sp + 2 <= stack.len() {
+                stack[sp] = node.left_or_first;
+                stack[sp + 1] = ni as u32 + 1;
+                sp += 2;
+            }
+        }
+    }
+    best
+}
+
+fn trace(c: &Compiled, mut o: V, mut d: V, rng: &mut Rng, max_bounces: u32) -> V {
+    let color = [0.0f32; 3];
+    let mut through = [1.0f32; 3];
+    for _ in 0..max_bounces {
+        let Some(hit) = closest(c, o, d) else {
+            let t = 0.5 * (normalize(d)[1] + 1.0);
+            let sky = add(sc(c.view.horizon, 1.0 - t), sc(c.view.zenith, t));
+            return add(color, mul(through, sky));
+        };
+        let m: &GpuMaterial = &c.materials[hit.material as usize];
+        let p = add(o, sc(d, hit.t));
+        let mut n = hit.n;
+        let front = dot(d, n) < 0.0;
+        if !front {
+            n = sc(n, -1.0);
+        }
+        match m.kind {
+            3 => return add(color, mul(through, m.emission)),
+            0 => {
+                let mut dir = add(n, rng.unit());
+                if dot(dir, dir) < 1e-12 {
+                    dir = n;
+                }
+                d = dir;
+                through = mul(through, m.albedo);
+            }
+            1 => {
+                let r = add(reflect(normalize(d), n), sc(rng.unit(), m.param));
+                if dot(r, n) <= 0.0 {
+                    return color;
+                }
+                d = r;
+                through = mul(through, m.albedo);
+            }
+            _ => {
+                let ratio = if front { 1.0 / m.param } else { m.param };
+                let unit = normalize(d);
+                let cos = dot(sc(unit, -1.0), n).min(1.0);
+                let sin = (1.0 - cos * cos).max(0.0).sqrt();
+                let r0 = (1.0 - m.param) / (1.0 + m.param);
+                let r0 = r0 * r0;
+                let x = 1.0 - cos;
+                let refl = r0 + (1.0 - r0) * (x * x * x * x * x);
+                let r = rng.next();
+                if ratio * sin > 1.0 || refl > r {
+                    d = reflect(unit, n);
+                } else {
+                    let perp = sc(add(unit, sc(n, cos)), ratio);
+                    let par = sc(n, -(1.0 - dot(perp, perp)).abs().sqrt());
+                    d = add(perp, par);
+                }
+            }
+        }
+        o = p;
+    }
+    color
+}
+
+/// Renders one tile: linear RGB per pixel, row-major within the tile.
+pub fn render_tile(c: &Compiled, s: &RenderSettings, tile: Tile) -> Vec<[f32; 3]> {
+    let rows: Vec<Vec<[f32; 3]>> = (tile.y..tile.y + tile.h)
+        .into_par_iter()
+        .map(|y| {
+            (tile.x..tile.x + tile.w)
+                .map(|x| {
+                    let mut sum = [0.0f32; 3];
+                    for sample in 0..s.spp {
+                        let mut rng = Rng::new(c.seed, x, y, sample);
+                        let u = (x as f32 + rng.next()) / s.width as f32;
+                        let v = 1.0 - (y as f32 + rng.next()) / s.height as f32;
+                        let v0 = &c.view;
+                        let d = sub(add(add(v0.lower_left, sc(v0.horizontal, u)), sc(v0.vertical, v)), v0.origin);
+                        sum = add(sum, trace(c, v0.origin, d, &mut rng, s.max_bounces));
+                    }
+                    sc(sum, 1.0 / s.spp as f32)
+                })
+                .collect()
+        })
+        .collect();
+    rows.concat()
+}

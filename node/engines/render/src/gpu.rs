@@ -1,0 +1,274 @@
+//! The wgpu renderer: `shader.wgsl` as a compute pipeline, the compiled scene in storage
+//! buffers, one dispatch per tile, read back as linear RGB.
+
+use std::sync::mpsc;
+
+use bytemuck::{Pod, Zeroable};
+use wgpu::util::DeviceExt;
+
+use crate::compile::Compiled;
+use ifx_protocols::render::{RenderError, RenderSettings, Tile};
+
+const SHADER: &str = include_str!("shader.wgsl");
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Params {
+    origin: [f32; 4],
+    lower_left: [f32; 4],
+    horizontal: [f32; 4],
+    vertical: [f32; 4],
+    horizon: [f32; 4],
+    zenith: [f32; 4],
+    width: u32,
+    height: u32,
+    tile_x: u32,
+    tile_y: u32,
+    tile_w: u32,
+    tile_h: u32,
+    spp: u32,
+    max_bounces: u32,
+    seed: u32,
+    n_spheres: u32,
+    n_triangles: u32,
+    _pad: u32,
+}
+
+fn entry(binding: u32, b: &wgpu::Buffer) -> wgpu::BindGroupEntry<'_> {
+    wgpu::BindGroupEntry { binding, resource: b.as_entire_binding() }
+}
+
+fn v4(v: [f32; 3]) -> [f32; 4] {
+    [v[0], v[1], v[2], 0.0]
+}
+
+/// A device with the path-tracing pipeline.
+pub struct GpuRenderer {
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    pipeline: wgpu::ComputePipeline,
+    info: wgpu::AdapterInfo,
+}
+
+/// A scene uploaded to the device.
+pub struct GpuScene {
+    materials: wgpu::Buffer,
+    spheres: wgpu::Buffer,
+    triangles: wgpu::Buffer,
+    nodes: wgpu::Buffer,
+    n_spheres: u32,
+    n_triangles: u32,
+}
+
+fn adapters(backends: wgpu::Backends) -> Vec<wgpu::Adapter> {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+    desc.backends = backends;
+    let instance = wgpu::Instance::new(desc.with_env());
+    futures::executor::block_on(instance.enumerate_adapters(wgpu::Backends::all()))
+}
+
+fn rank(t: wgpu::DeviceType) -> u8 {
+    match t {
+        wgpu::DeviceType::DiscreteGpu => 4,
+        wgpu::DeviceType::IntegratedGpu => 3,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Cpu => 1,
+        wgpu::DeviceType::Other => 0,
+    }
+}
+
+/// The adapter every GPU path of ifx uses: a real GPU before a virtual or software one,
+/// Vulkan/Metal/DX12 before OpenGL (GL is only probed when none of those has an adapter:
+/// initialising it on a headless machine prints driver noise), ties to the first listed.
+/// `WGPU_BACKEND` still overrides.
+pub fn best_adapter() -> Option<wgpu::Adapter> {
+    let mut found = adapters(wgpu::Backends::PRIMARY);
+    if found.is_empty() {
+        found = adapters(wgpu::Backends::GL);
+    }
+    found.into_iter().rev().max_by_key(|a| rank(a.get_info().device_type))
+}
+
+/// The best adapter as the node reports it: (backend, adapter name, class), the class being
+/// `discrete`, `integrated`, `virtual`, `cpu` or `other`; `None` without any adapter.
+pub fn best_adapter_summary() -> Option<(String, String, &'static str)> {
+    let info = best_adapter()?.get_info();
+    let class = match info.device_type {
+        wgpu::DeviceType::DiscreteGpu => "discrete",
+        wgpu::DeviceType::IntegratedGpu => "integrated",
+        wgpu::DeviceType::VirtualGpu => "virtual",
+        wgpu::DeviceType::Cpu => "cpu",
+        wgpu::DeviceType::Other => "other",
+    };
+    Some((format!("{:?}", info.backend).to_lowercase(), info.name, class))
+}
+
+/// Records a copy of `src` (`size` bytes) into a mappable buffer at the end of `enc`, submits
+/// it, waits for the device and returns the bytes.
+pub fn read_back(
+    device: &wgpu::Device,
+    queue: &wgpu::Queue,
+    mut enc: wgpu::CommandEncoder,
+    src: &wgpu::Buffer,
+    size: u64,
+) -> Result<Vec<u8>, RenderError> {
+    let staging = device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("readback"),
+        size,
+        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    enc.copy_buffer_to_buffer(src, 0, &staging, 0, size);
+    queue.submit([enc.finish()]);
+    let slice = staging.slice(..);
+    let (tx, rx) = mpsc::channel();
+    slice.map_async(wgpu::MapMode::Read, move |r| {
+        let _ = tx.send(r);
+    });
+    device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| RenderError::Gpu(e.to_string()))?;
+    rx.recv().map_err(|e| RenderError::Gpu(e.to_string()))?.map_err(|e| RenderError::Gpu(e.to_string()))?;
+    let data = slice.get_mapped_range().map_err(|e| RenderError::Gpu(e.to_string()))?;
+    let bytes = data.to_vec();
+    drop(data);
+    staging.unmap();
+    Ok(bytes)
+}
+
+impl GpuRenderer {
+    /// Opens the best adapter: a real GPU before a software one, Vulkan/Metal/DX12 before GL.
+    pub fn new() -> Result<Self, RenderError> {
+        let adapter = best_adapter().ok_or_else(|| {
+            RenderError::NoAdapter("no wgpu adapter (install mesa-vulkan-drivers for a software one)".into())
+        })?;
+        let info = adapter.get_info();
+        let limits = adapter.limits();
+        if limits.max_storage_buffers_per_shader_stage < 5 {
+            return Err(RenderError::NoAdapter(format!(
+                "{} binds only {} storage buffers per stage; the kernel needs 5",
+                info.name, limits.max_storage_buffers_per_shader_stage
+            )));
+        }
+        // Ask for what the adapter offers: large scenes need its full buffer sizes.
+        let desc = wgpu::DeviceDescriptor { label: Some("ifx-render"), required_limits: limits, ..Default::default() };
+        let (device, queue) = futures::executor::block_on(adapter.request_device(&desc))
+            .map_err(|e| RenderError::NoAdapter(format!("{}: {e}", info.name)))?;
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some("path tracer"),
+            source: wgpu::ShaderSource::Wgsl(SHADER.into()),
+        });
+        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some("path tracer"),
+            layout: None,
+            module: &module,
+            entry_point: Some("main"),
+            compilation_options: Default::default(),
+            cache: None,
+        });
+        if let Some(e) = futures::executor::block_on(scope.pop()) {
+            return Err(RenderError::Gpu(format!("{}: the path tracer does not build: {e}", info.name)));
+        }
+        Ok(Self { device, queue, pipeline, info })
+    }
+
+    /// Adapter name and backend, for logs and reports.
+    pub fn describe(&self) -> String {
+        format!("{} ({:?}, {:?})", self.info.name, self.info.backend, self.info.device_type)
+    }
+
+    /// Uploads a compiled scene.
+    pub fn upload(&self, c: &Compiled) -> Result<GpuScene, RenderError> {
+        let max = self.device.limits().max_storage_buffer_binding_size as usize;
+        let bytes = c.triangles.len() * 48;
+        if bytes > max {
+            return Err(RenderError::TooLarge(format!(
+                "{} triangles need {bytes} bytes; the adapter binds at most {max}",
+                c.triangles.len()
+            )));
+        }
+        let buf = |label: &str, data: &[u8]| {
+            // Storage buffers may not be empty: pad with one zeroed element.
+            let pad = [0u8; 48];
+            self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(label),
+                contents: if data.is_empty() { &pad } else { data },
+                usage: wgpu::BufferUsages::STORAGE,
+            })
+        };
+        Ok(GpuScene {
+            materials: buf("materials", bytemuck::cast_slice(&c.materials)),
+            spheres: buf("spheres", bytemuck::cast_slice(&c.spheres)),
+            triangles: buf("triangles", bytemuck::cast_slice(&c.triangles)),
+            nodes: buf("nodes", bytemuck::cast_slice(&c.nodes)),
+            n_spheres: c.spheres.len() as u32,
+            n_triangles: c.triangles.len() as u32,
+        })
+    }
+
+    /// Renders one tile of an uploaded scene.
+    pub fn render_tile(
+        &self,
+        scene: &GpuScene,
+        c: &Compiled,
+        s: &RenderSettings,
+        tile: Tile,
+    ) -> Result<Vec<[f32; 3]>, RenderError> {
+        let v = &c.view;
+        let params = Params {
+            origin: v4(v.origin),
+            lower_left: v4(v.lower_left),
+            horizontal: v4(v.horizontal),
+            vertical: v4(v.vertical),
+            horizon: v4(v.horizon),
+            zenith: v4(v.zenith),
+            width: s.width,
+            height: s.height,
+            tile_x: tile.x,
+            tile_y: tile.y,
+            tile_w: tile.w,
+            tile_h: tile.h,
+            spp: s.spp,
+            max_bounces: s.max_bounces,
+            seed: c.seed,
+            n_spheres: scene.n_spheres,
+            n_triangles: scene.n_triangles,
+            _pad: 0,
+        };
+        let params = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("params"),
+            contents: bytemuck::bytes_of(&params),
+            usage: wgpu::BufferUsages::UNIFORM,
+        });
+        let size = tile.w as u64 * tile.h as u64 * 16;
+        let out = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("tile"),
+            size,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        let layout = self.pipeline.get_bind_group_layout(0);
+        let group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("scene"),
+            layout: &layout,
+            entries: &[
+                entry(0, &params),
+                entry(1, &scene.materials),
+                entry(2, &scene.spheres),
+                entry(3, &scene.triangles),
+                entry(4, &scene.nodes),
+                entry(5, &out),
+            ],
+        });
+        let mut enc = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("tile") });
+        {
+            let mut pass =
+                enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("trace"), timestamp_writes: None });
+            pass.set_pipeline(&self.pipeline);
+            pass.set_bind_group(0, &group, &[]);
+            pass.dispatch_workgroups(tile.w.div_ceil(8), tile.h.div_ceil(8), 1);
+        }
+        let bytes = read_back(&self.device, &self.queue, enc, &out, size)?;
+        let px: &[[f32; 4]] = bytemuck::cast_slice(&bytes);
+        Ok(px.iter().map(|p| [p[0], p[1], p[2]]).collect())
+    }
+}

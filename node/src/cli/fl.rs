@@ -1,0 +1,106 @@
+//! `ifx fl start`: start a federated task on a node and follow it round by round.
+
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+
+#[derive(Subcommand, Debug)]
+pub enum FlCommand {
+    /// Start a federated task on a running node (it becomes the task owner) and follow it round
+    /// by round until the final weights and the accuracy plot are written.
+    Start(FlStartArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct FlStartArgs {
+    /// The node's API address (see <data-dir>/api.addr).
+    #[arg(long)]
+    api: String,
+    #[arg(long, default_value_t = 30)]
+    rounds: u32,
+    /// Updates aggregated per round.
+    #[arg(long, default_value_t = 5)]
+    clients: u32,
+    /// fedavg, median, trimmed-mean, krum or multi-krum.
+    #[arg(long, default_value = "median")]
+    aggregator: String,
+    #[arg(long, default_value_t = 3)]
+    local_epochs: u32,
+    /// Number of non-IID shards the workers' data is split into (each worker trains its
+    /// `[fl] shard`).
+    #[arg(long, default_value_t = 6)]
+    shards: u32,
+    /// Dirichlet concentration of the label skew (smaller = more skewed).
+    #[arg(long, default_value_t = 0.5)]
+    alpha: f64,
+    /// Per-round deadline in ms.
+    #[arg(long, default_value_t = 10_000)]
+    deadline_ms: u64,
+    /// Print the final status as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs `ifx fl start`.
+pub async fn start(a: FlStartArgs) -> anyhow::Result<ExitCode> {
+    let spec = ifx_protocols::fl::wire::TaskSpec {
+        rounds: a.rounds,
+        clients_per_round: a.clients,
+        min_clients: a.clients.div_ceil(2),
+        aggregator: a.aggregator.clone(),
+        local_epochs: a.local_epochs,
+        data: ifx_protocols::fl::wire::DataRule { shards: a.shards, alpha: a.alpha, ..Default::default() },
+        deadline_ms: a.deadline_ms,
+        ..Default::default()
+    };
+    spec.validate().map_err(|e| anyhow::anyhow!("invalid task: {e}"))?;
+    let client = reqwest::Client::builder().no_proxy().build()?;
+    let base = format!("http://{}", a.api);
+    let body = super::http::post_to_node(&client, &a.api, "fl", &spec, "the task").await?;
+    let id = body["task_id"].as_str().unwrap_or_default().to_string();
+    eprintln!("task {id} started on {base}");
+    let bar = indicatif::ProgressBar::new(a.rounds as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} [{bar:30}] round {pos}/{len} {elapsed} {msg}")
+            .expect("static template")
+            .progress_chars("=> "),
+    );
+    loop {
+        let t: serde_json::Value = client.get(format!("{base}/fl/{id}")).send().await?.json().await?;
+        bar.set_position(t["rounds_done"].as_u64().unwrap_or(0));
+        if let Some(acc) = t["accuracy_by_round"].as_array().and_then(|v| v.last()).and_then(|v| v.as_f64()) {
+            bar.set_message(format!(
+                "test accuracy {acc:.3}, {} rejected",
+                t["rejected"].as_object().map_or(0, |m| m.len())
+            ));
+        }
+        match t["state"].as_str() {
+            Some("done") => {
+                bar.finish_and_clear();
+                if a.json {
+                    println!("{t}");
+                } else {
+                    println!(
+                        "done in {:.1} s: final test accuracy {:.4} ({} aggregation)",
+                        t["secs"].as_f64().unwrap_or(0.0),
+                        t["final_accuracy"].as_f64().unwrap_or(0.0),
+                        t["aggregator"].as_str().unwrap_or("?")
+                    );
+                    println!("weights: {}", t["weights"].as_str().unwrap_or(""));
+                    println!("accuracy plot: {}", t["plot"].as_str().unwrap_or(""));
+                    println!("accepted updates by worker: {}", t["accepted"]);
+                    if t["rejected"].as_object().is_some_and(|m| !m.is_empty()) {
+                        println!("rejected updates: {}", t["rejected"]);
+                    }
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            Some("failed") => {
+                bar.finish_and_clear();
+                eprintln!("task failed: {}", t["error"].as_str().unwrap_or("?"));
+                return Ok(ExitCode::from(1));
+            }
+            _ => tokio::time::sleep(std::time::Duration::from_millis(250)).await,
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! The `ifx` command line, one module per command; `main.rs` only parses and dispatches here.
+//! (This folder belongs to the binary, not to the `ifx_node` library.)
+
+mod fl;
+mod gov;
+mod http;
+mod key;
+mod ledger;
+mod node;
+mod render;
+mod rewards;
+mod stake;
+mod testnet;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(name = "ifx", version, about = "A peer-to-peer node for a decentralized GPU network")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run a headless peer until SIGINT or SIGTERM.
+    Node(node::NodeArgs),
+    /// Inspect the node key.
+    Key {
+        #[command(subcommand)]
+        command: key::KeyCommand,
+    },
+    /// Inspect the configuration.
+    Config {
+        #[command(subcommand)]
+        command: node::ConfigCommand,
+    },
+    /// Run a whole network of `ifx node` processes on 127.0.0.1 and write a report.
+    Testnet(ifx_testnet::TestnetArgs),
+    /// Render a scene locally to a PNG with a progress bar, or `render submit` it to a node.
+    Render(render::RenderCmd),
+    /// Federated learning: `fl start` trains a model across the workers a node can reach.
+    Fl {
+        #[command(subcommand)]
+        command: fl::FlCommand,
+    },
+    /// Read a node's ledger store (works while the node runs, and while it is stopped).
+    Ledger {
+        /// The node's data dir.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long, global = true)]
+        json: bool,
+        #[command(subcommand)]
+        command: ledger::LedgerCommand,
+    },
+    /// An epoch's settlement from a node's ledger store: payouts (liquid and vesting), slashes,
+    /// the settlement root. Works offline, with the network parameters the node ran with.
+    Rewards {
+        /// The node's data dir.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The epoch (default: every epoch settlement reached, in short).
+        #[arg(long)]
+        epoch: Option<u64>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Bond or unbond the stake of a running node's key (a ledger entry, applied when its epoch
+    /// settles).
+    Stake {
+        #[command(subcommand)]
+        command: stake::StakeCommand,
+    },
+    /// Governance: propose a parameter change, vote, list proposals and parameters.
+    Gov {
+        #[command(subcommand)]
+        command: gov::GovCommand,
+    },
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let ok = Ok(ExitCode::SUCCESS);
+    match cli.command {
+        Command::Node(args) => node::run(args).and(ok),
+        Command::Key { command } => key::run(command).and(ok),
+        Command::Config { command: node::ConfigCommand::Show(args) } => {
+            print!("{}", args.load()?.to_toml());
+            ok
+        }
+        Command::Render(render::RenderCmd { submit: Some(render::RenderSub::Submit(a)), .. }) => {
+            let rt = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
+            rt.block_on(render::submit(a))
+        }
+        Command::Render(render::RenderCmd { local, .. }) => {
+            init_logs("info", false);
+            render::local(local).and(ok)
+        }
+        Command::Fl { command: fl::FlCommand::Start(a) } => {
+            let rt = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
+            rt.block_on(fl::start(a))
+        }
+        Command::Ledger { data_dir, json, command } => ledger::run(&data_dir, json, command).and(ok),
+        Command::Rewards { data_dir, epoch, json } => rewards::run(&data_dir, epoch, json).and(ok),
+        Command::Stake { command } => stake::run(command),
+        Command::Gov { command } => gov::run(command),
+        Command::Testnet(args) => testnet::run(args),
+    }
+}
+
+pub(crate) fn init_logs(filter: &str, json: bool) {
+    use std::io::IsTerminal;
+    init_logs_to(filter, json, std::io::stderr, std::io::stderr().is_terminal());
+}
+
+/// Logs to `writer` (`RUST_LOG` overrides `filter`), with colours if `ansi`.
+pub(crate) fn init_logs_to<W>(filter: &str, json: bool, writer: W, ansi: bool)
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(filter));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer).with_ansi(ansi);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

@@ -1,0 +1,161 @@
+//! `ifx render`: render a scene locally to a PNG, or `render submit` a job to a node and follow
+//! it until the PNG is written.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+
+#[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct RenderCmd {
+    #[command(subcommand)]
+    pub submit: Option<RenderSub>,
+    #[command(flatten)]
+    pub local: RenderArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RenderSub {
+    /// Submit a distributed render job to a running node and follow it until the PNG is done.
+    Submit(SubmitArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct SubmitArgs {
+    /// The node's API address (see <data-dir>/api.addr).
+    #[arg(long)]
+    api: String,
+    /// A built-in scene or a .toml scene file (sent inline; no mesh files).
+    #[arg(long, default_value = "cornell")]
+    scene: String,
+    #[arg(long, default_value_t = 256)]
+    width: u32,
+    #[arg(long, default_value_t = 256)]
+    height: u32,
+    #[arg(long, default_value_t = 16)]
+    spp: u32,
+    #[arg(long, default_value_t = 6)]
+    bounces: u32,
+    #[arg(long, default_value_t = 32)]
+    tile: u32,
+}
+
+#[derive(Args, Debug)]
+pub struct RenderArgs {
+    /// A built-in scene (cornell, spheres) or a .toml/.json scene file.
+    #[arg(long, default_value = "cornell")]
+    scene: String,
+    #[arg(long, default_value_t = 256)]
+    width: u32,
+    #[arg(long, default_value_t = 256)]
+    height: u32,
+    /// Samples per pixel.
+    #[arg(long, default_value_t = 16)]
+    spp: u32,
+    /// Most bounces per path.
+    #[arg(long, default_value_t = 6)]
+    bounces: u32,
+    /// Tile side in pixels.
+    #[arg(long, default_value_t = 64)]
+    tile: u32,
+    /// auto (a GPU, else a software adapter, else the CPU), gpu or cpu.
+    #[arg(long, default_value = "auto")]
+    backend: ifx_render::Backend,
+    /// Where to write the PNG.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+/// Runs `ifx render submit`.
+pub async fn submit(a: SubmitArgs) -> anyhow::Result<ExitCode> {
+    let scene_toml = if a.scene.ends_with(".toml") {
+        Some(std::fs::read_to_string(&a.scene).with_context(|| format!("reading {}", a.scene))?)
+    } else {
+        None
+    };
+    let spec = ifx_node::render::JobSpec {
+        scene: a.scene.clone(),
+        scene_toml,
+        width: a.width,
+        height: a.height,
+        spp: a.spp,
+        max_bounces: a.bounces,
+        tile: a.tile,
+    };
+    let client = reqwest::Client::builder().no_proxy().build()?;
+    let base = format!("http://{}", a.api);
+    let body = super::http::post_to_node(&client, &a.api, "jobs", &spec, "the job").await?;
+    let id = body["job_id"].as_str().unwrap_or_default().to_string();
+    println!("job {id} submitted to {base}");
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} tiles {elapsed} {msg}")
+            .expect("static template")
+            .progress_chars("=> "),
+    );
+    loop {
+        let j: serde_json::Value = client.get(format!("{base}/jobs/{id}")).send().await?.json().await?;
+        bar.set_length(j["tiles"].as_u64().unwrap_or(0));
+        bar.set_position(j["tiles_done"].as_u64().unwrap_or(0));
+        bar.set_message(format!(
+            "{} workers, {} re-assigned",
+            j["tiles_by_worker"].as_object().map_or(0, |m| m.len()),
+            j["reassigned"]
+        ));
+        match j["state"].as_str() {
+            Some("done") => {
+                bar.finish_and_clear();
+                println!("done in {:.2} s: {}", j["secs"].as_f64().unwrap_or(0.0), j["png"].as_str().unwrap_or(""));
+                println!("tiles by worker: {}", j["tiles_by_worker"]);
+                return Ok(ExitCode::SUCCESS);
+            }
+            Some("failed") => {
+                bar.finish_and_clear();
+                eprintln!("job failed: {}", j["error"].as_str().unwrap_or("?"));
+                return Ok(ExitCode::from(1));
+            }
+            _ => tokio::time::sleep(std::time::Duration::from_millis(250)).await,
+        }
+    }
+}
+
+/// Runs `ifx render` (local).
+pub fn local(a: RenderArgs) -> anyhow::Result<()> {
+    use ifx_render::{self as render, RenderSettings, Renderer, load};
+    let out = a.out.clone().ok_or_else(|| anyhow::anyhow!("--out FILE.png is required"))?;
+    let scene = load::scene(&a.scene)?;
+    let s = RenderSettings { width: a.width, height: a.height, spp: a.spp, max_bounces: a.bounces, tile: a.tile };
+    let started = std::time::Instant::now();
+    let r = Renderer::new(&scene, &s, a.backend)?;
+    tracing::info!(
+        backend = r.describe(),
+        scene = a.scene,
+        width = s.width,
+        height = s.height,
+        spp = s.spp,
+        "rendering"
+    );
+    let bar = indicatif::ProgressBar::new(s.tiles().len() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} tiles {elapsed} (eta {eta})")
+            .expect("static template")
+            .progress_chars("=> "),
+    );
+    let img = render::render_image(&r, &s, |done, _| bar.set_position(done as u64))?;
+    bar.finish_and_clear();
+    render::png::save(&img, &out)?;
+    let secs = started.elapsed().as_secs_f64();
+    let samples = s.width as f64 * s.height as f64 * s.spp as f64;
+    println!(
+        "wrote {} ({}x{}, {} spp) in {secs:.2} s with {}: {:.2} M samples/s",
+        out.display(),
+        s.width,
+        s.height,
+        s.spp,
+        r.describe(),
+        samples / secs / 1e6
+    );
+    Ok(())
+}

@@ -1,0 +1,77 @@
+//! `ifx rewards`: an epoch's settlement from a node's ledger store, offline, with the network
+//! parameters the node ran with.
+
+use anyhow::Context;
+
+/// Prints the settlement of `epoch` (or of every epoch, in short).
+pub fn run(data_dir: &std::path::Path, epoch: Option<u64>, json: bool) -> anyhow::Result<()> {
+    let net_file = data_dir.join(ifx_node::node::NETWORK_FILE);
+    let text = std::fs::read_to_string(&net_file)
+        .with_context(|| format!("reading {} (has a node run with this data dir?)", net_file.display()))?;
+    #[derive(serde::Deserialize)]
+    struct Only {
+        network: ifx_protocols::NetworkConfig,
+    }
+    let net = toml::from_str::<Only>(&text).with_context(|| format!("parsing {}", net_file.display()))?.network;
+    net.validate("network")?;
+    let path = data_dir.join("db");
+    let db = ifx_storage::Db::open_read_only(&path)?;
+    let store = ifx_storage::LedgerStore::open_existing(db)?;
+    let now = net.epoch_at(ifx_node::unix_time_us() / 1000);
+    let st = ifx_protocols::settle::settle(&net, store.ledger().iter_sorted(), now);
+    match epoch {
+        Some(e) => {
+            let Some(s) = st.epoch(e) else {
+                anyhow::bail!(
+                    "epoch {e} is not settled here (settled through {:?}; current epoch {now})",
+                    st.epochs.last().map(|l| (l.epoch, l.status))
+                );
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(s)?);
+                return Ok(());
+            }
+            println!(
+                "epoch {} {:?}: minted {} units, penalties {}, unallocated {}",
+                s.epoch, s.status, s.minted, s.penalties, s.unallocated
+            );
+            println!("settlement root {}", hex::encode(s.root));
+            println!(
+                "pools: workers {} verifiers {} governance {}",
+                s.pool_workers, s.pool_verifiers, s.pool_governance
+            );
+            println!("{:<18} {:>14} {:>14} {:>14} {:>14}", "key", "total", "liquid", "vesting", "weight");
+            for p in &s.payouts {
+                println!(
+                    "{:<18} {:>14} {:>14} {:>14} {:>14}",
+                    format!("{}..", &hex::encode(p.key)[..16]),
+                    p.total,
+                    p.liquid,
+                    p.vesting,
+                    p.worker_weight.max(p.verifier_weight)
+                );
+            }
+            for x in &s.slashed {
+                println!("slashed {}.. {} units: {}", &hex::encode(x.key)[..16], x.amount, x.reason);
+            }
+            for w in s.workers.iter().filter(|w| w.excluded.is_some()) {
+                println!("unpaid {}.. {}", &hex::encode(w.key)[..16], w.excluded.as_deref().unwrap_or(""));
+            }
+        }
+        None if json => println!("{}", serde_json::to_string_pretty(&st)?),
+        None => {
+            for s in &st.epochs {
+                println!(
+                    "epoch {:>6} {:<10} minted {:>16} paid {:>4} slashed {:>2} root {}",
+                    s.epoch,
+                    format!("{:?}", s.status),
+                    s.minted,
+                    s.payouts.len(),
+                    s.slashed.len(),
+                    hex::encode(s.root)
+                );
+            }
+        }
+    }
+    Ok(())
+}

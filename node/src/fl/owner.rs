@@ -1,0 +1,300 @@
+//! The task owner: starts a task, then runs it round by round, asking workers over the `fl`
+//! protocol and applying `round.rs`'s rules to what comes back; writes receipts to the ledger,
+//! gossips each round's result, and at the end writes the final weights and the accuracy plot.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use futures::stream::{FuturesUnordered, StreamExt};
+use ifx_learn::model;
+use ifx_protocols::fl::aggregate::Aggregator;
+use ifx_protocols::fl::wire::{FlGossip, FlRequest, RoundInput, RoundResult, TaskSpec, to_safetensors};
+use ifx_protocols::ledger::EntryKind;
+use libp2p::PeerId;
+use tracing::{debug, info, warn};
+
+use super::round::{BAN_STRIKES, BAN_WINDOW, Closed, Collect, Delivered, Miss, Roster, close};
+use super::transfer::client;
+use super::{Fl, TaskError, TaskStatus, lock};
+use crate::network::author_peer_id;
+
+/// How long a round waits for enough joined workers before the task fails.
+const NO_CLIENTS_TIMEOUT: Duration = Duration::from_secs(60);
+/// A round with too few valid updates by its deadline is retried this often.
+const ROUND_ATTEMPTS: usize = 5;
+/// How long round 0 waits for `clients_per_round` workers to join before it starts with fewer.
+const JOIN_GRACE: Duration = Duration::from_secs(5);
+
+impl Fl {
+    /// Starts a task owned by this node; returns its id.
+    pub fn start(&self, spec: TaskSpec) -> Result<String, TaskError> {
+        let agg = spec.validate()?;
+        if self.inner.data.is_none() {
+            return Err(TaskError::task("this node has no [fl] data to score the task on (its test split)"));
+        }
+        let task: [u8; 16] = rand::random();
+        let id = hex::encode(task);
+        let status = TaskStatus {
+            task_id: id.clone(),
+            state: "running".into(),
+            aggregator: agg.to_string(),
+            spec: spec.clone(),
+            rounds_done: 0,
+            accuracy_by_round: Vec::new(),
+            loss_by_round: Vec::new(),
+            clients_by_round: Vec::new(),
+            accepted: BTreeMap::new(),
+            rejected: BTreeMap::new(),
+            rejected_count: BTreeMap::new(),
+            banned: BTreeMap::new(),
+            dropped: BTreeMap::new(),
+            receipts: 0,
+            global_hash: String::new(),
+            final_accuracy: None,
+            weights: None,
+            plot: None,
+            secs: 0.0,
+            error: None,
+        };
+        lock(&self.inner.tasks).insert(id.clone(), status);
+        lock(&self.inner.joined).insert(task, BTreeMap::new());
+        let me = self.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let result = me.run(task, spec, agg, started).await;
+            me.update(&hex::encode(task), |s| {
+                s.secs = started.elapsed().as_secs_f64();
+                match result {
+                    Ok(()) => s.state = "done".into(),
+                    Err(e) => {
+                        warn!(task = s.task_id, error = %e, "federated task failed");
+                        s.state = "failed".into();
+                        s.error = Some(e.to_string());
+                    }
+                }
+            });
+        });
+        Ok(id)
+    }
+
+    /// Joined workers that are connected now, in this round's rotation order.
+    async fn candidates(&self, task: [u8; 16], round: u32, excluded: &BTreeSet<[u8; 32]>) -> Vec<(PeerId, [u8; 32])> {
+        let Ok(snap) = self.inner.net.snapshot().await else { return Vec::new() };
+        let connected: BTreeSet<String> = snap.connected.into_iter().map(|c| c.peer_id).collect();
+        let joined = lock(&self.inner.joined).get(&task).cloned().unwrap_or_default();
+        let mut c: Vec<([u8; 32], PeerId, [u8; 32])> = joined
+            .into_iter()
+            .filter(|(p, k)| connected.contains(&p.to_string()) && !excluded.contains(k))
+            .map(|(p, k)| {
+                let mut h = blake3::Hasher::new();
+                h.update(&task).update(&round.to_le_bytes()).update(&k);
+                (*h.finalize().as_bytes(), p, k)
+            })
+            .collect();
+        c.sort();
+        c.into_iter().map(|(_, p, k)| (p, k)).collect()
+    }
+
+    async fn run(&self, task: [u8; 16], spec: TaskSpec, agg: Aggregator, started: Instant) -> Result<(), TaskError> {
+        let id = hex::encode(task);
+        let (_, test) = self.inner.data.clone().ok_or_else(|| TaskError::task("no data"))?;
+        let k = spec.clients_per_round as usize;
+        let mut roster = Roster::default();
+        let mut global = model::init(spec.init_seed);
+        let (acc0, _) = model::evaluate(&global, &test)?;
+        info!(task = id, rounds = spec.rounds, clients = k, aggregator = %agg, initial_accuracy = acc0,
+            "federated task started");
+        for round in 0..spec.rounds {
+            let excluded = roster.excluded(round);
+            let global_bytes = to_safetensors(&global)?;
+            let global_len = global_bytes.len() as u32;
+            let global_hash = self.put_blob(global_bytes)?;
+            let mut collect = Collect::new(k);
+            let mut attempt = 0;
+            loop {
+                if self.inner.shutdown.is_cancelled() {
+                    return Err(TaskError::task("the node is shutting down"));
+                }
+                self.gossip(FlGossip::Task { task, round, spec: spec.clone() }).await;
+                let waiting = Instant::now();
+                let mut cands = self.candidates(task, round, &excluded).await;
+                // Round 0 also gives workers that are still joining a moment to arrive.
+                while cands.len() < spec.min_clients as usize
+                    || (round == 0 && cands.len() < k && waiting.elapsed() < JOIN_GRACE)
+                {
+                    if waiting.elapsed() > NO_CLIENTS_TIMEOUT {
+                        return Err(TaskError::task(format!(
+                            "round {round}: {} joined worker(s) connected, {} needed, after {NO_CLIENTS_TIMEOUT:?}",
+                            cands.len(),
+                            spec.min_clients
+                        )));
+                    }
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    if waiting.elapsed().as_millis() % 3000 < 300 {
+                        self.gossip(FlGossip::Task { task, round, spec: spec.clone() }).await;
+                    }
+                    cands = self.candidates(task, round, &excluded).await;
+                }
+                cands.truncate(spec.selected_per_round());
+                collect.asked(&cands);
+                let mut futs = FuturesUnordered::new();
+                for (peer, key) in cands {
+                    let req =
+                        FlRequest::Train { task, round, spec: spec.clone(), global: global_hash, len: global_len };
+                    let net = self.inner.net.clone();
+                    futs.push(async move { (peer, key, client(&net, peer, req.encode()).await) });
+                }
+                let deadline = tokio::time::Instant::now() + Duration::from_millis(spec.deadline_ms);
+                loop {
+                    match tokio::time::timeout_at(deadline, futs.next()).await {
+                        Ok(Some((peer, key, answer))) => {
+                            // Kept so that auditors can fetch every input from the owner.
+                            let answer = answer.and_then(|(bytes, update, loss)| {
+                                let hash = self
+                                    .put_blob(bytes)
+                                    .map_err(|e| Miss::Dropped(format!("the owner cannot keep the update: {e}")))?;
+                                Ok(Delivered { key, hash, update, loss })
+                            });
+                            if collect.answered(peer, answer) {
+                                break;
+                            }
+                        }
+                        Ok(None) => break,
+                        Err(_) => {
+                            collect.deadline_passed();
+                            break;
+                        }
+                    }
+                }
+                drop(futs);
+                if collect.end_attempt(spec.min_clients as usize) {
+                    break;
+                }
+                attempt += 1;
+                warn!(
+                    task = id,
+                    round,
+                    valid = collect.delivered.len(),
+                    attempt,
+                    "too few valid updates; retrying the round"
+                );
+                if attempt >= ROUND_ATTEMPTS {
+                    return Err(TaskError::task(format!(
+                        "round {round}: too few valid updates after {attempt} attempts"
+                    )));
+                }
+            }
+            let Collect { mut delivered, misses, late, .. } = collect;
+            let Closed { next, screened, receipts, rejected } =
+                close(task, round, &spec, agg, &global, &mut delivered, &misses)?;
+            let (acc, loss) = model::evaluate(&next, &test)?;
+            let next_bytes = to_safetensors(&next)?;
+            let next_hash = self.put_blob(next_bytes)?;
+            global = next;
+            let change = roster.record(round, spec.rounds, &receipts, delivered.iter().map(|d| d.key), &late);
+            for (key, sit_out) in &change.benched {
+                debug!(task = id, round, worker = hex::encode(&key[..4]), sit_out, "straggler sits out");
+            }
+            let newly_banned = change.banned;
+            let mut wrote = 0;
+            for r in receipts {
+                let c = &self.inner;
+                match c.ledger.append_and_gossip(&c.net, &c.key, &c.network, EntryKind::FlReceipt, r.encode()).await {
+                    Ok(_) => wrote += 1,
+                    Err(e) => warn!(error = %e, "cannot write an FL receipt"),
+                }
+            }
+            let result = RoundResult {
+                task,
+                round,
+                prev: global_hash,
+                global: next_hash,
+                inputs: delivered
+                    .iter()
+                    .map(|d| RoundInput { worker: d.key, update: d.hash, examples: d.update.examples })
+                    .collect(),
+                rejected: rejected.clone(),
+                accuracy_milli: (acc * 1000.0).round() as u32,
+            };
+            self.gossip(FlGossip::Round(result)).await;
+            let mean_client_loss = delivered.iter().map(|d| d.loss).sum::<f32>() / delivered.len().max(1) as f32;
+            info!(
+                task = id,
+                round,
+                accuracy = acc,
+                loss,
+                client_loss = mean_client_loss,
+                clients = delivered.len(),
+                rejected = rejected.len(),
+                dropped = misses.iter().filter(|m| matches!(m.2, Miss::Dropped(_))).count(),
+                "federated round done"
+            );
+            self.update(&id, |s| {
+                s.rounds_done = round + 1;
+                s.accuracy_by_round.push(acc);
+                s.loss_by_round.push(loss);
+                s.clients_by_round.push(delivered.len());
+                s.receipts += wrote;
+                s.global_hash = hex::encode(next_hash);
+                s.secs = started.elapsed().as_secs_f64();
+                for (i, d) in delivered.iter().enumerate() {
+                    if !screened.rejected.iter().any(|(r, _)| *r == i)
+                        && let Some(p) = author_peer_id(&d.key)
+                    {
+                        *s.accepted.entry(p.to_string()).or_default() += 1;
+                    }
+                }
+                for key in &newly_banned {
+                    if let Some(p) = author_peer_id(key) {
+                        warn!(task = id, round, worker = %p, "worker excluded from the task: rejected {BAN_STRIKES} times in its last {BAN_WINDOW} updates");
+                        s.banned.insert(
+                            p.to_string(),
+                            format!("round {round}: rejected {BAN_STRIKES} times in its last {BAN_WINDOW} updates"),
+                        );
+                    }
+                }
+                for (key, why) in &rejected {
+                    if let Some(p) = author_peer_id(key) {
+                        *s.rejected_count.entry(p.to_string()).or_default() += 1;
+                        let v = s.rejected.entry(p.to_string()).or_default();
+                        v.push(format!("round {round}: {why}"));
+                        if v.len() > 8 {
+                            v.remove(0);
+                        }
+                    }
+                }
+                for (_, peer, m) in &misses {
+                    if matches!(m, Miss::Dropped(_)) {
+                        *s.dropped.entry(peer.to_string()).or_default() += 1;
+                    }
+                }
+            });
+        }
+        // Outputs: final weights and the accuracy plot.
+        let dir = self.inner.out_dir.join(&id);
+        let bytes = to_safetensors(&global)?;
+        let status = self.get(&id).ok_or_else(|| TaskError::task("task vanished"))?;
+        let accs = status.accuracy_by_round.clone();
+        let final_acc = accs.last().copied();
+        let d2 = dir.clone();
+        let (weights, plot) = tokio::task::spawn_blocking(move || -> Result<(PathBuf, PathBuf), TaskError> {
+            std::fs::create_dir_all(&d2).map_err(|e| TaskError::task(format!("{}: {e}", d2.display())))?;
+            let w = d2.join("final.safetensors");
+            std::fs::write(&w, &bytes).map_err(|e| TaskError::task(format!("{}: {e}", w.display())))?;
+            let p = d2.join("accuracy.png");
+            ifx_learn::plot::accuracy_png(&accs, 0.95, &p)?;
+            Ok((w, p))
+        })
+        .await
+        .map_err(|e| TaskError::task(e.to_string()))??;
+        info!(task = id, final_accuracy = final_acc, weights = %weights.display(), plot = %plot.display(),
+            secs = started.elapsed().as_secs_f64(), "federated task done");
+        self.update(&id, |s| {
+            s.final_accuracy = final_acc;
+            s.weights = Some(weights.display().to_string());
+            s.plot = Some(plot.display().to_string());
+        });
+        Ok(())
+    }
+}

@@ -1,0 +1,93 @@
+//! The worker side: training for task owners on this node's shard, and the poison modes a
+//! test worker corrupts its updates with.
+
+use std::time::Duration;
+
+use ifx_learn::data::Rng;
+use ifx_learn::model::{self, TrainConfig};
+use ifx_protocols::fl::FlError;
+use ifx_protocols::fl::poison::Poison;
+use ifx_protocols::fl::wire::{FlResponse, TaskSpec, from_safetensors, to_safetensors};
+use libp2p::PeerId;
+use tracing::debug;
+
+use super::transfer::fetch;
+use super::{Fl, TaskError};
+
+impl Fl {
+    /// Fetches the weights, trains on this node's shard and keeps the (possibly poisoned) update.
+    pub(super) async fn train(
+        &self,
+        owner: PeerId,
+        task: [u8; 16],
+        round: u32,
+        spec: TaskSpec,
+        global: [u8; 32],
+        len: u32,
+    ) -> Result<FlResponse, TaskError> {
+        let c = &self.inner;
+        let (train, _) = c.data.clone().ok_or_else(|| TaskError::task("this node has no [fl] data"))?;
+        spec.validate()?;
+        let bytes = fetch(&c.net, owner, global, len as usize).await.map_err(|m| TaskError::Peer(m.reason()))?;
+        let weights = from_safetensors(&bytes)?;
+        let shard = c.shard;
+        let (poison, faults) = (c.poison, c.faults);
+        let deadline = Duration::from_millis(spec.deadline_ms);
+        let (delta, loss, examples) =
+            tokio::task::spawn_blocking(move || -> Result<(Vec<f32>, f32, u64), TaskError> {
+                faults.slow_work();
+                let data = match shard {
+                    Some(i) => {
+                        let d = &spec.data;
+                        if i >= d.shards {
+                            return Err(TaskError::task(format!(
+                                "fl.shard {i} is beyond the task's {} shards",
+                                d.shards
+                            )));
+                        }
+                        train.non_iid(d.shards as usize, d.alpha, d.seed).swap_remove(i as usize)
+                    }
+                    None => train,
+                };
+                let cfg = TrainConfig {
+                    epochs: spec.local_epochs as usize,
+                    batch: spec.batch as usize,
+                    lr: spec.lr_at(round),
+                    seed: u64::from_le_bytes(task[..8].try_into().expect("8 bytes")) ^ (round as u64) << 32,
+                };
+                let (local, loss) = model::train(&weights, &data, &cfg)?;
+                let delta = local.iter().zip(&weights).map(|(l, g)| l - g).collect();
+                Ok((delta, loss, data.len() as u64))
+            })
+            .await
+            .map_err(|e| TaskError::task(e.to_string()))??;
+        if poison == Poison::Slow {
+            tokio::time::sleep(deadline + Duration::from_millis(500)).await;
+        }
+        let update = poisoned(poison, delta, round)?;
+        let len = update.len() as u32;
+        let hash = self.put_blob(update)?;
+        debug!(task = hex::encode(task), round, loss, examples, "update ready");
+        Ok(FlResponse::Trained { update: hash, len, examples, loss })
+    }
+}
+/// The bytes a worker in `poison` mode sends for an honest `delta`.
+pub(super) fn poisoned(poison: Poison, mut delta: Vec<f32>, round: u32) -> Result<Vec<u8>, FlError> {
+    match poison {
+        Poison::Honest | Poison::Slow => {}
+        Poison::SignFlip => delta.iter_mut().for_each(|d| *d *= -4.0),
+        Poison::Scale => delta.iter_mut().for_each(|d| *d *= 25.0),
+        Poison::Random => {
+            let mut rng = Rng(0x9e37_79b9 ^ round as u64);
+            delta.iter_mut().for_each(|d| *d = rng.normal() as f32);
+        }
+        Poison::Nan => delta[7] = f32::NAN,
+        Poison::Shape => {
+            let w = vec![0u8; 4 * 63 * 64];
+            let v = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![63, 64], &w)
+                .map_err(|e| FlError::invalid(e.to_string()))?;
+            return safetensors::serialize([("w1", v)], None).map_err(|e| FlError::invalid(e.to_string()));
+        }
+    }
+    to_safetensors(&delta)
+}

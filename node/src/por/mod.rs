@@ -1,0 +1,26 @@
+//! Proof of Rendering on the network. Verifiers challenge random worker peers at random times:
+//! a scene carrying a fresh secret ANGV watermark goes out over request-response; the worker
+//! renders it and answers with the image and a Merkle root; the verifier then asks for the
+//! sub-tiles the root selects, checks the imprints and the openings, re-renders those
+//! sub-tiles, and records the verdict, the latency and any timeout (a QoS failure, not a PoR
+//! failure). Workers can be started in a cheat mode for tests and the testnet.
+//!
+//! `worker`: answering challenges; `challenger`: the verifier's loop (the I/O); `schedule`: its
+//! policy, sans I/O (whom to ask, with what, how timing is judged); `stats`: what it recorded.
+//! The wire types are the protocol's (`ifx_protocols::por::wire`).
+
+mod challenger;
+pub mod schedule;
+mod stats;
+mod worker;
+
+use ifx_render::RenderSettings;
+
+pub use challenger::Challenger;
+pub use stats::{AnnouncementView, Announcements, PorStats, WorkerStats};
+pub use worker::{LATE, serve};
+
+/// Largest answer (a 256x256 image, or openings).
+pub const MAX_ANSWER: usize = 256 * 256 * 3 + 65_536;
+/// The challenge image.
+pub const CHALLENGE: RenderSettings = RenderSettings { width: 128, height: 128, spp: 8, max_bounces: 4, tile: 128 };

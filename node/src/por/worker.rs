@@ -1,0 +1,131 @@
+//! The worker side of PoR: answers verifiers' render challenges (render, commit, later open
+//! the sub-tiles asked for), benchmarks and echoes, honestly unless the node runs a cheat mode.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ifx_protocols::por::cheat::{self, Behaviour, CheatMode};
+use ifx_protocols::por::wire::{Request, Response, challenge_settings};
+use ifx_protocols::por::{self, Answer, spot};
+use ifx_render::{RenderSettings, Scene};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::debug;
+
+use crate::compute::Compute;
+use crate::network::{InboundRequest, NetHandle, Proto};
+
+/// Challenges a worker keeps open for their second round.
+const OPEN_CHALLENGES: usize = 16;
+/// How long a `late` node sleeps before answering.
+pub const LATE: Duration = Duration::from_secs(5);
+
+/// Challenges a worker answered and may be asked to open, by id.
+type OpenChallenges = HashMap<[u8; 16], (Answer, spot::Tree, RenderSettings)>;
+
+/// Answers verifiers' challenges until `shutdown`, honestly unless `cheat` is set.
+pub async fn serve(
+    mut inbound: mpsc::Receiver<InboundRequest>,
+    net: NetHandle,
+    renderer: Compute,
+    behaviour: Behaviour,
+    shutdown: CancellationToken,
+) {
+    let cheat = match behaviour {
+        Behaviour::Image(m) => Some(m),
+        _ => None,
+    };
+    let open: Arc<Mutex<OpenChallenges>> = Arc::default();
+    let old: Arc<Mutex<Option<Vec<u8>>>> = Arc::default();
+    loop {
+        let req = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = inbound.recv() => match r { Some(r) => r, None => return },
+        };
+        // Each challenge is answered on its own task: a benchmark must not wait behind another
+        // verifier's render (the verifier would see the wait as slowness, or as a forged time).
+        let (renderer, open, old, net) = (renderer.clone(), open.clone(), old.clone(), net.clone());
+        tokio::spawn(async move {
+            if behaviour == Behaviour::Late {
+                tokio::time::sleep(LATE).await;
+            }
+            let resp = match Request::decode(&req.data) {
+                Ok(Request::Render { id, scene, settings }) => {
+                    let (open, old) = (open.clone(), old.clone());
+                    tokio::task::spawn_blocking(move || {
+                        let s = challenge_settings(settings).map_err(|e| e.to_string())?;
+                        let scene = Scene::from_wire(&scene).map_err(|e| e.to_string())?;
+                        let started = Instant::now();
+                        renderer.faults().slow_work();
+                        let rgb8 = match cheat {
+                            None => renderer.render(&scene, &s).map_err(|e| e.to_string())?,
+                            Some(CheatMode::NoWatermark) => {
+                                renderer.render(&cheat::strip_near_camera(&scene), &s).map_err(|e| e.to_string())?
+                            }
+                            Some(mode) => {
+                                let prev = old.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                                cheat::forge(
+                                    mode,
+                                    &scene,
+                                    &scene,
+                                    &s,
+                                    prev.as_deref(),
+                                    rand::random(),
+                                    ifx_render::render_cpu,
+                                )
+                                .map_err(|e| e.to_string())?
+                            }
+                        };
+                        let render_us = started.elapsed().as_micros() as u64;
+                        *old.lock().unwrap_or_else(|e| e.into_inner()) = Some(rgb8.clone());
+                        let (answer, tree) = por::commit(rgb8, &s);
+                        let resp = Response::Committed { root: answer.root, rgb8: answer.rgb8.clone(), render_us };
+                        let mut open = open.lock().unwrap_or_else(|e| e.into_inner());
+                        if open.len() >= OPEN_CHALLENGES {
+                            open.clear();
+                        }
+                        open.insert(id, (answer, tree, s));
+                        Ok::<_, String>(resp)
+                    })
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| r)
+                    .unwrap_or_else(Response::Refused)
+                }
+                Ok(Request::Bench { seed }) => tokio::task::spawn_blocking(move || {
+                    let b = ifx_protocols::por::ib::Bench::from_seed(seed);
+                    b.validate().map_err(|e| e.to_string())?;
+                    let started = Instant::now();
+                    renderer.faults().slow_work();
+                    let rows = renderer.bench(&b).map_err(|e| e.to_string())?;
+                    let mut claimed_us = started.elapsed().as_micros() as u64;
+                    if behaviour == Behaviour::ForgedTime {
+                        claimed_us /= 10;
+                    }
+                    Ok::<_, String>(Response::Benched { rows, claimed_us })
+                })
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| r)
+                .unwrap_or_else(Response::Refused),
+                Ok(Request::Echo) => Response::Echo,
+                Ok(Request::Open { id, indices }) => match open.lock().unwrap_or_else(|e| e.into_inner()).remove(&id) {
+                    Some((answer, tree, s)) if indices.len() <= 64 => Response::Opened {
+                        openings: por::reveal(&answer, &tree, &s, &indices)
+                            .into_iter()
+                            .map(|o| (o.index, o.bytes, o.proof))
+                            .collect(),
+                    },
+                    Some(_) => Response::Refused("too many sub-tiles asked".into()),
+                    None => Response::Refused("unknown challenge".into()),
+                },
+                Err(e) => {
+                    debug!(peer = %req.peer, error = %e, "malformed challenge");
+                    Response::Refused(format!("malformed challenge: {e}"))
+                }
+            };
+            net.respond(Proto::Por, req.channel, resp.encode()).await;
+        });
+    }
+}

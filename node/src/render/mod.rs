@@ -1,0 +1,157 @@
+//! Distributed render jobs. A job owner (the node a job is submitted to) splits the image into
+//! tiles, asks worker peers (role worker in the heartbeat table, connected) for them over
+//! request-response, two tiles in flight per worker, re-queues a tile whose worker fails or
+//! times out, assembles the PNG, and signs a render receipt into the ledger for every tile it
+//! accepts. Workers render what they are asked with their best backend.
+//!
+//! `owner`: the job's task (the I/O); `queue`: its tile queue, sans I/O; `worker`: rendering
+//! tiles for others. The wire types are the protocol's (`ifx_protocols::render::job`).
+
+mod owner;
+pub mod queue;
+mod worker;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use ed25519_dalek::SigningKey;
+pub use ifx_protocols::render::job::{JobSpec, MAX_TILE, MAX_TILE_RESPONSE, TILE_TIMEOUT};
+use ifx_protocols::{NetworkConfig, PeerTable};
+use ifx_render::{RenderError, Scene, builtin, load};
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+pub use worker::serve;
+
+use crate::ledger::LedgerHandle;
+use crate::network::NetHandle;
+
+/// Checks a job's spec and builds its scene (a built-in, or its inline TOML).
+pub fn job_scene(spec: &JobSpec) -> Result<Scene, RenderError> {
+    spec.validate()?;
+    match &spec.scene_toml {
+        Some(t) => load::parse_inline_toml(t),
+        None => builtin::by_name(&spec.scene),
+    }
+}
+
+/// Why a render job failed.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error(transparent)]
+    Render(#[from] RenderError),
+    /// The job could not go on (no worker, the node stopping, the network gone).
+    #[error("{0}")]
+    Stopped(String),
+}
+
+/// The state of a job, as `GET /jobs/{id}` shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct JobStatus {
+    pub job_id: String,
+    /// `running`, `done` or `failed`.
+    pub state: String,
+    pub spec: JobSpec,
+    pub tiles: usize,
+    pub tiles_done: usize,
+    /// Accepted tiles per worker peer id.
+    pub tiles_by_worker: BTreeMap<String, u64>,
+    /// Tiles given to another worker after a failure or timeout.
+    pub reassigned: u64,
+    /// Render receipts written to the ledger.
+    pub receipts: u64,
+    pub secs: f64,
+    pub png: Option<String>,
+    pub error: Option<String>,
+}
+
+/// The jobs this node owns.
+#[derive(Clone)]
+pub struct Jobs {
+    jobs: Arc<Mutex<BTreeMap<String, JobStatus>>>,
+    ctx: Arc<JobContext>,
+}
+
+struct JobContext {
+    net: NetHandle,
+    heartbeats: Arc<Mutex<PeerTable>>,
+    ledger: LedgerHandle,
+    key: SigningKey,
+    network: NetworkConfig,
+    out_dir: PathBuf,
+    shutdown: CancellationToken,
+}
+
+impl Jobs {
+    /// A job manager writing PNGs to `out_dir`.
+    pub fn new(
+        net: NetHandle,
+        heartbeats: Arc<Mutex<PeerTable>>,
+        ledger: LedgerHandle,
+        key: SigningKey,
+        network: NetworkConfig,
+        out_dir: PathBuf,
+        shutdown: CancellationToken,
+    ) -> Self {
+        let ctx = JobContext { net, heartbeats, ledger, key, network, out_dir, shutdown };
+        Self { jobs: Arc::new(Mutex::new(BTreeMap::new())), ctx: Arc::new(ctx) }
+    }
+
+    /// Starts a job; returns its id.
+    pub fn submit(&self, spec: JobSpec) -> Result<String, RenderError> {
+        job_scene(&spec)?;
+        let job: [u8; 16] = rand::random();
+        let id = hex::encode(job);
+        let status = JobStatus {
+            job_id: id.clone(),
+            state: "running".into(),
+            tiles: spec.settings().tiles().len(),
+            spec: spec.clone(),
+            tiles_done: 0,
+            tiles_by_worker: BTreeMap::new(),
+            reassigned: 0,
+            receipts: 0,
+            secs: 0.0,
+            png: None,
+            error: None,
+        };
+        self.jobs.lock().unwrap_or_else(|e| e.into_inner()).insert(id.clone(), status);
+        let me = self.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let result = me.run(job, spec, started).await;
+            me.update(&hex::encode(job), |s| {
+                s.secs = started.elapsed().as_secs_f64();
+                match result {
+                    Ok(png) => {
+                        s.state = "done".into();
+                        s.png = Some(png.display().to_string());
+                    }
+                    Err(e) => {
+                        s.state = "failed".into();
+                        s.error = Some(e.to_string());
+                    }
+                }
+            });
+        });
+        Ok(id)
+    }
+
+    /// A job's status.
+    pub fn get(&self, id: &str) -> Option<JobStatus> {
+        self.jobs.lock().unwrap_or_else(|e| e.into_inner()).get(id).cloned()
+    }
+
+    /// Every job's status.
+    pub fn list(&self) -> Vec<JobStatus> {
+        self.jobs.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect()
+    }
+
+    fn update(&self, id: &str, f: impl FnOnce(&mut JobStatus)) {
+        if let Some(s) = self.jobs.lock().unwrap_or_else(|e| e.into_inner()).get_mut(id) {
+            f(s);
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! Step four: pools and payouts. The epoch's mint splits into the worker, verifier and
+//! governance pools (slashed stake joins the verifiers'); each pool is divided by its weights
+//! exactly in integers; each payout is part liquid, part vesting.
+
+use std::collections::BTreeMap;
+
+use super::account::{Account, Vesting};
+use super::outcome::{EpochSettlement, Payout};
+use super::params::{BPS, EconParams};
+use crate::merkle;
+
+const LEAF_DOMAIN: &[u8] = b"ifx/settle/leaf/v1";
+const NODE_DOMAIN: &[u8] = b"ifx/settle/node/v1";
+
+/// Merkle root over `(key, amount)` leaves sorted by key.
+pub fn payout_root(payouts: &[Payout]) -> [u8; 32] {
+    let leaves = payouts
+        .iter()
+        .map(|p| {
+            let mut h = blake3::Hasher::new();
+            h.update(LEAF_DOMAIN);
+            h.update(&p.key);
+            h.update(&p.total.to_le_bytes());
+            *h.finalize().as_bytes()
+        })
+        .collect();
+    merkle::Tree::new(NODE_DOMAIN, leaves).root()
+}
+
+/// `pool` split by `weights` (zero weights get nothing): floor shares, then the remainder one
+/// unit each by largest remainder, ties by key. Returns nothing when the weights sum to zero.
+pub fn distribute(pool: u64, weights: &BTreeMap<[u8; 32], u128>) -> BTreeMap<[u8; 32], u64> {
+    let sum: u128 = weights.values().sum();
+    let mut out = BTreeMap::new();
+    if sum == 0 {
+        return out;
+    }
+    let mut rems: Vec<(u128, [u8; 32])> = Vec::new();
+    let mut given: u128 = 0;
+    for (k, w) in weights.iter().filter(|(_, w)| **w > 0) {
+        let p = pool as u128 * w;
+        let share = p / sum;
+        given += share;
+        out.insert(*k, share as u64);
+        rems.push((p % sum, *k));
+    }
+    // Largest remainder first; equal remainders by ascending key.
+    rems.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    for (_, k) in rems.into_iter().take((pool as u128 - given) as usize) {
+        *out.get_mut(&k).expect("inserted") += 1;
+    }
+    out
+}
+
+/// The weights of the three pools.
+pub(super) struct PoolWeights {
+    pub workers: BTreeMap<[u8; 32], u128>,
+    pub verifiers: BTreeMap<[u8; 32], u128>,
+    pub governance: BTreeMap<[u8; 32], u128>,
+}
+
+/// Mints the epoch, fills `s`'s pools and payouts (and its root), and credits the accounts:
+/// the liquid part at once, the rest as a vesting schedule from this epoch.
+pub(super) fn pay(
+    accounts: &mut BTreeMap<[u8; 32], Account>,
+    w: &PoolWeights,
+    p: &EconParams,
+    epoch_secs: u64,
+    s: &mut EpochSettlement,
+) {
+    let epoch = s.epoch;
+    s.minted = p.mint_at(epoch);
+    s.pool_workers = (s.minted as u128 * p.workers_bps as u128 / BPS as u128) as u64;
+    s.pool_verifiers = (s.minted as u128 * p.verifiers_bps as u128 / BPS as u128) as u64;
+    s.pool_governance = s.minted - s.pool_workers - s.pool_verifiers;
+    let mut lines: BTreeMap<[u8; 32], Payout> = BTreeMap::new();
+    let vpool = s.pool_verifiers + s.penalties;
+    for (pool, weights, which) in
+        [(s.pool_workers, &w.workers, 0u8), (vpool, &w.verifiers, 1), (s.pool_governance, &w.governance, 2)]
+    {
+        let shares = distribute(pool, weights);
+        if shares.is_empty() {
+            s.unallocated += pool;
+        }
+        for (k, amount) in shares {
+            let l = lines.entry(k).or_insert_with(|| Payout {
+                key: k,
+                workers: 0,
+                verifiers: 0,
+                governance: 0,
+                total: 0,
+                liquid: 0,
+                vesting: 0,
+                worker_weight: 0,
+                verifier_weight: 0,
+            });
+            match which {
+                0 => {
+                    l.workers = amount;
+                    l.worker_weight = weights[&k];
+                }
+                1 => {
+                    l.verifiers = amount;
+                    l.verifier_weight = weights[&k];
+                }
+                _ => l.governance = amount,
+            }
+            l.total += amount;
+        }
+    }
+    let vest_epochs = EconParams::epochs_of(p.vesting_secs, epoch_secs);
+    for l in lines.values_mut() {
+        l.liquid = (l.total as u128 * p.liquid_bps as u128 / BPS as u128) as u64;
+        l.vesting = l.total - l.liquid;
+        let a = accounts.entry(l.key).or_default();
+        a.liquid = a.liquid.saturating_add(l.liquid);
+        a.earned = a.earned.saturating_add(l.total);
+        if l.vesting > 0 {
+            a.vesting.push(Vesting { total: l.vesting, start: epoch, epochs: vest_epochs, released: 0 });
+        }
+    }
+    s.payouts = lines.into_values().filter(|l| l.total > 0).collect();
+    s.root = payout_root(&s.payouts);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    #[test]
+    fn distribute_is_exact_and_breaks_ties_by_key() {
+        let w: BTreeMap<[u8; 32], u128> = [([3; 32], 1), ([1; 32], 1), ([2; 32], 1)].into_iter().collect();
+        let d = distribute(10, &w);
+        assert_eq!(d.values().sum::<u64>(), 10);
+        // 10 / 3 = 3 each, remainder 1 to the smallest key.
+        assert_eq!(d[&[1; 32]], 4);
+        assert_eq!(d[&[2; 32]], 3);
+        let w: BTreeMap<[u8; 32], u128> = [([1; 32], 1), ([2; 32], 2)].into_iter().collect();
+        // 7 x 1/3 = 2.33, 7 x 2/3 = 4.67: the larger remainder gets the unit.
+        assert_eq!(distribute(7, &w), [([1; 32], 2), ([2; 32], 5)].into_iter().collect());
+        assert!(distribute(5, &BTreeMap::new()).is_empty());
+    }
+}

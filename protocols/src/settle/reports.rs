@@ -1,0 +1,65 @@
+//! Step one of settling a sealed set: what the set says about its epoch. Authors that signed
+//! two entries at one seq; staked verifiers' liveness attestations and PoR verdicts about this
+//! epoch; and the work units of receipts a worker did not sign itself.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use crate::ledger::body::{EntryBody, LivenessAttestation, PorVerdicts};
+use crate::ledger::{Entry, EntryKind};
+
+/// The reports and receipts of one sealed set.
+#[derive(Debug, Default)]
+pub(super) struct Reports {
+    /// Authors with two entries at one seq inside the set.
+    pub equivocators: BTreeSet<[u8; 32]>,
+    /// Each staked verifier's attestation of the epoch (the last in set order).
+    pub liveness: BTreeMap<[u8; 32], LivenessAttestation>,
+    /// Staked verifiers' PoR verdicts about the epoch, in set order.
+    pub verdicts: Vec<([u8; 32], PorVerdicts)>,
+    /// Render work units by worker.
+    pub render_units: BTreeMap<[u8; 32], u64>,
+    /// Accepted FL work units by worker.
+    pub fl_units: BTreeMap<[u8; 32], u64>,
+}
+
+impl Reports {
+    /// Reads `set` (sorted by author, seq, id) for `epoch`; `stakes` are the staked verifiers.
+    pub fn of(set: &[&Arc<Entry>], epoch: u64, stakes: &BTreeMap<[u8; 32], u64>) -> Self {
+        let mut at: BTreeMap<([u8; 32], u64), u32> = BTreeMap::new();
+        for e in set {
+            *at.entry((e.author, e.seq)).or_default() += 1;
+        }
+        let mut r = Reports {
+            equivocators: at.iter().filter(|(_, n)| **n > 1).map(|((a, _), _)| *a).collect(),
+            ..Default::default()
+        };
+        for e in set {
+            let verifier = stakes.contains_key(&e.author) && !r.equivocators.contains(&e.author);
+            let read = match e.kind {
+                EntryKind::Liveness | EntryKind::PorVerdicts => verifier,
+                EntryKind::RenderReceipt | EntryKind::FlReceipt => true,
+                _ => false,
+            };
+            if !read {
+                continue;
+            }
+            match EntryBody::of(e) {
+                Ok(EntryBody::Liveness(l)) if l.epoch == epoch && l.expected > 0 => {
+                    r.liveness.insert(e.author, l);
+                }
+                Ok(EntryBody::PorVerdicts(v)) if v.epoch == epoch => r.verdicts.push((e.author, v)),
+                Ok(EntryBody::RenderReceipt(rc)) if rc.worker != e.author => {
+                    let u = r.render_units.entry(rc.worker).or_default();
+                    *u = u.saturating_add(rc.work_units);
+                }
+                Ok(EntryBody::FlReceipt(rc)) if rc.worker != e.author && rc.accepted => {
+                    let u = r.fl_units.entry(rc.worker).or_default();
+                    *u = u.saturating_add(rc.work_units);
+                }
+                _ => {}
+            }
+        }
+        r
+    }
+}

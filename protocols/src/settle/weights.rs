@@ -1,0 +1,133 @@
+//! Step three: weights. A worker's weight is IB(milli) x (uptime milli-minutes x 1000 +
+//! W_PoD(milli) x delivery milli-minutes), with IB the median of the epoch's benchmark verdicts
+//! (else its last known IB, else the default), uptime the median over verifiers' attestations,
+//! and delivery from receipts; workers caught, equivocating or under-staked weigh nothing. A
+//! verifier's weight is its decided views that agree with the quorum, plus one for attesting.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::account::Account;
+use super::outcome::{EpochSettlement, WorkerLine};
+use super::params::{EconParams, StakeRole};
+use super::reports::Reports;
+use crate::por::quorum::{self, Standing, View};
+
+/// PoR views by (worker, verifier).
+pub(super) type Views = BTreeMap<([u8; 32], [u8; 32]), View>;
+
+/// Lower median of a non-empty list.
+fn median(mut v: Vec<u64>) -> u64 {
+    v.sort_unstable();
+    v[(v.len() - 1) / 2]
+}
+
+/// Worker weights of the epoch; pushes every candidate's line into `s.workers` and remembers
+/// measured IBs in `last_ib`.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn workers(
+    accounts: &BTreeMap<[u8; 32], Account>,
+    last_ib: &mut BTreeMap<[u8; 32], u64>,
+    r: &Reports,
+    views: &Views,
+    caught: &BTreeSet<[u8; 32]>,
+    p: &EconParams,
+    epoch_secs: u64,
+    s: &mut EpochSettlement,
+) -> BTreeMap<[u8; 32], u128> {
+    let mut candidates: BTreeSet<[u8; 32]> = BTreeSet::new();
+    for l in r.liveness.values() {
+        candidates.extend(l.peers.iter().map(|x| x.peer));
+    }
+    candidates.extend(r.render_units.keys().chain(r.fl_units.keys()).copied());
+    candidates.extend(views.keys().map(|(w, _)| *w));
+    let mut ibs: BTreeMap<[u8; 32], Vec<u64>> = BTreeMap::new();
+    for (_, v) in &r.verdicts {
+        for w in v.workers.iter().filter(|w| w.ib_milli > 0) {
+            ibs.entry(w.worker).or_default().push(w.ib_milli as u64);
+        }
+    }
+    let epoch_mm = epoch_secs as u128 * 1000 / 60;
+    let mut worker_w: BTreeMap<[u8; 32], u128> = BTreeMap::new();
+    for k in candidates {
+        let Some(acct) = accounts.get(&k).filter(|a| a.role == Some(StakeRole::Worker)) else { continue };
+        let ib = match ibs.remove(&k) {
+            Some(v) => {
+                let m = median(v);
+                last_ib.insert(k, m);
+                m
+            }
+            None => last_ib.get(&k).copied().unwrap_or(p.default_ib_milli),
+        };
+        let uptime = if r.liveness.is_empty() {
+            0
+        } else {
+            median(
+                r.liveness
+                    .values()
+                    .map(|l| {
+                        let seen = l.peers.iter().find(|x| x.peer == k).map_or(0, |x| x.seen.min(l.expected));
+                        (seen as u128 * epoch_mm / l.expected as u128) as u64
+                    })
+                    .collect(),
+            )
+        };
+        let delivery = r.render_units.get(&k).map_or(0, |u| *u as u128 * 1000 / p.render_units_per_minute as u128)
+            + r.fl_units.get(&k).map_or(0, |u| *u as u128 * 1000 / p.fl_units_per_minute as u128);
+        let delivery = delivery.min(u64::MAX as u128) as u64;
+        let required = p.required_stake(epoch_secs, ib);
+        let excluded = if caught.contains(&k) {
+            Some("caught failing proof of rendering".to_string())
+        } else if r.equivocators.contains(&k) {
+            Some("equivocated".to_string())
+        } else if acct.bonded < required {
+            Some(format!("bonded {} below the required {required}", acct.bonded))
+        } else {
+            None
+        };
+        if excluded.is_none() {
+            let w = ib as u128 * (uptime as u128 * 1000 + p.w_pod_milli as u128 * delivery as u128);
+            worker_w.insert(k, w.min(u64::MAX as u128));
+        }
+        s.workers.push(WorkerLine {
+            key: k,
+            ib_milli: ib,
+            uptime_milli_minutes: uptime,
+            delivery_milli_minutes: delivery,
+            bonded: acct.bonded,
+            required_stake: required,
+            excluded,
+        });
+    }
+    worker_w
+}
+
+/// Verifier weights: decided views agreeing with the quorum's standing, plus one for a
+/// liveness attestation.
+pub(super) fn verifiers(
+    views: &Views,
+    standings: &BTreeMap<[u8; 32], Standing>,
+    liveness_authors: impl Iterator<Item = [u8; 32]>,
+) -> BTreeMap<[u8; 32], u128> {
+    let mut verifier_w: BTreeMap<[u8; 32], u128> = BTreeMap::new();
+    for ((worker, verifier), view) in views {
+        if let Some(failed) = quorum::decision(*view)
+            && standings.get(worker).is_some_and(|st| st.caught == failed)
+        {
+            *verifier_w.entry(*verifier).or_default() += 1;
+        }
+    }
+    for k in liveness_authors {
+        *verifier_w.entry(k).or_default() += 1;
+    }
+    verifier_w
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn median_is_the_lower_middle() {
+        assert_eq!(super::median(vec![5]), 5);
+        assert_eq!(super::median(vec![9, 1, 5, 3]), 3);
+        assert_eq!(super::median(vec![9, 1, 5]), 5);
+    }
+}
