@@ -3,8 +3,9 @@
 #   clang, libclang-dev          RocksDB's bindgen (librocksdb-sys)
 #   libvulkan1, mesa-vulkan-drivers  a software wgpu adapter (lavapipe) on machines without a GPU
 #   chromium                     headless screenshots of the testnet HTML report (a test)
+#   python3                      scripts/import_cycles.py (the structure check)
 set -euo pipefail
-pkgs=(clang libclang-dev libvulkan1 mesa-vulkan-drivers chromium)
+pkgs=(clang libclang-dev libvulkan1 mesa-vulkan-drivers chromium python3)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

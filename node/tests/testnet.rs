@@ -46,8 +46,10 @@ fn testnet_of_eight_with_a_sigkill_ends_on_time_and_reports() {
     assert!(!report.is_null(), "no report; stdout:\n{stdout}\nstderr:\n{stderr}");
     assert!(out.status.success(), "testnet failed:\n{stdout}\n{stderr}\n{report:#}");
     assert_eq!(report["ok"], true);
-    // On time: 20 s of run plus start-up and shutdown, never a hang.
-    assert!(took < Duration::from_secs(45), "took {took:?}");
+    // On time: 20 s of run plus start-up, the settle phase (at most two epochs, the seal grace
+    // and the roots wait) and shutdown, never a hang. 45 s was tight on a loaded 2-core machine:
+    // the build before the restructuring took 46.7 s here on 2026-12-01, the same as after.
+    assert!(took < Duration::from_secs(60), "took {took:?}");
 
     let discovery = report["discovery_secs"].as_f64().expect("discovery completed");
     assert!(discovery > 0.0 && discovery < 20.0, "{discovery}");

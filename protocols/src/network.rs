@@ -178,3 +178,9 @@ mod tests {
         assert_eq!(c.heartbeats_per_epoch(), 2);
     }
 }
+
+impl<'a> From<&'a NetworkConfig> for crate::settle::engine::Chain<'a> {
+    fn from(n: &'a NetworkConfig) -> Self {
+        Self { epoch_secs: n.epoch_secs, economics: &n.economics, genesis: &n.genesis }
+    }
+}

@@ -143,14 +143,14 @@ pub fn build_swarm(
                 request_response::Config::default().with_request_timeout(Duration::from_secs(30)),
             );
             let render = request_response::Behaviour::with_codec(
-                FrameCodec { max_request: 64 * 1024, max_response: crate::render::MAX_TILE_RESPONSE },
+                FrameCodec { max_request: 64 * 1024, max_response: ifx_protocols::render::job::MAX_TILE_RESPONSE },
                 [(render_protocol, request_response::ProtocolSupport::Full)],
-                request_response::Config::default().with_request_timeout(crate::render::TILE_TIMEOUT),
+                request_response::Config::default().with_request_timeout(ifx_protocols::render::job::TILE_TIMEOUT),
             );
             let por = request_response::Behaviour::with_codec(
                 FrameCodec {
                     max_request: ifx_protocols::render::scene::MAX_WIRE_SCENE + 1024,
-                    max_response: crate::por::MAX_ANSWER,
+                    max_response: ifx_protocols::por::wire::MAX_ANSWER,
                 },
                 [(por_protocol, request_response::ProtocolSupport::Full)],
                 request_response::Config::default().with_request_timeout(por_timeout),

@@ -20,7 +20,6 @@ pub use challenger::Challenger;
 pub use stats::{AnnouncementView, Announcements, PorStats, WorkerStats};
 pub use worker::{LATE, serve};
 
-/// Largest answer (a 256x256 image, or openings).
-pub const MAX_ANSWER: usize = 256 * 256 * 3 + 65_536;
+pub use ifx_protocols::por::wire::MAX_ANSWER;
 /// The challenge image.
 pub const CHALLENGE: RenderSettings = RenderSettings { width: 128, height: 128, spp: 8, max_bounces: 4, tile: 128 };

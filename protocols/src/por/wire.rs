@@ -9,6 +9,8 @@ use crate::render::scene::MAX_WIRE_SCENE;
 
 /// Largest encoded request or response (a wire scene plus the rest).
 pub const MAX_MESSAGE: usize = MAX_WIRE_SCENE + 65_536;
+/// Largest answer (a 256x256 image, or openings).
+pub const MAX_ANSWER: usize = 256 * 256 * 3 + 65_536;
 /// Largest challenge image side a worker renders.
 pub const MAX_CHALLENGE_SIDE: u32 = 256;
 

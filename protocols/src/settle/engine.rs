@@ -20,18 +20,26 @@ use std::sync::Arc;
 
 use super::account::{Account, saturating_sum};
 use super::outcome::{EpochSettlement, OpenProposal, Settlements, Status};
-use super::params::{EconParams, StakeRole};
+use super::params::{EconParams, GenesisAlloc, StakeRole};
 use super::payouts::PoolWeights;
 use super::reports::Reports;
 use super::{governance, payouts, seal, slashing, stake, weights};
 use crate::ledger::body::{EntryBody, EpochSeal};
 use crate::ledger::{Entry, EntryKind};
-use crate::network::NetworkConfig;
 use crate::por::quorum;
+
+/// What settlement needs of a network's parameters: the epoch length, the economics at
+/// genesis and the genesis allocations (`NetworkConfig` converts into it).
+#[derive(Clone, Copy, Debug)]
+pub struct Chain<'a> {
+    pub epoch_secs: u64,
+    pub economics: &'a EconParams,
+    pub genesis: &'a [GenesisAlloc],
+}
 
 /// The walk's state between epochs.
 struct Fold<'n> {
-    net: &'n NetworkConfig,
+    net: Chain<'n>,
     params: EconParams,
     accounts: BTreeMap<[u8; 32], Account>,
     last_ib: BTreeMap<[u8; 32], u64>,
@@ -39,7 +47,12 @@ struct Fold<'n> {
 }
 
 /// Settles every epoch before `now_epoch` that it can, from `entries` (any order).
-pub fn settle(net: &NetworkConfig, entries: impl IntoIterator<Item = Arc<Entry>>, now_epoch: u64) -> Settlements {
+pub fn settle<'a>(
+    net: impl Into<Chain<'a>>,
+    entries: impl IntoIterator<Item = Arc<Entry>>,
+    now_epoch: u64,
+) -> Settlements {
+    let net: Chain<'a> = net.into();
     // Entries by label, each bucket sorted by (author, seq, id); seals by the epoch they seal.
     let mut by_label: BTreeMap<u64, Vec<Arc<Entry>>> = BTreeMap::new();
     let mut seals: BTreeMap<u64, Vec<([u8; 32], EpochSeal)>> = BTreeMap::new();
@@ -62,7 +75,7 @@ pub fn settle(net: &NetworkConfig, entries: impl IntoIterator<Item = Arc<Entry>>
         last_ib: BTreeMap::new(),
         open: BTreeMap::new(),
     };
-    for g in &net.genesis {
+    for g in net.genesis {
         if let Some(k) = g.key_bytes() {
             let a = fold.accounts.entry(k).or_default();
             a.role = Some(g.role);

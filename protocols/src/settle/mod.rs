@@ -23,5 +23,6 @@ pub use account::{Account, Vesting};
 pub use engine::settle;
 pub use outcome::{EpochSettlement, GovOutcome, OpenProposal, Payout, Settlements, Slash, Status, WorkerLine};
 pub use params::{EconParams, GenesisAlloc, StakeRole, UNITS_PER_IFX};
-pub use payouts::{distribute, payout_root};
+pub use outcome::payout_root;
+pub use payouts::distribute;
 pub use seal::{SealTooLarge, seal_view};

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::account::Account;
 use super::params::EconParams;
-use super::payouts::payout_root;
+use crate::merkle;
 use crate::ledger::body::Proposal;
 
 /// What became of an epoch.
@@ -219,4 +219,22 @@ impl Settlements {
     pub fn sealed(&self) -> impl Iterator<Item = &EpochSettlement> {
         self.epochs.iter().filter(|e| e.status == Status::Sealed)
     }
+}
+
+const LEAF_DOMAIN: &[u8] = b"ifx/settle/leaf/v1";
+const NODE_DOMAIN: &[u8] = b"ifx/settle/node/v1";
+
+/// Merkle root over `(key, amount)` leaves sorted by key.
+pub fn payout_root(payouts: &[Payout]) -> [u8; 32] {
+    let leaves = payouts
+        .iter()
+        .map(|p| {
+            let mut h = blake3::Hasher::new();
+            h.update(LEAF_DOMAIN);
+            h.update(&p.key);
+            h.update(&p.total.to_le_bytes());
+            *h.finalize().as_bytes()
+        })
+        .collect();
+    merkle::Tree::new(NODE_DOMAIN, leaves).root()
 }

@@ -5,27 +5,8 @@
 use std::collections::BTreeMap;
 
 use super::account::{Account, Vesting};
-use super::outcome::{EpochSettlement, Payout};
+use super::outcome::{EpochSettlement, Payout, payout_root};
 use super::params::{BPS, EconParams};
-use crate::merkle;
-
-const LEAF_DOMAIN: &[u8] = b"ifx/settle/leaf/v1";
-const NODE_DOMAIN: &[u8] = b"ifx/settle/node/v1";
-
-/// Merkle root over `(key, amount)` leaves sorted by key.
-pub fn payout_root(payouts: &[Payout]) -> [u8; 32] {
-    let leaves = payouts
-        .iter()
-        .map(|p| {
-            let mut h = blake3::Hasher::new();
-            h.update(LEAF_DOMAIN);
-            h.update(&p.key);
-            h.update(&p.total.to_le_bytes());
-            *h.finalize().as_bytes()
-        })
-        .collect();
-    merkle::Tree::new(NODE_DOMAIN, leaves).root()
-}
 
 /// `pool` split by `weights` (zero weights get nothing): floor shares, then the remainder one
 /// unit each by largest remainder, ties by key. Returns nothing when the weights sum to zero.
