@@ -147,6 +147,12 @@ impl NetworkConfig {
     }
 }
 
+impl<'a> From<&'a NetworkConfig> for crate::settle::engine::Chain<'a> {
+    fn from(n: &'a NetworkConfig) -> Self {
+        Self { epoch_secs: n.epoch_secs, economics: &n.economics, genesis: &n.genesis }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,11 +182,5 @@ mod tests {
         assert_eq!(c.epoch_at(110_000), 1);
         assert_eq!(c.epoch_at(u64::MAX), (u64::MAX - 100_000) / 10_000);
         assert_eq!(c.heartbeats_per_epoch(), 2);
-    }
-}
-
-impl<'a> From<&'a NetworkConfig> for crate::settle::engine::Chain<'a> {
-    fn from(n: &'a NetworkConfig) -> Self {
-        Self { epoch_secs: n.epoch_secs, economics: &n.economics, genesis: &n.genesis }
     }
 }

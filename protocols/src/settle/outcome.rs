@@ -8,8 +8,8 @@ use serde::Serialize;
 
 use super::account::Account;
 use super::params::EconParams;
-use crate::merkle;
 use crate::ledger::body::Proposal;
+use crate::merkle;
 
 /// What became of an epoch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
