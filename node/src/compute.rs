@@ -88,7 +88,7 @@ impl Compute {
 
     /// A renderer of `scene` on the shared device (the CPU when the backend says so or no
     /// adapter opens under `Auto`).
-    pub fn renderer(&self, scene: &Scene, s: &RenderSettings) -> Result<Renderer, RenderError> {
+    fn renderer(&self, scene: &Scene, s: &RenderSettings) -> Result<Renderer, RenderError> {
         if self.backend != Backend::Cpu
             && let Some(g) = self.devices.render(self.backend == Backend::Gpu)?
         {

@@ -54,34 +54,38 @@ impl EntryBody {
     pub fn of(e: &Entry) -> Result<Self, DecodeError> {
         Self::decode(e.kind, &e.body)
     }
+}
 
-    /// The kind this body is written as.
-    pub fn kind(&self) -> EntryKind {
-        match self {
-            EntryBody::Liveness(_) => EntryKind::Liveness,
-            EntryBody::RenderReceipt(_) => EntryKind::RenderReceipt,
-            EntryBody::PorVerdicts(_) => EntryKind::PorVerdicts,
-            EntryBody::FlReceipt(_) => EntryKind::FlReceipt,
-            EntryBody::Stake(_) => EntryKind::Stake,
-            EntryBody::Seal(_) => EntryKind::Seal,
-            EntryBody::Proposal(_) => EntryKind::Proposal,
-            EntryBody::Vote(_) => EntryKind::Vote,
-            EntryBody::Unknown { kind, .. } => EntryKind::Unknown(*kind),
-        }
-    }
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::entry::GENESIS_PREV;
 
-    /// The body's bytes (`Unknown` has none to give: empty).
-    pub fn encode(&self) -> Vec<u8> {
-        match self {
-            EntryBody::Liveness(b) => b.encode(),
-            EntryBody::RenderReceipt(b) => b.encode(),
-            EntryBody::PorVerdicts(b) => b.encode(),
-            EntryBody::FlReceipt(b) => b.encode(),
-            EntryBody::Stake(b) => b.encode(),
-            EntryBody::Seal(b) => b.encode(),
-            EntryBody::Proposal(b) => b.encode(),
-            EntryBody::Vote(b) => b.encode(),
-            EntryBody::Unknown { .. } => Vec::new(),
+    #[test]
+    fn one_decode_reads_every_kind_and_refuses_garbage() {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[3; 32]);
+        let vote = Vote { proposal: [7; 32], yes: true };
+        let e = Entry::sign(&key, "lab", 0, GENESIS_PREV, 4, EntryKind::Vote, vote.encode()).unwrap();
+        assert_eq!(EntryBody::of(&e).unwrap(), EntryBody::Vote(vote));
+        let kinds = [
+            EntryKind::Liveness,
+            EntryKind::RenderReceipt,
+            EntryKind::PorVerdicts,
+            EntryKind::FlReceipt,
+            EntryKind::Stake,
+            EntryKind::Seal,
+            EntryKind::Proposal,
+            EntryKind::Vote,
+        ];
+        for kind in kinds {
+            for garbage in [&[][..], &[0xff; 7][..], &[0xff; 40_000][..]] {
+                assert!(EntryBody::decode(kind, garbage).is_err(), "{kind:?} {} bytes", garbage.len());
+            }
         }
+        // A kind this build does not know is kept, not read.
+        assert_eq!(
+            EntryBody::decode(EntryKind::Unknown(99), &[1, 2, 3]).unwrap(),
+            EntryBody::Unknown { kind: 99, bytes: 3 }
+        );
     }
 }
