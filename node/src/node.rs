@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use crate::api::{self, ApiState};
+use crate::api;
 use crate::compute::{Compute, Devices};
 use crate::config::NodeConfig;
 use crate::faults::Faults;
@@ -243,7 +243,8 @@ impl Node {
                 },
             })?;
             let bound = listener.local_addr().map_err(|e| NodeError::Api { addr, reason: e.to_string() })?;
-            let state = ApiState {
+            // Each service brings its routes and the state they read.
+            let app = api::node_routes(api::NodeApi {
                 peer_id: identity.peer_id().to_string(),
                 role: cfg.node.role,
                 network: cfg.network.clone(),
@@ -252,15 +253,18 @@ impl Node {
                 net: started.handle.clone(),
                 heartbeats: heartbeats.clone(),
                 registry: registry.clone(),
-                ledger: ledger.clone(),
-                jobs: jobs.clone(),
-                por: por_stats.clone(),
+            })
+            .merge(api::ledger_routes(api::LedgerApi { ledger: ledger.clone(), me: identity.public_key() }))
+            .merge(api::jobs_routes(jobs.clone()))
+            .merge(api::por_routes(api::PorApi {
+                stats: por_stats.clone(),
                 verifier: cfg.node.role == ifx_protocols::Role::Verifier,
                 announcements: announcements.clone(),
-                fl: fl.clone(),
-                settle: settle.clone(),
-            };
-            tasks.push(api::serve(listener, state, shutdown.child_token()));
+                ledger: ledger.clone(),
+            }))
+            .merge(api::fl_routes(fl.clone()))
+            .merge(api::settle_routes(settle.clone()));
+            tasks.push(api::serve(listener, app, shutdown.child_token()));
             write_api_addr(&data_dir, bound)
                 .map_err(|e| NodeError::DataDir { path: data_dir.clone(), reason: e.to_string() })?;
             info!(addr = %bound, "API listening (GET /status, /peers, /metrics, /heartbeats/latency)");

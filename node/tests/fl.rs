@@ -78,7 +78,7 @@ async fn five_non_iid_clients_learn_over_the_mesh_despite_poisoners_and_an_audit
     let start = Instant::now();
     let status = loop {
         let s = owner.fl.get(&id).unwrap();
-        if s.state != "running" {
+        if s.state != ifx_protocols::api::RunState::Running {
             break s;
         }
         assert!(start.elapsed() < Duration::from_secs(240), "task still running: {s:?}");
@@ -91,7 +91,7 @@ async fn five_non_iid_clients_learn_over_the_mesh_despite_poisoners_and_an_audit
         status.accuracy_by_round.iter().map(|a| format!("{a:.3}")).collect::<Vec<_>>()
     );
     eprintln!("accepted {:?}\nrejected {:?}\ndropped {:?}", status.accepted, status.rejected, status.dropped);
-    assert_eq!(status.state, "done", "{:?}", status.error);
+    assert_eq!(status.state, ifx_protocols::api::RunState::Done, "{:?}", status.error);
     assert_eq!(status.rounds_done, rounds);
     let final_acc = status.final_accuracy.unwrap();
     // Issue #6's bar: at least 95% on the non-IID split, over the mesh.

@@ -3,6 +3,7 @@
 //! Everything here is free of sockets and clocks: callers pass bytes and times in and get
 //! decisions out, so every rule is tested deterministically. The node crate does the I/O.
 
+pub mod api;
 pub mod codec;
 pub mod envelope;
 pub mod fl;

@@ -1,11 +1,16 @@
 //! Watching the running network through the nodes' APIs: discovery, heartbeat coverage,
 //! liveness, scheduled faults and the progress bar.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
+use ifx_protocols::api::{
+    AuditStats, EntryAccepted, FlList, JobAccepted, JobStatus, Latency, LedgerRoot, Peers, PorStats, Rewards, RunState,
+    Standings, Status, TaskAccepted, TaskStatus,
+};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use serde::Deserialize;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use crate::launch::Testnet;
 use crate::{TestnetArgs, TestnetError};
@@ -39,30 +44,18 @@ pub struct View {
     pub own_entries: usize,
 }
 
-#[derive(Deserialize)]
-struct PeersJson {
-    routing_table: Vec<String>,
-    connected: Vec<serde_json::Value>,
-    heartbeats: Vec<HeartbeatJson>,
+/// Something node 0 accepted (a render job, a federated task) and its last reported state.
+#[derive(Debug, Clone)]
+pub struct Tracked<T> {
+    pub id: String,
+    /// As its API last reported it (none before the first answer).
+    pub last: Option<T>,
 }
 
-#[derive(Deserialize)]
-struct HeartbeatJson {
-    peer_id: String,
-    received: u64,
-}
-
-#[derive(Deserialize)]
-struct LedgerRootJson {
-    root: String,
-    entries: usize,
-    last_append_unix_ms: u64,
-    own_entries: usize,
-}
-
-#[derive(Deserialize)]
-struct LatencyJson {
-    samples_us: Vec<u64>,
+impl<T> Tracked<T> {
+    fn new(id: String) -> Self {
+        Self { id, last: None }
+    }
 }
 
 /// The result of watching a run.
@@ -83,25 +76,25 @@ pub struct Outcome {
     /// same ledger root.
     pub roots_equal_since_ms: Option<u64>,
     /// The render job submitted to node 0, as its API last reported it.
-    pub job: Option<serde_json::Value>,
+    pub job: Option<Tracked<JobStatus>>,
     /// Why the job could not be submitted.
     pub job_error: Option<String>,
     /// `GET /por/stats` of each verifier still running at the end, by node index.
-    pub por: Vec<(usize, serde_json::Value)>,
+    pub por: Vec<(usize, PorStats)>,
     /// `GET /por/standings` of node 0: the standing computed from its (converged) ledger.
-    pub standings: Option<serde_json::Value>,
+    pub standings: Option<Standings>,
     /// The federated task started on node 0, as its API last reported it.
-    pub fl: Option<serde_json::Value>,
+    pub fl: Option<Tracked<TaskStatus>>,
     /// Why the task could not be started.
     pub fl_error: Option<String>,
     /// `GET /fl` audits of each verifier still running at the end, by node index.
-    pub fl_audits: Vec<(usize, serde_json::Value)>,
-    /// The governance change proposed on node 0: (param, value, from_epoch, votes accepted).
-    pub gov: Option<(String, u64, u64, usize)>,
+    pub fl_audits: Vec<(usize, AuditStats)>,
+    /// The governance change proposed on node 0.
+    pub gov: Option<GovRun>,
     /// Why it could not be proposed.
     pub gov_error: Option<String>,
     /// `GET /rewards` of each node still running at the end, by node index.
-    pub rewards: Vec<(usize, serde_json::Value)>,
+    pub rewards: Vec<(usize, Rewards)>,
     /// Restarts done: node, seconds into the run, its own entries before the kill, an error.
     pub restarts: Vec<Restart>,
     /// Partitions done.
@@ -109,6 +102,15 @@ pub struct Outcome {
     /// Every poll: seconds into the run, distinct ledger roots among running nodes, most
     /// entries a node held (the HTML report's convergence chart).
     pub timeline: Vec<RootPoint>,
+}
+
+/// The governance change node 0 proposed, and how many nodes' votes were accepted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GovRun {
+    pub param: String,
+    pub value: u64,
+    pub from_epoch: u64,
+    pub votes: usize,
 }
 
 /// A restart the harness did.
@@ -145,27 +147,15 @@ enum Action {
 }
 
 /// Node 0 proposes the change from a few epochs ahead; every node votes yes.
-async fn propose_gov(
-    net: &Testnet,
-    args: &TestnetArgs,
-    param: &str,
-    value: u64,
-) -> Result<(String, u64, u64, usize), TestnetError> {
+async fn propose_gov(net: &Testnet, args: &TestnetArgs, param: &str, value: u64) -> Result<GovRun, TestnetError> {
     let api = net.nodes[0].api.ok_or_else(|| TestnetError::run("node 0 has no API"))?;
-    let status: serde_json::Value = net
-        .client
-        .get(format!("http://{api}/status"))
-        .send()
-        .await
-        .map_err(|e| TestnetError::run(e.to_string()))?
-        .json()
-        .await
-        .map_err(|e| TestnetError::run(e.to_string()))?;
-    let now = status["epoch"].as_u64().ok_or_else(|| TestnetError::run("no epoch in /status"))?;
+    let status: Status = get(&net.client, api, "status").await?;
+    let now = status.epoch;
     // Short epochs: leave room for the proposal and the votes to be sealed before it applies.
     let from_epoch = now + 2 + if args.epoch_secs < 10 { 2 } else { 0 };
-    let body = serde_json::json!({ "param": param, "value": value, "from_epoch": from_epoch, "note": "ifx testnet" });
-    let id = post_to_node0(net, "gov/proposals", &body, "entry", "proposal").await?;
+    let body =
+        ifx_protocols::settle::Proposal { param: param.to_owned(), value, from_epoch, note: "ifx testnet".into() };
+    let id = post_to_node0::<EntryAccepted>(net, "gov/proposals", &body, "proposal").await?.entry;
     let votes = net.nodes.iter().filter_map(|n| n.api.filter(|_| n.child.is_some())).map(|api| {
         let client = net.client.clone();
         let vote = serde_json::json!({ "proposal": id, "yes": true });
@@ -175,7 +165,7 @@ async fn propose_gov(
         }
     });
     let accepted = futures::future::join_all(votes).await.into_iter().flatten().count();
-    Ok((param.to_owned(), value, from_epoch, accepted))
+    Ok(GovRun { param: param.to_owned(), value, from_epoch, votes: accepted })
 }
 
 async fn start_fl(net: &Testnet, args: &TestnetArgs) -> Result<String, TestnetError> {
@@ -184,26 +174,39 @@ async fn start_fl(net: &Testnet, args: &TestnetArgs) -> Result<String, TestnetEr
     // deadline without whoever is down.
     let honest = net.fl_shards;
     let workers = net.nodes.iter().filter(|n| n.fl_shard.is_some()).count() as u32;
-    let spec = serde_json::json!({
-        "rounds": args.fl_rounds,
-        "clients_per_round": workers.clamp(1, 64),
-        "over_select_pct": 0,
-        "min_clients": (honest / 2).max(1),
-        "aggregator": args.fl_aggregator,
-        "data": { "shards": honest, "alpha": 0.5, "seed": 42 },
-        "deadline_ms": 10_000,
-    });
-    post_to_node0(net, "fl", &spec, "task_id", "task").await
+    let spec = ifx_protocols::fl::wire::TaskSpec {
+        rounds: args.fl_rounds,
+        clients_per_round: workers.clamp(1, 64),
+        over_select_pct: 0,
+        min_clients: (honest / 2).max(1),
+        aggregator: args.fl_aggregator.clone(),
+        data: ifx_protocols::fl::wire::DataRule { shards: honest, alpha: 0.5, seed: 42 },
+        deadline_ms: 10_000,
+        ..Default::default()
+    };
+    Ok(post_to_node0::<TaskAccepted>(net, "fl", &spec, "task").await?.task_id)
 }
 
-/// POSTs `body` to node 0's `/{path}` and returns the new object's id (the `id_key` field).
-async fn post_to_node0(
+/// GETs a node's `/{path}` as `T`.
+pub(crate) async fn get<T: DeserializeOwned>(
+    client: &reqwest::Client,
+    api: std::net::SocketAddr,
+    path: &str,
+) -> Result<T, TestnetError> {
+    let r = client.get(format!("http://{api}/{path}")).send().await.map_err(|e| TestnetError::run(e.to_string()))?;
+    if !r.status().is_success() {
+        return Err(TestnetError::run(format!("GET /{path}: {}", r.status())));
+    }
+    r.json().await.map_err(|e| TestnetError::run(format!("GET /{path}: {e}")))
+}
+
+/// POSTs `body` to node 0's `/{path}` and reads what it accepted as `T`.
+async fn post_to_node0<T: DeserializeOwned>(
     net: &Testnet,
     path: &str,
-    body: &serde_json::Value,
-    id_key: &str,
+    body: &impl Serialize,
     what: &str,
-) -> Result<String, TestnetError> {
+) -> Result<T, TestnetError> {
     let api = net.nodes[0].api.ok_or_else(|| TestnetError::run("node 0 has no API"))?;
     let r = net
         .client
@@ -212,45 +215,49 @@ async fn post_to_node0(
         .send()
         .await
         .map_err(|e| TestnetError::run(e.to_string()))?;
-    let v: serde_json::Value = r.json().await.map_err(|e| TestnetError::run(e.to_string()))?;
-    v[id_key].as_str().map(str::to_owned).ok_or_else(|| TestnetError::run(format!("{what} refused: {v}")))
+    if !r.status().is_success() {
+        let status = r.status();
+        let why = r.json::<ifx_protocols::api::ApiError>().await.map_or_else(|_| status.to_string(), |e| e.error);
+        return Err(TestnetError::run(format!("{what} refused: {why}")));
+    }
+    r.json().await.map_err(|e| TestnetError::run(format!("{what}: {e}")))
 }
 
-/// Refreshes `slot` (an object node 0 reported, with its id in `id_key`) from `/{path}/{id}`.
-async fn refresh_from_node0(net: &Testnet, path: &str, id_key: &str, slot: &mut Option<serde_json::Value>) {
-    let (Some(api), Some(id)) = (net.nodes[0].api, slot.as_ref().and_then(|j| j[id_key].as_str()).map(str::to_owned))
-    else {
-        return;
-    };
-    if let Ok(r) = net.client.get(format!("http://{api}/{path}/{id}")).send().await
-        && let Ok(v) = r.json::<serde_json::Value>().await
-    {
-        *slot = Some(v);
+/// Refreshes what node 0 reports of `slot` from `/{path}/{id}`.
+async fn refresh_from_node0<T: DeserializeOwned>(net: &Testnet, path: &str, slot: &mut Option<Tracked<T>>) {
+    let (Some(api), Some(t)) = (net.nodes[0].api, slot.as_mut()) else { return };
+    if let Ok(v) = get(&net.client, api, &format!("{path}/{}", t.id)).await {
+        t.last = Some(v);
     }
 }
 
 async fn poll_fl(net: &Testnet, out: &mut Outcome) {
-    refresh_from_node0(net, "fl", "task_id", &mut out.fl).await;
+    refresh_from_node0(net, "fl", &mut out.fl).await;
 }
 
 fn fl_running(out: &Outcome) -> bool {
-    out.fl.as_ref().is_some_and(|j| j["state"] == "running")
+    out.fl.as_ref().is_some_and(|t| t.last.as_ref().is_none_or(|f| f.state == RunState::Running))
 }
 
 async fn submit_job(net: &Testnet, args: &TestnetArgs) -> Result<String, TestnetError> {
-    let spec = serde_json::json!({
-        "scene": "cornell", "width": args.render_size, "height": args.render_size,
-        "spp": args.render_spp, "max_bounces": 6, "tile": 32,
-    });
-    post_to_node0(net, "jobs", &spec, "job_id", "job").await
+    let spec = ifx_protocols::render::job::JobSpec {
+        scene: "cornell".into(),
+        scene_toml: None,
+        width: args.render_size,
+        height: args.render_size,
+        spp: args.render_spp,
+        max_bounces: 6,
+        tile: 32,
+    };
+    Ok(post_to_node0::<JobAccepted>(net, "jobs", &spec, "job").await?.job_id)
 }
 
 async fn poll_job(net: &Testnet, out: &mut Outcome) {
-    refresh_from_node0(net, "jobs", "job_id", &mut out.job).await;
+    refresh_from_node0(net, "jobs", &mut out.job).await;
 }
 
 fn job_running(out: &Outcome) -> bool {
-    out.job.as_ref().is_some_and(|j| j["state"] == "running")
+    out.job.as_ref().is_some_and(|t| t.last.as_ref().is_none_or(|j| j.state == RunState::Running))
 }
 
 /// Polls until the duration is over, applying the scheduled kills.
@@ -258,13 +265,13 @@ pub async fn watch(net: &mut Testnet, args: &TestnetArgs) -> Outcome {
     let mut out = Outcome { views: vec![None; net.nodes.len()], ..Default::default() };
     if args.render_size > 0 && args.render_spp > 0 {
         match submit_job(net, args).await {
-            Ok(id) => out.job = Some(serde_json::json!({ "job_id": id, "state": "running" })),
+            Ok(id) => out.job = Some(Tracked::new(id)),
             Err(e) => out.job_error = Some(e.to_string()),
         }
     }
     if net.fl_data.is_some() {
         match start_fl(net, args).await {
-            Ok(id) => out.fl = Some(serde_json::json!({ "task_id": id, "state": "running" })),
+            Ok(id) => out.fl = Some(Tracked::new(id)),
             Err(e) => out.fl_error = Some(e.to_string()),
         }
     }
@@ -300,18 +307,17 @@ pub async fn watch(net: &mut Testnet, args: &TestnetArgs) -> Outcome {
         poll_fl(net, &mut out).await;
         let (running, discovered, heard) = track_coverage(net, &mut out, &bar);
         bar.set_position(elapsed.as_secs().min(args.duration));
-        let job = match &out.job {
-            Some(j) => {
-                format!(" · render {}/{}", j["tiles_done"].as_u64().unwrap_or(0), j["tiles"].as_u64().unwrap_or(0))
-            }
+        let job = match out.job.as_ref().map(|t| t.last.as_ref()) {
+            Some(Some(j)) => format!(" · render {}/{}", j.tiles_done, j.tiles),
+            Some(None) => " · render 0/?".into(),
             None => String::new(),
         };
-        let fl = match &out.fl {
+        let fl = match out.fl.as_ref().map(|t| t.last.as_ref()) {
             Some(f) => format!(
                 " · fl round {}/{} acc {:.3}",
-                f["rounds_done"].as_u64().unwrap_or(0),
+                f.map_or(0, |f| f.rounds_done),
                 args.fl_rounds,
-                f["accuracy_by_round"].as_array().and_then(|a| a.last()).and_then(|a| a.as_f64()).unwrap_or(0.0)
+                f.and_then(|f| f.accuracy_by_round.last().copied()).unwrap_or(0.0)
             ),
             None => String::new(),
         };
@@ -319,10 +325,9 @@ pub async fn watch(net: &mut Testnet, args: &TestnetArgs) -> Outcome {
         polls += 1;
         if polls % 4 == 1
             && let Some(api) = net.nodes[0].api.filter(|_| net.nodes[0].child.is_some())
-            && let Ok(r) = net.client.get(format!("http://{api}/rewards")).send().await
-            && let Ok(v) = r.json::<serde_json::Value>().await
+            && let Ok(v) = get::<Rewards>(&net.client, api, "rewards").await
         {
-            sealed = sealed_epochs(&v).len();
+            sealed = v.sealed().len();
         }
         bar.set_message(format!(
             "alive {running}/{} · discovered all {discovered}/{running} · heard all {heard}/{running} · sealed {sealed}{job}{fl}",
@@ -515,8 +520,7 @@ pub async fn settle(net: &mut Testnet, args: &TestnetArgs, mut out: Outcome) -> 
         if n.role == "verifier"
             && n.child.is_some()
             && let Some(api) = n.api
-            && let Ok(r) = net.client.get(format!("http://{api}/por/stats")).send().await
-            && let Ok(v) = r.json::<serde_json::Value>().await
+            && let Ok(v) = get::<PorStats>(&net.client, api, "por/stats").await
         {
             out.por.push((i, v));
         }
@@ -525,27 +529,20 @@ pub async fn settle(net: &mut Testnet, args: &TestnetArgs, mut out: Outcome) -> 
         if n.role == "verifier"
             && n.child.is_some()
             && let Some(api) = n.api
-            && let Ok(r) = net.client.get(format!("http://{api}/fl")).send().await
-            && let Ok(v) = r.json::<serde_json::Value>().await
+            && let Ok(v) = get::<FlList>(&net.client, api, "fl").await
         {
-            out.fl_audits.push((i, v["audits"].clone()));
+            out.fl_audits.push((i, v.audits));
         }
     }
-    if let Some(api) = net.nodes[0].api.filter(|_| net.nodes[0].child.is_some())
-        && let Ok(r) = net.client.get(format!("http://{api}/por/standings")).send().await
-    {
-        out.standings = r.json().await.ok();
+    if let Some(api) = net.nodes[0].api.filter(|_| net.nodes[0].child.is_some()) {
+        out.standings = get(&net.client, api, "por/standings").await.ok();
     }
     // Settlements, read from every running node at one moment (their ledgers have converged).
     let polls =
         net.nodes.iter().enumerate().filter(|(_, n)| n.child.is_some()).filter_map(|(i, n)| n.api.map(|a| (i, a))).map(
             |(i, api)| {
                 let client = net.client.clone();
-                async move {
-                    let v: serde_json::Value =
-                        client.get(format!("http://{api}/rewards")).send().await.ok()?.json().await.ok()?;
-                    Some((i, v))
-                }
+                async move { Some((i, get::<Rewards>(&client, api, "rewards").await.ok()?)) }
             },
         );
     out.rewards = futures::future::join_all(polls).await.into_iter().flatten().collect();
@@ -555,8 +552,8 @@ pub async fn settle(net: &mut Testnet, args: &TestnetArgs, mut out: Outcome) -> 
 /// The keys slashed in the epochs the first running node has sealed.
 async fn sealed_slashes(net: &Testnet) -> Option<BTreeSet<String>> {
     let api = net.nodes.iter().find(|n| n.child.is_some())?.api?;
-    let v: serde_json::Value = net.client.get(format!("http://{api}/rewards")).send().await.ok()?.json().await.ok()?;
-    Some(sealed_epochs(&v).into_values().flat_map(|(_, _, _, slashed)| slashed).collect())
+    let v: Rewards = get(&net.client, api, "rewards").await.ok()?;
+    Some(v.sealed().into_values().flat_map(|e| e.slashed.iter().cloned()).collect())
 }
 
 fn progress(args: &TestnetArgs) -> ProgressBar {
@@ -578,9 +575,8 @@ async fn poll_views(net: &Testnet, views: &mut [Option<View>]) {
         let api = n.api.filter(|_| n.child.is_some());
         async move {
             let api = api?;
-            let p: PeersJson = client.get(format!("http://{api}/peers")).send().await.ok()?.json().await.ok()?;
-            let l: LedgerRootJson =
-                client.get(format!("http://{api}/ledger/root")).send().await.ok()?.json().await.ok()?;
+            let p: Peers = get(&client, api, "peers").await.ok()?;
+            let l: LedgerRoot = get(&client, api, "ledger/root").await.ok()?;
             Some(View {
                 routing_table: p.routing_table.into_iter().collect(),
                 connected: p.connected.len(),
@@ -605,8 +601,7 @@ pub async fn collect_latency(net: &Testnet) -> Vec<u64> {
     let polls = net.nodes.iter().filter(|n| n.child.is_some()).filter_map(|n| n.api).map(|api| {
         let client = net.client.clone();
         async move {
-            let l: LatencyJson =
-                client.get(format!("http://{api}/heartbeats/latency")).send().await.ok()?.json().await.ok()?;
+            let l: Latency = get(&client, api, "heartbeats/latency").await.ok()?;
             Some(l.samples_us)
         }
     });
@@ -616,32 +611,3 @@ pub async fn collect_latency(net: &Testnet) -> Vec<u64> {
 /// One poll of the ledger roots: seconds into the run, distinct roots among running nodes,
 /// most entries any node held.
 pub type RootPoint = (f64, usize, usize);
-
-/// A node's sealed epochs: epoch -> (settlement root, minted, workers_bps, slashed keys).
-pub(crate) type SealedEpochs = BTreeMap<u64, (String, u64, u64, Vec<String>)>;
-
-/// The sealed epochs in a node's `GET /rewards` answer.
-pub(crate) fn sealed_epochs(v: &serde_json::Value) -> SealedEpochs {
-    v["epochs"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|e| e["status"] == "sealed")
-        .filter_map(|e| {
-            Some((
-                e["epoch"].as_u64()?,
-                (
-                    e["root"].as_str()?.to_owned(),
-                    e["minted"].as_u64().unwrap_or(0),
-                    e["workers_bps"].as_u64().unwrap_or(0),
-                    e["slashed"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .filter_map(|k| k.as_str().map(str::to_owned))
-                        .collect(),
-                ),
-            ))
-        })
-        .collect()
-}

@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
+use ifx_protocols::api::{RunState, TaskStatus};
 
 #[derive(Subcommand, Debug)]
 pub enum FlCommand {
@@ -56,8 +57,9 @@ pub async fn start(a: FlStartArgs) -> anyhow::Result<ExitCode> {
     spec.validate().map_err(|e| anyhow::anyhow!("invalid task: {e}"))?;
     let client = reqwest::Client::builder().no_proxy().build()?;
     let base = format!("http://{}", a.api);
-    let body = super::http::post_to_node(&client, &a.api, "fl", &spec, "the task").await?;
-    let id = body["task_id"].as_str().unwrap_or_default().to_string();
+    let accepted: ifx_protocols::api::TaskAccepted =
+        super::http::post_to_node(&client, &a.api, "fl", &spec, "the task").await?;
+    let id = accepted.task_id;
     eprintln!("task {id} started on {base}");
     let bar = indicatif::ProgressBar::new(a.rounds as u64);
     bar.set_style(
@@ -66,41 +68,38 @@ pub async fn start(a: FlStartArgs) -> anyhow::Result<ExitCode> {
             .progress_chars("=> "),
     );
     loop {
-        let t: serde_json::Value = client.get(format!("{base}/fl/{id}")).send().await?.json().await?;
-        bar.set_position(t["rounds_done"].as_u64().unwrap_or(0));
-        if let Some(acc) = t["accuracy_by_round"].as_array().and_then(|v| v.last()).and_then(|v| v.as_f64()) {
-            bar.set_message(format!(
-                "test accuracy {acc:.3}, {} rejected",
-                t["rejected"].as_object().map_or(0, |m| m.len())
-            ));
+        let t: TaskStatus = super::http::get_from_node(&client, &a.api, &format!("fl/{id}")).await?;
+        bar.set_position(t.rounds_done as u64);
+        if let Some(acc) = t.accuracy_by_round.last() {
+            bar.set_message(format!("test accuracy {acc:.3}, {} rejected", t.rejected.len()));
         }
-        match t["state"].as_str() {
-            Some("done") => {
+        match t.state {
+            RunState::Done => {
                 bar.finish_and_clear();
                 if a.json {
-                    println!("{t}");
+                    println!("{}", serde_json::to_string(&t)?);
                 } else {
                     println!(
                         "done in {:.1} s: final test accuracy {:.4} ({} aggregation)",
-                        t["secs"].as_f64().unwrap_or(0.0),
-                        t["final_accuracy"].as_f64().unwrap_or(0.0),
-                        t["aggregator"].as_str().unwrap_or("?")
+                        t.secs,
+                        t.final_accuracy.unwrap_or(0.0),
+                        t.aggregator
                     );
-                    println!("weights: {}", t["weights"].as_str().unwrap_or(""));
-                    println!("accuracy plot: {}", t["plot"].as_str().unwrap_or(""));
-                    println!("accepted updates by worker: {}", t["accepted"]);
-                    if t["rejected"].as_object().is_some_and(|m| !m.is_empty()) {
-                        println!("rejected updates: {}", t["rejected"]);
+                    println!("weights: {}", t.weights.as_deref().unwrap_or(""));
+                    println!("accuracy plot: {}", t.plot.as_deref().unwrap_or(""));
+                    println!("accepted updates by worker: {}", serde_json::to_string(&t.accepted)?);
+                    if !t.rejected.is_empty() {
+                        println!("rejected updates: {}", serde_json::to_string(&t.rejected)?);
                     }
                 }
                 return Ok(ExitCode::SUCCESS);
             }
-            Some("failed") => {
+            RunState::Failed => {
                 bar.finish_and_clear();
-                eprintln!("task failed: {}", t["error"].as_str().unwrap_or("?"));
+                eprintln!("task failed: {}", t.error.as_deref().unwrap_or("?"));
                 return Ok(ExitCode::from(1));
             }
-            _ => tokio::time::sleep(std::time::Duration::from_millis(250)).await,
+            RunState::Running => tokio::time::sleep(std::time::Duration::from_millis(250)).await,
         }
     }
 }

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
+use ifx_protocols::api::RunState;
 
 #[derive(Args, Debug)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -86,8 +87,9 @@ pub async fn submit(a: SubmitArgs) -> anyhow::Result<ExitCode> {
     };
     let client = reqwest::Client::builder().no_proxy().build()?;
     let base = format!("http://{}", a.api);
-    let body = super::http::post_to_node(&client, &a.api, "jobs", &spec, "the job").await?;
-    let id = body["job_id"].as_str().unwrap_or_default().to_string();
+    let accepted: ifx_protocols::api::JobAccepted =
+        super::http::post_to_node(&client, &a.api, "jobs", &spec, "the job").await?;
+    let id = accepted.job_id;
     println!("job {id} submitted to {base}");
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
@@ -96,27 +98,24 @@ pub async fn submit(a: SubmitArgs) -> anyhow::Result<ExitCode> {
             .progress_chars("=> "),
     );
     loop {
-        let j: serde_json::Value = client.get(format!("{base}/jobs/{id}")).send().await?.json().await?;
-        bar.set_length(j["tiles"].as_u64().unwrap_or(0));
-        bar.set_position(j["tiles_done"].as_u64().unwrap_or(0));
-        bar.set_message(format!(
-            "{} workers, {} re-assigned",
-            j["tiles_by_worker"].as_object().map_or(0, |m| m.len()),
-            j["reassigned"]
-        ));
-        match j["state"].as_str() {
-            Some("done") => {
+        let j: ifx_protocols::api::JobStatus =
+            super::http::get_from_node(&client, &a.api, &format!("jobs/{id}")).await?;
+        bar.set_length(j.tiles as u64);
+        bar.set_position(j.tiles_done as u64);
+        bar.set_message(format!("{} workers, {} re-assigned", j.tiles_by_worker.len(), j.reassigned));
+        match j.state {
+            RunState::Done => {
                 bar.finish_and_clear();
-                println!("done in {:.2} s: {}", j["secs"].as_f64().unwrap_or(0.0), j["png"].as_str().unwrap_or(""));
-                println!("tiles by worker: {}", j["tiles_by_worker"]);
+                println!("done in {:.2} s: {}", j.secs, j.png.as_deref().unwrap_or(""));
+                println!("tiles by worker: {}", serde_json::to_string(&j.tiles_by_worker)?);
                 return Ok(ExitCode::SUCCESS);
             }
-            Some("failed") => {
+            RunState::Failed => {
                 bar.finish_and_clear();
-                eprintln!("job failed: {}", j["error"].as_str().unwrap_or("?"));
+                eprintln!("job failed: {}", j.error.as_deref().unwrap_or("?"));
                 return Ok(ExitCode::from(1));
             }
-            _ => tokio::time::sleep(std::time::Duration::from_millis(250)).await,
+            RunState::Running => tokio::time::sleep(std::time::Duration::from_millis(250)).await,
         }
     }
 }

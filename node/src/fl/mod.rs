@@ -41,7 +41,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 pub use round::{BAN_STRIKES, BAN_WINDOW, LATE_STRIKES, LATE_WINDOW, STRAGGLER_BENCH_ROUNDS};
-pub use status::{AuditStats, TaskStatus};
+pub use status::{AuditStats, RunState, TaskStatus};
 pub use transfer::fetch_blob;
 
 /// Why a federated task, a training run or an audit failed.

@@ -16,7 +16,7 @@ use tracing::{debug, info, warn};
 
 use super::round::{BAN_STRIKES, BAN_WINDOW, Closed, Collect, Delivered, Miss, Roster, close};
 use super::transfer::client;
-use super::{Fl, TaskError, TaskStatus, lock};
+use super::{Fl, RunState, TaskError, TaskStatus, lock};
 use crate::network::author_peer_id;
 
 /// How long a round waits for enough joined workers before the task fails.
@@ -37,7 +37,7 @@ impl Fl {
         let id = hex::encode(task);
         let status = TaskStatus {
             task_id: id.clone(),
-            state: "running".into(),
+            state: RunState::Running,
             aggregator: agg.to_string(),
             spec: spec.clone(),
             rounds_done: 0,
@@ -66,10 +66,10 @@ impl Fl {
             me.update(&hex::encode(task), |s| {
                 s.secs = started.elapsed().as_secs_f64();
                 match result {
-                    Ok(()) => s.state = "done".into(),
+                    Ok(()) => s.state = RunState::Done,
                     Err(e) => {
                         warn!(task = s.task_id, error = %e, "federated task failed");
-                        s.state = "failed".into();
+                        s.state = RunState::Failed;
                         s.error = Some(e.to_string());
                     }
                 }

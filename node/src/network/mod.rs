@@ -15,7 +15,6 @@ use ifx_protocols::Kind;
 use libp2p::gossipsub::{MessageAcceptance, MessageId};
 use libp2p::request_response::ResponseChannel;
 use libp2p::{Multiaddr, PeerId};
-use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
 /// Requests to the swarm task.
@@ -69,32 +68,7 @@ pub struct InboundMessage {
     pub data: Vec<u8>,
 }
 
-/// The network as the swarm task sees it, for the API and the testnet.
-#[derive(Debug, Clone, Serialize)]
-pub struct NetSnapshot {
-    pub peer_id: String,
-    pub listen_addrs: Vec<String>,
-    /// Connected peers, sorted by peer id.
-    pub connected: Vec<ConnectedPeer>,
-    /// Peers in the Kademlia routing table, sorted.
-    pub routing_table: Vec<String>,
-    /// Peers in the gossip mesh of the heartbeat topic, sorted.
-    pub heartbeat_mesh: Vec<String>,
-    /// Peers blocked by the operator, sorted.
-    pub blocked: Vec<String>,
-}
-
-/// One connected peer.
-#[derive(Debug, Clone, Serialize)]
-pub struct ConnectedPeer {
-    pub peer_id: String,
-    /// Gossipsub score (negative after invalid messages).
-    pub gossip_score: Option<f64>,
-    /// Last ping round trip in microseconds.
-    pub rtt_us: Option<u64>,
-    /// Address of the connection.
-    pub addr: String,
-}
+pub use ifx_protocols::api::{ConnectedPeer, NetSnapshot};
 
 /// The swarm task stopped; no more commands can be served.
 #[derive(Debug, thiserror::Error)]

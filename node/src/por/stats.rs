@@ -112,6 +112,27 @@ impl WorkerStats {
     }
 }
 
+impl WorkerStats {
+    /// What `GET /por/stats` shows of it.
+    pub fn view(&self) -> ifx_protocols::api::PorWorker {
+        ifx_protocols::api::PorWorker {
+            challenges: self.challenges,
+            passed: self.passed,
+            failed: self.failed,
+            timeouts: self.timeouts,
+            last_failure: self.last_failure.clone(),
+            mean_latency_ms: self.mean_latency_ms,
+            verify_us: self.verify_us,
+            worker_render_us: self.worker_render_us,
+            bench_attempts: self.bench_attempts,
+            benches: self.benches,
+            ib_milli: self.ib_milli,
+            best_time_ratio: self.best_time_ratio,
+            judged_benches: self.judged_benches,
+        }
+    }
+}
+
 impl PorStats {
     /// A copy of the table.
     pub fn snapshot(&self) -> BTreeMap<String, WorkerStats> {

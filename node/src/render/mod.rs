@@ -17,10 +17,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use ed25519_dalek::SigningKey;
+pub use ifx_protocols::api::{JobStatus, RunState};
 pub use ifx_protocols::render::job::{JobSpec, MAX_TILE, MAX_TILE_RESPONSE, TILE_TIMEOUT};
 use ifx_protocols::{NetworkConfig, PeerTable};
 use ifx_render::{RenderError, Scene, builtin, load};
-use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 pub use worker::serve;
@@ -45,26 +45,6 @@ pub enum JobError {
     /// The job could not go on (no worker, the node stopping, the network gone).
     #[error("{0}")]
     Stopped(String),
-}
-
-/// The state of a job, as `GET /jobs/{id}` shows it.
-#[derive(Clone, Debug, Serialize)]
-pub struct JobStatus {
-    pub job_id: String,
-    /// `running`, `done` or `failed`.
-    pub state: String,
-    pub spec: JobSpec,
-    pub tiles: usize,
-    pub tiles_done: usize,
-    /// Accepted tiles per worker peer id.
-    pub tiles_by_worker: BTreeMap<String, u64>,
-    /// Tiles given to another worker after a failure or timeout.
-    pub reassigned: u64,
-    /// Render receipts written to the ledger.
-    pub receipts: u64,
-    pub secs: f64,
-    pub png: Option<String>,
-    pub error: Option<String>,
 }
 
 /// The jobs this node owns.
@@ -106,7 +86,7 @@ impl Jobs {
         let id = hex::encode(job);
         let status = JobStatus {
             job_id: id.clone(),
-            state: "running".into(),
+            state: RunState::Running,
             tiles: spec.settings().tiles().len(),
             spec: spec.clone(),
             tiles_done: 0,
@@ -126,11 +106,11 @@ impl Jobs {
                 s.secs = started.elapsed().as_secs_f64();
                 match result {
                     Ok(png) => {
-                        s.state = "done".into();
+                        s.state = RunState::Done;
                         s.png = Some(png.display().to_string());
                     }
                     Err(e) => {
-                        s.state = "failed".into();
+                        s.state = RunState::Failed;
                         s.error = Some(e.to_string());
                     }
                 }

@@ -1,7 +1,7 @@
 //! An account as settlement carries it from epoch to epoch: role, bonded stake, liquid units,
 //! unbonding and vesting schedules; releasing what is due and slashing.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::params::{BPS, StakeRole};
 
@@ -11,7 +11,7 @@ pub(super) fn saturating_sum(v: impl Iterator<Item = u64>) -> u64 {
 }
 
 /// A vesting schedule: `total` vests linearly over `epochs` epochs after `start`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Vesting {
     pub total: u64,
     pub start: u64,
@@ -27,7 +27,7 @@ impl Vesting {
 }
 
 /// An account as settlement leaves it.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Account {
     pub role: Option<StakeRole>,
     pub bonded: u64,

@@ -12,7 +12,7 @@ use crate::ledger::body::Proposal;
 use crate::merkle;
 
 /// What became of an epoch.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     /// Sealed by a quorum and settled.

@@ -1,0 +1,58 @@
+//! The local HTTP JSON API (loopback only). Each service brings its own routes with the state
+//! it owns, and [`serve`] merges them:
+//! - `node`: `GET /status`, `/peers`, `/heartbeats/latency`, `/metrics` (Prometheus text,
+//!   libp2p's metrics included), `POST /net/block`, `/net/unblock`;
+//! - `ledger`: `GET /ledger/root`, `/ledger/stats`;
+//! - `jobs`: render jobs (`GET`/`POST /jobs`, `GET /jobs/{id}`);
+//! - `por`: Proof of Rendering (`GET /por/stats`, `/por/standings`, `/por/announcements`);
+//! - `fl`: federated learning (`POST /fl`, `GET /fl`, `GET /fl/{task}`);
+//! - `settle`: settlement (`GET /rewards`, `GET /rewards/{epoch}`) and the operator's stake and
+//!   governance entries (`POST /stake`, `GET /gov`, `POST /gov/proposals`, `POST /gov/votes`).
+//!
+//! The answers are the protocol's API types (`ifx_protocols::api`), which the CLI and the
+//! testnet read back.
+
+mod fl;
+mod jobs;
+mod ledger;
+mod node;
+mod por;
+mod settle;
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use ifx_protocols::api::ApiError;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use self::fl::routes as fl_routes;
+pub use self::jobs::routes as jobs_routes;
+pub use self::ledger::{LedgerApi, routes as ledger_routes};
+pub use self::node::{NodeApi, routes as node_routes};
+pub use self::por::{PorApi, routes as por_routes};
+pub use self::settle::routes as settle_routes;
+
+/// Spawns the server for `app` on `listener`; it stops when `shutdown` is cancelled.
+pub fn serve(listener: tokio::net::TcpListener, app: axum::Router, shutdown: CancellationToken) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let server = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned());
+        if let Err(e) = server.await {
+            tracing::warn!(error = %e, "API server stopped");
+        }
+    })
+}
+
+/// A refusal: `code`, with why in the body.
+fn refused(code: StatusCode, why: impl ToString) -> Response {
+    (code, Json(ApiError { error: why.to_string() })).into_response()
+}
+
+fn unavailable() -> Response {
+    (StatusCode::SERVICE_UNAVAILABLE, "the node is shutting down").into_response()
+}
+
+/// 202 with what was accepted.
+fn accepted(body: impl serde::Serialize) -> Response {
+    (StatusCode::ACCEPTED, Json(body)).into_response()
+}

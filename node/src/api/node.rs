@@ -1,0 +1,122 @@
+//! The node itself: status, peers, heartbeat latency, metrics, and the operator's peer blocks.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use ifx_protocols::api::{Blocked, HeartbeatPeer, Latency, Peers, Status};
+use ifx_protocols::{Capacity, NetworkConfig, PeerTable, Role};
+
+use super::{refused, unavailable};
+use crate::metrics::SharedRegistry;
+use crate::network::{NetHandle, author_peer_id};
+
+/// What the node's own routes read.
+#[derive(Clone)]
+pub struct NodeApi {
+    pub peer_id: String,
+    pub role: Role,
+    pub network: NetworkConfig,
+    pub capacity: Capacity,
+    pub started_at: Instant,
+    pub net: NetHandle,
+    pub heartbeats: Arc<Mutex<PeerTable>>,
+    pub registry: SharedRegistry,
+}
+
+pub fn routes(state: NodeApi) -> Router {
+    Router::new()
+        .route("/status", get(status))
+        .route("/peers", get(peers))
+        .route("/heartbeats/latency", get(latency))
+        .route("/metrics", get(metrics))
+        .route("/net/block", post(net_block))
+        .route("/net/unblock", post(net_unblock))
+        .with_state(state)
+}
+
+async fn status(State(s): State<NodeApi>) -> Response {
+    let Ok(net) = s.net.snapshot().await else { return unavailable() };
+    let (heartbeat_peers, heartbeats_received) = {
+        let t = s.heartbeats.lock().unwrap_or_else(|e| e.into_inner());
+        (t.len(), t.total_received())
+    };
+    Json(Status {
+        peer_id: s.peer_id,
+        role: s.role,
+        network: s.network.id.clone(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        epoch: s.network.epoch_at(crate::unix_time_us() / 1000),
+        uptime_secs: s.started_at.elapsed().as_secs(),
+        listen_addrs: net.listen_addrs,
+        capacity: s.capacity,
+        connected_peers: net.connected.len(),
+        routing_table_size: net.routing_table.len(),
+        heartbeat_peers,
+        heartbeats_received,
+    })
+    .into_response()
+}
+
+async fn peers(State(s): State<NodeApi>) -> Response {
+    let Ok(network) = s.net.snapshot().await else { return unavailable() };
+    let heartbeats = {
+        let t = s.heartbeats.lock().unwrap_or_else(|e| e.into_inner());
+        t.iter()
+            .map(|(author, rec)| {
+                HeartbeatPeer::of(author_peer_id(author).map(|p| p.to_string()).unwrap_or_default(), author, rec)
+            })
+            .collect()
+    };
+    Json(Peers::of(network, heartbeats)).into_response()
+}
+
+async fn latency(State(s): State<NodeApi>) -> Json<Latency> {
+    let samples_us = s.heartbeats.lock().unwrap_or_else(|e| e.into_inner()).latency().to_vec();
+    Json(Latency {
+        p50_us: ifx_protocols::heartbeat::percentile(&samples_us, 50),
+        p99_us: ifx_protocols::heartbeat::percentile(&samples_us, 99),
+        samples_us,
+    })
+}
+
+async fn metrics(State(s): State<NodeApi>) -> Response {
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], s.registry.encode())
+        .into_response()
+}
+
+/// Body of `POST /net/block` and `POST /net/unblock`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerList {
+    pub peers: Vec<String>,
+}
+
+async fn set_blocked(s: &NodeApi, list: PeerList, block: bool) -> Response {
+    let mut peers = Vec::new();
+    for p in &list.peers {
+        match p.parse::<libp2p::PeerId>() {
+            Ok(id) => peers.push(id),
+            Err(e) => return refused(StatusCode::BAD_REQUEST, format!("peer {p:?}: {e}")),
+        }
+    }
+    match s.net.set_blocked(peers, block).await {
+        Ok(blocked) => Json(Blocked { blocked }).into_response(),
+        Err(_) => unavailable(),
+    }
+}
+
+/// `POST /net/block {"peers": [...]}`: close and refuse connections with these peers (a
+/// partition, for tests and operators).
+async fn net_block(State(s): State<NodeApi>, Json(list): Json<PeerList>) -> Response {
+    set_blocked(&s, list, true).await
+}
+
+/// `POST /net/unblock {"peers": [...]}`.
+async fn net_unblock(State(s): State<NodeApi>, Json(list): Json<PeerList>) -> Response {
+    set_blocked(&s, list, false).await
+}

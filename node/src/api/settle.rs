@@ -1,0 +1,102 @@
+//! Settlement (rewards per epoch, balances, parameters) and the operator's stake and governance
+//! entries.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use ifx_protocols::api::{EntryAccepted, Rewards, RewardsEpoch};
+use ifx_protocols::settle::{EconParams, GovOutcome, OpenProposal, Proposal, StakeOp, Status, Vote};
+use serde::Serialize;
+
+use super::{accepted, refused};
+use crate::settle::{Settle, SettleError};
+
+pub fn routes(settle: Settle) -> Router {
+    Router::new()
+        .route("/rewards", get(list))
+        .route("/rewards/{epoch}", get(one))
+        .route("/stake", post(stake))
+        .route("/gov", get(gov))
+        .route("/gov/proposals", post(propose))
+        .route("/gov/votes", post(vote))
+        .with_state(settle)
+}
+
+/// `GET /rewards`: every epoch settlement reached, balances, parameters in force.
+async fn list(State(s): State<Settle>) -> Json<Rewards> {
+    let st = s.compute();
+    let epochs: Vec<RewardsEpoch> = st
+        .epochs
+        .iter()
+        .map(|e| RewardsEpoch {
+            epoch: e.epoch,
+            status: e.status,
+            root: hex::encode(e.root),
+            seal_root: e.seal_root.map(hex::encode),
+            minted: e.minted,
+            paid: e.payouts.len(),
+            slashed: e.slashed.iter().map(|x| hex::encode(x.key)).collect(),
+            workers_bps: e.params.workers_bps,
+            paid_workers: e.payouts.iter().map(|p| p.workers).sum(),
+        })
+        .collect();
+    Json(Rewards {
+        current_epoch: s.network.epoch_at(crate::unix_time_us() / 1000),
+        epochs,
+        accounts: st.accounts.iter().map(|(k, a)| (hex::encode(k), a.clone())).collect(),
+        params: st.params,
+    })
+}
+
+/// `GET /rewards/{epoch}`: one epoch's settlement (payouts, vesting, slashes, root).
+async fn one(State(s): State<Settle>, Path(epoch): Path<u64>) -> Response {
+    let st = s.compute();
+    match st.epoch(epoch) {
+        Some(e) => Json(e).into_response(),
+        None => {
+            let why = match st.epochs.last() {
+                Some(l) if l.epoch < epoch && matches!(l.status, Status::Pending | Status::Incomplete) => {
+                    format!("settlement stops at epoch {} ({:?})", l.epoch, l.status)
+                }
+                _ => format!("epoch {epoch} has no entries and no seal, or has not ended"),
+            };
+            refused(StatusCode::NOT_FOUND, why)
+        }
+    }
+}
+
+fn appended(r: Result<String, SettleError>) -> Response {
+    match r {
+        Ok(entry) => accepted(EntryAccepted { entry }),
+        Err(e) => refused(StatusCode::BAD_REQUEST, e),
+    }
+}
+
+async fn stake(State(s): State<Settle>, Json(op): Json<StakeOp>) -> Response {
+    appended(s.stake(op).await)
+}
+
+async fn propose(State(s): State<Settle>, Json(p): Json<Proposal>) -> Response {
+    appended(s.propose(p).await)
+}
+
+async fn vote(State(s): State<Settle>, Json(v): Json<Vote>) -> Response {
+    appended(s.vote(v).await)
+}
+
+/// `GET /gov`.
+#[derive(Serialize)]
+struct Gov<'a> {
+    params: &'a EconParams,
+    open: &'a [OpenProposal],
+    decided: Vec<&'a GovOutcome>,
+}
+
+/// `GET /gov`: parameters in force, open proposals with their votes, decided ones.
+async fn gov(State(s): State<Settle>) -> Response {
+    let st = s.compute();
+    let decided: Vec<&GovOutcome> = st.epochs.iter().flat_map(|e| &e.governance).collect();
+    Json(Gov { params: &st.params, open: &st.open_proposals, decided }).into_response()
+}

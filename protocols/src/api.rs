@@ -1,0 +1,392 @@
+//! What the node's local HTTP API answers, as types: the node serializes them, and the CLI and
+//! the testnet harness read them back, so the three agree by construction (a field renamed on
+//! one side breaks the build on the other, not a report at runtime).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::fl::wire::TaskSpec;
+use crate::heartbeat::{Capacity, PeerRecord, Role};
+use crate::por::quorum::Standing;
+use crate::render::job::JobSpec;
+use crate::settle::{Account, EconParams, Status as EpochStatus};
+
+/// Where a render job or a federated task is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunState {
+    Running,
+    Done,
+    Failed,
+}
+
+impl std::fmt::Display for RunState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RunState::Running => "running",
+            RunState::Done => "done",
+            RunState::Failed => "failed",
+        })
+    }
+}
+
+/// `GET /status`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Status {
+    pub peer_id: String,
+    pub role: Role,
+    pub network: String,
+    pub version: String,
+    pub epoch: u64,
+    pub uptime_secs: u64,
+    pub listen_addrs: Vec<String>,
+    pub capacity: Capacity,
+    pub connected_peers: usize,
+    pub routing_table_size: usize,
+    pub heartbeat_peers: usize,
+    pub heartbeats_received: u64,
+}
+
+/// The network as the swarm task sees it.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct NetSnapshot {
+    pub peer_id: String,
+    pub listen_addrs: Vec<String>,
+    /// Connected peers, sorted by peer id.
+    pub connected: Vec<ConnectedPeer>,
+    /// Peers in the Kademlia routing table, sorted.
+    pub routing_table: Vec<String>,
+    /// Peers in the gossip mesh of the heartbeat topic, sorted.
+    pub heartbeat_mesh: Vec<String>,
+    /// Peers blocked by the operator, sorted.
+    pub blocked: Vec<String>,
+}
+
+/// One connected peer.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ConnectedPeer {
+    pub peer_id: String,
+    /// Gossipsub score (negative after invalid messages).
+    pub gossip_score: Option<f64>,
+    /// Last ping round trip in microseconds.
+    pub rtt_us: Option<u64>,
+    /// Address of the connection.
+    pub addr: String,
+}
+
+/// One entry of the heartbeat peer table.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct HeartbeatPeer {
+    pub peer_id: String,
+    pub public_key: String,
+    /// Latest role, capacity and software version announced.
+    pub role: Role,
+    pub capacity: Capacity,
+    pub version: String,
+    /// Boot time of the sequence being tracked.
+    pub boot_unix_ms: u64,
+    /// Highest sequence number seen in that boot.
+    pub last_seq: u64,
+    /// Local time the latest fresh heartbeat and the first one arrived (Unix ms).
+    pub last_seen_unix_ms: u64,
+    pub first_seen_unix_ms: u64,
+    /// Uptime the peer reported in its latest heartbeat.
+    pub uptime_secs: u64,
+    /// Distinct heartbeats received (fresh and out-of-order), repeats ignored, and those that
+    /// arrived after a newer one.
+    pub received: u64,
+    pub duplicates: u64,
+    pub out_of_order: u64,
+    /// Publish-to-receipt delay of the latest fresh heartbeat, µs.
+    pub last_delay_us: u64,
+    /// Distinct heartbeats counted per epoch (the last few epochs).
+    pub by_epoch: BTreeMap<u64, u64>,
+}
+
+impl HeartbeatPeer {
+    /// The table's record of the peer with this public key and peer id.
+    pub fn of(peer_id: String, public_key: &[u8; 32], r: &PeerRecord) -> Self {
+        HeartbeatPeer {
+            peer_id,
+            public_key: hex::encode(public_key),
+            role: r.role,
+            capacity: r.capacity.clone(),
+            version: r.version.clone(),
+            boot_unix_ms: r.boot_unix_ms,
+            last_seq: r.last_seq,
+            last_seen_unix_ms: r.last_seen_unix_ms,
+            first_seen_unix_ms: r.first_seen_unix_ms,
+            uptime_secs: r.uptime_secs,
+            received: r.received,
+            duplicates: r.duplicates,
+            out_of_order: r.out_of_order,
+            last_delay_us: r.last_delay_us,
+            by_epoch: r.by_epoch.clone(),
+        }
+    }
+}
+
+/// `GET /peers`: the network as the swarm task sees it, and the heartbeat table. (No
+/// `#[serde(flatten)]` here or above: serde reads integer map keys such as `by_epoch`'s back
+/// from JSON only outside a flattened struct.)
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Peers {
+    pub peer_id: String,
+    pub listen_addrs: Vec<String>,
+    pub connected: Vec<ConnectedPeer>,
+    pub routing_table: Vec<String>,
+    pub heartbeat_mesh: Vec<String>,
+    pub blocked: Vec<String>,
+    pub heartbeats: Vec<HeartbeatPeer>,
+}
+
+impl Peers {
+    pub fn of(n: NetSnapshot, heartbeats: Vec<HeartbeatPeer>) -> Self {
+        Peers {
+            peer_id: n.peer_id,
+            listen_addrs: n.listen_addrs,
+            connected: n.connected,
+            routing_table: n.routing_table,
+            heartbeat_mesh: n.heartbeat_mesh,
+            blocked: n.blocked,
+            heartbeats,
+        }
+    }
+}
+
+/// `GET /heartbeats/latency`: recent publish-to-receipt delays.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Latency {
+    pub samples_us: Vec<u64>,
+    pub p50_us: Option<u64>,
+    pub p99_us: Option<u64>,
+}
+
+/// `GET /ledger/root`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LedgerRoot {
+    pub root: String,
+    pub entries: usize,
+    /// Entries this node authored.
+    pub own_entries: usize,
+    /// When this node last appended an entry of its own (Unix ms; 0 = never).
+    pub last_append_unix_ms: u64,
+}
+
+/// `POST /jobs` accepted.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct JobAccepted {
+    pub job_id: String,
+}
+
+/// `GET /jobs/{id}`: a render job this node owns.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct JobStatus {
+    pub job_id: String,
+    pub state: RunState,
+    pub spec: JobSpec,
+    pub tiles: usize,
+    pub tiles_done: usize,
+    /// Accepted tiles per worker peer id.
+    pub tiles_by_worker: BTreeMap<String, u64>,
+    /// Tiles given to another worker after a failure or timeout.
+    pub reassigned: u64,
+    /// Render receipts written to the ledger.
+    pub receipts: u64,
+    pub secs: f64,
+    pub png: Option<String>,
+    pub error: Option<String>,
+}
+
+/// `POST /fl` accepted.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TaskAccepted {
+    pub task_id: String,
+}
+
+/// `GET /fl/{task}`: a federated task this node owns.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TaskStatus {
+    pub task_id: String,
+    pub state: RunState,
+    pub spec: TaskSpec,
+    pub aggregator: String,
+    /// Rounds completed.
+    pub rounds_done: u32,
+    pub accuracy_by_round: Vec<f64>,
+    pub loss_by_round: Vec<f32>,
+    /// Valid updates aggregated per round (before screening).
+    pub clients_by_round: Vec<usize>,
+    /// Accepted updates per worker peer id.
+    pub accepted: BTreeMap<String, u64>,
+    /// Rejected updates per worker peer id, with the reasons (the last few).
+    pub rejected: BTreeMap<String, Vec<String>>,
+    /// Rejected updates per worker peer id (all of them).
+    pub rejected_count: BTreeMap<String, u64>,
+    /// Workers the owner stopped asking (peer id: when and why).
+    pub banned: BTreeMap<String, String>,
+    /// Clients that did not deliver in time (timeouts, disconnects) per peer id.
+    pub dropped: BTreeMap<String, u64>,
+    /// FL receipts written to the ledger.
+    pub receipts: u64,
+    /// BLAKE3 of the current weights (safetensors bytes).
+    pub global_hash: String,
+    pub final_accuracy: Option<f64>,
+    /// Final weights (safetensors) and the accuracy plot (PNG), once done.
+    pub weights: Option<String>,
+    pub plot: Option<String>,
+    pub secs: f64,
+    pub error: Option<String>,
+}
+
+/// What this node's audits of other owners' rounds found.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct AuditStats {
+    /// Rounds recomputed to the announced hash.
+    pub matched: u64,
+    /// Rounds whose recomputed weights differ from the announcement.
+    pub mismatched: u64,
+    /// Rounds that could not be recomputed (inputs unavailable).
+    pub failed: u64,
+    pub last_error: Option<String>,
+}
+
+/// `GET /fl`: owned tasks and this node's audits of other owners' rounds.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FlList {
+    pub tasks: Vec<TaskStatus>,
+    pub audits: AuditStats,
+}
+
+/// What one verifier has seen of one worker.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct PorWorker {
+    pub challenges: u64,
+    pub passed: u64,
+    pub failed: u64,
+    /// Answers that came too late or never (QoS failures).
+    pub timeouts: u64,
+    pub last_failure: Option<String>,
+    pub mean_latency_ms: f64,
+    /// Time spent verifying, and what the worker said rendering took (µs).
+    pub verify_us: u64,
+    pub worker_render_us: u64,
+    /// Benchmark challenges issued, and answered correctly.
+    pub bench_attempts: u64,
+    pub benches: u64,
+    /// IB x 1000: the median of the last benchmark samples.
+    pub ib_milli: u64,
+    /// Smallest observed / claimed benchmark time so far (an honest worker's is near 1).
+    pub best_time_ratio: Option<f64>,
+    /// Benchmarks whose claimed time was judged.
+    pub judged_benches: u64,
+}
+
+/// `GET /por/stats`: a verifier's challenge results by worker peer id.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct PorStats {
+    pub verifier: bool,
+    pub challenges: u64,
+    /// Verifier time spent checking / worker time spent rendering, over all challenges.
+    pub verify_cost_ratio: Option<f64>,
+    pub workers: BTreeMap<String, PorWorker>,
+}
+
+/// `GET /por/standings`: each worker's standing (by peer id) from the ledger's verdicts.
+pub type Standings = BTreeMap<String, Standing>;
+
+/// One epoch in `GET /rewards`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RewardsEpoch {
+    pub epoch: u64,
+    pub status: EpochStatus,
+    pub root: String,
+    pub seal_root: Option<String>,
+    pub minted: u64,
+    pub paid: usize,
+    /// Public keys (hex) slashed in this epoch.
+    pub slashed: Vec<String>,
+    pub workers_bps: u64,
+    /// Units paid from the worker pool.
+    pub paid_workers: u64,
+}
+
+/// `GET /rewards`: every epoch settlement reached, balances, parameters in force.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Rewards {
+    pub current_epoch: u64,
+    pub epochs: Vec<RewardsEpoch>,
+    /// By public key (hex).
+    pub accounts: BTreeMap<String, Account>,
+    pub params: EconParams,
+}
+
+impl Rewards {
+    /// The sealed epochs, by number.
+    pub fn sealed(&self) -> BTreeMap<u64, &RewardsEpoch> {
+        self.epochs.iter().filter(|e| e.status == EpochStatus::Sealed).map(|e| (e.epoch, e)).collect()
+    }
+}
+
+/// A write endpoint accepted a signed entry (`POST /stake`, `/gov/proposals`, `/gov/votes`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EntryAccepted {
+    /// The entry id (hex).
+    pub entry: String,
+}
+
+/// `POST /net/block` and `/net/unblock`: the peers blocked now.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Blocked {
+    pub blocked: Vec<String>,
+}
+
+/// Any refusal: the status code says which kind, this says why.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ApiError {
+    pub error: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_heartbeat_peer_reads_back_with_its_epoch_counts() {
+        let mut t = crate::PeerTable::new(60_000, 16);
+        let capacity = Capacity {
+            backend: "cpu".into(),
+            adapter: "none".into(),
+            device_type: "cpu".into(),
+            cores: 2,
+            memory_mb: 1024,
+        };
+        let hb = |seq: u64| crate::Heartbeat {
+            boot_unix_ms: 1_000,
+            seq,
+            sent_unix_us: 2_000_000 + seq,
+            role: Role::Worker,
+            capacity: capacity.clone(),
+            uptime_secs: 1,
+            version: "0.1.0".into(),
+        };
+        t.observe([7; 32], 3, &hb(0), 2_000_100);
+        t.observe([7; 32], 4, &hb(1), 2_000_200);
+        let (author, rec) = t.iter().next().unwrap();
+        let peers = Peers::of(NetSnapshot::default(), vec![HeartbeatPeer::of("p".into(), author, rec)]);
+        let back: Peers = serde_json::from_str(&serde_json::to_string(&peers).unwrap()).unwrap();
+        assert_eq!(back.heartbeats[0].by_epoch, rec.by_epoch);
+        assert!(!back.heartbeats[0].by_epoch.is_empty());
+    }
+
+    #[test]
+    fn run_state_is_lowercase_on_the_wire() {
+        assert_eq!(serde_json::to_string(&RunState::Running).unwrap(), "\"running\"");
+        assert_eq!(serde_json::from_str::<RunState>("\"failed\"").unwrap(), RunState::Failed);
+        assert!(serde_json::from_str::<RunState>("\"paused\"").is_err());
+        for s in [RunState::Running, RunState::Done, RunState::Failed] {
+            assert_eq!(serde_json::to_string(&s).unwrap(), format!("\"{s}\""));
+        }
+    }
+}

@@ -1,0 +1,227 @@
+//! The `fl` section: the federated task node 0 owned (`GET /fl/{id}`), the poisoners it had to
+//! screen out, and the verifiers' audits of its rounds (`GET /fl`).
+
+use std::collections::BTreeMap;
+
+use ifx_protocols::api::{AuditStats, RunState, TaskStatus};
+use serde::Serialize;
+
+use crate::watch::Tracked;
+
+/// Accuracy a federated run must reach.
+pub const FL_TARGET: f64 = 0.95;
+
+/// `fl` section of the report.
+#[derive(Debug, Serialize)]
+pub struct FlSection {
+    pub task_id: String,
+    /// Done, final accuracy at least `target`, every poisoner caught, every audit matched.
+    pub ok: bool,
+    pub state: RunState,
+    /// The task owner (node 0's peer id) and the aggregation rule.
+    pub owner: String,
+    pub aggregator: String,
+    pub rounds: u64,
+    pub accuracy_by_round: Vec<f64>,
+    pub final_accuracy: Option<f64>,
+    pub target: f64,
+    /// Rejected updates per peer id.
+    pub rejected: BTreeMap<String, u64>,
+    /// The last few reasons per peer id.
+    pub rejected_reasons: BTreeMap<String, Vec<String>>,
+    /// Workers the owner excluded from the task (peer id: round and reason).
+    pub banned: BTreeMap<String, String>,
+    /// Honest workers among them (must be empty).
+    pub honest_banned: Vec<String>,
+    /// Accepted updates per peer id.
+    pub accepted: BTreeMap<String, u64>,
+    /// Updates that missed a deadline per peer id.
+    pub dropped: BTreeMap<String, u64>,
+    /// Peer ids of the poisoners, and those with a rejected update and none accepted.
+    pub poisoners: Vec<String>,
+    pub poisoners_caught: Vec<String>,
+    /// Honest peers with a rejected update (the screen's false positives).
+    pub honest_rejected: Vec<String>,
+    /// FL receipts the owner wrote to the ledger.
+    pub receipts: u64,
+    /// Rounds each running verifier recomputed: matched / mismatched / failed, summed.
+    pub audits_matched: u64,
+    pub audits_mismatched: u64,
+    pub audits_failed: u64,
+    pub secs: f64,
+    pub plot: Option<String>,
+    pub weights: Option<String>,
+    pub error: Option<String>,
+}
+
+impl FlSection {
+    /// From the task as its owner last reported it, the owner's peer id, the poisoners' peer
+    /// ids and the running verifiers' audit tallies.
+    pub fn of(task: &Tracked<TaskStatus>, owner: String, mut poisoners: Vec<String>, audits: &[AuditStats]) -> Self {
+        poisoners.sort();
+        let never = TaskStatus {
+            task_id: task.id.clone(),
+            state: RunState::Running,
+            spec: Default::default(),
+            aggregator: String::new(),
+            rounds_done: 0,
+            accuracy_by_round: Vec::new(),
+            loss_by_round: Vec::new(),
+            clients_by_round: Vec::new(),
+            accepted: BTreeMap::new(),
+            rejected: BTreeMap::new(),
+            rejected_count: BTreeMap::new(),
+            banned: BTreeMap::new(),
+            dropped: BTreeMap::new(),
+            receipts: 0,
+            global_hash: String::new(),
+            final_accuracy: None,
+            weights: None,
+            plot: None,
+            secs: 0.0,
+            error: Some("the task owner never reported the task".into()),
+        };
+        let t = task.last.as_ref().unwrap_or(&never);
+        let accepted_by = |p: &str| t.accepted.get(p).copied().unwrap_or(0);
+        // A poisoner is caught when the owner excluded it (rejected in 3 of its last 5
+        // updates), or rejected its updates and accepted none; one the owner never heard from
+        // is not caught.
+        let poisoners_caught = poisoners
+            .iter()
+            .filter(|p| t.banned.contains_key(*p) || (t.rejected_count.contains_key(*p) && accepted_by(p) == 0))
+            .cloned()
+            .collect::<Vec<_>>();
+        let honest_rejected = t.rejected_count.keys().filter(|p| !poisoners.contains(p)).cloned().collect();
+        let honest_banned: Vec<String> = t.banned.keys().filter(|p| !poisoners.contains(p)).cloned().collect();
+        let sum = |f: fn(&AuditStats) -> u64| audits.iter().map(f).sum::<u64>();
+        let ok = t.state == RunState::Done
+            && t.final_accuracy.is_some_and(|a| a >= FL_TARGET)
+            && poisoners_caught.len() == poisoners.len()
+            && honest_banned.is_empty()
+            && sum(|a| a.mismatched) == 0;
+        FlSection {
+            task_id: t.task_id.clone(),
+            ok,
+            state: t.state,
+            owner,
+            aggregator: t.aggregator.clone(),
+            rounds: t.rounds_done as u64,
+            accuracy_by_round: t.accuracy_by_round.clone(),
+            final_accuracy: t.final_accuracy,
+            target: FL_TARGET,
+            rejected: t.rejected_count.clone(),
+            rejected_reasons: t.rejected.clone(),
+            banned: t.banned.clone(),
+            honest_banned,
+            accepted: t.accepted.clone(),
+            dropped: t.dropped.clone(),
+            poisoners,
+            poisoners_caught,
+            honest_rejected,
+            receipts: t.receipts,
+            audits_matched: sum(|a| a.matched),
+            audits_mismatched: sum(|a| a.mismatched),
+            audits_failed: sum(|a| a.failed),
+            secs: t.secs,
+            plot: t.plot.clone(),
+            weights: t.weights.clone(),
+            error: t.error.clone(),
+        }
+    }
+
+    /// What makes the run fail.
+    pub fn failures(&self) -> Vec<String> {
+        let mut f = Vec::new();
+        if self.ok {
+            return f;
+        }
+        if self.state != RunState::Done {
+            f.push(format!(
+                "the federated task did not complete: {} after {} rounds ({})",
+                self.state,
+                self.rounds,
+                self.error.as_deref().unwrap_or("-")
+            ));
+        } else if self.final_accuracy.unwrap_or(0.0) < self.target {
+            f.push(format!(
+                "federated accuracy {:.4} is below the target {}",
+                self.final_accuracy.unwrap_or(0.0),
+                self.target
+            ));
+        }
+        let missed: Vec<&String> = self.poisoners.iter().filter(|p| !self.poisoners_caught.contains(p)).collect();
+        if !missed.is_empty() {
+            f.push(format!("poisoners not caught: {missed:?}"));
+        }
+        if !self.honest_banned.is_empty() {
+            f.push(format!("honest workers excluded from the federated task: {:?}", self.honest_banned));
+        }
+        if self.audits_mismatched > 0 {
+            f.push(format!("{} federated rounds did not recompute to the same weights", self.audits_mismatched));
+        }
+        f
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn done(accuracy: f64) -> TaskStatus {
+        TaskStatus {
+            task_id: "t".into(),
+            state: RunState::Done,
+            spec: Default::default(),
+            aggregator: "median".into(),
+            rounds_done: 3,
+            accuracy_by_round: vec![0.5, 0.8, accuracy],
+            loss_by_round: vec![],
+            clients_by_round: vec![],
+            accepted: [("h1".to_string(), 3), ("h2".to_string(), 2)].into(),
+            rejected: [("p".to_string(), vec!["norm 9.1 > 3x median".to_string()])].into(),
+            rejected_count: [("p".to_string(), 3), ("h2".to_string(), 1)].into(),
+            banned: [("p".to_string(), "round 3: 3 of 5 rejected".to_string())].into(),
+            dropped: BTreeMap::new(),
+            receipts: 5,
+            global_hash: String::new(),
+            final_accuracy: Some(accuracy),
+            weights: None,
+            plot: None,
+            secs: 1.0,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn a_banned_poisoner_is_caught_and_a_false_positive_is_reported_not_failed() {
+        let task = Tracked { id: "t".into(), last: Some(done(0.97)) };
+        let audits = [AuditStats { matched: 3, ..Default::default() }, AuditStats { matched: 2, ..Default::default() }];
+        let s = FlSection::of(&task, "owner".into(), vec!["p".into()], &audits);
+        assert!(s.ok, "{s:?}");
+        assert_eq!(s.poisoners_caught, ["p"]);
+        assert_eq!(s.honest_rejected, ["h2"]);
+        assert_eq!(s.audits_matched, 5);
+        assert!(s.failures().is_empty());
+    }
+
+    #[test]
+    fn low_accuracy_an_audit_mismatch_and_a_silent_owner_fail_the_run() {
+        let task = Tracked { id: "t".into(), last: Some(done(0.9)) };
+        let s = FlSection::of(
+            &task,
+            "owner".into(),
+            vec!["p".into()],
+            &[AuditStats { mismatched: 1, ..Default::default() }],
+        );
+        let f = s.failures();
+        assert!(!s.ok);
+        assert!(f.iter().any(|x| x.contains("below the target")), "{f:?}");
+        assert!(f.iter().any(|x| x.contains("did not recompute")), "{f:?}");
+        let s = FlSection::of(&Tracked { id: "t".into(), last: None }, "owner".into(), vec![], &[]);
+        assert!(
+            s.failures()[0].contains("running after 0 rounds (the task owner never reported the task)"),
+            "{:?}",
+            s.failures()
+        );
+    }
+}

@@ -1,0 +1,74 @@
+//! The `render` section: the job node 0 owned, from its `GET /jobs/{id}`.
+
+use std::collections::BTreeMap;
+
+use ifx_protocols::api::{JobStatus, RunState};
+use serde::Serialize;
+
+use crate::watch::Tracked;
+
+/// `render` section of the report.
+#[derive(Debug, Serialize)]
+pub struct RenderSection {
+    pub job_id: String,
+    pub ok: bool,
+    pub state: RunState,
+    pub tiles: u64,
+    pub tiles_done: u64,
+    pub tiles_by_worker: BTreeMap<String, u64>,
+    /// Tiles given to another worker after a failure or timeout.
+    pub reassigned: u64,
+    /// Render receipts the job owner wrote to the ledger.
+    pub receipts: u64,
+    pub secs: f64,
+    pub png: Option<String>,
+    pub error: Option<String>,
+}
+
+impl RenderSection {
+    /// The job as its owner last reported it (still running if it never answered).
+    pub fn of(job: &Tracked<JobStatus>) -> Self {
+        let Some(j) = &job.last else {
+            return Self {
+                job_id: job.id.clone(),
+                ok: false,
+                state: RunState::Running,
+                tiles: 0,
+                tiles_done: 0,
+                tiles_by_worker: BTreeMap::new(),
+                reassigned: 0,
+                receipts: 0,
+                secs: 0.0,
+                png: None,
+                error: Some("the job owner never reported the job".into()),
+            };
+        };
+        Self {
+            job_id: j.job_id.clone(),
+            ok: j.state == RunState::Done,
+            state: j.state,
+            tiles: j.tiles as u64,
+            tiles_done: j.tiles_done as u64,
+            tiles_by_worker: j.tiles_by_worker.clone(),
+            reassigned: j.reassigned,
+            receipts: j.receipts,
+            secs: j.secs,
+            png: j.png.clone(),
+            error: j.error.clone(),
+        }
+    }
+
+    /// What makes the run fail.
+    pub fn failures(&self) -> Vec<String> {
+        if self.ok {
+            return Vec::new();
+        }
+        vec![format!(
+            "the render job did not complete: {} ({}/{} tiles){}",
+            self.state,
+            self.tiles_done,
+            self.tiles,
+            self.error.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
+        )]
+    }
+}

@@ -1,0 +1,122 @@
+//! The report as a short human summary on stdout.
+
+use std::path::Path;
+
+use super::Report;
+
+impl Report {
+    /// A short human summary on stdout.
+    pub fn print_summary(&self, path: &Path) {
+        let f = |v: Option<f64>| v.map(|x| format!("{x:.2}")).unwrap_or_else(|| "-".into());
+        println!(
+            "testnet {}: {} nodes, {} alive, discovery {} s, heartbeat latency p50 {} ms p99 {} ms",
+            self.network_id,
+            self.nodes.len(),
+            self.nodes.iter().filter(|n| n.alive).count(),
+            f(self.discovery_secs),
+            f(self.heartbeat_latency_ms.p50),
+            f(self.heartbeat_latency_ms.p99),
+        );
+        for n in &self.nodes {
+            println!(
+                "  node {:>2} {:<8} {} alive={} peers_known={} heartbeats={} stop={}",
+                n.index, n.role, n.peer_id, n.alive, n.peers_known, n.heartbeats_received, n.stop
+            );
+        }
+        println!(
+            "  ledger: converged={} entries={} convergence {} s",
+            self.ledger.converged,
+            self.ledger.entries,
+            f(self.ledger.convergence_secs)
+        );
+        println!(
+            "  por: {} challenges, {} passed, {} failed; cheaters {} caught {}; honest failed {}; verify cost {}",
+            self.por.challenges,
+            self.por.passed,
+            self.por.failed,
+            self.por.cheaters.len(),
+            self.por.caught.len(),
+            self.por.honest_failed.len(),
+            self.por.verify_cost_ratio.map(|r| format!("{:.2}%", r * 100.0)).unwrap_or_else(|| "-".into())
+        );
+        if let Some(r) = &self.render {
+            println!(
+                "  render: {} {}/{} tiles in {:.2} s, {} re-assigned, {} receipts, png {}",
+                r.state,
+                r.tiles_done,
+                r.tiles,
+                r.secs,
+                r.reassigned,
+                r.receipts,
+                r.png.as_deref().unwrap_or("-")
+            );
+        }
+        if let Some(f) = &self.fl {
+            println!(
+                "  fl: {} {} rounds ({}), final accuracy {}, poisoners {} caught {}, honest rejected {}, audits {}/{}",
+                f.state,
+                f.rounds,
+                f.aggregator,
+                f.final_accuracy.map(|a| format!("{a:.4}")).unwrap_or_else(|| "-".into()),
+                f.poisoners.len(),
+                f.poisoners_caught.len(),
+                f.honest_rejected.len(),
+                f.audits_matched,
+                f.audits_matched + f.audits_mismatched + f.audits_failed,
+            );
+        }
+        let st = &self.settlement;
+        println!(
+            "  settlement: {} sealed epochs, agreed {}, minted {} units, slashed {}, honest slashed {}{}",
+            st.sealed_epochs.len(),
+            st.agreed,
+            st.minted,
+            st.slashed.len(),
+            st.honest_slashed.len(),
+            st.governance
+                .as_ref()
+                .map(|g| format!(
+                    ", {}={} named epoch {} applied at {}",
+                    g.param,
+                    g.value,
+                    g.from_epoch,
+                    g.applied_at.map_or_else(|| "-".into(), |e| e.to_string())
+                ))
+                .unwrap_or_default()
+        );
+        for r in &self.restarts {
+            println!(
+                "  restart: node {} killed at {:.1}s, back at {:.1}s, caught up {}, own entries {} -> {}",
+                r.node,
+                r.killed_at_secs.unwrap_or(0.0),
+                r.restarted_at_secs,
+                r.caught_up,
+                r.own_entries_before,
+                r.own_entries_after
+            );
+        }
+        for p in &self.partitions {
+            println!(
+                "  partition: {:?} cut at {:.1}s, healed at {}, diverged {}, converged {} s after the heal",
+                p.group,
+                p.cut_at_secs,
+                f(p.healed_at_secs),
+                p.diverged,
+                f(p.converged_after_secs)
+            );
+        }
+        println!(
+            "  memory: harness peak {:.0} MiB{}, node processes {:.0} MiB",
+            self.memory.harness_peak_rss_mb,
+            if self.memory.in_process { " (every node in process)" } else { "" },
+            self.memory.node_processes_rss_mb
+        );
+        for fail in &self.failures {
+            println!("  FAIL: {fail}");
+        }
+        println!("{}: report {}", if self.ok { "OK" } else { "FAILED" }, path.display());
+        if let Some(h) = &self.html {
+            println!("open {h} in a browser for the charts");
+        }
+    }
+}
