@@ -18,9 +18,11 @@ pub mod por;
 pub mod render;
 pub mod router;
 pub mod settle;
+pub mod supervisor;
 
 pub use config::{ConfigError, NodeConfig, Overrides};
 pub use node::{Node, NodeError};
+pub use supervisor::ServiceFailed;
 
 /// Wall-clock time in Unix microseconds (0 if the clock is before 1970).
 pub fn unix_time_us() -> u64 {

@@ -25,6 +25,7 @@ use crate::ledger::{Attester, LedgerHandle};
 use crate::metrics::{NodeMetrics, SharedRegistry};
 use crate::network::{NetHandle, event_loop};
 use crate::router::Router;
+use crate::supervisor::{ServiceFailed, Services};
 
 /// File in the data dir holding the bound API address (written once the API listens).
 pub const API_ADDR_FILE: &str = "api.addr";
@@ -70,8 +71,8 @@ pub struct Node {
     /// Settlement: seals (verifiers), rewards, stake and governance entries.
     pub settle: crate::settle::Settle,
     shutdown: CancellationToken,
-    tasks: Vec<JoinHandle<()>>,
-    network_task: JoinHandle<()>,
+    /// Watches every service and the network task (see [`Services::supervise`]).
+    supervisor: JoinHandle<Result<(), ServiceFailed>>,
 }
 
 impl Node {
@@ -120,7 +121,7 @@ impl Node {
             LATENCY_SAMPLES,
         )));
 
-        let mut tasks = Vec::new();
+        let mut services = Services::default();
         let settle = crate::settle::Settle {
             ledger: ledger.clone(),
             key: identity.signing_key().clone(),
@@ -131,7 +132,7 @@ impl Node {
         // its own attestations of it.
         let attested = Arc::new(std::sync::atomic::AtomicU64::new(cfg.network.epoch_at(crate::unix_time_us() / 1000)));
         if cfg.node.role == ifx_protocols::Role::Verifier {
-            tasks.push(tokio::spawn(settle.clone().run_sealer(attested.clone(), shutdown.child_token())));
+            services.spawn("sealer", settle.clone().run_sealer(attested.clone(), shutdown.child_token()));
         }
         let announcements = crate::por::Announcements::default();
         let fl = crate::fl::Fl::new(
@@ -148,7 +149,7 @@ impl Node {
             shutdown.child_token(),
         )
         .map_err(|e| ifx_protocols::InvalidValue::new("fl.data", e.to_string()))?;
-        tasks.push(tokio::spawn(fl.clone().serve(started.fl_inbound, shutdown.child_token())));
+        services.spawn("fl", fl.clone().serve(started.fl_inbound, shutdown.child_token()));
         let router = Router::new(
             cfg.network.clone(),
             heartbeats.clone(),
@@ -158,25 +159,30 @@ impl Node {
         )
         .with_fl(fl.clone())
         .with_loss(cfg.faults.drop_gossip_pct);
-        tasks.push(tokio::spawn(router.run(started.inbound, started.handle.clone(), shutdown.child_token())));
-        tasks.push(tokio::spawn(ledger.clone().serve(
-            started.sync_inbound,
-            started.handle.clone(),
-            shutdown.child_token(),
-        )));
-        tasks.push(tokio::spawn(ledger.clone().anti_entropy(
-            started.handle.clone(),
-            std::time::Duration::from_millis(cfg.ledger.sync_interval_ms),
-            shutdown.child_token(),
-        )));
+        services.spawn("router", router.run(started.inbound, started.handle.clone(), shutdown.child_token()));
+        services.spawn(
+            "ledger-sync",
+            ledger.clone().serve(started.sync_inbound, started.handle.clone(), shutdown.child_token()),
+        );
+        services.spawn(
+            "anti-entropy",
+            ledger.clone().anti_entropy(
+                started.handle.clone(),
+                std::time::Duration::from_millis(cfg.ledger.sync_interval_ms),
+                shutdown.child_token(),
+            ),
+        );
         let backend = cfg.render.backend;
         let compute = Compute::new(backend, devices, faults);
-        tasks.push(tokio::spawn(crate::render::serve(
-            started.render_inbound,
-            started.handle.clone(),
-            compute.clone(),
-            shutdown.child_token(),
-        )));
+        services.spawn(
+            "render-worker",
+            crate::render::serve(
+                started.render_inbound,
+                started.handle.clone(),
+                compute.clone(),
+                shutdown.child_token(),
+            ),
+        );
         let jobs = crate::render::Jobs::new(
             started.handle.clone(),
             heartbeats.clone(),
@@ -190,13 +196,10 @@ impl Node {
         if cheat != ifx_protocols::por::cheat::Behaviour::Honest {
             tracing::warn!(mode = ?cheat, "this node CHEATS on proof-of-rendering challenges (test mode)");
         }
-        tasks.push(tokio::spawn(crate::por::serve(
-            started.por_inbound,
-            started.handle.clone(),
-            compute,
-            cheat,
-            shutdown.child_token(),
-        )));
+        services.spawn(
+            "por-worker",
+            crate::por::serve(started.por_inbound, started.handle.clone(), compute, cheat, shutdown.child_token()),
+        );
         let por_stats = crate::por::PorStats::default();
         if cfg.node.role == ifx_protocols::Role::Verifier {
             let challenger = crate::por::Challenger {
@@ -212,7 +215,7 @@ impl Node {
                 announcements: announcements.clone(),
                 last: Default::default(),
             };
-            tasks.push(tokio::spawn(challenger.run(shutdown.child_token())));
+            services.spawn("challenger", challenger.run(shutdown.child_token()));
             let attester = Attester {
                 ledger: ledger.clone(),
                 key: identity.signing_key().clone(),
@@ -221,7 +224,7 @@ impl Node {
                 por: por_stats.clone(),
                 attested: attested.clone(),
             };
-            tasks.push(tokio::spawn(attester.run(started.handle.clone(), shutdown.child_token())));
+            services.spawn("attester", attester.run(started.handle.clone(), shutdown.child_token()));
         }
         let announcer = Announcer {
             key: identity.signing_key().clone(),
@@ -230,7 +233,7 @@ impl Node {
             capacity: capacity.clone(),
             boot_unix_ms: crate::unix_time_us() / 1000,
         };
-        tasks.push(tokio::spawn(announcer.run(started.handle.clone(), metrics.clone(), shutdown.child_token())));
+        services.spawn("heartbeats", announcer.run(started.handle.clone(), metrics.clone(), shutdown.child_token()));
 
         let mut api_addr = None;
         if let Some(addr) = cfg.api_addr()? {
@@ -264,7 +267,7 @@ impl Node {
             }))
             .merge(api::fl_routes(fl.clone()))
             .merge(api::settle_routes(settle.clone()));
-            tasks.push(api::serve(listener, app, shutdown.child_token()));
+            services.spawn("api", api::serve(listener, app, shutdown.child_token()));
             write_api_addr(&data_dir, bound)
                 .map_err(|e| NodeError::DataDir { path: data_dir.clone(), reason: e.to_string() })?;
             info!(addr = %bound, "API listening (GET /status, /peers, /metrics, /heartbeats/latency)");
@@ -284,9 +287,8 @@ impl Node {
             announcements,
             fl,
             settle,
+            supervisor: tokio::spawn(services.supervise(started.task, shutdown.clone())),
             shutdown,
-            tasks,
-            network_task: started.task,
         })
     }
 
@@ -296,20 +298,28 @@ impl Node {
     }
 
     /// Stops intake (API, heartbeats, validation) first, then the network, which saves the
-    /// known peers; returns when every task has ended.
+    /// known peers; returns when every task has ended. A service that had failed is logged.
     pub async fn stop(self) {
         self.shutdown.cancel();
-        for t in self.tasks {
-            let _ = t.await;
-        }
-        let _ = self.network_task.await;
-        info!("node stopped");
+        let _ = self.stopped().await;
     }
 
-    /// Waits until the node is asked to stop (its token cancelled), then stops it.
-    pub async fn run_until_stopped(self) {
-        self.shutdown.cancelled().await;
-        self.stop().await;
+    /// Runs until the node is asked to stop (its token cancelled) or a service fails, which
+    /// stops it too; then waits for every task. `Err` names the service that failed.
+    pub async fn run_until_stopped(self) -> Result<(), ServiceFailed> {
+        self.stopped().await
+    }
+
+    async fn stopped(self) -> Result<(), ServiceFailed> {
+        let r = self
+            .supervisor
+            .await
+            .unwrap_or_else(|e| Err(ServiceFailed { service: "supervisor", how: format!("ended abnormally: {e}") }));
+        match &r {
+            Ok(()) => info!("node stopped"),
+            Err(f) => tracing::error!(error = %f, "node stopped after a failure"),
+        }
+        r
     }
 }
 

@@ -73,3 +73,76 @@ async fn a_late_answer_is_a_qos_failure_not_a_verdict() {
         n.stop().await;
     }
 }
+
+/// Issue #16: a stranger streaming challenges (renders, heavy settings, openings of ids it never
+/// got) at a worker neither gets that worker failed nor pushes out the honest verifier's open
+/// challenges; past its in-flight cap it is answered `Busy`, which a verifier counts as QoS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_strangers_challenge_flood_does_not_fail_an_honest_worker() {
+    use ifx_protocols::por::wire::{CHALLENGE, Request, Response, settings_wire};
+    let tmp = tempfile::tempdir().unwrap();
+    let worker = Node::start(config(&tmp.path().join("worker"), None)).await.unwrap();
+    let boot = format!("{}/p2p/{}", worker.listen_addrs[0], worker.peer_id);
+    let stranger = Node::start(config(&tmp.path().join("stranger"), Some(boot.clone()))).await.unwrap();
+    let mut v_cfg = config(&tmp.path().join("v"), Some(boot));
+    v_cfg.node.role = ifx_protocols::Role::Verifier;
+    let v = Node::start(v_cfg).await.unwrap();
+
+    let scene = ifx_render::builtin::cornell().to_wire();
+    let flood = {
+        let (net, target) = (stranger.net.clone(), worker.peer_id);
+        tokio::spawn(async move {
+            let (mut busy, mut refused, mut answered) = (0u32, 0u32, 0u32);
+            let started = Instant::now();
+            while started.elapsed() < Duration::from_secs(12) {
+                let reqs: Vec<Request> = (0..24u8)
+                    .map(|i| match i % 3 {
+                        0 => Request::Render {
+                            id: rand::random(),
+                            scene: scene.clone(),
+                            settings: settings_wire(&CHALLENGE),
+                        },
+                        1 => Request::Render {
+                            id: rand::random(),
+                            scene: scene.clone(),
+                            settings: [256, 256, 65_536, 64, 256],
+                        },
+                        _ => Request::Open { id: rand::random(), indices: vec![0, 1, 2] },
+                    })
+                    .collect();
+                let answers = futures::future::join_all(
+                    reqs.into_iter().map(|r| net.request(ifx_node::network::Proto::Por, target, r.encode())),
+                )
+                .await;
+                for a in answers {
+                    match a.ok().and_then(|r| r.ok()).map(|b| Response::decode(&b)) {
+                        Some(Ok(Response::Busy(_))) => busy += 1,
+                        Some(Ok(Response::Refused(_))) => refused += 1,
+                        Some(Ok(_)) => answered += 1,
+                        _ => {}
+                    }
+                }
+            }
+            (busy, refused, answered)
+        })
+    };
+    let start = Instant::now();
+    loop {
+        let s = v.por.snapshot();
+        let w = s.get(&worker.peer_id.to_string()).cloned().unwrap_or_default();
+        assert_eq!(w.failed, 0, "the flood got the honest worker failed: {w:?}");
+        if w.passed >= 3 && start.elapsed() > Duration::from_secs(8) {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "{w:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (busy, refused, answered) = flood.await.unwrap();
+    eprintln!("stranger: {busy} busy, {refused} refused, {answered} answered");
+    assert!(busy > 0 && refused > 0, "busy {busy}, refused {refused}");
+    let w = v.por.snapshot().get(&worker.peer_id.to_string()).cloned().unwrap_or_default();
+    assert_eq!(w.failed, 0, "{w:?}");
+    for n in [worker, stranger, v] {
+        n.stop().await;
+    }
+}

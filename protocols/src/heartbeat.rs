@@ -11,8 +11,12 @@ use crate::envelope::Kind;
 
 /// Longest string field (adapter name, backend, version) a heartbeat may carry.
 pub const MAX_TEXT_LEN: usize = 128;
-/// Sequence numbers remembered per peer to tell a late heartbeat from a repeated one.
+/// Sequence numbers remembered per peer to tell a late heartbeat from a repeated one (a bitmap
+/// of this many bits per peer, as IPsec's anti-replay window).
 const SEQ_WINDOW: u64 = 256;
+/// Peers a table holds. Past it, the peer heard from longest ago is forgotten: 100,000 peers
+/// at about 400 bytes each is 40 MB, and a flood of fresh keys cannot grow the table further.
+pub const MAX_PEERS: usize = 100_000;
 /// Epochs of per-epoch liveness counts kept per peer.
 const EPOCHS_KEPT: usize = 4;
 
@@ -163,7 +167,57 @@ pub struct PeerRecord {
     /// Distinct heartbeats counted per epoch (the last few epochs), for liveness attestations.
     pub by_epoch: BTreeMap<u64, u64>,
     #[serde(skip)]
-    recent: BTreeSet<u64>,
+    window: SeqWindow,
+}
+
+/// Which of the last [`SEQ_WINDOW`] sequence numbers up to the highest one were seen: bit `i`
+/// of the 256-bit map (word `i / 64`) is `highest - i`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct SeqWindow {
+    highest: u64,
+    bits: [u64; 4],
+}
+
+impl SeqWindow {
+    fn starting_at(seq: u64) -> Self {
+        SeqWindow { highest: seq, bits: [1, 0, 0, 0] }
+    }
+
+    /// Marks `seq` seen; how it relates to what was seen before. No arithmetic here can
+    /// overflow, whatever the peer sends (`u64::MAX` included).
+    fn mark(&mut self, seq: u64) -> Observed {
+        if seq > self.highest {
+            self.shift(seq - self.highest);
+            self.highest = seq;
+            self.bits[0] |= 1;
+            return Observed::Fresh;
+        }
+        let back = self.highest - seq;
+        if back >= SEQ_WINDOW {
+            return Observed::Stale;
+        }
+        let (word, bit) = ((back / 64) as usize, back % 64);
+        if self.bits[word] & (1 << bit) != 0 {
+            return Observed::Duplicate;
+        }
+        self.bits[word] |= 1 << bit;
+        Observed::OutOfOrder
+    }
+
+    /// Moves every mark `n` places older (those past the window fall off).
+    fn shift(&mut self, n: u64) {
+        if n >= SEQ_WINDOW {
+            self.bits = [0; 4];
+            return;
+        }
+        let (words, bits) = ((n / 64) as usize, (n % 64) as u32);
+        let old = self.bits;
+        for i in 0..4 {
+            let from = |j: usize| if i >= j { old[i - j] } else { 0 };
+            let carry = if bits > 0 { from(words + 1) >> (64 - bits) } else { 0 };
+            self.bits[i] = (from(words) << bits) | carry;
+        }
+    }
 }
 
 /// Peers known from their heartbeats, keyed by ed25519 public key (sorted, so iteration is
@@ -171,8 +225,12 @@ pub struct PeerRecord {
 #[derive(Debug)]
 pub struct PeerTable {
     peers: BTreeMap<[u8; 32], PeerRecord>,
+    /// `(last_seen_unix_ms, key)` of every peer: who was heard from longest ago.
+    by_seen: BTreeSet<(u64, [u8; 32])>,
     /// Heartbeats older than this (by their send time) are stale.
     max_age_ms: u64,
+    /// Most peers held.
+    cap: usize,
     latency: LatencySamples,
 }
 
@@ -180,7 +238,31 @@ impl PeerTable {
     /// A table that treats heartbeats older than `max_age_ms` as stale and keeps the last
     /// `latency_samples` delays.
     pub fn new(max_age_ms: u64, latency_samples: usize) -> Self {
-        Self { peers: BTreeMap::new(), max_age_ms, latency: LatencySamples::new(latency_samples) }
+        Self::with_cap(max_age_ms, latency_samples, MAX_PEERS)
+    }
+
+    /// The same, holding at most `cap` peers.
+    pub fn with_cap(max_age_ms: u64, latency_samples: usize, cap: usize) -> Self {
+        Self {
+            peers: BTreeMap::new(),
+            by_seen: BTreeSet::new(),
+            max_age_ms,
+            cap: cap.max(1),
+            latency: LatencySamples::new(latency_samples),
+        }
+    }
+
+    /// Forgets peers not heard from for two stale periods (their liveness counts are then
+    /// older than any epoch still attested), and past the cap the one heard from longest ago.
+    fn make_room(&mut self, now_ms: u64) {
+        let forget_before = now_ms.saturating_sub(self.max_age_ms.saturating_mul(2));
+        while let Some(&(seen, key)) = self.by_seen.first() {
+            if seen >= forget_before && self.peers.len() < self.cap {
+                break;
+            }
+            self.by_seen.pop_first();
+            self.peers.remove(&key);
+        }
     }
 
     /// Records a validated heartbeat from `author`, sent in `epoch`, received at `now_unix_us`.
@@ -192,7 +274,9 @@ impl PeerTable {
         }
         let rec = match self.peers.get_mut(&author) {
             None => {
+                self.make_room(now_ms);
                 self.peers.insert(author, PeerRecord::first(hb, epoch, now_ms, delay_us));
+                self.by_seen.insert((now_ms, author));
                 self.latency.push(delay_us);
                 return Observed::Fresh;
             }
@@ -200,39 +284,36 @@ impl PeerTable {
         };
         let outcome = if hb.boot_unix_ms > rec.boot_unix_ms {
             // The peer restarted: its sequence begins anew.
-            rec.recent.clear();
+            rec.window = SeqWindow::starting_at(hb.seq);
             rec.boot_unix_ms = hb.boot_unix_ms;
             rec.last_seq = hb.seq;
             Observed::Fresh
         } else if hb.boot_unix_ms < rec.boot_unix_ms {
             Observed::Stale
-        } else if rec.recent.contains(&hb.seq) || (hb.seq == rec.last_seq) {
-            Observed::Duplicate
-        } else if hb.seq > rec.last_seq {
-            rec.last_seq = hb.seq;
-            Observed::Fresh
-        } else if hb.seq + SEQ_WINDOW > rec.last_seq {
-            Observed::OutOfOrder
         } else {
-            Observed::Stale
+            let o = rec.window.mark(hb.seq);
+            rec.last_seq = rec.window.highest;
+            o
         };
         match outcome {
             Observed::Fresh => {
+                self.by_seen.remove(&(rec.last_seen_unix_ms, author));
+                self.by_seen.insert((now_ms, author));
                 rec.role = hb.role;
                 rec.capacity = hb.capacity.clone();
                 rec.version = hb.version.clone();
                 rec.uptime_secs = hb.uptime_secs;
                 rec.last_seen_unix_ms = now_ms;
                 rec.last_delay_us = delay_us;
-                rec.count(hb.seq, epoch);
+                rec.count(epoch);
                 self.latency.push(delay_us);
             }
             Observed::OutOfOrder => {
-                rec.out_of_order += 1;
-                rec.count(hb.seq, epoch);
+                rec.out_of_order = rec.out_of_order.saturating_add(1);
+                rec.count(epoch);
                 self.latency.push(delay_us);
             }
-            Observed::Duplicate => rec.duplicates += 1,
+            Observed::Duplicate => rec.duplicates = rec.duplicates.saturating_add(1),
             Observed::Stale => {}
         }
         outcome
@@ -260,7 +341,7 @@ impl PeerTable {
 
     /// Total distinct heartbeats received from all peers.
     pub fn total_received(&self) -> u64 {
-        self.peers.values().map(|r| r.received).sum()
+        self.peers.values().fold(0u64, |n, r| n.saturating_add(r.received))
     }
 
     /// Recent publish-to-receipt delays.
@@ -285,19 +366,16 @@ impl PeerRecord {
             out_of_order: 0,
             last_delay_us: delay_us,
             by_epoch: BTreeMap::new(),
-            recent: BTreeSet::new(),
+            window: SeqWindow::starting_at(hb.seq),
         };
-        rec.count(hb.seq, epoch);
+        rec.count(epoch);
         rec
     }
 
-    fn count(&mut self, seq: u64, epoch: u64) {
-        self.received += 1;
-        self.recent.insert(seq);
-        while self.recent.len() as u64 > SEQ_WINDOW {
-            self.recent.pop_first();
-        }
-        *self.by_epoch.entry(epoch).or_default() += 1;
+    fn count(&mut self, epoch: u64) {
+        self.received = self.received.saturating_add(1);
+        let n = self.by_epoch.entry(epoch).or_default();
+        *n = n.saturating_add(1);
         while self.by_epoch.len() > EPOCHS_KEPT {
             self.by_epoch.pop_first();
         }
@@ -428,7 +506,75 @@ mod tests {
         assert_eq!(s.to_vec(), vec![2, 3, 4]);
     }
 
+    /// Issue #16: `u64::MAX` then `u64::MAX - 1` overflowed `seq + SEQ_WINDOW` and panicked the
+    /// router task.
+    #[test]
+    fn extreme_sequence_numbers_do_not_panic() {
+        let mut t = PeerTable::new(60_000, 16);
+        assert_eq!(t.observe(A, 0, &hb(5, u64::MAX, T0), T0), Observed::Fresh);
+        assert_eq!(t.observe(A, 0, &hb(5, u64::MAX - 1, T0), T0), Observed::OutOfOrder);
+        assert_eq!(t.observe(A, 0, &hb(5, u64::MAX, T0), T0), Observed::Duplicate);
+        assert_eq!(t.observe(A, 0, &hb(5, 0, T0), T0), Observed::Stale);
+        // Extreme boots and times too.
+        assert_eq!(t.observe(A, 0, &hb(u64::MAX, 0, u64::MAX), T0), Observed::Fresh);
+        assert_eq!(t.observe(A, u64::MAX, &hb(u64::MAX, u64::MAX, 0), u64::MAX), Observed::Stale);
+        assert_eq!(t.get(&A).unwrap().last_seq, 0);
+    }
+
+    #[test]
+    fn the_table_forgets_silent_peers_and_holds_at_most_its_cap() {
+        let mut t = PeerTable::with_cap(10_000, 16, 3);
+        for (i, at) in [(1u8, 0u64), (2, 1_000), (3, 2_000)] {
+            t.observe([i; 32], 0, &hb(5, 0, T0 + at * 1000), T0 + at * 1000);
+        }
+        // Peer 1 speaks again; a fourth peer pushes out the one heard from longest ago (2).
+        t.observe([1; 32], 0, &hb(5, 1, T0 + 3_000_000), T0 + 3_000_000);
+        t.observe([4; 32], 0, &hb(5, 0, T0 + 4_000_000), T0 + 4_000_000);
+        let keys: Vec<u8> = t.iter().map(|(k, _)| k[0]).collect();
+        assert_eq!(keys, [1, 3, 4]);
+        // Two stale periods later, a newcomer finds only the peers heard from since.
+        t.observe([4; 32], 0, &hb(5, 1, T0 + 23_000_000), T0 + 23_000_000);
+        t.observe([5; 32], 0, &hb(5, 0, T0 + 24_500_000), T0 + 24_500_000);
+        let keys: Vec<u8> = t.iter().map(|(k, _)| k[0]).collect();
+        assert_eq!(keys, [4, 5]);
+        // A flood of fresh keys never grows it past the cap.
+        for i in 0..=255u8 {
+            t.observe([i; 32], 0, &hb(5, 0, T0 + 25_000_000), T0 + 25_000_000);
+        }
+        assert_eq!(t.len(), 3);
+    }
+
     proptest! {
+        /// The bitmap window judges every sequence number as a plain set of the seen ones
+        /// would, for any values (extremes included).
+        #[test]
+        fn the_window_agrees_with_a_plain_set(
+            base in prop_oneof![Just(0u64), Just(u64::MAX - 600), any::<u64>()],
+            steps in proptest::collection::vec(0u64..600, 1..300),
+        ) {
+            let mut w = SeqWindow::starting_at(base);
+            let mut seen: BTreeSet<u64> = [base].into();
+            let mut highest = base;
+            for d in steps {
+                let seq = base.saturating_add(d);
+                let expect = if seq > highest {
+                    Observed::Fresh
+                } else if highest - seq >= SEQ_WINDOW {
+                    Observed::Stale
+                } else if seen.contains(&seq) {
+                    Observed::Duplicate
+                } else {
+                    Observed::OutOfOrder
+                };
+                if expect != Observed::Stale {
+                    seen.insert(seq);
+                    highest = highest.max(seq);
+                }
+                prop_assert_eq!(w.mark(seq), expect, "seq {}", seq);
+                prop_assert_eq!(w.highest, highest);
+            }
+        }
+
         /// Any delivery order with any duplication counts each distinct heartbeat exactly once
         /// and ends showing the highest sequence number.
         #[test]

@@ -23,7 +23,6 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use ifx_protocols::api::ApiError;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use self::fl::routes as fl_routes;
@@ -33,14 +32,12 @@ pub use self::node::{NodeApi, routes as node_routes};
 pub use self::por::{PorApi, routes as por_routes};
 pub use self::settle::routes as settle_routes;
 
-/// Spawns the server for `app` on `listener`; it stops when `shutdown` is cancelled.
-pub fn serve(listener: tokio::net::TcpListener, app: axum::Router, shutdown: CancellationToken) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let server = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned());
-        if let Err(e) = server.await {
-            tracing::warn!(error = %e, "API server stopped");
-        }
-    })
+/// Serves `app` on `listener` until `shutdown` is cancelled.
+pub async fn serve(listener: tokio::net::TcpListener, app: axum::Router, shutdown: CancellationToken) {
+    let server = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned());
+    if let Err(e) = server.await {
+        tracing::warn!(error = %e, "API server stopped");
+    }
 }
 
 /// A refusal: `code`, with why in the body.

@@ -53,6 +53,7 @@ async fn run_node(cfg: NodeConfig) -> anyhow::Result<()> {
         tracing::info!(signal, "stopping");
         stop.cancel();
     });
-    node.run_until_stopped().await;
+    // A failed service stopped the node: the error names it, and the process exits non-zero.
+    node.run_until_stopped().await?;
     Ok(())
 }

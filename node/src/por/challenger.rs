@@ -221,6 +221,7 @@ impl Challenger {
             Err(e) => return Ok(Outcome::Timeout(e.to_string())),
             Ok(bytes) => match Response::decode(&bytes) {
                 Ok(Response::Benched { rows, claimed_us }) => (rows, claimed_us),
+                Ok(Response::Busy(r)) => return Ok(Outcome::Timeout(format!("busy: {r}"))),
                 Ok(Response::Refused(r)) => {
                     return Ok(Outcome::Bench(Err(PorError::check(format!("benchmark refused: {r}")))));
                 }
@@ -267,6 +268,7 @@ impl Challenger {
             Err(e) => return Ok(Outcome::Timeout(e.to_string())),
             Ok(bytes) => match Response::decode(&bytes) {
                 Ok(Response::Committed { root, rgb8, render_us }) => (root, rgb8, render_us),
+                Ok(Response::Busy(r)) => return Ok(Outcome::Timeout(format!("busy: {r}"))),
                 Ok(Response::Refused(r)) => {
                     return Ok(Outcome::Verdict(por::Verdict::Fail { reason: format!("refused: {r}") }, 0, 0));
                 }
@@ -293,6 +295,9 @@ impl Challenger {
                     .into_iter()
                     .map(|(index, bytes, proof)| Opening { index, bytes, proof })
                     .collect::<Vec<_>>(),
+                // The worker no longer holds the challenge (others' challenges pushed it out):
+                // unanswered, not failed.
+                Ok(Response::Busy(r)) => return Ok(Outcome::Timeout(format!("busy: {r}"))),
                 Ok(Response::Refused(r)) => {
                     return Ok(Outcome::Verdict(por::Verdict::Fail { reason: format!("refused to open: {r}") }, 0, 0));
                 }

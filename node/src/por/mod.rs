@@ -9,17 +9,14 @@
 //! policy, sans I/O (whom to ask, with what, how timing is judged); `stats`: what it recorded.
 //! The wire types are the protocol's (`ifx_protocols::por::wire`).
 
+pub mod admission;
 mod challenger;
 pub mod schedule;
 mod stats;
 mod worker;
 
-use ifx_render::RenderSettings;
-
 pub use challenger::Challenger;
 pub use stats::{AnnouncementView, Announcements, PorStats, WorkerStats};
 pub use worker::{LATE, serve};
 
-pub use ifx_protocols::por::wire::MAX_ANSWER;
-/// The challenge image.
-pub const CHALLENGE: RenderSettings = RenderSettings { width: 128, height: 128, spp: 8, max_bounces: 4, tile: 128 };
+pub use ifx_protocols::por::wire::{CHALLENGE, MAX_ANSWER};

@@ -1,7 +1,6 @@
 //! The worker side of PoR: answers verifiers' render challenges (render, commit, later open
 //! the sub-tiles asked for), benchmarks and echoes, honestly unless the node runs a cheat mode.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -13,16 +12,18 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
+use super::admission::{IN_FLIGHT_PER_PEER, InFlight, OpenBook};
 use crate::compute::Compute;
 use crate::network::{InboundRequest, NetHandle, Proto};
 
-/// Challenges a worker keeps open for their second round.
-const OPEN_CHALLENGES: usize = 16;
 /// How long a `late` node sleeps before answering.
 pub const LATE: Duration = Duration::from_secs(5);
+/// Renders and benchmarks run at once for all challengers together (the rest wait their turn;
+/// a verifier that waits too long counts a QoS miss, not a failure).
+pub const WORK_SLOTS: usize = 2;
 
-/// Challenges a worker answered and may be asked to open, by id.
-type OpenChallenges = HashMap<[u8; 16], (Answer, spot::Tree, RenderSettings)>;
+/// Challenges a worker answered and may be asked to open.
+type OpenChallenges = OpenBook<(Answer, spot::Tree, RenderSettings)>;
 
 /// Answers verifiers' challenges until `shutdown`, honestly unless `cheat` is set.
 pub async fn serve(
@@ -38,6 +39,8 @@ pub async fn serve(
     };
     let open: Arc<Mutex<OpenChallenges>> = Arc::default();
     let old: Arc<Mutex<Option<Vec<u8>>>> = Arc::default();
+    let in_flight = InFlight::default();
+    let work = Arc::new(tokio::sync::Semaphore::new(WORK_SLOTS));
     loop {
         let req = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -46,11 +49,24 @@ pub async fn serve(
         // Each challenge is answered on its own task: a benchmark must not wait behind another
         // verifier's render (the verifier would see the wait as slowness, or as a forged time).
         let (renderer, open, old, net) = (renderer.clone(), open.clone(), old.clone(), net.clone());
+        let (in_flight, work) = (in_flight.clone(), work.clone());
         tokio::spawn(async move {
             if behaviour == Behaviour::Late {
                 tokio::time::sleep(LATE).await;
             }
-            let resp = match Request::decode(&req.data) {
+            let peer = req.peer;
+            let decoded = Request::decode(&req.data);
+            // Renders and benchmarks take a slot of the peer's and then a work slot; echoes and
+            // openings are cheap and answered at once.
+            let heavy = matches!(decoded, Ok(Request::Render { .. } | Request::Bench { .. }));
+            let slot = if heavy { in_flight.acquire(peer) } else { None };
+            if heavy && slot.is_none() {
+                let busy = Response::Busy(format!("{IN_FLIGHT_PER_PEER} challenges in flight from this peer"));
+                net.respond(Proto::Por, req.channel, busy.encode()).await;
+                return;
+            }
+            let _permit = if heavy { work.acquire_owned().await.ok() } else { None };
+            let resp = match decoded {
                 Ok(Request::Render { id, scene, settings }) => {
                     let (open, old) = (open.clone(), old.clone());
                     tokio::task::spawn_blocking(move || {
@@ -81,11 +97,7 @@ pub async fn serve(
                         *old.lock().unwrap_or_else(|e| e.into_inner()) = Some(rgb8.clone());
                         let (answer, tree) = por::commit(rgb8, &s);
                         let resp = Response::Committed { root: answer.root, rgb8: answer.rgb8.clone(), render_us };
-                        let mut open = open.lock().unwrap_or_else(|e| e.into_inner());
-                        if open.len() >= OPEN_CHALLENGES {
-                            open.clear();
-                        }
-                        open.insert(id, (answer, tree, s));
+                        open.lock().unwrap_or_else(|e| e.into_inner()).insert(peer, id, (answer, tree, s));
                         Ok::<_, String>(resp)
                     })
                     .await
@@ -110,16 +122,19 @@ pub async fn serve(
                 .and_then(|r| r)
                 .unwrap_or_else(Response::Refused),
                 Ok(Request::Echo) => Response::Echo,
-                Ok(Request::Open { id, indices }) => match open.lock().unwrap_or_else(|e| e.into_inner()).remove(&id) {
-                    Some((answer, tree, s)) if indices.len() <= 64 => Response::Opened {
-                        openings: por::reveal(&answer, &tree, &s, &indices)
-                            .into_iter()
-                            .map(|o| (o.index, o.bytes, o.proof))
-                            .collect(),
-                    },
-                    Some(_) => Response::Refused("too many sub-tiles asked".into()),
-                    None => Response::Refused("unknown challenge".into()),
-                },
+                Ok(Request::Open { id, indices }) => {
+                    let kept = open.lock().unwrap_or_else(|e| e.into_inner()).take(&peer, &id);
+                    match kept {
+                        Some((answer, tree, s)) if indices.len() <= 64 => Response::Opened {
+                            openings: por::reveal(&answer, &tree, &s, &indices)
+                                .into_iter()
+                                .map(|o| (o.index, o.bytes, o.proof))
+                                .collect(),
+                        },
+                        Some(_) => Response::Refused("too many sub-tiles asked".into()),
+                        None => Response::Busy("unknown challenge (never answered here, or evicted)".into()),
+                    }
+                }
                 Err(e) => {
                     debug!(peer = %req.peer, error = %e, "malformed challenge");
                     Response::Refused(format!("malformed challenge: {e}"))

@@ -13,6 +13,10 @@ pub const MAX_MESSAGE: usize = MAX_WIRE_SCENE + 65_536;
 pub const MAX_ANSWER: usize = 256 * 256 * 3 + 65_536;
 /// Largest challenge image side a worker renders.
 pub const MAX_CHALLENGE_SIDE: u32 = 256;
+/// The one render challenge the protocol has: 128x128 at 8 spp and 4 bounces, one tile (about
+/// 0.5 M path segments; tens of milliseconds on a GPU, under a second on lavapipe). A worker
+/// renders nothing else for a challenger, so no peer can order heavier work through PoR.
+pub const CHALLENGE: RenderSettings = RenderSettings { width: 128, height: 128, spp: 8, max_bounces: 4, tile: 128 };
 
 /// What a verifier asks a worker.
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
@@ -42,6 +46,10 @@ pub enum Response {
     Refused(String),
     /// The answer to [`Request::Echo`].
     Echo,
+    /// Not answered for want of capacity or of state (too many challenges in flight from this
+    /// peer, a challenge the worker no longer holds): a QoS miss for the verifier, never a
+    /// PoR failure, so a stranger flooding a worker cannot get it failed.
+    Busy(String),
 }
 
 impl Request {
@@ -68,20 +76,38 @@ impl Response {
     }
 }
 
-/// A render challenge's settings from the wire, checked against the render limits and
-/// [`MAX_CHALLENGE_SIDE`].
+/// A render challenge's settings from the wire: exactly [`CHALLENGE`], or refused.
 pub fn challenge_settings(s: [u32; 5]) -> Result<RenderSettings, crate::render::RenderError> {
-    let r = RenderSettings { width: s[0], height: s[1], spp: s[2], max_bounces: s[3], tile: s[4] };
-    r.validate()?;
-    if r.width > MAX_CHALLENGE_SIDE || r.height > MAX_CHALLENGE_SIDE {
+    if s != settings_wire(&CHALLENGE) {
         return Err(crate::render::RenderError::Settings(format!(
-            "challenges are at most {MAX_CHALLENGE_SIDE}x{MAX_CHALLENGE_SIDE}"
+            "challenge settings {s:?} are not the protocol's {:?} (width, height, spp, bounces, tile)",
+            settings_wire(&CHALLENGE)
         )));
     }
-    Ok(r)
+    Ok(CHALLENGE)
 }
 
 /// The wire form of a challenge's settings.
-pub fn settings_wire(s: &RenderSettings) -> [u32; 5] {
+pub const fn settings_wire(s: &RenderSettings) -> [u32; 5] {
     [s.width, s.height, s.spp, s.max_bounces, s.tile]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_protocols_challenge_is_rendered() {
+        assert_eq!(challenge_settings(settings_wire(&CHALLENGE)).unwrap(), CHALLENGE);
+        for heavy in [[256, 256, 65_536, 64, 256], [128, 128, 9, 4, 128], [128, 128, 8, 4, 64], [u32::MAX; 5], [0; 5]] {
+            assert!(challenge_settings(heavy).is_err(), "{heavy:?}");
+        }
+        assert!(CHALLENGE.width <= MAX_CHALLENGE_SIDE && CHALLENGE.validate().is_ok());
+    }
+
+    #[test]
+    fn a_busy_answer_reads_back() {
+        let r = Response::Busy("2 challenges in flight from this peer".into());
+        assert_eq!(Response::decode(&r.encode()).unwrap(), r);
+    }
 }
