@@ -29,6 +29,7 @@ use crate::supervisor::{ServiceFailed, Services};
 
 /// File in the data dir holding the bound API address (written once the API listens).
 pub const API_ADDR_FILE: &str = "api.addr";
+pub use crate::api::guard::TOKEN_FILE as API_TOKEN_FILE;
 /// File in the data dir holding the network parameters the node ran with (`[network]`).
 pub const NETWORK_FILE: &str = "network.toml";
 /// Latency samples kept for `/heartbeats/latency`.
@@ -267,7 +268,12 @@ impl Node {
             }))
             .merge(api::fl_routes(fl.clone()))
             .merge(api::settle_routes(settle.clone()));
-            services.spawn("api", api::serve(listener, app, shutdown.child_token()));
+            // The token first, the address after: whoever sees `api.addr` finds the token too.
+            let token = api::guard::Token::create(&data_dir).map_err(|e| NodeError::DataDir {
+                path: data_dir.clone(),
+                reason: format!("writing the API token: {e}"),
+            })?;
+            services.spawn("api", api::serve(listener, app, token, shutdown.child_token()));
             write_api_addr(&data_dir, bound)
                 .map_err(|e| NodeError::DataDir { path: data_dir.clone(), reason: e.to_string() })?;
             info!(addr = %bound, "API listening (GET /status, /peers, /metrics, /heartbeats/latency)");

@@ -1,6 +1,7 @@
 //! The local API's answers read back as the protocol's API types (`ifx_protocols::api`), which
 //! the CLI and the testnet rely on: two real nodes (a worker and a verifier) on 127.0.0.1, every
-//! GET endpoint, and the refusals' bodies.
+//! GET endpoint, and the refusals' bodies. And the API as a hostile local caller or web page
+//! meets it: a foreign `Host` or `Origin`, a missing or wrong token, on every write endpoint.
 
 use std::time::{Duration, Instant};
 
@@ -70,20 +71,95 @@ async fn every_answer_reads_back_as_its_api_type() {
     assert!(por.verifier);
     // A refused write answers an `ApiError` too.
     let api_addr = worker.api_addr.unwrap();
+    let token = std::fs::read_to_string(tmp.path().join("w").join("api.token")).unwrap();
     let bad =
         serde_json::json!({ "scene": "no-such-scene", "width": 8, "height": 8, "spp": 1, "max_bounces": 1, "tile": 8 });
-    let r = c.post(format!("http://{api_addr}/jobs")).json(&bad).send().await.unwrap();
+    let r = c.post(format!("http://{api_addr}/jobs")).bearer_auth(&token).json(&bad).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 400);
     let e: api::ApiError = r.json().await.unwrap();
     assert!(!e.error.is_empty());
     // An accepted one, the job it names.
     let job =
         serde_json::json!({ "scene": "cornell", "width": 16, "height": 16, "spp": 1, "max_bounces": 1, "tile": 16 });
-    let r = c.post(format!("http://{api_addr}/jobs")).json(&job).send().await.unwrap();
+    let r = c.post(format!("http://{api_addr}/jobs")).bearer_auth(&token).json(&job).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 202);
     let a: api::JobAccepted = r.json().await.unwrap();
     let (_, j): (_, api::JobStatus) = get(&c, &worker, &format!("jobs/{}", a.job_id)).await;
     assert_eq!(j.job_id, a.job_id);
     verifier.stop().await;
     worker.stop().await;
+}
+
+/// Issue #16: with a foreign `Host` and `Origin`, `POST /net/block` answered 200 and
+/// `POST /stake` (unbond) 202 and signed an entry; a 16384 x 4096 job was accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_need_the_token_and_every_request_a_loopback_host() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = Node::start(config(&tmp.path().join("n"), ifx_protocols::Role::Worker, None)).await.unwrap();
+    let api = node.api_addr.unwrap();
+    let token = std::fs::read_to_string(tmp.path().join("n").join("api.token")).unwrap();
+    let c = reqwest::Client::builder().no_proxy().build().unwrap();
+    let entries = || node.ledger.with(|l| l.ledger().len());
+    let before = entries();
+    let someone = libp2p::PeerId::random().to_string();
+    let writes: Vec<(&str, serde_json::Value)> = vec![
+        ("jobs", serde_json::json!({ "scene": "cornell", "width": 16, "height": 16, "spp": 1, "tile": 16 })),
+        ("fl", serde_json::json!({ "rounds": 1 })),
+        ("net/block", serde_json::json!({ "peers": [someone] })),
+        ("net/unblock", serde_json::json!({ "peers": [someone] })),
+        ("stake", serde_json::json!({ "op": "unbond", "amount": 1 })),
+        ("gov/proposals", serde_json::json!({ "param": "workers_bps", "value": 7000, "from_epoch": 99 })),
+        ("gov/votes", serde_json::json!({ "proposal": hex::encode([1u8; 32]), "yes": true })),
+    ];
+    let post = |path: &str| c.post(format!("http://{api}/{path}"));
+    for (path, body) in &writes {
+        let r = post(path).json(body).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 401, "POST /{path} without a token");
+        assert_eq!(r.headers()["www-authenticate"], "Bearer");
+        let e: api::ApiError = r.json().await.unwrap();
+        assert!(e.error.contains("api.token"), "{}", e.error);
+        let r = post(path).bearer_auth("not-the-token").json(body).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 401, "POST /{path} with a wrong token");
+        let r =
+            post(path).bearer_auth(token.trim()).header("host", "evil.example:7070").json(body).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 403, "POST /{path} with a rebound Host");
+        let r = post(path)
+            .bearer_auth(token.trim())
+            .header("origin", "http://evil.example")
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 403, "POST /{path} from a foreign Origin");
+        let r = post(path).bearer_auth(token.trim()).header("origin", "null").json(body).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 403, "POST /{path} from an opaque Origin");
+    }
+    assert_eq!(entries(), before, "a refused write signed nothing");
+    assert!(node.net.snapshot().await.unwrap().blocked.is_empty(), "a refused block blocked nothing");
+    // Reads with a rebound Host are refused too (DNS rebinding would read the answers).
+    for path in ["status", "peers", "rewards", "ledger/root"] {
+        let r = c.get(format!("http://{api}/{path}")).header("host", "evil.example").send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 403, "GET /{path}");
+    }
+    let r =
+        c.get(format!("http://{api}/status")).header("host", format!("localhost:{}", api.port())).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    // With the token: the write goes through (and a too-large job is refused by its limits).
+    let r = post("net/block").bearer_auth(token.trim()).json(&writes[2].1).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let huge = serde_json::json!({ "scene": "cornell", "width": 16384, "height": 4096, "spp": 1, "tile": 32 });
+    let r = post("jobs").bearer_auth(token.trim()).json(&huge).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    assert!(r.json::<api::ApiError>().await.unwrap().error.contains("pixels"));
+    // Bodies past the cap are refused before they are read whole.
+    let big = vec![b' '; ifx_node::api::guard::MAX_BODY + 1];
+    let r = post("jobs")
+        .bearer_auth(token.trim())
+        .header("content-type", "application/json")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 413);
+    node.stop().await;
 }

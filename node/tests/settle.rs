@@ -67,7 +67,9 @@ async fn a_verifier_seals_epochs_and_a_bond_applies_when_its_epoch_settles() {
 
     // Bond 20 IFX of the worker's 50 liquid through the CLI and the API.
     let out = Command::new(IFX)
-        .args(["stake", "bond", "--api", &api, "--amount", &(20 * UNITS_PER_IFX).to_string(), "--role", "worker"])
+        // No --api: the CLI finds the address and the write token in the node's data dir.
+        .args(["stake", "bond", "--amount", &(20 * UNITS_PER_IFX).to_string(), "--role", "worker", "--data-dir"])
+        .arg(&wdir)
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -103,8 +105,10 @@ async fn a_verifier_seals_epochs_and_a_bond_applies_when_its_epoch_settles() {
 
     // Bad requests are refused with a reason and write nothing.
     let before = w.ledger.with(|l| l.ledger().len());
+    let token = std::fs::read_to_string(wdir.join("api.token")).unwrap();
     let r = client
         .post(format!("http://{api}/stake"))
+        .bearer_auth(&token)
         .json(&serde_json::json!({"op": "bond", "amount": 0, "role": "worker"}))
         .send()
         .await
@@ -113,6 +117,7 @@ async fn a_verifier_seals_epochs_and_a_bond_applies_when_its_epoch_settles() {
     assert!(r.text().await.unwrap().contains("zero"));
     let r = client
         .post(format!("http://{api}/stake"))
+        .bearer_auth(&token)
         .json(&serde_json::json!({"op": "mint", "amount": 5}))
         .send()
         .await
@@ -120,12 +125,16 @@ async fn a_verifier_seals_epochs_and_a_bond_applies_when_its_epoch_settles() {
     assert!(r.status().is_client_error());
     let out = Command::new(IFX)
         .args(["gov", "propose", "--api", &api, "--param", "workers_bps", "--value", "7000", "--from-epoch", "0"])
+        .arg("--data-dir")
+        .arg(&wdir)
         .output()
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("too soon"), "{}", String::from_utf8_lossy(&out.stderr));
     let out = Command::new(IFX)
         .args(["gov", "propose", "--api", &api, "--param", "no_such", "--value", "1", "--from-epoch", "999999999"])
+        .arg("--data-dir")
+        .arg(&wdir)
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("no such parameter"));

@@ -66,6 +66,13 @@ pub struct NodeProc {
     pub public_key: String,
 }
 
+impl NodeProc {
+    /// The token its API wants on writes (the node writes it to its data dir at every start).
+    pub fn api_token(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("api.token")).map(|t| t.trim().to_owned()).unwrap_or_default()
+    }
+}
+
 /// Starts nodes inside this process (`ifx testnet --in-process`): given the arguments of
 /// `ifx node`, start one and hand back a way to stop it. The node crate implements it (it
 /// links this crate, not the other way round).
@@ -409,9 +416,11 @@ impl Testnet {
                         .map(|(_, m)| m.peer_id.clone())
                         .collect();
                     let client = self.client.clone();
+                    let token = self.nodes[i].api_token();
                     async move {
                         let ok = client
                             .post(format!("http://{api}/{path}"))
+                            .bearer_auth(token)
                             .json(&serde_json::json!({ "peers": peers }))
                             .send()
                             .await

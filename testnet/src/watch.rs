@@ -156,14 +156,17 @@ async fn propose_gov(net: &Testnet, args: &TestnetArgs, param: &str, value: u64)
     let body =
         ifx_protocols::settle::Proposal { param: param.to_owned(), value, from_epoch, note: "ifx testnet".into() };
     let id = post_to_node0::<EntryAccepted>(net, "gov/proposals", &body, "proposal").await?.entry;
-    let votes = net.nodes.iter().filter_map(|n| n.api.filter(|_| n.child.is_some())).map(|api| {
-        let client = net.client.clone();
-        let vote = serde_json::json!({ "proposal": id, "yes": true });
-        async move {
-            let r = client.post(format!("http://{api}/gov/votes")).json(&vote).send().await.ok()?;
-            r.status().is_success().then_some(())
-        }
-    });
+    let votes = net.nodes.iter().filter_map(|n| n.api.filter(|_| n.child.is_some()).map(|a| (a, n.api_token()))).map(
+        |(api, token)| {
+            let client = net.client.clone();
+            let vote = serde_json::json!({ "proposal": id, "yes": true });
+            async move {
+                let r =
+                    client.post(format!("http://{api}/gov/votes")).bearer_auth(token).json(&vote).send().await.ok()?;
+                r.status().is_success().then_some(())
+            }
+        },
+    );
     let accepted = futures::future::join_all(votes).await.into_iter().flatten().count();
     Ok(GovRun { param: param.to_owned(), value, from_epoch, votes: accepted })
 }
@@ -211,6 +214,7 @@ async fn post_to_node0<T: DeserializeOwned>(
     let r = net
         .client
         .post(format!("http://{api}/{path}"))
+        .bearer_auth(net.nodes[0].api_token())
         .json(body)
         .send()
         .await

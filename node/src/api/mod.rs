@@ -9,10 +9,14 @@
 //! - `settle`: settlement (`GET /rewards`, `GET /rewards/{epoch}`) and the operator's stake and
 //!   governance entries (`POST /stake`, `GET /gov`, `POST /gov/proposals`, `POST /gov/votes`).
 //!
+//! Every request passes [`guard`] first: `Host` and `Origin` must be the loopback, writes carry
+//! the token the node wrote to `<data-dir>/api.token`.
+//!
 //! The answers are the protocol's API types (`ifx_protocols::api`), which the CLI and the
 //! testnet read back.
 
 mod fl;
+pub mod guard;
 mod jobs;
 mod ledger;
 mod node;
@@ -32,8 +36,17 @@ pub use self::node::{NodeApi, routes as node_routes};
 pub use self::por::{PorApi, routes as por_routes};
 pub use self::settle::routes as settle_routes;
 
-/// Serves `app` on `listener` until `shutdown` is cancelled.
-pub async fn serve(listener: tokio::net::TcpListener, app: axum::Router, shutdown: CancellationToken) {
+/// Serves `app` on `listener` until `shutdown` is cancelled, behind the [`guard`] (loopback
+/// `Host` and `Origin`, the token on writes, capped bodies).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    token: guard::Token,
+    shutdown: CancellationToken,
+) {
+    let app = app
+        .layer(axum::middleware::from_fn_with_state(token, guard::check))
+        .layer(axum::extract::DefaultBodyLimit::max(guard::MAX_BODY));
     let server = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned());
     if let Err(e) = server.await {
         tracing::warn!(error = %e, "API server stopped");

@@ -14,9 +14,8 @@ pub enum FlCommand {
 
 #[derive(Args, Debug)]
 pub struct FlStartArgs {
-    /// The node's API address (see <data-dir>/api.addr).
-    #[arg(long)]
-    api: String,
+    #[command(flatten)]
+    api: super::http::ApiTarget,
     #[arg(long, default_value_t = 30)]
     rounds: u32,
     /// Updates aggregated per round.
@@ -56,7 +55,7 @@ pub async fn start(a: FlStartArgs) -> anyhow::Result<ExitCode> {
     };
     spec.validate().map_err(|e| anyhow::anyhow!("invalid task: {e}"))?;
     let client = reqwest::Client::builder().no_proxy().build()?;
-    let base = format!("http://{}", a.api);
+    let base = format!("http://{}", a.api.addr()?);
     let accepted: ifx_protocols::api::TaskAccepted =
         super::http::post_to_node(&client, &a.api, "fl", &spec, "the task").await?;
     let id = accepted.task_id;

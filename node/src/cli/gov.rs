@@ -8,8 +8,8 @@ use clap::Subcommand;
 pub enum GovCommand {
     /// Propose `--param` = `--value` from epoch `--from-epoch` on.
     Propose {
-        #[arg(long)]
-        api: String,
+        #[command(flatten)]
+        api: super::http::ApiTarget,
         #[arg(long)]
         param: String,
         #[arg(long)]
@@ -21,8 +21,8 @@ pub enum GovCommand {
     },
     /// Vote on a proposal (its id is the proposal entry's id).
     Vote {
-        #[arg(long)]
-        api: String,
+        #[command(flatten)]
+        api: super::http::ApiTarget,
         #[arg(long)]
         proposal: String,
         /// Vote no instead of yes.
@@ -31,8 +31,8 @@ pub enum GovCommand {
     },
     /// Parameters in force, open proposals with votes, decided proposals.
     List {
-        #[arg(long)]
-        api: String,
+        #[command(flatten)]
+        api: super::http::ApiTarget,
     },
 }
 

@@ -25,9 +25,8 @@ pub enum RenderSub {
 
 #[derive(Args, Debug)]
 pub struct SubmitArgs {
-    /// The node's API address (see <data-dir>/api.addr).
-    #[arg(long)]
-    api: String,
+    #[command(flatten)]
+    api: super::http::ApiTarget,
     /// A built-in scene or a .toml scene file (sent inline; no mesh files).
     #[arg(long, default_value = "cornell")]
     scene: String,
@@ -86,7 +85,7 @@ pub async fn submit(a: SubmitArgs) -> anyhow::Result<ExitCode> {
         tile: a.tile,
     };
     let client = reqwest::Client::builder().no_proxy().build()?;
-    let base = format!("http://{}", a.api);
+    let base = format!("http://{}", a.api.addr()?);
     let accepted: ifx_protocols::api::JobAccepted =
         super::http::post_to_node(&client, &a.api, "jobs", &spec, "the job").await?;
     let id = accepted.job_id;

@@ -9,8 +9,8 @@ use clap::Subcommand;
 pub enum StakeCommand {
     /// Move liquid units into bonded stake.
     Bond {
-        #[arg(long)]
-        api: String,
+        #[command(flatten)]
+        api: super::http::ApiTarget,
         /// Units (1 IFX = 1,000,000).
         #[arg(long)]
         amount: u64,
@@ -20,8 +20,8 @@ pub enum StakeCommand {
     },
     /// Start unbonding; the units become liquid after the unbonding delay.
     Unbond {
-        #[arg(long)]
-        api: String,
+        #[command(flatten)]
+        api: super::http::ApiTarget,
         #[arg(long)]
         amount: u64,
     },

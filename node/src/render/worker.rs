@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use ifx_protocols::render::job::{TileRequest, TileResponse};
-use ifx_render::{Renderer, Tile};
+use ifx_render::Renderer;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
@@ -25,8 +25,15 @@ pub async fn serve(
             _ = shutdown.cancelled() => return,
             r = inbound.recv() => match r { Some(r) => r, None => return },
         };
-        let resp = match TileRequest::decode(&req.data) {
-            Ok(tr) => {
+        let resp = match TileRequest::decode(&req.data).map(|tr| {
+            let t = tr.checked_tile();
+            (tr, t)
+        }) {
+            Ok((_, Err(e))) => {
+                debug!(peer = %req.peer, error = %e, "tile request refused");
+                TileResponse { pixels: Vec::new(), error: e.to_string() }
+            }
+            Ok((tr, Ok(t))) => {
                 let renderer = match &cached {
                     Some((job, r)) if *job == tr.job => Ok(r.clone()),
                     _ => {
@@ -52,8 +59,6 @@ pub async fn serve(
                 match renderer {
                     Ok(r) => {
                         let s = tr.spec.settings();
-                        let [x, y, w, h] = tr.tile;
-                        let t = Tile { x, y, w, h };
                         let faults = compute.faults();
                         match tokio::task::spawn_blocking(move || {
                             faults.slow_work();

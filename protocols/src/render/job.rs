@@ -14,6 +14,14 @@ use crate::codec::DecodeError;
 pub const MAX_TILE: u32 = 256;
 /// Largest tile response (256 x 256 pixels x 12 bytes, plus framing).
 pub const MAX_TILE_RESPONSE: usize = (MAX_TILE * MAX_TILE * 12) as usize + 1024;
+/// Largest image a distributed job may ask for: 4K UHD and a little (2^23 pixels). The owner
+/// holds the image as linear f32 RGB, 12 bytes a pixel, so this is 100 MiB; the 16384 x 4096
+/// job the render limits alone allowed would have been 768 MiB from one request.
+pub const MAX_JOB_PIXELS: u64 = 1 << 23;
+/// Most samples one tile may ask for (pixels x spp): 256 x 256 at 256 spp, or 64 x 64 at 4096.
+/// With at most [`crate::render::MAX_BOUNCES`] bounces, that is what a GPU renders well inside
+/// [`TILE_TIMEOUT`]; a peer cannot order more work with one request.
+pub const MAX_TILE_SAMPLES: u64 = 1 << 24;
 /// A worker that does not answer a tile within this is given up on (the tile is re-assigned).
 pub const TILE_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -57,11 +65,25 @@ impl JobSpec {
         }
     }
 
-    /// Checks the settings against the render limits and the tile side against [`MAX_TILE`].
+    /// Checks the settings against the render limits, the image against [`MAX_JOB_PIXELS`],
+    /// the tile side against [`MAX_TILE`] and a tile's samples against [`MAX_TILE_SAMPLES`].
     pub fn validate(&self) -> Result<(), RenderError> {
         self.settings().validate()?;
+        let bad = |m: String| Err(RenderError::Settings(m));
+        if self.width as u64 * self.height as u64 > MAX_JOB_PIXELS {
+            return bad(format!(
+                "{}x{} exceeds {MAX_JOB_PIXELS} pixels for a distributed job",
+                self.width, self.height
+            ));
+        }
         if self.tile > MAX_TILE {
-            return Err(RenderError::Settings(format!("tile {} exceeds {MAX_TILE} for distributed jobs", self.tile)));
+            return bad(format!("tile {} exceeds {MAX_TILE} for distributed jobs", self.tile));
+        }
+        if self.tile as u64 * self.tile as u64 * self.spp as u64 > MAX_TILE_SAMPLES {
+            return bad(format!(
+                "a {0}x{0} tile at {1} spp is more than {MAX_TILE_SAMPLES} samples: use smaller tiles",
+                self.tile, self.spp
+            ));
         }
         Ok(())
     }
@@ -85,6 +107,27 @@ pub struct TileResponse {
 }
 
 impl TileRequest {
+    /// The tile asked for, checked: the spec valid, the rectangle inside the image (no
+    /// overflow, whatever the numbers) and no larger than the job's tile side.
+    pub fn checked_tile(&self) -> Result<Tile, RenderError> {
+        self.spec.validate()?;
+        let [x, y, w, h] = self.tile;
+        let inside = |at: u32, len: u32, side: u32| len > 0 && at.checked_add(len).is_some_and(|end| end <= side);
+        if !inside(x, w, self.spec.width) || !inside(y, h, self.spec.height) {
+            return Err(RenderError::Settings(format!(
+                "tile {:?} is outside the {}x{} image",
+                self.tile, self.spec.width, self.spec.height
+            )));
+        }
+        if w > self.spec.tile || h > self.spec.tile {
+            return Err(RenderError::Settings(format!(
+                "tile {w}x{h} is larger than the job's {0}x{0}",
+                self.spec.tile
+            )));
+        }
+        Ok(Tile { x, y, w, h })
+    }
+
     /// Bytes for the wire.
     pub fn encode(&self) -> Vec<u8> {
         crate::codec::encode(self)
@@ -130,4 +173,39 @@ pub fn check_tile(bytes: &[u8], t: Tile) -> Result<Vec<[f32; 3]>, RenderError> {
         return Err(RenderError::Tile("tile has negative or non-finite values".into()));
     }
     Ok(px)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(width: u32, height: u32, spp: u32, tile: u32) -> JobSpec {
+        JobSpec { scene: "cornell".into(), scene_toml: None, width, height, spp, max_bounces: 6, tile }
+    }
+
+    #[test]
+    fn a_job_is_capped_in_pixels_and_a_tile_in_samples() {
+        assert!(spec(3840, 2160, 64, 32).validate().is_ok());
+        assert!(spec(16_384, 4096, 1, 32).validate().is_err(), "768 MiB from one request");
+        assert!(spec(256, 256, 256, 256).validate().is_ok());
+        assert!(spec(256, 256, 257, 256).validate().is_err());
+    }
+
+    /// Issue #16: a tile rectangle was unchecked (8192 x 8192 from a small request; `x + w`
+    /// could overflow).
+    #[test]
+    fn tile_rectangles_are_checked_without_overflow() {
+        let req = |tile: [u32; 4]| TileRequest { job: [0; 16], spec: spec(256, 256, 16, 32), tile };
+        assert_eq!(req([32, 64, 32, 32]).checked_tile().unwrap(), Tile { x: 32, y: 64, w: 32, h: 32 });
+        for bad in [
+            [0, 0, 8192, 8192],
+            [u32::MAX, 0, 2, 2],
+            [0, u32::MAX - 1, 32, 32],
+            [250, 0, 32, 32],
+            [0, 0, 0, 32],
+            [0, 0, 64, 32],
+        ] {
+            assert!(req(bad).checked_tile().is_err(), "{bad:?}");
+        }
+    }
 }
