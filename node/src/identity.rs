@@ -26,6 +26,11 @@ pub enum IdentityError {
     Corrupt { path: PathBuf, reason: String },
     #[error("no key file in {0}; start a node with this data dir to create one")]
     Missing(PathBuf),
+    #[error(
+        "key file {path} is accessible to other users (mode {mode:03o}); like ssh, ifx refuses such a key \
+         (anyone who read it can sign as this node): chmod 600 {path}"
+    )]
+    LoosePermissions { path: PathBuf, mode: u32 },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -81,6 +86,12 @@ impl Identity {
     /// Loads an existing key; `Missing` if there is none.
     pub fn load(data_dir: &Path) -> Result<Self, IdentityError> {
         let path = data_dir.join(KEY_FILE);
+        // Checked before the secret is read, as ssh does.
+        if let Ok(meta) = fs::metadata(&path)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            return Err(IdentityError::LoosePermissions { path, mode: meta.permissions().mode() & 0o777 });
+        }
         let text = match fs::read_to_string(&path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -100,11 +111,6 @@ impl Identity {
         let signing = SigningKey::from_bytes(&secret);
         if hex::encode(signing.verifying_key().to_bytes()) != file.public {
             return Err(corrupt("public key does not match the secret".into()));
-        }
-        if let Ok(meta) = fs::metadata(&path)
-            && meta.permissions().mode() & 0o077 != 0
-        {
-            tracing::warn!(path = %path.display(), "key file is readable by others; chmod 600 it");
         }
         Ok(Self { signing })
     }
@@ -165,6 +171,24 @@ mod tests {
         assert_eq!(fs::read(&path).unwrap(), bytes, "a corrupt key must never be replaced");
         fs::write(&path, "garbage").unwrap();
         assert!(matches!(Identity::load(dir.path()), Err(IdentityError::Corrupt { .. })));
+    }
+
+    /// Issue #16: a key others could read only logged a warning.
+    #[test]
+    fn a_key_others_can_read_is_refused_with_the_fix() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let id = Identity::load_or_create(dir.path()).unwrap();
+        let path = dir.path().join(KEY_FILE);
+        for mode in [0o644, 0o640, 0o604, 0o660] {
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+            let e = Identity::load(dir.path()).err().expect("refused").to_string();
+            assert!(e.contains(&format!("chmod 600 {}", path.display())) && e.contains(&format!("{mode:03o}")), "{e}");
+            // Not replaced by a new identity either.
+            assert!(Identity::load_or_create(dir.path()).is_err());
+        }
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(Identity::load(dir.path()).unwrap().public_key(), id.public_key());
     }
 
     #[test]

@@ -84,7 +84,7 @@ impl Node {
     }
 
     /// Starts a node whose GPU work runs on `devices` (shared by the nodes of one process).
-    pub async fn start_on(cfg: NodeConfig, devices: Arc<Devices>) -> Result<Node, NodeError> {
+    pub async fn start_on(mut cfg: NodeConfig, devices: Arc<Devices>) -> Result<Node, NodeError> {
         cfg.validate()?;
         let faults = Faults { slow_ms: cfg.faults.slow_ms };
         let started_at = Instant::now();
@@ -97,6 +97,11 @@ impl Node {
         // offline with the same economics and genesis.
         write_atomic(&data_dir, NETWORK_FILE, &cfg.network_toml())
             .map_err(|e| NodeError::DataDir { path: data_dir.clone(), reason: e.to_string() })?;
+        // From here on the node runs on the wire id: the name and the fingerprint of the genesis,
+        // clock and economics it was given (signatures, protocol names, topics, the ledger).
+        let wire_id = cfg.network.wire_id();
+        let name = std::mem::replace(&mut cfg.network.id, wire_id);
+        info!(network = name, wire_id = cfg.network.id, "network fingerprinted");
         let db_path = data_dir.join("db");
         let db = Db::open(&db_path)
             .map_err(|e| NodeError::Storage { path: db_path.clone(), reason: storage_reason(&e.to_string()) })?;

@@ -10,6 +10,13 @@ use ifx_node::{Node, NodeConfig};
 use ifx_protocols::fl::wire::{DataRule, TaskSpec};
 use ifx_protocols::ledger::{EntryKind, FlReceipt};
 
+/// One genesis for every node of this test binary: a node with another genesis is on another
+/// network (the network id commits to it).
+fn genesis_secs() -> u64 {
+    static GENESIS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *GENESIS.get_or_init(|| ifx_node::unix_time_us() / 1_000_000)
+}
+
 fn digits() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/digits.csv.gz")
 }
@@ -20,7 +27,7 @@ fn config(dir: &Path, boot: Option<String>) -> NodeConfig {
     c.node.listen = vec!["/ip4/127.0.0.1/tcp/0".into()];
     c.node.api = String::new();
     c.network.id = "fl-test".into();
-    c.network.genesis_unix_secs = ifx_node::unix_time_us() / 1_000_000;
+    c.network.genesis_unix_secs = genesis_secs();
     c.network.epoch_secs = 3600;
     c.network.heartbeat_interval_ms = 300;
     c.network.bootnodes = boot.into_iter().collect();

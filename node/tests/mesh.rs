@@ -10,13 +10,20 @@ use ifx_protocols::{Kind, SignedEnvelope};
 
 const NODES: usize = 10;
 
+/// One genesis for every node of this test binary: a node with another genesis is on another
+/// network (the network id commits to it).
+fn genesis_secs() -> u64 {
+    static GENESIS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *GENESIS.get_or_init(|| ifx_node::unix_time_us() / 1_000_000)
+}
+
 fn config(dir: &std::path::Path, net_id: &str, bootnode: Option<String>) -> NodeConfig {
     let mut cfg = NodeConfig::default();
     cfg.node.data_dir = dir.into();
     cfg.node.listen = vec!["/ip4/127.0.0.1/tcp/0".into()];
     cfg.node.api = String::new();
     cfg.network.id = net_id.into();
-    cfg.network.genesis_unix_secs = ifx_node::unix_time_us() / 1_000_000 - 10;
+    cfg.network.genesis_unix_secs = genesis_secs() - 10;
     cfg.network.epoch_secs = 3600;
     cfg.network.heartbeat_interval_ms = 300;
     cfg.network.bootnodes = bootnode.into_iter().collect();
@@ -94,9 +101,10 @@ async fn ten_nodes_discover_each_other_and_exchange_heartbeats() {
     // Node 1 turns bad: garbage bytes, then a well-formed envelope whose signature does not
     // match its contents (another node's heartbeat with a changed epoch).
     let bad = &nodes[1];
+    let mesh_id = config(&tmp.path().join("unused"), "mesh", None).network.wire_id();
     let mut forged = SignedEnvelope::sign(
         &ed25519_dalek::SigningKey::from_bytes(&[7; 32]),
-        "mesh",
+        &mesh_id,
         Kind::Heartbeat,
         0,
         vec![1, 2, 3],
@@ -157,6 +165,35 @@ async fn nodes_of_different_networks_do_not_mix() {
     b.stop().await;
 }
 
+/// Issue #16: nodes were told apart only by the network's name, so nodes with a different
+/// genesis or economics under one name mixed (and would compute different rewards).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn same_name_but_other_economics_do_not_mix() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = Node::start(config(&tmp.path().join("a"), "same-name", None)).await.unwrap();
+    let boot = format!("{}/p2p/{}", a.listen_addrs[0], a.peer_id);
+    let mut cfg = config(&tmp.path().join("b"), "same-name", Some(boot.clone()));
+    cfg.network.heartbeat_interval_ms = 200;
+    cfg.network.economics.workers_bps -= 1;
+    let b = Node::start(cfg).await.unwrap();
+    // The control: a third node with a's exact parameters joins a.
+    let c = Node::start(config(&tmp.path().join("c"), "same-name", Some(boot))).await.unwrap();
+    wait_for("the node of the same network joins", Duration::from_secs(20), async || {
+        a.net.snapshot().await.unwrap().routing_table.contains(&c.peer_id.to_string())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let b_id = b.peer_id.to_string();
+    for n in [&a, &c] {
+        assert!(!n.net.snapshot().await.unwrap().routing_table.contains(&b_id), "routing table mixed networks");
+    }
+    assert!(b.net.snapshot().await.unwrap().routing_table.is_empty());
+    assert!(b.heartbeats.lock().unwrap().is_empty(), "a heartbeat crossed into the other economics");
+    for n in [a, b, c] {
+        n.stop().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_node_finds_its_peers_again_without_a_bootnode() {
     let tmp = tempfile::tempdir().unwrap();
@@ -186,7 +223,7 @@ async fn verifier_attestations_replicate_and_a_late_joiner_catches_up_by_sync() 
     let tmp = tempfile::tempdir().unwrap();
     let cfg = |name: &str, boot: Option<String>, verifier: bool| {
         let mut c = config(&tmp.path().join(name), "ledger", boot);
-        c.network.genesis_unix_secs = ifx_node::unix_time_us() / 1_000_000;
+        c.network.genesis_unix_secs = genesis_secs();
         c.network.epoch_secs = 1;
         c.network.heartbeat_interval_ms = 200;
         c.ledger.sync_interval_ms = 300;

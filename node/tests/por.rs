@@ -6,13 +6,20 @@ use std::time::{Duration, Instant};
 
 use ifx_node::{Node, NodeConfig};
 
+/// One genesis for every node of this test binary: a node with another genesis is on another
+/// network (the network id commits to it).
+fn genesis_secs() -> u64 {
+    static GENESIS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *GENESIS.get_or_init(|| ifx_node::unix_time_us() / 1_000_000)
+}
+
 fn config(dir: &std::path::Path, boot: Option<String>) -> NodeConfig {
     let mut c = NodeConfig::default();
     c.node.data_dir = dir.into();
     c.node.listen = vec!["/ip4/127.0.0.1/tcp/0".into()];
     c.node.api = String::new();
     c.network.id = "por-test".into();
-    c.network.genesis_unix_secs = ifx_node::unix_time_us() / 1_000_000;
+    c.network.genesis_unix_secs = genesis_secs();
     c.network.epoch_secs = 3600;
     c.network.heartbeat_interval_ms = 200;
     c.network.bootnodes = boot.into_iter().collect();

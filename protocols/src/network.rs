@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 pub use crate::invalid::InvalidValue;
-use crate::net_id::{self, MAX_NET_ID_LEN};
+use crate::net_id::{self, MAX_NET_NAME_LEN};
 use crate::settle::{EconParams, GenesisAlloc};
 
 /// Shared network parameters (`[network]` in a node config, or a file of its own).
@@ -54,10 +54,10 @@ impl NetworkConfig {
     /// Checks every value; the error names the first bad key under `prefix` (e.g. `network`).
     pub fn validate(&self, prefix: &str) -> Result<(), InvalidValue> {
         let key = |k: &str| format!("{prefix}.{k}");
-        if !net_id::is_valid(&self.id) {
+        if !net_id::is_valid(&self.id) || self.id.len() > MAX_NET_NAME_LEN {
             return Err(InvalidValue::new(
                 key("id"),
-                format!("{:?} must be 1 to {MAX_NET_ID_LEN} characters of a-z, 0-9 and '-'", self.id),
+                format!("{:?} must be 1 to {MAX_NET_NAME_LEN} characters of a-z, 0-9 and '-'", self.id),
             ));
         }
         if !(1..=365 * 24 * 3600).contains(&self.epoch_secs) {
@@ -111,6 +111,46 @@ impl NetworkConfig {
         self.epoch_secs.saturating_mul(1000) / self.heartbeat_interval_ms.max(1)
     }
 
+    /// BLAKE3 over everything the nodes of one network must agree on: the name, the clock
+    /// (genesis, epoch length, seal grace), the heartbeat cadence and IB reference that liveness
+    /// and weights are computed from, the economics and the genesis allocations. Not the
+    /// bootnodes: those only say where to start looking.
+    pub fn fingerprint(&self) -> [u8; 32] {
+        #[derive(Serialize)]
+        struct Agreed<'a> {
+            id: &'a str,
+            genesis_unix_secs: u64,
+            epoch_secs: u64,
+            heartbeat_interval_ms: u64,
+            ib_reference_iters_per_sec: u64,
+            seal_grace_secs: u64,
+            economics: &'a EconParams,
+            genesis: &'a [GenesisAlloc],
+        }
+        let agreed = Agreed {
+            id: &self.id,
+            genesis_unix_secs: self.genesis_unix_secs,
+            epoch_secs: self.epoch_secs,
+            heartbeat_interval_ms: self.heartbeat_interval_ms,
+            ib_reference_iters_per_sec: self.ib_reference_iters_per_sec,
+            seal_grace_secs: self.seal_grace_secs,
+            economics: &self.economics,
+            genesis: &self.genesis,
+        };
+        // JSON of plain structs and vectors: fields in declaration order, so every node that
+        // holds the same values hashes the same bytes.
+        let bytes = serde_json::to_vec(&agreed).expect("plain data");
+        blake3::derive_key("ifx network fingerprint v1", &bytes)
+    }
+
+    /// The id every signature, protocol name and topic of this network carries: the name and
+    /// 8 hex digits of [`Self::fingerprint`], so nodes configured with a different genesis or
+    /// economics under the same name never mix (their messages do not verify, their protocols
+    /// do not match).
+    pub fn wire_id(&self) -> String {
+        format!("{}-{}", self.id, hex::encode(&self.fingerprint()[..4]))
+    }
+
     /// Kademlia protocol name for this network.
     pub fn kad_protocol(&self) -> String {
         format!("/ifx/{}/kad/1", self.id)
@@ -156,6 +196,35 @@ impl<'a> From<&'a NetworkConfig> for crate::settle::engine::Chain<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue #16: a network was told apart only by its id string.
+    #[test]
+    fn the_wire_id_commits_to_genesis_and_economics() {
+        let base = NetworkConfig { id: "lab".into(), ..Default::default() };
+        let id = base.wire_id();
+        assert!(id.starts_with("lab-") && net_id::is_valid(&id) && id.len() == 12, "{id}");
+        let longest = NetworkConfig { id: "a".repeat(MAX_NET_NAME_LEN), ..Default::default() };
+        assert!(longest.validate("network").is_ok() && net_id::is_valid(&longest.wire_id()));
+        let too_long = NetworkConfig { id: "a".repeat(MAX_NET_NAME_LEN + 1), ..Default::default() };
+        assert!(too_long.validate("network").is_err());
+        let mut other_econ = base.clone();
+        other_econ.economics.workers_bps += 1;
+        let mut other_genesis = base.clone();
+        other_genesis.genesis.push(GenesisAlloc {
+            key: hex::encode([7u8; 32]),
+            role: crate::settle::StakeRole::Verifier,
+            stake: 1,
+            liquid: 0,
+        });
+        let mut other_clock = base.clone();
+        other_clock.genesis_unix_secs += 1;
+        for other in [other_econ, other_genesis, other_clock] {
+            assert_ne!(other.wire_id(), id);
+        }
+        let mut same = base.clone();
+        same.bootnodes.push("/ip4/127.0.0.1/tcp/1".into());
+        assert_eq!(same.wire_id(), id, "bootnodes are not part of the agreement");
+    }
 
     #[test]
     fn defaults_are_valid() {

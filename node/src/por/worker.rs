@@ -65,7 +65,21 @@ pub async fn serve(
                 net.respond(Proto::Por, req.channel, busy.encode()).await;
                 return;
             }
-            let _permit = if heavy { work.acquire_owned().await.ok() } else { None };
+            // A render waits for a work slot. A benchmark does not: the verifier times it, and
+            // time spent queued behind others' work would read as a forged time; it is answered
+            // Busy instead (a QoS miss).
+            let _permit = match decoded {
+                Ok(Request::Bench { .. }) => match work.clone().try_acquire_owned() {
+                    Ok(p) => Some(p),
+                    Err(_) => {
+                        let busy = Response::Busy("every work slot is taken by other challenges".into());
+                        net.respond(Proto::Por, req.channel, busy.encode()).await;
+                        return;
+                    }
+                },
+                Ok(Request::Render { .. }) => work.acquire_owned().await.ok(),
+                _ => None,
+            };
             let resp = match decoded {
                 Ok(Request::Render { id, scene, settings }) => {
                     let (open, old) = (open.clone(), old.clone());
