@@ -161,6 +161,23 @@ async fn five_non_iid_clients_learn_over_the_mesh_despite_poisoners_and_an_audit
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
+    // Issue #16: only a task's owner may make a worker train. The auditor asks an honest
+    // worker that joined this task: refused, and nothing is trained.
+    let task: [u8; 16] = hex::decode(&id).unwrap().try_into().unwrap();
+    let train = ifx_protocols::fl::wire::FlRequest::Train {
+        task,
+        round: 0,
+        spec: status.spec.clone(),
+        global: [0; 32],
+        len: 1000,
+    };
+    let answer =
+        auditor.net.request(ifx_node::network::Proto::Fl, honest[0].peer_id, train.encode()).await.unwrap().unwrap();
+    match ifx_protocols::fl::wire::FlResponse::decode(&answer).unwrap() {
+        ifx_protocols::fl::wire::FlResponse::Error(e) => assert!(e.contains("owner"), "{e}"),
+        other => panic!("a stranger made a worker train: {other:?}"),
+    }
+
     // Malformed requests on the fl protocol get a reason, not a crash.
     let answer =
         auditor.net.request(ifx_node::network::Proto::Fl, owner.peer_id, vec![0xff; 40]).await.unwrap().unwrap();

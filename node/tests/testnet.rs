@@ -46,10 +46,16 @@ fn testnet_of_eight_with_a_sigkill_ends_on_time_and_reports() {
     assert!(!report.is_null(), "no report; stdout:\n{stdout}\nstderr:\n{stderr}");
     assert!(out.status.success(), "testnet failed:\n{stdout}\n{stderr}\n{report:#}");
     assert_eq!(report["ok"], true);
-    // On time: 20 s of run plus start-up, the settle phase (at most two epochs, the seal grace
-    // and the roots wait) and shutdown, never a hang. 45 s was tight on a loaded 2-core machine:
-    // the build before the restructuring took 46.7 s here on 2026-12-01, the same as after.
-    assert!(took < Duration::from_secs(60), "took {took:?}");
+    // On time: never a hang. The run is 20 s; after it the harness waits for the render job
+    // while it still finishes tiles, then at most two epochs, the seal grace, the roots wait and
+    // the shutdown. The job alone took 44 s on this 2-core machine on 2026-12-02 (before and
+    // after the hostile-peer work alike), so the bound is what the network was given: the job's
+    // own time plus 40 s (it was a fixed 60 s, which a slow render alone came within 11 s of).
+    let render_secs = report["render"]["secs"].as_f64().unwrap_or(0.0);
+    assert!(
+        took < Duration::from_secs_f64(40.0 + render_secs.max(20.0)),
+        "took {took:?}, the render job {render_secs} s"
+    );
 
     let discovery = report["discovery_secs"].as_f64().expect("discovery completed");
     assert!(discovery > 0.0 && discovery < 20.0, "{discovery}");

@@ -15,6 +15,8 @@ use serde::de::DeserializeOwned;
 use crate::launch::Testnet;
 use crate::{TestnetArgs, TestnetError};
 
+/// After the run, a render job that finished no tile for this long is given up on.
+const JOB_STALL: Duration = Duration::from_secs(20);
 /// Kademlia's bucket size.
 const KAD_K: usize = 20;
 /// Time between two polls of every node, in a small network.
@@ -458,7 +460,8 @@ async fn apply(net: &mut Testnet, args: &TestnetArgs, out: &mut Outcome, action:
     }
 }
 
-/// After the run: polls (up to 30 s) until the render job has ended and (up to 120 s) the
+/// After the run: polls until the render job has ended (as long as it keeps finishing tiles,
+/// [`JOB_STALL`] without one, 120 s at most) and (up to 120 s) the
 /// federated task; with cheaters in the run, also (up to two epochs and the seal grace) until
 /// every cheater is slashed in a sealed epoch (a cheater caught in the run's last epoch is
 /// slashed only once that epoch is sealed, after the run). Then (up to 10 s; 250 ms per node
@@ -477,6 +480,7 @@ pub async fn settle(net: &mut Testnet, args: &TestnetArgs, mut out: Outcome) -> 
     let mut slashed_all = cheaters.is_empty();
     let mut slash_polled: Option<std::time::Instant> = None;
     let mut rest_done: Option<std::time::Instant> = None;
+    let mut job_progress = (0usize, std::time::Instant::now());
     // Gossip takes longer to reach every node of a big network (10 s up to 16 nodes), and the
     // verifiers keep writing: every node holds the same set only in a quiet moment, which may
     // come once an epoch (near its end, after the last re-seal).
@@ -489,7 +493,14 @@ pub async fn settle(net: &mut Testnet, args: &TestnetArgs, mut out: Outcome) -> 
         track_coverage(net, &mut out, &ProgressBar::hidden());
         poll_job(net, &mut out).await;
         poll_fl(net, &mut out).await;
-        let job_done = !job_running(&out) || start.elapsed() > Duration::from_secs(30);
+        // A job still finishing tiles is waited for (a loaded machine renders slowly, and the
+        // verdict must not fail a healthy network for it); one that stalls is given up on.
+        let tiles = out.job.as_ref().and_then(|t| t.last.as_ref()).map_or(0, |j| j.tiles_done);
+        if tiles > job_progress.0 {
+            job_progress = (tiles, std::time::Instant::now());
+        }
+        let job_done =
+            !job_running(&out) || job_progress.1.elapsed() > JOB_STALL || start.elapsed() > Duration::from_secs(120);
         if !fl_running(&out) && fl_end.is_none() {
             fl_end = Some(std::time::Instant::now());
             // Equality seen before the last receipts were written does not count.

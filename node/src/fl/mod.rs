@@ -25,7 +25,7 @@ mod status;
 mod transfer;
 mod worker;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -100,11 +100,22 @@ struct Inner {
     tasks: Mutex<BTreeMap<String, TaskStatus>>,
     /// Owner side: workers that joined each task (peer id -> public key).
     joined: Mutex<BTreeMap<[u8; 16], Workers>>,
-    /// Worker side: tasks this node has joined.
-    my_joins: Mutex<BTreeSet<[u8; 16]>>,
+    /// Worker side: tasks this node has joined, and their owner (the only peer it trains for).
+    my_joins: Mutex<BTreeMap<[u8; 16], PeerId>>,
     audits: Mutex<AuditStats>,
+    /// One local training at a time: an owner's request waits its turn (training is the
+    /// heaviest work a peer can ask for).
+    training: tokio::sync::Semaphore,
+    /// One audit at a time, at most [`AUDIT_QUEUE`] waiting; past that a round is not audited
+    /// (any peer can announce rounds, and each audit fetches and recomputes).
+    auditing: Arc<tokio::sync::Semaphore>,
+    audits_waiting: Arc<std::sync::atomic::AtomicUsize>,
     shutdown: CancellationToken,
 }
+
+/// Audits that may wait for the one running (an honest owner announces a round every few
+/// seconds, and an audit takes less than a round).
+pub const AUDIT_QUEUE: usize = 16;
 
 /// Joined workers of one task: peer id -> public key.
 type Workers = BTreeMap<PeerId, [u8; 32]>;
@@ -162,6 +173,9 @@ impl Fl {
                 joined: Mutex::default(),
                 my_joins: Mutex::default(),
                 audits: Mutex::default(),
+                training: tokio::sync::Semaphore::new(1),
+                auditing: Arc::new(tokio::sync::Semaphore::new(1)),
+                audits_waiting: Arc::default(),
                 shutdown,
             }),
         })
@@ -212,11 +226,11 @@ impl Fl {
         match g {
             FlGossip::Task { task, .. } => {
                 let c = &self.inner;
-                if c.data.is_none() || c.role != Role::Worker || lock(&c.my_joins).contains(&task) {
+                if c.data.is_none() || c.role != Role::Worker || lock(&c.my_joins).contains_key(&task) {
                     return;
                 }
                 // Mark first, so a burst of announcements sends one join.
-                lock(&c.my_joins).insert(task);
+                lock(&c.my_joins).insert(task, owner);
                 let me = self.clone();
                 tokio::spawn(async move {
                     let req = FlRequest::Join { task }.encode();
@@ -236,8 +250,18 @@ impl Fl {
                 if self.inner.role != Role::Verifier {
                     return;
                 }
+                use std::sync::atomic::Ordering;
+                let waiting = self.inner.audits_waiting.clone();
+                if waiting.fetch_add(1, Ordering::SeqCst) >= AUDIT_QUEUE {
+                    waiting.fetch_sub(1, Ordering::SeqCst);
+                    debug!(round = r.round, %owner, "{AUDIT_QUEUE} audits waiting: this round is not audited");
+                    return;
+                }
                 let me = self.clone();
                 tokio::spawn(async move {
+                    let permit = me.inner.auditing.clone().acquire_owned().await;
+                    waiting.fetch_sub(1, Ordering::SeqCst);
+                    let Ok(_permit) = permit else { return };
                     let outcome = me.audit(owner, &r).await;
                     let mut a = lock(&me.inner.audits);
                     match outcome {

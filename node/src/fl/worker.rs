@@ -12,7 +12,7 @@ use libp2p::PeerId;
 use tracing::debug;
 
 use super::transfer::fetch;
-use super::{Fl, TaskError};
+use super::{Fl, TaskError, lock};
 
 impl Fl {
     /// Fetches the weights, trains on this node's shard and keeps the (possibly poisoned) update.
@@ -26,8 +26,14 @@ impl Fl {
         len: u32,
     ) -> Result<FlResponse, TaskError> {
         let c = &self.inner;
+        // Only the owner of a task this node joined may make it train (issue #16: any peer
+        // could order unbounded training).
+        if lock(&c.my_joins).get(&task) != Some(&owner) {
+            return Err(TaskError::task("not asked by the owner of a task this node joined"));
+        }
         let (train, _) = c.data.clone().ok_or_else(|| TaskError::task("this node has no [fl] data"))?;
         spec.validate()?;
+        let _turn = c.training.acquire().await.map_err(|_| TaskError::task("the node is stopping"))?;
         let bytes = fetch(&c.net, owner, global, len as usize).await.map_err(|m| TaskError::Peer(m.reason()))?;
         let weights = from_safetensors(&bytes)?;
         let shard = c.shard;

@@ -257,10 +257,9 @@ impl Entry {
         Ok(Self { author: w.author, seq: w.seq, prev: w.prev, epoch: w.epoch, kind, body: w.body, sig: w.sig, id })
     }
 
-    /// Checks the signature alone (strict ed25519).
+    /// Checks the signature alone, by the one rule batches use too ([`verify_cofactored`]).
     pub fn verify(&self) -> Result<(), EntryError> {
-        let key = VerifyingKey::from_bytes(&self.author).map_err(|_| EntryError::BadAuthor)?;
-        key.verify_strict(&self.id, &Signature::from_bytes(&self.sig)).map_err(|_| EntryError::BadSignature)
+        verify_cofactored(&self.author, &self.id, &self.sig)
     }
 
     /// Size on the wire.
@@ -268,6 +267,37 @@ impl Entry {
         // version + author + seq (varint) + prev + epoch (varint) + kind + body len + body + sig
         self.encode().len()
     }
+}
+
+/// The validity rule of an entry's signature, the same alone and in a batch (as Zcash's ZIP 215
+/// makes it): the cofactored equation `[8]([S]B - R - [k]A) = 0`, `k = SHA-512(R || A || M)`,
+/// with `S` canonical, `A` a valid key of no small order, and `R` of no small order.
+///
+/// Why cofactored: ed25519-dalek's batch equation multiplies by the cofactor, its single
+/// `verify_strict` does not, so an `R` with a torsion component (crafted: `R = [r]B + T`) failed
+/// alone and passed in a batch: a node that got the entry by gossip rejected it, a node that got
+/// it by sync kept it, and their ledger roots split. Cofactored alone and in a batch, they agree.
+pub fn verify_cofactored(author: &[u8; 32], msg: &[u8], sig: &[u8; 64]) -> Result<(), EntryError> {
+    use curve25519_dalek::edwards::CompressedEdwardsY;
+    use curve25519_dalek::traits::IsIdentity;
+    use curve25519_dalek::{EdwardsPoint, Scalar};
+    use sha2::{Digest, Sha512};
+    let a = CompressedEdwardsY(*author).decompress().ok_or(EntryError::BadAuthor)?;
+    if a.is_small_order() {
+        return Err(EntryError::BadAuthor);
+    }
+    let r_bytes: [u8; 32] = sig[..32].try_into().expect("64-byte signature");
+    let r = CompressedEdwardsY(r_bytes).decompress().ok_or(EntryError::BadSignature)?;
+    if r.is_small_order() {
+        return Err(EntryError::BadSignature);
+    }
+    let s_bytes: [u8; 32] = sig[32..].try_into().expect("64-byte signature");
+    let s = Option::<Scalar>::from(Scalar::from_canonical_bytes(s_bytes)).ok_or(EntryError::BadSignature)?;
+    let k = Scalar::from_bytes_mod_order_wide(
+        &Sha512::new().chain_update(r_bytes).chain_update(author).chain_update(msg).finalize().into(),
+    );
+    let residual = EdwardsPoint::vartime_double_scalar_mul_basepoint(&k, &(-a), &s) - r;
+    if residual.mul_by_cofactor().is_identity() { Ok(()) } else { Err(EntryError::BadSignature) }
 }
 
 /// Verifies many entries at once with ed25519 batch verification (about four times the rate of
@@ -369,6 +399,64 @@ mod tests {
         bad.sig[..32].copy_from_slice(&set[0]);
         assert!(strict_r(&bad).is_err());
         assert!(bad.verify().is_err());
+    }
+
+    /// Issue #16: an entry whose `R` carries a torsion component passed in a batch and failed
+    /// alone. Now one rule judges both ways, and the same.
+    #[test]
+    fn a_torsion_component_is_judged_the_same_alone_and_in_a_batch() {
+        use curve25519_dalek::Scalar;
+        use curve25519_dalek::constants::{ED25519_BASEPOINT_POINT, EIGHT_TORSION};
+        use sha2::{Digest, Sha512};
+        let k = SigningKey::from_bytes(&[5; 32]);
+        let honest = Entry::sign(&k, "t", 0, GENESIS_PREV, 0, EntryKind::Liveness, vec![1]).unwrap();
+        // The same entry signed with R = [r]B + T for a torsion point T of order 8.
+        let mut crafted = honest.clone();
+        let r = Scalar::from_bytes_mod_order([9; 32]);
+        let big_r = (ED25519_BASEPOINT_POINT * r + EIGHT_TORSION[1]).compress().to_bytes();
+        let h = Scalar::from_bytes_mod_order_wide(
+            &Sha512::new().chain_update(big_r).chain_update(crafted.author).chain_update(crafted.id).finalize().into(),
+        );
+        let s = r + h * k.to_scalar();
+        crafted.sig[..32].copy_from_slice(&big_r);
+        crafted.sig[32..].copy_from_slice(s.as_bytes());
+        // The old rule disagreed with the batch.
+        let vk = VerifyingKey::from_bytes(&crafted.author).unwrap();
+        assert!(vk.verify_strict(&crafted.id, &Signature::from_bytes(&crafted.sig)).is_err());
+        let mut cache = KeyCache::default();
+        for batch in
+            [vec![crafted.clone()], vec![honest.clone(), crafted.clone()], vec![crafted.clone(), honest.clone()]]
+        {
+            for (e, v) in batch.iter().zip(verify_all(&batch, &mut cache)) {
+                assert_eq!(v.is_ok(), e.verify().is_ok(), "batch and alone disagree on {:?}", &e.sig[..4]);
+            }
+        }
+        assert!(crafted.verify().is_ok() && honest.verify().is_ok());
+        // A non-canonical S (at least 2^252, above the group order) and a wrong S fail both ways.
+        let mut noncanon = honest.clone();
+        noncanon.sig[63] |= 0xf0;
+        let mut wrong = honest.clone();
+        wrong.sig[32] ^= 1;
+        for bad in [noncanon, wrong] {
+            assert!(bad.verify().is_err());
+            assert!(verify_all(&[bad.clone(), honest.clone()], &mut cache)[0].is_err());
+        }
+    }
+
+    proptest::proptest! {
+        /// Any single-byte change of a valid entry's signature or author is judged the same
+        /// alone and in a batch.
+        #[test]
+        fn mutated_entries_are_judged_the_same_alone_and_in_a_batch(at in 0usize..96, xor in 1u8..=255) {
+            let k = SigningKey::from_bytes(&[6; 32]);
+            let good = Entry::sign(&k, "t", 1, [2; 32], 0, EntryKind::Liveness, vec![3]).unwrap();
+            let mut e = good.clone();
+            if at < 64 { e.sig[at] ^= xor } else { e.author[at - 64] ^= xor }
+            let mut cache = KeyCache::default();
+            let batch = verify_all(&[good.clone(), e.clone()], &mut cache);
+            proptest::prop_assert_eq!(batch[1].is_ok(), e.verify().is_ok());
+            proptest::prop_assert!(batch[0].is_ok());
+        }
     }
 
     #[test]
