@@ -189,3 +189,32 @@ proptest! {
         prop_assert_eq!(x.root(), union.root());
     }
 }
+
+/// Issue #16: the requester's `max_bytes` was not clamped, so `u32::MAX` made the responder
+/// build one answer of every entry, larger than any requester decodes. Now every answer fits,
+/// and a pull with that budget still brings everything.
+#[test]
+fn a_huge_max_bytes_is_clamped_and_the_pull_completes() {
+    use ifx_protocols::ledger::sync::{MAX_CHUNK_BYTES, MAX_RESPONSE_BYTES};
+    let k = key(9);
+    let mut prev = GENESIS_PREV;
+    let mut all = Vec::new();
+    // 160 entries of 31 KiB: about 5 MiB, more than one response may carry.
+    for seq in 0..160u64 {
+        let e = Entry::sign(&k, NET, seq, prev, 0, EntryKind::Unknown(9), vec![seq as u8; 31 * 1024]).unwrap();
+        prev = e.id();
+        all.push(e);
+    }
+    let full = ledger_of(&all);
+    let empty = Ledger::new(NET);
+    let req = SyncRequest { summaries: empty.summary(), max_bytes: u32::MAX, resume: None };
+    let resp = full.missing_for(&req);
+    let bytes = resp.encode();
+    assert!(bytes.len() <= MAX_RESPONSE_BYTES, "{} bytes", bytes.len());
+    assert!(resp.entries.iter().map(Vec::len).sum::<usize>() <= MAX_CHUNK_BYTES + 32 * 1024 + 256);
+    assert!(resp.next.is_some(), "the rest is left for the next request");
+    assert!(SyncResponse::decode(&bytes).is_ok());
+    let mut me = Ledger::new(NET);
+    assert_eq!(pull(&mut me, &full, u32::MAX), 160);
+    assert_eq!(me.root(), full.root());
+}

@@ -341,7 +341,9 @@ impl Ledger {
     /// Without forks the cost follows the size of the difference, not of the ledger.
     pub fn missing_for(&self, req: &SyncRequest) -> SyncResponse {
         let theirs: BTreeMap<&[u8; 32], &AuthorSummary> = req.summaries.iter().map(|s| (&s.author, s)).collect();
-        let budget = req.max_bytes as usize;
+        // Clamped (issue #16: a requester's u32::MAX made the responder build an answer larger
+        // than any requester decodes).
+        let budget = (req.max_bytes as usize).min(super::sync::MAX_CHUNK_BYTES);
         let mut entries = Vec::new();
         let mut bytes = 0usize;
         let (from_author, from_seq) = req.resume.unwrap_or(([0; 32], 0));

@@ -12,6 +12,10 @@ pub const MAX_REQUEST_BYTES: usize = 1 << 20;
 pub const MAX_RESPONSE_BYTES: usize = 4 << 20;
 /// What a requester asks for per response by default.
 pub const DEFAULT_CHUNK_BYTES: u32 = 1 << 20;
+/// The most entry bytes a responder puts in one response, whatever `max_bytes` asks: the
+/// response limit less room for framing and one more chain step (a seq's entries are never
+/// split), so an answer always decodes at the requester.
+pub const MAX_CHUNK_BYTES: usize = MAX_RESPONSE_BYTES - 4 * MAX_ENTRY_BYTES;
 
 /// One author's chain as the sender holds it.
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
