@@ -202,9 +202,19 @@ impl Node {
         if cheat != ifx_protocols::por::cheat::Behaviour::Honest {
             tracing::warn!(mode = ?cheat, "this node CHEATS on proof-of-rendering challenges (test mode)");
         }
+        // Who may challenge this worker: the verifiers bonded in the settlement.
+        let verifiers = crate::por::verifiers::BondedVerifiers::default();
+        services.spawn("verifier-view", verifiers.clone().refresh(settle.clone(), shutdown.child_token()));
         services.spawn(
             "por-worker",
-            crate::por::serve(started.por_inbound, started.handle.clone(), compute, cheat, shutdown.child_token()),
+            crate::por::serve(
+                started.por_inbound,
+                started.handle.clone(),
+                compute,
+                cheat,
+                verifiers,
+                shutdown.child_token(),
+            ),
         );
         let por_stats = crate::por::PorStats::default();
         if cfg.node.role == ifx_protocols::Role::Verifier {

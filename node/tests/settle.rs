@@ -170,3 +170,55 @@ async fn a_verifier_seals_epochs_and_a_bond_applies_when_its_epoch_settles() {
     assert!(seal["frontier"].as_array().is_some_and(|f| f.iter().all(|a| a[0].as_str().map(str::len) == Some(64))));
     v.stop().await;
 }
+
+/// Issue #16: any peer could challenge a worker (and order its renders). With a verifier bonded
+/// at genesis, only bonded verifiers' challenges are worked on: an unbonded "verifier" is
+/// answered Busy (a QoS miss on its side, no verdict), the bonded one's pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_bonded_verifiers_may_challenge() {
+    use ifx_protocols::por::wire::{CHALLENGE, Request, Response, settings_wire};
+    let tmp = tempfile::tempdir().unwrap();
+    let (wdir, vdir, sdir) = (tmp.path().join("w"), tmp.path().join("v"), tmp.path().join("s"));
+    let genesis = vec![
+        GenesisAlloc { key: key_of(&wdir), role: StakeRole::Worker, stake: 100 * UNITS_PER_IFX, liquid: 0 },
+        GenesisAlloc { key: key_of(&vdir), role: StakeRole::Verifier, stake: 2_000 * UNITS_PER_IFX, liquid: 0 },
+    ];
+    let now = ifx_node::unix_time_us() / 1_000_000;
+    let cfg = |dir: &Path, boot: Option<String>, role| {
+        let mut c = config(dir, boot, &genesis, now);
+        c.network.epoch_secs = 3600;
+        c.node.role = role;
+        c.render.backend = ifx_protocols::render::Backend::Cpu;
+        c.por.challenge_interval_ms = 300;
+        c
+    };
+    let w = Node::start(cfg(&wdir, None, ifx_protocols::Role::Worker)).await.unwrap();
+    let boot = format!("{}/p2p/{}", w.listen_addrs[0], w.peer_id);
+    let v = Node::start(cfg(&vdir, Some(boot.clone()), ifx_protocols::Role::Verifier)).await.unwrap();
+    let s = Node::start(cfg(&sdir, Some(boot), ifx_protocols::Role::Verifier)).await.unwrap();
+    let worker = w.peer_id.to_string();
+    wait_for(
+        "the bonded verifier's challenges pass and the stranger's go unanswered",
+        Duration::from_secs(60),
+        async || {
+            let (bv, sv) = (v.por.snapshot(), s.por.snapshot());
+            let (b, x) = (bv.get(&worker).cloned().unwrap_or_default(), sv.get(&worker).cloned().unwrap_or_default());
+            assert_eq!((b.failed, x.failed, x.passed), (0, 0, 0), "bonded {b:?}, stranger {x:?}");
+            b.passed >= 2 && x.timeouts >= 2
+        },
+    )
+    .await;
+    let req = Request::Render {
+        id: [1; 16],
+        scene: ifx_render::builtin::cornell().to_wire(),
+        settings: settings_wire(&CHALLENGE),
+    };
+    let answer = s.net.request(ifx_node::network::Proto::Por, w.peer_id, req.encode()).await.unwrap().unwrap();
+    match Response::decode(&answer).unwrap() {
+        Response::Busy(why) => assert!(why.contains("bonded"), "{why}"),
+        other => panic!("an unbonded peer's challenge was worked on: {other:?}"),
+    }
+    for n in [w, v, s] {
+        n.stop().await;
+    }
+}

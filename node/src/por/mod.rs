@@ -13,6 +13,7 @@ pub mod admission;
 mod challenger;
 pub mod schedule;
 mod stats;
+pub mod verifiers;
 mod worker;
 
 pub use challenger::Challenger;

@@ -31,6 +31,7 @@ pub async fn serve(
     net: NetHandle,
     renderer: Compute,
     behaviour: Behaviour,
+    verifiers: super::verifiers::BondedVerifiers,
     shutdown: CancellationToken,
 ) {
     let cheat = match behaviour {
@@ -49,7 +50,7 @@ pub async fn serve(
         // Each challenge is answered on its own task: a benchmark must not wait behind another
         // verifier's render (the verifier would see the wait as slowness, or as a forged time).
         let (renderer, open, old, net) = (renderer.clone(), open.clone(), old.clone(), net.clone());
-        let (in_flight, work) = (in_flight.clone(), work.clone());
+        let (in_flight, work, verifiers) = (in_flight.clone(), work.clone(), verifiers.clone());
         tokio::spawn(async move {
             if behaviour == Behaviour::Late {
                 tokio::time::sleep(LATE).await;
@@ -59,6 +60,12 @@ pub async fn serve(
             // Renders and benchmarks take a slot of the peer's and then a work slot; echoes and
             // openings are cheap and answered at once.
             let heavy = matches!(decoded, Ok(Request::Render { .. } | Request::Bench { .. }));
+            if heavy && !verifiers.allows(&peer) {
+                let busy =
+                    Response::Busy("not a bonded verifier of this network (as this worker sees the ledger)".into());
+                net.respond(Proto::Por, req.channel, busy.encode()).await;
+                return;
+            }
             let slot = if heavy { in_flight.acquire(peer) } else { None };
             if heavy && slot.is_none() {
                 let busy = Response::Busy(format!("{IN_FLIGHT_PER_PEER} challenges in flight from this peer"));
