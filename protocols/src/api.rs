@@ -199,6 +199,25 @@ pub struct JobStatus {
     pub error: Option<String>,
 }
 
+impl JobStatus {
+    /// A job just started: `tiles` to render, none done.
+    pub fn started(job_id: String, spec: JobSpec, tiles: usize) -> Self {
+        JobStatus {
+            job_id,
+            state: RunState::Running,
+            spec,
+            tiles,
+            tiles_done: 0,
+            tiles_by_worker: BTreeMap::new(),
+            reassigned: 0,
+            receipts: 0,
+            secs: 0.0,
+            png: None,
+            error: None,
+        }
+    }
+}
+
 /// `POST /fl` accepted.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TaskAccepted {
@@ -238,6 +257,34 @@ pub struct TaskStatus {
     pub plot: Option<String>,
     pub secs: f64,
     pub error: Option<String>,
+}
+
+impl TaskStatus {
+    /// A task just started: no round done.
+    pub fn started(task_id: String, spec: TaskSpec, aggregator: String) -> Self {
+        TaskStatus {
+            task_id,
+            state: RunState::Running,
+            spec,
+            aggregator,
+            rounds_done: 0,
+            accuracy_by_round: Vec::new(),
+            loss_by_round: Vec::new(),
+            clients_by_round: Vec::new(),
+            accepted: BTreeMap::new(),
+            rejected: BTreeMap::new(),
+            rejected_count: BTreeMap::new(),
+            banned: BTreeMap::new(),
+            dropped: BTreeMap::new(),
+            receipts: 0,
+            global_hash: String::new(),
+            final_accuracy: None,
+            weights: None,
+            plot: None,
+            secs: 0.0,
+            error: None,
+        }
+    }
 }
 
 /// What this node's audits of other owners' rounds found.

@@ -35,28 +35,7 @@ impl Fl {
         }
         let task: [u8; 16] = rand::random();
         let id = hex::encode(task);
-        let status = TaskStatus {
-            task_id: id.clone(),
-            state: RunState::Running,
-            aggregator: agg.to_string(),
-            spec: spec.clone(),
-            rounds_done: 0,
-            accuracy_by_round: Vec::new(),
-            loss_by_round: Vec::new(),
-            clients_by_round: Vec::new(),
-            accepted: BTreeMap::new(),
-            rejected: BTreeMap::new(),
-            rejected_count: BTreeMap::new(),
-            banned: BTreeMap::new(),
-            dropped: BTreeMap::new(),
-            receipts: 0,
-            global_hash: String::new(),
-            final_accuracy: None,
-            weights: None,
-            plot: None,
-            secs: 0.0,
-            error: None,
-        };
+        let status = TaskStatus::started(id.clone(), spec.clone(), agg.to_string());
         lock(&self.inner.tasks).insert(id.clone(), status);
         lock(&self.inner.joined).insert(task, BTreeMap::new());
         let me = self.clone();

@@ -84,19 +84,7 @@ impl Jobs {
         job_scene(&spec)?;
         let job: [u8; 16] = rand::random();
         let id = hex::encode(job);
-        let status = JobStatus {
-            job_id: id.clone(),
-            state: RunState::Running,
-            tiles: spec.settings().tiles().len(),
-            spec: spec.clone(),
-            tiles_done: 0,
-            tiles_by_worker: BTreeMap::new(),
-            reassigned: 0,
-            receipts: 0,
-            secs: 0.0,
-            png: None,
-            error: None,
-        };
+        let status = JobStatus::started(id.clone(), spec.clone(), spec.settings().tiles().len());
         self.jobs.lock().unwrap_or_else(|e| e.into_inner()).insert(id.clone(), status);
         let me = self.clone();
         tokio::spawn(async move {

@@ -60,26 +60,8 @@ impl FlSection {
     pub fn of(task: &Tracked<TaskStatus>, owner: String, mut poisoners: Vec<String>, audits: &[AuditStats]) -> Self {
         poisoners.sort();
         let never = TaskStatus {
-            task_id: task.id.clone(),
-            state: RunState::Running,
-            spec: Default::default(),
-            aggregator: String::new(),
-            rounds_done: 0,
-            accuracy_by_round: Vec::new(),
-            loss_by_round: Vec::new(),
-            clients_by_round: Vec::new(),
-            accepted: BTreeMap::new(),
-            rejected: BTreeMap::new(),
-            rejected_count: BTreeMap::new(),
-            banned: BTreeMap::new(),
-            dropped: BTreeMap::new(),
-            receipts: 0,
-            global_hash: String::new(),
-            final_accuracy: None,
-            weights: None,
-            plot: None,
-            secs: 0.0,
             error: Some("the task owner never reported the task".into()),
+            ..TaskStatus::started(task.id.clone(), Default::default(), String::new())
         };
         let t = task.last.as_ref().unwrap_or(&never);
         let accepted_by = |p: &str| t.accepted.get(p).copied().unwrap_or(0);
