@@ -50,6 +50,8 @@ pub struct LedgerHandle {
     store: Arc<Mutex<LedgerStore>>,
     last_append_unix_ms: Arc<AtomicU64>,
     metrics: NodeMetrics,
+    /// Cancelled when a write fails (see [`LedgerHandle::watch_durability`]).
+    broken: tokio_util::sync::CancellationToken,
 }
 
 /// Counts and roots, for the API and `ifx ledger stats`.
@@ -95,7 +97,37 @@ impl LedgerHandle {
     /// Wraps an opened store.
     pub fn new(store: LedgerStore, metrics: NodeMetrics) -> Self {
         metrics.ledger_entries.set(store.ledger().len() as i64);
-        Self { store: Arc::new(Mutex::new(store)), last_append_unix_ms: Arc::new(AtomicU64::new(0)), metrics }
+        Self {
+            store: Arc::new(Mutex::new(store)),
+            last_append_unix_ms: Arc::new(AtomicU64::new(0)),
+            metrics,
+            broken: tokio_util::sync::CancellationToken::new(),
+        }
+    }
+
+    /// Durable or nothing: returns (ending the node's `storage` service, which stops the node
+    /// with a non-zero exit) as soon as a write fails; otherwise at `shutdown`. A node
+    /// whose store refused a write must not go on serving or signing from memory.
+    pub async fn watch_durability(self, shutdown: CancellationToken) {
+        tokio::select! {
+            _ = self.broken.cancelled() => {
+                tracing::error!("a ledger write failed: the store is no longer durable; stopping the node");
+            }
+            // A requested stop: the supervisor is already stopping everyone.
+            _ = shutdown.cancelled() => {}
+        }
+    }
+
+    /// Whether a write has failed.
+    pub fn is_broken(&self) -> bool {
+        self.broken.is_cancelled()
+    }
+
+    fn check<T>(&self, r: Result<T, StorageError>) -> Result<T, StorageError> {
+        if r.is_err() && self.with(LedgerStore::is_poisoned) {
+            self.broken.cancel();
+        }
+        r
     }
 
     /// Runs `f` on the store (keep it short: ingests wait for it).
@@ -110,7 +142,8 @@ impl LedgerHandle {
             store.lock().unwrap_or_else(|e| e.into_inner()).ingest(entries, current_epoch)
         })
         .await
-        .expect("ledger ingest task panicked")?;
+        .expect("ledger ingest task panicked");
+        let out = self.check(out)?;
         self.record(&out);
         Ok(out)
     }
@@ -128,7 +161,8 @@ impl LedgerHandle {
             store.lock().unwrap_or_else(|e| e.into_inner()).append(&key, epoch, kind, body)
         })
         .await
-        .expect("ledger append task panicked")?;
+        .expect("ledger append task panicked");
+        let e = self.check(e)?;
         self.last_append_unix_ms.store(crate::unix_time_us() / 1000, Ordering::Relaxed);
         self.metrics.ledger_entries.set(self.with(|s| s.ledger().len()) as i64);
         Ok(e)
@@ -224,6 +258,10 @@ impl LedgerHandle {
                 _ = shutdown.cancelled() => return,
                 r = inbound.recv() => match r { Some(r) => r, None => return },
             };
+            if self.is_broken() {
+                // Nothing is served that is not on disk; the node is stopping.
+                continue;
+            }
             match SyncRequest::decode(&req.data) {
                 Ok(r) => {
                     let resp = self.with(|s| s.ledger().missing_for(&r)).encode();
@@ -351,5 +389,36 @@ impl Attester {
             self.attested.fetch_max(current.max(next + 1) - 1, Ordering::AcqRel);
             next = current.max(next + 1);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue #16: a failed write poisoned the store but the node went on serving and signing
+    /// from memory. Now the handle breaks, and the node's `storage` service ends (which stops
+    /// the node, see `supervisor`).
+    #[tokio::test]
+    async fn a_failed_write_ends_the_storage_service() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("db");
+        let key = SigningKey::from_bytes(&[3; 32]);
+        {
+            let mut s = LedgerStore::open(ifx_storage::Db::open(&path).unwrap(), "t").unwrap();
+            s.append(&key, 0, EntryKind::Liveness, vec![]).unwrap();
+        }
+        let store = LedgerStore::open(ifx_storage::Db::open_read_only(&path).unwrap(), "t").unwrap();
+        let handle = LedgerHandle::new(store, NodeMetrics::default());
+        let shutdown = CancellationToken::new();
+        let watch = tokio::spawn(handle.clone().watch_durability(shutdown.clone()));
+        assert!(!handle.is_broken());
+        assert!(handle.append(key, 1, EntryKind::Liveness, vec![]).await.is_err());
+        assert!(handle.is_broken());
+        tokio::time::timeout(std::time::Duration::from_secs(5), watch)
+            .await
+            .expect("the storage service ended on its own")
+            .unwrap();
+        assert!(!shutdown.is_cancelled(), "it ended because of the write, not a stop");
     }
 }

@@ -156,6 +156,7 @@ impl Node {
         )
         .map_err(|e| ifx_protocols::InvalidValue::new("fl.data", e.to_string()))?;
         services.spawn("fl", fl.clone().serve(started.fl_inbound, shutdown.child_token()));
+        services.spawn("storage", ledger.clone().watch_durability(shutdown.child_token()));
         let router = Router::new(
             cfg.network.clone(),
             heartbeats.clone(),

@@ -109,6 +109,12 @@ impl LedgerStore {
         Ok(out)
     }
 
+    /// A write failed: memory is ahead of the disk, and the store refuses every further
+    /// write. The node must stop (what memory holds beyond the disk is lost with it, by design).
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned
+    }
+
     /// The in-memory state (roots, chains, sync).
     pub fn ledger(&self) -> &Ledger {
         &self.ledger

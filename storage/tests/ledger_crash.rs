@@ -150,3 +150,30 @@ fn reopen_restores_exactly_and_other_networks_are_refused() {
     let err = LedgerStore::open(Db::open(&path).unwrap(), "other").err().unwrap();
     assert!(err.to_string().contains("belongs to network"), "{err}");
 }
+
+/// Issue #16, durable or nothing: a write RocksDB refuses (here: a store opened read-only, a
+/// real refusal of the real database) is an error for the caller, poisons the store against
+/// every further write, and leaves the disk as it was; a reopen holds exactly what was durable.
+#[test]
+fn a_failed_write_poisons_the_store_and_the_disk_keeps_what_was_durable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("db");
+    let k = key(0);
+    let durable_root = {
+        let mut store = LedgerStore::open(Db::open(&path).unwrap(), NET).unwrap();
+        store.append(&k, 0, EntryKind::Liveness, vec![0]).unwrap();
+        store.ledger().root()
+    };
+    {
+        let mut store = LedgerStore::open(Db::open_read_only(&path).unwrap(), NET).unwrap();
+        assert!(!store.is_poisoned());
+        let e = store.append(&k, 1, EntryKind::Liveness, vec![1]);
+        assert!(e.is_err(), "the refused write must be an error: {e:?}");
+        assert!(store.is_poisoned());
+        let again = Entry::sign(&key(2), NET, 0, GENESIS_PREV, 0, EntryKind::Liveness, vec![]).unwrap();
+        assert!(matches!(store.ingest(vec![again], None), Err(ifx_storage::StorageError::Poisoned)));
+    }
+    let store = LedgerStore::open(Db::open(&path).unwrap(), NET).unwrap();
+    assert_eq!(store.ledger().root(), durable_root);
+    assert_eq!(store.ledger().len(), 1);
+}
