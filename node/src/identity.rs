@@ -41,6 +41,12 @@ struct KeyFile {
     public: String,
 }
 
+/// Creates `path` (which must not exist) readable and writable by its owner only: the key file
+/// and the API token are written through it.
+pub(crate) fn create_private(path: &Path) -> std::io::Result<fs::File> {
+    fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)
+}
+
 /// A loaded node identity.
 #[derive(Clone)]
 pub struct Identity {
@@ -71,7 +77,7 @@ impl Identity {
         let tmp = data_dir.join(format!("{KEY_FILE}.tmp"));
         let create = |source| IdentityError::Create { path: path.clone(), source };
         let _ = fs::remove_file(&tmp);
-        let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp).map_err(create)?;
+        let mut f = create_private(&tmp).map_err(create)?;
         f.write_all(text.as_bytes()).and_then(|_| f.sync_all()).map_err(create)?;
         if path.exists() {
             // Another process created the key meanwhile: never overwrite an identity.

@@ -35,7 +35,7 @@ impl Token {
         let secret = hex::encode(rand::random::<[u8; 32]>());
         let tmp = dir.join(format!("{TOKEN_FILE}.tmp"));
         let _ = std::fs::remove_file(&tmp);
-        let mut f = open_private(&tmp)?;
+        let mut f = crate::identity::create_private(&tmp)?;
         f.write_all(secret.as_bytes())?;
         f.sync_all()?;
         std::fs::rename(&tmp, dir.join(TOKEN_FILE))?;
@@ -46,17 +46,6 @@ impl Token {
         // `blake3::Hash` equality is constant-time.
         blake3::hash(presented.as_bytes()) == self.0
     }
-}
-
-#[cfg(unix)]
-fn open_private(path: &Path) -> std::io::Result<std::fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)
-}
-
-#[cfg(not(unix))]
-fn open_private(path: &Path) -> std::io::Result<std::fs::File> {
-    std::fs::OpenOptions::new().write(true).create_new(true).open(path)
 }
 
 /// Whether `host` (a `Host` header, or an `Origin`'s host part) names this machine's loopback.

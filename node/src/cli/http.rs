@@ -75,9 +75,7 @@ pub async fn post_to_node<T: serde::de::DeserializeOwned>(
         .await
         .with_context(|| format!("reaching {base}"))?;
     if !resp.status().is_success() {
-        let status = resp.status();
-        let why = resp.json::<ifx_protocols::api::ApiError>().await.map_or_else(|_| status.to_string(), |e| e.error);
-        anyhow::bail!("the node refused {what}: {why}");
+        anyhow::bail!("the node refused {what}: {}", refusal(resp).await);
     }
     resp.json().await.with_context(|| format!("reading the answer to {what} from {base}"))
 }
@@ -91,11 +89,15 @@ pub async fn get_from_node<T: serde::de::DeserializeOwned>(
     let base = format!("http://{}", target.addr()?);
     let resp = client.get(format!("{base}/{path}")).send().await.with_context(|| format!("reaching {base}"))?;
     if !resp.status().is_success() {
-        let status = resp.status();
-        let why = resp.json::<ifx_protocols::api::ApiError>().await.map_or_else(|_| status.to_string(), |e| e.error);
-        anyhow::bail!("{base}/{path}: {why}");
+        anyhow::bail!("{base}/{path}: {}", refusal(resp).await);
     }
     resp.json().await.with_context(|| format!("reading {base}/{path}"))
+}
+
+/// Why the node refused: its `ApiError`, else the status line.
+async fn refusal(resp: reqwest::Response) -> String {
+    let status = resp.status();
+    resp.json::<ifx_protocols::api::ApiError>().await.map_or_else(|_| status.to_string(), |e| e.error)
 }
 
 /// GETs a node's `/{path}` as JSON.

@@ -34,10 +34,22 @@ impl BondedVerifiers {
         *self.0.write().unwrap_or_else(|e| e.into_inner()) = (!keys.is_empty()).then_some(keys);
     }
 
-    /// Recomputes the view from `settle` every [`REFRESH`] until `shutdown`.
+    /// Recomputes the view from `settle` every [`REFRESH`] until `shutdown`, when the ledger or
+    /// the epoch changed since the last time (a settlement replays every epoch; nothing else
+    /// moves the bonded set).
     pub async fn refresh(self, settle: crate::settle::Settle, shutdown: CancellationToken) {
         let mut known = None;
+        let mut computed_at: Option<([u8; 32], u64)> = None;
         loop {
+            let now =
+                (settle.ledger.with(|l| l.ledger().root()), settle.network.epoch_at(crate::unix_time_us() / 1000));
+            if computed_at == Some(now) {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(REFRESH) => continue,
+                }
+            }
+            computed_at = Some(now);
             let s = settle.clone();
             let computed = tokio::task::spawn_blocking(move || {
                 s.compute()
