@@ -9,7 +9,7 @@ use std::time::Duration;
 use ed25519_dalek::SigningKey;
 use ifx_protocols::ledger::sync::DEFAULT_CHUNK_BYTES;
 use ifx_protocols::ledger::{
-    Entry, EntryKind, IngestOutcome, Ledger, LivenessAttestation, PeerLiveness, SyncRequest, SyncResponse,
+    Entry, EntryKind, IngestOutcome, Ledger, LivenessAttestation, PeerLiveness, Pull, SyncRequest, SyncResponse,
 };
 use ifx_protocols::{Kind, NetworkConfig, PeerTable, SignedEnvelope};
 use ifx_storage::{LedgerStore, StorageError};
@@ -138,8 +138,11 @@ impl LedgerHandle {
     /// Verifies, merges and durably stores `entries` (on a blocking thread).
     pub async fn ingest(&self, entries: Vec<Entry>, current_epoch: Option<u64>) -> Result<IngestOutcome, StorageError> {
         let store = self.store.clone();
+        let now_ms = crate::unix_time_us() / 1000;
         let out = tokio::task::spawn_blocking(move || {
-            store.lock().unwrap_or_else(|e| e.into_inner()).ingest(entries, current_epoch)
+            let mut store = store.lock().unwrap_or_else(|e| e.into_inner());
+            store.expire_pending(now_ms);
+            store.ingest(entries, current_epoch)
         })
         .await
         .expect("ledger ingest task panicked");
@@ -217,7 +220,7 @@ impl LedgerHandle {
             self.metrics.ledger_rejected.get_or_create(&vec![("reason".to_string(), e.label().to_string())]).inc();
         }
         for author in &out.new_equivocators {
-            warn!(author = hex::encode(author), "equivocation: two entries at one seq; both kept as evidence");
+            warn!(author = hex::encode(author), "equivocation: two entries at one seq; kept as evidence, nothing past it");
         }
     }
 
@@ -229,24 +232,21 @@ impl LedgerHandle {
     }
 
     async fn pull_rounds(&self, net: &NetHandle, peer: libp2p::PeerId) -> Result<usize, PullError> {
-        let mut resume = None;
         let mut gained = 0;
+        let mut pull = Pull::new();
+        let net_id = self.with(|s| s.ledger().net_id().to_owned());
         for _ in 0..MAX_ROUNDS {
-            let req =
-                SyncRequest { summaries: self.with(|s| s.ledger().summary()), max_bytes: DEFAULT_CHUNK_BYTES, resume };
-            let bytes = net.request(Proto::LedgerSync, peer, req.encode()).await??;
+            let Some(req) = self.with(|s| pull.request(s.ledger(), DEFAULT_CHUNK_BYTES).map(SyncRequest::encode)) else {
+                break;
+            };
+            let bytes = net.request(Proto::LedgerSync, peer, req).await??;
             self.metrics.ledger_sync_bytes.inc_by(bytes.len() as u64);
             let resp = SyncResponse::decode(&bytes)?;
-            let net_id = self.with(|s| s.ledger().net_id().to_owned());
             let entries: Vec<Entry> = resp.entries.iter().filter_map(|b| Entry::decode(b, &net_id).ok()).collect();
             if !entries.is_empty() {
-                let out = self.ingest(entries, None).await?;
-                gained += out.accepted.len();
+                gained += self.ingest(entries, None).await?.accepted.len();
             }
-            match resp.next {
-                Some(n) => resume = Some(n),
-                None => return Ok(gained),
-            }
+            pull.advance(resp.next)?;
         }
         Ok(gained)
     }
@@ -264,7 +264,9 @@ impl LedgerHandle {
             }
             match SyncRequest::decode(&req.data) {
                 Ok(r) => {
-                    let resp = self.with(|s| s.ledger().missing_for(&r)).encode();
+                    // The plan under the lock (Arc clones), the bytes after it.
+                    let plan = self.with(|s| s.ledger().missing_for(&r));
+                    let Ok(resp) = tokio::task::spawn_blocking(move || plan.encode()).await else { continue };
                     net.respond(Proto::LedgerSync, req.channel, resp).await;
                 }
                 // Dropping the channel fails the peer's request.

@@ -4,7 +4,7 @@
 
 use ed25519_dalek::SigningKey;
 use ifx_protocols::ledger::entry::GENESIS_PREV;
-use ifx_protocols::ledger::{Entry, EntryKind, Ledger, SyncRequest, SyncResponse};
+use ifx_protocols::ledger::{Entry, EntryKind, Ledger, Pull, SyncRequest, SyncResponse};
 use proptest::prelude::*;
 
 const NET: &str = "crdt";
@@ -66,20 +66,36 @@ fn merged(a: &[Entry], b: &[Entry]) -> Ledger {
 /// One anti-entropy pull (chunked, through the wire encodings); returns how many new entries
 /// arrived.
 fn pull(me: &mut Ledger, other: &Ledger, chunk: u32) -> usize {
-    let mut resume = None;
+    let mut pull = Pull::new();
     let mut new = 0;
-    loop {
-        let req = SyncRequest { summaries: me.summary(), max_bytes: chunk, resume };
+    while let Some(req) = pull.request(me, chunk) {
         let req = SyncRequest::decode(&req.encode()).unwrap();
         let resp = SyncResponse::decode(&other.missing_for(&req).encode()).unwrap();
         let entries: Vec<Entry> = resp.entries.iter().map(|b| Entry::decode(b, NET).unwrap()).collect();
         let n = entries.len();
         new += n - me.ingest(entries, None).duplicates;
-        match resp.next {
-            Some(next) => resume = Some(next),
-            None => return new,
-        }
+        pull.advance(resp.next).unwrap();
     }
+    new
+}
+
+/// How many entries of a generated world the set keeps: each author's chain up to its first
+/// forked seq, and both siblings there.
+fn kept(w: &[Entry]) -> usize {
+    let mut per: std::collections::BTreeMap<([u8; 32], u64), usize> = Default::default();
+    for e in w {
+        *per.entry((e.author, e.seq)).or_default() += 1;
+    }
+    let mut n = 0;
+    let mut cut: Option<[u8; 32]> = None;
+    for ((author, _), count) in per {
+        if cut == Some(author) {
+            continue;
+        }
+        n += count;
+        cut = (count > 1).then_some(author);
+    }
+    n
 }
 
 fn state(l: &Ledger) -> ([u8; 32], usize, usize) {
@@ -122,7 +138,7 @@ proptest! {
         chunk in 1usize..5,
     ) {
         let canonical = ledger_of(&w);
-        prop_assert_eq!(canonical.len(), w.len(), "every generated entry is valid");
+        prop_assert_eq!(canonical.len(), kept(&w), "every generated entry is valid; forks are cut");
         // Shuffle (deterministic from the seed), duplicate some, deliver in chunks.
         let mut delivery: Vec<Entry> = w.iter().chain(w.iter().step_by(2)).cloned().collect();
         let mut s = seed | 1;
@@ -207,8 +223,8 @@ fn a_huge_max_bytes_is_clamped_and_the_pull_completes() {
     }
     let full = ledger_of(&all);
     let empty = Ledger::new(NET);
-    let req = SyncRequest { summaries: empty.summary(), max_bytes: u32::MAX, resume: None };
-    let resp = full.missing_for(&req);
+    let req = empty.sync_request(None, u32::MAX);
+    let resp = full.missing_for(&req).into_response();
     let bytes = resp.encode();
     assert!(bytes.len() <= MAX_RESPONSE_BYTES, "{} bytes", bytes.len());
     assert!(resp.entries.iter().map(Vec::len).sum::<usize>() <= MAX_CHUNK_BYTES + 32 * 1024 + 256);
@@ -217,4 +233,163 @@ fn a_huge_max_bytes_is_clamped_and_the_pull_completes() {
     let mut me = Ledger::new(NET);
     assert_eq!(pull(&mut me, &full, u32::MAX), 160);
     assert_eq!(me.root(), full.root());
+}
+
+fn linear(k: &SigningKey, len: u64, tag: u8) -> Vec<Entry> {
+    let mut prev = GENESIS_PREV;
+    (0..len)
+        .map(|seq| {
+            let e = Entry::sign(k, NET, seq, prev, 0, EntryKind::Unknown(5), vec![tag, seq as u8]).unwrap();
+            prev = e.id();
+            e
+        })
+        .collect()
+}
+
+/// Issue #16, fork bomb: an author signs 600 siblings at one seq, each with a branch on top.
+/// Every node keeps the same two (the smallest ids) and nothing past the fork, whatever the
+/// order the siblings arrive in, and the sync answer that carries the evidence stays small.
+#[test]
+fn a_fork_bomb_keeps_two_siblings_and_nothing_past_them() {
+    use rand::seq::SliceRandom;
+    let k = key(40);
+    let chain = linear(&k, 10, 0);
+    let mut bomb = Vec::new();
+    for i in 0..600u32 {
+        let sib = Entry::sign(&k, NET, 4, chain[3].id(), 0, EntryKind::Unknown(6), i.to_le_bytes().to_vec()).unwrap();
+        let top = Entry::sign(&k, NET, 5, sib.id(), 0, EntryKind::Unknown(6), vec![1]).unwrap();
+        bomb.push(sib);
+        bomb.push(top);
+    }
+    let mut smallest: Vec<_> = bomb.iter().filter(|e| e.seq == 4).map(Entry::id).chain([chain[4].id()]).collect();
+    smallest.sort();
+    smallest.truncate(2);
+
+    let mut a = Ledger::new(NET);
+    a.ingest(chain.clone(), None);
+    let before = a.len();
+    let mut removed = 0;
+    for piece in bomb.chunks(50) {
+        let out = a.ingest(piece.to_vec(), None);
+        removed += out.removed.len();
+        assert!(out.rejected.is_empty());
+    }
+    // Seqs 0..4 linear, two siblings at 4, nothing at 5 and beyond.
+    assert_eq!(a.len(), 4 + 2);
+    assert_eq!(a.forks(&k.verifying_key().to_bytes()), vec![(4, smallest.clone())]);
+    assert_eq!(a.pending_len(), 0);
+    assert!(removed >= before - 4, "the honest tail past the fork left the set");
+
+    // The same set, shuffled and interleaved with the honest chain. The first 100 siblings fit
+    // the pending pool: the same root straight away.
+    let mut small: Vec<Entry> = chain.iter().chain(&bomb[..200]).cloned().collect();
+    small.shuffle(&mut rand::thread_rng());
+    let mut b = Ledger::new(NET);
+    for piece in small.chunks(37) {
+        b.ingest(piece.to_vec(), None);
+    }
+    assert_eq!(b.root(), ledger_of(&chain.iter().chain(&bomb[..200]).cloned().collect::<Vec<_>>()).root());
+    // All 600 overflow one author's pending slots, so some smallest sibling may be dropped:
+    // one pull from a node that kept the right pair repairs it (the fork fingerprint differs).
+    let mut all: Vec<Entry> = chain.iter().chain(&bomb).cloned().collect();
+    all.shuffle(&mut rand::thread_rng());
+    let mut b = Ledger::new(NET);
+    for piece in all.chunks(37) {
+        b.ingest(piece.to_vec(), None);
+    }
+    pull(&mut b, &a, 1 << 20);
+    assert_eq!(b.root(), a.root());
+    assert_eq!(b.len(), a.len());
+    assert_eq!(pull(&mut a, &b, 1 << 20), 0, "and nothing flows back");
+
+    // A node with only the honest chain learns the fork from one small answer.
+    let mut c = Ledger::new(NET);
+    c.ingest(chain, None);
+    let req = c.sync_request(None, u32::MAX);
+    let bytes = a.missing_for(&req).encode();
+    assert!(bytes.len() < 4096, "{} bytes carry the evidence", bytes.len());
+    pull(&mut c, &a, 1 << 20);
+    assert_eq!(c.root(), a.root());
+}
+
+/// Issue #16, author flood: 20,000 authors (one request of all of them passed the 1 MiB
+/// request limit near 14,000). A stranger pulls everything in pages; no request is too large.
+#[test]
+fn sync_pages_through_any_number_of_authors() {
+    use ifx_protocols::ledger::sync::{MAX_REQUEST_BYTES, MAX_SUMMARIES};
+    let authors = 20_000u32;
+    let entries: Vec<Entry> = (0..authors)
+        .map(|i| {
+            let mut seed = [7u8; 32];
+            seed[..4].copy_from_slice(&i.to_le_bytes());
+            Entry::sign(&SigningKey::from_bytes(&seed), NET, 0, GENESIS_PREV, 0, EntryKind::Unknown(1), vec![]).unwrap()
+        })
+        .collect();
+    let full = ledger_of(&entries);
+    // A peer that holds them all asks with the largest possible page.
+    let req = full.sync_request(None, 1 << 20);
+    assert_eq!(req.summaries.len(), MAX_SUMMARIES);
+    assert!(req.encode().len() <= MAX_REQUEST_BYTES, "{} bytes", req.encode().len());
+    assert!(SyncRequest::decode(&req.encode()).is_ok());
+    // And nothing is missing from it within its page.
+    assert!(full.missing_for(&req).entries.is_empty());
+
+    // A node holding 12,000 of them: two pages of its summaries.
+    let mut me = ledger_of(&entries[..12_000]);
+    let mut pages = 0;
+    let mut p = Pull::new();
+    while let Some(req) = p.request(&me, 1 << 20) {
+        assert!(req.encode().len() <= MAX_REQUEST_BYTES);
+        pages += (req.resume.is_none()) as usize;
+        let resp = SyncResponse::decode(&full.missing_for(&SyncRequest::decode(&req.encode()).unwrap()).encode()).unwrap();
+        let got: Vec<Entry> = resp.entries.iter().map(|b| Entry::decode(b, NET).unwrap()).collect();
+        me.ingest(got, None);
+        p.advance(resp.next).unwrap();
+    }
+    assert!(pages >= 2, "{pages} pages");
+    assert_eq!(me.len(), authors as usize);
+    assert_eq!(me.root(), full.root());
+}
+
+/// A responder whose `next` runs the pull backwards or out of its page ends the pull.
+#[test]
+fn a_resume_point_that_runs_backwards_ends_the_pull() {
+    let me = Ledger::new(NET);
+    let mut p = Pull::new();
+    p.request(&me, 1000).unwrap();
+    p.advance(Some(([5; 32], 3))).unwrap();
+    assert!(p.advance(Some(([5; 32], 3))).is_err(), "the same point again");
+    assert!(p.request(&me, 1000).is_none());
+}
+
+/// Issue #16: the pending pool expires and one author cannot fill it for everyone.
+#[test]
+fn pending_entries_expire_and_one_author_holds_few_slots() {
+    use ifx_protocols::ledger::state::{MAX_PENDING_PER_AUTHOR, PENDING_TTL_MS};
+    let k = key(41);
+    let chain = linear(&k, MAX_PENDING_PER_AUTHOR as u64 + 20, 1);
+    let mut l = Ledger::new(NET);
+    l.expire_pending(1_000);
+    // Everything but the genesis: all of it waits, up to the per-author cap.
+    let out = l.ingest(chain[1..].to_vec(), None);
+    assert_eq!(out.pending, MAX_PENDING_PER_AUTHOR);
+    assert_eq!(out.dropped, chain.len() - 1 - MAX_PENDING_PER_AUTHOR);
+    // Another author still gets a slot.
+    let other = linear(&key(42), 2, 2);
+    assert_eq!(l.ingest(vec![other[1].clone()], None).pending, 1);
+    assert_eq!(l.expire_pending(1_000 + PENDING_TTL_MS), 0, "not yet");
+    assert_eq!(l.expire_pending(1_001 + PENDING_TTL_MS), MAX_PENDING_PER_AUTHOR + 1);
+    assert_eq!(l.pending_len(), 0);
+    // And what expired comes back with its predecessor, as a pull would bring it.
+    let out = l.ingest(chain.clone(), None);
+    assert_eq!(out.accepted.len(), chain.len());
+}
+
+#[test]
+fn encoded_len_is_the_length_of_the_encoding() {
+    let k = key(43);
+    for (seq, epoch, body) in [(0, 0, 0), (250, 251, 250), (251, 65_535, 251), (65_536, u32::MAX as u64 + 1, 32 * 1024), (u64::MAX, u64::MAX, 1)] {
+        let e = Entry::sign(&k, NET, seq, [1; 32], epoch, EntryKind::Unknown(65_000), vec![3; body]).unwrap();
+        assert_eq!(e.encoded_len(), e.encode().len(), "seq {seq} epoch {epoch} body {body}");
+    }
 }

@@ -115,6 +115,12 @@ impl LedgerStore {
         self.poisoned
     }
 
+    /// Drops pending entries that waited too long (memory only: pending entries are never
+    /// stored); returns how many.
+    pub fn expire_pending(&mut self, now_ms: u64) -> usize {
+        self.ledger.expire_pending(now_ms)
+    }
+
     /// The in-memory state (roots, chains, sync).
     pub fn ledger(&self) -> &Ledger {
         &self.ledger
@@ -126,7 +132,7 @@ impl LedgerStore {
             return Err(StorageError::Poisoned);
         }
         let out = self.ledger.ingest(entries, current_epoch);
-        if out.accepted.is_empty() {
+        if out.accepted.is_empty() && out.removed.is_empty() {
             return Ok(out);
         }
         if let Err(e) = self.persist(&out) {
@@ -143,15 +149,26 @@ impl LedgerStore {
         let (entries, epochs, heads, evidence) = (cf(CF_ENTRIES), cf(CF_EPOCHS), cf(CF_HEADS), cf(CF_EVIDENCE));
         let mut batch = WriteBatch::default();
         let mut touched = std::collections::BTreeSet::new();
+        // Entries that left the set (past a fork, or a displaced sibling) leave the disk in the
+        // same write.
+        for e in &out.removed {
+            batch.delete_cf(&entries, entry_key(e));
+            batch.delete_cf(&epochs, epoch_key(e));
+            touched.insert(e.author);
+        }
         for e in &out.accepted {
             batch.put_cf(&entries, entry_key(e), e.encode());
             batch.put_cf(&epochs, epoch_key(e), []);
             touched.insert(e.author);
         }
         for author in touched {
-            let summary = self.ledger.author_summary(&author).expect("an accepted entry's author has a chain");
+            let summary = self.ledger.author_summary(&author).expect("a touched author keeps its genesis");
             let head = StoredHead { len: summary.len, tip: summary.tip };
             batch.put_cf(&heads, author, ifx_protocols::codec::encode(&head));
+            // The fork may have moved to a lower seq: the evidence rows are rewritten whole.
+            let mut end = author.to_vec();
+            end.extend_from_slice(&[0xff; 9]);
+            batch.delete_range_cf(&evidence, author.as_slice(), end.as_slice());
             for (seq, ids) in self.ledger.forks(&author) {
                 let mut k = author.to_vec();
                 k.extend_from_slice(&seq.to_be_bytes());

@@ -151,6 +151,42 @@ fn reopen_restores_exactly_and_other_networks_are_refused() {
     assert!(err.to_string().contains("belongs to network"), "{err}");
 }
 
+/// Issue #16, fork bomb: a fork cuts the author's chain at the fork and keeps the two smallest
+/// siblings; what left the set leaves the disk in the same write, so a reopen holds exactly
+/// the set (the same root, the same evidence, no entry past the fork, no index row left over).
+#[test]
+fn a_fork_removes_what_lies_past_it_from_the_disk_too() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("db");
+    let k = key(2);
+    let author = k.verifying_key().to_bytes();
+    let (root, forks) = {
+        let mut store = LedgerStore::open(Db::open(&path).unwrap(), NET).unwrap();
+        let chain: Vec<_> = (0..6).map(|e| store.append(&k, e, EntryKind::Liveness, vec![e as u8]).unwrap()).collect();
+        // Five siblings at seq 2, one at a time: the chain past seq 2 goes at the first, and
+        // every later one either displaces the larger kept sibling or is superseded.
+        let mut removed = 0;
+        let mut siblings = vec![chain[2].id()];
+        for i in 0..5u8 {
+            let sib = Entry::sign(&k, NET, 2, chain[1].id(), 2, EntryKind::Liveness, vec![100 + i]).unwrap();
+            siblings.push(sib.id());
+            let out = store.ingest(vec![sib], None).unwrap();
+            removed += out.removed.len() + out.superseded;
+        }
+        siblings.sort();
+        assert_eq!(store.ledger().len(), 2 + 2);
+        assert_eq!(removed, 3 + 4, "the tail (seqs 3..6), and of six siblings four are not kept");
+        assert_eq!(store.ledger().forks(&author), vec![(2, siblings[..2].to_vec())]);
+        assert!(store.entries_in_epoch(5).unwrap().is_empty(), "no index row outlives its entry");
+        assert_eq!(store.entries_by_author(&author).unwrap().len(), 4);
+        (store.ledger().root(), store.ledger().forks(&author))
+    };
+    let store = LedgerStore::open(Db::open(&path).unwrap(), NET).unwrap();
+    assert_eq!(store.ledger().root(), root);
+    assert_eq!(store.ledger().forks(&author), forks);
+    assert_eq!(store.heads().unwrap(), vec![(author, ifx_storage::StoredHead { len: 3, tip: forks[0].1[0] })]);
+}
+
 /// Issue #16, durable or nothing: a write RocksDB refuses (here: a store opened read-only, a
 /// real refusal of the real database) is an error for the caller, poisons the store against
 /// every further write, and leaves the disk as it was; a reopen holds exactly what was durable.

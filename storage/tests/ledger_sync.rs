@@ -7,7 +7,7 @@ use std::time::Instant;
 use ed25519_dalek::SigningKey;
 use ifx_protocols::ledger::entry::GENESIS_PREV;
 use ifx_protocols::ledger::sync::DEFAULT_CHUNK_BYTES;
-use ifx_protocols::ledger::{Entry, EntryKind, SyncRequest, SyncResponse};
+use ifx_protocols::ledger::{Entry, EntryKind, Pull, SyncRequest, SyncResponse};
 use ifx_storage::{Db, LedgerStore};
 
 const NET: &str = "sync";
@@ -38,21 +38,19 @@ fn fill(store: &mut LedgerStore, entries: &[Entry]) {
 /// Pulls from `from` into `to` until complete; returns (request bytes, response bytes, rounds).
 fn pull(to: &mut LedgerStore, from: &LedgerStore) -> (usize, usize, usize) {
     let (mut req_bytes, mut resp_bytes, mut rounds) = (0, 0, 0);
-    let mut resume = None;
-    loop {
+    let mut pull = Pull::new();
+    while let Some(req) = pull.request(to.ledger(), DEFAULT_CHUNK_BYTES) {
         rounds += 1;
-        let req = SyncRequest { summaries: to.ledger().summary(), max_bytes: DEFAULT_CHUNK_BYTES, resume }.encode();
+        let req = req.encode();
         req_bytes += req.len();
         let resp = from.ledger().missing_for(&SyncRequest::decode(&req).unwrap()).encode();
         resp_bytes += resp.len();
         let resp = SyncResponse::decode(&resp).unwrap();
         let entries = resp.entries.iter().map(|b| Entry::decode(b, NET).unwrap()).collect();
         to.ingest(entries, None).unwrap();
-        match resp.next {
-            Some(n) => resume = Some(n),
-            None => return (req_bytes, resp_bytes, rounds),
-        }
+        pull.advance(resp.next).unwrap();
     }
+    (req_bytes, resp_bytes, rounds)
 }
 
 #[test]

@@ -264,8 +264,24 @@ impl Entry {
 
     /// Size on the wire.
     pub fn encoded_len(&self) -> usize {
-        // version + author + seq (varint) + prev + epoch (varint) + kind + body len + body + sig
-        self.encode().len()
+        // bincode's varint: one byte below 251, then a marker byte and 2, 4 or 8 bytes.
+        fn varint(v: u64) -> usize {
+            match v {
+                0..=250 => 1,
+                251..=0xffff => 3,
+                0x1_0000..=0xffff_ffff => 5,
+                _ => 9,
+            }
+        }
+        // version + author + seq + prev + epoch + kind + body length + body + sig
+        1 + 32
+            + varint(self.seq)
+            + 32
+            + varint(self.epoch)
+            + varint(self.kind.to_wire() as u64)
+            + varint(self.body.len() as u64)
+            + self.body.len()
+            + 64
     }
 }
 

@@ -13,5 +13,5 @@ pub use body::{
     StakeRole, Vote, WorkerVerdict,
 };
 pub use entry::{Entry, EntryError, EntryId, EntryKind};
-pub use state::{IngestOutcome, Ledger};
-pub use sync::{AuthorSummary, SyncRequest, SyncResponse};
+pub use state::{IngestOutcome, Ledger, SyncPlan};
+pub use sync::{AuthorSummary, Pull, SyncRequest, SyncResponse};

@@ -45,6 +45,13 @@ impl SetHash {
         }
     }
 
+    /// Removes an element given as its expansion (the inverse of [`SetHash::add_expanded`]).
+    pub fn remove_expanded(&mut self, buf: &[u8; LANES * 2]) {
+        for (lane, chunk) in self.lanes.iter_mut().zip(buf.chunks_exact(2)) {
+            *lane = lane.wrapping_sub(u16::from_le_bytes([chunk[0], chunk[1]]));
+        }
+    }
+
     /// The 32-byte digest of the set.
     pub fn digest(&self) -> [u8; 32] {
         let mut h = blake3::Hasher::new();
@@ -74,5 +81,7 @@ mod tests {
         y.add(&a);
         assert_ne!(x.digest(), y.digest(), "a multiset: adding twice changes it");
         assert_ne!(SetHash::default().digest(), x.digest());
+        y.remove_expanded(&SetHash::expand(&a));
+        assert_eq!(x.digest(), y.digest(), "removing undoes adding");
     }
 }
