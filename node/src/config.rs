@@ -97,6 +97,16 @@ pub struct LimitsSection {
     pub target_peers: u32,
     /// Idle connections are closed after this many seconds.
     pub idle_timeout_secs: u64,
+    /// Connection slots only this node's own dials may use (inbound peers get the rest): a
+    /// flood of inbound peers cannot push out the peers this node chose.
+    pub reserved_outbound: u32,
+    /// Inbound peers from one IP address.
+    pub max_inbound_per_ip: u32,
+    /// Inbound peers from one /24 (IPv4) or /48 (IPv6).
+    pub max_inbound_per_subnet: u32,
+    /// Loopback peers are exempt from the per-IP and per-subnet caps (several nodes on one
+    /// machine, as `ifx testnet` runs them).
+    pub loopback_exempt: bool,
 }
 
 impl Default for LimitsSection {
@@ -107,6 +117,10 @@ impl Default for LimitsSection {
             max_pending: 32,
             target_peers: 24,
             idle_timeout_secs: 60,
+            reserved_outbound: 32,
+            max_inbound_per_ip: 4,
+            max_inbound_per_subnet: 16,
+            loopback_exempt: true,
         }
     }
 }
@@ -344,10 +358,18 @@ impl NodeConfig {
             ("limits.max_connections_per_peer", l.max_connections_per_peer),
             ("limits.max_pending", l.max_pending),
             ("limits.target_peers", l.target_peers),
+            ("limits.max_inbound_per_ip", l.max_inbound_per_ip),
+            ("limits.max_inbound_per_subnet", l.max_inbound_per_subnet),
         ] {
             if v == 0 {
                 return Err(InvalidValue::new(key, "must be at least 1"));
             }
+        }
+        if l.reserved_outbound >= l.max_connections {
+            return Err(InvalidValue::new(
+                "limits.reserved_outbound",
+                format!("{} leaves no inbound slot of limits.max_connections ({})", l.reserved_outbound, l.max_connections),
+            ));
         }
         if l.target_peers > l.max_connections {
             return Err(InvalidValue::new(

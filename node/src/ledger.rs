@@ -52,7 +52,18 @@ pub struct LedgerHandle {
     metrics: NodeMetrics,
     /// Cancelled when a write fails (see [`LedgerHandle::watch_durability`]).
     broken: tokio_util::sync::CancellationToken,
+    /// Whether this node may sign: false while its own chain may exist on peers but not here.
+    own_chain_known: Arc<tokio::sync::watch::Sender<bool>>,
 }
+
+/// How long an append waits for the node's own chain to be fetched before it fails with
+/// [`StorageError::OwnChainUnknown`].
+pub const OWN_CHAIN_WAIT: Duration = Duration::from_secs(20);
+/// A node without bootnodes that has seen no peer for this long is the first of its network:
+/// nobody holds a history of its key, so it signs.
+pub const ALONE_AFTER: Duration = Duration::from_secs(5);
+/// Peers the start-up fetch of the own chain asks, at most.
+const OWN_CHAIN_PEERS: usize = 3;
 
 /// Counts and roots, for the API and `ifx ledger stats`.
 #[derive(Debug, Serialize)]
@@ -102,6 +113,74 @@ impl LedgerHandle {
             last_append_unix_ms: Arc::new(AtomicU64::new(0)),
             metrics,
             broken: tokio_util::sync::CancellationToken::new(),
+            own_chain_known: Arc::new(tokio::sync::watch::channel(true).0),
+        }
+    }
+
+    /// Holds this node's appends until its own chain is fetched from peers, if the store holds
+    /// none of `me`'s entries (a fresh node, or a wiped `db/` with the key kept: signing at
+    /// seq 0 again would equivocate against its own history, and it would be slashed). The
+    /// anti-entropy service fetches it first thing ([`LedgerHandle::anti_entropy`]).
+    pub fn hold_appends_until_own_chain_fetched(&self, me: &[u8; 32]) {
+        if self.with(|s| s.ledger().author_summary(me).is_none()) {
+            self.own_chain_known.send_replace(false);
+        }
+    }
+
+    /// Whether this node may sign (its own chain is here, or was looked for on peers).
+    pub fn own_chain_known(&self) -> bool {
+        *self.own_chain_known.borrow()
+    }
+
+    async fn wait_own_chain(&self) -> Result<(), StorageError> {
+        let mut rx = self.own_chain_known.subscribe();
+        match tokio::time::timeout(OWN_CHAIN_WAIT, rx.wait_for(|known| *known)).await {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err(StorageError::OwnChainUnknown),
+        }
+    }
+
+    /// The start-up fetch: until the own chain is known, pulls from up to three connected
+    /// peers each second; known once one pull completed (the chain came, or no peer asked had
+    /// it) or, without bootnodes, once no peer appeared for [`ALONE_AFTER`].
+    async fn fetch_own_chain(&self, net: &NetHandle, me: &[u8; 32], alone: bool, shutdown: &CancellationToken) {
+        let started = tokio::time::Instant::now();
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        while !self.own_chain_known() {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let Ok(snap) = net.snapshot().await else { return };
+            let peers: Vec<libp2p::PeerId> =
+                snap.connected.iter().filter_map(|p| p.peer_id.parse().ok()).take(OWN_CHAIN_PEERS).collect();
+            if peers.is_empty() {
+                if alone && started.elapsed() >= ALONE_AFTER {
+                    info!("no peers and no bootnodes: the first node of its network signs from seq 0");
+                    self.own_chain_known.send_replace(true);
+                }
+                continue;
+            }
+            // All at once, done at the first that completes: a peer that stalls its answers
+            // must not hold this node's signing for a whole pull deadline.
+            let mut pulls: futures::stream::FuturesUnordered<_> =
+                peers.into_iter().map(|peer| async move { (peer, self.pull(net, peer).await) }).collect();
+            let mut fetched = false;
+            while let Some((peer, r)) = futures::StreamExt::next(&mut pulls).await {
+                match r {
+                    Ok(_) => {
+                        fetched = true;
+                        break;
+                    }
+                    Err(e) => debug!(%peer, error = %e, "fetching the own chain failed"),
+                }
+            }
+            drop(pulls);
+            if fetched {
+                let held = self.with(|s| s.ledger().author_summary(me).map_or(0, |a| a.len));
+                info!(own_entries = held, "own chain fetched from peers before signing");
+                self.own_chain_known.send_replace(true);
+            }
         }
     }
 
@@ -159,6 +238,7 @@ impl LedgerHandle {
         kind: EntryKind,
         body: Vec<u8>,
     ) -> Result<Arc<Entry>, StorageError> {
+        self.wait_own_chain().await?;
         let store = self.store.clone();
         let e = tokio::task::spawn_blocking(move || {
             store.lock().unwrap_or_else(|e| e.into_inner()).append(&key, epoch, kind, body)
@@ -275,8 +355,18 @@ impl LedgerHandle {
         }
     }
 
-    /// Every `every`, pulls from one random connected peer.
-    pub async fn anti_entropy(self, net: NetHandle, every: Duration, shutdown: CancellationToken) {
+    /// First fetches the own chain if appends are held (see
+    /// [`LedgerHandle::hold_appends_until_own_chain_fetched`]; `me`, and `alone`: the node has
+    /// no bootnodes), then every `every` pulls from one random connected peer.
+    pub async fn anti_entropy(
+        self,
+        net: NetHandle,
+        every: Duration,
+        me: [u8; 32],
+        alone: bool,
+        shutdown: CancellationToken,
+    ) {
+        self.fetch_own_chain(&net, &me, alone, &shutdown).await;
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -309,14 +399,12 @@ pub struct Attester {
 }
 
 impl Attester {
-    /// The attestation of `epoch` from the heartbeat table.
-    pub fn attestation(&self, epoch: u64) -> LivenessAttestation {
+    /// The attestation of `epoch` from the heartbeat table, in parts (peers heard in it only).
+    pub fn attestation(&self, epoch: u64) -> Vec<LivenessAttestation> {
         let table = self.heartbeats.lock().unwrap_or_else(|e| e.into_inner());
-        let peers = table
-            .iter()
-            .map(|(peer, rec)| PeerLiveness { peer: *peer, seen: rec.by_epoch.get(&epoch).copied().unwrap_or(0) })
-            .collect();
-        LivenessAttestation { epoch, expected: self.net.heartbeats_per_epoch(), peers }
+        let peers =
+            table.iter().map(|(peer, rec)| PeerLiveness { peer: *peer, seen: rec.by_epoch.get(&epoch).copied().unwrap_or(0) });
+        LivenessAttestation::split(epoch, self.net.heartbeats_per_epoch(), peers)
     }
 
     /// The PoR verdicts since `before` (a previous snapshot of the cumulative results).
@@ -375,7 +463,8 @@ impl Attester {
             let por_now = self.por.snapshot();
             let verdicts = self.verdicts(next, &por_before, &por_now);
             por_before = por_now;
-            let mut bodies = vec![(EntryKind::Liveness, self.attestation(next).encode())];
+            let mut bodies: Vec<_> =
+                self.attestation(next).into_iter().map(|a| (EntryKind::Liveness, a.encode())).collect();
             if !verdicts.workers.is_empty() {
                 bodies.push((EntryKind::PorVerdicts, verdicts.encode()));
             }

@@ -113,6 +113,7 @@ impl Node {
             .map_err(|e| NodeError::Storage { path: db_path.clone(), reason: e.to_string() })?;
         info!(entries = ledger.ledger().len(), root = hex::encode(ledger.ledger().root()), "ledger opened");
         let ledger = LedgerHandle::new(ledger, metrics.clone());
+        ledger.hold_appends_until_own_chain_fetched(&identity.public_key());
         let capacity = crate::capacity::probe().await;
         info!(peer_id = %identity.peer_id(), role = cfg.node.role.as_str(), network = cfg.network.id,
             backend = capacity.backend, adapter = capacity.adapter, "starting node");
@@ -176,6 +177,8 @@ impl Node {
             ledger.clone().anti_entropy(
                 started.handle.clone(),
                 std::time::Duration::from_millis(cfg.ledger.sync_interval_ms),
+                identity.public_key(),
+                cfg.network.bootnodes.is_empty(),
                 shutdown.child_token(),
             ),
         );

@@ -276,3 +276,104 @@ async fn verifier_attestations_replicate_and_a_late_joiner_catches_up_by_sync() 
         n.stop().await;
     }
 }
+
+/// Issue #16, durable or nothing: a verifier whose `db/` is deleted while its key is kept must
+/// not sign seq 0 again (it would equivocate against its own history and be slashed). On
+/// restart it fetches its chain from a peer first, then goes on from where it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wiped_store_with_a_kept_key_fetches_its_chain_before_signing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = |name: &str, boot: Option<String>, verifier: bool| {
+        let mut c = config(&tmp.path().join(name), "wiped", boot);
+        c.network.genesis_unix_secs = genesis_secs();
+        c.network.epoch_secs = 1;
+        c.network.heartbeat_interval_ms = 200;
+        c.ledger.sync_interval_ms = 300;
+        if verifier {
+            c.node.role = ifx_protocols::Role::Verifier;
+        }
+        c
+    };
+    let a = Node::start(cfg("a", None, false)).await.unwrap();
+    let boot = format!("{}/p2p/{}", a.listen_addrs[0], a.peer_id);
+    let v = Node::start(cfg("v", Some(boot.clone()), true)).await.unwrap();
+    let me = v.settle.key.verifying_key().to_bytes();
+    let chain_len = |n: &Node| n.ledger.with(|s| s.ledger().author_summary(&me).map_or(0, |a| a.len));
+    wait_for("the verifier's attestations reach a", Duration::from_secs(30), async || chain_len(&a) >= 3).await;
+    v.stop().await;
+    let before = chain_len(&a);
+    std::fs::remove_dir_all(tmp.path().join("v/db")).unwrap();
+
+    let v = Node::start(cfg("v", Some(boot), true)).await.unwrap();
+    assert_eq!(v.settle.key.verifying_key().to_bytes(), me, "the key was kept");
+    wait_for("the restarted verifier signs again", Duration::from_secs(30), async || chain_len(&a) > before).await;
+    let (forks, equivocators) = a.ledger.with(|s| (s.ledger().forks(&me), s.ledger().equivocators().count()));
+    assert!(forks.is_empty() && equivocators == 0, "the verifier equivocated against itself: {forks:?}");
+    let chain = a.ledger.with(|s| s.ledger().chain(&me));
+    assert!(chain.windows(2).all(|w| w[1].seq == w[0].seq + 1 && w[1].prev == w[0].id()), "one unbroken chain");
+    a.stop().await;
+    v.stop().await;
+}
+
+/// Issue #16, eclipse: one host brings 64 peer ids (real ifx network stacks, built from the
+/// node's own crates) against a victim. Before, all 64 got in, and the victim, far above its
+/// target, trimmed the only connections it ever trims, its own dials: the honest peers. Now at
+/// most four peers per IP get in, and the victim keeps its honest peers and hears them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_eclipse_from_one_host_with_64_ids_leaves_the_victim_its_honest_peers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let h0 = Node::start(config(&tmp.path().join("h0"), "eclipse", None)).await.unwrap();
+    let boot = format!("{}/p2p/{}", h0.listen_addrs[0], h0.peer_id);
+    let mut honest = vec![h0];
+    for i in 1..3 {
+        honest.push(Node::start(config(&tmp.path().join(format!("h{i}")), "eclipse", Some(boot.clone()))).await.unwrap());
+    }
+    let mut vcfg = config(&tmp.path().join("victim"), "eclipse", Some(boot.clone()));
+    // On one machine every peer is 127.0.0.1: this victim treats loopback as a real address.
+    vcfg.limits.loopback_exempt = false;
+    vcfg.limits.target_peers = 8;
+    let victim = Node::start(vcfg).await.unwrap();
+    let honest_ids: BTreeSet<_> = honest.iter().map(|n| n.peer_id.to_string()).collect();
+    let connected = async |n: &Node| -> BTreeSet<String> {
+        n.net.snapshot().await.unwrap().connected.into_iter().map(|p| p.peer_id).collect()
+    };
+    wait_for("the victim connects to its honest peers", Duration::from_secs(30), async || {
+        connected(&victim).await.is_superset(&honest_ids)
+    })
+    .await;
+
+    // The attacker: 64 identities on one host, each a full ifx network stack dialling the victim.
+    let victim_addr = format!("{}/p2p/{}", victim.listen_addrs[0], victim.peer_id);
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let mut attackers = Vec::new();
+    for i in 0..64 {
+        let dir = tmp.path().join(format!("attacker{i}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let id = ifx_node::identity::Identity::load_or_create(&dir).unwrap();
+        let mut cfg = config(&dir, "eclipse", Some(victim_addr.clone()));
+        cfg.network.id = cfg.network.wire_id();
+        let mut registry = prometheus_client::registry::Registry::default();
+        attackers.push(
+            ifx_node::network::event_loop::start(&id, &cfg, &mut registry, None, shutdown.child_token()).await.unwrap(),
+        );
+    }
+    let attacker_ids: BTreeSet<String> = attackers.iter().map(|a| a.handle.local_peer_id().to_string()).collect();
+    // Give the flood time to arrive and the victim time to trim.
+    let refused = |n: &Node| -> u64 {
+        n.registry.encode().lines().find_map(|l| l.strip_prefix("ifx_inbound_refused_total ")).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
+    };
+    wait_for("the victim refuses most of the flood", Duration::from_secs(30), async || refused(&victim) >= 50).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let now = connected(&victim).await;
+    let attackers_in = now.intersection(&attacker_ids).count();
+    assert!(now.is_superset(&honest_ids), "the victim lost honest peers: {now:?}");
+    assert!(attackers_in <= 4, "{attackers_in} attacker ids connected");
+    // And it still hears its honest peers.
+    let heard = |n: &Node| n.heartbeats.lock().unwrap().len();
+    assert!(heard(&victim) >= 3, "heartbeats from {} peers", heard(&victim));
+    shutdown.cancel();
+    victim.stop().await;
+    for n in honest {
+        n.stop().await;
+    }
+}

@@ -41,6 +41,11 @@ pub enum StorageError {
     Poisoned,
     #[error("{what} of {len} bytes exceeds the {max}-byte limit")]
     TooLarge { what: &'static str, len: u64, max: u64 },
+    #[error(
+        "this node's store holds none of its own entries yet, and its key may have history on \
+         peers: it signs nothing before it has fetched its chain from one (try again in a moment)"
+    )]
+    OwnChainUnknown,
 }
 
 /// Shared handle to the node database.

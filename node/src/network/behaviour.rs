@@ -132,6 +132,12 @@ pub fn build_swarm(
             let limits = connection_limits::Behaviour::new(
                 connection_limits::ConnectionLimits::default()
                     .with_max_established(Some(limits.max_connections))
+                    // The inbound share, plus room for one round of trimming by score: a new
+                    // inbound peer may displace the lowest-scored one instead of being refused.
+                    .with_max_established_incoming(Some(
+                        (limits.max_connections - limits.reserved_outbound + limits.reserved_outbound / 4)
+                            .min(limits.max_connections),
+                    ))
                     .with_max_established_per_peer(Some(limits.max_connections_per_peer))
                     .with_max_pending_incoming(Some(limits.max_pending))
                     .with_max_pending_outgoing(Some(limits.max_pending)),

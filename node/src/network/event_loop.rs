@@ -74,6 +74,12 @@ pub async fn start(
     let por_timeout = Duration::from_millis(cfg.por.answer_timeout_ms);
     let mut swarm = build_swarm(identity.libp2p_keypair(), &cfg.network, &cfg.limits, por_timeout, agent, registry)?;
     let metrics = Metrics::new(registry);
+    let inbound_refused = prometheus_client::metrics::counter::Counter::default();
+    registry.register(
+        "ifx_inbound_refused",
+        "Inbound peers refused by address (per-IP or per-subnet cap)",
+        inbound_refused.clone(),
+    );
 
     let mut pending = Vec::new();
     for addr in cfg.listen_addrs()? {
@@ -176,6 +182,13 @@ pub async fn start(
         metrics,
         peer_store,
         target_peers: cfg.limits.target_peers as usize,
+        inbound_caps: crate::network::connections::InboundCaps {
+            per_ip: cfg.limits.max_inbound_per_ip as usize,
+            per_subnet: cfg.limits.max_inbound_per_subnet as usize,
+            max_inbound: (cfg.limits.max_connections - cfg.limits.reserved_outbound) as usize,
+            loopback_exempt: cfg.limits.loopback_exempt,
+        },
+        inbound_refused,
         blocked: Default::default(),
         kad_protocol,
         heartbeat_topic: topic(&cfg.network, Kind::Heartbeat).hash(),
@@ -233,6 +246,9 @@ struct EventLoop {
     metrics: Metrics,
     peer_store: Option<PeerStore>,
     target_peers: usize,
+    /// Inbound admission by address and the inbound share of the slots.
+    inbound_caps: crate::network::connections::InboundCaps,
+    inbound_refused: prometheus_client::metrics::counter::Counter,
     /// Peers blocked by the operator (the behaviour holds the same set; kept here to list it).
     blocked: std::collections::BTreeSet<PeerId>,
     kad_protocol: StreamProtocol,
@@ -322,6 +338,10 @@ impl EventLoop {
             if self.swarm.is_connected(&peer) || self.bootnodes.contains(&peer) || self.blocked.contains(&peer) {
                 continue;
             }
+            let ips = addrs.iter().filter_map(crate::network::connections::ip_of);
+            if ips.clone().next().is_some() && !ips.into_iter().any(|ip| self.connections.may_dial(ip, &self.inbound_caps)) {
+                continue;
+            }
             let opts =
                 DialOpts::peer_id(peer).condition(PeerCondition::DisconnectedAndNotDialing).addresses(addrs).build();
             if self.swarm.dial(opts).is_ok() {
@@ -332,6 +352,18 @@ impl EventLoop {
 
     /// Closes the connections [`Connections::to_trim`] names (see there for the rule).
     fn trim(&mut self) {
+        // Inbound past its share of the slots: the lowest-scored inbound peers go.
+        let gossip = &self.swarm.behaviour().gossipsub;
+        let bootnodes = &self.bootnodes;
+        let excess = self.connections.inbound_excess(
+            &self.inbound_caps,
+            |p| gossip.peer_score(p).unwrap_or(0.0),
+            |p| bootnodes.contains(p),
+        );
+        for peer in excess {
+            debug!(%peer, "closing the lowest-scored inbound connection (inbound slots full)");
+            let _ = self.swarm.disconnect_peer_id(peer);
+        }
         let connected: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
         let mesh: std::collections::BTreeSet<PeerId> =
             self.swarm.behaviour().gossipsub.all_mesh_peers().copied().collect();
@@ -532,6 +564,18 @@ impl EventLoop {
             SwarmEvent::Behaviour(BehaviourEvent::Fl(e)) => self.on_request_response(Proto::Fl, e),
             SwarmEvent::ConnectionEstablished { peer_id, connection_id, endpoint, num_established, .. } => {
                 self.bootnode_dials.remove(&connection_id);
+                if !endpoint.is_dialer() && !self.bootnodes.contains(&peer_id) {
+                    let ip = crate::network::connections::ip_of(endpoint.get_remote_address());
+                    if let Err(why) = self.connections.admit_inbound(peer_id, ip, &self.inbound_caps) {
+                        debug!(peer = %peer_id, addr = %endpoint.get_remote_address(), ?why, "inbound peer refused: too many from its address");
+                        self.inbound_refused.inc();
+                        self.swarm.close_connection(connection_id);
+                        return;
+                    }
+                }
+                if endpoint.is_dialer() {
+                    self.connections.dialled(peer_id, crate::network::connections::ip_of(endpoint.get_remote_address()));
+                }
                 debug!(peer = %peer_id, addr = %endpoint.get_remote_address(), "connected");
                 self.peer_addrs.insert(peer_id, endpoint.get_remote_address().clone());
                 self.connections.opened(peer_id, endpoint.is_dialer(), Instant::now());

@@ -13,7 +13,8 @@ use crate::ledger::{Entry, EntryKind};
 pub(super) struct Reports {
     /// Authors with two entries at one seq inside the set.
     pub equivocators: BTreeSet<[u8; 32]>,
-    /// Each staked verifier's attestation of the epoch (the last in set order).
+    /// Each staked verifier's attestation of the epoch, its parts merged (a part written twice:
+    /// the last in set order).
     pub liveness: BTreeMap<[u8; 32], LivenessAttestation>,
     /// Staked verifiers' PoR verdicts about the epoch, in set order.
     pub verdicts: Vec<([u8; 32], PorVerdicts)>,
@@ -34,6 +35,7 @@ impl Reports {
             equivocators: at.iter().filter(|(_, n)| **n > 1).map(|((a, _), _)| *a).collect(),
             ..Default::default()
         };
+        let mut parts: BTreeMap<[u8; 32], Vec<LivenessAttestation>> = BTreeMap::new();
         for e in set {
             let verifier = stakes.contains_key(&e.author) && !r.equivocators.contains(&e.author);
             let read = match e.kind {
@@ -46,7 +48,7 @@ impl Reports {
             }
             match EntryBody::of(e) {
                 Ok(EntryBody::Liveness(l)) if l.epoch == epoch && l.expected > 0 => {
-                    r.liveness.insert(e.author, l);
+                    parts.entry(e.author).or_default().push(l);
                 }
                 Ok(EntryBody::PorVerdicts(v)) if v.epoch == epoch => r.verdicts.push((e.author, v)),
                 Ok(EntryBody::RenderReceipt(rc)) if rc.worker != e.author => {
@@ -60,6 +62,8 @@ impl Reports {
                 _ => {}
             }
         }
+        r.liveness =
+            parts.into_iter().filter_map(|(v, written)| LivenessAttestation::merge(&written).map(|m| (v, m))).collect();
         r
     }
 }

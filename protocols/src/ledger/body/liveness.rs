@@ -17,18 +17,75 @@ pub struct PeerLiveness {
     pub seen: u64,
 }
 
-/// A verifier's liveness attestation for one epoch.
+/// Peers in one part of an attestation: a [`PeerLiveness`] encodes to at most 41 bytes, so
+/// 700 of them (28.7 KiB) and the header fit the 32 KiB entry body. Issue #16: one attestation
+/// of every peer passed the body limit near 1,000 peers and no verifier could attest at all;
+/// now 100,000 peers take 143 parts.
+pub const PEERS_PER_PART: usize = 700;
+
+/// A verifier's liveness attestation for one epoch: the peers it heard in that epoch (only
+/// those), in `parts` entries of at most [`PEERS_PER_PART`] peers each, the peers ascending
+/// across parts.
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, Serialize)]
 pub struct LivenessAttestation {
     /// The epoch attested (the entry's own epoch is when it was written).
     pub epoch: u64,
     /// Heartbeats a peer live for the whole epoch sends.
     pub expected: u64,
+    /// This part's index, below `parts`.
+    pub part: u32,
+    /// How many parts the attestation of this epoch has (at least one, even with no peers).
+    pub parts: u32,
     /// Peers sorted by key.
     pub peers: Vec<PeerLiveness>,
 }
 
 impl LivenessAttestation {
+    /// The attestation of `epoch` split into parts; `peers` sorted by key, peers never heard
+    /// in the epoch (`seen == 0`) left out.
+    pub fn split(epoch: u64, expected: u64, peers: impl IntoIterator<Item = PeerLiveness>) -> Vec<Self> {
+        let heard: Vec<PeerLiveness> = peers.into_iter().filter(|p| p.seen > 0).collect();
+        let chunks: Vec<&[PeerLiveness]> =
+            if heard.is_empty() { vec![&[][..]] } else { heard.chunks(PEERS_PER_PART).collect() };
+        let parts = chunks.len() as u32;
+        chunks
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| Self { epoch, expected, part: i as u32, parts, peers: c.to_vec() })
+            .collect()
+    }
+
+    /// Merges the parts one verifier wrote for one epoch, given in ledger order (a part
+    /// written again replaces the earlier one): the parts of the last-written `parts` count,
+    /// peers in part order, a peer listed twice counted once (the first). `None` without parts.
+    pub fn merge<'a>(written: impl IntoIterator<Item = &'a Self>) -> Option<Self> {
+        let mut by_part: std::collections::BTreeMap<u32, &Self> = Default::default();
+        let mut last = None;
+        for a in written {
+            by_part.insert(a.part, a);
+            last = Some(a);
+        }
+        let last = last?;
+        let mut peers: std::collections::BTreeMap<[u8; 32], u64> = Default::default();
+        for a in by_part.range(..last.parts).map(|(_, a)| a) {
+            for p in &a.peers {
+                peers.entry(p.peer).or_insert(p.seen);
+            }
+        }
+        Some(Self {
+            epoch: last.epoch,
+            expected: last.expected,
+            part: 0,
+            parts: 1,
+            peers: peers.into_iter().map(|(peer, seen)| PeerLiveness { peer, seen }).collect(),
+        })
+    }
+
+    /// How many heartbeats of `peer` this attestation counts (0 if not listed).
+    pub fn seen(&self, peer: &[u8; 32]) -> u64 {
+        self.peers.binary_search_by(|p| p.peer.cmp(peer)).map_or(0, |i| self.peers[i].seen)
+    }
+
     /// Entry body bytes.
     pub fn encode(&self) -> Vec<u8> {
         crate::codec::encode(self)
@@ -39,6 +96,9 @@ impl LivenessAttestation {
         let v: Self = crate::codec::decode::<_, MAX_ENTRY_BODY>(body)?;
         if !v.peers.windows(2).all(|w| w[0].peer < w[1].peer) {
             return Err(DecodeError::invalid("peers are not sorted and distinct"));
+        }
+        if v.part >= v.parts {
+            return Err(DecodeError::invalid("part index not below the part count"));
         }
         Ok(v)
     }
@@ -84,5 +144,53 @@ impl PorVerdicts {
             return Err(DecodeError::invalid("workers are not sorted and distinct"));
         }
         Ok(v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(i: u32) -> [u8; 32] {
+        let mut k = [0u8; 32];
+        k[..4].copy_from_slice(&i.to_be_bytes());
+        k
+    }
+
+    /// Issue #16: an attestation of every peer ever heard passed the 32 KiB body limit near
+    /// 1,000 peers. 100,000 peers heard (plus as many silent ones, left out) split into parts
+    /// that each fit an entry and decode, and merge back to exactly the peers heard.
+    #[test]
+    fn a_hundred_thousand_peers_attest_in_parts_that_fit() {
+        let peers = (0..200_000u32).map(|i| PeerLiveness { peer: peer(i), seen: if i % 2 == 0 { u64::MAX } else { 0 } });
+        let parts = LivenessAttestation::split(7, 30, peers);
+        assert_eq!(parts.len(), 100_000usize.div_ceil(PEERS_PER_PART));
+        for p in &parts {
+            let body = p.encode();
+            assert!(body.len() <= MAX_ENTRY_BODY, "part {} is {} bytes", p.part, body.len());
+            assert_eq!(&LivenessAttestation::decode(&body).unwrap(), p);
+        }
+        let merged = LivenessAttestation::merge(&parts).unwrap();
+        assert_eq!(merged.peers.len(), 100_000);
+        assert!(merged.peers.iter().all(|p| p.seen == u64::MAX));
+        assert_eq!(merged.seen(&peer(4)), u64::MAX);
+        assert_eq!(merged.seen(&peer(5)), 0, "silent peers are not listed");
+    }
+
+    #[test]
+    fn no_peers_heard_is_one_empty_part_and_a_rewritten_attestation_replaces_the_old_parts() {
+        let empty = LivenessAttestation::split(1, 30, []);
+        assert_eq!((empty.len(), empty[0].parts, empty[0].peers.len()), (1, 1, 0));
+        // Three parts first; written again later as one part: the old parts 1 and 2 no longer count.
+        let many = LivenessAttestation::split(1, 30, (0..1500).map(|i| PeerLiveness { peer: peer(i), seen: 3 }));
+        assert_eq!(many.len(), 3);
+        let again = LivenessAttestation::split(1, 30, [PeerLiveness { peer: peer(9), seen: 30 }]);
+        let written: Vec<&LivenessAttestation> = many.iter().chain(&again).collect();
+        let merged = LivenessAttestation::merge(written).unwrap();
+        assert_eq!(merged.peers, vec![PeerLiveness { peer: peer(9), seen: 30 }]);
+        // A part index at or past the count does not decode.
+        let mut bad = again[0].clone();
+        bad.part = 1;
+        assert!(LivenessAttestation::decode(&bad.encode()).is_err());
     }
 }
