@@ -248,6 +248,10 @@ pub struct Overrides {
     /// this many ms longer, as on a slower GPU (`faults.slow_ms`).
     #[arg(long, hide = true)]
     pub slow_ms: Option<u64>,
+    /// Count loopback peers against the per-IP and per-subnet caps (`limits.loopback_exempt =
+    /// false`), as the victim of `ifx testnet --attack eclipse` does.
+    #[arg(long, hide = true)]
+    pub cap_loopback: bool,
 }
 
 impl NodeConfig {
@@ -290,6 +294,9 @@ impl NodeConfig {
     fn apply(&mut self, o: &Overrides) {
         if let Some(d) = &o.data_dir {
             self.node.data_dir = d.clone();
+        }
+        if o.cap_loopback {
+            self.limits.loopback_exempt = false;
         }
         if !o.listen.is_empty() {
             self.node.listen = o.listen.clone();

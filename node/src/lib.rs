@@ -3,6 +3,7 @@
 //! the `ifx` binary (src/main.rs) and the in-process tests both use it.
 
 pub mod api;
+pub mod attack;
 pub mod capacity;
 pub mod compute;
 pub mod config;

@@ -107,8 +107,23 @@ impl Settle {
 
     /// Seals `epoch` from this node's view unless its latest seal already says the same.
     async fn seal_once(&self, epoch: u64) {
+        // Only entries of authors with an account (an allocation, a stake, a balance): nothing
+        // an author without one writes can move money, and a flood of fresh keys (issue #16)
+        // made two verifiers seal different sets (entries still arriving) or more authors than
+        // a seal holds, so no epoch sealed at all.
+        let accounts = self.compute().accounts;
+        let funded = |a: &[u8; 32]| {
+            accounts.get(a).is_some_and(|acc| {
+                acc.role.is_some()
+                    || acc.bonded > 0
+                    || acc.liquid > 0
+                    || !acc.vesting.is_empty()
+                    || !acc.unbonding.is_empty()
+            })
+        };
         let view = self.ledger.with(|l| {
-            let entries: Vec<Arc<Entry>> = l.ledger().iter_sorted().filter(|e| e.epoch == epoch).collect();
+            let entries: Vec<Arc<Entry>> =
+                l.ledger().iter_sorted().filter(|e| e.epoch == epoch && funded(&e.author)).collect();
             settle::seal_view(epoch, entries.iter().map(|e| e.as_ref()))
         });
         let view = match view {

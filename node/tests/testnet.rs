@@ -332,3 +332,41 @@ fn in_process_testnet_runs_the_same_verdict() {
     assert!(report["nodes"].as_array().unwrap().iter().all(|n| n["log"] == log.display().to_string()), "{report:#}");
     assert!(!String::from_utf8_lossy(&out.stderr).contains(" WARN "), "node warnings reached the terminal");
 }
+
+/// Issue #16, the CI-sized subset of `--attack` (the whole matrix, `--attack all`, is the
+/// documented scenario in docs/SECURITY.md): five attacks in one testnet after a baseline run.
+/// The verdict must hold (no honest node failed or slashed, one ledger root, every epoch
+/// sealed) and the attacks section must show each attack happened and was contained.
+#[test]
+fn attacks_in_one_testnet_leave_the_honest_network_whole() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let (out, report) = testnet(
+        "--nodes 6 --verifiers 2 --duration 24 --render-size 64 --render-spp 8 --fl-rounds 0 \
+         --attack hb-overflow --attack challenge-flood --attack fork-bomb --attack author-flood --attack api-rebind",
+        tmp.path(),
+    );
+    let attacks = &report["attacks"];
+    assert!(out.status.success(), "{}\n{attacks:#}", String::from_utf8_lossy(&out.stdout));
+    let line = |name: &str| attacks["attacks"].as_array().unwrap().iter().find(|a| a["attack"] == name).unwrap().clone();
+    for name in ["hb-overflow", "challenge-flood", "fork-bomb", "author-flood"] {
+        assert!(line(name)["stats"]["sent"].as_u64().unwrap() > 0, "{name}: {attacks:#}");
+    }
+    // Every challenge of the stranger answered busy (it is not a bonded verifier).
+    let flood = line("challenge-flood");
+    assert_eq!(flood["stats"]["answers"]["por:busy"], flood["stats"]["sent"], "{flood:#}");
+    let api = line("api-rebind");
+    assert_eq!(api["api_requests"], 21);
+    assert_eq!(api["api_accepted"].as_array().unwrap().len(), 0, "{api:#}");
+    assert!(attacks["panics"].as_array().unwrap().is_empty());
+    assert!(attacks["baseline"].is_string(), "the run had a baseline");
+    // Each node compared with itself in the baseline.
+    assert!(attacks["nodes"].as_array().unwrap().iter().all(|n| n["baseline_peak_rss_mb"].as_f64().is_some()));
+    // The epochs sealed as in the baseline (the author flood once stopped sealing).
+    let sealed = report["settlement"]["sealed_epochs"].as_array().unwrap().len();
+    assert!(sealed >= 4, "{sealed} sealed epochs: {:#}", report["settlement"]);
+    assert_eq!(report["settlement"]["honest_slashed"].as_array().unwrap().len(), 0);
+    // The fork bomb's author holds two entries at its forked seq, nothing past it: the
+    // ledger stayed small.
+    assert!(report["ledger"]["converged"].as_bool().unwrap());
+}

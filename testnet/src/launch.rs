@@ -64,6 +64,8 @@ pub struct NodeProc {
     pub slow_ms: u64,
     /// Its ed25519 public key (hex), created before the launch for the genesis allocations.
     pub public_key: String,
+    /// Its TCP listen address on 127.0.0.1, once it runs.
+    pub listen_addr: Option<String>,
 }
 
 impl NodeProc {
@@ -124,6 +126,8 @@ pub struct Testnet {
     host: Option<std::sync::Arc<dyn Host>>,
     /// Shards of the federated split (one per honest worker).
     pub fl_shards: u32,
+    /// The node that counts loopback peers against its per-IP caps (the eclipse victim).
+    cap_loopback: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -177,6 +181,7 @@ impl Testnet {
                     .then(|| POISONS[(index - first_poisoner) % POISONS.len()]),
                 fl_shard: (index >= 1 && index < first_verifier).then(|| (index as u32 - 1) % fl_shards),
                 public_key: String::new(),
+                listen_addr: None,
                 restarted_at: None,
                 slow_ms: if args.slow.contains(&index) { args.slow_ms } else { 0 },
             });
@@ -231,6 +236,10 @@ impl Testnet {
             bootnode: None,
             loss: args.loss,
             host: None,
+            cap_loopback: args
+                .attacks()?
+                .contains(&crate::attacks::Attack::Eclipse)
+                .then(|| crate::attacks::victim(args)),
         })
     }
 
@@ -318,6 +327,9 @@ impl Testnet {
             opt("--fl-data", Some(d.display().to_string()));
             opt("--fl-shard", n.fl_shard.map(|s| s.to_string()));
         }
+        if self.cap_loopback == Some(i) {
+            args.push("--cap-loopback".into());
+        }
         args
     }
 
@@ -366,6 +378,8 @@ impl Testnet {
                     && let Ok(s) = r.json::<StatusView>().await
                 {
                     self.nodes[i].peer_id = s.peer_id.clone();
+                    self.nodes[i].listen_addr =
+                        s.listen_addrs.iter().find(|a| a.starts_with("/ip4/127.0.0.1/tcp/")).cloned();
                     return Ok(s);
                 }
             }
@@ -377,6 +391,33 @@ impl Testnet {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Node 0's address, once it runs.
+    pub fn bootnode(&self) -> Option<String> {
+        self.bootnode.clone()
+    }
+
+    /// The network config every node of the run shares.
+    pub fn config_path(&self) -> &Path {
+        &self.config
+    }
+
+    /// Peak resident memory (MiB) and CPU time (s, user + system) of each node process
+    /// (`None`: not running, or in process).
+    pub fn usage(&self) -> Vec<Option<(f64, f64)>> {
+        self.nodes
+            .iter()
+            .map(|n| match &n.child {
+                Some(Proc::Child(c)) => c.id(),
+                _ => None,
+            })
+            .map(|pid| {
+                let pid = pid?;
+                let peak = status_kb(&format!("/proc/{pid}/status"), "VmHWM:") as f64 / 1024.0;
+                Some((peak, cpu_secs(pid)?))
+            })
+            .collect()
     }
 
     /// Seconds since the first launch.
@@ -535,4 +576,15 @@ pub fn status_kb(path: &str, field: &str) -> u64 {
         })
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
+}
+
+/// User plus system CPU time of a process, in seconds (fields 14 and 15 of /proc/PID/stat,
+/// in clock ticks of 1/100 s on Linux).
+fn cpu_secs(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces: count fields after its closing parenthesis.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split(' ').collect();
+    let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
 }

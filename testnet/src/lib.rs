@@ -4,6 +4,7 @@
 //! The launcher knows nodes only as processes and HTTP endpoints (it does not link the node
 //! crate), so what it measures is what a user of the real binary gets.
 
+pub mod attacks;
 mod html;
 mod launch;
 mod report;
@@ -101,6 +102,28 @@ pub struct TestnetArgs {
     /// Hide the progress bar (it is also hidden when stderr is not a terminal).
     #[arg(long)]
     pub quiet: bool,
+    /// Run a hostile peer in the network (repeatable; `all` for every one): hb-overflow,
+    /// challenge-flood, work-flood, fork-bomb, author-flood, sync-stall, eclipse, api-rebind.
+    /// The run is preceded by the same run without attacks, the baseline the victims are
+    /// compared with (see the report's `attacks` section).
+    #[arg(long = "attack")]
+    pub attack: Vec<String>,
+    /// With --attack: skip the baseline run (the attacks section then has no comparison).
+    #[arg(long)]
+    pub no_baseline: bool,
+}
+
+impl TestnetArgs {
+    /// The attacks asked for, `all` expanded, each once.
+    pub fn attacks(&self) -> Result<Vec<attacks::Attack>, TestnetError> {
+        let mut out = Vec::new();
+        for a in &self.attack {
+            out.extend(attacks::Attack::parse_list(a)?);
+        }
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
 }
 
 /// A scheduled SIGKILL: `IDX@SECS`.
@@ -190,6 +213,7 @@ pub struct Scenario {
     pub slow: Option<Vec<usize>>,
     pub slow_ms: Option<u64>,
     pub in_process: Option<bool>,
+    pub attack: Option<Vec<String>>,
     #[serde(default)]
     pub kill: Vec<At>,
     #[serde(default)]
@@ -255,7 +279,7 @@ impl TestnetArgs {
             )*};
         }
         take!(nodes, verifiers, cheaters, poisoners, duration, epoch_secs, heartbeat_ms, render_size, render_spp);
-        take!(fl_rounds, fl_aggregator, gov_change, loss, slow, slow_ms, in_process);
+        take!(fl_rounds, fl_aggregator, gov_change, loss, slow, slow_ms, in_process, attack);
         if !sc.kill.is_empty() && !explicit("kills") {
             self.kills =
                 sc.kill.iter().map(|k| Ok(Kill { node: k.node, at: secs("kill", k.at)? })).collect::<Result<_, _>>()?;
@@ -358,6 +382,13 @@ impl TestnetArgs {
         if self.in_process && !self.slow.is_empty() {
             return bad("--slow cannot be used with --in-process (the slow-work fault is process-wide)".into());
         }
+        let attacks = self.attacks()?;
+        if !attacks.is_empty() && self.in_process {
+            return bad("--attack runs attacker processes on TCP; it cannot be used with --in-process".into());
+        }
+        if !attacks.is_empty() && self.duration < 20 {
+            return bad(format!("--attack needs --duration of at least 20 seconds (got {})", self.duration));
+        }
         if self.slow_ms > 60_000 {
             return bad(format!("--slow-ms {} must be at most 60000", self.slow_ms));
         }
@@ -434,27 +465,58 @@ pub async fn run_with(
     args: TestnetArgs,
     host: Option<std::sync::Arc<dyn Host>>,
 ) -> Result<Report, TestnetError> {
+    let mut args = args;
     args.check()?;
-    let mut net = launch::Testnet::prepare(binary, &args)?;
+    let attacks = args.attacks()?;
+    // With attacks, first the same run without them: what the victims are compared with.
+    let base = args.base_dir.get_or_insert_with(default_base_dir).clone();
+    let baseline = if !attacks.is_empty() && !args.no_baseline {
+        let mut b = args.clone();
+        b.attack.clear();
+        b.base_dir = Some(base.join("baseline"));
+        b.report = Some(base.join("baseline").join("report.json"));
+        println!("baseline: the same run without attacks, in {}", base.join("baseline").display());
+        Some(Box::pin(run_with(binary.clone(), b, host.clone())).await?)
+    } else {
+        None
+    };
+    let mut net = launch::Testnet::prepare(binary.clone(), &args)?;
     if args.in_process {
         let host =
             host.ok_or_else(|| TestnetError::Options("--in-process: this build cannot start nodes in process".into()))?;
         net.in_process(host);
     }
+    let victim = attacks::victim(&args);
     let result = async {
         net.launch_all().await?;
-        Ok::<_, TestnetError>(watch::watch(&mut net, &args).await)
+        let attackers = if attacks.is_empty() {
+            None
+        } else {
+            Some(attacks::Attackers::launch(&net, &binary, &args)?)
+        };
+        let api = match attacks.contains(&attacks::Attack::ApiRebind) {
+            true => Some(attacks::api_rebind(&net, victim).await),
+            false => None,
+        };
+        let outcome = watch::watch(&mut net, &args).await;
+        let peers = match attackers {
+            Some(a) => a.finish(Duration::from_secs(20)).await,
+            None => Vec::new(),
+        };
+        Ok::<_, TestnetError>((outcome, peers, api))
     }
     .await;
-    let outcome = match result {
-        Ok(outcome) => outcome,
+    let (outcome, attackers, api) = match result {
+        Ok(r) => r,
         Err(e) => {
             net.stop_all().await;
             return Err(e);
         }
     };
     let outcome = watch::settle(&mut net, &args, outcome).await;
-    let latency = watch::collect_latency(&net).await;
+    let per_node_latency = watch::collect_latency_per_node(&net).await;
+    let latency: Vec<u64> = per_node_latency.iter().flatten().flatten().copied().collect();
+    let usage = net.usage();
     let memory = report::MemoryReport {
         in_process: args.in_process,
         harness_peak_rss_mb: launch::status_kb("/proc/self/status", "VmHWM:") as f64 / 1024.0,
@@ -464,6 +526,45 @@ pub async fn run_with(
     let timeline = outcome.timeline.clone();
     let mut report = Report::build(&net, &args, outcome, latency.clone(), stops);
     report.memory = memory;
+    for (n, (u, l)) in report.nodes.iter_mut().zip(usage.iter().zip(&per_node_latency)) {
+        n.peak_rss_mb = u.map(|u| u.0);
+        n.cpu_secs = u.map(|u| u.1);
+        n.heartbeat_p99_ms = l.as_deref().and_then(|l| LatencyMs::from_samples_us(l).p99);
+    }
+    if !attacks.is_empty() {
+        use report::attacks as ra;
+        let nodes = report
+            .nodes
+            .iter()
+            .map(|n| {
+                let b = baseline.as_ref().and_then(|b| b.nodes.get(n.index));
+                ra::NodeUnderAttack {
+                    index: n.index,
+                    role: n.role,
+                    alive: n.alive,
+                    peak_rss_mb: n.peak_rss_mb,
+                    baseline_peak_rss_mb: b.and_then(|b| b.peak_rss_mb),
+                    cpu_secs: n.cpu_secs,
+                    baseline_cpu_secs: b.and_then(|b| b.cpu_secs),
+                    heartbeat_p99_ms: n.heartbeat_p99_ms,
+                    baseline_heartbeat_p99_ms: b.and_then(|b| b.heartbeat_p99_ms),
+                }
+            })
+            .collect();
+        let logs: Vec<PathBuf> = net.nodes.iter().map(|n| n.log.clone()).collect();
+        let section = ra::AttacksSection {
+            victim,
+            attacks: ra::lines(attackers, api),
+            baseline: baseline.as_ref().map(|_| base.join("baseline").join("report.json").display().to_string()),
+            nodes,
+            panics: ra::panics_in(&logs, 20),
+            memory_ratio_limit: ra::MEMORY_RATIO,
+            p99_ratio_limit: ra::P99_RATIO,
+        };
+        report.failures.extend(section.failures());
+        report.ok = report.failures.is_empty();
+        report.attacks = Some(section);
+    }
     let path = args.report.clone().unwrap_or_else(|| net.base_dir.join("report.json"));
     let page = path.with_extension("html");
     match html::write(&report, &latency, &timeline, &page) {

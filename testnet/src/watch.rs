@@ -611,16 +611,17 @@ async fn poll_views(net: &Testnet, views: &mut [Option<View>]) {
     }
 }
 
-/// Heartbeat publish-to-receipt samples (µs) from every running node, merged.
-pub async fn collect_latency(net: &Testnet) -> Vec<u64> {
-    let polls = net.nodes.iter().filter(|n| n.child.is_some()).filter_map(|n| n.api).map(|api| {
+/// Heartbeat publish-to-receipt samples (µs) of each node (`None`: not running or no answer).
+pub async fn collect_latency_per_node(net: &Testnet) -> Vec<Option<Vec<u64>>> {
+    let polls = net.nodes.iter().map(|n| {
         let client = net.client.clone();
+        let api = n.api.filter(|_| n.child.is_some());
         async move {
-            let l: Latency = get(&client, api, "heartbeats/latency").await.ok()?;
+            let l: Latency = get(&client, api?, "heartbeats/latency").await.ok()?;
             Some(l.samples_us)
         }
     });
-    futures::future::join_all(polls).await.into_iter().flatten().flatten().collect()
+    futures::future::join_all(polls).await
 }
 
 /// One poll of the ledger roots: seconds into the run, distinct roots among running nodes,

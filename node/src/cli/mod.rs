@@ -42,6 +42,10 @@ pub enum Command {
     },
     /// Run a whole network of `ifx node` processes on 127.0.0.1 and write a report.
     Testnet(ifx_testnet::TestnetArgs),
+    /// A hostile peer (test tooling, started by `ifx testnet --attack`): runs one attack
+    /// against a network and writes what it sent as JSON.
+    #[command(hide = true)]
+    Attack(AttackArgs),
     /// Render a scene locally to a PNG with a progress bar, or `render submit` it to a node.
     Render(render::RenderCmd),
     /// Federated learning: `fl start` trains a model across the workers a node can reach.
@@ -112,7 +116,49 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Stake { command } => stake::run(command),
         Command::Gov { command } => gov::run(command),
         Command::Testnet(args) => testnet::run(args),
+        Command::Attack(a) => {
+            init_logs("warn", false);
+            let rt = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
+            let stats = rt.block_on(ifx_node::attack::run(ifx_node::attack::Plan {
+                attack: a.attack,
+                config: a.config,
+                data_dir: a.data_dir,
+                bootnode: a.bootnode,
+                targets: a.targets,
+                duration: std::time::Duration::from_secs_f64(a.duration),
+            }))?;
+            let json = serde_json::to_string_pretty(&stats)?;
+            std::fs::write(&a.stats, json + "\n").with_context(|| format!("writing {}", a.stats.display()))?;
+            ok
+        }
     }
+}
+
+/// `ifx attack`'s flags.
+#[derive(clap::Args)]
+pub struct AttackArgs {
+    /// The attack: hb-overflow, challenge-flood, work-flood, fork-bomb, author-flood,
+    /// sync-stall or eclipse.
+    #[arg(long)]
+    attack: ifx_node::attack::Attack,
+    /// The network config the nodes of the run share.
+    #[arg(long)]
+    config: PathBuf,
+    /// Where the attacker keeps its keys.
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// A node to join through.
+    #[arg(long)]
+    bootnode: String,
+    /// Peers attacked directly (`/ip4/.../p2p/<id>`; repeatable).
+    #[arg(long = "target")]
+    targets: Vec<libp2p::Multiaddr>,
+    /// Seconds to attack for.
+    #[arg(long)]
+    duration: f64,
+    /// Where to write what was sent.
+    #[arg(long)]
+    stats: PathBuf,
 }
 
 pub(crate) fn init_logs(filter: &str, json: bool) {

@@ -22,6 +22,8 @@ pub struct Behaviour {
     /// Peers the operator blocked (`POST /net/block`): no connection either way.
     pub blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
     pub limits: connection_limits::Behaviour,
+    /// Caps by address (refused before the handshake).
+    pub ip_limits: super::ip_limits::Behaviour,
     pub kad: kad::Behaviour<kad::store::MemoryStore>,
     pub identify: identify::Behaviour,
     pub ping: ping::Behaviour,
@@ -58,6 +60,7 @@ pub fn build_swarm(
     let kad_protocol =
         StreamProtocol::try_from_owned(net.kad_protocol()).map_err(|e| BuildError::Transport(e.to_string()))?;
     let identify_protocol = net.identify_protocol();
+    let limits_cfg = limits.clone();
     let sync_protocol =
         StreamProtocol::try_from_owned(net.ledger_sync_protocol()).map_err(|e| BuildError::Transport(e.to_string()))?;
     let render_protocol =
@@ -173,6 +176,12 @@ pub fn build_swarm(
             Ok::<_, Box<dyn std::error::Error + Send + Sync>>(Behaviour {
                 blocked: allow_block_list::Behaviour::default(),
                 limits,
+                ip_limits: super::ip_limits::Behaviour::new(super::ip_limits::InboundCaps {
+                    per_ip: limits_cfg.max_inbound_per_ip as usize,
+                    per_subnet: limits_cfg.max_inbound_per_subnet as usize,
+                    max_inbound: (limits_cfg.max_connections - limits_cfg.reserved_outbound) as usize,
+                    loopback_exempt: limits_cfg.loopback_exempt,
+                }),
                 kad,
                 identify,
                 ping,

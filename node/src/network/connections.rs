@@ -12,62 +12,14 @@
 //! [`KEEP_NEW`].
 
 //!
-//! Inbound connections are also admitted by address (issue #16: 128 slots shared by both
-//! directions, no per-IP cap and no trimming let one host with 64 peer ids eclipse a node):
-//! at most [`InboundCaps::per_ip`] peers from one IP and [`InboundCaps::per_subnet`] from one
-//! /24 (IPv4) or /48 (IPv6); inbound connections may fill the slots but
-//! [`InboundCaps::reserved_outbound`], and past that the lowest-scored inbound peer goes.
-//! Outbound connections (peers this node chose) are never refused by address.
+//! Inbound peers past the node's inbound share of the slots are trimmed too, the lowest gossip
+//! score first ([`Connections::inbound_excess`]); which peers are inbound, and the caps by
+//! address, are `ip_limits`'s.
 
 use std::collections::{BTreeSet, HashMap};
-use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
-use libp2p::multiaddr::{Multiaddr, Protocol};
-
-/// Caps on inbound connections by address.
-#[derive(Clone, Copy, Debug)]
-pub struct InboundCaps {
-    /// Inbound peers from one IP address.
-    pub per_ip: usize,
-    /// Inbound peers from one /24 (IPv4) or /48 (IPv6).
-    pub per_subnet: usize,
-    /// Inbound peers in all (the connection slots less those kept for this node's own dials).
-    pub max_inbound: usize,
-    /// Loopback peers are exempt (several nodes on one machine: a testnet, a developer).
-    pub loopback_exempt: bool,
-}
-
-/// Why an inbound peer is refused.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Refusal {
-    PerIp,
-    PerSubnet,
-}
-
-/// The IP of a multiaddr's first component, if it has one.
-pub fn ip_of(addr: &Multiaddr) -> Option<IpAddr> {
-    addr.iter().find_map(|p| match p {
-        Protocol::Ip4(ip) => Some(IpAddr::V4(ip)),
-        Protocol::Ip6(ip) => Some(IpAddr::V6(ip)),
-        _ => None,
-    })
-}
-
-/// The subnet an address counts against: /24 for IPv4, /48 for IPv6.
-fn subnet(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(v4) => {
-            let [a, b, c, _] = v4.octets();
-            IpAddr::V4([a, b, c, 0].into())
-        }
-        IpAddr::V6(v6) => {
-            let s = v6.segments();
-            IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], 0, 0, 0, 0, 0))
-        }
-    }
-}
 
 /// A connection a request used within this long is not trimmed.
 pub const KEEP_USED: Duration = Duration::from_secs(5);
@@ -83,9 +35,6 @@ pub struct Connections {
     last_used: HashMap<PeerId, Instant>,
     /// Requests to or from each peer not answered yet.
     in_flight: HashMap<PeerId, u32>,
-    /// The address of each connected peer, and whether it came to this node (its first
-    /// connection was inbound).
-    ips: HashMap<PeerId, (IpAddr, bool)>,
 }
 
 impl Connections {
@@ -95,80 +44,31 @@ impl Connections {
         self.opened.entry(peer).or_insert((now, dialled));
     }
 
-    /// Whether a new inbound peer from `ip` may stay, given the peers already in. Call it
-    /// before [`Connections::opened`]; an admitted peer is counted from then on.
-    pub fn admit_inbound(&mut self, peer: PeerId, ip: Option<IpAddr>, caps: &InboundCaps) -> Result<(), Refusal> {
-        let Some(ip) = ip else { return Ok(()) };
-        if self.opened.contains_key(&peer) {
-            return Ok(()); // a second connection of a peer already in
-        }
-        if let Some(why) = self.over_cap(ip, caps) {
-            return Err(why);
-        }
-        self.ips.insert(peer, (ip, true));
-        Ok(())
-    }
-
-    /// A connection this node dialled: never refused, but it counts against its address.
-    pub fn dialled(&mut self, peer: PeerId, ip: Option<IpAddr>) {
-        if let Some(ip) = ip {
-            self.ips.entry(peer).or_insert((ip, false));
-        }
-    }
-
-    /// Whether dialling a peer at `ip` keeps within the caps (discovery skips those that do
-    /// not: a DHT full of one host's ids must not fill the node's own dials either).
-    pub fn may_dial(&self, ip: IpAddr, caps: &InboundCaps) -> bool {
-        self.over_cap(ip, caps).is_none()
-    }
-
-    fn over_cap(&self, ip: IpAddr, caps: &InboundCaps) -> Option<Refusal> {
-        if caps.loopback_exempt && ip.is_loopback() {
-            return None;
-        }
-        if self.ips.values().filter(|(i, _)| *i == ip).count() >= caps.per_ip {
-            return Some(Refusal::PerIp);
-        }
-        let net = subnet(ip);
-        if self.ips.values().filter(|(i, _)| subnet(*i) == net).count() >= caps.per_subnet {
-            return Some(Refusal::PerSubnet);
-        }
-        None
-    }
-
-    /// Inbound peers to close because more than `caps.max_inbound` are in: the lowest
-    /// gossip score first (the newest among equals), never a bootnode or a peer with a
+    /// Inbound peers to close because more than `max_inbound` of `inbound` are connected: the
+    /// lowest gossip score first (the newest among equals), never a bootnode or a peer with a
     /// request in flight.
     pub fn inbound_excess(
         &self,
-        caps: &InboundCaps,
+        inbound: &BTreeSet<PeerId>,
+        max_inbound: usize,
         score: impl Fn(&PeerId) -> f64,
         is_bootnode: impl Fn(&PeerId) -> bool,
     ) -> Vec<PeerId> {
-        let n = self.inbound_len();
-        if n <= caps.max_inbound {
+        let n = inbound.len();
+        if n <= max_inbound {
             return Vec::new();
         }
-        let mut ranked: Vec<(f64, std::cmp::Reverse<Instant>, PeerId)> = self
-            .ips
+        let mut ranked: Vec<(f64, std::cmp::Reverse<Instant>, PeerId)> = inbound
             .iter()
-            .filter(|(_, (_, inbound))| *inbound)
-            .map(|(p, _)| p)
             .filter(|p| !is_bootnode(p) && !self.in_flight.contains_key(p))
             .map(|p| (score(p), std::cmp::Reverse(self.opened.get(p).map_or_else(Instant::now, |o| o.0)), *p))
             .collect();
         ranked.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-        ranked.into_iter().take(n - caps.max_inbound).map(|(_, _, p)| p).collect()
-    }
-
-    /// Inbound peers counted.
-    pub fn inbound_len(&self) -> usize {
-        self.ips.values().filter(|(_, inbound)| *inbound).count()
+        ranked.into_iter().take(n - max_inbound).map(|(_, _, p)| p).collect()
     }
 
     /// The last connection to `peer` closed.
     pub fn closed(&mut self, peer: &PeerId) {
-        self.ips.remove(peer);
         self.opened.remove(peer);
         self.last_used.remove(peer);
         self.in_flight.remove(peer);
@@ -228,57 +128,21 @@ impl Connections {
 mod tests {
     use super::*;
 
-    fn caps() -> InboundCaps {
-        InboundCaps { per_ip: 4, per_subnet: 16, max_inbound: 96, loopback_exempt: false }
-    }
-
-    /// Issue #16: 64 ids from one host. Four get in; the fifth from that IP, and the
-    /// seventeenth from its /24, are refused; another subnet still gets in; loopback is exempt
-    /// only when configured so; a closed peer frees its slot.
-    #[test]
-    fn inbound_peers_are_capped_per_ip_and_per_subnet() {
-        let mut c = Connections::default();
-        let host: IpAddr = "203.0.113.7".parse().unwrap();
-        let admitted = peers(64).into_iter().filter(|p| c.admit_inbound(*p, Some(host), &caps()).is_ok()).count();
-        assert_eq!(admitted, 4);
-        assert_eq!(c.admit_inbound(PeerId::random(), Some(host), &caps()), Err(Refusal::PerIp));
-        for i in 1..=12u8 {
-            for _ in 0..4 {
-                let ip: IpAddr = [203, 0, 113, 7 + i].into();
-                let _ = c.admit_inbound(PeerId::random(), Some(ip), &caps());
-            }
-        }
-        assert_eq!(c.inbound_len(), 16);
-        assert_eq!(c.admit_inbound(PeerId::random(), Some([203, 0, 113, 99].into()), &caps()), Err(Refusal::PerSubnet));
-        assert!(c.admit_inbound(PeerId::random(), Some([198, 51, 100, 1].into()), &caps()).is_ok());
-        let lo: IpAddr = "127.0.0.1".parse().unwrap();
-        let exempt = InboundCaps { loopback_exempt: true, ..caps() };
-        assert!((0..10).all(|_| c.admit_inbound(PeerId::random(), Some(lo), &exempt).is_ok()));
-        // IPv6: one /48 is one subnet.
-        let v6 = |last: u16| IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 0xdb8, 1, 2, 0, 0, 0, last));
-        let six = peers(20).into_iter().enumerate().filter(|(i, p)| c.admit_inbound(*p, Some(v6(*i as u16)), &caps()).is_ok()).count();
-        assert_eq!(six, 16);
-        let first = *c.ips.iter().find(|(_, (ip, _))| *ip == host).unwrap().0;
-        assert!(!c.may_dial(host, &caps()), "nor does this node dial a fifth peer there");
-        c.closed(&first);
-        assert!(c.admit_inbound(PeerId::random(), Some(host), &caps()).is_ok(), "a closed peer frees its slot");
-    }
-
     #[test]
     fn past_the_inbound_slots_the_lowest_scored_inbound_peers_go() {
         let t0 = Instant::now();
         let mut c = Connections::default();
-        let caps = InboundCaps { per_ip: 100, per_subnet: 100, max_inbound: 3, loopback_exempt: false };
         let ps = peers(5);
         for (i, p) in ps.iter().enumerate() {
-            c.admit_inbound(*p, Some([10, 0, 0, i as u8].into()), &caps).unwrap();
             c.opened(*p, false, t0 + Duration::from_secs(i as u64));
         }
+        let inbound: BTreeSet<PeerId> = ps.iter().copied().collect();
         let score = |p: &PeerId| if *p == ps[0] { -50.0 } else if *p == ps[4] { 10.0 } else { 0.0 };
         // Five in, three slots: the negative one, then the newest of the zeros (ps[3]).
-        assert_eq!(c.inbound_excess(&caps, score, |_| false), vec![ps[0], ps[3]]);
+        assert_eq!(c.inbound_excess(&inbound, 3, score, |_| false), vec![ps[0], ps[3]]);
         // A bootnode is never trimmed.
-        assert_eq!(c.inbound_excess(&caps, score, |p| *p == ps[0]), vec![ps[3], ps[2]]);
+        assert_eq!(c.inbound_excess(&inbound, 3, score, |p| *p == ps[0]), vec![ps[3], ps[2]]);
+        assert!(c.inbound_excess(&inbound, 5, score, |_| false).is_empty());
     }
 
     fn peers(n: usize) -> Vec<PeerId> {

@@ -182,12 +182,6 @@ pub async fn start(
         metrics,
         peer_store,
         target_peers: cfg.limits.target_peers as usize,
-        inbound_caps: crate::network::connections::InboundCaps {
-            per_ip: cfg.limits.max_inbound_per_ip as usize,
-            per_subnet: cfg.limits.max_inbound_per_subnet as usize,
-            max_inbound: (cfg.limits.max_connections - cfg.limits.reserved_outbound) as usize,
-            loopback_exempt: cfg.limits.loopback_exempt,
-        },
         inbound_refused,
         blocked: Default::default(),
         kad_protocol,
@@ -246,8 +240,6 @@ struct EventLoop {
     metrics: Metrics,
     peer_store: Option<PeerStore>,
     target_peers: usize,
-    /// Inbound admission by address and the inbound share of the slots.
-    inbound_caps: crate::network::connections::InboundCaps,
     inbound_refused: prometheus_client::metrics::counter::Counter,
     /// Peers blocked by the operator (the behaviour holds the same set; kept here to list it).
     blocked: std::collections::BTreeSet<PeerId>,
@@ -338,8 +330,9 @@ impl EventLoop {
             if self.swarm.is_connected(&peer) || self.bootnodes.contains(&peer) || self.blocked.contains(&peer) {
                 continue;
             }
-            let ips = addrs.iter().filter_map(crate::network::connections::ip_of);
-            if ips.clone().next().is_some() && !ips.into_iter().any(|ip| self.connections.may_dial(ip, &self.inbound_caps)) {
+            let book = &self.swarm.behaviour().ip_limits.book;
+            let mut ips = addrs.iter().filter_map(super::ip_limits::ip_of).peekable();
+            if ips.peek().is_some() && !ips.any(|ip| book.may_dial(ip)) {
                 continue;
             }
             let opts =
@@ -353,13 +346,17 @@ impl EventLoop {
     /// Closes the connections [`Connections::to_trim`] names (see there for the rule).
     fn trim(&mut self) {
         // Inbound past its share of the slots: the lowest-scored inbound peers go.
-        let gossip = &self.swarm.behaviour().gossipsub;
+        let b = self.swarm.behaviour();
+        let (gossip, book) = (&b.gossipsub, &b.ip_limits.book);
         let bootnodes = &self.bootnodes;
         let excess = self.connections.inbound_excess(
-            &self.inbound_caps,
+            &book.inbound_peers(),
+            book.caps().max_inbound,
             |p| gossip.peer_score(p).unwrap_or(0.0),
             |p| bootnodes.contains(p),
         );
+        let refused = self.swarm.behaviour().ip_limits.refused;
+        self.inbound_refused.inc_by(refused.saturating_sub(self.inbound_refused.get()));
         for peer in excess {
             debug!(%peer, "closing the lowest-scored inbound connection (inbound slots full)");
             let _ = self.swarm.disconnect_peer_id(peer);
@@ -557,6 +554,7 @@ impl EventLoop {
                 }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Limits(v)) => match v {},
+            SwarmEvent::Behaviour(BehaviourEvent::IpLimits(v)) => match v {},
             SwarmEvent::Behaviour(BehaviourEvent::Blocked(v)) => match v {},
             SwarmEvent::Behaviour(BehaviourEvent::Sync(e)) => self.on_request_response(Proto::LedgerSync, e),
             SwarmEvent::Behaviour(BehaviourEvent::Render(e)) => self.on_request_response(Proto::Render, e),
@@ -564,18 +562,6 @@ impl EventLoop {
             SwarmEvent::Behaviour(BehaviourEvent::Fl(e)) => self.on_request_response(Proto::Fl, e),
             SwarmEvent::ConnectionEstablished { peer_id, connection_id, endpoint, num_established, .. } => {
                 self.bootnode_dials.remove(&connection_id);
-                if !endpoint.is_dialer() && !self.bootnodes.contains(&peer_id) {
-                    let ip = crate::network::connections::ip_of(endpoint.get_remote_address());
-                    if let Err(why) = self.connections.admit_inbound(peer_id, ip, &self.inbound_caps) {
-                        debug!(peer = %peer_id, addr = %endpoint.get_remote_address(), ?why, "inbound peer refused: too many from its address");
-                        self.inbound_refused.inc();
-                        self.swarm.close_connection(connection_id);
-                        return;
-                    }
-                }
-                if endpoint.is_dialer() {
-                    self.connections.dialled(peer_id, crate::network::connections::ip_of(endpoint.get_remote_address()));
-                }
                 debug!(peer = %peer_id, addr = %endpoint.get_remote_address(), "connected");
                 self.peer_addrs.insert(peer_id, endpoint.get_remote_address().clone());
                 self.connections.opened(peer_id, endpoint.is_dialer(), Instant::now());

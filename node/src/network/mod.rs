@@ -9,6 +9,7 @@ pub mod connections;
 pub mod discovery;
 pub mod event_loop;
 pub mod frame_codec;
+pub mod ip_limits;
 pub mod scoring;
 
 use ifx_protocols::Kind;

@@ -3,6 +3,7 @@
 //! its own `of`, and says what in it fails the run by its own `failures`; this module only
 //! gathers them.
 
+pub mod attacks;
 mod faults;
 mod fl;
 mod ledger;
@@ -63,6 +64,8 @@ pub struct Report {
     pub partitions: Vec<PartitionReport>,
     /// Memory at the end of the run.
     pub memory: MemoryReport,
+    /// Hostile peers in the run (`--attack`), and every node against the baseline run.
+    pub attacks: Option<attacks::AttacksSection>,
     pub nodes: Vec<NodeReport>,
 }
 
@@ -108,6 +111,12 @@ pub struct NodeReport {
     /// How the process ended.
     pub stop: String,
     pub log: String,
+    /// Peak resident memory of its process, MiB (null in process or when not running).
+    pub peak_rss_mb: Option<f64>,
+    /// CPU time of its process (user + system), seconds.
+    pub cpu_secs: Option<f64>,
+    /// p99 of the heartbeat delays it measured, ms.
+    pub heartbeat_p99_ms: Option<f64>,
 }
 
 impl LatencyMs {
@@ -163,6 +172,9 @@ impl Report {
                 ledger_entries: view.ledger_entries,
                 stop: stops[i].clone(),
                 log: n.log.display().to_string(),
+                peak_rss_mb: None,
+                cpu_secs: None,
+                heartbeat_p99_ms: None,
             });
         }
         let t0_unix_ms = std::time::SystemTime::now()
@@ -246,6 +258,7 @@ impl Report {
             restarts,
             partitions,
             memory: MemoryReport::default(),
+            attacks: None,
             nodes,
         }
     }

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use super::Report;
+use super::{Report, attacks};
 
 impl Report {
     /// A short human summary on stdout.
@@ -21,6 +21,31 @@ impl Report {
             println!(
                 "  node {:>2} {:<8} {} alive={} peers_known={} heartbeats={} stop={}",
                 n.index, n.role, n.peer_id, n.alive, n.peers_known, n.heartbeats_received, n.stop
+            );
+        }
+        if let Some(a) = &self.attacks {
+            for l in &a.attacks {
+                match (&l.stats, &l.error) {
+                    (Some(st), _) => println!(
+                        "  attack {}: sent {} answered {:?} failed {} stalled {} connected at end {}",
+                        l.attack, st.sent, st.answers, st.failed, st.stalled, st.connected_at_end
+                    ),
+                    (None, Some(e)) => println!("  attack {}: no report ({e})", l.attack),
+                    (None, None) => {
+                        println!("  attack {}: {} requests, {} accepted", l.attack, l.api_requests, l.api_accepted.len())
+                    }
+                }
+            }
+            let worst = |r: fn(&attacks::NodeUnderAttack) -> Option<f64>| {
+                a.nodes.iter().filter_map(r).fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))))
+            };
+            println!(
+                "  attacks vs baseline: worst memory {}x (limit {}x), worst heartbeat p99 {}x (limit {}x), panics {}",
+                f(worst(attacks::NodeUnderAttack::memory_ratio)),
+                a.memory_ratio_limit,
+                f(worst(attacks::NodeUnderAttack::p99_ratio)),
+                a.p99_ratio_limit,
+                a.panics.len()
             );
         }
         println!(

@@ -1,0 +1,207 @@
+//! The `attacks` section: what each hostile peer sent and how it was answered, and every node
+//! of the run against the same node of the baseline run (the same settings, no attacks).
+//! Whether honest nodes were failed or slashed, lost entries, or epochs went unsealed is what
+//! the other sections already judge; this one adds panics, the API, memory and heartbeats.
+
+use serde::Serialize;
+
+use crate::attacks::{Attack, AttackerStats};
+
+/// A victim's peak memory may grow this much over the baseline (issue #16).
+pub const MEMORY_RATIO: f64 = 1.5;
+/// Its heartbeat delay p99 this much.
+pub const P99_RATIO: f64 = 3.0;
+/// Heartbeat p99s below this count as this for the ratio: at a few ms, a 3x ratio is a
+/// scheduler hiccup of the 2-core machine, not an attack's effect.
+pub const P99_FLOOR_MS: f64 = 50.0;
+
+/// One attack of the run.
+#[derive(Debug, Serialize)]
+pub struct AttackLine {
+    pub attack: &'static str,
+    /// What the attacker process reported (peer attacks).
+    pub stats: Option<AttackerStats>,
+    /// Why it reported nothing.
+    pub error: Option<String>,
+    /// `api-rebind`: requests made, and those the API accepted (must be none).
+    pub api_requests: u64,
+    pub api_accepted: Vec<String>,
+}
+
+/// One node under attack against itself in the baseline.
+#[derive(Debug, Serialize, Clone, PartialEq)]
+pub struct NodeUnderAttack {
+    pub index: usize,
+    pub role: &'static str,
+    pub alive: bool,
+    pub peak_rss_mb: Option<f64>,
+    pub baseline_peak_rss_mb: Option<f64>,
+    pub cpu_secs: Option<f64>,
+    pub baseline_cpu_secs: Option<f64>,
+    pub heartbeat_p99_ms: Option<f64>,
+    pub baseline_heartbeat_p99_ms: Option<f64>,
+}
+
+impl NodeUnderAttack {
+    /// Peak memory over the baseline's.
+    pub fn memory_ratio(&self) -> Option<f64> {
+        Some(self.peak_rss_mb? / self.baseline_peak_rss_mb?.max(1.0))
+    }
+
+    /// Heartbeat p99 over the baseline's (both floored at [`P99_FLOOR_MS`]).
+    pub fn p99_ratio(&self) -> Option<f64> {
+        Some(self.heartbeat_p99_ms?.max(P99_FLOOR_MS) / self.baseline_heartbeat_p99_ms?.max(P99_FLOOR_MS))
+    }
+}
+
+/// The section.
+#[derive(Debug, Serialize)]
+pub struct AttacksSection {
+    /// The node the targeted attacks aimed at.
+    pub victim: usize,
+    pub attacks: Vec<AttackLine>,
+    /// The baseline report compared with (null: run with --no-baseline).
+    pub baseline: Option<String>,
+    pub nodes: Vec<NodeUnderAttack>,
+    /// Lines of node logs that report a panic.
+    pub panics: Vec<String>,
+    pub memory_ratio_limit: f64,
+    pub p99_ratio_limit: f64,
+}
+
+impl AttacksSection {
+    /// Why the network did not hold.
+    pub fn failures(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for a in &self.attacks {
+            if let Some(e) = &a.error {
+                out.push(format!("attack {}: the attacker reported nothing ({e})", a.attack));
+            }
+            if a.stats.as_ref().is_some_and(|s| s.sent == 0) {
+                out.push(format!("attack {}: the attacker sent nothing (the attack did not happen)", a.attack));
+            }
+            for acc in &a.api_accepted {
+                out.push(format!("attack {}: the API accepted {acc}", a.attack));
+            }
+        }
+        if let Some(p) = self.panics.first() {
+            out.push(format!("{} panics in node logs, first: {p}", self.panics.len()));
+        }
+        for n in &self.nodes {
+            if let Some(r) = n.memory_ratio().filter(|r| *r > MEMORY_RATIO) {
+                out.push(format!(
+                    "node {} peaked at {:.0} MiB under attack, {r:.2}x its baseline (limit {MEMORY_RATIO}x)",
+                    n.index,
+                    n.peak_rss_mb.unwrap_or(0.0)
+                ));
+            }
+            if let Some(r) = n.p99_ratio().filter(|r| *r > P99_RATIO) {
+                out.push(format!(
+                    "node {}: heartbeat p99 {:.0} ms under attack, {r:.2}x its baseline (limit {P99_RATIO}x)",
+                    n.index,
+                    n.heartbeat_p99_ms.unwrap_or(0.0)
+                ));
+            }
+        }
+        out
+    }
+}
+
+/// The attack lines from what the attackers and the API attack returned.
+pub fn lines(
+    peers: Vec<(Attack, Result<AttackerStats, String>)>,
+    api: Option<(u64, Vec<String>)>,
+) -> Vec<AttackLine> {
+    let mut out: Vec<AttackLine> = peers
+        .into_iter()
+        .map(|(a, r)| {
+            let (stats, error) = match r {
+                Ok(s) => (Some(s), None),
+                Err(e) => (None, Some(e)),
+            };
+            AttackLine { attack: a.name(), stats, error, api_requests: 0, api_accepted: Vec::new() }
+        })
+        .collect();
+    if let Some((tried, accepted)) = api {
+        out.push(AttackLine {
+            attack: Attack::ApiRebind.name(),
+            stats: None,
+            error: None,
+            api_requests: tried,
+            api_accepted: accepted,
+        });
+    }
+    out
+}
+
+/// Log lines that report a panic, at most `max`.
+pub fn panics_in(logs: &[std::path::PathBuf], max: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    for log in logs {
+        let Ok(text) = std::fs::read_to_string(log) else { continue };
+        for line in text.lines().filter(|l| l.contains("panicked at")) {
+            if out.len() < max {
+                out.push(format!("{}: {}", log.display(), line.chars().take(300).collect::<String>()));
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(rss: f64, base_rss: f64, p99: f64, base_p99: f64) -> NodeUnderAttack {
+        NodeUnderAttack {
+            index: 1,
+            role: "worker",
+            alive: true,
+            peak_rss_mb: Some(rss),
+            baseline_peak_rss_mb: Some(base_rss),
+            cpu_secs: None,
+            baseline_cpu_secs: None,
+            heartbeat_p99_ms: Some(p99),
+            baseline_heartbeat_p99_ms: Some(base_p99),
+        }
+    }
+
+    fn section(nodes: Vec<NodeUnderAttack>, attacks: Vec<AttackLine>) -> AttacksSection {
+        AttacksSection {
+            victim: 1,
+            attacks,
+            baseline: Some("b.json".into()),
+            nodes,
+            panics: Vec::new(),
+            memory_ratio_limit: MEMORY_RATIO,
+            p99_ratio_limit: P99_RATIO,
+        }
+    }
+
+    #[test]
+    fn memory_and_heartbeat_ratios_judge_against_the_baseline() {
+        assert!(section(vec![node(140.0, 100.0, 120.0, 45.0)], vec![]).failures().is_empty());
+        let f = section(vec![node(160.0, 100.0, 10.0, 2.0)], vec![]).failures();
+        assert_eq!(f.len(), 1, "{f:?}: 10 ms against 2 ms is under the floor");
+        assert!(f[0].contains("1.60x"), "{f:?}");
+        let f = section(vec![node(100.0, 100.0, 400.0, 100.0)], vec![]).failures();
+        assert!(f.len() == 1 && f[0].contains("heartbeat p99 400 ms"), "{f:?}");
+    }
+
+    #[test]
+    fn an_accepted_api_write_a_silent_attacker_and_a_panic_fail_the_run() {
+        let api = lines(vec![], Some((21, vec!["POST /stake (rebound) answered 202".into()])));
+        assert_eq!(section(vec![], api).failures().len(), 1);
+        let silent = lines(
+            vec![
+                (Attack::HbOverflow, Err("no stats".into())),
+                (Attack::ForkBomb, Ok(AttackerStats { sent: 0, ..Default::default() })),
+            ],
+            None,
+        );
+        assert_eq!(section(vec![], silent).failures().len(), 2);
+        let mut s = section(vec![], vec![]);
+        s.panics.push("node-1.log: thread 'x' panicked at a.rs:1".into());
+        assert_eq!(s.failures().len(), 1);
+    }
+}
