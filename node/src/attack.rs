@@ -102,7 +102,10 @@ async fn peer(
     Ok((handle, cfg, id.signing_key().clone()))
 }
 
-fn answer_name(r: &Result<Result<Vec<u8>, crate::network::RequestFailed>, crate::network::NetworkStopped>, proto: Proto) -> Option<String> {
+fn answer_name(
+    r: &Result<Result<Vec<u8>, crate::network::RequestFailed>, crate::network::NetworkStopped>,
+    proto: Proto,
+) -> Option<String> {
     let bytes = r.as_ref().ok()?.as_ref().ok()?;
     Some(match proto {
         Proto::Por => match ifx_protocols::por::wire::Response::decode(bytes) {
@@ -219,13 +222,22 @@ pub async fn run(plan: Plan) -> anyhow::Result<AttackStats> {
                 for t in &targets {
                     let reqs: Vec<Request> = (0..24u8)
                         .map(|i| match i % 3 {
-                            0 => Request::Render { id: rand::random(), scene: scene.clone(), settings: settings_wire(&CHALLENGE) },
-                            1 => Request::Render { id: rand::random(), scene: scene.clone(), settings: [256, 256, 65_536, 64, 256] },
+                            0 => Request::Render {
+                                id: rand::random(),
+                                scene: scene.clone(),
+                                settings: settings_wire(&CHALLENGE),
+                            },
+                            1 => Request::Render {
+                                id: rand::random(),
+                                scene: scene.clone(),
+                                settings: [256, 256, 65_536, 64, 256],
+                            },
                             _ => Request::Open { id: rand::random(), indices: vec![0, 1, 2] },
                         })
                         .collect();
                     let answers =
-                        futures::future::join_all(reqs.into_iter().map(|r| net.request(Proto::Por, *t, r.encode()))).await;
+                        futures::future::join_all(reqs.into_iter().map(|r| net.request(Proto::Por, *t, r.encode())))
+                            .await;
                     tally(&mut stats, answers, Proto::Por);
                 }
             }
@@ -244,8 +256,16 @@ pub async fn run(plan: Plan) -> anyhow::Result<AttackStats> {
             while live() {
                 for t in &targets {
                     let mut reqs: Vec<(Proto, Vec<u8>)> = vec![
-                        (Proto::Render, TileRequest { job: rand::random(), spec: spec(8192, 8192), tile: [0, 0, 8192, 8192] }.encode()),
-                        (Proto::Render, TileRequest { job: rand::random(), spec: spec(64, 64), tile: [u32::MAX - 1, 0, 16, 16] }.encode()),
+                        (
+                            Proto::Render,
+                            TileRequest { job: rand::random(), spec: spec(8192, 8192), tile: [0, 0, 8192, 8192] }
+                                .encode(),
+                        ),
+                        (
+                            Proto::Render,
+                            TileRequest { job: rand::random(), spec: spec(64, 64), tile: [u32::MAX - 1, 0, 16, 16] }
+                                .encode(),
+                        ),
                         (Proto::Por, ifx_protocols::por::wire::Request::Bench { seed: rand::random() }.encode()),
                     ];
                     for _ in 0..4 {
@@ -262,9 +282,9 @@ pub async fn run(plan: Plan) -> anyhow::Result<AttackStats> {
                         ));
                     }
                     let net = &net;
-                    let answers = futures::future::join_all(reqs.into_iter().map(|(p, b)| async move {
-                        (p, net.request(p, *t, b).await)
-                    }))
+                    let answers = futures::future::join_all(
+                        reqs.into_iter().map(|(p, b)| async move { (p, net.request(p, *t, b).await) }),
+                    )
                     .await;
                     for (p, a) in answers {
                         tally(&mut stats, vec![a], p);
@@ -273,14 +293,23 @@ pub async fn run(plan: Plan) -> anyhow::Result<AttackStats> {
             }
         }
         Attack::ForkBomb => {
-            let genesis =
-                Entry::sign(&key, &net_id, 0, GENESIS_PREV, epoch(), EntryKind::Unknown(900), vec![]).expect("small body");
+            let genesis = Entry::sign(&key, &net_id, 0, GENESIS_PREV, epoch(), EntryKind::Unknown(900), vec![])
+                .expect("small body");
             publish(Kind::LedgerEntry, genesis.encode(), &key).await;
             let mut i = 0u64;
             while live() {
-                let sib = Entry::sign(&key, &net_id, 1, genesis.id(), epoch(), EntryKind::Unknown(900), i.to_le_bytes().to_vec())
+                let sib = Entry::sign(
+                    &key,
+                    &net_id,
+                    1,
+                    genesis.id(),
+                    epoch(),
+                    EntryKind::Unknown(900),
+                    i.to_le_bytes().to_vec(),
+                )
+                .expect("small body");
+                let child = Entry::sign(&key, &net_id, 2, sib.id(), epoch(), EntryKind::Unknown(900), vec![1])
                     .expect("small body");
-                let child = Entry::sign(&key, &net_id, 2, sib.id(), epoch(), EntryKind::Unknown(900), vec![1]).expect("small body");
                 publish(Kind::LedgerEntry, sib.encode(), &key).await;
                 publish(Kind::LedgerEntry, child.encode(), &key).await;
                 stats.sent += 2;
@@ -307,7 +336,12 @@ pub async fn run(plan: Plan) -> anyhow::Result<AttackStats> {
                         until: None,
                         // Claims of chains it does not have: the responder sends whole chains.
                         summaries: (0..64)
-                            .map(|_| AuthorSummary { author: rand::random(), len: u64::MAX, tip: rand::random(), fork: 1 })
+                            .map(|_| AuthorSummary {
+                                author: rand::random(),
+                                len: u64::MAX,
+                                tip: rand::random(),
+                                fork: 1,
+                            })
                             .collect(),
                         max_bytes: u32::MAX,
                         resume: Some((rand::random(), u64::MAX)),

@@ -375,7 +375,10 @@ impl NodeConfig {
         if l.reserved_outbound >= l.max_connections {
             return Err(InvalidValue::new(
                 "limits.reserved_outbound",
-                format!("{} leaves no inbound slot of limits.max_connections ({})", l.reserved_outbound, l.max_connections),
+                format!(
+                    "{} leaves no inbound slot of limits.max_connections ({})",
+                    l.reserved_outbound, l.max_connections
+                ),
             ));
         }
         if l.target_peers > l.max_connections {

@@ -300,7 +300,10 @@ impl LedgerHandle {
             self.metrics.ledger_rejected.get_or_create(&vec![("reason".to_string(), e.label().to_string())]).inc();
         }
         for author in &out.new_equivocators {
-            warn!(author = hex::encode(author), "equivocation: two entries at one seq; kept as evidence, nothing past it");
+            warn!(
+                author = hex::encode(author),
+                "equivocation: two entries at one seq; kept as evidence, nothing past it"
+            );
         }
     }
 
@@ -316,7 +319,8 @@ impl LedgerHandle {
         let mut pull = Pull::new();
         let net_id = self.with(|s| s.ledger().net_id().to_owned());
         for _ in 0..MAX_ROUNDS {
-            let Some(req) = self.with(|s| pull.request(s.ledger(), DEFAULT_CHUNK_BYTES).map(SyncRequest::encode)) else {
+            let Some(req) = self.with(|s| pull.request(s.ledger(), DEFAULT_CHUNK_BYTES).map(SyncRequest::encode))
+            else {
                 break;
             };
             let bytes = net.request(Proto::LedgerSync, peer, req).await??;
@@ -402,8 +406,9 @@ impl Attester {
     /// The attestation of `epoch` from the heartbeat table, in parts (peers heard in it only).
     pub fn attestation(&self, epoch: u64) -> Vec<LivenessAttestation> {
         let table = self.heartbeats.lock().unwrap_or_else(|e| e.into_inner());
-        let peers =
-            table.iter().map(|(peer, rec)| PeerLiveness { peer: *peer, seen: rec.by_epoch.get(&epoch).copied().unwrap_or(0) });
+        let peers = table
+            .iter()
+            .map(|(peer, rec)| PeerLiveness { peer: *peer, seen: rec.by_epoch.get(&epoch).copied().unwrap_or(0) });
         LivenessAttestation::split(epoch, self.net.heartbeats_per_epoch(), peers)
     }
 

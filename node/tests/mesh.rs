@@ -326,7 +326,8 @@ async fn an_eclipse_from_one_host_with_64_ids_leaves_the_victim_its_honest_peers
     let boot = format!("{}/p2p/{}", h0.listen_addrs[0], h0.peer_id);
     let mut honest = vec![h0];
     for i in 1..3 {
-        honest.push(Node::start(config(&tmp.path().join(format!("h{i}")), "eclipse", Some(boot.clone()))).await.unwrap());
+        honest
+            .push(Node::start(config(&tmp.path().join(format!("h{i}")), "eclipse", Some(boot.clone()))).await.unwrap());
     }
     let mut vcfg = config(&tmp.path().join("victim"), "eclipse", Some(boot.clone()));
     // On one machine every peer is 127.0.0.1: this victim treats loopback as a real address.
@@ -360,7 +361,12 @@ async fn an_eclipse_from_one_host_with_64_ids_leaves_the_victim_its_honest_peers
     let attacker_ids: BTreeSet<String> = attackers.iter().map(|a| a.handle.local_peer_id().to_string()).collect();
     // Give the flood time to arrive and the victim time to trim.
     let refused = |n: &Node| -> u64 {
-        n.registry.encode().lines().find_map(|l| l.strip_prefix("ifx_inbound_refused_total ")).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
+        n.registry
+            .encode()
+            .lines()
+            .find_map(|l| l.strip_prefix("ifx_inbound_refused_total "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
     };
     wait_for("the victim refuses most of the flood", Duration::from_secs(30), async || refused(&victim) >= 50).await;
     tokio::time::sleep(Duration::from_secs(5)).await;

@@ -348,13 +348,17 @@ fn attacks_in_one_testnet_leave_the_honest_network_whole() {
     );
     let attacks = &report["attacks"];
     assert!(out.status.success(), "{}\n{attacks:#}", String::from_utf8_lossy(&out.stdout));
-    let line = |name: &str| attacks["attacks"].as_array().unwrap().iter().find(|a| a["attack"] == name).unwrap().clone();
+    let line =
+        |name: &str| attacks["attacks"].as_array().unwrap().iter().find(|a| a["attack"] == name).unwrap().clone();
     for name in ["hb-overflow", "challenge-flood", "fork-bomb", "author-flood"] {
         assert!(line(name)["stats"]["sent"].as_u64().unwrap() > 0, "{name}: {attacks:#}");
     }
-    // Every challenge of the stranger answered busy (it is not a bonded verifier).
-    let flood = line("challenge-flood");
-    assert_eq!(flood["stats"]["answers"]["por:busy"], flood["stats"]["sent"], "{flood:#}");
+    // Every challenge of the stranger answered busy (it is not a bonded verifier), or dropped
+    // past its rate; none worked on.
+    let flood = &line("challenge-flood")["stats"];
+    let busy = flood["answers"]["por:busy"].as_u64().unwrap_or(0);
+    assert_eq!(flood["answers"].as_object().unwrap().len(), 1, "{flood:#}");
+    assert!(busy > 0 && busy + flood["failed"].as_u64().unwrap() == flood["sent"].as_u64().unwrap(), "{flood:#}");
     let api = line("api-rebind");
     assert_eq!(api["api_requests"], 21);
     assert_eq!(api["api_accepted"].as_array().unwrap().len(), 0, "{api:#}");

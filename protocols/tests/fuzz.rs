@@ -12,9 +12,13 @@
 
 use ed25519_dalek::SigningKey;
 use ifx_protocols::heartbeat::{Capacity, Heartbeat};
-use ifx_protocols::ledger::body::{EntryBody, FlReceipt, PorVerdicts, RenderReceipt, StakeOp, StakeRole, WorkerVerdict};
+use ifx_protocols::ledger::body::{
+    EntryBody, FlReceipt, PorVerdicts, RenderReceipt, StakeOp, StakeRole, WorkerVerdict,
+};
 use ifx_protocols::ledger::entry::GENESIS_PREV;
-use ifx_protocols::ledger::{AuthorSummary, Entry, EntryKind, LivenessAttestation, PeerLiveness, SyncRequest, SyncResponse};
+use ifx_protocols::ledger::{
+    AuthorSummary, Entry, EntryKind, LivenessAttestation, PeerLiveness, SyncRequest, SyncResponse,
+};
 use ifx_protocols::{Kind, Role, SignedEnvelope};
 
 const NET: &str = "fuzz";
@@ -96,7 +100,13 @@ fn heartbeat(seq: u64) -> Heartbeat {
         seq,
         sent_unix_us: 2,
         role: Role::Worker,
-        capacity: Capacity { backend: "vulkan".into(), adapter: "a".into(), device_type: "cpu".into(), cores: 2, memory_mb: 9 },
+        capacity: Capacity {
+            backend: "vulkan".into(),
+            adapter: "a".into(),
+            device_type: "cpu".into(),
+            cores: 2,
+            memory_mb: 9,
+        },
         uptime_secs: 3,
         version: "0".into(),
     }
@@ -157,15 +167,30 @@ fn ledger_entry_and_bodies() {
         (EntryKind::Stake, StakeOp::Bond { amount: 7, role: StakeRole::Verifier }.encode()),
         (
             EntryKind::Liveness,
-            LivenessAttestation::split(3, 30, (0..40u8).map(|i| PeerLiveness { peer: [i; 32], seen: i as u64 }))[0].encode(),
+            LivenessAttestation::split(3, 30, (0..40u8).map(|i| PeerLiveness { peer: [i; 32], seen: i as u64 }))[0]
+                .encode(),
         ),
-        (EntryKind::FlReceipt, FlReceipt::decode(&[0; 64]).map(|r| r.encode()).unwrap_or_default()),
+        (
+            EntryKind::FlReceipt,
+            FlReceipt {
+                task: [4; 16],
+                round: 9,
+                worker: [5; 32],
+                update: [6; 32],
+                accepted: false,
+                work_units: 77,
+                reason: "cosine below the floor".into(),
+            }
+            .encode(),
+        ),
     ];
     let seeds: Vec<Vec<u8>> = bodies.iter().map(|(k, b)| entry(*k, b.clone()).encode()).collect();
     fuzz("ledger entry", 3, seeds, |b| Entry::decode(b, NET).is_ok());
-    for (i, (kind, body)) in bodies.into_iter().enumerate().filter(|(_, (_, b))| !b.is_empty()) {
+    for (i, (kind, body)) in bodies.into_iter().enumerate() {
         let kind_name = kind.name();
-        fuzz(&format!("entry body {kind_name}"), 10 + i as u64, vec![body], move |b| EntryBody::decode(kind, b).is_ok());
+        fuzz(&format!("entry body {kind_name}"), 10 + i as u64, vec![body], move |b| {
+            EntryBody::decode(kind, b).is_ok()
+        });
     }
 }
 
@@ -174,12 +199,17 @@ fn ledger_sync_messages() {
     let req = SyncRequest {
         after: Some([1; 32]),
         until: None,
-        summaries: (0..20u8).map(|i| AuthorSummary { author: [i; 32], len: i as u64 * 1000, tip: [i; 32], fork: i as u32 }).collect(),
+        summaries: (0..20u8)
+            .map(|i| AuthorSummary { author: [i; 32], len: i as u64 * 1000, tip: [i; 32], fork: i as u32 })
+            .collect(),
         max_bytes: u32::MAX,
         resume: Some(([2; 32], u64::MAX)),
     };
     fuzz("sync request", 4, vec![req.encode()], |b| SyncRequest::decode(b).is_ok());
-    let resp = SyncResponse { entries: (0..5).map(|i| entry(EntryKind::Unknown(i), vec![i as u8; 40]).encode()).collect(), next: None };
+    let resp = SyncResponse {
+        entries: (0..5).map(|i| entry(EntryKind::Unknown(i), vec![i as u8; 40]).encode()).collect(),
+        next: None,
+    };
     fuzz("sync response", 5, vec![resp.encode()], |b| SyncResponse::decode(b).is_ok());
 }
 
@@ -200,11 +230,10 @@ fn por_render_and_fl_requests() {
     fuzz("por response", 7, answers, |b| Response::decode(b).is_ok());
 
     use ifx_protocols::render::job::{JobSpec, TileRequest, TileResponse};
-    let spec = JobSpec { scene: "cornell".into(), scene_toml: None, width: 64, height: 64, spp: 4, max_bounces: 4, tile: 32 };
+    let spec =
+        JobSpec { scene: "cornell".into(), scene_toml: None, width: 64, height: 64, spp: 4, max_bounces: 4, tile: 32 };
     let tile = TileRequest { job: [6; 16], spec, tile: [32, 0, 32, 32] };
-    fuzz("tile request", 8, vec![tile.encode()], |b| {
-        TileRequest::decode(b).map(|t| drop(t.checked_tile())).is_ok()
-    });
+    fuzz("tile request", 8, vec![tile.encode()], |b| TileRequest::decode(b).map(|t| drop(t.checked_tile())).is_ok());
     fuzz("tile response", 9, vec![TileResponse { pixels: vec![0; 48], error: String::new() }.encode()], |b| {
         TileResponse::decode(b).is_ok()
     });
@@ -215,4 +244,14 @@ fn por_render_and_fl_requests() {
         FlRequest::Train { task: [8; 16], round: 2, spec: Default::default(), global: [9; 32], len: 1000 }.encode(),
     ];
     fuzz("fl request", 20, fl, |b| FlRequest::decode(b).is_ok());
+
+    use ifx_protocols::por::announce::Announcement;
+    let a = Announcement {
+        worker: [1; 32],
+        challenge: "image".into(),
+        passed: false,
+        reason: "x".repeat(40),
+        latency_ms: 9,
+    };
+    fuzz("por announcement", 21, vec![a.encode()], |b| Announcement::decode(b).is_ok());
 }

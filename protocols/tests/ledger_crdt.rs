@@ -341,7 +341,8 @@ fn sync_pages_through_any_number_of_authors() {
     while let Some(req) = p.request(&me, 1 << 20) {
         assert!(req.encode().len() <= MAX_REQUEST_BYTES);
         pages += (req.resume.is_none()) as usize;
-        let resp = SyncResponse::decode(&full.missing_for(&SyncRequest::decode(&req.encode()).unwrap()).encode()).unwrap();
+        let resp =
+            SyncResponse::decode(&full.missing_for(&SyncRequest::decode(&req.encode()).unwrap()).encode()).unwrap();
         let got: Vec<Entry> = resp.entries.iter().map(|b| Entry::decode(b, NET).unwrap()).collect();
         me.ingest(got, None);
         p.advance(resp.next).unwrap();
@@ -388,7 +389,13 @@ fn pending_entries_expire_and_one_author_holds_few_slots() {
 #[test]
 fn encoded_len_is_the_length_of_the_encoding() {
     let k = key(43);
-    for (seq, epoch, body) in [(0, 0, 0), (250, 251, 250), (251, 65_535, 251), (65_536, u32::MAX as u64 + 1, 32 * 1024), (u64::MAX, u64::MAX, 1)] {
+    for (seq, epoch, body) in [
+        (0, 0, 0),
+        (250, 251, 250),
+        (251, 65_535, 251),
+        (65_536, u32::MAX as u64 + 1, 32 * 1024),
+        (u64::MAX, u64::MAX, 1),
+    ] {
         let e = Entry::sign(&k, NET, seq, [1; 32], epoch, EntryKind::Unknown(65_000), vec![3; body]).unwrap();
         assert_eq!(e.encoded_len(), e.encode().len(), "seq {seq} epoch {epoch} body {body}");
     }

@@ -187,7 +187,12 @@ fn history(c: &Cast, p: &Plan) -> Vec<Entry> {
                 ps.sort_by_key(|x| x.peer);
                 ps
             };
-            w.put(v, e, EntryKind::Liveness, LivenessAttestation { epoch: e, expected: 30, part: 0, parts: 1, peers }.encode());
+            w.put(
+                v,
+                e,
+                EntryKind::Liveness,
+                LivenessAttestation { epoch: e, expected: 30, part: 0, parts: 1, peers }.encode(),
+            );
             let mut workers: Vec<WorkerVerdict> = c
                 .workers
                 .iter()

@@ -111,6 +111,10 @@ pub struct TestnetArgs {
     /// With --attack: skip the baseline run (the attacks section then has no comparison).
     #[arg(long)]
     pub no_baseline: bool,
+    /// With --attack: compare with this report of an earlier run without attacks (the same
+    /// settings) instead of running the baseline first (for a matrix of attack runs).
+    #[arg(long)]
+    pub baseline_report: Option<PathBuf>,
 }
 
 impl TestnetArgs {
@@ -470,7 +474,11 @@ pub async fn run_with(
     let attacks = args.attacks()?;
     // With attacks, first the same run without them: what the victims are compared with.
     let base = args.base_dir.get_or_insert_with(default_base_dir).clone();
-    let baseline = if !attacks.is_empty() && !args.no_baseline {
+    let baseline_nodes: Option<(String, Vec<BaselineNode>)> = match &args.baseline_report {
+        Some(path) if !attacks.is_empty() => Some((path.display().to_string(), BaselineNode::read(path)?)),
+        _ => None,
+    };
+    let baseline = if !attacks.is_empty() && !args.no_baseline && baseline_nodes.is_none() {
         let mut b = args.clone();
         b.attack.clear();
         b.base_dir = Some(base.join("baseline"));
@@ -489,11 +497,7 @@ pub async fn run_with(
     let victim = attacks::victim(&args);
     let result = async {
         net.launch_all().await?;
-        let attackers = if attacks.is_empty() {
-            None
-        } else {
-            Some(attacks::Attackers::launch(&net, &binary, &args)?)
-        };
+        let attackers = if attacks.is_empty() { None } else { Some(attacks::Attackers::launch(&net, &binary, &args)?) };
         let api = match attacks.contains(&attacks::Attack::ApiRebind) {
             true => Some(attacks::api_rebind(&net, victim).await),
             false => None,
@@ -533,11 +537,26 @@ pub async fn run_with(
     }
     if !attacks.is_empty() {
         use report::attacks as ra;
+        let (baseline_path, base_nodes) = match (baseline_nodes, &baseline) {
+            (Some(b), _) => (Some(b.0), b.1),
+            (None, Some(b)) => (
+                Some(base.join("baseline").join("report.json").display().to_string()),
+                b.nodes
+                    .iter()
+                    .map(|n| BaselineNode {
+                        peak_rss_mb: n.peak_rss_mb,
+                        cpu_secs: n.cpu_secs,
+                        heartbeat_p99_ms: n.heartbeat_p99_ms,
+                    })
+                    .collect(),
+            ),
+            (None, None) => (None, Vec::new()),
+        };
         let nodes = report
             .nodes
             .iter()
             .map(|n| {
-                let b = baseline.as_ref().and_then(|b| b.nodes.get(n.index));
+                let b = base_nodes.get(n.index);
                 ra::NodeUnderAttack {
                     index: n.index,
                     role: n.role,
@@ -555,7 +574,7 @@ pub async fn run_with(
         let section = ra::AttacksSection {
             victim,
             attacks: ra::lines(attackers, api),
-            baseline: baseline.as_ref().map(|_| base.join("baseline").join("report.json").display().to_string()),
+            baseline: baseline_path,
             nodes,
             panics: ra::panics_in(&logs, 20),
             memory_ratio_limit: ra::MEMORY_RATIO,
@@ -576,6 +595,30 @@ pub async fn run_with(
         .map_err(|e| TestnetError::Io(format!("cannot write the report to {}: {e}", path.display())))?;
     report.print_summary(&path);
     Ok(report)
+}
+
+/// A node of a baseline report: what an attack run compares with.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+struct BaselineNode {
+    peak_rss_mb: Option<f64>,
+    cpu_secs: Option<f64>,
+    heartbeat_p99_ms: Option<f64>,
+}
+
+impl BaselineNode {
+    /// The nodes of a report written by an earlier run.
+    fn read(path: &std::path::Path) -> Result<Vec<Self>, TestnetError> {
+        #[derive(serde::Deserialize)]
+        struct Only {
+            nodes: Vec<BaselineNode>,
+        }
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| TestnetError::options(format!("--baseline-report {}: {e}", path.display())))?;
+        let r: Only = serde_json::from_str(&text).map_err(|e| {
+            TestnetError::options(format!("--baseline-report {}: not a testnet report: {e}", path.display()))
+        })?;
+        Ok(r.nodes)
+    }
 }
 
 #[cfg(test)]

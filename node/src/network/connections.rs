@@ -137,7 +137,15 @@ mod tests {
             c.opened(*p, false, t0 + Duration::from_secs(i as u64));
         }
         let inbound: BTreeSet<PeerId> = ps.iter().copied().collect();
-        let score = |p: &PeerId| if *p == ps[0] { -50.0 } else if *p == ps[4] { 10.0 } else { 0.0 };
+        let score = |p: &PeerId| {
+            if *p == ps[0] {
+                -50.0
+            } else if *p == ps[4] {
+                10.0
+            } else {
+                0.0
+            }
+        };
         // Five in, three slots: the negative one, then the newest of the zeros (ps[3]).
         assert_eq!(c.inbound_excess(&inbound, 3, score, |_| false), vec![ps[0], ps[3]]);
         // A bootnode is never trimmed.

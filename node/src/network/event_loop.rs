@@ -80,6 +80,12 @@ pub async fn start(
         "Inbound peers refused by address (per-IP or per-subnet cap)",
         inbound_refused.clone(),
     );
+    let rate_dropped = prometheus_client::metrics::counter::Counter::default();
+    registry.register(
+        "ifx_requests_rate_limited",
+        "Inbound requests dropped because their peer was over its rate",
+        rate_dropped.clone(),
+    );
 
     let mut pending = Vec::new();
     for addr in cfg.listen_addrs()? {
@@ -183,6 +189,8 @@ pub async fn start(
         peer_store,
         target_peers: cfg.limits.target_peers as usize,
         inbound_refused,
+        rates: Default::default(),
+        rate_dropped,
         blocked: Default::default(),
         kad_protocol,
         heartbeat_topic: topic(&cfg.network, Kind::Heartbeat).hash(),
@@ -241,6 +249,9 @@ struct EventLoop {
     peer_store: Option<PeerStore>,
     target_peers: usize,
     inbound_refused: prometheus_client::metrics::counter::Counter,
+    /// Per-peer request rates.
+    rates: super::rate::RateLimits,
+    rate_dropped: prometheus_client::metrics::counter::Counter,
     /// Peers blocked by the operator (the behaviour holds the same set; kept here to list it).
     blocked: std::collections::BTreeSet<PeerId>,
     kad_protocol: StreamProtocol,
@@ -580,6 +591,7 @@ impl EventLoop {
                 self.rtt.remove(&peer_id);
                 self.peer_addrs.remove(&peer_id);
                 self.connections.closed(&peer_id);
+                self.rates.forget(&peer_id);
                 if self.bootnodes.contains(&peer_id) {
                     info!(peer = %peer_id, "lost the bootnode connection; will redial");
                     self.bootnodes.disconnected(&peer_id, Instant::now());
@@ -619,6 +631,12 @@ impl EventLoop {
         match e {
             request_response::Event::Message { peer, message, .. } => match message {
                 request_response::Message::Request { request, channel, .. } => {
+                    if !self.rates.allow(proto, peer, Instant::now()) {
+                        // Over its rate: dropping the channel fails the peer's request.
+                        debug!(%peer, ?proto, "request dropped: over the peer's rate");
+                        self.rate_dropped.inc();
+                        return;
+                    }
                     self.used(peer, true);
                     let msg = InboundRequest { peer, data: request, channel };
                     let queue = match proto {

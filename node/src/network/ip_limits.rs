@@ -10,13 +10,13 @@ use std::convert::Infallible;
 use std::net::IpAddr;
 use std::task::{Context, Poll};
 
+use libp2p::PeerId;
 use libp2p::core::{Endpoint, transport::PortUse};
 use libp2p::multiaddr::{Multiaddr, Protocol};
 use libp2p::swarm::{
     ConnectionClosed, ConnectionDenied, ConnectionId, FromSwarm, ListenFailure, NetworkBehaviour, THandler,
     THandlerInEvent, THandlerOutEvent, ToSwarm, dummy,
 };
-use libp2p::PeerId;
 
 /// Caps by address.
 #[derive(Clone, Copy, Debug)]
@@ -249,7 +249,9 @@ mod tests {
         // IPv6: one /48 is one subnet.
         let v6 = |last: u16| IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 0xdb8, 1, 2, 0, 0, 0, last));
         let mut six = AddressBook::new(caps());
-        let n = (0..20u16).filter(|i| six.inbound(ConnectionId::new_unchecked(rand::random()), Some(v6(*i))).is_ok()).count();
+        let n = (0..20u16)
+            .filter(|i| six.inbound(ConnectionId::new_unchecked(rand::random()), Some(v6(*i))).is_ok())
+            .count();
         assert_eq!(n, 16);
         // A closed connection frees its slot.
         b.closed(*admitted[0]);

@@ -10,6 +10,7 @@ pub mod discovery;
 pub mod event_loop;
 pub mod frame_codec;
 pub mod ip_limits;
+pub mod rate;
 pub mod scoring;
 
 use ifx_protocols::Kind;

@@ -210,10 +210,7 @@ mod fair_tests {
         q.push(honest, ("honest", 0)).unwrap();
         q.push(honest, ("honest", 1)).unwrap();
         let order: Vec<_> = std::iter::from_fn(|| q.pop()).collect();
-        assert_eq!(
-            order,
-            vec![("flood", 0), ("honest", 0), ("flood", 1), ("honest", 1), ("flood", 2), ("flood", 3)]
-        );
+        assert_eq!(order, vec![("flood", 0), ("honest", 0), ("flood", 1), ("honest", 1), ("flood", 2), ("flood", 3)]);
         assert_eq!(q.len(), 0);
         // Many peers: the whole queue has a cap too.
         let mut q = FairQueue::default();

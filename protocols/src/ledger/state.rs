@@ -503,8 +503,15 @@ impl Ledger {
                 None => 0,
                 // Forked at the same seq with the same smallest sibling but a different second
                 // one: the fork's siblings go (the two smallest of both sides stay).
-                Some(t) if t.fork != fork && t.fork != 0 && fork != 0 && t.len as usize == ours
-                    && chain.by_seq[ours - 1].contains(&t.tip) => ours - 1,
+                Some(t)
+                    if t.fork != fork
+                        && t.fork != 0
+                        && fork != 0
+                        && t.len as usize == ours
+                        && chain.by_seq[ours - 1].contains(&t.tip) =>
+                {
+                    ours - 1
+                }
                 // A fork seen on one side only: send the whole chain so both hold the evidence.
                 Some(t) if t.fork != fork => 0,
                 Some(t) if t.len as usize > ours => continue,

@@ -108,10 +108,7 @@ impl AttacksSection {
 }
 
 /// The attack lines from what the attackers and the API attack returned.
-pub fn lines(
-    peers: Vec<(Attack, Result<AttackerStats, String>)>,
-    api: Option<(u64, Vec<String>)>,
-) -> Vec<AttackLine> {
+pub fn lines(peers: Vec<(Attack, Result<AttackerStats, String>)>, api: Option<(u64, Vec<String>)>) -> Vec<AttackLine> {
     let mut out: Vec<AttackLine> = peers
         .into_iter()
         .map(|(a, r)| {

@@ -32,7 +32,12 @@ impl Report {
                     ),
                     (None, Some(e)) => println!("  attack {}: no report ({e})", l.attack),
                     (None, None) => {
-                        println!("  attack {}: {} requests, {} accepted", l.attack, l.api_requests, l.api_accepted.len())
+                        println!(
+                            "  attack {}: {} requests, {} accepted",
+                            l.attack,
+                            l.api_requests,
+                            l.api_accepted.len()
+                        )
                     }
                 }
             }

@@ -162,7 +162,8 @@ mod tests {
     /// that each fit an entry and decode, and merge back to exactly the peers heard.
     #[test]
     fn a_hundred_thousand_peers_attest_in_parts_that_fit() {
-        let peers = (0..200_000u32).map(|i| PeerLiveness { peer: peer(i), seen: if i % 2 == 0 { u64::MAX } else { 0 } });
+        let peers =
+            (0..200_000u32).map(|i| PeerLiveness { peer: peer(i), seen: if i % 2 == 0 { u64::MAX } else { 0 } });
         let parts = LivenessAttestation::split(7, 30, peers);
         assert_eq!(parts.len(), 100_000usize.div_ceil(PEERS_PER_PART));
         for p in &parts {

@@ -1,0 +1,109 @@
+//! Per-peer request rates, sans I/O (issue #16): a token bucket per (protocol, peer) in
+//! integer milli-tokens. A request over its peer's rate is dropped before it reaches a
+//! service queue; the peer's request fails (it costs the sender a failed request, not the node
+//! a queue slot). The in-flight caps, queues and `Busy` answers of each service are the second
+//! line: this one keeps a single peer from filling the shared queue of 64 for everyone.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use libp2p::PeerId;
+
+use super::Proto;
+
+/// Burst and refill per second for one peer on one protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rate {
+    pub burst: u32,
+    pub per_sec: u32,
+}
+
+/// The rates, with why: a honest peer's heaviest use, several times over.
+pub fn rate_of(proto: Proto) -> Rate {
+    match proto {
+        // One pull per anti-entropy round, each up to 256 chunk requests back to back.
+        Proto::LedgerSync => Rate { burst: 64, per_sec: 16 },
+        // A job owner keeps 2 tiles in flight at a worker; a tile takes at least tens of ms.
+        Proto::Render => Rate { burst: 16, per_sec: 8 },
+        // A verifier's challenge is a render, an open and now and then a benchmark, every
+        // challenge interval (500 ms at the fastest).
+        Proto::Por => Rate { burst: 32, per_sec: 16 },
+        // Joins, train requests, and weight and update fetches in chunks: an auditor fetches
+        // every update of every round, and 128 then 64/s failed half the audits of the FL
+        // test. This only stops a pure flooder; FL's own checks (owner only, one training, 16
+        // audits waiting) do the rest.
+        Proto::Fl => Rate { burst: 2048, per_sec: 1024 },
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Bucket {
+    /// Milli-tokens.
+    milli: u64,
+    at: Instant,
+}
+
+/// Every connected peer's buckets.
+#[derive(Debug, Default)]
+pub struct RateLimits {
+    buckets: HashMap<(Proto, PeerId), Bucket>,
+    /// Requests dropped, in all.
+    pub dropped: u64,
+}
+
+impl RateLimits {
+    /// Whether a request of `peer` on `proto` at `now` is within its rate (it takes a token).
+    pub fn allow(&mut self, proto: Proto, peer: PeerId, now: Instant) -> bool {
+        let r = rate_of(proto);
+        let full = r.burst as u64 * 1000;
+        let b = self.buckets.entry((proto, peer)).or_insert(Bucket { milli: full, at: now });
+        let elapsed_ms = now.saturating_duration_since(b.at).as_millis().min(u64::MAX as u128) as u64;
+        b.milli = b.milli.saturating_add(elapsed_ms.saturating_mul(r.per_sec as u64)).min(full);
+        b.at = now;
+        if b.milli >= 1000 {
+            b.milli -= 1000;
+            true
+        } else {
+            self.dropped += 1;
+            false
+        }
+    }
+
+    /// A peer disconnected: its buckets go (a reconnect starts full, which a handshake pays for).
+    pub fn forget(&mut self, peer: &PeerId) {
+        self.buckets.retain(|(_, p), _| p != peer);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn a_burst_then_the_refill_rate_and_peers_apart() {
+        let t0 = Instant::now();
+        let mut r = RateLimits::default();
+        let (a, b) = (PeerId::random(), PeerId::random());
+        let allowed = (0..100).filter(|_| r.allow(Proto::LedgerSync, a, t0)).count();
+        assert_eq!(allowed, 64, "the burst");
+        assert!(r.allow(Proto::LedgerSync, b, t0), "another peer has its own bucket");
+        assert!(r.allow(Proto::Render, a, t0), "and another protocol");
+        // 16 per second: after 250 ms, four more.
+        let later = t0 + Duration::from_millis(250);
+        assert_eq!((0..10).filter(|_| r.allow(Proto::LedgerSync, a, later)).count(), 4);
+        // A second of 50 requests: 16 pass.
+        let mut passed = 0;
+        for i in 0..50u64 {
+            passed += r.allow(Proto::LedgerSync, a, later + Duration::from_millis(20 * (i + 1))) as u32;
+        }
+        assert_eq!(passed, 16);
+        assert_eq!(r.dropped, 36 + 6 + 34);
+        // Never more than the burst, however long the pause.
+        let much_later = t0 + Duration::from_secs(1_000_000);
+        assert_eq!((0..100).filter(|_| r.allow(Proto::LedgerSync, a, much_later)).count(), 64);
+        r.forget(&a);
+        assert!(!r.buckets.keys().any(|(_, p)| *p == a));
+    }
+}
