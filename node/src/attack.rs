@@ -216,25 +216,10 @@ pub async fn run(plan: Plan) -> anyhow::Result<AttackStats> {
             }
         }
         Attack::ChallengeFlood => {
-            use ifx_protocols::por::wire::{CHALLENGE, Request, settings_wire};
             let scene = ifx_render::builtin::cornell().to_wire();
             while live() {
                 for t in &targets {
-                    let reqs: Vec<Request> = (0..24u8)
-                        .map(|i| match i % 3 {
-                            0 => Request::Render {
-                                id: rand::random(),
-                                scene: scene.clone(),
-                                settings: settings_wire(&CHALLENGE),
-                            },
-                            1 => Request::Render {
-                                id: rand::random(),
-                                scene: scene.clone(),
-                                settings: [256, 256, 65_536, 64, 256],
-                            },
-                            _ => Request::Open { id: rand::random(), indices: vec![0, 1, 2] },
-                        })
-                        .collect();
+                    let reqs = challenge_burst(&scene);
                     let answers =
                         futures::future::join_all(reqs.into_iter().map(|r| net.request(Proto::Por, *t, r.encode())))
                             .await;
@@ -359,6 +344,19 @@ pub async fn run(plan: Plan) -> anyhow::Result<AttackStats> {
     stats.seconds = started.elapsed().as_secs_f64();
     shutdown.cancel();
     Ok(stats)
+}
+
+/// One burst of a stranger's PoR challenges: 24 at once, in turn the protocol's render, a
+/// 65,536-spp render, and an opening of a challenge never issued.
+pub fn challenge_burst(scene: &[u8]) -> Vec<ifx_protocols::por::wire::Request> {
+    use ifx_protocols::por::wire::{CHALLENGE, Request, settings_wire};
+    (0..24u8)
+        .map(|i| match i % 3 {
+            0 => Request::Render { id: rand::random(), scene: scene.to_vec(), settings: settings_wire(&CHALLENGE) },
+            1 => Request::Render { id: rand::random(), scene: scene.to_vec(), settings: [256, 256, 65_536, 64, 256] },
+            _ => Request::Open { id: rand::random(), indices: vec![0, 1, 2] },
+        })
+        .collect()
 }
 
 fn tally(

@@ -109,15 +109,7 @@ async fn writes_need_the_token_and_every_request_a_loopback_host() {
     let entries = || node.ledger.with(|l| l.ledger().len());
     let before = entries();
     let someone = libp2p::PeerId::random().to_string();
-    let writes: Vec<(&str, serde_json::Value)> = vec![
-        ("jobs", serde_json::json!({ "scene": "cornell", "width": 16, "height": 16, "spp": 1, "tile": 16 })),
-        ("fl", serde_json::json!({ "rounds": 1 })),
-        ("net/block", serde_json::json!({ "peers": [someone] })),
-        ("net/unblock", serde_json::json!({ "peers": [someone] })),
-        ("stake", serde_json::json!({ "op": "unbond", "amount": 1 })),
-        ("gov/proposals", serde_json::json!({ "param": "workers_bps", "value": 7000, "from_epoch": 99 })),
-        ("gov/votes", serde_json::json!({ "proposal": hex::encode([1u8; 32]), "yes": true })),
-    ];
+    let writes = ifx_testnet::attacks::write_endpoints(&someone);
     let post = |path: &str| c.post(format!("http://{api}/{path}"));
     for (path, body) in &writes {
         let r = post(path).json(body).send().await.unwrap();

@@ -30,6 +30,19 @@ fn config(dir: &std::path::Path, net_id: &str, bootnode: Option<String>) -> Node
     cfg
 }
 
+/// A node of one-second epochs and fast sync, so that attestations (a verifier) come quickly.
+fn fast_ledger(dir: &std::path::Path, net_id: &str, boot: Option<String>, verifier: bool) -> NodeConfig {
+    let mut c = config(dir, net_id, boot);
+    c.network.genesis_unix_secs = genesis_secs();
+    c.network.epoch_secs = 1;
+    c.network.heartbeat_interval_ms = 200;
+    c.ledger.sync_interval_ms = 300;
+    if verifier {
+        c.node.role = ifx_protocols::Role::Verifier;
+    }
+    c
+}
+
 async fn wait_for(what: &str, timeout: Duration, mut done: impl AsyncFnMut() -> bool) {
     let start = Instant::now();
     while !done().await {
@@ -222,15 +235,7 @@ async fn a_restarted_node_finds_its_peers_again_without_a_bootnode() {
 async fn verifier_attestations_replicate_and_a_late_joiner_catches_up_by_sync() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = |name: &str, boot: Option<String>, verifier: bool| {
-        let mut c = config(&tmp.path().join(name), "ledger", boot);
-        c.network.genesis_unix_secs = genesis_secs();
-        c.network.epoch_secs = 1;
-        c.network.heartbeat_interval_ms = 200;
-        c.ledger.sync_interval_ms = 300;
-        if verifier {
-            c.node.role = ifx_protocols::Role::Verifier;
-        }
-        c
+        fast_ledger(&tmp.path().join(name), "ledger", boot, verifier)
     };
     let a = Node::start(cfg("a", None, false)).await.unwrap();
     let boot = format!("{}/p2p/{}", a.listen_addrs[0], a.peer_id);
@@ -283,17 +288,8 @@ async fn verifier_attestations_replicate_and_a_late_joiner_catches_up_by_sync() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wiped_store_with_a_kept_key_fetches_its_chain_before_signing() {
     let tmp = tempfile::tempdir().unwrap();
-    let cfg = |name: &str, boot: Option<String>, verifier: bool| {
-        let mut c = config(&tmp.path().join(name), "wiped", boot);
-        c.network.genesis_unix_secs = genesis_secs();
-        c.network.epoch_secs = 1;
-        c.network.heartbeat_interval_ms = 200;
-        c.ledger.sync_interval_ms = 300;
-        if verifier {
-            c.node.role = ifx_protocols::Role::Verifier;
-        }
-        c
-    };
+    let cfg =
+        |name: &str, boot: Option<String>, verifier: bool| fast_ledger(&tmp.path().join(name), "wiped", boot, verifier);
     let a = Node::start(cfg("a", None, false)).await.unwrap();
     let boot = format!("{}/p2p/{}", a.listen_addrs[0], a.peer_id);
     let v = Node::start(cfg("v", Some(boot.clone()), true)).await.unwrap();

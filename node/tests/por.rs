@@ -86,7 +86,7 @@ async fn a_late_answer_is_a_qos_failure_not_a_verdict() {
 /// challenges; past its in-flight cap it is answered `Busy`, which a verifier counts as QoS.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_strangers_challenge_flood_does_not_fail_an_honest_worker() {
-    use ifx_protocols::por::wire::{CHALLENGE, Request, Response, settings_wire};
+    use ifx_protocols::por::wire::Response;
     let tmp = tempfile::tempdir().unwrap();
     let worker = Node::start(config(&tmp.path().join("worker"), None)).await.unwrap();
     let boot = format!("{}/p2p/{}", worker.listen_addrs[0], worker.peer_id);
@@ -102,21 +102,7 @@ async fn a_strangers_challenge_flood_does_not_fail_an_honest_worker() {
             let (mut busy, mut refused, mut answered) = (0u32, 0u32, 0u32);
             let started = Instant::now();
             while started.elapsed() < Duration::from_secs(12) {
-                let reqs: Vec<Request> = (0..24u8)
-                    .map(|i| match i % 3 {
-                        0 => Request::Render {
-                            id: rand::random(),
-                            scene: scene.clone(),
-                            settings: settings_wire(&CHALLENGE),
-                        },
-                        1 => Request::Render {
-                            id: rand::random(),
-                            scene: scene.clone(),
-                            settings: [256, 256, 65_536, 64, 256],
-                        },
-                        _ => Request::Open { id: rand::random(), indices: vec![0, 1, 2] },
-                    })
-                    .collect();
+                let reqs = ifx_node::attack::challenge_burst(&scene);
                 let answers = futures::future::join_all(
                     reqs.into_iter().map(|r| net.request(ifx_node::network::Proto::Por, target, r.encode())),
                 )

@@ -179,21 +179,26 @@ impl Attackers {
     }
 }
 
+/// Every write endpoint of the node API with a body it would accept (`someone`: a peer id to
+/// block), for the tests and `api-rebind` alike.
+pub fn write_endpoints(someone: &str) -> Vec<(&'static str, serde_json::Value)> {
+    vec![
+        ("jobs", serde_json::json!({ "scene": "cornell", "width": 16, "height": 16, "spp": 1, "tile": 16 })),
+        ("fl", serde_json::json!({ "rounds": 1 })),
+        ("net/block", serde_json::json!({ "peers": [someone] })),
+        ("net/unblock", serde_json::json!({ "peers": [someone] })),
+        ("stake", serde_json::json!({ "op": "unbond", "amount": 1 })),
+        ("gov/proposals", serde_json::json!({ "param": "workers_bps", "value": 7000, "from_epoch": 99 })),
+        ("gov/votes", serde_json::json!({ "proposal": "01".repeat(32), "yes": true })),
+    ]
+}
+
 /// `api-rebind`: every write endpoint of the victim's API, as a web page that rebound DNS
 /// (foreign Host and Origin, no token) and as a local user without the token. Returns the
 /// requests made and those the API accepted (any 2xx is a failure).
 pub async fn api_rebind(net: &Testnet, victim: usize) -> (u64, Vec<String>) {
     let Some(api) = net.nodes[victim].api else { return (0, vec!["the victim has no API address".into()]) };
-    let someone = "12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN";
-    let writes: Vec<(&str, serde_json::Value)> = vec![
-        ("jobs", serde_json::json!({ "scene": "cornell", "width": 16384, "height": 4096, "spp": 1, "tile": 64 })),
-        ("fl", serde_json::json!({ "rounds": 1 })),
-        ("net/block", serde_json::json!({ "peers": [someone] })),
-        ("net/unblock", serde_json::json!({ "peers": [someone] })),
-        ("stake", serde_json::json!({ "op": "unbond", "amount": 1 })),
-        ("gov/proposals", serde_json::json!({ "param": "workers_bps", "value": 1, "from_epoch": 99 })),
-        ("gov/votes", serde_json::json!({ "proposal": "01".repeat(32), "yes": true })),
-    ];
+    let writes = write_endpoints("12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN");
     let (mut tried, mut accepted) = (0, Vec::new());
     for (path, body) in &writes {
         let url = format!("http://{api}/{path}");

@@ -236,10 +236,7 @@ impl Testnet {
             bootnode: None,
             loss: args.loss,
             host: None,
-            cap_loopback: args
-                .attacks()?
-                .contains(&crate::attacks::Attack::Eclipse)
-                .then(|| crate::attacks::victim(args)),
+            cap_loopback: None,
         })
     }
 
@@ -391,6 +388,12 @@ impl Testnet {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Node `i` counts loopback peers against its per-IP caps (the eclipse victim; every peer
+    /// of a testnet is 127.0.0.1).
+    pub fn cap_loopback(&mut self, i: Option<usize>) {
+        self.cap_loopback = i;
     }
 
     /// Node 0's address, once it runs.

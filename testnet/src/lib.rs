@@ -489,6 +489,7 @@ pub async fn run_with(
         None
     };
     let mut net = launch::Testnet::prepare(binary.clone(), &args)?;
+    net.cap_loopback(attacks.contains(&attacks::Attack::Eclipse).then(|| attacks::victim(&args)));
     if args.in_process {
         let host =
             host.ok_or_else(|| TestnetError::Options("--in-process: this build cannot start nodes in process".into()))?;
