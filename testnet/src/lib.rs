@@ -568,6 +568,7 @@ pub async fn run_with(
                     baseline_cpu_secs: b.and_then(|b| b.cpu_secs),
                     heartbeat_p99_ms: n.heartbeat_p99_ms,
                     baseline_heartbeat_p99_ms: b.and_then(|b| b.heartbeat_p99_ms),
+                    p99_floor_ms: (args.heartbeat_ms / ra::P99_FLOOR_SHARE) as f64,
                 }
             })
             .collect();
