@@ -105,13 +105,13 @@ impl Settle {
         })
     }
 
-    /// Seals `epoch` from this node's view unless its latest seal already says the same.
-    async fn seal_once(&self, epoch: u64) {
+    /// Seals `epoch` from this node's view unless its latest seal already says the same;
+    /// `accounts` from this node's settlement now.
+    async fn seal_once(&self, epoch: u64, accounts: &std::collections::BTreeMap<[u8; 32], settle::Account>) {
         // Only entries of authors with an account (an allocation, a stake, a balance): nothing
         // an author without one writes can move money, and a flood of fresh keys (issue #16)
         // made two verifiers seal different sets (entries still arriving) or more authors than
         // a seal holds, so no epoch sealed at all.
-        let accounts = self.compute().accounts;
         let funded = |a: &[u8; 32]| {
             accounts.get(a).is_some_and(|acc| {
                 acc.role.is_some()
@@ -167,14 +167,16 @@ impl Settle {
                 if n.epoch_at(now_ms()) != next + 1 {
                     break;
                 }
-                if check > 0 && self.compute().epoch(next).is_some_and(|s| s.status != Status::Pending) {
+                // One settlement per check: whether the epoch is settled, and who has an account.
+                let settled = self.compute();
+                if check > 0 && settled.epoch(next).is_some_and(|s| s.status != Status::Pending) {
                     break;
                 }
                 if attested.load(Ordering::Acquire) < next {
                     debug!(epoch = next, check, "not sealing before this verifier's attestations of the epoch");
                     continue;
                 }
-                self.seal_once(next).await;
+                self.seal_once(next, &settled.accounts).await;
             }
             next = (next + 1).max(n.epoch_at(now_ms()).saturating_sub(1));
         }

@@ -61,6 +61,12 @@ pub fn build_swarm(
         StreamProtocol::try_from_owned(net.kad_protocol()).map_err(|e| BuildError::Transport(e.to_string()))?;
     let identify_protocol = net.identify_protocol();
     let limits_cfg = limits.clone();
+    let inbound_refused = prometheus_client::metrics::counter::Counter::default();
+    registry.register(
+        "ifx_inbound_refused",
+        "Inbound connections refused by address (per-IP or per-subnet cap)",
+        inbound_refused.clone(),
+    );
     let sync_protocol =
         StreamProtocol::try_from_owned(net.ledger_sync_protocol()).map_err(|e| BuildError::Transport(e.to_string()))?;
     let render_protocol =
@@ -176,12 +182,15 @@ pub fn build_swarm(
             Ok::<_, Box<dyn std::error::Error + Send + Sync>>(Behaviour {
                 blocked: allow_block_list::Behaviour::default(),
                 limits,
-                ip_limits: super::ip_limits::Behaviour::new(super::ip_limits::InboundCaps {
-                    per_ip: limits_cfg.max_inbound_per_ip as usize,
-                    per_subnet: limits_cfg.max_inbound_per_subnet as usize,
-                    max_inbound: (limits_cfg.max_connections - limits_cfg.reserved_outbound) as usize,
-                    loopback_exempt: limits_cfg.loopback_exempt,
-                }),
+                ip_limits: super::ip_limits::Behaviour::new(
+                    super::ip_limits::InboundCaps {
+                        per_ip: limits_cfg.max_inbound_per_ip as usize,
+                        per_subnet: limits_cfg.max_inbound_per_subnet as usize,
+                        max_inbound: (limits_cfg.max_connections - limits_cfg.reserved_outbound) as usize,
+                        loopback_exempt: limits_cfg.loopback_exempt,
+                    },
+                    inbound_refused,
+                ),
                 kad,
                 identify,
                 ping,

@@ -74,12 +74,6 @@ pub async fn start(
     let por_timeout = Duration::from_millis(cfg.por.answer_timeout_ms);
     let mut swarm = build_swarm(identity.libp2p_keypair(), &cfg.network, &cfg.limits, por_timeout, agent, registry)?;
     let metrics = Metrics::new(registry);
-    let inbound_refused = prometheus_client::metrics::counter::Counter::default();
-    registry.register(
-        "ifx_inbound_refused",
-        "Inbound peers refused by address (per-IP or per-subnet cap)",
-        inbound_refused.clone(),
-    );
     let rate_dropped = prometheus_client::metrics::counter::Counter::default();
     registry.register(
         "ifx_requests_rate_limited",
@@ -188,7 +182,6 @@ pub async fn start(
         metrics,
         peer_store,
         target_peers: cfg.limits.target_peers as usize,
-        inbound_refused,
         rates: Default::default(),
         rate_dropped,
         blocked: Default::default(),
@@ -248,7 +241,6 @@ struct EventLoop {
     metrics: Metrics,
     peer_store: Option<PeerStore>,
     target_peers: usize,
-    inbound_refused: prometheus_client::metrics::counter::Counter,
     /// Per-peer request rates.
     rates: super::rate::RateLimits,
     rate_dropped: prometheus_client::metrics::counter::Counter,
@@ -366,8 +358,6 @@ impl EventLoop {
             |p| gossip.peer_score(p).unwrap_or(0.0),
             |p| bootnodes.contains(p),
         );
-        let refused = self.swarm.behaviour().ip_limits.refused;
-        self.inbound_refused.inc_by(refused.saturating_sub(self.inbound_refused.get()));
         for peer in excess {
             debug!(%peer, "closing the lowest-scored inbound connection (inbound slots full)");
             let _ = self.swarm.disconnect_peer_id(peer);

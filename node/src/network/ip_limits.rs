@@ -147,13 +147,13 @@ impl AddressBook {
 /// The behaviour: [`AddressBook`] fed by the swarm.
 pub struct Behaviour {
     pub book: AddressBook,
-    /// Inbound connections refused, for the metric.
-    pub refused: u64,
+    /// Inbound connections refused (the `ifx_inbound_refused` metric).
+    refused: prometheus_client::metrics::counter::Counter,
 }
 
 impl Behaviour {
-    pub fn new(caps: InboundCaps) -> Self {
-        Self { book: AddressBook::new(caps), refused: 0 }
+    pub fn new(caps: InboundCaps, refused: prometheus_client::metrics::counter::Counter) -> Self {
+        Self { book: AddressBook::new(caps), refused }
     }
 }
 
@@ -168,7 +168,7 @@ impl NetworkBehaviour for Behaviour {
         remote: &Multiaddr,
     ) -> Result<(), ConnectionDenied> {
         self.book.inbound(connection_id, ip_of(remote)).map_err(|why| {
-            self.refused += 1;
+            self.refused.inc();
             ConnectionDenied::new(why)
         })
     }

@@ -102,6 +102,9 @@ pub struct Ledger {
     pending_len: usize,
     /// The clock pending entries are stamped with ([`Ledger::expire_pending`] sets it).
     now_ms: u64,
+    /// No pending entry is older than this (a lower bound: the pool is scanned only when
+    /// something may have expired, not on every ingest).
+    oldest_pending_ms: u64,
     equivocators: BTreeSet<[u8; 32]>,
     root: SetHash,
     epochs: BTreeMap<u64, EpochPart>,
@@ -118,6 +121,7 @@ impl Ledger {
             pending: BTreeMap::new(),
             pending_len: 0,
             now_ms: 0,
+            oldest_pending_ms: u64::MAX,
             equivocators: BTreeSet::new(),
             root: SetHash::default(),
             epochs: BTreeMap::new(),
@@ -176,12 +180,16 @@ impl Ledger {
     pub fn expire_pending(&mut self, now_ms: u64) -> usize {
         self.now_ms = self.now_ms.max(now_ms);
         let cutoff = self.now_ms.saturating_sub(PENDING_TTL_MS);
+        if self.oldest_pending_ms >= cutoff {
+            return 0;
+        }
         let before = self.pending_len;
         self.pending.retain(|_, waiting| {
             waiting.retain(|w| w.since_ms >= cutoff);
             !waiting.is_empty()
         });
         self.pending_len = self.pending.values().map(Vec::len).sum();
+        self.oldest_pending_ms = self.pending.values().flatten().map(|w| w.since_ms).min().unwrap_or(u64::MAX);
         before - self.pending_len
     }
 
@@ -259,6 +267,7 @@ impl Ledger {
                         self.pending_len += 1;
                         out.pending += 1;
                         let since_ms = self.now_ms;
+                        self.oldest_pending_ms = self.oldest_pending_ms.min(since_ms);
                         self.pending.entry((e.author, e.seq)).or_default().push(Waiting { entry: e, since_ms });
                     }
                 }
