@@ -198,6 +198,9 @@ fn testnet_rejects_bad_options() {
         (&["--nodes", "4", "--partition", "9@1-2"][..], "below 4"),
         (&["--scenario", "nope"][..], "not a built-in scenario (smoke, byzantine, chaos, scale, scale-byzantine)"),
         (&["--nodes", "4", "--loss", "101"][..], "percentage"),
+        (&["--nodes", "4", "--attack", "nope"][..], "one of hb-overflow"),
+        (&["--nodes", "4", "--attack", "all", "--in-process"][..], "cannot be used with --in-process"),
+        (&["--nodes", "4", "--attack", "all", "--baseline-report", "/nonexistent.json"][..], "--baseline-report"),
         (&["--nodes", "4", "--fl-rounds", "5", "--fl-data", "/nonexistent.csv"][..], "no such file"),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_ifx")).arg("testnet").args(args).output().unwrap();

@@ -118,6 +118,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Testnet(args) => testnet::run(args),
         Command::Attack(a) => {
             init_logs("warn", false);
+            let duration = std::time::Duration::try_from_secs_f64(a.duration)
+                .map_err(|_| anyhow::anyhow!("--duration {}: not a number of seconds >= 0", a.duration))?;
             let rt = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
             let stats = rt.block_on(ifx_node::attack::run(ifx_node::attack::Plan {
                 attack: a.attack,
@@ -125,7 +127,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 data_dir: a.data_dir,
                 bootnode: a.bootnode,
                 targets: a.targets,
-                duration: std::time::Duration::from_secs_f64(a.duration),
+                duration,
             }))?;
             let json = serde_json::to_string_pretty(&stats)?;
             std::fs::write(&a.stats, json + "\n").with_context(|| format!("writing {}", a.stats.display()))?;
