@@ -237,6 +237,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<AttackStats> {
                 spp: 65_536,
                 max_bounces: 64,
                 tile: 8192,
+                unpaid: true,
             };
             while live() {
                 for t in &targets {

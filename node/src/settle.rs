@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
 use ifx_protocols::NetworkConfig;
-use ifx_protocols::ledger::{Entry, EntryKind};
+use ifx_protocols::ledger::{Entry, EntryKind, JobPayment};
 use ifx_protocols::settle::{self, EpochSeal, Proposal, Settlements, StakeOp, Status, Vote};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -49,6 +49,22 @@ pub enum SettleError {
 
 fn now_ms() -> u64 {
     crate::unix_time_us() / 1000
+}
+
+/// What `me` may spend now, and the parameters in force: its liquid balance as settled, less
+/// its own job payments in epochs not settled yet (they burn when their epoch settles).
+pub fn spendable(ledger: &LedgerHandle, network: &NetworkConfig, me: &[u8; 32]) -> (u64, settle::EconParams) {
+    let (entries, mine): (Vec<Arc<Entry>>, Vec<Arc<Entry>>) =
+        ledger.with(|l| (l.ledger().iter_sorted().collect(), l.ledger().chain(me)));
+    let s = settle::settle(network, entries, network.epoch_at(now_ms()));
+    let settled = s.sealed().map(|e| e.epoch).max();
+    let pending: u64 = mine
+        .iter()
+        .filter(|e| e.kind == EntryKind::JobPayment && settled.is_none_or(|done| e.epoch > done))
+        .filter_map(|e| JobPayment::decode(&e.body).ok())
+        .fold(0, |sum, p| sum.saturating_add(p.amount));
+    let liquid = s.accounts.get(me).map_or(0, |a| a.liquid);
+    (liquid.saturating_sub(pending), s.params)
 }
 
 impl Settle {

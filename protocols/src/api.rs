@@ -194,6 +194,12 @@ pub struct JobStatus {
     pub reassigned: u64,
     /// Render receipts written to the ledger.
     pub receipts: u64,
+    /// Units the owner burned for the job (0: unpaid, its receipts count for nobody).
+    #[serde(default)]
+    pub paid: u64,
+    /// The payment entry's id.
+    #[serde(default)]
+    pub payment: Option<String>,
     pub secs: f64,
     pub png: Option<String>,
     pub error: Option<String>,
@@ -211,6 +217,8 @@ impl JobStatus {
             tiles_by_worker: BTreeMap::new(),
             reassigned: 0,
             receipts: 0,
+            paid: 0,
+            payment: None,
             secs: 0.0,
             png: None,
             error: None,

@@ -166,6 +166,21 @@ fn ledger_entry_and_bodies() {
         (EntryKind::PorVerdicts, verdicts.encode()),
         (EntryKind::Stake, StakeOp::Bond { amount: 7, role: StakeRole::Verifier }.encode()),
         (
+            EntryKind::JobPayment,
+            ifx_protocols::ledger::JobPayment {
+                job: [7; 16],
+                work: ifx_protocols::ledger::PaidWork::Render {
+                    width: 64,
+                    height: 64,
+                    spp: 4,
+                    max_bounces: 4,
+                    tile: 32,
+                },
+                amount: 9,
+            }
+            .encode(),
+        ),
+        (
             EntryKind::Liveness,
             LivenessAttestation::split(3, 30, (0..40u8).map(|i| PeerLiveness { peer: [i; 32], seen: i as u64 }))[0]
                 .encode(),
@@ -230,8 +245,16 @@ fn por_render_and_fl_requests() {
     fuzz("por response", 7, answers, |b| Response::decode(b).is_ok());
 
     use ifx_protocols::render::job::{JobSpec, TileRequest, TileResponse};
-    let spec =
-        JobSpec { scene: "cornell".into(), scene_toml: None, width: 64, height: 64, spp: 4, max_bounces: 4, tile: 32 };
+    let spec = JobSpec {
+        scene: "cornell".into(),
+        scene_toml: None,
+        width: 64,
+        height: 64,
+        spp: 4,
+        max_bounces: 4,
+        tile: 32,
+        unpaid: false,
+    };
     let tile = TileRequest { job: [6; 16], spec, tile: [32, 0, 32, 32] };
     fuzz("tile request", 8, vec![tile.encode()], |b| TileRequest::decode(b).map(|t| drop(t.checked_tile())).is_ok());
     fuzz("tile response", 9, vec![TileResponse { pixels: vec![0; 48], error: String::new() }.encode()], |b| {

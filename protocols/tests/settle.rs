@@ -7,7 +7,8 @@ use std::sync::Arc;
 use ed25519_dalek::SigningKey;
 use ifx_protocols::NetworkConfig;
 use ifx_protocols::ledger::{
-    Entry, EntryKind, FlReceipt, Ledger, LivenessAttestation, PeerLiveness, PorVerdicts, RenderReceipt, WorkerVerdict,
+    Entry, EntryKind, FlReceipt, JobPayment, Ledger, LivenessAttestation, PaidWork, PeerLiveness, PorVerdicts,
+    RenderReceipt, WorkerVerdict,
 };
 use ifx_protocols::settle::{
     EconParams, GenesisAlloc, Proposal, Settlements, StakeOp, StakeRole, Status, UNITS_PER_IFX, Vote, seal_view, settle,
@@ -28,10 +29,12 @@ fn pk(k: &SigningKey) -> [u8; 32] {
 struct Cast {
     verifiers: Vec<SigningKey>,
     workers: Vec<SigningKey>,
+    /// Worker 2's second key: liquid units, no stake (a self-dealer's job owner).
+    second: SigningKey,
 }
 
 fn cast() -> Cast {
-    Cast { verifiers: (0..3).map(key).collect(), workers: (10..14).map(key).collect() }
+    Cast { verifiers: (0..3).map(key).collect(), workers: (10..14).map(key).collect(), second: key(41) }
 }
 
 fn network(c: &Cast) -> NetworkConfig {
@@ -51,6 +54,12 @@ fn network(c: &Cast) -> NetworkConfig {
         stake: 100 * UNITS_PER_IFX,
         liquid: 50 * UNITS_PER_IFX,
     }));
+    genesis.push(GenesisAlloc {
+        key: hex::encode(pk(&c.second)),
+        role: StakeRole::Worker,
+        stake: 0,
+        liquid: 50 * UNITS_PER_IFX,
+    });
     let n = NetworkConfig {
         id: "settle-test".into(),
         genesis_unix_secs: 0,
@@ -63,6 +72,24 @@ fn network(c: &Cast) -> NetworkConfig {
     n.validate("network").unwrap();
     n
 }
+
+/// Work units of one tile of a test job: 100 x 100 pixels at 500 spp and 10 bounces.
+const TILE_UNITS: u64 = 50_000;
+
+/// A job of `tiles` tiles of [`TILE_UNITS`] each, in one column.
+fn one_tile_job(tiles: u64) -> PaidWork {
+    PaidWork::Render { width: 100, height: 100 * tiles as u32, spp: 500, max_bounces: 10, tile: 100 }
+}
+
+fn job_id(epoch: u64, worker: usize) -> [u8; 16] {
+    let mut j = [0u8; 16];
+    j[0] = epoch as u8;
+    j[1] = worker as u8;
+    j
+}
+
+/// The FL task the owner pays for: 100 examples, 2 local epochs per update.
+const FL_WORK: PaidWork = PaidWork::Fl { examples: 100, local_epochs: 2 };
 
 /// Writes entries in time order, each author's chain linked, like nodes appending.
 struct World {
@@ -96,8 +123,10 @@ struct Plan {
     epochs: u64,
     /// Heartbeats seen per worker and epoch (out of 30).
     seen: Vec<u64>,
-    /// Render work units per worker and epoch.
+    /// Render work units per worker and epoch, in tiles of [`TILE_UNITS`] (rounded down).
     units: Vec<u64>,
+    /// How much of each worker's job the owner pays for, in percent (0: unpaid).
+    paid_pct: Vec<u64>,
     /// The worker that cheats, and in which epoch it is caught.
     cheat: Option<(usize, u64)>,
     /// Worker 1 bonds this much of its liquid in epoch 0.
@@ -108,6 +137,12 @@ struct Plan {
     yes_votes: usize,
     /// Verifiers sealing each epoch.
     sealers: usize,
+    /// Forged receipts in every epoch: a key without an account and worker 2's funded second
+    /// key claim u64::MAX units for worker 2 without paying; worker 2 receipts itself; the owner
+    /// receipts a tile past its job and one tile twice.
+    forgers: bool,
+    /// Worker 2's second key pays for a job of 2 tiles each epoch and receipts worker 2 for it.
+    self_deal: bool,
 }
 
 impl Plan {
@@ -116,11 +151,14 @@ impl Plan {
             epochs: 4,
             seen: vec![30, 30, 20, 30],
             units: vec![200_000, 100_000, 0, 50_000],
+            paid_pct: vec![100],
             cheat: Some((3, 1)),
             bond: 20 * UNITS_PER_IFX,
             unbond: 10 * UNITS_PER_IFX,
             yes_votes: 3,
             sealers: 3,
+            forgers: false,
+            self_deal: false,
         }
     }
 }
@@ -137,13 +175,30 @@ fn history(c: &Cast, p: &Plan) -> Vec<Entry> {
                 w.seal(v, e - 1);
             }
         }
-        // Work: receipts written by the job owner for the others' tiles; an FL receipt.
+        // Work: the job owner pays for one job per worker (as much of it as the plan says),
+        // then writes a receipt per tile; and an FL receipt of a paid task.
         for (i, k) in c.workers.iter().enumerate().skip(1) {
-            let units = p.units[i % p.units.len()];
-            if units > 0 {
-                let r = RenderReceipt { job: [e as u8; 16], tile: i as u32, worker: pk(k), work_units: units };
+            let tiles = p.units[i % p.units.len()] / TILE_UNITS;
+            if tiles == 0 {
+                continue;
+            }
+            let job = job_id(e, i);
+            let work = one_tile_job(tiles);
+            let pct = p.paid_pct[i % p.paid_pct.len()];
+            if pct > 0 {
+                let econ = &network(c).economics;
+                let amount = econ.price_of(tiles * TILE_UNITS * pct / 100, econ.render_units_per_minute).max(1);
+                w.put(owner, e, EntryKind::JobPayment, JobPayment { job, work, amount }.encode());
+            }
+            for tile in 0..tiles as u32 {
+                // The receipt claims absurd units: settlement takes the spec's.
+                let r = RenderReceipt { job, tile, worker: pk(k), work_units: u64::MAX };
                 w.put(owner, e, EntryKind::RenderReceipt, r.encode());
             }
+        }
+        if e == 0 {
+            let pay = JobPayment { job: [9; 16], work: FL_WORK, amount: 5 * UNITS_PER_IFX };
+            w.put(owner, 0, EntryKind::JobPayment, pay.encode());
         }
         let fl = FlReceipt {
             task: [9; 16],
@@ -155,6 +210,29 @@ fn history(c: &Cast, p: &Plan) -> Vec<Entry> {
             reason: String::new(),
         };
         w.put(owner, e, EntryKind::FlReceipt, fl.encode());
+        let w2 = pk(&c.workers[2]);
+        if p.forgers {
+            let forged = |job, tile| RenderReceipt { job, tile, worker: w2, work_units: u64::MAX }.encode();
+            w.put(&key(40), e, EntryKind::RenderReceipt, forged([40; 16], 0));
+            w.put(&c.second, e, EntryKind::RenderReceipt, forged([41; 16], 0));
+            w.put(&c.workers[2], e, EntryKind::RenderReceipt, forged([42; 16], 0));
+            // The owner's paid job of worker 1 (2 tiles): a third tile, and tile 0 again.
+            let paid = job_id(e, 1);
+            let again = RenderReceipt { job: paid, tile: 0, worker: pk(&c.workers[1]), work_units: 1 };
+            w.put(owner, e, EntryKind::RenderReceipt, again.encode());
+            let past = RenderReceipt { job: paid, tile: 2, worker: pk(&c.workers[1]), work_units: 1 };
+            w.put(owner, e, EntryKind::RenderReceipt, past.encode());
+        }
+        if p.self_deal {
+            let econ = &network(c).economics;
+            let (job, work) = ([50 + e as u8; 16], one_tile_job(2));
+            let amount = econ.price_of(2 * TILE_UNITS, econ.render_units_per_minute);
+            w.put(&c.second, e, EntryKind::JobPayment, JobPayment { job, work, amount }.encode());
+            for tile in 0..2 {
+                let r = RenderReceipt { job, tile, worker: w2, work_units: 0 };
+                w.put(&c.second, e, EntryKind::RenderReceipt, r.encode());
+            }
+        }
         if e == 0 && p.bond > 0 {
             w.put(
                 &c.workers[1],
@@ -229,7 +307,7 @@ fn settle_entries(n: &NetworkConfig, entries: Vec<Entry>, now: u64) -> Settlemen
     settle(n, l.iter_sorted(), now)
 }
 
-/// Units everywhere: accounts (bonded, liquid, unbonding, still vesting) plus what was never
+/// Units everywhere (burned units left): accounts (bonded, liquid, unbonding, still vesting) plus what was never
 /// allocated, against genesis plus everything minted.
 fn conserved(n: &NetworkConfig, s: &Settlements) -> bool {
     let genesis: u128 = n.genesis.iter().map(|g| g.stake as u128 + g.liquid as u128).sum();
@@ -245,7 +323,8 @@ fn conserved(n: &NetworkConfig, s: &Settlements) -> bool {
                 + a.locked() as u128
         })
         .sum();
-    held + kept == genesis + minted
+    let burned: u128 = s.epochs.iter().map(|e| e.burned as u128).sum();
+    held + kept + burned == genesis + minted
 }
 
 #[test]
@@ -306,10 +385,11 @@ fn four_sealed_epochs_pay_slash_and_apply_governance_on_time() {
     let line = |k: &SigningKey| e0.workers.iter().find(|w| w.key == pk(k)).unwrap().clone();
     let (l1, l2) = (line(&c.workers[1]), line(&c.workers[2]));
     assert_eq!((l1.ib_milli, l1.uptime_milli_minutes), (1_500, 500));
-    assert_eq!(l1.delivery_milli_minutes, 100_000 * 1000 / 100_000 + 500 * 1000 / 1_000);
+    let fl_units = FL_WORK.units_per_update().unwrap();
+    assert_eq!(l1.delivery_milli_minutes, 100_000 * 1000 / 100_000 + fl_units * 1000 / 1_000);
     assert_eq!((l2.ib_milli, l2.uptime_milli_minutes, l2.delivery_milli_minutes), (2_000, 333, 0));
     let w = |k: &SigningKey| e0.payouts.iter().find(|x| x.key == pk(k)).unwrap().worker_weight;
-    assert_eq!(w(&c.workers[1]), 1_500 * (500 * 1000 + 2_000 * 1_500));
+    assert_eq!(w(&c.workers[1]), 1_500 * (500 * 1000 + 2_000 * (1_000 + fl_units as u128 * 1000 / 1_000)));
     assert_eq!(w(&c.workers[2]), 2_000 * (333 * 1000));
 }
 
@@ -353,6 +433,45 @@ fn seals_need_two_thirds_of_verifier_stake_and_late_entries_never_settle() {
     assert_eq!(s3.epochs.last().unwrap().epoch, 2);
 }
 
+/// Issue #21: a receipt counted for whoever signed it, with the units it claimed. Now forged
+/// receipts (no account, a funded key that paid nothing, the worker itself, a tile past the
+/// job, a tile twice) change no payout; a self-dealer's second key pays the burn for exactly
+/// the units its job spec gives.
+#[test]
+fn forged_receipts_earn_nothing_and_self_dealing_pays_its_burn() {
+    let c = cast();
+    let n = network(&c);
+    let honest = settle_entries(&n, history(&c, &Plan::honest()), 10);
+    let forged = settle_entries(&n, history(&c, &Plan { forgers: true, ..Plan::honest() }), 10);
+    assert_eq!(forged.sealed().count(), 4);
+    for (h, f) in honest.sealed().zip(forged.sealed()) {
+        assert_eq!(h.payouts, f.payouts, "epoch {}", h.epoch);
+        assert_eq!(h.root, f.root);
+        assert_eq!(h.workers, f.workers);
+        let refused = |why: &str| f.refused.get(why).copied().unwrap_or(0);
+        assert_eq!(refused("receipt: the job was not paid for by its author"), 2, "{:?}", f.refused);
+        assert_eq!(refused("receipt: written by its own worker"), 1);
+        assert_eq!(refused("receipt: counted before"), 1);
+        assert_eq!(refused("receipt: the tile is outside the paid job"), 1);
+        assert!(f.balanced());
+    }
+    // Worker 2 delivers nothing in the honest plan; with its second key paying, exactly the two
+    // paid tiles count, and the second key's burn is in the settlement.
+    let dealt = settle_entries(&n, history(&c, &Plan { self_deal: true, ..Plan::honest() }), 10);
+    let w2 = pk(&c.workers[2]);
+    for (h, d) in honest.sealed().zip(dealt.sealed()) {
+        let line = |s: &ifx_protocols::settle::EpochSettlement| {
+            s.workers.iter().find(|l| l.key == w2).unwrap().delivery_milli_minutes
+        };
+        assert_eq!(line(d) - line(h), 2 * TILE_UNITS * 1000 / n.economics.render_units_per_minute);
+        let price = n.economics.price_of(2 * TILE_UNITS, n.economics.render_units_per_minute);
+        assert_eq!(d.burned - h.burned, price);
+        assert_eq!(d.net_supply, d.minted as i128 - d.unallocated as i128 - d.burned as i128);
+    }
+    assert_eq!(dealt.accounts[&pk(&c.second)].burned, 4 * n.economics.price_of(2 * TILE_UNITS, 100_000));
+    assert!(conserved(&n, &dealt));
+}
+
 #[test]
 fn governance_without_quorum_changes_nothing() {
     let c = cast();
@@ -370,22 +489,25 @@ fn arb_plan() -> impl Strategy<Value = Plan> {
     (
         2u64..5,
         proptest::collection::vec(0u64..=30, 4),
-        proptest::collection::vec(0u64..1_000_000, 4),
+        (proptest::collection::vec(0u64..1_000_000, 4), proptest::collection::vec(0u64..=150, 4)),
         proptest::option::of((0usize..4, 0u64..4)),
         0u64..80,
         0u64..120,
         0usize..=3,
         2usize..=3,
     )
-        .prop_map(|(epochs, seen, units, cheat, bond, unbond, yes_votes, sealers)| Plan {
+        .prop_map(|(epochs, seen, (units, paid_pct), cheat, bond, unbond, yes_votes, sealers)| Plan {
             epochs,
             seen,
             units,
+            paid_pct,
             cheat,
             bond: bond * UNITS_PER_IFX,
             unbond: unbond * UNITS_PER_IFX,
             yes_votes,
             sealers,
+            forgers: false,
+            self_deal: false,
         })
 }
 
@@ -415,6 +537,29 @@ proptest! {
         prop_assert_eq!(serde_json::to_string(&a).unwrap(), serde_json::to_string(&b).unwrap());
         prop_assert!(a.epochs.iter().all(|e| e.balanced()));
         prop_assert!(conserved(&n, &a));
+        for e in a.sealed() {
+            // The burn is reported exactly, and what holders hold moves by mint - kept - burn.
+            prop_assert_eq!(e.burned, e.jobs.iter().map(|j| j.burned).sum::<u64>());
+            prop_assert_eq!(e.net_supply, e.minted as i128 - e.unallocated as i128 - e.burned as i128);
+            // A job never delivers more than it paid for (each is paid and done in one epoch)
+            // nor more than its tiles; unpaid jobs deliver nothing.
+            for j in e.jobs.iter().filter(|j| j.job != [9; 16]) {
+                prop_assert!(j.delivered <= j.bought, "{:?}", j);
+            }
+            // The FL task is paid once, in epoch 0, and delivers from its credit after.
+            let fl_paid = a.sealed().flat_map(|e| &e.jobs).filter(|j| j.job == [9; 16]).map(|j| j.bought).sum::<u64>();
+            let fl_done = a.sealed().flat_map(|e| &e.jobs).filter(|j| j.job == [9; 16]).map(|j| j.delivered).sum::<u64>();
+            prop_assert!(fl_done <= fl_paid);
+            for i in 1..c.workers.len() {
+                let tiles = plan.units[i % plan.units.len()] / TILE_UNITS;
+                let line = e.jobs.iter().find(|j| j.job == job_id(e.epoch, i));
+                if tiles == 0 || plan.paid_pct[i % plan.paid_pct.len()] == 0 {
+                    prop_assert!(line.is_none());
+                } else if let Some(l) = line {
+                    prop_assert!(l.delivered <= tiles * TILE_UNITS);
+                }
+            }
+        }
         // Honest workers are never slashed; a caught cheater is slashed in its epoch.
         for e in &a.epochs {
             for s in &e.slashed {

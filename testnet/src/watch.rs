@@ -254,6 +254,8 @@ async fn submit_job(net: &Testnet, args: &TestnetArgs) -> Result<String, Testnet
         spp: args.render_spp,
         max_bounces: 6,
         tile: 32,
+        // Node 0, the testnet's artist, pays for its job (issue #21: unpaid work earns nothing).
+        unpaid: false,
     };
     Ok(post_to_node0::<JobAccepted>(net, "jobs", &spec, "job").await?.job_id)
 }

@@ -40,6 +40,11 @@ pub struct SubmitArgs {
     bounces: u32,
     #[arg(long, default_value_t = 32)]
     tile: u32,
+    /// Run without paying: the job renders, but settlement counts its receipts for nobody.
+    /// Without it the node pays first (job_price_per_minute per delivery minute) and refuses
+    /// the job when its key lacks the liquid units.
+    #[arg(long)]
+    unpaid: bool,
 }
 
 #[derive(Args, Debug)]
@@ -83,6 +88,7 @@ pub async fn submit(a: SubmitArgs) -> anyhow::Result<ExitCode> {
         spp: a.spp,
         max_bounces: a.bounces,
         tile: a.tile,
+        unpaid: a.unpaid,
     };
     let client = reqwest::Client::builder().no_proxy().build()?;
     let base = format!("http://{}", a.api.addr()?);
@@ -90,6 +96,16 @@ pub async fn submit(a: SubmitArgs) -> anyhow::Result<ExitCode> {
         super::http::post_to_node(&client, &a.api, "jobs", &spec, "the job").await?;
     let id = accepted.job_id;
     println!("job {id} submitted to {base}");
+    let first: ifx_protocols::api::JobStatus =
+        super::http::get_from_node(&client, &a.api, &format!("jobs/{id}")).await?;
+    match first.paid {
+        0 => println!("unpaid: the job renders, but its receipts earn nobody anything"),
+        paid => println!(
+            "paid {paid} units ({} IFX) burned for {} work units",
+            paid as f64 / ifx_protocols::settle::UNITS_PER_IFX as f64,
+            first.spec.settings().total_units()
+        ),
+    }
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
         indicatif::ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} tiles {elapsed} {msg}")

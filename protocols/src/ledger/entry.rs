@@ -45,6 +45,8 @@ pub enum EntryKind {
     Proposal,
     /// A stake-weighted vote on a proposal ([`super::body::Vote`]).
     Vote,
+    /// A job owner's payment for a render job or FL task: the burn ([`super::body::JobPayment`]).
+    JobPayment,
     /// A kind from a newer version.
     Unknown(u16),
 }
@@ -61,6 +63,7 @@ impl EntryKind {
             EntryKind::Seal => 6,
             EntryKind::Proposal => 7,
             EntryKind::Vote => 8,
+            EntryKind::JobPayment => 9,
             EntryKind::Unknown(v) => v,
         }
     }
@@ -76,6 +79,7 @@ impl EntryKind {
             6 => EntryKind::Seal,
             7 => EntryKind::Proposal,
             8 => EntryKind::Vote,
+            9 => EntryKind::JobPayment,
             v => EntryKind::Unknown(v),
         }
     }
@@ -91,6 +95,7 @@ impl EntryKind {
             EntryKind::Seal => "seal".into(),
             EntryKind::Proposal => "proposal".into(),
             EntryKind::Vote => "vote".into(),
+            EntryKind::JobPayment => "job-payment".into(),
             EntryKind::Unknown(v) => format!("unknown-{v}"),
         }
     }

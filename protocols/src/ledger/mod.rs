@@ -9,8 +9,8 @@ pub mod state;
 pub mod sync;
 
 pub use body::{
-    EntryBody, EpochSeal, FlReceipt, LivenessAttestation, PeerLiveness, PorVerdicts, Proposal, RenderReceipt, StakeOp,
-    StakeRole, Vote, WorkerVerdict,
+    EntryBody, EpochSeal, FlReceipt, JobPayment, LivenessAttestation, PaidWork, PeerLiveness, PorVerdicts, Proposal,
+    RenderReceipt, StakeOp, StakeRole, Vote, WorkerVerdict,
 };
 pub use entry::{Entry, EntryError, EntryId, EntryKind};
 pub use state::{IngestOutcome, Ledger, SyncPlan};

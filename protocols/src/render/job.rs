@@ -41,6 +41,10 @@ pub struct JobSpec {
     pub max_bounces: u32,
     #[serde(default = "default_tile")]
     pub tile: u32,
+    /// Run without paying: the job renders, but its receipts count for nobody (settlement
+    /// counts only paid work). By default the owner pays before any tile is handed out.
+    #[serde(default)]
+    pub unpaid: bool,
 }
 
 fn default_scene() -> String {
@@ -180,7 +184,7 @@ mod tests {
     use super::*;
 
     fn spec(width: u32, height: u32, spp: u32, tile: u32) -> JobSpec {
-        JobSpec { scene: "cornell".into(), scene_toml: None, width, height, spp, max_bounces: 6, tile }
+        JobSpec { scene: "cornell".into(), scene_toml: None, width, height, spp, max_bounces: 6, tile, unpaid: false }
     }
 
     #[test]

@@ -84,6 +84,42 @@ impl RenderSettings {
         tile.w as u64 * tile.h as u64 * self.spp as u64 * self.max_bounces as u64 / 1000
     }
 
+    /// How many tiles the image has.
+    pub fn tile_count(&self) -> u64 {
+        let t = self.tile.max(1);
+        self.width.div_ceil(t) as u64 * self.height.div_ceil(t) as u64
+    }
+
+    /// Tile `index` of [`RenderSettings::tiles`], without building the list; `None` past the
+    /// last.
+    pub fn tile_at(&self, index: u64) -> Option<Tile> {
+        let t = self.tile.max(1);
+        let cols = self.width.div_ceil(t) as u64;
+        if index >= self.tile_count() {
+            return None;
+        }
+        let (x, y) = ((index % cols) as u32 * t, (index / cols) as u32 * t);
+        Some(Tile { x, y, w: t.min(self.width - x), h: t.min(self.height - y) })
+    }
+
+    /// The work units of every tile together (the sum of [`RenderSettings::work_units`] over
+    /// [`RenderSettings::tiles`]), from the four tile shapes at most an image has, so a
+    /// million-tile job costs nothing to price.
+    pub fn total_units(&self) -> u64 {
+        let t = self.tile.max(1);
+        let (full_x, rest_x) = ((self.width / t) as u64, self.width % t);
+        let (full_y, rest_y) = ((self.height / t) as u64, self.height % t);
+        let units = |w: u32, h: u32, n: u64| self.work_units(Tile { x: 0, y: 0, w, h }).saturating_mul(n);
+        [
+            units(t, t, full_x * full_y),
+            if rest_x > 0 { units(rest_x, t, full_y) } else { 0 },
+            if rest_y > 0 { units(t, rest_y, full_x) } else { 0 },
+            if rest_x > 0 && rest_y > 0 { units(rest_x, rest_y, 1) } else { 0 },
+        ]
+        .into_iter()
+        .fold(0, u64::saturating_add)
+    }
+
     /// The tiles of the image, row by row.
     pub fn tiles(&self) -> Vec<Tile> {
         let mut out = Vec::new();

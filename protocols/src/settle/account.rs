@@ -37,6 +37,9 @@ pub struct Account {
     pub vesting: Vec<Vesting>,
     pub earned: u64,
     pub slashed: u64,
+    /// Units this account burned paying for jobs.
+    #[serde(default)]
+    pub burned: u64,
 }
 
 impl Account {

@@ -2,7 +2,8 @@
 //! every node walks the epochs in order: applies governance changes due, finds the epoch's seal
 //! (verifiers holding at least 2/3 of verifier stake signed the same root and frontier), takes
 //! exactly the sealed set (entries labelled with the epoch, up to each author's sealed seq),
-//! checks its root, then settles the set in steps, one file each: `reports` (what the set says),
+//! checks its root, then settles the set in steps, one file each: `rules` (who may write what,
+//! and quotas), `reports` (what the set says), `delivery` (payments burn, paid receipts count),
 //! `slashing`, `weights`, `governance` (proposals and voters), `payouts`, `stake` (operations
 //! and votes). Everything iterates sorted maps, so two nodes holding the same entries compute
 //! the same bytes whatever order they received them in.
@@ -19,11 +20,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use super::account::{Account, saturating_sum};
+use super::delivery::Credits;
 use super::outcome::{EpochSettlement, OpenProposal, Settlements, Status};
 use super::params::{EconParams, GenesisAlloc, StakeRole};
 use super::payouts::PoolWeights;
 use super::reports::Reports;
-use super::{governance, payouts, seal, slashing, stake, weights};
+use super::{delivery, governance, payouts, rules, seal, slashing, stake, weights};
 use crate::ledger::body::{EntryBody, EpochSeal};
 use crate::ledger::{Entry, EntryKind};
 use crate::por::quorum;
@@ -44,6 +46,8 @@ struct Fold<'n> {
     accounts: BTreeMap<[u8; 32], Account>,
     last_ib: BTreeMap<[u8; 32], u64>,
     open: BTreeMap<[u8; 32], OpenProposal>,
+    /// Paid jobs' credit.
+    credits: Credits,
 }
 
 /// Settles every epoch before `now_epoch` that it can, from `entries` (any order).
@@ -74,6 +78,7 @@ pub fn settle<'a>(
         accounts: BTreeMap::new(),
         last_ib: BTreeMap::new(),
         open: BTreeMap::new(),
+        credits: Credits::new(),
     };
     for g in net.genesis {
         if let Some(k) = g.key_bytes() {
@@ -155,14 +160,22 @@ impl Fold<'_> {
     fn settle_set(&mut self, s: &mut EpochSettlement, set: &[&Arc<Entry>], stakes: &BTreeMap<[u8; 32], u64>) {
         let p = self.params.clone();
         let epoch_secs = self.net.epoch_secs;
+        let held_before = held(&self.accounts);
+        let set = rules::admit(set, &self.accounts, &p, &mut s.refused);
+        let set = set.as_slice();
         let r = Reports::of(set, s.epoch, stakes);
+        let voided = |k: &[u8; 32]| r.equivocators.contains(k);
+        let mut jobs = BTreeMap::new();
+        delivery::pay(&mut self.accounts, &mut self.credits, set, &voided, &p, &mut jobs, s);
+        let delivered = delivery::count(&mut self.credits, set, &voided, &mut jobs, s);
+        s.jobs = jobs.into_values().collect();
         let views = quorum::views(r.verdicts.iter().map(|(k, v)| (*k, v)));
         let standings = quorum::standings_of(&views);
         let caught: BTreeSet<[u8; 32]> = standings.iter().filter(|(_, st)| st.caught).map(|(k, _)| *k).collect();
         slashing::slash(&mut self.accounts, &caught, &r.equivocators, p.slash_bps, s);
-        let worker_w = weights::workers(&self.accounts, &mut self.last_ib, &r, &views, &caught, &p, epoch_secs, s);
+        let worker_w =
+            weights::workers(&self.accounts, &mut self.last_ib, &r, &delivered, &views, &caught, &p, epoch_secs, s);
         let verifier_w = weights::verifiers(&views, &standings, r.liveness.keys().copied());
-        let voided = |k: &[u8; 32]| r.equivocators.contains(k);
         governance::open_proposals(&mut self.open, &self.accounts, set, &voided, &p, s);
         let gov_w = governance::voter_weights(&self.open, &self.accounts, set, &voided, s.epoch);
         let w = PoolWeights { workers: worker_w, verifiers: verifier_w, governance: gov_w };
@@ -171,5 +184,19 @@ impl Fold<'_> {
         s.equivocators = r.equivocators.iter().copied().collect();
         let unbond_epochs = EconParams::epochs_of(p.unbonding_secs, epoch_secs);
         stake::apply_ops(&mut self.accounts, &mut self.open, set, &voided, unbond_epochs, s);
+        s.net_supply = held(&self.accounts) as i128 - held_before as i128;
     }
+}
+
+/// Units the accounts hold together: bonded, liquid, unbonding and still vesting.
+fn held(accounts: &BTreeMap<[u8; 32], Account>) -> u128 {
+    accounts
+        .values()
+        .map(|a| {
+            a.bonded as u128
+                + a.liquid as u128
+                + a.unbonding.iter().map(|(x, _)| *x as u128).sum::<u128>()
+                + a.locked() as u128
+        })
+        .sum()
 }

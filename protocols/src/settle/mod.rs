@@ -1,18 +1,20 @@
 //! Epochs, stake, Burn-Mint-Work settlement and governance: how contributions in the sealed
 //! ledger become payouts, computed the same way on every honest node (integers only, sorted
 //! iteration). `params`: the named parameters and genesis; `engine`: the fold over sealed
-//! epochs, a short driver over one file per step (`seal`, `reports`, `slashing`, `weights`,
-//! `governance`, `payouts`, `stake`); `account` and `outcome`: what the fold carries and what it
-//! returns. The entry bodies it reads (stake, seal, proposal, vote) are the ledger's
-//! (`ledger::body`).
+//! epochs, a short driver over one file per step (`seal`, `rules`, `reports`, `delivery`,
+//! `slashing`, `weights`, `governance`, `payouts`, `stake`); `account` and `outcome`: what the fold carries and what it
+//! returns. The entry bodies it reads (stake, seal, proposal, vote, job payment) are the
+//! ledger's (`ledger::body`).
 
 mod account;
+mod delivery;
 pub mod engine;
 mod governance;
 mod outcome;
 pub mod params;
 mod payouts;
 mod reports;
+pub mod rules;
 pub mod seal;
 mod slashing;
 mod stake;
@@ -20,6 +22,7 @@ mod weights;
 
 pub use crate::ledger::body::{EpochSeal, Proposal, StakeOp, Vote};
 pub use account::{Account, Vesting};
+pub use delivery::JobLine;
 pub use engine::settle;
 pub use outcome::payout_root;
 pub use outcome::{EpochSettlement, GovOutcome, OpenProposal, Payout, Settlements, Slash, Status, WorkerLine};

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::account::Account;
+use super::delivery::JobLine;
 use super::params::EconParams;
 use crate::ledger::body::Proposal;
 use crate::merkle;
@@ -111,6 +112,16 @@ pub struct EpochSettlement {
     pub penalties: u64,
     /// Pools nobody could be paid from (no eligible weight): kept by the protocol.
     pub unallocated: u64,
+    /// Burned by job owners' payments (the burn side of Burn-Mint-Work).
+    pub burned: u64,
+    /// What the accounts hold together changed by: minted - unallocated - burned (slashed
+    /// stake moves to verifiers inside the epoch).
+    pub net_supply: i128,
+    /// Paid jobs with a payment or a counted receipt in this epoch.
+    pub jobs: Vec<JobLine>,
+    /// Entries of the sealed set settlement did not read or count, by `"<kind>: <reason>"`
+    /// (who may write what, quotas, unpaid or spent receipts).
+    pub refused: BTreeMap<String, u64>,
     /// Accounts paid, sorted by key.
     pub payouts: Vec<Payout>,
     pub workers: Vec<WorkerLine>,
@@ -145,6 +156,10 @@ impl EpochSettlement {
             pool_governance: 0,
             penalties: 0,
             unallocated: 0,
+            burned: 0,
+            net_supply: 0,
+            jobs: Vec::new(),
+            refused: BTreeMap::new(),
             payouts: Vec::new(),
             workers: Vec::new(),
             slashed: Vec::new(),

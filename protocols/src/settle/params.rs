@@ -55,6 +55,16 @@ pub struct EconParams {
     pub gov_threshold_bps: u64,
     /// A proposal names an epoch at least this many epochs after the one it is sealed in.
     pub gov_min_delay_epochs: u64,
+    /// The burn: units a job owner pays per delivery minute it buys (a delivery minute is
+    /// `render_units_per_minute` render units or `fl_units_per_minute` FL units). It keeps
+    /// self-dealing below honest work (`docs/ECONOMICS.md`, the wash-trading inequality).
+    pub job_price_per_minute: u64,
+    /// Entries an author may write per epoch that settlement reads, before stake adds more
+    /// (receipts that spend a paid job's credit do not count: the payment bounds them).
+    pub entry_quota_base: u64,
+    /// Bonded units per further entry of the quota (1 IFX: a verifier at the minimum stake
+    /// gets 1,000 more entries an epoch).
+    pub entry_quota_stake: u64,
 }
 
 impl Default for EconParams {
@@ -79,12 +89,17 @@ impl Default for EconParams {
             gov_quorum_bps: 3_334,
             gov_threshold_bps: 5_000,
             gov_min_delay_epochs: 2,
+            // Above the most a delivery minute can add to a self-dealer's worker reward at full
+            // uptime: pool x W_PoD / (4 x epoch minutes) = 8,108 x 2 / 17,280 = 0.94 IFX.
+            job_price_per_minute: 2 * UNITS_PER_IFX,
+            entry_quota_base: 256,
+            entry_quota_stake: UNITS_PER_IFX,
         }
     }
 }
 
 /// The names governance may change, in the order `ifx gov list` shows them.
-pub const PARAM_NAMES: [&str; 17] = [
+pub const PARAM_NAMES: [&str; 20] = [
     "mint_per_epoch",
     "halving_epochs",
     "workers_bps",
@@ -102,6 +117,9 @@ pub const PARAM_NAMES: [&str; 17] = [
     "gov_quorum_bps",
     "gov_threshold_bps",
     "gov_min_delay_epochs",
+    "job_price_per_minute",
+    "entry_quota_base",
+    "entry_quota_stake",
 ];
 
 impl EconParams {
@@ -124,6 +142,9 @@ impl EconParams {
             "gov_quorum_bps" => &mut self.gov_quorum_bps,
             "gov_threshold_bps" => &mut self.gov_threshold_bps,
             "gov_min_delay_epochs" => &mut self.gov_min_delay_epochs,
+            "job_price_per_minute" => &mut self.job_price_per_minute,
+            "entry_quota_base" => &mut self.entry_quota_base,
+            "entry_quota_stake" => &mut self.entry_quota_stake,
             _ => return None,
         })
     }
@@ -174,6 +195,8 @@ impl EconParams {
             ("render_units_per_minute", self.render_units_per_minute),
             ("fl_units_per_minute", self.fl_units_per_minute),
             ("default_ib_milli", self.default_ib_milli),
+            ("job_price_per_minute", self.job_price_per_minute),
+            ("entry_quota_stake", self.entry_quota_stake),
         ] {
             if v == 0 {
                 return Err(InvalidValue::new(key(k), "must be positive"));
@@ -190,6 +213,8 @@ impl EconParams {
             ("vesting_secs", self.vesting_secs, MAX_DURATION_SECS),
             ("unbonding_secs", self.unbonding_secs, MAX_DURATION_SECS),
             ("gov_min_delay_epochs", self.gov_min_delay_epochs, 1_000_000),
+            ("job_price_per_minute", self.job_price_per_minute, 1 << 60),
+            ("entry_quota_base", self.entry_quota_base, 1_000_000),
         ] {
             if v > most {
                 return Err(InvalidValue::new(key(k), format!("{v} exceeds {most}")));
@@ -217,6 +242,25 @@ impl EconParams {
     pub fn required_stake(&self, epoch_secs: u64, ib_milli: u64) -> u64 {
         let v = 2u128 * epoch_secs as u128 * ib_milli as u128 * self.price_per_ib_hour as u128 / (3_600 * 1_000);
         v.min(u64::MAX as u128) as u64
+    }
+
+    /// Delivery credit a payment of `amount` units buys, in work units of a kind worth
+    /// `units_per_minute` per delivery minute: `amount x units_per_minute / price`.
+    pub fn credit_of(&self, amount: u64, units_per_minute: u64) -> u64 {
+        let v = amount as u128 * units_per_minute as u128 / self.job_price_per_minute.max(1) as u128;
+        v.min(u64::MAX as u128) as u64
+    }
+
+    /// What `units` work units of a kind worth `units_per_minute` per delivery minute cost,
+    /// rounded up (the amount a job owner pays so that [`EconParams::credit_of`] covers them).
+    pub fn price_of(&self, units: u64, units_per_minute: u64) -> u64 {
+        let v = (units as u128 * self.job_price_per_minute as u128).div_ceil(units_per_minute.max(1) as u128);
+        v.min(u64::MAX as u128) as u64
+    }
+
+    /// Entries `bonded` stake lets an author write per epoch (see `entry_quota_base`).
+    pub fn entry_quota(&self, bonded: u64) -> u64 {
+        self.entry_quota_base.saturating_add(bonded / self.entry_quota_stake.max(1))
     }
 
     /// `secs` in whole epochs of `epoch_secs`, rounded up, at least 1.

@@ -1,6 +1,6 @@
 //! Step one of settling a sealed set: what the set says about its epoch. Authors that signed
-//! two entries at one seq; staked verifiers' liveness attestations and PoR verdicts about this
-//! epoch; and the work units of receipts a worker did not sign itself.
+//! two entries at one seq, and staked verifiers' liveness attestations and PoR verdicts about
+//! this epoch. (Receipts count in `delivery`, against paid credit.)
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -18,10 +18,6 @@ pub(super) struct Reports {
     pub liveness: BTreeMap<[u8; 32], LivenessAttestation>,
     /// Staked verifiers' PoR verdicts about the epoch, in set order.
     pub verdicts: Vec<([u8; 32], PorVerdicts)>,
-    /// Render work units by worker.
-    pub render_units: BTreeMap<[u8; 32], u64>,
-    /// Accepted FL work units by worker.
-    pub fl_units: BTreeMap<[u8; 32], u64>,
 }
 
 impl Reports {
@@ -40,7 +36,6 @@ impl Reports {
             let verifier = stakes.contains_key(&e.author) && !r.equivocators.contains(&e.author);
             let read = match e.kind {
                 EntryKind::Liveness | EntryKind::PorVerdicts => verifier,
-                EntryKind::RenderReceipt | EntryKind::FlReceipt => true,
                 _ => false,
             };
             if !read {
@@ -51,14 +46,6 @@ impl Reports {
                     parts.entry(e.author).or_default().push(l);
                 }
                 Ok(EntryBody::PorVerdicts(v)) if v.epoch == epoch => r.verdicts.push((e.author, v)),
-                Ok(EntryBody::RenderReceipt(rc)) if rc.worker != e.author => {
-                    let u = r.render_units.entry(rc.worker).or_default();
-                    *u = u.saturating_add(rc.work_units);
-                }
-                Ok(EntryBody::FlReceipt(rc)) if rc.worker != e.author && rc.accepted => {
-                    let u = r.fl_units.entry(rc.worker).or_default();
-                    *u = u.saturating_add(rc.work_units);
-                }
                 _ => {}
             }
         }

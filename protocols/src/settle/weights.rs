@@ -1,12 +1,13 @@
 //! Step three: weights. A worker's weight is IB(milli) x (uptime milli-minutes x 1000 +
 //! W_PoD(milli) x delivery milli-minutes), with IB the median of the epoch's benchmark verdicts
 //! (else its last known IB, else the default), uptime the median over verifiers' attestations,
-//! and delivery from receipts; workers caught, equivocating or under-staked weigh nothing. A
+//! and delivery from paid, counted receipts (`delivery`); workers caught, equivocating or under-staked weigh nothing. A
 //! verifier's weight is its decided views that agree with the quorum, plus one for attesting.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::account::Account;
+use super::delivery::Delivered;
 use super::outcome::{EpochSettlement, WorkerLine};
 use super::params::{EconParams, StakeRole};
 use super::reports::Reports;
@@ -28,6 +29,7 @@ pub(super) fn workers(
     accounts: &BTreeMap<[u8; 32], Account>,
     last_ib: &mut BTreeMap<[u8; 32], u64>,
     r: &Reports,
+    delivered: &Delivered,
     views: &Views,
     caught: &BTreeSet<[u8; 32]>,
     p: &EconParams,
@@ -38,7 +40,7 @@ pub(super) fn workers(
     for l in r.liveness.values() {
         candidates.extend(l.peers.iter().map(|x| x.peer));
     }
-    candidates.extend(r.render_units.keys().chain(r.fl_units.keys()).copied());
+    candidates.extend(delivered.render.keys().chain(delivered.fl.keys()).copied());
     candidates.extend(views.keys().map(|(w, _)| *w));
     let mut ibs: BTreeMap<[u8; 32], Vec<u64>> = BTreeMap::new();
     for (_, v) in &r.verdicts {
@@ -72,8 +74,8 @@ pub(super) fn workers(
                     .collect(),
             )
         };
-        let delivery = r.render_units.get(&k).map_or(0, |u| *u as u128 * 1000 / p.render_units_per_minute as u128)
-            + r.fl_units.get(&k).map_or(0, |u| *u as u128 * 1000 / p.fl_units_per_minute as u128);
+        let delivery = delivered.render.get(&k).map_or(0, |u| *u as u128 * 1000 / p.render_units_per_minute as u128)
+            + delivered.fl.get(&k).map_or(0, |u| *u as u128 * 1000 / p.fl_units_per_minute as u128);
         let delivery = delivery.min(u64::MAX as u128) as u64;
         let required = p.required_stake(epoch_secs, ib);
         let excluded = if caught.contains(&k) {

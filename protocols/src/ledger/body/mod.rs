@@ -1,14 +1,16 @@
 //! Entry bodies: one type per [`EntryKind`] (`liveness`: attestations and PoR verdicts;
-//! `receipt`: render and FL receipts; `settle`: stake, seals, proposals, votes) and
+//! `receipt`: render and FL receipts; `payment`: a job owner's burn; `settle`: stake, seals, proposals, votes) and
 //! [`EntryBody`], the one decode by kind that the router, settlement and the CLI share.
 
 pub mod liveness;
+pub mod payment;
 pub mod receipt;
 pub mod settle;
 
 use serde::Serialize;
 
 pub use liveness::{LivenessAttestation, PeerLiveness, PorVerdicts, WorkerVerdict};
+pub use payment::{FL_EXAMPLE_CAP, JobPayment, PaidWork};
 pub use receipt::{FlReceipt, RenderReceipt};
 pub use settle::{EpochSeal, MAX_FRONTIER, Proposal, StakeOp, StakeRole, Vote};
 
@@ -27,6 +29,7 @@ pub enum EntryBody {
     Seal(EpochSeal),
     Proposal(Proposal),
     Vote(Vote),
+    JobPayment(JobPayment),
     /// A kind this build does not know: kept and verified, never read.
     Unknown {
         kind: u16,
@@ -46,6 +49,7 @@ impl EntryBody {
             EntryKind::Seal => EntryBody::Seal(EpochSeal::decode(body)?),
             EntryKind::Proposal => EntryBody::Proposal(Proposal::decode(body)?),
             EntryKind::Vote => EntryBody::Vote(Vote::decode(body)?),
+            EntryKind::JobPayment => EntryBody::JobPayment(JobPayment::decode(body)?),
             EntryKind::Unknown(v) => EntryBody::Unknown { kind: v, bytes: body.len() },
         })
     }
@@ -76,6 +80,7 @@ mod tests {
             EntryKind::Seal,
             EntryKind::Proposal,
             EntryKind::Vote,
+            EntryKind::JobPayment,
         ];
         for kind in kinds {
             for garbage in [&[][..], &[0xff; 7][..], &[0xff; 40_000][..]] {

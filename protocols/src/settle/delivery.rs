@@ -1,0 +1,182 @@
+//! Paid work: the burn and verified delivery. A job owner's [`JobPayment`] burns units of its
+//! liquid balance and buys credit for one job, in work units at the price in force; a receipt
+//! counts only when its author paid for its job, for the units the job's own spec gives the
+//! tile or update (never the number the receipt claims), once per tile or per (round, worker),
+//! and only while the credit lasts. Unpaid jobs may run, but earn nobody anything.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use super::account::Account;
+use super::outcome::EpochSettlement;
+use super::params::EconParams;
+use crate::ledger::body::{EntryBody, PaidWork};
+use crate::ledger::{Entry, EntryKind};
+
+/// A paid job's credit, carried from epoch to epoch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct Credit {
+    pub work: PaidWork,
+    /// Work units still to be delivered.
+    pub remaining: u64,
+    /// Tiles (render; the worker is zero) or `(round, worker)` (FL) already counted.
+    pub counted: BTreeSet<(u32, [u8; 32])>,
+}
+
+/// Credits by `(payer, job)`.
+pub(super) type Credits = BTreeMap<([u8; 32], [u8; 16]), Credit>;
+
+/// One paid job's line in an epoch's settlement.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct JobLine {
+    #[serde(with = "hex::serde")]
+    pub payer: [u8; 32],
+    #[serde(with = "hex::serde")]
+    pub job: [u8; 16],
+    /// Units burned for it in this epoch.
+    pub burned: u64,
+    /// Work units its payments in this epoch bought.
+    pub bought: u64,
+    /// Work units its receipts counted in this epoch.
+    pub delivered: u64,
+    /// Work units of credit left after this epoch.
+    pub remaining: u64,
+}
+
+/// Delivered work units per worker.
+#[derive(Debug, Default)]
+pub(super) struct Delivered {
+    pub render: BTreeMap<[u8; 32], u64>,
+    pub fl: BTreeMap<[u8; 32], u64>,
+}
+
+/// Applies the payments of `set` (admitted, sorted): burns from liquid, adds credit; fills
+/// `s.burned` and the job lines. Equivocators' payments are void.
+pub(super) fn pay(
+    accounts: &mut BTreeMap<[u8; 32], Account>,
+    credits: &mut Credits,
+    set: &[&Arc<Entry>],
+    voided: &impl Fn(&[u8; 32]) -> bool,
+    p: &EconParams,
+    lines: &mut BTreeMap<([u8; 32], [u8; 16]), JobLine>,
+    s: &mut EpochSettlement,
+) {
+    for e in set.iter().filter(|e| e.kind == EntryKind::JobPayment && !voided(&e.author)) {
+        let who = hex::encode(&e.author[..4]);
+        let pay = match EntryBody::of(e) {
+            Ok(EntryBody::JobPayment(pay)) => pay,
+            Ok(_) => continue,
+            Err(err) => {
+                s.ignored.push(format!("{who}.. payment: {err}"));
+                continue;
+            }
+        };
+        let liquid = accounts.get(&e.author).map_or(0, |a| a.liquid);
+        if liquid < pay.amount {
+            s.ignored.push(format!("{who}.. payment {}: only {liquid} liquid", pay.amount));
+            continue;
+        }
+        let per_minute = match pay.work {
+            PaidWork::Render { .. } => p.render_units_per_minute,
+            PaidWork::Fl { .. } => p.fl_units_per_minute,
+        };
+        let bought = p.credit_of(pay.amount, per_minute);
+        let credit = credits.entry((e.author, pay.job)).or_insert_with(|| Credit {
+            work: pay.work,
+            remaining: 0,
+            counted: BTreeSet::new(),
+        });
+        if credit.work != pay.work {
+            s.ignored.push(format!("{who}.. payment: job {} was paid for other work", hex::encode(pay.job)));
+            continue;
+        }
+        credit.remaining = credit.remaining.saturating_add(bought);
+        let a = accounts.get_mut(&e.author).expect("it had liquid");
+        a.liquid -= pay.amount;
+        a.burned = a.burned.saturating_add(pay.amount);
+        s.burned = s.burned.saturating_add(pay.amount);
+        let l = line(lines, e.author, pay.job);
+        l.burned = l.burned.saturating_add(pay.amount);
+        l.bought = l.bought.saturating_add(bought);
+    }
+}
+
+fn line(lines: &mut BTreeMap<([u8; 32], [u8; 16]), JobLine>, payer: [u8; 32], job: [u8; 16]) -> &mut JobLine {
+    lines.entry((payer, job)).or_insert_with(|| JobLine { payer, job, ..Default::default() })
+}
+
+/// Counts the receipts of `set` (admitted, sorted) against their authors' credit; refusals
+/// by reason into `s.refused`.
+pub(super) fn count(
+    credits: &mut Credits,
+    set: &[&Arc<Entry>],
+    voided: &impl Fn(&[u8; 32]) -> bool,
+    lines: &mut BTreeMap<([u8; 32], [u8; 16]), JobLine>,
+    s: &mut EpochSettlement,
+) -> Delivered {
+    let mut out = Delivered::default();
+    let mut refuse = |why: &str| *s.refused.entry(why.to_string()).or_default() += 1;
+    for e in set.iter().filter(|e| matches!(e.kind, EntryKind::RenderReceipt | EntryKind::FlReceipt)) {
+        // (job, what was delivered, to whom, its units from the paid work)
+        let (job, item, worker, fl) = match EntryBody::of(e) {
+            Ok(EntryBody::RenderReceipt(r)) => (r.job, (r.tile, [0u8; 32]), r.worker, false),
+            Ok(EntryBody::FlReceipt(r)) if r.accepted => (r.task, (r.round, r.worker), r.worker, true),
+            Ok(_) => continue,
+            Err(_) => {
+                refuse("receipt: does not decode");
+                continue;
+            }
+        };
+        if voided(&e.author) {
+            refuse("receipt: its owner equivocated");
+            continue;
+        }
+        if worker == e.author {
+            refuse("receipt: written by its own worker");
+            continue;
+        }
+        let Some(credit) = credits.get_mut(&(e.author, job)) else {
+            refuse("receipt: the job was not paid for by its author");
+            continue;
+        };
+        let units = match (credit.work, fl) {
+            (PaidWork::Render { .. }, false) => {
+                let settings = credit.work.settings().expect("a render job");
+                match settings.tile_at(item.0 as u64) {
+                    Some(t) => settings.work_units(t),
+                    None => {
+                        refuse("receipt: the tile is outside the paid job");
+                        continue;
+                    }
+                }
+            }
+            (PaidWork::Fl { .. }, true) => credit.work.units_per_update().unwrap_or(0),
+            _ => {
+                refuse("receipt: the job was paid for other work");
+                continue;
+            }
+        };
+        if credit.counted.contains(&item) {
+            refuse("receipt: counted before");
+            continue;
+        }
+        if credit.remaining == 0 {
+            refuse("receipt: the job's credit is spent");
+            continue;
+        }
+        credit.counted.insert(item);
+        let units = units.min(credit.remaining);
+        credit.remaining -= units;
+        let to = if fl { &mut out.fl } else { &mut out.render };
+        let u = to.entry(worker).or_default();
+        *u = u.saturating_add(units);
+        let l = line(lines, e.author, job);
+        l.delivered = l.delivered.saturating_add(units);
+    }
+    for ((payer, job), l) in lines.iter_mut() {
+        l.remaining = credits.get(&(*payer, *job)).map_or(0, |c| c.remaining);
+    }
+    out
+}
