@@ -123,10 +123,15 @@ impl Node {
             event_loop::start(&identity, &cfg, &mut registry, Some(PeerStore::new(db.clone())), shutdown.child_token())
                 .await?;
         let registry = SharedRegistry::new(registry);
-        let heartbeats = Arc::new(Mutex::new(PeerTable::new(
-            cfg.network.epoch_secs.saturating_mul(1000).max(60_000),
-            LATENCY_SAMPLES,
-        )));
+        let n = &cfg.network;
+        let slots = ifx_protocols::heartbeat::SlotClock::new(
+            n.genesis_unix_secs.saturating_mul(1000),
+            n.epoch_secs.saturating_mul(1000),
+            n.heartbeat_interval_ms,
+        );
+        let heartbeats = Arc::new(Mutex::new(
+            PeerTable::new(n.epoch_secs.saturating_mul(1000).max(60_000), LATENCY_SAMPLES).with_slots(slots),
+        ));
 
         let mut services = Services::default();
         let settle = crate::settle::Settle {

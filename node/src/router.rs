@@ -151,7 +151,7 @@ impl Router {
             }
             GossipBody::Heartbeat(hb) => {
                 let mut table = self.heartbeats.lock().unwrap_or_else(|e| e.into_inner());
-                let seen = table.observe(env.author, env.epoch, &hb, now_us);
+                let seen = table.observe(env.author, &hb, now_us);
                 self.metrics.heartbeat_peers.set(table.len() as i64);
                 match seen {
                     Observed::Fresh | Observed::OutOfOrder => Verdict::Accept,

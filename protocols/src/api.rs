@@ -426,8 +426,8 @@ mod tests {
             uptime_secs: 1,
             version: "0.1.0".into(),
         };
-        t.observe([7; 32], 3, &hb(0), 2_000_100);
-        t.observe([7; 32], 4, &hb(1), 2_000_200);
+        t.observe([7; 32], &hb(0), 2_000_100);
+        t.observe([7; 32], &hb(1), 62_000_200);
         let (author, rec) = t.iter().next().unwrap();
         let peers = Peers::of(NetSnapshot::default(), vec![HeartbeatPeer::of("p".into(), author, rec)]);
         let back: Peers = serde_json::from_str(&serde_json::to_string(&peers).unwrap()).unwrap();

@@ -164,10 +164,14 @@ pub struct PeerRecord {
     pub out_of_order: u64,
     /// Publish-to-receipt delay of the latest fresh heartbeat, µs.
     pub last_delay_us: u64,
-    /// Distinct heartbeats counted per epoch (the last few epochs), for liveness attestations.
+    /// Liveness slots of this node's clock in which a heartbeat of the peer arrived, per epoch
+    /// (the last few epochs), for liveness attestations ([`SlotClock`]).
     pub by_epoch: BTreeMap<u64, u64>,
     #[serde(skip)]
     window: SeqWindow,
+    /// The last slots counted, newest first (a heartbeat may fill a neighbour of its slot).
+    #[serde(skip)]
+    recent_slots: [Option<u64>; 3],
 }
 
 /// Which of the last [`SEQ_WINDOW`] sequence numbers up to the highest one were seen: bit `i`
@@ -232,6 +236,55 @@ pub struct PeerTable {
     /// Most peers held.
     cap: usize,
     latency: LatencySamples,
+    /// The receiver's own clock, in liveness slots.
+    slots: SlotClock,
+}
+
+/// Liveness slots on the receiver's clock (issue #21: uptime was the count of distinct
+/// heartbeat seqs in the epoch the sender labelled, so a minute online and a burst of
+/// heartbeats filled an epoch). A peer is counted once per slot of one heartbeat interval in
+/// which a heartbeat of it arrived here, in the epoch of this node's clock; a heartbeat within
+/// a quarter interval of a slot edge may fill the empty slot across that edge (send jitter), so
+/// a burst at one instant fills at most two slots.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SlotClock {
+    pub genesis_ms: u64,
+    pub epoch_ms: u64,
+    pub slot_ms: u64,
+}
+
+impl SlotClock {
+    /// Slots of `slot_ms` in epochs of `epoch_ms` from `genesis_ms`.
+    pub fn new(genesis_ms: u64, epoch_ms: u64, slot_ms: u64) -> Self {
+        Self { genesis_ms, epoch_ms: epoch_ms.max(1), slot_ms: slot_ms.max(1) }
+    }
+
+    /// The slots a heartbeat arriving at `now_ms` may fill, the one it arrived in first.
+    fn candidates(&self, now_ms: u64) -> [Option<u64>; 2] {
+        let t = now_ms.saturating_sub(self.genesis_ms);
+        let (slot, into) = (t / self.slot_ms, t % self.slot_ms);
+        let edge = self.slot_ms / 4;
+        let other = if into < edge {
+            slot.checked_sub(1)
+        } else if self.slot_ms - into <= edge {
+            slot.checked_add(1)
+        } else {
+            None
+        };
+        [Some(slot), other]
+    }
+
+    /// The epoch a slot begins in.
+    fn epoch_of(&self, slot: u64) -> u64 {
+        (slot as u128 * self.slot_ms as u128 / self.epoch_ms as u128).min(u64::MAX as u128) as u64
+    }
+}
+
+impl Default for SlotClock {
+    /// One-second slots in one-minute epochs from the Unix epoch (tests).
+    fn default() -> Self {
+        Self::new(0, 60_000, 1_000)
+    }
 }
 
 impl PeerTable {
@@ -249,7 +302,14 @@ impl PeerTable {
             max_age_ms,
             cap: cap.max(1),
             latency: LatencySamples::new(latency_samples),
+            slots: SlotClock::default(),
         }
+    }
+
+    /// The same table counting liveness in `slots` of this node's clock.
+    pub fn with_slots(mut self, slots: SlotClock) -> Self {
+        self.slots = slots;
+        self
     }
 
     /// Forgets peers not heard from for two stale periods (their liveness counts are then
@@ -265,8 +325,9 @@ impl PeerTable {
         }
     }
 
-    /// Records a validated heartbeat from `author`, sent in `epoch`, received at `now_unix_us`.
-    pub fn observe(&mut self, author: [u8; 32], epoch: u64, hb: &Heartbeat, now_unix_us: u64) -> Observed {
+    /// Records a validated heartbeat from `author` received at `now_unix_us` (this node's
+    /// clock, which alone decides the liveness slot and epoch it counts in).
+    pub fn observe(&mut self, author: [u8; 32], hb: &Heartbeat, now_unix_us: u64) -> Observed {
         let now_ms = now_unix_us / 1000;
         let delay_us = now_unix_us.saturating_sub(hb.sent_unix_us);
         if delay_us / 1000 > self.max_age_ms {
@@ -275,7 +336,7 @@ impl PeerTable {
         let rec = match self.peers.get_mut(&author) {
             None => {
                 self.make_room(now_ms);
-                self.peers.insert(author, PeerRecord::first(hb, epoch, now_ms, delay_us));
+                self.peers.insert(author, PeerRecord::first(hb, &self.slots, now_ms, delay_us));
                 self.by_seen.insert((now_ms, author));
                 self.latency.push(delay_us);
                 return Observed::Fresh;
@@ -305,12 +366,12 @@ impl PeerTable {
                 rec.uptime_secs = hb.uptime_secs;
                 rec.last_seen_unix_ms = now_ms;
                 rec.last_delay_us = delay_us;
-                rec.count(epoch);
+                rec.count(&self.slots, now_ms);
                 self.latency.push(delay_us);
             }
             Observed::OutOfOrder => {
                 rec.out_of_order = rec.out_of_order.saturating_add(1);
-                rec.count(epoch);
+                rec.count(&self.slots, now_ms);
                 self.latency.push(delay_us);
             }
             Observed::Duplicate => rec.duplicates = rec.duplicates.saturating_add(1),
@@ -351,7 +412,7 @@ impl PeerTable {
 }
 
 impl PeerRecord {
-    fn first(hb: &Heartbeat, epoch: u64, now_ms: u64, delay_us: u64) -> Self {
+    fn first(hb: &Heartbeat, slots: &SlotClock, now_ms: u64, delay_us: u64) -> Self {
         let mut rec = PeerRecord {
             role: hb.role,
             capacity: hb.capacity.clone(),
@@ -367,14 +428,23 @@ impl PeerRecord {
             last_delay_us: delay_us,
             by_epoch: BTreeMap::new(),
             window: SeqWindow::starting_at(hb.seq),
+            recent_slots: [None; 3],
         };
-        rec.count(epoch);
+        rec.count(slots, now_ms);
         rec
     }
 
-    fn count(&mut self, epoch: u64) {
+    /// Counts a distinct heartbeat received at `now_ms`: in the first of its candidate slots
+    /// not counted yet, if any.
+    fn count(&mut self, slots: &SlotClock, now_ms: u64) {
         self.received = self.received.saturating_add(1);
-        let n = self.by_epoch.entry(epoch).or_default();
+        let Some(slot) =
+            slots.candidates(now_ms).into_iter().flatten().find(|s| !self.recent_slots.contains(&Some(*s)))
+        else {
+            return;
+        };
+        self.recent_slots = [Some(slot), self.recent_slots[0], self.recent_slots[1]];
+        let n = self.by_epoch.entry(slots.epoch_of(slot)).or_default();
         *n = n.saturating_add(1);
         while self.by_epoch.len() > EPOCHS_KEPT {
             self.by_epoch.pop_first();
@@ -461,34 +531,69 @@ mod tests {
     #[test]
     fn fresh_duplicate_out_of_order() {
         let mut t = PeerTable::new(60_000, 16);
-        assert_eq!(t.observe(A, 0, &hb(5, 0, T0), T0 + 1000), Observed::Fresh);
-        assert_eq!(t.observe(A, 0, &hb(5, 2, T0), T0 + 1000), Observed::Fresh);
-        assert_eq!(t.observe(A, 0, &hb(5, 2, T0), T0 + 1000), Observed::Duplicate);
-        assert_eq!(t.observe(A, 0, &hb(5, 1, T0), T0 + 1000), Observed::OutOfOrder);
-        assert_eq!(t.observe(A, 0, &hb(5, 1, T0), T0 + 1000), Observed::Duplicate);
+        assert_eq!(t.observe(A, &hb(5, 0, T0), T0 + 1000), Observed::Fresh);
+        assert_eq!(t.observe(A, &hb(5, 2, T0), T0 + 1000), Observed::Fresh);
+        assert_eq!(t.observe(A, &hb(5, 2, T0), T0 + 1000), Observed::Duplicate);
+        assert_eq!(t.observe(A, &hb(5, 1, T0), T0 + 1000), Observed::OutOfOrder);
+        assert_eq!(t.observe(A, &hb(5, 1, T0), T0 + 1000), Observed::Duplicate);
         let r = t.get(&A).unwrap();
         assert_eq!((r.last_seq, r.received, r.duplicates, r.out_of_order), (2, 3, 2, 1));
         // The table shows the newest heartbeat, not the late one.
         assert_eq!(r.uptime_secs, 2);
-        assert_eq!(r.by_epoch.get(&0), Some(&3));
+        // Three heartbeats at one instant, 1 ms into a slot: that slot and the one before.
+        assert_eq!(r.by_epoch, [(16, 2)].into_iter().collect());
+    }
+
+    /// Issue #21: uptime was the count of distinct seqs in the epoch the sender labelled, so a
+    /// burst of heartbeats filled an epoch. Now slots of the receiver's clock count.
+    #[test]
+    fn liveness_counts_slots_of_the_receivers_clock() {
+        // 1 s slots, 60 s epochs from genesis at 1,000 s.
+        let clock = SlotClock::new(1_000_000, 60_000, 1_000);
+        let mut t = PeerTable::new(600_000, 16).with_slots(clock);
+        let at = |ms: u64| 1_000_000_000 + ms * 1000;
+        // A burst of 1,000 distinct heartbeats in one instant fills at most two slots.
+        for seq in 0..1_000 {
+            t.observe(A, &hb(5, seq, at(500)), at(500));
+        }
+        assert_eq!(t.get(&A).unwrap().by_epoch, [(0, 1)].into_iter().collect());
+        for seq in 1_000..2_000 {
+            t.observe(A, &hb(5, seq, at(10_990)), at(10_990));
+        }
+        assert_eq!(t.get(&A).unwrap().by_epoch, [(0, 3)].into_iter().collect());
+        // A regular sender with up to a fifth of an interval of jitter fills every slot of the
+        // next epoch (60 of 60), whatever its phase against the slot edges.
+        for phase in [0u64, 130, 499, 800, 999] {
+            let mut t = PeerTable::new(600_000, 16).with_slots(clock);
+            for i in 0..60u64 {
+                let jitter = (i * 7_919) % 200;
+                let ms = 60_000 + i * 1_000 + phase + jitter;
+                t.observe(A, &hb(5, i, at(ms)), at(ms));
+            }
+            let by = &t.get(&A).unwrap().by_epoch;
+            assert!(by.get(&1).copied().unwrap_or(0) + by.get(&2).copied().unwrap_or(0) >= 59, "phase {phase}: {by:?}");
+            assert!(by.values().sum::<u64>() <= 60);
+        }
+        // The sender's epoch label plays no part: heartbeats count where they arrive.
+        assert_eq!(clock.epoch_of(119), 1);
     }
 
     #[test]
     fn restart_begins_new_sequence_and_old_boot_is_stale() {
         let mut t = PeerTable::new(60_000, 16);
-        t.observe(A, 0, &hb(5, 100, T0), T0);
-        assert_eq!(t.observe(A, 0, &hb(6, 0, T0), T0), Observed::Fresh);
+        t.observe(A, &hb(5, 100, T0), T0);
+        assert_eq!(t.observe(A, &hb(6, 0, T0), T0), Observed::Fresh);
         assert_eq!(t.get(&A).unwrap().last_seq, 0);
-        assert_eq!(t.observe(A, 0, &hb(5, 101, T0), T0), Observed::Stale);
+        assert_eq!(t.observe(A, &hb(5, 101, T0), T0), Observed::Stale);
     }
 
     #[test]
     fn old_heartbeats_are_stale() {
         let mut t = PeerTable::new(10_000, 16);
-        assert_eq!(t.observe(A, 0, &hb(5, 0, T0), T0 + 11_000_000), Observed::Stale);
+        assert_eq!(t.observe(A, &hb(5, 0, T0), T0 + 11_000_000), Observed::Stale);
         assert!(t.is_empty());
-        t.observe(A, 0, &hb(5, 1000, T0), T0);
-        assert_eq!(t.observe(A, 0, &hb(5, 1000 - SEQ_WINDOW, T0), T0), Observed::Stale);
+        t.observe(A, &hb(5, 1000, T0), T0);
+        assert_eq!(t.observe(A, &hb(5, 1000 - SEQ_WINDOW, T0), T0), Observed::Stale);
     }
 
     #[test]
@@ -511,13 +616,13 @@ mod tests {
     #[test]
     fn extreme_sequence_numbers_do_not_panic() {
         let mut t = PeerTable::new(60_000, 16);
-        assert_eq!(t.observe(A, 0, &hb(5, u64::MAX, T0), T0), Observed::Fresh);
-        assert_eq!(t.observe(A, 0, &hb(5, u64::MAX - 1, T0), T0), Observed::OutOfOrder);
-        assert_eq!(t.observe(A, 0, &hb(5, u64::MAX, T0), T0), Observed::Duplicate);
-        assert_eq!(t.observe(A, 0, &hb(5, 0, T0), T0), Observed::Stale);
+        assert_eq!(t.observe(A, &hb(5, u64::MAX, T0), T0), Observed::Fresh);
+        assert_eq!(t.observe(A, &hb(5, u64::MAX - 1, T0), T0), Observed::OutOfOrder);
+        assert_eq!(t.observe(A, &hb(5, u64::MAX, T0), T0), Observed::Duplicate);
+        assert_eq!(t.observe(A, &hb(5, 0, T0), T0), Observed::Stale);
         // Extreme boots and times too.
-        assert_eq!(t.observe(A, 0, &hb(u64::MAX, 0, u64::MAX), T0), Observed::Fresh);
-        assert_eq!(t.observe(A, u64::MAX, &hb(u64::MAX, u64::MAX, 0), u64::MAX), Observed::Stale);
+        assert_eq!(t.observe(A, &hb(u64::MAX, 0, u64::MAX), T0), Observed::Fresh);
+        assert_eq!(t.observe(A, &hb(u64::MAX, u64::MAX, 0), u64::MAX), Observed::Stale);
         assert_eq!(t.get(&A).unwrap().last_seq, 0);
     }
 
@@ -525,21 +630,21 @@ mod tests {
     fn the_table_forgets_silent_peers_and_holds_at_most_its_cap() {
         let mut t = PeerTable::with_cap(10_000, 16, 3);
         for (i, at) in [(1u8, 0u64), (2, 1_000), (3, 2_000)] {
-            t.observe([i; 32], 0, &hb(5, 0, T0 + at * 1000), T0 + at * 1000);
+            t.observe([i; 32], &hb(5, 0, T0 + at * 1000), T0 + at * 1000);
         }
         // Peer 1 speaks again; a fourth peer pushes out the one heard from longest ago (2).
-        t.observe([1; 32], 0, &hb(5, 1, T0 + 3_000_000), T0 + 3_000_000);
-        t.observe([4; 32], 0, &hb(5, 0, T0 + 4_000_000), T0 + 4_000_000);
+        t.observe([1; 32], &hb(5, 1, T0 + 3_000_000), T0 + 3_000_000);
+        t.observe([4; 32], &hb(5, 0, T0 + 4_000_000), T0 + 4_000_000);
         let keys: Vec<u8> = t.iter().map(|(k, _)| k[0]).collect();
         assert_eq!(keys, [1, 3, 4]);
         // Two stale periods later, a newcomer finds only the peers heard from since.
-        t.observe([4; 32], 0, &hb(5, 1, T0 + 23_000_000), T0 + 23_000_000);
-        t.observe([5; 32], 0, &hb(5, 0, T0 + 24_500_000), T0 + 24_500_000);
+        t.observe([4; 32], &hb(5, 1, T0 + 23_000_000), T0 + 23_000_000);
+        t.observe([5; 32], &hb(5, 0, T0 + 24_500_000), T0 + 24_500_000);
         let keys: Vec<u8> = t.iter().map(|(k, _)| k[0]).collect();
         assert_eq!(keys, [4, 5]);
         // A flood of fresh keys never grows it past the cap.
         for i in 0..=255u8 {
-            t.observe([i; 32], 0, &hb(5, 0, T0 + 25_000_000), T0 + 25_000_000);
+            t.observe([i; 32], &hb(5, 0, T0 + 25_000_000), T0 + 25_000_000);
         }
         assert_eq!(t.len(), 3);
     }
@@ -583,7 +688,7 @@ mod tests {
         ) {
             let mut t = PeerTable::new(60_000, 16);
             for s in &seqs {
-                t.observe(A, 0, &hb(5, *s, T0), T0);
+                t.observe(A, &hb(5, *s, T0), T0);
             }
             let distinct: BTreeSet<u64> = seqs.iter().copied().collect();
             let r = t.get(&A).unwrap();

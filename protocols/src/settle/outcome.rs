@@ -68,6 +68,8 @@ pub struct WorkerLine {
     pub delivery_milli_minutes: u64,
     pub bonded: u64,
     pub required_stake: u64,
+    /// QoS factor from challenge answers and timeouts, in basis points (weights.rs).
+    pub qos_bps: u64,
     /// Why it earned nothing, if it did not.
     pub excluded: Option<String>,
 }

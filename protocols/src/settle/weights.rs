@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::account::Account;
 use super::delivery::Delivered;
 use super::outcome::{EpochSettlement, WorkerLine};
-use super::params::{EconParams, StakeRole};
+use super::params::{BPS, EconParams, StakeRole};
 use super::reports::Reports;
 use crate::por::quorum::{self, Standing, View};
 
@@ -48,6 +48,15 @@ pub(super) fn workers(
             ibs.entry(w.worker).or_default().push(w.ib_milli as u64);
         }
     }
+    // (answered, timed out) per worker and verifier.
+    let mut challenged: BTreeMap<([u8; 32], [u8; 32]), (u64, u64)> = BTreeMap::new();
+    for (verifier, v) in &r.verdicts {
+        for w in &v.workers {
+            let c = challenged.entry((w.worker, *verifier)).or_default();
+            c.0 = c.0.saturating_add(w.passed as u64 + w.failed as u64);
+            c.1 = c.1.saturating_add(w.timeouts as u64);
+        }
+    }
     let epoch_mm = epoch_secs as u128 * 1000 / 60;
     let mut worker_w: BTreeMap<[u8; 32], u128> = BTreeMap::new();
     for k in candidates {
@@ -77,6 +86,7 @@ pub(super) fn workers(
         let delivery = delivered.render.get(&k).map_or(0, |u| *u as u128 * 1000 / p.render_units_per_minute as u128)
             + delivered.fl.get(&k).map_or(0, |u| *u as u128 * 1000 / p.fl_units_per_minute as u128);
         let delivery = delivery.min(u64::MAX as u128) as u64;
+        let qos = qos_bps(challenged.range((k, [0; 32])..=(k, [0xff; 32])).map(|(_, c)| *c));
         let required = p.required_stake(epoch_secs, ib);
         let excluded = if caught.contains(&k) {
             Some("caught failing proof of rendering".to_string())
@@ -84,12 +94,15 @@ pub(super) fn workers(
             Some("equivocated".to_string())
         } else if acct.bonded < required {
             Some(format!("bonded {} below the required {required}", acct.bonded))
+        } else if qos == 0 {
+            Some("answered no challenge".to_string())
         } else {
             None
         };
         if excluded.is_none() {
             let w = ib as u128 * (uptime as u128 * 1000 + p.w_pod_milli as u128 * delivery as u128);
-            worker_w.insert(k, w.min(u64::MAX as u128));
+            let w = w.min(u64::MAX as u128) * qos as u128 / BPS as u128;
+            worker_w.insert(k, w);
         }
         s.workers.push(WorkerLine {
             key: k,
@@ -98,10 +111,25 @@ pub(super) fn workers(
             delivery_milli_minutes: delivery,
             bonded: acct.bonded,
             required_stake: required,
+            qos_bps: qos,
             excluded,
         });
     }
     worker_w
+}
+
+/// A worker's QoS factor in basis points from `(answered, timed out)` per verifier that
+/// challenged it: each verifier's `min(1, 2 x answered / challenges)` (half the challenges
+/// may go unanswered, busy or lost, at no cost; fewer answers cost weight in proportion; none
+/// costs all of it), the lower median over those verifiers; full without challenges.
+fn qos_bps(per_verifier: impl Iterator<Item = (u64, u64)>) -> u64 {
+    let v: Vec<u64> = per_verifier
+        .filter(|(a, t)| *a > 0 || *t > 0)
+        .map(|(answered, timeouts)| {
+            (2 * BPS as u128 * answered as u128 / (answered as u128 + timeouts as u128)).min(BPS as u128) as u64
+        })
+        .collect();
+    if v.is_empty() { BPS } else { median(v) }
 }
 
 /// Verifier weights: decided views agreeing with the quorum's standing, plus one for a
@@ -132,5 +160,21 @@ mod tests {
         assert_eq!(super::median(vec![5]), 5);
         assert_eq!(super::median(vec![9, 1, 5, 3]), 3);
         assert_eq!(super::median(vec![9, 1, 5]), 5);
+    }
+
+    /// Issue #21: ignoring every challenge cost nothing. Now no answer costs all the weight,
+    /// few answers cost in proportion, and half may be missed (busy, lost) at no cost.
+    #[test]
+    fn timeouts_cost_weight_and_silence_costs_all() {
+        use super::qos_bps;
+        assert_eq!(qos_bps([].into_iter()), 10_000);
+        assert_eq!(qos_bps([(0, 0)].into_iter()), 10_000);
+        assert_eq!(qos_bps([(0, 9)].into_iter()), 0);
+        assert_eq!(qos_bps([(5, 5)].into_iter()), 10_000);
+        assert_eq!(qos_bps([(1, 3)].into_iter()), 5_000);
+        // Lower median over verifiers: one verifier alone cannot zero a worker others hear.
+        assert_eq!(qos_bps([(0, 9), (4, 0), (4, 1)].into_iter()), 10_000);
+        assert_eq!(qos_bps([(0, 9), (0, 4), (4, 1)].into_iter()), 0);
+        assert_eq!(qos_bps([(u64::MAX, u64::MAX)].into_iter()), 10_000);
     }
 }
