@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
 use ifx_protocols::NetworkConfig;
-use ifx_protocols::ledger::{Entry, EntryKind, JobPayment};
+use ifx_protocols::ledger::{Entry, EntryKind, JobPayment, PaidWork};
 use ifx_protocols::settle::{self, EpochSeal, Proposal, Settlements, StakeOp, Status, Vote};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -49,6 +49,58 @@ pub enum SettleError {
 
 fn now_ms() -> u64 {
     crate::unix_time_us() / 1000
+}
+
+/// Why a job or task could not be paid for.
+#[derive(Debug, thiserror::Error)]
+pub enum PayError {
+    /// The key cannot pay (HTTP 402).
+    #[error(
+        "it costs {amount} units ({units} work units at job_price_per_minute {price} per {per_minute} units) \
+         and this node's key can spend {spendable}: fund the key, or submit it unpaid (then its receipts earn nobody anything)"
+    )]
+    Unfunded { amount: u64, units: u64, price: u64, per_minute: u64, spendable: u64 },
+    /// The payment could not be written.
+    #[error("cannot write the payment: {0}")]
+    Storage(#[from] ifx_storage::StorageError),
+    /// The balance check did not finish (the node is stopping).
+    #[error("the balance check did not finish: {0}")]
+    Stopped(String),
+}
+
+/// One payment at a time per node: two at once could both pass the balance check and the
+/// second would be void in settlement.
+static PAYING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Burns the price of `units` work units of `work` (a [`JobPayment`] for `job`) from this
+/// node's key if it can spend it; the units burned and the entry id.
+pub async fn pay_for(
+    ledger: &LedgerHandle,
+    net: &NetHandle,
+    key: &SigningKey,
+    network: &NetworkConfig,
+    job: [u8; 16],
+    work: PaidWork,
+    units: u64,
+) -> Result<(u64, String), PayError> {
+    let _one = PAYING.lock().await;
+    let me = key.verifying_key().to_bytes();
+    let (l, n) = (ledger.clone(), network.clone());
+    let (spendable, p) = tokio::task::spawn_blocking(move || spendable(&l, &n, &me))
+        .await
+        .map_err(|e| PayError::Stopped(e.to_string()))?;
+    let per_minute = match work {
+        PaidWork::Render { .. } => p.render_units_per_minute,
+        PaidWork::Fl { .. } => p.fl_units_per_minute,
+    };
+    let amount = p.price_of(units, per_minute).max(1);
+    if spendable < amount {
+        return Err(PayError::Unfunded { amount, units, price: p.job_price_per_minute, per_minute, spendable });
+    }
+    let body = JobPayment { job, work, amount }.encode();
+    let e = ledger.append_and_gossip(net, key, network, EntryKind::JobPayment, body).await?;
+    info!(job = hex::encode(job), amount, units, "paid for the job");
+    Ok((amount, hex::encode(e.id())))
 }
 
 /// What `me` may spend now, and the parameters in force: its liquid balance as settled, less
@@ -108,8 +160,8 @@ impl Settle {
         self.append(EntryKind::Vote, v.encode()).await
     }
 
-    /// This node's latest seal of `epoch` in its ledger, if any.
-    fn my_seal(&self, epoch: u64) -> Option<EpochSeal> {
+    /// The view of this node's latest seal of `epoch` in its ledger, if any.
+    fn my_seal(&self, epoch: u64) -> Option<ifx_protocols::ledger::body::settle::SealView> {
         let me = self.key.verifying_key().to_bytes();
         self.ledger.with(|l| {
             l.ledger()
@@ -118,6 +170,7 @@ impl Settle {
                 .rev()
                 .filter(|e| e.kind == EntryKind::Seal && e.epoch == epoch + 1)
                 .find_map(|e| EpochSeal::decode(&e.body).ok().filter(|s| s.epoch == epoch))
+                .map(|s| s.view())
         })
     }
 
@@ -149,13 +202,25 @@ impl Settle {
                 return;
             }
         };
-        if self.my_seal(epoch).is_some_and(|s| s == view) {
+        let Some(first) = view.first() else { return };
+        if self.my_seal(epoch).is_some_and(|s| s == first.view()) {
             return;
         }
-        match self.append(EntryKind::Seal, view.encode()).await {
-            Ok(_) => info!(epoch, entries = view.entries, root = hex::encode(view.root), "epoch sealed"),
-            Err(e) => warn!(epoch, error = %e, "cannot append the seal"),
+        // Every part, in order; the view counts once all of them are in.
+        for part in &view {
+            if let Err(e) = self.append(EntryKind::Seal, part.encode()).await {
+                warn!(epoch, part = part.part, error = %e, "cannot append the seal");
+                return;
+            }
         }
+        info!(
+            epoch,
+            entries = first.entries,
+            authors = first.authors,
+            parts = first.parts,
+            root = hex::encode(first.root),
+            "epoch sealed"
+        );
     }
 
     /// Verifiers: seal each epoch `seal_grace_secs` after it ends, then re-check a few times

@@ -79,9 +79,11 @@ async fn five_non_iid_clients_learn_over_the_mesh_despite_poisoners_and_an_audit
         data: DataRule { shards: 5, alpha: 0.5, seed: 42 },
         aggregator: "trimmed-mean".into(),
         deadline_ms: 4000,
+        // This test's network has no genesis: nobody holds units to pay with.
+        unpaid: true,
         ..Default::default()
     };
-    let id = owner.fl.start(spec).unwrap();
+    let id = owner.fl.start(spec).await.unwrap();
     let start = Instant::now();
     let status = loop {
         let s = owner.fl.get(&id).unwrap();

@@ -257,6 +257,9 @@ pub struct TaskStatus {
     pub dropped: BTreeMap<String, u64>,
     /// FL receipts written to the ledger.
     pub receipts: u64,
+    /// Units the owner burned for the task (0: unpaid, its receipts count for nobody).
+    #[serde(default)]
+    pub paid: u64,
     /// BLAKE3 of the current weights (safetensors bytes).
     pub global_hash: String,
     pub final_accuracy: Option<f64>,
@@ -285,6 +288,7 @@ impl TaskStatus {
             banned: BTreeMap::new(),
             dropped: BTreeMap::new(),
             receipts: 0,
+            paid: 0,
             global_hash: String::new(),
             final_accuracy: None,
             weights: None,
@@ -365,6 +369,18 @@ pub struct RewardsEpoch {
     pub workers_bps: u64,
     /// Units paid from the worker pool.
     pub paid_workers: u64,
+    /// Units job owners burned (the burn side of Burn-Mint-Work).
+    #[serde(default)]
+    pub burned: u64,
+    /// What the accounts hold together changed by (minted - unallocated - burned).
+    #[serde(default)]
+    pub net_supply: i128,
+    /// Paid work units delivered (receipts counted against paid credit).
+    #[serde(default)]
+    pub delivered: u64,
+    /// Entries settlement did not read or count (who may write what, quotas, unpaid receipts).
+    #[serde(default)]
+    pub refused: u64,
 }
 
 /// `GET /rewards`: every epoch settlement reached, balances, parameters in force.

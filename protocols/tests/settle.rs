@@ -112,8 +112,9 @@ impl World {
 
     fn seal(&mut self, k: &SigningKey, epoch: u64) {
         let held: Vec<Arc<Entry>> = self.l.iter_sorted().collect();
-        let s = seal_view(epoch, held.iter().map(|e| e.as_ref())).unwrap();
-        self.put(k, epoch + 1, EntryKind::Seal, s.encode());
+        for part in seal_view(epoch, held.iter().map(|e| e.as_ref())).unwrap() {
+            self.put(k, epoch + 1, EntryKind::Seal, part.encode());
+        }
     }
 }
 
@@ -143,6 +144,8 @@ struct Plan {
     forgers: bool,
     /// Worker 2's second key pays for a job of 2 tiles each epoch and receipts worker 2 for it.
     self_deal: bool,
+    /// Fresh keys that each write one forged receipt in epoch 1 (a seal spam).
+    flood: u32,
 }
 
 impl Plan {
@@ -159,6 +162,7 @@ impl Plan {
             sealers: 3,
             forgers: false,
             self_deal: false,
+            flood: 0,
         }
     }
 }
@@ -222,6 +226,15 @@ fn history(c: &Cast, p: &Plan) -> Vec<Entry> {
             w.put(owner, e, EntryKind::RenderReceipt, again.encode());
             let past = RenderReceipt { job: paid, tile: 2, worker: pk(&c.workers[1]), work_units: 1 };
             w.put(owner, e, EntryKind::RenderReceipt, past.encode());
+        }
+        if e == 1 {
+            for i in 0..p.flood {
+                let mut seed = [0xee; 32];
+                seed[..4].copy_from_slice(&i.to_le_bytes());
+                let fresh = SigningKey::from_bytes(&seed);
+                let r = RenderReceipt { job: [1; 16], tile: 0, worker: w2, work_units: u64::MAX };
+                w.put(&fresh, 1, EntryKind::RenderReceipt, r.encode());
+            }
         }
         if p.self_deal {
             let econ = &network(c).economics;
@@ -472,6 +485,23 @@ fn forged_receipts_earn_nothing_and_self_dealing_pays_its_burn() {
     assert!(conserved(&n, &dealt));
 }
 
+/// Issue #21: a seal held at most 800 authors, so 801 fresh keys with one entry each in an
+/// epoch stopped all minting. 10,000 now seal (in parts), and their entries change no payout.
+#[test]
+fn ten_thousand_authors_in_one_epoch_seal_and_change_nothing() {
+    let c = cast();
+    let n = network(&c);
+    let honest = settle_entries(&n, history(&c, &Plan::honest()), 10);
+    let flooded = settle_entries(&n, history(&c, &Plan { flood: 10_000, ..Plan::honest() }), 10);
+    assert_eq!(flooded.sealed().count(), 4);
+    let e1 = flooded.epoch(1).unwrap();
+    assert!(e1.sealed_entries > 10_000);
+    assert_eq!(e1.refused["receipt: the job was not paid for by its author"], 10_000);
+    for (h, f) in honest.sealed().zip(flooded.sealed()) {
+        assert_eq!((h.root, &h.payouts), (f.root, &f.payouts), "epoch {}", h.epoch);
+    }
+}
+
 #[test]
 fn governance_without_quorum_changes_nothing() {
     let c = cast();
@@ -508,6 +538,7 @@ fn arb_plan() -> impl Strategy<Value = Plan> {
             sealers,
             forgers: false,
             self_deal: false,
+            flood: 0,
         })
 }
 

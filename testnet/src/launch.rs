@@ -38,6 +38,18 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 const IN_PROCESS_STARTS: usize = 8;
 /// How long a node may take to stop after SIGTERM before it is killed.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// Liquid IFX node 0, the run's artist, starts with: enough for every job a run submits.
+const ARTIST_LIQUID_IFX: u64 = 10_000_000;
+
+/// The burn price of a test network: the default price per delivery minute scaled by how much
+/// shorter its epochs are than 72 hours. The wash-trading bound (a delivery minute may add at
+/// most pool x W_PoD / (4 x epoch minutes) to a self-dealer's reward, `docs/ECONOMICS.md`)
+/// scales the same way, so a 3-second epoch keeps the default's margin.
+pub fn job_price_per_minute(epoch_secs: u64) -> u64 {
+    let d = ifx_protocols::settle::EconParams::default();
+    let v = d.job_price_per_minute as u128 * (72 * 3_600) / epoch_secs.max(1) as u128;
+    v.min(1 << 60) as u64
+}
 
 /// One node process.
 pub struct NodeProc {
@@ -191,7 +203,12 @@ impl Testnet {
         let mut genesis = String::new();
         for n in &mut nodes {
             n.public_key = create_key(&binary, &n.data_dir)?;
-            let (stake, liquid) = if n.role == "verifier" { (2_000, 0) } else { (1_000, 100) };
+            // Node 0 is also the run's artist: it pays for the render job it owns.
+            let (stake, liquid) = match (n.role, n.index) {
+                ("verifier", _) => (2_000, 0),
+                (_, 0) => (1_000, ARTIST_LIQUID_IFX),
+                _ => (1_000, 100),
+            };
             genesis += &format!(
                 "\n[[network.genesis]]\nkey = \"{}\"\nrole = \"{}\"\nstake = {}\nliquid = {}\n",
                 n.public_key,
@@ -204,10 +221,11 @@ impl Testnet {
         let text = format!(
             "# Written by `ifx testnet`: the parameters every node of this run shares.\n\
              [network]\nid = \"{network_id}\"\ngenesis_unix_secs = {}\nepoch_secs = {}\n\
-             heartbeat_interval_ms = {}\n\n[limits]\ntarget_peers = {}\n\n[ledger]\nsync_interval_ms = {}\n\n[por]\nchallenge_interval_ms = 500\nmax_in_flight = {}\n",
+             heartbeat_interval_ms = {}\n\n[network.economics]\njob_price_per_minute = {}\n\n[limits]\ntarget_peers = {}\n\n[ledger]\nsync_interval_ms = {}\n\n[por]\nchallenge_interval_ms = 500\nmax_in_flight = {}\n",
             now.as_secs(),
             args.epoch_secs,
             args.heartbeat_ms,
+            job_price_per_minute(args.epoch_secs),
             args.nodes.min(24),
             // Anti-entropy backs gossip up; a hundred nodes syncing every second would be most
             // of the traffic.

@@ -9,15 +9,18 @@ use ifx_protocols::api::{FlList, TaskAccepted};
 use ifx_protocols::fl::wire::TaskSpec;
 
 use super::{accepted, refused};
-use crate::fl::Fl;
+use crate::fl::{Fl, TaskError};
+use crate::settle::PayError;
 
 pub fn routes(fl: Fl) -> Router {
     Router::new().route("/fl", get(list).post(start)).route("/fl/{task}", get(one)).with_state(fl)
 }
 
 async fn start(State(fl): State<Fl>, Json(spec): Json<TaskSpec>) -> Response {
-    match fl.start(spec) {
+    match fl.start(spec).await {
         Ok(task_id) => accepted(TaskAccepted { task_id }),
+        Err(e @ TaskError::Pay(PayError::Unfunded { .. })) => refused(StatusCode::PAYMENT_REQUIRED, e),
+        Err(e @ TaskError::Pay(_)) => refused(StatusCode::SERVICE_UNAVAILABLE, e),
         Err(e) => refused(StatusCode::BAD_REQUEST, e),
     }
 }

@@ -9,6 +9,7 @@ use ifx_protocols::api::{JobAccepted, JobStatus};
 
 use super::{accepted, refused};
 use crate::render::{JobSpec, Jobs, SubmitError};
+use crate::settle::PayError;
 
 pub fn routes(jobs: Jobs) -> Router {
     Router::new().route("/jobs", get(list).post(submit)).route("/jobs/{id}", get(one)).with_state(jobs)
@@ -18,8 +19,8 @@ async fn submit(State(jobs): State<Jobs>, Json(spec): Json<JobSpec>) -> Response
     match jobs.submit(spec).await {
         Ok(job_id) => accepted(JobAccepted { job_id }),
         Err(e @ SubmitError::Render(_)) => refused(StatusCode::BAD_REQUEST, e),
-        Err(e @ SubmitError::Unfunded { .. }) => refused(StatusCode::PAYMENT_REQUIRED, e),
-        Err(e @ SubmitError::Storage(_)) => refused(StatusCode::SERVICE_UNAVAILABLE, e),
+        Err(e @ SubmitError::Pay(PayError::Unfunded { .. })) => refused(StatusCode::PAYMENT_REQUIRED, e),
+        Err(e @ SubmitError::Pay(_)) => refused(StatusCode::SERVICE_UNAVAILABLE, e),
     }
 }
 

@@ -39,6 +39,9 @@ pub struct FlStartArgs {
     /// Print the final status as JSON.
     #[arg(long)]
     json: bool,
+    /// Run without paying: the task trains, but settlement counts its receipts for nobody.
+    #[arg(long)]
+    unpaid: bool,
 }
 
 /// Runs `ifx fl start`.
@@ -51,6 +54,7 @@ pub async fn start(a: FlStartArgs) -> anyhow::Result<ExitCode> {
         local_epochs: a.local_epochs,
         data: ifx_protocols::fl::wire::DataRule { shards: a.shards, alpha: a.alpha, ..Default::default() },
         deadline_ms: a.deadline_ms,
+        unpaid: a.unpaid,
         ..Default::default()
     };
     spec.validate().map_err(|e| anyhow::anyhow!("invalid task: {e}"))?;

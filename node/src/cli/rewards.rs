@@ -32,8 +32,8 @@ pub fn run(data_dir: &std::path::Path, epoch: Option<u64>, json: bool) -> anyhow
                 return Ok(());
             }
             println!(
-                "epoch {} {:?}: minted {} units, penalties {}, unallocated {}",
-                s.epoch, s.status, s.minted, s.penalties, s.unallocated
+                "epoch {} {:?}: minted {} units, burned {}, net supply {:+}, penalties {}, unallocated {}",
+                s.epoch, s.status, s.minted, s.burned, s.net_supply, s.penalties, s.unallocated
             );
             println!("settlement root {}", hex::encode(s.root));
             println!(
@@ -51,6 +51,20 @@ pub fn run(data_dir: &std::path::Path, epoch: Option<u64>, json: bool) -> anyhow
                     p.worker_weight.max(p.verifier_weight)
                 );
             }
+            for j in &s.jobs {
+                println!(
+                    "job {} paid by {}..: burned {} units for {} work units, {} delivered, {} left",
+                    hex::encode(j.job),
+                    &hex::encode(j.payer)[..16],
+                    j.burned,
+                    j.bought,
+                    j.delivered,
+                    j.remaining
+                );
+            }
+            for (why, n) in &s.refused {
+                println!("refused {n} x {why}");
+            }
             for x in &s.slashed {
                 println!("slashed {}.. {} units: {}", &hex::encode(x.key)[..16], x.amount, x.reason);
             }
@@ -62,10 +76,11 @@ pub fn run(data_dir: &std::path::Path, epoch: Option<u64>, json: bool) -> anyhow
         None => {
             for s in &st.epochs {
                 println!(
-                    "epoch {:>6} {:<10} minted {:>16} paid {:>4} slashed {:>2} root {}",
+                    "epoch {:>6} {:<10} minted {:>16} burned {:>14} paid {:>4} slashed {:>2} root {}",
                     s.epoch,
                     format!("{:?}", s.status),
                     s.minted,
+                    s.burned,
                     s.payouts.len(),
                     s.slashed.len(),
                     hex::encode(s.root)

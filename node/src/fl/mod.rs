@@ -59,6 +59,9 @@ pub enum TaskError {
     /// The task's own condition (no data, too few clients, shutting down).
     #[error("{0}")]
     Task(String),
+    /// The owner could not pay for the task (unfunded: HTTP 402).
+    #[error("cannot pay for the task: {0}")]
+    Pay(#[from] crate::settle::PayError),
 }
 
 impl TaskError {

@@ -10,7 +10,7 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use ifx_learn::model;
 use ifx_protocols::fl::aggregate::Aggregator;
 use ifx_protocols::fl::wire::{FlGossip, FlRequest, RoundInput, RoundResult, TaskSpec, to_safetensors};
-use ifx_protocols::ledger::EntryKind;
+use ifx_protocols::ledger::{EntryKind, PaidWork};
 use libp2p::PeerId;
 use tracing::{debug, info, warn};
 
@@ -27,15 +27,27 @@ const ROUND_ATTEMPTS: usize = 5;
 const JOIN_GRACE: Duration = Duration::from_secs(5);
 
 impl Fl {
-    /// Starts a task owned by this node; returns its id.
-    pub fn start(&self, spec: TaskSpec) -> Result<String, TaskError> {
+    /// Starts a task owned by this node, paying for it first unless it is `unpaid`; returns
+    /// its id.
+    pub async fn start(&self, spec: TaskSpec) -> Result<String, TaskError> {
         let agg = spec.validate()?;
-        if self.inner.data.is_none() {
+        let Some((train, _)) = &self.inner.data else {
             return Err(TaskError::task("this node has no [fl] data to score the task on (its test split)"));
-        }
+        };
         let task: [u8; 16] = rand::random();
         let id = hex::encode(task);
-        let status = TaskStatus::started(id.clone(), spec.clone(), agg.to_string());
+        let mut status = TaskStatus::started(id.clone(), spec.clone(), agg.to_string());
+        if !spec.unpaid {
+            // Each update is paid as a shard of the owner's own copy of the data set (clients
+            // report their examples; the payment, not the report, sets the units).
+            let examples = (train.len() as u64).div_ceil(spec.data.shards.max(1) as u64).max(1);
+            let work = PaidWork::Fl { examples, local_epochs: spec.local_epochs };
+            let updates = spec.rounds as u64 * spec.clients_per_round as u64;
+            let units = work.total_units(updates);
+            let i = &self.inner;
+            let (paid, _) = crate::settle::pay_for(&i.ledger, &i.net, &i.key, &i.network, task, work, units).await?;
+            status.paid = paid;
+        }
         lock(&self.inner.tasks).insert(id.clone(), status);
         lock(&self.inner.joined).insert(task, BTreeMap::new());
         let me = self.clone();

@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use ed25519_dalek::SigningKey;
 pub use ifx_protocols::api::{JobStatus, RunState};
-use ifx_protocols::ledger::{EntryKind, JobPayment, PaidWork};
+use ifx_protocols::ledger::PaidWork;
 pub use ifx_protocols::render::job::{JobSpec, MAX_TILE, MAX_TILE_RESPONSE, TILE_TIMEOUT};
 use ifx_protocols::{NetworkConfig, PeerTable};
 use ifx_render::{RenderError, Scene, builtin, load};
@@ -43,15 +43,9 @@ pub fn job_scene(spec: &JobSpec) -> Result<Scene, RenderError> {
 pub enum SubmitError {
     #[error(transparent)]
     Render(#[from] RenderError),
-    /// The owner's key cannot pay for the job (HTTP 402).
-    #[error(
-        "the job costs {amount} units ({units} work units at job_price_per_minute {price} per {per_minute} units) \
-         and this node's key can spend {spendable}: fund the key, or submit it unpaid (then its receipts earn nobody anything)"
-    )]
-    Unfunded { amount: u64, units: u64, price: u64, per_minute: u64, spendable: u64 },
-    /// The payment could not be written.
-    #[error("cannot write the payment: {0}")]
-    Storage(#[from] ifx_storage::StorageError),
+    /// The owner could not pay for the job (unfunded: HTTP 402).
+    #[error("cannot pay for the job: {0}")]
+    Pay(#[from] crate::settle::PayError),
 }
 
 /// Why a render job failed.
@@ -79,9 +73,6 @@ struct JobContext {
     network: NetworkConfig,
     out_dir: PathBuf,
     shutdown: CancellationToken,
-    /// One payment at a time: two at once could both pass the balance check and the second
-    /// would be void in settlement.
-    paying: tokio::sync::Mutex<()>,
 }
 
 impl Jobs {
@@ -95,7 +86,7 @@ impl Jobs {
         out_dir: PathBuf,
         shutdown: CancellationToken,
     ) -> Self {
-        let ctx = JobContext { net, heartbeats, ledger, key, network, out_dir, shutdown, paying: Default::default() };
+        let ctx = JobContext { net, heartbeats, ledger, key, network, out_dir, shutdown };
         Self { jobs: Arc::new(Mutex::new(BTreeMap::new())), ctx: Arc::new(ctx) }
     }
 
@@ -106,7 +97,9 @@ impl Jobs {
         let id = hex::encode(job);
         let mut status = JobStatus::started(id.clone(), spec.clone(), spec.settings().tile_count() as usize);
         if !spec.unpaid {
-            let (paid, entry) = self.pay(job, &spec).await?;
+            let c = &self.ctx;
+            let (work, units) = (PaidWork::render(&spec.settings()), spec.settings().total_units());
+            let (paid, entry) = crate::settle::pay_for(&c.ledger, &c.net, &c.key, &c.network, job, work, units).await?;
             (status.paid, status.payment) = (paid, Some(entry));
         }
         self.jobs.lock().unwrap_or_else(|e| e.into_inner()).insert(id.clone(), status);
@@ -129,32 +122,6 @@ impl Jobs {
             });
         });
         Ok(id)
-    }
-
-    /// Burns the job's price from this node's key (a [`JobPayment`] entry) if it can spend it.
-    async fn pay(&self, job: [u8; 16], spec: &JobSpec) -> Result<(u64, String), SubmitError> {
-        let c = &self.ctx;
-        let _one = c.paying.lock().await;
-        let me = c.key.verifying_key().to_bytes();
-        let (ledger, network) = (c.ledger.clone(), c.network.clone());
-        let (spendable, p) = tokio::task::spawn_blocking(move || crate::settle::spendable(&ledger, &network, &me))
-            .await
-            .map_err(|e| SubmitError::Render(RenderError::Tile(e.to_string())))?;
-        let units = spec.settings().total_units();
-        let amount = p.price_of(units, p.render_units_per_minute).max(1);
-        if spendable < amount {
-            return Err(SubmitError::Unfunded {
-                amount,
-                units,
-                price: p.job_price_per_minute,
-                per_minute: p.render_units_per_minute,
-                spendable,
-            });
-        }
-        let pay = JobPayment { job, work: PaidWork::render(&spec.settings()), amount };
-        let e = c.ledger.append_and_gossip(&c.net, &c.key, &c.network, EntryKind::JobPayment, pay.encode()).await?;
-        tracing::info!(job = hex::encode(job), amount, units, "paid for the render job");
-        Ok((amount, hex::encode(e.id())))
     }
 
     /// A job's status.

@@ -77,6 +77,10 @@ pub struct TaskSpec {
     /// `fedavg`, `median`, `trimmed-mean`, `krum` or `multi-krum`.
     #[serde(default = "d_agg")]
     pub aggregator: String,
+    /// Run without paying: the task trains, but its receipts count for nobody (settlement
+    /// counts only paid work). By default the owner pays for every round's updates first.
+    #[serde(default)]
+    pub unpaid: bool,
     /// L2 clip of each update in fixed point (Q16.16); 0 clips to the median norm.
     #[serde(default)]
     pub clip: i64,

@@ -1,24 +1,26 @@
 //! Seals: the view a verifier signs for an epoch (root over the ids, entry count, each
-//! author's last seq), the quorum rule (verifiers holding at least 2/3 of verifier stake signed
-//! the same view), and the exact sealed set a quorum seal names.
+//! author's last seq, in parts under one commitment), the quorum rule (verifiers holding at
+//! least 2/3 of verifier stake signed the same view), and the exact sealed set a quorum seal
+//! names.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use crate::ledger::Entry;
+use crate::ledger::body::settle::{MAX_SEAL_PARTS, SealView};
 use crate::ledger::body::{EpochSeal, MAX_FRONTIER};
 use crate::ledger::root::SetHash;
 
 /// Why a verifier cannot seal an epoch.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{authors} authors in epoch {epoch} exceed the seal's {MAX_FRONTIER}")]
+#[error("{authors} authors in epoch {epoch} exceed the seal's {} ({MAX_SEAL_PARTS} parts of {MAX_FRONTIER})", MAX_SEAL_PARTS as usize * MAX_FRONTIER)]
 pub struct SealTooLarge {
     pub epoch: u64,
     pub authors: usize,
 }
 
-/// The seal a verifier signs for `epoch` from the entries it holds (any order).
-pub fn seal_view<'a>(epoch: u64, entries: impl IntoIterator<Item = &'a Entry>) -> Result<EpochSeal, SealTooLarge> {
+/// The seal a verifier signs for `epoch` from the entries it holds (any order), in parts.
+pub fn seal_view<'a>(epoch: u64, entries: impl IntoIterator<Item = &'a Entry>) -> Result<Vec<EpochSeal>, SealTooLarge> {
     let mut frontier: BTreeMap<[u8; 32], u64> = BTreeMap::new();
     let mut root = SetHash::default();
     let mut count = 0;
@@ -28,16 +30,17 @@ pub fn seal_view<'a>(epoch: u64, entries: impl IntoIterator<Item = &'a Entry>) -
         root.add(&e.id());
         count += 1;
     }
-    if frontier.len() > MAX_FRONTIER {
-        return Err(SealTooLarge { epoch, authors: frontier.len() });
-    }
-    Ok(EpochSeal { epoch, root: root.digest(), entries: count, frontier: frontier.into_iter().collect() })
+    let authors = frontier.len();
+    let frontier: Vec<([u8; 32], u64)> = frontier.into_iter().collect();
+    EpochSeal::split(epoch, root.digest(), count, &frontier).ok_or(SealTooLarge { epoch, authors })
 }
 
 /// A seal the quorum agreed on.
-pub(super) struct QuorumSeal<'a> {
+pub(super) struct QuorumSeal {
     pub root: [u8; 32],
-    pub frontier: &'a [([u8; 32], u64)],
+    /// The whole frontier, from the first signer whose parts are all here; `None` while no
+    /// signer's are (the epoch is then incomplete here).
+    pub frontier: Option<Vec<([u8; 32], u64)>>,
     pub entries: u64,
     /// The staked verifiers that signed it, sorted.
     pub signers: BTreeSet<[u8; 32]>,
@@ -49,25 +52,25 @@ pub(super) fn quorum<'a>(
     seals: impl IntoIterator<Item = &'a ([u8; 32], EpochSeal)>,
     stakes: &BTreeMap<[u8; 32], u64>,
     total: u64,
-) -> Option<QuorumSeal<'a>> {
-    type SealKey<'a> = ([u8; 32], &'a [([u8; 32], u64)], u64);
-    let mut votes: BTreeMap<SealKey, BTreeSet<[u8; 32]>> = BTreeMap::new();
+) -> Option<QuorumSeal> {
+    let mut votes: BTreeMap<SealView, BTreeMap<[u8; 32], Vec<&EpochSeal>>> = BTreeMap::new();
     for (author, seal) in seals {
         if stakes.contains_key(author) {
-            votes.entry((seal.root, &seal.frontier, seal.entries)).or_default().insert(*author);
+            votes.entry(seal.view()).or_default().entry(*author).or_default().push(seal);
         }
     }
-    let ((root, frontier, entries), signers) = votes.into_iter().find(|(_, signers)| {
-        let signed: u128 = signers.iter().map(|k| stakes[k] as u128).sum();
+    let (view, by_signer) = votes.into_iter().find(|(_, signers)| {
+        let signed: u128 = signers.keys().map(|k| stakes[k] as u128).sum();
         total > 0 && signed * 3 >= total as u128 * 2
     })?;
-    Some(QuorumSeal { root, frontier, entries, signers })
+    let frontier = by_signer.values().find_map(|parts| EpochSeal::assemble(parts.iter().copied()));
+    Some(QuorumSeal { root: view.0, frontier, entries: view.2, signers: by_signer.into_keys().collect() })
 }
 
 /// Exactly the entries `q` sealed among those labelled with its epoch, or `None` when this
 /// node does not hold all of them (the root or the count differ).
-pub(super) fn sealed_set<'e>(q: &QuorumSeal<'_>, labelled: &'e [Arc<Entry>]) -> Option<Vec<&'e Arc<Entry>>> {
-    let limit: BTreeMap<[u8; 32], u64> = q.frontier.iter().copied().collect();
+pub(super) fn sealed_set<'e>(q: &QuorumSeal, labelled: &'e [Arc<Entry>]) -> Option<Vec<&'e Arc<Entry>>> {
+    let limit: BTreeMap<[u8; 32], u64> = q.frontier.as_ref()?.iter().copied().collect();
     let set: Vec<&Arc<Entry>> =
         labelled.iter().filter(|e| limit.get(&e.author).is_some_and(|last| e.seq <= *last)).collect();
     let mut h = SetHash::default();

@@ -207,8 +207,18 @@ impl Report {
         let peer_of: BTreeMap<String, String> =
             net.nodes.iter().map(|n| (n.public_key.clone(), n.peer_id.clone())).collect();
         let running = net.nodes.iter().filter(|n| n.child.is_some()).count();
-        let settlement =
-            SettlementSection::of(&o.rewards, running, &peer_of, cheaters, o.gov.as_ref(), o.gov_error.as_deref());
+        let job_paid = o.job.as_ref().and_then(|t| t.last.as_ref()).map_or(0, |j| j.paid);
+        let task_paid = o.fl.as_ref().and_then(|t| t.last.as_ref()).map_or(0, |t| t.paid);
+        let settlement = SettlementSection::of(
+            &o.rewards,
+            running,
+            &peer_of,
+            cheaters,
+            o.gov.as_ref(),
+            o.gov_error.as_deref(),
+            Some(&net.nodes[0].public_key),
+            (job_paid, task_paid),
+        );
         failures.extend(settlement.failures());
         let heartbeat_latency_ms = LatencyMs::from_samples_us(&latency_us);
         if heartbeat_latency_ms.samples == 0 {

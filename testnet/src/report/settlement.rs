@@ -32,10 +32,30 @@ pub struct SettlementSection {
     pub slashed: Vec<String>,
     pub cheaters: Vec<String>,
     pub honest_slashed: Vec<String>,
+    /// Burn and mint side by side over the sealed epochs (the first answering node's view).
+    pub economics: Vec<EpochEconomics>,
+    /// Units node 0 (the run's artist) burned paying for its render job and FL task, as
+    /// settled, and what each says it paid: the burn is a sum of settled payments, never more.
+    pub artist_burned: u64,
+    pub job_paid: u64,
+    pub task_paid: u64,
     /// The governance change, if the run proposed one.
     pub governance: Option<GovernanceReport>,
     /// Why the proposal was refused.
     pub governance_error: Option<String>,
+}
+
+/// One sealed epoch's burn and mint.
+#[derive(Debug, Serialize, Clone, PartialEq)]
+pub struct EpochEconomics {
+    pub epoch: u64,
+    pub minted: u64,
+    pub burned: u64,
+    pub net_supply: i128,
+    /// Paid work units delivered.
+    pub delivered: u64,
+    /// Entries settlement refused.
+    pub refused: u64,
 }
 
 /// The governance change: proposed value, epoch named, first epoch it was in force on every
@@ -61,7 +81,9 @@ pub struct GovernanceReport {
 
 impl SettlementSection {
     /// From each answering node's `GET /rewards` (by node index), the number of running nodes,
-    /// public key (hex) -> peer id, the cheaters' peer ids, and the governance change proposed.
+    /// public key (hex) -> peer id, the cheaters' peer ids, the governance change proposed, and
+    /// the artist's key with what its job says it paid.
+    #[allow(clippy::too_many_arguments)]
     pub fn of(
         rewards: &[(usize, Rewards)],
         running: usize,
@@ -69,6 +91,8 @@ impl SettlementSection {
         cheaters: Vec<String>,
         gov: Option<&GovRun>,
         gov_error: Option<&str>,
+        artist: Option<&String>,
+        (job_paid, task_paid): (u64, u64),
     ) -> Self {
         let mut s = SettlementSection {
             running,
@@ -101,6 +125,22 @@ impl SettlementSection {
         s.honest_slashed = s.slashed.iter().filter(|p| !s.cheaters.contains(p)).cloned().collect();
         s.payouts =
             rewards[0].1.accounts.iter().filter(|(_, a)| a.earned > 0).map(|(k, a)| (peer(k), a.earned)).collect();
+        s.economics = common
+            .iter()
+            .map(|e| {
+                let x = first[e];
+                EpochEconomics {
+                    epoch: *e,
+                    minted: x.minted,
+                    burned: x.burned,
+                    net_supply: x.net_supply,
+                    delivered: x.delivered,
+                    refused: x.refused,
+                }
+            })
+            .collect();
+        s.artist_burned = artist.and_then(|k| rewards[0].1.accounts.get(k)).map_or(0, |a| a.burned);
+        (s.job_paid, s.task_paid) = (job_paid, task_paid);
         s.governance = gov.map(|g| governance(g, rewards, &common));
         s.ok = s.failures().is_empty();
         s
@@ -128,6 +168,13 @@ impl SettlementSection {
         }
         if !self.honest_slashed.is_empty() {
             f.push(format!("settlement: honest nodes slashed: {:?}", self.honest_slashed));
+        }
+        let (j, t) = (self.job_paid, self.task_paid);
+        if ![0, j, t, j.saturating_add(t)].contains(&self.artist_burned) {
+            f.push(format!(
+                "economics: the artist burned {} units as settled, but its job paid {j} and its task {t}",
+                self.artist_burned
+            ));
         }
         if let Some(e) = &self.governance_error {
             f.push(format!("governance: the proposal was refused: {e}"));
@@ -197,6 +244,10 @@ mod tests {
             slashed: slashed.iter().map(|s| s.to_string()).collect(),
             workers_bps: bps,
             paid_workers: bps / 100,
+            burned: 0,
+            net_supply: 100,
+            delivered: 0,
+            refused: 0,
         }
     }
 
@@ -219,7 +270,16 @@ mod tests {
             ])
         };
         let gov = GovRun { param: "workers_bps".into(), value: 7000, from_epoch: 4, votes: 2 };
-        let s = SettlementSection::of(&[(0, node()), (2, node())], 2, &peers(), vec!["cheat".into()], Some(&gov), None);
+        let s = SettlementSection::of(
+            &[(0, node()), (2, node())],
+            2,
+            &peers(),
+            vec!["cheat".into()],
+            Some(&gov),
+            None,
+            None,
+            (0, 0),
+        );
         assert!(s.ok, "{:?}", s.failures());
         assert_eq!(s.sealed_epochs, [3, 4]);
         assert_eq!(s.slashed, ["cheat"]);
@@ -235,13 +295,22 @@ mod tests {
         let a = rewards(vec![epoch(3, Status::Sealed, "r3", 8108, &[]), epoch(4, Status::Sealed, "r4", 8108, &[])]);
         let b = rewards(vec![epoch(3, Status::Sealed, "r3'", 8108, &[]), epoch(4, Status::Sealed, "r4", 8108, &[])]);
         let gov = GovRun { param: "workers_bps".into(), value: 7000, from_epoch: 4, votes: 2 };
-        let s = SettlementSection::of(&[(0, a.clone()), (1, b)], 2, &peers(), vec!["cheat".into()], Some(&gov), None);
+        let s = SettlementSection::of(
+            &[(0, a.clone()), (1, b)],
+            2,
+            &peers(),
+            vec!["cheat".into()],
+            Some(&gov),
+            None,
+            None,
+            (0, 0),
+        );
         let f = s.failures();
         assert!(!s.ok);
         assert!(f.iter().any(|x| x.contains("different settlement roots")), "{f:?}");
         assert!(f.iter().any(|x| x.contains("cheaters not slashed")), "{f:?}");
         assert!(f.iter().any(|x| x.contains("named epoch 4 but was in force from None")), "{f:?}");
-        let s = SettlementSection::of(&[(0, a)], 2, &peers(), vec![], None, None);
+        let s = SettlementSection::of(&[(0, a)], 2, &peers(), vec![], None, None, None, (0, 0));
         assert_eq!(s.failures(), ["settlement: 1 of 2 running nodes answered GET /rewards"]);
     }
 }
