@@ -338,6 +338,120 @@ pub async fn run(plan: Plan) -> anyhow::Result<AttackStats> {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
+        Attack::ForgedReceipt => {
+            use ifx_protocols::ledger::{JobPayment, Ledger, PaidWork, RenderReceipt};
+            let mut chain = Ledger::new(&net_id);
+            let victims: Vec<[u8; 32]> = targets.iter().filter_map(crate::fl::peer_key).collect();
+            let mut append = async |kind: EntryKind, body: Vec<u8>| {
+                let Ok(e) = chain.next_entry(&key, epoch(), kind, body) else { return };
+                chain.ingest(vec![e.clone()], None);
+                publish(Kind::LedgerEntry, e.encode(), &key).await;
+            };
+            let mut last_paid = None;
+            while live() {
+                for &worker in &victims {
+                    // Each epoch a tiny paid job (one 32x32 tile at 1 spp and 1 bounce: one
+                    // work unit), then its tile again and a tile past it: at most one unit
+                    // counts, whatever is claimed.
+                    if last_paid != Some(epoch()) {
+                        last_paid = Some(epoch());
+                        let job: [u8; 16] = rand::random();
+                        let work = PaidWork::Render { width: 32, height: 32, spp: 1, max_bounces: 1, tile: 32 };
+                        let p = &cfg.network.economics;
+                        let amount = p.price_of(1, p.render_units_per_minute).max(1);
+                        append(EntryKind::JobPayment, JobPayment { job, work, amount }.encode()).await;
+                        for tile in [0, 0, 5] {
+                            let r = RenderReceipt { job, tile, worker, work_units: u64::MAX };
+                            append(EntryKind::RenderReceipt, r.encode()).await;
+                            stats.sent += 1;
+                        }
+                    }
+                    // Receipts for jobs nobody paid for, claiming everything.
+                    let r = RenderReceipt { job: rand::random(), tile: 0, worker, work_units: u64::MAX };
+                    append(EntryKind::RenderReceipt, r.encode()).await;
+                    stats.sent += 1;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        Attack::SealSpam => {
+            use ifx_protocols::ledger::{JobPayment, PaidWork, RenderReceipt};
+            let victims: Vec<[u8; 32]> = targets.iter().filter_map(crate::fl::peer_key).collect();
+            let worker = victims.first().copied().unwrap_or([1; 32]);
+            while live() {
+                // 1,000 fresh keys, each a payment it cannot make and a receipt, within one
+                // epoch; then a pause of two epochs.
+                let e = epoch();
+                for i in 0..1_000u32 {
+                    if epoch() != e || !live() {
+                        break;
+                    }
+                    let fresh = SigningKey::from_bytes(&rand::random());
+                    let job: [u8; 16] = rand::random();
+                    let work = PaidWork::Render { width: 32, height: 32, spp: 1, max_bounces: 1, tile: 32 };
+                    let pay = Entry::sign(
+                        &fresh,
+                        &net_id,
+                        0,
+                        GENESIS_PREV,
+                        e,
+                        EntryKind::JobPayment,
+                        JobPayment { job, work, amount: u64::MAX }.encode(),
+                    )
+                    .expect("small body");
+                    let receipt = Entry::sign(
+                        &fresh,
+                        &net_id,
+                        1,
+                        pay.id(),
+                        e,
+                        EntryKind::RenderReceipt,
+                        RenderReceipt { job, tile: 0, worker, work_units: u64::MAX }.encode(),
+                    )
+                    .expect("small body");
+                    publish(Kind::LedgerEntry, pay.encode(), &fresh).await;
+                    publish(Kind::LedgerEntry, receipt.encode(), &fresh).await;
+                    stats.sent += 2;
+                    if i % 50 == 49 {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                }
+                tokio::time::sleep(Duration::from_secs(cfg.network.epoch_secs * 2)).await;
+            }
+        }
+        Attack::HeartbeatBurst | Attack::TimeoutDodge => {
+            let boot = crate::unix_time_us() / 1000;
+            let interval = Duration::from_millis(cfg.network.heartbeat_interval_ms.max(1));
+            let mut seq = 0u64;
+            let burst = plan.attack == Attack::HeartbeatBurst;
+            while live() {
+                // timeout-dodge: one heartbeat an interval, like an honest worker; heartbeat-
+                // burst: 30 at once, then silence for two epochs. Neither answers a challenge
+                // (the PoR requests are drained unanswered).
+                for _ in 0..if burst { 30 } else { 1 } {
+                    let hb = ifx_protocols::heartbeat::Heartbeat {
+                        boot_unix_ms: boot,
+                        seq,
+                        sent_unix_us: crate::unix_time_us(),
+                        role: ifx_protocols::Role::Worker,
+                        capacity: ifx_protocols::heartbeat::Capacity {
+                            backend: "vulkan".into(),
+                            adapter: "a GPU it will not use".into(),
+                            device_type: "discrete".into(),
+                            cores: 16,
+                            memory_mb: 65_536,
+                        },
+                        uptime_secs: seq,
+                        version: "0.1.0".into(),
+                    };
+                    publish(Kind::Heartbeat, hb.encode(), &key).await;
+                    stats.sent += 1;
+                    seq += 1;
+                }
+                let pause = if burst { Duration::from_secs(cfg.network.epoch_secs * 2) } else { interval };
+                tokio::time::sleep(pause).await;
+            }
+        }
         Attack::Eclipse => unreachable!("handled above"),
         Attack::ApiRebind => anyhow::bail!("api-rebind is the harness's own attack (HTTP), not a peer's"),
     }

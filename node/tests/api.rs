@@ -85,14 +85,22 @@ async fn every_answer_reads_back_as_its_api_type() {
     assert_eq!(r.status().as_u16(), 400);
     let e: api::ApiError = r.json().await.unwrap();
     assert!(!e.error.is_empty());
-    // An accepted one, the job it names.
+    // Issue #21: a job is paid for before any tile is handed out; this node's key holds
+    // nothing, so it is refused with the price, and runs only as unpaid work.
     let job =
         serde_json::json!({ "scene": "cornell", "width": 16, "height": 16, "spp": 1, "max_bounces": 1, "tile": 16 });
+    let r = c.post(format!("http://{api_addr}/jobs")).bearer_auth(&token).json(&job).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 402);
+    let e: api::ApiError = r.json().await.unwrap();
+    assert!(e.error.contains("can spend 0") && e.error.contains("unpaid"), "{}", e.error);
+    let job = serde_json::json!({
+        "scene": "cornell", "width": 16, "height": 16, "spp": 1, "max_bounces": 1, "tile": 16, "unpaid": true
+    });
     let r = c.post(format!("http://{api_addr}/jobs")).bearer_auth(&token).json(&job).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 202);
     let a: api::JobAccepted = r.json().await.unwrap();
     let (_, j): (_, api::JobStatus) = get(&c, &worker, &format!("jobs/{}", a.job_id)).await;
-    assert_eq!(j.job_id, a.job_id);
+    assert_eq!((j.job_id.as_str(), j.paid, j.payment.as_deref()), (a.job_id.as_str(), 0, None));
     verifier.stop().await;
     worker.stop().await;
 }

@@ -369,6 +369,9 @@ pub struct RewardsEpoch {
     pub workers_bps: u64,
     /// Units paid from the worker pool.
     pub paid_workers: u64,
+    /// Units paid from the artist pool (paid work consumed).
+    #[serde(default)]
+    pub paid_artists: u64,
     /// Units job owners burned (the burn side of Burn-Mint-Work).
     #[serde(default)]
     pub burned: u64,

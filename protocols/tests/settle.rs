@@ -146,6 +146,8 @@ struct Plan {
     self_deal: bool,
     /// Fresh keys that each write one forged receipt in epoch 1 (a seal spam).
     flood: u32,
+    /// A worker that lets every challenge time out in epoch 0 and is not challenged after.
+    dodger: Option<usize>,
 }
 
 impl Plan {
@@ -163,6 +165,7 @@ impl Plan {
             forgers: false,
             self_deal: false,
             flood: 0,
+            dodger: None,
         }
     }
 }
@@ -288,7 +291,21 @@ fn history(c: &Cast, p: &Plan) -> Vec<Entry> {
                 .workers
                 .iter()
                 .enumerate()
+                .filter(|(i, _)| p.dodger != Some(*i) || e == 0)
                 .map(|(i, k)| {
+                    if p.dodger == Some(i) {
+                        let silent = WorkerVerdict {
+                            worker: pk(k),
+                            passed: 0,
+                            failed: 0,
+                            timeouts: 3,
+                            mean_latency_ms: 0,
+                            benches: 0,
+                            ib_milli: 0,
+                            last_failure: String::new(),
+                        };
+                        return silent;
+                    }
                     let cheating = p.cheat.is_some_and(|(who, when)| who == i && when == e);
                     WorkerVerdict {
                         worker: pk(k),
@@ -481,7 +498,12 @@ fn forged_receipts_earn_nothing_and_self_dealing_pays_its_burn() {
         assert_eq!(d.burned - h.burned, price);
         assert_eq!(d.net_supply, d.minted as i128 - d.unallocated as i128 - d.burned as i128);
     }
-    assert_eq!(dealt.accounts[&pk(&c.second)].burned, 4 * n.economics.price_of(2 * TILE_UNITS, 100_000));
+    let burned = dealt.accounts[&pk(&c.second)].burned;
+    assert_eq!(burned, 4 * n.economics.price_of(2 * TILE_UNITS, 100_000));
+    // The second key earns the artists' reward for what it consumed, but at most a quarter of
+    // what it burned: self-dealing never pays for itself through it.
+    let back: u64 = dealt.sealed().flat_map(|e| &e.payouts).filter(|p| p.key == pk(&c.second)).map(|p| p.artists).sum();
+    assert!(back > 0 && back * 4 <= burned, "{back} of {burned}");
     assert!(conserved(&n, &dealt));
 }
 
@@ -499,6 +521,24 @@ fn ten_thousand_authors_in_one_epoch_seal_and_change_nothing() {
     assert_eq!(e1.refused["receipt: the job was not paid for by its author"], 10_000);
     for (h, f) in honest.sealed().zip(flooded.sealed()) {
         assert_eq!((h.root, &h.payouts), (f.root, &f.payouts), "epoch {}", h.epoch);
+    }
+}
+
+/// Issue #21: ignoring every challenge cost nothing. A worker whose challenges all timed out
+/// earns nothing then, and nothing after while it answers none (unchallenged epochs fall back
+/// to its record); the others share its part.
+#[test]
+fn a_worker_that_answers_no_challenge_earns_nothing() {
+    let c = cast();
+    let n = network(&c);
+    let s = settle_entries(&n, history(&c, &Plan { dodger: Some(2), cheat: None, ..Plan::honest() }), 10);
+    assert_eq!(s.sealed().count(), 4);
+    let dodger = pk(&c.workers[2]);
+    for e in s.sealed() {
+        let line = e.workers.iter().find(|l| l.key == dodger).unwrap();
+        assert_eq!((line.qos_bps, line.excluded.as_deref()), (0, Some("answered no challenge")), "epoch {}", e.epoch);
+        assert!(e.payouts.iter().all(|p| p.key != dodger || p.workers == 0));
+        assert_eq!(e.payouts.iter().map(|p| p.workers).sum::<u64>(), e.pool_workers);
     }
 }
 
@@ -539,6 +579,7 @@ fn arb_plan() -> impl Strategy<Value = Plan> {
             forgers: false,
             self_deal: false,
             flood: 0,
+            dodger: None,
         })
 }
 
@@ -577,10 +618,6 @@ proptest! {
             for j in e.jobs.iter().filter(|j| j.job != [9; 16]) {
                 prop_assert!(j.delivered <= j.bought, "{:?}", j);
             }
-            // The FL task is paid once, in epoch 0, and delivers from its credit after.
-            let fl_paid = a.sealed().flat_map(|e| &e.jobs).filter(|j| j.job == [9; 16]).map(|j| j.bought).sum::<u64>();
-            let fl_done = a.sealed().flat_map(|e| &e.jobs).filter(|j| j.job == [9; 16]).map(|j| j.delivered).sum::<u64>();
-            prop_assert!(fl_done <= fl_paid);
             for i in 1..c.workers.len() {
                 let tiles = plan.units[i % plan.units.len()] / TILE_UNITS;
                 let line = e.jobs.iter().find(|j| j.job == job_id(e.epoch, i));
@@ -590,6 +627,17 @@ proptest! {
                     prop_assert!(l.delivered <= tiles * TILE_UNITS);
                 }
             }
+        }
+        // The FL task is paid once, in epoch 0, and delivers from its credit after.
+        let fl = |f: fn(&ifx_protocols::settle::JobLine) -> u64| {
+            a.sealed().flat_map(|e| &e.jobs).filter(|j| j.job == [9; 16]).map(f).sum::<u64>()
+        };
+        prop_assert!(fl(|j| j.delivered) <= fl(|j| j.bought));
+        // The artists' reward never pays back more than the rebate share of what was burned.
+        for (k, acct) in &a.accounts {
+            let back: u128 =
+                a.sealed().flat_map(|e| &e.payouts).filter(|p| p.key == *k).map(|p| p.artists as u128).sum();
+            prop_assert!(back * 10_000 <= acct.burned as u128 * n.economics.artist_rebate_bps as u128);
         }
         // Honest workers are never slashed; a caught cheater is slashed in its epoch.
         for e in &a.epochs {

@@ -34,10 +34,19 @@ pub enum Attack {
     Eclipse,
     /// The victim's local API from a foreign Host and Origin, and without the token.
     ApiRebind,
+    /// A funded throwaway key writing receipts that name the victim with u64::MAX units (no
+    /// payment, a tile past its small paid job, the same tile again).
+    ForgedReceipt,
+    /// 1,000 fresh keys writing a payment and a receipt each in one epoch.
+    SealSpam,
+    /// A staked worker online for a moment every other epoch, with a burst of heartbeats.
+    HeartbeatBurst,
+    /// A staked worker that heartbeats like an honest one and never answers a challenge.
+    TimeoutDodge,
 }
 
 /// Every attack, in the order `all` runs them.
-pub const ALL: [Attack; 8] = [
+pub const ALL: [Attack; 12] = [
     Attack::HbOverflow,
     Attack::ChallengeFlood,
     Attack::WorkFlood,
@@ -46,6 +55,10 @@ pub const ALL: [Attack; 8] = [
     Attack::SyncStall,
     Attack::Eclipse,
     Attack::ApiRebind,
+    Attack::ForgedReceipt,
+    Attack::SealSpam,
+    Attack::HeartbeatBurst,
+    Attack::TimeoutDodge,
 ];
 
 impl Attack {
@@ -60,7 +73,32 @@ impl Attack {
             Attack::SyncStall => "sync-stall",
             Attack::Eclipse => "eclipse",
             Attack::ApiRebind => "api-rebind",
+            Attack::ForgedReceipt => "forged-receipt",
+            Attack::SealSpam => "seal-spam",
+            Attack::HeartbeatBurst => "heartbeat-burst",
+            Attack::TimeoutDodge => "timeout-dodge",
         }
+    }
+
+    /// The genesis allocation the attacker's key gets (issue #21's attackers have money to
+    /// game with): `(role, stake IFX, liquid IFX)`. Workers get what honest workers get.
+    pub fn funding(self) -> Option<(&'static str, u64, u64)> {
+        match self {
+            Attack::ForgedReceipt => Some(("worker", 0, 1_000_000)),
+            Attack::HeartbeatBurst | Attack::TimeoutDodge => Some(("worker", 1_000, 100)),
+            _ => None,
+        }
+    }
+
+    /// Whether the attacker's net (earned - burned - slashed) must be at most zero, rather than
+    /// below an honest worker's.
+    pub fn must_not_profit(self) -> bool {
+        matches!(self, Attack::ForgedReceipt | Attack::SealSpam)
+    }
+
+    /// The attacker's data dir under the run's base dir.
+    pub fn dir(self, base: &std::path::Path) -> PathBuf {
+        base.join(format!("attacker-{}", self.name()))
     }
 
     /// Whether a peer process runs it (all but `api-rebind`).
@@ -125,7 +163,7 @@ impl Attackers {
         let bootnode = net.bootnode().ok_or_else(|| TestnetError::run("no bootnode to join through"))?;
         let secs = (args.duration as f64 - net.elapsed() - 3.0).max(3.0);
         for a in args.attacks()?.into_iter().filter(|a| a.is_peer()) {
-            let dir = net.base_dir.join(format!("attacker-{}", a.name()));
+            let dir = a.dir(&net.base_dir);
             std::fs::create_dir_all(&dir).map_err(|e| TestnetError::Io(format!("{}: {e}", dir.display())))?;
             let stats = dir.join("stats.json");
             let log = std::fs::File::create(dir.join("attacker.log"))

@@ -140,6 +140,8 @@ pub struct Testnet {
     pub fl_shards: u32,
     /// The node that counts loopback peers against its per-IP caps (the eclipse victim).
     cap_loopback: Option<usize>,
+    /// Public keys (hex) of the attackers given genesis allocations, by attack name.
+    pub attacker_keys: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Deserialize)]
@@ -217,6 +219,21 @@ impl Testnet {
                 liquid * 1_000_000u64
             );
         }
+        // Attackers with money to game with (issue #21) get their keys and allocations now.
+        let mut attacker_keys = std::collections::BTreeMap::new();
+        for a in args.attacks()? {
+            if let Some((role, stake, liquid)) = a.funding() {
+                let dir = a.dir(&base_dir);
+                std::fs::create_dir_all(&dir).map_err(|e| io("cannot create", &dir, e))?;
+                let key = create_key(&binary, &dir)?;
+                genesis += &format!(
+                    "\n[[network.genesis]]\nkey = \"{key}\"\nrole = \"{role}\"\nstake = {}\nliquid = {}\n",
+                    stake * 1_000_000u64,
+                    liquid * 1_000_000u64
+                );
+                attacker_keys.insert(a.name().to_string(), key);
+            }
+        }
         let config = base_dir.join("network.toml");
         let text = format!(
             "# Written by `ifx testnet`: the parameters every node of this run shares.\n\
@@ -255,6 +272,7 @@ impl Testnet {
             loss: args.loss,
             host: None,
             cap_loopback: None,
+            attacker_keys,
         })
     }
 

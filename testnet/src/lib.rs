@@ -529,6 +529,7 @@ pub async fn run_with(
     };
     let stops = net.stop_all().await;
     let timeline = outcome.timeline.clone();
+    let accounts = outcome.rewards.first().map(|(_, r)| r.accounts.clone()).unwrap_or_default();
     let mut report = Report::build(&net, &args, outcome, latency.clone(), stops);
     report.memory = memory;
     for (n, (u, l)) in report.nodes.iter_mut().zip(usage.iter().zip(&per_node_latency)) {
@@ -573,7 +574,18 @@ pub async fn run_with(
             })
             .collect();
         let logs: Vec<PathBuf> = net.nodes.iter().map(|n| n.log.clone()).collect();
+        let honest: Vec<String> = net
+            .nodes
+            .iter()
+            .filter(|n| n.index > 0 && n.role == "worker" && n.cheat.is_none() && n.poison.is_none())
+            .map(|n| n.public_key.clone())
+            .collect();
+        let economics = attacks
+            .iter()
+            .filter_map(|a| net.attacker_keys.get(a.name()).map(|k| ra::AttackerNet::of(*a, k, &accounts, &honest)))
+            .collect();
         let section = ra::AttacksSection {
+            economics,
             victim,
             attacks: ra::lines(attackers, api),
             baseline: baseline_path,

@@ -40,6 +40,7 @@ async fn list(State(s): State<Settle>) -> Json<Rewards> {
             slashed: e.slashed.iter().map(|x| hex::encode(x.key)).collect(),
             workers_bps: e.params.workers_bps,
             paid_workers: e.payouts.iter().map(|p| p.workers).sum(),
+            paid_artists: e.payouts.iter().map(|p| p.artists).sum(),
             burned: e.burned,
             net_supply: e.net_supply,
             delivered: e.jobs.iter().map(|j| j.delivered).sum(),

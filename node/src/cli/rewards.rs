@@ -37,15 +37,20 @@ pub fn run(data_dir: &std::path::Path, epoch: Option<u64>, json: bool) -> anyhow
             );
             println!("settlement root {}", hex::encode(s.root));
             println!(
-                "pools: workers {} verifiers {} governance {}",
-                s.pool_workers, s.pool_verifiers, s.pool_governance
+                "pools: workers {} verifiers {} artists {} governance {}",
+                s.pool_workers, s.pool_verifiers, s.pool_artists, s.pool_governance
             );
-            println!("{:<18} {:>14} {:>14} {:>14} {:>14}", "key", "total", "liquid", "vesting", "weight");
+            println!(
+                "{:<18} {:>14} {:>14} {:>14} {:>14} {:>14} {:>14}",
+                "key", "total", "as worker", "as artist", "liquid", "vesting", "weight"
+            );
             for p in &s.payouts {
                 println!(
-                    "{:<18} {:>14} {:>14} {:>14} {:>14}",
+                    "{:<18} {:>14} {:>14} {:>14} {:>14} {:>14} {:>14}",
                     format!("{}..", &hex::encode(p.key)[..16]),
                     p.total,
+                    p.workers,
+                    p.artists,
                     p.liquid,
                     p.vesting,
                     p.worker_weight.max(p.verifier_weight)

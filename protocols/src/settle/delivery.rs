@@ -23,6 +23,9 @@ pub(super) struct Credit {
     pub remaining: u64,
     /// Tiles (render; the worker is zero) or `(round, worker)` (FL) already counted.
     pub counted: BTreeSet<(u32, [u8; 32])>,
+    /// Units burned and work units bought for the job in all: what a delivered unit cost.
+    pub burned: u128,
+    pub bought: u128,
 }
 
 /// Credits by `(payer, job)`.
@@ -45,11 +48,21 @@ pub struct JobLine {
     pub remaining: u64,
 }
 
-/// Delivered work units per worker.
+/// Delivered work units per worker, and what each payer consumed.
 #[derive(Debug, Default)]
 pub(super) struct Delivered {
     pub render: BTreeMap<[u8; 32], u64>,
     pub fl: BTreeMap<[u8; 32], u64>,
+    pub consumed: BTreeMap<[u8; 32], Consumed>,
+}
+
+/// What one payer's paid work delivered in the epoch.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Consumed {
+    /// Delivery milli-minutes (render units x 1000 / render_units_per_minute, and FL alike).
+    pub milli_minutes: u128,
+    /// The units it burned for exactly that work (each unit at what its job paid per unit).
+    pub cost: u128,
 }
 
 /// Applies the payments of `set` (admitted, sorted): burns from liquid, adds credit; fills
@@ -87,12 +100,16 @@ pub(super) fn pay(
             work: pay.work,
             remaining: 0,
             counted: BTreeSet::new(),
+            burned: 0,
+            bought: 0,
         });
         if credit.work != pay.work {
             s.ignored.push(format!("{who}.. payment: job {} was paid for other work", hex::encode(pay.job)));
             continue;
         }
         credit.remaining = credit.remaining.saturating_add(bought);
+        credit.burned += pay.amount as u128;
+        credit.bought += bought as u128;
         let a = accounts.get_mut(&e.author).expect("it had liquid");
         a.liquid -= pay.amount;
         a.burned = a.burned.saturating_add(pay.amount);
@@ -111,6 +128,7 @@ fn line(lines: &mut BTreeMap<([u8; 32], [u8; 16]), JobLine>, payer: [u8; 32], jo
 /// by reason into `s.refused`.
 pub(super) fn count(
     credits: &mut Credits,
+    p: &EconParams,
     set: &[&Arc<Entry>],
     voided: &impl Fn(&[u8; 32]) -> bool,
     lines: &mut BTreeMap<([u8; 32], [u8; 16]), JobLine>,
@@ -172,6 +190,10 @@ pub(super) fn count(
         let to = if fl { &mut out.fl } else { &mut out.render };
         let u = to.entry(worker).or_default();
         *u = u.saturating_add(units);
+        let per_minute = if fl { p.fl_units_per_minute } else { p.render_units_per_minute };
+        let c = out.consumed.entry(e.author).or_default();
+        c.milli_minutes += units as u128 * 1000 / per_minute.max(1) as u128;
+        c.cost += units as u128 * credit.burned / credit.bought.max(1);
         let l = line(lines, e.author, job);
         l.delivered = l.delivered.saturating_add(units);
     }

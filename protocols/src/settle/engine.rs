@@ -25,7 +25,7 @@ use super::outcome::{EpochSettlement, OpenProposal, Settlements, Status};
 use super::params::{EconParams, GenesisAlloc, StakeRole};
 use super::payouts::PoolWeights;
 use super::reports::Reports;
-use super::{delivery, governance, payouts, rules, seal, slashing, stake, weights};
+use super::{artists, delivery, governance, payouts, rules, seal, slashing, stake, weights};
 use crate::ledger::body::{EntryBody, EpochSeal};
 use crate::ledger::{Entry, EntryKind};
 use crate::por::quorum;
@@ -48,6 +48,10 @@ struct Fold<'n> {
     open: BTreeMap<[u8; 32], OpenProposal>,
     /// Paid jobs' credit.
     credits: Credits,
+    /// Artists' consumption history (the frequency bonus).
+    consumers: artists::History,
+    /// Challenges each worker answered and let time out, over all epochs.
+    answers: BTreeMap<[u8; 32], (u64, u64)>,
 }
 
 /// Settles every epoch before `now_epoch` that it can, from `entries` (any order).
@@ -79,6 +83,8 @@ pub fn settle<'a>(
         last_ib: BTreeMap::new(),
         open: BTreeMap::new(),
         credits: Credits::new(),
+        consumers: artists::History::new(),
+        answers: BTreeMap::new(),
     };
     for g in net.genesis {
         if let Some(k) = g.key_bytes() {
@@ -167,18 +173,29 @@ impl Fold<'_> {
         let voided = |k: &[u8; 32]| r.equivocators.contains(k);
         let mut jobs = BTreeMap::new();
         delivery::pay(&mut self.accounts, &mut self.credits, set, &voided, &p, &mut jobs, s);
-        let delivered = delivery::count(&mut self.credits, set, &voided, &mut jobs, s);
+        let delivered = delivery::count(&mut self.credits, &p, set, &voided, &mut jobs, s);
         s.jobs = jobs.into_values().collect();
         let views = quorum::views(r.verdicts.iter().map(|(k, v)| (*k, v)));
         let standings = quorum::standings_of(&views);
         let caught: BTreeSet<[u8; 32]> = standings.iter().filter(|(_, st)| st.caught).map(|(k, _)| *k).collect();
         slashing::slash(&mut self.accounts, &caught, &r.equivocators, p.slash_bps, s);
-        let worker_w =
-            weights::workers(&self.accounts, &mut self.last_ib, &r, &delivered, &views, &caught, &p, epoch_secs, s);
+        let worker_w = weights::workers(
+            &self.accounts,
+            &mut self.last_ib,
+            &mut self.answers,
+            &r,
+            &delivered,
+            &views,
+            &caught,
+            &p,
+            epoch_secs,
+            s,
+        );
         let verifier_w = weights::verifiers(&views, &standings, r.liveness.keys().copied());
         governance::open_proposals(&mut self.open, &self.accounts, set, &voided, &p, s);
         let gov_w = governance::voter_weights(&self.open, &self.accounts, set, &voided, s.epoch);
-        let w = PoolWeights { workers: worker_w, verifiers: verifier_w, governance: gov_w };
+        let (artists, artist_caps) = artists::weights(&delivered.consumed, &mut self.consumers, s.epoch, &p);
+        let w = PoolWeights { workers: worker_w, verifiers: verifier_w, governance: gov_w, artists, artist_caps };
         payouts::pay(&mut self.accounts, &w, &p, epoch_secs, s);
         s.caught = caught.into_iter().collect();
         s.equivocators = r.equivocators.iter().copied().collect();

@@ -2,11 +2,12 @@
 //! ledger become payouts, computed the same way on every honest node (integers only, sorted
 //! iteration). `params`: the named parameters and genesis; `engine`: the fold over sealed
 //! epochs, a short driver over one file per step (`seal`, `rules`, `reports`, `delivery`,
-//! `slashing`, `weights`, `governance`, `payouts`, `stake`); `account` and `outcome`: what the fold carries and what it
+//! `slashing`, `weights`, `governance`, `artists`, `payouts`, `stake`); `account` and `outcome`: what the fold carries and what it
 //! returns. The entry bodies it reads (stake, seal, proposal, vote, job payment) are the
 //! ledger's (`ledger::body`).
 
 mod account;
+mod artists;
 mod delivery;
 pub mod engine;
 mod governance;

@@ -37,6 +37,8 @@ pub struct Payout {
     pub verifiers: u64,
     /// From the governance pool.
     pub governance: u64,
+    /// From the artist pool (paid work consumed).
+    pub artists: u64,
     pub total: u64,
     /// Liquid at once.
     pub liquid: u64,
@@ -110,6 +112,7 @@ pub struct EpochSettlement {
     pub pool_workers: u64,
     pub pool_verifiers: u64,
     pub pool_governance: u64,
+    pub pool_artists: u64,
     /// Slashed stake, paid to verifiers with their pool.
     pub penalties: u64,
     /// Pools nobody could be paid from (no eligible weight): kept by the protocol.
@@ -156,6 +159,7 @@ impl EpochSettlement {
             pool_workers: 0,
             pool_verifiers: 0,
             pool_governance: 0,
+            pool_artists: 0,
             penalties: 0,
             unallocated: 0,
             burned: 0,

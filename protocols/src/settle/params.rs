@@ -26,9 +26,17 @@ pub struct EconParams {
     pub halving_epochs: u64,
     /// Share of the mint paid to workers, in basis points.
     pub workers_bps: u64,
-    /// Share of the mint paid to verifiers (the rest after workers and verifiers goes to
-    /// governance participants).
+    /// Share of the mint paid to verifiers (the rest after workers, verifiers and artists goes
+    /// to governance participants).
     pub verifiers_bps: u64,
+    /// Share of the mint paid to artists for the paid work they consumed (whitepaper: "based
+    /// on the volume and frequency of each individual's IBM consumption").
+    pub artists_bps: u64,
+    /// Most an artist gets back of what its delivered work cost it, in basis points: what keeps
+    /// the artists' reward from paying for self-dealing (`docs/ECONOMICS.md`).
+    pub artist_rebate_bps: u64,
+    /// Epochs of consumption history the frequency bonus looks back over (at most 64).
+    pub artist_window_epochs: u64,
     /// W_PoD x 1000: weight of a verified delivery minute against an uptime minute.
     pub w_pod_milli: u64,
     /// Render work units that count as one delivery minute.
@@ -76,6 +84,10 @@ impl Default for EconParams {
             // Whitepaper pools 37.5% : 7.5% : 1.25% of supply, normalised (30 : 6 : 1).
             workers_bps: 8_108,
             verifiers_bps: 1_622,
+            // Half of what was the governance pool (270 bps).
+            artists_bps: 135,
+            artist_rebate_bps: 2_500,
+            artist_window_epochs: 10,
             w_pod_milli: 2_000,
             render_units_per_minute: 100_000,
             fl_units_per_minute: 1_000,
@@ -99,11 +111,14 @@ impl Default for EconParams {
 }
 
 /// The names governance may change, in the order `ifx gov list` shows them.
-pub const PARAM_NAMES: [&str; 20] = [
+pub const PARAM_NAMES: [&str; 23] = [
     "mint_per_epoch",
     "halving_epochs",
     "workers_bps",
     "verifiers_bps",
+    "artists_bps",
+    "artist_rebate_bps",
+    "artist_window_epochs",
     "w_pod_milli",
     "render_units_per_minute",
     "fl_units_per_minute",
@@ -129,6 +144,9 @@ impl EconParams {
             "halving_epochs" => &mut self.halving_epochs,
             "workers_bps" => &mut self.workers_bps,
             "verifiers_bps" => &mut self.verifiers_bps,
+            "artists_bps" => &mut self.artists_bps,
+            "artist_rebate_bps" => &mut self.artist_rebate_bps,
+            "artist_window_epochs" => &mut self.artist_window_epochs,
             "w_pod_milli" => &mut self.w_pod_milli,
             "render_units_per_minute" => &mut self.render_units_per_minute,
             "fl_units_per_minute" => &mut self.fl_units_per_minute,
@@ -174,6 +192,8 @@ impl EconParams {
         for (k, v) in [
             ("workers_bps", self.workers_bps),
             ("verifiers_bps", self.verifiers_bps),
+            ("artists_bps", self.artists_bps),
+            ("artist_rebate_bps", self.artist_rebate_bps),
             ("slash_bps", self.slash_bps),
             ("liquid_bps", self.liquid_bps),
             ("gov_quorum_bps", self.gov_quorum_bps),
@@ -181,11 +201,15 @@ impl EconParams {
         ] {
             bps(k, v)?;
         }
-        if self.workers_bps + self.verifiers_bps > BPS {
+        let shares = self.workers_bps + self.verifiers_bps + self.artists_bps;
+        if shares > BPS {
             return Err(InvalidValue::new(
                 key("verifiers_bps"),
-                format!("workers_bps + verifiers_bps = {} exceeds {BPS}", self.workers_bps + self.verifiers_bps),
+                format!("workers_bps + verifiers_bps + artists_bps = {shares} exceeds {BPS}"),
             ));
+        }
+        if self.artist_window_epochs > 64 {
+            return Err(InvalidValue::new(key("artist_window_epochs"), "must be at most 64"));
         }
         // Bounds that keep every product in settlement inside u128 with room to spare.
         if self.mint_per_epoch > 1 << 60 {

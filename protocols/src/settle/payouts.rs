@@ -1,4 +1,4 @@
-//! Step four: pools and payouts. The epoch's mint splits into the worker, verifier and
+//! Step four: pools and payouts. The epoch's mint splits into the worker, verifier, artist and
 //! governance pools (slashed stake joins the verifiers'); each pool is divided by its weights
 //! exactly in integers; each payout is part liquid, part vesting.
 
@@ -33,11 +33,13 @@ pub fn distribute(pool: u64, weights: &BTreeMap<[u8; 32], u128>) -> BTreeMap<[u8
     out
 }
 
-/// The weights of the three pools.
+/// The weights of the four pools, and the most each artist may be paid.
 pub(super) struct PoolWeights {
     pub workers: BTreeMap<[u8; 32], u128>,
     pub verifiers: BTreeMap<[u8; 32], u128>,
     pub governance: BTreeMap<[u8; 32], u128>,
+    pub artists: BTreeMap<[u8; 32], u128>,
+    pub artist_caps: BTreeMap<[u8; 32], u64>,
 }
 
 /// Mints the epoch, fills `s`'s pools and payouts (and its root), and credits the accounts:
@@ -53,15 +55,30 @@ pub(super) fn pay(
     s.minted = p.mint_at(epoch);
     s.pool_workers = (s.minted as u128 * p.workers_bps as u128 / BPS as u128) as u64;
     s.pool_verifiers = (s.minted as u128 * p.verifiers_bps as u128 / BPS as u128) as u64;
-    s.pool_governance = s.minted - s.pool_workers - s.pool_verifiers;
+    s.pool_artists = (s.minted as u128 * p.artists_bps as u128 / BPS as u128) as u64;
+    s.pool_governance = s.minted - s.pool_workers - s.pool_verifiers - s.pool_artists;
     let mut lines: BTreeMap<[u8; 32], Payout> = BTreeMap::new();
     let vpool = s.pool_verifiers + s.penalties;
-    for (pool, weights, which) in
-        [(s.pool_workers, &w.workers, 0u8), (vpool, &w.verifiers, 1), (s.pool_governance, &w.governance, 2)]
-    {
-        let shares = distribute(pool, weights);
+    for (pool, weights, which) in [
+        (s.pool_workers, &w.workers, 0u8),
+        (vpool, &w.verifiers, 1),
+        (s.pool_governance, &w.governance, 2),
+        (s.pool_artists, &w.artists, 3),
+    ] {
+        let mut shares = distribute(pool, weights);
         if shares.is_empty() {
             s.unallocated += pool;
+        }
+        if which == 3 {
+            // No artist gets back more than its rebate of what its consumed work cost.
+            for (k, amount) in &mut shares {
+                let cap = w.artist_caps.get(k).copied().unwrap_or(0);
+                if *amount > cap {
+                    s.unallocated += *amount - cap;
+                    *amount = cap;
+                }
+            }
+            shares.retain(|_, a| *a > 0);
         }
         for (k, amount) in shares {
             let l = lines.entry(k).or_insert_with(|| Payout {
@@ -69,6 +86,7 @@ pub(super) fn pay(
                 workers: 0,
                 verifiers: 0,
                 governance: 0,
+                artists: 0,
                 total: 0,
                 liquid: 0,
                 vesting: 0,
@@ -84,7 +102,8 @@ pub(super) fn pay(
                     l.verifiers = amount;
                     l.verifier_weight = weights[&k];
                 }
-                _ => l.governance = amount,
+                2 => l.governance = amount,
+                _ => l.artists = amount,
             }
             l.total += amount;
         }

@@ -28,6 +28,7 @@ fn median(mut v: Vec<u64>) -> u64 {
 pub(super) fn workers(
     accounts: &BTreeMap<[u8; 32], Account>,
     last_ib: &mut BTreeMap<[u8; 32], u64>,
+    answers: &mut BTreeMap<[u8; 32], (u64, u64)>,
     r: &Reports,
     delivered: &Delivered,
     views: &Views,
@@ -86,7 +87,18 @@ pub(super) fn workers(
         let delivery = delivered.render.get(&k).map_or(0, |u| *u as u128 * 1000 / p.render_units_per_minute as u128)
             + delivered.fl.get(&k).map_or(0, |u| *u as u128 * 1000 / p.fl_units_per_minute as u128);
         let delivery = delivery.min(u64::MAX as u128) as u64;
-        let qos = qos_bps(challenged.range((k, [0; 32])..=(k, [0xff; 32])).map(|(_, c)| *c));
+        // This epoch's challenges decide; an epoch without any falls back to every challenge
+        // so far (a worker that never answered stays at nothing).
+        let now: Vec<(u64, u64)> = challenged.range((k, [0; 32])..=(k, [0xff; 32])).map(|(_, c)| *c).collect();
+        let so_far = answers.entry(k).or_default();
+        for (a, t) in &now {
+            *so_far = (so_far.0.saturating_add(*a), so_far.1.saturating_add(*t));
+        }
+        let qos = if now.iter().any(|(a, t)| *a > 0 || *t > 0) {
+            qos_bps(now.into_iter())
+        } else {
+            qos_bps(std::iter::once(*so_far))
+        };
         let required = p.required_stake(epoch_secs, ib);
         let excluded = if caught.contains(&k) {
             Some("caught failing proof of rendering".to_string())

@@ -72,12 +72,72 @@ pub struct AttacksSection {
     pub panics: Vec<String>,
     pub memory_ratio_limit: f64,
     pub p99_ratio_limit: f64,
+    /// What the attackers with money (issue #21) made, beside an honest worker.
+    pub economics: Vec<AttackerNet>,
+}
+
+/// One funded attacker's net as settled on node 0 at the end: what it earned, less what it
+/// burned and what was slashed from it, beside the median honest worker's.
+#[derive(Debug, Serialize, Clone, PartialEq)]
+pub struct AttackerNet {
+    pub attack: &'static str,
+    pub key: String,
+    pub earned: u64,
+    pub burned: u64,
+    pub slashed: u64,
+    pub net: i128,
+    /// The median net of the honest workers (node 0, the artist, left out).
+    pub honest_worker_net: i128,
+    /// The attacker must not profit at all (forged receipts, seal spam), else only stay below
+    /// the honest worker.
+    pub must_not_profit: bool,
+}
+
+impl AttackerNet {
+    /// The line of `attack` (its key `key`) from the accounts (hex key -> account) and the honest
+    /// workers' keys.
+    pub fn of(
+        attack: crate::attacks::Attack,
+        key: &str,
+        accounts: &std::collections::BTreeMap<String, ifx_protocols::settle::Account>,
+        honest: &[String],
+    ) -> Self {
+        let net = |k: &str| accounts.get(k).map_or(0, |a| a.earned as i128 - a.burned as i128 - a.slashed as i128);
+        let mut h: Vec<i128> = honest.iter().map(|k| net(k)).collect();
+        h.sort_unstable();
+        let a = accounts.get(key).cloned().unwrap_or_default();
+        AttackerNet {
+            attack: attack.name(),
+            key: key.to_owned(),
+            earned: a.earned,
+            burned: a.burned,
+            slashed: a.slashed,
+            net: net(key),
+            honest_worker_net: h.get(h.len().saturating_sub(1) / 2).copied().unwrap_or(0),
+            must_not_profit: attack.must_not_profit(),
+        }
+    }
+
+    /// Why the attack paid.
+    pub fn failure(&self) -> Option<String> {
+        if self.must_not_profit && self.net > 0 {
+            return Some(format!("attack {}: the attacker netted {} units (must be <= 0)", self.attack, self.net));
+        }
+        // Judged against honest work only once honest workers earned.
+        if !self.must_not_profit && self.honest_worker_net > 0 && self.net >= self.honest_worker_net {
+            return Some(format!(
+                "attack {}: the attacker netted {} units, an honest worker {}",
+                self.attack, self.net, self.honest_worker_net
+            ));
+        }
+        None
+    }
 }
 
 impl AttacksSection {
     /// Why the network did not hold.
     pub fn failures(&self) -> Vec<String> {
-        let mut out = Vec::new();
+        let mut out: Vec<String> = self.economics.iter().filter_map(AttackerNet::failure).collect();
         for a in &self.attacks {
             if let Some(e) = &a.error {
                 out.push(format!("attack {}: the attacker reported nothing ({e})", a.attack));
@@ -171,6 +231,7 @@ mod tests {
 
     fn section(nodes: Vec<NodeUnderAttack>, attacks: Vec<AttackLine>) -> AttacksSection {
         AttacksSection {
+            economics: Vec::new(),
             victim: 1,
             attacks,
             baseline: Some("b.json".into()),
@@ -210,5 +271,31 @@ mod tests {
         let mut s = section(vec![], vec![]);
         s.panics.push("node-1.log: thread 'x' panicked at a.rs:1".into());
         assert_eq!(s.failures().len(), 1);
+    }
+
+    #[test]
+    fn a_funded_attacker_is_judged_by_its_net_against_honest_work() {
+        use ifx_protocols::settle::Account;
+        let acct = |earned, burned, slashed| Account { earned, burned, slashed, ..Default::default() };
+        let accounts: std::collections::BTreeMap<String, Account> = [
+            ("h1".to_string(), acct(100, 0, 0)),
+            ("h2".to_string(), acct(300, 0, 0)),
+            ("h3".to_string(), acct(200, 0, 0)),
+            ("forger".to_string(), acct(0, 7, 0)),
+            ("dodger".to_string(), acct(250, 0, 0)),
+        ]
+        .into();
+        let honest = ["h1", "h2", "h3"].map(String::from);
+        let f = AttackerNet::of(crate::attacks::Attack::ForgedReceipt, "forger", &accounts, &honest);
+        assert_eq!((f.net, f.honest_worker_net, f.failure()), (-7, 200, None));
+        // Earning more than the median honest worker fails the run.
+        let d = AttackerNet::of(crate::attacks::Attack::TimeoutDodge, "dodger", &accounts, &honest);
+        assert!(d.failure().unwrap().contains("timeout-dodge"));
+        let mut s = section(vec![], vec![]);
+        s.economics = vec![f, d];
+        assert_eq!(s.failures().len(), 1);
+        // A forger that netted anything fails, whatever honest workers made.
+        let rich = [("forger".to_string(), acct(1, 0, 0))].into();
+        assert!(AttackerNet::of(crate::attacks::Attack::ForgedReceipt, "forger", &rich, &[]).failure().is_some());
     }
 }

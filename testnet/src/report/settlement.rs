@@ -54,6 +54,8 @@ pub struct EpochEconomics {
     pub net_supply: i128,
     /// Paid work units delivered.
     pub delivered: u64,
+    /// Paid to job owners from the artist pool.
+    pub paid_artists: u64,
     /// Entries settlement refused.
     pub refused: u64,
 }
@@ -135,6 +137,7 @@ impl SettlementSection {
                     burned: x.burned,
                     net_supply: x.net_supply,
                     delivered: x.delivered,
+                    paid_artists: x.paid_artists,
                     refused: x.refused,
                 }
             })
@@ -244,6 +247,7 @@ mod tests {
             slashed: slashed.iter().map(|s| s.to_string()).collect(),
             workers_bps: bps,
             paid_workers: bps / 100,
+            paid_artists: 0,
             burned: 0,
             net_supply: 100,
             delivered: 0,
