@@ -193,7 +193,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<AttackStats> {
                 let hb = ifx_protocols::heartbeat::Heartbeat {
                     boot_unix_ms: if i % 8 < 4 { 1 } else { rand::random() },
                     seq,
-                    sent_unix_us: if i % 3 == 0 { u64::MAX } else { crate::unix_time_us() },
+                    sent_unix_us: if i.is_multiple_of(3) { u64::MAX } else { crate::unix_time_us() },
                     role: ifx_protocols::Role::Worker,
                     capacity: ifx_protocols::heartbeat::Capacity {
                         backend: "x".repeat(64),
@@ -207,7 +207,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<AttackStats> {
                 };
                 publish(Kind::Heartbeat, hb.encode(), &key).await;
                 // Garbage and a forged signature too (a fresh key's envelope, re-signed badly).
-                if i % 5 == 0 {
+                if i.is_multiple_of(5) {
                     let _ = net.publish(Kind::Heartbeat, (0..300).map(|_| rand::random::<u8>()).collect()).await;
                 }
                 stats.sent += 1;

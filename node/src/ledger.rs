@@ -54,6 +54,10 @@ pub struct LedgerHandle {
     broken: tokio_util::sync::CancellationToken,
     /// Whether this node may sign: false while its own chain may exist on peers but not here.
     own_chain_known: Arc<tokio::sync::watch::Sender<bool>>,
+    /// The keys with an account in this node's settlement (`None`: none computed yet, or a
+    /// network without accounts, which is open): entries of other keys are neither relayed nor
+    /// stored, so never served (issue #21: a key without a balance writes nothing anyone keeps).
+    funded: Arc<std::sync::RwLock<Option<std::collections::BTreeSet<[u8; 32]>>>>,
 }
 
 /// How long an append waits for the node's own chain to be fetched before it fails with
@@ -114,6 +118,21 @@ impl LedgerHandle {
             metrics,
             broken: tokio_util::sync::CancellationToken::new(),
             own_chain_known: Arc::new(tokio::sync::watch::channel(true).0),
+            funded: Default::default(),
+        }
+    }
+
+    /// Sets the keys whose entries this node keeps (an empty set keeps every key's: a network
+    /// without accounts).
+    pub fn set_funded(&self, keys: std::collections::BTreeSet<[u8; 32]>) {
+        *self.funded.write().unwrap_or_else(|e| e.into_inner()) = (!keys.is_empty()).then_some(keys);
+    }
+
+    /// Whether entries of `author` are kept (relayed, stored, served).
+    pub fn admits(&self, author: &[u8; 32]) -> bool {
+        match &*self.funded.read().unwrap_or_else(|e| e.into_inner()) {
+            None => true,
+            Some(keys) => keys.contains(author),
         }
     }
 
@@ -326,7 +345,12 @@ impl LedgerHandle {
             let bytes = net.request(Proto::LedgerSync, peer, req).await??;
             self.metrics.ledger_sync_bytes.inc_by(bytes.len() as u64);
             let resp = SyncResponse::decode(&bytes)?;
-            let entries: Vec<Entry> = resp.entries.iter().filter_map(|b| Entry::decode(b, &net_id).ok()).collect();
+            let entries: Vec<Entry> = resp
+                .entries
+                .iter()
+                .filter_map(|b| Entry::decode(b, &net_id).ok())
+                .filter(|e| self.admits(&e.author))
+                .collect();
             if !entries.is_empty() {
                 gained += self.ingest(entries, None).await?.accepted.len();
             }

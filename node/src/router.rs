@@ -223,6 +223,23 @@ pub async fn judge_entries(
     entries: Vec<Entry>,
     now_us: u64,
 ) -> Vec<Verdict> {
+    // Keys without an account write nothing this node keeps or relays (not a fault of the
+    // relayer, whose view of the accounts may differ for a moment: ignored, not rejected).
+    let admitted: Vec<bool> = entries.iter().map(|e| ledger.admits(&e.author)).collect();
+    if admitted.iter().any(|a| !a) {
+        let kept: Vec<Entry> = entries.iter().zip(&admitted).filter(|(_, a)| **a).map(|(e, _)| e.clone()).collect();
+        let mut verdicts = Box::pin(judge_entries(ledger, net, kept, now_us)).await.into_iter();
+        return admitted
+            .iter()
+            .map(|a| {
+                if *a {
+                    verdicts.next().unwrap_or(Verdict::Ignore("lost"))
+                } else {
+                    Verdict::Ignore("author_without_account")
+                }
+            })
+            .collect();
+    }
     let ids: Vec<_> = entries.iter().map(Entry::id).collect();
     let known: Vec<bool> = ledger.with(|l| ids.iter().map(|id| l.ledger().contains(id)).collect());
     match ledger.ingest(entries, Some(net.epoch_at(now_us / 1000))).await {
@@ -305,5 +322,31 @@ mod tests {
         let v = judge_entries(&ledger, &net, vec![chain[2].clone()], now_us).await;
         assert_eq!(v, vec![Verdict::Accept]);
         assert_eq!(ledger.with(|l| l.ledger().len()), 4);
+    }
+
+    /// Issue #21: a key without an account writes nothing anyone keeps. Once the settlement
+    /// names the keys with accounts, others' gossiped entries are ignored (not relayed, not
+    /// stored, so never served), in the same batch as admitted ones.
+    #[tokio::test]
+    async fn entries_of_keys_without_an_account_are_neither_kept_nor_relayed() {
+        let dir = tempfile::tempdir().unwrap();
+        let net = NetworkConfig::default();
+        let db = ifx_storage::Db::open(dir.path()).unwrap();
+        let ledger = LedgerHandle::new(ifx_storage::LedgerStore::open(db, &net.id).unwrap(), NodeMetrics::default());
+        let now_us = crate::unix_time_us();
+        let epoch = net.epoch_at(now_us / 1000);
+        let (funded, fresh) =
+            (ed25519_dalek::SigningKey::from_bytes(&[7; 32]), ed25519_dalek::SigningKey::from_bytes(&[9; 32]));
+        let entry = |k: &ed25519_dalek::SigningKey| {
+            Ledger::new(&net.id).next_entry(k, epoch, EntryKind::Stake, vec![1; 8]).unwrap()
+        };
+        ledger.set_funded([funded.verifying_key().to_bytes()].into());
+        let v = judge_entries(&ledger, &net, vec![entry(&fresh), entry(&funded)], now_us).await;
+        assert_eq!(v, vec![Verdict::Ignore("author_without_account"), Verdict::Accept]);
+        assert_eq!(ledger.with(|l| l.ledger().len()), 1);
+        // A network without accounts (no settlement names any) keeps every key's.
+        ledger.set_funded(Default::default());
+        let v = judge_entries(&ledger, &net, vec![entry(&fresh)], now_us).await;
+        assert_eq!(v, vec![Verdict::Accept]);
     }
 }

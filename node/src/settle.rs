@@ -181,15 +181,7 @@ impl Settle {
         // an author without one writes can move money, and a flood of fresh keys (issue #16)
         // made two verifiers seal different sets (entries still arriving) or more authors than
         // a seal holds, so no epoch sealed at all.
-        let funded = |a: &[u8; 32]| {
-            accounts.get(a).is_some_and(|acc| {
-                acc.role.is_some()
-                    || acc.bonded > 0
-                    || acc.liquid > 0
-                    || !acc.vesting.is_empty()
-                    || !acc.unbonding.is_empty()
-            })
-        };
+        let funded = |a: &[u8; 32]| accounts.get(a).is_some_and(settle::Account::is_funded);
         let view = self.ledger.with(|l| {
             let entries: Vec<Arc<Entry>> =
                 l.ledger().iter_sorted().filter(|e| e.epoch == epoch && funded(&e.author)).collect();

@@ -156,6 +156,14 @@ fn testnet_of_eight_with_a_sigkill_ends_on_time_and_reports() {
         let id = nodes[i]["peer_id"].as_str().unwrap();
         assert!(st["payouts"][id].as_u64().unwrap_or(0) > 0, "node {i} earned nothing: {st:#}");
     }
+    // Issue #21: node 0, the artist, paid for its job (the burn as settled equals the price),
+    // workers earned by paid delivery, and node 0 earned the artists' reward for it.
+    assert!(report["render"]["paid"].as_u64().unwrap() > 0, "{:#}", report["render"]);
+    assert_eq!(st["artist_burned"], st["job_paid"], "{st:#}");
+    let econ = st["economics"].as_array().unwrap();
+    assert!(econ.iter().any(|e| e["delivered"].as_u64().unwrap() > 0), "{st:#}");
+    assert!(econ.iter().any(|e| e["paid_artists"].as_u64().unwrap() > 0), "{st:#}");
+    assert!(econ.iter().any(|e| e["net_supply"].as_i64().unwrap() < 0), "the job's burn outweighs its epoch's mint");
     // `ifx rewards` reads the same settlement offline from a stopped node's store.
     let first = st["sealed_epochs"][0].as_u64().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_ifx"))
@@ -346,7 +354,8 @@ fn attacks_in_one_testnet_leave_the_honest_network_whole() {
     let tmp = tempfile::tempdir().unwrap();
     let (out, report) = testnet(
         "--nodes 6 --verifiers 2 --duration 24 --render-size 64 --render-spp 8 --fl-rounds 0 \
-         --attack hb-overflow --attack challenge-flood --attack fork-bomb --attack author-flood --attack api-rebind",
+         --attack hb-overflow --attack challenge-flood --attack fork-bomb --attack author-flood --attack api-rebind \
+         --attack forged-receipt --attack timeout-dodge",
         tmp.path(),
     );
     let attacks = &report["attacks"];
@@ -376,4 +385,12 @@ fn attacks_in_one_testnet_leave_the_honest_network_whole() {
     // The fork bomb's author holds two entries at its forked seq, nothing past it: the
     // ledger stayed small.
     assert!(report["ledger"]["converged"].as_bool().unwrap());
+    // Issue #21: the funded forger burned for its one-unit jobs and earned nothing for its
+    // u64::MAX receipts; the worker that answers no challenge earned less than honest workers.
+    let econ =
+        |name: &str| attacks["economics"].as_array().unwrap().iter().find(|a| a["attack"] == name).unwrap().clone();
+    let forger = econ("forged-receipt");
+    assert!(forger["net"].as_i64().unwrap() <= 0 && forger["burned"].as_u64().unwrap() > 0, "{forger:#}");
+    let dodger = econ("timeout-dodge");
+    assert!(dodger["net"].as_i64().unwrap() < dodger["honest_worker_net"].as_i64().unwrap(), "{dodger:#}");
 }

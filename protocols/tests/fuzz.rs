@@ -38,13 +38,13 @@ impl Rng {
     }
     fn byte(&mut self) -> u8 {
         const SPECIAL: [u8; 8] = [0, 1, 0x7f, 0x80, 250, 251, 253, 255];
-        if self.next() % 3 == 0 { SPECIAL[self.below(SPECIAL.len())] } else { self.next() as u8 }
+        if self.next().is_multiple_of(3) { SPECIAL[self.below(SPECIAL.len())] } else { self.next() as u8 }
     }
 }
 
 fn mutate(rng: &mut Rng, seeds: &[Vec<u8>]) -> Vec<u8> {
-    if seeds.is_empty() || rng.next() % 8 == 0 {
-        let most = if rng.next() % 4 == 0 { 70_000 } else { 600 };
+    if seeds.is_empty() || rng.next().is_multiple_of(8) {
+        let most = if rng.next().is_multiple_of(4) { 70_000 } else { 600 };
         let n = rng.below(most);
         return (0..n).map(|_| rng.byte()).collect();
     }

@@ -1,4 +1,5 @@
-//! Who may challenge this worker: the verifiers bonded in the ledger's settlement. A network
+//! Who may challenge this worker: the verifiers bonded in the ledger's settlement (and, from
+//! the same settlement, whose entries the node keeps: keys with an account). A network
 //! with no bonded verifier at all (a dev network without genesis stake) is open to any
 //! verifier; once one is bonded, only bonded verifiers' render and benchmark challenges are
 //! worked on. Anyone else is answered `Busy` (not `Refused`): an honest verifier whose bond this
@@ -52,16 +53,25 @@ impl BondedVerifiers {
             computed_at = Some(now);
             let s = settle.clone();
             let computed = tokio::task::spawn_blocking(move || {
-                s.compute()
-                    .accounts
+                let accounts = s.compute().accounts;
+                let verifiers = accounts
                     .iter()
                     .filter(|(_, a)| a.role == Some(StakeRole::Verifier) && a.bonded > 0)
                     .map(|(k, _)| *k)
-                    .collect::<BTreeSet<[u8; 32]>>()
+                    .collect::<BTreeSet<[u8; 32]>>();
+                let funded: BTreeSet<[u8; 32]> =
+                    accounts.iter().filter(|(_, a)| a.is_funded()).map(|(k, _)| *k).collect();
+                (verifiers, funded)
             })
             .await;
             match computed {
-                Ok(keys) => {
+                Ok((keys, funded)) => {
+                    // The same settlement says whose entries this node keeps (its own always).
+                    let mut funded = funded;
+                    if !funded.is_empty() {
+                        funded.insert(settle.key.verifying_key().to_bytes());
+                    }
+                    settle.ledger.set_funded(funded);
                     if known.as_ref() != Some(&keys) {
                         info!(verifiers = keys.len(), "bonded verifiers (who may challenge this worker)");
                         known = Some(keys.clone());

@@ -56,6 +56,17 @@ impl Account {
         self.vesting.retain(|v| v.released < v.total);
     }
 
+    /// Whether the account holds anything or has a role: what a key needs for its entries to
+    /// be sealed, relayed and stored at all (issue #16 and #21: a key without one writes
+    /// nothing anyone keeps).
+    pub fn is_funded(&self) -> bool {
+        self.role.is_some()
+            || self.bonded > 0
+            || self.liquid > 0
+            || !self.vesting.is_empty()
+            || !self.unbonding.is_empty()
+    }
+
     /// Still vesting.
     pub fn locked(&self) -> u64 {
         self.vesting.iter().fold(0u64, |s, v| s.saturating_add(v.total - v.released))

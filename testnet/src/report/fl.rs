@@ -165,6 +165,7 @@ mod tests {
             banned: [("p".to_string(), "round 3: 3 of 5 rejected".to_string())].into(),
             dropped: BTreeMap::new(),
             receipts: 5,
+            paid: 0,
             global_hash: String::new(),
             final_accuracy: Some(accuracy),
             weights: None,

@@ -20,6 +20,8 @@ pub struct RenderSection {
     pub reassigned: u64,
     /// Render receipts the job owner wrote to the ledger.
     pub receipts: u64,
+    /// Units the owner burned for the job before handing out tiles (0: unpaid).
+    pub paid: u64,
     pub secs: f64,
     pub png: Option<String>,
     pub error: Option<String>,
@@ -38,6 +40,7 @@ impl RenderSection {
                 tiles_by_worker: BTreeMap::new(),
                 reassigned: 0,
                 receipts: 0,
+                paid: 0,
                 secs: 0.0,
                 png: None,
                 error: Some("the job owner never reported the job".into()),
@@ -52,6 +55,7 @@ impl RenderSection {
             tiles_by_worker: j.tiles_by_worker.clone(),
             reassigned: j.reassigned,
             receipts: j.receipts,
+            paid: j.paid,
             secs: j.secs,
             png: j.png.clone(),
             error: j.error.clone(),
