@@ -163,8 +163,14 @@ async fn propose_gov(net: &Testnet, args: &TestnetArgs, param: &str, value: u64)
             let client = net.client.clone();
             let vote = serde_json::json!({ "proposal": id, "yes": true });
             async move {
-                let r =
-                    client.post(format!("http://{api}/gov/votes")).bearer_auth(token).json(&vote).send().await.ok()?;
+                let r = client
+                    .post(format!("http://{api}/gov/votes"))
+                    .timeout(WRITE_TIMEOUT)
+                    .bearer_auth(token)
+                    .json(&vote)
+                    .send()
+                    .await
+                    .ok()?;
                 r.status().is_success().then_some(())
             }
         },
@@ -206,6 +212,9 @@ pub(crate) async fn get<T: DeserializeOwned>(
 }
 
 /// POSTs `body` to node 0's `/{path}` and reads what it accepted as `T`.
+/// How long the harness waits for node 0 to answer a write.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
 async fn post_to_node0<T: DeserializeOwned>(
     net: &Testnet,
     path: &str,
@@ -213,9 +222,13 @@ async fn post_to_node0<T: DeserializeOwned>(
     what: &str,
 ) -> Result<T, TestnetError> {
     let api = net.nodes[0].api.ok_or_else(|| TestnetError::run("node 0 has no API"))?;
+    // A write signs an entry (a job's payment, a proposal) and waits for it to be durable,
+    // and node 0 may first have to fetch its own chain from peers: under `--attack all` that
+    // took longer than the polls' timeout. One request, so a long timeout costs nothing.
     let r = net
         .client
         .post(format!("http://{api}/{path}"))
+        .timeout(WRITE_TIMEOUT)
         .bearer_auth(net.nodes[0].api_token())
         .json(body)
         .send()

@@ -59,10 +59,20 @@ pub(super) struct Delivered {
 /// What one payer's paid work delivered in the epoch.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Consumed {
-    /// Delivery milli-minutes (render units x 1000 / render_units_per_minute, and FL alike).
-    pub milli_minutes: u128,
+    /// Render and FL work units delivered (summed before any division: a 32 x 32 tile is less
+    /// than a delivery milli-minute).
+    pub render_units: u128,
+    pub fl_units: u128,
     /// The units it burned for exactly that work (each unit at what its job paid per unit).
     pub cost: u128,
+}
+
+impl Consumed {
+    /// Delivery micro-minutes: render units x 10^6 / render_units_per_minute, and FL alike.
+    pub fn micro_minutes(&self, p: &EconParams) -> u128 {
+        self.render_units * 1_000_000 / p.render_units_per_minute.max(1) as u128
+            + self.fl_units * 1_000_000 / p.fl_units_per_minute.max(1) as u128
+    }
 }
 
 /// Applies the payments of `set` (admitted, sorted): burns from liquid, adds credit; fills
@@ -128,7 +138,6 @@ fn line(lines: &mut BTreeMap<([u8; 32], [u8; 16]), JobLine>, payer: [u8; 32], jo
 /// by reason into `s.refused`.
 pub(super) fn count(
     credits: &mut Credits,
-    p: &EconParams,
     set: &[&Arc<Entry>],
     voided: &impl Fn(&[u8; 32]) -> bool,
     lines: &mut BTreeMap<([u8; 32], [u8; 16]), JobLine>,
@@ -190,9 +199,12 @@ pub(super) fn count(
         let to = if fl { &mut out.fl } else { &mut out.render };
         let u = to.entry(worker).or_default();
         *u = u.saturating_add(units);
-        let per_minute = if fl { p.fl_units_per_minute } else { p.render_units_per_minute };
         let c = out.consumed.entry(e.author).or_default();
-        c.milli_minutes += units as u128 * 1000 / per_minute.max(1) as u128;
+        if fl {
+            c.fl_units += units as u128;
+        } else {
+            c.render_units += units as u128;
+        }
         c.cost += units as u128 * credit.burned / credit.bought.max(1);
         let l = line(lines, e.author, job);
         l.delivered = l.delivered.saturating_add(units);

@@ -173,7 +173,7 @@ impl Fold<'_> {
         let voided = |k: &[u8; 32]| r.equivocators.contains(k);
         let mut jobs = BTreeMap::new();
         delivery::pay(&mut self.accounts, &mut self.credits, set, &voided, &p, &mut jobs, s);
-        let delivered = delivery::count(&mut self.credits, &p, set, &voided, &mut jobs, s);
+        let delivered = delivery::count(&mut self.credits, set, &voided, &mut jobs, s);
         s.jobs = jobs.into_values().collect();
         let views = quorum::views(r.verdicts.iter().map(|(k, v)| (*k, v)));
         let standings = quorum::standings_of(&views);

@@ -52,6 +52,12 @@ impl Report {
                 a.p99_ratio_limit,
                 a.panics.len()
             );
+            for e in &a.economics {
+                println!(
+                    "  economics {}: net {} units (earned {}, burned {}, slashed {}), honest worker {}",
+                    e.attack, e.net, e.earned, e.burned, e.slashed, e.honest_worker_net
+                );
+            }
         }
         println!(
             "  ledger: converged={} entries={} convergence {} s",
@@ -96,6 +102,16 @@ impl Report {
             );
         }
         let st = &self.settlement;
+        let (burned, minted) =
+            st.economics.iter().fold((0u128, 0u128), |(b, m), e| (b + e.burned as u128, m + e.minted as u128));
+        println!(
+            "  economics: burned {burned} units, minted {minted} over the sealed epochs; artist burned {} (job {}, task {}), artists' reward {}, paid work delivered {} units",
+            st.artist_burned,
+            st.job_paid,
+            st.task_paid,
+            st.economics.iter().map(|e| e.paid_artists).sum::<u64>(),
+            st.economics.iter().map(|e| e.delivered).sum::<u64>()
+        );
         println!(
             "  settlement: {} sealed epochs, agreed {}, minted {} units, slashed {}, honest slashed {}{}",
             st.sealed_epochs.len(),
