@@ -169,6 +169,10 @@ pub async fn run(plan: Plan) -> anyhow::Result<AttackStats> {
         return Ok(stats);
     }
 
+    if plan.attack == Attack::SelfDeal {
+        return self_deal(&plan, started, deadline, stats).await;
+    }
+
     let hold = plan.attack == Attack::SyncStall;
     let (net, cfg, key) = peer(&plan, &plan.data_dir, &plan.bootnode, hold, stalled.clone(), &shutdown).await?;
     let net_id = cfg.network.id.clone();
@@ -452,12 +456,67 @@ pub async fn run(plan: Plan) -> anyhow::Result<AttackStats> {
                 tokio::time::sleep(pause).await;
             }
         }
-        Attack::Eclipse => unreachable!("handled above"),
+        Attack::Eclipse | Attack::SelfDeal => unreachable!("handled above"),
         Attack::ApiRebind => anyhow::bail!("api-rebind is the harness's own attack (HTTP), not a peer's"),
     }
     stats.stalled = stalled.load(std::sync::atomic::Ordering::Relaxed);
     stats.seconds = started.elapsed().as_secs_f64();
     shutdown.cancel();
+    Ok(stats)
+}
+
+/// `self-deal`: a real worker node on the attacker's key (it heartbeats, answers challenges and
+/// renders like any honest worker), whose owner pays every epoch for a 64 x 64 job from its
+/// second key and receipts its own worker for every tile: the burn the network's price asks,
+/// against what delivery adds to the worker's reward and the artists' rebate to the second key.
+async fn self_deal(
+    plan: &Plan,
+    started: Instant,
+    deadline: Instant,
+    mut stats: AttackStats,
+) -> anyhow::Result<AttackStats> {
+    use ifx_protocols::ledger::{JobPayment, Ledger, PaidWork, RenderReceipt};
+    let mut cfg = NodeConfig::load(Some(&plan.config), &Default::default())?;
+    cfg.node.data_dir = plan.data_dir.clone();
+    cfg.node.listen = vec!["/ip4/127.0.0.1/tcp/0".into()];
+    cfg.node.api = String::new();
+    cfg.network.bootnodes = vec![plan.bootnode.clone()];
+    let net_id = cfg.network.wire_id();
+    let node = crate::Node::start(cfg.clone()).await?;
+    let worker = node.settle.key.verifying_key().to_bytes();
+    let second =
+        Identity::load_or_create(&plan.data_dir.join(ifx_testnet::attacks::SECOND_KEY_DIR))?.signing_key().clone();
+    let mut chain = Ledger::new(&net_id);
+    let epoch = || cfg.network.epoch_at(crate::unix_time_us() / 1000);
+    let mut paid_in = None;
+    // Let the worker join the mesh (and be heard) before it deals.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    while Instant::now() < deadline {
+        let e = epoch();
+        if paid_in != Some(e) {
+            paid_in = Some(e);
+            let work = PaidWork::Render { width: 64, height: 64, spp: 16, max_bounces: 6, tile: 32 };
+            let settings = work.settings().expect("a render job");
+            let p = &cfg.network.economics;
+            let amount = p.price_of(settings.total_units(), p.render_units_per_minute).max(1);
+            let job: [u8; 16] = rand::random();
+            let mut bodies = vec![(EntryKind::JobPayment, JobPayment { job, work, amount }.encode())];
+            for tile in 0..settings.tile_count() as u32 {
+                bodies.push((EntryKind::RenderReceipt, RenderReceipt { job, tile, worker, work_units: 0 }.encode()));
+            }
+            for (kind, body) in bodies {
+                let Ok(entry) = chain.next_entry(&second, e, kind, body) else { continue };
+                chain.ingest(vec![entry.clone()], None);
+                if let Ok(env) = SignedEnvelope::sign(&second, &net_id, Kind::LedgerEntry, e, entry.encode()) {
+                    let _ = node.net.publish(Kind::LedgerEntry, env.encode()).await;
+                    stats.sent += 1;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    stats.seconds = started.elapsed().as_secs_f64();
+    node.stop().await;
     Ok(stats)
 }
 

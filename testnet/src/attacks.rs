@@ -43,10 +43,16 @@ pub enum Attack {
     HeartbeatBurst,
     /// A staked worker that heartbeats like an honest one and never answers a challenge.
     TimeoutDodge,
+    /// A real, honest worker node whose owner pays for jobs from a second funded key and
+    /// receipts its own worker for them, every epoch, at the network's price.
+    SelfDeal,
 }
 
+/// Where a self-dealer keeps its second key, under its data dir.
+pub const SECOND_KEY_DIR: &str = "second-key";
+
 /// Every attack, in the order `all` runs them.
-pub const ALL: [Attack; 12] = [
+pub const ALL: [Attack; 13] = [
     Attack::HbOverflow,
     Attack::ChallengeFlood,
     Attack::WorkFlood,
@@ -59,6 +65,7 @@ pub const ALL: [Attack; 12] = [
     Attack::SealSpam,
     Attack::HeartbeatBurst,
     Attack::TimeoutDodge,
+    Attack::SelfDeal,
 ];
 
 impl Attack {
@@ -77,16 +84,20 @@ impl Attack {
             Attack::SealSpam => "seal-spam",
             Attack::HeartbeatBurst => "heartbeat-burst",
             Attack::TimeoutDodge => "timeout-dodge",
+            Attack::SelfDeal => "self-deal",
         }
     }
 
-    /// The genesis allocation the attacker's key gets (issue #21's attackers have money to
-    /// game with): `(role, stake IFX, liquid IFX)`. Workers get what honest workers get.
-    pub fn funding(self) -> Option<(&'static str, u64, u64)> {
+    /// The genesis allocations the attacker's keys get (issue #21's attackers have money to
+    /// game with): `(sub-directory of its data dir, role, stake IFX, liquid IFX)`; the first is
+    /// its own key. Workers get what honest workers get.
+    pub fn funding(self) -> Vec<(&'static str, &'static str, u64, u64)> {
         match self {
-            Attack::ForgedReceipt => Some(("worker", 0, 1_000_000)),
-            Attack::HeartbeatBurst | Attack::TimeoutDodge => Some(("worker", 1_000, 100)),
-            _ => None,
+            Attack::ForgedReceipt => vec![("", "worker", 0, 1_000_000)],
+            Attack::HeartbeatBurst | Attack::TimeoutDodge => vec![("", "worker", 1_000, 100)],
+            // The node, and the second key that pays its jobs (as much as the run's artist).
+            Attack::SelfDeal => vec![("", "worker", 1_000, 100), (SECOND_KEY_DIR, "worker", 0, 10_000_000)],
+            _ => Vec::new(),
         }
     }
 

@@ -140,8 +140,9 @@ pub struct Testnet {
     pub fl_shards: u32,
     /// The node that counts loopback peers against its per-IP caps (the eclipse victim).
     cap_loopback: Option<usize>,
-    /// Public keys (hex) of the attackers given genesis allocations, by attack name.
-    pub attacker_keys: std::collections::BTreeMap<String, String>,
+    /// Public keys (hex) of the attackers given genesis allocations, by attack name (its own
+    /// first).
+    pub attacker_keys: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -220,10 +221,10 @@ impl Testnet {
             );
         }
         // Attackers with money to game with (issue #21) get their keys and allocations now.
-        let mut attacker_keys = std::collections::BTreeMap::new();
+        let mut attacker_keys: std::collections::BTreeMap<String, Vec<String>> = Default::default();
         for a in args.attacks()? {
-            if let Some((role, stake, liquid)) = a.funding() {
-                let dir = a.dir(&base_dir);
+            for (sub, role, stake, liquid) in a.funding() {
+                let dir = a.dir(&base_dir).join(sub);
                 std::fs::create_dir_all(&dir).map_err(|e| io("cannot create", &dir, e))?;
                 let key = create_key(&binary, &dir)?;
                 genesis += &format!(
@@ -231,7 +232,7 @@ impl Testnet {
                     stake * 1_000_000u64,
                     liquid * 1_000_000u64
                 );
-                attacker_keys.insert(a.name().to_string(), key);
+                attacker_keys.entry(a.name().to_string()).or_default().push(key);
             }
         }
         let config = base_dir.join("network.toml");

@@ -81,7 +81,8 @@ pub struct AttacksSection {
 #[derive(Debug, Serialize, Clone, PartialEq)]
 pub struct AttackerNet {
     pub attack: &'static str,
-    pub key: String,
+    /// Its keys (a self-dealer's worker and its paying second key), their sums below.
+    pub keys: Vec<String>,
     pub earned: u64,
     pub burned: u64,
     pub slashed: u64,
@@ -94,25 +95,27 @@ pub struct AttackerNet {
 }
 
 impl AttackerNet {
-    /// The line of `attack` (its key `key`) from the accounts (hex key -> account) and the honest
-    /// workers' keys.
+    /// The line of `attack` (its keys `keys`) from the accounts (hex key -> account) and the
+    /// honest workers' keys.
     pub fn of(
         attack: crate::attacks::Attack,
-        key: &str,
+        keys: &[String],
         accounts: &std::collections::BTreeMap<String, ifx_protocols::settle::Account>,
         honest: &[String],
     ) -> Self {
         let net = |k: &str| accounts.get(k).map_or(0, |a| a.earned as i128 - a.burned as i128 - a.slashed as i128);
         let mut h: Vec<i128> = honest.iter().map(|k| net(k)).collect();
         h.sort_unstable();
-        let a = accounts.get(key).cloned().unwrap_or_default();
+        let sum = |f: fn(&ifx_protocols::settle::Account) -> u64| {
+            keys.iter().filter_map(|k| accounts.get(k)).map(f).fold(0u64, u64::saturating_add)
+        };
         AttackerNet {
             attack: attack.name(),
-            key: key.to_owned(),
-            earned: a.earned,
-            burned: a.burned,
-            slashed: a.slashed,
-            net: net(key),
+            keys: keys.to_vec(),
+            earned: sum(|a| a.earned),
+            burned: sum(|a| a.burned),
+            slashed: sum(|a| a.slashed),
+            net: keys.iter().map(|k| net(k)).sum(),
             honest_worker_net: h.get(h.len().saturating_sub(1) / 2).copied().unwrap_or(0),
             must_not_profit: attack.must_not_profit(),
         }
@@ -286,16 +289,22 @@ mod tests {
         ]
         .into();
         let honest = ["h1", "h2", "h3"].map(String::from);
-        let f = AttackerNet::of(crate::attacks::Attack::ForgedReceipt, "forger", &accounts, &honest);
+        let f = AttackerNet::of(crate::attacks::Attack::ForgedReceipt, &["forger".into()], &accounts, &honest);
         assert_eq!((f.net, f.honest_worker_net, f.failure()), (-7, 200, None));
         // Earning more than the median honest worker fails the run.
-        let d = AttackerNet::of(crate::attacks::Attack::TimeoutDodge, "dodger", &accounts, &honest);
+        let d = AttackerNet::of(crate::attacks::Attack::TimeoutDodge, &["dodger".into()], &accounts, &honest);
+        // A self-dealer's two keys count together.
+        let both =
+            AttackerNet::of(crate::attacks::Attack::SelfDeal, &["dodger".into(), "forger".into()], &accounts, &honest);
+        assert_eq!((both.net, both.earned, both.burned), (243, 250, 7));
         assert!(d.failure().unwrap().contains("timeout-dodge"));
         let mut s = section(vec![], vec![]);
         s.economics = vec![f, d];
         assert_eq!(s.failures().len(), 1);
         // A forger that netted anything fails, whatever honest workers made.
         let rich = [("forger".to_string(), acct(1, 0, 0))].into();
-        assert!(AttackerNet::of(crate::attacks::Attack::ForgedReceipt, "forger", &rich, &[]).failure().is_some());
+        assert!(
+            AttackerNet::of(crate::attacks::Attack::ForgedReceipt, &["forger".into()], &rich, &[]).failure().is_some()
+        );
     }
 }
