@@ -7,10 +7,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use serde::Serialize;
-
 use super::account::Account;
-use super::outcome::EpochSettlement;
+use super::outcome::{EpochSettlement, JobLine};
 use super::params::EconParams;
 use crate::ledger::body::{EntryBody, PaidWork};
 use crate::ledger::{Entry, EntryKind};
@@ -30,23 +28,6 @@ pub(super) struct Credit {
 
 /// Credits by `(payer, job)`.
 pub(super) type Credits = BTreeMap<([u8; 32], [u8; 16]), Credit>;
-
-/// One paid job's line in an epoch's settlement.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct JobLine {
-    #[serde(with = "hex::serde")]
-    pub payer: [u8; 32],
-    #[serde(with = "hex::serde")]
-    pub job: [u8; 16],
-    /// Units burned for it in this epoch.
-    pub burned: u64,
-    /// Work units its payments in this epoch bought.
-    pub bought: u64,
-    /// Work units its receipts counted in this epoch.
-    pub delivered: u64,
-    /// Work units of credit left after this epoch.
-    pub remaining: u64,
-}
 
 /// Delivered work units per worker, and what each payer consumed.
 #[derive(Debug, Default)]

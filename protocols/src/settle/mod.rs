@@ -23,10 +23,9 @@ mod weights;
 
 pub use crate::ledger::body::{EpochSeal, Proposal, StakeOp, Vote};
 pub use account::{Account, Vesting};
-pub use delivery::JobLine;
 pub use engine::settle;
 pub use outcome::payout_root;
-pub use outcome::{EpochSettlement, GovOutcome, OpenProposal, Payout, Settlements, Slash, Status, WorkerLine};
+pub use outcome::{EpochSettlement, GovOutcome, JobLine, OpenProposal, Payout, Settlements, Slash, Status, WorkerLine};
 pub use params::{EconParams, GenesisAlloc, StakeRole, UNITS_PER_IFX};
 pub use payouts::distribute;
 pub use seal::{SealTooLarge, seal_view};

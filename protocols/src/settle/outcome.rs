@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::account::Account;
-use super::delivery::JobLine;
 use super::params::EconParams;
 use crate::ledger::body::Proposal;
 use crate::merkle;
@@ -74,6 +73,23 @@ pub struct WorkerLine {
     pub qos_bps: u64,
     /// Why it earned nothing, if it did not.
     pub excluded: Option<String>,
+}
+
+/// One paid job's line in an epoch's settlement.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct JobLine {
+    #[serde(with = "hex::serde")]
+    pub payer: [u8; 32],
+    #[serde(with = "hex::serde")]
+    pub job: [u8; 16],
+    /// Units burned for it in this epoch.
+    pub burned: u64,
+    /// Work units its payments in this epoch bought.
+    pub bought: u64,
+    /// Work units its receipts counted in this epoch.
+    pub delivered: u64,
+    /// Work units of credit left after this epoch.
+    pub remaining: u64,
 }
 
 /// A proposal's tally when its epoch came.
