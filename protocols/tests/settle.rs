@@ -343,16 +343,7 @@ fn conserved(n: &NetworkConfig, s: &Settlements) -> bool {
     let genesis: u128 = n.genesis.iter().map(|g| g.stake as u128 + g.liquid as u128).sum();
     let minted: u128 = s.epochs.iter().map(|e| e.minted as u128).sum();
     let kept: u128 = s.epochs.iter().map(|e| e.unallocated as u128).sum();
-    let held: u128 = s
-        .accounts
-        .values()
-        .map(|a| {
-            a.bonded as u128
-                + a.liquid as u128
-                + a.unbonding.iter().map(|(x, _)| *x as u128).sum::<u128>()
-                + a.locked() as u128
-        })
-        .sum();
+    let held: u128 = s.accounts.values().map(|a| a.held()).sum();
     let burned: u128 = s.epochs.iter().map(|e| e.burned as u128).sum();
     held + kept + burned == genesis + minted
 }

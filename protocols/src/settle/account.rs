@@ -67,6 +67,14 @@ impl Account {
             || !self.unbonding.is_empty()
     }
 
+    /// Units the account holds: bonded, liquid, unbonding and still vesting.
+    pub fn held(&self) -> u128 {
+        self.bonded as u128
+            + self.liquid as u128
+            + self.unbonding.iter().map(|(x, _)| *x as u128).sum::<u128>()
+            + self.locked() as u128
+    }
+
     /// Still vesting.
     pub fn locked(&self) -> u64 {
         self.vesting.iter().fold(0u64, |s, v| s.saturating_add(v.total - v.released))

@@ -205,15 +205,7 @@ impl Fold<'_> {
     }
 }
 
-/// Units the accounts hold together: bonded, liquid, unbonding and still vesting.
+/// Units the accounts hold together.
 fn held(accounts: &BTreeMap<[u8; 32], Account>) -> u128 {
-    accounts
-        .values()
-        .map(|a| {
-            a.bonded as u128
-                + a.liquid as u128
-                + a.unbonding.iter().map(|(x, _)| *x as u128).sum::<u128>()
-                + a.locked() as u128
-        })
-        .sum()
+    accounts.values().map(Account::held).sum()
 }
