@@ -423,6 +423,43 @@ pub async fn run(plan: Plan) -> anyhow::Result<AttackStats> {
                 tokio::time::sleep(Duration::from_secs(cfg.network.epoch_secs * 2)).await;
             }
         }
+        Attack::VerifierCopy => {
+            use ifx_protocols::ledger::{Ledger, PorVerdicts, WorkerVerdict};
+            let mut chain = Ledger::new(&net_id);
+            let victims: Vec<[u8; 32]> = targets.iter().filter_map(crate::fl::peer_key).collect();
+            let mut written = None;
+            while live() {
+                // In each epoch's first moments, the verdict on the last one the quorum reaches
+                // (the victim is honest: passed both kinds), with no challenge behind it.
+                let prev = epoch().checked_sub(1);
+                if prev.is_some() && written != prev {
+                    let e = prev.expect("checked");
+                    written = prev;
+                    let mut workers: Vec<WorkerVerdict> = victims
+                        .iter()
+                        .map(|w| WorkerVerdict {
+                            worker: *w,
+                            passed: 2,
+                            failed: 0,
+                            timeouts: 0,
+                            mean_latency_ms: 20,
+                            benches: 1,
+                            ib_milli: 1_000,
+                            last_failure: String::new(),
+                            proof: None,
+                        })
+                        .collect();
+                    workers.sort_by_key(|w| w.worker);
+                    let body = PorVerdicts { epoch: e, workers }.encode();
+                    if let Ok(entry) = chain.next_entry(&key, e, EntryKind::PorVerdicts, body) {
+                        chain.ingest(vec![entry.clone()], None);
+                        publish(Kind::LedgerEntry, entry.encode(), &key).await;
+                        stats.sent += 1;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
         Attack::HeartbeatBurst | Attack::TimeoutDodge => {
             let boot = crate::unix_time_us() / 1000;
             let interval = Duration::from_millis(cfg.network.heartbeat_interval_ms.max(1));

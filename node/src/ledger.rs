@@ -414,6 +414,10 @@ impl LedgerHandle {
     }
 }
 
+/// Workers per `PorVerdicts` entry: 64 x ~420 bytes stays under the 32 KiB body limit (one
+/// entry of every worker challenged in a 72-hour epoch would not).
+const VERDICTS_PER_ENTRY: usize = 64;
+
 /// A verifier's attestation writer.
 pub struct Attester {
     pub ledger: LedgerHandle,
@@ -461,6 +465,7 @@ impl Attester {
                     benches: (w.benches - b.benches) as u32,
                     ib_milli: if w.benches > b.benches { w.ib_milli.min(u32::MAX as u64) as u32 } else { 0 },
                     last_failure: w.last_failure.clone().unwrap_or_default().chars().take(160).collect(),
+                    proof: w.proofs.get(&epoch).cloned(),
                 })
             })
             .filter(|v| v.worker != [0; 32])
@@ -494,8 +499,11 @@ impl Attester {
             por_before = por_now;
             let mut bodies: Vec<_> =
                 self.attestation(next).into_iter().map(|a| (EntryKind::Liveness, a.encode())).collect();
-            if !verdicts.workers.is_empty() {
-                bodies.push((EntryKind::PorVerdicts, verdicts.encode()));
+            // In entries of at most 64 workers (a verdict with its proof is about 420 bytes;
+            // settlement sums a verifier's entries of an epoch).
+            for part in verdicts.workers.chunks(VERDICTS_PER_ENTRY) {
+                let v = ifx_protocols::ledger::PorVerdicts { epoch: verdicts.epoch, workers: part.to_vec() };
+                bodies.push((EntryKind::PorVerdicts, v.encode()));
             }
             for (kind, body) in bodies {
                 // Labelled with the attested epoch: it is written in that epoch's grace period,

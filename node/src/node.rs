@@ -222,6 +222,7 @@ impl Node {
                 compute,
                 cheat,
                 verifiers,
+                crate::por::Prover { key: identity.signing_key().clone(), network: cfg.network.clone() },
                 shutdown.child_token(),
             ),
         );

@@ -355,7 +355,7 @@ fn attacks_in_one_testnet_leave_the_honest_network_whole() {
     let (out, report) = testnet(
         "--nodes 6 --verifiers 2 --duration 24 --render-size 64 --render-spp 8 --fl-rounds 0 \
          --attack hb-overflow --attack challenge-flood --attack fork-bomb --attack author-flood --attack api-rebind \
-         --attack forged-receipt --attack timeout-dodge",
+         --attack forged-receipt --attack timeout-dodge --attack verifier-copy",
         tmp.path(),
     );
     let attacks = &report["attacks"];
@@ -393,4 +393,8 @@ fn attacks_in_one_testnet_leave_the_honest_network_whole() {
     assert!(forger["net"].as_i64().unwrap() <= 0 && forger["burned"].as_u64().unwrap() > 0, "{forger:#}");
     let dodger = econ("timeout-dodge");
     assert!(dodger["net"].as_i64().unwrap() < dodger["honest_worker_net"].as_i64().unwrap(), "{dodger:#}");
+    // The bonded verifier that copies the quorum's verdict without challenging earns nothing.
+    assert!(line("verifier-copy")["stats"]["sent"].as_u64().unwrap() > 0);
+    let copier = econ("verifier-copy");
+    assert!(copier["net"].as_i64().unwrap() <= 0, "{copier:#}");
 }

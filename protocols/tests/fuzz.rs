@@ -159,6 +159,7 @@ fn ledger_entry_and_bodies() {
             benches: 1,
             ib_milli: 5,
             last_failure: "why".into(),
+            proof: Some(proof()),
         }],
     };
     let bodies: Vec<(EntryKind, Vec<u8>)> = vec![
@@ -238,9 +239,9 @@ fn por_render_and_fl_requests() {
     ];
     fuzz("por request", 6, por, |b| Request::decode(b).is_ok());
     let answers = vec![
-        Response::Committed { root: [3; 32], rgb8: vec![0; 300], render_us: 5 }.encode(),
+        Response::Committed { root: [3; 32], rgb8: vec![0; 300], render_us: 5, proof: proof() }.encode(),
         Response::Opened { openings: vec![(1, vec![2; 30], vec![[4; 32]; 3])] }.encode(),
-        Response::Benched { rows: vec![[5; 32]; 4], claimed_us: u64::MAX }.encode(),
+        Response::Benched { rows: vec![[5; 32]; 4], claimed_us: u64::MAX, proof: proof() }.encode(),
     ];
     fuzz("por response", 7, answers, |b| Response::decode(b).is_ok());
 
@@ -277,4 +278,8 @@ fn por_render_and_fl_requests() {
         latency_ms: 9,
     };
     fuzz("por announcement", 21, vec![a.encode()], |b| Announcement::decode(b).is_ok());
+}
+
+fn proof() -> ifx_protocols::por::proof::AnswerProof {
+    ifx_protocols::por::proof::AnswerProof { epoch: 3, challenge: [1; 32], answer: [2; 32], sig: [3; 64] }
 }

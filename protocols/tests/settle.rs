@@ -10,6 +10,7 @@ use ifx_protocols::ledger::{
     Entry, EntryKind, FlReceipt, JobPayment, Ledger, LivenessAttestation, PaidWork, PeerLiveness, PorVerdicts,
     RenderReceipt, WorkerVerdict,
 };
+use ifx_protocols::por::proof::AnswerProof;
 use ifx_protocols::settle::{
     EconParams, GenesisAlloc, Proposal, Settlements, StakeOp, StakeRole, Status, UNITS_PER_IFX, Vote, seal_view, settle,
 };
@@ -148,6 +149,8 @@ struct Plan {
     flood: u32,
     /// A worker that lets every challenge time out in epoch 0 and is not challenged after.
     dodger: Option<usize>,
+    /// A verifier whose verdicts carry no proof (copied from the others, never challenged).
+    copier: Option<usize>,
 }
 
 impl Plan {
@@ -166,6 +169,7 @@ impl Plan {
             self_deal: false,
             flood: 0,
             dodger: None,
+            copier: None,
         }
     }
 }
@@ -270,7 +274,7 @@ fn history(c: &Cast, p: &Plan) -> Vec<Entry> {
             }
         }
         // Verifier reports about epoch e, labelled e (written in its grace period).
-        for v in &c.verifiers {
+        for (vi, v) in c.verifiers.iter().enumerate() {
             let peers: Vec<PeerLiveness> = {
                 let mut ps: Vec<PeerLiveness> = c
                     .workers
@@ -294,6 +298,7 @@ fn history(c: &Cast, p: &Plan) -> Vec<Entry> {
                 .filter(|(i, _)| p.dodger != Some(*i) || e == 0)
                 .map(|(i, k)| {
                     if p.dodger == Some(i) {
+                        // No answer, so no proof.
                         let silent = WorkerVerdict {
                             worker: pk(k),
                             passed: 0,
@@ -303,6 +308,7 @@ fn history(c: &Cast, p: &Plan) -> Vec<Entry> {
                             benches: 0,
                             ib_milli: 0,
                             last_failure: String::new(),
+                            proof: None,
                         };
                         return silent;
                     }
@@ -316,6 +322,10 @@ fn history(c: &Cast, p: &Plan) -> Vec<Entry> {
                         benches: if cheating { 0 } else { 1 },
                         ib_milli: if cheating { 0 } else { 1_000 + 500 * i as u32 },
                         last_failure: String::new(),
+                        // The worker's signed answer to this verifier's challenge (unless the
+                        // plan has this verifier copy its verdicts).
+                        proof: (p.copier != Some(vi))
+                            .then(|| AnswerProof::sign(k, &pk(v), e, [e as u8; 32], [i as u8; 32])),
                     }
                 })
                 .collect();
@@ -533,6 +543,30 @@ fn a_worker_that_answers_no_challenge_earns_nothing() {
     }
 }
 
+/// Issue #21: verifiers were paid for verdicts agreeing with the quorum, and every outcome is
+/// gossiped at once, so copying the others' outcomes paid as well as challenging. A verdict
+/// counts for its verifier's pay only with the worker's signed answer to that verifier's own
+/// challenge: the copier earns its liveness attestation and nothing for its verdicts, while
+/// the quorum (and who is caught) stays the same.
+#[test]
+fn a_verifier_that_copies_verdicts_earns_nothing_for_them() {
+    let c = cast();
+    let n = network(&c);
+    let honest = settle_entries(&n, history(&c, &Plan::honest()), 10);
+    let copied = settle_entries(&n, history(&c, &Plan { copier: Some(2), ..Plan::honest() }), 10);
+    let (copier, other) = (pk(&c.verifiers[2]), pk(&c.verifiers[0]));
+    for (h, x) in honest.sealed().zip(copied.sealed()) {
+        let w = |s: &ifx_protocols::settle::EpochSettlement, k: [u8; 32]| {
+            s.payouts.iter().find(|p| p.key == k).map_or(0, |p| p.verifier_weight)
+        };
+        assert!(w(h, copier) > 1, "epoch {}: it earned for its verdicts when they were proven", h.epoch);
+        assert_eq!(w(x, copier), 1, "epoch {}: only its liveness attestation counts", x.epoch);
+        assert_eq!(w(x, other), w(h, other));
+        assert_eq!(h.caught, x.caught);
+        assert!(x.balanced());
+    }
+}
+
 #[test]
 fn governance_without_quorum_changes_nothing() {
     let c = cast();
@@ -571,6 +605,7 @@ fn arb_plan() -> impl Strategy<Value = Plan> {
             self_deal: false,
             flood: 0,
             dodger: None,
+            copier: None,
         })
 }
 

@@ -46,13 +46,16 @@ pub enum Attack {
     /// A real, honest worker node whose owner pays for jobs from a second funded key and
     /// receipts its own worker for them, every epoch, at the network's price.
     SelfDeal,
+    /// A bonded verifier that never challenges anyone and writes, every epoch, the verdict the
+    /// quorum will reach on the victim (passed), to be paid for agreeing.
+    VerifierCopy,
 }
 
 /// Where a self-dealer keeps its second key, under its data dir.
 pub const SECOND_KEY_DIR: &str = "second-key";
 
 /// Every attack, in the order `all` runs them.
-pub const ALL: [Attack; 13] = [
+pub const ALL: [Attack; 14] = [
     Attack::HbOverflow,
     Attack::ChallengeFlood,
     Attack::WorkFlood,
@@ -66,6 +69,7 @@ pub const ALL: [Attack; 13] = [
     Attack::HeartbeatBurst,
     Attack::TimeoutDodge,
     Attack::SelfDeal,
+    Attack::VerifierCopy,
 ];
 
 impl Attack {
@@ -85,6 +89,7 @@ impl Attack {
             Attack::HeartbeatBurst => "heartbeat-burst",
             Attack::TimeoutDodge => "timeout-dodge",
             Attack::SelfDeal => "self-deal",
+            Attack::VerifierCopy => "verifier-copy",
         }
     }
 
@@ -97,6 +102,8 @@ impl Attack {
             Attack::HeartbeatBurst | Attack::TimeoutDodge => vec![("", "worker", 1_000, 100)],
             // The node, and the second key that pays its jobs (as much as the run's artist).
             Attack::SelfDeal => vec![("", "worker", 1_000, 100), (SECOND_KEY_DIR, "worker", 0, 10_000_000)],
+            // The minimum verifier stake: the honest verifiers' seals still hold 2/3 of it all.
+            Attack::VerifierCopy => vec![("", "verifier", 1_000, 0)],
             _ => Vec::new(),
         }
     }
@@ -104,7 +111,7 @@ impl Attack {
     /// Whether the attacker's net (earned - burned - slashed) must be at most zero, rather than
     /// below an honest worker's.
     pub fn must_not_profit(self) -> bool {
-        matches!(self, Attack::ForgedReceipt | Attack::SealSpam)
+        matches!(self, Attack::ForgedReceipt | Attack::SealSpam | Attack::VerifierCopy)
     }
 
     /// The attacker's data dir under the run's base dir.

@@ -7,6 +7,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use ifx_protocols::por::proof::{self, AnswerProof};
 use ifx_protocols::por::wire::{Request, Response, settings_wire};
 use ifx_protocols::por::{self, AngvParams, Answer, Opening, PorError, SPOT_CHECKS, angv, spot};
 use ifx_protocols::{PeerTable, Role};
@@ -220,7 +221,13 @@ impl Challenger {
         let (rows, claimed_us) = match answer {
             Err(e) => return Ok(Outcome::Timeout(e.to_string())),
             Ok(bytes) => match Response::decode(&bytes) {
-                Ok(Response::Benched { rows, claimed_us }) => (rows, claimed_us),
+                Ok(Response::Benched { rows, claimed_us, proof }) => {
+                    let (challenge, answer) = (proof::bench_challenge(seed), proof::bench_answer(&rows, claimed_us));
+                    if !self.proven(peer, &proof, challenge, answer) {
+                        return Ok(Outcome::Timeout("an answer without its signature".into()));
+                    }
+                    (rows, claimed_us)
+                }
                 Ok(Response::Busy(r)) => return Ok(Outcome::Timeout(format!("busy: {r}"))),
                 Ok(Response::Refused(r)) => {
                     return Ok(Outcome::Bench(Err(PorError::check(format!("benchmark refused: {r}")))));
@@ -238,6 +245,22 @@ impl Challenger {
         let iters: u64 =
             (0..b.height).flat_map(|y| (0..b.width).map(move |x| (x, y))).map(|(x, y)| b.pixel(x, y) as u64).sum();
         Ok(Outcome::Bench(Ok((schedule::ib_milli(iters, observed_us, self.ib_reference), ratio))))
+    }
+
+    /// Whether `proof` is `peer`'s signature on `answer` to this verifier's `challenge`, in an
+    /// epoch next to this verifier's: an answer without one counts as unanswered, and a kept
+    /// proof is what lets this verifier's verdict on the worker earn anything.
+    fn proven(&self, peer: PeerId, proof: &AnswerProof, challenge: [u8; 32], answer: [u8; 32]) -> bool {
+        let Some(worker) = crate::fl::peer_key(&peer) else { return false };
+        let now = self.network.epoch_at(crate::unix_time_us() / 1000);
+        let ok = proof.challenge == challenge
+            && proof.answer == answer
+            && proof.epoch.abs_diff(now) <= 1
+            && proof.verify(&worker, &self.verifier_id);
+        if ok {
+            self.stats.record(&peer, |w| w.keep_proof(proof.clone()));
+        }
+        ok
     }
 
     /// The round trip of an echo in µs (0 when the worker did not echo); `Err(())` when the
@@ -267,7 +290,12 @@ impl Challenger {
         let (root, rgb8, render_us) = match self.net.request(Proto::Por, peer, req.encode()).await.map_err(|_| ())? {
             Err(e) => return Ok(Outcome::Timeout(e.to_string())),
             Ok(bytes) => match Response::decode(&bytes) {
-                Ok(Response::Committed { root, rgb8, render_us }) => (root, rgb8, render_us),
+                Ok(Response::Committed { root, rgb8, render_us, proof }) => {
+                    if !self.proven(peer, &proof, proof::render_challenge(&id), root) {
+                        return Ok(Outcome::Timeout("an answer without its signature".into()));
+                    }
+                    (root, rgb8, render_us)
+                }
                 Ok(Response::Busy(r)) => return Ok(Outcome::Timeout(format!("busy: {r}"))),
                 Ok(Response::Refused(r)) => {
                     return Ok(Outcome::Verdict(por::Verdict::Fail { reason: format!("refused: {r}") }, 0, 0));

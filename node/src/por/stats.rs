@@ -36,6 +36,23 @@ pub struct WorkerStats {
     pub best_time_ratio: Option<f64>,
     /// Benchmarks whose claimed time was judged.
     pub judged_benches: u64,
+    /// The worker's latest signed answer per epoch of its own (the last few), the proof a
+    /// verdict of that epoch carries.
+    #[serde(skip)]
+    pub proofs: BTreeMap<u64, ifx_protocols::por::proof::AnswerProof>,
+}
+
+/// Epochs of proofs kept per worker.
+const PROOF_EPOCHS: usize = 4;
+
+impl WorkerStats {
+    /// Keeps `proof` as the latest of its epoch.
+    pub fn keep_proof(&mut self, proof: ifx_protocols::por::proof::AnswerProof) {
+        self.proofs.insert(proof.epoch, proof);
+        while self.proofs.len() > PROOF_EPOCHS {
+            self.proofs.pop_first();
+        }
+    }
 }
 
 /// A verifier's results, by worker peer id (for `GET /por/stats`).

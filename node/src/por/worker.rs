@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ifx_protocols::por::cheat::{self, Behaviour, CheatMode};
+use ifx_protocols::por::proof::{self, AnswerProof};
 use ifx_protocols::por::wire::{Request, Response, challenge_settings};
 use ifx_protocols::por::{self, Answer, spot};
 use ifx_render::{RenderSettings, Scene};
@@ -25,13 +26,33 @@ pub const WORK_SLOTS: usize = 2;
 /// Challenges a worker answered and may be asked to open.
 type OpenChallenges = OpenBook<(Answer, spot::Tree, RenderSettings)>;
 
-/// Answers verifiers' challenges until `shutdown`, honestly unless `cheat` is set.
+/// What a worker signs its answers with (its proofs of the verifiers' challenges).
+#[derive(Clone)]
+pub struct Prover {
+    pub key: ed25519_dalek::SigningKey,
+    /// The network (on its wire id: the proof names it).
+    pub network: ifx_protocols::NetworkConfig,
+}
+
+impl Prover {
+    /// The proof of answering `answer` to `peer`'s `challenge` now; none for a peer without an
+    /// ed25519 key.
+    fn prove(&self, peer: &libp2p::PeerId, challenge: [u8; 32], answer: [u8; 32]) -> Option<AnswerProof> {
+        let verifier = crate::fl::peer_key(peer)?;
+        let epoch = self.network.epoch_at(crate::unix_time_us() / 1000);
+        Some(AnswerProof::sign(&self.key, &verifier, epoch, challenge, answer))
+    }
+}
+
+/// Answers verifiers' challenges until `shutdown`, honestly unless `cheat` is set; signs each
+/// answer for the verifier that asked.
 pub async fn serve(
     mut inbound: mpsc::Receiver<InboundRequest>,
     net: NetHandle,
     renderer: Compute,
     behaviour: Behaviour,
     verifiers: super::verifiers::BondedVerifiers,
+    prover: Prover,
     shutdown: CancellationToken,
 ) {
     let cheat = match behaviour {
@@ -50,7 +71,7 @@ pub async fn serve(
         // Each challenge is answered on its own task: a benchmark must not wait behind another
         // verifier's render (the verifier would see the wait as slowness, or as a forged time).
         let (renderer, open, old, net) = (renderer.clone(), open.clone(), old.clone(), net.clone());
-        let (in_flight, work, verifiers) = (in_flight.clone(), work.clone(), verifiers.clone());
+        let (in_flight, work, verifiers, prover) = (in_flight.clone(), work.clone(), verifiers.clone(), prover.clone());
         tokio::spawn(async move {
             if behaviour == Behaviour::Late {
                 tokio::time::sleep(LATE).await;
@@ -117,7 +138,11 @@ pub async fn serve(
                         let render_us = started.elapsed().as_micros() as u64;
                         *old.lock().unwrap_or_else(|e| e.into_inner()) = Some(rgb8.clone());
                         let (answer, tree) = por::commit(rgb8, &s);
-                        let resp = Response::Committed { root: answer.root, rgb8: answer.rgb8.clone(), render_us };
+                        let proof = prover
+                            .prove(&peer, proof::render_challenge(&id), answer.root)
+                            .ok_or_else(|| "the challenger's peer id has no ed25519 key".to_string())?;
+                        let resp =
+                            Response::Committed { root: answer.root, rgb8: answer.rgb8.clone(), render_us, proof };
                         open.lock().unwrap_or_else(|e| e.into_inner()).insert(peer, id, (answer, tree, s));
                         Ok::<_, String>(resp)
                     })
@@ -136,7 +161,10 @@ pub async fn serve(
                     if behaviour == Behaviour::ForgedTime {
                         claimed_us /= 10;
                     }
-                    Ok::<_, String>(Response::Benched { rows, claimed_us })
+                    let proof = prover
+                        .prove(&peer, proof::bench_challenge(seed), proof::bench_answer(&rows, claimed_us))
+                        .ok_or_else(|| "the challenger's peer id has no ed25519 key".to_string())?;
+                    Ok::<_, String>(Response::Benched { rows, claimed_us, proof })
                 })
                 .await
                 .map_err(|e| e.to_string())

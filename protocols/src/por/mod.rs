@@ -8,6 +8,7 @@ pub mod angv;
 pub mod announce;
 pub mod cheat;
 pub mod ib;
+pub mod proof;
 pub mod quorum;
 pub mod spot;
 pub mod wire;

@@ -90,6 +90,7 @@ mod tests {
             benches,
             ib_milli: 0,
             last_failure: String::new(),
+            proof: None,
         }
     }
 

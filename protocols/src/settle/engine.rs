@@ -191,7 +191,8 @@ impl Fold<'_> {
             epoch_secs,
             s,
         );
-        let verifier_w = weights::verifiers(&views, &standings, r.liveness.keys().copied());
+        let proven = weights::proven(&r, s.epoch);
+        let verifier_w = weights::verifiers(&views, &standings, &proven, r.liveness.keys().copied());
         governance::open_proposals(&mut self.open, &self.accounts, set, &voided, &p, s);
         let gov_w = governance::voter_weights(&self.open, &self.accounts, set, &voided, s.epoch);
         let (artists, artist_caps) = artists::weights(&delivered.consumed, &mut self.consumers, s.epoch, &p);

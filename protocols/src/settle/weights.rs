@@ -133,26 +133,45 @@ pub(super) fn workers(
 /// A worker's QoS factor in basis points from `(answered, timed out)` per verifier that
 /// challenged it: each verifier's `min(1, 2 x answered / challenges)` (half the challenges
 /// may go unanswered, busy or lost, at no cost; fewer answers cost weight in proportion; none
-/// costs all of it), the lower median over those verifiers; full without challenges.
+/// costs all of it), the upper median over those verifiers (a timeout needs no proof, so one
+/// lying verifier must not zero a worker the others hear); full without challenges.
 fn qos_bps(per_verifier: impl Iterator<Item = (u64, u64)>) -> u64 {
-    let v: Vec<u64> = per_verifier
+    let mut v: Vec<u64> = per_verifier
         .filter(|(a, t)| *a > 0 || *t > 0)
         .map(|(answered, timeouts)| {
             (2 * BPS as u128 * answered as u128 / (answered as u128 + timeouts as u128)).min(BPS as u128) as u64
         })
         .collect();
-    if v.is_empty() { BPS } else { median(v) }
+    if v.is_empty() {
+        BPS
+    } else {
+        v.sort_unstable();
+        v[v.len() / 2]
+    }
 }
 
-/// Verifier weights: decided views agreeing with the quorum's standing, plus one for a
-/// liveness attestation.
+/// The `(worker, verifier)` pairs whose verdicts carry the worker's signed answer to that
+/// verifier's challenge in the epoch (proof of challenge).
+pub(super) fn proven(r: &Reports, epoch: u64) -> BTreeSet<([u8; 32], [u8; 32])> {
+    r.verdicts
+        .iter()
+        .flat_map(|(verifier, v)| v.workers.iter().map(move |w| (verifier, w)))
+        .filter(|(verifier, w)| w.proof.as_ref().is_some_and(|p| p.epoch == epoch && p.verify(&w.worker, verifier)))
+        .map(|(verifier, w)| (w.worker, *verifier))
+        .collect()
+}
+
+/// Verifier weights: decided views agreeing with the quorum's standing and backed by the
+/// worker's signed answer (`proven`: a copied verdict earns nothing), plus one for a liveness
+/// attestation.
 pub(super) fn verifiers(
     views: &Views,
     standings: &BTreeMap<[u8; 32], Standing>,
+    proven: &BTreeSet<([u8; 32], [u8; 32])>,
     liveness_authors: impl Iterator<Item = [u8; 32]>,
 ) -> BTreeMap<[u8; 32], u128> {
     let mut verifier_w: BTreeMap<[u8; 32], u128> = BTreeMap::new();
-    for ((worker, verifier), view) in views {
+    for ((worker, verifier), view) in views.iter().filter(|(k, _)| proven.contains(k)) {
         if let Some(failed) = quorum::decision(*view)
             && standings.get(worker).is_some_and(|st| st.caught == failed)
         {
@@ -184,7 +203,7 @@ mod tests {
         assert_eq!(qos_bps([(0, 9)].into_iter()), 0);
         assert_eq!(qos_bps([(5, 5)].into_iter()), 10_000);
         assert_eq!(qos_bps([(1, 3)].into_iter()), 5_000);
-        // Lower median over verifiers: one verifier alone cannot zero a worker others hear.
+        // Upper median over verifiers: one verifier alone cannot zero a worker others hear.
         assert_eq!(qos_bps([(0, 9), (4, 0), (4, 1)].into_iter()), 10_000);
         assert_eq!(qos_bps([(0, 9), (0, 4), (4, 1)].into_iter()), 0);
         assert_eq!(qos_bps([(u64::MAX, u64::MAX)].into_iter()), 10_000);

@@ -121,6 +121,9 @@ pub struct WorkerVerdict {
     pub ib_milli: u32,
     /// Why the last failure failed (at most 160 bytes).
     pub last_failure: String,
+    /// The worker's signed answer to one of this verifier's challenges in the epoch: without it
+    /// the verdict earns the verifier nothing (it may have copied it).
+    pub proof: Option<crate::por::proof::AnswerProof>,
 }
 
 /// A verifier's Proof-of-Rendering verdicts for one epoch.
