@@ -431,10 +431,10 @@ pub async fn run(plan: Plan) -> anyhow::Result<AttackStats> {
             while live() {
                 // In each epoch's first moments, the verdict on the last one the quorum reaches
                 // (the victim is honest: passed both kinds), with no challenge behind it.
-                let prev = epoch().checked_sub(1);
-                if prev.is_some() && written != prev {
-                    let e = prev.expect("checked");
-                    written = prev;
+                if let Some(e) = epoch().checked_sub(1)
+                    && written != Some(e)
+                {
+                    written = Some(e);
                     let mut workers: Vec<WorkerVerdict> = victims
                         .iter()
                         .map(|w| WorkerVerdict {

@@ -8,10 +8,12 @@ pub mod angv;
 pub mod announce;
 pub mod cheat;
 pub mod ib;
-pub mod proof;
 pub mod quorum;
 pub mod spot;
 pub mod wire;
+
+/// Proofs of challenge live with the verdicts that carry them (`ledger::body::proof`).
+pub use crate::ledger::body::proof;
 
 use crate::render::{RenderSettings, TileRenderer};
 

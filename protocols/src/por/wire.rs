@@ -38,12 +38,12 @@ pub enum Request {
 pub enum Response {
     /// The image and the Merkle root over its sub-tiles, and the worker's signature on that
     /// root for the asking verifier (its proof of the challenge).
-    Committed { root: [u8; 32], rgb8: Vec<u8>, render_us: u64, proof: super::proof::AnswerProof },
+    Committed { root: [u8; 32], rgb8: Vec<u8>, render_us: u64, proof: crate::ledger::body::proof::AnswerProof },
     /// The sub-tiles asked for: (index, bytes, proof).
     Opened { openings: Vec<(u32, Vec<u8>, Vec<[u8; 32]>)> },
     /// The benchmark's row digests and the time the worker claims, signed for the asking
     /// verifier.
-    Benched { rows: Vec<[u8; 32]>, claimed_us: u64, proof: super::proof::AnswerProof },
+    Benched { rows: Vec<[u8; 32]>, claimed_us: u64, proof: crate::ledger::body::proof::AnswerProof },
     /// Not answered, and why.
     Refused(String),
     /// The answer to [`Request::Echo`].

@@ -123,7 +123,7 @@ pub struct WorkerVerdict {
     pub last_failure: String,
     /// The worker's signed answer to one of this verifier's challenges in the epoch: without it
     /// the verdict earns the verifier nothing (it may have copied it).
-    pub proof: Option<crate::por::proof::AnswerProof>,
+    pub proof: Option<super::proof::AnswerProof>,
 }
 
 /// A verifier's Proof-of-Rendering verdicts for one epoch.

@@ -4,6 +4,7 @@
 
 pub mod liveness;
 pub mod payment;
+pub mod proof;
 pub mod receipt;
 pub mod settle;
 
