@@ -27,7 +27,10 @@ fn key(i: usize) -> SigningKey {
 
 /// Epoch 0 of a network of 500 workers, 3 verifiers and an artist paying for a 500-tile job,
 /// sealed by every verifier in epoch 1; and the proofs its verdicts carry.
-fn epoch() -> (NetworkConfig, Ledger, Vec<(AnswerProof, [u8; 32], [u8; 32])>) {
+/// A proof with its worker's and verifier's keys.
+type Proven = (AnswerProof, [u8; 32], [u8; 32]);
+
+fn epoch() -> (NetworkConfig, Ledger, Vec<Proven>) {
     let verifiers: Vec<SigningKey> = (0..VERIFIERS).map(|i| key(100_000 + i)).collect();
     let workers: Vec<SigningKey> = (0..WORKERS).map(key).collect();
     let artist = key(200_000);
