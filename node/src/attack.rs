@@ -347,8 +347,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<AttackStats> {
             let mut chain = Ledger::new(&net_id);
             let victims: Vec<[u8; 32]> = targets.iter().filter_map(crate::fl::peer_key).collect();
             let mut append = async |kind: EntryKind, body: Vec<u8>| {
-                let Ok(e) = chain.next_entry(&key, epoch(), kind, body) else { return };
-                chain.ingest(vec![e.clone()], None);
+                let Some(e) = extend(&mut chain, &key, epoch(), kind, body) else { return };
                 publish(Kind::LedgerEntry, e.encode(), &key).await;
             };
             let mut last_paid = None;
@@ -451,8 +450,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<AttackStats> {
                         .collect();
                     workers.sort_by_key(|w| w.worker);
                     let body = PorVerdicts { epoch: e, workers }.encode();
-                    if let Ok(entry) = chain.next_entry(&key, e, EntryKind::PorVerdicts, body) {
-                        chain.ingest(vec![entry.clone()], None);
+                    if let Some(entry) = extend(&mut chain, &key, e, EntryKind::PorVerdicts, body) {
                         publish(Kind::LedgerEntry, entry.encode(), &key).await;
                         stats.sent += 1;
                     }
@@ -502,6 +500,19 @@ pub async fn run(plan: Plan) -> anyhow::Result<AttackStats> {
     Ok(stats)
 }
 
+/// The next entry of `key`'s own chain, kept in `chain` so that the one after links to it.
+fn extend(
+    chain: &mut ifx_protocols::ledger::Ledger,
+    key: &SigningKey,
+    epoch: u64,
+    kind: EntryKind,
+    body: Vec<u8>,
+) -> Option<Entry> {
+    let e = chain.next_entry(key, epoch, kind, body).ok()?;
+    chain.ingest(vec![e.clone()], None);
+    Some(e)
+}
+
 /// `self-deal`: a real worker node on the attacker's key (it heartbeats, answers challenges and
 /// renders like any honest worker), whose owner pays every epoch for a 64 x 64 job from its
 /// second key and receipts its own worker for every tile: the burn the network's price asks,
@@ -542,8 +553,7 @@ async fn self_deal(
                 bodies.push((EntryKind::RenderReceipt, RenderReceipt { job, tile, worker, work_units: 0 }.encode()));
             }
             for (kind, body) in bodies {
-                let Ok(entry) = chain.next_entry(&second, e, kind, body) else { continue };
-                chain.ingest(vec![entry.clone()], None);
+                let Some(entry) = extend(&mut chain, &second, e, kind, body) else { continue };
                 if let Ok(env) = SignedEnvelope::sign(&second, &net_id, Kind::LedgerEntry, e, entry.encode()) {
                     let _ = node.net.publish(Kind::LedgerEntry, env.encode()).await;
                     stats.sent += 1;

@@ -58,6 +58,9 @@ pub struct LedgerHandle {
     /// network without accounts, which is open): entries of other keys are neither relayed nor
     /// stored, so never served (issue #21: a key without a balance writes nothing anyone keeps).
     funded: Arc<std::sync::RwLock<Option<std::collections::BTreeSet<[u8; 32]>>>>,
+    /// Held while this node pays for a job: two payments at once could both pass the balance
+    /// check and the second would be void in settlement.
+    paying: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// How long an append waits for the node's own chain to be fetched before it fails with
@@ -119,7 +122,14 @@ impl LedgerHandle {
             broken: tokio_util::sync::CancellationToken::new(),
             own_chain_known: Arc::new(tokio::sync::watch::channel(true).0),
             funded: Default::default(),
+            paying: Default::default(),
         }
+    }
+
+    /// Waits for this node's other payment, if one is under way; the next is this caller's
+    /// while the guard lives.
+    pub async fn one_payment(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.paying.lock().await
     }
 
     /// Sets the keys whose entries this node keeps (an empty set keeps every key's: a network

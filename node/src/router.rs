@@ -216,29 +216,30 @@ impl Router {
 }
 
 /// Verifies and merges gossiped entries in one durable write (when any is new); one verdict
-/// per entry, in order.
+/// per entry, in order. Keys without an account write nothing this node keeps or relays
+/// (ignored, not rejected: the relayer's view of the accounts may differ for a moment).
 pub async fn judge_entries(
     ledger: &LedgerHandle,
     net: &NetworkConfig,
     entries: Vec<Entry>,
     now_us: u64,
 ) -> Vec<Verdict> {
-    // Keys without an account write nothing this node keeps or relays (not a fault of the
-    // relayer, whose view of the accounts may differ for a moment: ignored, not rejected).
     let admitted: Vec<bool> = entries.iter().map(|e| ledger.admits(&e.author)).collect();
-    if admitted.iter().any(|a| !a) {
-        let kept: Vec<Entry> = entries.iter().zip(&admitted).filter(|(_, a)| **a).map(|(e, _)| e.clone()).collect();
-        let mut verdicts = Box::pin(judge_entries(ledger, net, kept, now_us)).await.into_iter();
-        return admitted
-            .iter()
-            .map(|a| {
-                if *a {
-                    verdicts.next().unwrap_or(Verdict::Ignore("lost"))
-                } else {
-                    Verdict::Ignore("author_without_account")
-                }
-            })
-            .collect();
+    let kept: Vec<Entry> = entries.into_iter().zip(&admitted).filter(|(_, a)| **a).map(|(e, _)| e).collect();
+    let mut verdicts = judge_admitted(ledger, net, kept, now_us).await.into_iter();
+    admitted
+        .iter()
+        .map(|a| match a {
+            true => verdicts.next().unwrap_or(Verdict::Ignore("lost")),
+            false => Verdict::Ignore("author_without_account"),
+        })
+        .collect()
+}
+
+/// [`judge_entries`] of entries whose authors this node admits.
+async fn judge_admitted(ledger: &LedgerHandle, net: &NetworkConfig, entries: Vec<Entry>, now_us: u64) -> Vec<Verdict> {
+    if entries.is_empty() {
+        return Vec::new();
     }
     let ids: Vec<_> = entries.iter().map(Entry::id).collect();
     let known: Vec<bool> = ledger.with(|l| ids.iter().map(|id| l.ledger().contains(id)).collect());
@@ -282,12 +283,18 @@ mod tests {
     use super::*;
     use ifx_protocols::ledger::{EntryKind, Ledger};
 
+    /// A default network's ledger store in `dir`.
+    fn store(dir: &std::path::Path) -> (NetworkConfig, LedgerHandle) {
+        let net = NetworkConfig::default();
+        let db = ifx_storage::Db::open(dir).unwrap();
+        let ledger = LedgerHandle::new(ifx_storage::LedgerStore::open(db, &net.id).unwrap(), NodeMetrics::default());
+        (net, ledger)
+    }
+
     #[tokio::test]
     async fn a_group_commit_gives_each_entry_its_own_verdict() {
         let dir = tempfile::tempdir().unwrap();
-        let net = NetworkConfig::default();
-        let db = ifx_storage::Db::open(dir.path()).unwrap();
-        let ledger = LedgerHandle::new(ifx_storage::LedgerStore::open(db, &net.id).unwrap(), NodeMetrics::default());
+        let (net, ledger) = store(dir.path());
         let now_us = crate::unix_time_us();
         let epoch = net.epoch_at(now_us / 1000);
         // One author's chain of four, made elsewhere.
@@ -330,9 +337,7 @@ mod tests {
     #[tokio::test]
     async fn entries_of_keys_without_an_account_are_neither_kept_nor_relayed() {
         let dir = tempfile::tempdir().unwrap();
-        let net = NetworkConfig::default();
-        let db = ifx_storage::Db::open(dir.path()).unwrap();
-        let ledger = LedgerHandle::new(ifx_storage::LedgerStore::open(db, &net.id).unwrap(), NodeMetrics::default());
+        let (net, ledger) = store(dir.path());
         let now_us = crate::unix_time_us();
         let epoch = net.epoch_at(now_us / 1000);
         let (funded, fresh) =

@@ -68,10 +68,6 @@ pub enum PayError {
     Stopped(String),
 }
 
-/// One payment at a time per node: two at once could both pass the balance check and the
-/// second would be void in settlement.
-static PAYING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 /// Burns the price of `units` work units of `work` (a [`JobPayment`] for `job`) from this
 /// node's key if it can spend it; the units burned and the entry id.
 pub async fn pay_for(
@@ -83,16 +79,13 @@ pub async fn pay_for(
     work: PaidWork,
     units: u64,
 ) -> Result<(u64, String), PayError> {
-    let _one = PAYING.lock().await;
+    let _one = ledger.one_payment().await;
     let me = key.verifying_key().to_bytes();
     let (l, n) = (ledger.clone(), network.clone());
     let (spendable, p) = tokio::task::spawn_blocking(move || spendable(&l, &n, &me))
         .await
         .map_err(|e| PayError::Stopped(e.to_string()))?;
-    let per_minute = match work {
-        PaidWork::Render { .. } => p.render_units_per_minute,
-        PaidWork::Fl { .. } => p.fl_units_per_minute,
-    };
+    let per_minute = p.units_per_minute(&work);
     let amount = p.price_of(units, per_minute).max(1);
     if spendable < amount {
         return Err(PayError::Unfunded { amount, units, price: p.job_price_per_minute, per_minute, spendable });

@@ -187,6 +187,11 @@ fn ledger_entry_and_bodies() {
                 .encode(),
         ),
         (
+            EntryKind::Seal,
+            ifx_protocols::ledger::EpochSeal::split(4, [8; 32], 9, &[([1; 32], 3), ([2; 32], u64::MAX)]).unwrap()[0]
+                .encode(),
+        ),
+        (
             EntryKind::FlReceipt,
             FlReceipt {
                 task: [4; 16],

@@ -41,6 +41,16 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Liquid IFX node 0, the run's artist, starts with: enough for every job a run submits.
 const ARTIST_LIQUID_IFX: u64 = 10_000_000;
 
+/// One `[[network.genesis]]` allocation of the run's config, stake and liquid in IFX.
+fn genesis_alloc(key: &str, role: &str, stake_ifx: u64, liquid_ifx: u64) -> String {
+    let units = ifx_protocols::settle::UNITS_PER_IFX;
+    format!(
+        "\n[[network.genesis]]\nkey = \"{key}\"\nrole = \"{role}\"\nstake = {}\nliquid = {}\n",
+        stake_ifx * units,
+        liquid_ifx * units
+    )
+}
+
 /// The burn price of a test network: the default price per delivery minute scaled by how much
 /// shorter its epochs are than 72 hours. The wash-trading bound (a delivery minute may add at
 /// most pool x W_PoD / (4 x epoch minutes) to a self-dealer's reward, `docs/ECONOMICS.md`)
@@ -212,13 +222,7 @@ impl Testnet {
                 (_, 0) => (1_000, ARTIST_LIQUID_IFX),
                 _ => (1_000, 100),
             };
-            genesis += &format!(
-                "\n[[network.genesis]]\nkey = \"{}\"\nrole = \"{}\"\nstake = {}\nliquid = {}\n",
-                n.public_key,
-                n.role,
-                stake * 1_000_000u64,
-                liquid * 1_000_000u64
-            );
+            genesis += &genesis_alloc(&n.public_key, n.role, stake, liquid);
         }
         // Attackers with money to game with (issue #21) get their keys and allocations now.
         let mut attacker_keys: std::collections::BTreeMap<String, Vec<String>> = Default::default();
@@ -227,11 +231,7 @@ impl Testnet {
                 let dir = a.dir(&base_dir).join(sub);
                 std::fs::create_dir_all(&dir).map_err(|e| io("cannot create", &dir, e))?;
                 let key = create_key(&binary, &dir)?;
-                genesis += &format!(
-                    "\n[[network.genesis]]\nkey = \"{key}\"\nrole = \"{role}\"\nstake = {}\nliquid = {}\n",
-                    stake * 1_000_000u64,
-                    liquid * 1_000_000u64
-                );
+                genesis += &genesis_alloc(&key, role, stake, liquid);
                 attacker_keys.entry(a.name().to_string()).or_default().push(key);
             }
         }

@@ -59,18 +59,17 @@ impl BondedVerifiers {
                     .filter(|(_, a)| a.role == Some(StakeRole::Verifier) && a.bonded > 0)
                     .map(|(k, _)| *k)
                     .collect::<BTreeSet<[u8; 32]>>();
-                let funded: BTreeSet<[u8; 32]> =
+                // The same settlement says whose entries this node keeps (its own always).
+                let mut funded: BTreeSet<[u8; 32]> =
                     accounts.iter().filter(|(_, a)| a.is_funded()).map(|(k, _)| *k).collect();
+                if !funded.is_empty() {
+                    funded.insert(s.key.verifying_key().to_bytes());
+                }
                 (verifiers, funded)
             })
             .await;
             match computed {
                 Ok((keys, funded)) => {
-                    // The same settlement says whose entries this node keeps (its own always).
-                    let mut funded = funded;
-                    if !funded.is_empty() {
-                        funded.insert(settle.key.verifying_key().to_bytes());
-                    }
                     settle.ledger.set_funded(funded);
                     if known.as_ref() != Some(&keys) {
                         info!(verifiers = keys.len(), "bonded verifiers (who may challenge this worker)");

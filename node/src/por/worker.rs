@@ -30,7 +30,7 @@ type OpenChallenges = OpenBook<(Answer, spot::Tree, RenderSettings)>;
 #[derive(Clone)]
 pub struct Prover {
     pub key: ed25519_dalek::SigningKey,
-    /// The network (on its wire id: the proof names it).
+    /// The network's clock: a proof names the worker's epoch.
     pub network: ifx_protocols::NetworkConfig,
 }
 

@@ -82,11 +82,7 @@ pub(super) fn pay(
             s.ignored.push(format!("{who}.. payment {}: only {liquid} liquid", pay.amount));
             continue;
         }
-        let per_minute = match pay.work {
-            PaidWork::Render { .. } => p.render_units_per_minute,
-            PaidWork::Fl { .. } => p.fl_units_per_minute,
-        };
-        let bought = p.credit_of(pay.amount, per_minute);
+        let bought = p.credit_of(pay.amount, p.units_per_minute(&pay.work));
         let credit = credits.entry((e.author, pay.job)).or_insert_with(|| Credit {
             work: pay.work,
             remaining: 0,
@@ -195,3 +191,4 @@ pub(super) fn count(
     }
     out
 }
+

@@ -268,6 +268,14 @@ impl EconParams {
         v.min(u64::MAX as u128) as u64
     }
 
+    /// Work units of `work`'s kind that make one delivery minute.
+    pub fn units_per_minute(&self, work: &crate::ledger::body::PaidWork) -> u64 {
+        match work {
+            crate::ledger::body::PaidWork::Render { .. } => self.render_units_per_minute,
+            crate::ledger::body::PaidWork::Fl { .. } => self.fl_units_per_minute,
+        }
+    }
+
     /// Delivery credit a payment of `amount` units buys, in work units of a kind worth
     /// `units_per_minute` per delivery minute: `amount x units_per_minute / price`.
     pub fn credit_of(&self, amount: u64, units_per_minute: u64) -> u64 {
@@ -354,6 +362,15 @@ mod tests {
         // A vote cannot set a value that would overflow an epoch sum.
         assert_eq!(p.with("gov_min_delay_epochs", u64::MAX).unwrap_err().key, "economics.gov_min_delay_epochs");
         assert_eq!(p.with("unbonding_secs", u64::MAX).unwrap_err().key, "economics.unbonding_secs");
+        // Issue #21's parameters: a zero price would buy unbounded credit, a zero stake unit
+        // divide by zero; the pools must fit the mint; the frequency window is a 64-bit mask.
+        assert_eq!(p.with("job_price_per_minute", 0).unwrap_err().key, "economics.job_price_per_minute");
+        assert_eq!(p.with("job_price_per_minute", u64::MAX).unwrap_err().key, "economics.job_price_per_minute");
+        assert_eq!(p.with("entry_quota_stake", 0).unwrap_err().key, "economics.entry_quota_stake");
+        assert_eq!(p.with("entry_quota_base", u64::MAX).unwrap_err().key, "economics.entry_quota_base");
+        assert_eq!(p.with("artists_bps", 1_000).unwrap_err().key, "economics.verifiers_bps");
+        assert_eq!(p.with("artist_rebate_bps", 10_001).unwrap_err().key, "economics.artist_rebate_bps");
+        assert_eq!(p.with("artist_window_epochs", 65).unwrap_err().key, "economics.artist_window_epochs");
     }
 
     #[test]
