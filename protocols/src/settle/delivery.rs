@@ -171,8 +171,12 @@ pub(super) fn count(
             continue;
         }
         credit.counted.insert(item);
+        // Each counted receipt takes at least one unit of credit, even a tile worth none (a
+        // 1 x 1 tile at 1 spp): receipts are outside the entry quota because the credit bounds
+        // them, and the tiles remembered in `counted` must stay bounded by what was paid.
+        let charge = units.max(1).min(credit.remaining);
         let units = units.min(credit.remaining);
-        credit.remaining -= units;
+        credit.remaining -= charge;
         let to = if fl { &mut out.fl } else { &mut out.render };
         let u = to.entry(worker).or_default();
         *u = u.saturating_add(units);
@@ -192,3 +196,40 @@ pub(super) fn count(
     out
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::RenderReceipt;
+    use crate::settle::outcome::Status;
+
+    /// A job of tiles worth no work units (1 x 1 at 1 spp and 1 bounce) bought with one unit of
+    /// credit: one receipt counts, the rest are refused, and `counted` holds one tile, not the
+    /// job's million.
+    #[test]
+    fn receipts_of_tiles_worth_nothing_still_spend_credit() {
+        let owner = ed25519_dalek::SigningKey::from_bytes(&[4; 32]);
+        let work = PaidWork::Render { width: 1024, height: 1024, spp: 1, max_bounces: 1, tile: 1 };
+        let mut credits: Credits = [(
+            (owner.verifying_key().to_bytes(), [1; 16]),
+            Credit { work, remaining: 1, counted: BTreeSet::new(), burned: 20, bought: 1 },
+        )]
+        .into();
+        let mut l = crate::ledger::Ledger::new("d");
+        let entries: Vec<Arc<Entry>> = (0..50u32)
+            .map(|tile| {
+                let r = RenderReceipt { job: [1; 16], tile, worker: [9; 32], work_units: 0 };
+                let e = l.next_entry(&owner, 0, EntryKind::RenderReceipt, r.encode()).unwrap();
+                l.ingest(vec![e.clone()], None);
+                Arc::new(e)
+            })
+            .collect();
+        let set: Vec<&Arc<Entry>> = entries.iter().collect();
+        let mut s = EpochSettlement::empty(0, Status::Sealed, &EconParams::default());
+        let mut lines = BTreeMap::new();
+        let out = count(&mut credits, &set, &|_| false, &mut lines, &mut s);
+        let credit = credits.values().next().unwrap();
+        assert_eq!((credit.counted.len(), credit.remaining), (1, 0));
+        assert_eq!(s.refused["receipt: the job's credit is spent"], 49);
+        assert_eq!(out.render.get(&[9; 32]), Some(&0));
+    }
+}
