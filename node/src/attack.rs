@@ -172,6 +172,9 @@ pub async fn run(plan: Plan) -> anyhow::Result<AttackStats> {
     if plan.attack == Attack::SelfDeal {
         return self_deal(&plan, started, deadline, stats).await;
     }
+    if plan.attack == Attack::FakeJobTile {
+        return fake_job_tile(&plan, started, deadline, stats).await;
+    }
 
     let hold = plan.attack == Attack::SyncStall;
     let (net, cfg, key) = peer(&plan, &plan.data_dir, &plan.bootnode, hold, stalled.clone(), &shutdown).await?;
@@ -491,7 +494,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<AttackStats> {
                 tokio::time::sleep(pause).await;
             }
         }
-        Attack::Eclipse | Attack::SelfDeal => unreachable!("handled above"),
+        Attack::Eclipse | Attack::SelfDeal | Attack::FakeJobTile => unreachable!("handled above"),
         Attack::ApiRebind => anyhow::bail!("api-rebind is the harness's own attack (HTTP), not a peer's"),
     }
     stats.stalled = stalled.load(std::sync::atomic::Ordering::Relaxed);
@@ -524,11 +527,7 @@ async fn self_deal(
     mut stats: AttackStats,
 ) -> anyhow::Result<AttackStats> {
     use ifx_protocols::ledger::{JobPayment, Ledger, PaidWork, RenderReceipt};
-    let mut cfg = NodeConfig::load(Some(&plan.config), &Default::default())?;
-    cfg.node.data_dir = plan.data_dir.clone();
-    cfg.node.listen = vec!["/ip4/127.0.0.1/tcp/0".into()];
-    cfg.node.api = String::new();
-    cfg.network.bootnodes = vec![plan.bootnode.clone()];
+    let cfg = node_config(plan)?;
     let net_id = cfg.network.wire_id();
     let node = crate::Node::start(cfg.clone()).await?;
     let worker = node.settle.key.verifying_key().to_bytes();
@@ -562,6 +561,50 @@ async fn self_deal(
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    stats.seconds = started.elapsed().as_secs_f64();
+    node.stop().await;
+    Ok(stats)
+}
+
+/// The config of a real node of this crate run by an attack (`self-deal`, `fake-job-tile`).
+fn node_config(plan: &Plan) -> anyhow::Result<NodeConfig> {
+    let mut cfg = NodeConfig::load(Some(&plan.config), &Default::default())?;
+    cfg.node.data_dir = plan.data_dir.clone();
+    cfg.node.listen = vec!["/ip4/127.0.0.1/tcp/0".into()];
+    cfg.node.api = String::new();
+    cfg.network.bootnodes = vec![plan.bootnode.clone()];
+    Ok(cfg)
+}
+
+/// `fake-job-tile`: a real, staked worker node that answers PoR challenges honestly and fakes
+/// every job tile it is given (`render.fake_tiles`), until the deadline.
+async fn fake_job_tile(
+    plan: &Plan,
+    started: Instant,
+    deadline: Instant,
+    mut stats: AttackStats,
+) -> anyhow::Result<AttackStats> {
+    use ifx_protocols::ledger::body::EntryBody;
+    let mut cfg = node_config(plan)?;
+    cfg.render.fake_tiles = true;
+    let node = crate::Node::start(cfg).await?;
+    tokio::time::sleep_until(deadline.into()).await;
+    // What became of its tiles, as its own ledger says: receipted (not caught) or evidence.
+    let me = node.settle.key.verifying_key().to_bytes();
+    let (receipted, caught) = node.settle.ledger.with(|s| {
+        let mut n = (0u64, 0u64);
+        for e in s.ledger().iter_sorted() {
+            match EntryBody::of(&e) {
+                Ok(EntryBody::RenderReceipt(r)) if r.worker == me => n.0 += 1,
+                Ok(EntryBody::DeliveryFault(f)) if f.worker == me => n.1 += 1,
+                _ => {}
+            }
+        }
+        n
+    });
+    stats.sent = receipted + caught;
+    stats.answers.insert("tile receipted".into(), receipted);
+    stats.answers.insert("tile caught (evidence filed)".into(), caught);
     stats.seconds = started.elapsed().as_secs_f64();
     node.stop().await;
     Ok(stats)

@@ -145,11 +145,14 @@ impl Default for LedgerSection {
 pub struct RenderSection {
     /// `auto` (a GPU, else a software adapter, else the CPU), `gpu` or `cpu`.
     pub backend: Backend,
+    /// For tests and the testnet only (`--attack fake-job-tile`): render job tiles at one
+    /// sample per pixel whatever the job asked, and sign them as the job's.
+    pub fake_tiles: bool,
 }
 
 impl Default for RenderSection {
     fn default() -> Self {
-        Self { backend: Backend::Auto }
+        Self { backend: Backend::Auto, fake_tiles: false }
     }
 }
 

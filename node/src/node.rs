@@ -195,11 +195,16 @@ impl Node {
                 started.render_inbound,
                 started.handle.clone(),
                 compute.clone(),
+                crate::render::Signer { key: identity.signing_key().clone(), fake: cfg.render.fake_tiles },
                 shutdown.child_token(),
             ),
         );
+        if cfg.render.fake_tiles {
+            tracing::warn!("this node FAKES job tiles: one sample in 64, signed as the job's (test mode)");
+        }
         let jobs = crate::render::Jobs::new(
             started.handle.clone(),
+            compute.clone(),
             heartbeats.clone(),
             ledger.clone(),
             identity.signing_key().clone(),
@@ -219,7 +224,7 @@ impl Node {
             crate::por::serve(
                 started.por_inbound,
                 started.handle.clone(),
-                compute,
+                compute.clone(),
                 cheat,
                 verifiers,
                 crate::por::Prover { key: identity.signing_key().clone(), network: cfg.network.clone() },
@@ -242,6 +247,14 @@ impl Node {
                 last: Default::default(),
             };
             services.spawn("challenger", challenger.run(shutdown.child_token()));
+            let judge = crate::render::judge::Judge {
+                ledger: ledger.clone(),
+                net: started.handle.clone(),
+                key: identity.signing_key().clone(),
+                network: cfg.network.clone(),
+                compute: compute.clone(),
+            };
+            services.spawn("delivery-judge", judge.run(shutdown.child_token()));
             let attester = Attester {
                 ledger: ledger.clone(),
                 key: identity.signing_key().clone(),

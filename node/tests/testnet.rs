@@ -353,9 +353,9 @@ fn attacks_in_one_testnet_leave_the_honest_network_whole() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let tmp = tempfile::tempdir().unwrap();
     let (out, report) = testnet(
-        "--nodes 6 --verifiers 2 --duration 24 --render-size 64 --render-spp 8 --fl-rounds 0 \
+        "--nodes 6 --verifiers 2 --duration 24 --render-size 128 --render-spp 8 --fl-rounds 0 \
          --attack hb-overflow --attack challenge-flood --attack fork-bomb --attack author-flood --attack api-rebind \
-         --attack forged-receipt --attack timeout-dodge --attack verifier-copy",
+         --attack forged-receipt --attack timeout-dodge --attack verifier-copy --attack fake-job-tile",
         tmp.path(),
     );
     let attacks = &report["attacks"];
@@ -397,4 +397,14 @@ fn attacks_in_one_testnet_leave_the_honest_network_whole() {
     assert!(line("verifier-copy")["stats"]["sent"].as_u64().unwrap() > 0);
     let copier = econ("verifier-copy");
     assert!(copier["net"].as_i64().unwrap() <= 0, "{copier:#}");
+    // The worker that fakes job tiles: its first tile failed the artist's spot check, the
+    // evidence went to the ledger, both verifiers re-rendered the sub-tile and ruled it guilty,
+    // and settlement slashed it: it netted less than an honest worker.
+    let faker = line("fake-job-tile");
+    assert!(faker["stats"]["answers"]["tile caught (evidence filed)"].as_u64().unwrap() >= 1, "{faker:#}");
+    let faker = econ("fake-job-tile");
+    assert!(faker["slashed"].as_u64().unwrap() > 0, "{faker:#}");
+    assert!(faker["net"].as_i64().unwrap() < faker["honest_worker_net"].as_i64().unwrap(), "{faker:#}");
+    // The honest workers' pay per seat is judged against the baseline (the verdict above).
+    assert!(attacks["honest_payout"]["ratio"].as_f64().is_some(), "{:#}", attacks["honest_payout"]);
 }

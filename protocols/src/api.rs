@@ -200,6 +200,14 @@ pub struct JobStatus {
     /// The payment entry's id.
     #[serde(default)]
     pub payment: Option<String>,
+    /// Tiles whose sub-tile the owner re-rendered and found as delivered (issue #21: every
+    /// accepted tile is spot-checked before its receipt).
+    #[serde(default)]
+    pub spot_checked: u64,
+    /// Tiles that failed the spot check: each one evidence in the ledger against its worker,
+    /// which gets no more tiles of the job.
+    #[serde(default)]
+    pub bad_tiles: u64,
     pub secs: f64,
     pub png: Option<String>,
     pub error: Option<String>,
@@ -219,6 +227,8 @@ impl JobStatus {
             receipts: 0,
             paid: 0,
             payment: None,
+            spot_checked: 0,
+            bad_tiles: 0,
             secs: 0.0,
             png: None,
             error: None,

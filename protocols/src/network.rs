@@ -163,7 +163,7 @@ impl NetworkConfig {
 
     /// Request-response protocol of render tiles on this network.
     pub fn render_protocol(&self) -> String {
-        format!("/ifx/{}/render/1", self.id)
+        format!("/ifx/{}/render/2", self.id)
     }
 
     /// Request-response protocol of federated-learning rounds on this network.

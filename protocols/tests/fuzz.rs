@@ -263,9 +263,12 @@ fn por_render_and_fl_requests() {
     };
     let tile = TileRequest { job: [6; 16], spec, tile: [32, 0, 32, 32] };
     fuzz("tile request", 8, vec![tile.encode()], |b| TileRequest::decode(b).map(|t| drop(t.checked_tile())).is_ok());
-    fuzz("tile response", 9, vec![TileResponse { pixels: vec![0; 48], error: String::new() }.encode()], |b| {
-        TileResponse::decode(b).is_ok()
-    });
+    fuzz(
+        "tile response",
+        9,
+        vec![TileResponse { pixels: vec![0; 48], error: String::new(), root: [1; 32], sig: [2; 64] }.encode()],
+        |b| TileResponse::decode(b).is_ok(),
+    );
 
     use ifx_protocols::fl::wire::FlRequest;
     let fl = vec![

@@ -6,11 +6,15 @@ use std::sync::Arc;
 
 use ed25519_dalek::SigningKey;
 use ifx_protocols::NetworkConfig;
+use ifx_protocols::ledger::body::{DeliveryFault, FaultRulings, Ruling};
 use ifx_protocols::ledger::{
     Entry, EntryKind, FlReceipt, JobPayment, Ledger, LivenessAttestation, PaidWork, PeerLiveness, PorVerdicts,
     RenderReceipt, WorkerVerdict,
 };
 use ifx_protocols::por::proof::AnswerProof;
+use ifx_protocols::render::Tile;
+use ifx_protocols::render::commit;
+use ifx_protocols::render::job::JobSpec;
 use ifx_protocols::settle::{
     EconParams, GenesisAlloc, Proposal, Settlements, StakeOp, StakeRole, Status, UNITS_PER_IFX, Vote, seal_view, settle,
 };
@@ -151,6 +155,51 @@ struct Plan {
     dodger: Option<usize>,
     /// A verifier whose verdicts carry no proof (copied from the others, never challenged).
     copier: Option<usize>,
+    /// In epoch 1 the owner files evidence of a bad tile against worker 1, and each verifier
+    /// rules on it as given (`None`: never rules).
+    fault: Option<FaultPlan>,
+}
+
+/// Evidence against worker 1 in epoch 1 (see [`Plan::fault`]).
+#[derive(Clone, Debug)]
+struct FaultPlan {
+    rulings: Vec<Option<bool>>,
+    /// The opened bytes are altered after signing (an owner framing the worker).
+    forged: bool,
+    /// The evidence is filed by a funded key that did not pay for the job.
+    stranger: bool,
+}
+
+/// Worker `k`'s signed tile 0 of the paid 2-tile job `job` (as `one_tile_job(2)` specifies it)
+/// and evidence opening its sub-tile 3.
+fn evidence(k: &SigningKey, job: [u8; 16]) -> DeliveryFault {
+    let spec = JobSpec {
+        scene: "cornell".into(),
+        scene_toml: None,
+        width: 100,
+        height: 200,
+        spp: 500,
+        max_bounces: 10,
+        tile: 100,
+        unpaid: false,
+    };
+    assert_eq!(PaidWork::render(&spec.settings()), one_tile_job(2));
+    let t = Tile { x: 0, y: 0, w: 100, h: 100 };
+    let px = commit::encode_pixels(&vec![[0.25f32, 0.5, 0.75]; 100 * 100]);
+    let c = commit::TileCommitment::of(job, &spec, t, &px);
+    let sub = commit::sub_tiles(t.w, t.h)[3];
+    DeliveryFault {
+        job,
+        spec,
+        tile: [0, 0, 100, 100],
+        worker: pk(k),
+        root: c.root,
+        sig: c.sign(k),
+        index: 3,
+        bytes: commit::sub_bytes(&px, t.w, sub),
+        proof: commit::tree(&px, t.w, t.h).proof(3),
+        reason: "re-render differs".into(),
+    }
 }
 
 impl Plan {
@@ -170,6 +219,7 @@ impl Plan {
             flood: 0,
             dodger: None,
             copier: None,
+            fault: None,
         }
     }
 }
@@ -221,6 +271,20 @@ fn history(c: &Cast, p: &Plan) -> Vec<Entry> {
             reason: String::new(),
         };
         w.put(owner, e, EntryKind::FlReceipt, fl.encode());
+        if let Some(f) = p.fault.as_ref().filter(|_| e == 1) {
+            let mut ev = evidence(&c.workers[1], job_id(1, 1));
+            if f.forged {
+                ev.bytes[0] ^= 0x10;
+            }
+            let by = if f.stranger { &c.second } else { owner };
+            let id = w.put(by, 1, EntryKind::DeliveryFault, ev.encode()).id();
+            for (v, r) in c.verifiers.iter().zip(&f.rulings) {
+                if let Some(guilty) = r {
+                    let body = FaultRulings { rulings: vec![Ruling { fault: id, guilty: *guilty }] };
+                    w.put(v, 1, EntryKind::FaultRulings, body.encode());
+                }
+            }
+        }
         let w2 = pk(&c.workers[2]);
         if p.forgers {
             let forged = |job, tile| RenderReceipt { job, tile, worker: w2, work_units: u64::MAX }.encode();
@@ -567,6 +631,73 @@ fn a_verifier_that_copies_verdicts_earns_nothing_for_them() {
     }
 }
 
+/// Issue #21, verified delivery: evidence of a bad tile slashes its worker once verifiers
+/// holding more than half of the verifier stake rule it guilty; one verifier alone decides
+/// nothing; evidence a majority finds unfounded voids the accuser's remaining credit; evidence
+/// with altered bytes, or from a key that did not pay for the job, is refused.
+#[test]
+fn bad_job_tiles_are_slashed_on_a_verifier_majority_and_false_evidence_costs_the_accuser() {
+    let c = cast();
+    let n = network(&c);
+    let w1 = pk(&c.workers[1]);
+    // Jobs paid at 150%: credit is left after every tile.
+    let run = |f: FaultPlan| {
+        let p = Plan { cheat: None, fault: Some(f), paid_pct: vec![150], ..Plan::honest() };
+        let s = settle_entries(&n, history(&c, &p), 10);
+        assert!(s.epochs.iter().all(|e| e.balanced()));
+        assert!(conserved(&n, &s));
+        s
+    };
+    let plan = |rulings: Vec<Option<bool>>| FaultPlan { rulings, forged: false, stranger: false };
+    // Two of three verifiers (2/3 of the stake): guilty, slashed 20%, paid nothing in epoch 1.
+    let s = run(plan(vec![Some(true), Some(true), None]));
+    let e1 = s.epoch(1).unwrap();
+    assert_eq!(e1.faults.len(), 1);
+    assert_eq!(e1.faults[0].decision, "guilty");
+    assert_eq!((e1.faults[0].worker, e1.faults[0].payer), (w1, pk(&c.workers[0])));
+    assert_eq!(e1.caught, vec![w1]);
+    assert_eq!(e1.slashed.len(), 1);
+    assert_eq!((e1.slashed[0].key, e1.slashed[0].reason.as_str()), (w1, "delivered a bad job tile"));
+    assert!(e1.payouts.iter().all(|x| x.key != w1 || x.workers == 0));
+    let line = e1.workers.iter().find(|l| l.key == w1).unwrap();
+    assert_eq!(line.excluded.as_deref(), Some("caught: delivered a bad job tile"));
+    // Not in other epochs: it earns there.
+    assert!(s.epoch(2).unwrap().payouts.iter().any(|x| x.key == w1 && x.workers > 0));
+    // One verifier of three: pending, nobody slashed (a lone verifier cannot frame a worker).
+    let s = run(plan(vec![Some(true), None, None]));
+    let e1 = s.epoch(1).unwrap();
+    assert_eq!(e1.faults[0].decision, "pending");
+    assert!(s.sealed().all(|e| e.slashed.is_empty()));
+    let left = |s: &Settlements| s.epoch(1).unwrap().jobs.iter().find(|j| j.job == job_id(1, 1)).unwrap().remaining;
+    assert_eq!(left(&s), TILE_UNITS, "half the 2 tiles' credit is left");
+    // Still pending in the next epochs (the window is 4 epochs).
+    assert!(s.epoch(3).unwrap().faults.iter().all(|f| f.decision == "pending"));
+    // A majority rules it unfounded: the worker is untouched and the accuser's credit for the
+    // job is void (later receipts of it count nothing).
+    let s = run(plan(vec![Some(false), Some(true), Some(false)]));
+    let e1 = s.epoch(1).unwrap();
+    assert_eq!(e1.faults[0].decision, "unfounded");
+    assert!(e1.slashed.is_empty());
+    assert_eq!(left(&s), 0);
+    // Altered bytes (the worker never signed them) and a key that did not pay: refused.
+    for (f, why) in [
+        (
+            FaultPlan { forged: true, ..plan(vec![Some(true); 3]) },
+            "delivery-fault: proves nothing (signature, opening or worker)",
+        ),
+        (
+            FaultPlan { stranger: true, ..plan(vec![Some(true); 3]) },
+            "delivery-fault: not evidence about a job its author paid for",
+        ),
+    ] {
+        let s = run(f);
+        let e1 = s.epoch(1).unwrap();
+        assert!(e1.faults.is_empty());
+        assert_eq!(e1.refused.get(why), Some(&1), "{:?}", e1.refused);
+        assert!(s.sealed().all(|e| e.slashed.is_empty()));
+    }
+}
+
 #[test]
 fn governance_without_quorum_changes_nothing() {
     let c = cast();
@@ -588,10 +719,10 @@ fn arb_plan() -> impl Strategy<Value = Plan> {
         proptest::option::of((0usize..4, 0u64..4)),
         0u64..80,
         0u64..120,
-        0usize..=3,
+        (0usize..=3, proptest::option::of(proptest::collection::vec(proptest::option::of(any::<bool>()), 3))),
         2usize..=3,
     )
-        .prop_map(|(epochs, seen, (units, paid_pct), cheat, bond, unbond, yes_votes, sealers)| Plan {
+        .prop_map(|(epochs, seen, (units, paid_pct), cheat, bond, unbond, (yes_votes, rulings), sealers)| Plan {
             epochs,
             seen,
             units,
@@ -606,6 +737,7 @@ fn arb_plan() -> impl Strategy<Value = Plan> {
             flood: 0,
             dodger: None,
             copier: None,
+            fault: rulings.map(|rulings| FaultPlan { rulings, forged: false, stranger: false }),
         })
 }
 

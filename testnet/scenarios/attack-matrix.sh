@@ -14,7 +14,7 @@ $IFX testnet $ARGS --base-dir "$OUT/baseline" > "$OUT/baseline.txt" 2>&1
 echo "baseline: $(tail -n 2 "$OUT/baseline.txt" | head -n 1)"
 status=0
 ATTACKS=${ATTACKS:-hb-overflow challenge-flood work-flood fork-bomb author-flood sync-stall eclipse api-rebind \
-forged-receipt seal-spam heartbeat-burst timeout-dodge self-deal verifier-copy all}
+forged-receipt seal-spam heartbeat-burst timeout-dodge self-deal verifier-copy fake-job-tile all}
 for a in $ATTACKS; do
     $IFX testnet $ARGS --attack "$a" --baseline-report "$OUT/baseline/report.json" --base-dir "$OUT/$a" > "$OUT/$a.txt" 2>&1 || status=1
     echo "$a: $(grep -E '^  attacks vs baseline|^  settlement|^  economics' "$OUT/$a.txt" | tr -s ' ' | tr '\n' ' ')$(grep -E '^(OK|FAILED)' "$OUT/$a.txt")"

@@ -49,13 +49,16 @@ pub enum Attack {
     /// A bonded verifier that never challenges anyone and writes, every epoch, the verdict the
     /// quorum will reach on the victim (passed), to be paid for agreeing.
     VerifierCopy,
+    /// A staked worker node that answers PoR honestly but renders job tiles at a sixty-fourth
+    /// of the samples and signs them as the job's (saving the work it is paid for).
+    FakeJobTile,
 }
 
 /// Where a self-dealer keeps its second key, under its data dir.
 pub const SECOND_KEY_DIR: &str = "second-key";
 
 /// Every attack, in the order `all` runs them.
-pub const ALL: [Attack; 14] = [
+pub const ALL: [Attack; 15] = [
     Attack::HbOverflow,
     Attack::ChallengeFlood,
     Attack::WorkFlood,
@@ -70,6 +73,7 @@ pub const ALL: [Attack; 14] = [
     Attack::TimeoutDodge,
     Attack::SelfDeal,
     Attack::VerifierCopy,
+    Attack::FakeJobTile,
 ];
 
 impl Attack {
@@ -90,6 +94,7 @@ impl Attack {
             Attack::TimeoutDodge => "timeout-dodge",
             Attack::SelfDeal => "self-deal",
             Attack::VerifierCopy => "verifier-copy",
+            Attack::FakeJobTile => "fake-job-tile",
         }
     }
 
@@ -99,7 +104,7 @@ impl Attack {
     pub fn funding(self) -> Vec<(&'static str, &'static str, u64, u64)> {
         match self {
             Attack::ForgedReceipt => vec![("", "worker", 0, 1_000_000)],
-            Attack::HeartbeatBurst | Attack::TimeoutDodge => vec![("", "worker", 1_000, 100)],
+            Attack::HeartbeatBurst | Attack::TimeoutDodge | Attack::FakeJobTile => vec![("", "worker", 1_000, 100)],
             // The node, and the second key that pays its jobs (as much as the run's artist).
             Attack::SelfDeal => vec![("", "worker", 1_000, 100), (SECOND_KEY_DIR, "worker", 0, 10_000_000)],
             // The minimum verifier stake: the honest verifiers' seals still hold 2/3 of it all.

@@ -474,8 +474,11 @@ pub async fn run_with(
     let attacks = args.attacks()?;
     // With attacks, first the same run without them: what the victims are compared with.
     let base = args.base_dir.get_or_insert_with(default_base_dir).clone();
-    let baseline_nodes: Option<(String, Vec<BaselineNode>)> = match &args.baseline_report {
-        Some(path) if !attacks.is_empty() => Some((path.display().to_string(), BaselineNode::read(path)?)),
+    let baseline_nodes: Option<(String, Vec<BaselineNode>, serde_json::Value)> = match &args.baseline_report {
+        Some(path) if !attacks.is_empty() => {
+            let (nodes, json) = BaselineNode::read(path)?;
+            Some((path.display().to_string(), nodes, json))
+        }
         _ => None,
     };
     let baseline = if !attacks.is_empty() && !args.no_baseline && baseline_nodes.is_none() {
@@ -539,8 +542,8 @@ pub async fn run_with(
     }
     if !attacks.is_empty() {
         use report::attacks as ra;
-        let (baseline_path, base_nodes) = match (baseline_nodes, &baseline) {
-            (Some(b), _) => (Some(b.0), b.1),
+        let (baseline_path, base_nodes, base_json) = match (baseline_nodes, &baseline) {
+            (Some(b), _) => (Some(b.0), b.1, Some(b.2)),
             (None, Some(b)) => (
                 Some(base.join("baseline").join("report.json").display().to_string()),
                 b.nodes
@@ -551,9 +554,12 @@ pub async fn run_with(
                         heartbeat_p99_ms: n.heartbeat_p99_ms,
                     })
                     .collect(),
+                serde_json::to_value(b).ok(),
             ),
-            (None, None) => (None, Vec::new()),
+            (None, None) => (None, Vec::new(), None),
         };
+        let honest_payout =
+            ra::HonestPayout::compare(&serde_json::to_value(&report).unwrap_or_default(), base_json.as_ref());
         let nodes = report
             .nodes
             .iter()
@@ -586,6 +592,7 @@ pub async fn run_with(
             .collect();
         let section = ra::AttacksSection {
             economics,
+            honest_payout,
             victim,
             attacks: ra::lines(attackers, api),
             baseline: baseline_path,
@@ -620,18 +627,20 @@ struct BaselineNode {
 }
 
 impl BaselineNode {
-    /// The nodes of a report written by an earlier run.
-    fn read(path: &std::path::Path) -> Result<Vec<Self>, TestnetError> {
+    /// The nodes of a report written by an earlier run, and the whole report.
+    fn read(path: &std::path::Path) -> Result<(Vec<Self>, serde_json::Value), TestnetError> {
         #[derive(serde::Deserialize)]
         struct Only {
             nodes: Vec<BaselineNode>,
         }
         let text = std::fs::read_to_string(path)
             .map_err(|e| TestnetError::options(format!("--baseline-report {}: {e}", path.display())))?;
-        let r: Only = serde_json::from_str(&text).map_err(|e| {
+        let bad = |e: serde_json::Error| {
             TestnetError::options(format!("--baseline-report {}: not a testnet report: {e}", path.display()))
-        })?;
-        Ok(r.nodes)
+        };
+        let json: serde_json::Value = serde_json::from_str(&text).map_err(bad)?;
+        let r: Only = serde_json::from_value(json.clone()).map_err(bad)?;
+        Ok((r.nodes, json))
     }
 }
 

@@ -15,6 +15,9 @@ use serde::de::DeserializeOwned;
 use crate::launch::Testnet;
 use crate::{TestnetArgs, TestnetError};
 
+/// With `--attack fake-job-tile`, how long the artist waits before submitting its job.
+const FAKER_JOINS: Duration = Duration::from_secs(8);
+
 /// After the run, a render job that finished no tile for this long is given up on.
 const JOB_STALL: Duration = Duration::from_secs(20);
 /// Kademlia's bucket size.
@@ -284,6 +287,11 @@ fn job_running(out: &Outcome) -> bool {
 /// Polls until the duration is over, applying the scheduled kills.
 pub async fn watch(net: &mut Testnet, args: &TestnetArgs) -> Outcome {
     let mut out = Outcome { views: vec![None; net.nodes.len()], ..Default::default() };
+    if args.attacks().unwrap_or_default().contains(&crate::attacks::Attack::FakeJobTile) {
+        // The faking worker must be in the mesh, heard as a worker, before the artist's job
+        // hands out its tiles (it joins in a few seconds, like any attacker).
+        tokio::time::sleep(FAKER_JOINS).await;
+    }
     if args.render_size > 0 && args.render_spp > 0 {
         match submit_job(net, args).await {
             Ok(id) => out.job = Some(Tracked::new(id)),

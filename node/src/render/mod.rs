@@ -2,11 +2,15 @@
 //! tiles, asks worker peers (role worker in the heartbeat table, connected) for them over
 //! request-response, two tiles in flight per worker, re-queues a tile whose worker fails or
 //! times out, assembles the PNG, and signs a render receipt into the ledger for every tile it
-//! accepts. Workers render what they are asked with their best backend.
+//! accepts. Workers render what they are asked with their best backend and sign a commitment
+//! to each tile; the owner re-renders one sub-tile of every tile, of its own choosing, before
+//! the receipt, and a tile that does not match is evidence in the ledger (`judge` is the
+//! verifiers' side of it).
 //!
 //! `owner`: the job's task (the I/O); `queue`: its tile queue, sans I/O; `worker`: rendering
 //! tiles for others. The wire types are the protocol's (`ifx_protocols::render::job`).
 
+pub mod judge;
 mod owner;
 pub mod queue;
 mod worker;
@@ -24,7 +28,7 @@ use ifx_protocols::{NetworkConfig, PeerTable};
 use ifx_render::{RenderError, Scene, builtin, load};
 use tokio_util::sync::CancellationToken;
 
-pub use worker::serve;
+pub use worker::{Signer, serve};
 
 use crate::ledger::LedgerHandle;
 use crate::network::NetHandle;
@@ -67,6 +71,8 @@ pub struct Jobs {
 
 struct JobContext {
     net: NetHandle,
+    /// Where the owner re-renders the sub-tiles it spot-checks.
+    compute: crate::compute::Compute,
     heartbeats: Arc<Mutex<PeerTable>>,
     ledger: LedgerHandle,
     key: SigningKey,
@@ -77,8 +83,10 @@ struct JobContext {
 
 impl Jobs {
     /// A job manager writing PNGs to `out_dir`.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         net: NetHandle,
+        compute: crate::compute::Compute,
         heartbeats: Arc<Mutex<PeerTable>>,
         ledger: LedgerHandle,
         key: SigningKey,
@@ -86,7 +94,7 @@ impl Jobs {
         out_dir: PathBuf,
         shutdown: CancellationToken,
     ) -> Self {
-        let ctx = JobContext { net, heartbeats, ledger, key, network, out_dir, shutdown };
+        let ctx = JobContext { net, compute, heartbeats, ledger, key, network, out_dir, shutdown };
         Self { jobs: Arc::new(Mutex::new(BTreeMap::new())), ctx: Arc::new(ctx) }
     }
 

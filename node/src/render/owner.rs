@@ -1,21 +1,33 @@
-//! A job owner's task: hands tiles to workers as the queue says, checks what comes back,
-//! writes a receipt per accepted tile, and saves the PNG.
+//! A job owner's task: hands tiles to workers as the queue says, checks what comes back (its
+//! size and values, the worker's signed commitment, and a re-render of one sub-tile the owner
+//! picks after the tile arrived), writes a receipt per accepted tile or evidence against the
+//! worker of a bad one, and saves the PNG.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::stream::{FuturesUnordered, StreamExt};
 use ifx_protocols::Role;
+use ifx_protocols::ledger::body::fault::{DeliveryFault, signed_by};
 use ifx_protocols::ledger::{EntryKind, RenderReceipt};
-use ifx_protocols::render::job::{JobSpec, TileRequest, check_tile};
-use ifx_render::Image;
+use ifx_protocols::render::Tile;
+use ifx_protocols::render::commit::{self, sub_tiles};
+use ifx_protocols::render::job::{Delivered, JobSpec, TileRequest, check_tile};
+use ifx_render::{Image, Renderer};
 use libp2p::PeerId;
 use tracing::{info, warn};
 
 use super::queue::TileQueue;
 use super::{JobError, Jobs};
 use crate::network::{Proto, author_peer_id};
+
+/// A sub-tile that did not match its re-render.
+struct BadTile {
+    index: u32,
+    reason: String,
+}
 
 /// A job fails when it has had no worker for this long.
 const NO_WORKER_TIMEOUT: Duration = Duration::from_secs(60);
@@ -43,6 +55,7 @@ impl Jobs {
         let mut img = Image::new(s.width, s.height);
         let mut inflight = FuturesUnordered::new();
         let mut last_worker_seen = Instant::now();
+        let mut checker: Option<Arc<Renderer>> = None;
         while !queue.is_done() {
             if self.ctx.shutdown.is_cancelled() {
                 return Err(JobError::Stopped("the node is shutting down".into()));
@@ -57,9 +70,12 @@ impl Jobs {
                 let peers: Vec<PeerId> = workers.iter().map(|(p, _)| *p).collect();
                 for (peer, i) in queue.assign(&peers, Instant::now()) {
                     let t = tiles[i];
-                    let req = TileRequest { job, spec: spec.clone(), tile: [t.x, t.y, t.w, t.h] }.encode();
+                    let req = TileRequest { job, spec: spec.clone(), tile: [t.x, t.y, t.w, t.h] };
                     let (net, key) = (self.ctx.net.clone(), keys[&peer]);
-                    inflight.push(async move { (peer, key, i, net.request(Proto::Render, peer, req).await) });
+                    inflight.push(async move {
+                        let answer = net.request(Proto::Render, peer, req.encode()).await;
+                        (peer, key, i, req, answer)
+                    });
                 }
                 if inflight.is_empty() {
                     if last_worker_seen.elapsed() > NO_WORKER_TIMEOUT {
@@ -73,17 +89,40 @@ impl Jobs {
                 n = inflight.next() => n,
                 _ = tokio::time::sleep(Duration::from_millis(500)) => continue,
             };
-            let Some((peer, key, i, result)) = next else { continue };
+            let Some((peer, key, i, req, result)) = next else { continue };
             let t = tiles[i];
-            let pixels = match result {
-                Ok(Ok(bytes)) => check_tile(&bytes, t).map_err(|e| e.to_string()),
+            let delivered = match result {
+                Ok(Ok(bytes)) => check_tile(&bytes, &req, t).map_err(|e| e.to_string()).and_then(|d| {
+                    if signed_by(&d.commitment, &key, &d.sig) {
+                        Ok(d)
+                    } else {
+                        Err("the tile's commitment is not signed by its worker".to_string())
+                    }
+                }),
                 Ok(Err(e)) => Err(e.to_string()),
                 Err(_) => return Err(JobError::Stopped("the network stopped".into())),
             };
-            queue.answered(peer, i, pixels.is_ok(), Instant::now());
+            // The spot check: one sub-tile of the owner's choosing, re-rendered here.
+            let delivered = match delivered {
+                Ok(d) => match self.spot_check(&mut checker, &spec, t, &d).await {
+                    Ok(()) => {
+                        self.update(&id, |st| st.spot_checked += 1);
+                        Ok(d)
+                    }
+                    Err(bad) => {
+                        warn!(job = id, %peer, tile = i, sub_tile = bad.index, reason = bad.reason, "bad tile: evidence to the ledger; the worker gets no more tiles of this job");
+                        queue.ban(peer);
+                        self.update(&id, |st| st.bad_tiles += 1);
+                        self.evidence(job, &spec, key, &d, bad).await;
+                        Err("failed the spot check".to_string())
+                    }
+                },
+                Err(e) => Err(e),
+            };
+            queue.answered(peer, i, delivered.is_ok(), Instant::now());
             let done = queue.done();
-            match pixels {
-                Ok(px) => {
+            match delivered {
+                Ok(Delivered { px, .. }) => {
                     img.put(t, &px);
                     let receipt = RenderReceipt { job, tile: i as u32, worker: key, work_units: s.work_units(t) };
                     let wrote = self.receipt(receipt).await;
@@ -109,6 +148,71 @@ impl Jobs {
             .map_err(|e| JobError::Stopped(e.to_string()))??;
         info!(job = id, png = %path.display(), secs = started.elapsed().as_secs_f64(), "render job done");
         Ok(path)
+    }
+
+    /// Re-renders one random sub-tile of a delivered tile (`checker`: the job's renderer on this
+    /// node's compute, built at the first check) and compares it with what the worker sent.
+    async fn spot_check(
+        &self,
+        checker: &mut Option<Arc<Renderer>>,
+        spec: &JobSpec,
+        t: Tile,
+        d: &Delivered,
+    ) -> Result<(), BadTile> {
+        let subs = sub_tiles(t.w, t.h);
+        let index = rand::Rng::gen_range(&mut rand::thread_rng(), 0..subs.len()) as u32;
+        let sub = subs[index as usize];
+        let at = Tile { x: t.x + sub.x, y: t.y + sub.y, w: sub.w, h: sub.h };
+        let (spec, s) = (spec.clone(), spec.settings());
+        let (existing, backend) = (checker.clone(), self.ctx.compute.backend());
+        let rendered = tokio::task::spawn_blocking(move || {
+            let r = match existing {
+                Some(r) => r,
+                None => Arc::new(Renderer::new(&super::job_scene(&spec)?, &s, backend)?),
+            };
+            let px = r.render_tile(&s, at)?;
+            Ok::<_, ifx_render::RenderError>((r, px))
+        })
+        .await;
+        let (r, mine) = match rendered {
+            Ok(Ok(v)) => v,
+            // The owner's own failure says nothing about the worker: the tile passes unchecked.
+            Ok(Err(e)) => {
+                warn!(error = %e, "cannot re-render a sub-tile to check it; accepting the tile unchecked");
+                return Ok(());
+            }
+            Err(e) => {
+                warn!(error = %e, "the spot check stopped; accepting the tile unchecked");
+                return Ok(());
+            }
+        };
+        *checker = Some(r);
+        commit::compare(sub, &commit::sub_bytes(&d.pixels, t.w, sub), &mine).map_err(|reason| BadTile { index, reason })
+    }
+
+    /// Writes the evidence of a bad tile: the spec, the worker's signed commitment and the
+    /// failed sub-tile with its Merkle path.
+    async fn evidence(&self, job: [u8; 16], spec: &JobSpec, worker: [u8; 32], d: &Delivered, bad: BadTile) {
+        let [_, _, w, h] = d.commitment.tile;
+        let sub = sub_tiles(w, h)[bad.index as usize];
+        let fault = DeliveryFault {
+            job,
+            spec: spec.clone(),
+            tile: d.commitment.tile,
+            worker,
+            root: d.commitment.root,
+            sig: d.sig,
+            index: bad.index,
+            bytes: commit::sub_bytes(&d.pixels, w, sub),
+            proof: commit::tree(&d.pixels, w, h).proof(bad.index as usize),
+            reason: bad.reason.chars().take(200).collect(),
+        };
+        let c = &self.ctx;
+        if let Err(e) =
+            c.ledger.append_and_gossip(&c.net, &c.key, &c.network, EntryKind::DeliveryFault, fault.encode()).await
+        {
+            warn!(error = %e, "cannot write the evidence of a bad tile");
+        }
     }
 
     /// Appends and gossips a receipt; false if it could not be stored.

@@ -20,13 +20,27 @@ pub struct TileQueue {
     queue: VecDeque<usize>,
     busy: HashMap<PeerId, usize>,
     benched: HashMap<PeerId, Instant>,
+    /// Workers caught delivering a bad tile: no more tiles of this job.
+    banned: std::collections::HashSet<PeerId>,
     done: usize,
 }
 
 impl TileQueue {
     /// A job of `total` tiles, all queued in order.
     pub fn new(total: usize) -> Self {
-        Self { total, queue: (0..total).collect(), busy: HashMap::new(), benched: HashMap::new(), done: 0 }
+        Self {
+            total,
+            queue: (0..total).collect(),
+            busy: HashMap::new(),
+            benched: HashMap::new(),
+            banned: Default::default(),
+            done: 0,
+        }
+    }
+
+    /// Gives `peer` no more tiles of this job (it delivered a bad one).
+    pub fn ban(&mut self, peer: PeerId) {
+        self.banned.insert(peer);
     }
 
     /// Whether every tile was accepted.
@@ -49,7 +63,7 @@ impl TileQueue {
     pub fn assign(&mut self, workers: &[PeerId], now: Instant) -> Vec<(PeerId, usize)> {
         let mut out = Vec::new();
         for peer in workers {
-            if self.benched.get(peer).is_some_and(|t| now.duration_since(*t) < BENCH) {
+            if self.banned.contains(peer) || self.benched.get(peer).is_some_and(|t| now.duration_since(*t) < BENCH) {
                 continue;
             }
             while self.busy.get(peer).copied().unwrap_or(0) < IN_FLIGHT {

@@ -47,6 +47,10 @@ pub enum EntryKind {
     Vote,
     /// A job owner's payment for a render job or FL task: the burn ([`super::body::JobPayment`]).
     JobPayment,
+    /// A job owner's evidence that a worker delivered a bad tile ([`super::body::DeliveryFault`]).
+    DeliveryFault,
+    /// A verifier's rulings on delivery faults ([`super::body::FaultRulings`]).
+    FaultRulings,
     /// A kind from a newer version.
     Unknown(u16),
 }
@@ -64,6 +68,8 @@ impl EntryKind {
             EntryKind::Proposal => 7,
             EntryKind::Vote => 8,
             EntryKind::JobPayment => 9,
+            EntryKind::DeliveryFault => 10,
+            EntryKind::FaultRulings => 11,
             EntryKind::Unknown(v) => v,
         }
     }
@@ -80,6 +86,8 @@ impl EntryKind {
             7 => EntryKind::Proposal,
             8 => EntryKind::Vote,
             9 => EntryKind::JobPayment,
+            10 => EntryKind::DeliveryFault,
+            11 => EntryKind::FaultRulings,
             v => EntryKind::Unknown(v),
         }
     }
@@ -96,6 +104,8 @@ impl EntryKind {
             EntryKind::Proposal => "proposal".into(),
             EntryKind::Vote => "vote".into(),
             EntryKind::JobPayment => "job-payment".into(),
+            EntryKind::DeliveryFault => "delivery-fault".into(),
+            EntryKind::FaultRulings => "fault-rulings".into(),
             EntryKind::Unknown(v) => format!("unknown-{v}"),
         }
     }

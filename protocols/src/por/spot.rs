@@ -7,19 +7,8 @@ use super::PorError;
 use crate::merkle;
 use crate::render::{Image, RenderError, RenderSettings, Tile, TileRenderer};
 
-/// Side of a sub-tile in pixels.
-pub const SUB: u32 = 8;
-/// A sub-tile matches when at most this share of its pixels have a channel more than
-/// [`LEVELS`] away (honest backends disagree on ~0.2% of pixels, rare diverged paths that can
-/// cluster; a 25% fake puts ~23% of the pixels out).
-pub const MAX_BAD_SHARE: f64 = 0.125;
-/// See [`MAX_BAD_SHARE`].
-pub const LEVELS: i32 = 8;
-
-/// The sub-tiles of a `width` x `height` image, row-major.
-pub fn sub_tiles(width: u32, height: u32) -> Vec<Tile> {
-    RenderSettings { width, height, spp: 1, max_bounces: 1, tile: SUB }.tiles()
-}
+/// The sub-tile side and the match tolerance are the job tiles' too (`render::commit`).
+pub use crate::render::commit::{LEVELS, MAX_BAD_SHARE, SUB, sub_tiles};
 
 /// The 8-bit RGB bytes of one sub-tile of an image.
 pub fn sub_tile_bytes(rgb8: &[u8], width: u32, t: Tile) -> Vec<u8> {
@@ -115,13 +104,9 @@ pub fn recheck(
     let mut img = Image::new(t.w, t.h);
     img.put(Tile { x: 0, y: 0, w: t.w, h: t.h }, &px);
     let mine = img.to_rgb8();
-    let bad = mine
-        .chunks_exact(3)
-        .zip(revealed.chunks_exact(3))
-        .filter(|(a, b)| a.iter().zip(b.iter()).any(|(x, y)| (*x as i32 - *y as i32).abs() > LEVELS))
-        .count();
+    let bad = crate::render::commit::pixels_off(&mine, revealed);
     let share = bad as f64 / (t.w * t.h) as f64;
-    if share > MAX_BAD_SHARE {
+    if !crate::render::commit::within_tolerance(bad, (t.w * t.h) as usize) {
         return Err(PorError::check(format!(
             "sub-tile {index}: {:.1}% of pixels differ from the re-render",
             share * 100.0

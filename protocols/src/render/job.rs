@@ -1,4 +1,4 @@
-//! The render job protocol (`/ifx/<net>/render/1`): a job's spec (the body of `POST /jobs`,
+//! The render job protocol (`/ifx/<net>/render/2`): a job's spec (the body of `POST /jobs`,
 //! and part of every tile request), the tile request and response, and the owner's check of an
 //! answered tile.
 
@@ -7,6 +7,7 @@ use std::time::Duration;
 use bincode::{Decode, Encode};
 use serde::{Deserialize, Serialize};
 
+use super::commit::{PIXEL_BYTES, TileCommitment};
 use super::{RenderError, RenderSettings, Tile};
 use crate::codec::DecodeError;
 
@@ -108,6 +109,10 @@ pub struct TileResponse {
     /// Linear RGB f32, little-endian, row-major; empty on error.
     pub pixels: Vec<u8>,
     pub error: String,
+    /// The Merkle root over the pixels' sub-tiles ([`super::commit`]); zero on error.
+    pub root: [u8; 32],
+    /// The worker's signature of the [`TileCommitment`]; zero on error.
+    pub sig: [u8; 64],
 }
 
 impl TileRequest {
@@ -144,6 +149,11 @@ impl TileRequest {
 }
 
 impl TileResponse {
+    /// An answer that says why there is no tile.
+    pub fn error(why: impl Into<String>) -> Self {
+        Self { pixels: Vec::new(), error: why.into(), root: [0; 32], sig: [0; 64] }
+    }
+
     /// Bytes for the wire.
     pub fn encode(&self) -> Vec<u8> {
         crate::codec::encode(self)
@@ -155,28 +165,37 @@ impl TileResponse {
     }
 }
 
-/// Decodes a tile response and checks its size and values.
-pub fn check_tile(bytes: &[u8], t: Tile) -> Result<Vec<[f32; 3]>, RenderError> {
+/// A tile as delivered: its pixels (and their wire bytes) and the worker's signed commitment.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Delivered {
+    pub px: Vec<[f32; 3]>,
+    pub pixels: Vec<u8>,
+    pub commitment: TileCommitment,
+    pub sig: [u8; 64],
+}
+
+/// Decodes the answer to `req` and checks its size and values, and that its root is the root
+/// of exactly these pixels; the caller checks the worker's signature of the commitment
+/// (`ledger::body::fault::signed_by`: a tile without one is not taken, nothing could be proven
+/// about it later).
+pub fn check_tile(bytes: &[u8], req: &TileRequest, t: Tile) -> Result<Delivered, RenderError> {
     let r = TileResponse::decode(bytes).map_err(|e| RenderError::Tile(e.to_string()))?;
     if !r.error.is_empty() {
         return Err(RenderError::Tile(format!("worker error: {}", r.error)));
     }
     let n = t.w as usize * t.h as usize;
-    if r.pixels.len() != n * 12 {
-        return Err(RenderError::Tile(format!("tile has {} bytes, expected {}", r.pixels.len(), n * 12)));
+    if r.pixels.len() != n * PIXEL_BYTES {
+        return Err(RenderError::Tile(format!("tile has {} bytes, expected {}", r.pixels.len(), n * PIXEL_BYTES)));
     }
-    let px: Vec<[f32; 3]> = r
-        .pixels
-        .chunks_exact(12)
-        .map(|c| {
-            let f = |i: usize| f32::from_le_bytes([c[i], c[i + 1], c[i + 2], c[i + 3]]);
-            [f(0), f(4), f(8)]
-        })
-        .collect();
+    let px = super::commit::decode_pixels(&r.pixels);
     if px.iter().flatten().any(|v| !v.is_finite() || *v < 0.0) {
         return Err(RenderError::Tile("tile has negative or non-finite values".into()));
     }
-    Ok(px)
+    let commitment = TileCommitment::of(req.job, &req.spec, t, &r.pixels);
+    if commitment.root != r.root {
+        return Err(RenderError::Tile("the committed root is not the root of the pixels sent".into()));
+    }
+    Ok(Delivered { px, pixels: r.pixels, commitment, sig: r.sig })
 }
 
 #[cfg(test)]

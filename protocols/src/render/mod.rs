@@ -3,6 +3,7 @@
 //! renderer. A pixel's randomness depends only on `(seed, x, y, sample)`, so any tiling of an
 //! image renders the same pixels. The path tracer itself is the `ifx-render` engine crate.
 
+pub mod commit;
 pub mod job;
 pub mod scene;
 

@@ -25,7 +25,7 @@ use super::outcome::{EpochSettlement, OpenProposal, Settlements, Status};
 use super::params::{EconParams, GenesisAlloc, StakeRole};
 use super::payouts::PoolWeights;
 use super::reports::Reports;
-use super::{artists, delivery, governance, payouts, rules, seal, slashing, stake, weights};
+use super::{artists, delivery, faults, governance, payouts, rules, seal, slashing, stake, weights};
 use crate::ledger::body::{EntryBody, EpochSeal};
 use crate::ledger::{Entry, EntryKind};
 use crate::por::quorum;
@@ -52,6 +52,8 @@ struct Fold<'n> {
     consumers: artists::History,
     /// Challenges each worker answered and let time out, over all epochs.
     answers: BTreeMap<[u8; 32], (u64, u64)>,
+    /// Evidence of bad job tiles waiting for verifiers' rulings.
+    faults: faults::Faults,
 }
 
 /// Settles every epoch before `now_epoch` that it can, from `entries` (any order).
@@ -85,6 +87,7 @@ pub fn settle<'a>(
         credits: Credits::new(),
         consumers: artists::History::new(),
         answers: BTreeMap::new(),
+        faults: BTreeMap::new(),
     };
     for g in net.genesis {
         if let Some(k) = g.key_bytes() {
@@ -177,7 +180,14 @@ impl Fold<'_> {
         s.jobs = jobs.into_values().collect();
         let views = quorum::views(r.verdicts.iter().map(|(k, v)| (*k, v)));
         let standings = quorum::standings_of(&views);
-        let caught: BTreeSet<[u8; 32]> = standings.iter().filter(|(_, st)| st.caught).map(|(k, _)| *k).collect();
+        let bad_tiles = faults::judge(&mut self.faults, &mut self.credits, set, &voided, stakes, s);
+        let mut caught: BTreeMap<[u8; 32], &'static str> = BTreeMap::new();
+        for k in bad_tiles {
+            caught.insert(k, "delivered a bad job tile");
+        }
+        for (k, _) in standings.iter().filter(|(_, st)| st.caught) {
+            caught.insert(*k, "failed proof of rendering");
+        }
         slashing::slash(&mut self.accounts, &caught, &r.equivocators, p.slash_bps, s);
         let worker_w = weights::workers(
             &self.accounts,
@@ -198,7 +208,7 @@ impl Fold<'_> {
         let (artists, artist_caps) = artists::weights(&delivered.consumed, &mut self.consumers, s.epoch, &p);
         let w = PoolWeights { workers: worker_w, verifiers: verifier_w, governance: gov_w, artists, artist_caps };
         payouts::pay(&mut self.accounts, &w, &p, epoch_secs, s);
-        s.caught = caught.into_iter().collect();
+        s.caught = caught.into_keys().collect();
         s.equivocators = r.equivocators.iter().copied().collect();
         let unbond_epochs = EconParams::epochs_of(p.unbonding_secs, epoch_secs);
         stake::apply_ops(&mut self.accounts, &mut self.open, set, &voided, unbond_epochs, s);

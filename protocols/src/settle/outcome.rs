@@ -92,6 +92,29 @@ pub struct JobLine {
     pub remaining: u64,
 }
 
+/// A job owner's evidence of a bad tile, and where the verifiers' rulings stand
+/// (`faults.rs`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FaultLine {
+    /// The evidence entry's id.
+    #[serde(with = "hex::serde")]
+    pub fault: [u8; 32],
+    #[serde(with = "hex::serde")]
+    pub worker: [u8; 32],
+    #[serde(with = "hex::serde")]
+    pub payer: [u8; 32],
+    #[serde(with = "hex::serde")]
+    pub job: [u8; 16],
+    /// The epoch its evidence was settled in.
+    pub filed: u64,
+    /// Verifier stake that ruled it guilty, and innocent.
+    pub guilty_stake: u64,
+    pub innocent_stake: u64,
+    /// `guilty` (the worker is slashed), `unfounded` (the accuser's job credit is void),
+    /// `lapsed`, or `pending`.
+    pub decision: String,
+}
+
 /// A proposal's tally when its epoch came.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct GovOutcome {
@@ -140,6 +163,8 @@ pub struct EpochSettlement {
     pub net_supply: i128,
     /// Paid jobs with a payment or a counted receipt in this epoch.
     pub jobs: Vec<JobLine>,
+    /// Evidence of bad job tiles filed or decided in this epoch.
+    pub faults: Vec<FaultLine>,
     /// Entries of the sealed set settlement did not read or count, by `"<kind>: <reason>"`
     /// (who may write what, quotas, unpaid or spent receipts).
     pub refused: BTreeMap<String, u64>,
@@ -181,6 +206,7 @@ impl EpochSettlement {
             burned: 0,
             net_supply: 0,
             jobs: Vec::new(),
+            faults: Vec::new(),
             refused: BTreeMap::new(),
             payouts: Vec::new(),
             workers: Vec::new(),

@@ -8,6 +8,8 @@
 //! | proposal, vote | an account with bonded stake |
 //! | stake | an account with liquid units (bond) or bonded stake (unbond) |
 //! | job payment | an account with liquid units (it burns them) |
+//! | delivery fault (evidence of a bad tile) | an account that paid: it counts only about a job its author paid for |
+//! | fault rulings | a verifier bonded at least `min_verifier_stake` |
 //! | render and FL receipts | anyone: they count only against the author's own paid credit |
 //! | a kind this build does not know | nobody (kept, never read) |
 //!
@@ -40,7 +42,7 @@ pub enum NotAllowed {
 pub fn may_author(kind: EntryKind, account: Option<&Account>, p: &EconParams) -> Result<(), NotAllowed> {
     let a = account.cloned().unwrap_or_default();
     match kind {
-        EntryKind::Liveness | EntryKind::PorVerdicts | EntryKind::Seal => {
+        EntryKind::Liveness | EntryKind::PorVerdicts | EntryKind::Seal | EntryKind::FaultRulings => {
             let ok = a.role == Some(StakeRole::Verifier) && a.bonded > 0 && a.bonded >= p.min_verifier_stake;
             if ok { Ok(()) } else { Err(NotAllowed::NotAVerifier) }
         }
@@ -60,6 +62,13 @@ pub fn may_author(kind: EntryKind, account: Option<&Account>, p: &EconParams) ->
         }
         EntryKind::JobPayment => {
             if a.liquid > 0 {
+                Ok(())
+            } else {
+                Err(NotAllowed::NoBalance)
+            }
+        }
+        EntryKind::DeliveryFault => {
+            if a.burned > 0 || a.liquid > 0 {
                 Ok(())
             } else {
                 Err(NotAllowed::NoBalance)
@@ -136,6 +145,10 @@ mod tests {
         assert_eq!(may_author(EntryKind::JobPayment, Some(&worker), &p), Err(NotAllowed::NoBalance));
         assert_eq!(may_author(EntryKind::Stake, None, &p), Err(NotAllowed::NoBalance));
         assert!(may_author(EntryKind::RenderReceipt, None, &p).is_ok());
+        assert!(may_author(EntryKind::DeliveryFault, Some(&artist), &p).is_ok());
+        assert_eq!(may_author(EntryKind::DeliveryFault, None, &p), Err(NotAllowed::NoBalance));
+        assert!(may_author(EntryKind::FaultRulings, Some(&verifier), &p).is_ok());
+        assert_eq!(may_author(EntryKind::FaultRulings, Some(&artist), &p), Err(NotAllowed::NotAVerifier));
         assert_eq!(may_author(EntryKind::Unknown(77), Some(&verifier), &p), Err(NotAllowed::UnknownKind));
     }
 

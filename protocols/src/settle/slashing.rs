@@ -1,4 +1,5 @@
-//! Step two: slashing. Workers the PoR quorum caught and authors who equivocated lose
+//! Step two: slashing. Workers the PoR quorum caught, workers verifiers found guilty of a bad
+//! job tile (`faults`) and authors who equivocated lose
 //! `slash_bps` of their stake (bonded first, then unbonding); the stake taken feeds the
 //! verifier pool as penalties.
 
@@ -7,16 +8,18 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::account::Account;
 use super::outcome::{EpochSettlement, Slash};
 
-/// Slashes `caught` and `equivocators` (each key once, in key order) and records it in `s`.
+/// Slashes `caught` (with why) and `equivocators` (each key once, in key order) and records it
+/// in `s`.
 pub(super) fn slash(
     accounts: &mut BTreeMap<[u8; 32], Account>,
-    caught: &BTreeSet<[u8; 32]>,
+    caught: &BTreeMap<[u8; 32], &'static str>,
     equivocators: &BTreeSet<[u8; 32]>,
     slash_bps: u64,
     s: &mut EpochSettlement,
 ) {
-    for k in caught.union(equivocators) {
-        let reason = if caught.contains(k) { "failed proof of rendering" } else { "equivocation" };
+    let keys: BTreeSet<[u8; 32]> = caught.keys().chain(equivocators).copied().collect();
+    for k in &keys {
+        let reason = caught.get(k).copied().unwrap_or("equivocation");
         if let Some(a) = accounts.get_mut(k) {
             let amount = a.slash(slash_bps);
             if amount > 0 {

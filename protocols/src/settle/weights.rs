@@ -32,7 +32,7 @@ pub(super) fn workers(
     r: &Reports,
     delivered: &Delivered,
     views: &Views,
-    caught: &BTreeSet<[u8; 32]>,
+    caught: &BTreeMap<[u8; 32], &'static str>,
     p: &EconParams,
     epoch_secs: u64,
     s: &mut EpochSettlement,
@@ -100,8 +100,8 @@ pub(super) fn workers(
             qos_bps(std::iter::once(*so_far))
         };
         let required = p.required_stake(epoch_secs, ib);
-        let excluded = if caught.contains(&k) {
-            Some("caught failing proof of rendering".to_string())
+        let excluded = if let Some(why) = caught.get(&k) {
+            Some(format!("caught: {why}"))
         } else if r.equivocators.contains(&k) {
             Some("equivocated".to_string())
         } else if acct.bonded < required {

@@ -74,6 +74,89 @@ pub struct AttacksSection {
     pub p99_ratio_limit: f64,
     /// What the attackers with money (issue #21) made, beside an honest worker.
     pub economics: Vec<AttackerNet>,
+    /// The honest workers' pay under attack beside the baseline's (issue #21).
+    pub honest_payout: HonestPayout,
+}
+
+/// Most the honest workers' pay per seat may fall below the baseline's (issue #21: "honest
+/// payouts within 10% of the same run without attacks").
+pub const HONEST_DROP: f64 = 0.10;
+
+/// What an honest worker was paid in one run, per seat: the median honest worker's earnings
+/// (node 0, the artist, and cheaters left out) times the workers paid from the run (every payee
+/// that is not a verifier node, attackers included), in parts per million of what was minted.
+/// An attacker paid like one more worker dilutes everyone and leaves this unchanged; one that
+/// takes more than a seat's pay, or keeps honest workers from earning, lowers it. Minted over
+/// the sealed epochs divides out a run that sealed one epoch more or less.
+#[derive(Debug, Serialize, Clone, PartialEq, Default)]
+pub struct SeatShare {
+    pub median_honest: u64,
+    pub seats: usize,
+    pub minted: u64,
+    pub ppm: u64,
+}
+
+impl SeatShare {
+    /// From a report (as JSON: this run's, or the baseline's file).
+    pub fn of(report: &serde_json::Value) -> Option<Self> {
+        let s = &report["settlement"];
+        let minted = s["minted"].as_u64().filter(|m| *m > 0)?;
+        let payouts = s["payouts"].as_object()?;
+        let cheaters: Vec<&str> = s["cheaters"].as_array()?.iter().filter_map(|c| c.as_str()).collect();
+        let nodes = report["nodes"].as_array()?;
+        let verifiers: Vec<&str> =
+            nodes.iter().filter(|n| n["role"] == "verifier").filter_map(|n| n["peer_id"].as_str()).collect();
+        let mut honest: Vec<u64> = nodes
+            .iter()
+            .filter(|n| n["index"].as_u64().is_some_and(|i| i > 0) && n["role"] == "worker")
+            .filter_map(|n| n["peer_id"].as_str())
+            .filter(|p| !cheaters.contains(p))
+            .map(|p| payouts.get(p).and_then(|v| v.as_u64()).unwrap_or(0))
+            .collect();
+        if honest.is_empty() {
+            return None;
+        }
+        honest.sort_unstable();
+        let median_honest = honest[(honest.len() - 1) / 2];
+        let seats = payouts
+            .iter()
+            .filter(|(p, v)| !verifiers.contains(&p.as_str()) && v.as_u64().is_some_and(|v| v > 0))
+            .count();
+        let ppm = (median_honest as u128 * seats as u128 * 1_000_000 / minted as u128).min(u64::MAX as u128) as u64;
+        Some(Self { median_honest, seats, minted, ppm })
+    }
+}
+
+/// The honest workers' pay per seat, under attack and in the baseline.
+#[derive(Debug, Serialize, Clone, PartialEq, Default)]
+pub struct HonestPayout {
+    pub baseline: Option<SeatShare>,
+    pub under_attack: Option<SeatShare>,
+    /// under_attack.ppm / baseline.ppm.
+    pub ratio: Option<f64>,
+    pub limit_drop: f64,
+}
+
+impl HonestPayout {
+    /// This run's report against the baseline's.
+    pub fn compare(run: &serde_json::Value, baseline: Option<&serde_json::Value>) -> Self {
+        let (under_attack, baseline) = (SeatShare::of(run), baseline.and_then(SeatShare::of));
+        let ratio = match (&under_attack, &baseline) {
+            (Some(a), Some(b)) if b.ppm > 0 => Some(a.ppm as f64 / b.ppm as f64),
+            _ => None,
+        };
+        Self { baseline, under_attack, ratio, limit_drop: HONEST_DROP }
+    }
+
+    /// Why the honest workers lost pay to the attacks.
+    pub fn failure(&self) -> Option<String> {
+        let r = self.ratio.filter(|r| *r < 1.0 - HONEST_DROP)?;
+        Some(format!(
+            "honest workers were paid {:.1}% less per seat than in the baseline (limit {:.0}%)",
+            (1.0 - r) * 100.0,
+            HONEST_DROP * 100.0
+        ))
+    }
 }
 
 /// One funded attacker's net as settled on node 0 at the end: what it earned, less what it
@@ -141,6 +224,7 @@ impl AttacksSection {
     /// Why the network did not hold.
     pub fn failures(&self) -> Vec<String> {
         let mut out: Vec<String> = self.economics.iter().filter_map(AttackerNet::failure).collect();
+        out.extend(self.honest_payout.failure());
         for a in &self.attacks {
             if let Some(e) = &a.error {
                 out.push(format!("attack {}: the attacker reported nothing ({e})", a.attack));
@@ -216,6 +300,39 @@ pub fn panics_in(logs: &[std::path::PathBuf], max: usize) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Per seat: an attacker paid like one more worker changes nothing; one that takes honest
+    /// workers' pay fails the run; a run that minted more is divided out.
+    #[test]
+    fn honest_pay_is_judged_per_seat_against_the_baseline() {
+        let report = |minted: u64, pay: &[(&str, u64)]| {
+            let payouts: serde_json::Map<String, serde_json::Value> =
+                pay.iter().map(|(p, v)| (p.to_string(), serde_json::json!(v))).collect();
+            serde_json::json!({
+                "settlement": { "minted": minted, "payouts": payouts, "cheaters": ["c"] },
+                "nodes": [
+                    { "index": 0, "peer_id": "artist", "role": "worker" },
+                    { "index": 1, "peer_id": "v", "role": "verifier" },
+                    { "index": 2, "peer_id": "a", "role": "worker" },
+                    { "index": 3, "peer_id": "b", "role": "worker" },
+                    { "index": 4, "peer_id": "c", "role": "worker" },
+                ]
+            })
+        };
+        let base = report(1_000, &[("artist", 100), ("v", 300), ("a", 300), ("b", 300)]);
+        let b = SeatShare::of(&base).unwrap();
+        assert_eq!((b.median_honest, b.seats, b.ppm), (300, 3, 900_000));
+        // One more paid worker (an attacker with real work), two epochs more minted.
+        let diluted = report(1_500, &[("artist", 100), ("v", 450), ("a", 340), ("b", 340), ("x", 340)]);
+        let h = HonestPayout::compare(&diluted, Some(&base));
+        assert!(h.failure().is_none(), "{h:?}");
+        // The attacker takes most of the pool.
+        let robbed = report(1_000, &[("artist", 100), ("v", 300), ("a", 150), ("b", 150), ("x", 300)]);
+        let h = HonestPayout::compare(&robbed, Some(&base));
+        assert!(h.failure().unwrap().contains("less per seat"), "{h:?}");
+        // No baseline: nothing to judge.
+        assert!(HonestPayout::compare(&robbed, None).failure().is_none());
+    }
 
     fn node(rss: f64, base_rss: f64, p99: f64, base_p99: f64) -> NodeUnderAttack {
         NodeUnderAttack {

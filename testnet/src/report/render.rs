@@ -20,6 +20,10 @@ pub struct RenderSection {
     pub reassigned: u64,
     /// Render receipts the job owner wrote to the ledger.
     pub receipts: u64,
+    /// Tiles the owner spot-checked (one sub-tile re-rendered) and accepted, and tiles that
+    /// failed it (evidence against their worker in the ledger).
+    pub spot_checked: u64,
+    pub bad_tiles: u64,
     /// Units the owner burned for the job before handing out tiles (0: unpaid).
     pub paid: u64,
     pub secs: f64,
@@ -40,6 +44,8 @@ impl RenderSection {
                 tiles_by_worker: BTreeMap::new(),
                 reassigned: 0,
                 receipts: 0,
+                spot_checked: 0,
+                bad_tiles: 0,
                 paid: 0,
                 secs: 0.0,
                 png: None,
@@ -55,6 +61,8 @@ impl RenderSection {
             tiles_by_worker: j.tiles_by_worker.clone(),
             reassigned: j.reassigned,
             receipts: j.receipts,
+            spot_checked: j.spot_checked,
+            bad_tiles: j.bad_tiles,
             paid: j.paid,
             secs: j.secs,
             png: j.png.clone(),

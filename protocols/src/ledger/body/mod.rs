@@ -1,7 +1,9 @@
 //! Entry bodies: one type per [`EntryKind`] (`liveness`: attestations and PoR verdicts;
-//! `receipt`: render and FL receipts; `payment`: a job owner's burn; `settle`: stake, seals, proposals, votes) and
+//! `receipt`: render and FL receipts; `payment`: a job owner's burn; `fault`: evidence of a bad
+//! job tile and verifiers' rulings on it; `settle`: stake, seals, proposals, votes) and
 //! [`EntryBody`], the one decode by kind that the router, settlement and the CLI share.
 
+pub mod fault;
 pub mod liveness;
 pub mod payment;
 pub mod proof;
@@ -10,6 +12,7 @@ pub mod settle;
 
 use serde::Serialize;
 
+pub use fault::{DeliveryFault, FaultRulings, Ruling};
 pub use liveness::{LivenessAttestation, PeerLiveness, PorVerdicts, WorkerVerdict};
 pub use payment::{FL_EXAMPLE_CAP, JobPayment, PaidWork};
 pub use receipt::{FlReceipt, RenderReceipt};
@@ -31,6 +34,8 @@ pub enum EntryBody {
     Proposal(Proposal),
     Vote(Vote),
     JobPayment(JobPayment),
+    DeliveryFault(Box<DeliveryFault>),
+    FaultRulings(FaultRulings),
     /// A kind this build does not know: kept and verified, never read.
     Unknown {
         kind: u16,
@@ -51,6 +56,8 @@ impl EntryBody {
             EntryKind::Proposal => EntryBody::Proposal(Proposal::decode(body)?),
             EntryKind::Vote => EntryBody::Vote(Vote::decode(body)?),
             EntryKind::JobPayment => EntryBody::JobPayment(JobPayment::decode(body)?),
+            EntryKind::DeliveryFault => EntryBody::DeliveryFault(Box::new(DeliveryFault::decode(body)?)),
+            EntryKind::FaultRulings => EntryBody::FaultRulings(FaultRulings::decode(body)?),
             EntryKind::Unknown(v) => EntryBody::Unknown { kind: v, bytes: body.len() },
         })
     }
@@ -82,6 +89,8 @@ mod tests {
             EntryKind::Proposal,
             EntryKind::Vote,
             EntryKind::JobPayment,
+            EntryKind::DeliveryFault,
+            EntryKind::FaultRulings,
         ];
         for kind in kinds {
             for garbage in [&[][..], &[0xff; 7][..], &[0xff; 40_000][..]] {

@@ -1,0 +1,222 @@
+//! A verifier's side of verified delivery (issue #21): it reads job owners' evidence of bad
+//! tiles from the ledger, checks what settlement checks (the worker's signature, the Merkle
+//! opening) and that the accuser paid for that job, re-renders the one opened sub-tile on its
+//! own compute and writes its ruling. Settlement slashes the worker when verifiers holding more
+//! than half of the verifier stake rule it guilty (`ifx_protocols::settle::faults`).
+//!
+//! Limits, so evidence cannot become a way to make verifiers render for free: only evidence
+//! whose author has a payment for the job in this node's ledger is judged (its burn paid for
+//! the work the sub-tile samples), at most [`PER_AUTHOR_EPOCH`] pieces per author and epoch,
+//! and at most [`PER_ROUND`] re-renders every [`EVERY`].
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ed25519_dalek::SigningKey;
+use ifx_protocols::NetworkConfig;
+use ifx_protocols::ledger::body::{DeliveryFault, EntryBody, FaultRulings, PaidWork, Ruling};
+use ifx_protocols::ledger::{Entry, EntryKind};
+use ifx_protocols::render::commit;
+use ifx_render::Renderer;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::ledger::LedgerHandle;
+use crate::network::NetHandle;
+
+/// How often the ledger is read for new evidence.
+pub const EVERY: Duration = Duration::from_secs(3);
+/// Most pieces of evidence judged per round (each a one-sub-tile re-render).
+pub const PER_ROUND: usize = 16;
+/// Most pieces of evidence judged per author and epoch: an honest owner files one per bad
+/// tile and stops giving the worker tiles, so a handful per job is all it ever needs.
+pub const PER_AUTHOR_EPOCH: u32 = 8;
+
+/// What the judge needs.
+pub struct Judge {
+    pub ledger: LedgerHandle,
+    pub net: NetHandle,
+    pub key: SigningKey,
+    pub network: NetworkConfig,
+    pub compute: crate::compute::Compute,
+}
+
+/// Why a piece of evidence is not judged (no ruling is written: settlement refuses it too, or
+/// it was not paid for).
+fn admissible(e: &Entry, ledger: &ifx_protocols::ledger::Ledger) -> Result<DeliveryFault, String> {
+    let Ok(EntryBody::DeliveryFault(f)) = EntryBody::of(e) else { return Err("does not decode".into()) };
+    f.check()?;
+    if f.worker == e.author {
+        return Err("an owner accusing itself".into());
+    }
+    let work = PaidWork::render(&f.spec.settings());
+    let paid = ledger.chain(&e.author).iter().any(|p| {
+        p.kind == EntryKind::JobPayment
+            && matches!(EntryBody::of(p), Ok(EntryBody::JobPayment(pay)) if pay.job == f.job && pay.work == work)
+    });
+    if !paid {
+        return Err("its author has no payment for that job".into());
+    }
+    Ok(*f)
+}
+
+/// Re-renders the opened sub-tile: `Ok(true)` when it does not match (guilty).
+fn rule(f: &DeliveryFault, backend: ifx_protocols::render::Backend) -> Result<(bool, String), String> {
+    let at = f.sub_tile()?;
+    let s = f.spec.settings();
+    let scene = super::job_scene(&f.spec).map_err(|e| e.to_string())?;
+    let r = Renderer::new(&scene, &s, backend).map_err(|e| e.to_string())?;
+    let mine = r.render_tile(&s, at).map_err(|e| e.to_string())?;
+    let local = ifx_protocols::render::Tile { x: 0, y: 0, w: at.w, h: at.h };
+    Ok(match commit::compare(local, &f.bytes, &mine) {
+        Ok(()) => (false, "matches the re-render".into()),
+        Err(why) => (true, why),
+    })
+}
+
+impl Judge {
+    /// Judges evidence until `shutdown`.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let me = self.key.verifying_key().to_bytes();
+        // What this verifier already ruled on (its own chain, across restarts).
+        let mut ruled: BTreeSet<[u8; 32]> = self
+            .ledger
+            .with(|s| s.ledger().chain(&me))
+            .iter()
+            .filter_map(|e| match EntryBody::of(e) {
+                Ok(EntryBody::FaultRulings(r)) => Some(r.rulings.into_iter().map(|r| r.fault)),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        let mut judged: BTreeMap<(u64, [u8; 32]), u32> = BTreeMap::new();
+        let mut read_at: Option<([u8; 32], u64)> = None;
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(EVERY) => {}
+            }
+            let now = self.network.epoch_at(crate::unix_time_us() / 1000);
+            judged.retain(|(epoch, _), _| *epoch + 1 >= now);
+            // Evidence of this epoch and the last (a fault filed late in an epoch is read in the
+            // next one), from the ledger in memory, only when it changed.
+            let root = self.ledger.with(|s| s.ledger().root());
+            if read_at == Some((root, now)) {
+                continue;
+            }
+            let found: Vec<(Arc<Entry>, Result<DeliveryFault, String>)> = self.ledger.with(|s| {
+                let l = s.ledger();
+                l.iter_sorted()
+                    .filter(|e| e.kind == EntryKind::DeliveryFault && e.epoch + 1 >= now && !ruled.contains(&e.id()))
+                    .map(|e| {
+                        let f = admissible(&e, l);
+                        (e, f)
+                    })
+                    .collect()
+            });
+            // Read again next round while evidence waits (past the round's cap, or its payment
+            // not here yet).
+            read_at = found.is_empty().then_some((root, now));
+            let mut rulings = Vec::new();
+            for (e, f) in found.into_iter().take(PER_ROUND) {
+                let f = match f {
+                    Ok(f) => f,
+                    // Looked at again next round (its payment may arrive by sync after it).
+                    Err(why) => {
+                        debug!(fault = hex::encode(&e.id()[..6]), reason = why, "evidence not judged");
+                        continue;
+                    }
+                };
+                ruled.insert(e.id());
+                let n = judged.entry((e.epoch, e.author)).or_default();
+                *n += 1;
+                if *n > PER_AUTHOR_EPOCH {
+                    warn!(
+                        author = hex::encode(&e.author[..6]),
+                        "evidence past the author's {PER_AUTHOR_EPOCH} per epoch; not judged"
+                    );
+                    continue;
+                }
+                let backend = self.compute.backend();
+                let f2 = f.clone();
+                match tokio::task::spawn_blocking(move || rule(&f2, backend)).await {
+                    Ok(Ok((guilty, why))) => {
+                        info!(
+                            fault = hex::encode(&e.id()[..6]),
+                            worker = hex::encode(&f.worker[..6]),
+                            guilty,
+                            reason = why,
+                            "ruled on evidence of a bad tile"
+                        );
+                        rulings.push(Ruling { fault: e.id(), guilty });
+                    }
+                    Ok(Err(why)) => warn!(reason = why, "cannot re-render the evidence's sub-tile"),
+                    Err(err) => warn!(error = %err, "the re-render stopped"),
+                }
+            }
+            if rulings.is_empty() {
+                continue;
+            }
+            let body = FaultRulings { rulings }.encode();
+            if let Err(e) =
+                self.ledger.append_and_gossip(&self.net, &self.key, &self.network, EntryKind::FaultRulings, body).await
+            {
+                warn!(error = %e, "cannot write rulings");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ifx_protocols::render::job::JobSpec;
+    use ifx_protocols::render::{Backend, Tile};
+
+    /// A verifier's ruling re-renders the opened sub-tile with the real path tracer: every
+    /// sub-tile of an honest tile is innocent, every sub-tile of the faker's (a sixty-fourth of
+    /// the samples, signed as the job's) guilty.
+    #[test]
+    fn honest_sub_tiles_are_innocent_and_cheap_ones_guilty() {
+        let spec = JobSpec {
+            scene: "cornell".into(),
+            scene_toml: None,
+            width: 64,
+            height: 64,
+            spp: 64,
+            max_bounces: 6,
+            tile: 32,
+            unpaid: false,
+        };
+        let key = SigningKey::from_bytes(&[8; 32]);
+        let t = Tile { x: 32, y: 32, w: 32, h: 32 };
+        let scene = super::super::job_scene(&spec).unwrap();
+        let r = Renderer::new(&scene, &spec.settings(), Backend::Cpu).unwrap();
+        for (spp, guilty) in [(64, false), (1, true)] {
+            let s = ifx_protocols::render::RenderSettings { spp, ..spec.settings() };
+            let pixels = commit::encode_pixels(&r.render_tile(&s, t).unwrap());
+            let c = commit::TileCommitment::of([1; 16], &spec, t, &pixels);
+            let tree = commit::tree(&pixels, t.w, t.h);
+            let subs = commit::sub_tiles(t.w, t.h);
+            let mut verdicts = Vec::new();
+            for (i, sub) in subs.iter().enumerate() {
+                let f = DeliveryFault {
+                    job: [1; 16],
+                    spec: spec.clone(),
+                    tile: [t.x, t.y, t.w, t.h],
+                    worker: key.verifying_key().to_bytes(),
+                    root: c.root,
+                    sig: c.sign(&key),
+                    index: i as u32,
+                    bytes: commit::sub_bytes(&pixels, t.w, *sub),
+                    proof: tree.proof(i),
+                    reason: String::new(),
+                };
+                assert_eq!(f.check(), Ok(()));
+                verdicts.push(rule(&f, Backend::Cpu).unwrap().0);
+            }
+            assert!(verdicts.iter().all(|g| *g == guilty), "spp {spp}: {verdicts:?}");
+        }
+    }
+}
