@@ -119,6 +119,12 @@ impl Attack {
         matches!(self, Attack::ForgedReceipt | Attack::SealSpam | Attack::VerifierCopy)
     }
 
+    /// Whether settlement must slash the attacker (its cheat leaves evidence: `fake-job-tile`);
+    /// the report then counts it with the cheaters, not the honest.
+    pub fn must_be_slashed(self) -> bool {
+        self == Attack::FakeJobTile
+    }
+
     /// The attacker's data dir under the run's base dir.
     pub fn dir(self, base: &std::path::Path) -> PathBuf {
         base.join(format!("attacker-{}", self.name()))

@@ -67,6 +67,18 @@ pub fn run(data_dir: &std::path::Path, epoch: Option<u64>, json: bool) -> anyhow
                     j.remaining
                 );
             }
+            for f in &s.faults {
+                println!(
+                    "bad-tile evidence {}.. against {}.. by {}.. (filed in epoch {}): {} (guilty stake {}, innocent {})",
+                    &hex::encode(f.fault)[..16],
+                    &hex::encode(f.worker)[..16],
+                    &hex::encode(f.payer)[..16],
+                    f.filed,
+                    f.decision,
+                    f.guilty_stake,
+                    f.innocent_stake
+                );
+            }
             for (why, n) in &s.refused {
                 println!("refused {n} x {why}");
             }

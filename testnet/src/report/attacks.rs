@@ -352,6 +352,7 @@ mod tests {
     fn section(nodes: Vec<NodeUnderAttack>, attacks: Vec<AttackLine>) -> AttacksSection {
         AttacksSection {
             economics: Vec::new(),
+            honest_payout: HonestPayout::default(),
             victim: 1,
             attacks,
             baseline: Some("b.json".into()),

@@ -209,11 +209,18 @@ impl Report {
         let running = net.nodes.iter().filter(|n| n.child.is_some()).count();
         let job_paid = o.job.as_ref().and_then(|t| t.last.as_ref()).map_or(0, |j| j.paid);
         let task_paid = o.fl.as_ref().and_then(|t| t.last.as_ref()).map_or(0, |t| t.paid);
+        // Attackers whose cheat must be slashed are expected among the slashed, like cheaters.
+        let mut to_slash = cheaters;
+        for (name, keys) in &net.attacker_keys {
+            if name.parse::<crate::attacks::Attack>().is_ok_and(|a| a.must_be_slashed()) {
+                to_slash.extend(keys.iter().cloned());
+            }
+        }
         let settlement = SettlementSection::of(
             &o.rewards,
             running,
             &peer_of,
-            cheaters,
+            to_slash,
             o.gov.as_ref(),
             o.gov_error.as_deref(),
             Some(&net.nodes[0].public_key),
