@@ -661,8 +661,22 @@ fn bad_job_tiles_are_slashed_on_a_verifier_majority_and_false_evidence_costs_the
     assert!(e1.payouts.iter().all(|x| x.key != w1 || x.workers == 0));
     let line = e1.workers.iter().find(|l| l.key == w1).unwrap();
     assert_eq!(line.excluded.as_deref(), Some("caught: delivered a bad job tile"));
-    // Not in other epochs: it earns there.
-    assert!(s.epoch(2).unwrap().payouts.iter().any(|x| x.key == w1 && x.workers > 0));
+    // It earned before; after, it is jailed for `jail_epochs` (10): nothing from the worker
+    // pool, not slashed again.
+    assert!(s.epoch(0).unwrap().payouts.iter().any(|x| x.key == w1 && x.workers > 0));
+    for e in [2, 3] {
+        let es = s.epoch(e).unwrap();
+        assert!(es.payouts.iter().all(|x| x.key != w1 || x.workers == 0), "epoch {e}");
+        let line = es.workers.iter().find(|l| l.key == w1).unwrap();
+        assert_eq!(line.excluded.as_deref(), Some("caught: jailed after a bad job tile"));
+        assert!(es.slashed.is_empty() && es.caught.is_empty());
+    }
+    // With jail_epochs 0 it earns again in the next epoch.
+    let mut n0 = n.clone();
+    n0.economics.jail_epochs = 0;
+    let p = Plan { cheat: None, fault: Some(plan(vec![Some(true); 3])), paid_pct: vec![150], ..Plan::honest() };
+    let s0 = settle_entries(&n0, history(&c, &p), 10);
+    assert!(s0.epoch(2).unwrap().payouts.iter().any(|x| x.key == w1 && x.workers > 0));
     // One verifier of three: pending, nobody slashed (a lone verifier cannot frame a worker).
     let s = run(plan(vec![Some(true), None, None]));
     let e1 = s.epoch(1).unwrap();

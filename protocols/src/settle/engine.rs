@@ -54,6 +54,8 @@ struct Fold<'n> {
     answers: BTreeMap<[u8; 32], (u64, u64)>,
     /// Evidence of bad job tiles waiting for verifiers' rulings.
     faults: faults::Faults,
+    /// Workers found guilty of a bad job tile, and the last epoch they earn nothing in.
+    jailed: BTreeMap<[u8; 32], u64>,
 }
 
 /// Settles every epoch before `now_epoch` that it can, from `entries` (any order).
@@ -88,6 +90,7 @@ pub fn settle<'a>(
         consumers: artists::History::new(),
         answers: BTreeMap::new(),
         faults: BTreeMap::new(),
+        jailed: BTreeMap::new(),
     };
     for g in net.genesis {
         if let Some(k) = g.key_bytes() {
@@ -184,11 +187,18 @@ impl Fold<'_> {
         let mut caught: BTreeMap<[u8; 32], &'static str> = BTreeMap::new();
         for k in bad_tiles {
             caught.insert(k, "delivered a bad job tile");
+            self.jailed.insert(k, s.epoch.saturating_add(p.jail_epochs));
         }
         for (k, _) in standings.iter().filter(|(_, st)| st.caught) {
             caught.insert(*k, "failed proof of rendering");
         }
         slashing::slash(&mut self.accounts, &caught, &r.equivocators, p.slash_bps, s);
+        // Barred from the worker pool: caught now, or jailed after an earlier bad tile.
+        self.jailed.retain(|_, until| *until >= s.epoch);
+        let mut barred = caught.clone();
+        for k in self.jailed.keys() {
+            barred.entry(*k).or_insert("jailed after a bad job tile");
+        }
         let worker_w = weights::workers(
             &self.accounts,
             &mut self.last_ib,
@@ -196,7 +206,7 @@ impl Fold<'_> {
             &r,
             &delivered,
             &views,
-            &caught,
+            &barred,
             &p,
             epoch_secs,
             s,

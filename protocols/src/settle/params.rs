@@ -73,6 +73,11 @@ pub struct EconParams {
     /// Bonded units per further entry of the quota (1 IFX: a verifier at the minimum stake
     /// gets 1,000 more entries an epoch).
     pub entry_quota_stake: u64,
+    /// Epochs after the one it was found guilty in that a worker caught delivering a bad job
+    /// tile earns nothing from the worker pool (besides the slash): faking a tile must cost more
+    /// than the work it saves, and the 20% slash alone is small beside a worker's pay in a
+    /// network whose epochs pay a lot (at most 1,000).
+    pub jail_epochs: u64,
 }
 
 impl Default for EconParams {
@@ -106,12 +111,13 @@ impl Default for EconParams {
             job_price_per_minute: 2 * UNITS_PER_IFX,
             entry_quota_base: 256,
             entry_quota_stake: UNITS_PER_IFX,
+            jail_epochs: 10,
         }
     }
 }
 
 /// The names governance may change, in the order `ifx gov list` shows them.
-pub const PARAM_NAMES: [&str; 23] = [
+pub const PARAM_NAMES: [&str; 24] = [
     "mint_per_epoch",
     "halving_epochs",
     "workers_bps",
@@ -135,6 +141,7 @@ pub const PARAM_NAMES: [&str; 23] = [
     "job_price_per_minute",
     "entry_quota_base",
     "entry_quota_stake",
+    "jail_epochs",
 ];
 
 impl EconParams {
@@ -163,6 +170,7 @@ impl EconParams {
             "job_price_per_minute" => &mut self.job_price_per_minute,
             "entry_quota_base" => &mut self.entry_quota_base,
             "entry_quota_stake" => &mut self.entry_quota_stake,
+            "jail_epochs" => &mut self.jail_epochs,
             _ => return None,
         })
     }
@@ -207,6 +215,9 @@ impl EconParams {
                 key("verifiers_bps"),
                 format!("workers_bps + verifiers_bps + artists_bps = {shares} exceeds {BPS}"),
             ));
+        }
+        if self.jail_epochs > 1_000 {
+            return Err(InvalidValue::new(key("jail_epochs"), "must be at most 1000"));
         }
         if self.artist_window_epochs > 64 {
             return Err(InvalidValue::new(key("artist_window_epochs"), "must be at most 64"));
@@ -367,6 +378,7 @@ mod tests {
         assert_eq!(p.with("job_price_per_minute", 0).unwrap_err().key, "economics.job_price_per_minute");
         assert_eq!(p.with("job_price_per_minute", u64::MAX).unwrap_err().key, "economics.job_price_per_minute");
         assert_eq!(p.with("entry_quota_stake", 0).unwrap_err().key, "economics.entry_quota_stake");
+        assert_eq!(p.with("jail_epochs", 1_001).unwrap_err().key, "economics.jail_epochs");
         assert_eq!(p.with("entry_quota_base", u64::MAX).unwrap_err().key, "economics.entry_quota_base");
         assert_eq!(p.with("artists_bps", 1_000).unwrap_err().key, "economics.verifiers_bps");
         assert_eq!(p.with("artist_rebate_bps", 10_001).unwrap_err().key, "economics.artist_rebate_bps");

@@ -82,17 +82,19 @@ pub struct AttacksSection {
 /// payouts within 10% of the same run without attacks").
 pub const HONEST_DROP: f64 = 0.10;
 
-/// What an honest worker was paid in one run, per seat: the median honest worker's earnings
-/// (node 0, the artist, and cheaters left out) times the workers paid from the run (every payee
-/// that is not a verifier node, attackers included), in parts per million of what was minted.
+/// What the honest workers were paid in one run against an equal split: their mean earnings
+/// (node 0, the artist, and cheaters left out) times the seats (every payee that is not a
+/// verifier node and earned at least a tenth of that mean, attackers included) over everything
+/// the seats were paid, in parts per million.
 /// An attacker paid like one more worker dilutes everyone and leaves this unchanged; one that
-/// takes more than a seat's pay, or keeps honest workers from earning, lowers it. Minted over
-/// the sealed epochs divides out a run that sealed one epoch more or less.
+/// takes more than a seat's pay, or keeps honest workers from earning, lowers it. What no seat
+/// was paid (an epoch nobody could be paid for, in any run) divides out, and so does a run that
+/// sealed one epoch more or less.
 #[derive(Debug, Serialize, Clone, PartialEq, Default)]
 pub struct SeatShare {
-    pub median_honest: u64,
+    pub mean_honest: u64,
     pub seats: usize,
-    pub minted: u64,
+    pub paid_to_seats: u64,
     pub ppm: u64,
 }
 
@@ -100,30 +102,35 @@ impl SeatShare {
     /// From a report (as JSON: this run's, or the baseline's file).
     pub fn of(report: &serde_json::Value) -> Option<Self> {
         let s = &report["settlement"];
-        let minted = s["minted"].as_u64().filter(|m| *m > 0)?;
         let payouts = s["payouts"].as_object()?;
         let cheaters: Vec<&str> = s["cheaters"].as_array()?.iter().filter_map(|c| c.as_str()).collect();
         let nodes = report["nodes"].as_array()?;
         let verifiers: Vec<&str> =
             nodes.iter().filter(|n| n["role"] == "verifier").filter_map(|n| n["peer_id"].as_str()).collect();
-        let mut honest: Vec<u64> = nodes
+        let honest: Vec<u128> = nodes
             .iter()
             .filter(|n| n["index"].as_u64().is_some_and(|i| i > 0) && n["role"] == "worker")
             .filter_map(|n| n["peer_id"].as_str())
             .filter(|p| !cheaters.contains(p))
-            .map(|p| payouts.get(p).and_then(|v| v.as_u64()).unwrap_or(0))
+            .map(|p| payouts.get(p).and_then(|v| v.as_u64()).unwrap_or(0) as u128)
             .collect();
         if honest.is_empty() {
             return None;
         }
-        honest.sort_unstable();
-        let median_honest = honest[(honest.len() - 1) / 2];
-        let seats = payouts
+        let mean_honest = honest.iter().sum::<u128>() / honest.len() as u128;
+        // A seat earned at least a tenth of an honest worker's mean: an attacker's key that got
+        // a few units back as an artist is not one more worker.
+        let seats: Vec<u128> = payouts
             .iter()
-            .filter(|(p, v)| !verifiers.contains(&p.as_str()) && v.as_u64().is_some_and(|v| v > 0))
-            .count();
-        let ppm = (median_honest as u128 * seats as u128 * 1_000_000 / minted as u128).min(u64::MAX as u128) as u64;
-        Some(Self { median_honest, seats, minted, ppm })
+            .filter(|(p, _)| !verifiers.contains(&p.as_str()))
+            .filter_map(|(_, v)| v.as_u64().map(u128::from).filter(|v| *v > 0 && *v * 10 >= mean_honest))
+            .collect();
+        let paid: u128 = seats.iter().sum();
+        if paid == 0 {
+            return None;
+        }
+        let ppm = (mean_honest * seats.len() as u128 * 1_000_000 / paid).min(u64::MAX as u128) as u64;
+        Some(Self { mean_honest: mean_honest as u64, seats: seats.len(), paid_to_seats: paid as u64, ppm })
     }
 }
 
@@ -302,7 +309,7 @@ mod tests {
     use super::*;
 
     /// Per seat: an attacker paid like one more worker changes nothing; one that takes honest
-    /// workers' pay fails the run; a run that minted more is divided out.
+    /// workers' pay fails the run; what a run paid in all is divided out.
     #[test]
     fn honest_pay_is_judged_per_seat_against_the_baseline() {
         let report = |minted: u64, pay: &[(&str, u64)]| {
@@ -321,9 +328,9 @@ mod tests {
         };
         let base = report(1_000, &[("artist", 100), ("v", 300), ("a", 300), ("b", 300)]);
         let b = SeatShare::of(&base).unwrap();
-        assert_eq!((b.median_honest, b.seats, b.ppm), (300, 3, 900_000));
-        // One more paid worker (an attacker with real work), two epochs more minted.
-        let diluted = report(1_500, &[("artist", 100), ("v", 450), ("a", 340), ("b", 340), ("x", 340)]);
+        assert_eq!((b.mean_honest, b.seats, b.paid_to_seats, b.ppm), (300, 3, 700, 1_285_714));
+        // One more paid worker (an attacker with real work), more minted, an epoch lost.
+        let diluted = report(1_500, &[("artist", 110), ("v", 450), ("a", 330), ("b", 330), ("x", 330), ("dust", 5)]);
         let h = HonestPayout::compare(&diluted, Some(&base));
         assert!(h.failure().is_none(), "{h:?}");
         // The attacker takes most of the pool.
