@@ -186,7 +186,7 @@ fn evidence(k: &SigningKey, job: [u8; 16]) -> DeliveryFault {
     assert_eq!(PaidWork::render(&spec.settings()), one_tile_job(2));
     let t = Tile { x: 0, y: 0, w: 100, h: 100 };
     let px = commit::encode_pixels(&vec![[0.25f32, 0.5, 0.75]; 100 * 100]);
-    let c = commit::TileCommitment::of(job, &spec, t, &px);
+    let c = commit::TileCommitment::of(job, spec.hash(), t, &px);
     let sub = commit::sub_tiles(t.w, t.h)[3];
     DeliveryFault {
         job,

@@ -196,7 +196,7 @@ mod tests {
         for (spp, guilty) in [(64, false), (1, true)] {
             let s = ifx_protocols::render::RenderSettings { spp, ..spec.settings() };
             let pixels = commit::encode_pixels(&r.render_tile(&s, t).unwrap());
-            let c = commit::TileCommitment::of([1; 16], &spec, t, &pixels);
+            let c = commit::TileCommitment::of([1; 16], spec.hash(), t, &pixels);
             let tree = commit::tree(&pixels, t.w, t.h);
             let subs = commit::sub_tiles(t.w, t.h);
             let mut verdicts = Vec::new();

@@ -191,7 +191,7 @@ async fn answer(
                     {
                         Ok(Ok(px)) => {
                             let pixels = encode_pixels(&px);
-                            let c = TileCommitment::of(tr.job, &tr.spec, t, &pixels);
+                            let c = TileCommitment::of(tr.job, tr.spec.hash(), t, &pixels);
                             TileResponse { pixels, error: String::new(), root: c.root, sig: c.sign(&signer.key) }
                         }
                         Ok(Err(e)) => TileResponse::error(e.to_string()),

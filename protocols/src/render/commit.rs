@@ -9,7 +9,6 @@
 
 use ed25519_dalek::{Signer, SigningKey};
 
-use super::job::JobSpec;
 use super::{Image, RenderSettings, Tile};
 use crate::merkle;
 
@@ -29,12 +28,6 @@ pub const MAX_SUB_BYTES: usize = (SUB * SUB) as usize * PIXEL_BYTES;
 const SIG_DOMAIN: &[u8] = b"ifx/job/tile/v1";
 const LEAF_DOMAIN: &[u8] = b"ifx/job/leaf/v1";
 const NODE_DOMAIN: &[u8] = b"ifx/job/node/v1";
-
-/// The hash of a job's spec, as its bincode bytes: what a worker's commitment binds the scene
-/// and settings by.
-pub fn spec_hash(spec: &JobSpec) -> [u8; 32] {
-    *blake3::Hasher::new().update(b"ifx/job/spec/v1").update(&crate::codec::encode(spec)).finalize().as_bytes()
-}
 
 /// The sub-tiles of a `w` x `h` tile (or image), in its own coordinates, row-major.
 pub fn sub_tiles(w: u32, h: u32) -> Vec<Tile> {
@@ -91,7 +84,7 @@ pub fn verify_opening(root: &[u8; 32], leaves: usize, index: u32, bytes: &[u8], 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TileCommitment {
     pub job: [u8; 16],
-    /// [`spec_hash`] of the job's spec.
+    /// The job spec's hash (`JobSpec::hash`).
     pub spec: [u8; 32],
     /// x, y, width, height.
     pub tile: [u32; 4],
@@ -99,9 +92,9 @@ pub struct TileCommitment {
 }
 
 impl TileCommitment {
-    /// The commitment to a tile's wire pixels.
-    pub fn of(job: [u8; 16], spec: &JobSpec, t: Tile, pixels: &[u8]) -> Self {
-        Self { job, spec: spec_hash(spec), tile: [t.x, t.y, t.w, t.h], root: tree(pixels, t.w, t.h).root() }
+    /// The commitment to a tile's wire pixels of job `job` with spec hash `spec`.
+    pub fn of(job: [u8; 16], spec: [u8; 32], t: Tile, pixels: &[u8]) -> Self {
+        Self { job, spec, tile: [t.x, t.y, t.w, t.h], root: tree(pixels, t.w, t.h).root() }
     }
 
     /// The signed digest. No network id, as for proofs of challenge: the job id is random and
@@ -159,6 +152,7 @@ pub fn compare(s: Tile, delivered: &[u8], rerendered: &[[f32; 3]]) -> Result<(),
 
 #[cfg(test)]
 mod tests {
+    use super::super::job::JobSpec;
     use super::*;
 
     fn spec() -> JobSpec {
@@ -186,7 +180,7 @@ mod tests {
     fn openings_and_signatures_bind_the_delivered_bytes() {
         let t = Tile { x: 40, y: 20, w: 20, h: 20 };
         let px = pixels(t.w, t.h, 3);
-        let c = TileCommitment::of([9; 16], &spec(), t, &px);
+        let c = TileCommitment::of([9; 16], spec().hash(), t, &px);
         let tree = tree(&px, t.w, t.h);
         let subs = sub_tiles(t.w, t.h);
         assert_eq!(subs.len(), 9, "8, 8 and 4 pixels a side");
@@ -204,7 +198,7 @@ mod tests {
         other.spp = 5;
         let changed = [
             TileCommitment { job: [8; 16], ..c },
-            TileCommitment { spec: spec_hash(&other), ..c },
+            TileCommitment { spec: other.hash(), ..c },
             TileCommitment { tile: [40, 20, 20, 19], ..c },
             TileCommitment { root: [0; 32], ..c },
         ];

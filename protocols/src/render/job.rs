@@ -59,6 +59,12 @@ fn default_tile() -> u32 {
 }
 
 impl JobSpec {
+    /// The hash of the whole spec (scene included) as its bincode bytes: what a worker's tile
+    /// commitment binds the work by (`render::commit`).
+    pub fn hash(&self) -> [u8; 32] {
+        *blake3::Hasher::new().update(b"ifx/job/spec/v1").update(&crate::codec::encode(self)).finalize().as_bytes()
+    }
+
     /// The render settings.
     pub fn settings(&self) -> RenderSettings {
         RenderSettings {
@@ -191,7 +197,7 @@ pub fn check_tile(bytes: &[u8], req: &TileRequest, t: Tile) -> Result<Delivered,
     if px.iter().flatten().any(|v| !v.is_finite() || *v < 0.0) {
         return Err(RenderError::Tile("tile has negative or non-finite values".into()));
     }
-    let commitment = TileCommitment::of(req.job, &req.spec, t, &r.pixels);
+    let commitment = TileCommitment::of(req.job, req.spec.hash(), t, &r.pixels);
     if commitment.root != r.root {
         return Err(RenderError::Tile("the committed root is not the root of the pixels sent".into()));
     }

@@ -78,12 +78,7 @@ impl DeliveryFault {
 
     /// The commitment the worker signed, as this evidence states it.
     pub fn commitment(&self) -> TileCommitment {
-        TileCommitment {
-            job: self.job,
-            spec: crate::render::commit::spec_hash(&self.spec),
-            tile: self.tile,
-            root: self.root,
-        }
+        TileCommitment { job: self.job, spec: self.spec.hash(), tile: self.tile, root: self.root }
     }
 
     /// Checks everything but the pixels themselves: the worker signed the commitment to this
@@ -168,7 +163,7 @@ pub(crate) mod tests {
     pub(crate) fn evidence(key: &ed25519_dalek::SigningKey, index: u32) -> DeliveryFault {
         let t = Tile { x: 32, y: 0, w: 32, h: 32 };
         let px = encode_pixels(&vec![[0.5f32, 0.25, 0.125]; 32 * 32]);
-        let c = TileCommitment::of([7; 16], &spec(), t, &px);
+        let c = TileCommitment::of([7; 16], spec().hash(), t, &px);
         let tr = tree(&px, t.w, t.h);
         let s = sub_tiles(t.w, t.h)[index as usize];
         DeliveryFault {
