@@ -117,12 +117,22 @@ pub async fn submit(a: SubmitArgs) -> anyhow::Result<ExitCode> {
             super::http::get_from_node(&client, &a.api, &format!("jobs/{id}")).await?;
         bar.set_length(j.tiles as u64);
         bar.set_position(j.tiles_done as u64);
-        bar.set_message(format!("{} workers, {} re-assigned", j.tiles_by_worker.len(), j.reassigned));
+        bar.set_message(format!(
+            "{} workers, {} re-assigned, {} spot-checked, {} bad",
+            j.tiles_by_worker.len(),
+            j.reassigned,
+            j.spot_checked,
+            j.bad_tiles
+        ));
         match j.state {
             RunState::Done => {
                 bar.finish_and_clear();
                 println!("done in {:.2} s: {}", j.secs, j.png.as_deref().unwrap_or(""));
                 println!("tiles by worker: {}", serde_json::to_string(&j.tiles_by_worker)?);
+                println!(
+                    "verified delivery: {} tiles spot-checked and accepted, {} bad (evidence in the ledger)",
+                    j.spot_checked, j.bad_tiles
+                );
                 return Ok(ExitCode::SUCCESS);
             }
             RunState::Failed => {

@@ -83,13 +83,14 @@ pub struct AttacksSection {
 pub const HONEST_DROP: f64 = 0.10;
 
 /// What the honest workers were paid in one run against an equal split: their mean earnings
-/// (node 0, the artist, and cheaters left out) times the seats (every payee that is not a
-/// verifier node and earned at least a tenth of that mean, attackers included) over everything
-/// the seats were paid, in parts per million.
-/// An attacker paid like one more worker dilutes everyone and leaves this unchanged; one that
-/// takes more than a seat's pay, or keeps honest workers from earning, lowers it. What no seat
-/// was paid (an epoch nobody could be paid for, in any run) divides out, and so does a run that
-/// sealed one epoch more or less.
+/// (nodes 1.., cheaters left out) times the seats (every payee that is not a verifier node nor
+/// node 0, the artist, and earned at least a tenth of that mean, attackers included) over
+/// everything the seats were paid, in parts per million. Without a paid attacker it is exactly
+/// 1,000,000 whatever the run's noise; an attacker paid like one more worker leaves it there; one
+/// paid more than a seat lowers it. It judges theft from honest workers, not disruption: what no
+/// seat was paid divides out (a start-up epoch nobody could be paid for happens in runs with and
+/// without attacks), and node 0 is left out because its pay (artist rebates, its own tiles) spread
+/// +-8% between harmless runs on this machine.
 #[derive(Debug, Serialize, Clone, PartialEq, Default)]
 pub struct SeatShare {
     pub mean_honest: u64,
@@ -105,8 +106,11 @@ impl SeatShare {
         let payouts = s["payouts"].as_object()?;
         let cheaters: Vec<&str> = s["cheaters"].as_array()?.iter().filter_map(|c| c.as_str()).collect();
         let nodes = report["nodes"].as_array()?;
-        let verifiers: Vec<&str> =
-            nodes.iter().filter(|n| n["role"] == "verifier").filter_map(|n| n["peer_id"].as_str()).collect();
+        let not_seats: Vec<&str> = nodes
+            .iter()
+            .filter(|n| n["role"] == "verifier" || n["index"].as_u64() == Some(0))
+            .filter_map(|n| n["peer_id"].as_str())
+            .collect();
         let honest: Vec<u128> = nodes
             .iter()
             .filter(|n| n["index"].as_u64().is_some_and(|i| i > 0) && n["role"] == "worker")
@@ -122,7 +126,7 @@ impl SeatShare {
         // a few units back as an artist is not one more worker.
         let seats: Vec<u128> = payouts
             .iter()
-            .filter(|(p, _)| !verifiers.contains(&p.as_str()))
+            .filter(|(p, _)| !not_seats.contains(&p.as_str()))
             .filter_map(|(_, v)| v.as_u64().map(u128::from).filter(|v| *v > 0 && *v * 10 >= mean_honest))
             .collect();
         let paid: u128 = seats.iter().sum();
@@ -328,7 +332,7 @@ mod tests {
         };
         let base = report(1_000, &[("artist", 100), ("v", 300), ("a", 300), ("b", 300)]);
         let b = SeatShare::of(&base).unwrap();
-        assert_eq!((b.mean_honest, b.seats, b.paid_to_seats, b.ppm), (300, 3, 700, 1_285_714));
+        assert_eq!((b.mean_honest, b.seats, b.paid_to_seats, b.ppm), (300, 2, 600, 1_000_000));
         // One more paid worker (an attacker with real work), more minted, an epoch lost.
         let diluted = report(1_500, &[("artist", 110), ("v", 450), ("a", 330), ("b", 330), ("x", 330), ("dust", 5)]);
         let h = HonestPayout::compare(&diluted, Some(&base));
