@@ -1,15 +1,65 @@
 //! The `fl` section: the federated task node 0 owned (`GET /fl/{id}`), the poisoners it had to
 //! screen out, and the verifiers' audits of its rounds (`GET /fl`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use ifx_protocols::api::{AuditStats, RunState, TaskStatus};
+use ifx_protocols::fl::wire::TaskSpec;
 use serde::Serialize;
 
 use crate::watch::Tracked;
 
-/// Accuracy a federated run must reach.
+/// Accuracy a federated run must reach (the verdict's bar).
 pub const FL_TARGET: f64 = 0.95;
+/// How far below the centralized baseline issue #20 wants the federated model to end (1.5
+/// points). Reported, not yet judged: the federated recipe does not reach it (see `Baseline`).
+pub const BASELINE_MARGIN: f64 = 0.015;
+
+/// A report figure for issue #20: the task's model trained centrally, in the harness, on exactly the
+/// shards of the honest workers whose updates the owner accepted, with the task's own recipe
+/// (its initial weights, rounds x local epochs, batch, learning-rate schedule; the optimizer
+/// restarted each round as a worker's is), scored on the owner's test split. Issue #20 wants the
+/// verdict to judge against it within [`BASELINE_MARGIN`] instead of the fixed [`FL_TARGET`]
+/// (which failed healthy runs with PoR cheaters at 0.9415 and 0.9499); measured on
+/// `--nodes 9 --verifiers 2 --cheaters 3`, federated trimmed-mean on the non-IID shards ended at
+/// 0.9443 against a centralized 0.9721 on the same six shards, 2.8 points: the federated recipe
+/// must close that gap before the baseline can be the verdict.
+pub fn centralized_baseline(data: &std::path::Path, spec: &TaskSpec, shards: &BTreeSet<u32>) -> Result<f64, String> {
+    use ifx_learn::{data::Dataset, model};
+    let all = Dataset::load(data).map_err(|e| e.to_string())?;
+    let (train, test) = all.split();
+    let parts = train.non_iid(spec.data.shards as usize, spec.data.alpha, spec.data.seed);
+    let mut union = Dataset::default();
+    for p in shards.iter().filter_map(|s| parts.get(*s as usize)) {
+        union.x.extend_from_slice(&p.x);
+        union.y.extend_from_slice(&p.y);
+    }
+    if union.is_empty() {
+        return Err("no honest shard had an update accepted".into());
+    }
+    let mut params = model::init(spec.init_seed);
+    for round in 0..spec.rounds {
+        let cfg = model::TrainConfig {
+            epochs: spec.local_epochs as usize,
+            batch: spec.batch as usize,
+            lr: spec.lr_at(round),
+            seed: round as u64,
+        };
+        params = model::train(&params, &union, &cfg).map_err(|e| e.to_string())?.0;
+    }
+    model::accuracy(&params, &test).map_err(|e| e.to_string())
+}
+
+/// A baseline as the report keeps it.
+#[derive(Debug, Serialize, Clone, PartialEq)]
+pub struct Baseline {
+    pub accuracy: f64,
+    /// The honest shards it was trained on.
+    pub shards: Vec<u32>,
+    /// Issue #20's margin, and whether the federated model ended within it (reported only).
+    pub margin: f64,
+    pub within_margin: Option<bool>,
+}
 
 /// `fl` section of the report.
 #[derive(Debug, Serialize)]
@@ -25,6 +75,8 @@ pub struct FlSection {
     pub accuracy_by_round: Vec<f64>,
     pub final_accuracy: Option<f64>,
     pub target: f64,
+    /// The centralized baseline (a report figure; the verdict judges `target`).
+    pub baseline: Option<Baseline>,
     /// Rejected updates per peer id.
     pub rejected: BTreeMap<String, u64>,
     /// The last few reasons per peer id.
@@ -57,7 +109,13 @@ pub struct FlSection {
 impl FlSection {
     /// From the task as its owner last reported it, the owner's peer id, the poisoners' peer
     /// ids and the running verifiers' audit tallies.
-    pub fn of(task: &Tracked<TaskStatus>, owner: String, mut poisoners: Vec<String>, audits: &[AuditStats]) -> Self {
+    pub fn of(
+        task: &Tracked<TaskStatus>,
+        owner: String,
+        mut poisoners: Vec<String>,
+        audits: &[AuditStats],
+        baseline: Option<Baseline>,
+    ) -> Self {
         poisoners.sort();
         let never = TaskStatus {
             error: Some("the task owner never reported the task".into()),
@@ -76,6 +134,8 @@ impl FlSection {
         let honest_rejected = t.rejected_count.keys().filter(|p| !poisoners.contains(p)).cloned().collect();
         let honest_banned: Vec<String> = t.banned.keys().filter(|p| !poisoners.contains(p)).cloned().collect();
         let sum = |f: fn(&AuditStats) -> u64| audits.iter().map(f).sum::<u64>();
+        let baseline =
+            baseline.map(|b| Baseline { within_margin: t.final_accuracy.map(|a| a >= b.accuracy - b.margin), ..b });
         let ok = t.state == RunState::Done
             && t.final_accuracy.is_some_and(|a| a >= FL_TARGET)
             && poisoners_caught.len() == poisoners.len()
@@ -91,6 +151,7 @@ impl FlSection {
             accuracy_by_round: t.accuracy_by_round.clone(),
             final_accuracy: t.final_accuracy,
             target: FL_TARGET,
+            baseline,
             rejected: t.rejected_count.clone(),
             rejected_reasons: t.rejected.clone(),
             banned: t.banned.clone(),
@@ -125,8 +186,11 @@ impl FlSection {
                 self.error.as_deref().unwrap_or("-")
             ));
         } else if self.final_accuracy.unwrap_or(0.0) < self.target {
+            let base = self.baseline.as_ref().map_or(String::new(), |b| {
+                format!(" (a centralized model on the same honest shards reached {:.4})", b.accuracy)
+            });
             f.push(format!(
-                "federated accuracy {:.4} is below the target {}",
+                "federated accuracy {:.4} is below the target {}{base}",
                 self.final_accuracy.unwrap_or(0.0),
                 self.target
             ));
@@ -175,11 +239,31 @@ mod tests {
         }
     }
 
+    /// The centralized baseline trains the task's recipe on the named shards only: on all of
+    /// them it reaches what the digits task reaches, on one skewed shard far less; no shard, no
+    /// baseline.
+    #[test]
+    fn the_centralized_baseline_trains_on_exactly_the_honest_shards() {
+        let data = std::env::temp_dir().join(format!("ifx-fl-baseline-{}.csv.gz", std::process::id()));
+        std::fs::write(&data, include_bytes!("../../../testdata/digits.csv.gz")).unwrap();
+        let spec = TaskSpec {
+            rounds: 20,
+            data: ifx_protocols::fl::wire::DataRule { shards: 4, alpha: 0.5, seed: 42 },
+            ..Default::default()
+        };
+        let all = centralized_baseline(&data, &spec, &(0..4).collect()).unwrap();
+        let one = centralized_baseline(&data, &spec, &[0].into()).unwrap();
+        assert!(all > 0.93, "{all}");
+        assert!(one < all - 0.05, "one skewed shard {one} against all {all}");
+        assert!(centralized_baseline(&data, &spec, &BTreeSet::new()).is_err());
+        std::fs::remove_file(&data).ok();
+    }
+
     #[test]
     fn a_banned_poisoner_is_caught_and_a_false_positive_is_reported_not_failed() {
         let task = Tracked { id: "t".into(), last: Some(done(0.97)) };
         let audits = [AuditStats { matched: 3, ..Default::default() }, AuditStats { matched: 2, ..Default::default() }];
-        let s = FlSection::of(&task, "owner".into(), vec!["p".into()], &audits);
+        let s = FlSection::of(&task, "owner".into(), vec!["p".into()], &audits, None);
         assert!(s.ok, "{s:?}");
         assert_eq!(s.poisoners_caught, ["p"]);
         assert_eq!(s.honest_rejected, ["h2"]);
@@ -195,12 +279,13 @@ mod tests {
             "owner".into(),
             vec!["p".into()],
             &[AuditStats { mismatched: 1, ..Default::default() }],
+            None,
         );
         let f = s.failures();
         assert!(!s.ok);
         assert!(f.iter().any(|x| x.contains("below the target")), "{f:?}");
         assert!(f.iter().any(|x| x.contains("did not recompute")), "{f:?}");
-        let s = FlSection::of(&Tracked { id: "t".into(), last: None }, "owner".into(), vec![], &[]);
+        let s = FlSection::of(&Tracked { id: "t".into(), last: None }, "owner".into(), vec![], &[], None);
         assert!(
             s.failures()[0].contains("running after 0 rounds (the task owner never reported the task)"),
             "{:?}",

@@ -200,9 +200,10 @@ impl Report {
             failures.push(format!("the federated task could not be started: {e}"));
         }
         let audits: Vec<_> = o.fl_audits.iter().map(|(_, a)| a.clone()).collect();
-        let fl =
-            o.fl.as_ref()
-                .map(|t| FlSection::of(t, net.nodes[0].peer_id.clone(), peer_ids(&|n| n.poison.is_some()), &audits));
+        let fl = o.fl.as_ref().map(|t| {
+            let baseline = fl_baseline(net, t);
+            FlSection::of(t, net.nodes[0].peer_id.clone(), peer_ids(&|n| n.poison.is_some()), &audits, baseline)
+        });
         failures.extend(fl.iter().flat_map(FlSection::failures));
         let peer_of: BTreeMap<String, String> =
             net.nodes.iter().map(|n| (n.public_key.clone(), n.peer_id.clone())).collect();
@@ -277,6 +278,35 @@ impl Report {
             memory: MemoryReport::default(),
             attacks: None,
             nodes,
+        }
+    }
+}
+
+/// The centralized FL baseline (`fl::centralized_baseline`, a report figure) on the shards of
+/// the honest workers whose updates node 0 accepted; `None` without a task's status or when it
+/// cannot be trained, which the log says.
+fn fl_baseline(
+    net: &crate::launch::Testnet,
+    t: &crate::watch::Tracked<ifx_protocols::api::TaskStatus>,
+) -> Option<self::fl::Baseline> {
+    let task = t.last.as_ref()?;
+    let data = net.fl_data.as_ref()?;
+    let shards: std::collections::BTreeSet<u32> = net
+        .nodes
+        .iter()
+        .filter(|n| n.poison.is_none() && task.accepted.get(&n.peer_id).is_some_and(|a| *a > 0))
+        .filter_map(|n| n.fl_shard)
+        .collect();
+    match self::fl::centralized_baseline(data, &task.spec, &shards) {
+        Ok(accuracy) => Some(self::fl::Baseline {
+            accuracy,
+            shards: shards.into_iter().collect(),
+            margin: self::fl::BASELINE_MARGIN,
+            within_margin: None,
+        }),
+        Err(e) => {
+            tracing::warn!(error = e, "no centralized FL baseline for the report");
+            None
         }
     }
 }
