@@ -75,6 +75,45 @@ fn rule(f: &DeliveryFault, backend: ifx_protocols::render::Backend) -> Result<(b
     })
 }
 
+/// Evidence waiting for a ruling, in ledger order, with what [`admissible`] said of it.
+type Found = Vec<(Arc<Entry>, Result<DeliveryFault, String>)>;
+
+/// What to re-render this round: up to [`PER_ROUND`] admissible pieces, each author's past
+/// [`PER_AUTHOR_EPOCH`] in an epoch dropped for good (both marked `ruled`, never looked at
+/// again). Inadmissible pieces take no slot (their payment may still arrive by sync): a key
+/// that writes many of them must not keep a paying owner's evidence from its ruling.
+fn select(
+    found: Found,
+    judged: &mut BTreeMap<(u64, [u8; 32]), u32>,
+    ruled: &mut BTreeSet<[u8; 32]>,
+) -> Vec<(Arc<Entry>, DeliveryFault)> {
+    let mut out = Vec::new();
+    for (e, f) in found {
+        if out.len() == PER_ROUND {
+            break;
+        }
+        let f = match f {
+            Ok(f) => f,
+            Err(why) => {
+                debug!(fault = hex::encode(&e.id()[..6]), reason = why, "evidence not judged");
+                continue;
+            }
+        };
+        ruled.insert(e.id());
+        let n = judged.entry((e.epoch, e.author)).or_default();
+        *n += 1;
+        if *n > PER_AUTHOR_EPOCH {
+            warn!(
+                author = hex::encode(&e.author[..6]),
+                "evidence past the author's {PER_AUTHOR_EPOCH} per epoch; not judged"
+            );
+            continue;
+        }
+        out.push((e, f));
+    }
+    out
+}
+
 impl Judge {
     /// Judges evidence until `shutdown`.
     pub async fn run(self, shutdown: CancellationToken) {
@@ -105,7 +144,7 @@ impl Judge {
             if read_at == Some((root, now)) {
                 continue;
             }
-            let found: Vec<(Arc<Entry>, Result<DeliveryFault, String>)> = self.ledger.with(|s| {
+            let found: Found = self.ledger.with(|s| {
                 let l = s.ledger();
                 l.iter_sorted()
                     .filter(|e| e.kind == EntryKind::DeliveryFault && e.epoch + 1 >= now && !ruled.contains(&e.id()))
@@ -119,25 +158,7 @@ impl Judge {
             // not here yet).
             read_at = found.is_empty().then_some((root, now));
             let mut rulings = Vec::new();
-            for (e, f) in found.into_iter().take(PER_ROUND) {
-                let f = match f {
-                    Ok(f) => f,
-                    // Looked at again next round (its payment may arrive by sync after it).
-                    Err(why) => {
-                        debug!(fault = hex::encode(&e.id()[..6]), reason = why, "evidence not judged");
-                        continue;
-                    }
-                };
-                ruled.insert(e.id());
-                let n = judged.entry((e.epoch, e.author)).or_default();
-                *n += 1;
-                if *n > PER_AUTHOR_EPOCH {
-                    warn!(
-                        author = hex::encode(&e.author[..6]),
-                        "evidence past the author's {PER_AUTHOR_EPOCH} per epoch; not judged"
-                    );
-                    continue;
-                }
+            for (e, f) in select(found, &mut judged, &mut ruled) {
                 let backend = self.compute.backend();
                 let f2 = f.clone();
                 match tokio::task::spawn_blocking(move || rule(&f2, backend)).await {
@@ -173,6 +194,56 @@ mod tests {
     use super::*;
     use ifx_protocols::render::job::JobSpec;
     use ifx_protocols::render::{Backend, Tile};
+
+    /// Inadmissible evidence takes no slot of the round (a key writing many of them ahead of an
+    /// honest owner's in ledger order used to fill all 16); one author gets 8 an epoch.
+    #[test]
+    fn a_round_renders_admissible_evidence_only_and_caps_each_author() {
+        let f = fault();
+        let entry = |author: u8, seq: u64| {
+            let k = SigningKey::from_bytes(&[author; 32]);
+            Arc::new(Entry::sign(&k, "j", seq, [seq as u8; 32], 3, EntryKind::DeliveryFault, f.encode()).unwrap())
+        };
+        let mut found: Found = (0..40).map(|i| (entry(1, i), Err("no payment".to_string()))).collect();
+        found.push((entry(2, 0), Ok(f.clone())));
+        let (mut judged, mut ruled) = (BTreeMap::new(), BTreeSet::new());
+        let picked = select(found, &mut judged, &mut ruled);
+        assert_eq!(picked.len(), 1, "the honest owner's evidence is judged");
+        assert_eq!(ruled.len(), 1, "inadmissible evidence stays to be read again");
+        let many: Found = (0..20).map(|i| (entry(3, i), Ok(f.clone()))).collect();
+        let picked = select(many.clone(), &mut judged, &mut ruled);
+        assert_eq!(picked.len(), PER_AUTHOR_EPOCH as usize);
+        assert_eq!(ruled.len(), 1 + 20, "past the cap: dropped for good");
+        let (mut judged, mut ruled) = (BTreeMap::new(), BTreeSet::new());
+        let spread: Found = (0..40u8).map(|a| (entry(10 + a, 0), Ok(f.clone()))).collect();
+        assert_eq!(select(spread, &mut judged, &mut ruled).len(), PER_ROUND);
+        assert_eq!(ruled.len(), PER_ROUND, "the rest waits for the next round");
+    }
+
+    /// Any well-formed evidence (selection does not look inside it).
+    pub(super) fn fault() -> DeliveryFault {
+        DeliveryFault {
+            job: [1; 16],
+            spec: JobSpec {
+                scene: "cornell".into(),
+                scene_toml: None,
+                width: 64,
+                height: 64,
+                spp: 4,
+                max_bounces: 6,
+                tile: 32,
+                unpaid: false,
+            },
+            tile: [0, 0, 32, 32],
+            worker: [5; 32],
+            root: [0; 32],
+            sig: [0; 64],
+            index: 0,
+            bytes: vec![0; 768],
+            proof: vec![[0; 32]; 4],
+            reason: String::new(),
+        }
+    }
 
     /// A verifier's ruling re-renders the opened sub-tile with the real path tracer: every
     /// sub-tile of an honest tile is innocent, every sub-tile of the faker's (a sixty-fourth of

@@ -105,8 +105,8 @@ impl Jobs {
             // The spot check: one sub-tile of the owner's choosing, re-rendered here.
             let delivered = match delivered {
                 Ok(d) => match self.spot_check(&mut checker, &spec, t, &d).await {
-                    Ok(()) => {
-                        self.update(&id, |st| st.spot_checked += 1);
+                    Ok(checked) => {
+                        self.update(&id, |st| st.spot_checked += checked as u64);
                         Ok(d)
                     }
                     Err(bad) => {
@@ -151,24 +151,27 @@ impl Jobs {
     }
 
     /// Re-renders one random sub-tile of a delivered tile (`checker`: the job's renderer on this
-    /// node's compute, built at the first check) and compares it with what the worker sent.
+    /// node's compute, built at the first check) and compares it with what the worker sent:
+    /// `Ok(true)` it matched, `Ok(false)` the owner could not check it (its own failure says
+    /// nothing about the worker; the tile is taken unchecked and not counted as checked).
     async fn spot_check(
         &self,
         checker: &mut Option<Arc<Renderer>>,
         spec: &JobSpec,
         t: Tile,
         d: &Delivered,
-    ) -> Result<(), BadTile> {
+    ) -> Result<bool, BadTile> {
         let subs = sub_tiles(t.w, t.h);
         let index = rand::Rng::gen_range(&mut rand::thread_rng(), 0..subs.len()) as u32;
         let sub = subs[index as usize];
         let at = Tile { x: t.x + sub.x, y: t.y + sub.y, w: sub.w, h: sub.h };
-        let (spec, s) = (spec.clone(), spec.settings());
-        let (existing, backend) = (checker.clone(), self.ctx.compute.backend());
+        let s = spec.settings();
+        // The spec is cloned (scene and all) only for the first check, which builds the renderer.
+        let (existing, backend) = (checker.clone().ok_or_else(|| spec.clone()), self.ctx.compute.backend());
         let rendered = tokio::task::spawn_blocking(move || {
             let r = match existing {
-                Some(r) => r,
-                None => Arc::new(Renderer::new(&super::job_scene(&spec)?, &s, backend)?),
+                Ok(r) => r,
+                Err(spec) => Arc::new(Renderer::new(&super::job_scene(&spec)?, &s, backend)?),
             };
             let px = r.render_tile(&s, at)?;
             Ok::<_, ifx_render::RenderError>((r, px))
@@ -176,18 +179,19 @@ impl Jobs {
         .await;
         let (r, mine) = match rendered {
             Ok(Ok(v)) => v,
-            // The owner's own failure says nothing about the worker: the tile passes unchecked.
             Ok(Err(e)) => {
                 warn!(error = %e, "cannot re-render a sub-tile to check it; accepting the tile unchecked");
-                return Ok(());
+                return Ok(false);
             }
             Err(e) => {
                 warn!(error = %e, "the spot check stopped; accepting the tile unchecked");
-                return Ok(());
+                return Ok(false);
             }
         };
         *checker = Some(r);
-        commit::compare(sub, &commit::sub_bytes(&d.pixels, t.w, sub), &mine).map_err(|reason| BadTile { index, reason })
+        commit::compare(sub, &commit::sub_bytes(&d.pixels, t.w, sub), &mine)
+            .map(|()| true)
+            .map_err(|reason| BadTile { index, reason })
     }
 
     /// Writes the evidence of a bad tile: the spec, the worker's signed commitment and the
