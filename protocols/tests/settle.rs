@@ -811,10 +811,18 @@ proptest! {
                 a.sealed().flat_map(|e| &e.payouts).filter(|p| p.key == *k).map(|p| p.artists as u128).sum();
             prop_assert!(back * 10_000 <= acct.burned as u128 * n.economics.artist_rebate_bps as u128);
         }
-        // Honest workers are never slashed; a caught cheater is slashed in its epoch.
+        // Honest workers are never slashed: only a caught PoR cheater in its epoch, or the
+        // worker a majority of verifiers found guilty of a bad tile in the epoch that decided
+        // it (and that one is always slashed there).
         for e in &a.epochs {
+            let guilty: Vec<[u8; 32]> = e.faults.iter().filter(|f| f.decision == "guilty").map(|f| f.worker).collect();
             for s in &e.slashed {
-                prop_assert!(plan.cheat.is_some_and(|(who, when)| pk(&c.workers[who]) == s.key && when == e.epoch));
+                let cheater = plan.cheat.is_some_and(|(who, when)| pk(&c.workers[who]) == s.key && when == e.epoch);
+                prop_assert!(cheater || guilty.contains(&s.key), "{:?} slashed in epoch {}", s, e.epoch);
+            }
+            for g in &guilty {
+                prop_assert!(plan.fault.is_some() && *g == pk(&c.workers[1]));
+                prop_assert!(e.slashed.iter().any(|s| s.key == *g));
             }
             if let Some((who, when)) = plan.cheat && when == e.epoch && e.status == Status::Sealed {
                 prop_assert!(e.caught.contains(&pk(&c.workers[who])));
