@@ -37,6 +37,8 @@ pub struct NodeConfig {
     pub node: NodeSection,
     /// Resource limits of the peer-to-peer layer.
     pub limits: LimitsSection,
+    /// Reachability behind NAT routers: AutoNAT, relays, hole punching.
+    pub nat: NatSection,
     /// Ledger replication.
     pub ledger: LedgerSection,
     /// Rendering for other nodes' jobs.
@@ -121,6 +123,91 @@ impl Default for LimitsSection {
             max_inbound_per_ip: 4,
             max_inbound_per_subnet: 16,
             loopback_exempt: true,
+        }
+    }
+}
+
+/// How a node decides whether peers can dial it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ReachPolicy {
+    /// AutoNAT probes decide: a DHT server once peers dialled back one of its addresses, a DHT
+    /// client holding relay reservations while they cannot.
+    #[default]
+    Auto,
+    /// Always a DHT server, no relay reservations (bootnodes, a forwarded port, one machine).
+    Public,
+    /// Always a DHT client behind relays (a node that knows it is not reachable).
+    Private,
+}
+
+impl ReachPolicy {
+    pub fn name(self) -> &'static str {
+        match self {
+            ReachPolicy::Auto => "auto",
+            ReachPolicy::Public => "public",
+            ReachPolicy::Private => "private",
+        }
+    }
+}
+
+/// `[nat]`: reachability behind home routers (AutoNAT, Circuit Relay v2, DCUtR hole punching).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NatSection {
+    /// `auto`, `public` or `private` (see [`ReachPolicy`]).
+    pub reachability: ReachPolicy,
+    /// Offer relay service to NATed peers; unset: verifiers do, workers do not.
+    pub relay_service: Option<bool>,
+    /// Relays a node that peers cannot dial keeps reservations on (more survive a relay's loss).
+    pub relays: u32,
+    /// Relay service: reservations held for other peers at once.
+    pub relay_max_reservations: u32,
+    /// Relay service: circuits relayed at once, and per peer.
+    pub relay_max_circuits: u32,
+    pub relay_max_circuits_per_peer: u32,
+    /// Relay service: bytes one circuit may carry (both directions) before the relay closes it.
+    /// Tiles, challenges and FL rounds must fit until a hole punch moves the connection.
+    pub relay_circuit_bytes: u64,
+    /// Relay service: seconds a circuit may stay open.
+    pub relay_circuit_secs: u64,
+}
+
+impl Default for NatSection {
+    fn default() -> Self {
+        Self {
+            reachability: ReachPolicy::Auto,
+            relay_service: None,
+            relays: 2,
+            relay_max_reservations: 128,
+            relay_max_circuits: 64,
+            relay_max_circuits_per_peer: 8,
+            relay_circuit_bytes: 64 << 20,
+            relay_circuit_secs: 600,
+        }
+    }
+}
+
+impl NatSection {
+    /// Whether this node offers relay service in `role`.
+    pub fn serves_relay(&self, role: Role) -> bool {
+        self.relay_service.unwrap_or(role == Role::Verifier)
+    }
+
+    /// The policy in force: `auto` on a node that listens only on loopback or in process (one
+    /// machine, no router between its peers and it) is `public`.
+    pub fn effective_policy(&self, listen: &[Multiaddr]) -> ReachPolicy {
+        let local = |a: &Multiaddr| {
+            a.iter().any(|p| match p {
+                Protocol::Ip4(ip) => ip.is_loopback(),
+                Protocol::Ip6(ip) => ip.is_loopback(),
+                Protocol::Memory(_) => true,
+                _ => false,
+            })
+        };
+        match self.reachability {
+            ReachPolicy::Auto if !listen.is_empty() && listen.iter().all(local) => ReachPolicy::Public,
+            p => p,
         }
     }
 }
@@ -255,6 +342,12 @@ pub struct Overrides {
     /// false`), as the victim of `ifx testnet --attack eclipse` does.
     #[arg(long, hide = true)]
     pub cap_loopback: bool,
+    /// Whether peers can dial this node: auto (AutoNAT decides), public, private (`nat.reachability`).
+    #[arg(long, value_enum)]
+    pub reachability: Option<ReachPolicy>,
+    /// Offer relay service to NATed peers (`nat.relay_service`; default: verifiers do).
+    #[arg(long)]
+    pub relay_service: Option<bool>,
 }
 
 impl NodeConfig {
@@ -337,6 +430,12 @@ impl NodeConfig {
         if let Some(ms) = o.slow_ms {
             self.faults.slow_ms = ms;
         }
+        if let Some(r) = o.reachability {
+            self.nat.reachability = r;
+        }
+        if let Some(r) = o.relay_service {
+            self.nat.relay_service = Some(r);
+        }
     }
 
     /// Checks every value; the error names the first bad key.
@@ -406,6 +505,28 @@ impl NodeConfig {
         }
         if !(100..=3_600_000).contains(&self.ledger.sync_interval_ms) {
             return Err(InvalidValue::new("ledger.sync_interval_ms", "must be between 100 and 3600000"));
+        }
+        let n = &self.nat;
+        if !(1..=8).contains(&n.relays) {
+            return Err(InvalidValue::new("nat.relays", "must be between 1 and 8"));
+        }
+        if !(1..=4096).contains(&n.relay_max_reservations) {
+            return Err(InvalidValue::new("nat.relay_max_reservations", "must be between 1 and 4096"));
+        }
+        if !(1..=4096).contains(&n.relay_max_circuits) {
+            return Err(InvalidValue::new("nat.relay_max_circuits", "must be between 1 and 4096"));
+        }
+        if !(1..=n.relay_max_circuits).contains(&n.relay_max_circuits_per_peer) {
+            return Err(InvalidValue::new(
+                "nat.relay_max_circuits_per_peer",
+                "must be between 1 and nat.relay_max_circuits",
+            ));
+        }
+        if !(64 << 10..=1 << 30).contains(&n.relay_circuit_bytes) {
+            return Err(InvalidValue::new("nat.relay_circuit_bytes", "must be between 65536 and 1073741824"));
+        }
+        if !(10..=86_400).contains(&n.relay_circuit_secs) {
+            return Err(InvalidValue::new("nat.relay_circuit_secs", "must be between 10 and 86400"));
         }
         if !(1..=86_400).contains(&l.idle_timeout_secs) {
             return Err(InvalidValue::new("limits.idle_timeout_secs", "must be between 1 and 86400"));

@@ -46,6 +46,8 @@ pub struct Status {
     pub routing_table_size: usize,
     pub heartbeat_peers: usize,
     pub heartbeats_received: u64,
+    /// Whether peers can dial this node, and what to do if they cannot.
+    pub reachability: Reachability,
 }
 
 /// The network as the swarm task sees it.
@@ -61,6 +63,48 @@ pub struct NetSnapshot {
     pub heartbeat_mesh: Vec<String>,
     /// Peers blocked by the operator, sorted.
     pub blocked: Vec<String>,
+    /// Addresses of the routing table's peers, by peer (sorted; at most 4 each).
+    pub routing_addrs: BTreeMap<String, Vec<String>>,
+    /// Whether peers can dial this node.
+    pub reachability: Reachability,
+}
+
+/// How a node can be reached, as its AutoNAT probes and relay reservations tell.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reachability {
+    /// `public` (peers dialled back an address), `private` (behind NAT or a firewall: their
+    /// dial-backs failed), `unknown` (not probed yet).
+    pub nat_status: String,
+    /// The configured policy: `auto`, `public` or `private`.
+    pub policy: String,
+    /// Kademlia mode: `server` (answers DHT queries, is in others' routing tables) or `client`.
+    pub dht_mode: String,
+    /// Addresses confirmed reachable from outside (AutoNAT or relay reservations), sorted.
+    pub external_addrs: Vec<String>,
+    /// Relays this node holds a reservation on (peer ids, sorted).
+    pub relays: Vec<String>,
+    /// Whether this node offers relay service to others.
+    pub relay_service: bool,
+    /// Circuits this node relays for others now.
+    pub relayed_circuits: u64,
+    /// Relayed connections upgraded to direct ones by hole punching (DCUtR), and attempts failed.
+    pub hole_punches_ok: u64,
+    pub hole_punches_failed: u64,
+    /// One line for the operator: the state and what to do about it.
+    pub advice: String,
+}
+
+/// How a connection to a peer runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LinkPath {
+    /// Dialled directly (either side).
+    #[default]
+    Direct,
+    /// Direct, after a hole punch upgraded a relayed connection.
+    HolePunched,
+    /// Through a Circuit Relay v2 relay.
+    Relayed,
 }
 
 /// One connected peer.
@@ -73,6 +117,8 @@ pub struct ConnectedPeer {
     pub rtt_us: Option<u64>,
     /// Address of the connection.
     pub addr: String,
+    /// How the connection runs (the best of the peer's connections).
+    pub path: LinkPath,
 }
 
 /// One entry of the heartbeat peer table.

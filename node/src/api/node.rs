@@ -58,6 +58,7 @@ async fn status(State(s): State<NodeApi>) -> Response {
         routing_table_size: net.routing_table.len(),
         heartbeat_peers,
         heartbeats_received,
+        reachability: net.reachability,
     })
     .into_response()
 }

@@ -6,15 +6,16 @@ use std::time::Duration;
 use ifx_protocols::envelope::MAX_ENVELOPE_BYTES;
 use ifx_protocols::{Kind, NetworkConfig};
 use libp2p::swarm::NetworkBehaviour;
+use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::{
-    StreamProtocol, Swarm, SwarmBuilder, allow_block_list, connection_limits, gossipsub, identify, identity::Keypair,
-    kad, noise, ping, request_response, tcp, yamux,
+    StreamProtocol, Swarm, SwarmBuilder, allow_block_list, autonat, connection_limits, dcutr, gossipsub, identify,
+    identity::Keypair, kad, noise, ping, relay, request_response, tcp, yamux,
 };
 use prometheus_client::registry::Registry;
 
 use super::frame_codec::FrameCodec;
 use super::scoring;
-use crate::config::LimitsSection;
+use crate::config::{LimitsSection, NatSection, ReachPolicy};
 
 /// Every protocol the node speaks.
 #[derive(NetworkBehaviour)]
@@ -32,6 +33,45 @@ pub struct Behaviour {
     pub render: request_response::Behaviour<FrameCodec>,
     pub por: request_response::Behaviour<FrameCodec>,
     pub fl: request_response::Behaviour<FrameCodec>,
+    /// AutoNAT (v1): asks peers to dial back, and dials back for them.
+    pub autonat: autonat::Behaviour,
+    /// Circuit Relay v2, client side: reservations on relays, relayed dials.
+    pub relay_client: relay::client::Behaviour,
+    /// Circuit Relay v2, relay side (`nat.relay_service`).
+    pub relay: Toggle<relay::Behaviour>,
+    /// Direct Connection Upgrade through Relay: hole punching over a relayed connection.
+    pub dcutr: dcutr::Behaviour,
+}
+
+/// What the network layer needs to know about this node beyond the shared network parameters.
+pub struct SwarmSettings<'a> {
+    pub limits: &'a LimitsSection,
+    pub nat: &'a NatSection,
+    /// `nat.reachability` as it applies to this node's listen addresses.
+    pub policy: ReachPolicy,
+    /// Offer relay service.
+    pub relay_service: bool,
+    pub por_timeout: Duration,
+    pub agent_version: String,
+}
+
+/// The relay service's limits: every one bounds what a stranger can take from a relay.
+pub fn relay_config(nat: &NatSection) -> relay::Config {
+    use std::num::NonZeroU32;
+    relay::Config {
+        max_reservations: nat.relay_max_reservations as usize,
+        // A peer needs one slot per relay; two cover a reconnect racing its old reservation.
+        max_reservations_per_peer: 2,
+        reservation_duration: Duration::from_secs(3600),
+        max_circuits: nat.relay_max_circuits as usize,
+        max_circuits_per_peer: nat.relay_max_circuits_per_peer as usize,
+        max_circuit_duration: Duration::from_secs(nat.relay_circuit_secs),
+        max_circuit_bytes: nat.relay_circuit_bytes,
+        ..Default::default()
+    }
+    // A reservation is renewed every few minutes; 30 an hour per peer is far above that.
+    .reservation_rate_per_peer(NonZeroU32::new(30).expect("nonzero"), Duration::from_secs(120))
+    .circuit_src_per_peer(NonZeroU32::new(60).expect("nonzero"), Duration::from_secs(60))
 }
 
 /// Why the swarm could not be built.
@@ -52,11 +92,10 @@ pub fn topic(net: &NetworkConfig, kind: Kind) -> gossipsub::IdentTopic {
 pub fn build_swarm(
     keypair: Keypair,
     net: &NetworkConfig,
-    limits: &LimitsSection,
-    por_timeout: Duration,
-    agent_version: String,
+    settings: SwarmSettings<'_>,
     registry: &mut Registry,
 ) -> Result<Swarm<Behaviour>, BuildError> {
+    let SwarmSettings { limits, nat, policy, relay_service, por_timeout, agent_version } = settings;
     let kad_protocol =
         StreamProtocol::try_from_owned(net.kad_protocol()).map_err(|e| BuildError::Transport(e.to_string()))?;
     let identify_protocol = net.identify_protocol();
@@ -94,8 +133,10 @@ pub fn build_swarm(
             )
         })
         .map_err(|e| BuildError::Transport(e.to_string()))?
+        .with_relay_client(noise::Config::new, yamux::Config::default)
+        .map_err(|e| BuildError::Transport(e.to_string()))?
         .with_bandwidth_metrics(registry)
-        .with_behaviour(|key| {
+        .with_behaviour(|key, relay_client| {
             let peer_id = key.public().to_peer_id();
             let mut kcfg = kad::Config::new(kad_protocol);
             kcfg.set_query_timeout(Duration::from_secs(30));
@@ -103,7 +144,13 @@ pub fn build_swarm(
             kcfg.set_periodic_bootstrap_interval(Some(Duration::from_secs(300)));
             kcfg.set_replication_factor(NonZeroUsize::new(20).expect("nonzero"));
             let mut kad = kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), kcfg);
-            kad.set_mode(Some(kad::Mode::Server));
+            // Server mode only where peers can dial us: a public node from the start, an `auto`
+            // one once AutoNAT confirms an address (the event loop decides; a relayed address
+            // must not make a DHT server, as libp2p's own automatic mode would).
+            kad.set_mode(Some(match policy {
+                ReachPolicy::Public => kad::Mode::Server,
+                ReachPolicy::Auto | ReachPolicy::Private => kad::Mode::Client,
+            }));
 
             let identify = identify::Behaviour::new(
                 identify::Config::new(identify_protocol, key.public())
@@ -179,7 +226,25 @@ pub fn build_swarm(
                 [(fl_protocol, request_response::ProtocolSupport::Full)],
                 request_response::Config::default().with_request_timeout(Duration::from_secs(120)),
             );
+            let autonat = autonat::Behaviour::new(
+                peer_id,
+                autonat::Config {
+                    boot_delay: Duration::from_secs(3),
+                    retry_interval: Duration::from_secs(20),
+                    refresh_interval: Duration::from_secs(300),
+                    throttle_server_period: Duration::from_secs(15),
+                    // Dial-backs go only to the IP the asker is seen at (AutoNAT v1's own rule),
+                    // so serving peers on private networks (a LAN, a testnet) cannot be turned
+                    // into dials of third parties; nodes on such networks may then confirm them.
+                    only_global_ips: false,
+                    ..Default::default()
+                },
+            );
             Ok::<_, Box<dyn std::error::Error + Send + Sync>>(Behaviour {
+                autonat,
+                relay_client,
+                relay: Toggle::from(relay_service.then(|| relay::Behaviour::new(peer_id, relay_config(nat)))),
+                dcutr: dcutr::Behaviour::new(peer_id),
                 blocked: allow_block_list::Behaviour::default(),
                 limits,
                 ip_limits: super::ip_limits::Behaviour::new(

@@ -12,14 +12,15 @@ use libp2p::metrics::{Metrics, Recorder};
 use libp2p::request_response::{self, OutboundRequestId};
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{ConnectionId, SwarmEvent};
-use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, identify, kad, ping};
+use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, autonat, dcutr, identify, kad, ping, relay};
 use prometheus_client::registry::Registry;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::backoff::Bootnodes;
-use super::behaviour::{Behaviour, BehaviourEvent, build_swarm, topic};
+use super::behaviour::{Behaviour, BehaviourEvent, SwarmSettings, build_swarm, topic};
+use super::nat::{NatState, NatStatus};
 use super::connections::Connections;
 use super::discovery::Discovery;
 use super::{
@@ -72,7 +73,11 @@ pub async fn start(
 ) -> Result<Started, StartError> {
     let agent = format!("ifx/{}", env!("CARGO_PKG_VERSION"));
     let por_timeout = Duration::from_millis(cfg.por.answer_timeout_ms);
-    let mut swarm = build_swarm(identity.libp2p_keypair(), &cfg.network, &cfg.limits, por_timeout, agent, registry)?;
+    let relay_service = cfg.nat.serves_relay(cfg.node.role);
+    let policy = cfg.nat.effective_policy(&cfg.listen_addrs()?);
+    let settings =
+        SwarmSettings { limits: &cfg.limits, nat: &cfg.nat, policy, relay_service, por_timeout, agent_version: agent };
+    let mut swarm = build_swarm(identity.libp2p_keypair(), &cfg.network, settings, registry)?;
     let metrics = Metrics::new(registry);
     let rate_dropped = prometheus_client::metrics::counter::Counter::default();
     registry.register(
@@ -163,6 +168,7 @@ pub async fn start(
     let (fl_tx, fl_rx) = mpsc::channel(64);
     let handle = NetHandle { commands: cmd_tx, local_peer_id: *swarm.local_peer_id() };
     let kad_protocol = StreamProtocol::try_from_owned(cfg.network.kad_protocol()).expect("validated id");
+    let network_protocol = StreamProtocol::try_from_owned(cfg.network.ledger_sync_protocol()).expect("validated id");
     let lp = EventLoop {
         swarm,
         commands: cmd_rx,
@@ -175,7 +181,7 @@ pub async fn start(
         bootnodes: Bootnodes::new(boots, now),
         kinds_by_topic,
         rtt: HashMap::new(),
-        peer_addrs: HashMap::new(),
+        peer_conns: HashMap::new(),
         known_addrs: HashMap::new(),
         connections: Connections::default(),
         bootnode_dials: HashMap::new(),
@@ -186,6 +192,9 @@ pub async fn start(
         rate_dropped,
         blocked: Default::default(),
         kad_protocol,
+        network_protocol,
+        nat: NatState::new(policy, relay_service),
+        want_relays: cfg.nat.relays as usize,
         heartbeat_topic: topic(&cfg.network, Kind::Heartbeat).hash(),
         listen_addrs: listen_addrs.clone(),
     };
@@ -230,7 +239,8 @@ struct EventLoop {
     bootnodes: Bootnodes,
     kinds_by_topic: BTreeMap<TopicHash, Kind>,
     rtt: HashMap<PeerId, Duration>,
-    peer_addrs: HashMap<PeerId, Multiaddr>,
+    /// Open connections to each peer, with their remote addresses.
+    peer_conns: HashMap<PeerId, Vec<(ConnectionId, Multiaddr)>>,
     /// Listen addresses peers of our network announced (identify), kept after they disconnect
     /// so that a request to them can dial again; at most [`KNOWN_ADDRS`] peers.
     known_addrs: HashMap<PeerId, Vec<Multiaddr>>,
@@ -247,6 +257,12 @@ struct EventLoop {
     /// Peers blocked by the operator (the behaviour holds the same set; kept here to list it).
     blocked: std::collections::BTreeSet<PeerId>,
     kad_protocol: StreamProtocol,
+    /// A protocol every ifx node of this network speaks, DHT server or client (ledger sync).
+    network_protocol: StreamProtocol,
+    /// Reachability: AutoNAT's verdict, relays, hole punches.
+    nat: NatState,
+    /// Relays to hold reservations on while peers cannot dial us (`nat.relays`).
+    want_relays: usize,
     heartbeat_topic: TopicHash,
     listen_addrs: Vec<Multiaddr>,
 }
@@ -275,7 +291,10 @@ impl EventLoop {
                     self.discover();
                     discovery.walked(Instant::now(), self.routing_table_len(), self.target_peers);
                 }
-                _ = trim.tick() => self.trim(),
+                _ = trim.tick() => {
+                    self.trim();
+                    self.keep_reservations();
+                }
                 _ = tokio::time::sleep_until(next_persist) => {
                     self.persist_peers().await;
                     next_persist = tokio::time::Instant::now() + PERSIST_EVERY;
@@ -410,14 +429,20 @@ impl EventLoop {
             Command::Request { proto, peer, data, reply } => {
                 // A peer we were connected to before (or one a DHT walk did not put in the
                 // routing table) is dialled at its announced addresses.
-                if !self.swarm.is_connected(&peer)
-                    && let Some(addrs) = self.known_addrs.get(&peer).cloned()
-                {
-                    let opts = DialOpts::peer_id(peer)
-                        .condition(PeerCondition::DisconnectedAndNotDialing)
-                        .addresses(addrs)
-                        .build();
-                    let _ = self.swarm.dial(opts);
+                // A peer behind NAT has no dialable address of its own: it is tried through the
+                // relays we know as well (it holds reservations on some of them).
+                if !self.swarm.is_connected(&peer) {
+                    let mut addrs = self.known_addrs.get(&peer).cloned().unwrap_or_default();
+                    if !addrs.iter().any(|a| !super::addrs::is_relayed(a)) {
+                        addrs.extend(self.nat.relayed_addrs_for(&peer));
+                    }
+                    if !addrs.is_empty() {
+                        let opts = DialOpts::peer_id(peer)
+                            .condition(PeerCondition::DisconnectedAndNotDialing)
+                            .addresses(addrs)
+                            .build();
+                        let _ = self.swarm.dial(opts);
+                    }
                 }
                 self.used(peer, true);
                 let id = self.rr(proto).send_request(&peer, data);
@@ -455,18 +480,30 @@ impl EventLoop {
         let mut connected: Vec<ConnectedPeer> = Vec::new();
         let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
         for p in peers {
+            // The best connection: a direct one if there is any.
+            let best = self
+                .peer_conns
+                .get(&p)
+                .and_then(|c| c.iter().map(|(_, a)| a).min_by_key(|a| super::addrs::is_relayed(a)));
+            let relayed = best.is_some_and(super::addrs::is_relayed);
             connected.push(ConnectedPeer {
                 peer_id: p.to_string(),
                 gossip_score: self.swarm.behaviour().gossipsub.peer_score(&p),
                 rtt_us: self.rtt.get(&p).map(|d| d.as_micros() as u64),
-                addr: self.peer_addrs.get(&p).map(|a| a.to_string()).unwrap_or_default(),
+                addr: best.map(|a| a.to_string()).unwrap_or_default(),
+                path: self.nat.path(&p, relayed),
             });
         }
         connected.sort_by(|a, b| a.peer_id.cmp(&b.peer_id));
         let mut routing_table: Vec<String> = Vec::new();
+        let mut routing_addrs = BTreeMap::new();
         for bucket in self.swarm.behaviour_mut().kad.kbuckets() {
             for e in bucket.iter() {
-                routing_table.push(e.node.key.preimage().to_string());
+                let peer = e.node.key.preimage().to_string();
+                let mut addrs: Vec<String> = e.node.value.iter().take(4).map(|a| a.to_string()).collect();
+                addrs.sort();
+                routing_addrs.insert(peer.clone(), addrs);
+                routing_table.push(peer);
             }
         }
         routing_table.sort();
@@ -480,6 +517,8 @@ impl EventLoop {
             routing_table,
             heartbeat_mesh,
             blocked: self.blocked.iter().map(|p| p.to_string()).collect(),
+            routing_addrs,
+            reachability: self.nat.view(),
         }
     }
 
@@ -527,24 +566,7 @@ impl EventLoop {
             SwarmEvent::Behaviour(BehaviourEvent::Identify(e)) => {
                 self.metrics.record(&e);
                 if let identify::Event::Received { peer_id, info, .. } = e {
-                    // Identify feeds Kademlia: only peers of our network (same kad protocol).
-                    if info.protocols.contains(&self.kad_protocol) {
-                        if self.known_addrs.len() < KNOWN_ADDRS || self.known_addrs.contains_key(&peer_id) {
-                            self.known_addrs.insert(peer_id, info.listen_addrs.iter().take(4).cloned().collect());
-                        }
-                        for addr in info.listen_addrs {
-                            self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
-                        }
-                    } else {
-                        // Another network (or not ifx at all): forget it and hang up.
-                        warn!(%peer_id, agent = info.agent_version, protocol = info.protocol_version,
-                            "peer is not on our network; disconnecting");
-                        if self.bootnodes.remove(&peer_id) {
-                            warn!(%peer_id, "a configured bootnode is not on our network; no longer dialling it");
-                        }
-                        self.swarm.behaviour_mut().kad.remove_peer(&peer_id);
-                        let _ = self.swarm.disconnect_peer_id(peer_id);
-                    }
+                    self.on_identified(peer_id, info);
                 }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Ping(e)) => {
@@ -553,6 +575,28 @@ impl EventLoop {
                 if let Ok(rtt) = result {
                     self.rtt.insert(peer, rtt);
                 }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Autonat(e)) => self.on_autonat(e),
+            SwarmEvent::Behaviour(BehaviourEvent::RelayClient(e)) => match e {
+                relay::client::Event::ReservationReqAccepted { relay_peer_id, renewal: false, .. } => {
+                    info!(relay = %relay_peer_id, "relay reservation accepted: reachable through the relay");
+                    self.nat.reserved(&relay_peer_id);
+                }
+                relay::client::Event::ReservationReqAccepted { relay_peer_id, .. } => self.nat.reserved(&relay_peer_id),
+                relay::client::Event::OutboundCircuitEstablished { relay_peer_id, .. } => {
+                    debug!(relay = %relay_peer_id, "relayed connection out")
+                }
+                relay::client::Event::InboundCircuitEstablished { src_peer_id, .. } => {
+                    debug!(peer = %src_peer_id, "relayed connection in")
+                }
+            },
+            SwarmEvent::Behaviour(BehaviourEvent::Relay(e)) => self.on_relay_service(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Dcutr(dcutr::Event { remote_peer_id, result })) => {
+                match &result {
+                    Ok(_) => info!(peer = %remote_peer_id, "hole punch succeeded: relayed connection upgraded to direct"),
+                    Err(e) => info!(peer = %remote_peer_id, error = %e, "hole punch failed: staying relayed"),
+                }
+                self.nat.punched(remote_peer_id, result.is_ok());
             }
             SwarmEvent::Behaviour(BehaviourEvent::Limits(v)) => match v {},
             SwarmEvent::Behaviour(BehaviourEvent::IpLimits(v)) => match v {},
@@ -564,7 +608,7 @@ impl EventLoop {
             SwarmEvent::ConnectionEstablished { peer_id, connection_id, endpoint, num_established, .. } => {
                 self.bootnode_dials.remove(&connection_id);
                 debug!(peer = %peer_id, addr = %endpoint.get_remote_address(), "connected");
-                self.peer_addrs.insert(peer_id, endpoint.get_remote_address().clone());
+                self.peer_conns.entry(peer_id).or_default().push((connection_id, endpoint.get_remote_address().clone()));
                 self.connections.opened(peer_id, endpoint.is_dialer(), Instant::now());
                 if self.bootnodes.contains(&peer_id) && num_established.get() == 1 {
                     info!(peer = %peer_id, "connected to bootnode");
@@ -576,10 +620,15 @@ impl EventLoop {
                     }
                 }
             }
+            SwarmEvent::ConnectionClosed { peer_id, connection_id, num_established, .. } if num_established > 0 => {
+                if let Some(c) = self.peer_conns.get_mut(&peer_id) {
+                    c.retain(|(id, _)| *id != connection_id);
+                }
+            }
             SwarmEvent::ConnectionClosed { peer_id, num_established: 0, cause, .. } => {
                 debug!(peer = %peer_id, cause = ?cause, "disconnected");
                 self.rtt.remove(&peer_id);
-                self.peer_addrs.remove(&peer_id);
+                self.peer_conns.remove(&peer_id);
                 self.connections.closed(&peer_id);
                 self.rates.forget(&peer_id);
                 if self.bootnodes.contains(&peer_id) {
@@ -603,7 +652,121 @@ impl EventLoop {
             SwarmEvent::ExpiredListenAddr { address, .. } => {
                 self.listen_addrs.retain(|a| *a != address);
             }
+            SwarmEvent::ListenerClosed { listener_id, reason, .. } => {
+                if let Some(relay) = self.nat.listener_closed(listener_id) {
+                    warn!(%relay, reason = ?reason, "relay reservation lost; reserving on another relay");
+                    self.keep_reservations();
+                }
+            }
+            SwarmEvent::ExternalAddrConfirmed { address } => {
+                info!(%address, "external address confirmed");
+                self.nat.external.insert(address);
+            }
+            SwarmEvent::ExternalAddrExpired { address } => {
+                self.nat.external.remove(&address);
+            }
             SwarmEvent::ListenerError { error, .. } => warn!(%error, "listener error"),
+            _ => {}
+        }
+    }
+
+    /// A peer told us who it is: keep its learnable addresses (see [`super::addrs`]) for the DHT
+    /// and for redialling, note relays; hang up on peers of other networks.
+    fn on_identified(&mut self, peer_id: PeerId, info: identify::Info) {
+        // Every ifx node of our network speaks ledger sync; a DHT client does not announce the
+        // DHT protocol, so that cannot be the test.
+        if !info.protocols.contains(&self.network_protocol) {
+            warn!(%peer_id, agent = info.agent_version, protocol = info.protocol_version,
+                "peer is not on our network; disconnecting");
+            if self.bootnodes.remove(&peer_id) {
+                warn!(%peer_id, "a configured bootnode is not on our network; no longer dialling it");
+            }
+            self.nat.relay_gone(&peer_id);
+            self.swarm.behaviour_mut().kad.remove_peer(&peer_id);
+            let _ = self.swarm.disconnect_peer_id(peer_id);
+            return;
+        }
+        let Some(seen_at) = self
+            .peer_conns
+            .get(&peer_id)
+            .and_then(|c| c.iter().map(|(_, a)| a).min_by_key(|a| super::addrs::is_relayed(a)))
+            .cloned()
+        else {
+            return;
+        };
+        let addrs: Vec<Multiaddr> =
+            info.listen_addrs.into_iter().filter(|a| super::addrs::learnable(a, &seen_at)).take(8).collect();
+        if self.known_addrs.len() < KNOWN_ADDRS || self.known_addrs.contains_key(&peer_id) {
+            self.known_addrs.insert(peer_id, addrs.iter().take(4).cloned().collect());
+        }
+        if info.protocols.contains(&relay::HOP_PROTOCOL_NAME) {
+            self.nat.relay_seen(peer_id, addrs.iter().cloned());
+            self.keep_reservations();
+        } else {
+            self.nat.relay_gone(&peer_id);
+        }
+        // Only DHT servers go into the routing table, at their direct addresses.
+        if info.protocols.contains(&self.kad_protocol) {
+            for addr in addrs.into_iter().filter(|a| !super::addrs::is_relayed(a)) {
+                self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+            }
+        }
+    }
+
+    fn on_autonat(&mut self, e: autonat::Event) {
+        let autonat::Event::StatusChanged { old, new } = e else { return };
+        let status = match &new {
+            autonat::NatStatus::Public(_) => NatStatus::Public,
+            autonat::NatStatus::Private => NatStatus::Private,
+            autonat::NatStatus::Unknown => NatStatus::Unknown,
+        };
+        let server = self.nat.set_status(status);
+        let mode = if server { kad::Mode::Server } else { kad::Mode::Client };
+        self.swarm.behaviour_mut().kad.set_mode(Some(mode));
+        let view = self.nat.view();
+        info!(old = ?old, new = ?new, dht_mode = view.dht_mode, advice = view.advice, "reachability changed");
+        if self.nat.needs_relays() {
+            self.keep_reservations();
+        } else {
+            for id in self.nat.release_all() {
+                self.swarm.remove_listener(id);
+            }
+        }
+    }
+
+    /// Opens reservations on relays until `nat.relays` are held (while peers cannot dial us).
+    fn keep_reservations(&mut self) {
+        for (relay, addr) in self.nat.relays_to_reserve(self.want_relays) {
+            match self.swarm.listen_on(addr.clone()) {
+                Ok(id) => {
+                    debug!(%relay, %addr, "reserving a relay slot");
+                    self.nat.reserving(id, relay);
+                }
+                Err(e) => warn!(%relay, %addr, error = %e, "cannot reserve on the relay"),
+            }
+        }
+    }
+
+    fn on_relay_service(&mut self, e: relay::Event) {
+        #[allow(deprecated)]
+        match e {
+            relay::Event::ReservationReqAccepted { src_peer_id, renewed: false } => {
+                debug!(peer = %src_peer_id, "relay: reservation accepted")
+            }
+            relay::Event::ReservationReqDenied { src_peer_id, .. } => {
+                info!(peer = %src_peer_id, "relay: reservation denied (limits)")
+            }
+            relay::Event::CircuitReqAccepted { src_peer_id, dst_peer_id } => {
+                self.nat.relayed_circuits += 1;
+                debug!(src = %src_peer_id, dst = %dst_peer_id, "relay: circuit opened")
+            }
+            relay::Event::CircuitReqDenied { src_peer_id, dst_peer_id, .. } => {
+                info!(src = %src_peer_id, dst = %dst_peer_id, "relay: circuit denied (limits or no reservation)")
+            }
+            relay::Event::CircuitClosed { src_peer_id, dst_peer_id, .. } => {
+                self.nat.relayed_circuits = self.nat.relayed_circuits.saturating_sub(1);
+                debug!(src = %src_peer_id, dst = %dst_peer_id, "relay: circuit closed")
+            }
             _ => {}
         }
     }

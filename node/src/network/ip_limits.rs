@@ -41,7 +41,13 @@ pub enum Refusal {
 }
 
 /// The IP of a multiaddr, if it has one.
+///
+/// A relayed address (`/p2p-circuit`) has none: its IP is the relay's, and the relay caps each
+/// peer's circuits itself.
 pub fn ip_of(addr: &Multiaddr) -> Option<IpAddr> {
+    if addr.iter().any(|p| matches!(p, Protocol::P2pCircuit)) {
+        return None;
+    }
     addr.iter().find_map(|p| match p {
         Protocol::Ip4(ip) => Some(IpAddr::V4(ip)),
         Protocol::Ip6(ip) => Some(IpAddr::V6(ip)),

@@ -3,6 +3,7 @@
 //! receives gossip through an [`InboundMessage`] channel. Envelope validation happens outside the
 //! loop (see `router.rs`), which reports the verdict back through the handle.
 
+pub mod addrs;
 pub mod backoff;
 pub mod behaviour;
 pub mod connections;
@@ -10,6 +11,7 @@ pub mod discovery;
 pub mod event_loop;
 pub mod frame_codec;
 pub mod ip_limits;
+pub mod nat;
 pub mod rate;
 pub mod scoring;
 
