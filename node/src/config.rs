@@ -115,7 +115,9 @@ impl Default for LimitsSection {
     fn default() -> Self {
         Self {
             max_connections: 128,
-            max_connections_per_peer: 2,
+            // Our dial and theirs at once, a relayed connection and the direct one a hole punch
+            // makes of it, an AutoNAT dial-back.
+            max_connections_per_peer: 4,
             max_pending: 32,
             target_peers: 24,
             idle_timeout_secs: 60,

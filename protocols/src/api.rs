@@ -94,6 +94,17 @@ pub struct Reachability {
     pub advice: String,
 }
 
+/// `POST /net/dial`: whether the node reached the peer, and how.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DialOutcome {
+    pub connected: bool,
+    pub path: Option<LinkPath>,
+    pub addr: Option<String>,
+    pub error: Option<String>,
+    /// Time to the connection (or the failure).
+    pub ms: u64,
+}
+
 /// How a connection to a peer runs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -184,6 +195,8 @@ pub struct Peers {
     pub routing_table: Vec<String>,
     pub heartbeat_mesh: Vec<String>,
     pub blocked: Vec<String>,
+    pub routing_addrs: BTreeMap<String, Vec<String>>,
+    pub reachability: Reachability,
     pub heartbeats: Vec<HeartbeatPeer>,
 }
 
@@ -196,6 +209,8 @@ impl Peers {
             routing_table: n.routing_table,
             heartbeat_mesh: n.heartbeat_mesh,
             blocked: n.blocked,
+            routing_addrs: n.routing_addrs,
+            reachability: n.reachability,
             heartbeats,
         }
     }

@@ -88,6 +88,9 @@ pub struct NodeProc {
     pub public_key: String,
     /// Its TCP listen address on 127.0.0.1, once it runs.
     pub listen_addr: Option<String>,
+    /// In a topology of namespaces: its API inside its namespace (`api` is the harness's
+    /// forwarder to it).
+    pub api_inner: Option<SocketAddr>,
 }
 
 impl NodeProc {
@@ -153,6 +156,8 @@ pub struct Testnet {
     /// Public keys (hex) of the attackers given genesis allocations, by attack name (its own
     /// first).
     pub attacker_keys: std::collections::BTreeMap<String, Vec<String>>,
+    /// The network namespaces the nodes run in (`--topology`), if any.
+    pub netns: Option<crate::netns::Netns>,
 }
 
 #[derive(Deserialize)]
@@ -207,6 +212,7 @@ impl Testnet {
                 fl_shard: (index >= 1 && index < first_verifier).then(|| (index as u32 - 1) % fl_shards),
                 public_key: String::new(),
                 listen_addr: None,
+                api_inner: None,
                 restarted_at: None,
                 slow_ms: if args.slow.contains(&index) { args.slow_ms } else { 0 },
             });
@@ -274,6 +280,7 @@ impl Testnet {
             host: None,
             cap_loopback: None,
             attacker_keys,
+            netns: None,
         })
     }
 
@@ -282,6 +289,19 @@ impl Testnet {
         self.host = Some(host);
         for n in &mut self.nodes {
             n.log = self.base_dir.join(crate::IN_PROCESS_LOG);
+        }
+    }
+
+    /// Runs every node in its own network namespace of `netns`.
+    pub fn in_namespaces(&mut self, netns: crate::netns::Netns) {
+        self.netns = Some(netns);
+    }
+
+    /// Node `i`'s address on its network (its namespace's, or loopback).
+    fn ip_of(&self, i: usize) -> String {
+        match &self.netns {
+            Some(ns) => ns.placements[i].ip.clone(),
+            None => "127.0.0.1".into(),
         }
     }
 
@@ -305,7 +325,9 @@ impl Testnet {
         let addr = boot
             .listen_addrs
             .iter()
-            .find(|a| a.starts_with(if self.host.is_some() { "/memory/" } else { "/ip4/127.0.0.1/tcp/" }))
+            .find(|a| {
+                if self.host.is_some() { a.starts_with("/memory/") } else { a.starts_with(&format!("/ip4/{}/tcp/", self.ip_of(0))) }
+            })
             .ok_or_else(|| TestnetError::Start { index: 0, reason: "no listen address to boot from".into() })?;
         let bootnode = format!("{addr}/p2p/{}", boot.peer_id);
         if let Some(host) = self.host.clone() {
@@ -341,7 +363,22 @@ impl Testnet {
         let listen = if self.host.is_some() { "/memory/0" } else { "/ip4/127.0.0.1/tcp/0" };
         let mut args: Vec<String> = vec!["--config".into(), self.config.display().to_string()];
         args.extend(["--data-dir".into(), n.data_dir.display().to_string()]);
-        for a in ["--listen", listen, "--api", "127.0.0.1:0", "--role", n.role] {
+        if self.netns.is_some() {
+            // As at home: one port for TCP and QUIC; the bootnode and verifiers know they are
+            // public, workers let AutoNAT find out.
+            let ip = self.ip_of(i);
+            let port = self.netns.as_ref().map_or(4001, |ns| ns.placements[i].port);
+            for a in [format!("/ip4/{ip}/tcp/{port}"), format!("/ip4/{ip}/udp/{port}/quic-v1")] {
+                args.extend(["--listen".into(), a]);
+            }
+            // The bootnode relays too, so that a relay's loss leaves a NATed node one to move to.
+            if i == 0 || n.role == "verifier" {
+                args.extend(["--reachability".into(), "public".into(), "--relay-service".into(), "true".into()]);
+            }
+        } else {
+            args.extend(["--listen".into(), listen.into()]);
+        }
+        for a in ["--api", "127.0.0.1:0", "--role", n.role] {
             args.push(a.into());
         }
         let mut opt = |flag: &str, v: Option<String>| {
@@ -383,7 +420,15 @@ impl Testnet {
             .open(&n.log)
             .map_err(|e| start_err(format!("log file: {e}")))?;
         let log2 = log.try_clone().map_err(|e| start_err(format!("log file: {e}")))?;
-        let mut cmd = Command::new(&self.binary);
+        let mut cmd = match &self.netns {
+            // `ip netns exec` execs the node: the child's pid is the node's.
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", &ns.placements[i].namespace]).arg(&self.binary);
+                c
+            }
+            None => Command::new(&self.binary),
+        };
         cmd.arg("node").args(&args);
         cmd.stdin(Stdio::null()).stdout(log).stderr(log2).kill_on_drop(true);
         let child = cmd.spawn().map_err(|e| start_err(format!("cannot run {}: {e}", self.binary.display())))?;
@@ -406,14 +451,25 @@ impl Testnet {
                     reason: format!("exited with {status}; end of {}:\n{}", n.log.display(), tail(&n.log, 15)),
                 });
             }
-            if let Some(api) = std::fs::read_to_string(&addr_file).ok().and_then(|s| s.trim().parse().ok()) {
-                n.api = Some(api);
+            if let Some(api) = std::fs::read_to_string(&addr_file).ok().and_then(|s| s.trim().parse::<SocketAddr>().ok()) {
+                match &self.netns {
+                    Some(ns) if n.api_inner != Some(api) => {
+                        let fwd = crate::netns::forward_api(ns.placements[i].namespace.clone(), api)
+                            .await
+                            .map_err(|e| TestnetError::Io(format!("API forwarder for node {i}: {e}")))?;
+                        n.api_inner = Some(api);
+                        n.api = Some(fwd);
+                    }
+                    Some(_) => {}
+                    None => n.api = Some(api),
+                }
+                let api = n.api.expect("set above");
                 if let Ok(r) = self.client.get(format!("http://{api}/status")).send().await
                     && let Ok(s) = r.json::<StatusView>().await
                 {
                     self.nodes[i].peer_id = s.peer_id.clone();
-                    self.nodes[i].listen_addr =
-                        s.listen_addrs.iter().find(|a| a.starts_with("/ip4/127.0.0.1/tcp/")).cloned();
+                    let prefix = format!("/ip4/{}/tcp/", self.ip_of(i));
+                    self.nodes[i].listen_addr = s.listen_addrs.iter().find(|a| a.starts_with(&prefix)).cloned();
                     return Ok(s);
                 }
             }

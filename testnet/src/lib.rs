@@ -7,6 +7,7 @@
 pub mod attacks;
 mod html;
 mod launch;
+pub mod netns;
 mod report;
 mod watch;
 
@@ -115,6 +116,14 @@ pub struct TestnetArgs {
     /// settings) instead of running the baseline first (for a matrix of attack runs).
     #[arg(long)]
     pub baseline_report: Option<PathBuf>,
+    /// Run every node in its own Linux network namespace, behind the NAT routers and link caps
+    /// a TOML file describes (keys as a scenario's `[topology]`; see
+    /// testnet/scenarios/home-nat.toml). Needs root, iproute2 and nftables.
+    #[arg(long)]
+    pub topology: Option<PathBuf>,
+    /// The topology in force (from `--topology` or the scenario).
+    #[arg(skip)]
+    pub net_topology: Option<netns::Topology>,
 }
 
 impl TestnetArgs {
@@ -189,7 +198,8 @@ pub fn default_base_dir() -> std::path::PathBuf {
 }
 
 /// The built-in scenarios, by name.
-pub const SCENARIOS: [(&str, &str); 5] = [
+pub const SCENARIOS: [(&str, &str); 6] = [
+    ("home-nat", include_str!("../scenarios/home-nat.toml")),
     ("smoke", include_str!("../scenarios/smoke.toml")),
     ("byzantine", include_str!("../scenarios/byzantine.toml")),
     ("chaos", include_str!("../scenarios/chaos.toml")),
@@ -218,6 +228,7 @@ pub struct Scenario {
     pub slow_ms: Option<u64>,
     pub in_process: Option<bool>,
     pub attack: Option<Vec<String>>,
+    pub topology: Option<netns::Topology>,
     #[serde(default)]
     pub kill: Vec<At>,
     #[serde(default)]
@@ -284,6 +295,9 @@ impl TestnetArgs {
         }
         take!(nodes, verifiers, cheaters, poisoners, duration, epoch_secs, heartbeat_ms, render_size, render_spp);
         take!(fl_rounds, fl_aggregator, gov_change, loss, slow, slow_ms, in_process, attack);
+        if sc.topology.is_some() && !explicit("topology") {
+            self.net_topology = sc.topology.clone();
+        }
         if !sc.kill.is_empty() && !explicit("kills") {
             self.kills =
                 sc.kill.iter().map(|k| Ok(Kill { node: k.node, at: secs("kill", k.at)? })).collect::<Result<_, _>>()?;
@@ -491,7 +505,31 @@ pub async fn run_with(
     } else {
         None
     };
+    if let Some(path) = &args.topology {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| TestnetError::options(format!("--topology {}: {e}", path.display())))?;
+        args.net_topology = Some(
+            toml::from_str(&text)
+                .map_err(|e| TestnetError::options(format!("--topology {}: {e}", path.display())))?,
+        );
+    }
+    // Checked (and the machine's privilege with it) before any node directory is touched.
+    let namespaces = match &args.net_topology {
+        Some(t) => {
+            if args.in_process || !attacks.is_empty() {
+                return Err(TestnetError::options(
+                    "a topology of network namespaces runs node processes without attacks (drop --in-process and --attack)",
+                ));
+            }
+            Some(netns::Netns::create(t, args.nodes)?)
+        }
+        None => None,
+    };
     let mut net = launch::Testnet::prepare(binary.clone(), &args)?;
+    if let Some(ns) = namespaces {
+        println!("network namespaces: {} ({} nodes)", ns.tag(), ns.placements.len());
+        net.in_namespaces(ns);
+    }
     net.cap_loopback(attacks.contains(&attacks::Attack::Eclipse).then(|| attacks::victim(&args)));
     if args.in_process {
         let host =
@@ -522,6 +560,7 @@ pub async fn run_with(
         }
     };
     let outcome = watch::settle(&mut net, &args, outcome).await;
+    let reach = watch::probe_reachability(&net).await;
     let per_node_latency = watch::collect_latency_per_node(&net).await;
     let latency: Vec<u64> = per_node_latency.iter().flatten().flatten().copied().collect();
     let usage = net.usage();
@@ -535,6 +574,21 @@ pub async fn run_with(
     let accounts = outcome.rewards.first().map(|(_, r)| r.accounts.clone()).unwrap_or_default();
     let mut report = Report::build(&net, &args, outcome, latency.clone(), stops);
     report.memory = memory;
+    if let Some(mut r) = reach {
+        for n in report.nodes.iter().filter(|n| n.role == "worker" && n.index > 0) {
+            let p = &n.peer_id;
+            r.work.push(report::reach::WorkerWork {
+                index: n.index,
+                placement: r.nodes.get(n.index).map(|x| x.placement.clone()).unwrap_or_default(),
+                tiles: report.render.as_ref().and_then(|x| x.tiles_by_worker.get(p).copied()).unwrap_or(0),
+                challenges_passed: report.por.per_node.get(p).map_or(0, |t| t.passed),
+                earned: report.settlement.payouts.get(p).copied().unwrap_or(0),
+            });
+        }
+        report.failures.extend(r.failures());
+        report.ok = report.failures.is_empty();
+        report.reachability = Some(r);
+    }
     for (n, (u, l)) in report.nodes.iter_mut().zip(usage.iter().zip(&per_node_latency)) {
         n.peak_rss_mb = u.map(|u| u.0);
         n.cpu_secs = u.map(|u| u.1);

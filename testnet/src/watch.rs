@@ -392,12 +392,20 @@ fn track_coverage(net: &Testnet, out: &mut Outcome, bar: &ProgressBar) -> (usize
     // Kademlia keeps at most K = 20 peers per bucket, so in a large network a node's table
     // cannot hold everyone: discovery is complete when each table holds every other running
     // node, or K of them.
+    // node, or K of them. Behind NAT a node is a DHT client, in no one's table: in a run of
+    // network namespaces only the public nodes count.
+    let servers: Vec<&str> = running
+        .iter()
+        .filter(|&&i| net.netns.as_ref().is_none_or(|ns| ns.placements[i].nat.is_none()))
+        .map(|&i| net.nodes[i].peer_id.as_str())
+        .collect();
     let known = |i: usize| {
         out.views[i].as_ref().map_or(0, |v| {
-            ids.iter().filter(|id| **id != net.nodes[i].peer_id && v.routing_table.contains(**id)).count()
+            servers.iter().filter(|id| **id != net.nodes[i].peer_id && v.routing_table.contains(**id)).count()
         })
     };
-    let discovered = running.iter().filter(|&&i| known(i) >= (running.len() - 1).min(KAD_K)).count();
+    let want = |i: usize| servers.iter().filter(|id| **id != net.nodes[i].peer_id).count().min(KAD_K);
+    let discovered = running.iter().filter(|&&i| known(i) >= want(i)).count();
     let heard = running.iter().filter(|&&i| covers(&|v| &v.heartbeat_peers, i)).count();
     if out.discovery_secs.is_none() && discovered == running.len() {
         out.discovery_secs = Some(net.elapsed());
@@ -650,3 +658,64 @@ pub async fn collect_latency_per_node(net: &Testnet) -> Vec<Option<Vec<u64>>> {
 /// One poll of the ledger roots: seconds into the run, distinct roots among running nodes,
 /// most entries any node held.
 pub type RootPoint = (f64, usize, usize);
+
+/// How long after the dials the paths are read again: DCUtR upgrades a relayed connection in
+/// about one round trip through the relay and one simultaneous open.
+const PUNCH_WAIT: Duration = Duration::from_secs(8);
+
+/// Dials between every pair of running workers (the lower index dials), then reads each node's
+/// `/net`: the reachability section of a run in network namespaces.
+pub async fn probe_reachability(net: &Testnet) -> Option<crate::report::reach::ReachSection> {
+    use ifx_protocols::api::{DialOutcome, NetSnapshot};
+    let ns = net.netns.as_ref()?;
+    let workers: Vec<usize> =
+        net.nodes.iter().filter(|n| n.role == "worker" && n.child.is_some() && n.api.is_some()).map(|n| n.index).collect();
+    let mut pairs = Vec::new();
+    for (k, &i) in workers.iter().enumerate() {
+        for &j in &workers[k + 1..] {
+            pairs.push((i, j));
+        }
+    }
+    let dial = |i: usize, j: usize| {
+        let client = net.client.clone();
+        let api = net.nodes[i].api;
+        let token = net.nodes[i].api_token();
+        let peer = net.nodes[j].peer_id.clone();
+        async move {
+            let failed = |e: String| DialOutcome { connected: false, path: None, addr: None, error: Some(e), ms: 0 };
+            let Some(api) = api else { return (i, j, failed("no API".into())) };
+            let r = client
+                .post(format!("http://{api}/net/dial"))
+                .timeout(Duration::from_secs(30))
+                .bearer_auth(token)
+                .json(&serde_json::json!({ "peer": peer }))
+                .send()
+                .await;
+            let out = match r {
+                Ok(r) if r.status().is_success() => r.json::<DialOutcome>().await.unwrap_or_else(|e| failed(e.to_string())),
+                Ok(r) => failed(format!("POST /net/dial: {}", r.status())),
+                Err(e) => failed(e.to_string()),
+            };
+            (i, j, out)
+        }
+    };
+    use futures::StreamExt;
+    let outcomes: Vec<(usize, usize, DialOutcome)> =
+        futures::stream::iter(pairs).map(|(i, j)| dial(i, j)).buffer_unordered(4).collect().await;
+    tokio::time::sleep(PUNCH_WAIT).await;
+    let nets: Vec<Option<NetSnapshot>> = futures::future::join_all(net.nodes.iter().map(|n| {
+        let client = net.client.clone();
+        let api = n.api.filter(|_| n.child.is_some());
+        async move { get::<NetSnapshot>(&client, api?, "peers").await.ok() }
+    }))
+    .await;
+    let mut dials = Vec::new();
+    for (i, j, d) in outcomes {
+        let later = nets[i].as_ref().and_then(|n| {
+            n.connected.iter().find(|c| c.peer_id == net.nodes[j].peer_id).map(|c| c.path)
+        });
+        dials.push((i, j, d, later));
+    }
+    dials.sort_by_key(|(i, j, ..)| (*i, *j));
+    Some(crate::report::reach::ReachSection::build(&ns.placements, &nets, dials))
+}

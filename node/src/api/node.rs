@@ -36,6 +36,7 @@ pub fn routes(state: NodeApi) -> Router {
         .route("/metrics", get(metrics))
         .route("/net/block", post(net_block))
         .route("/net/unblock", post(net_unblock))
+        .route("/net/dial", post(net_dial))
         .with_state(state)
 }
 
@@ -120,4 +121,40 @@ async fn net_block(State(s): State<NodeApi>, Json(list): Json<PeerList>) -> Resp
 /// `POST /net/unblock {"peers": [...]}`.
 async fn net_unblock(State(s): State<NodeApi>, Json(list): Json<PeerList>) -> Response {
     set_blocked(&s, list, false).await
+}
+
+/// Body of `POST /net/dial`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DialRequest {
+    pub peer: String,
+}
+
+/// How long `POST /net/dial` waits for a connection.
+const DIAL_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// `POST /net/dial {"peer": ...}`: connect to a peer (directly, or through a relay when it is
+/// behind NAT) and say how the connection runs: whether two nodes can reach each other.
+async fn net_dial(State(s): State<NodeApi>, Json(req): Json<DialRequest>) -> Response {
+    let peer = match req.peer.parse::<libp2p::PeerId>() {
+        Ok(p) => p,
+        Err(e) => return refused(StatusCode::BAD_REQUEST, format!("peer {:?}: {e}", req.peer)),
+    };
+    let t0 = Instant::now();
+    let outcome = match tokio::time::timeout(DIAL_WAIT, s.net.dial(peer)).await {
+        Err(_) => Err(format!("no connection within {} s", DIAL_WAIT.as_secs())),
+        Ok(Err(_)) => return unavailable(),
+        Ok(Ok(r)) => r,
+    };
+    let ms = t0.elapsed().as_millis() as u64;
+    let Ok(net) = s.net.snapshot().await else { return unavailable() };
+    let link = net.connected.into_iter().find(|c| c.peer_id == req.peer);
+    Json(ifx_protocols::api::DialOutcome {
+        connected: link.is_some(),
+        path: link.as_ref().map(|l| l.path),
+        addr: link.map(|l| l.addr),
+        error: outcome.err(),
+        ms,
+    })
+    .into_response()
 }

@@ -182,6 +182,7 @@ pub async fn start(
         kinds_by_topic,
         rtt: HashMap::new(),
         peer_conns: HashMap::new(),
+        dial_waiters: HashMap::new(),
         known_addrs: HashMap::new(),
         connections: Connections::default(),
         bootnode_dials: HashMap::new(),
@@ -241,6 +242,8 @@ struct EventLoop {
     rtt: HashMap<PeerId, Duration>,
     /// Open connections to each peer, with their remote addresses.
     peer_conns: HashMap<PeerId, Vec<(ConnectionId, Multiaddr)>>,
+    /// `Command::Dial`s waiting for a connection, by peer.
+    dial_waiters: HashMap<PeerId, Vec<oneshot::Sender<Result<(), String>>>>,
     /// Listen addresses peers of our network announced (identify), kept after they disconnect
     /// so that a request to them can dial again; at most [`KNOWN_ADDRS`] peers.
     known_addrs: HashMap<PeerId, Vec<Multiaddr>>,
@@ -429,24 +432,21 @@ impl EventLoop {
             Command::Request { proto, peer, data, reply } => {
                 // A peer we were connected to before (or one a DHT walk did not put in the
                 // routing table) is dialled at its announced addresses.
-                // A peer behind NAT has no dialable address of its own: it is tried through the
-                // relays we know as well (it holds reservations on some of them).
                 if !self.swarm.is_connected(&peer) {
-                    let mut addrs = self.known_addrs.get(&peer).cloned().unwrap_or_default();
-                    if !addrs.iter().any(|a| !super::addrs::is_relayed(a)) {
-                        addrs.extend(self.nat.relayed_addrs_for(&peer));
-                    }
-                    if !addrs.is_empty() {
-                        let opts = DialOpts::peer_id(peer)
-                            .condition(PeerCondition::DisconnectedAndNotDialing)
-                            .addresses(addrs)
-                            .build();
-                        let _ = self.swarm.dial(opts);
-                    }
+                    let _ = self.dial_anyhow(peer);
                 }
                 self.used(peer, true);
                 let id = self.rr(proto).send_request(&peer, data);
                 self.pending.insert((proto, id), reply);
+            }
+            Command::Dial { peer, reply } => {
+                if self.swarm.is_connected(&peer) {
+                    let _ = reply.send(Ok(()));
+                } else if let Err(e) = self.dial_anyhow(peer) {
+                    let _ = reply.send(Err(e));
+                } else {
+                    self.dial_waiters.entry(peer).or_default().push(reply);
+                }
             }
             Command::Respond { proto, channel, data } => {
                 if self.rr(proto).send_response(channel, data).is_err() {
@@ -609,6 +609,9 @@ impl EventLoop {
                 self.bootnode_dials.remove(&connection_id);
                 debug!(peer = %peer_id, addr = %endpoint.get_remote_address(), "connected");
                 self.peer_conns.entry(peer_id).or_default().push((connection_id, endpoint.get_remote_address().clone()));
+                for w in self.dial_waiters.remove(&peer_id).unwrap_or_default() {
+                    let _ = w.send(Ok(()));
+                }
                 self.connections.opened(peer_id, endpoint.is_dialer(), Instant::now());
                 if self.bootnodes.contains(&peer_id) && num_established.get() == 1 {
                     info!(peer = %peer_id, "connected to bootnode");
@@ -639,6 +642,13 @@ impl EventLoop {
             SwarmEvent::OutgoingConnectionError { connection_id, peer_id, error } => {
                 // Only our own scheduled dials drive the bootnode backoff; Kademlia's dials of
                 // the same peer fail too but are not retries.
+                if let Some(p) = peer_id
+                    && !self.swarm.is_connected(&p)
+                {
+                    for w in self.dial_waiters.remove(&p).unwrap_or_default() {
+                        let _ = w.send(Err(error.to_string()));
+                    }
+                }
                 if let Some(peer) = self.bootnode_dials.remove(&connection_id) {
                     self.bootnode_failed(peer, &error.to_string());
                 } else {
@@ -667,6 +677,25 @@ impl EventLoop {
             }
             SwarmEvent::ListenerError { error, .. } => warn!(%error, "listener error"),
             _ => {}
+        }
+    }
+
+    /// Dials `peer` at its known addresses and, lacking a direct one, through every relay we
+    /// know (a peer behind NAT holds reservations on some of them).
+    fn dial_anyhow(&mut self, peer: PeerId) -> Result<(), String> {
+        let mut addrs = self.known_addrs.get(&peer).cloned().unwrap_or_default();
+        if !addrs.iter().any(|a| !super::addrs::is_relayed(a)) {
+            addrs.extend(self.nat.relayed_addrs_for(&peer));
+        }
+        if addrs.is_empty() {
+            return Err("no known address and no known relay".into());
+        }
+        let opts = DialOpts::peer_id(peer).condition(PeerCondition::DisconnectedAndNotDialing).addresses(addrs).build();
+        match self.swarm.dial(opts) {
+            Ok(()) => Ok(()),
+            // Already dialling: the waiter hears of that dial's outcome.
+            Err(libp2p::swarm::DialError::DialPeerConditionFalse(_)) => Ok(()),
+            Err(e) => Err(e.to_string()),
         }
     }
 

@@ -35,6 +35,9 @@ pub enum Command {
     Request { proto: Proto, peer: PeerId, data: Vec<u8>, reply: oneshot::Sender<Result<Vec<u8>, RequestFailed>> },
     /// Answer an inbound request.
     Respond { proto: Proto, channel: ResponseChannel<Vec<u8>>, data: Vec<u8> },
+    /// Connect to `peer` (directly, or through the relays we know); the reply comes once a
+    /// connection is up or every address failed.
+    Dial { peer: PeerId, reply: oneshot::Sender<Result<(), String>> },
     /// Block (close and refuse connections) or unblock peers.
     Block { peers: Vec<PeerId>, block: bool, reply: oneshot::Sender<Vec<String>> },
 }
@@ -138,6 +141,13 @@ impl NetHandle {
     pub async fn set_blocked(&self, peers: Vec<PeerId>, block: bool) -> Result<Vec<String>, NetworkStopped> {
         let (reply, rx) = oneshot::channel();
         self.commands.send(Command::Block { peers, block, reply }).await.map_err(|_| NetworkStopped)?;
+        rx.await.map_err(|_| NetworkStopped)
+    }
+
+    /// Connects to `peer` if not connected yet (see [`Command::Dial`]).
+    pub async fn dial(&self, peer: PeerId) -> Result<Result<(), String>, NetworkStopped> {
+        let (reply, rx) = oneshot::channel();
+        self.commands.send(Command::Dial { peer, reply }).await.map_err(|_| NetworkStopped)?;
         rx.await.map_err(|_| NetworkStopped)
     }
 

@@ -8,6 +8,7 @@ mod faults;
 mod fl;
 mod ledger;
 mod por;
+pub mod reach;
 mod render;
 mod settlement;
 mod summary;
@@ -66,6 +67,9 @@ pub struct Report {
     pub memory: MemoryReport,
     /// Hostile peers in the run (`--attack`), and every node against the baseline run.
     pub attacks: Option<attacks::AttacksSection>,
+    /// A run in network namespaces: NAT verdicts, how worker pairs connected, leaks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reachability: Option<reach::ReachSection>,
     pub nodes: Vec<NodeReport>,
 }
 
@@ -277,6 +281,7 @@ impl Report {
             partitions,
             memory: MemoryReport::default(),
             attacks: None,
+            reachability: None,
             nodes,
         }
     }
