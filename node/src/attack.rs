@@ -121,6 +121,7 @@ fn answer_name(
         },
         Proto::Fl => "fl:answered".into(),
         Proto::LedgerSync => "sync:answered".into(),
+        Proto::Link => "link:answered".into(),
     })
 }
 

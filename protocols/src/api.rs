@@ -105,6 +105,20 @@ pub struct DialOutcome {
     pub ms: u64,
 }
 
+/// `POST /net/measure`: a link measurement to a peer (see [`crate::link`]).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LinkMeasurement {
+    pub peer: String,
+    pub path: Option<LinkPath>,
+    /// One small request's round trip.
+    pub rtt_us: u64,
+    /// Bytes moved each way.
+    pub bytes: u64,
+    /// Throughput to the peer (our upload) and from it, kbit/s, the round trip taken out.
+    pub up_kbit: u64,
+    pub down_kbit: u64,
+}
+
 /// How a connection to a peer runs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

@@ -11,6 +11,7 @@ pub mod gossip;
 pub mod heartbeat;
 pub mod invalid;
 pub mod ledger;
+pub mod link;
 pub mod merkle;
 pub mod modes;
 pub mod net_id;

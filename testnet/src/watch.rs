@@ -717,5 +717,61 @@ pub async fn probe_reachability(net: &Testnet) -> Option<crate::report::reach::R
         dials.push((i, j, d, later));
     }
     dials.sort_by_key(|(i, j, ..)| (*i, *j));
-    Some(crate::report::reach::ReachSection::build(&ns.placements, &nets, dials))
+    let mut section = crate::report::reach::ReachSection::build(&ns.placements, &nets, dials);
+    // Capped links, one at a time (they would share node 0's link), and the first uncapped
+    // worker for comparison.
+    let uncapped = workers.iter().copied().find(|&i| i > 0 && ns.placements[i].cap_mbit.is_none());
+    let targets: Vec<usize> =
+        (1..net.nodes.len()).filter(|&i| ns.placements[i].cap_mbit.is_some() || Some(i) == uncapped).collect();
+    for to in targets {
+        section.links.push(measure_link(net, 0, to).await);
+    }
+    Some(section)
+}
+
+/// Node `from` measures its link to node `to` (`POST /net/measure`).
+async fn measure_link(net: &Testnet, from: usize, to: usize) -> crate::report::reach::LinkReport {
+    use ifx_protocols::api::LinkMeasurement;
+    let cap_kbit = net.netns.as_ref().and_then(|ns| ns.placements[to].cap_mbit).map(|m| m as u64 * 1000);
+    let mut out = crate::report::reach::LinkReport {
+        from,
+        to,
+        cap_kbit,
+        path: None,
+        rtt_ms: 0.0,
+        up_kbit: 0,
+        down_kbit: 0,
+        error: None,
+    };
+    let Some(api) = net.nodes[from].api else {
+        out.error = Some("no API".into());
+        return out;
+    };
+    let r = net
+        .client
+        .post(format!("http://{api}/net/measure"))
+        .timeout(Duration::from_secs(60))
+        .bearer_auth(net.nodes[from].api_token())
+        .json(&serde_json::json!({ "peer": net.nodes[to].peer_id }))
+        .send()
+        .await;
+    match r {
+        Ok(r) if r.status().is_success() => match r.json::<LinkMeasurement>().await {
+            Ok(m) => {
+                out.path = m.path;
+                out.rtt_ms = m.rtt_us as f64 / 1000.0;
+                out.up_kbit = m.up_kbit;
+                out.down_kbit = m.down_kbit;
+            }
+            Err(e) => out.error = Some(e.to_string()),
+        },
+        Ok(r) => {
+            let status = r.status();
+            out.error = Some(
+                r.json::<ifx_protocols::api::ApiError>().await.map_or_else(|_| status.to_string(), |e| e.error),
+            )
+        }
+        Err(e) => out.error = Some(e.to_string()),
+    }
+    out
 }

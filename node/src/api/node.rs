@@ -37,6 +37,7 @@ pub fn routes(state: NodeApi) -> Router {
         .route("/net/block", post(net_block))
         .route("/net/unblock", post(net_unblock))
         .route("/net/dial", post(net_dial))
+        .route("/net/measure", post(net_measure))
         .with_state(state)
 }
 
@@ -155,6 +156,45 @@ async fn net_dial(State(s): State<NodeApi>, Json(req): Json<DialRequest>) -> Res
         addr: link.map(|l| l.addr),
         error: outcome.err(),
         ms,
+    })
+    .into_response()
+}
+
+/// `POST /net/measure {"peer": ...}`: round trip and throughput both ways to a peer over the
+/// link protocol (a small request, then [`ifx_protocols::link::MAX_LINK_BYTES`] up, then as
+/// much down), on whatever path the connection takes.
+async fn net_measure(State(s): State<NodeApi>, Json(req): Json<DialRequest>) -> Response {
+    use crate::network::Proto;
+    use ifx_protocols::link::{MAX_LINK_BYTES, kbit_per_sec, request};
+    let peer = match req.peer.parse::<libp2p::PeerId>() {
+        Ok(p) => p,
+        Err(e) => return refused(StatusCode::BAD_REQUEST, format!("peer {:?}: {e}", req.peer)),
+    };
+    match tokio::time::timeout(DIAL_WAIT, s.net.dial(peer)).await {
+        Err(_) => return refused(StatusCode::BAD_GATEWAY, format!("no connection within {} s", DIAL_WAIT.as_secs())),
+        Ok(Err(_)) => return unavailable(),
+        Ok(Ok(Err(e))) => return refused(StatusCode::BAD_GATEWAY, format!("cannot reach the peer: {e}")),
+        Ok(Ok(Ok(()))) => {}
+    }
+    let mut micros = Vec::new();
+    for (want, upload) in [(0, 0), (0, MAX_LINK_BYTES), (MAX_LINK_BYTES, 0)] {
+        let t0 = Instant::now();
+        match s.net.request(Proto::Link, peer, request(want, upload)).await {
+            Err(_) => return unavailable(),
+            Ok(Err(e)) => return refused(StatusCode::BAD_GATEWAY, format!("link measurement failed: {e}")),
+            Ok(Ok(_)) => micros.push(t0.elapsed().as_micros() as u64),
+        }
+    }
+    let rtt = micros[0];
+    let bytes = MAX_LINK_BYTES as u64;
+    let Ok(net) = s.net.snapshot().await else { return unavailable() };
+    Json(ifx_protocols::api::LinkMeasurement {
+        peer: req.peer.clone(),
+        path: net.connected.iter().find(|c| c.peer_id == req.peer).map(|c| c.path),
+        rtt_us: rtt,
+        bytes,
+        up_kbit: kbit_per_sec(bytes, micros[1].saturating_sub(rtt)),
+        down_kbit: kbit_per_sec(bytes, micros[2].saturating_sub(rtt)),
     })
     .into_response()
 }

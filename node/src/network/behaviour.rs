@@ -33,6 +33,7 @@ pub struct Behaviour {
     pub render: request_response::Behaviour<FrameCodec>,
     pub por: request_response::Behaviour<FrameCodec>,
     pub fl: request_response::Behaviour<FrameCodec>,
+    pub link: request_response::Behaviour<FrameCodec>,
     /// AutoNAT (v1): asks peers to dial back, and dials back for them.
     pub autonat: autonat::Behaviour,
     /// Circuit Relay v2, client side: reservations on relays, relayed dials.
@@ -114,6 +115,8 @@ pub fn build_swarm(
         StreamProtocol::try_from_owned(net.por_protocol()).map_err(|e| BuildError::Transport(e.to_string()))?;
     let fl_protocol =
         StreamProtocol::try_from_owned(net.fl_protocol()).map_err(|e| BuildError::Transport(e.to_string()))?;
+    let link_protocol =
+        StreamProtocol::try_from_owned(net.link_protocol()).map_err(|e| BuildError::Transport(e.to_string()))?;
     let topics: Vec<_> = Kind::ALL.iter().map(|k| topic(net, *k).hash()).collect();
     let limits = limits.clone();
     let swarm = SwarmBuilder::with_existing_identity(keypair)
@@ -240,7 +243,14 @@ pub fn build_swarm(
                     ..Default::default()
                 },
             );
+            use ifx_protocols::link::MAX_LINK_BYTES;
+            let link = request_response::Behaviour::with_codec(
+                FrameCodec { max_request: MAX_LINK_BYTES as usize + 4, max_response: MAX_LINK_BYTES as usize },
+                [(link_protocol, request_response::ProtocolSupport::Full)],
+                request_response::Config::default().with_request_timeout(Duration::from_secs(30)),
+            );
             Ok::<_, Box<dyn std::error::Error + Send + Sync>>(Behaviour {
+                link,
                 autonat,
                 relay_client,
                 relay: Toggle::from(relay_service.then(|| relay::Behaviour::new(peer_id, relay_config(nat)))),

@@ -605,6 +605,7 @@ impl EventLoop {
             SwarmEvent::Behaviour(BehaviourEvent::Render(e)) => self.on_request_response(Proto::Render, e),
             SwarmEvent::Behaviour(BehaviourEvent::Por(e)) => self.on_request_response(Proto::Por, e),
             SwarmEvent::Behaviour(BehaviourEvent::Fl(e)) => self.on_request_response(Proto::Fl, e),
+            SwarmEvent::Behaviour(BehaviourEvent::Link(e)) => self.on_request_response(Proto::Link, e),
             SwarmEvent::ConnectionEstablished { peer_id, connection_id, endpoint, num_established, .. } => {
                 self.bootnode_dials.remove(&connection_id);
                 debug!(peer = %peer_id, addr = %endpoint.get_remote_address(), "connected");
@@ -806,6 +807,7 @@ impl EventLoop {
             Proto::Render => &mut self.swarm.behaviour_mut().render,
             Proto::Por => &mut self.swarm.behaviour_mut().por,
             Proto::Fl => &mut self.swarm.behaviour_mut().fl,
+            Proto::Link => &mut self.swarm.behaviour_mut().link,
         }
     }
 
@@ -826,6 +828,16 @@ impl EventLoop {
                         Proto::Render => &self.render_inbound,
                         Proto::Por => &self.por_inbound,
                         Proto::Fl => &self.fl_inbound,
+                        // Nothing to compute: answered here.
+                        Proto::Link => {
+                            match ifx_protocols::link::wanted(&msg.data) {
+                                Ok(n) => {
+                                    let _ = self.rr(proto).send_response(msg.channel, vec![0u8; n as usize]);
+                                }
+                                Err(e) => debug!(%peer, error = %e, "link request refused"),
+                            }
+                            return;
+                        }
                     };
                     if queue.try_send(msg).is_err() {
                         // Dropping the channel tells the requester we are busy.

@@ -53,6 +53,8 @@ pub enum Proto {
     Por,
     /// Federated-learning rounds.
     Fl,
+    /// Link measurements (answered by the network task itself).
+    Link,
 }
 
 /// A request from a peer, to be answered through [`NetHandle::respond`] (dropping the channel

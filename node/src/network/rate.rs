@@ -15,24 +15,29 @@ use super::Proto;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Rate {
     pub burst: u32,
-    pub per_sec: u32,
+    /// Refill in thousandths of a request per second.
+    pub milli_per_sec: u32,
 }
 
 /// The rates, with why: a honest peer's heaviest use, several times over.
 pub fn rate_of(proto: Proto) -> Rate {
     match proto {
         // One pull per anti-entropy round, each up to 256 chunk requests back to back.
-        Proto::LedgerSync => Rate { burst: 64, per_sec: 16 },
+        Proto::LedgerSync => Rate { burst: 64, milli_per_sec: 16_000 },
         // A job owner keeps 2 tiles in flight at a worker; a tile takes at least tens of ms.
-        Proto::Render => Rate { burst: 16, per_sec: 8 },
+        Proto::Render => Rate { burst: 16, milli_per_sec: 8_000 },
         // A verifier's challenge is a render, an open and now and then a benchmark, every
         // challenge interval (500 ms at the fastest).
-        Proto::Por => Rate { burst: 32, per_sec: 16 },
+        Proto::Por => Rate { burst: 32, milli_per_sec: 16_000 },
         // Joins, train requests, and weight and update fetches in chunks: an auditor fetches
         // every update of every round, and 128 then 64/s failed half the audits of the FL
         // test. This only stops a pure flooder; FL's own checks (owner only, one training, 16
         // audits waiting) do the rest.
-        Proto::Fl => Rate { burst: 2048, per_sec: 1024 },
+        Proto::Fl => Rate { burst: 2048, milli_per_sec: 1_024_000 },
+        // A measurement is three requests (a round trip, an upload, a download of up to 2 MiB);
+        // a verifier measures each worker about once an epoch. One request per 5 s after a
+        // burst of 4 bounds what a stranger can make a node send: 2 MiB per 5 s (3.4 Mbit/s).
+        Proto::Link => Rate { burst: 4, milli_per_sec: 200 },
     }
 }
 
@@ -58,7 +63,7 @@ impl RateLimits {
         let full = r.burst as u64 * 1000;
         let b = self.buckets.entry((proto, peer)).or_insert(Bucket { milli: full, at: now });
         let elapsed_ms = now.saturating_duration_since(b.at).as_millis().min(u64::MAX as u128) as u64;
-        b.milli = b.milli.saturating_add(elapsed_ms.saturating_mul(r.per_sec as u64)).min(full);
+        b.milli = b.milli.saturating_add(elapsed_ms.saturating_mul(r.milli_per_sec as u64) / 1000).min(full);
         b.at = now;
         if b.milli >= 1000 {
             b.milli -= 1000;

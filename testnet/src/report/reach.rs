@@ -66,6 +66,27 @@ pub struct ReachSection {
     /// What each worker did, wherever it sits: behind NAT it must still render, answer
     /// challenges and earn.
     pub work: Vec<WorkerWork>,
+    /// Link measurements from node 0 to every node with a capped link (and one uncapped node,
+    /// for comparison), beside the cap.
+    pub links: Vec<LinkReport>,
+    /// How far a measured rate may be from its cap, as a share of it.
+    pub link_tolerance: f64,
+}
+
+/// How far a capped link's measured throughput may stray from its configured rate.
+pub const LINK_TOLERANCE: f64 = 0.2;
+
+/// One link measurement.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LinkReport {
+    pub from: usize,
+    pub to: usize,
+    pub cap_kbit: Option<u64>,
+    pub path: Option<LinkPath>,
+    pub rtt_ms: f64,
+    pub up_kbit: u64,
+    pub down_kbit: u64,
+    pub error: Option<String>,
 }
 
 /// One worker's work in the run.
@@ -96,7 +117,8 @@ impl ReachSection {
         nets: &[Option<NetSnapshot>],
         dials: Vec<(usize, usize, DialOutcome, Option<LinkPath>)>,
     ) -> Self {
-        let mut s = ReachSection { punch_share_limit: PUNCH_SHARE, ..Default::default() };
+        let mut s =
+            ReachSection { punch_share_limit: PUNCH_SHARE, link_tolerance: LINK_TOLERANCE, ..Default::default() };
         for (i, (p, net)) in placements.iter().zip(nets).enumerate() {
             let placement = match (&p.router, p.nat) {
                 (Some(r), Some(k)) => format!("{r} ({})", if k == NatKind::Cone { "cone" } else { "symmetric" }),
@@ -183,6 +205,24 @@ impl ReachSection {
                 w.index, w.placement, w.tiles, w.challenges_passed, w.earned
             ));
         }
+        for l in &self.links {
+            let Some(cap) = l.cap_kbit else { continue };
+            if let Some(e) = &l.error {
+                f.push(format!("reachability: link {} -> {} not measured: {e}", l.from, l.to));
+                continue;
+            }
+            for (dir, got) in [("up", l.up_kbit), ("down", l.down_kbit)] {
+                let off = (got as f64 - cap as f64).abs() / cap as f64;
+                if off > LINK_TOLERANCE {
+                    f.push(format!(
+                        "reachability: link {} -> {} {dir} {got} kbit/s against a cap of {cap} kbit/s ({:.0}% off)",
+                        l.from,
+                        l.to,
+                        off * 100.0
+                    ));
+                }
+            }
+        }
         for l in &self.private_addr_leaks {
             f.push(format!("reachability: a private address in a routing table: {l}"));
         }
@@ -223,6 +263,9 @@ mod tests {
         assert_eq!(class(&p[1], &p[3]), "punch");
         assert_eq!(class(&p[3], &p[4]), "symmetric");
         let mut nets = vec![Some(NetSnapshot::default()); 5];
+        for n in &mut nets[1..5] {
+            n.as_mut().unwrap().reachability.relays = vec!["r1".into(), "r2".into()];
+        }
         nets[0].as_mut().unwrap().routing_addrs.insert("X".into(), vec!["/ip4/192.168.1.11/tcp/4001".into()]);
         let dials = vec![
             (1, 3, dial(true, Some(LinkPath::Relayed)), Some(LinkPath::HolePunched)),
@@ -236,5 +279,12 @@ mod tests {
         assert!(f[0].contains("node 3 could not reach node 4"));
         assert!(f[1].contains("1 of 2 cone-NAT pairs"));
         assert!(f[2].contains("node 0: X /ip4/192.168.1.11"));
+        // Node 4 lost its relays and found none.
+        let mut s = s;
+        s.nodes[4].relays = 1;
+        assert!(s.failures().iter().any(|l| l.contains("node 4 (c (symmetric)) holds 1 relay")));
+        // A worker that did nothing behind its NAT fails the run.
+        s.work.push(WorkerWork { index: 3, placement: "b (cone)".into(), tiles: 0, challenges_passed: 4, earned: 9 });
+        assert!(s.failures().iter().any(|l| l.contains("worker 3 (b (cone)) rendered 0 tiles")));
     }
 }
