@@ -4,8 +4,10 @@
 #   libvulkan1, mesa-vulkan-drivers  a software wgpu adapter (lavapipe) on machines without a GPU
 #   chromium                     headless screenshots of the testnet HTML report (a test)
 #   python3                      scripts/import_cycles.py (the structure check)
+#   iproute2, nftables           `ifx testnet --scenario home-nat`: nodes in network namespaces
+#                                behind NAT routers (a test; it needs root)
 set -euo pipefail
-pkgs=(clang libclang-dev libvulkan1 mesa-vulkan-drivers chromium python3)
+pkgs=(clang libclang-dev libvulkan1 mesa-vulkan-drivers chromium python3 iproute2 nftables)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -18,8 +18,8 @@ fn main() -> ExitCode {
     // `ifx testnet --scenario`: the scenario fills in whatever the command line did not give.
     if let (Command::Testnet(args), Some(sub)) = (&mut cli.command, matches.subcommand_matches("testnet")) {
         let explicit = |id: &str| sub.value_source(id) == Some(clap::parser::ValueSource::CommandLine);
-        match args.clone().with_scenario(&explicit) {
-            Ok(a) => *args = a,
+        match (**args).clone().with_scenario(&explicit) {
+            Ok(a) => **args = a,
             Err(e) => {
                 eprintln!("error: {e}");
                 return ExitCode::from(1);

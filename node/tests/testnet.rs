@@ -204,7 +204,8 @@ fn testnet_rejects_bad_options() {
         (&["--nodes", "4", "--restart", "2@5"][..], "not killed before"),
         (&["--nodes", "4", "--partition", "1,2@5"][..], "IDX,IDX"),
         (&["--nodes", "4", "--partition", "9@1-2"][..], "below 4"),
-        (&["--scenario", "nope"][..], "not a built-in scenario (smoke, byzantine, chaos, scale, scale-byzantine)"),
+        (&["--scenario", "nope"][..], "not a built-in scenario (smoke, byzantine, chaos, scale, scale-byzantine, home-nat)"),
+        (&["--scenario", "home-nat", "--in-process"][..], "network namespaces runs node processes"),
         (&["--nodes", "4", "--loss", "101"][..], "percentage"),
         (&["--nodes", "4", "--attack", "nope"][..], "one of hb-overflow"),
         (&["--nodes", "4", "--attack", "all", "--in-process"][..], "cannot be used with --in-process"),
@@ -407,4 +408,120 @@ fn attacks_in_one_testnet_leave_the_honest_network_whole() {
     assert!(faker["net"].as_i64().unwrap() < faker["honest_worker_net"].as_i64().unwrap(), "{faker:#}");
     // The honest workers' pay per seat is judged against the baseline (the verdict above).
     assert!(attacks["honest_payout"]["ratio"].as_f64().is_some(), "{:#}", attacks["honest_payout"]);
+}
+
+/// Namespaces of `ifx testnet` runs that are still there (`ifx<pid>...`).
+fn ifx_namespaces() -> Vec<String> {
+    let out = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| n.starts_with("ifx"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Issue #17, `--scenario home-nat`: eleven nodes in network namespaces, workers behind cone
+/// NATs (two behind one router), one behind a symmetric NAT, two capped links, a relay killed
+/// and restarted. Every worker pair connects, the cone pairs hole-punch, no private address
+/// reaches a routing table, every worker renders, passes challenges and earns, and the capped
+/// links measure within 20% of their caps. Skipped, saying why, where the machine cannot make
+/// namespaces (not root, or no iproute2/nftables).
+#[test]
+fn home_nat_scenario_reaches_every_worker_behind_its_router() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    if let Err(why) = ifx_testnet::netns::check_privilege() {
+        eprintln!("SKIPPED (this machine cannot build the topology): {why}");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (out, report) = testnet("--scenario home-nat", tmp.path());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(report["ok"], true, "{stdout}");
+    let r = &report["reachability"];
+    // 9 workers (node 0 included): 36 pairs, all connected.
+    assert_eq!((r["pairs_connected"].as_u64(), r["pairs_total"].as_u64()), (Some(36), Some(36)), "{r}");
+    let (punched, punch_pairs) = (r["punched"].as_u64().unwrap(), r["punch_pairs"].as_u64().unwrap());
+    assert_eq!(punch_pairs, 9, "pairs of workers behind different cone NATs");
+    assert!(punched * 10 >= punch_pairs * 9, "{punched} of {punch_pairs} hole-punched");
+    assert_eq!(r["private_addr_leaks"].as_array().unwrap().len(), 0, "{r}");
+    for n in r["nodes"].as_array().unwrap() {
+        let behind = n["placement"] != "public";
+        // Behind NAT: AutoNAT says private, a DHT client with two relays; public: a server.
+        assert_eq!(n["dht_mode"], if behind { "client" } else { "server" }, "{n}");
+        if behind {
+            assert_eq!((n["nat_status"].as_str(), n["relays"].as_u64()), (Some("private"), Some(2)), "{n}");
+        }
+    }
+    // The symmetric NAT's pairs stay relayed; a same-router pair cannot hairpin: relayed too.
+    for p in r["pairs"].as_array().unwrap() {
+        if p["class"] == "symmetric" || p["class"] == "same-nat" {
+            assert_eq!(p["path"], "relayed", "{p}");
+        }
+    }
+    let links = r["links"].as_array().unwrap();
+    assert_eq!(links.iter().filter(|l| l["cap_kbit"].is_u64()).count(), 2, "{r}");
+    for l in links.iter().filter(|l| l["cap_kbit"].is_u64()) {
+        let cap = l["cap_kbit"].as_f64().unwrap();
+        for dir in ["up_kbit", "down_kbit"] {
+            let got = l[dir].as_f64().unwrap();
+            assert!((got - cap).abs() <= 0.2 * cap, "{dir} {got} against {cap}: {l}");
+        }
+    }
+    for w in r["work"].as_array().unwrap() {
+        assert!(w["tiles"].as_u64() > Some(0) && w["earned"].as_u64() > Some(0), "{w}");
+    }
+    assert!(ifx_namespaces().is_empty(), "namespaces left behind: {:?}", ifx_namespaces());
+}
+
+/// A harness stopped with SIGINT removes its namespaces; one killed with SIGKILL leaves them
+/// (and its nodes) behind, and the next run sweeps both away before it starts.
+#[test]
+fn namespaces_go_after_sigint_and_a_killed_harness_is_swept() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    if let Err(why) = ifx_testnet::netns::check_privilege() {
+        eprintln!("SKIPPED (this machine cannot build the topology): {why}");
+        return;
+    }
+    let start = |dir: &std::path::Path| {
+        Command::new(env!("CARGO_BIN_EXE_ifx"))
+            .args(["testnet", "--scenario", "home-nat", "--quiet", "--base-dir"])
+            .arg(dir)
+            .env_remove("RUST_LOG")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    // Waits until the harness's nodes answer (node 10's API address is written last).
+    let wait_up = |dir: &std::path::Path| {
+        let t0 = Instant::now();
+        while !dir.join("node-10/api.addr").exists() {
+            assert!(t0.elapsed() < Duration::from_secs(120), "the run never came up");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut first = start(a.path());
+    wait_up(a.path());
+    let tag = format!("ifx{}", first.id());
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let left: Vec<String> = ifx_namespaces().into_iter().filter(|n| n.starts_with(&tag)).collect();
+    assert!(left.len() >= 11, "a killed harness leaves its namespaces: {left:?}");
+    let mut second = start(b.path());
+    wait_up(b.path());
+    let now = ifx_namespaces();
+    assert!(!now.iter().any(|n| n.starts_with(&tag)), "not swept: {now:?}");
+    let tag2 = format!("ifx{}", second.id());
+    assert!(now.iter().any(|n| n.starts_with(&tag2)));
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(second.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    let t0 = Instant::now();
+    while second.try_wait().unwrap().is_none() {
+        assert!(t0.elapsed() < Duration::from_secs(120), "SIGINT did not end the run");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let after = ifx_namespaces();
+    assert!(!after.iter().any(|n| n.starts_with(&tag2)), "left after SIGINT: {after:?}");
 }

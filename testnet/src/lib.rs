@@ -8,6 +8,7 @@ pub mod attacks;
 mod html;
 mod launch;
 pub mod netns;
+mod probe;
 mod report;
 mod watch;
 
@@ -92,7 +93,7 @@ pub struct TestnetArgs {
     /// How much longer each piece of work of a `--slow` node takes, in milliseconds.
     #[arg(long, default_value_t = 300)]
     pub slow_ms: u64,
-    /// A scenario: `smoke`, `byzantine`, `chaos`, `scale`, `scale-byzantine` (built in) or a TOML file with the same keys
+    /// A scenario: `smoke`, `byzantine`, `chaos`, `scale`, `scale-byzantine`, `home-nat` (built in) or a TOML file with the same keys
     /// as these flags (see testnet/scenarios/); flags given on the command line win.
     #[arg(long)]
     pub scenario: Option<String>,
@@ -199,12 +200,12 @@ pub fn default_base_dir() -> std::path::PathBuf {
 
 /// The built-in scenarios, by name.
 pub const SCENARIOS: [(&str, &str); 6] = [
-    ("home-nat", include_str!("../scenarios/home-nat.toml")),
     ("smoke", include_str!("../scenarios/smoke.toml")),
     ("byzantine", include_str!("../scenarios/byzantine.toml")),
     ("chaos", include_str!("../scenarios/chaos.toml")),
     ("scale", include_str!("../scenarios/scale.toml")),
     ("scale-byzantine", include_str!("../scenarios/scale-byzantine.toml")),
+    ("home-nat", include_str!("../scenarios/home-nat.toml")),
 ];
 
 /// A scenario file: any of the run's settings, and the faults on a timeline.
@@ -472,6 +473,22 @@ impl TestnetArgs {
     }
 }
 
+/// Set once SIGINT arrived: the run stops at its next poll and tears down as usual (nodes
+/// stopped, namespaces removed), even if the signal came while the nodes were starting.
+pub(crate) static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Catches SIGINT for the whole run (from then on it no longer kills the harness outright).
+fn catch_interrupt() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        tokio::spawn(async {
+            while tokio::signal::ctrl_c().await.is_ok() {
+                INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        });
+    });
+}
+
 /// Runs a testnet of `binary` (the `ifx` executable), writes the report and returns it.
 pub async fn run(binary: PathBuf, args: TestnetArgs) -> Result<Report, TestnetError> {
     run_with(binary, args, None).await
@@ -485,6 +502,7 @@ pub async fn run_with(
 ) -> Result<Report, TestnetError> {
     let mut args = args;
     args.check()?;
+    catch_interrupt();
     let attacks = args.attacks()?;
     // With attacks, first the same run without them: what the victims are compared with.
     let base = args.base_dir.get_or_insert_with(default_base_dir).clone();
@@ -560,7 +578,7 @@ pub async fn run_with(
         }
     };
     let outcome = watch::settle(&mut net, &args, outcome).await;
-    let reach = watch::probe_reachability(&net).await;
+    let reach = if outcome.interrupted { None } else { probe::probe_reachability(&net).await };
     let per_node_latency = watch::collect_latency_per_node(&net).await;
     let latency: Vec<u64> = per_node_latency.iter().flatten().flatten().copied().collect();
     let usage = net.usage();

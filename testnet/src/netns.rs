@@ -158,6 +158,12 @@ pub fn sweep_stale() {
         if pid.is_empty() || std::path::Path::new(&format!("/proc/{pid}")).exists() {
             continue;
         }
+        // Its nodes outlived it (a namespace lives on while a process is inside): stop them.
+        if let Ok(out) = Command::new("ip").args(["netns", "pids", name]).output() {
+            for p in String::from_utf8_lossy(&out.stdout).split_whitespace().filter_map(|p| p.parse::<i32>().ok()) {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), nix::sys::signal::Signal::SIGKILL);
+            }
+        }
         let _ = sh("ip", &["netns", "del", name]);
     }
 }

@@ -41,7 +41,7 @@ pub enum Command {
         command: node::ConfigCommand,
     },
     /// Run a whole network of `ifx node` processes on 127.0.0.1 and write a report.
-    Testnet(ifx_testnet::TestnetArgs),
+    Testnet(Box<ifx_testnet::TestnetArgs>),
     /// A hostile peer (test tooling, started by `ifx testnet --attack`): runs one attack
     /// against a network and writes what it sent as JSON.
     #[command(hide = true)]
@@ -115,7 +115,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rewards { data_dir, epoch, json } => rewards::run(&data_dir, epoch, json).and(ok),
         Command::Stake { command } => stake::run(command),
         Command::Gov { command } => gov::run(command),
-        Command::Testnet(args) => testnet::run(args),
+        Command::Testnet(args) => testnet::run(*args),
         Command::Attack(a) => {
             init_logs("warn", false);
             let duration = std::time::Duration::try_from_secs_f64(a.duration)
