@@ -462,6 +462,9 @@ fn home_nat_scenario_reaches_every_worker_behind_its_router() {
     }
     let links = r["links"].as_array().unwrap();
     assert_eq!(links.iter().filter(|l| l["cap_kbit"].is_u64()).count(), 2, "{r}");
+    // 2 MiB each way through a relay, for a pair that stayed relayed.
+    let relayed = links.iter().find(|l| l["path"] == "relayed").expect("a link measured over a relay");
+    assert!(relayed["error"].is_null() && relayed["down_kbit"].as_u64() > Some(0), "{relayed}");
     for l in links.iter().filter(|l| l["cap_kbit"].is_u64()) {
         let cap = l["cap_kbit"].as_f64().unwrap();
         for dir in ["up_kbit", "down_kbit"] {

@@ -73,6 +73,12 @@ pub(crate) async fn probe_reachability(net: &Testnet) -> Option<crate::report::r
     for to in targets {
         section.links.push(measure_link(net, 0, to).await);
     }
+    // Requests over a relayed connection: the first pair that stayed relayed moves 2 MiB each
+    // way through its relay (what a job owner's tiles to a worker behind a symmetric NAT do).
+    if let Some(p) = section.pairs.iter().find(|p| p.path == Some(ifx_protocols::api::LinkPath::Relayed)) {
+        let (from, to) = (p.from, p.to);
+        section.links.push(measure_link(net, from, to).await);
+    }
     Some(section)
 }
 

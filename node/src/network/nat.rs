@@ -196,12 +196,19 @@ impl NatState {
             (_, NatStatus::Unknown, _) if self.policy == ReachPolicy::Auto => {
                 "not probed yet: AutoNAT needs a few connected peers".into()
             }
-            (_, _, false) => format!(
-                "behind NAT: reachable through {} relay(s), hole punching upgrades connections where the \
-                 router allows; for direct connections forward the listen port (TCP and UDP) to this \
-                 machine or enable UPnP on the router",
-                relays.len()
-            ),
+            (_, _, false) => {
+                // What the hole punches so far say about the router.
+                let punch = match (self.hole_punches_ok, self.hole_punches_failed) {
+                    (0, 0) => "no hole punch tried yet",
+                    (0, _) => "relayed only: every hole punch failed (the router picks a new port per destination, a symmetric or carrier-grade NAT)",
+                    _ => "hole-punchable: relayed connections upgrade to direct ones",
+                };
+                format!(
+                    "behind NAT, reachable through {} relay(s); {punch}; for direct connections forward the \
+                     listen port (TCP and UDP) to this machine",
+                    relays.len()
+                )
+            }
             (_, _, true) => "unreachable: peers cannot dial this node and no relay holds a reservation yet; \
                              forward the listen port (TCP and UDP) or connect to a bootnode that offers relay \
                              service"
@@ -261,6 +268,11 @@ mod tests {
         assert!(s.relays_to_reserve(2).is_empty());
         assert_eq!(s.view().relays.len(), 2);
         assert!(s.view().advice.starts_with("behind NAT"), "{}", s.view().advice);
+        assert!(s.view().advice.contains("no hole punch tried yet"));
+        s.punched(relays[0], false);
+        assert!(s.view().advice.contains("relayed only"), "{}", s.view().advice);
+        s.punched(relays[0], true);
+        assert!(s.view().advice.contains("hole-punchable"), "{}", s.view().advice);
         // One relay dies: the third one is picked, not the dead one.
         let lost = s.listener_closed(ids[0]).unwrap();
         let next = s.relays_to_reserve(2);

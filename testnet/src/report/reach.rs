@@ -206,11 +206,11 @@ impl ReachSection {
             ));
         }
         for l in &self.links {
-            let Some(cap) = l.cap_kbit else { continue };
             if let Some(e) = &l.error {
                 f.push(format!("reachability: link {} -> {} not measured: {e}", l.from, l.to));
                 continue;
             }
+            let Some(cap) = l.cap_kbit else { continue };
             for (dir, got) in [("up", l.up_kbit), ("down", l.down_kbit)] {
                 let off = (got as f64 - cap as f64).abs() / cap as f64;
                 if off > LINK_TOLERANCE {
