@@ -204,7 +204,10 @@ fn testnet_rejects_bad_options() {
         (&["--nodes", "4", "--restart", "2@5"][..], "not killed before"),
         (&["--nodes", "4", "--partition", "1,2@5"][..], "IDX,IDX"),
         (&["--nodes", "4", "--partition", "9@1-2"][..], "below 4"),
-        (&["--scenario", "nope"][..], "not a built-in scenario (smoke, byzantine, chaos, scale, scale-byzantine, home-nat)"),
+        (
+            &["--scenario", "nope"][..],
+            "not a built-in scenario (smoke, byzantine, chaos, scale, scale-byzantine, home-nat)",
+        ),
         (&["--scenario", "home-nat", "--in-process"][..], "network namespaces runs node processes"),
         (&["--nodes", "4", "--loss", "101"][..], "percentage"),
         (&["--nodes", "4", "--attack", "nope"][..], "one of hb-overflow"),
@@ -454,6 +457,11 @@ fn home_nat_scenario_reaches_every_worker_behind_its_router() {
             assert_eq!((n["nat_status"].as_str(), n["relays"].as_u64()), (Some("private"), Some(2)), "{n}");
         }
     }
+    // Verifier 10, a relay, was killed at 25 s: the nodes holding a reservation on it lost it and
+    // reserved elsewhere (each node ranks the 3 relays its own way and holds 2, so all six NATed
+    // nodes avoid one given relay with probability (1/3)^6, once in 729 runs).
+    let lost: u64 = r["nodes"].as_array().unwrap().iter().map(|n| n["relays_lost"].as_u64().unwrap()).sum();
+    assert!(lost >= 1, "the relay's kill moved no reservation: {r}");
     // The symmetric NAT's pairs stay relayed; a same-router pair cannot hairpin: relayed too.
     for p in r["pairs"].as_array().unwrap() {
         if p["class"] == "symmetric" || p["class"] == "same-nat" {
@@ -475,6 +483,10 @@ fn home_nat_scenario_reaches_every_worker_behind_its_router() {
     for w in r["work"].as_array().unwrap() {
         assert!(w["tiles"].as_u64() > Some(0) && w["earned"].as_u64() > Some(0), "{w}");
     }
+    // The HTML report shows it: every node's verdict and the matrix of pairs.
+    let html = std::fs::read_to_string(report["html"].as_str().unwrap()).unwrap();
+    assert!(html.contains(r#"<h2 id="reachability">"#) && html.contains(r#"<table id="pairs">"#));
+    assert!(html.contains("<td>home-a (cone)</td>") && html.contains("<td>H</td>") && html.contains("<td>R</td>"));
     assert!(ifx_namespaces().is_empty(), "namespaces left behind: {:?}", ifx_namespaces());
 }
 

@@ -83,6 +83,8 @@ pub struct Reachability {
     pub external_addrs: Vec<String>,
     /// Relays this node holds a reservation on (peer ids, sorted).
     pub relays: Vec<String>,
+    /// Reservations lost (the relay went away or refused a renewal) and replaced since start.
+    pub relays_lost: u64,
     /// Whether this node offers relay service to others.
     pub relay_service: bool,
     /// Circuits this node relays for others now.

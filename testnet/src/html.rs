@@ -324,7 +324,86 @@ li.fail {{ color: #d62728; }}
             esc(&n.stop)
         );
     }
-    h += "</table></body></html>\n";
+    h += "</table>";
+    if let Some(rr) = &r.reachability {
+        h += &reachability(rr);
+    }
+    h += "</body></html>\n";
+    h
+}
+
+/// The reachability section of a run in network namespaces: each node's verdict, a matrix of
+/// how every worker pair connected, the link measurements.
+fn reachability(r: &crate::report::reach::ReachSection) -> String {
+    let mut h = String::from(
+        "<h2 id=\"reachability\">Reachability</h2><table><tr><th>#</th><th>where</th><th>address</th><th>AutoNAT</th>\
+         <th>DHT</th><th>relays held</th><th>relays lost</th><th>hole punches ok / failed</th></tr>",
+    );
+    for n in &r.nodes {
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} / {}</td></tr>",
+            n.index,
+            esc(&n.placement),
+            esc(&n.ip),
+            esc(&n.nat_status),
+            esc(&n.dht_mode),
+            n.relays,
+            n.relays_lost,
+            n.hole_punches_ok,
+            n.hole_punches_failed
+        );
+    }
+    h += "</table>";
+    // A matrix of worker pairs: the lower index dialled; D direct, H hole-punched, R relayed, x none.
+    let mut idx: Vec<usize> = r.pairs.iter().flat_map(|p| [p.from, p.to]).collect();
+    idx.sort_unstable();
+    idx.dedup();
+    let _ = write!(
+        h,
+        "<p>{} of {} worker pairs connected; {} of {} pairs behind different cone NATs hole-punched \
+         (D direct, H hole-punched, R relayed, x not connected).</p><table id=\"pairs\"><tr><th></th>",
+        r.pairs_connected, r.pairs_total, r.punched, r.punch_pairs
+    );
+    for j in &idx {
+        let _ = write!(h, "<th>{j}</th>");
+    }
+    h += "</tr>";
+    for i in &idx {
+        let _ = write!(h, "<tr><th>{i}</th>");
+        for j in &idx {
+            let p = r.pairs.iter().find(|p| (p.from, p.to) == (*i, *j) || (p.from, p.to) == (*j, *i));
+            let cell = match p {
+                None => "",
+                Some(p) if !p.connected => "x",
+                Some(p) => match p.path {
+                    Some(ifx_protocols::api::LinkPath::HolePunched) => "H",
+                    Some(ifx_protocols::api::LinkPath::Relayed) => "R",
+                    _ => "D",
+                },
+            };
+            let _ = write!(h, "<td>{cell}</td>");
+        }
+        h += "</tr>";
+    }
+    h += "</table><table><tr><th>link</th><th>path</th><th>rtt ms</th><th>up Mbit/s</th><th>down Mbit/s</th><th>cap Mbit/s</th></tr>";
+    for l in &r.links {
+        let _ = write!(
+            h,
+            "<tr><td>{} &rarr; {}</td><td>{}</td><td>{:.2}</td><td>{:.1}</td><td>{:.1}</td><td>{}</td></tr>",
+            l.from,
+            l.to,
+            l.path.map_or("-".to_string(), |p| format!("{p:?}").to_lowercase()),
+            l.rtt_ms,
+            l.up_kbit as f64 / 1000.0,
+            l.down_kbit as f64 / 1000.0,
+            l.cap_kbit.map_or("-".to_string(), |c| (c / 1000).to_string())
+        );
+    }
+    h += "</table>";
+    for leak in &r.private_addr_leaks {
+        let _ = write!(h, "<p>private address in a routing table: {}</p>", esc(leak));
+    }
     h
 }
 

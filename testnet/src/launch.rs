@@ -326,7 +326,11 @@ impl Testnet {
             .listen_addrs
             .iter()
             .find(|a| {
-                if self.host.is_some() { a.starts_with("/memory/") } else { a.starts_with(&format!("/ip4/{}/tcp/", self.ip_of(0))) }
+                if self.host.is_some() {
+                    a.starts_with("/memory/")
+                } else {
+                    a.starts_with(&format!("/ip4/{}/tcp/", self.ip_of(0)))
+                }
             })
             .ok_or_else(|| TestnetError::Start { index: 0, reason: "no listen address to boot from".into() })?;
         let bootnode = format!("{addr}/p2p/{}", boot.peer_id);
@@ -451,7 +455,9 @@ impl Testnet {
                     reason: format!("exited with {status}; end of {}:\n{}", n.log.display(), tail(&n.log, 15)),
                 });
             }
-            if let Some(api) = std::fs::read_to_string(&addr_file).ok().and_then(|s| s.trim().parse::<SocketAddr>().ok()) {
+            if let Some(api) =
+                std::fs::read_to_string(&addr_file).ok().and_then(|s| s.trim().parse::<SocketAddr>().ok())
+            {
                 match &self.netns {
                     Some(ns) if n.api_inner != Some(api) => {
                         let fwd = crate::netns::forward_api(ns.placements[i].namespace.clone(), api)

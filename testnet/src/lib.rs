@@ -527,8 +527,7 @@ pub async fn run_with(
         let text = std::fs::read_to_string(path)
             .map_err(|e| TestnetError::options(format!("--topology {}: {e}", path.display())))?;
         args.net_topology = Some(
-            toml::from_str(&text)
-                .map_err(|e| TestnetError::options(format!("--topology {}: {e}", path.display())))?,
+            toml::from_str(&text).map_err(|e| TestnetError::options(format!("--topology {}: {e}", path.display())))?,
         );
     }
     // Checked (and the machine's privilege with it) before any node directory is touched.

@@ -231,7 +231,10 @@ impl Netns {
             let (ip, router, nat, far_ns, far_leg) = match topology.router_of(i) {
                 None => {
                     let leg = format!("n{i}");
-                    sh("ip", &["link", "add", "eth0", "netns", &ns, "type", "veth", "peer", "name", &leg, "netns", &inet])?;
+                    sh(
+                        "ip",
+                        &["link", "add", "eth0", "netns", &ns, "type", "veth", "peer", "name", &leg, "netns", &inet],
+                    )?;
                     in_ns(&inet, &["ip", "link", "set", &leg, "master", "br0", "up"])?;
                     let ip = format!("198.18.0.{}", 10 + i);
                     in_ns(&ns, &["ip", "addr", "add", &format!("{ip}/16"), "dev", "eth0"])?;
@@ -242,7 +245,10 @@ impl Netns {
                     let j = routers.iter().position(|(n, _)| n.as_str() == r).expect("validated");
                     let rns = format!("{tag}r{j}");
                     let leg = format!("h{i}");
-                    sh("ip", &["link", "add", "eth0", "netns", &ns, "type", "veth", "peer", "name", &leg, "netns", &rns])?;
+                    sh(
+                        "ip",
+                        &["link", "add", "eth0", "netns", &ns, "type", "veth", "peer", "name", &leg, "netns", &rns],
+                    )?;
                     in_ns(&rns, &["ip", "link", "set", &leg, "master", "lan", "up"])?;
                     lan_hosts[j] += 1;
                     port = 4000 + lan_hosts[j] as u16;
@@ -258,7 +264,13 @@ impl Netns {
                 let rate = format!("{m}mbit");
                 let burst = format!("{}kb", (m * 4).max(32));
                 for (n, dev) in [(ns.as_str(), "eth0"), (far_ns.as_str(), far_leg.as_str())] {
-                    in_ns(n, &["tc", "qdisc", "add", "dev", dev, "root", "tbf", "rate", &rate, "burst", &burst, "latency", "100ms"])?;
+                    in_ns(
+                        n,
+                        &[
+                            "tc", "qdisc", "add", "dev", dev, "root", "tbf", "rate", &rate, "burst", &burst, "latency",
+                            "100ms",
+                        ],
+                    )?;
                 }
             }
             net.placements.push(Placement { namespace: ns, ip, router, nat, cap_mbit: cap, port });

@@ -15,8 +15,12 @@ const PUNCH_WAIT: Duration = Duration::from_secs(8);
 pub(crate) async fn probe_reachability(net: &Testnet) -> Option<crate::report::reach::ReachSection> {
     use ifx_protocols::api::{DialOutcome, NetSnapshot};
     let ns = net.netns.as_ref()?;
-    let workers: Vec<usize> =
-        net.nodes.iter().filter(|n| n.role == "worker" && n.child.is_some() && n.api.is_some()).map(|n| n.index).collect();
+    let workers: Vec<usize> = net
+        .nodes
+        .iter()
+        .filter(|n| n.role == "worker" && n.child.is_some() && n.api.is_some())
+        .map(|n| n.index)
+        .collect();
     let mut pairs = Vec::new();
     for (k, &i) in workers.iter().enumerate() {
         for &j in &workers[k + 1..] {
@@ -39,7 +43,9 @@ pub(crate) async fn probe_reachability(net: &Testnet) -> Option<crate::report::r
                 .send()
                 .await;
             let out = match r {
-                Ok(r) if r.status().is_success() => r.json::<DialOutcome>().await.unwrap_or_else(|e| failed(e.to_string())),
+                Ok(r) if r.status().is_success() => {
+                    r.json::<DialOutcome>().await.unwrap_or_else(|e| failed(e.to_string()))
+                }
                 Ok(r) => failed(format!("POST /net/dial: {}", r.status())),
                 Err(e) => failed(e.to_string()),
             };
@@ -58,9 +64,9 @@ pub(crate) async fn probe_reachability(net: &Testnet) -> Option<crate::report::r
     .await;
     let mut dials = Vec::new();
     for (i, j, d) in outcomes {
-        let later = nets[i].as_ref().and_then(|n| {
-            n.connected.iter().find(|c| c.peer_id == net.nodes[j].peer_id).map(|c| c.path)
-        });
+        let later = nets[i]
+            .as_ref()
+            .and_then(|n| n.connected.iter().find(|c| c.peer_id == net.nodes[j].peer_id).map(|c| c.path));
         dials.push((i, j, d, later));
     }
     dials.sort_by_key(|(i, j, ..)| (*i, *j));
@@ -120,9 +126,8 @@ async fn measure_link(net: &Testnet, from: usize, to: usize) -> crate::report::r
         },
         Ok(r) => {
             let status = r.status();
-            out.error = Some(
-                r.json::<ifx_protocols::api::ApiError>().await.map_or_else(|_| status.to_string(), |e| e.error),
-            )
+            out.error =
+                Some(r.json::<ifx_protocols::api::ApiError>().await.map_or_else(|_| status.to_string(), |e| e.error))
         }
         Err(e) => out.error = Some(e.to_string()),
     }

@@ -663,4 +663,3 @@ pub async fn collect_latency_per_node(net: &Testnet) -> Vec<Option<Vec<u64>>> {
 /// One poll of the ledger roots: seconds into the run, distinct roots among running nodes,
 /// most entries any node held.
 pub type RootPoint = (f64, usize, usize);
-

@@ -121,7 +121,10 @@ mod tests {
         let public = a("/ip4/198.18.0.7/tcp/4001");
         // Seen through its NAT router's public address, or through a relay: not learnt.
         assert!(!learnable(&lan, &a("/ip4/198.18.0.2/tcp/4001")));
-        assert!(!learnable(&lan, &a("/ip4/198.18.0.1/tcp/4001/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN/p2p-circuit")));
+        assert!(!learnable(
+            &lan,
+            &a("/ip4/198.18.0.1/tcp/4001/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN/p2p-circuit")
+        ));
         // Seen on the same LAN (or one machine): learnt.
         assert!(learnable(&lan, &a("/ip4/192.168.1.21/tcp/4001")));
         assert!(learnable(&lan, &a("/ip4/127.0.0.1/tcp/4001")));

@@ -20,9 +20,9 @@ use tracing::{debug, info, warn};
 
 use super::backoff::Bootnodes;
 use super::behaviour::{Behaviour, BehaviourEvent, SwarmSettings, build_swarm, topic};
-use super::nat::{NatState, NatStatus};
 use super::connections::Connections;
 use super::discovery::Discovery;
+use super::nat::{NatState, NatStatus};
 use super::{
     Command, ConnectedPeer, InboundMessage, InboundRequest, NetHandle, NetSnapshot, Proto, PublishFailed,
     RequestFailed, peer_of,
@@ -194,7 +194,7 @@ pub async fn start(
         blocked: Default::default(),
         kad_protocol,
         network_protocol,
-        nat: NatState::new(policy, relay_service),
+        nat: NatState::new(handle.local_peer_id(), policy, relay_service),
         want_relays: cfg.nat.relays as usize,
         heartbeat_topic: topic(&cfg.network, Kind::Heartbeat).hash(),
         listen_addrs: listen_addrs.clone(),
@@ -593,7 +593,9 @@ impl EventLoop {
             SwarmEvent::Behaviour(BehaviourEvent::Relay(e)) => self.on_relay_service(e),
             SwarmEvent::Behaviour(BehaviourEvent::Dcutr(dcutr::Event { remote_peer_id, result })) => {
                 match &result {
-                    Ok(_) => info!(peer = %remote_peer_id, "hole punch succeeded: relayed connection upgraded to direct"),
+                    Ok(_) => {
+                        info!(peer = %remote_peer_id, "hole punch succeeded: relayed connection upgraded to direct")
+                    }
                     Err(e) => info!(peer = %remote_peer_id, error = %e, "hole punch failed: staying relayed"),
                 }
                 self.nat.punched(remote_peer_id, result.is_ok());
@@ -609,7 +611,10 @@ impl EventLoop {
             SwarmEvent::ConnectionEstablished { peer_id, connection_id, endpoint, num_established, .. } => {
                 self.bootnode_dials.remove(&connection_id);
                 debug!(peer = %peer_id, addr = %endpoint.get_remote_address(), "connected");
-                self.peer_conns.entry(peer_id).or_default().push((connection_id, endpoint.get_remote_address().clone()));
+                self.peer_conns
+                    .entry(peer_id)
+                    .or_default()
+                    .push((connection_id, endpoint.get_remote_address().clone()));
                 for w in self.dial_waiters.remove(&peer_id).unwrap_or_default() {
                     let _ = w.send(Ok(()));
                 }

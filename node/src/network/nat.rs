@@ -6,8 +6,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use ifx_protocols::api::{LinkPath, Reachability};
-use libp2p::multiaddr::Protocol;
 use libp2p::core::transport::ListenerId;
+use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId};
 
 use crate::config::ReachPolicy;
@@ -28,6 +28,8 @@ pub enum NatStatus {
 /// The node's reachability state.
 #[derive(Debug)]
 pub struct NatState {
+    /// This node: its relay choices are spread by a hash of its id and the relay's.
+    me: PeerId,
     policy: ReachPolicy,
     status: NatStatus,
     relay_service: bool,
@@ -38,6 +40,8 @@ pub struct NatState {
     /// Relays that refused or dropped us recently are tried last.
     failed_relays: BTreeSet<PeerId>,
     pub external: BTreeSet<Multiaddr>,
+    /// Reservations lost since start.
+    pub relays_lost: u64,
     pub relayed_circuits: u64,
     pub hole_punches_ok: u64,
     pub hole_punches_failed: u64,
@@ -46,8 +50,9 @@ pub struct NatState {
 }
 
 impl NatState {
-    pub fn new(policy: ReachPolicy, relay_service: bool) -> Self {
+    pub fn new(me: PeerId, policy: ReachPolicy, relay_service: bool) -> Self {
         Self {
+            me,
             policy,
             status: NatStatus::Unknown,
             relay_service,
@@ -55,6 +60,7 @@ impl NatState {
             reservations: HashMap::new(),
             failed_relays: BTreeSet::new(),
             external: BTreeSet::new(),
+            relays_lost: 0,
             relayed_circuits: 0,
             hole_punches_ok: 0,
             hole_punches_failed: 0,
@@ -113,7 +119,15 @@ impl NatState {
         let held: BTreeSet<PeerId> = self.reservations.values().map(|(p, _)| *p).collect();
         let missing = want.saturating_sub(held.len());
         let mut fresh: Vec<_> = self.relays.iter().filter(|(p, _)| !held.contains(p)).collect();
-        fresh.sort_by_key(|(p, _)| self.failed_relays.contains(p));
+        // Rendezvous hashing: each node ranks the relays its own way, so NATed nodes spread
+        // over the relays (and a relay's loss hits only its share of them).
+        let rank = |p: &PeerId| {
+            let mut h = blake3::Hasher::new();
+            h.update(&self.me.to_bytes());
+            h.update(&p.to_bytes());
+            *h.finalize().as_bytes()
+        };
+        fresh.sort_by_key(|(p, _)| (self.failed_relays.contains(p), rank(p)));
         fresh.into_iter().take(missing).map(|(p, a)| (*p, circuit_addr(a, p))).collect()
     }
 
@@ -134,8 +148,11 @@ impl NatState {
 
     /// A listener closed: if it was a reservation, the relay refused it or went away.
     pub fn listener_closed(&mut self, id: ListenerId) -> Option<PeerId> {
-        let (relay, _) = self.reservations.remove(&id)?;
+        let (relay, accepted) = self.reservations.remove(&id)?;
         self.failed_relays.insert(relay);
+        if accepted {
+            self.relays_lost += 1;
+        }
         Some(relay)
     }
 
@@ -146,12 +163,7 @@ impl NatState {
 
     /// Relayed addresses to try for `peer` (it may hold a reservation on any known relay).
     pub fn relayed_addrs_for(&self, peer: &PeerId) -> Vec<Multiaddr> {
-        let mut v: Vec<_> = self
-            .relays
-            .iter()
-            .filter(|(r, _)| *r != peer)
-            .map(|(r, a)| circuit_addr(a, r))
-            .collect();
+        let mut v: Vec<_> = self.relays.iter().filter(|(r, _)| *r != peer).map(|(r, a)| circuit_addr(a, r)).collect();
         v.sort_by_key(|a| a.to_string());
         v.truncate(RELAYED_DIAL_FANOUT);
         v
@@ -200,7 +212,9 @@ impl NatState {
                 // What the hole punches so far say about the router.
                 let punch = match (self.hole_punches_ok, self.hole_punches_failed) {
                     (0, 0) => "no hole punch tried yet",
-                    (0, _) => "relayed only: every hole punch failed (the router picks a new port per destination, a symmetric or carrier-grade NAT)",
+                    (0, _) => {
+                        "relayed only: every hole punch failed (the router picks a new port per destination, a symmetric or carrier-grade NAT)"
+                    }
                     _ => "hole-punchable: relayed connections upgrade to direct ones",
                 };
                 format!(
@@ -220,6 +234,7 @@ impl NatState {
             dht_mode: if self.dht_server() { "server" } else { "client" }.into(),
             external_addrs: self.external.iter().map(|a| a.to_string()).collect(),
             relays,
+            relays_lost: self.relays_lost,
             relay_service: self.relay_service,
             relayed_circuits: self.relayed_circuits,
             hole_punches_ok: self.hole_punches_ok,
@@ -248,7 +263,7 @@ mod tests {
 
     #[test]
     fn a_private_node_reserves_on_the_wanted_number_of_relays_and_replaces_a_lost_one() {
-        let mut s = NatState::new(ReachPolicy::Auto, false);
+        let mut s = NatState::new(PeerId::random(), ReachPolicy::Auto, false);
         let relays: Vec<PeerId> = (0..3).map(|_| PeerId::random()).collect();
         for (i, r) in relays.iter().enumerate() {
             s.relay_seen(*r, [addr(i as u8 + 1)]);
@@ -275,9 +290,21 @@ mod tests {
         assert!(s.view().advice.contains("hole-punchable"), "{}", s.view().advice);
         // One relay dies: the third one is picked, not the dead one.
         let lost = s.listener_closed(ids[0]).unwrap();
+        assert_eq!(s.view().relays_lost, 1);
         let next = s.relays_to_reserve(2);
         assert_eq!(next.len(), 1);
         assert_ne!(next[0].0, lost);
+        // Nodes rank relays their own way: over many nodes every relay is someone's first.
+        let firsts: BTreeSet<PeerId> = (0..64)
+            .map(|_| {
+                let mut t = NatState::new(PeerId::random(), ReachPolicy::Private, false);
+                for (i, r) in relays.iter().enumerate() {
+                    t.relay_seen(*r, [addr(i as u8 + 1)]);
+                }
+                t.relays_to_reserve(1)[0].0
+            })
+            .collect();
+        assert_eq!(firsts.len(), 3, "64 nodes all picked among {} relays first", firsts.len());
         // Reachable after all: a DHT server, the reservations released.
         assert!(s.set_status(NatStatus::Public));
         assert_eq!(s.release_all().len(), 1);
@@ -286,7 +313,7 @@ mod tests {
 
     #[test]
     fn relayed_addresses_for_a_peer_skip_itself_and_are_capped() {
-        let mut s = NatState::new(ReachPolicy::Public, true);
+        let mut s = NatState::new(PeerId::random(), ReachPolicy::Public, true);
         let relays: Vec<PeerId> = (0..8).map(|_| PeerId::random()).collect();
         for (i, r) in relays.iter().enumerate() {
             s.relay_seen(*r, [format!("/ip4/198.18.0.{}/tcp/1/p2p-circuit", i).parse().unwrap(), addr(i as u8)]);

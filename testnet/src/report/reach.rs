@@ -27,6 +27,8 @@ pub struct NodeReach {
     pub nat_status: String,
     pub dht_mode: String,
     pub relays: usize,
+    /// Reservations it lost (a relay died) and replaced.
+    pub relays_lost: u64,
     pub relay_service: bool,
     pub hole_punches_ok: u64,
     pub hole_punches_failed: u64,
@@ -132,6 +134,7 @@ impl ReachSection {
                 nat_status: r.nat_status,
                 dht_mode: r.dht_mode,
                 relays: r.relays.len(),
+                relays_lost: r.relays_lost,
                 relay_service: r.relay_service,
                 hole_punches_ok: r.hole_punches_ok,
                 hole_punches_failed: r.hole_punches_failed,

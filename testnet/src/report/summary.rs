@@ -151,6 +151,34 @@ impl Report {
                 f(p.converged_after_secs)
             );
         }
+        if let Some(r) = &self.reachability {
+            let behind: Vec<_> = r.nodes.iter().filter(|n| n.placement != "public").collect();
+            println!(
+                "  reachability: {}/{} worker pairs connected, {}/{} cone-NAT pairs hole-punched, {} nodes behind NAT \
+                 (private {}, relays held {}, relays lost and replaced {}), private addresses in routing tables {}",
+                r.pairs_connected,
+                r.pairs_total,
+                r.punched,
+                r.punch_pairs,
+                behind.len(),
+                behind.iter().filter(|n| n.nat_status == "private").count(),
+                behind.iter().map(|n| n.relays).sum::<usize>(),
+                behind.iter().map(|n| n.relays_lost).sum::<u64>(),
+                r.private_addr_leaks.len()
+            );
+            for l in &r.links {
+                println!(
+                    "  link {} -> {} ({}): rtt {:.2} ms, up {:.1} Mbit/s, down {:.1} Mbit/s{}",
+                    l.from,
+                    l.to,
+                    l.path.map_or("-".to_string(), |p| format!("{p:?}").to_lowercase()),
+                    l.rtt_ms,
+                    l.up_kbit as f64 / 1000.0,
+                    l.down_kbit as f64 / 1000.0,
+                    l.cap_kbit.map_or(String::new(), |c| format!(" (cap {} Mbit/s)", c / 1000))
+                );
+            }
+        }
         println!(
             "  memory: harness peak {:.0} MiB{}, node processes {:.0} MiB",
             self.memory.harness_peak_rss_mb,
