@@ -134,6 +134,17 @@ pub enum LinkPath {
     Relayed,
 }
 
+impl LinkPath {
+    /// The name the API's JSON uses (`direct`, `hole-punched`, `relayed`).
+    pub fn name(self) -> &'static str {
+        match self {
+            LinkPath::Direct => "direct",
+            LinkPath::HolePunched => "hole-punched",
+            LinkPath::Relayed => "relayed",
+        }
+    }
+}
+
 /// One connected peer.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ConnectedPeer {

@@ -393,7 +393,7 @@ fn reachability(r: &crate::report::reach::ReachSection) -> String {
             "<tr><td>{} &rarr; {}</td><td>{}</td><td>{:.2}</td><td>{:.1}</td><td>{:.1}</td><td>{}</td></tr>",
             l.from,
             l.to,
-            l.path.map_or("-".to_string(), |p| format!("{p:?}").to_lowercase()),
+            l.path.map_or("-", |p| p.name()),
             l.rtt_ms,
             l.up_kbit as f64 / 1000.0,
             l.down_kbit as f64 / 1000.0,

@@ -480,11 +480,7 @@ impl EventLoop {
         let mut connected: Vec<ConnectedPeer> = Vec::new();
         let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
         for p in peers {
-            // The best connection: a direct one if there is any.
-            let best = self
-                .peer_conns
-                .get(&p)
-                .and_then(|c| c.iter().map(|(_, a)| a).min_by_key(|a| super::addrs::is_relayed(a)));
+            let best = self.best_addr(&p);
             let relayed = best.is_some_and(super::addrs::is_relayed);
             connected.push(ConnectedPeer {
                 peer_id: p.to_string(),
@@ -686,6 +682,11 @@ impl EventLoop {
         }
     }
 
+    /// The remote address of the best open connection to `peer`: a direct one if there is any.
+    fn best_addr(&self, peer: &PeerId) -> Option<&Multiaddr> {
+        self.peer_conns.get(peer)?.iter().map(|(_, a)| a).min_by_key(|a| super::addrs::is_relayed(a))
+    }
+
     /// Dials `peer` at its known addresses and, lacking a direct one, through every relay we
     /// know (a peer behind NAT holds reservations on some of them).
     fn dial_anyhow(&mut self, peer: PeerId) -> Result<(), String> {
@@ -721,12 +722,7 @@ impl EventLoop {
             let _ = self.swarm.disconnect_peer_id(peer_id);
             return;
         }
-        let Some(seen_at) = self
-            .peer_conns
-            .get(&peer_id)
-            .and_then(|c| c.iter().map(|(_, a)| a).min_by_key(|a| super::addrs::is_relayed(a)))
-            .cloned()
-        else {
+        let Some(seen_at) = self.best_addr(&peer_id).cloned() else {
             return;
         };
         let addrs: Vec<Multiaddr> =

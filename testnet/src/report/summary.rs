@@ -171,7 +171,7 @@ impl Report {
                     "  link {} -> {} ({}): rtt {:.2} ms, up {:.1} Mbit/s, down {:.1} Mbit/s{}",
                     l.from,
                     l.to,
-                    l.path.map_or("-".to_string(), |p| format!("{p:?}").to_lowercase()),
+                    l.path.map_or("-", |p| p.name()),
                     l.rtt_ms,
                     l.up_kbit as f64 / 1000.0,
                     l.down_kbit as f64 / 1000.0,
