@@ -69,8 +69,17 @@ pub const OWN_CHAIN_WAIT: Duration = Duration::from_secs(20);
 /// A node without bootnodes that has seen no peer for this long is the first of its network:
 /// nobody holds a history of its key, so it signs.
 pub const ALONE_AFTER: Duration = Duration::from_secs(5);
-/// Peers the start-up fetch of the own chain asks, at most.
-const OWN_CHAIN_PEERS: usize = 3;
+/// Pulls the start-up fetch of the own chain runs at once, at most (a pull is a few requests
+/// of at most a chunk each; eight at once cost a fresh node little).
+const OWN_CHAIN_PEERS: usize = 8;
+/// A peer whose pull failed is asked again after this long (its connection may have been new).
+const OWN_CHAIN_RETRY: Duration = Duration::from_secs(5);
+/// After the first answer, how long the fetch waits for the other connected peers' pulls to
+/// end (a peer that stalls its answers holds signing this long, not a whole pull deadline).
+const OWN_CHAIN_SETTLE: Duration = Duration::from_secs(5);
+/// How long the fetch waits to hear a bootnode before any answering peer will do (a bootnode
+/// may be gone for good; the append that waits gives up after [`OWN_CHAIN_WAIT`]).
+const OWN_CHAIN_BOOT_WAIT: Duration = Duration::from_secs(15);
 
 /// Counts and roots, for the API and `ifx ledger stats`.
 #[derive(Debug, Serialize)]
@@ -169,47 +178,103 @@ impl LedgerHandle {
         }
     }
 
-    /// The start-up fetch: until the own chain is known, pulls from up to three connected
-    /// peers each second; known once one pull completed (the chain came, or no peer asked had
-    /// it) or, without bootnodes, once no peer appeared for [`ALONE_AFTER`].
-    async fn fetch_own_chain(&self, net: &NetHandle, me: &[u8; 32], alone: bool, shutdown: &CancellationToken) {
-        let started = tokio::time::Instant::now();
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
-        while !self.own_chain_known() {
+    /// The start-up fetch: until the own chain is known, pulls from connected peers, at most
+    /// [`OWN_CHAIN_PEERS`] at once, in random order, a failed one again after
+    /// [`OWN_CHAIN_RETRY`]. Known once some pull completed (the chain came, or the peer had none
+    /// of it), every connected peer's pull has ended or [`OWN_CHAIN_SETTLE`] has passed since
+    /// the first answer, and one of them was a bootnode (`bootnodes`: their peer ids; after
+    /// [`OWN_CHAIN_BOOT_WAIT`] any peer will do). Without bootnodes, a node that saw no peer
+    /// for [`ALONE_AFTER`] is the first of its network and signs.
+    ///
+    /// Hostile peers are why. They may not speak the sync protocol, stall their answers, or
+    /// answer "nothing" at once. Asked in the order of their ids, three that sorted first held a
+    /// node's signing for 22 s in a testnet under attack. Believing the first quick "nothing"
+    /// would let a stranger make a node with a wiped store sign seq 0 again and be slashed for
+    /// equivocating: the bootnodes the operator chose are heard first.
+    async fn fetch_own_chain(
+        &self,
+        net: &NetHandle,
+        me: &[u8; 32],
+        bootnodes: &[libp2p::PeerId],
+        shutdown: &CancellationToken,
+    ) {
+        use std::collections::{BTreeMap, BTreeSet};
+        use tokio::time::Instant;
+        if self.own_chain_known() {
+            return;
+        }
+        let started = Instant::now();
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        let (mut in_flight, mut answered) = (BTreeSet::<libp2p::PeerId>::new(), BTreeSet::<libp2p::PeerId>::new());
+        let mut failed: BTreeMap<libp2p::PeerId, Instant> = BTreeMap::new();
+        let mut first_answer: Option<Instant> = None;
+        let mut pulls = futures::stream::FuturesUnordered::new();
+        loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = tick.tick() => {}
+                Some((peer, r)) = futures::StreamExt::next(&mut pulls), if !pulls.is_empty() => {
+                    in_flight.remove(&peer);
+                    match r {
+                        Ok(_) => {
+                            answered.insert(peer);
+                            first_answer.get_or_insert_with(Instant::now);
+                        }
+                        Err(e) => {
+                            debug!(%peer, error = %e, "fetching the own chain failed");
+                            failed.insert(peer, Instant::now());
+                        }
+                    }
+                }
             }
             let Ok(snap) = net.snapshot().await else { return };
-            let peers: Vec<libp2p::PeerId> =
-                snap.connected.iter().filter_map(|p| p.peer_id.parse().ok()).take(OWN_CHAIN_PEERS).collect();
-            if peers.is_empty() {
-                if alone && started.elapsed() >= ALONE_AFTER {
+            let connected: Vec<libp2p::PeerId> = snap.connected.iter().filter_map(|p| p.peer_id.parse().ok()).collect();
+            let Some(first) = first_answer else {
+                if connected.is_empty() && bootnodes.is_empty() && started.elapsed() >= ALONE_AFTER {
                     info!("no peers and no bootnodes: the first node of its network signs from seq 0");
-                    self.own_chain_known.send_replace(true);
+                    break;
                 }
+                self.ask_for_own_chain(net, &connected, &answered, &mut in_flight, &failed, &mut pulls);
                 continue;
-            }
-            // All at once, done at the first that completes: a peer that stalls its answers
-            // must not hold this node's signing for a whole pull deadline.
-            let mut pulls: futures::stream::FuturesUnordered<_> =
-                peers.into_iter().map(|peer| async move { (peer, self.pull(net, peer).await) }).collect();
-            let mut fetched = false;
-            while let Some((peer, r)) = futures::StreamExt::next(&mut pulls).await {
-                match r {
-                    Ok(_) => {
-                        fetched = true;
-                        break;
-                    }
-                    Err(e) => debug!(%peer, error = %e, "fetching the own chain failed"),
-                }
-            }
-            drop(pulls);
-            if fetched {
+            };
+            let settled = first.elapsed() >= OWN_CHAIN_SETTLE
+                || connected.iter().all(|p| answered.contains(p) || failed.contains_key(p));
+            let heard_boot = bootnodes.is_empty()
+                || bootnodes.iter().any(|b| answered.contains(b))
+                || started.elapsed() >= OWN_CHAIN_BOOT_WAIT;
+            if settled && heard_boot {
                 let held = self.with(|s| s.ledger().author_summary(me).map_or(0, |a| a.len));
-                info!(own_entries = held, "own chain fetched from peers before signing");
-                self.own_chain_known.send_replace(true);
+                info!(own_entries = held, peers = answered.len(), "own chain fetched from peers before signing");
+                break;
             }
+            self.ask_for_own_chain(net, &connected, &answered, &mut in_flight, &failed, &mut pulls);
+        }
+        self.own_chain_known.send_replace(true);
+    }
+
+    /// Starts pulls from connected peers not asked yet (or failed long enough ago), in random
+    /// order, up to [`OWN_CHAIN_PEERS`] at once.
+    fn ask_for_own_chain<'a>(
+        &'a self,
+        net: &'a NetHandle,
+        connected: &[libp2p::PeerId],
+        answered: &std::collections::BTreeSet<libp2p::PeerId>,
+        in_flight: &mut std::collections::BTreeSet<libp2p::PeerId>,
+        failed: &std::collections::BTreeMap<libp2p::PeerId, tokio::time::Instant>,
+        pulls: &mut futures::stream::FuturesUnordered<
+            futures::future::BoxFuture<'a, (libp2p::PeerId, Result<usize, PullError>)>,
+        >,
+    ) {
+        let mut fresh: Vec<libp2p::PeerId> = connected
+            .iter()
+            .copied()
+            .filter(|p| !answered.contains(p) && !in_flight.contains(p))
+            .filter(|p| failed.get(p).is_none_or(|at| at.elapsed() >= OWN_CHAIN_RETRY))
+            .collect();
+        fresh.shuffle(&mut rand::thread_rng());
+        for peer in fresh.into_iter().take(OWN_CHAIN_PEERS.saturating_sub(pulls.len())) {
+            in_flight.insert(peer);
+            pulls.push(Box::pin(async move { (peer, self.pull(net, peer).await) }));
         }
     }
 
@@ -394,17 +459,17 @@ impl LedgerHandle {
     }
 
     /// First fetches the own chain if appends are held (see
-    /// [`LedgerHandle::hold_appends_until_own_chain_fetched`]; `me`, and `alone`: the node has
-    /// no bootnodes), then every `every` pulls from one random connected peer.
+    /// [`LedgerHandle::hold_appends_until_own_chain_fetched`]; `me`, and the peer ids of the
+    /// configured `bootnodes`), then every `every` pulls from one random connected peer.
     pub async fn anti_entropy(
         self,
         net: NetHandle,
         every: Duration,
         me: [u8; 32],
-        alone: bool,
+        bootnodes: Vec<libp2p::PeerId>,
         shutdown: CancellationToken,
     ) {
-        self.fetch_own_chain(&net, &me, alone, &shutdown).await;
+        self.fetch_own_chain(&net, &me, &bootnodes, &shutdown).await;
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

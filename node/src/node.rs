@@ -183,7 +183,7 @@ impl Node {
                 started.handle.clone(),
                 std::time::Duration::from_millis(cfg.ledger.sync_interval_ms),
                 identity.public_key(),
-                cfg.network.bootnodes.is_empty(),
+                cfg.bootnodes()?.iter().filter_map(crate::network::peer_of).collect(),
                 shutdown.child_token(),
             ),
         );

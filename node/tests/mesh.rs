@@ -311,6 +311,76 @@ async fn a_wiped_store_with_a_kept_key_fetches_its_chain_before_signing() {
     v.stop().await;
 }
 
+/// Hostile peers against a restarting node (found in a testnet under attack): three strangers
+/// that answer every sync request at once with "nothing" reach a verifier whose `db/` was wiped
+/// while its only bootnode, which holds its chain, is down. Believing the first answer, the
+/// verifier signed seq 0 again and equivocated against its own history (a slashable offence
+/// an attacker brought about). Now it waits to hear a bootnode, and goes on from its chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strangers_answering_nothing_do_not_make_a_wiped_node_sign_its_history_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let cfg_a = || {
+        let mut c = fast_ledger(&tmp.path().join("a"), "liars", None, false);
+        c.node.listen = vec![format!("/ip4/127.0.0.1/tcp/{port}")];
+        c
+    };
+    let a = Node::start(cfg_a()).await.unwrap();
+    let boot = format!("{}/p2p/{}", a.listen_addrs[0], a.peer_id);
+    let cfg_v = || fast_ledger(&tmp.path().join("v"), "liars", Some(boot.clone()), true);
+    let v = Node::start(cfg_v()).await.unwrap();
+    let me = v.settle.key.verifying_key().to_bytes();
+    let chain_len = |n: &Node| n.ledger.with(|s| s.ledger().author_summary(&me).map_or(0, |a| a.len));
+    wait_for("the verifier's attestations reach a", Duration::from_secs(30), async || chain_len(&a) >= 3).await;
+    v.stop().await;
+    a.stop().await;
+    std::fs::remove_dir_all(tmp.path().join("v/db")).unwrap();
+
+    let v = Node::start(cfg_v()).await.unwrap();
+    let v_addr = format!("{}/p2p/{}", v.listen_addrs[0], v.peer_id);
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let mut liars = Vec::new();
+    for i in 0..3 {
+        let dir = tmp.path().join(format!("liar{i}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let id = ifx_node::identity::Identity::load_or_create(&dir).unwrap();
+        let mut cfg = fast_ledger(&dir, "liars", Some(v_addr.clone()), false);
+        cfg.network.id = cfg.network.wire_id();
+        let mut registry = prometheus_client::registry::Registry::default();
+        let mut liar =
+            ifx_node::network::event_loop::start(&id, &cfg, &mut registry, None, shutdown.child_token()).await.unwrap();
+        let (net, mut inbound) =
+            (liar.handle.clone(), std::mem::replace(&mut liar.sync_inbound, tokio::sync::mpsc::channel(1).1));
+        tokio::spawn(async move {
+            while let Some(req) = inbound.recv().await {
+                let nothing = ifx_protocols::ledger::SyncResponse { entries: Vec::new(), next: None };
+                net.respond(ifx_node::network::Proto::LedgerSync, req.channel, nothing.encode()).await;
+            }
+        });
+        liars.push(liar);
+    }
+    wait_for("the liars connect to the verifier", Duration::from_secs(10), async || {
+        v.net.snapshot().await.unwrap().connected.len() >= 3
+    })
+    .await;
+    // The liars have answered by now; a comes back, and the verifier's redial finds it.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let a = Node::start(cfg_a()).await.unwrap();
+    let before = chain_len(&a);
+    let forked = |n: &Node| n.ledger.with(|s| !s.ledger().forks(&me).is_empty());
+    wait_for("the restarted verifier signs again", Duration::from_secs(40), async || {
+        chain_len(&a) > before || forked(&a)
+    })
+    .await;
+    let (forks, equivocators) = a.ledger.with(|s| (s.ledger().forks(&me), s.ledger().equivocators().count()));
+    assert!(forks.is_empty() && equivocators == 0, "the verifier equivocated against itself: {forks:?}");
+    let chain = a.ledger.with(|s| s.ledger().chain(&me));
+    assert!(chain.windows(2).all(|w| w[1].seq == w[0].seq + 1 && w[1].prev == w[0].id()), "one unbroken chain");
+    shutdown.cancel();
+    a.stop().await;
+    v.stop().await;
+}
+
 /// Issue #16, eclipse: one host brings 64 peer ids (real ifx network stacks, built from the
 /// node's own crates) against a victim. Before, all 64 got in, and the victim, far above its
 /// target, trimmed the only connections it ever trims, its own dials: the honest peers. Now at

@@ -284,14 +284,9 @@ fn job_running(out: &Outcome) -> bool {
     out.job.as_ref().is_some_and(|t| t.last.as_ref().is_none_or(|j| j.state == RunState::Running))
 }
 
-/// Polls until the duration is over, applying the scheduled kills.
-pub async fn watch(net: &mut Testnet, args: &TestnetArgs) -> Outcome {
-    let mut out = Outcome { views: vec![None; net.nodes.len()], ..Default::default() };
-    if args.attacks().unwrap_or_default().contains(&crate::attacks::Attack::FakeJobTile) {
-        // The faking worker must be in the mesh, heard as a worker, before the artist's job
-        // hands out its tiles (it joins in a few seconds, like any attacker).
-        tokio::time::sleep(FAKER_JOINS).await;
-    }
+/// Submits the run's work to node 0: the render job, the federated task, the governance
+/// proposal (a failure is kept for the report).
+async fn submit_work(net: &Testnet, args: &TestnetArgs, out: &mut Outcome) {
     if args.render_size > 0 && args.render_spp > 0 {
         match submit_job(net, args).await {
             Ok(id) => out.job = Some(Tracked::new(id)),
@@ -310,6 +305,18 @@ pub async fn watch(net: &mut Testnet, args: &TestnetArgs) -> Outcome {
             Err(e) => out.gov_error = Some(e.to_string()),
         }
     }
+}
+
+/// Polls until the duration is over, applying the scheduled kills.
+pub async fn watch(net: &mut Testnet, args: &TestnetArgs) -> Outcome {
+    let mut out = Outcome { views: vec![None; net.nodes.len()], ..Default::default() };
+    // With `--attack fake-job-tile` the faking worker must be in the mesh, heard as a worker,
+    // before the artist's job hands out its tiles (it joins in a few seconds, like any
+    // attacker): the work goes in then, and the network is watched meanwhile.
+    let fake_tile = args.attacks().unwrap_or_default().contains(&crate::attacks::Attack::FakeJobTile);
+    // (Never past the run's end: a run shorter than that submits at its last poll.)
+    let last_poll = Duration::from_secs(args.duration).saturating_sub(poll_every(net.nodes.len()));
+    let mut submit_at = Some(if fake_tile { FAKER_JOINS.min(last_poll) } else { Duration::ZERO });
     let mut schedule: Vec<(Duration, Action)> = args.kills.iter().map(|k| (k.at, Action::Kill(k.node))).collect();
     schedule.extend(args.restarts.iter().map(|r| (r.at, Action::Restart(r.node))));
     for (i, p) in args.partitions.iter().enumerate() {
@@ -328,6 +335,10 @@ pub async fn watch(net: &mut Testnet, args: &TestnetArgs) -> Outcome {
         while let Some((_, action)) = schedule.first().copied().filter(|(at, _)| *at <= elapsed) {
             schedule.remove(0);
             apply(net, args, &mut out, action, &bar).await;
+        }
+        if submit_at.is_some_and(|at| at <= elapsed) {
+            submit_at = None;
+            submit_work(net, args, &mut out).await;
         }
         net.reap();
         poll_views(net, &mut out.views).await;
@@ -396,7 +407,6 @@ fn track_coverage(net: &Testnet, out: &mut Outcome, bar: &ProgressBar) -> (usize
     };
     // Kademlia keeps at most K = 20 peers per bucket, so in a large network a node's table
     // cannot hold everyone: discovery is complete when each table holds every other running
-    // node, or K of them.
     // node, or K of them. Behind NAT a node is a DHT client, in no one's table: in a run of
     // network namespaces only the public nodes count.
     let servers: Vec<&str> = running

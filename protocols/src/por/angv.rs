@@ -132,8 +132,8 @@ pub fn imprints(key: &[u8; 32], width: u32, height: u32, p: &AngvParams) -> Resu
 pub fn watermark(scene: &Scene, s: &RenderSettings, key: &[u8; 32], p: &AngvParams) -> Result<Scene, RenderError> {
     let marks = imprints(key, s.width, s.height, p).map_err(|e| RenderError::Scene(e.to_string()))?;
     scene.validate()?;
-    let v = scene.view(s.width, s.height)?;
-    let mut out = scene.clone();
+    let mut out = scene.recentred();
+    let v = out.view(s.width, s.height)?;
     let hi = out.materials.len() as u32;
     out.materials.push(Material::Emissive { emission: [HI; 3] });
     out.materials.push(Material::Emissive { emission: [LO; 3] });
