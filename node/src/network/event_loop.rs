@@ -689,19 +689,23 @@ impl EventLoop {
 
     /// Dials `peer` at its known addresses and, lacking a direct one, through every relay we
     /// know (a peer behind NAT holds reservations on some of them).
+    ///
+    /// Lacking a direct address of its own, the dial also takes the behaviours' addresses (the
+    /// DHT's routing table): a peer a walk found but that never connected to us is dialled
+    /// there too, not only through relays (the dial suppresses request-response's own).
     fn dial_anyhow(&mut self, peer: PeerId) -> Result<(), String> {
         let mut addrs = self.known_addrs.get(&peer).cloned().unwrap_or_default();
-        if !addrs.iter().any(|a| !super::addrs::is_relayed(a)) {
+        let direct = addrs.iter().any(|a| !super::addrs::is_relayed(a));
+        if !direct {
             addrs.extend(self.nat.relayed_addrs_for(&peer));
         }
-        if addrs.is_empty() {
-            return Err("no known address and no known relay".into());
-        }
-        let opts = DialOpts::peer_id(peer).condition(PeerCondition::DisconnectedAndNotDialing).addresses(addrs).build();
-        match self.swarm.dial(opts) {
+        let opts = DialOpts::peer_id(peer).condition(PeerCondition::DisconnectedAndNotDialing).addresses(addrs);
+        let opts = if direct { opts } else { opts.extend_addresses_through_behaviour() };
+        match self.swarm.dial(opts.build()) {
             Ok(()) => Ok(()),
             // Already dialling: the waiter hears of that dial's outcome.
             Err(libp2p::swarm::DialError::DialPeerConditionFalse(_)) => Ok(()),
+            Err(libp2p::swarm::DialError::NoAddresses) => Err("no known address and no known relay".into()),
             Err(e) => Err(e.to_string()),
         }
     }

@@ -22,8 +22,11 @@ pub struct AngvParams {
 }
 
 impl Default for AngvParams {
+    /// T = 100 lies between the two sides with room on both: the six image cheats score at most
+    /// 41 on a missing imprint, honest renders at least 390 (4800 imprints of random keys and
+    /// seeds on the Cornell box, the noisier built-in scene; the spheres at least 705).
     fn default() -> Self {
-        Self { n: 12, min_px: 4, max_px: 7, threshold: 50.0 }
+        Self { n: 12, min_px: 4, max_px: 7, threshold: 100.0 }
     }
 }
 
