@@ -381,6 +381,49 @@ async fn strangers_answering_nothing_do_not_make_a_wiped_node_sign_its_history_a
     v.stop().await;
 }
 
+/// Issue #17, the link measurement protocol as a stranger's lever: each request makes the node
+/// send up to 2 MiB. A peer that asks 20 times at once gets the burst of 4 answered and the
+/// rest refused; five seconds later, one more (the refill, 1 per 5 s). What a stranger can make
+/// a node send is bounded: 4 x 2 MiB, then 2 MiB per 5 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_request_flood_gets_its_burst_then_one_answer_per_five_seconds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = Node::start(config(&tmp.path().join("n"), "link-flood", None)).await.unwrap();
+    let addr = format!("{}/p2p/{}", node.listen_addrs[0], node.peer_id);
+    let dir = tmp.path().join("stranger");
+    std::fs::create_dir_all(&dir).unwrap();
+    let id = ifx_node::identity::Identity::load_or_create(&dir).unwrap();
+    let mut cfg = config(&dir, "link-flood", Some(addr));
+    cfg.network.id = cfg.network.wire_id();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let mut registry = prometheus_client::registry::Registry::default();
+    let stranger =
+        ifx_node::network::event_loop::start(&id, &cfg, &mut registry, None, shutdown.child_token()).await.unwrap();
+    let net = stranger.handle.clone();
+    let most = ifx_protocols::link::MAX_LINK_BYTES;
+    let ask = || {
+        let net = net.clone();
+        let peer = node.peer_id;
+        async move {
+            matches!(
+                net.request(ifx_node::network::Proto::Link, peer, ifx_protocols::link::request(most, 0)).await,
+                Ok(Ok(b)) if b.len() == most as usize
+            )
+        }
+    };
+    wait_for("the stranger connects", Duration::from_secs(10), async || {
+        node.net.snapshot().await.unwrap().connected.len() == 1
+    })
+    .await;
+    let answered = futures::future::join_all((0..20).map(|_| ask())).await.iter().filter(|ok| **ok).count();
+    assert_eq!(answered, 4, "the burst, and only the burst");
+    tokio::time::sleep(Duration::from_millis(5_200)).await;
+    let again = futures::future::join_all((0..5).map(|_| ask())).await.iter().filter(|ok| **ok).count();
+    assert_eq!(again, 1, "one refill in 5 s");
+    shutdown.cancel();
+    node.stop().await;
+}
+
 /// Issue #16, eclipse: one host brings 64 peer ids (real ifx network stacks, built from the
 /// node's own crates) against a victim. Before, all 64 got in, and the victim, far above its
 /// target, trimmed the only connections it ever trims, its own dials: the honest peers. Now at

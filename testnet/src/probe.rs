@@ -35,20 +35,10 @@ pub(crate) async fn probe_reachability(net: &Testnet) -> Option<crate::report::r
         async move {
             let failed = |e: String| DialOutcome { connected: false, path: None, addr: None, error: Some(e), ms: 0 };
             let Some(api) = api else { return (i, j, failed("no API".into())) };
-            let r = client
-                .post(format!("http://{api}/net/dial"))
-                .timeout(Duration::from_secs(30))
-                .bearer_auth(token)
-                .json(&serde_json::json!({ "peer": peer }))
-                .send()
-                .await;
-            let out = match r {
-                Ok(r) if r.status().is_success() => {
-                    r.json::<DialOutcome>().await.unwrap_or_else(|e| failed(e.to_string()))
-                }
-                Ok(r) => failed(format!("POST /net/dial: {}", r.status())),
-                Err(e) => failed(e.to_string()),
-            };
+            let body = serde_json::json!({ "peer": peer });
+            let out = crate::watch::post(&client, api, &token, "net/dial", &body, Duration::from_secs(30))
+                .await
+                .unwrap_or_else(failed);
             (i, j, out)
         }
     };
@@ -106,30 +96,18 @@ async fn measure_link(net: &Testnet, from: usize, to: usize) -> crate::report::r
         out.error = Some("no API".into());
         return out;
     };
-    let r = net
-        .client
-        .post(format!("http://{api}/net/measure"))
-        .timeout(Duration::from_secs(60))
-        .bearer_auth(net.nodes[from].api_token())
-        .json(&serde_json::json!({ "peer": net.nodes[to].peer_id }))
-        .send()
-        .await;
-    match r {
-        Ok(r) if r.status().is_success() => match r.json::<LinkMeasurement>().await {
-            Ok(m) => {
-                out.path = m.path;
-                out.rtt_ms = m.rtt_us as f64 / 1000.0;
-                out.up_kbit = m.up_kbit;
-                out.down_kbit = m.down_kbit;
-            }
-            Err(e) => out.error = Some(e.to_string()),
-        },
-        Ok(r) => {
-            let status = r.status();
-            out.error =
-                Some(r.json::<ifx_protocols::api::ApiError>().await.map_or_else(|_| status.to_string(), |e| e.error))
+    let body = serde_json::json!({ "peer": net.nodes[to].peer_id });
+    let token = net.nodes[from].api_token();
+    match crate::watch::post::<LinkMeasurement>(&net.client, api, &token, "net/measure", &body, Duration::from_secs(60))
+        .await
+    {
+        Ok(m) => {
+            out.path = m.path;
+            out.rtt_ms = m.rtt_us as f64 / 1000.0;
+            out.up_kbit = m.up_kbit;
+            out.down_kbit = m.down_kbit;
         }
-        Err(e) => out.error = Some(e.to_string()),
+        Err(e) => out.error = Some(e),
     }
     out
 }

@@ -214,10 +214,35 @@ pub(crate) async fn get<T: DeserializeOwned>(
     r.json().await.map_err(|e| TestnetError::run(format!("GET /{path}: {e}")))
 }
 
-/// POSTs `body` to node 0's `/{path}` and reads what it accepted as `T`.
+/// POSTs `body` as JSON to a node's `/{path}` with its API token and reads the answer as
+/// `T`; a refusal reads as the API's own error message.
+pub(crate) async fn post<T: DeserializeOwned>(
+    client: &reqwest::Client,
+    api: std::net::SocketAddr,
+    token: &str,
+    path: &str,
+    body: &impl Serialize,
+    timeout: Duration,
+) -> Result<T, String> {
+    let r = client
+        .post(format!("http://{api}/{path}"))
+        .timeout(timeout)
+        .bearer_auth(token)
+        .json(body)
+        .send()
+        .await
+        .map_err(|e| format!("POST /{path}: {e}"))?;
+    if !r.status().is_success() {
+        let status = r.status();
+        return Err(r.json::<ifx_protocols::api::ApiError>().await.map_or_else(|_| status.to_string(), |e| e.error));
+    }
+    r.json().await.map_err(|e| format!("POST /{path}: {e}"))
+}
+
 /// How long the harness waits for node 0 to answer a write.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// POSTs `body` to node 0's `/{path}` and reads what it accepted as `T`.
 async fn post_to_node0<T: DeserializeOwned>(
     net: &Testnet,
     path: &str,
@@ -228,21 +253,9 @@ async fn post_to_node0<T: DeserializeOwned>(
     // A write signs an entry (a job's payment, a proposal) and waits for it to be durable,
     // and node 0 may first have to fetch its own chain from peers: under `--attack all` that
     // took longer than the polls' timeout. One request, so a long timeout costs nothing.
-    let r = net
-        .client
-        .post(format!("http://{api}/{path}"))
-        .timeout(WRITE_TIMEOUT)
-        .bearer_auth(net.nodes[0].api_token())
-        .json(body)
-        .send()
+    post(&net.client, api, &net.nodes[0].api_token(), path, body, WRITE_TIMEOUT)
         .await
-        .map_err(|e| TestnetError::run(e.to_string()))?;
-    if !r.status().is_success() {
-        let status = r.status();
-        let why = r.json::<ifx_protocols::api::ApiError>().await.map_or_else(|_| status.to_string(), |e| e.error);
-        return Err(TestnetError::run(format!("{what} refused: {why}")));
-    }
-    r.json().await.map_err(|e| TestnetError::run(format!("{what}: {e}")))
+        .map_err(|why| TestnetError::run(format!("{what} refused: {why}")))
 }
 
 /// Refreshes what node 0 reports of `slot` from `/{path}/{id}`.
