@@ -81,6 +81,36 @@ const OWN_CHAIN_SETTLE: Duration = Duration::from_secs(5);
 /// may be gone for good; the append that waits gives up after [`OWN_CHAIN_WAIT`]).
 const OWN_CHAIN_BOOT_WAIT: Duration = Duration::from_secs(15);
 
+/// What the start-up fetch of the own chain knows of each peer it asked.
+#[derive(Default)]
+struct OwnChainAsks {
+    in_flight: std::collections::BTreeSet<libp2p::PeerId>,
+    answered: std::collections::BTreeSet<libp2p::PeerId>,
+    /// When each peer's last pull failed.
+    failed: std::collections::BTreeMap<libp2p::PeerId, tokio::time::Instant>,
+}
+
+impl OwnChainAsks {
+    /// Whether `peer`'s pull has ended, answered or failed.
+    fn ended(&self, peer: &libp2p::PeerId) -> bool {
+        self.answered.contains(peer) || self.failed.contains_key(peer)
+    }
+
+    /// Up to `n` of the `connected` peers to ask now, in random order: not answered, not in
+    /// flight, and not failed within [`OWN_CHAIN_RETRY`].
+    fn to_ask(&self, connected: &[libp2p::PeerId], n: usize) -> Vec<libp2p::PeerId> {
+        let mut fresh: Vec<libp2p::PeerId> = connected
+            .iter()
+            .copied()
+            .filter(|p| !self.answered.contains(p) && !self.in_flight.contains(p))
+            .filter(|p| self.failed.get(p).is_none_or(|at| at.elapsed() >= OWN_CHAIN_RETRY))
+            .collect();
+        fresh.shuffle(&mut rand::thread_rng());
+        fresh.truncate(n);
+        fresh
+    }
+}
+
 /// Counts and roots, for the API and `ifx ledger stats`.
 #[derive(Debug, Serialize)]
 pub struct LedgerStats {
@@ -198,84 +228,62 @@ impl LedgerHandle {
         bootnodes: &[libp2p::PeerId],
         shutdown: &CancellationToken,
     ) {
-        use std::collections::{BTreeMap, BTreeSet};
-        use tokio::time::Instant;
         if self.own_chain_known() {
             return;
         }
-        let started = Instant::now();
+        let started = tokio::time::Instant::now();
         let mut tick = tokio::time::interval(Duration::from_millis(250));
-        let (mut in_flight, mut answered) = (BTreeSet::<libp2p::PeerId>::new(), BTreeSet::<libp2p::PeerId>::new());
-        let mut failed: BTreeMap<libp2p::PeerId, Instant> = BTreeMap::new();
-        let mut first_answer: Option<Instant> = None;
+        let mut asks = OwnChainAsks::default();
+        let mut first_answer: Option<tokio::time::Instant> = None;
         let mut pulls = futures::stream::FuturesUnordered::new();
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = tick.tick() => {}
                 Some((peer, r)) = futures::StreamExt::next(&mut pulls), if !pulls.is_empty() => {
-                    in_flight.remove(&peer);
+                    asks.in_flight.remove(&peer);
                     match r {
                         Ok(_) => {
-                            answered.insert(peer);
-                            first_answer.get_or_insert_with(Instant::now);
+                            asks.answered.insert(peer);
+                            first_answer.get_or_insert_with(tokio::time::Instant::now);
                         }
                         Err(e) => {
                             debug!(%peer, error = %e, "fetching the own chain failed");
-                            failed.insert(peer, Instant::now());
+                            asks.failed.insert(peer, tokio::time::Instant::now());
                         }
                     }
                 }
             }
             let Ok(snap) = net.snapshot().await else { return };
             let connected: Vec<libp2p::PeerId> = snap.connected.iter().filter_map(|p| p.peer_id.parse().ok()).collect();
-            let Some(first) = first_answer else {
-                if connected.is_empty() && bootnodes.is_empty() && started.elapsed() >= ALONE_AFTER {
+            match first_answer {
+                None if connected.is_empty() && bootnodes.is_empty() && started.elapsed() >= ALONE_AFTER => {
                     info!("no peers and no bootnodes: the first node of its network signs from seq 0");
                     break;
                 }
-                self.ask_for_own_chain(net, &connected, &answered, &mut in_flight, &failed, &mut pulls);
-                continue;
-            };
-            let settled = first.elapsed() >= OWN_CHAIN_SETTLE
-                || connected.iter().all(|p| answered.contains(p) || failed.contains_key(p));
-            let heard_boot = bootnodes.is_empty()
-                || bootnodes.iter().any(|b| answered.contains(b))
-                || started.elapsed() >= OWN_CHAIN_BOOT_WAIT;
-            if settled && heard_boot {
-                let held = self.with(|s| s.ledger().author_summary(me).map_or(0, |a| a.len));
-                info!(own_entries = held, peers = answered.len(), "own chain fetched from peers before signing");
-                break;
+                None => {}
+                Some(first) => {
+                    let settled = first.elapsed() >= OWN_CHAIN_SETTLE || connected.iter().all(|p| asks.ended(p));
+                    let heard_boot = bootnodes.is_empty()
+                        || bootnodes.iter().any(|b| asks.answered.contains(b))
+                        || started.elapsed() >= OWN_CHAIN_BOOT_WAIT;
+                    if settled && heard_boot {
+                        let held = self.with(|s| s.ledger().author_summary(me).map_or(0, |a| a.len));
+                        info!(
+                            own_entries = held,
+                            peers = asks.answered.len(),
+                            "own chain fetched from peers before signing"
+                        );
+                        break;
+                    }
+                }
             }
-            self.ask_for_own_chain(net, &connected, &answered, &mut in_flight, &failed, &mut pulls);
+            for peer in asks.to_ask(&connected, OWN_CHAIN_PEERS.saturating_sub(pulls.len())) {
+                asks.in_flight.insert(peer);
+                pulls.push(async move { (peer, self.pull(net, peer).await) });
+            }
         }
         self.own_chain_known.send_replace(true);
-    }
-
-    /// Starts pulls from connected peers not asked yet (or failed long enough ago), in random
-    /// order, up to [`OWN_CHAIN_PEERS`] at once.
-    fn ask_for_own_chain<'a>(
-        &'a self,
-        net: &'a NetHandle,
-        connected: &[libp2p::PeerId],
-        answered: &std::collections::BTreeSet<libp2p::PeerId>,
-        in_flight: &mut std::collections::BTreeSet<libp2p::PeerId>,
-        failed: &std::collections::BTreeMap<libp2p::PeerId, tokio::time::Instant>,
-        pulls: &mut futures::stream::FuturesUnordered<
-            futures::future::BoxFuture<'a, (libp2p::PeerId, Result<usize, PullError>)>,
-        >,
-    ) {
-        let mut fresh: Vec<libp2p::PeerId> = connected
-            .iter()
-            .copied()
-            .filter(|p| !answered.contains(p) && !in_flight.contains(p))
-            .filter(|p| failed.get(p).is_none_or(|at| at.elapsed() >= OWN_CHAIN_RETRY))
-            .collect();
-        fresh.shuffle(&mut rand::thread_rng());
-        for peer in fresh.into_iter().take(OWN_CHAIN_PEERS.saturating_sub(pulls.len())) {
-            in_flight.insert(peer);
-            pulls.push(Box::pin(async move { (peer, self.pull(net, peer).await) }));
-        }
     }
 
     /// Durable or nothing: returns (ending the node's `storage` service, which stops the node

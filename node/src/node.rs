@@ -183,7 +183,12 @@ impl Node {
                 started.handle.clone(),
                 std::time::Duration::from_millis(cfg.ledger.sync_interval_ms),
                 identity.public_key(),
-                cfg.bootnodes()?.iter().filter_map(crate::network::peer_of).collect(),
+                // A bootnode listing itself is not one to wait for (the swarm skips it too).
+                cfg.bootnodes()?
+                    .iter()
+                    .filter_map(crate::network::peer_of)
+                    .filter(|p| *p != identity.peer_id())
+                    .collect(),
                 shutdown.child_token(),
             ),
         );

@@ -43,6 +43,20 @@ fn fast_ledger(dir: &std::path::Path, net_id: &str, boot: Option<String>, verifi
     c
 }
 
+/// A bare ifx network stack (the node's own swarm and event loop, no services behind it) on
+/// `cfg`'s network, keyed in its data dir: a stranger that speaks the protocols and answers
+/// only what the test makes it answer.
+async fn bare_stack(
+    mut cfg: NodeConfig,
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> ifx_node::network::event_loop::Started {
+    std::fs::create_dir_all(&cfg.node.data_dir).unwrap();
+    let id = ifx_node::identity::Identity::load_or_create(&cfg.node.data_dir).unwrap();
+    cfg.network.id = cfg.network.wire_id();
+    let mut registry = prometheus_client::registry::Registry::default();
+    ifx_node::network::event_loop::start(&id, &cfg, &mut registry, None, shutdown.child_token()).await.unwrap()
+}
+
 async fn wait_for(what: &str, timeout: Duration, mut done: impl AsyncFnMut() -> bool) {
     let start = Instant::now();
     while !done().await {
@@ -341,14 +355,8 @@ async fn strangers_answering_nothing_do_not_make_a_wiped_node_sign_its_history_a
     let shutdown = tokio_util::sync::CancellationToken::new();
     let mut liars = Vec::new();
     for i in 0..3 {
-        let dir = tmp.path().join(format!("liar{i}"));
-        std::fs::create_dir_all(&dir).unwrap();
-        let id = ifx_node::identity::Identity::load_or_create(&dir).unwrap();
-        let mut cfg = fast_ledger(&dir, "liars", Some(v_addr.clone()), false);
-        cfg.network.id = cfg.network.wire_id();
-        let mut registry = prometheus_client::registry::Registry::default();
-        let mut liar =
-            ifx_node::network::event_loop::start(&id, &cfg, &mut registry, None, shutdown.child_token()).await.unwrap();
+        let cfg = fast_ledger(&tmp.path().join(format!("liar{i}")), "liars", Some(v_addr.clone()), false);
+        let mut liar = bare_stack(cfg, &shutdown).await;
         let (net, mut inbound) =
             (liar.handle.clone(), std::mem::replace(&mut liar.sync_inbound, tokio::sync::mpsc::channel(1).1));
         tokio::spawn(async move {
@@ -390,15 +398,8 @@ async fn a_link_request_flood_gets_its_burst_then_one_answer_per_five_seconds() 
     let tmp = tempfile::tempdir().unwrap();
     let node = Node::start(config(&tmp.path().join("n"), "link-flood", None)).await.unwrap();
     let addr = format!("{}/p2p/{}", node.listen_addrs[0], node.peer_id);
-    let dir = tmp.path().join("stranger");
-    std::fs::create_dir_all(&dir).unwrap();
-    let id = ifx_node::identity::Identity::load_or_create(&dir).unwrap();
-    let mut cfg = config(&dir, "link-flood", Some(addr));
-    cfg.network.id = cfg.network.wire_id();
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let mut registry = prometheus_client::registry::Registry::default();
-    let stranger =
-        ifx_node::network::event_loop::start(&id, &cfg, &mut registry, None, shutdown.child_token()).await.unwrap();
+    let stranger = bare_stack(config(&tmp.path().join("stranger"), "link-flood", Some(addr)), &shutdown).await;
     let net = stranger.handle.clone();
     let most = ifx_protocols::link::MAX_LINK_BYTES;
     let ask = || {
@@ -457,15 +458,8 @@ async fn an_eclipse_from_one_host_with_64_ids_leaves_the_victim_its_honest_peers
     let shutdown = tokio_util::sync::CancellationToken::new();
     let mut attackers = Vec::new();
     for i in 0..64 {
-        let dir = tmp.path().join(format!("attacker{i}"));
-        std::fs::create_dir_all(&dir).unwrap();
-        let id = ifx_node::identity::Identity::load_or_create(&dir).unwrap();
-        let mut cfg = config(&dir, "eclipse", Some(victim_addr.clone()));
-        cfg.network.id = cfg.network.wire_id();
-        let mut registry = prometheus_client::registry::Registry::default();
-        attackers.push(
-            ifx_node::network::event_loop::start(&id, &cfg, &mut registry, None, shutdown.child_token()).await.unwrap(),
-        );
+        let cfg = config(&tmp.path().join(format!("attacker{i}")), "eclipse", Some(victim_addr.clone()));
+        attackers.push(bare_stack(cfg, &shutdown).await);
     }
     let attacker_ids: BTreeSet<String> = attackers.iter().map(|a| a.handle.local_peer_id().to_string()).collect();
     // Give the flood time to arrive and the victim time to trim.
