@@ -511,6 +511,8 @@ pub struct Attester {
     pub por: crate::por::PorStats,
     /// The last epoch done with (attested, or never to be): the sealer waits for it.
     pub attested: Arc<AtomicU64>,
+    /// This verifier's link measurements, by the epoch they were taken in.
+    pub links: crate::por::links::LinkSamples,
 }
 
 impl Attester {
@@ -587,6 +589,12 @@ impl Attester {
             for part in verdicts.workers.chunks(VERDICTS_PER_ENTRY) {
                 let v = ifx_protocols::ledger::PorVerdicts { epoch: verdicts.epoch, workers: part.to_vec() };
                 bodies.push((EntryKind::PorVerdicts, v.encode()));
+            }
+            // Link measurements only when there were some (most epochs of a big network).
+            let links = self.links.take(next);
+            if !links.is_empty() {
+                let parts = ifx_protocols::ledger::LinkReport::split(next, links);
+                bodies.extend(parts.into_iter().map(|r| (EntryKind::LinkReport, r.encode())));
             }
             for (kind, body) in bodies {
                 // Labelled with the attested epoch: it is written in that epoch's grace period,

@@ -12,6 +12,7 @@ pub mod fl;
 pub mod heartbeat;
 pub mod identity;
 pub mod ledger;
+pub mod links;
 pub mod metrics;
 pub mod network;
 pub mod node;

@@ -207,6 +207,15 @@ impl Node {
         if cfg.render.fake_tiles {
             tracing::warn!("this node FAKES job tiles: one sample in 64, signed as the job's (test mode)");
         }
+        // Who may challenge this worker: the verifiers bonded in the settlement.
+        let verifiers = crate::por::verifiers::BondedVerifiers::default();
+        services.spawn("verifier-view", verifiers.clone().refresh(settle.clone(), shutdown.child_token()));
+        // Workers' links as those verifiers attest them: for the tile queue and `GET /peers`.
+        let links = crate::links::AttestedLinks::default();
+        services.spawn(
+            "link-view",
+            links.clone().refresh(ledger.clone(), cfg.network.clone(), verifiers.clone(), shutdown.child_token()),
+        );
         let jobs = crate::render::Jobs::new(
             started.handle.clone(),
             compute.clone(),
@@ -215,15 +224,13 @@ impl Node {
             identity.signing_key().clone(),
             cfg.network.clone(),
             data_dir.join("jobs"),
+            links.clone(),
             shutdown.child_token(),
         );
         let cheat = cfg.por.cheat;
         if cheat != ifx_protocols::por::cheat::Behaviour::Honest {
             tracing::warn!(mode = ?cheat, "this node CHEATS on proof-of-rendering challenges (test mode)");
         }
-        // Who may challenge this worker: the verifiers bonded in the settlement.
-        let verifiers = crate::por::verifiers::BondedVerifiers::default();
-        services.spawn("verifier-view", verifiers.clone().refresh(settle.clone(), shutdown.child_token()));
         services.spawn(
             "por-worker",
             crate::por::serve(
@@ -260,6 +267,7 @@ impl Node {
                 compute: compute.clone(),
             };
             services.spawn("delivery-judge", judge.run(shutdown.child_token()));
+            let link_samples = crate::por::links::LinkSamples::default();
             let attester = Attester {
                 ledger: ledger.clone(),
                 key: identity.signing_key().clone(),
@@ -267,8 +275,16 @@ impl Node {
                 heartbeats: heartbeats.clone(),
                 por: por_stats.clone(),
                 attested: attested.clone(),
+                links: link_samples.clone(),
             };
             services.spawn("attester", attester.run(started.handle.clone(), shutdown.child_token()));
+            let prober = crate::por::links::LinkProber {
+                net: started.handle.clone(),
+                heartbeats: heartbeats.clone(),
+                network: cfg.network.clone(),
+                samples: link_samples,
+            };
+            services.spawn("link-prober", prober.run(shutdown.child_token()));
         }
         let announcer = Announcer {
             key: identity.signing_key().clone(),
@@ -300,6 +316,7 @@ impl Node {
                 net: started.handle.clone(),
                 heartbeats: heartbeats.clone(),
                 registry: registry.clone(),
+                links: links.clone(),
             })
             .merge(api::ledger_routes(api::LedgerApi { ledger: ledger.clone(), me: identity.public_key() }))
             .merge(api::jobs_routes(jobs.clone()))

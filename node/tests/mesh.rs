@@ -425,6 +425,55 @@ async fn a_link_request_flood_gets_its_burst_then_one_answer_per_five_seconds() 
     node.stop().await;
 }
 
+/// Issue #17, link data collection: a verifier measures each worker it is connected to (a
+/// round trip and 256 KiB each way over the link protocol), writes what it measured in an epoch
+/// as that epoch's `LinkReport`, and every node's `GET /peers` shows each worker's attested
+/// link (the median over verifiers; here one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verifier_attests_each_workers_link_and_peers_shows_it() {
+    use ifx_protocols::ledger::{EntryKind, LinkReport};
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg =
+        |name: &str, boot: Option<String>, verifier: bool| fast_ledger(&tmp.path().join(name), "links", boot, verifier);
+    let mut with_api = cfg("a", None, false);
+    with_api.node.api = "127.0.0.1:0".into();
+    let a = Node::start(with_api).await.unwrap();
+    let boot = format!("{}/p2p/{}", a.listen_addrs[0], a.peer_id);
+    let v = Node::start(cfg("v", Some(boot.clone()), true)).await.unwrap();
+    let b = Node::start(cfg("b", Some(boot), false)).await.unwrap();
+    let reported = |n: &Node| {
+        let mut workers = std::collections::BTreeMap::new();
+        for e in n.ledger.with(|s| s.ledger().iter_sorted().collect::<Vec<_>>()) {
+            if e.kind == EntryKind::LinkReport {
+                for l in LinkReport::decode(&e.body).unwrap().links {
+                    workers.insert(ifx_node::network::author_peer_id(&l.worker).unwrap(), l);
+                }
+            }
+        }
+        workers
+    };
+    wait_for("link reports of both workers reach node a", Duration::from_secs(40), async || {
+        let r = reported(&a);
+        r.contains_key(&a.peer_id) && r.contains_key(&b.peer_id)
+    })
+    .await;
+    for (peer, l) in reported(&a) {
+        assert!([a.peer_id, b.peer_id].contains(&peer), "only workers are measured, not {peer}");
+        assert_eq!(l.path, ifx_protocols::api::LinkPath::Direct);
+        assert!(l.rtt_us > 0 && l.to_worker_kbit > 0 && l.from_worker_kbit > 0, "{l:?}");
+    }
+    let c = reqwest::Client::builder().no_proxy().build().unwrap();
+    let url = format!("http://{}/peers", a.api_addr.unwrap());
+    wait_for("GET /peers shows both workers' attested links", Duration::from_secs(20), async || {
+        let p: ifx_protocols::api::Peers = c.get(&url).send().await.unwrap().json().await.unwrap();
+        [a.peer_id, b.peer_id].iter().all(|w| p.links.get(&w.to_string()).is_some_and(|l| l.verifiers == 1))
+    })
+    .await;
+    for n in [a, v, b] {
+        n.stop().await;
+    }
+}
+
 /// Issue #16, eclipse: one host brings 64 peer ids (real ifx network stacks, built from the
 /// node's own crates) against a victim. Before, all 64 got in, and the victim, far above its
 /// target, trimmed the only connections it ever trims, its own dials: the honest peers. Now at

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::fl::wire::TaskSpec;
 use crate::heartbeat::{Capacity, PeerRecord, Role};
+pub use crate::link::LinkPath;
 use crate::por::quorum::Standing;
 use crate::render::job::JobSpec;
 use crate::settle::{Account, EconParams, Status as EpochStatus};
@@ -116,33 +117,10 @@ pub struct LinkMeasurement {
     pub rtt_us: u64,
     /// Bytes moved each way.
     pub bytes: u64,
-    /// Throughput to the peer (our upload) and from it, kbit/s, the round trip taken out.
+    /// Throughput to the peer (our upload) and from it, kbit/s, the round trip taken out
+    /// (at most half the time: [`crate::link::transfer_kbit`]).
     pub up_kbit: u64,
     pub down_kbit: u64,
-}
-
-/// How a connection to a peer runs.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum LinkPath {
-    /// Dialled directly (either side).
-    #[default]
-    Direct,
-    /// Direct, after a hole punch upgraded a relayed connection.
-    HolePunched,
-    /// Through a Circuit Relay v2 relay.
-    Relayed,
-}
-
-impl LinkPath {
-    /// The name the API's JSON uses (`direct`, `hole-punched`, `relayed`).
-    pub fn name(self) -> &'static str {
-        match self {
-            LinkPath::Direct => "direct",
-            LinkPath::HolePunched => "hole-punched",
-            LinkPath::Relayed => "relayed",
-        }
-    }
 }
 
 /// One connected peer.
@@ -225,10 +203,18 @@ pub struct Peers {
     pub routing_addrs: BTreeMap<String, Vec<String>>,
     pub reachability: Reachability,
     pub heartbeats: Vec<HeartbeatPeer>,
+    /// Workers' links as the bonded verifiers attest them in the ledger (the median over
+    /// verifiers of each one's latest measurement), by peer id.
+    #[serde(default)]
+    pub links: BTreeMap<String, crate::ledger::body::AttestedLink>,
 }
 
 impl Peers {
-    pub fn of(n: NetSnapshot, heartbeats: Vec<HeartbeatPeer>) -> Self {
+    pub fn of(
+        n: NetSnapshot,
+        heartbeats: Vec<HeartbeatPeer>,
+        links: BTreeMap<String, crate::ledger::body::AttestedLink>,
+    ) -> Self {
         Peers {
             peer_id: n.peer_id,
             listen_addrs: n.listen_addrs,
@@ -239,6 +225,7 @@ impl Peers {
             routing_addrs: n.routing_addrs,
             reachability: n.reachability,
             heartbeats,
+            links,
         }
     }
 }
@@ -296,6 +283,10 @@ pub struct JobStatus {
     /// which gets no more tiles of the job.
     #[serde(default)]
     pub bad_tiles: u64,
+    /// Workers given one tile at a time because the verifiers attest a slow link to them
+    /// (issue #17): peer id and the slower direction in kbit/s.
+    #[serde(default)]
+    pub slow_links: BTreeMap<String, u32>,
     pub secs: f64,
     pub png: Option<String>,
     pub error: Option<String>,
@@ -317,6 +308,7 @@ impl JobStatus {
             payment: None,
             spot_checked: 0,
             bad_tiles: 0,
+            slow_links: BTreeMap::new(),
             secs: 0.0,
             png: None,
             error: None,
@@ -546,7 +538,8 @@ mod tests {
         t.observe([7; 32], &hb(0), 2_000_100);
         t.observe([7; 32], &hb(1), 62_000_200);
         let (author, rec) = t.iter().next().unwrap();
-        let peers = Peers::of(NetSnapshot::default(), vec![HeartbeatPeer::of("p".into(), author, rec)]);
+        let peers =
+            Peers::of(NetSnapshot::default(), vec![HeartbeatPeer::of("p".into(), author, rec)], BTreeMap::new());
         let back: Peers = serde_json::from_str(&serde_json::to_string(&peers).unwrap()).unwrap();
         assert_eq!(back.heartbeats[0].by_epoch, rec.by_epoch);
         assert!(!back.heartbeats[0].by_epoch.is_empty());

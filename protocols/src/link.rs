@@ -8,6 +8,7 @@
 //! a stranger can make a node send at most that much per request, and the node's per-peer rate
 //! for this protocol (one request per 5 s after a burst of 4) bounds what it costs per peer.
 
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// Largest upload or download of one measurement: 2 MiB lasts 0.8 s at 20 Mbit/s, long
@@ -53,6 +54,51 @@ pub fn kbit_per_sec(bytes: u64, micros: u64) -> u64 {
     (bytes as u128 * 8 * 1000 / micros as u128).min(u64::MAX as u128) as u64
 }
 
+/// Throughput in kbit/s of a transfer of `bytes` that took `total_us` in all, a round trip of
+/// `rtt_us` taken out, but never more than half the total: on a fast link a small request's
+/// round trip (scheduling noise included) can last as long as the whole transfer, and taking all
+/// of it out would read as no throughput at all; the figure is then a lower bound.
+pub fn transfer_kbit(bytes: u64, total_us: u64, rtt_us: u64) -> u64 {
+    kbit_per_sec(bytes, total_us.saturating_sub(rtt_us).max(total_us / 2))
+}
+
+/// How a connection to a peer runs.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    bincode::Encode,
+    bincode::Decode,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum LinkPath {
+    /// Dialled directly (either side).
+    #[default]
+    Direct,
+    /// Direct, after a hole punch upgraded a relayed connection.
+    HolePunched,
+    /// Through a Circuit Relay v2 relay.
+    Relayed,
+}
+
+impl LinkPath {
+    /// The name the API's JSON uses (`direct`, `hole-punched`, `relayed`).
+    pub fn name(self) -> &'static str {
+        match self {
+            LinkPath::Direct => "direct",
+            LinkPath::HolePunched => "hole-punched",
+            LinkPath::Relayed => "relayed",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -70,5 +116,8 @@ mod tests {
         // 2 MiB in one second is 16.78 Mbit/s.
         assert_eq!(kbit_per_sec(2 << 20, 1_000_000), 16_777);
         assert_eq!(kbit_per_sec(5, 0), 0);
+        // The round trip comes off a slow transfer; at most half of a fast one.
+        assert_eq!(transfer_kbit(2 << 20, 1_001_000, 1_000), 16_777);
+        assert_eq!(transfer_kbit(2 << 20, 2_000_000, 3_000_000), 16_777);
     }
 }

@@ -26,6 +26,8 @@ pub struct NodeApi {
     pub net: NetHandle,
     pub heartbeats: Arc<Mutex<PeerTable>>,
     pub registry: SharedRegistry,
+    /// Workers' links as the bonded verifiers attest them.
+    pub links: crate::links::AttestedLinks,
 }
 
 pub fn routes(state: NodeApi) -> Router {
@@ -75,7 +77,8 @@ async fn peers(State(s): State<NodeApi>) -> Response {
             })
             .collect()
     };
-    Json(Peers::of(network, heartbeats)).into_response()
+    let links = s.links.all().into_iter().filter_map(|(k, l)| author_peer_id(&k).map(|p| (p.to_string(), l))).collect();
+    Json(Peers::of(network, heartbeats, links)).into_response()
 }
 
 async fn latency(State(s): State<NodeApi>) -> Json<Latency> {
@@ -164,37 +167,13 @@ async fn net_dial(State(s): State<NodeApi>, Json(req): Json<DialRequest>) -> Res
 /// link protocol (a small request, then [`ifx_protocols::link::MAX_LINK_BYTES`] up, then as
 /// much down), on whatever path the connection takes.
 async fn net_measure(State(s): State<NodeApi>, Json(req): Json<DialRequest>) -> Response {
-    use crate::network::Proto;
-    use ifx_protocols::link::{MAX_LINK_BYTES, kbit_per_sec, request};
     let peer = match req.peer.parse::<libp2p::PeerId>() {
         Ok(p) => p,
         Err(e) => return refused(StatusCode::BAD_REQUEST, format!("peer {:?}: {e}", req.peer)),
     };
-    match tokio::time::timeout(DIAL_WAIT, s.net.dial(peer)).await {
-        Err(_) => return refused(StatusCode::BAD_GATEWAY, format!("no connection within {} s", DIAL_WAIT.as_secs())),
-        Ok(Err(_)) => return unavailable(),
-        Ok(Ok(Err(e))) => return refused(StatusCode::BAD_GATEWAY, format!("cannot reach the peer: {e}")),
-        Ok(Ok(Ok(()))) => {}
+    match s.net.measure_link(peer, ifx_protocols::link::MAX_LINK_BYTES, DIAL_WAIT).await {
+        Err(_) => unavailable(),
+        Ok(Err(e)) => refused(StatusCode::BAD_GATEWAY, e),
+        Ok(Ok(m)) => Json(m).into_response(),
     }
-    let mut micros = Vec::new();
-    for (want, upload) in [(0, 0), (0, MAX_LINK_BYTES), (MAX_LINK_BYTES, 0)] {
-        let t0 = Instant::now();
-        match s.net.request(Proto::Link, peer, request(want, upload)).await {
-            Err(_) => return unavailable(),
-            Ok(Err(e)) => return refused(StatusCode::BAD_GATEWAY, format!("link measurement failed: {e}")),
-            Ok(Ok(_)) => micros.push(t0.elapsed().as_micros() as u64),
-        }
-    }
-    let rtt = micros[0];
-    let bytes = MAX_LINK_BYTES as u64;
-    let Ok(net) = s.net.snapshot().await else { return unavailable() };
-    Json(ifx_protocols::api::LinkMeasurement {
-        peer: req.peer.clone(),
-        path: net.connected.iter().find(|c| c.peer_id == req.peer).map(|c| c.path),
-        rtt_us: rtt,
-        bytes,
-        up_kbit: kbit_per_sec(bytes, micros[1].saturating_sub(rtt)),
-        down_kbit: kbit_per_sec(bytes, micros[2].saturating_sub(rtt)),
-    })
-    .into_response()
 }

@@ -153,6 +153,47 @@ impl NetHandle {
         rx.await.map_err(|_| NetworkStopped)
     }
 
+    /// Measures the link to `peer` over the link protocol: one small request's round trip, then
+    /// `bytes` (at most [`ifx_protocols::link::MAX_LINK_BYTES`]) up, then as much down, on
+    /// whatever path the connection takes; connects first (waiting at most `dial_wait`). The
+    /// inner error says what failed, for the caller to show.
+    pub async fn measure_link(
+        &self,
+        peer: PeerId,
+        bytes: u32,
+        dial_wait: std::time::Duration,
+    ) -> Result<Result<ifx_protocols::api::LinkMeasurement, String>, NetworkStopped> {
+        use ifx_protocols::link::{MAX_LINK_BYTES, request, transfer_kbit};
+        match tokio::time::timeout(dial_wait, self.dial(peer)).await {
+            Err(_) => return Ok(Err(format!("no connection within {} s", dial_wait.as_secs()))),
+            Ok(r) => {
+                if let Err(e) = r? {
+                    return Ok(Err(format!("cannot reach the peer: {e}")));
+                }
+            }
+        }
+        let bytes = bytes.min(MAX_LINK_BYTES);
+        let mut micros = Vec::new();
+        for (want, upload) in [(0, 0), (0, bytes), (bytes, 0)] {
+            let t0 = std::time::Instant::now();
+            if let Err(e) = self.request(Proto::Link, peer, request(want, upload)).await? {
+                return Ok(Err(format!("link measurement failed: {e}")));
+            }
+            micros.push(t0.elapsed().as_micros() as u64);
+        }
+        let rtt = micros[0];
+        let id = peer.to_string();
+        let path = self.snapshot().await?.connected.into_iter().find(|c| c.peer_id == id).map(|c| c.path);
+        Ok(Ok(ifx_protocols::api::LinkMeasurement {
+            peer: id,
+            path,
+            rtt_us: rtt,
+            bytes: bytes as u64,
+            up_kbit: transfer_kbit(bytes as u64, micros[1], rtt),
+            down_kbit: transfer_kbit(bytes as u64, micros[2], rtt),
+        }))
+    }
+
     /// The current network state.
     pub async fn snapshot(&self) -> Result<NetSnapshot, NetworkStopped> {
         let (reply, rx) = oneshot::channel();

@@ -6,11 +6,13 @@
 //! failure). Workers can be started in a cheat mode for tests and the testnet.
 //!
 //! `worker`: answering challenges; `challenger`: the verifier's loop (the I/O); `schedule`: its
-//! policy, sans I/O (whom to ask, with what, how timing is judged); `stats`: what it recorded.
+//! policy, sans I/O (whom to ask, with what, how timing is judged); `stats`: what it recorded;
+//! `links`: its link measurements of workers, for the attester.
 //! The wire types are the protocol's (`ifx_protocols::por::wire`).
 
 pub mod admission;
 mod challenger;
+pub mod links;
 pub mod schedule;
 mod stats;
 pub mod verifiers;

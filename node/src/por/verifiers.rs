@@ -30,6 +30,11 @@ impl BondedVerifiers {
         }
     }
 
+    /// The bonded verifiers' keys; `None` while the network is open to any verifier.
+    pub fn keys(&self) -> Option<BTreeSet<[u8; 32]>> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     /// Sets the bonded verifiers (an empty set opens the network to any verifier).
     pub fn set(&self, keys: BTreeSet<[u8; 32]>) {
         *self.0.write().unwrap_or_else(|e| e.into_inner()) = (!keys.is_empty()).then_some(keys);

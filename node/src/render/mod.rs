@@ -78,6 +78,8 @@ struct JobContext {
     key: SigningKey,
     network: NetworkConfig,
     out_dir: PathBuf,
+    /// Workers' attested links: a slow one gets fewer tiles at a time.
+    links: crate::links::AttestedLinks,
     shutdown: CancellationToken,
 }
 
@@ -92,9 +94,10 @@ impl Jobs {
         key: SigningKey,
         network: NetworkConfig,
         out_dir: PathBuf,
+        links: crate::links::AttestedLinks,
         shutdown: CancellationToken,
     ) -> Self {
-        let ctx = JobContext { net, compute, heartbeats, ledger, key, network, out_dir, shutdown };
+        let ctx = JobContext { net, compute, heartbeats, ledger, key, network, out_dir, links, shutdown };
         Self { jobs: Arc::new(Mutex::new(BTreeMap::new())), ctx: Arc::new(ctx) }
     }
 

@@ -19,7 +19,7 @@ use ifx_render::{Image, Renderer};
 use libp2p::PeerId;
 use tracing::{info, warn};
 
-use super::queue::TileQueue;
+use super::queue::{IN_FLIGHT, TileQueue, allowances};
 use super::{JobError, Jobs};
 use crate::network::{Proto, author_peer_id};
 
@@ -67,8 +67,18 @@ impl Jobs {
                     last_worker_seen = Instant::now();
                 }
                 let keys: HashMap<PeerId, [u8; 32]> = workers.iter().copied().collect();
-                let peers: Vec<PeerId> = workers.iter().map(|(p, _)| *p).collect();
-                for (peer, i) in queue.assign(&peers, Instant::now()) {
+                let links: Vec<(PeerId, Option<u32>)> =
+                    workers.iter().map(|(p, k)| (*p, self.ctx.links.get(k).map(|l| l.slowest_kbit()))).collect();
+                let allowed = allowances(&links);
+                for (peer, _) in allowed.iter().filter(|(_, n)| *n < IN_FLIGHT) {
+                    let kbit = links.iter().find(|(p, _)| p == peer).and_then(|(_, k)| *k).unwrap_or(0);
+                    let mut newly = false;
+                    self.update(&id, |st| newly = st.slow_links.insert(peer.to_string(), kbit).is_none());
+                    if newly {
+                        info!(job = id, %peer, kbit, "the verifiers attest a slow link to this worker: one tile at a time");
+                    }
+                }
+                for (peer, i) in queue.assign(&allowed, Instant::now()) {
                     let t = tiles[i];
                     let req = TileRequest { job, spec: spec.clone(), tile: [t.x, t.y, t.w, t.h] };
                     let (net, key) = (self.ctx.net.clone(), keys[&peer]);

@@ -51,6 +51,8 @@ pub enum EntryKind {
     DeliveryFault,
     /// A verifier's rulings on delivery faults ([`super::body::FaultRulings`]).
     FaultRulings,
+    /// A verifier's link measurements of workers ([`super::body::LinkReport`]).
+    LinkReport,
     /// A kind from a newer version.
     Unknown(u16),
 }
@@ -70,6 +72,7 @@ impl EntryKind {
             EntryKind::JobPayment => 9,
             EntryKind::DeliveryFault => 10,
             EntryKind::FaultRulings => 11,
+            EntryKind::LinkReport => 12,
             EntryKind::Unknown(v) => v,
         }
     }
@@ -88,6 +91,7 @@ impl EntryKind {
             9 => EntryKind::JobPayment,
             10 => EntryKind::DeliveryFault,
             11 => EntryKind::FaultRulings,
+            12 => EntryKind::LinkReport,
             v => EntryKind::Unknown(v),
         }
     }
@@ -106,6 +110,7 @@ impl EntryKind {
             EntryKind::JobPayment => "job-payment".into(),
             EntryKind::DeliveryFault => "delivery-fault".into(),
             EntryKind::FaultRulings => "fault-rulings".into(),
+            EntryKind::LinkReport => "link-report".into(),
             EntryKind::Unknown(v) => format!("unknown-{v}"),
         }
     }

@@ -9,8 +9,8 @@ pub mod state;
 pub mod sync;
 
 pub use body::{
-    EntryBody, EpochSeal, FlReceipt, JobPayment, LivenessAttestation, PaidWork, PeerLiveness, PorVerdicts, Proposal,
-    RenderReceipt, StakeOp, StakeRole, Vote, WorkerVerdict,
+    AttestedLink, EntryBody, EpochSeal, FlReceipt, JobPayment, LinkReport, LivenessAttestation, PaidWork, PeerLiveness,
+    PorVerdicts, Proposal, RenderReceipt, StakeOp, StakeRole, Vote, WorkerLink, WorkerVerdict,
 };
 pub use entry::{Entry, EntryError, EntryId, EntryKind};
 pub use state::{IngestOutcome, Ledger, SyncPlan};

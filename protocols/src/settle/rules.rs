@@ -42,7 +42,11 @@ pub enum NotAllowed {
 pub fn may_author(kind: EntryKind, account: Option<&Account>, p: &EconParams) -> Result<(), NotAllowed> {
     let a = account.cloned().unwrap_or_default();
     match kind {
-        EntryKind::Liveness | EntryKind::PorVerdicts | EntryKind::Seal | EntryKind::FaultRulings => {
+        EntryKind::Liveness
+        | EntryKind::PorVerdicts
+        | EntryKind::Seal
+        | EntryKind::FaultRulings
+        | EntryKind::LinkReport => {
             let ok = a.role == Some(StakeRole::Verifier) && a.bonded > 0 && a.bonded >= p.min_verifier_stake;
             if ok { Ok(()) } else { Err(NotAllowed::NotAVerifier) }
         }
@@ -149,6 +153,8 @@ mod tests {
         assert_eq!(may_author(EntryKind::DeliveryFault, None, &p), Err(NotAllowed::NoBalance));
         assert!(may_author(EntryKind::FaultRulings, Some(&verifier), &p).is_ok());
         assert_eq!(may_author(EntryKind::FaultRulings, Some(&artist), &p), Err(NotAllowed::NotAVerifier));
+        assert!(may_author(EntryKind::LinkReport, Some(&verifier), &p).is_ok());
+        assert_eq!(may_author(EntryKind::LinkReport, Some(&artist), &p), Err(NotAllowed::NotAVerifier));
         assert_eq!(may_author(EntryKind::Unknown(77), Some(&verifier), &p), Err(NotAllowed::UnknownKind));
     }
 

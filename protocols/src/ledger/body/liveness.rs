@@ -4,6 +4,7 @@
 use bincode::{Decode, Encode};
 use serde::Serialize;
 
+use super::parts::{self, Parted};
 use crate::codec::DecodeError;
 use crate::ledger::entry::MAX_ENTRY_BODY;
 
@@ -45,40 +46,20 @@ impl LivenessAttestation {
     /// in the epoch (`seen == 0`) left out.
     pub fn split(epoch: u64, expected: u64, peers: impl IntoIterator<Item = PeerLiveness>) -> Vec<Self> {
         let heard: Vec<PeerLiveness> = peers.into_iter().filter(|p| p.seen > 0).collect();
-        let chunks: Vec<&[PeerLiveness]> =
-            if heard.is_empty() { vec![&[][..]] } else { heard.chunks(PEERS_PER_PART).collect() };
+        let chunks = parts::chunks(&heard, PEERS_PER_PART);
         let parts = chunks.len() as u32;
         chunks
             .into_iter()
             .enumerate()
-            .map(|(i, c)| Self { epoch, expected, part: i as u32, parts, peers: c.to_vec() })
+            .map(|(i, peers)| Self { epoch, expected, part: i as u32, parts, peers })
             .collect()
     }
 
-    /// Merges the parts one verifier wrote for one epoch, given in ledger order (a part
-    /// written again replaces the earlier one): the parts of the last-written `parts` count,
-    /// peers in part order, a peer listed twice counted once (the first). `None` without parts.
+    /// Merges the parts one verifier wrote for one epoch, given in ledger order (see
+    /// [`parts::merge`]). `None` without parts.
     pub fn merge<'a>(written: impl IntoIterator<Item = &'a Self>) -> Option<Self> {
-        let mut by_part: std::collections::BTreeMap<u32, &Self> = Default::default();
-        let mut last = None;
-        for a in written {
-            by_part.insert(a.part, a);
-            last = Some(a);
-        }
-        let last = last?;
-        let mut peers: std::collections::BTreeMap<[u8; 32], u64> = Default::default();
-        for a in by_part.range(..last.parts).map(|(_, a)| a) {
-            for p in &a.peers {
-                peers.entry(p.peer).or_insert(p.seen);
-            }
-        }
-        Some(Self {
-            epoch: last.epoch,
-            expected: last.expected,
-            part: 0,
-            parts: 1,
-            peers: peers.into_iter().map(|(peer, seen)| PeerLiveness { peer, seen }).collect(),
-        })
+        let (last, peers) = parts::merge(written)?;
+        Some(Self { epoch: last.epoch, expected: last.expected, part: 0, parts: 1, peers })
     }
 
     /// How many heartbeats of `peer` this attestation counts (0 if not listed).
@@ -94,13 +75,24 @@ impl LivenessAttestation {
     /// Decodes a body; never panics.
     pub fn decode(body: &[u8]) -> Result<Self, DecodeError> {
         let v: Self = crate::codec::decode::<_, MAX_ENTRY_BODY>(body)?;
-        if !v.peers.windows(2).all(|w| w[0].peer < w[1].peer) {
-            return Err(DecodeError::invalid("peers are not sorted and distinct"));
-        }
-        if v.part >= v.parts {
-            return Err(DecodeError::invalid("part index not below the part count"));
-        }
+        parts::check(&v)?;
         Ok(v)
+    }
+}
+
+impl Parted for LivenessAttestation {
+    type Item = PeerLiveness;
+    fn part(&self) -> u32 {
+        self.part
+    }
+    fn parts(&self) -> u32 {
+        self.parts
+    }
+    fn items(&self) -> &[PeerLiveness] {
+        &self.peers
+    }
+    fn key(item: &PeerLiveness) -> [u8; 32] {
+        item.peer
     }
 }
 

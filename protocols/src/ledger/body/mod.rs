@@ -1,10 +1,12 @@
 //! Entry bodies: one type per [`EntryKind`] (`liveness`: attestations and PoR verdicts;
 //! `receipt`: render and FL receipts; `payment`: a job owner's burn; `fault`: evidence of a bad
-//! job tile and verifiers' rulings on it; `settle`: stake, seals, proposals, votes) and
+//! job tile and verifiers' rulings on it; `link`: verifiers' link measurements; `settle`: stake, seals, proposals, votes) and
 //! [`EntryBody`], the one decode by kind that the router, settlement and the CLI share.
 
 pub mod fault;
+pub mod link;
 pub mod liveness;
+pub mod parts;
 pub mod payment;
 pub mod proof;
 pub mod receipt;
@@ -13,6 +15,7 @@ pub mod settle;
 use serde::Serialize;
 
 pub use fault::{DeliveryFault, FaultRulings, Ruling};
+pub use link::{AttestedLink, LinkReport, WorkerLink};
 pub use liveness::{LivenessAttestation, PeerLiveness, PorVerdicts, WorkerVerdict};
 pub use payment::{FL_EXAMPLE_CAP, JobPayment, PaidWork};
 pub use receipt::{FlReceipt, RenderReceipt};
@@ -36,6 +39,7 @@ pub enum EntryBody {
     JobPayment(JobPayment),
     DeliveryFault(Box<DeliveryFault>),
     FaultRulings(FaultRulings),
+    LinkReport(LinkReport),
     /// A kind this build does not know: kept and verified, never read.
     Unknown {
         kind: u16,
@@ -58,6 +62,7 @@ impl EntryBody {
             EntryKind::JobPayment => EntryBody::JobPayment(JobPayment::decode(body)?),
             EntryKind::DeliveryFault => EntryBody::DeliveryFault(Box::new(DeliveryFault::decode(body)?)),
             EntryKind::FaultRulings => EntryBody::FaultRulings(FaultRulings::decode(body)?),
+            EntryKind::LinkReport => EntryBody::LinkReport(LinkReport::decode(body)?),
             EntryKind::Unknown(v) => EntryBody::Unknown { kind: v, bytes: body.len() },
         })
     }
@@ -91,6 +96,7 @@ mod tests {
             EntryKind::JobPayment,
             EntryKind::DeliveryFault,
             EntryKind::FaultRulings,
+            EntryKind::LinkReport,
         ];
         for kind in kinds {
             for garbage in [&[][..], &[0xff; 7][..], &[0xff; 40_000][..]] {
