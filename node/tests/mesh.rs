@@ -426,7 +426,7 @@ async fn a_link_request_flood_gets_its_burst_then_one_answer_per_five_seconds() 
 }
 
 /// Issue #17, link data collection: a verifier measures each worker it is connected to (a
-/// round trip and 256 KiB each way over the link protocol), writes what it measured in an epoch
+/// round trip and 2 MiB each way over the link protocol), writes what it measured in an epoch
 /// as that epoch's `LinkReport`, and every node's `GET /peers` shows each worker's attested
 /// link (the median over verifiers; here one).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

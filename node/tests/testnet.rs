@@ -483,9 +483,29 @@ fn home_nat_scenario_reaches_every_worker_behind_its_router() {
     for w in r["work"].as_array().unwrap() {
         assert!(w["tiles"].as_u64() > Some(0) && w["earned"].as_u64() > Some(0), "{w}");
     }
+    // Item 4: the verifiers attested every worker's link into the ledger (node 0 reads them),
+    // on the path the routers allow (the verifiers are public: direct), the capped ones no
+    // faster than their caps and slower than the uncapped workers' median.
+    let attested = r["attested"].as_array().unwrap();
+    assert_eq!(attested.len(), 9, "{r}");
+    let slowest =
+        |a: &serde_json::Value| a["to_worker_kbit"].as_u64().unwrap().min(a["from_worker_kbit"].as_u64().unwrap());
+    let mut uncapped: Vec<u64> = attested.iter().filter(|a| a["cap_kbit"].is_null()).map(slowest).collect();
+    uncapped.sort();
+    let median = uncapped[uncapped.len() / 2];
+    for a in attested {
+        assert!(a["verifiers"].as_u64() >= Some(1) && a["path"] == "direct", "{a}");
+        if let Some(cap) = a["cap_kbit"].as_u64() {
+            assert!(slowest(a) * 10 <= cap * 12 && slowest(a) < median, "{a} (uncapped median {median})");
+        }
+    }
+    // The job went in at 20 s: node 0 gave the 20 Mbit/s worker one tile at a time.
+    let w7 = attested.iter().find(|a| a["index"] == 7).unwrap();
+    assert_eq!(w7["one_at_a_time"], true, "{w7}");
     // The HTML report shows it: every node's verdict and the matrix of pairs.
     let html = std::fs::read_to_string(report["html"].as_str().unwrap()).unwrap();
     assert!(html.contains(r#"<h2 id="reachability">"#) && html.contains(r#"<table id="pairs">"#));
+    assert!(html.contains(r#"<table id="attested">"#));
     assert!(html.contains("<td>home-a (cone)</td>") && html.contains("<td>H</td>") && html.contains("<td>R</td>"));
     assert!(ifx_namespaces().is_empty(), "namespaces left behind: {:?}", ifx_namespaces());
 }

@@ -400,6 +400,23 @@ fn reachability(r: &crate::report::reach::ReachSection) -> String {
             l.cap_kbit.map_or("-".to_string(), |c| (c / 1000).to_string())
         );
     }
+    h += "</table><table id=\"attested\"><tr><th>worker</th><th>where</th><th>verifiers</th><th>attested path</th>\
+          <th>rtt ms</th><th>to it Mbit/s</th><th>from it Mbit/s</th><th>cap Mbit/s</th><th>tiles at a time</th></tr>";
+    for a in &r.attested {
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.2}</td><td>{:.1}</td><td>{:.1}</td><td>{}</td><td>{}</td></tr>",
+            a.index,
+            esc(&a.placement),
+            a.verifiers,
+            a.path.map_or("-", |p| p.name()),
+            a.rtt_ms,
+            a.to_worker_kbit as f64 / 1000.0,
+            a.from_worker_kbit as f64 / 1000.0,
+            a.cap_kbit.map_or("-".to_string(), |c| (c / 1000).to_string()),
+            if a.one_at_a_time { 1 } else { 2 }
+        );
+    }
     h += "</table>";
     for leak in &r.private_addr_leaks {
         let _ = write!(h, "<p>private address in a routing table: {}</p>", esc(leak));

@@ -63,6 +63,10 @@ pub struct TestnetArgs {
     /// Samples per pixel of that job.
     #[arg(long, default_value_t = 32)]
     pub render_spp: u32,
+    /// Seconds into the run at which the artist's job (and FL task) go in: later, the job
+    /// owner already reads the verifiers' link attestations when it hands out tiles.
+    #[arg(long, default_value_t = 0)]
+    pub job_at: u64,
     /// How many workers poison their federated-learning updates (the last workers before the
     /// verifiers; modes sign-flip, scale, random, nan, shape in turn).
     #[arg(long, default_value_t = 0)]
@@ -221,6 +225,7 @@ pub struct Scenario {
     pub heartbeat_ms: Option<u64>,
     pub render_size: Option<u32>,
     pub render_spp: Option<u32>,
+    pub job_at: Option<u64>,
     pub fl_rounds: Option<u32>,
     pub fl_aggregator: Option<String>,
     pub gov_change: Option<String>,
@@ -294,7 +299,18 @@ impl TestnetArgs {
                 }
             )*};
         }
-        take!(nodes, verifiers, cheaters, poisoners, duration, epoch_secs, heartbeat_ms, render_size, render_spp);
+        take!(
+            nodes,
+            verifiers,
+            cheaters,
+            poisoners,
+            duration,
+            epoch_secs,
+            heartbeat_ms,
+            render_size,
+            render_spp,
+            job_at
+        );
         take!(fl_rounds, fl_aggregator, gov_change, loss, slow, slow_ms, in_process, attack);
         if sc.topology.is_some() && !explicit("topology") {
             self.net_topology = sc.topology.clone();
@@ -601,6 +617,10 @@ pub async fn run_with(
                 challenges_passed: report.por.per_node.get(p).map_or(0, |t| t.passed),
                 earned: report.settlement.payouts.get(p).copied().unwrap_or(0),
             });
+        }
+        let slow = report.render.as_ref().map(|x| x.slow_links.clone()).unwrap_or_default();
+        for a in &mut r.attested {
+            a.one_at_a_time = slow.contains_key(&report.nodes[a.index].peer_id);
         }
         report.failures.extend(r.failures());
         report.ok = report.failures.is_empty();

@@ -10,6 +10,10 @@ use crate::watch::get;
 /// about one round trip through the relay and one simultaneous open.
 const PUNCH_WAIT: Duration = Duration::from_secs(8);
 
+/// A measurement is three link requests; a node answers a peer one per 5 s after a burst of
+/// 4 (`network::rate`): after one measurement, a second one to the same node needs 10 s.
+const LINK_REFILL: Duration = Duration::from_secs(11);
+
 /// Dials between every pair of running workers (the lower index dials), then reads each node's
 /// `/net`: the reachability section of a run in network namespaces.
 pub(crate) async fn probe_reachability(net: &Testnet) -> Option<crate::report::reach::ReachSection> {
@@ -67,7 +71,19 @@ pub(crate) async fn probe_reachability(net: &Testnet) -> Option<crate::report::r
     let targets: Vec<usize> =
         (1..net.nodes.len()).filter(|&i| ns.placements[i].cap_mbit.is_some() || Some(i) == uncapped).collect();
     for to in targets {
-        section.links.push(measure_link(net, 0, to).await);
+        let mut link = measure_link(net, 0, to).await;
+        // A capped link is shared: the verifiers measure the same worker (2 MiB each way,
+        // every 20 s or more) and the run's traffic goes on. A link cannot beat its cap, so
+        // a reading under it is measured again once node 0's link-request budget refilled,
+        // and the better reading counts (a 20 Mbit/s link read 9.2 while a verifier probed it).
+        if link.cap_kbit.is_some_and(|cap| link.up_kbit.min(link.down_kbit) * 10 < cap * 8) {
+            tokio::time::sleep(LINK_REFILL).await;
+            let again = measure_link(net, 0, to).await;
+            if again.error.is_none() && again.up_kbit.min(again.down_kbit) > link.up_kbit.min(link.down_kbit) {
+                link = again;
+            }
+        }
+        section.links.push(link);
     }
     // Requests over a relayed connection: the first pair that stayed relayed moves 2 MiB each
     // way through its relay (what a job owner's tiles to a worker behind a symmetric NAT do).
@@ -75,7 +91,47 @@ pub(crate) async fn probe_reachability(net: &Testnet) -> Option<crate::report::r
         let (from, to) = (p.from, p.to);
         section.links.push(measure_link(net, from, to).await);
     }
+    section.attested = attested_links(net, &workers).await;
     Some(section)
+}
+
+/// Each worker's attested link as node 0 reads it from its ledger (`GET /peers`), beside the
+/// path the verifiers' and the worker's placements allow and the worker's cap.
+async fn attested_links(net: &Testnet, workers: &[usize]) -> Vec<crate::report::reach::AttestedRow> {
+    use crate::report::reach::{AttestedRow, class, path_of};
+    let Some(ns) = net.netns.as_ref() else { return Vec::new() };
+    let peers = match net.nodes[0].api {
+        Some(api) => get::<ifx_protocols::api::Peers>(&net.client, api, "peers").await.ok(),
+        None => None,
+    };
+    let links = peers.map(|p| p.links).unwrap_or_default();
+    let verifiers: Vec<usize> = net.nodes.iter().filter(|n| n.role == "verifier").map(|n| n.index).collect();
+    workers
+        .iter()
+        .map(|&i| {
+            let p = &ns.placements[i];
+            let classes: std::collections::BTreeSet<&str> =
+                verifiers.iter().map(|&v| class(&ns.placements[v], p)).collect();
+            let l = links.get(&net.nodes[i].peer_id);
+            AttestedRow {
+                index: i,
+                placement: match (&p.router, p.nat) {
+                    (Some(r), Some(k)) => {
+                        format!("{r} ({})", if k == crate::netns::NatKind::Cone { "cone" } else { "symmetric" })
+                    }
+                    _ => "public".into(),
+                },
+                cap_kbit: p.cap_mbit.map(|m| m as u64 * 1000),
+                verifiers: l.map_or(0, |l| l.verifiers),
+                path: l.map(|l| l.path),
+                expected_path: (classes.len() == 1).then(|| classes.first().map(|c| path_of(c))).flatten(),
+                rtt_ms: l.map_or(0.0, |l| l.rtt_us as f64 / 1000.0),
+                to_worker_kbit: l.map_or(0, |l| l.to_worker_kbit),
+                from_worker_kbit: l.map_or(0, |l| l.from_worker_kbit),
+                one_at_a_time: false,
+            }
+        })
+        .collect()
 }
 
 /// Node `from` measures its link to node `to` (`POST /net/measure`).

@@ -329,7 +329,8 @@ pub async fn watch(net: &mut Testnet, args: &TestnetArgs) -> Outcome {
     let fake_tile = args.attacks().unwrap_or_default().contains(&crate::attacks::Attack::FakeJobTile);
     // (Never past the run's end: a run shorter than that submits at its last poll.)
     let last_poll = Duration::from_secs(args.duration).saturating_sub(poll_every(net.nodes.len()));
-    let mut submit_at = Some(if fake_tile { FAKER_JOINS.min(last_poll) } else { Duration::ZERO });
+    let asked = Duration::from_secs(args.job_at);
+    let mut submit_at = Some(if fake_tile { FAKER_JOINS.max(asked) } else { asked }.min(last_poll));
     let mut schedule: Vec<(Duration, Action)> = args.kills.iter().map(|k| (k.at, Action::Kill(k.node))).collect();
     schedule.extend(args.restarts.iter().map(|r| (r.at, Action::Restart(r.node))));
     for (i, p) in args.partitions.iter().enumerate() {

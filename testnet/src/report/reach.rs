@@ -73,6 +73,37 @@ pub struct ReachSection {
     pub links: Vec<LinkReport>,
     /// How far a measured rate may be from its cap, as a share of it.
     pub link_tolerance: f64,
+    /// Each worker's link as the verifiers attested it in the ledger (issue #17, item 4), read
+    /// from node 0's `GET /peers` at the end of the run.
+    #[serde(default)]
+    pub attested: Vec<AttestedRow>,
+}
+
+/// One worker's attested link beside what the topology says it must be.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AttestedRow {
+    pub index: usize,
+    pub placement: String,
+    pub cap_kbit: Option<u64>,
+    /// Verifiers whose measurement counts (0: never attested).
+    pub verifiers: u32,
+    pub path: Option<LinkPath>,
+    /// The path the verifiers' placements allow (`None` when they disagree).
+    pub expected_path: Option<LinkPath>,
+    pub rtt_ms: f64,
+    pub to_worker_kbit: u32,
+    pub from_worker_kbit: u32,
+    /// Whether node 0's job gave it one tile at a time for its slow link.
+    pub one_at_a_time: bool,
+}
+
+/// The path a connection between two placements of `class` takes.
+pub fn path_of(class: &str) -> LinkPath {
+    match class {
+        "direct" => LinkPath::Direct,
+        "punch" => LinkPath::HolePunched,
+        _ => LinkPath::Relayed,
+    }
 }
 
 /// How far a capped link's measured throughput may stray from its configured rate.
@@ -226,6 +257,29 @@ impl ReachSection {
                 }
             }
         }
+        for a in &self.attested {
+            if a.verifiers == 0 {
+                f.push(format!("reachability: no verifier attested the link of worker {} ({})", a.index, a.placement));
+                continue;
+            }
+            if let Some(want) = a.expected_path.filter(|w| Some(*w) != a.path) {
+                f.push(format!(
+                    "reachability: worker {} ({}) attested {} where its routers allow {}",
+                    a.index,
+                    a.placement,
+                    a.path.map_or("-", |p| p.name()),
+                    want.name()
+                ));
+            }
+            // A link cannot beat its cap: an attested rate above it is a wrong measurement.
+            let slowest = a.to_worker_kbit.min(a.from_worker_kbit) as f64;
+            if let Some(cap) = a.cap_kbit.filter(|c| slowest > *c as f64 * (1.0 + LINK_TOLERANCE)) {
+                f.push(format!(
+                    "reachability: worker {} attested at {slowest} kbit/s, above its {cap} kbit/s cap",
+                    a.index
+                ));
+            }
+        }
         for l in &self.private_addr_leaks {
             f.push(format!("reachability: a private address in a routing table: {l}"));
         }
@@ -289,5 +343,35 @@ mod tests {
         // A worker that did nothing behind its NAT fails the run.
         s.work.push(WorkerWork { index: 3, placement: "b (cone)".into(), tiles: 0, challenges_passed: 4, earned: 9 });
         assert!(s.failures().iter().any(|l| l.contains("worker 3 (b (cone)) rendered 0 tiles")));
+    }
+
+    /// Attested links are judged against the topology: every worker attested, on the path its
+    /// routers allow, never faster than its cap.
+    #[test]
+    fn attested_links_are_judged_by_path_and_cap() {
+        let row = |index, verifiers, path, kbit| AttestedRow {
+            index,
+            placement: "home-a (cone)".into(),
+            cap_kbit: Some(20_000),
+            verifiers,
+            path: Some(path),
+            expected_path: Some(LinkPath::Direct),
+            rtt_ms: 1.0,
+            to_worker_kbit: kbit,
+            from_worker_kbit: kbit,
+            one_at_a_time: true,
+        };
+        let mut s = ReachSection {
+            attested: vec![row(1, 2, LinkPath::Direct, 19_300), row(2, 2, LinkPath::Direct, 24_001)],
+            ..Default::default()
+        };
+        s.attested.push(row(3, 0, LinkPath::Direct, 0));
+        s.attested.push(row(4, 1, LinkPath::Relayed, 100));
+        let f = s.failures();
+        assert_eq!(f.len(), 3, "{f:?}");
+        assert!(f[0].contains("worker 2 attested at 24001 kbit/s, above its 20000"));
+        assert!(f[1].contains("no verifier attested the link of worker 3"));
+        assert!(f[2].contains("worker 4 (home-a (cone)) attested relayed where its routers allow direct"));
+        assert_eq!(path_of(class(&at(None, None), &at(Some("a"), Some(NatKind::Symmetric)))), LinkPath::Direct);
     }
 }

@@ -16,6 +16,9 @@ pub struct RenderSection {
     pub tiles: u64,
     pub tiles_done: u64,
     pub tiles_by_worker: BTreeMap<String, u64>,
+    /// Workers the owner gave one tile at a time for a slow attested link (kbit/s).
+    #[serde(default)]
+    pub slow_links: BTreeMap<String, u32>,
     /// Tiles given to another worker after a failure or timeout.
     pub reassigned: u64,
     /// Render receipts the job owner wrote to the ledger.
@@ -42,6 +45,7 @@ impl RenderSection {
                 tiles: 0,
                 tiles_done: 0,
                 tiles_by_worker: BTreeMap::new(),
+                slow_links: BTreeMap::new(),
                 reassigned: 0,
                 receipts: 0,
                 spot_checked: 0,
@@ -59,6 +63,7 @@ impl RenderSection {
             tiles: j.tiles as u64,
             tiles_done: j.tiles_done as u64,
             tiles_by_worker: j.tiles_by_worker.clone(),
+            slow_links: j.slow_links.clone(),
             reassigned: j.reassigned,
             receipts: j.receipts,
             spot_checked: j.spot_checked,

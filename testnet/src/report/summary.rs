@@ -178,6 +178,20 @@ impl Report {
                     l.cap_kbit.map_or(String::new(), |c| format!(" (cap {} Mbit/s)", c / 1000))
                 );
             }
+            for a in &r.attested {
+                println!(
+                    "  attested link of worker {} ({}): {} verifiers, {}, rtt {:.2} ms, to it {:.1} Mbit/s, from it {:.1} Mbit/s{}{}",
+                    a.index,
+                    a.placement,
+                    a.verifiers,
+                    a.path.map_or("-", |p| p.name()),
+                    a.rtt_ms,
+                    a.to_worker_kbit as f64 / 1000.0,
+                    a.from_worker_kbit as f64 / 1000.0,
+                    a.cap_kbit.map_or(String::new(), |c| format!(" (cap {} Mbit/s)", c / 1000)),
+                    if a.one_at_a_time { "; one tile at a time" } else { "" }
+                );
+            }
         }
         println!(
             "  memory: harness peak {:.0} MiB{}, node processes {:.0} MiB",
