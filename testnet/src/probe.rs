@@ -98,7 +98,7 @@ pub(crate) async fn probe_reachability(net: &Testnet) -> Option<crate::report::r
 /// Each worker's attested link as node 0 reads it from its ledger (`GET /peers`), beside the
 /// path the verifiers' and the worker's placements allow and the worker's cap.
 async fn attested_links(net: &Testnet, workers: &[usize]) -> Vec<crate::report::reach::AttestedRow> {
-    use crate::report::reach::{AttestedRow, class, path_of};
+    use crate::report::reach::{AttestedRow, class, path_of, placement_name};
     let Some(ns) = net.netns.as_ref() else { return Vec::new() };
     let peers = match net.nodes[0].api {
         Some(api) => get::<ifx_protocols::api::Peers>(&net.client, api, "peers").await.ok(),
@@ -115,12 +115,7 @@ async fn attested_links(net: &Testnet, workers: &[usize]) -> Vec<crate::report::
             let l = links.get(&net.nodes[i].peer_id);
             AttestedRow {
                 index: i,
-                placement: match (&p.router, p.nat) {
-                    (Some(r), Some(k)) => {
-                        format!("{r} ({})", if k == crate::netns::NatKind::Cone { "cone" } else { "symmetric" })
-                    }
-                    _ => "public".into(),
-                },
+                placement: placement_name(p),
                 cap_kbit: p.cap_mbit.map(|m| m as u64 * 1000),
                 verifiers: l.map_or(0, |l| l.verifiers),
                 path: l.map(|l| l.path),

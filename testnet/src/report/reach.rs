@@ -132,6 +132,14 @@ pub struct WorkerWork {
     pub earned: u64,
 }
 
+/// Where a node sits, for the report: `public`, or its router and NAT kind (`home-a (cone)`).
+pub fn placement_name(p: &Placement) -> String {
+    match (&p.router, p.nat) {
+        (Some(r), Some(k)) => format!("{r} ({})", if k == NatKind::Cone { "cone" } else { "symmetric" }),
+        _ => "public".into(),
+    }
+}
+
 /// The class of a pair given where both sit.
 pub fn class(a: &Placement, b: &Placement) -> &'static str {
     match (a.nat, b.nat) {
@@ -153,10 +161,7 @@ impl ReachSection {
         let mut s =
             ReachSection { punch_share_limit: PUNCH_SHARE, link_tolerance: LINK_TOLERANCE, ..Default::default() };
         for (i, (p, net)) in placements.iter().zip(nets).enumerate() {
-            let placement = match (&p.router, p.nat) {
-                (Some(r), Some(k)) => format!("{r} ({})", if k == NatKind::Cone { "cone" } else { "symmetric" }),
-                _ => "public".into(),
-            };
+            let placement = placement_name(p);
             let r = net.as_ref().map(|n| n.reachability.clone()).unwrap_or_default();
             s.nodes.push(NodeReach {
                 index: i,
