@@ -212,6 +212,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<AttackStats> {
                     },
                     uptime_secs: u64::MAX,
                     version: "hostile".into(),
+                    paused: false,
                 };
                 publish(Kind::Heartbeat, hb.encode(), &key).await;
                 // Garbage and a forged signature too (a fresh key's envelope, re-signed badly).
@@ -486,6 +487,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<AttackStats> {
                         },
                         uptime_secs: seq,
                         version: "0.1.0".into(),
+                        paused: false,
                     };
                     publish(Kind::Heartbeat, hb.encode(), &key).await;
                     stats.sent += 1;

@@ -20,6 +20,8 @@ pub struct Announcer {
     pub role: Role,
     pub capacity: Capacity,
     pub boot_unix_ms: u64,
+    /// The operator's pause: heartbeats say whether work is paused.
+    pub pause: crate::pause::Pause,
 }
 
 impl Announcer {
@@ -33,6 +35,7 @@ impl Announcer {
             capacity: self.capacity.clone(),
             uptime_secs: (now_us / 1000).saturating_sub(self.boot_unix_ms) / 1000,
             version: env!("CARGO_PKG_VERSION").into(),
+            paused: self.pause.is_paused(),
         };
         let epoch = self.net.epoch_at(now_us / 1000);
         SignedEnvelope::sign(&self.key, &self.net.id, Kind::Heartbeat, epoch, hb.encode())

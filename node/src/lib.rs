@@ -16,6 +16,7 @@ pub mod links;
 pub mod metrics;
 pub mod network;
 pub mod node;
+pub mod pause;
 pub mod por;
 pub mod render;
 pub mod router;

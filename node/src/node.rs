@@ -71,6 +71,8 @@ pub struct Node {
     pub fl: crate::fl::Fl,
     /// Settlement: seals (verifiers), rewards, stake and governance entries.
     pub settle: crate::settle::Settle,
+    /// The operator's pause of this node's work.
+    pub pause: crate::pause::Pause,
     shutdown: CancellationToken,
     /// Watches every service and the network task (see [`Services::supervise`]).
     supervisor: JoinHandle<Result<(), ServiceFailed>>,
@@ -147,6 +149,8 @@ impl Node {
             services.spawn("sealer", settle.clone().run_sealer(attested.clone(), shutdown.child_token()));
         }
         let announcements = crate::por::Announcements::default();
+        // The operator's pause (`POST /pause`): the node stays in the network, does no work.
+        let pause = crate::pause::Pause::default();
         let fl = crate::fl::Fl::new(
             started.handle.clone(),
             identity.signing_key().clone(),
@@ -158,6 +162,7 @@ impl Node {
             ifx_storage::BlobStore::open(db.clone(), crate::fl::BLOB_LIMITS)
                 .map_err(|e| NodeError::Storage { path: db_path.clone(), reason: e.to_string() })?,
             data_dir.join("fl"),
+            pause.clone(),
             shutdown.child_token(),
         )
         .map_err(|e| ifx_protocols::InvalidValue::new("fl.data", e.to_string()))?;
@@ -201,6 +206,7 @@ impl Node {
                 started.handle.clone(),
                 compute.clone(),
                 crate::render::Signer { key: identity.signing_key().clone(), fake: cfg.render.fake_tiles },
+                pause.clone(),
                 shutdown.child_token(),
             ),
         );
@@ -238,7 +244,7 @@ impl Node {
                 started.handle.clone(),
                 compute.clone(),
                 cheat,
-                verifiers,
+                crate::por::HeavyWork { verifiers, pause: pause.clone() },
                 crate::por::Prover { key: identity.signing_key().clone(), network: cfg.network.clone() },
                 shutdown.child_token(),
             ),
@@ -292,6 +298,7 @@ impl Node {
             role: cfg.node.role,
             capacity: capacity.clone(),
             boot_unix_ms: crate::unix_time_us() / 1000,
+            pause: pause.clone(),
         };
         services.spawn("heartbeats", announcer.run(started.handle.clone(), metrics.clone(), shutdown.child_token()));
 
@@ -317,6 +324,7 @@ impl Node {
                 heartbeats: heartbeats.clone(),
                 registry: registry.clone(),
                 links: links.clone(),
+                pause: pause.clone(),
             })
             .merge(api::ledger_routes(api::LedgerApi { ledger: ledger.clone(), me: identity.public_key() }))
             .merge(api::jobs_routes(jobs.clone()))
@@ -353,6 +361,7 @@ impl Node {
             announcements,
             fl,
             settle,
+            pause,
             supervisor: tokio::spawn(services.supervise(started.task, shutdown.clone())),
             shutdown,
         })

@@ -143,6 +143,7 @@ async fn writes_need_the_token_and_every_request_a_loopback_host() {
     }
     assert_eq!(entries(), before, "a refused write signed nothing");
     assert!(node.net.snapshot().await.unwrap().blocked.is_empty(), "a refused block blocked nothing");
+    assert!(!node.pause.is_paused(), "a refused pause paused nothing");
     // Reads with a rebound Host are refused too (DNS rebinding would read the answers).
     for path in ["status", "peers", "rewards", "ledger/root"] {
         let r = c.get(format!("http://{api}/{path}")).header("host", "evil.example").send().await.unwrap();
@@ -169,4 +170,75 @@ async fn writes_need_the_token_and_every_request_a_loopback_host() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 413);
     node.stop().await;
+}
+
+/// Issue #19, pausing: a paused worker stays in the network and says so in its heartbeats
+/// and status; the job owner gives it no tiles, and its heartbeats fill no liveness slot (paid
+/// uptime) at the owner; resumed, it counts and works again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_worker_stays_known_takes_no_tiles_and_fills_no_slot_until_resumed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let owner = Node::start(config(&tmp.path().join("o"), ifx_protocols::Role::Worker, None)).await.unwrap();
+    let boot = format!("{}/p2p/{}", owner.listen_addrs[0], owner.peer_id);
+    let start = |name: &'static str| {
+        let cfg = config(&tmp.path().join(name), ifx_protocols::Role::Worker, Some(boot.clone()));
+        async move { Node::start(cfg).await.unwrap() }
+    };
+    let (paused, busy) = (start("p").await, start("b").await);
+    let c = reqwest::Client::builder().no_proxy().build().unwrap();
+    let token = |name: &str| std::fs::read_to_string(tmp.path().join(name).join("api.token")).unwrap();
+    let post = |node: &Node, path: &str, token: String, body: serde_json::Value| {
+        c.post(format!("http://{}/{path}", node.api_addr.unwrap())).bearer_auth(token.trim()).json(&body).send()
+    };
+    let paused_key = ifx_node::fl::peer_key(&paused.peer_id).unwrap();
+    let seen_at_owner =
+        || owner.heartbeats.lock().unwrap().get(&paused_key).map(|r| (r.paused, r.by_epoch.values().sum::<u64>()));
+    let wait = async |what: &str, done: &dyn Fn() -> bool| {
+        let t0 = Instant::now();
+        while !done() {
+            assert!(t0.elapsed() < Duration::from_secs(30), "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    wait("the owner hears both workers", &|| owner.heartbeats.lock().unwrap().len() >= 2).await;
+    let r = post(&paused, "pause", token("p"), serde_json::json!({ "reason": "gaming tonight" })).await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let s: api::Status = r.json().await.unwrap();
+    assert_eq!(s.paused.as_deref(), Some("gaming tonight"));
+    wait("the owner hears the pause", &|| seen_at_owner().is_some_and(|(p, _)| p)).await;
+    let (_, slots_then) = seen_at_owner().unwrap();
+    // A job now: every tile goes to the other worker.
+    let job = serde_json::json!({
+        "scene": "cornell", "width": 32, "height": 32, "spp": 1, "max_bounces": 1, "tile": 16, "unpaid": true
+    });
+    let r = post(&owner, "jobs", token("o"), job).await.unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    let a: api::JobAccepted = r.json().await.unwrap();
+    let t0 = Instant::now();
+    let j = loop {
+        let (_, j): (_, api::JobStatus) = get(&c, &owner, &format!("jobs/{}", a.job_id)).await;
+        if j.state != api::RunState::Running {
+            break j;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(60), "the job did not finish: {j:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(j.tiles_done, 4, "{j:?}");
+    assert_eq!(j.tiles_by_worker.get(&paused.peer_id.to_string()), None, "{j:?}");
+    assert_eq!(j.tiles_by_worker.get(&busy.peer_id.to_string()), Some(&4), "{j:?}");
+    // Heard all along, but no slot filled while paused.
+    let (_, slots_paused) = seen_at_owner().unwrap();
+    assert_eq!(slots_paused, slots_then, "paused heartbeats filled liveness slots");
+    let (_, p): (_, api::Peers) = get(&c, &owner, "peers").await;
+    assert!(p.heartbeats.iter().any(|h| h.peer_id == paused.peer_id.to_string() && h.paused));
+    // Resumed: it says so and fills slots again.
+    let r = post(&paused, "resume", token("p"), serde_json::json!({})).await.unwrap();
+    assert_eq!(r.json::<api::Status>().await.unwrap().paused, None);
+    wait("the owner hears the resume and counts slots", &|| {
+        seen_at_owner().is_some_and(|(p, n)| !p && n > slots_paused)
+    })
+    .await;
+    for n in [paused, busy, owner] {
+        n.stop().await;
+    }
 }

@@ -190,6 +190,17 @@ fn unreachable_bootnode_is_retried_with_backoff_and_sigterm_stops_cleanly() {
     let shown = String::from_utf8(out.stdout).unwrap();
     assert!(shown.contains(status["peer_id"].as_str().unwrap()), "{shown} vs {status}");
     assert!(shown.contains("public_key: "));
+    // `ifx pause` and `ifx resume` reach the running node through its data dir's API address
+    // and token (issue #19).
+    let out = ifx(&["pause", "--data-dir", s(&dir), "--reason", "lunch"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    node.expect("work paused", 1, Duration::from_secs(5));
+    let status: serde_json::Value = serde_json::from_str(&http_get(api.trim(), "/status")).unwrap();
+    assert_eq!(status["paused"], "lunch");
+    assert!(ifx(&["resume", "--data-dir", s(&dir)]).status.success());
+    node.expect("work resumed", 1, Duration::from_secs(5));
+    let status: serde_json::Value = serde_json::from_str(&http_get(api.trim(), "/status")).unwrap();
+    assert!(status["paused"].is_null(), "{status}");
     let st = node.terminate();
     assert!(st.success(), "exit status after SIGTERM: {st}");
     node.expect("node stopped", 1, Duration::from_secs(5));

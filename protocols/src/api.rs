@@ -49,6 +49,9 @@ pub struct Status {
     pub heartbeats_received: u64,
     /// Whether peers can dial this node, and what to do if they cannot.
     pub reachability: Reachability,
+    /// Why the operator paused its work (`POST /pause`), if it is paused.
+    #[serde(default)]
+    pub paused: Option<String>,
 }
 
 /// The network as the swarm task sees it.
@@ -162,8 +165,11 @@ pub struct HeartbeatPeer {
     pub out_of_order: u64,
     /// Publish-to-receipt delay of the latest fresh heartbeat, µs.
     pub last_delay_us: u64,
-    /// Distinct heartbeats counted per epoch (the last few epochs).
+    /// Distinct heartbeats counted per epoch (the last few epochs; none while paused).
     pub by_epoch: BTreeMap<u64, u64>,
+    /// Whether its latest heartbeat said its operator paused it.
+    #[serde(default)]
+    pub paused: bool,
 }
 
 impl HeartbeatPeer {
@@ -185,6 +191,7 @@ impl HeartbeatPeer {
             out_of_order: r.out_of_order,
             last_delay_us: r.last_delay_us,
             by_epoch: r.by_epoch.clone(),
+            paused: r.paused,
         }
     }
 }
@@ -534,6 +541,7 @@ mod tests {
             capacity: capacity.clone(),
             uptime_secs: 1,
             version: "0.1.0".into(),
+            paused: false,
         };
         t.observe([7; 32], &hb(0), 2_000_100);
         t.observe([7; 32], &hb(1), 62_000_200);

@@ -83,6 +83,10 @@ pub struct Heartbeat {
     pub uptime_secs: u64,
     /// Sender's software version.
     pub version: String,
+    /// Whether its operator paused its work (issue #19): it takes no tiles, challenges or
+    /// training, and its heartbeats fill no liveness slot (settlement pays worked slots only;
+    /// verifiers do not challenge it, so a pause is no QoS failure either).
+    pub paused: bool,
 }
 
 /// A heartbeat body that is not acceptable.
@@ -165,8 +169,11 @@ pub struct PeerRecord {
     /// Publish-to-receipt delay of the latest fresh heartbeat, µs.
     pub last_delay_us: u64,
     /// Liveness slots of this node's clock in which a heartbeat of the peer arrived, per epoch
-    /// (the last few epochs), for liveness attestations ([`SlotClock`]).
+    /// (the last few epochs), for liveness attestations ([`SlotClock`]); a paused peer's
+    /// heartbeats fill none.
     pub by_epoch: BTreeMap<u64, u64>,
+    /// Whether its latest fresh heartbeat said it is paused.
+    pub paused: bool,
     #[serde(skip)]
     window: SeqWindow,
     /// The last slots counted, newest first (a heartbeat may fill a neighbour of its slot).
@@ -366,12 +373,13 @@ impl PeerTable {
                 rec.uptime_secs = hb.uptime_secs;
                 rec.last_seen_unix_ms = now_ms;
                 rec.last_delay_us = delay_us;
-                rec.count(&self.slots, now_ms);
+                rec.paused = hb.paused;
+                rec.count(&self.slots, now_ms, hb.paused);
                 self.latency.push(delay_us);
             }
             Observed::OutOfOrder => {
                 rec.out_of_order = rec.out_of_order.saturating_add(1);
-                rec.count(&self.slots, now_ms);
+                rec.count(&self.slots, now_ms, hb.paused);
                 self.latency.push(delay_us);
             }
             Observed::Duplicate => rec.duplicates = rec.duplicates.saturating_add(1),
@@ -427,17 +435,21 @@ impl PeerRecord {
             out_of_order: 0,
             last_delay_us: delay_us,
             by_epoch: BTreeMap::new(),
+            paused: hb.paused,
             window: SeqWindow::starting_at(hb.seq),
             recent_slots: [None; 3],
         };
-        rec.count(slots, now_ms);
+        rec.count(slots, now_ms, hb.paused);
         rec
     }
 
     /// Counts a distinct heartbeat received at `now_ms`: in the first of its candidate slots
-    /// not counted yet, if any.
-    fn count(&mut self, slots: &SlotClock, now_ms: u64) {
+    /// not counted yet, if any, unless the peer is `paused`.
+    fn count(&mut self, slots: &SlotClock, now_ms: u64, paused: bool) {
         self.received = self.received.saturating_add(1);
+        if paused {
+            return;
+        }
         let Some(slot) =
             slots.candidates(now_ms).into_iter().flatten().find(|s| !self.recent_slots.contains(&Some(*s)))
         else {
@@ -510,6 +522,7 @@ mod tests {
             },
             uptime_secs: seq,
             version: "0.1.0".into(),
+            paused: false,
         }
     }
 
@@ -576,6 +589,24 @@ mod tests {
         }
         // The sender's epoch label plays no part: heartbeats count where they arrive.
         assert_eq!(clock.epoch_of(119), 1);
+    }
+
+    /// Issue #19: a paused worker's heartbeats keep it known (and say it is paused) but fill no
+    /// liveness slot, so settlement pays only the slots it worked; resumed, it counts again.
+    #[test]
+    fn paused_heartbeats_fill_no_slot() {
+        let clock = SlotClock::new(1_000_000, 60_000, 1_000);
+        let mut t = PeerTable::new(600_000, 16).with_slots(clock);
+        let at = |ms: u64| 1_000_000_000 + ms * 1000;
+        for i in 0..30u64 {
+            let paused = (10..20).contains(&i);
+            let h = Heartbeat { paused, ..hb(5, i, at(500 + i * 1_000)) };
+            t.observe(A, &h, at(500 + i * 1_000));
+            assert_eq!(t.get(&A).unwrap().paused, paused);
+        }
+        let r = t.get(&A).unwrap();
+        assert_eq!((r.received, r.by_epoch.get(&0).copied()), (30, Some(20)));
+        assert!(Heartbeat::decode(&Heartbeat { paused: true, ..hb(1, 2, 3) }.encode()).unwrap().paused);
     }
 
     #[test]

@@ -109,6 +109,7 @@ fn heartbeat(seq: u64) -> Heartbeat {
         },
         uptime_secs: 3,
         version: "0".into(),
+        paused: false,
     }
 }
 

@@ -257,6 +257,8 @@ pub fn write_endpoints(someone: &str) -> Vec<(&'static str, serde_json::Value)> 
         ("stake", serde_json::json!({ "op": "unbond", "amount": 1 })),
         ("gov/proposals", serde_json::json!({ "param": "workers_bps", "value": 7000, "from_epoch": 99 })),
         ("gov/votes", serde_json::json!({ "proposal": "01".repeat(32), "yes": true })),
+        ("pause", serde_json::json!({ "reason": "a stranger's" })),
+        ("resume", serde_json::json!({})),
     ]
 }
 

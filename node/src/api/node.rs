@@ -10,6 +10,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use ifx_protocols::api::{Blocked, HeartbeatPeer, Latency, Peers, Status};
 use ifx_protocols::{Capacity, NetworkConfig, PeerTable, Role};
+use tracing::info;
 
 use super::{refused, unavailable};
 use crate::metrics::SharedRegistry;
@@ -28,6 +29,8 @@ pub struct NodeApi {
     pub registry: SharedRegistry,
     /// Workers' links as the bonded verifiers attest them.
     pub links: crate::links::AttestedLinks,
+    /// The operator's pause of this node's work.
+    pub pause: crate::pause::Pause,
 }
 
 pub fn routes(state: NodeApi) -> Router {
@@ -40,6 +43,8 @@ pub fn routes(state: NodeApi) -> Router {
         .route("/net/unblock", post(net_unblock))
         .route("/net/dial", post(net_dial))
         .route("/net/measure", post(net_measure))
+        .route("/pause", post(pause))
+        .route("/resume", post(resume))
         .with_state(state)
 }
 
@@ -63,8 +68,36 @@ async fn status(State(s): State<NodeApi>) -> Response {
         heartbeat_peers,
         heartbeats_received,
         reachability: net.reachability,
+        paused: s.pause.reason(),
     })
     .into_response()
+}
+
+/// Body of `POST /pause` (optional).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PauseRequest {
+    /// Why (shown in `/status` and the log; at most [`crate::pause::MAX_REASON`] bytes kept).
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// `POST /pause {"reason": ...}`: stop taking work without leaving the network (see
+/// [`crate::pause`]); the node's status after it.
+async fn pause(State(s): State<NodeApi>, body: Option<Json<PauseRequest>>) -> Response {
+    let reason = body.and_then(|Json(b)| b.reason).unwrap_or_else(|| "paused by its operator".into());
+    if s.pause.set(Some(reason.clone())) {
+        info!(reason, "work paused: no tiles, challenges or training until resumed");
+    }
+    status(State(s)).await
+}
+
+/// `POST /resume`: take work again.
+async fn resume(State(s): State<NodeApi>) -> Response {
+    if s.pause.set(None) {
+        info!("work resumed");
+    }
+    status(State(s)).await
 }
 
 async fn peers(State(s): State<NodeApi>) -> Response {

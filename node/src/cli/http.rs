@@ -48,13 +48,22 @@ impl ApiTarget {
 
 /// POSTs `body` to a node's `/{path}` and prints the entry id it appended.
 pub fn api_post(target: &ApiTarget, path: &str, body: &serde_json::Value) -> anyhow::Result<ExitCode> {
-    let rt = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
-    let accepted: ifx_protocols::api::EntryAccepted = rt.block_on(async {
-        let c = reqwest::Client::builder().no_proxy().build()?;
-        post_to_node(&c, target, path, body, "the request").await
-    })?;
+    let accepted: ifx_protocols::api::EntryAccepted = api_post_for(target, path, body)?;
     println!("entry {}", accepted.entry);
     Ok(ExitCode::SUCCESS)
+}
+
+/// POSTs `body` to a node's `/{path}`; its answer.
+pub fn api_post_for<T: serde::de::DeserializeOwned>(
+    target: &ApiTarget,
+    path: &str,
+    body: &serde_json::Value,
+) -> anyhow::Result<T> {
+    let rt = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
+    rt.block_on(async {
+        let c = reqwest::Client::builder().no_proxy().build()?;
+        post_to_node(&c, target, path, body, "the request").await
+    })
 }
 
 /// POSTs `body` as JSON to a node's `/{path}` with its token; the answer on success, else the

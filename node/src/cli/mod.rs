@@ -87,6 +87,20 @@ pub enum Command {
         #[command(subcommand)]
         command: gov::GovCommand,
     },
+    /// Pause a running node's work (no tiles, challenges or training) without leaving the
+    /// network; its heartbeats say so, and paused time is neither paid nor held against it.
+    Pause {
+        #[command(flatten)]
+        api: http::ApiTarget,
+        /// Why (shown in its status and log).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Resume a paused node's work.
+    Resume {
+        #[command(flatten)]
+        api: http::ApiTarget,
+    },
 }
 
 /// Runs a parsed command line.
@@ -115,6 +129,17 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rewards { data_dir, epoch, json } => rewards::run(&data_dir, epoch, json).and(ok),
         Command::Stake { command } => stake::run(command),
         Command::Gov { command } => gov::run(command),
+        Command::Pause { api, reason } => {
+            let s: ifx_protocols::api::Status =
+                http::api_post_for(&api, "pause", &serde_json::json!({ "reason": reason }))?;
+            println!("paused: {}", s.paused.unwrap_or_default());
+            ok
+        }
+        Command::Resume { api } => {
+            let s: ifx_protocols::api::Status = http::api_post_for(&api, "resume", &serde_json::json!({}))?;
+            println!("{}", if s.paused.is_none() { "working" } else { "still paused" });
+            ok
+        }
         Command::Testnet(args) => testnet::run(*args),
         Command::Attack(a) => {
             init_logs("warn", false);

@@ -113,6 +113,8 @@ struct Inner {
     /// (any peer can announce rounds, and each audit fetches and recomputes).
     auditing: Arc<tokio::sync::Semaphore>,
     audits_waiting: Arc<std::sync::atomic::AtomicUsize>,
+    /// The operator's pause: no training for others while it holds.
+    pause: crate::pause::Pause,
     shutdown: CancellationToken,
 }
 
@@ -147,6 +149,7 @@ impl Fl {
         faults: crate::faults::Faults,
         blobs: BlobStore,
         out_dir: PathBuf,
+        pause: crate::pause::Pause,
         shutdown: CancellationToken,
     ) -> Result<Self, ifx_learn::LearnError> {
         let data = match &cfg.data {
@@ -179,6 +182,7 @@ impl Fl {
                 training: tokio::sync::Semaphore::new(1),
                 auditing: Arc::new(tokio::sync::Semaphore::new(1)),
                 audits_waiting: Arc::default(),
+                pause,
                 shutdown,
             }),
         })

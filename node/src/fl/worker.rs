@@ -31,6 +31,9 @@ impl Fl {
         if lock(&c.my_joins).get(&task) != Some(&owner) {
             return Err(TaskError::task("not asked by the owner of a task this node joined"));
         }
+        if c.pause.is_paused() {
+            return Err(TaskError::task("busy: paused by its operator"));
+        }
         let (train, _) = c.data.clone().ok_or_else(|| TaskError::task("this node has no [fl] data"))?;
         spec.validate()?;
         let _turn = c.training.acquire().await.map_err(|_| TaskError::task("the node is stopping"))?;

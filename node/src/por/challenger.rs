@@ -178,7 +178,8 @@ impl Challenger {
         let candidates: Vec<Candidate> = {
             let t = self.heartbeats.lock().unwrap_or_else(|e| e.into_inner());
             t.iter()
-                .filter(|(_, r)| r.role == Role::Worker)
+                // A paused worker does no work: not challenged, so no QoS miss either.
+                .filter(|(_, r)| r.role == Role::Worker && !r.paused)
                 .filter_map(|(k, r)| {
                     let peer = author_peer_id(k)?;
                     Some(Candidate {

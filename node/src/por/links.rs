@@ -122,7 +122,7 @@ impl LinkProber {
             let workers: Vec<([u8; 32], libp2p::PeerId)> = {
                 let t = self.heartbeats.lock().unwrap_or_else(|e| e.into_inner());
                 t.iter()
-                    .filter(|(_, r)| r.role == Role::Worker)
+                    .filter(|(_, r)| r.role == Role::Worker && !r.paused)
                     .filter_map(|(k, _)| author_peer_id(k).map(|p| (*k, p)))
                     .filter(|(_, p)| connected.contains(&p.to_string()))
                     .collect()

@@ -20,6 +20,6 @@ mod worker;
 
 pub use challenger::Challenger;
 pub use stats::{AnnouncementView, Announcements, PorStats, WorkerStats};
-pub use worker::{LATE, Prover, serve};
+pub use worker::{HeavyWork, LATE, Prover, serve};
 
 pub use ifx_protocols::por::wire::{CHALLENGE, MAX_ANSWER};

@@ -44,6 +44,29 @@ impl Prover {
     }
 }
 
+/// Who may ask this worker for heavy work (renders and benchmarks), and when.
+#[derive(Clone)]
+pub struct HeavyWork {
+    /// The bonded verifiers (anyone while none is bonded).
+    pub verifiers: super::verifiers::BondedVerifiers,
+    /// The operator's pause: nobody, while it holds.
+    pub pause: crate::pause::Pause,
+}
+
+impl HeavyWork {
+    /// Why `peer`'s heavy request is answered Busy, if it is (verifiers that heard a paused
+    /// heartbeat do not ask; one that raced it is busy, a QoS miss, never a verdict).
+    fn refusal(&self, peer: &libp2p::PeerId) -> Option<&'static str> {
+        if self.pause.is_paused() {
+            Some("paused by its operator")
+        } else if !self.verifiers.allows(peer) {
+            Some("not a bonded verifier of this network (as this worker sees the ledger)")
+        } else {
+            None
+        }
+    }
+}
+
 /// Answers verifiers' challenges until `shutdown`, honestly unless `cheat` is set; signs each
 /// answer for the verifier that asked.
 pub async fn serve(
@@ -51,7 +74,7 @@ pub async fn serve(
     net: NetHandle,
     renderer: Compute,
     behaviour: Behaviour,
-    verifiers: super::verifiers::BondedVerifiers,
+    heavy_work: HeavyWork,
     prover: Prover,
     shutdown: CancellationToken,
 ) {
@@ -71,7 +94,8 @@ pub async fn serve(
         // Each challenge is answered on its own task: a benchmark must not wait behind another
         // verifier's render (the verifier would see the wait as slowness, or as a forged time).
         let (renderer, open, old, net) = (renderer.clone(), open.clone(), old.clone(), net.clone());
-        let (in_flight, work, verifiers, prover) = (in_flight.clone(), work.clone(), verifiers.clone(), prover.clone());
+        let (in_flight, work, heavy_work, prover) =
+            (in_flight.clone(), work.clone(), heavy_work.clone(), prover.clone());
         tokio::spawn(async move {
             if behaviour == Behaviour::Late {
                 tokio::time::sleep(LATE).await;
@@ -81,10 +105,8 @@ pub async fn serve(
             // Renders and benchmarks take a slot of the peer's and then a work slot; echoes and
             // openings are cheap and answered at once.
             let heavy = matches!(decoded, Ok(Request::Render { .. } | Request::Bench { .. }));
-            if heavy && !verifiers.allows(&peer) {
-                let busy =
-                    Response::Busy("not a bonded verifier of this network (as this worker sees the ledger)".into());
-                net.respond(Proto::Por, req.channel, busy.encode()).await;
+            if let Some(why) = heavy.then(|| heavy_work.refusal(&peer)).flatten() {
+                net.respond(Proto::Por, req.channel, Response::Busy(why.into()).encode()).await;
                 return;
             }
             let slot = if heavy { in_flight.acquire(peer) } else { None };

@@ -40,7 +40,7 @@ impl Jobs {
         let table = self.ctx.heartbeats.lock().unwrap_or_else(|e| e.into_inner());
         table
             .iter()
-            .filter(|(_, r)| r.role == Role::Worker)
+            .filter(|(_, r)| r.role == Role::Worker && !r.paused)
             .filter_map(|(k, _)| author_peer_id(k).map(|p| (p, *k)))
             .filter(|(p, _)| connected.contains(&p.to_string()))
             .collect()

@@ -88,6 +88,7 @@ pub async fn serve(
     net: NetHandle,
     compute: crate::compute::Compute,
     signer: Signer,
+    pause: crate::pause::Pause,
     shutdown: CancellationToken,
 ) {
     let mut cached: Option<([u8; 16], Arc<Renderer>)> = None;
@@ -101,7 +102,7 @@ pub async fn serve(
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 r = inbound.recv() => match r {
-                    Some(r) => admit(&mut queue, r, &net).await,
+                    Some(r) => admit(&mut queue, r, &net, &pause).await,
                     None => return,
                 },
             }
@@ -114,7 +115,7 @@ pub async fn serve(
                 _ = shutdown.cancelled() => return,
                 resp = &mut work => break resp,
                 r = inbound.recv(), if open => match r {
-                    Some(r) => admit(&mut queue, r, &net).await,
+                    Some(r) => admit(&mut queue, r, &net, &pause).await,
                     None => open = false,
                 },
             }
@@ -125,8 +126,14 @@ pub async fn serve(
     }
 }
 
-/// Queues a request, or answers busy at once.
-async fn admit(queue: &mut FairQueue<InboundRequest>, r: InboundRequest, net: &NetHandle) {
+/// Queues a request, or answers busy at once (also while the operator paused work: a job
+/// owner that has not heard the paused heartbeat yet gives the tile to another worker).
+async fn admit(queue: &mut FairQueue<InboundRequest>, r: InboundRequest, net: &NetHandle, pause: &crate::pause::Pause) {
+    if pause.is_paused() {
+        debug!(peer = %r.peer, "tile request refused: paused");
+        net.respond(Proto::Render, r.channel, TileResponse::error("busy: paused by its operator").encode()).await;
+        return;
+    }
     if let Err(r) = queue.push(r.peer, r) {
         debug!(peer = %r.peer, queued = queue.len(), "tile request refused: queue full");
         let busy =
