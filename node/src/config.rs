@@ -47,6 +47,8 @@ pub struct NodeConfig {
     pub por: PorSection,
     /// Federated learning.
     pub fl: FlSection,
+    /// When this node works: hours, idle-only mode.
+    pub work: WorkSection,
     /// Injected faults (tests and the testnet only).
     pub faults: FaultsSection,
     /// Parameters shared by every node of the network.
@@ -284,6 +286,50 @@ pub struct FlSection {
     pub poison: Poison,
 }
 
+/// `[work]`: when this node takes work (issue #19). Outside the hours, or while the machine is
+/// busy in idle-only mode, it is paused as by `ifx pause` (see `pause.rs`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkSection {
+    /// Work only between these hours, "HH:MM-HH:MM" (wrapping midnight when the end is
+    /// earlier, e.g. "22:00-07:00"); empty: at any hour.
+    pub hours: String,
+    /// The offset from UTC the hours are in, "+HH:MM" or "-HH:MM".
+    pub utc_offset: String,
+    /// Pause while the machine's other processes keep its CPUs busy.
+    pub idle_only: bool,
+    /// Busy: other processes use more than this share of all CPUs, in percent (1-100).
+    pub idle_busy_pct: u32,
+    /// Resume after this many seconds without a busy sample (1-86400).
+    pub idle_quiet_secs: u64,
+}
+
+impl Default for WorkSection {
+    fn default() -> Self {
+        Self { hours: String::new(), utc_offset: "+00:00".into(), idle_only: false, idle_busy_pct: 50, idle_quiet_secs: 120 }
+    }
+}
+
+impl WorkSection {
+    /// The policy these settings make; the error names the key.
+    pub fn policy(&self) -> Result<crate::pause::work::Policy, InvalidValue> {
+        use crate::pause::work::{IdleRule, Policy, WorkHours};
+        if !(1..=100).contains(&self.idle_busy_pct) {
+            return Err(InvalidValue::new("work.idle_busy_pct", "must be between 1 and 100"));
+        }
+        if !(1..=86_400).contains(&self.idle_quiet_secs) {
+            return Err(InvalidValue::new("work.idle_quiet_secs", "must be between 1 and 86400"));
+        }
+        Ok(Policy {
+            hours: WorkHours::parse(&self.hours, &self.utc_offset)?,
+            idle: self.idle_only.then(|| IdleRule {
+                busy_pct: self.idle_busy_pct,
+                quiet: std::time::Duration::from_secs(self.idle_quiet_secs),
+            }),
+        })
+    }
+}
+
 /// `[faults]`: faults this node injects into its own traffic, for tests and the testnet.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
@@ -452,6 +498,7 @@ impl NodeConfig {
         if self.faults.slow_ms > 60_000 {
             return Err(InvalidValue::new("faults.slow_ms", format!("{} exceeds 60000", self.faults.slow_ms)));
         }
+        self.work.policy()?;
         if self.node.data_dir.as_os_str().is_empty() {
             return Err(InvalidValue::new("node.data_dir", "must not be empty"));
         }

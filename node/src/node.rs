@@ -151,6 +151,10 @@ impl Node {
         let announcements = crate::por::Announcements::default();
         // The operator's pause (`POST /pause`): the node stays in the network, does no work.
         let pause = crate::pause::Pause::default();
+        let policy = cfg.work.policy()?;
+        if policy != crate::pause::work::Policy::default() {
+            services.spawn("work-hours", crate::pause::watch(pause.clone(), policy, shutdown.child_token()));
+        }
         let fl = crate::fl::Fl::new(
             started.handle.clone(),
             identity.signing_key().clone(),
