@@ -306,7 +306,13 @@ pub struct WorkSection {
 
 impl Default for WorkSection {
     fn default() -> Self {
-        Self { hours: String::new(), utc_offset: "+00:00".into(), idle_only: false, idle_busy_pct: 50, idle_quiet_secs: 120 }
+        Self {
+            hours: String::new(),
+            utc_offset: "+00:00".into(),
+            idle_only: false,
+            idle_busy_pct: 50,
+            idle_quiet_secs: 120,
+        }
     }
 }
 
@@ -707,6 +713,10 @@ mod tests {
         check(&|c| c.node.log = "info,[".into(), "node.log");
         check(&|c| c.por.max_in_flight = 0, "por.max_in_flight");
         check(&|c| c.por.max_in_flight = 65, "por.max_in_flight");
+        check(&|c| c.work.hours = "after dinner".into(), "work.hours");
+        check(&|c| (c.work.hours, c.work.utc_offset) = ("22:00-07:00".into(), "CET".into()), "work.utc_offset");
+        check(&|c| c.work.idle_busy_pct = 0, "work.idle_busy_pct");
+        check(&|c| c.work.idle_quiet_secs = 0, "work.idle_quiet_secs");
     }
 
     #[test]

@@ -83,9 +83,14 @@ async fn work_hours_pause_a_node_outside_them_and_not_inside() {
     let mut moved = config(&tmp.path().join("moved"));
     moved.work.hours = inside.work.hours.clone();
     moved.work.utc_offset = "-02:00".into();
-    let (a, b, c) = (Node::start(outside).await.unwrap(), Node::start(inside).await.unwrap(), Node::start(moved).await.unwrap());
-    wait_for("the node outside its hours pauses", Duration::from_secs(10), || a.pause.is_paused_by(Source::Schedule)).await;
-    wait_for("the node with its hours moved pauses", Duration::from_secs(10), || c.pause.is_paused_by(Source::Schedule)).await;
+    let (a, b, c) =
+        (Node::start(outside).await.unwrap(), Node::start(inside).await.unwrap(), Node::start(moved).await.unwrap());
+    wait_for("the node outside its hours pauses", Duration::from_secs(10), || a.pause.is_paused_by(Source::Schedule))
+        .await;
+    wait_for("the node with its hours moved pauses", Duration::from_secs(10), || {
+        c.pause.is_paused_by(Source::Schedule)
+    })
+    .await;
     assert!(a.pause.reason().unwrap().contains("outside the work hours"), "{:?}", a.pause.reason());
     assert!(!b.pause.is_paused(), "inside its hours: {:?}", b.pause.reason());
     for n in [a, b, c] {

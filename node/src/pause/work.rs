@@ -35,11 +35,15 @@ impl WorkHours {
         if hours.trim().is_empty() {
             return Ok(None);
         }
-        let bad_hours = || InvalidValue::new("work.hours", format!("{hours:?}: not \"HH:MM-HH:MM\" (e.g. \"22:00-07:00\")"));
+        let bad_hours =
+            || InvalidValue::new("work.hours", format!("{hours:?}: not \"HH:MM-HH:MM\" (e.g. \"22:00-07:00\")"));
         let (a, b) = hours.split_once('-').ok_or_else(bad_hours)?;
         let (start, end) = (hhmm(a).ok_or_else(bad_hours)?, hhmm(b).ok_or_else(bad_hours)?);
         if start == end {
-            return Err(InvalidValue::new("work.hours", format!("{hours:?}: an empty window (leave it empty to always work)")));
+            return Err(InvalidValue::new(
+                "work.hours",
+                format!("{hours:?}: an empty window (leave it empty to always work)"),
+            ));
         }
         let bad_offset = || InvalidValue::new("work.utc_offset", format!("{offset:?}: not \"+HH:MM\" or \"-HH:MM\""));
         let sign = match offset.chars().next() {
@@ -174,7 +178,13 @@ mod tests {
         let day = WorkHours::parse("09:00-17:30", "-05:00").unwrap().unwrap();
         assert!(day.works_at(at(14, 0)) && !day.works_at(at(22, 30)) && day.works_at(at(22, 29)));
         assert_eq!(WorkHours::parse("", "+00:00").unwrap(), None);
-        for (hours, offset) in [("22-07", "+00:00"), ("24:00-07:00", "+00:00"), ("07:00-07:00", "+00:00"), ("01:00-02:00", "01:00"), ("01:00-02:00", "+15:00")] {
+        for (hours, offset) in [
+            ("22-07", "+00:00"),
+            ("24:00-07:00", "+00:00"),
+            ("07:00-07:00", "+00:00"),
+            ("01:00-02:00", "01:00"),
+            ("01:00-02:00", "+15:00"),
+        ] {
             assert!(WorkHours::parse(hours, offset).is_err(), "{hours} {offset}");
         }
     }
