@@ -98,7 +98,14 @@ fn testnet_of_eight_with_a_sigkill_ends_on_time_and_reports() {
         .output()
         .unwrap();
     let root: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(root["root"], ledger["root"]);
+    // It holds what the run ended on, or more: the verifiers write attestations and seals every
+    // epoch, and one may reach node 0 between the report's last look and its stop (three
+    // seconds apart at most; CI saw it once the verifiers also wrote link reports).
+    let offline = root["entries"].as_u64().unwrap();
+    assert!(offline >= entries, "{root} against {ledger}");
+    if offline == entries {
+        assert_eq!(root["root"], ledger["root"]);
+    }
 
     // Proof of rendering: nodes 1 and 2 cheated (constant image, white noise) and were caught;
     // no honest worker failed, and checking cost the verifiers a small fraction of the renders.
