@@ -195,6 +195,14 @@ fn unreachable_bootnode_is_retried_with_backoff_and_sigterm_stops_cleanly() {
     let out = ifx(&["pause", "--data-dir", s(&dir), "--reason", "lunch"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     node.expect("work paused", 1, Duration::from_secs(5));
+    // `ifx status`: the node on one screen, the pause on it.
+    let out = ifx(&["status", "--data-dir", s(&dir)]);
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for line in ["node      ", "work      paused: lunch", "peers     0 connected", "reach     "] {
+        assert!(screen.contains(line), "{line:?} not in\n{screen}");
+    }
+    assert!(screen.contains(status["peer_id"].as_str().unwrap()), "{screen}");
     let status: serde_json::Value = serde_json::from_str(&http_get(api.trim(), "/status")).unwrap();
     assert_eq!(status["paused"], "lunch");
     assert!(ifx(&["resume", "--data-dir", s(&dir)]).status.success());

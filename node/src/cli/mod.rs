@@ -101,6 +101,11 @@ pub enum Command {
         #[command(flatten)]
         api: http::ApiTarget,
     },
+    /// A running node on one screen: who it is, whether it works, its peers, how reachable it is.
+    Status {
+        #[command(flatten)]
+        api: http::ApiTarget,
+    },
 }
 
 /// Runs a parsed command line.
@@ -135,6 +140,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("paused: {}", s.paused.unwrap_or_default());
             ok
         }
+        Command::Status { api } => {
+            let s: ifx_protocols::api::Status = serde_json::from_value(http::api_get(&api, "status")?)?;
+            print!("{}", status_screen(&s));
+            ok
+        }
         Command::Resume { api } => {
             let s: ifx_protocols::api::Status = http::api_post_for(&api, "resume", &serde_json::json!({}))?;
             println!("{}", if s.paused.is_none() { "working" } else { "still paused" });
@@ -159,6 +169,40 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             ok
         }
     }
+}
+
+/// `ifx status`'s screen.
+fn status_screen(s: &ifx_protocols::api::Status) -> String {
+    let r = &s.reachability;
+    let up = s.uptime_secs;
+    format!(
+        "node      {} ({}, version {})\nnetwork   {}, epoch {}\nuptime    {}h {:02}m {:02}s\nwork      {}\n\
+         gpu       {} ({}, {}), {} cores, {} MiB\npeers     {} connected, {} in the routing table, {} heard \
+         ({} heartbeats)\nreach     {} (DHT {}, {} relay reservations, {} external addresses)\n          {}\n",
+        s.peer_id,
+        s.role.as_str(),
+        s.version,
+        s.network,
+        s.epoch,
+        up / 3600,
+        up / 60 % 60,
+        up % 60,
+        s.paused.as_deref().map_or("taking work".to_string(), |r| format!("paused: {r}")),
+        s.capacity.adapter,
+        s.capacity.backend,
+        s.capacity.device_type,
+        s.capacity.cores,
+        s.capacity.memory_mb,
+        s.connected_peers,
+        s.routing_table_size,
+        s.heartbeat_peers,
+        s.heartbeats_received,
+        r.nat_status,
+        r.dht_mode,
+        r.relays.len(),
+        r.external_addrs.len(),
+        r.advice
+    )
 }
 
 /// `ifx attack`'s flags.
