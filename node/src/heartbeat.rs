@@ -71,3 +71,19 @@ impl Announcer {
         }
     }
 }
+
+/// Workers that can take work now: heard in `table` as workers, not paused, with a connection
+/// open among `connected` (a network snapshot's): (peer id, public key), by key. A job owner
+/// hands them tiles; a verifier measures their links.
+pub fn connected_workers(
+    table: &ifx_protocols::PeerTable,
+    connected: &[ifx_protocols::api::ConnectedPeer],
+) -> Vec<(libp2p::PeerId, [u8; 32])> {
+    let connected: std::collections::BTreeSet<&str> = connected.iter().map(|c| c.peer_id.as_str()).collect();
+    table
+        .iter()
+        .filter(|(_, r)| r.role == Role::Worker && !r.paused)
+        .filter_map(|(k, _)| crate::network::author_peer_id(k).map(|p| (p, *k)))
+        .filter(|(p, _)| connected.contains(p.to_string().as_str()))
+        .collect()
+}

@@ -87,6 +87,7 @@ pub const WATCH_EVERY: Duration = Duration::from_secs(2);
 pub async fn watch(pause: Pause, policy: work::Policy, shutdown: CancellationToken) {
     let mut idle = work::IdleState::default();
     let mut cpu = work::CpuSampler::default();
+    let mut warned = false;
     loop {
         let now_ms = crate::unix_time_us() / 1000;
         if let Some(hours) = &policy.hours {
@@ -101,21 +102,27 @@ pub async fn watch(pause: Pause, policy: work::Policy, shutdown: CancellationTok
         if let Some(rule) = &policy.idle {
             match cpu.sample() {
                 Ok(Some(others_pct)) => {
-                    let busy = idle.observe(rule, others_pct, now_ms);
-                    let reason = busy.then(|| {
-                        format!("the machine is busy ({others_pct}% of its CPUs in other processes; idle-only)")
+                    // The reason holds for the whole pause, quiet period included.
+                    let reason = idle.observe(rule, others_pct, now_ms).then(|| {
+                        format!(
+                            "the machine is busy (other processes used over {}% of its CPUs in the last {} s; idle-only)",
+                            rule.busy_pct,
+                            rule.quiet.as_secs()
+                        )
                     });
-                    // Reasons change with the figure: log and count only the switch.
-                    if pause.is_paused_by(Source::Idle) != busy {
-                        match &reason {
-                            Some(r) => info!(reason = r, "work paused"),
+                    if pause.set_by(Source::Idle, reason.clone()) {
+                        match reason {
+                            Some(r) => info!(reason = r, others_pct, "work paused"),
                             None => info!(quiet_secs = rule.quiet.as_secs(), "work resumed: the machine is idle"),
                         }
                     }
-                    pause.set_by(Source::Idle, reason);
                 }
                 Ok(None) => {}
-                Err(e) => warn!(error = %e, "cannot read the machine's load; idle-only mode cannot judge it"),
+                Err(e) if !warned => {
+                    warned = true;
+                    warn!(error = %e, "cannot read the machine's load; idle-only mode cannot judge it");
+                }
+                Err(_) => {}
             }
         }
         tokio::select! {

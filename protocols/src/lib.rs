@@ -20,6 +20,7 @@ pub mod por;
 pub mod render;
 pub mod replay;
 pub mod settle;
+pub mod stats;
 
 pub use envelope::{EnvelopeError, Kind, SignedEnvelope};
 pub use heartbeat::{Capacity, Heartbeat, Observed, PeerTable, Role};

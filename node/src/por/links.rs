@@ -15,13 +15,12 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ifx_protocols::Role;
 use ifx_protocols::api::LinkMeasurement;
 use ifx_protocols::ledger::WorkerLink;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
-use crate::network::{NetHandle, author_peer_id};
+use crate::network::NetHandle;
 use ifx_protocols::PeerTable;
 
 /// Bytes moved each way in one measurement: the most a link request moves (2 MiB, 0.8 s at
@@ -118,20 +117,15 @@ impl LinkProber {
                 _ = tokio::time::sleep(PAUSE) => {}
             }
             let Ok(snap) = self.net.snapshot().await else { return };
-            let connected: std::collections::BTreeSet<String> = snap.connected.into_iter().map(|c| c.peer_id).collect();
-            let workers: Vec<([u8; 32], libp2p::PeerId)> = {
-                let t = self.heartbeats.lock().unwrap_or_else(|e| e.into_inner());
-                t.iter()
-                    .filter(|(_, r)| r.role == Role::Worker && !r.paused)
-                    .filter_map(|(k, _)| author_peer_id(k).map(|p| (*k, p)))
-                    .filter(|(_, p)| connected.contains(&p.to_string()))
-                    .collect()
-            };
+            let workers = crate::heartbeat::connected_workers(
+                &self.heartbeats.lock().unwrap_or_else(|e| e.into_inner()),
+                &snap.connected,
+            );
             let now_ms = crate::unix_time_us() / 1000;
             let epoch = self.network.epoch_at(now_ms);
-            let keys: Vec<[u8; 32]> = workers.iter().map(|(k, _)| *k).collect();
+            let keys: Vec<[u8; 32]> = workers.iter().map(|(_, k)| *k).collect();
             let Some(worker) = next(&keys, &last, epoch, self.samples.count(epoch), now_ms) else { continue };
-            let Some(peer) = workers.iter().find(|(k, _)| *k == worker).map(|(_, p)| *p) else { continue };
+            let Some(peer) = workers.iter().find(|(_, k)| *k == worker).map(|(p, _)| *p) else { continue };
             last.insert(worker, (epoch, now_ms));
             // An entry older than this epoch and the gap orders like no entry (least recent).
             let gap = MIN_GAP.as_millis() as u64;

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::stream::{FuturesUnordered, StreamExt};
-use ifx_protocols::Role;
 use ifx_protocols::ledger::body::fault::{DeliveryFault, signed_by};
 use ifx_protocols::ledger::{EntryKind, RenderReceipt};
 use ifx_protocols::render::Tile;
@@ -21,7 +20,7 @@ use tracing::{info, warn};
 
 use super::queue::{IN_FLIGHT, TileQueue, allowances};
 use super::{JobError, Jobs};
-use crate::network::{Proto, author_peer_id};
+use crate::network::Proto;
 
 /// A sub-tile that did not match its re-render.
 struct BadTile {
@@ -36,14 +35,10 @@ impl Jobs {
     /// Connected workers from the heartbeat table: (peer id, public key).
     async fn workers(&self) -> Vec<(PeerId, [u8; 32])> {
         let Ok(snap) = self.ctx.net.snapshot().await else { return Vec::new() };
-        let connected: std::collections::BTreeSet<String> = snap.connected.into_iter().map(|c| c.peer_id).collect();
-        let table = self.ctx.heartbeats.lock().unwrap_or_else(|e| e.into_inner());
-        table
-            .iter()
-            .filter(|(_, r)| r.role == Role::Worker && !r.paused)
-            .filter_map(|(k, _)| author_peer_id(k).map(|p| (p, *k)))
-            .filter(|(p, _)| connected.contains(&p.to_string()))
-            .collect()
+        crate::heartbeat::connected_workers(
+            &self.ctx.heartbeats.lock().unwrap_or_else(|e| e.into_inner()),
+            &snap.connected,
+        )
     }
 
     pub(super) async fn run(&self, job: [u8; 16], spec: JobSpec, started: Instant) -> Result<PathBuf, JobError> {

@@ -100,9 +100,7 @@ impl TileQueue {
 /// kbit/s (`None`: not measured): [`IN_FLIGHT`], or one when it is under the median of the
 /// measured ones divided by [`SLOW_RATIO`]; slow workers last, the order otherwise kept.
 pub fn allowances(workers: &[(PeerId, Option<u32>)]) -> Vec<(PeerId, usize)> {
-    let mut known: Vec<u64> = workers.iter().filter_map(|(_, k)| k.map(u64::from)).collect();
-    known.sort_unstable();
-    let median = known.get(known.len().saturating_sub(1) / 2).copied();
+    let median = ifx_protocols::stats::lower_median(workers.iter().filter_map(|(_, k)| k.map(u64::from)).collect());
     let is_slow =
         |k: &Option<u32>| matches!((k, median), (Some(k), Some(m)) if u64::from(*k) * u64::from(SLOW_RATIO) < m);
     let mut out: Vec<(PeerId, usize)> =

@@ -134,9 +134,9 @@ pub fn attested<'a>(reports: impl IntoIterator<Item = ([u8; 32], &'a LinkReport)
         .into_iter()
         .map(|(worker, by_verifier)| {
             let ms: Vec<(u64, &WorkerLink)> = by_verifier.into_values().collect();
-            fn median<T: Ord + Copy>(mut v: Vec<T>) -> T {
-                v.sort();
-                v[(v.len() - 1) / 2]
+            // Every worker here has a measurement at least.
+            fn median<T: Ord + Default>(v: Vec<T>) -> T {
+                crate::stats::lower_median(v).unwrap_or_default()
             }
             let link = AttestedLink {
                 epoch: ms.iter().map(|(e, _)| *e).max().unwrap_or(0),
