@@ -390,9 +390,9 @@ async fn strangers_answering_nothing_do_not_make_a_wiped_node_sign_its_history_a
 }
 
 /// Issue #17, the link measurement protocol as a stranger's lever: each request makes the node
-/// send up to 2 MiB. A peer that asks 20 times at once gets the burst of 4 answered and the
+/// send up to 2 MiB. A peer that asks 20 times at once gets the burst of 8 answered and the
 /// rest refused; five seconds later, one more (the refill, 1 per 5 s). What a stranger can make
-/// a node send is bounded: 4 x 2 MiB, then 2 MiB per 5 s.
+/// a node send is bounded: 8 x 2 MiB, then 2 MiB per 5 s.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_link_request_flood_gets_its_burst_then_one_answer_per_five_seconds() {
     let tmp = tempfile::tempdir().unwrap();
@@ -417,7 +417,7 @@ async fn a_link_request_flood_gets_its_burst_then_one_answer_per_five_seconds() 
     })
     .await;
     let answered = futures::future::join_all((0..20).map(|_| ask())).await.iter().filter(|ok| **ok).count();
-    assert_eq!(answered, 4, "the burst, and only the burst");
+    assert_eq!(answered, 8, "the burst, and only the burst");
     tokio::time::sleep(Duration::from_millis(5_200)).await;
     let again = futures::future::join_all((0..5).map(|_| ask())).await.iter().filter(|ok| **ok).count();
     assert_eq!(again, 1, "one refill in 5 s");

@@ -658,6 +658,14 @@ fn bad_job_tiles_are_slashed_on_a_verifier_majority_and_false_evidence_costs_the
     assert_eq!(e1.caught, vec![w1]);
     assert_eq!(e1.slashed.len(), 1);
     assert_eq!((e1.slashed[0].key, e1.slashed[0].reason.as_str()), (w1, "delivered a bad job tile"));
+    // Besides 20% of its stake, the pay it earned in epoch 0 that was still vesting: it ends with
+    // nothing locked, and what it lost went to the verifiers with the slashed stake.
+    let e0_vesting = s.epoch(0).unwrap().payouts.iter().find(|x| x.key == w1).unwrap().vesting;
+    assert!(e1.slashed[0].vesting > 0 && e1.slashed[0].vesting <= e0_vesting, "{:?}", e1.slashed[0]);
+    assert!(e1.slashed[0].amount > e1.slashed[0].vesting, "and stake");
+    assert_eq!(s.accounts[&w1].slashed, e1.slashed[0].amount, "slashed once");
+    assert_eq!(e1.penalties, e1.slashed[0].amount);
+    assert_eq!(s.accounts[&w1].locked(), 0);
     assert!(e1.payouts.iter().all(|x| x.key != w1 || x.workers == 0));
     let line = e1.workers.iter().find(|l| l.key == w1).unwrap();
     assert_eq!(line.excluded.as_deref(), Some("caught: delivered a bad job tile"));

@@ -83,7 +83,9 @@ pub fn run(data_dir: &std::path::Path, epoch: Option<u64>, json: bool) -> anyhow
                 println!("refused {n} x {why}");
             }
             for x in &s.slashed {
-                println!("slashed {}.. {} units: {}", &hex::encode(x.key)[..16], x.amount, x.reason);
+                let vesting =
+                    if x.vesting > 0 { format!(" ({} of them vesting pay)", x.vesting) } else { String::new() };
+                println!("slashed {}.. {} units{vesting}: {}", &hex::encode(x.key)[..16], x.amount, x.reason);
             }
             for w in s.workers.iter().filter(|w| w.excluded.is_some()) {
                 println!("unpaid {}.. {}", &hex::encode(w.key)[..16], w.excluded.as_deref().unwrap_or(""));

@@ -34,10 +34,11 @@ pub fn rate_of(proto: Proto) -> Rate {
         // test. This only stops a pure flooder; FL's own checks (owner only, one training, 16
         // audits waiting) do the rest.
         Proto::Fl => Rate { burst: 2048, milli_per_sec: 1_024_000 },
-        // A measurement is three requests (a round trip, an upload, a download of up to 2 MiB);
-        // a verifier measures each worker about once an epoch. One request per 5 s after a
-        // burst of 4 bounds what a stranger can make a node send: 2 MiB per 5 s (3.4 Mbit/s).
-        Proto::Link => Rate { burst: 4, milli_per_sec: 200 },
+        // A measurement is four requests (a round trip, an upload, a round trip, a download of
+        // up to 2 MiB); a verifier measures each worker about once an epoch, and a burst of 8
+        // lets a reading spoiled by other traffic be taken again at once. One request per 5 s
+        // after it bounds what a stranger can make a node send: 2 MiB per 5 s (3.4 Mbit/s).
+        Proto::Link => Rate { burst: 8, milli_per_sec: 200 },
     }
 }
 

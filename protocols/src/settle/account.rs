@@ -96,6 +96,15 @@ impl Account {
         self.slashed = self.slashed.saturating_add(total);
         total
     }
+
+    /// Takes everything still vesting (pay earned and not yet released): what a worker found
+    /// guilty of a bad job tile loses besides its stake. Returns the amount taken.
+    pub(super) fn forfeit_vesting(&mut self) -> u64 {
+        let taken = self.locked();
+        self.vesting.clear();
+        self.slashed = self.slashed.saturating_add(taken);
+        taken
+    }
 }
 
 #[cfg(test)]
@@ -115,6 +124,16 @@ mod tests {
         a.release(100);
         assert_eq!(a.liquid, 140);
         assert!(a.vesting.is_empty());
+    }
+
+    #[test]
+    fn forfeiting_takes_only_what_is_still_vesting() {
+        let mut a = Account { liquid: 7, ..Default::default() };
+        a.vesting.push(Vesting { total: 90, start: 10, epochs: 3, released: 30 });
+        a.vesting.push(Vesting { total: 40, start: 12, epochs: 3, released: 0 });
+        assert_eq!(a.forfeit_vesting(), 100);
+        assert_eq!((a.liquid, a.locked(), a.slashed), (7, 0, 100));
+        assert_eq!(a.forfeit_vesting(), 0);
     }
 
     #[test]

@@ -185,14 +185,14 @@ impl Fold<'_> {
         let standings = quorum::standings_of(&views);
         let bad_tiles = faults::judge(&mut self.faults, &mut self.credits, set, &voided, stakes, s);
         let mut caught: BTreeMap<[u8; 32], &'static str> = BTreeMap::new();
-        for k in bad_tiles {
-            caught.insert(k, "delivered a bad job tile");
-            self.jailed.insert(k, s.epoch.saturating_add(p.jail_epochs));
+        for k in &bad_tiles {
+            caught.insert(*k, "delivered a bad job tile");
+            self.jailed.insert(*k, s.epoch.saturating_add(p.jail_epochs));
         }
         for (k, _) in standings.iter().filter(|(_, st)| st.caught) {
-            caught.insert(*k, "failed proof of rendering");
+            caught.entry(*k).or_insert("failed proof of rendering");
         }
-        slashing::slash(&mut self.accounts, &caught, &r.equivocators, p.slash_bps, s);
+        slashing::slash(&mut self.accounts, &caught, &r.equivocators, &bad_tiles, p.slash_bps, s);
         // Barred from the worker pool: caught now, or jailed after an earlier bad tile.
         self.jailed.retain(|_, until| *until >= s.epoch);
         let mut barred = caught.clone();

@@ -55,7 +55,10 @@ pub struct Payout {
 pub struct Slash {
     #[serde(with = "hex::serde")]
     pub key: [u8; 32],
+    /// Everything taken: stake, and `vesting`.
     pub amount: u64,
+    /// Of `amount`, pay still vesting that was forfeited (a bad job tile).
+    pub vesting: u64,
     pub reason: String,
 }
 
