@@ -13,6 +13,7 @@ pub mod heartbeat;
 pub mod identity;
 pub mod ledger;
 pub mod links;
+pub mod logs;
 pub mod metrics;
 pub mod network;
 pub mod node;

@@ -339,7 +339,8 @@ impl Node {
                 ledger: ledger.clone(),
             }))
             .merge(api::fl_routes(fl.clone()))
-            .merge(api::settle_routes(settle.clone()));
+            .merge(api::settle_routes(settle.clone()))
+            .merge(api::dashboard_routes());
             // The token first, the address after: whoever sees `api.addr` finds the token too.
             let token = api::guard::Token::create(&data_dir).map_err(|e| NodeError::DataDir {
                 path: data_dir.clone(),

@@ -203,6 +203,19 @@ fn unreachable_bootnode_is_retried_with_backoff_and_sigterm_stops_cleanly() {
         assert!(screen.contains(line), "{line:?} not in\n{screen}");
     }
     assert!(screen.contains(status["peer_id"].as_str().unwrap()), "{screen}");
+    // `ifx dashboard`: the page's address with the token its buttons need; the page is there.
+    let out = ifx(&["dashboard", "--data-dir", s(&dir)]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let token = std::fs::read_to_string(dir.join("api.token")).unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("http://{}/#token={}", api.trim(), token.trim()));
+    assert!(http_get(api.trim(), "/").contains("<script src=\"/dashboard.js\""));
+    // The warnings the process logged are in `GET /logs` (the dashboard's panel).
+    let logs: serde_json::Value = serde_json::from_str(&http_get(api.trim(), "/logs")).unwrap();
+    let lines = logs["lines"].as_array().unwrap();
+    assert!(
+        lines.iter().any(|l| l["level"] == "WARN" && l["message"].as_str().unwrap().contains("bootnode unreachable")),
+        "{logs:#}"
+    );
     let status: serde_json::Value = serde_json::from_str(&http_get(api.trim(), "/status")).unwrap();
     assert_eq!(status["paused"], "lunch");
     assert!(ifx(&["resume", "--data-dir", s(&dir)]).status.success());

@@ -563,3 +563,78 @@ mod tests {
         }
     }
 }
+
+/// `GET /account`: this node's key as settlement sees it (the dashboard's earnings, stake and
+/// PoR panels).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AccountView {
+    /// The node's public key (hex) and peer id.
+    pub key: String,
+    pub peer_id: String,
+    pub current_epoch: u64,
+    /// Balances as the last settled epoch left them (default: nothing yet).
+    pub account: Account,
+    /// Every epoch settlement reached, in order, with this key's part in it.
+    pub epochs: Vec<AccountEpoch>,
+    /// What the ledger's PoR verdicts say about this node as a worker.
+    pub por: PorRecord,
+}
+
+/// This key's part in one epoch's settlement.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct AccountEpoch {
+    pub epoch: u64,
+    pub status: Option<EpochStatus>,
+    /// Paid in all, the part liquid at once and the part vesting.
+    pub total: u64,
+    pub liquid: u64,
+    pub vesting: u64,
+    /// Taken (stake and forfeited vesting pay), and why.
+    pub slashed: u64,
+    pub slash_reason: Option<String>,
+    /// Its line as a worker, when it was one.
+    pub worker: Option<AccountWorker>,
+}
+
+/// A worker's inputs in one epoch (settlement's `WorkerLine`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct AccountWorker {
+    pub ib_milli: u64,
+    pub uptime_milli_minutes: u64,
+    pub delivery_milli_minutes: u64,
+    pub bonded: u64,
+    pub required_stake: u64,
+    pub qos_bps: u64,
+    /// Why it earned nothing, if it did not.
+    pub excluded: Option<String>,
+}
+
+/// The bonded verifiers' PoR verdicts about one worker, summed over the ledger.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct PorRecord {
+    pub passed: u64,
+    pub failed: u64,
+    pub timeouts: u64,
+    /// Of `passed`, benchmarks.
+    pub benches: u64,
+    /// The latest failures' reasons, newest first: `(epoch, verifier peer id, why)`.
+    pub last_failures: Vec<(u64, String, String)>,
+}
+
+/// `GET /logs`: this process's latest warnings and errors, oldest first.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct RecentLogs {
+    pub lines: Vec<LogLine>,
+    /// Warnings and errors logged since the start, kept or not.
+    pub total: u64,
+}
+
+/// One warning or error.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LogLine {
+    pub unix_ms: u64,
+    pub level: String,
+    pub target: String,
+    /// The message and its fields (`key=value`), cut at 512 bytes.
+    pub message: String,
+}

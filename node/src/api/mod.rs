@@ -6,8 +6,11 @@
 //! - `jobs`: render jobs (`GET`/`POST /jobs`, `GET /jobs/{id}`);
 //! - `por`: Proof of Rendering (`GET /por/stats`, `/por/standings`, `/por/announcements`);
 //! - `fl`: federated learning (`POST /fl`, `GET /fl`, `GET /fl/{task}`);
-//! - `settle`: settlement (`GET /rewards`, `GET /rewards/{epoch}`) and the operator's stake and
-//!   governance entries (`POST /stake`, `GET /gov`, `POST /gov/proposals`, `POST /gov/votes`).
+//! - `settle`: settlement (`GET /rewards`, `GET /rewards/{epoch}`, `GET /account`) and the
+//!   operator's stake and governance entries (`POST /stake`, `GET /gov`, `POST /gov/proposals`,
+//!   `POST /gov/votes`);
+//! - `dashboard`: the operator's page (`GET /`, its script and style sheet), which reads the
+//!   routes above.
 //!
 //! Every request passes [`guard`] first: `Host` and `Origin` must be the loopback, writes carry
 //! the token the node wrote to `<data-dir>/api.token`.
@@ -15,6 +18,7 @@
 //! The answers are the protocol's API types (`ifx_protocols::api`), which the CLI and the
 //! testnet read back.
 
+mod dashboard;
 mod fl;
 pub mod guard;
 mod jobs;
@@ -29,6 +33,7 @@ use axum::response::{IntoResponse, Response};
 use ifx_protocols::api::ApiError;
 use tokio_util::sync::CancellationToken;
 
+pub use self::dashboard::routes as dashboard_routes;
 pub use self::fl::routes as fl_routes;
 pub use self::jobs::routes as jobs_routes;
 pub use self::ledger::{LedgerApi, routes as ledger_routes};

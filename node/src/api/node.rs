@@ -39,6 +39,7 @@ pub fn routes(state: NodeApi) -> Router {
         .route("/peers", get(peers))
         .route("/heartbeats/latency", get(latency))
         .route("/metrics", get(metrics))
+        .route("/logs", get(logs))
         .route("/net/block", post(net_block))
         .route("/net/unblock", post(net_unblock))
         .route("/net/dial", post(net_dial))
@@ -121,6 +122,11 @@ async fn latency(State(s): State<NodeApi>) -> Json<Latency> {
         p99_us: ifx_protocols::heartbeat::percentile(&samples_us, 99),
         samples_us,
     })
+}
+
+/// `GET /logs`: the process's latest warnings and errors ([`crate::logs`]).
+async fn logs() -> Json<ifx_protocols::api::RecentLogs> {
+    Json(crate::logs::recent())
 }
 
 async fn metrics(State(s): State<NodeApi>) -> Response {

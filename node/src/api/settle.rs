@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use ifx_protocols::api::{EntryAccepted, Rewards, RewardsEpoch};
+use ifx_protocols::api::{AccountEpoch, AccountView, AccountWorker, EntryAccepted, PorRecord, Rewards, RewardsEpoch};
 use ifx_protocols::settle::{EconParams, GovOutcome, OpenProposal, Proposal, StakeOp, Status, Vote};
 use serde::Serialize;
 
@@ -17,6 +17,7 @@ pub fn routes(settle: Settle) -> Router {
     Router::new()
         .route("/rewards", get(list))
         .route("/rewards/{epoch}", get(one))
+        .route("/account", get(account))
         .route("/stake", post(stake))
         .route("/gov", get(gov))
         .route("/gov/proposals", post(propose))
@@ -104,4 +105,79 @@ async fn gov(State(s): State<Settle>) -> Response {
     let st = s.compute();
     let decided: Vec<&GovOutcome> = st.epochs.iter().flat_map(|e| &e.governance).collect();
     Json(Gov { params: &st.params, open: &st.open_proposals, decided }).into_response()
+}
+
+/// Failures' reasons `GET /account` lists.
+const LAST_FAILURES: usize = 5;
+
+/// `GET /account`: this node's key as settlement sees it, epoch by epoch, and the bonded
+/// verifiers' PoR verdicts about it.
+async fn account(State(s): State<Settle>) -> Response {
+    match tokio::task::spawn_blocking(move || account_view(&s)).await {
+        Ok(v) => Json(v).into_response(),
+        Err(_) => super::unavailable(),
+    }
+}
+
+fn account_view(s: &Settle) -> AccountView {
+    use ifx_protocols::ledger::{EntryKind, PorVerdicts, StakeRole};
+    let me = s.key.verifying_key().to_bytes();
+    let st = s.compute();
+    let epochs = st
+        .epochs
+        .iter()
+        .map(|e| {
+            let paid = e.payouts.iter().find(|p| p.key == me);
+            let slash = e.slashed.iter().find(|x| x.key == me);
+            AccountEpoch {
+                epoch: e.epoch,
+                status: Some(e.status),
+                total: paid.map_or(0, |p| p.total),
+                liquid: paid.map_or(0, |p| p.liquid),
+                vesting: paid.map_or(0, |p| p.vesting),
+                slashed: slash.map_or(0, |x| x.amount),
+                slash_reason: slash.map(|x| x.reason.clone()),
+                worker: e.workers.iter().find(|w| w.key == me).map(|w| AccountWorker {
+                    ib_milli: w.ib_milli,
+                    uptime_milli_minutes: w.uptime_milli_minutes,
+                    delivery_milli_minutes: w.delivery_milli_minutes,
+                    bonded: w.bonded,
+                    required_stake: w.required_stake,
+                    qos_bps: w.qos_bps,
+                    excluded: w.excluded.clone(),
+                }),
+            }
+        })
+        .collect();
+    // The verdicts of keys settlement knows as verifiers, oldest first.
+    let is_verifier = |k: &[u8; 32]| st.accounts.get(k).is_some_and(|a| a.role == Some(StakeRole::Verifier));
+    let verdicts: Vec<_> = s.ledger.with(|l| {
+        l.ledger().iter_sorted().filter(|e| e.kind == EntryKind::PorVerdicts && is_verifier(&e.author)).collect()
+    });
+    let mut por = PorRecord::default();
+    let mut failures = Vec::new();
+    for e in verdicts {
+        let Ok(v) = PorVerdicts::decode(&e.body) else { continue };
+        for w in v.workers.iter().filter(|w| w.worker == me) {
+            por.passed += w.passed as u64;
+            por.failed += w.failed as u64;
+            por.timeouts += w.timeouts as u64;
+            por.benches += w.benches as u64;
+            if w.failed > 0 && !w.last_failure.is_empty() {
+                let by = crate::network::author_peer_id(&e.author).map(|p| p.to_string()).unwrap_or_default();
+                failures.push((v.epoch, by, w.last_failure.clone()));
+            }
+        }
+    }
+    failures.sort_by_key(|f| std::cmp::Reverse(f.0));
+    failures.truncate(LAST_FAILURES);
+    por.last_failures = failures;
+    AccountView {
+        key: hex::encode(me),
+        peer_id: crate::network::author_peer_id(&me).map(|p| p.to_string()).unwrap_or_default(),
+        current_epoch: s.network.epoch_at(crate::unix_time_us() / 1000),
+        account: st.accounts.get(&me).cloned().unwrap_or_default(),
+        epochs,
+        por,
+    }
 }

@@ -106,6 +106,12 @@ pub enum Command {
         #[command(flatten)]
         api: http::ApiTarget,
     },
+    /// The address of a running node's dashboard, with the API token its buttons need (open
+    /// it in a browser on this machine; the token stays in the tab, out of the address bar).
+    Dashboard {
+        #[command(flatten)]
+        api: http::ApiTarget,
+    },
 }
 
 /// Runs a parsed command line.
@@ -143,6 +149,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status { api } => {
             let s: ifx_protocols::api::Status = serde_json::from_value(http::api_get(&api, "status")?)?;
             print!("{}", status_screen(&s));
+            ok
+        }
+        Command::Dashboard { api } => {
+            // The node answers (a stale `api.addr` of a stopped node prints nothing to open).
+            http::api_get(&api, "status")?;
+            println!("http://{}/#token={}", api.addr()?, api.token()?);
             ok
         }
         Command::Resume { api } => {
@@ -242,11 +254,14 @@ pub(crate) fn init_logs_to<W>(filter: &str, json: bool, writer: W, ansi: bool)
 where
     W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
 {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(filter));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer).with_ansi(ansi);
+    // Beside the formatter, the latest warnings for `GET /logs` (the dashboard).
     if json {
-        builder.json().init();
+        builder.json().finish().with(ifx_node::logs::Layer).init();
     } else {
-        builder.init();
+        builder.finish().with(ifx_node::logs::Layer).init();
     }
 }
