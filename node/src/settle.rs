@@ -115,9 +115,17 @@ pub fn spendable(ledger: &LedgerHandle, network: &NetworkConfig, me: &[u8; 32]) 
 impl Settle {
     /// Settlements from this node's ledger as of now.
     pub fn compute(&self) -> Settlements {
-        let entries: Vec<Arc<Entry>> = self.ledger.with(|l| l.ledger().iter_sorted().collect());
-        let now = self.network.epoch_at(now_ms());
-        settle::settle(&self.network, entries, now)
+        self.settle(self.entries())
+    }
+
+    /// This node's ledger entries, sorted.
+    pub fn entries(&self) -> Vec<Arc<Entry>> {
+        self.ledger.with(|l| l.ledger().iter_sorted().collect())
+    }
+
+    /// Settlements of `entries` (this node's, from [`Settle::entries`]) as of now.
+    pub fn settle(&self, entries: Vec<Arc<Entry>>) -> Settlements {
+        settle::settle(&self.network, entries, self.network.epoch_at(now_ms()))
     }
 
     async fn append(&self, kind: EntryKind, body: Vec<u8>) -> Result<String, SettleError> {

@@ -593,20 +593,7 @@ pub struct AccountEpoch {
     pub slashed: u64,
     pub slash_reason: Option<String>,
     /// Its line as a worker, when it was one.
-    pub worker: Option<AccountWorker>,
-}
-
-/// A worker's inputs in one epoch (settlement's `WorkerLine`).
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct AccountWorker {
-    pub ib_milli: u64,
-    pub uptime_milli_minutes: u64,
-    pub delivery_milli_minutes: u64,
-    pub bonded: u64,
-    pub required_stake: u64,
-    pub qos_bps: u64,
-    /// Why it earned nothing, if it did not.
-    pub excluded: Option<String>,
+    pub worker: Option<crate::settle::WorkerLine>,
 }
 
 /// The bonded verifiers' PoR verdicts about one worker, summed over the ledger.

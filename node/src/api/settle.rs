@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use ifx_protocols::api::{AccountEpoch, AccountView, AccountWorker, EntryAccepted, PorRecord, Rewards, RewardsEpoch};
+use ifx_protocols::api::{AccountEpoch, AccountView, EntryAccepted, PorRecord, Rewards, RewardsEpoch};
 use ifx_protocols::settle::{EconParams, GovOutcome, OpenProposal, Proposal, StakeOp, Status, Vote};
 use serde::Serialize;
 
@@ -122,7 +122,9 @@ async fn account(State(s): State<Settle>) -> Response {
 fn account_view(s: &Settle) -> AccountView {
     use ifx_protocols::ledger::{EntryKind, PorVerdicts, StakeRole};
     let me = s.key.verifying_key().to_bytes();
-    let st = s.compute();
+    // One read of the ledger serves settlement and the verdicts.
+    let entries = s.entries();
+    let st = s.settle(entries.clone());
     let epochs = st
         .epochs
         .iter()
@@ -137,26 +139,15 @@ fn account_view(s: &Settle) -> AccountView {
                 vesting: paid.map_or(0, |p| p.vesting),
                 slashed: slash.map_or(0, |x| x.amount),
                 slash_reason: slash.map(|x| x.reason.clone()),
-                worker: e.workers.iter().find(|w| w.key == me).map(|w| AccountWorker {
-                    ib_milli: w.ib_milli,
-                    uptime_milli_minutes: w.uptime_milli_minutes,
-                    delivery_milli_minutes: w.delivery_milli_minutes,
-                    bonded: w.bonded,
-                    required_stake: w.required_stake,
-                    qos_bps: w.qos_bps,
-                    excluded: w.excluded.clone(),
-                }),
+                worker: e.workers.iter().find(|w| w.key == me).cloned(),
             }
         })
         .collect();
     // The verdicts of keys settlement knows as verifiers, oldest first.
     let is_verifier = |k: &[u8; 32]| st.accounts.get(k).is_some_and(|a| a.role == Some(StakeRole::Verifier));
-    let verdicts: Vec<_> = s.ledger.with(|l| {
-        l.ledger().iter_sorted().filter(|e| e.kind == EntryKind::PorVerdicts && is_verifier(&e.author)).collect()
-    });
     let mut por = PorRecord::default();
     let mut failures = Vec::new();
-    for e in verdicts {
+    for e in entries.iter().filter(|e| e.kind == EntryKind::PorVerdicts && is_verifier(&e.author)) {
         let Ok(v) = PorVerdicts::decode(&e.body) else { continue };
         for w in v.workers.iter().filter(|w| w.worker == me) {
             por.passed += w.passed as u64;

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::account::Account;
 use super::params::EconParams;
@@ -63,7 +63,7 @@ pub struct Slash {
 }
 
 /// A worker's inputs for the epoch, also when it earned nothing.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WorkerLine {
     #[serde(with = "hex::serde")]
     pub key: [u8; 32],
