@@ -589,6 +589,65 @@ fn ten_thousand_authors_in_one_epoch_seal_and_change_nothing() {
     }
 }
 
+/// Issue #19: `ifx estimate` runs settlement's own rules on assumed inputs. Given a worker's
+/// inputs of the last sealed epoch, beside the same other workers, the estimate is what that
+/// epoch paid it, to the unit; a key without the required stake is told it would earn nothing,
+/// what it would earn bonded, and the stake it needs.
+#[test]
+fn an_estimate_on_an_epochs_own_inputs_is_what_settlement_paid() {
+    use ifx_protocols::settle::{Assumed, estimate};
+    let c = cast();
+    let n = network(&c);
+    let s = settle_entries(&n, history(&c, &Plan::honest()), 10);
+    let e3 = s.epoch(3).unwrap();
+    assert_eq!(e3.status, Status::Sealed);
+    let epoch_mm = EPOCH_SECS * 1000 / 60;
+    let mut checked = 0;
+    for w in &c.workers[1..] {
+        let line = e3.workers.iter().find(|l| l.key == pk(w)).unwrap();
+        if line.uptime_milli_minutes * 10_000 % epoch_mm != 0 {
+            continue; // its uptime is not a whole number of basis points
+        }
+        let assumed = Assumed {
+            ib_milli: line.ib_milli,
+            uptime_bps: line.uptime_milli_minutes * 10_000 / epoch_mm,
+            delivery_milli_minutes: line.delivery_milli_minutes,
+            qos_bps: line.qos_bps,
+        };
+        let est = estimate(&s, EPOCH_SECS, 3, pk(w), assumed);
+        let paid = e3.payouts.iter().find(|p| p.key == pk(w)).unwrap();
+        assert_eq!(est.based_on, Some(3));
+        assert_eq!(est.excluded, None);
+        assert_eq!(
+            (est.total, est.liquid, est.vesting),
+            (paid.workers, paid.workers / 4, paid.workers - paid.workers / 4)
+        );
+        assert_eq!(est.weight, paid.worker_weight);
+        assert_eq!(est.pool_workers, e3.pool_workers);
+        let paid_workers = e3.payouts.iter().filter(|p| p.workers > 0).count() as u64;
+        assert_eq!(est.other_workers, paid_workers - 1);
+        assert_eq!(est.per_day, paid.workers * 86_400 / EPOCH_SECS);
+        checked += 1;
+    }
+    assert!(checked >= 2, "{checked} workers compared");
+    // A key with no stake: nothing, what it would earn with the stake, and the stake it needs.
+    let full = Assumed { ib_milli: 1_500, uptime_bps: 10_000, delivery_milli_minutes: 0, qos_bps: 10_000 };
+    let est = estimate(&s, EPOCH_SECS, 4, pk(&c.second), full);
+    assert_eq!(est.total, 0);
+    assert!(est.excluded.as_deref().unwrap().starts_with("bonded 0 below the required 25000"), "{:?}", est.excluded);
+    assert_eq!(est.required_stake, n.economics.required_stake(EPOCH_SECS, 1_500));
+    let paid_workers = e3.payouts.iter().filter(|p| p.workers > 0).count() as u64;
+    assert_eq!(est.other_workers, paid_workers);
+    assert!(est.if_staked > 0 && est.if_staked < e3.pool_workers / paid_workers, "{}", est.if_staked);
+    // A stranger without an account is told to bond as a worker.
+    let est = estimate(&s, EPOCH_SECS, 4, [0xee; 32], full);
+    assert!(est.excluded.unwrap().contains("ifx stake bond --role worker"));
+    // Before any seal it is alone in the pool.
+    let none = settle_entries(&n, Vec::new(), 0);
+    let est = estimate(&none, EPOCH_SECS, 0, pk(&c.workers[1]), full);
+    assert_eq!((est.based_on, est.other_workers, est.total), (None, 0, est.pool_workers));
+}
+
 /// Issue #21: ignoring every challenge cost nothing. A worker whose challenges all timed out
 /// earns nothing then, and nothing after while it answers none (unchallenged epochs fall back
 /// to its record); the others share its part.

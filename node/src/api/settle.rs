@@ -1,7 +1,7 @@
 //! Settlement (rewards per epoch, balances, parameters) and the operator's stake and governance
 //! entries.
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -18,6 +18,7 @@ pub fn routes(settle: Settle) -> Router {
         .route("/rewards", get(list))
         .route("/rewards/{epoch}", get(one))
         .route("/account", get(account))
+        .route("/estimate", get(estimate))
         .route("/stake", post(stake))
         .route("/gov", get(gov))
         .route("/gov/proposals", post(propose))
@@ -171,4 +172,115 @@ fn account_view(s: &Settle) -> AccountView {
         epochs,
         por,
     }
+}
+
+/// `GET /estimate`'s overrides of what the node measured.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EstimateQuery {
+    /// IB in milli-units (default: the verifiers' median benchmark in the last sealed epoch).
+    ib_milli: Option<u64>,
+    /// Uptime, percent of the epoch (default: as the verifiers attested it last).
+    uptime_pct: Option<u64>,
+    /// Paid delivery per epoch, milli-minutes (default: as in the last sealed epoch).
+    delivery_milli_minutes: Option<u64>,
+}
+
+/// Most IB an estimate takes: 10^6 (a thousand times the reference machine), so weights stay
+/// far inside their integers; a larger figure is refused, not clamped.
+const MAX_ESTIMATE_IB_MILLI: u64 = 1_000_000_000;
+
+/// `GET /estimate`: what the next epochs would pay this key as a worker, by settlement's own
+/// rules, on its measured IB, uptime and delivery (or the query's), beside the other workers of
+/// the last sealed epoch, with the parameters and stake in force now.
+async fn estimate(State(s): State<Settle>, Query(q): Query<EstimateQuery>) -> Response {
+    if q.uptime_pct.is_some_and(|u| u > 100) {
+        return refused(StatusCode::BAD_REQUEST, "uptime_pct: at most 100");
+    }
+    if q.ib_milli.is_some_and(|i| i == 0 || i > MAX_ESTIMATE_IB_MILLI) {
+        return refused(StatusCode::BAD_REQUEST, format!("ib_milli: between 1 and {MAX_ESTIMATE_IB_MILLI}"));
+    }
+    if q.delivery_milli_minutes.is_some_and(|d| d > u32::MAX as u64) {
+        return refused(StatusCode::BAD_REQUEST, format!("delivery_milli_minutes: at most {}", u32::MAX));
+    }
+    match tokio::task::spawn_blocking(move || estimate_view(&s, &q)).await {
+        Ok(v) => Json(v).into_response(),
+        Err(_) => super::unavailable(),
+    }
+}
+
+/// The estimate on the node's measured inputs, the query's overrides applied; each input's
+/// source joins the assumptions.
+pub fn estimate_view(s: &Settle, q: &EstimateQuery) -> ifx_protocols::settle::Estimate {
+    use ifx_protocols::ledger::{EntryKind, PorVerdicts};
+    use ifx_protocols::settle::estimate::{Assumed, estimate, last_line};
+    let me = s.key.verifying_key().to_bytes();
+    let entries = s.entries();
+    // Whether any verifier ever measured it (else settlement used the network's default IB).
+    let benchmarked = entries.iter().filter(|e| e.kind == EntryKind::PorVerdicts).any(|e| {
+        PorVerdicts::decode(&e.body).is_ok_and(|v| v.workers.iter().any(|w| w.worker == me && w.ib_milli > 0))
+    });
+    let st = s.settle(entries);
+    let secs = s.network.epoch_secs;
+    let now = s.network.epoch_at(crate::unix_time_us() / 1000);
+    let last = last_line(&st, &me);
+    let epoch_mm = (secs as u128 * 1000 / 60).max(1);
+    let mut notes = Vec::new();
+    let ib_milli = match (q.ib_milli, last) {
+        (Some(v), _) => {
+            notes.push(format!("IB {v} milli (given)"));
+            v
+        }
+        (None, Some((e, l))) if benchmarked => {
+            notes.push(format!("IB {} milli, the verifiers' median benchmark as of epoch {e}", l.ib_milli));
+            l.ib_milli
+        }
+        (None, _) => {
+            let v = st.params.default_ib_milli;
+            notes.push(format!("IB {v} milli, the network's default: no verifier has benchmarked this node yet"));
+            v
+        }
+    };
+    let uptime_bps = match (q.uptime_pct, last) {
+        (Some(v), _) => {
+            notes.push(format!("up {v}% of each epoch (given)"));
+            v * 100
+        }
+        (None, Some((e, l))) => {
+            let bps = (l.uptime_milli_minutes as u128 * 10_000 / epoch_mm).min(10_000) as u64;
+            notes.push(format!(
+                "up {}.{:02}% of each epoch, as the verifiers attested epoch {e}",
+                bps / 100,
+                bps % 100
+            ));
+            bps
+        }
+        (None, None) => {
+            notes.push("up 100% of each epoch (not attested yet)".into());
+            10_000
+        }
+    };
+    let delivery_milli_minutes = match (q.delivery_milli_minutes, last) {
+        (Some(v), _) => {
+            notes.push(format!("{v} milli-minutes of paid delivery per epoch (given)"));
+            v
+        }
+        (None, Some((e, l))) => {
+            notes.push(format!(
+                "{} milli-minutes of paid delivery per epoch, as in epoch {e}",
+                l.delivery_milli_minutes
+            ));
+            l.delivery_milli_minutes
+        }
+        (None, None) => {
+            notes.push("no paid delivery (none yet)".into());
+            0
+        }
+    };
+    let qos_bps = last.map_or(10_000, |(_, l)| l.qos_bps);
+    let assumed = Assumed { ib_milli, uptime_bps, delivery_milli_minutes, qos_bps };
+    let mut est = estimate(&st, secs, now, me, assumed);
+    notes.append(&mut est.assumptions);
+    est.assumptions = notes;
+    est
 }

@@ -1,6 +1,7 @@
 //! The `ifx` command line, one module per command; `main.rs` only parses and dispatches here.
 //! (This folder belongs to the binary, not to the `ifx_node` library.)
 
+mod estimate;
 mod fl;
 mod gov;
 mod http;
@@ -112,6 +113,9 @@ pub enum Command {
         #[command(flatten)]
         api: http::ApiTarget,
     },
+    /// What a running node's key would be paid per epoch as a worker (settlement's own rules on
+    /// its measured IB and uptime, beside the network's other workers), and the stake it needs.
+    Estimate(estimate::EstimateArgs),
 }
 
 /// Runs a parsed command line.
@@ -162,6 +166,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{}", if s.paused.is_none() { "working" } else { "still paused" });
             ok
         }
+        Command::Estimate(a) => estimate::run(a).and(ok),
         Command::Testnet(args) => testnet::run(*args),
         Command::Attack(a) => {
             init_logs("warn", false);

@@ -33,6 +33,19 @@ pub fn distribute(pool: u64, weights: &BTreeMap<[u8; 32], u128>) -> BTreeMap<[u8
     out
 }
 
+/// `minted` split into the worker, verifier, artist and governance pools (the governance pool
+/// takes the rounding).
+pub(super) fn pools(minted: u64, p: &EconParams) -> [u64; 4] {
+    let share = |bps: u64| (minted as u128 * bps as u128 / BPS as u128) as u64;
+    let (w, v, a) = (share(p.workers_bps), share(p.verifiers_bps), share(p.artists_bps));
+    [w, v, a, minted - w - v - a]
+}
+
+/// Of a payout of `total`, the part liquid at once (the rest vests).
+pub(super) fn liquid_part(total: u64, p: &EconParams) -> u64 {
+    (total as u128 * p.liquid_bps as u128 / BPS as u128) as u64
+}
+
 /// The weights of the four pools, and the most each artist may be paid.
 pub(super) struct PoolWeights {
     pub workers: BTreeMap<[u8; 32], u128>,
@@ -53,10 +66,7 @@ pub(super) fn pay(
 ) {
     let epoch = s.epoch;
     s.minted = p.mint_at(epoch);
-    s.pool_workers = (s.minted as u128 * p.workers_bps as u128 / BPS as u128) as u64;
-    s.pool_verifiers = (s.minted as u128 * p.verifiers_bps as u128 / BPS as u128) as u64;
-    s.pool_artists = (s.minted as u128 * p.artists_bps as u128 / BPS as u128) as u64;
-    s.pool_governance = s.minted - s.pool_workers - s.pool_verifiers - s.pool_artists;
+    [s.pool_workers, s.pool_verifiers, s.pool_artists, s.pool_governance] = pools(s.minted, p);
     let mut lines: BTreeMap<[u8; 32], Payout> = BTreeMap::new();
     let vpool = s.pool_verifiers + s.penalties;
     for (pool, weights, which) in [
@@ -110,7 +120,7 @@ pub(super) fn pay(
     }
     let vest_epochs = EconParams::epochs_of(p.vesting_secs, epoch_secs);
     for l in lines.values_mut() {
-        l.liquid = (l.total as u128 * p.liquid_bps as u128 / BPS as u128) as u64;
+        l.liquid = liquid_part(l.total, p);
         l.vesting = l.total - l.liquid;
         let a = accounts.entry(l.key).or_default();
         a.liquid = a.liquid.saturating_add(l.liquid);

@@ -57,7 +57,7 @@ pub(super) fn workers(
             c.1 = c.1.saturating_add(w.timeouts as u64);
         }
     }
-    let epoch_mm = epoch_secs as u128 * 1000 / 60;
+    let epoch_mm = epoch_milli_minutes(epoch_secs);
     let mut worker_w: BTreeMap<[u8; 32], u128> = BTreeMap::new();
     for k in candidates {
         let Some(acct) = accounts.get(&k).filter(|a| a.role == Some(StakeRole::Worker)) else { continue };
@@ -111,9 +111,7 @@ pub(super) fn workers(
             None
         };
         if excluded.is_none() {
-            let w = ib as u128 * (uptime as u128 * 1000 + p.w_pod_milli as u128 * delivery as u128);
-            let w = w.min(u64::MAX as u128) * qos as u128 / BPS as u128;
-            worker_w.insert(k, w);
+            worker_w.insert(k, worker_weight(ib, uptime, delivery, qos, p));
         }
         s.workers.push(WorkerLine {
             key: k,
@@ -127,6 +125,18 @@ pub(super) fn workers(
         });
     }
     worker_w
+}
+
+/// A worker's weight: IB(milli) x (uptime milli-minutes x 1000 + W_PoD(milli) x delivery
+/// milli-minutes), capped at `u64::MAX`, times its QoS factor in basis points.
+pub(super) fn worker_weight(ib_milli: u64, uptime_mm: u64, delivery_mm: u64, qos_bps: u64, p: &EconParams) -> u128 {
+    let w = ib_milli as u128 * (uptime_mm as u128 * 1000 + p.w_pod_milli as u128 * delivery_mm as u128);
+    w.min(u64::MAX as u128) * qos_bps.min(BPS) as u128 / BPS as u128
+}
+
+/// Milli-minutes in an epoch of `epoch_secs` (a full epoch's uptime).
+pub(super) fn epoch_milli_minutes(epoch_secs: u64) -> u128 {
+    epoch_secs as u128 * 1000 / 60
 }
 
 /// A worker's QoS factor in basis points from `(answered, timed out)` per verifier that
