@@ -51,6 +51,14 @@ fn formatted(fmt: &str, v: &Value) -> String {
         }
         "ifx-unbonding" => ifx(list().iter().map(|x| x[0].as_u64().unwrap()).sum()),
         "count" => list().len().to_string(),
+        "milli" => {
+            let m = v.as_u64().unwrap();
+            format!("{}.{:03}", m / 1000, m % 1000)
+        }
+        "bps" => {
+            let b = v.as_u64().unwrap();
+            format!("{}.{:02} %", b / 100, b % 100)
+        }
         "short" => v.as_str().unwrap().chars().take(16).collect(),
         "uptime" => {
             let s = v.as_u64().unwrap();
@@ -81,6 +89,7 @@ fn api_json(rt: &tokio::runtime::Runtime, c: &reqwest::Client, addr: &str) -> Va
         ("logs", "logs"),
         ("jobs", "jobs"),
         ("fl", "fl"),
+        ("estimate", "estimate"),
     ] {
         let v: Value =
             rt.block_on(async { c.get(format!("http://{addr}/{path}")).send().await?.json().await }).unwrap();
@@ -271,13 +280,21 @@ fn the_dashboard_shows_what_the_api_says_and_its_button_pauses_the_node() {
     }
     let (fields, json) = agreed.unwrap_or_else(|| panic!("the page never matched the API: {last:#?}"));
     // Every panel shows figures, and they are the node's real ones.
-    for panel in ["p-node", "p-network", "p-earnings", "p-stake", "p-por", "p-work", "p-ledger", "p-logs"] {
+    for panel in ["p-node", "p-network", "p-earnings", "p-stake", "p-estimate", "p-por", "p-work", "p-ledger", "p-logs"]
+    {
         assert!(fields.iter().any(|f| f.0 == panel), "panel {panel} shows no figure from the API");
     }
     assert!(fields.iter().any(|f| f.1.starts_with("account.epochs.")), "no epoch rows");
     assert!(fields.iter().any(|f| f.1 == "jobs.0.job_id"), "no job row");
     assert_eq!(json["status"]["peer_id"], me.peer_id.to_string());
     assert!(json["account"]["account"]["earned"].as_u64() > Some(0));
+    // Bonded, up and benchmarked: the estimate pays it, on the verifiers' measurement.
+    assert!(json["estimate"]["total"].as_u64() > Some(0), "{}", json["estimate"]);
+    assert!(json["estimate"]["assumptions"][0].as_str().unwrap().contains("median benchmark"), "{}", json["estimate"]);
+    assert_eq!(
+        eval_u64(&tab, "document.querySelectorAll('#assumptions li').length"),
+        json["estimate"]["assumptions"].as_array().unwrap().len() as u64
+    );
     assert!(json["account"]["por"]["passed"].as_u64() > Some(0));
     let sealed = json["account"]["epochs"].as_array().unwrap().iter().filter(|e| e["status"] == "sealed").count();
     assert_eq!(eval_u64(&tab, "document.querySelectorAll('#chart rect.liquid').length") as usize, sealed.min(24));

@@ -28,6 +28,7 @@ function format(fmt, v) {
     case "count": return String(v.length);
     case "short": return String(v).slice(0, 16);
     case "uptime": return `${Math.floor(v / 3600)} h ${String(Math.floor((v % 3600) / 60)).padStart(2, "0")} min`;
+    case "bps": return `${Math.floor(v / 100)}.${String(v % 100).padStart(2, "0")} %`;
     case "milli": return `${Math.floor(v / 1000)}.${String(v % 1000).padStart(3, "0")}`;
     default: return v === null || v === undefined ? "-" : String(v);
   }
@@ -173,6 +174,11 @@ function warnings(logs) {
   list.replaceChildren(...items);
 }
 
+function assumptions(estimate) {
+  const ul = document.getElementById("assumptions");
+  ul.replaceChildren(...estimate.assumptions.map((a) => el("li", {}, a)));
+}
+
 function header(status) {
   const pill = document.getElementById("state");
   state.paused = status.paused !== null && status.paused !== undefined;
@@ -194,9 +200,9 @@ async function getJson(path) {
 
 async function refresh() {
   try {
-    const [status, account, ledger, logs, jobList, fl] = await Promise.all(
-      ["/status", "/account", "/ledger/stats", "/logs", "/jobs", "/fl"].map(getJson));
-    state.data = { status, account, ledger, logs, jobs: jobList, fl };
+    const [status, account, ledger, logs, jobList, fl, estimate] = await Promise.all(
+      ["/status", "/account", "/ledger/stats", "/logs", "/jobs", "/fl", "/estimate"].map(getJson));
+    state.data = { status, account, ledger, logs, jobs: jobList, fl, estimate };
     header(status);
     epochsTable(account);
     chart(account);
@@ -204,6 +210,7 @@ async function refresh() {
     jobs(jobList);
     tasks(fl);
     warnings(logs);
+    assumptions(estimate);
     const w = lastWorkerLine(account);
     document.getElementById("ib").textContent = w ? format("milli", w.ib_milli) : "-";
     document.getElementById("required").textContent = w ? ifx(w.required_stake) : "-";
