@@ -6,8 +6,10 @@
 #   python3                      scripts/import_cycles.py (the structure check)
 #   iproute2, nftables           `ifx testnet --scenario home-nat`: nodes in network namespaces
 #                                behind NAT routers (a test; it needs root)
+#   faketime                     `ifx doctor` on a node whose clock is 2 minutes off (a test)
+#   systemd                      systemd-analyze verifies the unit `ifx service install` writes (a test)
 set -euo pipefail
-pkgs=(clang libclang-dev libvulkan1 mesa-vulkan-drivers chromium python3 iproute2 nftables)
+pkgs=(clang libclang-dev libvulkan1 mesa-vulkan-drivers chromium python3 iproute2 nftables faketime systemd)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -246,3 +246,60 @@ fn json_logs_are_one_json_object_per_line() {
     assert!(v["fields"]["address"].as_str().unwrap().starts_with("/ip4/127.0.0.1/tcp/"), "{v}");
     assert!(node.terminate().success());
 }
+
+/// Issue #19: `ifx service install` writes a unit that systemd accepts (`systemd-analyze
+/// verify`), whose ExecStart runs this binary as a node with the config given, writable data
+/// dir and all, and whose stop signal stops that node cleanly; root and a missing config are
+/// refused with the fix.
+#[test]
+fn service_install_writes_a_unit_whose_command_runs_the_node() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (config, data, units) = (tmp.path().join("config.toml"), tmp.path().join("data"), tmp.path().join("units"));
+    std::fs::create_dir_all(&units).unwrap();
+    fails_with(
+        &["service", "install", "--config", s(&config), "--unit-dir", s(&units), "--no-start"],
+        &["does not exist", "ifx config show --data-dir"],
+    );
+    let shown =
+        ifx(&["config", "show", "--data-dir", s(&data), "--listen", "/ip4/127.0.0.1/tcp/0", "--api", "127.0.0.1:0"]);
+    assert!(shown.status.success());
+    std::fs::write(&config, &shown.stdout).unwrap();
+    fails_with(
+        &["service", "install", "--config", s(&config), "--unit-dir", s(&units), "--user", "root", "--no-start"],
+        &["a user of its own"],
+    );
+    let out =
+        ifx(&["service", "install", "--config", s(&config), "--unit-dir", s(&units), "--user", "nobody", "--no-start"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let path = units.join("ifx.service");
+    let unit = std::fs::read_to_string(&path).unwrap();
+    for want in [
+        format!("ExecStart={IFX} node --config {}", config.display()),
+        "User=nobody".into(),
+        format!("ReadWritePaths={}", data.display()),
+        "KillSignal=SIGTERM".into(),
+        "WantedBy=multi-user.target".into(),
+    ] {
+        assert!(unit.lines().any(|l| l == want), "the unit lacks {want:?}:\n{unit}");
+    }
+    // `ifx service unit` prints the same unit.
+    let printed = ifx(&["service", "unit", "--config", s(&config), "--user", "nobody"]);
+    assert_eq!(String::from_utf8_lossy(&printed.stdout), unit);
+    let verify = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .expect("systemd-analyze is not installed: run scripts/setup.sh");
+    assert!(verify.status.success(), "systemd-analyze verify: {}", String::from_utf8_lossy(&verify.stderr));
+
+    // What systemd would run, run here: it starts a node, and SIGTERM (KillSignal) stops it
+    // with exit status 0 well within TimeoutStopSec.
+    let exec = unit.lines().find_map(|l| l.strip_prefix("ExecStart=")).unwrap();
+    let words: Vec<&str> = exec.split(' ').collect();
+    assert_eq!(words[0], IFX);
+    let mut node = Running::start(&words[1..]);
+    node.expect("API listening", 1, Duration::from_secs(30));
+    assert!(data.join("node_key.toml").exists());
+    let st = node.terminate();
+    assert!(st.success(), "exit status after SIGTERM: {st}");
+}

@@ -52,6 +52,12 @@ pub struct Status {
     /// Why the operator paused its work (`POST /pause`), if it is paused.
     #[serde(default)]
     pub paused: Option<String>,
+    /// How far peers' clocks are from this node's, in ms (positive: this clock is behind), the
+    /// median over `clock_peers` peers' latest heartbeats; `None` before any heartbeat.
+    #[serde(default)]
+    pub clock_offset_ms: Option<i64>,
+    #[serde(default)]
+    pub clock_peers: usize,
 }
 
 /// The network as the swarm task sees it.

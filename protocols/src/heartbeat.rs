@@ -245,7 +245,14 @@ pub struct PeerTable {
     latency: LatencySamples,
     /// The receiver's own clock, in liveness slots.
     slots: SlotClock,
+    /// Each peer's clock against this node's: (its heartbeat's send time - the receipt time
+    /// here) in ms, and when it was taken; stale heartbeats too (a clock far off makes them so).
+    clocks: BTreeMap<[u8; 32], (i64, u64)>,
 }
+
+/// Peers' clock readings kept (`PeerTable::clock_offset`): beyond it the oldest reading goes.
+/// A median over this many is one no minority of peers moves far.
+pub const CLOCK_PEERS: usize = 256;
 
 /// Liveness slots on the receiver's clock (issue #21: uptime was the count of distinct
 /// heartbeat seqs in the epoch the sender labelled, so a minute online and a burst of
@@ -310,6 +317,7 @@ impl PeerTable {
             cap: cap.max(1),
             latency: LatencySamples::new(latency_samples),
             slots: SlotClock::default(),
+            clocks: BTreeMap::new(),
         }
     }
 
@@ -336,6 +344,7 @@ impl PeerTable {
     /// clock, which alone decides the liveness slot and epoch it counts in).
     pub fn observe(&mut self, author: [u8; 32], hb: &Heartbeat, now_unix_us: u64) -> Observed {
         let now_ms = now_unix_us / 1000;
+        self.read_clock(author, hb.sent_unix_us, now_unix_us);
         let delay_us = now_unix_us.saturating_sub(hb.sent_unix_us);
         if delay_us / 1000 > self.max_age_ms {
             return Observed::Stale;
@@ -386,6 +395,29 @@ impl PeerTable {
             Observed::Stale => {}
         }
         outcome
+    }
+
+    /// Notes `author`'s clock reading: its send time against the receipt time here.
+    fn read_clock(&mut self, author: [u8; 32], sent_us: u64, now_us: u64) {
+        let offset_ms = ((sent_us as i128 - now_us as i128) / 1000).clamp(i64::MIN as i128, i64::MAX as i128) as i64;
+        let now_ms = now_us / 1000;
+        if self.clocks.len() >= CLOCK_PEERS
+            && !self.clocks.contains_key(&author)
+            && let Some(oldest) = self.clocks.iter().min_by_key(|(_, (_, at))| *at).map(|(k, _)| *k)
+        {
+            self.clocks.remove(&oldest);
+        }
+        self.clocks.insert(author, (offset_ms, now_ms));
+    }
+
+    /// How far peers' clocks are from this node's, in ms (positive: theirs are ahead, so this
+    /// one is behind), as the lower median of each peer's latest heartbeat's send time against
+    /// its arrival here (transit time included, milliseconds on a LAN), and over how many peers;
+    /// `None` before any heartbeat.
+    pub fn clock_offset(&self) -> Option<(i64, usize)> {
+        let mut v: Vec<i64> = self.clocks.values().map(|(o, _)| *o).collect();
+        v.sort_unstable();
+        Some((*v.get((v.len().checked_sub(1)?) / 2)?, v.len()))
     }
 
     /// The record of one peer.
@@ -555,6 +587,33 @@ mod tests {
         assert_eq!(r.uptime_secs, 2);
         // Three heartbeats at one instant, 1 ms into a slot: that slot and the one before.
         assert_eq!(r.by_epoch, [(16, 2)].into_iter().collect());
+    }
+
+    /// Issue #19 (`ifx doctor`): peers' clocks against this one, a stale heartbeat's too (a
+    /// clock minutes off makes every heartbeat stale), by lower median, so a minority of peers
+    /// lying about the time moves nothing; the readings kept are bounded.
+    #[test]
+    fn clock_offset_is_the_median_over_peers_and_bounded() {
+        let mut t = PeerTable::new(60_000, 16);
+        assert_eq!(t.clock_offset(), None);
+        let now = T0 + 200_000_000;
+        // Three peers 120 s behind this node (their heartbeats arrive stale), one liar far ahead.
+        for (i, sent) in [now - 120_000_000, now - 120_001_000, now - 119_999_000, u64::MAX].iter().enumerate() {
+            t.observe([i as u8 + 1; 32], &hb(1, 0, *sent), now);
+        }
+        assert_eq!(t.clock_offset(), Some((-120_000, 4)));
+        // A peer's latest reading replaces its earlier one.
+        t.observe([1; 32], &hb(1, 1, now - 120_000_000 + 5_000_000), now + 5_000_000);
+        assert_eq!(t.clock_offset(), Some((-120_000, 4)));
+        for i in 0..(CLOCK_PEERS as u32 + 10) {
+            let mut k = [0u8; 32];
+            k[..4].copy_from_slice(&i.to_be_bytes());
+            k[31] = 9;
+            t.observe(k, &hb(1, 0, now), now + i as u64);
+        }
+        assert_eq!(t.clock_offset().map(|c| c.1), Some(CLOCK_PEERS));
+        // The newest readings stayed: peers in step with this clock.
+        assert!(t.clock_offset().unwrap().0.abs() < 1_000);
     }
 
     /// Issue #21: uptime was the count of distinct seqs in the epoch the sender labelled, so a

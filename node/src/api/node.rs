@@ -51,9 +51,9 @@ pub fn routes(state: NodeApi) -> Router {
 
 async fn status(State(s): State<NodeApi>) -> Response {
     let Ok(net) = s.net.snapshot().await else { return unavailable() };
-    let (heartbeat_peers, heartbeats_received) = {
+    let (heartbeat_peers, heartbeats_received, clock) = {
         let t = s.heartbeats.lock().unwrap_or_else(|e| e.into_inner());
-        (t.len(), t.total_received())
+        (t.len(), t.total_received(), t.clock_offset())
     };
     Json(Status {
         peer_id: s.peer_id,
@@ -70,6 +70,8 @@ async fn status(State(s): State<NodeApi>) -> Response {
         heartbeats_received,
         reachability: net.reachability,
         paused: s.pause.reason(),
+        clock_offset_ms: clock.map(|c| c.0),
+        clock_peers: clock.map_or(0, |c| c.1),
     })
     .into_response()
 }

@@ -1,6 +1,7 @@
 //! The `ifx` command line, one module per command; `main.rs` only parses and dispatches here.
 //! (This folder belongs to the binary, not to the `ifx_node` library.)
 
+mod doctor;
 mod estimate;
 mod fl;
 mod gov;
@@ -10,6 +11,7 @@ mod ledger;
 mod node;
 mod render;
 mod rewards;
+mod service;
 mod stake;
 mod testnet;
 
@@ -116,6 +118,15 @@ pub enum Command {
     /// What a running node's key would be paid per epoch as a worker (settlement's own rules on
     /// its measured IB and uptime, beside the network's other workers), and the stake it needs.
     Estimate(estimate::EstimateArgs),
+    /// Is this node all right? Checks the config, GPU, data dir, disk and key, and asks the
+    /// running node about its peers, reachability, clock and stake; each problem with its fix.
+    /// Exit status 0: all well; 2: it works, with warnings; 1: something is wrong.
+    Doctor(doctor::DoctorArgs),
+    /// Run the node as a systemd service: print or install its unit (logs go to the journal).
+    Service {
+        #[command(subcommand)]
+        command: service::ServiceCommand,
+    },
 }
 
 /// Runs a parsed command line.
@@ -167,6 +178,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             ok
         }
         Command::Estimate(a) => estimate::run(a).and(ok),
+        Command::Doctor(a) => doctor::run(a),
+        Command::Service { command } => service::run(command),
         Command::Testnet(args) => testnet::run(*args),
         Command::Attack(a) => {
             init_logs("warn", false);
@@ -195,7 +208,7 @@ fn status_screen(s: &ifx_protocols::api::Status) -> String {
     format!(
         "node      {} ({}, version {})\nnetwork   {}, epoch {}\nuptime    {}h {:02}m {:02}s\nwork      {}\n\
          gpu       {} ({}, {}), {} cores, {} MiB\npeers     {} connected, {} in the routing table, {} heard \
-         ({} heartbeats)\nreach     {} (DHT {}, {} relay reservations, {} external addresses)\n          {}\n",
+         ({} heartbeats)\nreach     {} (DHT {}, {} relay reservations, {} external addresses)\n          {}\nclock     {}\n",
         s.peer_id,
         s.role.as_str(),
         s.version,
@@ -218,7 +231,8 @@ fn status_screen(s: &ifx_protocols::api::Status) -> String {
         r.dht_mode,
         r.relays.len(),
         r.external_addrs.len(),
-        r.advice
+        r.advice,
+        s.clock_offset_ms.map_or("no peer's heartbeat yet".into(), |ms| doctor::clock_phrase(ms, s.clock_peers))
     )
 }
 

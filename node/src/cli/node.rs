@@ -27,6 +27,11 @@ impl NodeArgs {
     pub fn load(&self) -> Result<NodeConfig, ifx_node::ConfigError> {
         NodeConfig::load(self.config.as_deref(), &self.overrides)
     }
+
+    /// The config file given, if any.
+    pub fn config_path(&self) -> Option<&std::path::Path> {
+        self.config.as_deref()
+    }
 }
 
 /// Runs `ifx node` until SIGINT or SIGTERM.

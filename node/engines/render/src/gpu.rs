@@ -89,10 +89,20 @@ pub fn best_adapter() -> Option<wgpu::Adapter> {
     found.into_iter().rev().max_by_key(|a| rank(a.get_info().device_type))
 }
 
-/// The best adapter as the node reports it: (backend, adapter name, class), the class being
-/// `discrete`, `integrated`, `virtual`, `cpu` or `other`; `None` without any adapter.
-pub fn best_adapter_summary() -> Option<(String, String, &'static str)> {
-    let info = best_adapter()?.get_info();
+/// An adapter as the node reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AdapterSummary {
+    /// `vulkan`, `metal`, `dx12` or `gl`.
+    pub backend: String,
+    pub name: String,
+    /// `discrete`, `integrated`, `virtual`, `cpu` (a software rasteriser such as llvmpipe) or
+    /// `other`.
+    pub class: &'static str,
+    /// The driver's name and version, as far as the backend tells.
+    pub driver: String,
+}
+
+fn summary(info: wgpu::AdapterInfo) -> AdapterSummary {
     let class = match info.device_type {
         wgpu::DeviceType::DiscreteGpu => "discrete",
         wgpu::DeviceType::IntegratedGpu => "integrated",
@@ -100,7 +110,35 @@ pub fn best_adapter_summary() -> Option<(String, String, &'static str)> {
         wgpu::DeviceType::Cpu => "cpu",
         wgpu::DeviceType::Other => "other",
     };
-    Some((format!("{:?}", info.backend).to_lowercase(), info.name, class))
+    let driver = [info.driver, info.driver_info].into_iter().filter(|s| !s.is_empty()).collect::<Vec<_>>().join(" ");
+    AdapterSummary { backend: format!("{:?}", info.backend).to_lowercase(), name: info.name, class, driver }
+}
+
+/// The best adapter as the node reports it: (backend, adapter name, class); `None` without any
+/// adapter.
+pub fn best_adapter_summary() -> Option<(String, String, &'static str)> {
+    let s = summary(best_adapter()?.get_info());
+    Some((s.backend, s.name, s.class))
+}
+
+/// Every adapter of the machine (GL only when no other backend has one, as `best_adapter`),
+/// the one `best_adapter` picks first.
+pub fn adapter_summaries() -> Vec<AdapterSummary> {
+    let mut found = adapters(wgpu::Backends::PRIMARY);
+    if found.is_empty() {
+        found = adapters(wgpu::Backends::GL);
+    }
+    let mut all: Vec<(u8, usize, AdapterSummary)> = found
+        .into_iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let info = a.get_info();
+            (rank(info.device_type), i, summary(info))
+        })
+        .collect();
+    // Best rank first; among equals the first listed, as `best_adapter`.
+    all.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    all.into_iter().map(|(_, _, s)| s).collect()
 }
 
 /// Records a copy of `src` (`size` bytes) into a mappable buffer at the end of `enc`, submits
