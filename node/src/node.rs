@@ -167,6 +167,7 @@ impl Node {
                 .map_err(|e| NodeError::Storage { path: db_path.clone(), reason: e.to_string() })?,
             data_dir.join("fl"),
             pause.clone(),
+            heartbeats.clone(),
             shutdown.child_token(),
         )
         .map_err(|e| ifx_protocols::InvalidValue::new("fl.data", e.to_string()))?;

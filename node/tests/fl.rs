@@ -190,3 +190,70 @@ async fn five_non_iid_clients_learn_over_the_mesh_despite_poisoners_and_an_audit
         n.stop().await;
     }
 }
+
+/// Issue #19: a paused worker is not asked to train. Its heartbeats say paused, so the owner
+/// leaves it out of every round (before, it asked, heard "busy" and counted a dropped update);
+/// the task runs on the others, and the paused one is neither used nor held to have failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_worker_is_not_asked_to_train() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut owner_cfg = config(&tmp.path().join("owner"), None);
+    owner_cfg.fl.data = Some(digits());
+    let owner = Node::start(owner_cfg).await.unwrap();
+    let boot = format!("{}/p2p/{}", owner.listen_addrs[0], owner.peer_id);
+    let mut workers = Vec::new();
+    for shard in 0..3 {
+        let mut c = config(&tmp.path().join(format!("w{shard}")), Some(boot.clone()));
+        c.fl.data = Some(digits());
+        c.fl.shard = Some(shard);
+        workers.push(Node::start(c).await.unwrap());
+    }
+    workers[2].pause.set(Some("gaming".into()));
+    let paused = workers[2].peer_id;
+    // Connected, and heard paused by the owner.
+    let start = Instant::now();
+    loop {
+        let heard = owner
+            .heartbeats
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(k, r)| r.paused && ifx_node::network::author_peer_id(k).is_some_and(|p| p == paused));
+        if heard && owner.net.snapshot().await.unwrap().connected.len() >= 3 {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "the owner never heard the pause");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let spec = TaskSpec {
+        rounds: 4,
+        clients_per_round: 3,
+        over_select_pct: 100,
+        min_clients: 2,
+        data: DataRule { shards: 3, alpha: 0.5, seed: 7 },
+        deadline_ms: 4000,
+        unpaid: true,
+        ..Default::default()
+    };
+    let id = owner.fl.start(spec).await.unwrap();
+    let start = Instant::now();
+    let status = loop {
+        let s = owner.fl.get(&id).unwrap();
+        if s.state != ifx_protocols::api::RunState::Running {
+            break s;
+        }
+        assert!(start.elapsed() < Duration::from_secs(120), "task still running: {s:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(status.state, ifx_protocols::api::RunState::Done, "{:?}", status.error);
+    assert_eq!(status.clients_by_round, vec![2; 4], "{status:?}");
+    let p = paused.to_string();
+    for (what, map) in
+        [("accepted", &status.accepted), ("dropped", &status.dropped), ("rejected", &status.rejected_count)]
+    {
+        assert_eq!(map.get(&p), None, "the paused worker was {what}: {status:?}");
+    }
+    for w in &workers[..2] {
+        assert!(status.accepted.get(&w.peer_id.to_string()).copied().unwrap_or(0) > 0, "{status:?}");
+    }
+}

@@ -115,6 +115,8 @@ struct Inner {
     audits_waiting: Arc<std::sync::atomic::AtomicUsize>,
     /// The operator's pause: no training for others while it holds.
     pause: crate::pause::Pause,
+    /// Peers' heartbeats: the owner asks only workers whose heartbeats say they work.
+    heartbeats: Arc<Mutex<ifx_protocols::PeerTable>>,
     shutdown: CancellationToken,
 }
 
@@ -150,6 +152,7 @@ impl Fl {
         blobs: BlobStore,
         out_dir: PathBuf,
         pause: crate::pause::Pause,
+        heartbeats: Arc<Mutex<ifx_protocols::PeerTable>>,
         shutdown: CancellationToken,
     ) -> Result<Self, ifx_learn::LearnError> {
         let data = match &cfg.data {
@@ -183,6 +186,7 @@ impl Fl {
                 auditing: Arc::new(tokio::sync::Semaphore::new(1)),
                 audits_waiting: Arc::default(),
                 pause,
+                heartbeats,
                 shutdown,
             }),
         })

@@ -69,14 +69,18 @@ impl Fl {
         Ok(id)
     }
 
-    /// Joined workers that are connected now, in this round's rotation order.
+    /// Joined workers that are connected now and not paused by their operators (their
+    /// heartbeats say so), in this round's rotation order.
     async fn candidates(&self, task: [u8; 16], round: u32, excluded: &BTreeSet<[u8; 32]>) -> Vec<(PeerId, [u8; 32])> {
         let Ok(snap) = self.inner.net.snapshot().await else { return Vec::new() };
-        let connected: BTreeSet<String> = snap.connected.into_iter().map(|c| c.peer_id).collect();
+        let working: BTreeSet<PeerId> = {
+            let table = lock(&self.inner.heartbeats);
+            crate::heartbeat::connected_workers(&table, &snap.connected).into_iter().map(|(p, _)| p).collect()
+        };
         let joined = lock(&self.inner.joined).get(&task).cloned().unwrap_or_default();
         let mut c: Vec<([u8; 32], PeerId, [u8; 32])> = joined
             .into_iter()
-            .filter(|(p, k)| connected.contains(&p.to_string()) && !excluded.contains(k))
+            .filter(|(p, k)| working.contains(p) && !excluded.contains(k))
             .map(|(p, k)| {
                 let mut h = blake3::Hasher::new();
                 h.update(&task).update(&round.to_le_bytes()).update(&k);
