@@ -7,21 +7,24 @@ use ifx_protocols::Capacity;
 
 static PROBED: OnceLock<Capacity> = OnceLock::new();
 
-/// The machine's capacity, probing the graphics adapters on first use (can take ~100 ms).
-pub async fn probe() -> Capacity {
+/// The machine's capacity with the adapter `gpu` names (`render.gpu`; empty: the best),
+/// probing the graphics adapters on first use (can take ~100 ms); one process probes once, so
+/// its first node's choice is the one reported.
+pub async fn probe(gpu: &str) -> Capacity {
     if let Some(c) = PROBED.get() {
         return c.clone();
     }
-    let c = tokio::task::spawn_blocking(probe_blocking).await.unwrap_or_else(|_| cpu_only());
+    let gpu = gpu.to_owned();
+    let c = tokio::task::spawn_blocking(move || probe_blocking(&gpu)).await.unwrap_or_else(|_| cpu_only());
     PROBED.get_or_init(|| c).clone()
 }
 
-fn probe_blocking() -> Capacity {
+fn probe_blocking(gpu: &str) -> Capacity {
     let mut cap = cpu_only();
-    if let Some((backend, name, class)) = ifx_render::gpu::best_adapter_summary() {
-        cap.backend = backend;
-        cap.adapter = truncate(&name);
-        cap.device_type = class.into();
+    if let Ok(a) = ifx_render::gpu::adapter_summary(gpu) {
+        cap.backend = a.backend;
+        cap.adapter = truncate(&a.name);
+        cap.device_type = a.class.into();
     }
     cap
 }
@@ -56,7 +59,7 @@ fn truncate(s: &str) -> String {
 mod tests {
     #[tokio::test]
     async fn probe_reports_cores_memory_and_an_adapter_or_cpu() {
-        let c = super::probe().await;
+        let c = super::probe("").await;
         assert!(c.cores >= 1);
         assert!(c.memory_mb > 0);
         assert!(!c.backend.is_empty() && !c.adapter.is_empty());

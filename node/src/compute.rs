@@ -15,16 +15,23 @@ use crate::faults::Faults;
 /// GPU devices, each opened on first use (60-800 ms on a software adapter) and then shared.
 #[derive(Default)]
 pub struct Devices {
+    /// The adapter the operator chose (`render.gpu`; empty: the best).
+    gpu: String,
     render: Mutex<Option<Arc<GpuRenderer>>>,
     bench: Mutex<Option<Arc<GpuBench>>>,
 }
 
 impl Devices {
+    /// Devices on the adapter `gpu` names (`ifx_render::gpu::select_adapter`).
+    pub fn choosing(gpu: &str) -> Self {
+        Self { gpu: gpu.to_owned(), ..Default::default() }
+    }
+
     /// The render device, opening it if needed; `Err` only when it cannot open and `required`.
     fn render(&self, required: bool) -> Result<Option<Arc<GpuRenderer>>, RenderError> {
         let mut dev = self.render.lock().unwrap_or_else(|e| e.into_inner());
         if dev.is_none() {
-            match GpuRenderer::new() {
+            match GpuRenderer::on(&self.gpu) {
                 Ok(g) => *dev = Some(Arc::new(g)),
                 Err(e) if required => return Err(e),
                 Err(_) => {}
@@ -37,7 +44,7 @@ impl Devices {
     fn bench(&self) -> Option<Arc<GpuBench>> {
         let mut dev = self.bench.lock().unwrap_or_else(|e| e.into_inner());
         if dev.is_none()
-            && let Ok(g) = GpuBench::new()
+            && let Ok(g) = GpuBench::on(&self.gpu)
         {
             *dev = Some(Arc::new(g));
         }
@@ -62,6 +69,11 @@ impl Compute {
     /// The configured backend.
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// The adapter chosen (`render.gpu`; empty: the best).
+    pub fn gpu(&self) -> &str {
+        &self.devices.gpu
     }
 
     /// The node's injected faults.

@@ -236,14 +236,46 @@ impl Default for LedgerSection {
 pub struct RenderSection {
     /// `auto` (a GPU, else a software adapter, else the CPU), `gpu` or `cpu`.
     pub backend: Backend,
+    /// Which GPU, when the machine has several: empty for the best (a real GPU before a
+    /// software one), a number for its place in `ifx gpus`, or part of its name ("4090").
+    pub gpu: String,
+    /// Tiles rendered for others at once (1 to 64).
+    pub max_tiles: u32,
+    /// GPU memory a job's scene and tiles may take, in MiB (0: no cap); a larger job is
+    /// answered busy and goes to another worker.
+    pub max_vram_mb: u64,
+    /// Memory a job's scene and tiles may take, in MiB (0: no cap).
+    pub max_memory_mb: u64,
     /// For tests and the testnet only (`--attack fake-job-tile`): render job tiles at one
     /// sample per pixel whatever the job asked, and sign them as the job's.
     pub fake_tiles: bool,
 }
 
+/// Most tiles at once (`render.max_tiles`): a job owner keeps two of its tiles at a worker,
+/// so 64 serves 32 owners; more would only hold more memory.
+pub const MAX_TILES_AT_ONCE: u32 = 64;
+
 impl Default for RenderSection {
     fn default() -> Self {
-        Self { backend: Backend::Auto, fake_tiles: false }
+        Self {
+            backend: Backend::Auto,
+            gpu: String::new(),
+            max_tiles: 1,
+            max_vram_mb: 0,
+            max_memory_mb: 0,
+            fake_tiles: false,
+        }
+    }
+}
+
+impl RenderSection {
+    /// The worker's caps in bytes.
+    pub fn caps(&self) -> crate::render::Caps {
+        crate::render::Caps {
+            max_tiles: self.max_tiles as usize,
+            max_vram_bytes: self.max_vram_mb.saturating_mul(1 << 20),
+            max_memory_bytes: self.max_memory_mb.saturating_mul(1 << 20),
+        }
     }
 }
 
@@ -500,6 +532,15 @@ impl NodeConfig {
                 "faults.drop_gossip_pct",
                 format!("{} exceeds 100", self.faults.drop_gossip_pct),
             ));
+        }
+        if !(1..=MAX_TILES_AT_ONCE).contains(&self.render.max_tiles) {
+            return Err(InvalidValue::new(
+                "render.max_tiles",
+                format!("{} is not between 1 and {MAX_TILES_AT_ONCE}", self.render.max_tiles),
+            ));
+        }
+        if self.render.gpu.len() > 128 {
+            return Err(InvalidValue::new("render.gpu", "longer than 128 characters"));
         }
         if self.faults.slow_ms > 60_000 {
             return Err(InvalidValue::new("faults.slow_ms", format!("{} exceeds 60000", self.faults.slow_ms)));

@@ -82,12 +82,21 @@ impl Node {
     /// Starts every part of the node described by a validated `cfg`, with GPU devices of its
     /// own.
     pub async fn start(cfg: NodeConfig) -> Result<Node, NodeError> {
-        Self::start_on(cfg, Arc::default()).await
+        let devices = Arc::new(Devices::choosing(&cfg.render.gpu));
+        Self::start_on(cfg, devices).await
     }
 
     /// Starts a node whose GPU work runs on `devices` (shared by the nodes of one process).
     pub async fn start_on(mut cfg: NodeConfig, devices: Arc<Devices>) -> Result<Node, NodeError> {
         cfg.validate()?;
+        // A GPU the operator named must be there: a typo would otherwise render elsewhere.
+        if !cfg.render.gpu.trim().is_empty() && cfg.render.backend != ifx_render::Backend::Cpu {
+            let gpu = cfg.render.gpu.clone();
+            tokio::task::spawn_blocking(move || ifx_render::gpu::select_adapter(&gpu).map(|_| ()))
+                .await
+                .map_err(|e| ifx_protocols::InvalidValue::new("render.gpu", e.to_string()))?
+                .map_err(|e| ifx_protocols::InvalidValue::new("render.gpu", e.to_string()))?;
+        }
         let faults = Faults { slow_ms: cfg.faults.slow_ms };
         let started_at = Instant::now();
         let data_dir = cfg.node.data_dir.clone();
@@ -116,7 +125,7 @@ impl Node {
         info!(entries = ledger.ledger().len(), root = hex::encode(ledger.ledger().root()), "ledger opened");
         let ledger = LedgerHandle::new(ledger, metrics.clone());
         ledger.hold_appends_until_own_chain_fetched(&identity.public_key());
-        let capacity = crate::capacity::probe().await;
+        let capacity = crate::capacity::probe(&cfg.render.gpu).await;
         info!(peer_id = %identity.peer_id(), role = cfg.node.role.as_str(), network = cfg.network.id,
             backend = capacity.backend, adapter = capacity.adapter, "starting node");
 
@@ -212,6 +221,7 @@ impl Node {
                 compute.clone(),
                 crate::render::Signer { key: identity.signing_key().clone(), fake: cfg.render.fake_tiles },
                 pause.clone(),
+                cfg.render.caps(),
                 shutdown.child_token(),
             ),
         );

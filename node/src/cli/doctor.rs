@@ -135,10 +135,25 @@ fn gpu_check(cfg: &NodeConfig) -> Check {
         return line("gpu", Level::Ok, "the CPU renderer, as configured (render.backend = \"cpu\")", None);
     }
     let all = ifx_render::gpu::adapter_summaries();
-    let others = if all.len() > 1 { format!(" (and {} more)", all.len() - 1) } else { String::new() };
+    let others = if all.len() > 1 { format!(" (and {} more: ifx gpus)", all.len() - 1) } else { String::new() };
     let driver_fix = "install the GPU's Vulkan driver (NVIDIA: its proprietary driver; AMD and Intel: \
                       mesa-vulkan-drivers), then check with vulkaninfo --summary";
-    match all.first() {
+    let chosen = if cfg.render.gpu.trim().is_empty() {
+        all.first().cloned()
+    } else {
+        match ifx_render::gpu::adapter_summary(&cfg.render.gpu) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                return line(
+                    "gpu",
+                    Level::Fail,
+                    format!("render.gpu = {:?}: {e}", cfg.render.gpu),
+                    Some("name one of these (a number or part of its name), or leave render.gpu empty".into()),
+                );
+            }
+        }
+    };
+    match chosen.as_ref() {
         None if cfg.render.backend == Backend::Gpu => line(
             "gpu",
             Level::Fail,
@@ -433,4 +448,28 @@ pub(super) fn clock_phrase(offset_ms: i64, peers: usize) -> String {
     let side = if offset_ms < 0 { "ahead of" } else { "behind" };
     let ms = offset_ms.unsigned_abs();
     format!("{}.{:03} s {side} the median of {peers} peers' clocks", ms / 1000, ms % 1000)
+}
+
+/// `ifx gpus`: the adapters this machine offers, numbered as `render.gpu` takes them.
+pub fn gpus(json: bool) -> anyhow::Result<()> {
+    let all = ifx_render::gpu::adapter_summaries();
+    if json {
+        let v: Vec<serde_json::Value> = all
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                serde_json::json!({"index": i, "name": a.name, "class": a.class, "backend": a.backend, "driver": a.driver})
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    if all.is_empty() {
+        println!("no GPU adapter: the node renders on the CPU (ifx doctor says how to install a driver)");
+    }
+    for (i, a) in all.iter().enumerate() {
+        let best = if i == 0 { "  (the default)" } else { "" };
+        println!("{i}  {} ({}, {}, {}){best}", a.name, a.class, a.backend, a.driver);
+    }
+    Ok(())
 }

@@ -122,6 +122,11 @@ pub enum Command {
     /// running node about its peers, reachability, clock and stake; each problem with its fix.
     /// Exit status 0: all well; 2: it works, with warnings; 1: something is wrong.
     Doctor(doctor::DoctorArgs),
+    /// The GPU adapters of this machine, numbered as `render.gpu` takes them (best first).
+    Gpus {
+        #[arg(long)]
+        json: bool,
+    },
     /// Run the node as a systemd service: print or install its unit (logs go to the journal).
     Service {
         #[command(subcommand)]
@@ -179,6 +184,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Estimate(a) => estimate::run(a).and(ok),
         Command::Doctor(a) => doctor::run(a),
+        Command::Gpus { json } => doctor::gpus(json).and(ok),
         Command::Service { command } => service::run(command),
         Command::Testnet(args) => testnet::run(*args),
         Command::Attack(a) => {

@@ -28,7 +28,7 @@ use ifx_protocols::{NetworkConfig, PeerTable};
 use ifx_render::{RenderError, Scene, builtin, load};
 use tokio_util::sync::CancellationToken;
 
-pub use worker::{Signer, serve};
+pub use worker::{Caps, Signer, serve};
 
 use crate::ledger::LedgerHandle;
 use crate::network::NetHandle;

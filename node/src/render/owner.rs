@@ -172,11 +172,13 @@ impl Jobs {
         let at = Tile { x: t.x + sub.x, y: t.y + sub.y, w: sub.w, h: sub.h };
         let s = spec.settings();
         // The spec is cloned (scene and all) only for the first check, which builds the renderer.
-        let (existing, backend) = (checker.clone().ok_or_else(|| spec.clone()), self.ctx.compute.backend());
+        let (existing, compute) = (checker.clone().ok_or_else(|| spec.clone()), self.ctx.compute.clone());
         let rendered = tokio::task::spawn_blocking(move || {
             let r = match existing {
                 Ok(r) => r,
-                Err(spec) => Arc::new(Renderer::new(&super::job_scene(&spec)?, &s, backend)?),
+                Err(spec) => {
+                    Arc::new(Renderer::with_gpu(&super::job_scene(&spec)?, &s, compute.backend(), compute.gpu())?)
+                }
             };
             let px = r.render_tile(&s, at)?;
             Ok::<_, ifx_render::RenderError>((r, px))

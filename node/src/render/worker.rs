@@ -81,47 +81,98 @@ pub struct Signer {
     pub fake: bool,
 }
 
-/// Renders tiles for peers until `shutdown`, one at a time, taking turns between peers
-/// ([`FairQueue`]); keeps the renderer of the last job; signs each tile.
+/// What an operator lets the worker use (`[render]`): tiles rendered at once, and the memory a
+/// job's scene and tiles may take on the GPU and in RAM (0: no cap). A job past a cap is
+/// answered busy with the figures, and its owner gives the tile to another worker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Caps {
+    pub max_tiles: usize,
+    pub max_vram_bytes: u64,
+    pub max_memory_bytes: u64,
+}
+
+impl Default for Caps {
+    fn default() -> Self {
+        Self { max_tiles: 1, max_vram_bytes: 0, max_memory_bytes: 0 }
+    }
+}
+
+impl Caps {
+    /// Whether a job whose scene compiles to `scene_bytes` and whose tiles are `tile` pixels on a
+    /// side fits, rendering on a GPU or not; why not if not. In RAM: the compiled scene and each
+    /// tile's pixels (12 bytes each); on the GPU: the scene's buffers and each tile's output and
+    /// read-back buffers (16 bytes a pixel, twice); `max_tiles` tiles at once.
+    pub fn admit(&self, scene_bytes: u64, tile: u32, on_gpu: bool) -> Result<(), String> {
+        let px = (tile as u64 * tile as u64).saturating_mul(self.max_tiles.max(1) as u64);
+        let mib = |b: u64| b.div_ceil(1 << 20);
+        let ram = scene_bytes.saturating_add(px.saturating_mul(12));
+        if self.max_memory_bytes > 0 && ram > self.max_memory_bytes {
+            return Err(format!(
+                "busy: the job needs {} MiB of memory, over this worker's render.max_memory_mb = {}",
+                mib(ram),
+                self.max_memory_bytes >> 20
+            ));
+        }
+        let vram = scene_bytes.saturating_add(px.saturating_mul(32));
+        if on_gpu && self.max_vram_bytes > 0 && vram > self.max_vram_bytes {
+            return Err(format!(
+                "busy: the job needs {} MiB of GPU memory, over this worker's render.max_vram_mb = {}",
+                mib(vram),
+                self.max_vram_bytes >> 20
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A tile request ready to render, or its answer now.
+enum Prepared {
+    Render(Box<TileRequest>, ifx_protocols::render::Tile, Arc<Renderer>),
+    Answer(TileResponse),
+    /// Malformed: dropped, which fails the peer's request.
+    Drop,
+}
+
+/// Renders tiles for peers until `shutdown`, up to `caps.max_tiles` at once, taking turns
+/// between peers ([`FairQueue`]); keeps the renderer of the last job; signs each tile.
 pub async fn serve(
     mut inbound: mpsc::Receiver<InboundRequest>,
     net: NetHandle,
     compute: crate::compute::Compute,
     signer: Signer,
     pause: crate::pause::Pause,
+    caps: Caps,
     shutdown: CancellationToken,
 ) {
+    use futures::StreamExt;
     let mut cached: Option<([u8; 16], Arc<Renderer>)> = None;
     let mut queue: FairQueue<InboundRequest> = FairQueue::default();
+    let mut running = futures::stream::FuturesUnordered::new();
     let mut open = true;
     loop {
-        let Some(req) = queue.pop() else {
-            if !open {
-                return;
+        while running.len() < caps.max_tiles.max(1) {
+            let Some(req) = queue.pop() else { break };
+            match prepare(&req.data, req.peer, &mut cached, &compute, &caps).await {
+                Prepared::Render(tr, tile, r) => {
+                    let (channel, faults, signer) = (req.channel, compute.faults(), signer.clone());
+                    running.push(async move { (channel, render(*tr, tile, r, faults, &signer.clone()).await) });
+                }
+                Prepared::Answer(resp) => net.respond(Proto::Render, req.channel, resp.encode()).await,
+                Prepared::Drop => {}
             }
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                r = inbound.recv() => match r {
-                    Some(r) => admit(&mut queue, r, &net, &pause).await,
-                    None => return,
-                },
+        }
+        if !open && running.is_empty() && queue.len() == 0 {
+            return;
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            Some((channel, resp)) = running.next(), if !running.is_empty() => {
+                net.respond(Proto::Render, channel, resp.encode()).await;
             }
-            continue;
-        };
-        let work = answer(&req.data, req.peer, &mut cached, &compute, &signer);
-        tokio::pin!(work);
-        let resp = loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                resp = &mut work => break resp,
-                r = inbound.recv(), if open => match r {
-                    Some(r) => admit(&mut queue, r, &net, &pause).await,
-                    None => open = false,
-                },
-            }
-        };
-        if let Some(resp) = resp {
-            net.respond(Proto::Render, req.channel, resp.encode()).await;
+            r = inbound.recv(), if open => match r {
+                Some(r) => admit(&mut queue, r, &net, &pause).await,
+                None => open = false,
+            },
         }
     }
 }
@@ -142,83 +193,111 @@ async fn admit(queue: &mut FairQueue<InboundRequest>, r: InboundRequest, net: &N
     }
 }
 
-/// The answer to one tile request (`None`: malformed, dropped, which fails the peer's request).
-async fn answer(
+/// Checks a tile request and finds (or builds, within the caps) the renderer of its job.
+async fn prepare(
     data: &[u8],
     peer: libp2p::PeerId,
     cached: &mut Option<([u8; 16], Arc<Renderer>)>,
     compute: &crate::compute::Compute,
-    signer: &Signer,
-) -> Option<TileResponse> {
-    let resp = match TileRequest::decode(data).map(|tr| {
-        let t = tr.checked_tile();
-        (tr, t)
-    }) {
-        Ok((_, Err(e))) => {
-            debug!(%peer, error = %e, "tile request refused");
-            TileResponse::error(e.to_string())
-        }
-        Ok((tr, Ok(t))) => {
-            let renderer = match &*cached {
-                Some((job, r)) if *job == tr.job => Ok(r.clone()),
-                _ => {
-                    let (spec, compute) = (tr.spec.clone(), compute.clone());
-                    tokio::task::spawn_blocking(move || {
-                        let scene = job_scene(&spec).map_err(|e| e.to_string())?;
-                        // A device of the job's own, as before the restructuring: tiles never
-                        // queue behind PoR renders on the shared device (a tile that waited
-                        // could time out and be re-assigned).
-                        Renderer::new(&scene, &spec.settings(), compute.backend()).map_err(|e| e.to_string())
-                    })
-                    .await
-                    .map_err(|e| e.to_string())
-                    .and_then(|r| r)
-                    .map(|r| {
-                        info!(job = hex::encode(tr.job), backend = r.describe(), "rendering tiles for a job");
-                        let r = Arc::new(r);
-                        *cached = Some((tr.job, r.clone()));
-                        r
-                    })
-                }
-            };
-            match renderer {
-                Ok(r) => {
-                    let mut s = tr.spec.settings();
-                    if signer.fake {
-                        // The cheat: a sixty-fourth of the samples (one per pixel at 64 spp),
-                        // signed as the job's render.
-                        s.spp = (s.spp / 64).max(1);
-                    }
-                    let faults = compute.faults();
-                    match tokio::task::spawn_blocking(move || {
-                        faults.slow_work();
-                        r.render_tile(&s, t)
-                    })
-                    .await
-                    {
-                        Ok(Ok(px)) => {
-                            let pixels = encode_pixels(&px);
-                            let c = TileCommitment::of(tr.job, tr.spec.hash(), t, &pixels);
-                            TileResponse { pixels, error: String::new(), root: c.root, sig: c.sign(&signer.key) }
-                        }
-                        Ok(Err(e)) => TileResponse::error(e.to_string()),
-                        Err(e) => TileResponse::error(e.to_string()),
-                    }
-                }
-                Err(e) => TileResponse::error(e),
-            }
-        }
+    caps: &Caps,
+) -> Prepared {
+    let tr = match TileRequest::decode(data) {
+        Ok(tr) => tr,
         Err(e) => {
             debug!(%peer, error = %e, "malformed tile request");
-            return None;
+            return Prepared::Drop;
         }
     };
-    Some(resp)
+    let t = match tr.checked_tile() {
+        Ok(t) => t,
+        Err(e) => {
+            debug!(%peer, error = %e, "tile request refused");
+            return Prepared::Answer(TileResponse::error(e.to_string()));
+        }
+    };
+    if let Some((job, r)) = &*cached
+        && *job == tr.job
+    {
+        return Prepared::Render(Box::new(tr), t, r.clone());
+    }
+    let (spec, compute, caps) = (tr.spec.clone(), compute.clone(), *caps);
+    let built = tokio::task::spawn_blocking(move || {
+        let scene = job_scene(&spec).map_err(|e| e.to_string())?;
+        let s = spec.settings();
+        let c = ifx_render::compile(&scene, s.width, s.height).map_err(|e| e.to_string())?;
+        caps.admit(c.bytes(), spec.tile, compute.backend() != ifx_render::Backend::Cpu)?;
+        // A device of the job's own, as before the restructuring: tiles never queue behind
+        // PoR renders on the shared device (a tile that waited could time out and be
+        // re-assigned).
+        Renderer::from_compiled(c, &s, compute.backend(), compute.gpu()).map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| e.to_string())
+    .and_then(|r| r);
+    match built {
+        Ok(r) => {
+            info!(job = hex::encode(tr.job), backend = r.describe(), "rendering tiles for a job");
+            let r = Arc::new(r);
+            *cached = Some((tr.job, r.clone()));
+            Prepared::Render(Box::new(tr), t, r)
+        }
+        Err(e) => {
+            debug!(%peer, job = hex::encode(tr.job), error = %e, "job refused");
+            Prepared::Answer(TileResponse::error(e))
+        }
+    }
+}
+
+/// Renders and signs one tile.
+async fn render(
+    tr: TileRequest,
+    t: ifx_protocols::render::Tile,
+    r: Arc<Renderer>,
+    faults: crate::faults::Faults,
+    signer: &Signer,
+) -> TileResponse {
+    let mut s = tr.spec.settings();
+    if signer.fake {
+        // The cheat: a sixty-fourth of the samples (one per pixel at 64 spp), signed as the
+        // job's render.
+        s.spp = (s.spp / 64).max(1);
+    }
+    match tokio::task::spawn_blocking(move || {
+        faults.slow_work();
+        r.render_tile(&s, t)
+    })
+    .await
+    {
+        Ok(Ok(px)) => {
+            let pixels = encode_pixels(&px);
+            let c = TileCommitment::of(tr.job, tr.spec.hash(), t, &pixels);
+            TileResponse { pixels, error: String::new(), root: c.root, sig: c.sign(&signer.key) }
+        }
+        Ok(Err(e)) => TileResponse::error(e.to_string()),
+        Err(e) => TileResponse::error(e.to_string()),
+    }
 }
 
 #[cfg(test)]
 mod fair_tests {
     use super::*;
+
+    /// What a cap counts: the scene, and each tile at once, 12 bytes a pixel in RAM and 32 on
+    /// the GPU (output and read-back); at the cap is within it; 0 is no cap.
+    #[test]
+    fn caps_count_the_scene_and_every_tile_at_once() {
+        let c = Caps { max_tiles: 2, max_vram_bytes: 4 << 20, max_memory_bytes: 2 << 20 };
+        // Two 256 x 256 tiles: 1.5 MiB of pixels in RAM, 4 MiB on the GPU.
+        assert_eq!(c.admit(512 << 10, 256, false), Ok(()));
+        let e = c.admit((512 << 10) + 1, 256, false).unwrap_err();
+        assert!(e.contains("needs 3 MiB of memory") && e.contains("max_memory_mb = 2"), "{e}");
+        assert_eq!(c.admit(0, 256, true), Ok(()));
+        let e = c.admit(1, 256, true).unwrap_err();
+        assert!(e.contains("needs 5 MiB of GPU memory") && e.contains("max_vram_mb = 4"), "{e}");
+        // The GPU cap holds only on a GPU.
+        assert_eq!(c.admit(1, 256, false), Ok(()));
+        assert_eq!(Caps::default().admit(u64::MAX, u32::MAX, true), Ok(()));
+    }
 
     /// A flooder's requests wait their turn: the honest owner's tile is served second, not
     /// after the flood; past its share the flooder is refused.

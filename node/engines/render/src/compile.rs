@@ -49,6 +49,21 @@ pub struct Compiled {
     pub seed: u32,
 }
 
+impl Compiled {
+    /// Bytes its buffers hold: what a renderer keeps of the scene in memory, and uploads to
+    /// the GPU.
+    pub fn bytes(&self) -> u64 {
+        fn of<T>(v: &[T]) -> u64 {
+            std::mem::size_of_val(v) as u64
+        }
+        std::mem::size_of::<Self>() as u64
+            + of(&self.materials)
+            + of(&self.spheres)
+            + of(&self.triangles)
+            + of(&self.nodes)
+    }
+}
+
 /// Flattens `scene` for an image of `width` x `height`.
 pub fn compile(scene: &Scene, width: u32, height: u32) -> Result<Compiled, RenderError> {
     scene.validate()?;

@@ -82,11 +82,50 @@ fn rank(t: wgpu::DeviceType) -> u8 {
 /// initialising it on a headless machine prints driver noise), ties to the first listed.
 /// `WGPU_BACKEND` still overrides.
 pub fn best_adapter() -> Option<wgpu::Adapter> {
+    ranked().into_iter().next()
+}
+
+/// Every adapter (GL only when no other backend has one), best first: a real GPU before a
+/// virtual or software one, equals in the order listed.
+fn ranked() -> Vec<wgpu::Adapter> {
     let mut found = adapters(wgpu::Backends::PRIMARY);
     if found.is_empty() {
         found = adapters(wgpu::Backends::GL);
     }
-    found.into_iter().rev().max_by_key(|a| rank(a.get_info().device_type))
+    // A stable sort keeps equals in the order listed.
+    found.sort_by_key(|a| std::cmp::Reverse(rank(a.get_info().device_type)));
+    found
+}
+
+/// The adapter an operator chose (`render.gpu`): empty, the best; a number, its place in
+/// [`adapter_summaries`] (`ifx gpus` lists them); anything else, the best whose name contains
+/// it, in any case. The error lists what there is.
+pub fn select_adapter(choice: &str) -> Result<wgpu::Adapter, RenderError> {
+    let all = ranked();
+    let choice = choice.trim();
+    let found = if choice.is_empty() {
+        all.into_iter().next()
+    } else if let Ok(i) = choice.parse::<usize>() {
+        all.into_iter().nth(i)
+    } else {
+        let want = choice.to_lowercase();
+        all.into_iter().find(|a| a.get_info().name.to_lowercase().contains(&want))
+    };
+    found.ok_or_else(|| {
+        let list: Vec<String> = adapter_summaries()
+            .iter()
+            .enumerate()
+            .map(|(i, a)| format!("{i}: {} ({}, {})", a.name, a.class, a.backend))
+            .collect();
+        let have = if list.is_empty() {
+            "none (install mesa-vulkan-drivers for a software one)".into()
+        } else {
+            list.join("; ")
+        };
+        let what =
+            if choice.is_empty() { "no wgpu adapter".to_string() } else { format!("no adapter matches {choice:?}") };
+        RenderError::NoAdapter(format!("{what}; adapters: {have}"))
+    })
 }
 
 /// An adapter as the node reports it.
@@ -114,31 +153,15 @@ fn summary(info: wgpu::AdapterInfo) -> AdapterSummary {
     AdapterSummary { backend: format!("{:?}", info.backend).to_lowercase(), name: info.name, class, driver }
 }
 
-/// The best adapter as the node reports it: (backend, adapter name, class); `None` without any
-/// adapter.
-pub fn best_adapter_summary() -> Option<(String, String, &'static str)> {
-    let s = summary(best_adapter()?.get_info());
-    Some((s.backend, s.name, s.class))
+/// The adapter `choice` names ([`select_adapter`]), as the node reports it.
+pub fn adapter_summary(choice: &str) -> Result<AdapterSummary, RenderError> {
+    Ok(summary(select_adapter(choice)?.get_info()))
 }
 
 /// Every adapter of the machine (GL only when no other backend has one, as `best_adapter`),
 /// the one `best_adapter` picks first.
 pub fn adapter_summaries() -> Vec<AdapterSummary> {
-    let mut found = adapters(wgpu::Backends::PRIMARY);
-    if found.is_empty() {
-        found = adapters(wgpu::Backends::GL);
-    }
-    let mut all: Vec<(u8, usize, AdapterSummary)> = found
-        .into_iter()
-        .enumerate()
-        .map(|(i, a)| {
-            let info = a.get_info();
-            (rank(info.device_type), i, summary(info))
-        })
-        .collect();
-    // Best rank first; among equals the first listed, as `best_adapter`.
-    all.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-    all.into_iter().map(|(_, _, s)| s).collect()
+    ranked().into_iter().map(|a| summary(a.get_info())).collect()
 }
 
 /// Records a copy of `src` (`size` bytes) into a mappable buffer at the end of `enc`, submits
@@ -175,9 +198,12 @@ pub fn read_back(
 impl GpuRenderer {
     /// Opens the best adapter: a real GPU before a software one, Vulkan/Metal/DX12 before GL.
     pub fn new() -> Result<Self, RenderError> {
-        let adapter = best_adapter().ok_or_else(|| {
-            RenderError::NoAdapter("no wgpu adapter (install mesa-vulkan-drivers for a software one)".into())
-        })?;
+        Self::on("")
+    }
+
+    /// Opens the adapter `choice` names ([`select_adapter`]).
+    pub fn on(choice: &str) -> Result<Self, RenderError> {
+        let adapter = select_adapter(choice)?;
         let info = adapter.get_info();
         let limits = adapter.limits();
         if limits.max_storage_buffers_per_shader_stage < 5 {

@@ -31,9 +31,12 @@ pub struct GpuBench {
 impl GpuBench {
     /// Opens the best adapter (as the renderer does).
     pub fn new() -> Result<Self, RenderError> {
-        let adapter = crate::gpu::best_adapter().ok_or_else(|| {
-            RenderError::NoAdapter("no wgpu adapter (install mesa-vulkan-drivers for a software one)".into())
-        })?;
+        Self::on("")
+    }
+
+    /// Opens the adapter `choice` names (`gpu::select_adapter`).
+    pub fn on(choice: &str) -> Result<Self, RenderError> {
+        let adapter = crate::gpu::select_adapter(choice)?;
         let name = adapter.get_info().name;
         let (device, queue) = futures::executor::block_on(adapter.request_device(&wgpu::DeviceDescriptor::default()))
             .map_err(|e| RenderError::NoAdapter(e.to_string()))?;

@@ -32,12 +32,23 @@ pub enum Renderer {
 impl Renderer {
     /// Compiles `scene` for `s` and opens the backend (`Auto` falls back to the CPU).
     pub fn new(scene: &Scene, s: &RenderSettings, backend: Backend) -> Result<Self, RenderError> {
+        Self::with_gpu(scene, s, backend, "")
+    }
+
+    /// The same on the adapter `gpu` names (`gpu::select_adapter`).
+    pub fn with_gpu(scene: &Scene, s: &RenderSettings, backend: Backend, gpu: &str) -> Result<Self, RenderError> {
         s.validate()?;
-        let c = Box::new(compile(scene, s.width, s.height)?);
+        Self::from_compiled(compile(scene, s.width, s.height)?, s, backend, gpu)
+    }
+
+    /// A renderer of a scene already compiled for `s` (its size known: `Compiled::bytes`).
+    pub fn from_compiled(c: Compiled, s: &RenderSettings, backend: Backend, gpu: &str) -> Result<Self, RenderError> {
+        s.validate()?;
+        let c = Box::new(c);
         let gpu = match backend {
             Backend::Cpu => None,
-            Backend::Gpu => Some(gpu::GpuRenderer::new()?),
-            Backend::Auto => gpu::GpuRenderer::new().ok(),
+            Backend::Gpu => Some(gpu::GpuRenderer::on(gpu)?),
+            Backend::Auto => gpu::GpuRenderer::on(gpu).ok(),
         };
         Ok(match gpu {
             Some(g) => {

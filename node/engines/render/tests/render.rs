@@ -183,3 +183,28 @@ fn bad_input_gets_clear_errors() {
     assert!(Renderer::new(&scene, &settings(8, 8, 0, 8), Backend::Cpu).is_err());
     assert!("quantum".parse::<Backend>().unwrap_err().to_string().contains("unknown backend"));
 }
+
+/// Issue #19: the operator's choice of adapter (`render.gpu`): empty is the best, a number its
+/// place in the list, a name part matches in any case; a choice that matches none is an error
+/// that lists what there is.
+#[test]
+fn an_adapter_is_chosen_by_place_or_name_and_a_wrong_choice_lists_them() {
+    use ifx_render::gpu::{adapter_summaries, adapter_summary, select_adapter};
+    let all = adapter_summaries();
+    let best = all.first().expect("a wgpu adapter (lavapipe in CI)");
+    assert_eq!(adapter_summary("").unwrap(), *best);
+    assert_eq!(adapter_summary("0").unwrap(), *best);
+    let part = best.name.split_whitespace().next().unwrap().to_uppercase();
+    assert_eq!(adapter_summary(&part).unwrap().name, best.name);
+    for wrong in ["no-such-gpu", &all.len().to_string()] {
+        let e = select_adapter(wrong).expect_err("no adapter").to_string();
+        assert!(
+            e.contains(&format!("no adapter matches {wrong:?}")) && e.contains(&format!("0: {}", best.name)),
+            "{e}"
+        );
+    }
+    // The renderer opens on the chosen adapter.
+    let s = settings(16, 16, 1, 16);
+    let r = Renderer::with_gpu(&builtin::by_name("cornell").unwrap(), &s, Backend::Gpu, &part).unwrap();
+    assert!(r.describe().contains(&best.name), "{}", r.describe());
+}
