@@ -100,29 +100,35 @@ pub async fn watch(pause: Pause, policy: work::Policy, shutdown: CancellationTok
             }
         }
         if let Some(rule) = &policy.idle {
-            match cpu.sample() {
-                Ok(Some(others_pct)) => {
-                    // The reason holds for the whole pause, quiet period included.
-                    let reason = idle.observe(rule, others_pct, now_ms).then(|| {
-                        format!(
-                            "the machine is busy (other processes used over {}% of its CPUs in the last {} s; idle-only)",
-                            rule.busy_pct,
-                            rule.quiet.as_secs()
-                        )
-                    });
-                    if pause.set_by(Source::Idle, reason.clone()) {
-                        match reason {
-                            Some(r) => info!(reason = r, others_pct, "work paused"),
-                            None => info!(quiet_secs = rule.quiet.as_secs(), "work resumed: the machine is idle"),
-                        }
+            if let Some(at) = work::last_terminal_input_ms() {
+                idle.input(at.min(now_ms));
+            }
+            let others_pct = match cpu.sample() {
+                Ok(p) => p.unwrap_or(0),
+                Err(e) => {
+                    if !warned {
+                        warned = true;
+                        warn!(error = %e, "cannot read the machine's load; idle-only mode judges terminal input only");
                     }
+                    0
                 }
-                Ok(None) => {}
-                Err(e) if !warned => {
-                    warned = true;
-                    warn!(error = %e, "cannot read the machine's load; idle-only mode cannot judge it");
+            };
+            let reason = idle.observe(rule, others_pct, now_ms).then(|| match idle.why() {
+                Some(work::Busy::Terminal) => format!(
+                    "someone is using the machine (terminal input in the last {} s; idle-only)",
+                    rule.quiet.as_secs()
+                ),
+                _ => format!(
+                    "the machine is busy (other processes used over {}% of its CPUs in the last {} s; idle-only)",
+                    rule.busy_pct,
+                    rule.quiet.as_secs()
+                ),
+            });
+            if pause.set_by(Source::Idle, reason.clone()) {
+                match reason {
+                    Some(r) => info!(reason = r, others_pct, "work paused"),
+                    None => info!(quiet_secs = rule.quiet.as_secs(), "work resumed: the machine is idle"),
                 }
-                Err(_) => {}
             }
         }
         tokio::select! {

@@ -90,6 +90,7 @@ fn api_json(rt: &tokio::runtime::Runtime, c: &reqwest::Client, addr: &str) -> Va
         ("jobs", "jobs"),
         ("fl", "fl"),
         ("estimate", "estimate"),
+        ("gov", "gov"),
     ] {
         let v: Value =
             rt.block_on(async { c.get(format!("http://{addr}/{path}")).send().await?.json().await }).unwrap();
@@ -328,6 +329,49 @@ fn the_dashboard_shows_what_the_api_says_and_its_button_pauses_the_node() {
     wait("the page says working", Duration::from_secs(10), || {
         tab.find_element("#state").unwrap().get_inner_text().unwrap() == "working"
     });
+
+    // Stake from the page: a bond of 1.5 IFX, written with the token, applied once sealed.
+    let bonded = |j: &Value| j["account"]["account"]["bonded"].as_u64().unwrap();
+    let before = bonded(&api_json(&rt, &c, &addr));
+    tab.find_element("#stake-amount").unwrap().type_into("1.5").unwrap();
+    tab.find_element("#stake-form button[type=submit]").unwrap().click().unwrap();
+    wait("the page says the bond was written", Duration::from_secs(10), || {
+        tab.find_element("#msg").unwrap().get_inner_text().unwrap().starts_with("Bond of 1.500000 IFX written")
+    });
+    wait("the bond applies", Duration::from_secs(60), || bonded(&api_json(&rt, &c, &addr)) == before + 1_500_000);
+    // A bad amount is refused on the page and writes nothing.
+    tab.find_element("#stake-amount").unwrap().type_into("1.2345678").unwrap();
+    tab.find_element("#stake-form button[type=submit]").unwrap().click().unwrap();
+    wait("the page refuses the amount", Duration::from_secs(5), || {
+        tab.find_element("#msg").unwrap().get_inner_text().unwrap().starts_with("The amount:")
+    });
+    // Votes: the owner proposes through its API; the page lists the proposal once it is sealed,
+    // and its Yes button votes with this node's key.
+    let epoch = api_json(&rt, &c, &addr)["status"]["epoch"].as_u64().unwrap();
+    let proposal =
+        serde_json::json!({"param": "slash_bps", "value": 2500, "from_epoch": epoch + 60, "note": "dashboard test"});
+    let r = rt
+        .block_on(async {
+            c.post(format!("http://{}/gov/proposals", owner.api_addr.unwrap()))
+                .bearer_auth(token(&dirs[0]))
+                .json(&proposal)
+                .send()
+                .await
+        })
+        .unwrap();
+    assert!(r.status().is_success(), "{:?}", rt.block_on(r.text()));
+    wait("the page lists the proposal", Duration::from_secs(60), || {
+        eval_u64(&tab, "document.querySelectorAll('#proposals button.vote').length") == 2
+    });
+    tab.find_element("#proposals button.vote[data-yes=true]").unwrap().click().unwrap();
+    let my_key = api_json(&rt, &c, &addr)["account"]["key"].as_str().unwrap().to_owned();
+    wait("the vote counts", Duration::from_secs(60), || {
+        api_json(&rt, &c, &addr)["gov"]["open"][0]["votes"][&my_key] == Value::Bool(true)
+    });
+    wait("the page shows the vote", Duration::from_secs(10), || {
+        tab.find_element("#proposals tbody tr td:last-child").unwrap().get_inner_text().unwrap() == "yes"
+    });
+    screenshot(&tab, "dashboard-voted.png");
 
     // A phone: one column, nothing wider than the screen; without the token the button asks
     // for it and writes nothing.

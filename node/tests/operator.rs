@@ -1,5 +1,5 @@
-//! Issue #19, when a home node works: `[work] hours` and idle-only mode pause a real node as
-//! `ifx pause` does. Alone in its test binary: idle-only mode reads the whole machine's load,
+//! Issue #19, when a home node works: `[work] hours` and idle-only mode (CPU load, someone at
+//! a terminal) pause a real node as `ifx pause` does. Alone in its test binary: idle-only mode reads the whole machine's load,
 //! and other tests' node processes would be load.
 
 use std::process::{Child, Command};
@@ -66,6 +66,42 @@ async fn idle_only_pauses_under_load_within_10_s_and_resumes_after_the_quiet_per
     let took = wait_for("the node resumes", Duration::from_secs(20), || !idle_paused()).await;
     // Not before the quiet period (less one sampling interval, the load's last sample's age).
     assert!(took >= Duration::from_secs(6) - ifx_node::pause::WATCH_EVERY, "resumed after {took:?}");
+    node.stop().await;
+
+    // Someone typing at a terminal (a console or an ssh session): a real pseudo-terminal whose
+    // slave side reads what is written to its master side, as a shell reads keystrokes; the
+    // kernel then moves the terminal's access time (in 8-second steps). CPU load does not count
+    // here (busy over 100% never happens).
+    let mut cfg = config(&tmp.path().join("t"));
+    cfg.work.idle_only = true;
+    cfg.work.idle_busy_pct = 100;
+    cfg.work.idle_quiet_secs = 12;
+    let node = Node::start(cfg).await.unwrap();
+    let idle_paused = || node.pause.is_paused_by(Source::Idle);
+    wait_for("no recent terminal input", Duration::from_secs(60), || !idle_paused()).await;
+    let pty = nix::pty::openpty(None, None).unwrap();
+    let typing = Duration::from_secs(20);
+    let typist = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let (mut master, mut slave) = (std::fs::File::from(pty.master), std::fs::File::from(pty.slave));
+        let (t0, mut buf) = (Instant::now(), [0u8; 64]);
+        while t0.elapsed() < typing {
+            master.write_all(b"ls\n").unwrap();
+            let n = slave.read(&mut buf).unwrap();
+            assert!(n > 0);
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    });
+    wait_for("typing pauses the node", Duration::from_secs(10), idle_paused).await;
+    assert!(node.pause.reason().unwrap().contains("terminal input"), "{:?}", node.pause.reason());
+    typist.await.unwrap();
+    // Still paused as the typing ends, 20 s after the terminal opened: the input kept it so
+    // (the terminal's opening alone would have let it resume after 12 s).
+    assert!(idle_paused(), "resumed while someone was typing");
+    let took = wait_for("the node resumes after the typing", Duration::from_secs(30), || !idle_paused()).await;
+    // The quiet period runs from the last input the kernel shows, at most 8 s before the last
+    // keystroke.
+    assert!(took >= Duration::from_secs(12 - 8) - ifx_node::pause::WATCH_EVERY, "resumed after {took:?}");
     node.stop().await;
 }
 

@@ -1,8 +1,8 @@
 //! `[work]`, sans I/O but for reading `/proc`: when this node may work. Work hours ("HH:MM-HH:MM"
 //! in the operator's UTC offset, wrapping midnight if the end is earlier), and idle-only mode:
 //! the node pauses as soon as one sample finds the machine's other processes above a share of
-//! its CPUs, and resumes after a quiet period without such a sample (a game or a compile
-//! pauses it at once; a short burst does not make it flap).
+//! its CPUs, or someone typing at one of its terminals, and resumes after a quiet period
+//! without either (a game or a compile pauses it at once; a short burst does not make it flap).
 
 use std::fmt;
 use std::time::Duration;
@@ -93,10 +93,20 @@ pub struct IdleRule {
     pub quiet: Duration,
 }
 
-/// What idle-only mode remembers: the last busy sample.
+/// What made the machine busy last.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Busy {
+    /// Other processes' CPU use, percent of all CPUs.
+    Cpu(u32),
+    /// Someone typed at a terminal.
+    Terminal,
+}
+
+/// What idle-only mode remembers: when the machine was last busy, and why.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct IdleState {
     last_busy_ms: Option<u64>,
+    why: Option<Busy>,
 }
 
 impl IdleState {
@@ -104,10 +114,47 @@ impl IdleState {
     /// the node should be paused.
     pub fn observe(&mut self, rule: &IdleRule, others_pct: u32, now_ms: u64) -> bool {
         if others_pct > rule.busy_pct {
-            self.last_busy_ms = Some(now_ms);
+            self.busy(now_ms, Busy::Cpu(others_pct));
         }
         self.last_busy_ms.is_some_and(|t| now_ms.saturating_sub(t) < rule.quiet.as_millis() as u64)
     }
+
+    /// Notes terminal input at `at_ms` (the quiet period runs from the last input).
+    pub fn input(&mut self, at_ms: u64) {
+        self.busy(at_ms, Busy::Terminal);
+    }
+
+    fn busy(&mut self, at_ms: u64, why: Busy) {
+        if self.last_busy_ms.is_none_or(|t| at_ms >= t) {
+            self.last_busy_ms = Some(at_ms);
+            self.why = Some(why);
+        }
+    }
+
+    /// What made the machine busy last.
+    pub fn why(&self) -> Option<Busy> {
+        self.why
+    }
+}
+
+/// When someone last typed at a terminal of this machine (a console or an ssh session): the
+/// newest access time of `/dev/pts/*` and `/dev/tty1` to `/dev/tty63`, which the kernel moves
+/// forward when a program reads input from the terminal, in steps of 8 seconds (so that it
+/// does not tell keystroke timing); `None` without any terminal. A graphical session's keyboard
+/// and mouse are not seen here.
+pub fn last_terminal_input_ms() -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    let pts = std::fs::read_dir("/dev/pts")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_str().is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())))
+        .map(|e| e.path());
+    let vts = (1..=63).map(|i| std::path::PathBuf::from(format!("/dev/tty{i}")));
+    pts.chain(vts)
+        .filter_map(|p| std::fs::metadata(p).ok())
+        .map(|m| (m.atime().max(0) as u64).saturating_mul(1000))
+        .max()
 }
 
 /// When this node works.
@@ -187,6 +234,22 @@ mod tests {
         ] {
             assert!(WorkHours::parse(hours, offset).is_err(), "{hours} {offset}");
         }
+    }
+
+    /// Terminal input counts as busy, from the moment of the input; the later cause is the one
+    /// given; an input seen late (an older time) does not move the quiet period back.
+    #[test]
+    fn terminal_input_is_busy_from_its_time() {
+        let rule = IdleRule { busy_pct: 50, quiet: Duration::from_secs(20) };
+        let mut s = IdleState::default();
+        s.input(10_000);
+        assert!(s.observe(&rule, 0, 12_000));
+        assert_eq!(s.why(), Some(Busy::Terminal));
+        assert!(s.observe(&rule, 90, 14_000));
+        assert_eq!(s.why(), Some(Busy::Cpu(90)));
+        s.input(11_000);
+        assert_eq!(s.why(), Some(Busy::Cpu(90)), "an older input changes nothing");
+        assert!(s.observe(&rule, 0, 33_999) && !s.observe(&rule, 0, 34_000));
     }
 
     /// One busy sample pauses; the pause lasts the quiet period past the last busy sample.

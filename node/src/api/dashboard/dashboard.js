@@ -179,6 +179,30 @@ function assumptions(estimate) {
   ul.replaceChildren(...estimate.assumptions.map((a) => el("li", {}, a)));
 }
 
+function proposals(gov, me) {
+  const rows = gov.open.map((p, i) => {
+    const votes = Object.entries(p.votes);
+    const mine = p.votes[me];
+    const vote = el("td", {});
+    if (mine === undefined) {
+      for (const yes of [true, false]) {
+        const b = el("button", { type: "button", class: "vote", "data-proposal": p.id, "data-yes": String(yes) },
+          yes ? "Yes" : "No");
+        b.addEventListener("click", () => castVote(p.id, yes));
+        vote.append(b);
+      }
+    } else {
+      vote.append(mine ? "yes" : "no");
+    }
+    const now = gov.params[p.proposal.param];
+    return el("tr", {}, cell(`gov.open.${i}.id`, "short"), cell(`gov.open.${i}.proposal.param`),
+      el("td", {}, `${p.proposal.value} (${now === undefined ? "-" : now})`), cell(`gov.open.${i}.proposal.from_epoch`, "int"),
+      el("td", {}, String(votes.filter(([, y]) => y).length)), el("td", {}, String(votes.filter(([, y]) => !y).length)), vote);
+  });
+  if (rows.length === 0) rows.push(el("tr", { class: "empty" }, el("td", { colspan: "7" }, "No open proposal.")));
+  document.querySelector("#proposals tbody").replaceChildren(...rows);
+}
+
 function header(status) {
   const pill = document.getElementById("state");
   state.paused = status.paused !== null && status.paused !== undefined;
@@ -200,9 +224,9 @@ async function getJson(path) {
 
 async function refresh() {
   try {
-    const [status, account, ledger, logs, jobList, fl, estimate] = await Promise.all(
-      ["/status", "/account", "/ledger/stats", "/logs", "/jobs", "/fl", "/estimate"].map(getJson));
-    state.data = { status, account, ledger, logs, jobs: jobList, fl, estimate };
+    const [status, account, ledger, logs, jobList, fl, estimate, gov] = await Promise.all(
+      ["/status", "/account", "/ledger/stats", "/logs", "/jobs", "/fl", "/estimate", "/gov"].map(getJson));
+    state.data = { status, account, ledger, logs, jobs: jobList, fl, estimate, gov };
     header(status);
     epochsTable(account);
     chart(account);
@@ -211,6 +235,7 @@ async function refresh() {
     tasks(fl);
     warnings(logs);
     assumptions(estimate);
+    proposals(gov, account.key);
     const w = lastWorkerLine(account);
     document.getElementById("ib").textContent = w ? format("milli", w.ib_milli) : "-";
     document.getElementById("required").textContent = w ? ifx(w.required_stake) : "-";
@@ -237,44 +262,82 @@ function takeTokenFromUrl() {
   state.token = sessionStorage.getItem(TOKEN_KEY);
 }
 
-async function togglePause() {
+// POSTs `body` with the token; the node's answer, or null after saying why it failed.
+async function write(path, body) {
   if (!state.token) {
     document.getElementById("token-form").hidden = false;
     say("Writes need the node's API token: run `ifx dashboard` for a link with it, or paste it here.");
-    return;
+    return null;
   }
-  const path = state.paused ? "/resume" : "/pause";
-  const body = state.paused ? null : JSON.stringify({ reason: "paused from the dashboard" });
   state.busy = true;
-  document.getElementById("pause").disabled = true;
   try {
     const r = await fetch(path, {
       method: "POST",
       headers: { "Authorization": `Bearer ${state.token}`, "Content-Type": "application/json" },
-      body,
+      body: body === null ? null : JSON.stringify(body),
     });
     if (r.status === 401) {
       sessionStorage.removeItem(TOKEN_KEY);
       state.token = null;
       document.getElementById("token-form").hidden = false;
       say("The node refused the token (it makes a new one at every start): paste the current one.");
-    } else if (!r.ok) {
-      say(`${path}: HTTP ${r.status}`);
-    } else {
-      const status = await r.json();
-      say(status.paused ? "Paused: the node takes no tiles, challenges or training." : "Resumed.");
+      return null;
     }
+    if (!r.ok) {
+      const why = await r.json().then((e) => e.error, () => `HTTP ${r.status}`);
+      say(`${path}: ${why}`);
+      return null;
+    }
+    return await r.json();
   } catch (e) {
     say(`${path} failed: ${e.message}`);
+    return null;
   } finally {
     state.busy = false;
     await refresh();
   }
 }
 
+async function togglePause() {
+  const resume = state.paused;
+  document.getElementById("pause").disabled = true;
+  const status = await write(resume ? "/resume" : "/pause", resume ? null : { reason: "paused from the dashboard" });
+  if (status) say(status.paused ? "Paused: the node takes no tiles, challenges or training." : "Resumed.");
+}
+
+// "10.5" IFX as units (an integer string), or null: no float ever touches an amount.
+function units(text) {
+  const m = /^\s*(\d{1,12})(?:\.(\d{1,6}))?\s*$/.exec(text);
+  if (!m) return null;
+  const u = BigInt(m[1]) * UNITS_PER_IFX + BigInt((m[2] || "").padEnd(6, "0"));
+  return u > 0n && u <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(u) : null;
+}
+
+async function sendStake(ev) {
+  ev.preventDefault();
+  const amount = units(document.getElementById("stake-amount").value);
+  if (amount === null) {
+    say("The amount: IFX with up to six decimals, more than zero (e.g. 10.5).");
+    return;
+  }
+  const op = document.getElementById("stake-op").value;
+  const body = op === "bond" ? { op, amount, role: document.getElementById("stake-role").value } : { op, amount };
+  const done = await write("/stake", body);
+  if (done) {
+    document.getElementById("stake-amount").value = "";
+    say(`${op === "bond" ? "Bond" : "Unbond"} of ${ifx(amount)} written (entry ${done.entry.slice(0, 16)}): it applies when its epoch is sealed and settled.`);
+  }
+}
+
+async function castVote(proposal, yes) {
+  const done = await write("/gov/votes", { proposal, yes });
+  if (done) say(`Voted ${yes ? "yes" : "no"} on ${proposal.slice(0, 16)} (entry ${done.entry.slice(0, 16)}): it counts once its epoch is sealed.`);
+}
+
 function start() {
   takeTokenFromUrl();
   document.getElementById("pause").addEventListener("click", togglePause);
+  document.getElementById("stake-form").addEventListener("submit", sendStake);
   document.getElementById("token-form").addEventListener("submit", (ev) => {
     ev.preventDefault();
     const t = document.getElementById("token").value.trim();
