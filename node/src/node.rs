@@ -150,6 +150,7 @@ impl Node {
             key: identity.signing_key().clone(),
             network: cfg.network.clone(),
             net: started.handle.clone(),
+            cache: Default::default(),
         };
         // The last epoch this verifier's attester is done with: its seal of an epoch waits for
         // its own attestations of it.

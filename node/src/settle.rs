@@ -27,7 +27,14 @@ pub struct Settle {
     pub key: SigningKey,
     pub network: NetworkConfig,
     pub net: NetHandle,
+    /// The last settlement, by the ledger's root and the epoch it was computed in: the same
+    /// entries in the same epoch settle to the same bytes, so the dashboard's polls (three
+    /// settling routes every 2 s) and a local caller's loop cost one settlement per change.
+    pub cache: SettleCache,
 }
+
+/// The last settlement computed, and of what.
+pub type SettleCache = Arc<std::sync::Mutex<Option<([u8; 32], u64, Arc<Settlements>)>>>;
 
 /// Why a stake, proposal or vote was not appended.
 #[derive(Debug, thiserror::Error)]
@@ -114,18 +121,25 @@ pub fn spendable(ledger: &LedgerHandle, network: &NetworkConfig, me: &[u8; 32]) 
 
 impl Settle {
     /// Settlements from this node's ledger as of now.
-    pub fn compute(&self) -> Settlements {
-        self.settle(self.entries())
+    pub fn compute(&self) -> Arc<Settlements> {
+        let now = self.network.epoch_at(now_ms());
+        let root = self.ledger.with(|l| l.ledger().root());
+        let lock = || self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((r, e, s)) = &*lock()
+            && (*r, *e) == (root, now)
+        {
+            return s.clone();
+        }
+        // The root and the entries read together, so the cache names what was settled.
+        let (root, entries) = self.ledger.with(|l| (l.ledger().root(), l.ledger().iter_sorted().collect::<Vec<_>>()));
+        let s = Arc::new(settle::settle(&self.network, entries, now));
+        *lock() = Some((root, now, s.clone()));
+        s
     }
 
     /// This node's ledger entries, sorted.
     pub fn entries(&self) -> Vec<Arc<Entry>> {
         self.ledger.with(|l| l.ledger().iter_sorted().collect())
-    }
-
-    /// Settlements of `entries` (this node's, from [`Settle::entries`]) as of now.
-    pub fn settle(&self, entries: Vec<Arc<Entry>>) -> Settlements {
-        settle::settle(&self.network, entries, self.network.epoch_at(now_ms()))
     }
 
     async fn append(&self, kind: EntryKind, body: Vec<u8>) -> Result<String, SettleError> {

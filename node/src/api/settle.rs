@@ -123,9 +123,8 @@ async fn account(State(s): State<Settle>) -> Response {
 fn account_view(s: &Settle) -> AccountView {
     use ifx_protocols::ledger::{EntryKind, PorVerdicts, StakeRole};
     let me = s.key.verifying_key().to_bytes();
-    // One read of the ledger serves settlement and the verdicts.
+    let st = s.compute();
     let entries = s.entries();
-    let st = s.settle(entries.clone());
     let epochs = st
         .epochs
         .iter()
@@ -220,7 +219,7 @@ pub fn estimate_view(s: &Settle, q: &EstimateQuery) -> ifx_protocols::settle::Es
     let benchmarked = entries.iter().filter(|e| e.kind == EntryKind::PorVerdicts).any(|e| {
         PorVerdicts::decode(&e.body).is_ok_and(|v| v.workers.iter().any(|w| w.worker == me && w.ib_milli > 0))
     });
-    let st = s.settle(entries);
+    let st = s.compute();
     let secs = s.network.epoch_secs;
     let now = s.network.epoch_at(crate::unix_time_us() / 1000);
     let last = last_line(&st, &me);

@@ -58,7 +58,8 @@ impl BondedVerifiers {
             computed_at = Some(now);
             let s = settle.clone();
             let computed = tokio::task::spawn_blocking(move || {
-                let accounts = s.compute().accounts;
+                let st = s.compute();
+                let accounts = &st.accounts;
                 let verifiers = accounts
                     .iter()
                     .filter(|(_, a)| a.role == Some(StakeRole::Verifier) && a.bonded > 0)
