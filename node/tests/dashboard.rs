@@ -333,15 +333,23 @@ fn the_dashboard_shows_what_the_api_says_and_its_button_pauses_the_node() {
     // Stake from the page: a bond of 1.5 IFX, written with the token, applied once sealed.
     let bonded = |j: &Value| j["account"]["account"]["bonded"].as_u64().unwrap();
     let before = bonded(&api_json(&rt, &c, &addr));
-    tab.find_element("#stake-amount").unwrap().type_into("1.5").unwrap();
-    tab.find_element("#stake-form button[type=submit]").unwrap().click().unwrap();
+    // From the keyboard (focus, type, Enter): the page refreshes every 2 s and its layout may
+    // move under a click aimed at coordinates.
+    let keyboard = |selector: &str, text: &str| {
+        let e = tab.find_element(selector).unwrap();
+        e.call_js_fn("function() { this.focus(); if (this.select) this.select(); }", vec![], false).unwrap();
+        if !text.is_empty() {
+            tab.type_str(text).unwrap();
+        }
+        tab.press_key("Enter").unwrap();
+    };
+    keyboard("#stake-amount", "1.5");
     wait("the page says the bond was written", Duration::from_secs(10), || {
         tab.find_element("#msg").unwrap().get_inner_text().unwrap().starts_with("Bond of 1.500000 IFX written")
     });
     wait("the bond applies", Duration::from_secs(60), || bonded(&api_json(&rt, &c, &addr)) == before + 1_500_000);
     // A bad amount is refused on the page and writes nothing.
-    tab.find_element("#stake-amount").unwrap().type_into("1.2345678").unwrap();
-    tab.find_element("#stake-form button[type=submit]").unwrap().click().unwrap();
+    keyboard("#stake-amount", "1.2345678");
     wait("the page refuses the amount", Duration::from_secs(5), || {
         tab.find_element("#msg").unwrap().get_inner_text().unwrap().starts_with("The amount:")
     });
@@ -363,13 +371,14 @@ fn the_dashboard_shows_what_the_api_says_and_its_button_pauses_the_node() {
     wait("the page lists the proposal", Duration::from_secs(60), || {
         eval_u64(&tab, "document.querySelectorAll('#proposals button.vote').length") == 2
     });
-    tab.find_element("#proposals button.vote[data-yes=true]").unwrap().click().unwrap();
+    keyboard("#proposals button.vote[data-yes=true]", "");
     let my_key = api_json(&rt, &c, &addr)["account"]["key"].as_str().unwrap().to_owned();
     wait("the vote counts", Duration::from_secs(60), || {
         api_json(&rt, &c, &addr)["gov"]["open"][0]["votes"][&my_key] == Value::Bool(true)
     });
     wait("the page shows the vote", Duration::from_secs(10), || {
-        tab.find_element("#proposals tbody tr td:last-child").unwrap().get_inner_text().unwrap() == "yes"
+        // The table is rebuilt at every refresh: a query may land between two builds.
+        tab.find_element("#proposals tbody tr td:last-child").and_then(|e| e.get_inner_text()).is_ok_and(|t| t == "yes")
     });
     screenshot(&tab, "dashboard-voted.png");
 

@@ -53,7 +53,7 @@ async fn list(State(s): State<Settle>) -> Json<Rewards> {
         current_epoch: s.network.epoch_at(crate::unix_time_us() / 1000),
         epochs,
         accounts: st.accounts.iter().map(|(k, a)| (hex::encode(k), a.clone())).collect(),
-        params: st.params,
+        params: st.params.clone(),
     })
 }
 

@@ -9,7 +9,7 @@ const EPOCH_ROWS = 12;
 const CHART_EPOCHS = 24;
 const TOKEN_KEY = "ifx-api-token";
 
-const state = { data: {}, token: null, paused: false, busy: false };
+const state = { data: {}, token: null, paused: false, busy: false, proposals: null };
 
 // --- formatting (tests compare the page with the API through these same rules) ---
 
@@ -180,6 +180,10 @@ function assumptions(estimate) {
 }
 
 function proposals(gov, me) {
+  // Rebuilt only when something changed: a button replaced under the pointer loses the click.
+  const shown = JSON.stringify([gov.open, gov.params, me]);
+  if (shown === state.proposals) return;
+  state.proposals = shown;
   const rows = gov.open.map((p, i) => {
     const votes = Object.entries(p.votes);
     const mine = p.votes[me];
