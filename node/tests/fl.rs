@@ -36,20 +36,39 @@ fn config(dir: &Path, boot: Option<String>) -> NodeConfig {
     c
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn five_non_iid_clients_learn_over_the_mesh_despite_poisoners_and_an_auditor_agrees() {
-    let tmp = tempfile::tempdir().unwrap();
-    let mut owner_cfg = config(&tmp.path().join("owner"), None);
+/// A task owner holding the digits data, and `shards` honest workers, each training its shard.
+async fn owner_and_workers(dir: &Path, shards: u32) -> (Node, String, Vec<Node>) {
+    let mut owner_cfg = config(&dir.join("owner"), None);
     owner_cfg.fl.data = Some(digits());
     let owner = Node::start(owner_cfg).await.unwrap();
     let boot = format!("{}/p2p/{}", owner.listen_addrs[0], owner.peer_id);
-    let mut honest = Vec::new();
-    for shard in 0..5 {
-        let mut c = config(&tmp.path().join(format!("w{shard}")), Some(boot.clone()));
+    let mut workers = Vec::new();
+    for shard in 0..shards {
+        let mut c = config(&dir.join(format!("w{shard}")), Some(boot.clone()));
         c.fl.data = Some(digits());
         c.fl.shard = Some(shard);
-        honest.push(Node::start(c).await.unwrap());
+        workers.push(Node::start(c).await.unwrap());
     }
+    (owner, boot, workers)
+}
+
+/// The task's status once it stopped running, at most `limit` later.
+async fn finished(owner: &Node, id: &str, limit: Duration) -> ifx_protocols::api::TaskStatus {
+    let start = Instant::now();
+    loop {
+        let s = owner.fl.get(id).unwrap();
+        if s.state != ifx_protocols::api::RunState::Running {
+            return s;
+        }
+        assert!(start.elapsed() < limit, "task still running: {s:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_non_iid_clients_learn_over_the_mesh_despite_poisoners_and_an_auditor_agrees() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (owner, boot, honest) = owner_and_workers(tmp.path(), 5).await;
     let mut bad = Vec::new();
     for (i, mode) in ["sign-flip", "nan", "shape", "slow"].into_iter().enumerate() {
         let mut c = config(&tmp.path().join(format!("p{i}")), Some(boot.clone()));
@@ -84,15 +103,7 @@ async fn five_non_iid_clients_learn_over_the_mesh_despite_poisoners_and_an_audit
         ..Default::default()
     };
     let id = owner.fl.start(spec).await.unwrap();
-    let start = Instant::now();
-    let status = loop {
-        let s = owner.fl.get(&id).unwrap();
-        if s.state != ifx_protocols::api::RunState::Running {
-            break s;
-        }
-        assert!(start.elapsed() < Duration::from_secs(240), "task still running: {s:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let status = finished(&owner, &id, Duration::from_secs(240)).await;
     eprintln!(
         "{} rounds in {:.1} s; accuracy by round {:?}",
         status.rounds_done,
@@ -197,17 +208,7 @@ async fn five_non_iid_clients_learn_over_the_mesh_despite_poisoners_and_an_audit
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_worker_is_not_asked_to_train() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut owner_cfg = config(&tmp.path().join("owner"), None);
-    owner_cfg.fl.data = Some(digits());
-    let owner = Node::start(owner_cfg).await.unwrap();
-    let boot = format!("{}/p2p/{}", owner.listen_addrs[0], owner.peer_id);
-    let mut workers = Vec::new();
-    for shard in 0..3 {
-        let mut c = config(&tmp.path().join(format!("w{shard}")), Some(boot.clone()));
-        c.fl.data = Some(digits());
-        c.fl.shard = Some(shard);
-        workers.push(Node::start(c).await.unwrap());
-    }
+    let (owner, _, workers) = owner_and_workers(tmp.path(), 3).await;
     workers[2].pause.set(Some("gaming".into()));
     let paused = workers[2].peer_id;
     // Connected, and heard paused by the owner.
@@ -236,15 +237,7 @@ async fn a_paused_worker_is_not_asked_to_train() {
         ..Default::default()
     };
     let id = owner.fl.start(spec).await.unwrap();
-    let start = Instant::now();
-    let status = loop {
-        let s = owner.fl.get(&id).unwrap();
-        if s.state != ifx_protocols::api::RunState::Running {
-            break s;
-        }
-        assert!(start.elapsed() < Duration::from_secs(120), "task still running: {s:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let status = finished(&owner, &id, Duration::from_secs(120)).await;
     assert_eq!(status.state, ifx_protocols::api::RunState::Done, "{:?}", status.error);
     assert_eq!(status.clients_by_round, vec![2; 4], "{status:?}");
     let p = paused.to_string();
