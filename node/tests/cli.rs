@@ -268,6 +268,20 @@ fn service_install_writes_a_unit_whose_command_runs_the_node() {
         &["service", "install", "--config", s(&config), "--unit-dir", s(&units), "--user", "root", "--no-start"],
         &["a user of its own"],
     );
+    // Nothing leaves the unit dir or adds a line to the unit.
+    fails_with(
+        &["service", "install", "--config", s(&config), "--unit-dir", s(&units), "--name", "../evil", "--no-start"],
+        &["--name", "a systemd unit name"],
+    );
+    fails_with(
+        &["service", "unit", "--config", s(&config), "--user", "ifx\nExecStartPre=/bin/sh"],
+        &["--user", "a user name"],
+    );
+    let odd = tmp.path().join("my config%i.toml");
+    std::fs::copy(&config, &odd).unwrap();
+    fails_with(&["service", "unit", "--config", s(&odd)], &["without whitespace"]);
+    assert_eq!(std::fs::read_dir(&units).unwrap().count(), 0, "a refused install wrote a file");
+    assert!(!tmp.path().join("evil.service").exists());
     let out =
         ifx(&["service", "install", "--config", s(&config), "--unit-dir", s(&units), "--user", "nobody", "--no-start"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

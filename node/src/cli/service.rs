@@ -100,11 +100,45 @@ fn data_dir(config: &Path) -> anyhow::Result<PathBuf> {
     let cfg = ifx_node::NodeConfig::load(Some(config), &Default::default())?;
     let dir = cfg.node.data_dir;
     anyhow::ensure!(dir.is_absolute(), "node.data_dir {} must be an absolute path for a service", dir.display());
+    anyhow::ensure!(dir.to_str().is_some_and(plain_path), "node.data_dir {dir:?}: {UNPLAIN}");
     Ok(dir)
+}
+
+/// Refuses what would not stay one plain token of the unit file: a unit name or user that
+/// could leave the unit dir or add a line, and a path with whitespace, a control character, a
+/// quote, a backslash or a `%` (a systemd specifier).
+fn check(a: &UnitArgs, exe: &Path) -> anyhow::Result<()> {
+    let plain = |s: &str, extra: &str| {
+        !s.is_empty()
+            && s.len() <= 64
+            && !s.starts_with(['-', '.'])
+            && s.chars().all(|c| c.is_ascii_alphanumeric() || extra.contains(c))
+    };
+    anyhow::ensure!(
+        plain(&a.name, "_.@:-"),
+        "--name {:?}: letters, digits and _ . @ : - only (a systemd unit name)",
+        a.name
+    );
+    anyhow::ensure!(plain(&a.user, "_.-"), "--user {:?}: letters, digits and _ . - only (a user name)", a.user);
+    for p in [exe, a.config.as_path()] {
+        anyhow::ensure!(p.to_str().is_some_and(plain_path), "{p:?}: {UNPLAIN}");
+    }
+    Ok(())
+}
+
+const UNPLAIN: &str =
+    "a path in a unit file must be UTF-8 without whitespace, control characters, quotes, backslashes or %";
+
+/// Whether a path stays one plain token of a unit file's line.
+fn plain_path(text: &str) -> bool {
+    !text.chars().any(|c| c.is_whitespace() || c.is_control() || "\"\\%".contains(c))
 }
 
 pub fn run(command: ServiceCommand) -> anyhow::Result<ExitCode> {
     let exe = std::env::current_exe().context("finding this binary")?;
+    match &command {
+        ServiceCommand::Unit(a) | ServiceCommand::Install { unit: a, .. } => check(a, &exe)?,
+    }
     match command {
         ServiceCommand::Unit(a) => {
             print!("{}", unit(&exe, &a, &data_dir(&a.config)?));
