@@ -156,7 +156,12 @@ async fn five_non_iid_clients_learn_over_the_mesh_despite_poisoners_and_an_audit
     });
     let accepted: u64 = status.accepted.values().sum();
     assert_eq!(receipts.iter().filter(|r| r.accepted).count() as u64, accepted);
-    assert!(receipts.iter().filter(|r| r.accepted).all(|r| r.work_units > 0 && r.reason.is_empty()));
+    assert!(
+        receipts
+            .iter()
+            .filter(|r| r.accepted)
+            .all(|r| (r.work_units > 0 || r.contribution_ppm == 0) && r.reason.is_empty())
+    );
     assert!(receipts.iter().filter(|r| !r.accepted).all(|r| r.work_units == 0 && !r.reason.is_empty()));
     assert_eq!(status.receipts as usize, receipts.len());
 
@@ -248,5 +253,87 @@ async fn a_paused_worker_is_not_asked_to_train() {
     }
     for w in &workers[..2] {
         assert!(status.accepted.get(&w.peer_id.to_string()).copied().unwrap_or(0) > 0, "{status:?}");
+    }
+}
+
+/// Issue #20: FL is paid by contribution. Over a real mesh, three workers train their own
+/// shards, a fourth holds a copy of the first's shard and a fifth flips signs; a verifier
+/// audits every round. The two holders of one shard split one share (each earns clearly less
+/// than a worker with unique data), the poisoner earns nothing, the receipts carry the
+/// contributions the owner announced, and the auditor recomputed every round's contributions
+/// to the same numbers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fl_pay_follows_contribution_a_copied_shard_earns_less_and_an_auditor_agrees() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (owner, boot, unique) = owner_and_workers(tmp.path(), 3).await;
+    let mut extra = Vec::new();
+    for (name, shard, poison) in [("copy", 0, ""), ("flip", 1, "sign-flip")] {
+        let mut c = config(&tmp.path().join(name), Some(boot.clone()));
+        c.fl.data = Some(digits());
+        c.fl.shard = Some(shard);
+        c.fl.poison = poison.parse().unwrap();
+        extra.push(Node::start(c).await.unwrap());
+    }
+    let mut v_cfg = config(&tmp.path().join("auditor"), Some(boot));
+    v_cfg.node.role = ifx_protocols::Role::Verifier;
+    let auditor = Node::start(v_cfg).await.unwrap();
+    let start = Instant::now();
+    while owner.net.snapshot().await.unwrap().connected.len() < 6 {
+        assert!(start.elapsed() < Duration::from_secs(30), "the mesh did not form");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let rounds = 6;
+    let spec = TaskSpec {
+        rounds,
+        clients_per_round: 5,
+        over_select_pct: 0,
+        min_clients: 3,
+        data: DataRule { shards: 3, alpha: 0.5, seed: 42 },
+        aggregator: "trimmed-mean".into(),
+        deadline_ms: 8000,
+        unpaid: true,
+        ..Default::default()
+    };
+    let id = owner.fl.start(spec).await.unwrap();
+    let status = finished(&owner, &id, Duration::from_secs(120)).await;
+    assert_eq!(status.state, ifx_protocols::api::RunState::Done, "{:?}", status.error);
+    let receipts: Vec<FlReceipt> = owner.ledger.with(|l| {
+        l.ledger()
+            .iter_sorted()
+            .filter(|e| e.kind == EntryKind::FlReceipt)
+            .map(|e| FlReceipt::decode(&e.body).unwrap())
+            .collect()
+    });
+    let earned = |n: &Node| -> (u64, u64) {
+        receipts
+            .iter()
+            .filter(|r| ifx_node::network::author_peer_id(&r.worker) == Some(n.peer_id))
+            .fold((0, 0), |(c, u), r| (c + r.contribution_ppm as u64, u + r.work_units))
+    };
+    let (original, copy, flip) = (earned(&unique[0]), earned(&extra[0]), earned(&extra[1]));
+    let others = [earned(&unique[1]), earned(&unique[2])];
+    eprintln!(
+        "contribution ppm, units: shard 0 {original:?}, its copy {copy:?}, unique {others:?}, sign-flip {flip:?}"
+    );
+    assert_eq!(original, copy, "the holders of one shard send the same update and split its share");
+    assert_eq!(flip, (0, 0), "the poisoner earns nothing");
+    let unique_mean = (others[0].0 + others[1].0) / 2;
+    assert!(copy.0 * 10 < unique_mean * 7, "a copy earned {} against {unique_mean} for unique data", copy.0);
+    for (who, n) in [("shard 0", &unique[0]), ("copy", &extra[0])] {
+        assert_eq!(status.contribution_ppm.get(&n.peer_id.to_string()).copied(), Some(earned(n).0), "{who}");
+    }
+    // Every round audited to the same weights and the same contributions.
+    let start = Instant::now();
+    loop {
+        let a = auditor.fl.audits();
+        if a.matched + a.mismatched >= rounds as u64 {
+            assert_eq!((a.matched, a.mismatched), (rounds as u64, 0), "{a:?}");
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "audits {a:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for n in unique.into_iter().chain(extra).chain([owner, auditor]) {
+        n.stop().await;
     }
 }

@@ -350,6 +350,10 @@ pub struct TaskStatus {
     pub clients_by_round: Vec<usize>,
     /// Accepted updates per worker peer id.
     pub accepted: BTreeMap<String, u64>,
+    /// Each worker's contributions summed over the rounds (parts per million of each round's
+    /// largest; what its FL pay is proportional to).
+    #[serde(default)]
+    pub contribution_ppm: BTreeMap<String, u64>,
     /// Rejected updates per worker peer id, with the reasons (the last few).
     pub rejected: BTreeMap<String, Vec<String>>,
     /// Rejected updates per worker peer id (all of them).
@@ -360,6 +364,10 @@ pub struct TaskStatus {
     pub dropped: BTreeMap<String, u64>,
     /// FL receipts written to the ledger.
     pub receipts: u64,
+    /// The task's differential privacy: the noise its workers add and the ε it spends (none
+    /// without a budget).
+    #[serde(default)]
+    pub privacy: Option<crate::fl::dp::DpPlan>,
     /// Units the owner burned for the task (0: unpaid, its receipts count for nobody).
     #[serde(default)]
     pub paid: u64,
@@ -386,6 +394,8 @@ impl TaskStatus {
             loss_by_round: Vec::new(),
             clients_by_round: Vec::new(),
             accepted: BTreeMap::new(),
+            contribution_ppm: BTreeMap::new(),
+            privacy: None,
             rejected: BTreeMap::new(),
             rejected_count: BTreeMap::new(),
             banned: BTreeMap::new(),

@@ -201,6 +201,7 @@ fn ledger_entry_and_bodies() {
                 update: [6; 32],
                 accepted: false,
                 work_units: 77,
+                contribution_ppm: 0,
                 reason: "cosine below the floor".into(),
             }
             .encode(),

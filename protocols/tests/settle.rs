@@ -268,6 +268,7 @@ fn history(c: &Cast, p: &Plan) -> Vec<Entry> {
             update: [1; 32],
             accepted: true,
             work_units: 500,
+            contribution_ppm: 1_000_000,
             reason: String::new(),
         };
         w.put(owner, e, EntryKind::FlReceipt, fl.encode());

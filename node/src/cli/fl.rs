@@ -42,6 +42,14 @@ pub struct FlStartArgs {
     /// Run without paying: the task trains, but settlement counts its receipts for nobody.
     #[arg(long)]
     unpaid: bool,
+    /// Client-level differential privacy: the task's budget ε (at --dp-delta); workers clip
+    /// their updates to --dp-clip and add Gaussian noise before sending. Needs fedavg.
+    #[arg(long)]
+    dp_epsilon: Option<f64>,
+    #[arg(long, default_value_t = ifx_protocols::fl::dp::DEFAULT_DELTA)]
+    dp_delta: f64,
+    #[arg(long, default_value_t = ifx_protocols::fl::dp::DEFAULT_CLIP)]
+    dp_clip: f64,
 }
 
 /// Runs `ifx fl start`.
@@ -55,6 +63,7 @@ pub async fn start(a: FlStartArgs) -> anyhow::Result<ExitCode> {
         data: ifx_protocols::fl::wire::DataRule { shards: a.shards, alpha: a.alpha, ..Default::default() },
         deadline_ms: a.deadline_ms,
         unpaid: a.unpaid,
+        dp: a.dp_epsilon.map(|epsilon| ifx_protocols::fl::dp::DpSpec { epsilon, delta: a.dp_delta, clip: a.dp_clip }),
         ..Default::default()
     };
     spec.validate().map_err(|e| anyhow::anyhow!("invalid task: {e}"))?;
@@ -91,6 +100,17 @@ pub async fn start(a: FlStartArgs) -> anyhow::Result<ExitCode> {
                     println!("weights: {}", t.weights.as_deref().unwrap_or(""));
                     println!("accuracy plot: {}", t.plot.as_deref().unwrap_or(""));
                     println!("accepted updates by worker: {}", serde_json::to_string(&t.accepted)?);
+                    println!(
+                        "contributions by worker (ppm of each round's largest, summed): {}",
+                        serde_json::to_string(&t.contribution_ppm)?
+                    );
+                    if let Some(p) = &t.privacy {
+                        println!(
+                            "differential privacy: ε = {:.3} per client at δ = {:e} for the published model \
+                             ({:.1} against the task owner, who sees single updates); noise multiplier {:.3}, clip {}",
+                            p.epsilon, p.delta, p.epsilon_vs_owner, p.noise_multiplier, p.clip
+                        );
+                    }
                     if !t.rejected.is_empty() {
                         println!("rejected updates: {}", serde_json::to_string(&t.rejected)?);
                     }

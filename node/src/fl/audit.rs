@@ -26,8 +26,16 @@ impl Fl {
             let b = fetch_any(net, owner, i.update).await.map_err(miss)?;
             updates.push(parse_update(&b, i.examples)?);
         }
-        let (next, _) = next_global(&prev, &updates, agg, spec.clip)?;
-        Ok(*blake3::hash(&to_safetensors(&next)?).as_bytes() == r.global)
+        let (next, screened) = next_global(&prev, &updates, agg, spec.clip)?;
+        let weights = *blake3::hash(&to_safetensors(&next)?).as_bytes() == r.global;
+        // The contributions settlement pays by must be the ones the inputs give.
+        let announced: Vec<u32> = r.inputs.iter().map(|i| i.contribution_ppm).collect();
+        let contributions = screened.contribution_ppm == announced;
+        if !contributions {
+            tracing::warn!(task = hex::encode(r.task), round = r.round, ?announced, recomputed = ?screened.contribution_ppm,
+                "audit: the owner announced other contributions than its inputs give");
+        }
+        Ok(weights && contributions)
     }
 
     async fn spec_of(&self, owner: PeerId, task: [u8; 16]) -> Result<TaskSpec, TaskError> {

@@ -37,6 +37,7 @@ impl Fl {
         let task: [u8; 16] = rand::random();
         let id = hex::encode(task);
         let mut status = TaskStatus::started(id.clone(), spec.clone(), agg.to_string());
+        status.privacy = spec.dp_plan()?;
         if !spec.unpaid {
             // Each update is paid as a shard of the owner's own copy of the data set (clients
             // report their examples; the payment, not the report, sets the units).
@@ -207,7 +208,13 @@ impl Fl {
                 global: next_hash,
                 inputs: delivered
                     .iter()
-                    .map(|d| RoundInput { worker: d.key, update: d.hash, examples: d.update.examples })
+                    .zip(&screened.contribution_ppm)
+                    .map(|(d, c)| RoundInput {
+                        worker: d.key,
+                        update: d.hash,
+                        examples: d.update.examples,
+                        contribution_ppm: *c,
+                    })
                     .collect(),
                 rejected: rejected.clone(),
                 accuracy_milli: (acc * 1000.0).round() as u32,
@@ -238,6 +245,8 @@ impl Fl {
                         && let Some(p) = author_peer_id(&d.key)
                     {
                         *s.accepted.entry(p.to_string()).or_default() += 1;
+                        *s.contribution_ppm.entry(p.to_string()).or_default() +=
+                            screened.contribution_ppm.get(i).copied().unwrap_or(0) as u64;
                     }
                 }
                 for key in &newly_banned {

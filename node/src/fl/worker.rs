@@ -65,7 +65,11 @@ impl Fl {
                     seed: u64::from_le_bytes(task[..8].try_into().expect("8 bytes")) ^ (round as u64) << 32,
                 };
                 let (local, loss) = model::train(&weights, &data, &cfg)?;
-                let delta = local.iter().zip(&weights).map(|(l, g)| l - g).collect();
+                let mut delta: Vec<f32> = local.iter().zip(&weights).map(|(l, g)| l - g).collect();
+                // Differential privacy: clipped and noised before the update leaves this machine.
+                if let Some(plan) = spec.dp_plan()? {
+                    ifx_protocols::fl::dp::privatize(&mut delta, &plan);
+                }
                 Ok((delta, loss, data.len() as u64))
             })
             .await

@@ -1,9 +1,10 @@
 //! Federated learning, the protocol part: the model's shape (`shape`), fixed-point aggregation
-//! with screening (`aggregate`), and the wire messages and safetensors weights of rounds over the
+//! with screening (`aggregate`), client-level differential privacy (`dp`), and the wire messages and safetensors weights of rounds over the
 //! mesh (`wire`). The candle learner (data, model, plots) is the `ifx-learn` engine crate; the
 //! node runs rounds in `node/src/fl/`.
 
 pub mod aggregate;
+pub mod dp;
 pub mod poison;
 pub mod shape;
 pub mod wire;

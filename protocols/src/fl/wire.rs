@@ -90,6 +90,11 @@ pub struct TaskSpec {
     /// Seed of the initial weights.
     #[serde(default = "d_seed")]
     pub init_seed: u64,
+    /// Client-level differential privacy (`dp::DpSpec`: the budget ε at δ and the clip):
+    /// workers clip and noise their updates before sending them. Needs `fedavg`, which then
+    /// weighs every update alike.
+    #[serde(default)]
+    pub dp: Option<super::dp::DpSpec>,
 }
 
 fn d_model() -> String {
@@ -190,7 +195,25 @@ impl TaskSpec {
         if !(100..=600_000).contains(&self.deadline_ms) {
             return Err(FlError::invalid(format!("deadline_ms: {} is outside 100..=600000", self.deadline_ms)));
         }
-        self.aggregator.parse::<Aggregator>().map_err(|e| FlError::invalid(format!("aggregator: {e}")))
+        let agg = self.aggregator.parse::<Aggregator>().map_err(|e| FlError::invalid(format!("aggregator: {e}")))?;
+        match (&self.dp, agg) {
+            (None, agg) => Ok(agg),
+            // DP-FedAvg: the accountant counts a mean of clipped updates. Screening would reject
+            // noisy honest updates, a coordinate-wise rule's sensitivity is another one, and
+            // the example counts clients report would weigh one client beyond its clip.
+            (Some(dp), Aggregator::FedAvg { .. }) => {
+                dp.validate()?;
+                Ok(Aggregator::FedAvg { cap: 1 })
+            }
+            (Some(_), other) => Err(FlError::invalid(format!(
+                "aggregator: {other} cannot be used with dp (differential privacy needs fedavg)"
+            ))),
+        }
+    }
+
+    /// The noise and the ε of a task with a privacy budget (`None` without one).
+    pub fn dp_plan(&self) -> Result<Option<super::dp::DpPlan>, FlError> {
+        self.dp.as_ref().map(|d| d.plan(self.rounds, self.min_clients)).transpose()
     }
 
     /// Learning rate of round `round`.
@@ -211,6 +234,12 @@ pub fn work_units(examples: u64, epochs: u32, cap: u64) -> u64 {
     examples.min(cap) * epochs as u64 * 6 * PARAMS as u64 / 1_000_000
 }
 
+/// `units` scaled by a contribution in parts per million (capped at the full share).
+pub fn contributed(units: u64, contribution_ppm: u32) -> u64 {
+    (units as u128 * contribution_ppm.min(super::aggregate::FULL_CONTRIBUTION_PPM) as u128
+        / super::aggregate::FULL_CONTRIBUTION_PPM as u128) as u64
+}
+
 /// One update that went into a round's aggregate.
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
 pub struct RoundInput {
@@ -220,6 +249,8 @@ pub struct RoundInput {
     pub update: [u8; 32],
     /// Examples the client reported.
     pub examples: u64,
+    /// Its contribution to the round (`aggregate::contributions`), which auditors recompute.
+    pub contribution_ppm: u32,
 }
 
 /// A finished round, as the task owner announces it: anyone holding the previous weights and

@@ -124,9 +124,11 @@ pub(super) fn count(
     let mut refuse = |why: &str| *s.refused.entry(why.to_string()).or_default() += 1;
     for e in set.iter().filter(|e| matches!(e.kind, EntryKind::RenderReceipt | EntryKind::FlReceipt)) {
         // (job, what was delivered, to whom, its units from the paid work)
-        let (job, item, worker, fl) = match EntryBody::of(e) {
-            Ok(EntryBody::RenderReceipt(r)) => (r.job, (r.tile, [0u8; 32]), r.worker, false),
-            Ok(EntryBody::FlReceipt(r)) if r.accepted => (r.task, (r.round, r.worker), r.worker, true),
+        let (job, item, worker, fl, contribution) = match EntryBody::of(e) {
+            Ok(EntryBody::RenderReceipt(r)) => (r.job, (r.tile, [0u8; 32]), r.worker, false, 0),
+            Ok(EntryBody::FlReceipt(r)) if r.accepted => {
+                (r.task, (r.round, r.worker), r.worker, true, r.contribution_ppm)
+            }
             Ok(_) => continue,
             Err(_) => {
                 refuse("receipt: does not decode");
@@ -156,7 +158,10 @@ pub(super) fn count(
                     }
                 }
             }
-            (PaidWork::Fl { .. }, true) => credit.work.units_per_update().unwrap_or(0),
+            // An update earns its contribution's share of what the task paid per update.
+            (PaidWork::Fl { .. }, true) => {
+                crate::fl::wire::contributed(credit.work.units_per_update().unwrap_or(0), contribution)
+            }
             _ => {
                 refuse("receipt: the job was paid for other work");
                 continue;
@@ -231,5 +236,50 @@ mod tests {
         assert_eq!((credit.counted.len(), credit.remaining), (1, 0));
         assert_eq!(s.refused["receipt: the job's credit is spent"], 49);
         assert_eq!(out.render.get(&[9; 32]), Some(&0));
+    }
+
+    /// An FL update earns its contribution's share of the task's units per update: full, half,
+    /// nothing; a receipt claiming more than the full share is paid the full share.
+    #[test]
+    fn fl_updates_are_paid_by_their_contribution() {
+        let owner = ed25519_dalek::SigningKey::from_bytes(&[4; 32]);
+        let work = PaidWork::Fl { examples: 10_000, local_epochs: 4 };
+        let per_update = work.units_per_update().unwrap();
+        assert_eq!(per_update, 1154, "10,000 examples x 4 epochs x 6 x 4,810 parameters / 10^6");
+        let mut credits: Credits = [(
+            (owner.verifying_key().to_bytes(), [1; 16]),
+            Credit { work, remaining: 100 * per_update, counted: BTreeSet::new(), burned: 20, bought: 1 },
+        )]
+        .into();
+        let mut l = crate::ledger::Ledger::new("d");
+        let shares = [(1u8, 1_000_000u32), (2, 500_000), (3, 0), (4, u32::MAX)];
+        let entries: Vec<Arc<Entry>> = shares
+            .iter()
+            .map(|(w, ppm)| {
+                let r = crate::ledger::FlReceipt {
+                    task: [1; 16],
+                    round: 0,
+                    worker: [*w; 32],
+                    update: [0; 32],
+                    accepted: true,
+                    work_units: u64::MAX,
+                    contribution_ppm: *ppm,
+                    reason: String::new(),
+                };
+                let e = l.next_entry(&owner, 0, EntryKind::FlReceipt, r.encode()).unwrap();
+                l.ingest(vec![e.clone()], None);
+                Arc::new(e)
+            })
+            .collect();
+        let set: Vec<&Arc<Entry>> = entries.iter().collect();
+        let mut s = EpochSettlement::empty(0, Status::Sealed, &EconParams::default());
+        let out = count(&mut credits, &set, &|_| false, &mut BTreeMap::new(), &mut s);
+        assert_eq!(out.fl[&[1; 32]], per_update);
+        assert_eq!(out.fl[&[2; 32]], per_update / 2);
+        assert_eq!(out.fl[&[3; 32]], 0);
+        assert_eq!(out.fl[&[4; 32]], per_update, "a claim above the full share is capped");
+        // Credit is spent only for what was delivered (a zero share still takes one unit).
+        let spent = 100 * per_update - credits.values().next().unwrap().remaining;
+        assert_eq!(spent, per_update + per_update / 2 + 1 + per_update);
     }
 }

@@ -87,6 +87,11 @@ pub struct FlSection {
     pub honest_banned: Vec<String>,
     /// Accepted updates per peer id.
     pub accepted: BTreeMap<String, u64>,
+    /// Each worker's contributions summed over the rounds (ppm of each round's largest), which
+    /// its FL pay follows (issue #20).
+    pub contribution_ppm: BTreeMap<String, u64>,
+    /// Poisoners with any contribution (must be empty: a poisoner earns nothing).
+    pub poisoners_paid: Vec<String>,
     /// Updates that missed a deadline per peer id.
     pub dropped: BTreeMap<String, u64>,
     /// Peer ids of the poisoners, and those with a rejected update and none accepted.
@@ -134,12 +139,15 @@ impl FlSection {
         let honest_rejected = t.rejected_count.keys().filter(|p| !poisoners.contains(p)).cloned().collect();
         let honest_banned: Vec<String> = t.banned.keys().filter(|p| !poisoners.contains(p)).cloned().collect();
         let sum = |f: fn(&AuditStats) -> u64| audits.iter().map(f).sum::<u64>();
+        let poisoners_paid: Vec<String> =
+            poisoners.iter().filter(|p| t.contribution_ppm.get(*p).is_some_and(|c| *c > 0)).cloned().collect();
         let baseline =
             baseline.map(|b| Baseline { within_margin: t.final_accuracy.map(|a| a >= b.accuracy - b.margin), ..b });
         let ok = t.state == RunState::Done
             && t.final_accuracy.is_some_and(|a| a >= FL_TARGET)
             && poisoners_caught.len() == poisoners.len()
             && honest_banned.is_empty()
+            && poisoners_paid.is_empty()
             && sum(|a| a.mismatched) == 0;
         FlSection {
             task_id: t.task_id.clone(),
@@ -157,6 +165,8 @@ impl FlSection {
             banned: t.banned.clone(),
             honest_banned,
             accepted: t.accepted.clone(),
+            contribution_ppm: t.contribution_ppm.clone(),
+            poisoners_paid,
             dropped: t.dropped.clone(),
             poisoners,
             poisoners_caught,
@@ -195,6 +205,9 @@ impl FlSection {
                 self.target
             ));
         }
+        if !self.poisoners_paid.is_empty() {
+            f.push(format!("poisoners credited with a contribution: {:?}", self.poisoners_paid));
+        }
         let missed: Vec<&String> = self.poisoners.iter().filter(|p| !self.poisoners_caught.contains(p)).collect();
         if !missed.is_empty() {
             f.push(format!("poisoners not caught: {missed:?}"));
@@ -224,6 +237,8 @@ mod tests {
             loss_by_round: vec![],
             clients_by_round: vec![],
             accepted: [("h1".to_string(), 3), ("h2".to_string(), 2)].into(),
+            contribution_ppm: [("h1".to_string(), 2_400_000), ("h2".to_string(), 1_500_000)].into(),
+            privacy: None,
             rejected: [("p".to_string(), vec!["norm 9.1 > 3x median".to_string()])].into(),
             rejected_count: [("p".to_string(), 3), ("h2".to_string(), 1)].into(),
             banned: [("p".to_string(), "round 3: 3 of 5 rejected".to_string())].into(),
@@ -285,6 +300,13 @@ mod tests {
         assert!(!s.ok);
         assert!(f.iter().any(|x| x.contains("below the target")), "{f:?}");
         assert!(f.iter().any(|x| x.contains("did not recompute")), "{f:?}");
+        // A poisoner credited with a contribution fails the run (issue #20: it earns nothing).
+        let mut paid = done(0.97);
+        paid.contribution_ppm.insert("p".into(), 10);
+        let s =
+            FlSection::of(&Tracked { id: "t".into(), last: Some(paid) }, "owner".into(), vec!["p".into()], &[], None);
+        assert_eq!(s.poisoners_paid, ["p"]);
+        assert!(s.failures().iter().any(|x| x.contains("credited")), "{:?}", s.failures());
         let s = FlSection::of(&Tracked { id: "t".into(), last: None }, "owner".into(), vec![], &[], None);
         assert!(
             s.failures()[0].contains("running after 0 rounds (the task owner never reported the task)"),

@@ -49,9 +49,13 @@ pub struct FlReceipt {
     pub update: [u8; 32],
     /// Whether the update went into the aggregate.
     pub accepted: bool,
-    /// Work units (`fl::wire::work_units`: capped examples x epochs x 6 x parameters / 10^6);
-    /// zero for a rejected update.
+    /// Work units (`fl::wire::work_units`: capped examples x epochs x 6 x parameters / 10^6,
+    /// times the contribution); zero for a rejected update.
     pub work_units: u64,
+    /// The update's contribution to its round in parts per million of the round's largest
+    /// (`fl::aggregate::contributions`; zero for a rejected update): settlement pays this share
+    /// of an update's paid units.
+    pub contribution_ppm: u32,
     /// Why it was rejected (empty when accepted).
     pub reason: String,
 }
