@@ -145,6 +145,29 @@ fn bench(c: &mut Criterion) {
     g.bench_function("aggregate_10_median_screened", |b| {
         b.iter(|| next_global(black_box(&global), black_box(&updates), Aggregator::Median, 0).unwrap())
     });
+    // Issue #20: scoring the round's contributions (inside the screened aggregate above), with
+    // two of the ten updates from the same data (one more aggregation and a shared score).
+    let mut with_copy = updates.clone();
+    with_copy[1] = with_copy[0].clone();
+    let screened = ifx_protocols::fl::aggregate::aggregate_screened(&with_copy, Aggregator::Median, 0).unwrap();
+    g.bench_function("contributions_10_median_one_copy", |b| {
+        b.iter(|| {
+            ifx_protocols::fl::aggregate::contributions(
+                black_box(&with_copy),
+                &screened.rejected,
+                &screened.values,
+                Aggregator::Median,
+                0,
+            )
+        })
+    });
+    // A worker's differential privacy: clip and Gaussian noise on one update (against the
+    // local training above, the work it protects).
+    let plan = ifx_protocols::fl::dp::DpSpec { epsilon: 8.0, delta: 1e-5, clip: 1.0 }.plan(30, 10).unwrap();
+    let mut noisy = deltas.clone();
+    g.bench_function("overhead_privatize_one_update", |b| {
+        b.iter(|| ifx_protocols::fl::dp::privatize(black_box(&mut noisy), &plan))
+    });
     // The limit: moving the same bytes once (memory bandwidth for this working set).
     let src: Vec<u8> = vec![7; bytes as usize];
     let mut dst = vec![0u8; bytes as usize];

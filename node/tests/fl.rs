@@ -337,3 +337,48 @@ async fn fl_pay_follows_contribution_a_copied_shard_earns_less_and_an_auditor_ag
         n.stop().await;
     }
 }
+
+/// Issue #20: a task with a privacy budget over a real mesh. A budget with a screening rule is
+/// refused by name; a DP task reports the noise and the ε it spends; and the workers do add the
+/// noise: the same task at ε = 1 stays near chance where it learns without DP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_private_task_is_noised_on_the_workers_and_reports_its_epsilon() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (owner, _, workers) = owner_and_workers(tmp.path(), 3).await;
+    let start = Instant::now();
+    while owner.net.snapshot().await.unwrap().connected.len() < 3 {
+        assert!(start.elapsed() < Duration::from_secs(30), "the mesh did not form");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let dp = ifx_protocols::fl::dp::DpSpec { epsilon: 1.0, delta: 1e-5, clip: 1.0 };
+    let spec = |dp: Option<ifx_protocols::fl::dp::DpSpec>, aggregator: &str| TaskSpec {
+        rounds: 5,
+        clients_per_round: 3,
+        over_select_pct: 0,
+        min_clients: 3,
+        data: DataRule { shards: 3, alpha: 0.5, seed: 42 },
+        aggregator: aggregator.into(),
+        deadline_ms: 8000,
+        unpaid: true,
+        dp,
+        ..Default::default()
+    };
+    let refused = owner.fl.start(spec(Some(dp.clone()), "median")).await.unwrap_err().to_string();
+    assert!(refused.contains("needs fedavg"), "{refused}");
+    let plain = owner.fl.start(spec(None, "fedavg")).await.unwrap();
+    let plain = finished(&owner, &plain, Duration::from_secs(120)).await;
+    let private = owner.fl.start(spec(Some(dp), "fedavg")).await.unwrap();
+    let private = finished(&owner, &private, Duration::from_secs(120)).await;
+    for s in [&plain, &private] {
+        assert_eq!(s.state, ifx_protocols::api::RunState::Done, "{:?}", s.error);
+    }
+    assert!(plain.privacy.is_none());
+    let p = private.privacy.clone().expect("the plan is reported");
+    assert!(p.epsilon <= 1.0 && p.epsilon > 0.99 && p.epsilon_vs_owner > p.epsilon, "{p:?}");
+    let (a_plain, a_private) = (plain.final_accuracy.unwrap(), private.final_accuracy.unwrap());
+    eprintln!("5 rounds, 3 workers: {a_plain:.4} without DP, {a_private:.4} at ε = 1 ({p:?})");
+    assert!(a_plain > 0.8 && a_private < a_plain - 0.3, "{a_plain} without DP, {a_private} at ε = 1");
+    for n in workers.into_iter().chain([owner]) {
+        n.stop().await;
+    }
+}

@@ -21,9 +21,10 @@ pub struct FlStartArgs {
     /// Updates aggregated per round.
     #[arg(long, default_value_t = 5)]
     clients: u32,
-    /// fedavg, median, trimmed-mean, krum or multi-krum.
-    #[arg(long, default_value = "median")]
-    aggregator: String,
+    /// fedavg, median, trimmed-mean, krum or multi-krum (default: median; fedavg with
+    /// --dp-epsilon, the only rule differential privacy allows).
+    #[arg(long)]
+    aggregator: Option<String>,
     #[arg(long, default_value_t = 3)]
     local_epochs: u32,
     /// Number of non-IID shards the workers' data is split into (each worker trains its
@@ -58,7 +59,10 @@ pub async fn start(a: FlStartArgs) -> anyhow::Result<ExitCode> {
         rounds: a.rounds,
         clients_per_round: a.clients,
         min_clients: a.clients.div_ceil(2),
-        aggregator: a.aggregator.clone(),
+        aggregator: a
+            .aggregator
+            .clone()
+            .unwrap_or_else(|| if a.dp_epsilon.is_some() { "fedavg" } else { "median" }.into()),
         local_epochs: a.local_epochs,
         data: ifx_protocols::fl::wire::DataRule { shards: a.shards, alpha: a.alpha, ..Default::default() },
         deadline_ms: a.deadline_ms,
