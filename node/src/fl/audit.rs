@@ -1,7 +1,7 @@
 //! Audits: a verifier that hears a round's result fetches the previous weights and every input
 //! from the owner and recomputes the aggregate; it must get the announced hash.
 
-use ifx_protocols::fl::aggregate::next_global;
+use ifx_protocols::fl::aggregate::{Update, next_global};
 use ifx_protocols::fl::wire::{FlRequest, FlResponse, RoundResult, TaskSpec, from_safetensors, to_safetensors};
 use libp2p::PeerId;
 
@@ -18,7 +18,7 @@ impl Fl {
         // The spec is needed for the aggregator: it came with the task announcements, but the
         // owner may have started before we listened; ask for nothing more than the round lists.
         let spec = self.spec_of(owner, r.task).await?;
-        let agg = spec.validate()?;
+        spec.validate()?;
         let prev = fetch_any(net, owner, r.prev).await.map_err(miss)?;
         let prev = from_safetensors(&prev)?;
         let mut updates = Vec::with_capacity(r.inputs.len());
@@ -26,16 +26,7 @@ impl Fl {
             let b = fetch_any(net, owner, i.update).await.map_err(miss)?;
             updates.push(parse_update(&b, i.examples)?);
         }
-        let (next, screened) = next_global(&prev, &updates, agg, spec.clip)?;
-        let weights = *blake3::hash(&to_safetensors(&next)?).as_bytes() == r.global;
-        // The contributions settlement pays by must be the ones the inputs give.
-        let announced: Vec<u32> = r.inputs.iter().map(|i| i.contribution_ppm).collect();
-        let contributions = screened.contribution_ppm == announced;
-        if !contributions {
-            tracing::warn!(task = hex::encode(r.task), round = r.round, ?announced, recomputed = ?screened.contribution_ppm,
-                "audit: the owner announced other contributions than its inputs give");
-        }
-        Ok(weights && contributions)
+        recompute(&prev, &updates, &spec, r)
     }
 
     async fn spec_of(&self, owner: PeerId, task: [u8; 16]) -> Result<TaskSpec, TaskError> {
@@ -49,5 +40,78 @@ impl Fl {
             Ok(Err(e)) => Err(TaskError::Peer(e.to_string())),
             Err(_) => Err(TaskError::task("the network stopped")),
         }
+    }
+}
+
+/// Whether round `r` is what its inputs give: the weights `next_global` makes of `prev` and
+/// `updates` hash to the announced ones, and the contributions settlement pays by are the ones
+/// announced.
+pub(super) fn recompute(prev: &[f32], updates: &[Update], spec: &TaskSpec, r: &RoundResult) -> Result<bool, TaskError> {
+    let (next, screened) = next_global(prev, updates, spec.validate()?, spec.clip)?;
+    let weights = *blake3::hash(&to_safetensors(&next)?).as_bytes() == r.global;
+    let announced: Vec<u32> = r.inputs.iter().map(|i| i.contribution_ppm).collect();
+    let contributions = screened.contribution_ppm == announced;
+    if !weights {
+        tracing::warn!(
+            task = hex::encode(r.task),
+            round = r.round,
+            "audit: the announced weights are not what the inputs give"
+        );
+    }
+    if !contributions {
+        tracing::warn!(task = hex::encode(r.task), round = r.round, ?announced, recomputed = ?screened.contribution_ppm,
+            "audit: the owner announced other contributions than its inputs give");
+    }
+    Ok(weights && contributions)
+}
+
+#[cfg(test)]
+mod tests {
+    //! The audit's check without the network: an honest round passes; the same round with its
+    //! weights swapped, or with one worker's contribution raised, fails.
+
+    use ifx_protocols::fl::aggregate::{Update, to_fixed};
+    use ifx_protocols::fl::wire::RoundInput;
+
+    use super::*;
+
+    #[test]
+    fn an_audit_catches_other_weights_and_other_contributions() {
+        let spec = TaskSpec { aggregator: "trimmed-mean".into(), ..Default::default() };
+        let prev = vec![0.5f32; ifx_protocols::fl::shape::PARAMS];
+        let dirs: [(f32, f32); 4] = [(0.01, 0.02), (0.02, 0.005), (0.015, 0.015), (0.005, 0.025)];
+        let updates: Vec<Update> = dirs
+            .iter()
+            .map(|(a, b)| {
+                let v: Vec<f32> = (0..prev.len()).map(|k| if k % 2 == 0 { *a } else { *b }).collect();
+                Update { values: to_fixed(&v).unwrap(), examples: 100 }
+            })
+            .collect();
+        let (next, screened) = next_global(&prev, &updates, spec.validate().unwrap(), spec.clip).unwrap();
+        let honest = RoundResult {
+            task: [1; 16],
+            round: 0,
+            prev: [0; 32],
+            global: *blake3::hash(&to_safetensors(&next).unwrap()).as_bytes(),
+            inputs: (0..4u8)
+                .map(|i| RoundInput {
+                    worker: [i; 32],
+                    update: [i; 32],
+                    examples: 100,
+                    contribution_ppm: screened.contribution_ppm[i as usize],
+                })
+                .collect(),
+            rejected: vec![],
+            accuracy_milli: 0,
+        };
+        assert!(screened.contribution_ppm.iter().all(|c| *c > 0), "{:?}", screened.contribution_ppm);
+        assert!(recompute(&prev, &updates, &spec, &honest).unwrap());
+        let mut weights = honest.clone();
+        weights.global[0] ^= 1;
+        assert!(!recompute(&prev, &updates, &spec, &weights).unwrap());
+        let mut raised = honest.clone();
+        let low = (0..4).min_by_key(|i| raised.inputs[*i].contribution_ppm).unwrap();
+        raised.inputs[low].contribution_ppm = 1_000_000;
+        assert!(!recompute(&prev, &updates, &spec, &raised).unwrap(), "a raised contribution passed");
     }
 }

@@ -282,7 +282,7 @@ mod tests {
     use ifx_protocols::fl::poison::Poison;
     use ifx_protocols::fl::wire::{TaskSpec, to_safetensors};
 
-    use ifx_protocols::fl::aggregate::FULL_CONTRIBUTION_PPM;
+    use ifx_protocols::fl::aggregate::{FULL_CONTRIBUTION_PPM, SAME_DATA_COSINE_MILLI};
 
     use super::*;
     use crate::fl::transfer::parse_update;
@@ -390,9 +390,18 @@ mod tests {
         ];
         let mut global = model::init(spec.init_seed);
         let mut earned: BTreeMap<u8, (u64, u64)> = BTreeMap::new();
+        let mut closest = 0f64;
         for round in 0..6u32 {
             let mut delivered: Vec<Delivered> =
                 who.iter().map(|(k, s, p)| answer(*k, &global, &shards[*s], *p, round)).collect();
+            // Updates of different shards stay well apart from the same-data cosine.
+            let v = |i: usize| delivered[i].update.values.iter().map(|x| *x as f64).collect::<Vec<f64>>();
+            for (i, j) in [(0, 1), (0, 2), (1, 2)] {
+                let (a, b) = (v(i), v(j));
+                let dot: f64 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+                let n = |x: &[f64]| x.iter().map(|x| x * x).sum::<f64>().sqrt();
+                closest = closest.max(dot / (n(&a) * n(&b)));
+            }
             let closed = close([9; 16], round, &spec, agg, &global, &mut delivered, &[]).unwrap();
             // An auditor holding the same inputs in another order gets the same contributions.
             let mut again: Vec<Delivered> = delivered.iter().rev().cloned().collect();
@@ -409,7 +418,10 @@ mod tests {
             assert_eq!(closed.screened.contribution_ppm.iter().max(), Some(&FULL_CONTRIBUTION_PPM));
             global = closed.next;
         }
-        eprintln!("contribution ppm and units by worker over 6 rounds: {earned:?}");
+        eprintln!(
+            "contribution ppm and units by worker over 6 rounds: {earned:?}; closest shards' cosine {closest:.3}"
+        );
+        assert!(closest < SAME_DATA_COSINE_MILLI as f64 / 1000.0 - 0.1, "{closest}");
         assert_eq!(earned[&1], earned[&4], "the two holders of shard 0 split its share evenly");
         assert_eq!(earned[&5], (0, 0), "the poisoner earns nothing");
         let unique = (earned[&2].0 + earned[&3].0) / 2;

@@ -100,6 +100,14 @@ impl Report {
                 f.audits_matched,
                 f.audits_matched + f.audits_mismatched + f.audits_failed,
             );
+            // Issue #20: what each worker's FL pay follows, in rounds' worth of the top update.
+            let shares: Vec<String> =
+                f.contribution_ppm.iter().map(|(p, c)| format!("{}: {:.2}", short(p), *c as f64 / 1e6)).collect();
+            println!(
+                "  fl contributions (rounds' worth of the round's best update): {}; poisoners credited: {}",
+                shares.join(", "),
+                f.poisoners_paid.len()
+            );
         }
         let st = &self.settlement;
         let (burned, minted) =
@@ -207,4 +215,9 @@ impl Report {
             println!("open {h} in a browser for the charts");
         }
     }
+}
+
+/// The tail of a peer id, enough to tell nodes apart in a line.
+fn short(peer: &str) -> &str {
+    &peer[peer.len().saturating_sub(6)..]
 }
