@@ -259,7 +259,8 @@ pub const FULL_CONTRIBUTION_PPM: u32 = 1_000_000;
 /// train the same seeded steps and send identical updates (cosine 1.000).
 pub const SAME_DATA_COSINE_MILLI: u32 = 990;
 
-/// Each update's contribution to a round, in parts per million of the largest (issue #20: FL
+/// Each update's contribution to a round, in parts per million of the largest projection
+/// before any split (issue #20: FL
 /// is paid by what an update adds, not by the examples its sender claims). Kept updates of the
 /// same data (cosine at least [`SAME_DATA_COSINE_MILLI`] / 1000) form a group. An update's
 /// score is its alignment with a reference times its norm, i.e. the length of its projection
@@ -309,22 +310,22 @@ pub fn contributions(
         self::aggregate(&firsts, agg, clip_norm).unwrap_or_else(|_| aggregate.to_vec())
     };
     let norm = isqrt(sq_norm(&reference)).max(1);
-    let scores: Vec<u128> = ups
+    // Projections, then shares: the scale is the largest projection before any split, so a
+    // round whose updates all come from one shard pays each holder 1/n, not the whole.
+    let projections: Vec<u128> = ups
         .iter()
-        .enumerate()
-        .map(|(i, u)| {
-            let reference = &reference;
-            let dot: i128 = u.iter().zip(reference).map(|(a, b)| *a as i128 * *b as i128).sum();
-            let members = roots.iter().filter(|r| **r == roots[i]).count() as u128;
-            (dot.max(0) as u128) / norm / members
+        .map(|u| {
+            let dot: i128 = u.iter().zip(&reference).map(|(a, b)| *a as i128 * *b as i128).sum();
+            dot.max(0) as u128 / norm
         })
         .collect();
-    let top = scores.iter().copied().max().unwrap_or(0);
+    let top = projections.iter().copied().max().unwrap_or(0);
     if top == 0 {
         return ppm;
     }
     for (k, &i) in kept.iter().enumerate() {
-        ppm[i] = (scores[k] * FULL_CONTRIBUTION_PPM as u128 / top) as u32;
+        let members = roots.iter().filter(|r| **r == roots[k]).count() as u128;
+        ppm[i] = (projections[k] * FULL_CONTRIBUTION_PPM as u128 / top / members) as u32;
     }
     ppm
 }
@@ -395,6 +396,30 @@ mod tests {
         for agg in [Aggregator::FedAvg { cap: 100 }, Aggregator::Median, Aggregator::TrimmedMean { trim_pct: 10 }] {
             assert_eq!(aggregate(&a, agg, ONE).unwrap(), aggregate(&b, agg, ONE).unwrap(), "{agg:?}");
         }
+    }
+
+    /// Holders of one shard split one share, also when nobody else took part; a longer update
+    /// along the same direction is clipped and scores no more; one pointing away scores 0.
+    #[test]
+    fn contributions_split_copies_and_ignore_inflation() {
+        let a = up(&[1.0, 0.0, 0.2], 10);
+        let only_copies = [a.clone(), a.clone()];
+        let s = aggregate_screened(&only_copies, Aggregator::Median, 0).unwrap();
+        assert_eq!(s.contribution_ppm, vec![500_000, 500_000]);
+        let b = up(&[0.0, 1.0, 0.2], 10);
+        let c = up(&[0.7, 0.7, 0.0], 10);
+        let plain = aggregate_screened(&[a.clone(), b.clone(), c.clone()], Aggregator::Median, 0).unwrap();
+        let inflated = up(&[1.75, 1.75, 0.0], 10);
+        let more = aggregate_screened(&[a.clone(), b.clone(), inflated], Aggregator::Median, 0).unwrap();
+        assert!(more.rejected.is_empty(), "{:?}", more.rejected);
+        // 2.5x longer, but clipped to the median norm (1.02 against its own 0.99): at most 3% more.
+        let (p, m) = (plain.contribution_ppm[2] as f64, more.contribution_ppm[2] as f64);
+        assert!(p > 0.0 && m < p * 1.04, "{p} -> {m}");
+        let away = [a.clone(), b, c, up(&[-1.0, -1.0, 0.0], 10)];
+        let agg = aggregate(&away, Aggregator::Median, 0).unwrap();
+        let ppm = contributions(&away, &[], &agg, Aggregator::Median, 0);
+        assert_eq!(ppm[3], 0, "{ppm:?}");
+        assert!(ppm[..3].iter().all(|p| *p > 0), "{ppm:?}");
     }
 
     #[test]
