@@ -44,10 +44,7 @@ async fn owner_and_workers(dir: &Path, shards: u32) -> (Node, String, Vec<Node>)
     let boot = format!("{}/p2p/{}", owner.listen_addrs[0], owner.peer_id);
     let mut workers = Vec::new();
     for shard in 0..shards {
-        let mut c = config(&dir.join(format!("w{shard}")), Some(boot.clone()));
-        c.fl.data = Some(digits());
-        c.fl.shard = Some(shard);
-        workers.push(Node::start(c).await.unwrap());
+        workers.push(worker(&dir.join(format!("w{shard}")), &boot, shard, "").await);
     }
     (owner, boot, workers)
 }
@@ -65,29 +62,55 @@ async fn finished(owner: &Node, id: &str, limit: Duration) -> ifx_protocols::api
     }
 }
 
+/// A worker on `shard` in poison mode `poison` ("" for honest), booting from `boot`.
+async fn worker(dir: &Path, boot: &str, shard: u32, poison: &str) -> Node {
+    let mut c = config(dir, Some(boot.to_owned()));
+    c.fl.data = Some(digits());
+    c.fl.shard = Some(shard);
+    c.fl.poison = poison.parse().unwrap();
+    Node::start(c).await.unwrap()
+}
+
+/// A verifier, which audits every round it hears.
+async fn auditor(dir: &Path, boot: String) -> Node {
+    let mut c = config(dir, Some(boot));
+    c.node.role = ifx_protocols::Role::Verifier;
+    Node::start(c).await.unwrap()
+}
+
+/// Waits until `owner` is connected to `peers` peers (at most 30 s).
+async fn connected(owner: &Node, peers: usize) {
+    let start = Instant::now();
+    while owner.net.snapshot().await.unwrap().connected.len() < peers {
+        assert!(start.elapsed() < Duration::from_secs(30), "the mesh did not form");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The FL receipts in `node`'s ledger, in ledger order.
+fn fl_receipts(node: &Node) -> Vec<FlReceipt> {
+    node.ledger.with(|l| {
+        l.ledger()
+            .iter_sorted()
+            .filter(|e| e.kind == EntryKind::FlReceipt)
+            .map(|e| FlReceipt::decode(&e.body).unwrap())
+            .collect()
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_non_iid_clients_learn_over_the_mesh_despite_poisoners_and_an_auditor_agrees() {
     let tmp = tempfile::tempdir().unwrap();
     let (owner, boot, honest) = owner_and_workers(tmp.path(), 5).await;
     let mut bad = Vec::new();
     for (i, mode) in ["sign-flip", "nan", "shape", "slow"].into_iter().enumerate() {
-        let mut c = config(&tmp.path().join(format!("p{i}")), Some(boot.clone()));
-        c.fl.data = Some(digits());
-        c.fl.shard = Some(i as u32);
-        c.fl.poison = mode.parse().unwrap();
-        bad.push((mode, Node::start(c).await.unwrap()));
+        bad.push((mode, worker(&tmp.path().join(format!("p{i}")), &boot, i as u32, mode).await));
     }
-    let mut v_cfg = config(&tmp.path().join("auditor"), Some(boot));
-    v_cfg.node.role = ifx_protocols::Role::Verifier;
-    let auditor = Node::start(v_cfg).await.unwrap();
+    let auditor = auditor(&tmp.path().join("auditor"), boot).await;
 
     // Every worker must be connected to the owner before the task starts (they join on its
     // announcements; a late joiner simply joins a later round).
-    let start = Instant::now();
-    while owner.net.snapshot().await.unwrap().connected.len() < 10 {
-        assert!(start.elapsed() < Duration::from_secs(30), "the mesh did not form");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    connected(&owner, 10).await;
 
     let rounds = 60;
     let spec = TaskSpec {
@@ -147,13 +170,7 @@ async fn five_non_iid_clients_learn_over_the_mesh_despite_poisoners_and_an_audit
     assert!(std::fs::metadata(status.plot.as_ref().unwrap()).unwrap().len() > 1000);
 
     // Receipts: one per delivered update, accepted or rejected, in the owner's ledger ...
-    let receipts: Vec<FlReceipt> = owner.ledger.with(|l| {
-        l.ledger()
-            .iter_sorted()
-            .filter(|e| e.kind == EntryKind::FlReceipt)
-            .map(|e| FlReceipt::decode(&e.body).unwrap())
-            .collect()
-    });
+    let receipts = fl_receipts(&owner);
     let accepted: u64 = status.accepted.values().sum();
     assert_eq!(receipts.iter().filter(|r| r.accepted).count() as u64, accepted);
     assert!(
@@ -268,20 +285,10 @@ async fn fl_pay_follows_contribution_a_copied_shard_earns_less_and_an_auditor_ag
     let (owner, boot, unique) = owner_and_workers(tmp.path(), 3).await;
     let mut extra = Vec::new();
     for (name, shard, poison) in [("copy", 0, ""), ("flip", 1, "sign-flip")] {
-        let mut c = config(&tmp.path().join(name), Some(boot.clone()));
-        c.fl.data = Some(digits());
-        c.fl.shard = Some(shard);
-        c.fl.poison = poison.parse().unwrap();
-        extra.push(Node::start(c).await.unwrap());
+        extra.push(worker(&tmp.path().join(name), &boot, shard, poison).await);
     }
-    let mut v_cfg = config(&tmp.path().join("auditor"), Some(boot));
-    v_cfg.node.role = ifx_protocols::Role::Verifier;
-    let auditor = Node::start(v_cfg).await.unwrap();
-    let start = Instant::now();
-    while owner.net.snapshot().await.unwrap().connected.len() < 6 {
-        assert!(start.elapsed() < Duration::from_secs(30), "the mesh did not form");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let auditor = auditor(&tmp.path().join("auditor"), boot).await;
+    connected(&owner, 6).await;
     let rounds = 6;
     let spec = TaskSpec {
         rounds,
@@ -297,13 +304,7 @@ async fn fl_pay_follows_contribution_a_copied_shard_earns_less_and_an_auditor_ag
     let id = owner.fl.start(spec).await.unwrap();
     let status = finished(&owner, &id, Duration::from_secs(120)).await;
     assert_eq!(status.state, ifx_protocols::api::RunState::Done, "{:?}", status.error);
-    let receipts: Vec<FlReceipt> = owner.ledger.with(|l| {
-        l.ledger()
-            .iter_sorted()
-            .filter(|e| e.kind == EntryKind::FlReceipt)
-            .map(|e| FlReceipt::decode(&e.body).unwrap())
-            .collect()
-    });
+    let receipts = fl_receipts(&owner);
     let earned = |n: &Node| -> (u64, u64) {
         receipts
             .iter()
@@ -345,11 +346,7 @@ async fn fl_pay_follows_contribution_a_copied_shard_earns_less_and_an_auditor_ag
 async fn a_private_task_is_noised_on_the_workers_and_reports_its_epsilon() {
     let tmp = tempfile::tempdir().unwrap();
     let (owner, _, workers) = owner_and_workers(tmp.path(), 3).await;
-    let start = Instant::now();
-    while owner.net.snapshot().await.unwrap().connected.len() < 3 {
-        assert!(start.elapsed() < Duration::from_secs(30), "the mesh did not form");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    connected(&owner, 3).await;
     let dp = ifx_protocols::fl::dp::DpSpec { epsilon: 1.0, delta: 1e-5, clip: 1.0 };
     let spec = |dp: Option<ifx_protocols::fl::dp::DpSpec>, aggregator: &str| TaskSpec {
         rounds: 5,

@@ -207,6 +207,22 @@ mod tests {
     use crate::ledger::RenderReceipt;
     use crate::settle::outcome::Status;
 
+    /// `bodies` as entries of kind `kind` by `owner`, one chain, in order.
+    fn signed(
+        owner: &ed25519_dalek::SigningKey,
+        kind: EntryKind,
+        bodies: impl Iterator<Item = Vec<u8>>,
+    ) -> Vec<Arc<Entry>> {
+        let mut l = crate::ledger::Ledger::new("d");
+        bodies
+            .map(|body| {
+                let e = l.next_entry(owner, 0, kind, body).unwrap();
+                l.ingest(vec![e.clone()], None);
+                Arc::new(e)
+            })
+            .collect()
+    }
+
     /// A job of tiles worth no work units (1 x 1 at 1 spp and 1 bounce) bought with one unit of
     /// credit: one receipt counts, the rest are refused, and `counted` holds one tile, not the
     /// job's million.
@@ -219,15 +235,11 @@ mod tests {
             Credit { work, remaining: 1, counted: BTreeSet::new(), burned: 20, bought: 1 },
         )]
         .into();
-        let mut l = crate::ledger::Ledger::new("d");
-        let entries: Vec<Arc<Entry>> = (0..50u32)
-            .map(|tile| {
-                let r = RenderReceipt { job: [1; 16], tile, worker: [9; 32], work_units: 0 };
-                let e = l.next_entry(&owner, 0, EntryKind::RenderReceipt, r.encode()).unwrap();
-                l.ingest(vec![e.clone()], None);
-                Arc::new(e)
-            })
-            .collect();
+        let entries = signed(
+            &owner,
+            EntryKind::RenderReceipt,
+            (0..50u32).map(|tile| RenderReceipt { job: [1; 16], tile, worker: [9; 32], work_units: 0 }.encode()),
+        );
         let set: Vec<&Arc<Entry>> = entries.iter().collect();
         let mut s = EpochSettlement::empty(0, Status::Sealed, &EconParams::default());
         let mut lines = BTreeMap::new();
@@ -251,26 +263,21 @@ mod tests {
             Credit { work, remaining: 100 * per_update, counted: BTreeSet::new(), burned: 20, bought: 1 },
         )]
         .into();
-        let mut l = crate::ledger::Ledger::new("d");
         let shares = [(1u8, 1_000_000u32), (2, 500_000), (3, 0), (4, u32::MAX)];
-        let entries: Vec<Arc<Entry>> = shares
-            .iter()
-            .map(|(w, ppm)| {
-                let r = crate::ledger::FlReceipt {
-                    task: [1; 16],
-                    round: 0,
-                    worker: [*w; 32],
-                    update: [0; 32],
-                    accepted: true,
-                    work_units: u64::MAX,
-                    contribution_ppm: *ppm,
-                    reason: String::new(),
-                };
-                let e = l.next_entry(&owner, 0, EntryKind::FlReceipt, r.encode()).unwrap();
-                l.ingest(vec![e.clone()], None);
-                Arc::new(e)
-            })
-            .collect();
+        let receipts = shares.iter().map(|(w, ppm)| {
+            crate::ledger::FlReceipt {
+                task: [1; 16],
+                round: 0,
+                worker: [*w; 32],
+                update: [0; 32],
+                accepted: true,
+                work_units: u64::MAX,
+                contribution_ppm: *ppm,
+                reason: String::new(),
+            }
+            .encode()
+        });
+        let entries = signed(&owner, EntryKind::FlReceipt, receipts);
         let set: Vec<&Arc<Entry>> = entries.iter().collect();
         let mut s = EpochSettlement::empty(0, Status::Sealed, &EconParams::default());
         let out = count(&mut credits, &set, &|_| false, &mut BTreeMap::new(), &mut s);
