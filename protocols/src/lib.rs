@@ -9,6 +9,7 @@ pub mod envelope;
 pub mod fl;
 pub mod gossip;
 pub mod heartbeat;
+pub mod infer;
 pub mod invalid;
 pub mod ledger;
 pub mod link;

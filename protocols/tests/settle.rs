@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use ed25519_dalek::SigningKey;
 use ifx_protocols::NetworkConfig;
-use ifx_protocols::ledger::body::{DeliveryFault, FaultRulings, Ruling};
+use ifx_protocols::infer::{Arch, Commitment, ModelSpec, weights_to_bytes};
+use ifx_protocols::ledger::body::{DeliveryFault, FaultRulings, InferFault, InferReceipt, Ruling};
 use ifx_protocols::ledger::{
     Entry, EntryKind, FlReceipt, JobPayment, Ledger, LivenessAttestation, PaidWork, PeerLiveness, PorVerdicts,
     RenderReceipt, WorkerVerdict,
@@ -158,6 +159,31 @@ struct Plan {
     /// In epoch 1 the owner files evidence of a bad tile against worker 1, and each verifier
     /// rules on it as given (`None`: never rules).
     fault: Option<FaultPlan>,
+    /// In epoch 1 the owner pays for an inference job of worker 1 (100 CNN rows in batches of
+    /// 64), receipts both batches and files evidence of a wrong batch 1 with `rows` rows; each
+    /// verifier rules as given.
+    infer: Option<InferPlan>,
+}
+
+/// Evidence of a wrong inference batch against worker 1 in epoch 1 (see [`Plan::infer`]).
+#[derive(Clone, Debug)]
+struct InferPlan {
+    rulings: Vec<Option<bool>>,
+    /// Rows in the evidence's batch (36 is the paid job's batch 1).
+    rows: usize,
+}
+
+/// The inference job of [`Plan::infer`].
+const INFER_JOB: [u8; 16] = [7; 16];
+const INFER_WORK: PaidWork = PaidWork::Infer { arch: Arch::Cnn, rows: 100, batch_rows: 64 };
+
+/// Worker `k`'s signed answer to batch 1 of [`INFER_JOB`], as evidence.
+fn infer_evidence(k: &SigningKey, rows: usize) -> InferFault {
+    let w = weights_to_bytes(Arch::Cnn, &vec![0.0; Arch::Cnn.params()]).unwrap();
+    let model = ModelSpec::publish(Arch::Cnn, &w).unwrap();
+    let (inputs, outputs) = (vec![1.0; rows * 64], vec![0.5; rows * 10]);
+    let sig = Commitment::of(INFER_JOB, 1, &model, &inputs, &outputs).sign(k);
+    InferFault { job: INFER_JOB, batch: 1, model, inputs, outputs, worker: pk(k), sig, reason: "logits".into() }
 }
 
 /// Evidence against worker 1 in epoch 1 (see [`Plan::fault`]).
@@ -220,6 +246,7 @@ impl Plan {
             dodger: None,
             copier: None,
             fault: None,
+            infer: None,
         }
     }
 }
@@ -279,6 +306,27 @@ fn history(c: &Cast, p: &Plan) -> Vec<Entry> {
             }
             let by = if f.stranger { &c.second } else { owner };
             let id = w.put(by, 1, EntryKind::DeliveryFault, ev.encode()).id();
+            for (v, r) in c.verifiers.iter().zip(&f.rulings) {
+                if let Some(guilty) = r {
+                    let body = FaultRulings { rulings: vec![Ruling { fault: id, guilty: *guilty }] };
+                    w.put(v, 1, EntryKind::FaultRulings, body.encode());
+                }
+            }
+        }
+        if let Some(f) = p.infer.as_ref().filter(|_| e == 1) {
+            let pay = JobPayment { job: INFER_JOB, work: INFER_WORK, amount: UNITS_PER_IFX };
+            w.put(owner, 1, EntryKind::JobPayment, pay.encode());
+            for batch in 0..2 {
+                let r = InferReceipt {
+                    job: INFER_JOB,
+                    batch,
+                    worker: pk(&c.workers[1]),
+                    outputs: [0; 32],
+                    verified: false,
+                };
+                w.put(owner, 1, EntryKind::InferReceipt, r.encode());
+            }
+            let id = w.put(owner, 1, EntryKind::InferFault, infer_evidence(&c.workers[1], f.rows).encode()).id();
             for (v, r) in c.verifiers.iter().zip(&f.rulings) {
                 if let Some(guilty) = r {
                     let body = FaultRulings { rulings: vec![Ruling { fault: id, guilty: *guilty }] };
@@ -736,7 +784,7 @@ fn bad_job_tiles_are_slashed_on_a_verifier_majority_and_false_evidence_costs_the
         let es = s.epoch(e).unwrap();
         assert!(es.payouts.iter().all(|x| x.key != w1 || x.workers == 0), "epoch {e}");
         let line = es.workers.iter().find(|l| l.key == w1).unwrap();
-        assert_eq!(line.excluded.as_deref(), Some("caught: jailed after a bad job tile"));
+        assert_eq!(line.excluded.as_deref(), Some("caught: jailed after bad delivery"));
         assert!(es.slashed.is_empty() && es.caught.is_empty());
     }
     // With jail_epochs 0 it earns again in the next epoch.
@@ -780,6 +828,42 @@ fn bad_job_tiles_are_slashed_on_a_verifier_majority_and_false_evidence_costs_the
     }
 }
 
+/// Inference batches are paid by the rows the paid job puts in them, and a wrong batch is
+/// slashed like a bad tile, with its own reason; evidence of a batch the job does not have
+/// (other rows) is refused.
+#[test]
+fn inference_batches_are_paid_by_their_rows_and_a_wrong_batch_is_slashed() {
+    let c = cast();
+    let n = network(&c);
+    let w1 = pk(&c.workers[1]);
+    let run = |f: InferPlan| {
+        let p = Plan { cheat: None, infer: Some(f), ..Plan::honest() };
+        let s = settle_entries(&n, history(&c, &p), 10);
+        assert!(s.epochs.iter().all(|e| e.balanced()));
+        assert!(conserved(&n, &s));
+        s
+    };
+    let s = run(InferPlan { rulings: vec![Some(true), Some(true), None], rows: 36 });
+    let e1 = s.epoch(1).unwrap();
+    let line = e1.jobs.iter().find(|j| j.job == INFER_JOB).unwrap();
+    // 64 CNN rows are 39.6 MFLOP (40 units), the last 36 rows 22.3 (23).
+    assert_eq!(line.delivered, 40 + 23);
+    assert_eq!(e1.faults.len(), 1);
+    assert_eq!(e1.faults[0].decision, "guilty");
+    assert_eq!(e1.slashed.len(), 1);
+    assert_eq!((e1.slashed[0].key, e1.slashed[0].reason.as_str()), (w1, "answered an inference batch wrongly"));
+    assert_eq!(
+        s.epoch(2).unwrap().workers.iter().find(|l| l.key == w1).unwrap().excluded.as_deref(),
+        Some("caught: jailed after bad delivery")
+    );
+    // Evidence with a full 64-row batch 1, which the 100-row job does not have: refused.
+    let s = run(InferPlan { rulings: vec![Some(true); 3], rows: 64 });
+    let e1 = s.epoch(1).unwrap();
+    assert!(e1.faults.is_empty());
+    assert_eq!(e1.refused.get("delivery-fault: not evidence about a job its author paid for"), Some(&1));
+    assert!(s.sealed().all(|e| e.slashed.is_empty()));
+}
+
 #[test]
 fn governance_without_quorum_changes_nothing() {
     let c = cast();
@@ -819,6 +903,7 @@ fn arb_plan() -> impl Strategy<Value = Plan> {
             flood: 0,
             dodger: None,
             copier: None,
+            infer: rulings.clone().map(|rulings| InferPlan { rulings, rows: 36 }),
             fault: rulings.map(|rulings| FaultPlan { rulings, forged: false, stranger: false }),
         })
 }

@@ -364,40 +364,58 @@ pub const TENSORS: [(&str, &[usize]); 4] =
 
 /// Weights (or an update) as safetensors bytes; the same parameters always give the same bytes.
 pub fn to_safetensors(p: &[f32]) -> Result<Vec<u8>, FlError> {
-    if p.len() != PARAMS {
-        return Err(FlError::invalid(format!("{} parameters, expected {PARAMS}", p.len())));
-    }
-    let bytes: Vec<u8> = p.iter().flat_map(|v| v.to_le_bytes()).collect();
-    let mut at = 0;
-    let mut views = Vec::new();
-    for (name, shape) in TENSORS {
-        let n: usize = shape.iter().product::<usize>() * 4;
-        let v = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.to_vec(), &bytes[at..at + n])
-            .map_err(|e| FlError::invalid(e.to_string()))?;
-        views.push((name, v));
-        at += n;
-    }
-    safetensors::serialize(views, None).map_err(|e| FlError::invalid(e.to_string()))
+    tensors_to_safetensors(&TENSORS, p)
 }
 
 /// Parses safetensors bytes into the flat parameters, refusing oversized files, missing, extra
 /// or misshapen tensors, other dtypes, NaN, infinities and values beyond the fixed-point range.
 pub fn from_safetensors(b: &[u8]) -> Result<Vec<f32>, FlError> {
+    tensors_from_safetensors(&TENSORS, b)
+}
+
+/// Flat parameters as the safetensors of the named tensors `tensors` (in flat order).
+pub fn tensors_to_safetensors(tensors: &[(&str, &[usize])], p: &[f32]) -> Result<Vec<u8>, FlError> {
+    let params: usize = tensors.iter().map(|(_, s)| s.iter().product::<usize>()).sum();
+    if p.len() != params {
+        return Err(FlError::invalid(format!("{} parameters, expected {params}", p.len())));
+    }
+    let bytes: Vec<u8> = p.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let mut at = 0;
+    let mut views = Vec::new();
+    for (name, shape) in tensors {
+        let n: usize = shape.iter().product::<usize>() * 4;
+        let v = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.to_vec(), &bytes[at..at + n])
+            .map_err(|e| FlError::invalid(e.to_string()))?;
+        views.push((*name, v));
+        at += n;
+    }
+    safetensors::serialize(views, None).map_err(|e| FlError::invalid(e.to_string()))
+}
+
+/// Parses the safetensors of exactly the named tensors `tensors` into flat parameters (see
+/// [`from_safetensors`] for what is refused).
+pub fn tensors_from_safetensors(tensors: &[(&str, &[usize])], b: &[u8]) -> Result<Vec<f32>, FlError> {
     if b.len() > MAX_WEIGHTS_BYTES {
         return Err(FlError::invalid(format!("{} bytes exceed the {MAX_WEIGHTS_BYTES}-byte limit", b.len())));
     }
     let st = safetensors::SafeTensors::deserialize(b)
         .map_err(|e| FlError::invalid(format!("not a safetensors file: {e}")))?;
-    if st.len() != TENSORS.len() {
-        return Err(FlError::invalid(format!("{} tensors, expected {} (w1, b1, w2, b2)", st.len(), TENSORS.len())));
+    if st.len() != tensors.len() {
+        let names: Vec<&str> = tensors.iter().map(|(n, _)| *n).collect();
+        return Err(FlError::invalid(format!(
+            "{} tensors, expected {} ({})",
+            st.len(),
+            tensors.len(),
+            names.join(", ")
+        )));
     }
-    let mut out = Vec::with_capacity(PARAMS);
-    for (name, shape) in TENSORS {
+    let mut out = Vec::new();
+    for (name, shape) in tensors {
         let t = st.tensor(name).map_err(|_| FlError::invalid(format!("tensor {name} is missing")))?;
         if t.dtype() != safetensors::Dtype::F32 {
             return Err(FlError::invalid(format!("tensor {name} is {:?}, expected F32", t.dtype())));
         }
-        if t.shape() != shape {
+        if t.shape() != *shape {
             return Err(FlError::invalid(format!("tensor {name} has shape {:?}, expected {shape:?}", t.shape())));
         }
         for (i, c) in t.data().chunks_exact(4).enumerate() {

@@ -53,6 +53,10 @@ pub enum EntryKind {
     FaultRulings,
     /// A verifier's link measurements of workers ([`super::body::LinkReport`]).
     LinkReport,
+    /// A job owner's receipt for a delivered inference batch ([`super::body::InferReceipt`]).
+    InferReceipt,
+    /// A job owner's evidence that a worker answered a batch wrongly ([`super::body::InferFault`]).
+    InferFault,
     /// A kind from a newer version.
     Unknown(u16),
 }
@@ -73,6 +77,8 @@ impl EntryKind {
             EntryKind::DeliveryFault => 10,
             EntryKind::FaultRulings => 11,
             EntryKind::LinkReport => 12,
+            EntryKind::InferReceipt => 13,
+            EntryKind::InferFault => 14,
             EntryKind::Unknown(v) => v,
         }
     }
@@ -92,6 +98,8 @@ impl EntryKind {
             10 => EntryKind::DeliveryFault,
             11 => EntryKind::FaultRulings,
             12 => EntryKind::LinkReport,
+            13 => EntryKind::InferReceipt,
+            14 => EntryKind::InferFault,
             v => EntryKind::Unknown(v),
         }
     }
@@ -111,6 +119,8 @@ impl EntryKind {
             EntryKind::DeliveryFault => "delivery-fault".into(),
             EntryKind::FaultRulings => "fault-rulings".into(),
             EntryKind::LinkReport => "link-report".into(),
+            EntryKind::InferReceipt => "infer-receipt".into(),
+            EntryKind::InferFault => "infer-fault".into(),
             EntryKind::Unknown(v) => format!("unknown-{v}"),
         }
     }

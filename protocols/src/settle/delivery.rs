@@ -33,6 +33,7 @@ pub(super) type Credits = BTreeMap<([u8; 32], [u8; 16]), Credit>;
 #[derive(Debug, Default)]
 pub(super) struct Delivered {
     pub render: BTreeMap<[u8; 32], u64>,
+    /// AI work: FL updates and inference batches (both in MFLOPs).
     pub fl: BTreeMap<[u8; 32], u64>,
     pub consumed: BTreeMap<[u8; 32], Consumed>,
 }
@@ -111,6 +112,14 @@ fn line(lines: &mut BTreeMap<([u8; 32], [u8; 16]), JobLine>, payer: [u8; 32], jo
     lines.entry((payer, job)).or_insert_with(|| JobLine { payer, job, ..Default::default() })
 }
 
+/// Which work a receipt is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Work {
+    Render,
+    Fl,
+    Infer,
+}
+
 /// Counts the receipts of `set` (admitted, sorted) against their authors' credit; refusals
 /// by reason into `s.refused`.
 pub(super) fn count(
@@ -122,13 +131,17 @@ pub(super) fn count(
 ) -> Delivered {
     let mut out = Delivered::default();
     let mut refuse = |why: &str| *s.refused.entry(why.to_string()).or_default() += 1;
-    for e in set.iter().filter(|e| matches!(e.kind, EntryKind::RenderReceipt | EntryKind::FlReceipt)) {
-        // (job, what was delivered, to whom, its units from the paid work)
-        let (job, item, worker, fl, contribution) = match EntryBody::of(e) {
-            Ok(EntryBody::RenderReceipt(r)) => (r.job, (r.tile, [0u8; 32]), r.worker, false, 0),
+    for e in set
+        .iter()
+        .filter(|e| matches!(e.kind, EntryKind::RenderReceipt | EntryKind::FlReceipt | EntryKind::InferReceipt))
+    {
+        // (job, what was delivered, to whom, which work, the FL contribution)
+        let (job, item, worker, kind, contribution) = match EntryBody::of(e) {
+            Ok(EntryBody::RenderReceipt(r)) => (r.job, (r.tile, [0u8; 32]), r.worker, Work::Render, 0),
             Ok(EntryBody::FlReceipt(r)) if r.accepted => {
-                (r.task, (r.round, r.worker), r.worker, true, r.contribution_ppm)
+                (r.task, (r.round, r.worker), r.worker, Work::Fl, r.contribution_ppm)
             }
+            Ok(EntryBody::InferReceipt(r)) => (r.job, (r.batch, [0u8; 32]), r.worker, Work::Infer, 0),
             Ok(_) => continue,
             Err(_) => {
                 refuse("receipt: does not decode");
@@ -147,8 +160,8 @@ pub(super) fn count(
             refuse("receipt: the job was not paid for by its author");
             continue;
         };
-        let units = match (credit.work, fl) {
-            (PaidWork::Render { .. }, false) => {
+        let units = match (credit.work, kind) {
+            (PaidWork::Render { .. }, Work::Render) => {
                 let settings = credit.work.settings().expect("a render job");
                 match settings.tile_at(item.0 as u64) {
                     Some(t) => settings.work_units(t),
@@ -159,9 +172,17 @@ pub(super) fn count(
                 }
             }
             // An update earns its contribution's share of what the task paid per update.
-            (PaidWork::Fl { .. }, true) => {
+            (PaidWork::Fl { .. }, Work::Fl) => {
                 crate::fl::wire::contributed(credit.work.units_per_update().unwrap_or(0), contribution)
             }
+            // A batch is worth the rows the paid job puts in it, whatever the receipt says.
+            (PaidWork::Infer { .. }, Work::Infer) => match credit.work.units_of_batch(item.0) {
+                Some(u) => u,
+                None => {
+                    refuse("receipt: the batch is outside the paid job");
+                    continue;
+                }
+            },
             _ => {
                 refuse("receipt: the job was paid for other work");
                 continue;
@@ -182,11 +203,13 @@ pub(super) fn count(
         let charge = units.max(1).min(credit.remaining);
         let units = units.min(credit.remaining);
         credit.remaining -= charge;
-        let to = if fl { &mut out.fl } else { &mut out.render };
+        // FL and inference are both AI work, counted in MFLOPs.
+        let ai = kind != Work::Render;
+        let to = if ai { &mut out.fl } else { &mut out.render };
         let u = to.entry(worker).or_default();
         *u = u.saturating_add(units);
         let c = out.consumed.entry(e.author).or_default();
-        if fl {
+        if ai {
             c.fl_units += units as u128;
         } else {
             c.render_units += units as u128;

@@ -183,21 +183,21 @@ impl Fold<'_> {
         s.jobs = jobs.into_values().collect();
         let views = quorum::views(r.verdicts.iter().map(|(k, v)| (*k, v)));
         let standings = quorum::standings_of(&views);
-        let bad_tiles = faults::judge(&mut self.faults, &mut self.credits, set, &voided, stakes, s);
-        let mut caught: BTreeMap<[u8; 32], &'static str> = BTreeMap::new();
-        for k in &bad_tiles {
-            caught.insert(*k, "delivered a bad job tile");
+        let faulty = faults::judge(&mut self.faults, &mut self.credits, set, &voided, stakes, s);
+        let mut caught: BTreeMap<[u8; 32], &'static str> = faulty.clone();
+        for k in faulty.keys() {
             self.jailed.insert(*k, s.epoch.saturating_add(p.jail_epochs));
         }
+        let bad_tiles: BTreeSet<[u8; 32]> = faulty.into_keys().collect();
         for (k, _) in standings.iter().filter(|(_, st)| st.caught) {
             caught.entry(*k).or_insert("failed proof of rendering");
         }
         slashing::slash(&mut self.accounts, &caught, &r.equivocators, &bad_tiles, p.slash_bps, s);
-        // Barred from the worker pool: caught now, or jailed after an earlier bad tile.
+        // Barred from the worker pool: caught now, or jailed after an earlier bad tile or batch.
         self.jailed.retain(|_, until| *until >= s.epoch);
         let mut barred = caught.clone();
         for k in self.jailed.keys() {
-            barred.entry(*k).or_insert("jailed after a bad job tile");
+            barred.entry(*k).or_insert("jailed after bad delivery");
         }
         let worker_w = weights::workers(
             &self.accounts,

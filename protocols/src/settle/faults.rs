@@ -1,4 +1,5 @@
-//! Verified delivery's evidence (issue #21): a job owner's [`DeliveryFault`] waits for bonded
+//! Verified delivery's evidence (issue #21): a job owner's [`DeliveryFault`] (a bad tile) or
+//! `InferFault` (a wrong inference batch, issue #20) waits for bonded
 //! verifiers' rulings. Settlement checks what it can without rendering: the author paid for the
 //! job and for exactly the work of the evidence's spec, the worker signed the commitment and the
 //! opened sub-tile sits under its root. Whether the sub-tile is a real render is the verifiers'
@@ -8,13 +9,17 @@
 //! its sender, and verifiers re-rendered for nothing). A fault undecided for
 //! [`FAULT_WINDOW`] epochs lapses.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::delivery::Credits;
 use super::outcome::{EpochSettlement, FaultLine};
 use crate::ledger::body::{EntryBody, PaidWork};
 use crate::ledger::{Entry, EntryKind};
+
+/// Slashing reasons of the two kinds of evidence.
+pub const BAD_TILE: &str = "delivered a bad job tile";
+pub const WRONG_BATCH: &str = "answered an inference batch wrongly";
 
 /// Epochs a fault waits for a deciding majority of rulings before it lapses.
 pub const FAULT_WINDOW: u64 = 4;
@@ -26,6 +31,8 @@ pub(super) struct Pending {
     pub payer: [u8; 32],
     pub job: [u8; 16],
     pub filed: u64,
+    /// What the worker is accused of (the slashing reason when found guilty).
+    pub what: &'static str,
     /// Each verifier's first ruling.
     pub rulings: BTreeMap<[u8; 32], bool>,
 }
@@ -34,7 +41,7 @@ pub(super) struct Pending {
 pub(super) type Faults = BTreeMap<[u8; 32], Pending>;
 
 /// Reads the set's evidence and rulings, decides what a majority of `stakes` (the bonded
-/// verifiers) ruled; returns the workers found guilty in this epoch.
+/// verifiers) ruled; returns the workers found guilty in this epoch, with what of.
 pub(super) fn judge(
     faults: &mut Faults,
     credits: &mut Credits,
@@ -42,31 +49,45 @@ pub(super) fn judge(
     voided: &impl Fn(&[u8; 32]) -> bool,
     stakes: &BTreeMap<[u8; 32], u64>,
     s: &mut EpochSettlement,
-) -> BTreeSet<[u8; 32]> {
+) -> BTreeMap<[u8; 32], &'static str> {
     let mut refuse = |why: &str| *s.refused.entry(format!("delivery-fault: {why}")).or_default() += 1;
-    for e in set.iter().filter(|e| e.kind == EntryKind::DeliveryFault) {
-        let Ok(EntryBody::DeliveryFault(f)) = EntryBody::of(e) else {
-            refuse("does not decode");
-            continue;
+    for e in set.iter().filter(|e| matches!(e.kind, EntryKind::DeliveryFault | EntryKind::InferFault)) {
+        // The job, the accused worker, and whether its author paid for the work the evidence
+        // shows (an inference batch must be that batch of the paid job, with its rows).
+        let body = EntryBody::of(e);
+        let (job, worker, check, what) = match &body {
+            Ok(EntryBody::DeliveryFault(f)) => (f.job, f.worker, f.check(), BAD_TILE),
+            Ok(EntryBody::InferFault(f)) => (f.job, f.worker, f.check(), WRONG_BATCH),
+            _ => {
+                refuse("does not decode");
+                continue;
+            }
+        };
+        let paid_for = match (&body, credits.get(&(e.author, job)).map(|c| c.work)) {
+            (Ok(EntryBody::DeliveryFault(f)), Some(w)) => w == PaidWork::render(&f.spec.settings()),
+            (Ok(EntryBody::InferFault(f)), Some(PaidWork::Infer { arch, rows, batch_rows })) => {
+                arch == f.model.arch && crate::infer::batch_len(rows, batch_rows, f.batch) == f.rows() as u64
+            }
+            _ => false,
         };
         if voided(&e.author) {
             refuse("its author equivocated");
             continue;
         }
-        let paid = credits.get(&(e.author, f.job)).map(|c| c.work);
-        if paid.is_none() || paid != Some(PaidWork::render(&f.spec.settings())) {
+        if !paid_for {
             refuse("not evidence about a job its author paid for");
             continue;
         }
-        if f.worker == e.author || f.check().is_err() {
+        if worker == e.author || check.is_err() {
             refuse("proves nothing (signature, opening or worker)");
             continue;
         }
         faults.entry(e.id()).or_insert(Pending {
-            worker: f.worker,
+            worker,
             payer: e.author,
-            job: f.job,
+            job,
             filed: s.epoch,
+            what,
             rulings: BTreeMap::new(),
         });
     }
@@ -82,7 +103,7 @@ pub(super) fn judge(
         }
     }
     let total: u128 = stakes.values().map(|v| *v as u128).sum();
-    let mut guilty_workers = BTreeSet::new();
+    let mut guilty_workers = BTreeMap::new();
     let mut decided = Vec::new();
     for (id, p) in faults.iter() {
         let stake_of = |guilty: bool| -> u128 {
@@ -94,7 +115,7 @@ pub(super) fn judge(
         };
         let (guilty, innocent) = (stake_of(true), stake_of(false));
         let decision = if total > 0 && guilty * 2 > total {
-            guilty_workers.insert(p.worker);
+            guilty_workers.entry(p.worker).or_insert(p.what);
             "guilty"
         } else if total > 0 && innocent * 2 > total {
             if let Some(c) = credits.get_mut(&(p.payer, p.job)) {

@@ -283,7 +283,10 @@ impl EconParams {
     pub fn units_per_minute(&self, work: &crate::ledger::body::PaidWork) -> u64 {
         match work {
             crate::ledger::body::PaidWork::Render { .. } => self.render_units_per_minute,
-            crate::ledger::body::PaidWork::Fl { .. } => self.fl_units_per_minute,
+            // Inference units are MFLOPs, as FL units are: one rate for AI work.
+            crate::ledger::body::PaidWork::Fl { .. } | crate::ledger::body::PaidWork::Infer { .. } => {
+                self.fl_units_per_minute
+            }
         }
     }
 

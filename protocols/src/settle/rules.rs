@@ -71,21 +71,21 @@ pub fn may_author(kind: EntryKind, account: Option<&Account>, p: &EconParams) ->
                 Err(NotAllowed::NoBalance)
             }
         }
-        EntryKind::DeliveryFault => {
+        EntryKind::DeliveryFault | EntryKind::InferFault => {
             if a.burned > 0 || a.liquid > 0 {
                 Ok(())
             } else {
                 Err(NotAllowed::NoBalance)
             }
         }
-        EntryKind::RenderReceipt | EntryKind::FlReceipt => Ok(()),
+        EntryKind::RenderReceipt | EntryKind::FlReceipt | EntryKind::InferReceipt => Ok(()),
         EntryKind::Unknown(_) => Err(NotAllowed::UnknownKind),
     }
 }
 
 /// Whether `kind` is outside the quota (receipts: bounded by the credit they spend).
 fn outside_quota(kind: EntryKind) -> bool {
-    matches!(kind, EntryKind::RenderReceipt | EntryKind::FlReceipt)
+    matches!(kind, EntryKind::RenderReceipt | EntryKind::FlReceipt | EntryKind::InferReceipt)
 }
 
 /// The entries of `set` (sorted by author, seq) settlement reads: each by the rule of its

@@ -1,9 +1,10 @@
 //! Entry bodies: one type per [`EntryKind`] (`liveness`: attestations and PoR verdicts;
 //! `receipt`: render and FL receipts; `payment`: a job owner's burn; `fault`: evidence of a bad
-//! job tile and verifiers' rulings on it; `link`: verifiers' link measurements; `settle`: stake, seals, proposals, votes) and
+//! job tile and verifiers' rulings on it; `infer`: inference receipts and evidence of a wrong batch; `link`: verifiers' link measurements; `settle`: stake, seals, proposals, votes) and
 //! [`EntryBody`], the one decode by kind that the router, settlement and the CLI share.
 
 pub mod fault;
+pub mod infer;
 pub mod link;
 pub mod liveness;
 pub mod parts;
@@ -15,6 +16,7 @@ pub mod settle;
 use serde::Serialize;
 
 pub use fault::{DeliveryFault, FaultRulings, Ruling};
+pub use infer::{InferFault, InferReceipt};
 pub use link::{AttestedLink, LinkReport, WorkerLink};
 pub use liveness::{LivenessAttestation, PeerLiveness, PorVerdicts, WorkerVerdict};
 pub use payment::{FL_EXAMPLE_CAP, JobPayment, PaidWork};
@@ -40,6 +42,8 @@ pub enum EntryBody {
     DeliveryFault(Box<DeliveryFault>),
     FaultRulings(FaultRulings),
     LinkReport(LinkReport),
+    InferReceipt(InferReceipt),
+    InferFault(Box<InferFault>),
     /// A kind this build does not know: kept and verified, never read.
     Unknown {
         kind: u16,
@@ -63,6 +67,8 @@ impl EntryBody {
             EntryKind::DeliveryFault => EntryBody::DeliveryFault(Box::new(DeliveryFault::decode(body)?)),
             EntryKind::FaultRulings => EntryBody::FaultRulings(FaultRulings::decode(body)?),
             EntryKind::LinkReport => EntryBody::LinkReport(LinkReport::decode(body)?),
+            EntryKind::InferReceipt => EntryBody::InferReceipt(InferReceipt::decode(body)?),
+            EntryKind::InferFault => EntryBody::InferFault(Box::new(InferFault::decode(body)?)),
             EntryKind::Unknown(v) => EntryBody::Unknown { kind: v, bytes: body.len() },
         })
     }
@@ -97,6 +103,8 @@ mod tests {
             EntryKind::DeliveryFault,
             EntryKind::FaultRulings,
             EntryKind::LinkReport,
+            EntryKind::InferReceipt,
+            EntryKind::InferFault,
         ];
         for kind in kinds {
             for garbage in [&[][..], &[0xff; 7][..], &[0xff; 40_000][..]] {

@@ -28,6 +28,9 @@ pub enum PaidWork {
     /// A federated task: each accepted update is worth `fl::wire::work_units(examples,
     /// local_epochs)` with `examples` capped at [`FL_EXAMPLE_CAP`].
     Fl { examples: u64, local_epochs: u32 },
+    /// An inference job: `rows` rows of the `arch` model in batches of `batch_rows`; a batch's
+    /// units are `arch.work_units` of the rows the receipt's batch index holds.
+    Infer { arch: crate::infer::Arch, rows: u64, batch_rows: u32 },
 }
 
 impl PaidWork {
@@ -42,7 +45,7 @@ impl PaidWork {
             PaidWork::Render { width, height, spp, max_bounces, tile } => {
                 Some(RenderSettings { width, height, spp, max_bounces, tile })
             }
-            PaidWork::Fl { .. } => None,
+            PaidWork::Fl { .. } | PaidWork::Infer { .. } => None,
         }
     }
 
@@ -52,15 +55,31 @@ impl PaidWork {
             PaidWork::Fl { examples, local_epochs } => {
                 Some(crate::fl::wire::work_units(examples, local_epochs, FL_EXAMPLE_CAP))
             }
-            PaidWork::Render { .. } => None,
+            PaidWork::Render { .. } | PaidWork::Infer { .. } => None,
+        }
+    }
+
+    /// Units of batch `batch` of a paid inference job (`None` past its end or for other work).
+    pub fn units_of_batch(&self, batch: u32) -> Option<u64> {
+        match *self {
+            PaidWork::Infer { arch, rows, batch_rows } => {
+                let n = crate::infer::batch_len(rows, batch_rows, batch);
+                (n > 0).then(|| arch.work_units(n))
+            }
+            _ => None,
         }
     }
 
     /// Every unit of work the job can deliver: all tiles, or `updates` accepted updates.
     pub fn total_units(&self, updates: u64) -> u64 {
-        match self.settings() {
-            Some(s) => s.total_units(),
-            None => self.units_per_update().unwrap_or(0).saturating_mul(updates),
+        match (self.settings(), *self) {
+            (Some(s), _) => s.total_units(),
+            (None, PaidWork::Infer { arch, rows, batch_rows }) => {
+                let full = rows / batch_rows.max(1) as u64;
+                let last = rows % batch_rows.max(1) as u64;
+                full.saturating_mul(arch.work_units(batch_rows as u64)) + arch.work_units(last)
+            }
+            (None, _) => self.units_per_update().unwrap_or(0).saturating_mul(updates),
         }
     }
 
@@ -78,6 +97,7 @@ impl PaidWork {
                 Ok(())
             }
             None => match *self {
+                PaidWork::Infer { rows, batch_rows, .. } => crate::infer::check_job(rows, batch_rows),
                 PaidWork::Fl { examples, local_epochs }
                     if examples > 0 && (1..=FL_MAX_LOCAL_EPOCHS).contains(&local_epochs) =>
                 {
