@@ -96,7 +96,7 @@ async fn peer(
             }
         }
     });
-    for mut rx in [started.render_inbound, started.por_inbound, started.fl_inbound] {
+    for mut rx in [started.render_inbound, started.por_inbound, started.fl_inbound, started.infer_inbound] {
         tokio::spawn(async move { while rx.recv().await.is_some() {} });
     }
     Ok((handle, cfg, id.signing_key().clone()))
@@ -120,6 +120,7 @@ fn answer_name(
             Err(_) => "render:undecodable".into(),
         },
         Proto::Fl => "fl:answered".into(),
+        Proto::Infer => "infer:answered".into(),
         Proto::LedgerSync => "sync:answered".into(),
         Proto::Link => "link:answered".into(),
     })

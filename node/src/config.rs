@@ -47,6 +47,8 @@ pub struct NodeConfig {
     pub por: PorSection,
     /// Federated learning.
     pub fl: FlSection,
+    /// Inference serving.
+    pub infer: InferSection,
     /// When this node works: hours, idle-only mode.
     pub work: WorkSection,
     /// Injected faults (tests and the testnet only).
@@ -318,6 +320,16 @@ pub struct FlSection {
     pub poison: Poison,
 }
 
+/// `[infer]`: serving inference batches (workers serve any model a job names, fetched from the
+/// job's owner; see `node/src/infer`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InferSection {
+    /// For tests and the testnet only: answer batches wrongly (`infer-random`, `infer-cheap`);
+    /// empty = honest.
+    pub cheat: ifx_protocols::infer::InferCheat,
+}
+
 /// `[work]`: when this node takes work (issue #19). Outside the hours, or while the machine is
 /// busy in idle-only mode, it is paused as by `ifx pause` (see `pause.rs`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -411,6 +423,9 @@ pub struct Overrides {
     /// Test mode: poison federated-learning updates (sign-flip, scale, random, nan, shape, slow).
     #[arg(long, hide = true)]
     pub poison: Option<Poison>,
+    /// Test mode: answer inference batches wrongly (infer-random, infer-cheap).
+    #[arg(long, hide = true)]
+    pub infer_cheat: Option<ifx_protocols::infer::InferCheat>,
     /// Train federated tasks on this data file (digits format: CSV or CSV.gz); sets `fl.data`.
     #[arg(long)]
     pub fl_data: Option<PathBuf>,
@@ -503,6 +518,9 @@ impl NodeConfig {
         }
         if let Some(p) = o.poison {
             self.fl.poison = p;
+        }
+        if let Some(c) = o.infer_cheat {
+            self.infer.cheat = c;
         }
         if let Some(d) = &o.fl_data {
             self.fl.data = Some(d.clone());

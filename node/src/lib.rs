@@ -11,6 +11,7 @@ pub mod faults;
 pub mod fl;
 pub mod heartbeat;
 pub mod identity;
+pub mod infer;
 pub mod ledger;
 pub mod links;
 pub mod logs;

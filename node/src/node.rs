@@ -69,6 +69,8 @@ pub struct Node {
     pub announcements: crate::por::Announcements,
     /// Federated learning: owned tasks, training for others, audits.
     pub fl: crate::fl::Fl,
+    /// Inference: owned jobs, serving batches for others.
+    pub infer: crate::infer::Infer,
     /// Settlement: seals (verifiers), rewards, stake and governance entries.
     pub settle: crate::settle::Settle,
     /// The operator's pause of this node's work.
@@ -165,6 +167,8 @@ impl Node {
         if policy != crate::pause::work::Policy::default() {
             services.spawn("work-hours", crate::pause::watch(pause.clone(), policy, shutdown.child_token()));
         }
+        let blobs = ifx_storage::BlobStore::open(db.clone(), crate::fl::BLOB_LIMITS)
+            .map_err(|e| NodeError::Storage { path: db_path.clone(), reason: e.to_string() })?;
         let fl = crate::fl::Fl::new(
             started.handle.clone(),
             identity.signing_key().clone(),
@@ -173,8 +177,7 @@ impl Node {
             cfg.node.role,
             &cfg.fl,
             faults,
-            ifx_storage::BlobStore::open(db.clone(), crate::fl::BLOB_LIMITS)
-                .map_err(|e| NodeError::Storage { path: db_path.clone(), reason: e.to_string() })?,
+            blobs.clone(),
             data_dir.join("fl"),
             pause.clone(),
             heartbeats.clone(),
@@ -182,6 +185,22 @@ impl Node {
         )
         .map_err(|e| ifx_protocols::InvalidValue::new("fl.data", e.to_string()))?;
         services.spawn("fl", fl.clone().serve(started.fl_inbound, shutdown.child_token()));
+        // Models are blobs beside FL's weights, so workers fetch them from owners over `fl`.
+        let infer = crate::infer::Infer::new(crate::infer::Parts {
+            net: started.handle.clone(),
+            key: identity.signing_key().clone(),
+            network: cfg.network.clone(),
+            ledger: ledger.clone(),
+            role: cfg.node.role,
+            cheat: cfg.infer.cheat,
+            faults,
+            blobs,
+            out_dir: data_dir.join("infer"),
+            pause: pause.clone(),
+            heartbeats: heartbeats.clone(),
+            shutdown: shutdown.child_token(),
+        });
+        services.spawn("infer", infer.clone().serve(started.infer_inbound, shutdown.child_token()));
         services.spawn("storage", ledger.clone().watch_durability(shutdown.child_token()));
         let router = Router::new(
             cfg.network.clone(),
@@ -351,6 +370,7 @@ impl Node {
                 ledger: ledger.clone(),
             }))
             .merge(api::fl_routes(fl.clone()))
+            .merge(api::infer_routes(infer.clone()))
             .merge(api::settle_routes(settle.clone()))
             .merge(api::dashboard_routes());
             // The token first, the address after: whoever sees `api.addr` finds the token too.
@@ -377,6 +397,7 @@ impl Node {
             por: por_stats,
             announcements,
             fl,
+            infer,
             settle,
             pause,
             supervisor: tokio::spawn(services.supervise(started.task, shutdown.clone())),

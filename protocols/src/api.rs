@@ -641,3 +641,78 @@ pub struct LogLine {
     /// The message and its fields (`key=value`), cut at 512 bytes.
     pub message: String,
 }
+
+/// `POST /infer`: an inference job of `model` (published on this node with
+/// `POST /infer/models`) on `inputs`, rows of 64 values.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct InferJobRequest {
+    pub model: crate::infer::ModelSpec,
+    pub inputs: Vec<f32>,
+    /// Rows per batch (1..=64).
+    #[serde(default = "default_batch_rows")]
+    pub batch_rows: u32,
+    /// Share of batches the owner re-executes to check them, in parts per million, besides
+    /// each worker's first batch (default 5%).
+    #[serde(default = "default_verify_ppm")]
+    pub verify_ppm: u32,
+    /// Run without paying (its receipts count for nobody).
+    #[serde(default)]
+    pub unpaid: bool,
+}
+
+fn default_batch_rows() -> u32 {
+    crate::infer::MAX_BATCH_ROWS as u32
+}
+
+fn default_verify_ppm() -> u32 {
+    50_000
+}
+
+/// One worker's part of an inference job.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct InferWorker {
+    /// Batches it answered that were accepted.
+    pub batches: u64,
+    pub rows: u64,
+    /// Of them, re-executed by the owner and found to agree.
+    pub verified: u64,
+    /// Requests that failed (timeouts, refusals, malformed answers).
+    pub failed: u64,
+    /// Round-trip latency of its accepted batches, median and 99th percentile, in ms.
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    /// Rows per second of the time it had a batch in flight.
+    pub rows_per_sec: f64,
+}
+
+/// `GET /infer/{job}`: an inference job this node owns.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct InferJobStatus {
+    pub job_id: String,
+    pub state: RunState,
+    pub model: crate::infer::ModelSpec,
+    pub rows: u64,
+    pub batches: u64,
+    pub batches_done: u64,
+    /// Batches the owner re-executed, and the time that took against the whole job's.
+    pub verified: u64,
+    pub verify_secs: f64,
+    /// Workers by peer id.
+    pub workers: BTreeMap<String, InferWorker>,
+    /// Workers caught answering wrongly (peer id: the first difference), each with evidence
+    /// filed in the ledger.
+    pub caught: BTreeMap<String, String>,
+    pub receipts: u64,
+    /// Units the owner burned for the job (0: unpaid).
+    pub paid: u64,
+    /// The logits file (CSV: row, class, ten logits), once done.
+    pub outputs: Option<String>,
+    pub secs: f64,
+    pub error: Option<String>,
+}
+
+/// `GET /infer`: inference jobs this node owns.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct InferList {
+    pub jobs: Vec<InferJobStatus>,
+}

@@ -37,6 +37,8 @@ pub const MAX_JOB_ROWS: usize = 1 << 20;
 /// which moves logits by about 1e-6 relative, three orders below this bar, while the cheapest
 /// cheat (a quarter of the model) moves them by 10% and more.
 pub const TOLERANCE_PPM: u32 = 1_000;
+/// How long an owner waits for a batch (the worker's queue included).
+pub const BATCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 /// Longest error text in a response.
 pub const MAX_REASON: usize = 200;
 
@@ -98,6 +100,34 @@ impl Arch {
 }
 
 crate::named_mode!(Arch, "model architecture");
+
+/// How a cheating worker answers batches (tests and the testnet; `infer.cheat` /
+/// `ifx node --infer-cheat`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum InferCheat {
+    #[default]
+    Honest,
+    /// Random logits (no work at all).
+    Random,
+    /// A quarter of the model (a smaller model's answers for a quarter of the work).
+    Cheap,
+}
+
+impl InferCheat {
+    /// Every mode, honest first.
+    pub const ALL: [InferCheat; 3] = [InferCheat::Honest, InferCheat::Random, InferCheat::Cheap];
+
+    /// Its name in config files and flags (`""` is honest).
+    pub fn name(self) -> &'static str {
+        match self {
+            InferCheat::Honest => "",
+            InferCheat::Random => "infer-random",
+            InferCheat::Cheap => "infer-cheap",
+        }
+    }
+}
+
+crate::named_mode!(InferCheat, "inference cheat mode");
 
 /// Channels of the CNN's two convolutions.
 pub const CNN_CHANNELS: [usize; 2] = [16, 32];

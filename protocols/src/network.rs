@@ -176,6 +176,11 @@ impl NetworkConfig {
         format!("/ifx/{}/fl/1", self.id)
     }
 
+    /// Request-response protocol of inference batches on this network.
+    pub fn infer_protocol(&self) -> String {
+        format!("/ifx/{}/infer/1", self.id)
+    }
+
     /// Request-response protocol of Proof-of-Rendering challenges on this network.
     pub fn por_protocol(&self) -> String {
         format!("/ifx/{}/por/1", self.id)

@@ -6,6 +6,8 @@
 //! - `jobs`: render jobs (`GET`/`POST /jobs`, `GET /jobs/{id}`);
 //! - `por`: Proof of Rendering (`GET /por/stats`, `/por/standings`, `/por/announcements`);
 //! - `fl`: federated learning (`POST /fl`, `GET /fl`, `GET /fl/{task}`);
+//! - `infer`: inference (`POST /infer/models?arch=`, `POST /infer`, `GET /infer`,
+//!   `GET /infer/{job}`);
 //! - `settle`: settlement (`GET /rewards`, `GET /rewards/{epoch}`, `GET /account`) and the
 //!   operator's stake and governance entries (`POST /stake`, `GET /gov`, `POST /gov/proposals`,
 //!   `POST /gov/votes`);
@@ -20,6 +22,7 @@
 
 mod dashboard;
 mod fl;
+mod infer;
 pub mod guard;
 mod jobs;
 mod ledger;
@@ -35,6 +38,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use self::dashboard::routes as dashboard_routes;
 pub use self::fl::routes as fl_routes;
+pub use self::infer::routes as infer_routes;
 pub use self::jobs::routes as jobs_routes;
 pub use self::ledger::{LedgerApi, routes as ledger_routes};
 pub use self::node::{NodeApi, routes as node_routes};

@@ -89,6 +89,29 @@ pub async fn post_to_node<T: serde::de::DeserializeOwned>(
     resp.json().await.with_context(|| format!("reading the answer to {what} from {base}"))
 }
 
+/// POSTs raw `bytes` to a node's `/{path}` with its token (a model's weights); the answer on
+/// success, else the node's reason.
+pub async fn post_bytes_to_node<T: serde::de::DeserializeOwned>(
+    client: &reqwest::Client,
+    target: &ApiTarget,
+    path: &str,
+    bytes: Vec<u8>,
+    what: &str,
+) -> anyhow::Result<T> {
+    let base = format!("http://{}", target.addr()?);
+    let resp = client
+        .post(format!("{base}/{path}"))
+        .bearer_auth(target.token()?)
+        .body(bytes)
+        .send()
+        .await
+        .with_context(|| format!("reaching {base}"))?;
+    if !resp.status().is_success() {
+        anyhow::bail!("the node refused {what}: {}", refusal(resp).await);
+    }
+    resp.json().await.with_context(|| format!("reading the answer to {what} from {base}"))
+}
+
 /// GETs a node's `/{path}` as `T` (an `ifx_protocols::api` type).
 pub async fn get_from_node<T: serde::de::DeserializeOwned>(
     client: &reqwest::Client,

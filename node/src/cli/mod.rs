@@ -6,6 +6,7 @@ mod estimate;
 mod fl;
 mod gov;
 mod http;
+mod infer;
 mod key;
 mod ledger;
 mod node;
@@ -55,6 +56,12 @@ pub enum Command {
     Fl {
         #[command(subcommand)]
         command: fl::FlCommand,
+    },
+    /// Inference: `infer train` makes a model to serve, `infer submit` runs a job across the
+    /// workers a node can reach, every answer signed and a sample re-executed.
+    Infer {
+        #[command(subcommand)]
+        command: infer::InferCommand,
     },
     /// Read a node's ledger store (works while the node runs, and while it is stopped).
     Ledger {
@@ -155,6 +162,14 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Fl { command: fl::FlCommand::Start(a) } => {
             let rt = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
             rt.block_on(fl::start(a))
+        }
+        Command::Infer { command: infer::InferCommand::Train(a) } => {
+            init_logs("info", false);
+            infer::train(a).and(ok)
+        }
+        Command::Infer { command: infer::InferCommand::Submit(a) } => {
+            let rt = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
+            rt.block_on(infer::submit(a))
         }
         Command::Ledger { data_dir, json, command } => ledger::run(&data_dir, json, command).and(ok),
         Command::Rewards { data_dir, epoch, json } => rewards::run(&data_dir, epoch, json).and(ok),

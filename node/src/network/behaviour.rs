@@ -33,6 +33,7 @@ pub struct Behaviour {
     pub render: request_response::Behaviour<FrameCodec>,
     pub por: request_response::Behaviour<FrameCodec>,
     pub fl: request_response::Behaviour<FrameCodec>,
+    pub infer: request_response::Behaviour<FrameCodec>,
     pub link: request_response::Behaviour<FrameCodec>,
     /// AutoNAT (v1): asks peers to dial back, and dials back for them.
     pub autonat: autonat::Behaviour,
@@ -115,6 +116,8 @@ pub fn build_swarm(
         StreamProtocol::try_from_owned(net.por_protocol()).map_err(|e| BuildError::Transport(e.to_string()))?;
     let fl_protocol =
         StreamProtocol::try_from_owned(net.fl_protocol()).map_err(|e| BuildError::Transport(e.to_string()))?;
+    let infer_protocol =
+        StreamProtocol::try_from_owned(net.infer_protocol()).map_err(|e| BuildError::Transport(e.to_string()))?;
     let link_protocol =
         StreamProtocol::try_from_owned(net.link_protocol()).map_err(|e| BuildError::Transport(e.to_string()))?;
     let topics: Vec<_> = Kind::ALL.iter().map(|k| topic(net, *k).hash()).collect();
@@ -229,6 +232,15 @@ pub fn build_swarm(
                 [(fl_protocol, request_response::ProtocolSupport::Full)],
                 request_response::Config::default().with_request_timeout(Duration::from_secs(120)),
             );
+            // A batch is milliseconds of compute, but a worker queues batches behind others'.
+            let infer = request_response::Behaviour::with_codec(
+                FrameCodec {
+                    max_request: ifx_protocols::infer::MAX_REQUEST_BYTES,
+                    max_response: ifx_protocols::infer::MAX_RESPONSE_BYTES,
+                },
+                [(infer_protocol, request_response::ProtocolSupport::Full)],
+                request_response::Config::default().with_request_timeout(ifx_protocols::infer::BATCH_TIMEOUT),
+            );
             let autonat = autonat::Behaviour::new(
                 peer_id,
                 autonat::Config {
@@ -250,6 +262,7 @@ pub fn build_swarm(
                 request_response::Config::default().with_request_timeout(Duration::from_secs(30)),
             );
             Ok::<_, Box<dyn std::error::Error + Send + Sync>>(Behaviour {
+                infer,
                 link,
                 autonat,
                 relay_client,

@@ -58,6 +58,7 @@ pub struct Started {
     pub render_inbound: mpsc::Receiver<InboundRequest>,
     pub por_inbound: mpsc::Receiver<InboundRequest>,
     pub fl_inbound: mpsc::Receiver<InboundRequest>,
+    pub infer_inbound: mpsc::Receiver<InboundRequest>,
     pub listen_addrs: Vec<Multiaddr>,
     pub task: tokio::task::JoinHandle<()>,
 }
@@ -166,6 +167,7 @@ pub async fn start(
     let (render_tx, render_rx) = mpsc::channel(64);
     let (por_tx, por_rx) = mpsc::channel(64);
     let (fl_tx, fl_rx) = mpsc::channel(64);
+    let (infer_tx, infer_rx) = mpsc::channel(64);
     let handle = NetHandle { commands: cmd_tx, local_peer_id: *swarm.local_peer_id() };
     let kad_protocol = StreamProtocol::try_from_owned(cfg.network.kad_protocol()).expect("validated id");
     let network_protocol = StreamProtocol::try_from_owned(cfg.network.ledger_sync_protocol()).expect("validated id");
@@ -177,6 +179,7 @@ pub async fn start(
         render_inbound: render_tx,
         por_inbound: por_tx,
         fl_inbound: fl_tx,
+        infer_inbound: infer_tx,
         pending: HashMap::new(),
         bootnodes: Bootnodes::new(boots, now),
         kinds_by_topic,
@@ -207,6 +210,7 @@ pub async fn start(
         render_inbound: render_rx,
         por_inbound: por_rx,
         fl_inbound: fl_rx,
+        infer_inbound: infer_rx,
         listen_addrs,
         task,
     })
@@ -236,6 +240,7 @@ struct EventLoop {
     render_inbound: mpsc::Sender<InboundRequest>,
     por_inbound: mpsc::Sender<InboundRequest>,
     fl_inbound: mpsc::Sender<InboundRequest>,
+    infer_inbound: mpsc::Sender<InboundRequest>,
     pending: HashMap<(Proto, OutboundRequestId), Reply>,
     bootnodes: Bootnodes,
     kinds_by_topic: BTreeMap<TopicHash, Kind>,
@@ -603,6 +608,7 @@ impl EventLoop {
             SwarmEvent::Behaviour(BehaviourEvent::Render(e)) => self.on_request_response(Proto::Render, e),
             SwarmEvent::Behaviour(BehaviourEvent::Por(e)) => self.on_request_response(Proto::Por, e),
             SwarmEvent::Behaviour(BehaviourEvent::Fl(e)) => self.on_request_response(Proto::Fl, e),
+            SwarmEvent::Behaviour(BehaviourEvent::Infer(e)) => self.on_request_response(Proto::Infer, e),
             SwarmEvent::Behaviour(BehaviourEvent::Link(e)) => self.on_request_response(Proto::Link, e),
             SwarmEvent::ConnectionEstablished { peer_id, connection_id, endpoint, num_established, .. } => {
                 self.bootnode_dials.remove(&connection_id);
@@ -812,6 +818,7 @@ impl EventLoop {
             Proto::Render => &mut self.swarm.behaviour_mut().render,
             Proto::Por => &mut self.swarm.behaviour_mut().por,
             Proto::Fl => &mut self.swarm.behaviour_mut().fl,
+            Proto::Infer => &mut self.swarm.behaviour_mut().infer,
             Proto::Link => &mut self.swarm.behaviour_mut().link,
         }
     }
@@ -833,6 +840,7 @@ impl EventLoop {
                         Proto::Render => &self.render_inbound,
                         Proto::Por => &self.por_inbound,
                         Proto::Fl => &self.fl_inbound,
+                        Proto::Infer => &self.infer_inbound,
                         // Nothing to compute: answered here.
                         Proto::Link => {
                             match ifx_protocols::link::wanted(&msg.data) {

@@ -53,6 +53,8 @@ pub enum Proto {
     Por,
     /// Federated-learning rounds.
     Fl,
+    /// Inference batches.
+    Infer,
     /// Link measurements (answered by the network task itself).
     Link,
 }

@@ -34,6 +34,10 @@ pub fn rate_of(proto: Proto) -> Rate {
         // test. This only stops a pure flooder; FL's own checks (owner only, one training, 16
         // audits waiting) do the rest.
         Proto::Fl => Rate { burst: 2048, milli_per_sec: 1_024_000 },
+        // An inference owner keeps 2 batches in flight at a worker, and a batch of the small
+        // MLP takes under a millisecond: 1,000 a second is a busy honest owner; the worker's
+        // own queue (`infer::QUEUE`) refuses the rest as busy.
+        Proto::Infer => Rate { burst: 256, milli_per_sec: 1_000_000 },
         // A measurement is four requests (a round trip, an upload, a round trip, a download of
         // up to 2 MiB); a verifier measures each worker about once an epoch, and a burst of 8
         // lets a reading spoiled by other traffic be taken again at once. One request per 5 s

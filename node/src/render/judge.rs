@@ -1,7 +1,10 @@
 //! A verifier's side of verified delivery (issue #21): it reads job owners' evidence of bad
 //! tiles from the ledger, checks what settlement checks (the worker's signature, the Merkle
 //! opening) and that the accuser paid for that job, re-renders the one opened sub-tile on its
-//! own compute and writes its ruling. Settlement slashes the worker when verifiers holding more
+//! own compute and writes its ruling. Evidence of a wrong inference batch (issue #20) is judged
+//! the same way: the verifier fetches the model's weights from the accuser (by hash), runs the
+//! batch and compares the logits by `infer::compare`; an accuser that does not serve the
+//! weights gets no ruling, and its evidence lapses. Settlement slashes the worker when verifiers holding more
 //! than half of the verifier stake rule it guilty (`ifx_protocols::settle::faults`).
 //!
 //! Limits, so evidence cannot become a way to make verifiers render for free: only evidence
@@ -15,7 +18,7 @@ use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
 use ifx_protocols::NetworkConfig;
-use ifx_protocols::ledger::body::{DeliveryFault, EntryBody, FaultRulings, PaidWork, Ruling};
+use ifx_protocols::ledger::body::{DeliveryFault, EntryBody, FaultRulings, InferFault, PaidWork, Ruling};
 use ifx_protocols::ledger::{Entry, EntryKind};
 use ifx_protocols::render::commit;
 use ifx_render::Renderer;
@@ -42,23 +45,76 @@ pub struct Judge {
     pub compute: crate::compute::Compute,
 }
 
+/// A piece of evidence: a bad tile or a wrong inference batch.
+#[derive(Clone, Debug)]
+pub(crate) enum Evidence {
+    Tile(DeliveryFault),
+    Batch(Box<InferFault>),
+}
+
+impl Evidence {
+    fn worker(&self) -> [u8; 32] {
+        match self {
+            Evidence::Tile(f) => f.worker,
+            Evidence::Batch(f) => f.worker,
+        }
+    }
+}
+
 /// Why a piece of evidence is not judged (no ruling is written: settlement refuses it too, or
 /// it was not paid for).
-fn admissible(e: &Entry, ledger: &ifx_protocols::ledger::Ledger) -> Result<DeliveryFault, String> {
-    let Ok(EntryBody::DeliveryFault(f)) = EntryBody::of(e) else { return Err("does not decode".into()) };
-    f.check()?;
-    if f.worker == e.author {
+fn admissible(e: &Entry, ledger: &ifx_protocols::ledger::Ledger) -> Result<Evidence, String> {
+    let (ev, job) = match EntryBody::of(e) {
+        Ok(EntryBody::DeliveryFault(f)) => {
+            f.check()?;
+            let job = f.job;
+            (Evidence::Tile(*f), job)
+        }
+        Ok(EntryBody::InferFault(f)) => {
+            f.check()?;
+            let job = f.job;
+            (Evidence::Batch(f), job)
+        }
+        _ => return Err("does not decode".into()),
+    };
+    if ev.worker() == e.author {
         return Err("an owner accusing itself".into());
     }
-    let work = PaidWork::render(&f.spec.settings());
+    // Paid for exactly the work the evidence shows (settlement's rule, `settle::faults`).
+    let fits = |work: &PaidWork| match (&ev, *work) {
+        (Evidence::Tile(f), w) => w == PaidWork::render(&f.spec.settings()),
+        (Evidence::Batch(f), PaidWork::Infer { arch, rows, batch_rows }) => {
+            arch == f.model.arch && ifx_protocols::infer::batch_len(rows, batch_rows, f.batch) == f.rows() as u64
+        }
+        _ => false,
+    };
     let paid = ledger.chain(&e.author).iter().any(|p| {
         p.kind == EntryKind::JobPayment
-            && matches!(EntryBody::of(p), Ok(EntryBody::JobPayment(pay)) if pay.job == f.job && pay.work == work)
+            && matches!(EntryBody::of(p), Ok(EntryBody::JobPayment(pay)) if pay.job == job && fits(&pay.work))
     });
     if !paid {
         return Err("its author has no payment for that job".into());
     }
-    Ok(*f)
+    Ok(ev)
+}
+
+/// Re-executes an evidence's batch with the model its accuser serves: `Ok(true)` when the
+/// worker's logits do not match (guilty).
+pub(crate) async fn rule_batch(net: &NetHandle, accuser: &[u8; 32], f: &InferFault) -> Result<(bool, String), String> {
+    let peer = crate::network::author_peer_id(accuser).ok_or("the accuser has no peer id")?;
+    let bytes = crate::fl::fetch_blob(net, peer, f.model.weights).await.map_err(|e| format!("the model: {e}"))?;
+    let (arch, inputs) = (f.model.arch, f.inputs.clone());
+    let mine = tokio::task::spawn_blocking(move || -> Result<Vec<f32>, String> {
+        let params = ifx_protocols::infer::weights_of(arch, &bytes).map_err(|e| e.to_string())?;
+        let m = ifx_learn::infer::Model::load(arch, &params).map_err(|e| e.to_string())?;
+        m.forward(&inputs).map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| e.to_string())??;
+    Ok(match ifx_protocols::infer::compare(&mine, &f.outputs) {
+        Ok(a) => (false, format!("agrees with the re-execution ({a:?})")),
+        Err(why) => (true, why),
+    })
 }
 
 /// Re-renders the opened sub-tile: `Ok(true)` when it does not match (guilty).
@@ -76,7 +132,7 @@ fn rule(f: &DeliveryFault, backend: ifx_protocols::render::Backend) -> Result<(b
 }
 
 /// Evidence waiting for a ruling, in ledger order, with what [`admissible`] said of it.
-type Found = Vec<(Arc<Entry>, Result<DeliveryFault, String>)>;
+type Found = Vec<(Arc<Entry>, Result<Evidence, String>)>;
 
 /// What to re-render this round: up to [`PER_ROUND`] admissible pieces, each author's past
 /// [`PER_AUTHOR_EPOCH`] in an epoch dropped for good (both marked `ruled`, never looked at
@@ -86,7 +142,7 @@ fn select(
     found: Found,
     judged: &mut BTreeMap<(u64, [u8; 32]), u32>,
     ruled: &mut BTreeSet<[u8; 32]>,
-) -> Vec<(Arc<Entry>, DeliveryFault)> {
+) -> Vec<(Arc<Entry>, Evidence)> {
     let mut out = Vec::new();
     for (e, f) in found {
         if out.len() == PER_ROUND {
@@ -147,7 +203,11 @@ impl Judge {
             let found: Found = self.ledger.with(|s| {
                 let l = s.ledger();
                 l.iter_sorted()
-                    .filter(|e| e.kind == EntryKind::DeliveryFault && e.epoch + 1 >= now && !ruled.contains(&e.id()))
+                    .filter(|e| {
+                        matches!(e.kind, EntryKind::DeliveryFault | EntryKind::InferFault)
+                            && e.epoch + 1 >= now
+                            && !ruled.contains(&e.id())
+                    })
                     .map(|e| {
                         let f = admissible(&e, l);
                         (e, f)
@@ -158,22 +218,30 @@ impl Judge {
             // not here yet).
             read_at = found.is_empty().then_some((root, now));
             let mut rulings = Vec::new();
-            for (e, f) in select(found, &mut judged, &mut ruled) {
-                let backend = self.compute.backend();
-                let f2 = f.clone();
-                match tokio::task::spawn_blocking(move || rule(&f2, backend)).await {
-                    Ok(Ok((guilty, why))) => {
+            for (e, ev) in select(found, &mut judged, &mut ruled) {
+                let worker = ev.worker();
+                let ruling = match ev {
+                    Evidence::Tile(f) => {
+                        let backend = self.compute.backend();
+                        tokio::task::spawn_blocking(move || rule(&f, backend))
+                            .await
+                            .unwrap_or_else(|err| Err(format!("the re-render stopped: {err}")))
+                    }
+                    Evidence::Batch(f) => rule_batch(&self.net, &e.author, &f).await,
+                };
+                match ruling {
+                    Ok((guilty, why)) => {
                         info!(
                             fault = hex::encode(&e.id()[..6]),
-                            worker = hex::encode(&f.worker[..6]),
+                            worker = hex::encode(&worker[..6]),
+                            kind = e.kind.name(),
                             guilty,
                             reason = why,
-                            "ruled on evidence of a bad tile"
+                            "ruled on evidence of bad delivery"
                         );
                         rulings.push(Ruling { fault: e.id(), guilty });
                     }
-                    Ok(Err(why)) => warn!(reason = why, "cannot re-render the evidence's sub-tile"),
-                    Err(err) => warn!(error = %err, "the re-render stopped"),
+                    Err(why) => warn!(kind = e.kind.name(), reason = why, "cannot judge the evidence"),
                 }
             }
             if rulings.is_empty() {
@@ -204,6 +272,7 @@ mod tests {
             let k = SigningKey::from_bytes(&[author; 32]);
             Arc::new(Entry::sign(&k, "j", seq, [seq as u8; 32], 3, EntryKind::DeliveryFault, f.encode()).unwrap())
         };
+        let f = Evidence::Tile(f);
         let mut found: Found = (0..40).map(|i| (entry(1, i), Err("no payment".to_string()))).collect();
         found.push((entry(2, 0), Ok(f.clone())));
         let (mut judged, mut ruled) = (BTreeMap::new(), BTreeSet::new());

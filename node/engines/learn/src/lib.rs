@@ -1,8 +1,10 @@
 //! The ifx learner: the digits data set and its seeded non-IID split (`data`), the candle MLP
-//! and its bit-reproducible local training (`model`), and accuracy plots (`plot`). The only crate
+//! and its bit-reproducible local training (`model`), serving the inference models (`infer`),
+//! and accuracy plots (`plot`). The only crate
 //! that links candle; the protocol side of federated rounds is `ifx_protocols::fl`.
 
 pub mod data;
+pub mod infer;
 pub mod model;
 pub mod plot;
 

@@ -86,7 +86,7 @@ impl Net {
     }
 }
 
-fn tensors(d: &Dataset, idx: &[usize]) -> Result<(Tensor, Tensor), LearnError> {
+pub(crate) fn tensors(d: &Dataset, idx: &[usize]) -> Result<(Tensor, Tensor), LearnError> {
     let xs: Vec<f32> = idx.iter().flat_map(|&i| d.x[i]).collect();
     let ys: Vec<u32> = idx.iter().map(|&i| d.y[i] as u32).collect();
     let x = Tensor::from_vec(xs, (idx.len(), FEATURES), &Device::Cpu).map_err(err)?;
