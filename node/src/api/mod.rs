@@ -22,8 +22,8 @@
 
 mod dashboard;
 mod fl;
-mod infer;
 pub mod guard;
+mod infer;
 mod jobs;
 mod ledger;
 mod node;

@@ -88,14 +88,9 @@ pub async fn submit(a: SubmitArgs) -> anyhow::Result<ExitCode> {
     let data = Dataset::load(&a.input)?;
     let inputs = ifx_learn::infer::rows(&data, 0..data.len());
     let client = reqwest::Client::builder().no_proxy().build()?;
-    let model: ModelSpec = super::http::post_bytes_to_node(
-        &client,
-        &a.api,
-        &format!("infer/models?arch={}", a.arch),
-        bytes,
-        "the model",
-    )
-    .await?;
+    let model: ModelSpec =
+        super::http::post_bytes_to_node(&client, &a.api, &format!("infer/models?arch={}", a.arch), bytes, "the model")
+            .await?;
     let req = InferJobRequest { model, inputs, batch_rows: a.batch_rows, verify_ppm: a.verify_ppm, unpaid: a.unpaid };
     let TaskAccepted { task_id: id } = super::http::post_to_node(&client, &a.api, "infer", &req, "the job").await?;
     eprintln!("inference job {id}: {} rows of {}", data.len(), a.arch);

@@ -12,8 +12,8 @@ use ifx_learn::infer::Model;
 use ifx_protocols::api::{InferJobRequest, RunState};
 use ifx_protocols::fl::shape::{CLASSES, FEATURES};
 use ifx_protocols::infer::{
-    Agreement, Commitment, InferRequest, InferResponse, MAX_BATCH_ROWS, MAX_INPUT, MAX_JOB_ROWS, ModelSpec,
-    check_rows, compare, hash_values, top, weights_of,
+    Agreement, Commitment, InferRequest, InferResponse, MAX_BATCH_ROWS, MAX_INPUT, MAX_JOB_ROWS, ModelSpec, check_rows,
+    compare, hash_values, top, weights_of,
 };
 use ifx_protocols::ledger::body::{InferFault, InferReceipt};
 use ifx_protocols::ledger::{EntryKind, PaidWork};

@@ -25,9 +25,7 @@ use std::sync::{Arc, Mutex};
 
 use ed25519_dalek::SigningKey;
 use ifx_learn::infer::Model;
-use ifx_protocols::infer::{
-    Commitment, InferCheat, InferRequest, InferResponse, ModelSpec, weights_of,
-};
+use ifx_protocols::infer::{Commitment, InferCheat, InferRequest, InferResponse, ModelSpec, weights_of};
 use ifx_protocols::{NetworkConfig, Role};
 use ifx_storage::BlobStore;
 use libp2p::PeerId;
