@@ -6,6 +6,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use ifx_protocols::fl::poison::Poison;
+use ifx_protocols::infer::InferCheat;
 use ifx_protocols::por::cheat::{Behaviour, CheatMode};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -31,6 +32,9 @@ const DIGITS: &[u8] = include_bytes!("../../testdata/digits.csv.gz");
 
 /// The poison modes handed out in turn to `--poisoners` (those a screened round must catch).
 const POISONS: [Poison; 5] = [Poison::SignFlip, Poison::Scale, Poison::Random, Poison::Nan, Poison::Shape];
+
+/// The inference cheat modes handed out in turn to `--infer-cheaters`.
+const INFER_CHEATS: [InferCheat; 2] = [InferCheat::Random, InferCheat::Cheap];
 
 /// How long a node may take to start serving its API.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -78,6 +82,8 @@ pub struct NodeProc {
     pub cheat: Option<Behaviour>,
     /// The poison mode of its federated-learning updates, if any.
     pub poison: Option<Poison>,
+    /// How it answers inference batches wrongly, if it does.
+    pub infer_cheat: Option<InferCheat>,
     /// The shard of the federated data it trains on (workers only, when a task runs).
     pub fl_shard: Option<u32>,
     /// Seconds into the run at which the harness started it again after a kill.
@@ -151,6 +157,9 @@ pub struct Testnet {
     host: Option<std::sync::Arc<dyn Host>>,
     /// Shards of the federated split (one per honest worker).
     pub fl_shards: u32,
+    /// The inference job's model (a CNN the harness trained on the digits, safetensors) and
+    /// its input rows, when the run submits one.
+    pub infer: Option<InferWork>,
     /// The node that counts loopback peers against its per-IP caps (the eclipse victim).
     cap_loopback: Option<usize>,
     /// Public keys (hex) of the attackers given genesis allocations, by attack name (its own
@@ -158,6 +167,32 @@ pub struct Testnet {
     pub attacker_keys: std::collections::BTreeMap<String, Vec<String>>,
     /// The network namespaces the nodes run in (`--topology`), if any.
     pub netns: Option<crate::netns::Netns>,
+}
+
+/// What the run's inference job serves: a model and rows.
+pub struct InferWork {
+    pub weights: Vec<u8>,
+    pub inputs: Vec<f32>,
+    /// The CNN's accuracy on the digits' test split, as trained.
+    pub accuracy: f64,
+}
+
+impl InferWork {
+    /// Trains the CNN on the training split of `data` (two seeded epochs, a few seconds) and
+    /// takes `rows` rows of the whole file, in turn.
+    fn prepare(data: &Path, rows: usize) -> Result<Self, TestnetError> {
+        use ifx_protocols::infer::Arch;
+        let err = |e: String| TestnetError::Io(format!("preparing the inference job: {e}"));
+        let all = ifx_learn::data::Dataset::load(data).map_err(|e| err(e.to_string()))?;
+        let (train, test) = all.split();
+        let cfg = ifx_learn::model::TrainConfig { epochs: 2, batch: 32, lr: 0.005, seed: 7 };
+        let init = ifx_learn::infer::init(Arch::Cnn, 7);
+        let (p, _) = ifx_learn::infer::train(Arch::Cnn, &init, &train, &cfg).map_err(|e| err(e.to_string()))?;
+        let accuracy = ifx_learn::infer::accuracy(Arch::Cnn, &p, &test).map_err(|e| err(e.to_string()))?;
+        let weights = ifx_protocols::infer::weights_to_bytes(Arch::Cnn, &p).map_err(|e| err(e.to_string()))?;
+        let inputs = ifx_learn::infer::rows(&all, (0..rows).map(|i| i % all.len().max(1)));
+        Ok(Self { weights, inputs, accuracy })
+    }
 }
 
 #[derive(Deserialize)]
@@ -179,14 +214,18 @@ impl Testnet {
         let first_verifier = args.nodes - args.verifiers;
         let first_poisoner = first_verifier - args.poisoners;
         let fl_shards = (first_poisoner - 1).max(1) as u32;
-        let fl_data = match (&args.fl_data, args.fl_rounds > 0) {
-            (_, false) => None,
-            (Some(d), true) => Some(std::fs::canonicalize(d).map_err(|e| io("cannot find", d, e))?),
-            (None, true) => {
+        let data = match &args.fl_data {
+            Some(d) => std::fs::canonicalize(d).map_err(|e| io("cannot find", d, e))?,
+            None => {
                 let d = base_dir.join("digits.csv.gz");
                 std::fs::write(&d, DIGITS).map_err(|e| io("cannot write", &d, e))?;
-                Some(d)
+                d
             }
+        };
+        let fl_data = (args.fl_rounds > 0).then(|| data.clone());
+        let infer = match args.infer_rows {
+            0 => None,
+            rows => Some(InferWork::prepare(&data, rows)?),
         };
         let mut nodes = Vec::new();
         for index in 0..args.nodes {
@@ -207,6 +246,8 @@ impl Testnet {
                 killed_at: None,
                 exited: None,
                 cheat: (index >= 1 && index <= args.cheaters).then(|| CHEATS[(index - 1) % CHEATS.len()]),
+                infer_cheat: (index > args.cheaters && index <= args.cheaters + args.infer_cheaters)
+                    .then(|| INFER_CHEATS[(index - args.cheaters - 1) % INFER_CHEATS.len()]),
                 poison: (index >= first_poisoner && index < first_verifier)
                     .then(|| POISONS[(index - first_poisoner) % POISONS.len()]),
                 fl_shard: (index >= 1 && index < first_verifier).then(|| (index as u32 - 1) % fl_shards),
@@ -275,6 +316,7 @@ impl Testnet {
             client,
             fl_data,
             fl_shards,
+            infer,
             bootnode: None,
             loss: args.loss,
             host: None,
@@ -393,6 +435,7 @@ impl Testnet {
         opt("--bootnode", bootnode.map(str::to_owned));
         opt("--cheat", n.cheat.map(|m| m.name().to_owned()));
         opt("--poison", n.poison.map(|m| m.name().to_owned()));
+        opt("--infer-cheat", n.infer_cheat.map(|m| m.name().to_owned()));
         opt("--drop-gossip-pct", (self.loss > 0).then(|| self.loss.to_string()));
         opt("--slow-ms", (n.slow_ms > 0).then(|| n.slow_ms.to_string()));
         // Node 0 owns the federated task and scores it on the test split; workers train.

@@ -67,6 +67,15 @@ pub struct TestnetArgs {
     /// owner already reads the verifiers' link attestations when it hands out tiles.
     #[arg(long, default_value_t = 0)]
     pub job_at: u64,
+    /// Rows of the inference job the run submits to node 0 beside the render job and the FL
+    /// task: the digits' rows (in turn, when more) through a CNN the harness trains before the
+    /// launch (0: no job).
+    #[arg(long, default_value_t = 1797)]
+    pub infer_rows: usize,
+    /// How many workers answer inference batches wrongly (the workers after the PoR cheaters;
+    /// modes infer-random, infer-cheap in turn). Each must be caught with evidence and slashed.
+    #[arg(long, default_value_t = 0)]
+    pub infer_cheaters: usize,
     /// How many workers poison their federated-learning updates (the last workers before the
     /// verifiers; modes sign-flip, scale, random, nan, shape in turn).
     #[arg(long, default_value_t = 0)]
@@ -220,6 +229,8 @@ pub struct Scenario {
     pub verifiers: Option<usize>,
     pub cheaters: Option<usize>,
     pub poisoners: Option<usize>,
+    pub infer_rows: Option<usize>,
+    pub infer_cheaters: Option<usize>,
     pub duration: Option<u64>,
     pub epoch_secs: Option<u64>,
     pub heartbeat_ms: Option<u64>,
@@ -312,6 +323,7 @@ impl TestnetArgs {
             job_at
         );
         take!(fl_rounds, fl_aggregator, gov_change, loss, slow, slow_ms, in_process, attack);
+        take!(infer_rows, infer_cheaters);
         if sc.topology.is_some() && !explicit("topology") {
             self.net_topology = sc.topology.clone();
         }
@@ -389,6 +401,15 @@ impl TestnetArgs {
             return bad(format!("--cheaters {} leaves no honest worker besides node 0", self.cheaters));
         }
         let workers = self.nodes.saturating_sub(self.verifiers + 1);
+        if self.infer_cheaters > 0 && self.cheaters + self.infer_cheaters >= workers {
+            return bad(format!(
+                "--infer-cheaters {} after {} PoR cheaters leaves no worker to serve inference honestly among {workers}",
+                self.infer_cheaters, self.cheaters
+            ));
+        }
+        if self.infer_cheaters > 0 && self.infer_rows == 0 {
+            return bad("--infer-cheaters needs an inference job (--infer-rows > 0)".into());
+        }
         if self.poisoners > 0 && self.poisoners >= workers {
             return bad(format!("--poisoners {} leaves no honest federated worker among {workers}", self.poisoners));
         }

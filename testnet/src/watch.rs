@@ -5,8 +5,8 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use ifx_protocols::api::{
-    AuditStats, EntryAccepted, FlList, JobAccepted, JobStatus, Latency, LedgerRoot, Peers, PorStats, Rewards, RunState,
-    Standings, Status, TaskAccepted, TaskStatus,
+    AuditStats, EntryAccepted, FlList, InferJobRequest, InferJobStatus, JobAccepted, JobStatus, Latency, LedgerRoot,
+    Peers, PorStats, Rewards, RunState, Standings, Status, TaskAccepted, TaskStatus,
 };
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
@@ -92,6 +92,10 @@ pub struct Outcome {
     pub fl: Option<Tracked<TaskStatus>>,
     /// Why the task could not be started.
     pub fl_error: Option<String>,
+    /// The inference job submitted to node 0, as its API last reported it.
+    pub infer: Option<Tracked<InferJobStatus>>,
+    /// Why it could not be submitted.
+    pub infer_error: Option<String>,
     /// `GET /fl` audits of each verifier still running at the end, by node index.
     pub fl_audits: Vec<(usize, AuditStats)>,
     /// The governance change proposed on node 0.
@@ -274,6 +278,37 @@ fn fl_running(out: &Outcome) -> bool {
     out.fl.as_ref().is_some_and(|t| t.last.as_ref().is_none_or(|f| f.state == RunState::Running))
 }
 
+/// Publishes the run's CNN on node 0 and submits the inference job of its rows (paid; 32
+/// rows a batch, so several workers share even a small job; 5% of batches re-executed
+/// besides each worker's first).
+async fn submit_infer(net: &Testnet) -> Result<String, TestnetError> {
+    let work = net.infer.as_ref().ok_or_else(|| TestnetError::run("no inference work prepared"))?;
+    let api = net.nodes[0].api.ok_or_else(|| TestnetError::run("node 0 has no API"))?;
+    let r = net
+        .client
+        .post(format!("http://{api}/infer/models?arch=cnn"))
+        .timeout(WRITE_TIMEOUT)
+        .bearer_auth(net.nodes[0].api_token())
+        .body(work.weights.clone())
+        .send()
+        .await
+        .map_err(|e| TestnetError::run(format!("POST /infer/models: {e}")))?;
+    if !r.status().is_success() {
+        return Err(TestnetError::run(format!("the model was refused: {}", r.status())));
+    }
+    let model = r.json().await.map_err(|e| TestnetError::run(format!("POST /infer/models: {e}")))?;
+    let req = InferJobRequest { model, inputs: work.inputs.clone(), batch_rows: 32, verify_ppm: 50_000, unpaid: false };
+    Ok(post_to_node0::<TaskAccepted>(net, "infer", &req, "inference job").await?.task_id)
+}
+
+async fn poll_infer(net: &Testnet, out: &mut Outcome) {
+    refresh_from_node0(net, "infer", &mut out.infer).await;
+}
+
+fn infer_running(out: &Outcome) -> bool {
+    out.infer.as_ref().is_some_and(|t| t.last.as_ref().is_none_or(|j| j.state == RunState::Running))
+}
+
 async fn submit_job(net: &Testnet, args: &TestnetArgs) -> Result<String, TestnetError> {
     let spec = ifx_protocols::render::job::JobSpec {
         scene: "cornell".into(),
@@ -304,6 +339,12 @@ async fn submit_work(net: &Testnet, args: &TestnetArgs, out: &mut Outcome) {
         match submit_job(net, args).await {
             Ok(id) => out.job = Some(Tracked::new(id)),
             Err(e) => out.job_error = Some(e.to_string()),
+        }
+    }
+    if net.infer.is_some() {
+        match submit_infer(net).await {
+            Ok(id) => out.infer = Some(Tracked::new(id)),
+            Err(e) => out.infer_error = Some(e.to_string()),
         }
     }
     if net.fl_data.is_some() {
@@ -359,11 +400,20 @@ pub async fn watch(net: &mut Testnet, args: &TestnetArgs) -> Outcome {
         track_roots(net, &mut out);
         poll_job(net, &mut out).await;
         poll_fl(net, &mut out).await;
+        poll_infer(net, &mut out).await;
         let (running, discovered, heard) = track_coverage(net, &mut out, &bar);
         bar.set_position(elapsed.as_secs().min(args.duration));
         let job = match out.job.as_ref().map(|t| t.last.as_ref()) {
             Some(Some(j)) => format!(" · render {}/{}", j.tiles_done, j.tiles),
             Some(None) => " · render 0/?".into(),
+            None => String::new(),
+        };
+        let infer = match out.infer.as_ref().map(|t| t.last.as_ref()) {
+            Some(j) => format!(
+                " · infer {}/{}",
+                j.map_or(0, |j| j.batches_done),
+                j.map_or("?".into(), |j| j.batches.to_string())
+            ),
             None => String::new(),
         };
         let fl = match out.fl.as_ref().map(|t| t.last.as_ref()) {
@@ -384,7 +434,7 @@ pub async fn watch(net: &mut Testnet, args: &TestnetArgs) -> Outcome {
             sealed = v.sealed().len();
         }
         bar.set_message(format!(
-            "alive {running}/{} · discovered all {discovered}/{running} · heard all {heard}/{running} · sealed {sealed}{job}{fl}",
+            "alive {running}/{} · discovered all {discovered}/{running} · heard all {heard}/{running} · sealed {sealed}{job}{infer}{fl}",
             net.nodes.len(),
         ));
         if crate::INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
@@ -530,8 +580,12 @@ async fn apply(net: &mut Testnet, args: &TestnetArgs, out: &mut Outcome, action:
 pub async fn settle(net: &mut Testnet, args: &TestnetArgs, mut out: Outcome) -> Outcome {
     let start = std::time::Instant::now();
     let mut fl_end = None;
-    let cheaters: BTreeSet<String> =
-        net.nodes.iter().filter(|n| n.cheat.is_some()).map(|n| n.public_key.clone()).collect();
+    let cheaters: BTreeSet<String> = net
+        .nodes
+        .iter()
+        .filter(|n| n.cheat.is_some() || n.infer_cheat.is_some())
+        .map(|n| n.public_key.clone())
+        .collect();
     let epoch_ms = args.epoch_secs * 1000;
     // The nodes run with the default seal grace (the testnet's network.toml does not set it).
     let seal_grace_ms =
@@ -553,14 +607,16 @@ pub async fn settle(net: &mut Testnet, args: &TestnetArgs, mut out: Outcome) -> 
         track_coverage(net, &mut out, &ProgressBar::hidden());
         poll_job(net, &mut out).await;
         poll_fl(net, &mut out).await;
+        poll_infer(net, &mut out).await;
         // A job still finishing tiles is waited for (a loaded machine renders slowly, and the
         // verdict must not fail a healthy network for it); one that stalls is given up on.
         let tiles = out.job.as_ref().and_then(|t| t.last.as_ref()).map_or(0, |j| j.tiles_done);
         if tiles > job_progress.0 {
             job_progress = (tiles, std::time::Instant::now());
         }
-        let job_done =
-            !job_running(&out) || job_progress.1.elapsed() > JOB_STALL || start.elapsed() > Duration::from_secs(120);
+        let job_done = (!job_running(&out) || job_progress.1.elapsed() > JOB_STALL)
+            && (!infer_running(&out) || start.elapsed() > JOB_STALL)
+            || start.elapsed() > Duration::from_secs(120);
         if !fl_running(&out) && fl_end.is_none() {
             fl_end = Some(std::time::Instant::now());
             // Equality seen before the last receipts were written does not count.

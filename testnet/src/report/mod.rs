@@ -6,6 +6,7 @@
 pub mod attacks;
 mod faults;
 mod fl;
+mod infer;
 mod ledger;
 mod por;
 pub mod reach;
@@ -19,6 +20,7 @@ use serde::Serialize;
 
 pub use self::faults::{Fault, PartitionReport, RestartReport};
 pub use self::fl::FlSection;
+pub use self::infer::InferSection;
 pub use self::ledger::LedgerSection;
 pub use self::por::PorSection;
 pub use self::render::RenderSection;
@@ -57,6 +59,8 @@ pub struct Report {
     pub por: PorSection,
     /// The federated task run on node 0 (null when the run started none).
     pub fl: Option<FlSection>,
+    /// The inference job run on node 0 (null when the run submitted none).
+    pub infer: Option<InferSection>,
     /// Settlement of the sealed epochs, as every running node computed it.
     pub settlement: SettlementSection,
     /// Nodes killed and started again: did they catch up and keep their own entries?
@@ -209,13 +213,28 @@ impl Report {
             FlSection::of(t, net.nodes[0].peer_id.clone(), peer_ids(&|n| n.poison.is_some()), &audits, baseline)
         });
         failures.extend(fl.iter().flat_map(FlSection::failures));
+        if let Some(e) = &o.infer_error {
+            failures.push(format!("the inference job could not be submitted: {e}"));
+        }
+        let infer_cheaters = peer_ids(&|n| n.infer_cheat.is_some());
+        let infer = o.infer.as_ref().map(|t| {
+            let honest = net
+                .nodes
+                .iter()
+                .filter(|n| n.index > 0 && n.role == "worker" && n.infer_cheat.is_none() && n.child.is_some())
+                .count();
+            InferSection::of(t, infer_cheaters.clone(), honest, net.infer.as_ref().map(|w| w.accuracy))
+        });
+        failures.extend(infer.iter().flat_map(InferSection::failures));
         let peer_of: BTreeMap<String, String> =
             net.nodes.iter().map(|n| (n.public_key.clone(), n.peer_id.clone())).collect();
         let running = net.nodes.iter().filter(|n| n.child.is_some()).count();
         let job_paid = o.job.as_ref().and_then(|t| t.last.as_ref()).map_or(0, |j| j.paid);
         let task_paid = o.fl.as_ref().and_then(|t| t.last.as_ref()).map_or(0, |t| t.paid);
+        let infer_paid = o.infer.as_ref().and_then(|t| t.last.as_ref()).map_or(0, |j| j.paid);
         // Attackers whose cheat must be slashed are expected among the slashed, like cheaters.
         let mut to_slash = cheaters;
+        to_slash.extend(infer_cheaters);
         for (name, keys) in &net.attacker_keys {
             if name.parse::<crate::attacks::Attack>().is_ok_and(|a| a.must_be_slashed()) {
                 to_slash.extend(keys.iter().cloned());
@@ -229,7 +248,7 @@ impl Report {
             o.gov.as_ref(),
             o.gov_error.as_deref(),
             Some(&net.nodes[0].public_key),
-            (job_paid, task_paid),
+            (job_paid, task_paid, infer_paid),
         );
         failures.extend(settlement.failures());
         let heartbeat_latency_ms = LatencyMs::from_samples_us(&latency_us);
@@ -276,6 +295,7 @@ impl Report {
             render,
             por,
             fl,
+            infer,
             settlement,
             restarts,
             partitions,

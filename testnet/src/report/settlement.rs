@@ -34,11 +34,13 @@ pub struct SettlementSection {
     pub honest_slashed: Vec<String>,
     /// Burn and mint side by side over the sealed epochs (the first answering node's view).
     pub economics: Vec<EpochEconomics>,
-    /// Units node 0 (the run's artist) burned paying for its render job and FL task, as
-    /// settled, and what each says it paid: the burn is a sum of settled payments, never more.
+    /// Units node 0 (the run's artist) burned paying for its render job, FL task and inference
+    /// job, as settled, and what each says it paid: the burn is a sum of settled payments,
+    /// never more.
     pub artist_burned: u64,
     pub job_paid: u64,
     pub task_paid: u64,
+    pub infer_paid: u64,
     /// The governance change, if the run proposed one.
     pub governance: Option<GovernanceReport>,
     /// Why the proposal was refused.
@@ -94,7 +96,7 @@ impl SettlementSection {
         gov: Option<&GovRun>,
         gov_error: Option<&str>,
         artist: Option<&String>,
-        (job_paid, task_paid): (u64, u64),
+        (job_paid, task_paid, infer_paid): (u64, u64, u64),
     ) -> Self {
         let mut s = SettlementSection {
             running,
@@ -143,7 +145,7 @@ impl SettlementSection {
             })
             .collect();
         s.artist_burned = artist.and_then(|k| rewards[0].1.accounts.get(k)).map_or(0, |a| a.burned);
-        (s.job_paid, s.task_paid) = (job_paid, task_paid);
+        (s.job_paid, s.task_paid, s.infer_paid) = (job_paid, task_paid, infer_paid);
         s.governance = gov.map(|g| governance(g, rewards, &common));
         s.ok = s.failures().is_empty();
         s
@@ -172,10 +174,14 @@ impl SettlementSection {
         if !self.honest_slashed.is_empty() {
             f.push(format!("settlement: honest nodes slashed: {:?}", self.honest_slashed));
         }
-        let (j, t) = (self.job_paid, self.task_paid);
-        if ![0, j, t, j.saturating_add(t)].contains(&self.artist_burned) {
+        // Any subset of the three payments may have settled by the run's end.
+        let (j, t, i) = (self.job_paid, self.task_paid, self.infer_paid);
+        let sums: Vec<u64> = (0..8u8)
+            .map(|m| [j, t, i].iter().enumerate().filter(|(b, _)| m >> b & 1 == 1).map(|(_, v)| *v).sum())
+            .collect();
+        if !sums.contains(&self.artist_burned) {
             f.push(format!(
-                "economics: the artist burned {} units as settled, but its job paid {j} and its task {t}",
+                "economics: the artist burned {} units as settled, but its job paid {j}, its task {t} and its inference job {i}",
                 self.artist_burned
             ));
         }
@@ -282,7 +288,7 @@ mod tests {
             Some(&gov),
             None,
             None,
-            (0, 0),
+            (0, 0, 0),
         );
         assert!(s.ok, "{:?}", s.failures());
         assert_eq!(s.sealed_epochs, [3, 4]);
@@ -307,14 +313,14 @@ mod tests {
             Some(&gov),
             None,
             None,
-            (0, 0),
+            (0, 0, 0),
         );
         let f = s.failures();
         assert!(!s.ok);
         assert!(f.iter().any(|x| x.contains("different settlement roots")), "{f:?}");
         assert!(f.iter().any(|x| x.contains("cheaters not slashed")), "{f:?}");
         assert!(f.iter().any(|x| x.contains("named epoch 4 but was in force from None")), "{f:?}");
-        let s = SettlementSection::of(&[(0, a)], 2, &peers(), vec![], None, None, None, (0, 0));
+        let s = SettlementSection::of(&[(0, a)], 2, &peers(), vec![], None, None, None, (0, 0, 0));
         assert_eq!(s.failures(), ["settlement: 1 of 2 running nodes answered GET /rewards"]);
     }
 }

@@ -109,14 +109,40 @@ impl Report {
                 f.poisoners_paid.len()
             );
         }
+        if let Some(i) = &self.infer {
+            println!(
+                "  infer: {} {}/{} batches ({} rows) in {:.2} s, verified {} ({:.1}% of the job's time), cheaters {} caught {}, honest caught {}",
+                i.state,
+                i.batches_done,
+                i.batches,
+                i.rows,
+                i.secs,
+                i.verified,
+                i.verify_share * 100.0,
+                i.cheaters.len(),
+                i.caught.len(),
+                i.honest_caught.len()
+            );
+            for (p, w) in &i.workers {
+                println!(
+                    "    {}: {} batches, p50 {:.1} ms, p99 {:.1} ms, {:.0} rows/s",
+                    short(p),
+                    w.batches,
+                    w.p50_ms,
+                    w.p99_ms,
+                    w.rows_per_sec
+                );
+            }
+        }
         let st = &self.settlement;
         let (burned, minted) =
             st.economics.iter().fold((0u128, 0u128), |(b, m), e| (b + e.burned as u128, m + e.minted as u128));
         println!(
-            "  economics: burned {burned} units, minted {minted} over the sealed epochs; artist burned {} (job {}, task {}), artists' reward {}, paid work delivered {} units",
+            "  economics: burned {burned} units, minted {minted} over the sealed epochs; artist burned {} (job {}, task {}, inference {}), artists' reward {}, paid work delivered {} units",
             st.artist_burned,
             st.job_paid,
             st.task_paid,
+            st.infer_paid,
             st.economics.iter().map(|e| e.paid_artists).sum::<u64>(),
             st.economics.iter().map(|e| e.delivered).sum::<u64>()
         );
