@@ -1,7 +1,7 @@
 //! Inference between real nodes on 127.0.0.1 (issue #20): a paying job owner publishes a CNN
 //! trained here on the digits, two honest workers, one answering random logits and one
 //! answering with a quarter of the model serve its batches, and a bonded verifier judges the
-//! owner's evidence by re-executing it.
+//! owner's evidence by re-executing it (and finds a framed honest worker innocent).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -9,11 +9,12 @@ use std::time::{Duration, Instant};
 use ifx_learn::data::Dataset;
 use ifx_learn::model::TrainConfig;
 use ifx_node::identity::Identity;
+use ifx_node::network::Proto;
 use ifx_node::{Node, NodeConfig};
 use ifx_protocols::api::{InferJobRequest, RunState};
-use ifx_protocols::infer::{Arch, top};
+use ifx_protocols::infer::{Arch, InferRequest, InferResponse, top};
 use ifx_protocols::ledger::EntryKind;
-use ifx_protocols::ledger::body::{EntryBody, InferReceipt};
+use ifx_protocols::ledger::body::{EntryBody, InferFault, InferReceipt};
 use ifx_protocols::settle::{GenesisAlloc, StakeRole, UNITS_PER_IFX};
 
 fn digits() -> PathBuf {
@@ -50,7 +51,8 @@ async fn workers_serve_a_paid_job_and_both_inference_cheaters_are_caught_with_ev
         GenesisAlloc { key: key_of(&dir("owner")), role: StakeRole::Worker, stake: 0, liquid: 50 * UNITS_PER_IFX },
         GenesisAlloc { key: key_of(&dir("v")), role: StakeRole::Verifier, stake: 2_000 * UNITS_PER_IFX, liquid: 0 },
     ];
-    let owner = Node::start(config(&dir("owner"), None, &genesis, secs)).await.unwrap();
+    let owner_cfg = config(&dir("owner"), None, &genesis, secs);
+    let owner = Node::start(owner_cfg.clone()).await.unwrap();
     let boot = format!("{}/p2p/{}", owner.listen_addrs[0], owner.peer_id);
     let mut workers = Vec::new();
     for (name, cheat) in [("a", ""), ("b", ""), ("random", "infer-random"), ("cheap", "infer-cheap")] {
@@ -157,21 +159,42 @@ async fn workers_serve_a_paid_job_and_both_inference_cheaters_are_caught_with_ev
     });
     assert_eq!(receipts.len() as u64, job.batches);
     assert_eq!(faults, 2);
-    // The verifier re-executes both pieces of evidence and rules them guilty.
+    // An owner framing an honest worker: it asks worker a for batch 0 of the paid job itself
+    // and files the true, signed answer as evidence.
+    let job_id: [u8; 16] = hex::decode(&id).unwrap().try_into().unwrap();
+    let req = InferRequest::Batch { job: job_id, batch: 0, model, inputs: inputs[..32 * 64].to_vec() };
+    let answer = owner.net.request(Proto::Infer, workers[0].peer_id, req.encode()).await.unwrap().unwrap();
+    let InferResponse::Outputs { outputs, sig } = InferResponse::decode(&answer).unwrap() else { panic!() };
+    let framed = InferFault {
+        job: job_id,
+        batch: 0,
+        model,
+        inputs: inputs[..32 * 64].to_vec(),
+        outputs,
+        worker: ifx_node::fl::peer_key(&workers[0].peer_id).unwrap(),
+        sig,
+        reason: "framed".into(),
+    };
+    assert!(framed.check().is_ok(), "a real signed answer");
+    let (k, n) = (Identity::load_or_create(&dir("owner")).unwrap().signing_key().clone(), owner_cfg.network.clone());
+    let framed_id =
+        owner.ledger.append_and_gossip(&owner.net, &k, &n, EntryKind::InferFault, framed.encode()).await.unwrap().id();
+    // The verifier re-executes all three: both cheaters guilty, the framed worker innocent.
     let start = Instant::now();
     loop {
-        let rulings: Vec<bool> = verifier.ledger.with(|l| {
+        let rulings: Vec<([u8; 32], bool)> = verifier.ledger.with(|l| {
             l.ledger()
                 .iter_sorted()
                 .filter_map(|e| match EntryBody::of(&e) {
-                    Ok(EntryBody::FaultRulings(r)) => Some(r.rulings.into_iter().map(|r| r.guilty)),
+                    Ok(EntryBody::FaultRulings(r)) => Some(r.rulings.into_iter().map(|r| (r.fault, r.guilty))),
                     _ => None,
                 })
                 .flatten()
                 .collect()
         });
-        if rulings.len() >= 2 {
-            assert_eq!(rulings, vec![true, true]);
+        if rulings.len() >= 3 {
+            assert_eq!(rulings.iter().filter(|(_, g)| *g).count(), 2, "{rulings:?}");
+            assert!(rulings.contains(&(framed_id, false)), "the framed worker is innocent: {rulings:?}");
             break;
         }
         assert!(start.elapsed() < Duration::from_secs(60), "rulings {rulings:?}");
@@ -180,4 +203,34 @@ async fn workers_serve_a_paid_job_and_both_inference_cheaters_are_caught_with_ev
     for n in workers.into_iter().chain([owner, verifier]) {
         n.stop().await;
     }
+}
+
+/// An owner's batches back to back, as fast as a worker answers them (hundreds a second for
+/// the small MLP): none is refused or dropped by the worker's rate limit or queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_back_to_back_are_all_answered() {
+    let tmp = tempfile::tempdir().unwrap();
+    let secs = ifx_node::unix_time_us() / 1_000_000;
+    let owner = Node::start(config(&tmp.path().join("o"), None, &[], secs)).await.unwrap();
+    let boot = format!("{}/p2p/{}", owner.listen_addrs[0], owner.peer_id);
+    let worker = Node::start(config(&tmp.path().join("w"), Some(boot), &[], secs)).await.unwrap();
+    while owner.net.snapshot().await.unwrap().connected.is_empty() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let p = ifx_learn::infer::init(Arch::Mlp, 1);
+    let model =
+        owner.infer.publish(Arch::Mlp, &ifx_protocols::infer::weights_to_bytes(Arch::Mlp, &p).unwrap()).unwrap();
+    let req = ifx_protocols::infer::InferRequest::Batch { job: [1; 16], batch: 0, model, inputs: vec![0.5; 64 * 64] };
+    let t = Instant::now();
+    let n = 2_000;
+    for i in 0..n {
+        let r = owner.net.request(ifx_node::network::Proto::Infer, worker.peer_id, req.encode()).await.unwrap();
+        match r.map(|b| ifx_protocols::infer::InferResponse::decode(&b).unwrap()) {
+            Ok(ifx_protocols::infer::InferResponse::Outputs { outputs, .. }) => assert_eq!(outputs.len(), 640),
+            other => panic!("batch {i}: {other:?}"),
+        }
+    }
+    eprintln!("{n} batches in {:.2} s", t.elapsed().as_secs_f64());
+    owner.stop().await;
+    worker.stop().await;
 }

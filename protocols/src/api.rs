@@ -652,7 +652,8 @@ pub struct InferJobRequest {
     #[serde(default = "default_batch_rows")]
     pub batch_rows: u32,
     /// Share of batches the owner re-executes to check them, in parts per million, besides
-    /// each worker's first batch (default 5%).
+    /// each worker's first batch (default 3%: with the signature check of every answer, the
+    /// CNN's verification is then under 5% of its serving, `docs/BENCHMARKS.md`).
     #[serde(default = "default_verify_ppm")]
     pub verify_ppm: u32,
     /// Run without paying (its receipts count for nobody).
@@ -665,7 +666,7 @@ fn default_batch_rows() -> u32 {
 }
 
 fn default_verify_ppm() -> u32 {
-    50_000
+    30_000
 }
 
 /// One worker's part of an inference job.

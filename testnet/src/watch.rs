@@ -279,7 +279,7 @@ fn fl_running(out: &Outcome) -> bool {
 }
 
 /// Publishes the run's CNN on node 0 and submits the inference job of its rows (paid; 32
-/// rows a batch, so several workers share even a small job; 5% of batches re-executed
+/// rows a batch, so several workers share even a small job; 3% of batches re-executed
 /// besides each worker's first).
 async fn submit_infer(net: &Testnet) -> Result<String, TestnetError> {
     let work = net.infer.as_ref().ok_or_else(|| TestnetError::run("no inference work prepared"))?;
@@ -297,7 +297,7 @@ async fn submit_infer(net: &Testnet) -> Result<String, TestnetError> {
         return Err(TestnetError::run(format!("the model was refused: {}", r.status())));
     }
     let model = r.json().await.map_err(|e| TestnetError::run(format!("POST /infer/models: {e}")))?;
-    let req = InferJobRequest { model, inputs: work.inputs.clone(), batch_rows: 32, verify_ppm: 50_000, unpaid: false };
+    let req = InferJobRequest { model, inputs: work.inputs.clone(), batch_rows: 32, verify_ppm: 30_000, unpaid: false };
     Ok(post_to_node0::<TaskAccepted>(net, "infer", &req, "inference job").await?.task_id)
 }
 

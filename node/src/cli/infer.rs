@@ -52,7 +52,7 @@ pub struct SubmitArgs {
     #[arg(long, default_value_t = 64)]
     batch_rows: u32,
     /// Share of batches the owner re-executes, in ppm (each worker's first batch always).
-    #[arg(long, default_value_t = 50_000)]
+    #[arg(long, default_value_t = 30_000)]
     verify_ppm: u32,
     #[arg(long)]
     unpaid: bool,

@@ -267,12 +267,12 @@ mod tests {
     /// honest owner's in ledger order used to fill all 16); one author gets 8 an epoch.
     #[test]
     fn a_round_renders_admissible_evidence_only_and_caps_each_author() {
-        let f = fault();
+        let body = fault().encode();
         let entry = |author: u8, seq: u64| {
             let k = SigningKey::from_bytes(&[author; 32]);
-            Arc::new(Entry::sign(&k, "j", seq, [seq as u8; 32], 3, EntryKind::DeliveryFault, f.encode()).unwrap())
+            Arc::new(Entry::sign(&k, "j", seq, [seq as u8; 32], 3, EntryKind::DeliveryFault, body.clone()).unwrap())
         };
-        let f = Evidence::Tile(f);
+        let f = Evidence::Tile(fault());
         let mut found: Found = (0..40).map(|i| (entry(1, i), Err("no payment".to_string()))).collect();
         found.push((entry(2, 0), Ok(f.clone())));
         let (mut judged, mut ruled) = (BTreeMap::new(), BTreeSet::new());
