@@ -113,12 +113,23 @@ fn bench(c: &mut Criterion) {
         };
         let answer = serve(&req);
         let InferResponse::Outputs { outputs, sig } = InferResponse::decode(&answer).unwrap() else { panic!() };
-        let check = || Commitment::of([1; 16], 0, &spec, &rows, &outputs).signed_by(&pk, &sig);
+        let check = || {
+            ifx_protocols::ledger::body::infer::signed_by(
+                &Commitment::of([1; 16], 0, &spec, &rows, &outputs),
+                &pk,
+                &sig,
+            )
+        };
         assert!(check());
         let reexecute = || compare(&model.forward(&rows).unwrap(), &outputs).unwrap();
         // The share at the default 3% sampling, from the same machine and run.
-        let (t_serve, t_check, t_re) =
-            (median(200, || drop(serve(&req))), median(200, || assert!(check())), median(200, || drop(reexecute())));
+        let (t_serve, t_check, t_re) = (
+            median(200, || drop(serve(&req))),
+            median(200, || assert!(check())),
+            median(200, || {
+                reexecute();
+            }),
+        );
         eprintln!(
             "{name}: serving {:.1} µs/batch, checking an answer {:.1} µs, re-executing {:.1} µs; \
              verification at 3% = {:.1}% of serving ({:.1}% of it the signature check)",

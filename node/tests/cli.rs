@@ -317,3 +317,21 @@ fn service_install_writes_a_unit_whose_command_runs_the_node() {
     let st = node.terminate();
     assert!(st.success(), "exit status after SIGTERM: {st}");
 }
+
+/// `ifx infer train` writes weights a node can serve (the model's hash and size printed), and
+/// refuses an unknown architecture or a missing data file by name.
+#[test]
+fn infer_train_writes_a_servable_model_and_refuses_bad_input() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/digits.csv.gz");
+    let out = tmp.path().join("mlp.safetensors");
+    let o = ifx(&["infer", "train", "--arch", "mlp", "--data", s(&data), "--out", s(&out), "--epochs", "2"]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{text} {}", String::from_utf8_lossy(&o.stderr));
+    assert!(text.contains("test accuracy") && text.contains("blake3"), "{text}");
+    let bytes = std::fs::read(&out).unwrap();
+    let m = ifx_protocols::infer::ModelSpec::publish(ifx_protocols::infer::Arch::Mlp, &bytes).unwrap();
+    assert!(text.contains(&hex::encode(m.weights)), "{text}");
+    fails_with(&["infer", "train", "--arch", "resnet", "--data", s(&data), "--out", s(&out)], &["resnet", "mlp, cnn"]);
+    fails_with(&["infer", "train", "--data", s(&tmp.path().join("none.csv")), "--out", s(&out)], &["none.csv"]);
+}

@@ -15,6 +15,7 @@ use ifx_protocols::infer::{
     Agreement, Commitment, InferRequest, InferResponse, MAX_BATCH_ROWS, MAX_INPUT, MAX_JOB_ROWS, ModelSpec, check_rows,
     compare, hash_values, top, weights_of,
 };
+use ifx_protocols::ledger::body::infer::signed_by;
 use ifx_protocols::ledger::body::{InferFault, InferReceipt};
 use ifx_protocols::ledger::{EntryKind, PaidWork};
 use libp2p::PeerId;
@@ -264,7 +265,7 @@ impl Infer {
             let (out, sig) = match r {
                 Ok(InferResponse::Outputs { outputs, sig })
                     if outputs.len() == want_len
-                        && Commitment::of(job, b, &spec, batch_inputs, &outputs).signed_by(&key, &sig) =>
+                        && signed_by(&Commitment::of(job, b, &spec, batch_inputs, &outputs), &key, &sig) =>
                 {
                     (outputs, sig)
                 }

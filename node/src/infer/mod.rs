@@ -155,10 +155,10 @@ impl Infer {
 
     /// The loaded model `spec`, from memory, the blob store, or fetched from `from`.
     async fn model(&self, spec: &ModelSpec, from: PeerId) -> Result<Arc<Model>, InferError> {
-        if let Some((_, m)) = lock(&self.inner.loaded).iter().find(|(h, _)| *h == spec.weights) {
-            if m.arch() == spec.arch {
-                return Ok(m.clone());
-            }
+        if let Some((_, m)) = lock(&self.inner.loaded).iter().find(|(h, _)| *h == spec.weights)
+            && m.arch() == spec.arch
+        {
+            return Ok(m.clone());
         }
         let bytes = match self.inner.blobs.get(&spec.weights)? {
             Some(b) => b,

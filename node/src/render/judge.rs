@@ -48,7 +48,7 @@ pub struct Judge {
 /// A piece of evidence: a bad tile or a wrong inference batch.
 #[derive(Clone, Debug)]
 pub(crate) enum Evidence {
-    Tile(DeliveryFault),
+    Tile(Box<DeliveryFault>),
     Batch(Box<InferFault>),
 }
 
@@ -68,7 +68,7 @@ fn admissible(e: &Entry, ledger: &ifx_protocols::ledger::Ledger) -> Result<Evide
         Ok(EntryBody::DeliveryFault(f)) => {
             f.check()?;
             let job = f.job;
-            (Evidence::Tile(*f), job)
+            (Evidence::Tile(f), job)
         }
         Ok(EntryBody::InferFault(f)) => {
             f.check()?;
@@ -272,7 +272,7 @@ mod tests {
             let k = SigningKey::from_bytes(&[author; 32]);
             Arc::new(Entry::sign(&k, "j", seq, [seq as u8; 32], 3, EntryKind::DeliveryFault, body.clone()).unwrap())
         };
-        let f = Evidence::Tile(fault());
+        let f = Evidence::Tile(Box::new(fault()));
         let mut found: Found = (0..40).map(|i| (entry(1, i), Err("no payment".to_string()))).collect();
         found.push((entry(2, 0), Ok(f.clone())));
         let (mut judged, mut ruled) = (BTreeMap::new(), BTreeSet::new());

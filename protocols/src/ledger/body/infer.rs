@@ -93,7 +93,7 @@ impl InferFault {
     /// Whether the worker signed these outputs for this batch (all settlement can check
     /// without running the model).
     pub fn check(&self) -> Result<(), String> {
-        if self.commitment().signed_by(&self.worker, &self.sig) {
+        if signed_by(&self.commitment(), &self.worker, &self.sig) {
             Ok(())
         } else {
             Err("the worker did not sign these outputs for this batch".into())
@@ -104,6 +104,11 @@ impl InferFault {
     pub fn rows(&self) -> usize {
         self.inputs.len() / FEATURES
     }
+}
+
+/// Whether `worker` signed the inference commitment `c` (the ledger's one signature rule).
+pub fn signed_by(c: &Commitment, worker: &[u8; 32], sig: &[u8; 64]) -> bool {
+    crate::ledger::entry::verify_cofactored(worker, &c.digest(), sig).is_ok()
 }
 
 #[cfg(test)]
@@ -139,6 +144,14 @@ mod tests {
         let back = InferFault::decode(&body).unwrap();
         assert_eq!(back, f);
         assert!(back.check().is_ok());
+        // Another batch, job or output than signed: proves nothing.
+        for other in [
+            Commitment { batch: 3, ..f.commitment() },
+            Commitment { job: [6; 16], ..f.commitment() },
+            Commitment { outputs: [0; 32], ..f.commitment() },
+        ] {
+            assert!(!signed_by(&other, &f.worker, &f.sig));
+        }
         // Outputs changed after signing, or another worker named: proves nothing.
         let mut other = f.clone();
         other.outputs[3] = 9.0;
