@@ -163,10 +163,13 @@ fn testnet_of_eight_with_a_sigkill_ends_on_time_and_reports() {
         let id = nodes[i]["peer_id"].as_str().unwrap();
         assert!(st["payouts"][id].as_u64().unwrap_or(0) > 0, "node {i} earned nothing: {st:#}");
     }
-    // Issue #21: node 0, the artist, paid for its job (the burn as settled equals the price),
-    // workers earned by paid delivery, and node 0 earned the artists' reward for it.
+    // Issue #21: node 0, the artist, paid for its render and inference jobs (the burn as
+    // settled equals the prices), workers earned by paid delivery, and node 0 earned the
+    // artists' reward for it.
     assert!(report["render"]["paid"].as_u64().unwrap() > 0, "{:#}", report["render"]);
-    assert_eq!(st["artist_burned"], st["job_paid"], "{st:#}");
+    assert!(report["infer"]["paid"].as_u64().unwrap() > 0, "{:#}", report["infer"]);
+    let paid = st["job_paid"].as_u64().unwrap() + st["infer_paid"].as_u64().unwrap();
+    assert_eq!(st["artist_burned"].as_u64(), Some(paid), "{st:#}");
     let econ = st["economics"].as_array().unwrap();
     assert!(econ.iter().any(|e| e["delivered"].as_u64().unwrap() > 0), "{st:#}");
     assert!(econ.iter().any(|e| e["paid_artists"].as_u64().unwrap() > 0), "{st:#}");
@@ -232,10 +235,13 @@ fn testnet_rejects_bad_options() {
 fn every_cheat_mode_is_caught_and_no_honest_worker_fails() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     // Nodes 1..=7 cheat, one mode each: constant, white-noise, old-tile, quarter-res,
-    // no-watermark, fake-25 (image challenges) and forged-time (benchmarks).
+    // no-watermark, fake-25 (image challenges) and forged-time (benchmarks); nodes 8 and 9
+    // answer inference batches wrongly (infer-random, infer-cheap) and PoR honestly.
     let tmp = tempfile::tempdir().unwrap();
-    let (out, report) =
-        testnet("--nodes 12 --verifiers 2 --cheaters 7 --duration 35 --render-size 0 --fl-rounds 0", tmp.path());
+    let (out, report) = testnet(
+        "--nodes 12 --verifiers 2 --cheaters 7 --infer-cheaters 2 --duration 35 --render-size 0 --fl-rounds 0",
+        tmp.path(),
+    );
     let por = &report["por"];
     assert!(out.status.success(), "{}\n{por:#}", String::from_utf8_lossy(&out.stdout));
     assert_eq!(por["cheaters"].as_array().unwrap().len(), 7);
@@ -246,6 +252,17 @@ fn every_cheat_mode_is_caught_and_no_honest_worker_fails() {
         let id = report["nodes"][i]["peer_id"].as_str().unwrap();
         assert!(por["per_node"][id]["passed"].as_u64().unwrap() >= 1, "node {i}: {por}");
     }
+    // Both inference cheaters caught with evidence (heard before the job went in, so each got
+    // batches) and slashed; no honest worker caught; the PoR cheaters served inference.
+    let infer = &report["infer"];
+    assert_eq!(infer["ok"], true, "{infer:#}");
+    for i in [8, 9] {
+        let id = report["nodes"][i]["peer_id"].as_str().unwrap();
+        assert!(infer["caught"][id].is_string(), "node {i}: {infer:#}");
+        assert!(report["settlement"]["slashed"].as_array().unwrap().iter().any(|s| s == id), "node {i} not slashed");
+    }
+    assert_eq!(infer["idle_cheaters"].as_array().unwrap().len(), 0, "{infer:#}");
+    assert!(infer["served_by"].as_u64().unwrap() >= 2, "{infer:#}");
 }
 
 /// The CI scenario of issue #8, `--scenario chaos`: a cheater, a poisoner, 2% gossip loss, a slow

@@ -211,6 +211,7 @@ li.fail {{ color: #d62728; }}
         ("no honest node slashed", r.settlement.honest_slashed.is_empty()),
         ("the render job's image is assembled", r.render.as_ref().is_none_or(|x| x.ok)),
         ("FL reaches its target, poisoners caught", r.fl.as_ref().is_none_or(|f| f.ok)),
+        ("the inference job is served, its cheaters caught with evidence", r.infer.as_ref().is_none_or(|i| i.ok)),
         ("restarted nodes caught up", r.restarts.iter().all(|x| x.ok)),
         ("partitions healed and converged", r.partitions.iter().all(|x| x.ok)),
     ];

@@ -401,9 +401,12 @@ impl TestnetArgs {
             return bad(format!("--cheaters {} leaves no honest worker besides node 0", self.cheaters));
         }
         let workers = self.nodes.saturating_sub(self.verifiers + 1);
-        if self.infer_cheaters > 0 && self.cheaters + self.infer_cheaters >= workers {
+        // Inference cheaters are the workers after the PoR cheaters (who serve inference
+        // honestly); at least one worker must serve it honestly.
+        if self.infer_cheaters > 0 && (self.cheaters + self.infer_cheaters > workers || self.infer_cheaters >= workers)
+        {
             return bad(format!(
-                "--infer-cheaters {} after {} PoR cheaters leaves no worker to serve inference honestly among {workers}",
+                "--infer-cheaters {} after {} PoR cheaters: there are {workers} workers besides node 0, and one must serve inference honestly",
                 self.infer_cheaters, self.cheaters
             ));
         }

@@ -341,12 +341,6 @@ async fn submit_work(net: &Testnet, args: &TestnetArgs, out: &mut Outcome) {
             Err(e) => out.job_error = Some(e.to_string()),
         }
     }
-    if net.infer.is_some() {
-        match submit_infer(net).await {
-            Ok(id) => out.infer = Some(Tracked::new(id)),
-            Err(e) => out.infer_error = Some(e.to_string()),
-        }
-    }
     if net.fl_data.is_some() {
         match start_fl(net, args).await {
             Ok(id) => out.fl = Some(Tracked::new(id)),
@@ -372,6 +366,7 @@ pub async fn watch(net: &mut Testnet, args: &TestnetArgs) -> Outcome {
     let last_poll = Duration::from_secs(args.duration).saturating_sub(poll_every(net.nodes.len()));
     let asked = Duration::from_secs(args.job_at);
     let mut submit_at = Some(if fake_tile { FAKER_JOINS.max(asked) } else { asked }.min(last_poll));
+    let mut infer_pending = net.infer.is_some();
     let mut schedule: Vec<(Duration, Action)> = args.kills.iter().map(|k| (k.at, Action::Kill(k.node))).collect();
     schedule.extend(args.restarts.iter().map(|r| (r.at, Action::Restart(r.node))));
     for (i, p) in args.partitions.iter().enumerate() {
@@ -394,6 +389,16 @@ pub async fn watch(net: &mut Testnet, args: &TestnetArgs) -> Outcome {
         if submit_at.is_some_and(|at| at <= elapsed) {
             submit_at = None;
             submit_work(net, args, &mut out).await;
+        }
+        // The inference job goes in once node 0 has heard every worker (it sends batches to
+        // the workers whose heartbeats it holds, and a short job ends in a few seconds: a
+        // cheater not yet heard would get no batch to be caught on), or at the last poll.
+        if infer_pending && submit_at.is_none() && (out.heartbeats_secs.is_some() || elapsed >= last_poll) {
+            infer_pending = false;
+            match submit_infer(net).await {
+                Ok(id) => out.infer = Some(Tracked::new(id)),
+                Err(e) => out.infer_error = Some(e.to_string()),
+            }
         }
         net.reap();
         poll_views(net, &mut out.views).await;

@@ -28,6 +28,9 @@ pub struct InferSection {
     /// Peer ids of the nodes that ran an inference cheat mode, and those the owner caught.
     pub cheaters: Vec<String>,
     pub caught: BTreeMap<String, String>,
+    /// Cheaters that got no batch at all (the job ended first): they did no harm, and could not
+    /// be caught.
+    pub idle_cheaters: Vec<String>,
     pub honest_caught: Vec<String>,
     /// Honest workers that could serve (running inference-honest workers), and how many did.
     pub honest_workers: usize,
@@ -61,6 +64,7 @@ impl InferSection {
             verify_share: 0.0,
             cheaters,
             caught: BTreeMap::new(),
+            idle_cheaters: Vec::new(),
             honest_caught: Vec::new(),
             honest_workers,
             served_by: 0,
@@ -80,6 +84,12 @@ impl InferSection {
         s.verify_share = if j.secs > 0.0 { j.verify_secs / j.secs } else { 0.0 };
         s.caught = j.caught.clone();
         s.honest_caught = j.caught.keys().filter(|p| !s.cheaters.contains(p)).cloned().collect();
+        s.idle_cheaters = s
+            .cheaters
+            .iter()
+            .filter(|c| !j.caught.contains_key(*c) && j.workers.get(*c).is_none_or(|w| w.batches == 0 && w.failed == 0))
+            .cloned()
+            .collect();
         s.served_by = j.workers.values().filter(|w| w.batches > 0).count();
         s.receipts = j.receipts;
         s.paid = j.paid;
@@ -100,7 +110,10 @@ impl InferSection {
                 self.error.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
             ));
         }
-        let missed: Vec<&String> = self.cheaters.iter().filter(|c| !self.caught.contains_key(*c)).collect();
+        // A cheater whose answers were taken without being caught is the failure (each
+        // worker's first batch is always re-executed, so that cannot happen by chance).
+        let missed: Vec<&String> =
+            self.cheaters.iter().filter(|c| !self.caught.contains_key(*c) && !self.idle_cheaters.contains(c)).collect();
         if !missed.is_empty() {
             f.push(format!("inference cheaters not caught: {missed:?}"));
         }
@@ -161,12 +174,18 @@ mod tests {
 
     #[test]
     fn a_missed_cheater_an_honest_catch_and_one_server_fail() {
-        let s = of(status(&[("a", "row 0: class 3")], &["b"]), &["r"], 2);
+        let mut served = status(&[("a", "row 0: class 3")], &["b"]);
+        served.workers.insert("r".into(), InferWorker { batches: 3, rows: 96, ..Default::default() });
+        let s = of(served, &["r"], 2);
         let f = s.failures();
         assert!(f.iter().any(|x| x.contains("not caught: [\"r\"]")), "{f:?}");
         assert!(f.iter().any(|x| x.contains("honest worker a")), "{f:?}");
         assert!(f.iter().any(|x| x.contains("served by 1 worker(s) of 2")), "{f:?}");
         let t = Tracked::<InferJobStatus> { id: "j".into(), last: None };
         assert!(!InferSection::of(&t, vec![], 2, None).ok);
+        // A cheater that got no batch is idle, not missed.
+        let s = of(status(&[], &["a", "b"]), &["r"], 2);
+        assert_eq!(s.idle_cheaters, ["r"]);
+        assert!(s.ok, "{:?}", s.failures());
     }
 }

@@ -233,8 +233,10 @@ impl Report {
         let task_paid = o.fl.as_ref().and_then(|t| t.last.as_ref()).map_or(0, |t| t.paid);
         let infer_paid = o.infer.as_ref().and_then(|t| t.last.as_ref()).map_or(0, |j| j.paid);
         // Attackers whose cheat must be slashed are expected among the slashed, like cheaters.
+        // Inference cheaters are to be slashed when they answered (an idle one did nothing).
         let mut to_slash = cheaters;
-        to_slash.extend(infer_cheaters);
+        let idle = infer.as_ref().map(|i| i.idle_cheaters.clone()).unwrap_or_default();
+        to_slash.extend(infer_cheaters.into_iter().filter(|c| !idle.contains(c)));
         for (name, keys) in &net.attacker_keys {
             if name.parse::<crate::attacks::Attack>().is_ok_and(|a| a.must_be_slashed()) {
                 to_slash.extend(keys.iter().cloned());
