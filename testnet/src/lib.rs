@@ -17,7 +17,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 pub use launch::{BoxFuture, Host, RunningNode};
-pub use report::{LatencyMs, NodeReport, Report};
+pub use report::{LatencyMs, NodeReport, Report, centralized_baseline};
 
 /// Options of `ifx testnet`.
 #[derive(clap::Args, Debug, Clone)]

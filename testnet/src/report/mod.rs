@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 pub use self::faults::{Fault, PartitionReport, RestartReport};
-pub use self::fl::FlSection;
+pub use self::fl::{FlSection, centralized_baseline};
 pub use self::infer::InferSection;
 pub use self::ledger::LedgerSection;
 pub use self::por::PorSection;

@@ -96,7 +96,19 @@ pub(crate) fn tensors(d: &Dataset, idx: &[usize]) -> Result<(Tensor, Tensor), Le
 
 /// Trains from `params` on `data`; returns the new parameters and the last epoch's mean loss.
 pub fn train(params: &[f32], data: &Dataset, cfg: &TrainConfig) -> Result<(Vec<f32>, f32), LearnError> {
+    train_prox(params, data, cfg, 0.0)
+}
+
+/// [`train`] with FedProx's proximal term: the loss adds `mu / 2 x |w - params|^2`, which keeps
+/// a client's weights near the round's start on skewed data (`mu` 0: plain training).
+pub fn train_prox(params: &[f32], data: &Dataset, cfg: &TrainConfig, mu: f64) -> Result<(Vec<f32>, f32), LearnError> {
     let net = Net::new(params)?;
+    // The anchors are copies: a tensor sharing the variables' storage would move with them.
+    let anchors: Vec<Tensor> = [&net.w1, &net.b1, &net.w2, &net.b2]
+        .iter()
+        .map(|v| v.as_tensor().copy().map(|t| t.detach()))
+        .collect::<candle_core::Result<_>>()
+        .map_err(err)?;
     if data.is_empty() {
         return Ok((params.to_vec(), 0.0));
     }
@@ -116,7 +128,17 @@ pub fn train(params: &[f32], data: &Dataset, cfg: &TrainConfig) -> Result<(Vec<f
         for chunk in order.chunks(cfg.batch.max(1)) {
             let (x, y) = tensors(data, chunk)?;
             let loss = net.forward(&x).and_then(|l| candle_nn::loss::cross_entropy(&l, &y)).map_err(err)?;
-            opt.backward_step(&loss).map_err(err)?;
+            let total = if mu > 0.0 {
+                let mut t = loss.clone();
+                for (v, a) in [&net.w1, &net.b1, &net.w2, &net.b2].iter().zip(&anchors) {
+                    let d = (v.as_tensor() - a).and_then(|d| d.sqr()?.sum_all()?.affine(mu / 2.0, 0.0));
+                    t = (t + d.map_err(err)?).map_err(err)?;
+                }
+                t
+            } else {
+                loss.clone()
+            };
+            opt.backward_step(&total).map_err(err)?;
             sum += loss.to_scalar::<f32>().map_err(err)?;
             batches += 1;
         }

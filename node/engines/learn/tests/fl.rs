@@ -170,3 +170,20 @@ fn screened_run(
     }
     (acc, caught, honest_rejected)
 }
+
+/// FedProx's proximal term pulls a client's weights toward the round's start: the larger `mu`,
+/// the smaller the step, and `mu` 0 is plain training bit for bit.
+#[test]
+fn the_proximal_term_shortens_the_local_step() {
+    let (train, _) = data();
+    let shard = &train.non_iid(5, 0.5, 42)[0];
+    let start = model::init(7);
+    let cfg = TrainConfig { epochs: 2, batch: 16, lr: 0.01, seed: 3 };
+    let step = |mu: f64| -> f64 {
+        let (w, _) = model::train_prox(&start, shard, &cfg, mu).unwrap();
+        w.iter().zip(&start).map(|(a, b)| ((a - b) as f64).powi(2)).sum::<f64>().sqrt()
+    };
+    assert_eq!(model::train_prox(&start, shard, &cfg, 0.0).unwrap(), model::train(&start, shard, &cfg).unwrap());
+    let (plain, some, strong) = (step(0.0), step(1.0), step(10.0));
+    assert!(plain > some && some > strong, "steps {plain} {some} {strong}");
+}
