@@ -15,7 +15,7 @@
 
 use std::hint::black_box;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use candle_core::{Device, Module, Tensor};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -150,25 +150,7 @@ fn bench(c: &mut Criterion) {
     // A worker node on 127.0.0.1 serving an owner node's batches.
     let rt = tokio::runtime::Runtime::new().unwrap();
     let tmp = tempfile::tempdir().unwrap();
-    let (owner, worker) = rt.block_on(async {
-        let cfg = |dir: &Path, boot: Option<String>| {
-            let mut c = ifx_node::NodeConfig::default();
-            c.node.data_dir = dir.into();
-            c.node.listen = vec!["/ip4/127.0.0.1/tcp/0".into()];
-            c.node.api = String::new();
-            c.node.log = "warn".into();
-            c.network.id = "infer-bench".into();
-            c.network.bootnodes = boot.into_iter().collect();
-            c
-        };
-        let a = ifx_node::Node::start(cfg(&tmp.path().join("owner"), None)).await.unwrap();
-        let boot = format!("{}/p2p/{}", a.listen_addrs[0], a.peer_id);
-        let b = ifx_node::Node::start(cfg(&tmp.path().join("worker"), Some(boot))).await.unwrap();
-        while a.net.snapshot().await.unwrap().connected.is_empty() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        (a, b)
-    });
+    let (owner, worker) = ifx_benches::two_nodes(&rt, tmp.path(), "infer-bench");
     for (arch, bytes, spec) in &models {
         owner.infer.publish(*arch, bytes).unwrap();
         let req = InferRequest::Batch { job: [2; 16], batch: 0, model: *spec, inputs: rows.clone() }.encode();

@@ -75,18 +75,7 @@ pub async fn post_to_node<T: serde::de::DeserializeOwned>(
     body: &impl serde::Serialize,
     what: &str,
 ) -> anyhow::Result<T> {
-    let base = format!("http://{}", target.addr()?);
-    let resp = client
-        .post(format!("{base}/{path}"))
-        .bearer_auth(target.token()?)
-        .json(body)
-        .send()
-        .await
-        .with_context(|| format!("reaching {base}"))?;
-    if !resp.status().is_success() {
-        anyhow::bail!("the node refused {what}: {}", refusal(resp).await);
-    }
-    resp.json().await.with_context(|| format!("reading the answer to {what} from {base}"))
+    send(client, target, path, what, |r| r.json(body)).await
 }
 
 /// POSTs raw `bytes` to a node's `/{path}` with its token (a model's weights); the answer on
@@ -98,14 +87,20 @@ pub async fn post_bytes_to_node<T: serde::de::DeserializeOwned>(
     bytes: Vec<u8>,
     what: &str,
 ) -> anyhow::Result<T> {
+    send(client, target, path, what, |r| r.body(bytes)).await
+}
+
+/// POSTs to a node's `/{path}` with its token and the body `with` sets.
+async fn send<T: serde::de::DeserializeOwned>(
+    client: &reqwest::Client,
+    target: &ApiTarget,
+    path: &str,
+    what: &str,
+    with: impl FnOnce(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
+) -> anyhow::Result<T> {
     let base = format!("http://{}", target.addr()?);
-    let resp = client
-        .post(format!("{base}/{path}"))
-        .bearer_auth(target.token()?)
-        .body(bytes)
-        .send()
-        .await
-        .with_context(|| format!("reaching {base}"))?;
+    let req = client.post(format!("{base}/{path}")).bearer_auth(target.token()?);
+    let resp = with(req).send().await.with_context(|| format!("reaching {base}"))?;
     if !resp.status().is_success() {
         anyhow::bail!("the node refused {what}: {}", refusal(resp).await);
     }

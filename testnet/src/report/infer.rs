@@ -180,6 +180,8 @@ mod tests {
         let f = s.failures();
         assert!(f.iter().any(|x| x.contains("not caught: [\"r\"]")), "{f:?}");
         assert!(f.iter().any(|x| x.contains("honest worker a")), "{f:?}");
+        // One worker of two served the whole job.
+        let f = of(status(&[], &["b"]), &[], 2).failures();
         assert!(f.iter().any(|x| x.contains("served by 1 worker(s) of 2")), "{f:?}");
         let t = Tracked::<InferJobStatus> { id: "j".into(), last: None };
         assert!(!InferSection::of(&t, vec![], 2, None).ok);

@@ -5,8 +5,7 @@
 //! the CNN is trained locally by whoever publishes it), and the "cheap" forward a cheating
 //! worker answers with (the same model cut to a quarter of its width: a quarter of the work).
 
-use candle_core::{D, DType, Device, Tensor, Var};
-use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+use candle_core::{Device, Tensor, Var};
 use ifx_protocols::infer::Arch;
 
 use crate::LearnError;
@@ -134,25 +133,7 @@ pub fn train(arch: Arch, params: &[f32], data: &Dataset, cfg: &TrainConfig) -> R
     if data.is_empty() {
         return Ok((params.to_vec(), 0.0));
     }
-    let mut opt =
-        AdamW::new(m.vars.clone(), ParamsAdamW { lr: cfg.lr, weight_decay: 0.0, ..Default::default() }).map_err(err)?;
-    let mut rng = Rng(cfg.seed | 1);
-    let mut order: Vec<usize> = (0..data.len()).collect();
-    let mut last = 0.0;
-    for _ in 0..cfg.epochs {
-        for i in (1..order.len()).rev() {
-            order.swap(i, (rng.uniform() * (i + 1) as f64) as usize % (i + 1));
-        }
-        let (mut sum, mut batches) = (0.0, 0);
-        for chunk in order.chunks(cfg.batch.max(1)) {
-            let (x, y) = crate::model::tensors(data, chunk)?;
-            let loss = m.logits(&x, 4).and_then(|l| candle_nn::loss::cross_entropy(&l, &y)).map_err(err)?;
-            opt.backward_step(&loss).map_err(err)?;
-            sum += loss.to_scalar::<f32>().map_err(err)?;
-            batches += 1;
-        }
-        last = sum / batches as f32;
-    }
+    let last = crate::model::fit(m.vars.clone(), data, cfg, |x| m.logits(x, 4), |loss| Ok(loss.clone()))?;
     Ok((m.params()?, last))
 }
 
@@ -164,10 +145,7 @@ pub fn accuracy(arch: Arch, params: &[f32], data: &Dataset) -> Result<f64, Learn
     }
     let idx: Vec<usize> = (0..data.len()).collect();
     let (x, y) = crate::model::tensors(data, &idx)?;
-    let pred = m.logits(&x, 4).and_then(|l| l.argmax(D::Minus1)).map_err(err)?;
-    let ok =
-        pred.eq(&y).and_then(|e| e.to_dtype(DType::F32)).and_then(|e| e.sum_all()).and_then(|s| s.to_scalar::<f32>());
-    Ok(ok.map_err(err)? as f64 / data.len() as f64)
+    crate::model::correct_share(&m.logits(&x, 4).map_err(err)?, &y)
 }
 
 /// Inputs of `data`'s rows `idx`, flat (what an inference job sends).

@@ -112,11 +112,37 @@ pub fn train_prox(params: &[f32], data: &Dataset, cfg: &TrainConfig, mu: f64) ->
     if data.is_empty() {
         return Ok((params.to_vec(), 0.0));
     }
-    let mut opt = AdamW::new(
-        vec![net.w1.clone(), net.b1.clone(), net.w2.clone(), net.b2.clone()],
-        ParamsAdamW { lr: cfg.lr, weight_decay: 0.0, ..Default::default() },
-    )
-    .map_err(err)?;
+    let vars = vec![net.w1.clone(), net.b1.clone(), net.w2.clone(), net.b2.clone()];
+    let last = fit(
+        vars.clone(),
+        data,
+        cfg,
+        |x| net.forward(x),
+        |loss| {
+            if mu <= 0.0 {
+                return Ok(loss.clone());
+            }
+            let mut t = loss.clone();
+            for (v, a) in vars.iter().zip(&anchors) {
+                t = (t + (v.as_tensor() - a)?.sqr()?.sum_all()?.affine(mu / 2.0, 0.0)?)?;
+            }
+            Ok(t)
+        },
+    )?;
+    Ok((net.flat()?, last))
+}
+
+/// Seeded AdamW over `data` in `cfg`'s epochs and batches (one batch order per seed): each step
+/// minimises `total(cross_entropy(logits(x), y))`; returns the last epoch's mean cross-entropy.
+/// The one training loop of the FL model and the inference models.
+pub(crate) fn fit(
+    vars: Vec<Var>,
+    data: &Dataset,
+    cfg: &TrainConfig,
+    logits: impl Fn(&Tensor) -> candle_core::Result<Tensor>,
+    total: impl Fn(&Tensor) -> candle_core::Result<Tensor>,
+) -> Result<f32, LearnError> {
+    let mut opt = AdamW::new(vars, ParamsAdamW { lr: cfg.lr, weight_decay: 0.0, ..Default::default() }).map_err(err)?;
     let mut rng = Rng(cfg.seed | 1);
     let mut order: Vec<usize> = (0..data.len()).collect();
     let mut last = 0.0;
@@ -127,24 +153,22 @@ pub fn train_prox(params: &[f32], data: &Dataset, cfg: &TrainConfig, mu: f64) ->
         let (mut sum, mut batches) = (0.0, 0);
         for chunk in order.chunks(cfg.batch.max(1)) {
             let (x, y) = tensors(data, chunk)?;
-            let loss = net.forward(&x).and_then(|l| candle_nn::loss::cross_entropy(&l, &y)).map_err(err)?;
-            let total = if mu > 0.0 {
-                let mut t = loss.clone();
-                for (v, a) in [&net.w1, &net.b1, &net.w2, &net.b2].iter().zip(&anchors) {
-                    let d = (v.as_tensor() - a).and_then(|d| d.sqr()?.sum_all()?.affine(mu / 2.0, 0.0));
-                    t = (t + d.map_err(err)?).map_err(err)?;
-                }
-                t
-            } else {
-                loss.clone()
-            };
-            opt.backward_step(&total).map_err(err)?;
+            let loss = logits(&x).and_then(|l| candle_nn::loss::cross_entropy(&l, &y)).map_err(err)?;
+            opt.backward_step(&total(&loss).map_err(err)?).map_err(err)?;
             sum += loss.to_scalar::<f32>().map_err(err)?;
             batches += 1;
         }
         last = sum / batches as f32;
     }
-    Ok((net.flat()?, last))
+    Ok(last)
+}
+
+/// The share of rows whose largest logit is their label.
+pub(crate) fn correct_share(logits: &Tensor, y: &Tensor) -> Result<f64, LearnError> {
+    let pred = logits.argmax(D::Minus1).map_err(err)?;
+    let ok =
+        pred.eq(y).and_then(|e| e.to_dtype(DType::F32)).and_then(|e| e.sum_all()).and_then(|s| s.to_scalar::<f32>());
+    Ok(ok.map_err(err)? as f64 / y.dim(0).map_err(err)?.max(1) as f64)
 }
 
 /// Share of `data` classified correctly.
@@ -162,8 +186,5 @@ pub fn evaluate(params: &[f32], data: &Dataset) -> Result<(f64, f32), LearnError
     let (x, y) = tensors(data, &idx)?;
     let logits = net.forward(&x).map_err(err)?;
     let loss = candle_nn::loss::cross_entropy(&logits, &y).and_then(|l| l.to_scalar::<f32>()).map_err(err)?;
-    let pred = logits.argmax(D::Minus1).map_err(err)?;
-    let ok =
-        pred.eq(&y).and_then(|e| e.to_dtype(DType::F32)).and_then(|e| e.sum_all()).and_then(|s| s.to_scalar::<f32>());
-    Ok((ok.map_err(err)? as f64 / data.len() as f64, loss))
+    Ok((correct_share(&logits, &y)?, loss))
 }
