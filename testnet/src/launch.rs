@@ -86,6 +86,8 @@ pub struct NodeProc {
     pub infer_cheat: Option<InferCheat>,
     /// The shard of the federated data it trains on (workers only, when a task runs).
     pub fl_shard: Option<u32>,
+    /// It holds a copy of another worker's shard (`--fl-copiers`).
+    pub fl_copier: bool,
     /// Seconds into the run at which the harness started it again after a kill.
     pub restarted_at: Option<f64>,
     /// How late it answers requests (`--slow`), in ms.
@@ -213,7 +215,9 @@ impl Testnet {
         // worker holds its own shard, a poisoner a copy of one (no data is only in bad hands).
         let first_verifier = args.nodes - args.verifiers;
         let first_poisoner = first_verifier - args.poisoners;
-        let fl_shards = (first_poisoner - 1).max(1) as u32;
+        // Copiers hold a copy of shard 0, 1, ... (the shards of nodes 1, 2, ...).
+        let first_copier = first_poisoner - args.fl_copiers;
+        let fl_shards = (first_copier - 1).max(1) as u32;
         let data = match &args.fl_data {
             Some(d) => std::fs::canonicalize(d).map_err(|e| io("cannot find", d, e))?,
             None => {
@@ -250,7 +254,11 @@ impl Testnet {
                     .then(|| INFER_CHEATS[(index - args.cheaters - 1) % INFER_CHEATS.len()]),
                 poison: (index >= first_poisoner && index < first_verifier)
                     .then(|| POISONS[(index - first_poisoner) % POISONS.len()]),
-                fl_shard: (index >= 1 && index < first_verifier).then(|| (index as u32 - 1) % fl_shards),
+                fl_shard: (index >= 1 && index < first_verifier).then(|| match index {
+                    i if i >= first_copier && i < first_poisoner => (i - first_copier) as u32 % fl_shards,
+                    i => (i as u32 - 1) % fl_shards,
+                }),
+                fl_copier: index >= first_copier && index < first_poisoner,
                 public_key: String::new(),
                 listen_addr: None,
                 api_inner: None,

@@ -67,6 +67,11 @@ pub struct TestnetArgs {
     /// owner already reads the verifiers' link attestations when it hands out tiles.
     #[arg(long, default_value_t = 0)]
     pub job_at: u64,
+    /// How many workers hold a copy of another worker's federated shard (the workers just
+    /// before the poisoners; copies of shards 0, 1, ... in turn). Issue #20: a copy must earn
+    /// clearly less than unique data.
+    #[arg(long, default_value_t = 0)]
+    pub fl_copiers: usize,
     /// Rows of the inference job the run submits to node 0 beside the render job and the FL
     /// task: the digits' rows (in turn, when more) through a CNN the harness trains before the
     /// launch (0: no job).
@@ -230,6 +235,7 @@ pub struct Scenario {
     pub cheaters: Option<usize>,
     pub poisoners: Option<usize>,
     pub infer_rows: Option<usize>,
+    pub fl_copiers: Option<usize>,
     pub infer_cheaters: Option<usize>,
     pub duration: Option<u64>,
     pub epoch_secs: Option<u64>,
@@ -323,7 +329,7 @@ impl TestnetArgs {
             job_at
         );
         take!(fl_rounds, fl_aggregator, gov_change, loss, slow, slow_ms, in_process, attack);
-        take!(infer_rows, infer_cheaters);
+        take!(infer_rows, infer_cheaters, fl_copiers);
         if sc.topology.is_some() && !explicit("topology") {
             self.net_topology = sc.topology.clone();
         }
@@ -415,6 +421,12 @@ impl TestnetArgs {
         }
         if self.poisoners > 0 && self.poisoners >= workers {
             return bad(format!("--poisoners {} leaves no honest federated worker among {workers}", self.poisoners));
+        }
+        if self.fl_copiers > 0 && self.poisoners + self.fl_copiers + 2 > workers {
+            return bad(format!(
+                "--fl-copiers {} with {} poisoners among {workers} workers leaves fewer than two unique shards",
+                self.fl_copiers, self.poisoners
+            ));
         }
         if self.fl_rounds > 0
             && let Some(d) = &self.fl_data

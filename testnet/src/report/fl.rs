@@ -50,6 +50,21 @@ pub fn centralized_baseline(data: &std::path::Path, spec: &TaskSpec, shards: &BT
     model::accuracy(&params, &test).map_err(|e| e.to_string())
 }
 
+/// A copier's contribution against unique data (issue #20).
+#[derive(Debug, Serialize, Clone, PartialEq)]
+pub struct CopyLine {
+    pub copier: String,
+    pub original: String,
+    pub copier_ppm: u64,
+    pub original_ppm: u64,
+    /// The mean over the workers whose shard nobody else holds.
+    pub unique_mean_ppm: u64,
+}
+
+/// A copy earns "clearly less" when it gets under this share of the unique workers' mean
+/// (a copy and its original split one share: about half, as a share varies by shard).
+pub const COPY_MOST: f64 = 0.8;
+
 /// A baseline as the report keeps it.
 #[derive(Debug, Serialize, Clone, PartialEq)]
 pub struct Baseline {
@@ -92,6 +107,9 @@ pub struct FlSection {
     pub contribution_ppm: BTreeMap<String, u64>,
     /// Poisoners with any contribution (must be empty: a poisoner earns nothing).
     pub poisoners_paid: Vec<String>,
+    /// Workers holding a copy of another's shard (`--fl-copiers`), beside their original and
+    /// the mean of the workers with data of their own: a copy must earn clearly less.
+    pub copies: Vec<CopyLine>,
     /// Updates that missed a deadline per peer id.
     pub dropped: BTreeMap<String, u64>,
     /// Peer ids of the poisoners, and those with a rejected update and none accepted.
@@ -167,6 +185,7 @@ impl FlSection {
             accepted: t.accepted.clone(),
             contribution_ppm: t.contribution_ppm.clone(),
             poisoners_paid,
+            copies: Vec::new(),
             dropped: t.dropped.clone(),
             poisoners,
             poisoners_caught,
@@ -182,11 +201,35 @@ impl FlSection {
         }
     }
 
+    /// Adds the copies: (copier, original) peer ids, and the peers whose data is their own.
+    pub fn with_copies(mut self, copies: &[(String, String)], unique: &[String]) -> Self {
+        let ppm = |p: &String| self.contribution_ppm.get(p).copied().unwrap_or(0);
+        let mean = unique.iter().map(ppm).sum::<u64>() / unique.len().max(1) as u64;
+        self.copies = copies
+            .iter()
+            .map(|(c, o)| CopyLine {
+                copier: c.clone(),
+                original: o.clone(),
+                copier_ppm: ppm(c),
+                original_ppm: ppm(o),
+                unique_mean_ppm: mean,
+            })
+            .collect();
+        self.ok &= self.copies.iter().all(|c| (c.copier_ppm as f64) < COPY_MOST * c.unique_mean_ppm as f64);
+        self
+    }
+
     /// What makes the run fail.
     pub fn failures(&self) -> Vec<String> {
         let mut f = Vec::new();
         if self.ok {
             return f;
+        }
+        for c in self.copies.iter().filter(|c| (c.copier_ppm as f64) >= COPY_MOST * c.unique_mean_ppm as f64) {
+            f.push(format!(
+                "a copy of another's shard ({}) earned {} ppm, not clearly less than unique data ({} ppm on average)",
+                c.copier, c.copier_ppm, c.unique_mean_ppm
+            ));
         }
         if self.state != RunState::Done {
             f.push(format!(
@@ -272,6 +315,24 @@ mod tests {
         assert!(one < all - 0.05, "one skewed shard {one} against all {all}");
         assert!(centralized_baseline(&data, &spec, &BTreeSet::new()).is_err());
         std::fs::remove_file(&data).ok();
+    }
+
+    /// A copy that earned about half of unique data passes; one that earned as much fails.
+    #[test]
+    fn a_copy_must_earn_clearly_less_than_unique_data() {
+        let with = |copier: u64| {
+            let mut t = done(0.97);
+            t.contribution_ppm =
+                [("c", copier), ("o", 400_000), ("u1", 900_000), ("u2", 700_000)].map(|(p, v)| (p.into(), v)).into();
+            FlSection::of(&Tracked { id: "t".into(), last: Some(t) }, "owner".into(), vec!["p".into()], &[], None)
+                .with_copies(&[("c".into(), "o".into())], &["u1".into(), "u2".into()])
+        };
+        let s = with(400_000);
+        assert!(s.ok, "{:?}", s.failures());
+        assert_eq!(s.copies[0].unique_mean_ppm, 800_000);
+        let s = with(700_000);
+        assert!(!s.ok);
+        assert!(s.failures().iter().any(|f| f.contains("not clearly less")), "{:?}", s.failures());
     }
 
     #[test]

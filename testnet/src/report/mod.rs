@@ -210,7 +210,20 @@ impl Report {
         let audits: Vec<_> = o.fl_audits.iter().map(|(_, a)| a.clone()).collect();
         let fl = o.fl.as_ref().map(|t| {
             let baseline = fl_baseline(net, t);
+            // Copiers beside the worker whose shard they copy; unique: honest shards nobody copies.
+            let copiers: Vec<&crate::launch::NodeProc> = net.nodes.iter().filter(|n| n.fl_copier).collect();
+            let copied: Vec<u32> = copiers.iter().filter_map(|n| n.fl_shard).collect();
+            let original = |shard: Option<u32>| {
+                net.nodes.iter().find(|o| o.fl_shard == shard && !o.fl_copier && o.poison.is_none())
+            };
+            let copies: Vec<(String, String)> = copiers
+                .iter()
+                .filter_map(|c| Some((c.peer_id.clone(), original(c.fl_shard)?.peer_id.clone())))
+                .collect();
+            let unique =
+                peer_ids(&|n| n.fl_shard.is_some_and(|s| !copied.contains(&s)) && !n.fl_copier && n.poison.is_none());
             FlSection::of(t, net.nodes[0].peer_id.clone(), peer_ids(&|n| n.poison.is_some()), &audits, baseline)
+                .with_copies(&copies, &unique)
         });
         failures.extend(fl.iter().flat_map(FlSection::failures));
         if let Some(e) = &o.infer_error {

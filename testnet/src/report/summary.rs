@@ -108,6 +108,16 @@ impl Report {
                 shares.join(", "),
                 f.poisoners_paid.len()
             );
+            for c in &f.copies {
+                println!(
+                    "  fl copy: {} (a copy of {}'s shard) {:.2}, its original {:.2}, unique data {:.2} on average",
+                    short(&c.copier),
+                    short(&c.original),
+                    c.copier_ppm as f64 / 1e6,
+                    c.original_ppm as f64 / 1e6,
+                    c.unique_mean_ppm as f64 / 1e6
+                );
+            }
         }
         if let Some(i) = &self.infer {
             println!(
