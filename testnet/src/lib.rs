@@ -67,6 +67,11 @@ pub struct TestnetArgs {
     /// owner already reads the verifiers' link attestations when it hands out tiles.
     #[arg(long, default_value_t = 0)]
     pub job_at: u64,
+    /// Make the federated task differentially private with this budget ε (at δ = 1e-5; the
+    /// task aggregates with fedavg, the only rule DP allows, so no poisoners). The verdict then
+    /// requires ε within the budget instead of the accuracy target (the accuracy is reported).
+    #[arg(long)]
+    pub fl_dp_epsilon: Option<f64>,
     /// How many workers hold a copy of another worker's federated shard (the workers just
     /// before the poisoners; copies of shards 0, 1, ... in turn). Issue #20: a copy must earn
     /// clearly less than unique data.
@@ -236,6 +241,7 @@ pub struct Scenario {
     pub poisoners: Option<usize>,
     pub infer_rows: Option<usize>,
     pub fl_copiers: Option<usize>,
+    pub fl_dp_epsilon: Option<f64>,
     pub infer_cheaters: Option<usize>,
     pub duration: Option<u64>,
     pub epoch_secs: Option<u64>,
@@ -330,6 +336,9 @@ impl TestnetArgs {
         );
         take!(fl_rounds, fl_aggregator, gov_change, loss, slow, slow_ms, in_process, attack);
         take!(infer_rows, infer_cheaters, fl_copiers);
+        if sc.fl_dp_epsilon.is_some() && !explicit("fl_dp_epsilon") {
+            self.fl_dp_epsilon = sc.fl_dp_epsilon;
+        }
         if sc.topology.is_some() && !explicit("topology") {
             self.net_topology = sc.topology.clone();
         }
@@ -421,6 +430,17 @@ impl TestnetArgs {
         }
         if self.poisoners > 0 && self.poisoners >= workers {
             return bad(format!("--poisoners {} leaves no honest federated worker among {workers}", self.poisoners));
+        }
+        if let Some(e) = self.fl_dp_epsilon {
+            let dp = ifx_protocols::fl::dp::DpSpec {
+                epsilon: e,
+                delta: ifx_protocols::fl::dp::DEFAULT_DELTA,
+                clip: ifx_protocols::fl::dp::DEFAULT_CLIP,
+            };
+            dp.validate().map_err(|err| TestnetError::Options(format!("--fl-dp-epsilon: {err}")))?;
+            if self.poisoners > 0 {
+                return bad("--fl-dp-epsilon with --poisoners: a private task aggregates with fedavg, which screens out no poisoner".into());
+            }
         }
         if self.fl_copiers > 0 && self.poisoners + self.fl_copiers + 2 > workers {
             return bad(format!(

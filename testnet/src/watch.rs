@@ -197,7 +197,13 @@ async fn start_fl(net: &Testnet, args: &TestnetArgs) -> Result<String, TestnetEr
         clients_per_round: workers.clamp(1, 64),
         over_select_pct: 0,
         min_clients: (honest / 2).max(1),
-        aggregator: args.fl_aggregator.clone(),
+        // A private task needs fedavg (DP-FedAvg: the noise is calibrated to the plain mean).
+        aggregator: if args.fl_dp_epsilon.is_some() { "fedavg".into() } else { args.fl_aggregator.clone() },
+        dp: args.fl_dp_epsilon.map(|epsilon| ifx_protocols::fl::dp::DpSpec {
+            epsilon,
+            delta: ifx_protocols::fl::dp::DEFAULT_DELTA,
+            clip: ifx_protocols::fl::dp::DEFAULT_CLIP,
+        }),
         data: ifx_protocols::fl::wire::DataRule { shards: honest, alpha: 0.5, seed: 42 },
         deadline_ms: 10_000,
         ..Default::default()

@@ -92,6 +92,10 @@ pub struct FlSection {
     pub target: f64,
     /// The centralized baseline (a report figure; the verdict judges `target`).
     pub baseline: Option<Baseline>,
+    /// A private task's plan: the noise and the ε it spent (the verdict then requires ε within
+    /// the task's budget instead of `target`: the accuracy is the price the owner chose).
+    pub privacy: Option<ifx_protocols::fl::dp::DpPlan>,
+    pub dp_budget: Option<f64>,
     /// Rejected updates per peer id.
     pub rejected: BTreeMap<String, u64>,
     /// The last few reasons per peer id.
@@ -161,8 +165,13 @@ impl FlSection {
             poisoners.iter().filter(|p| t.contribution_ppm.get(*p).is_some_and(|c| *c > 0)).cloned().collect();
         let baseline =
             baseline.map(|b| Baseline { within_margin: t.final_accuracy.map(|a| a >= b.accuracy - b.margin), ..b });
+        let budget = t.spec.dp.as_ref().map(|d| d.epsilon);
+        let private_ok = match (&t.privacy, budget) {
+            (Some(p), Some(b)) => p.epsilon <= b * (1.0 + 1e-9),
+            _ => false,
+        };
         let ok = t.state == RunState::Done
-            && t.final_accuracy.is_some_and(|a| a >= FL_TARGET)
+            && (t.final_accuracy.is_some_and(|a| a >= FL_TARGET) || private_ok)
             && poisoners_caught.len() == poisoners.len()
             && honest_banned.is_empty()
             && poisoners_paid.is_empty()
@@ -178,6 +187,8 @@ impl FlSection {
             final_accuracy: t.final_accuracy,
             target: FL_TARGET,
             baseline,
+            privacy: t.privacy.clone(),
+            dp_budget: budget,
             rejected: t.rejected_count.clone(),
             rejected_reasons: t.rejected.clone(),
             banned: t.banned.clone(),
@@ -238,6 +249,11 @@ impl FlSection {
                 self.rounds,
                 self.error.as_deref().unwrap_or("-")
             ));
+        } else if let Some(b) = self.dp_budget {
+            let spent = self.privacy.as_ref().map(|p| p.epsilon);
+            if spent.is_none_or(|e| e > b * (1.0 + 1e-9)) {
+                f.push(format!("the private task spent ε {spent:?} against its budget {b}"));
+            }
         } else if self.final_accuracy.unwrap_or(0.0) < self.target {
             let base = self.baseline.as_ref().map_or(String::new(), |b| {
                 format!(" (a centralized model on the same honest shards reached {:.4})", b.accuracy)
@@ -315,6 +331,37 @@ mod tests {
         assert!(one < all - 0.05, "one skewed shard {one} against all {all}");
         assert!(centralized_baseline(&data, &spec, &BTreeSet::new()).is_err());
         std::fs::remove_file(&data).ok();
+    }
+
+    /// A private task is judged by its ε, not the accuracy target: within the budget it passes
+    /// at chance accuracy; a plan over the budget (or none) fails.
+    #[test]
+    fn a_private_task_is_judged_by_its_epsilon() {
+        let private = |spent: Option<f64>| {
+            let mut t = done(0.11);
+            t.spec.dp = Some(ifx_protocols::fl::dp::DpSpec { epsilon: 4.0, delta: 1e-5, clip: 1.0 });
+            t.privacy = spent.map(|epsilon| ifx_protocols::fl::dp::DpPlan {
+                clip: 1.0,
+                noise_multiplier: 2.0,
+                worker_noise_std: 1.0,
+                epsilon,
+                epsilon_vs_owner: 9.0,
+                delta: 1e-5,
+                rounds: 60,
+            });
+            // (The fixture's banned poisoner "p" is named as one.)
+            FlSection::of(&Tracked { id: "t".into(), last: Some(t) }, "owner".into(), vec!["p".into()], &[], None)
+        };
+        assert!(private(Some(3.99)).ok, "{:?}", private(Some(3.99)).failures());
+        for spent in [Some(4.5), None] {
+            let s = private(spent);
+            assert!(!s.ok);
+            assert!(s.failures().iter().any(|f| f.contains("budget 4")), "{:?}", s.failures());
+        }
+        // Without a budget, the accuracy target still applies.
+        let plain =
+            FlSection::of(&Tracked { id: "t".into(), last: Some(done(0.11)) }, "o".into(), vec!["p".into()], &[], None);
+        assert!(plain.failures().iter().any(|f| f.contains("below the target")), "{:?}", plain.failures());
     }
 
     /// A copy that earned about half of unique data passes; one that earned as much fails.

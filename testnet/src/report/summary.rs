@@ -108,6 +108,16 @@ impl Report {
                 shares.join(", "),
                 f.poisoners_paid.len()
             );
+            if let Some(p) = &f.privacy {
+                println!(
+                    "  fl privacy: ε {:.3} of the budget {} at δ {:e} (against the owner {:.2}), noise multiplier {:.3}",
+                    p.epsilon,
+                    f.dp_budget.unwrap_or(0.0),
+                    p.delta,
+                    p.epsilon_vs_owner,
+                    p.noise_multiplier
+                );
+            }
             for c in &f.copies {
                 println!(
                     "  fl copy: {} (a copy of {}'s shard) {:.2}, its original {:.2}, unique data {:.2} on average",
