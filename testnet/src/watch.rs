@@ -234,14 +234,21 @@ pub(crate) async fn post<T: DeserializeOwned>(
     body: &impl Serialize,
     timeout: Duration,
 ) -> Result<T, String> {
-    let r = client
-        .post(format!("http://{api}/{path}"))
-        .timeout(timeout)
-        .bearer_auth(token)
-        .json(body)
-        .send()
-        .await
-        .map_err(|e| format!("POST /{path}: {e}"))?;
+    post_with(client, api, token, path, timeout, |r| r.json(body)).await
+}
+
+/// POSTs to a node's `/{path}` with its API token and the body `with` sets, and reads the
+/// answer as `T`; a refusal reads as the API's own error message.
+async fn post_with<T: DeserializeOwned>(
+    client: &reqwest::Client,
+    api: std::net::SocketAddr,
+    token: &str,
+    path: &str,
+    timeout: Duration,
+    with: impl FnOnce(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
+) -> Result<T, String> {
+    let req = client.post(format!("http://{api}/{path}")).timeout(timeout).bearer_auth(token);
+    let r = with(req).send().await.map_err(|e| format!("POST /{path}: {e}"))?;
     if !r.status().is_success() {
         let status = r.status();
         return Err(r.json::<ifx_protocols::api::ApiError>().await.map_or_else(|_| status.to_string(), |e| e.error));
@@ -290,19 +297,11 @@ fn fl_running(out: &Outcome) -> bool {
 async fn submit_infer(net: &Testnet) -> Result<String, TestnetError> {
     let work = net.infer.as_ref().ok_or_else(|| TestnetError::run("no inference work prepared"))?;
     let api = net.nodes[0].api.ok_or_else(|| TestnetError::run("node 0 has no API"))?;
-    let r = net
-        .client
-        .post(format!("http://{api}/infer/models?arch=cnn"))
-        .timeout(WRITE_TIMEOUT)
-        .bearer_auth(net.nodes[0].api_token())
-        .body(work.weights.clone())
-        .send()
+    let token = net.nodes[0].api_token();
+    let weights = work.weights.clone();
+    let model = post_with(&net.client, api, &token, "infer/models?arch=cnn", WRITE_TIMEOUT, |r| r.body(weights))
         .await
-        .map_err(|e| TestnetError::run(format!("POST /infer/models: {e}")))?;
-    if !r.status().is_success() {
-        return Err(TestnetError::run(format!("the model was refused: {}", r.status())));
-    }
-    let model = r.json().await.map_err(|e| TestnetError::run(format!("POST /infer/models: {e}")))?;
+        .map_err(|why| TestnetError::run(format!("the model was refused: {why}")))?;
     let req = InferJobRequest { model, inputs: work.inputs.clone(), batch_rows: 32, verify_ppm: 30_000, unpaid: false };
     Ok(post_to_node0::<TaskAccepted>(net, "infer", &req, "inference job").await?.task_id)
 }

@@ -43,7 +43,7 @@ struct Seen {
     in_flight: usize,
     busy_since: Option<Instant>,
     busy: Duration,
-    latencies_ms: Vec<f64>,
+    latencies_us: Vec<u64>,
     stats: InferWorker,
     checked_once: bool,
 }
@@ -66,12 +66,11 @@ impl Seen {
     }
 
     fn report(&self) -> InferWorker {
-        let mut l = self.latencies_ms.clone();
-        l.sort_by(f64::total_cmp);
+        let ms = |p| ifx_protocols::heartbeat::percentile(&self.latencies_us, p).map_or(0.0, |us| us as f64 / 1000.0);
         let busy = self.busy.as_secs_f64();
         InferWorker {
-            p50_ms: ifx_protocols::stats::percentile(&l, 50),
-            p99_ms: ifx_protocols::stats::percentile(&l, 99),
+            p50_ms: ms(50),
+            p99_ms: ms(99),
             rows_per_sec: if busy > 0.0 { self.stats.rows as f64 / busy } else { 0.0 },
             ..self.stats.clone()
         }
@@ -332,7 +331,7 @@ impl Infer {
                     }
                 }
             }
-            s.latencies_ms.push((now - sent).as_secs_f64() * 1000.0);
+            s.latencies_us.push((now - sent).as_micros().min(u64::MAX as u128) as u64);
             s.stats.batches += 1;
             s.stats.rows += (batch_inputs.len() / FEATURES) as u64;
             s.stats.verified += verified as u64;

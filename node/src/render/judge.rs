@@ -81,12 +81,9 @@ fn admissible(e: &Entry, ledger: &ifx_protocols::ledger::Ledger) -> Result<Evide
         return Err("an owner accusing itself".into());
     }
     // Paid for exactly the work the evidence shows (settlement's rule, `settle::faults`).
-    let fits = |work: &PaidWork| match (&ev, *work) {
-        (Evidence::Tile(f), w) => w == PaidWork::render(&f.spec.settings()),
-        (Evidence::Batch(f), PaidWork::Infer { arch, rows, batch_rows }) => {
-            arch == f.model.arch && ifx_protocols::infer::batch_len(rows, batch_rows, f.batch) == f.rows() as u64
-        }
-        _ => false,
+    let fits = |work: &PaidWork| match &ev {
+        Evidence::Tile(f) => f.paid_by(work),
+        Evidence::Batch(f) => f.paid_by(work),
     };
     let paid = ledger.chain(&e.author).iter().any(|p| {
         p.kind == EntryKind::JobPayment

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use super::delivery::Credits;
 use super::outcome::{EpochSettlement, FaultLine};
-use crate::ledger::body::{EntryBody, PaidWork};
+use crate::ledger::body::EntryBody;
 use crate::ledger::{Entry, EntryKind};
 
 /// Slashing reasons of the two kinds of evidence.
@@ -63,11 +63,9 @@ pub(super) fn judge(
                 continue;
             }
         };
-        let paid_for = match (&body, credits.get(&(e.author, job)).map(|c| c.work)) {
-            (Ok(EntryBody::DeliveryFault(f)), Some(w)) => w == PaidWork::render(&f.spec.settings()),
-            (Ok(EntryBody::InferFault(f)), Some(PaidWork::Infer { arch, rows, batch_rows })) => {
-                arch == f.model.arch && crate::infer::batch_len(rows, batch_rows, f.batch) == f.rows() as u64
-            }
+        let paid_for = match (&body, credits.get(&(e.author, job))) {
+            (Ok(EntryBody::DeliveryFault(f)), Some(c)) => f.paid_by(&c.work),
+            (Ok(EntryBody::InferFault(f)), Some(c)) => f.paid_by(&c.work),
             _ => false,
         };
         if voided(&e.author) {

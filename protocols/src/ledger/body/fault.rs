@@ -76,6 +76,12 @@ impl DeliveryFault {
         Ok(Tile { x: t.x + s.x, y: t.y + s.y, w: s.w, h: s.h })
     }
 
+    /// Whether `work` (the accuser's payment for the job) is exactly this evidence's job: what
+    /// settlement and verifiers require of it.
+    pub fn paid_by(&self, work: &crate::ledger::body::PaidWork) -> bool {
+        *work == crate::ledger::body::PaidWork::render(&self.spec.settings())
+    }
+
     /// The commitment the worker signed, as this evidence states it.
     pub fn commitment(&self) -> TileCommitment {
         TileCommitment { job: self.job, spec: self.spec.hash(), tile: self.tile, root: self.root }

@@ -100,6 +100,17 @@ impl InferFault {
         }
     }
 
+    /// Whether `work` (the accuser's payment for the job) has this batch, with these rows, of
+    /// this architecture: what settlement and verifiers require of the evidence.
+    pub fn paid_by(&self, work: &crate::ledger::body::PaidWork) -> bool {
+        match *work {
+            crate::ledger::body::PaidWork::Infer { arch, rows, batch_rows } => {
+                arch == self.model.arch && crate::infer::batch_len(rows, batch_rows, self.batch) == self.rows() as u64
+            }
+            _ => false,
+        }
+    }
+
     /// Rows in the batch.
     pub fn rows(&self) -> usize {
         self.inputs.len() / FEATURES
