@@ -234,3 +234,98 @@ async fn batches_back_to_back_are_all_answered() {
     owner.stop().await;
     worker.stop().await;
 }
+
+/// A stranger naming model after model (issue #20's review): the worker serves each from
+/// memory, keeps at most `LOADED_MODELS` loaded, and writes none of them to its blob store,
+/// whose oldest-first eviction would otherwise drop an FL owner's round weights.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn models_named_by_a_stranger_evict_nothing_from_the_blob_store() {
+    let tmp = tempfile::tempdir().unwrap();
+    let secs = ifx_node::unix_time_us() / 1_000_000;
+    let stranger = Node::start(config(&tmp.path().join("s"), None, &[], secs)).await.unwrap();
+    let boot = format!("{}/p2p/{}", stranger.listen_addrs[0], stranger.peer_id);
+    let worker = Node::start(config(&tmp.path().join("w"), Some(boot), &[], secs)).await.unwrap();
+    while stranger.net.snapshot().await.unwrap().connected.is_empty() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The worker holds a blob of its own, as an FL round's weights would be.
+    let round = worker.fl.put_blob(vec![7; 1000]).unwrap();
+    let before = worker.fl.blob_usage();
+    let models = ifx_node::infer::LOADED_MODELS + 4;
+    for seed in 0..models as u64 {
+        let p = ifx_learn::infer::init(Arch::Mlp, 2 * seed + 1); // the RNG takes odd seeds
+        let bytes = ifx_protocols::infer::weights_to_bytes(Arch::Mlp, &p).unwrap();
+        let model = stranger.infer.publish(Arch::Mlp, &bytes).unwrap();
+        let req = InferRequest::Batch { job: [9; 16], batch: seed as u32, model, inputs: vec![0.25; 64 * 8] };
+        let r = stranger.net.request(Proto::Infer, worker.peer_id, req.encode()).await.unwrap().unwrap();
+        match InferResponse::decode(&r).unwrap() {
+            InferResponse::Outputs { outputs, .. } => {
+                let local = ifx_learn::infer::Model::load(Arch::Mlp, &p).unwrap();
+                assert_eq!(outputs, local.forward(&vec![0.25; 64 * 8]).unwrap(), "model {seed}");
+            }
+            other => panic!("model {seed}: {other:?}"),
+        }
+    }
+    assert_eq!(worker.fl.blob_usage(), before, "the worker stored a stranger's model");
+    let held = ifx_node::fl::fetch_blob(&stranger.net, worker.peer_id, round).await.unwrap();
+    assert_eq!(held, vec![7; 1000], "the round's blob is still served");
+    assert_eq!(worker.infer.loaded_models(), ifx_node::infer::LOADED_MODELS);
+    stranger.stop().await;
+    worker.stop().await;
+}
+
+/// More batches at once than a worker queues: the excess is refused as busy at once (the owner
+/// sends it elsewhere), everything queued is answered, and the worker serves again afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_answers_busy_and_then_serves_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let secs = ifx_node::unix_time_us() / 1_000_000;
+    let owner = Node::start(config(&tmp.path().join("o"), None, &[], secs)).await.unwrap();
+    let boot = format!("{}/p2p/{}", owner.listen_addrs[0], owner.peer_id);
+    let mut wc = config(&tmp.path().join("w"), Some(boot), &[], secs);
+    wc.faults.slow_ms = 40; // each batch takes 40 ms more, so the burst below outruns the worker
+    let worker = Node::start(wc).await.unwrap();
+    while owner.net.snapshot().await.unwrap().connected.is_empty() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let p = ifx_learn::infer::init(Arch::Mlp, 3);
+    let model =
+        owner.infer.publish(Arch::Mlp, &ifx_protocols::infer::weights_to_bytes(Arch::Mlp, &p).unwrap()).unwrap();
+    let req = InferRequest::Batch { job: [2; 16], batch: 0, model, inputs: vec![0.5; 64 * 64] };
+    let ask = |req: InferRequest| {
+        let net = owner.net.clone();
+        let peer = worker.peer_id;
+        async move {
+            match InferResponse::decode(&net.request(Proto::Infer, peer, req.encode()).await.unwrap().unwrap()).unwrap()
+            {
+                InferResponse::Outputs { outputs, .. } => Ok(outputs.len()),
+                InferResponse::Error(e) => Err(e),
+            }
+        }
+    };
+    assert_eq!(ask(req.clone()).await, Ok(640), "the model loads");
+    let burst = 3 * ifx_node::infer::QUEUE;
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..burst {
+        set.spawn(ask(req.clone()));
+    }
+    let (mut served, mut busy) = (0, 0);
+    while let Some(r) = set.join_next().await {
+        match r.unwrap() {
+            Ok(n) => {
+                assert_eq!(n, 640);
+                served += 1;
+            }
+            Err(e) => {
+                assert!(e.starts_with("busy:"), "{e}");
+                busy += 1;
+            }
+        }
+    }
+    eprintln!("{burst} at once: {served} served, {busy} refused as busy");
+    assert!(busy > 0, "a burst of {burst} never filled a queue of {}", ifx_node::infer::QUEUE);
+    assert!(served >= ifx_node::infer::QUEUE, "only {served} served");
+    assert_eq!(ask(req).await, Ok(640), "the worker serves again once its queue drains");
+    owner.stop().await;
+    worker.stop().await;
+}

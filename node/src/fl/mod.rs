@@ -213,6 +213,11 @@ impl Fl {
         }
     }
 
+    /// Blobs this node holds (FL weights and updates, published models) and their bytes.
+    pub fn blob_usage(&self) -> (usize, u64) {
+        self.inner.blobs.usage()
+    }
+
     /// Keeps bytes for peers to fetch by their BLAKE3 hash (returned).
     pub fn put_blob(&self, bytes: Vec<u8>) -> Result<[u8; 32], StorageError> {
         self.inner.blobs.put(&bytes)

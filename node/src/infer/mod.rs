@@ -153,7 +153,10 @@ impl Infer {
         Ok(m)
     }
 
-    /// The loaded model `spec`, from memory, the blob store, or fetched from `from`.
+    /// The loaded model `spec`: from memory, from the blob store (a model this node published),
+    /// or fetched from `from`. A fetched model is kept loaded in memory only, never written to
+    /// the blob store: any peer can name a model, and the store's oldest-first eviction would let
+    /// a stranger naming thousands of them evict an FL owner's round weights.
     async fn model(&self, spec: &ModelSpec, from: PeerId) -> Result<Arc<Model>, InferError> {
         if let Some((_, m)) = lock(&self.inner.loaded).iter().find(|(h, _)| *h == spec.weights)
             && m.arch() == spec.arch
@@ -169,7 +172,6 @@ impl Infer {
                 if b.len() != spec.len as usize {
                     return Err(InferError::job("the model's weights are not the announced size"));
                 }
-                self.inner.blobs.put(&b)?;
                 b
             }
         };
@@ -254,6 +256,11 @@ impl Infer {
                 me.inner.net.respond(Proto::Infer, req.channel, resp.encode()).await;
             });
         }
+    }
+
+    /// How many models this node keeps loaded (at most [`LOADED_MODELS`]).
+    pub fn loaded_models(&self) -> usize {
+        lock(&self.inner.loaded).len()
     }
 
     /// A job's status.
