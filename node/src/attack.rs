@@ -268,6 +268,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<AttackStats> {
                         reqs.push((
                             Proto::Fl,
                             ifx_protocols::fl::wire::FlRequest::Train {
+                                control: None,
                                 task: rand::random(),
                                 round: 0,
                                 spec: Default::default(),

@@ -120,6 +120,9 @@ async fn five_non_iid_clients_learn_over_the_mesh_despite_poisoners_and_an_audit
         min_clients: 3,
         data: DataRule { shards: 5, alpha: 0.5, seed: 42 },
         aggregator: "trimmed-mean".into(),
+        // Drift correction on: workers send gradients, the owner their control, auditors
+        // recompute both (a round whose control differs fails its audit).
+        scaffold: 0.1,
         deadline_ms: 4000,
         // This test's network has no genesis: nobody holds units to pay with.
         unpaid: true,
@@ -205,6 +208,7 @@ async fn five_non_iid_clients_learn_over_the_mesh_despite_poisoners_and_an_audit
         spec: status.spec.clone(),
         global: [0; 32],
         len: 1000,
+        control: None,
     };
     let answer =
         auditor.net.request(ifx_node::network::Proto::Fl, honest[0].peer_id, train.encode()).await.unwrap().unwrap();

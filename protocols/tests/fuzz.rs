@@ -275,7 +275,15 @@ fn por_render_and_fl_requests() {
     use ifx_protocols::fl::wire::FlRequest;
     let fl = vec![
         FlRequest::Join { task: [7; 16] }.encode(),
-        FlRequest::Train { task: [8; 16], round: 2, spec: Default::default(), global: [9; 32], len: 1000 }.encode(),
+        FlRequest::Train {
+            task: [8; 16],
+            round: 2,
+            spec: Default::default(),
+            global: [9; 32],
+            len: 1000,
+            control: Some(([3; 32], 77)),
+        }
+        .encode(),
     ];
     fuzz("fl request", 20, fl, |b| FlRequest::decode(b).is_ok());
 

@@ -6,11 +6,13 @@
 //! `cargo run --profile dev -p ifx-testnet --example fl_baseline_sweep -- SHARDS CLIENTS AGG
 //! ROUNDS LOCAL_EPOCHS LR DECAY [SEED]`, e.g. `-- 6 6 trimmed-mean 60 3 0.01 0.95` (the split of
 //! `ifx testnet --nodes 9 --verifiers 2 --cheaters 3`). Environment: `PROX=mu` (FedProx's
-//! proximal term), `SM=beta` (server momentum), `SLR=eta` (server learning rate).
+//! proximal term), `SM=beta` (server momentum), `SLR=eta` (server learning rate), `SCAF=s`
+//! (SCAFFOLD's drift correction as the task's `scaffold`: each shard's gradient, the control
+//! by `aggregate::control`).
 
 use ifx_learn::data::Dataset;
 use ifx_learn::model;
-use ifx_protocols::fl::aggregate::{Update, next_global, to_fixed};
+use ifx_protocols::fl::aggregate::{Update, control, from_fixed, next_global, to_fixed};
 use ifx_protocols::fl::wire::{DataRule, TaskSpec};
 
 fn arg<T: std::str::FromStr>(a: &[String], i: usize, what: &str) -> T {
@@ -51,7 +53,12 @@ fn main() {
     let mut velocity = vec![0f32; g.len()];
     let mut curve = Vec::new();
     let mut rejected = 0;
+    let scaffold: f32 = env("SCAF", 0.0);
+    let mut ctl: Option<Vec<f32>> = None;
     for r in 0..rounds {
+        let grads: Vec<Vec<f32>> = (0..clients as usize)
+            .map(|i| if scaffold > 0.0 { model::gradient(&g, &parts[i]).expect("gradient") } else { Vec::new() })
+            .collect();
         let ups: Vec<Update> = (0..clients as usize)
             .map(|i| {
                 let cfg = model::TrainConfig {
@@ -60,13 +67,24 @@ fn main() {
                     lr: spec.lr_at(r),
                     seed: 77 ^ (r as u64) << 32,
                 };
-                let (l, _) = model::train_prox(&g, &parts[i], &cfg, mu).expect("training");
+                let (l, _) = match &ctl {
+                    Some(c) => {
+                        let corr: Vec<f32> = c.iter().zip(&grads[i]).map(|(c, o)| scaffold * (c - o)).collect();
+                        model::train_corrected(&g, &parts[i], &cfg, &corr).expect("training")
+                    }
+                    None => model::train_prox(&g, &parts[i], &cfg, mu).expect("training"),
+                };
                 let d: Vec<f32> = l.iter().zip(&g).map(|(a, b)| a - b).collect();
                 Update { values: to_fixed(&d).expect("finite"), examples: parts[i].len() as u64 }
             })
             .collect();
         let (next, screened) = next_global(&g, &ups, agg, spec.clip).expect("aggregation");
         rejected += screened.rejected.len();
+        if scaffold > 0.0 {
+            let gs: Vec<Option<Update>> =
+                grads.iter().map(|v| Some(Update { values: to_fixed(v).expect("finite"), examples: 1 })).collect();
+            ctl = control(&gs, &screened.rejected).expect("control").map(|c| from_fixed(&c));
+        }
         for k in 0..g.len() {
             velocity[k] = momentum * velocity[k] + (next[k] - g[k]);
             g[k] += server_lr * velocity[k];
@@ -78,7 +96,7 @@ fn main() {
     let fed = model::accuracy(&g, &test).expect("accuracy");
     println!(
         "{shards} shards, {clients} clients, {agg_name}, {rounds} rounds x {epochs} epochs, lr {lr} decay {decay}, \
-         prox {mu}, seed {seed}: federated {fed:.4}, centralized {base:.4}, gap {:.2} points; \
+         prox {mu}, scaffold {scaffold}, seed {seed}: federated {fed:.4}, centralized {base:.4}, gap {:.2} points; \
          {rejected} honest updates rejected; every 10 rounds {curve:?}",
         (base - fed) * 100.0
     );

@@ -205,6 +205,8 @@ async fn start_fl(net: &Testnet, args: &TestnetArgs) -> Result<String, TestnetEr
             clip: ifx_protocols::fl::dp::DEFAULT_CLIP,
         }),
         data: ifx_protocols::fl::wire::DataRule { shards: honest, alpha: 0.5, seed: 42 },
+        // Drift correction sends gradients, which a private task keeps at home.
+        scaffold: if args.fl_dp_epsilon.is_some() { 0.0 } else { args.fl_scaffold },
         deadline_ms: 10_000,
         ..Default::default()
     };

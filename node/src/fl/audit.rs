@@ -1,7 +1,7 @@
 //! Audits: a verifier that hears a round's result fetches the previous weights and every input
 //! from the owner and recomputes the aggregate; it must get the announced hash.
 
-use ifx_protocols::fl::aggregate::{Update, next_global};
+use ifx_protocols::fl::aggregate::{Update, control, from_fixed, next_global};
 use ifx_protocols::fl::wire::{FlRequest, FlResponse, RoundResult, TaskSpec, from_safetensors, to_safetensors};
 use libp2p::PeerId;
 
@@ -22,11 +22,16 @@ impl Fl {
         let prev = fetch_any(net, owner, r.prev).await.map_err(miss)?;
         let prev = from_safetensors(&prev)?;
         let mut updates = Vec::with_capacity(r.inputs.len());
+        let mut grads = Vec::with_capacity(r.inputs.len());
         for i in &r.inputs {
             let b = fetch_any(net, owner, i.update).await.map_err(miss)?;
             updates.push(parse_update(&b, i.examples)?);
+            grads.push(match i.grad {
+                Some(h) => Some(parse_update(&fetch_any(net, owner, h).await.map_err(miss)?, i.examples)?),
+                None => None,
+            });
         }
-        recompute(&prev, &updates, &spec, r)
+        recompute(&prev, &updates, &grads, &spec, r)
     }
 
     async fn spec_of(&self, owner: PeerId, task: [u8; 16]) -> Result<TaskSpec, TaskError> {
@@ -44,11 +49,30 @@ impl Fl {
 }
 
 /// Whether round `r` is what its inputs give: the weights `next_global` makes of `prev` and
-/// `updates` hash to the announced ones, and the contributions settlement pays by are the ones
-/// announced.
-pub(super) fn recompute(prev: &[f32], updates: &[Update], spec: &TaskSpec, r: &RoundResult) -> Result<bool, TaskError> {
+/// `updates` hash to the announced ones, the contributions settlement pays by are the ones
+/// announced, and so is the control the next round trains with (`grads[i]`: update `i`'s
+/// gradient, tasks with `scaffold`).
+pub(super) fn recompute(
+    prev: &[f32],
+    updates: &[Update],
+    grads: &[Option<Update>],
+    spec: &TaskSpec,
+    r: &RoundResult,
+) -> Result<bool, TaskError> {
     let (next, screened) = next_global(prev, updates, spec.validate()?, spec.clip)?;
     let weights = *blake3::hash(&to_safetensors(&next)?).as_bytes() == r.global;
+    let control = match control(grads, &screened.rejected)? {
+        Some(c) => Some(*blake3::hash(&to_safetensors(&from_fixed(&c))?).as_bytes()),
+        None => None,
+    };
+    if control != r.control {
+        tracing::warn!(
+            task = hex::encode(r.task),
+            round = r.round,
+            "audit: the announced control is not what the inputs give"
+        );
+        return Ok(false);
+    }
     let announced: Vec<u32> = r.inputs.iter().map(|i| i.contribution_ppm).collect();
     let contributions = screened.contribution_ppm == announced;
     if !weights {
@@ -99,19 +123,33 @@ mod tests {
                     update: [i; 32],
                     examples: 100,
                     contribution_ppm: screened.contribution_ppm[i as usize],
+                    grad: None,
                 })
                 .collect(),
             rejected: vec![],
             accuracy_milli: 0,
+            control: None,
         };
+        let none = vec![None; 4];
         assert!(screened.contribution_ppm.iter().all(|c| *c > 0), "{:?}", screened.contribution_ppm);
-        assert!(recompute(&prev, &updates, &spec, &honest).unwrap());
+        assert!(recompute(&prev, &updates, &none, &spec, &honest).unwrap());
         let mut weights = honest.clone();
         weights.global[0] ^= 1;
-        assert!(!recompute(&prev, &updates, &spec, &weights).unwrap());
+        assert!(!recompute(&prev, &updates, &none, &spec, &weights).unwrap());
         let mut raised = honest.clone();
         let low = (0..4).min_by_key(|i| raised.inputs[*i].contribution_ppm).unwrap();
         raised.inputs[low].contribution_ppm = 1_000_000;
-        assert!(!recompute(&prev, &updates, &spec, &raised).unwrap(), "a raised contribution passed");
+        assert!(!recompute(&prev, &updates, &none, &spec, &raised).unwrap(), "a raised contribution passed");
+        // SCAFFOLD: the control announced must be the mean of the inputs' gradients, and one
+        // must be announced when they came with gradients.
+        let grads: Vec<Option<Update>> = updates.iter().map(|u| Some(u.clone())).collect();
+        let mean = control(&grads, &[]).unwrap().unwrap();
+        let mut with = honest.clone();
+        with.control = Some(*blake3::hash(&to_safetensors(&from_fixed(&mean)).unwrap()).as_bytes());
+        assert!(recompute(&prev, &updates, &grads, &spec, &with).unwrap());
+        assert!(!recompute(&prev, &updates, &grads, &spec, &honest).unwrap(), "a missing control passed");
+        let mut other = with.clone();
+        other.control = Some([3; 32]);
+        assert!(!recompute(&prev, &updates, &grads, &spec, &other).unwrap(), "another control passed");
     }
 }

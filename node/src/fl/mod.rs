@@ -316,14 +316,15 @@ impl Fl {
                 }
             };
             match msg {
-                FlRequest::Train { task, round, spec, global, len } => {
+                FlRequest::Train { task, round, spec, global, len, control } => {
                     // Training takes a while: answer from a task of its own.
                     let me = self.clone();
                     tokio::spawn(async move {
-                        let resp = me.train(req.peer, task, round, spec, global, len).await.unwrap_or_else(|e| {
-                            warn!(task = hex::encode(task), round, error = %e, "cannot train");
-                            FlResponse::Error(clip_reason(e.to_string()))
-                        });
+                        let resp =
+                            me.train(req.peer, task, round, spec, (global, len), control).await.unwrap_or_else(|e| {
+                                warn!(task = hex::encode(task), round, error = %e, "cannot train");
+                                FlResponse::Error(clip_reason(e.to_string()))
+                            });
                         me.inner.net.respond(Proto::Fl, req.channel, resp.encode()).await;
                     });
                 }

@@ -98,6 +98,9 @@ impl Fl {
         let k = spec.clients_per_round as usize;
         let mut roster = Roster::default();
         let mut global = model::init(spec.init_seed);
+        // SCAFFOLD's control for the next round: hash and length of its blob (none in round 0).
+        let mut control: Option<([u8; 32], u32)> = None;
+        let scaffold = spec.scaffold > 0.0;
         let (acc0, _) = model::evaluate(&global, &test)?;
         info!(task = id, rounds = spec.rounds, clients = k, aggregator = %agg, initial_accuracy = acc0,
             "federated task started");
@@ -136,21 +139,33 @@ impl Fl {
                 collect.asked(&cands);
                 let mut futs = FuturesUnordered::new();
                 for (peer, key) in cands {
-                    let req =
-                        FlRequest::Train { task, round, spec: spec.clone(), global: global_hash, len: global_len };
+                    let req = FlRequest::Train {
+                        task,
+                        round,
+                        spec: spec.clone(),
+                        global: global_hash,
+                        len: global_len,
+                        control,
+                    };
                     let net = self.inner.net.clone();
-                    futs.push(async move { (peer, key, client(&net, peer, req.encode()).await) });
+                    futs.push(async move { (peer, key, client(&net, peer, req.encode(), scaffold).await) });
                 }
                 let deadline = tokio::time::Instant::now() + Duration::from_millis(spec.deadline_ms);
                 loop {
                     match tokio::time::timeout_at(deadline, futs.next()).await {
                         Ok(Some((peer, key, answer))) => {
                             // Kept so that auditors can fetch every input from the owner.
-                            let answer = answer.and_then(|(bytes, update, loss)| {
-                                let hash = self
-                                    .put_blob(bytes)
-                                    .map_err(|e| Miss::Dropped(format!("the owner cannot keep the update: {e}")))?;
-                                Ok(Delivered { key, hash, update, loss })
+                            let answer = answer.and_then(|(bytes, update, loss, grad)| {
+                                let keep = |b: Vec<u8>| {
+                                    self.put_blob(b)
+                                        .map_err(|e| Miss::Dropped(format!("the owner cannot keep the update: {e}")))
+                                };
+                                let hash = keep(bytes)?;
+                                let grad = match grad {
+                                    Some((b, g)) => Some((keep(b)?, g)),
+                                    None => None,
+                                };
+                                Ok(Delivered { key, hash, update, loss, grad })
                             });
                             if collect.answered(peer, answer) {
                                 break;
@@ -182,8 +197,16 @@ impl Fl {
                 }
             }
             let Collect { mut delivered, misses, late, .. } = collect;
-            let Closed { next, screened, receipts, rejected } =
+            let Closed { next, screened, receipts, rejected, control: next_control } =
                 close(task, round, &spec, agg, &global, &mut delivered, &misses)?;
+            control = match next_control {
+                Some(c) => {
+                    let bytes = to_safetensors(&c)?;
+                    let len = bytes.len() as u32;
+                    Some((self.put_blob(bytes)?, len))
+                }
+                None => None,
+            };
             let (acc, loss) = model::evaluate(&next, &test)?;
             let next_bytes = to_safetensors(&next)?;
             let next_hash = self.put_blob(next_bytes)?;
@@ -214,10 +237,12 @@ impl Fl {
                         update: d.hash,
                         examples: d.update.examples,
                         contribution_ppm: *c,
+                        grad: d.grad.as_ref().map(|(h, _)| *h),
                     })
                     .collect(),
                 rejected: rejected.clone(),
                 accuracy_milli: (acc * 1000.0).round() as u32,
+                control: control.map(|(h, _)| h),
             };
             self.gossip(FlGossip::Round(result)).await;
             let mean_client_loss = delivered.iter().map(|d| d.loss).sum::<f32>() / delivered.len().max(1) as f32;

@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use ifx_protocols::fl::FlError;
-use ifx_protocols::fl::aggregate::{Aggregator, Screened, Update, next_global};
+use ifx_protocols::fl::aggregate::{Aggregator, Screened, Update, control, from_fixed, next_global};
 use ifx_protocols::fl::wire::{MAX_REASON, TaskSpec, contributed, work_units};
 use ifx_protocols::ledger::FlReceipt;
 use libp2p::PeerId;
@@ -52,6 +52,8 @@ pub struct Delivered {
     pub hash: [u8; 32],
     pub update: Update,
     pub loss: f32,
+    /// With `scaffold`: the hash of the gradient sent with the update, and its values.
+    pub grad: Option<([u8; 32], Update)>,
 }
 
 /// `s` cut to [`MAX_REASON`] bytes at a character boundary.
@@ -131,6 +133,8 @@ pub struct Closed {
     pub receipts: Vec<FlReceipt>,
     /// (worker, reason) of every rejected update.
     pub rejected: Vec<([u8; 32], String)>,
+    /// The next round's control (`aggregate::control`; tasks with `scaffold`).
+    pub control: Option<Vec<f32>>,
 }
 
 /// Screens and aggregates `delivered` (sorted by worker key first, so the inputs have one
@@ -148,6 +152,8 @@ pub fn close(
     delivered.sort_by_key(|d| d.key);
     let updates: Vec<Update> = delivered.iter().map(|d| d.update.clone()).collect();
     let (next, screened) = next_global(global, &updates, agg, spec.clip)?;
+    let grads: Vec<Option<Update>> = delivered.iter().map(|d| d.grad.as_ref().map(|(_, g)| g.clone())).collect();
+    let control = control(&grads, &screened.rejected)?.map(|c| from_fixed(&c));
     let mut rejected: Vec<([u8; 32], String)> = Vec::new();
     let mut receipts = Vec::new();
     for (i, d) in delivered.iter().enumerate() {
@@ -186,7 +192,7 @@ pub fn close(
             });
         }
     }
-    Ok(Closed { next, screened, receipts, rejected })
+    Ok(Closed { next, screened, receipts, rejected, control })
 }
 
 /// Each worker's last few yes/no marks (rejected, late), oldest first.
@@ -299,7 +305,7 @@ mod tests {
         let delta: Vec<f32> = local.iter().zip(global).map(|(l, g)| l - g).collect();
         let bytes = poisoned(poison, delta, round).unwrap();
         let update = parse_update(&bytes, shard.len() as u64).unwrap();
-        Delivered { key: [key; 32], hash: *blake3::hash(&bytes).as_bytes(), update, loss }
+        Delivered { key: [key; 32], hash: *blake3::hash(&bytes).as_bytes(), update, loss, grad: None }
     }
 
     #[test]
@@ -468,7 +474,7 @@ mod tests {
                         }
                         let bytes = to_safetensors(&delta).unwrap();
                         let update = parse_update(&bytes, shard.len() as u64).unwrap();
-                        Delivered { key: [i as u8; 32], hash: [0; 32], update, loss: 0.0 }
+                        Delivered { key: [i as u8; 32], hash: [0; 32], update, loss: 0.0, grad: None }
                     })
                     .collect();
                 global = close([1; 16], round, &spec, agg, &global, &mut delivered, &[]).unwrap().next;

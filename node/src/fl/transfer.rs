@@ -81,18 +81,38 @@ pub(super) async fn fetch_any(net: &NetHandle, peer: PeerId, hash: [u8; 32]) -> 
     fetch(net, peer, hash, total).await
 }
 
-/// One selected client's part of a round, from the owner's side.
-pub(super) async fn client(net: &NetHandle, peer: PeerId, req: Vec<u8>) -> Result<(Vec<u8>, Update, f32), Miss> {
+/// A client's gradient as the owner received it: its safetensors bytes and its values.
+pub(super) type Grad = (Vec<u8>, Update);
+
+/// One selected client's part of a round, from the owner's side: the update's bytes and values,
+/// the client's loss and, for a task with `scaffold`, its gradient (an answer without one, or
+/// with a malformed one, is rejected whole).
+pub(super) async fn client(
+    net: &NetHandle,
+    peer: PeerId,
+    req: Vec<u8>,
+    scaffold: bool,
+) -> Result<(Vec<u8>, Update, f32, Option<Grad>), Miss> {
     let bytes = match net.request(Proto::Fl, peer, req).await {
         Ok(Ok(b)) => b,
         Ok(Err(e)) => return Err(Miss::Dropped(e.to_string())),
         Err(_) => return Err(Miss::Dropped("the network stopped".into())),
     };
     match FlResponse::decode(&bytes) {
-        Ok(FlResponse::Trained { update, len, examples, loss }) => {
+        Ok(FlResponse::Trained { update, len, examples, loss, grad }) => {
             let b = fetch(net, peer, update, len as usize).await?;
             let u = parse_update(&b, examples).map_err(|e| Miss::Rejected { update, reason: e.to_string() })?;
-            Ok((b, u, loss))
+            let grad = match (scaffold, grad) {
+                (false, _) => None,
+                (true, None) => return Err(Miss::Rejected { update, reason: "no gradient with the update".into() }),
+                (true, Some((hash, len))) => {
+                    let g = fetch(net, peer, hash, len as usize).await?;
+                    let v = parse_update(&g, examples)
+                        .map_err(|e| Miss::Rejected { update, reason: format!("the gradient: {e}") })?;
+                    Some((g, v))
+                }
+            };
+            Ok((b, u, loss, grad))
         }
         Ok(FlResponse::Error(e)) => Err(Miss::Dropped(format!("client error: {}", clip_reason(e)))),
         Ok(_) => Err(Miss::Rejected { update: [0; 32], reason: "unexpected response to a train request".into() }),

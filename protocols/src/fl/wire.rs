@@ -95,6 +95,15 @@ pub struct TaskSpec {
     /// weighs every update alike.
     #[serde(default)]
     pub dp: Option<super::dp::DpSpec>,
+    /// SCAFFOLD-style drift correction, 0 (off) to 1: a worker's local loss adds
+    /// `scaffold x <c - c_i, w>`, where `c_i` is the worker's own mean gradient at the round's
+    /// weights and `c` the round's control, the robust aggregate of the accepted workers'
+    /// gradients of the round before (`aggregate::control`). On label-skewed shards it keeps a
+    /// worker from forgetting the classes it lacks; it closed the gap to the centralized
+    /// baseline in `docs/BENCHMARKS.md`. A worker then also sends its gradient, which says more
+    /// about its data than an update, so a private task refuses it.
+    #[serde(default)]
+    pub scaffold: f64,
 }
 
 fn d_model() -> String {
@@ -195,6 +204,14 @@ impl TaskSpec {
         if !(100..=600_000).contains(&self.deadline_ms) {
             return Err(FlError::invalid(format!("deadline_ms: {} is outside 100..=600000", self.deadline_ms)));
         }
+        if !(self.scaffold.is_finite() && (0.0..=1.0).contains(&self.scaffold)) {
+            return Err(FlError::invalid(format!("scaffold: {} is outside [0, 1]", self.scaffold)));
+        }
+        if self.scaffold > 0.0 && self.dp.is_some() {
+            return Err(FlError::invalid(
+                "scaffold with dp: the workers' gradients would leave their machines without noise",
+            ));
+        }
         let agg = self.aggregator.parse::<Aggregator>().map_err(|e| FlError::invalid(format!("aggregator: {e}")))?;
         match (&self.dp, agg) {
             (None, agg) => Ok(agg),
@@ -251,6 +268,8 @@ pub struct RoundInput {
     pub examples: u64,
     /// Its contribution to the round (`aggregate::contributions`), which auditors recompute.
     pub contribution_ppm: u32,
+    /// BLAKE3 of the gradient it sent with the update (tasks with `scaffold`).
+    pub grad: Option<[u8; 32]>,
 }
 
 /// A finished round, as the task owner announces it: anyone holding the previous weights and
@@ -269,6 +288,9 @@ pub struct RoundResult {
     pub rejected: Vec<([u8; 32], String)>,
     /// Test accuracy on the owner's test set, in thousandths (information only).
     pub accuracy_milli: u32,
+    /// BLAKE3 of the control the next round trains with (`aggregate::control` of the inputs'
+    /// gradients; tasks with `scaffold`).
+    pub control: Option<[u8; 32]>,
 }
 
 /// Gossip on the `fl` topic.
@@ -307,12 +329,15 @@ impl FlGossip {
 
 /// Requests of the `fl` protocol.
 #[derive(Clone, Debug, PartialEq, Encode, Decode)]
+#[allow(clippy::large_enum_variant)] // decoded once per message and dropped; Train is the common one
 pub enum FlRequest {
     /// A worker offers to train for a task (sent to the owner).
     Join { task: [u8; 16] },
     /// The owner asks a selected client for an update from weights `global` (`len` bytes, fetched
     /// from the owner with [`FlRequest::Fetch`]).
-    Train { task: [u8; 16], round: u32, spec: TaskSpec, global: [u8; 32], len: u32 },
+    /// With `spec.scaffold`, `control` is the round's control (hash and length; none in round
+    /// 0), fetched like the weights.
+    Train { task: [u8; 16], round: u32, spec: TaskSpec, global: [u8; 32], len: u32, control: Option<([u8; 32], u32)> },
     /// A chunk of a blob this peer announced (weights or an update), by BLAKE3 hash.
     Fetch { hash: [u8; 32], offset: u32 },
     /// The spec of a task this peer owns (for auditors).
@@ -331,6 +356,8 @@ pub enum FlResponse {
         len: u32,
         examples: u64,
         loss: f32,
+        /// With `spec.scaffold`: the worker's mean gradient at the round's weights (hash, length).
+        grad: Option<([u8; 32], u32)>,
     },
     Chunk {
         total: u32,
@@ -474,6 +501,17 @@ mod tests {
         bad(&|t| t.min_clients = 9, "min_clients");
         bad(&|t| t.aggregator = "mean".into(), "aggregator");
         bad(&|t| t.deadline_ms = 1, "deadline_ms");
+        bad(&|t| t.scaffold = 1.5, "scaffold");
+        bad(&|t| t.scaffold = f64::NAN, "scaffold");
+        bad(
+            &|t| {
+                t.aggregator = "fedavg".into();
+                t.dp = Some(crate::fl::dp::DpSpec { epsilon: 8.0, delta: 1e-5, clip: 1.0 });
+                t.scaffold = 0.1;
+            },
+            "scaffold with dp",
+        );
+        assert!(TaskSpec { scaffold: 0.1, ..Default::default() }.validate().is_ok());
         assert!(serde_json::from_str::<TaskSpec>(r#"{"roundz": 3}"#).is_err());
         let g = FlGossip::Task { task: [1; 16], round: 0, spec: s };
         assert_eq!(FlGossip::decode(&g.encode()).unwrap(), g);

@@ -9,21 +9,20 @@ use serde::Serialize;
 
 use crate::watch::Tracked;
 
-/// Accuracy a federated run must reach (the verdict's bar).
+/// The accuracy the digits task was first judged by: a report figure since issue #20 (a fixed
+/// bar failed healthy runs that had lost shards to PoR cheaters, at 0.9415 and 0.9499).
 pub const FL_TARGET: f64 = 0.95;
-/// How far below the centralized baseline issue #20 wants the federated model to end (1.5
-/// points). Reported, not yet judged: the federated recipe does not reach it (see `Baseline`).
+/// The verdict (issue #20): the federated model must end at most this far below the centralized
+/// baseline on the same honest shards (1.5 points).
 pub const BASELINE_MARGIN: f64 = 0.015;
 
-/// A report figure for issue #20: the task's model trained centrally, in the harness, on exactly the
-/// shards of the honest workers whose updates the owner accepted, with the task's own recipe
-/// (its initial weights, rounds x local epochs, batch, learning-rate schedule; the optimizer
-/// restarted each round as a worker's is), scored on the owner's test split. Issue #20 wants the
-/// verdict to judge against it within [`BASELINE_MARGIN`] instead of the fixed [`FL_TARGET`]
-/// (which failed healthy runs with PoR cheaters at 0.9415 and 0.9499); measured on
-/// `--nodes 9 --verifiers 2 --cheaters 3`, federated trimmed-mean on the non-IID shards ended at
-/// 0.9443 against a centralized 0.9721 on the same six shards, 2.8 points: the federated recipe
-/// must close that gap before the baseline can be the verdict.
+/// The verdict's reference for issue #20: the task's model trained centrally, in the harness, on
+/// exactly the shards of the honest workers whose updates the owner accepted, with the task's own
+/// recipe (its initial weights, rounds x local epochs, batch, learning-rate schedule; the
+/// optimizer restarted each round as a worker's is), scored on the owner's test split. On
+/// `--nodes 9 --verifiers 2 --cheaters 3` (six non-IID shards) it reached 0.9721, which plain
+/// federated trimmed mean missed by 2.8 points; SCAFFOLD's drift correction (`--fl-scaffold`,
+/// on by default) closed the gap to within [`BASELINE_MARGIN`].
 pub fn centralized_baseline(data: &std::path::Path, spec: &TaskSpec, shards: &BTreeSet<u32>) -> Result<f64, String> {
     use ifx_learn::{data::Dataset, model};
     let all = Dataset::load(data).map_err(|e| e.to_string())?;
@@ -71,7 +70,7 @@ pub struct Baseline {
     pub accuracy: f64,
     /// The honest shards it was trained on.
     pub shards: Vec<u32>,
-    /// Issue #20's margin, and whether the federated model ended within it (reported only).
+    /// Issue #20's margin, and whether the federated model ended within it (the verdict).
     pub margin: f64,
     pub within_margin: Option<bool>,
 }
@@ -90,7 +89,8 @@ pub struct FlSection {
     pub accuracy_by_round: Vec<f64>,
     pub final_accuracy: Option<f64>,
     pub target: f64,
-    /// The centralized baseline (a report figure; the verdict judges `target`).
+    /// The centralized baseline; the verdict requires the final accuracy within its margin
+    /// (`target`, the fixed 0.95, is a report figure).
     pub baseline: Option<Baseline>,
     /// A private task's plan: the noise and the ε it spent (the verdict then requires ε within
     /// the task's budget instead of `target`: the accuracy is the price the owner chose).
@@ -170,8 +170,9 @@ impl FlSection {
             (Some(p), Some(b)) => p.epsilon <= b * (1.0 + 1e-9),
             _ => false,
         };
+        let near_baseline = baseline.as_ref().is_some_and(|b| b.within_margin == Some(true));
         let ok = t.state == RunState::Done
-            && (t.final_accuracy.is_some_and(|a| a >= FL_TARGET) || private_ok)
+            && (near_baseline || private_ok)
             && poisoners_caught.len() == poisoners.len()
             && honest_banned.is_empty()
             && poisoners_paid.is_empty()
@@ -254,15 +255,21 @@ impl FlSection {
             if spent.is_none_or(|e| e > b * (1.0 + 1e-9)) {
                 f.push(format!("the private task spent ε {spent:?} against its budget {b}"));
             }
-        } else if self.final_accuracy.unwrap_or(0.0) < self.target {
-            let base = self.baseline.as_ref().map_or(String::new(), |b| {
-                format!(" (a centralized model on the same honest shards reached {:.4})", b.accuracy)
-            });
-            f.push(format!(
-                "federated accuracy {:.4} is below the target {}{base}",
-                self.final_accuracy.unwrap_or(0.0),
-                self.target
-            ));
+        } else {
+            let acc = self.final_accuracy.unwrap_or(0.0);
+            match &self.baseline {
+                None => f.push(format!(
+                    "federated accuracy {acc:.4} has no centralized baseline to be judged against (see the log)"
+                )),
+                Some(b) if b.within_margin != Some(true) => f.push(format!(
+                    "federated accuracy {acc:.4} is {:.2} points below the centralized model on the same honest shards \
+                     ({:.4}; the margin is {:.1})",
+                    (b.accuracy - acc) * 100.0,
+                    b.accuracy,
+                    b.margin * 100.0
+                )),
+                Some(_) => {}
+            }
         }
         if !self.poisoners_paid.is_empty() {
             f.push(format!("poisoners credited with a contribution: {:?}", self.poisoners_paid));
@@ -284,6 +291,11 @@ impl FlSection {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A centralized baseline at `accuracy` (the verdict's reference).
+    fn base(accuracy: f64) -> Option<Baseline> {
+        Some(Baseline { accuracy, shards: vec![0, 1], margin: BASELINE_MARGIN, within_margin: None })
+    }
 
     fn done(accuracy: f64) -> TaskStatus {
         TaskStatus {
@@ -358,10 +370,33 @@ mod tests {
             assert!(!s.ok);
             assert!(s.failures().iter().any(|f| f.contains("budget 4")), "{:?}", s.failures());
         }
-        // Without a budget, the accuracy target still applies.
+        // Without a budget, the centralized baseline judges the accuracy (none: the run fails).
         let plain =
             FlSection::of(&Tracked { id: "t".into(), last: Some(done(0.11)) }, "o".into(), vec!["p".into()], &[], None);
-        assert!(plain.failures().iter().any(|f| f.contains("below the target")), "{:?}", plain.failures());
+        assert!(plain.failures().iter().any(|f| f.contains("no centralized baseline")), "{:?}", plain.failures());
+    }
+
+    /// The verdict judges the final accuracy against the centralized model within 1.5 points,
+    /// not against the fixed 0.95: 0.94 passes beside a 0.95 baseline, 0.96 fails beside 0.98.
+    #[test]
+    fn the_accuracy_is_judged_against_the_centralized_baseline() {
+        let judge = |acc: f64, central: f64| {
+            FlSection::of(
+                &Tracked { id: "t".into(), last: Some(done(acc)) },
+                "o".into(),
+                vec!["p".into()],
+                &[],
+                base(central),
+            )
+        };
+        let s = judge(0.94, 0.95);
+        assert!(s.ok, "{:?}", s.failures());
+        assert_eq!(s.baseline.as_ref().unwrap().within_margin, Some(true));
+        assert_eq!(s.target, FL_TARGET);
+        let s = judge(0.96, 0.98);
+        assert!(!s.ok);
+        assert!(s.failures()[0].contains("2.00 points below the centralized model"), "{:?}", s.failures());
+        assert!(judge(0.9655, 0.98).ok, "within the margin passes");
     }
 
     /// A copy that earned about half of unique data passes; one that earned as much fails.
@@ -371,8 +406,14 @@ mod tests {
             let mut t = done(0.97);
             t.contribution_ppm =
                 [("c", copier), ("o", 400_000), ("u1", 900_000), ("u2", 700_000)].map(|(p, v)| (p.into(), v)).into();
-            FlSection::of(&Tracked { id: "t".into(), last: Some(t) }, "owner".into(), vec!["p".into()], &[], None)
-                .with_copies(&[("c".into(), "o".into())], &["u1".into(), "u2".into()])
+            FlSection::of(
+                &Tracked { id: "t".into(), last: Some(t) },
+                "owner".into(),
+                vec!["p".into()],
+                &[],
+                base(0.975),
+            )
+            .with_copies(&[("c".into(), "o".into())], &["u1".into(), "u2".into()])
         };
         let s = with(400_000);
         assert!(s.ok, "{:?}", s.failures());
@@ -386,7 +427,7 @@ mod tests {
     fn a_banned_poisoner_is_caught_and_a_false_positive_is_reported_not_failed() {
         let task = Tracked { id: "t".into(), last: Some(done(0.97)) };
         let audits = [AuditStats { matched: 3, ..Default::default() }, AuditStats { matched: 2, ..Default::default() }];
-        let s = FlSection::of(&task, "owner".into(), vec!["p".into()], &audits, None);
+        let s = FlSection::of(&task, "owner".into(), vec!["p".into()], &audits, base(0.975));
         assert!(s.ok, "{s:?}");
         assert_eq!(s.poisoners_caught, ["p"]);
         assert_eq!(s.honest_rejected, ["h2"]);
@@ -402,11 +443,11 @@ mod tests {
             "owner".into(),
             vec!["p".into()],
             &[AuditStats { mismatched: 1, ..Default::default() }],
-            None,
+            base(0.975),
         );
         let f = s.failures();
         assert!(!s.ok);
-        assert!(f.iter().any(|x| x.contains("below the target")), "{f:?}");
+        assert!(f.iter().any(|x| x.contains("7.50 points below the centralized model")), "{f:?}");
         assert!(f.iter().any(|x| x.contains("did not recompute")), "{f:?}");
         // A poisoner credited with a contribution fails the run (issue #20: it earns nothing).
         let mut paid = done(0.97);

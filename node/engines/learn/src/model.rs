@@ -72,6 +72,10 @@ impl Net {
         })
     }
 
+    fn vars(&self) -> impl Iterator<Item = &Var> {
+        [&self.w1, &self.b1, &self.w2, &self.b2].into_iter()
+    }
+
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let h = x.matmul(&self.w1.as_tensor().t()?)?.broadcast_add(self.b1.as_tensor())?.relu()?;
         h.matmul(&self.w2.as_tensor().t()?)?.broadcast_add(self.b2.as_tensor())
@@ -102,10 +106,59 @@ pub fn train(params: &[f32], data: &Dataset, cfg: &TrainConfig) -> Result<(Vec<f
 /// [`train`] with FedProx's proximal term: the loss adds `mu / 2 x |w - params|^2`, which keeps
 /// a client's weights near the round's start on skewed data (`mu` 0: plain training).
 pub fn train_prox(params: &[f32], data: &Dataset, cfg: &TrainConfig, mu: f64) -> Result<(Vec<f32>, f32), LearnError> {
+    train_local(params, data, cfg, mu, None)
+}
+
+/// [`train`] with SCAFFOLD's drift correction: the loss adds `<correction, w>` (the task's
+/// `scaffold x (c - c_i)`, control minus this worker's [`gradient`]), so every step's gradient
+/// is shifted by `correction`, towards the federation's direction on the classes this shard
+/// lacks.
+pub fn train_corrected(
+    params: &[f32],
+    data: &Dataset,
+    cfg: &TrainConfig,
+    correction: &[f32],
+) -> Result<(Vec<f32>, f32), LearnError> {
+    if correction.len() != PARAMS {
+        return Err(LearnError::Shape { got: correction.len(), expected: PARAMS });
+    }
+    train_local(params, data, cfg, 0.0, Some(correction))
+}
+
+/// The mean cross-entropy gradient over all of `data` at `params`, flat like the parameters
+/// (zeros for no data).
+pub fn gradient(params: &[f32], data: &Dataset) -> Result<Vec<f32>, LearnError> {
     let net = Net::new(params)?;
+    if data.is_empty() {
+        return Ok(vec![0.0; PARAMS]);
+    }
+    let idx: Vec<usize> = (0..data.len()).collect();
+    let (x, y) = tensors(data, &idx)?;
+    let grads = net.forward(&x).and_then(|l| candle_nn::loss::cross_entropy(&l, &y)).and_then(|l| l.backward());
+    let grads = grads.map_err(err)?;
+    let mut out = Vec::with_capacity(PARAMS);
+    for v in net.vars() {
+        let g = grads.get(v.as_tensor()).ok_or_else(|| LearnError::Candle("a parameter has no gradient".into()))?;
+        out.extend(g.flatten_all().and_then(|t| t.to_vec1::<f32>()).map_err(err)?);
+    }
+    Ok(out)
+}
+
+fn train_local(
+    params: &[f32],
+    data: &Dataset,
+    cfg: &TrainConfig,
+    mu: f64,
+    correction: Option<&[f32]>,
+) -> Result<(Vec<f32>, f32), LearnError> {
+    let net = Net::new(params)?;
+    // The correction as one constant tensor per variable (the layout of `Net::new`).
+    let correction = correction
+        .map(|c| Net::new(c).map(|n| n.vars().map(|v| v.as_tensor().detach()).collect::<Vec<_>>()))
+        .transpose()?;
     // The anchors are copies: a tensor sharing the variables' storage would move with them.
-    let anchors: Vec<Tensor> = [&net.w1, &net.b1, &net.w2, &net.b2]
-        .iter()
+    let anchors: Vec<Tensor> = net
+        .vars()
         .map(|v| v.as_tensor().copy().map(|t| t.detach()))
         .collect::<candle_core::Result<_>>()
         .map_err(err)?;
@@ -119,12 +172,16 @@ pub fn train_prox(params: &[f32], data: &Dataset, cfg: &TrainConfig, mu: f64) ->
         cfg,
         |x| net.forward(x),
         |loss| {
-            if mu <= 0.0 {
-                return Ok(loss.clone());
-            }
             let mut t = loss.clone();
-            for (v, a) in vars.iter().zip(&anchors) {
-                t = (t + (v.as_tensor() - a)?.sqr()?.sum_all()?.affine(mu / 2.0, 0.0)?)?;
+            if let Some(c) = &correction {
+                for (v, c) in vars.iter().zip(c.iter()) {
+                    t = (t + (v.as_tensor() * c)?.sum_all()?)?;
+                }
+            }
+            if mu > 0.0 {
+                for (v, a) in vars.iter().zip(&anchors) {
+                    t = (t + (v.as_tensor() - a)?.sqr()?.sum_all()?.affine(mu / 2.0, 0.0)?)?;
+                }
             }
             Ok(t)
         },
