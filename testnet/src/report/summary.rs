@@ -100,6 +100,18 @@ impl Report {
                 f.audits_matched,
                 f.audits_matched + f.audits_mismatched + f.audits_failed,
             );
+            // Issue #20: the verdict's reference.
+            if let Some(b) = &f.baseline {
+                println!(
+                    "  fl baseline: centralized on the same honest shards {:.4}, federated {} ({}, margin {:.1} points; fixed target {} {})",
+                    b.accuracy,
+                    f.final_accuracy.map(|a| format!("{a:.4}")).unwrap_or_else(|| "-".into()),
+                    if b.within_margin == Some(true) { "within" } else { "OUTSIDE" },
+                    b.margin * 100.0,
+                    f.target,
+                    if f.final_accuracy.is_some_and(|a| a >= f.target) { "reached" } else { "missed" },
+                );
+            }
             // Issue #20: what each worker's FL pay follows, in rounds' worth of the top update.
             let shares: Vec<String> =
                 f.contribution_ppm.iter().map(|(p, c)| format!("{}: {:.2}", short(p), *c as f64 / 1e6)).collect();
