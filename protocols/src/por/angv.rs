@@ -141,10 +141,8 @@ pub fn watermark(scene: &Scene, s: &RenderSettings, key: &[u8; 32], p: &AngvPara
     out.materials.push(Material::Emissive { emission: [HI; 3] });
     out.materials.push(Material::Emissive { emission: [LO; 3] });
     let at = |u: f32, w: f32| -> [f32; 3] {
-        // origin + DEPTH * (lower_left + u*horizontal + w*vertical - origin)
-        std::array::from_fn(|k| {
-            v.origin[k] + DEPTH * (v.lower_left[k] + u * v.horizontal[k] + w * v.vertical[k] - v.origin[k])
-        })
+        // origin + DEPTH * (corner + u*horizontal + w*vertical)
+        std::array::from_fn(|k| v.origin[k] + DEPTH * (v.corner[k] + u * v.horizontal[k] + w * v.vertical[k]))
     };
     let (fw, fh) = (s.width as f32, s.height as f32);
     for m in &marks {

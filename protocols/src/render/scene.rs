@@ -70,7 +70,10 @@ pub struct Sphere {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct View {
     pub origin: [f32; 3],
-    pub lower_left: [f32; 3],
+    /// From the camera to the lower-left corner of the image plane (one unit ahead): a
+    /// direction, not a point, so a camera far from the origin keeps its rays' precision (as
+    /// a point, 800,000 units out it was rounded to 1/16 and rays changed direction; issue #18).
+    pub corner: [f32; 3],
     pub horizontal: [f32; 3],
     pub vertical: [f32; 3],
     pub horizon: [f32; 3],
@@ -109,6 +112,23 @@ impl Scene {
         }
         for t in &mut out.triangles {
             t.v = t.v.map(mv);
+        }
+        out
+    }
+
+    /// The same scene scaled by `f` about the origin (a unit conversion: millimetres to metres
+    /// is 0.001). The image is the same; radiance must not depend on it (issue #18).
+    pub fn scaled(&self, f: f32) -> Scene {
+        let sc = |p: [f32; 3]| -> [f32; 3] { p.map(|x| x * f) };
+        let mut out = self.clone();
+        out.camera.position = sc(self.camera.position);
+        out.camera.look_at = sc(self.camera.look_at);
+        for s in &mut out.spheres {
+            s.center = sc(s.center);
+            s.radius *= f;
+        }
+        for t in &mut out.triangles {
+            t.v = t.v.map(sc);
         }
         out
     }
@@ -204,10 +224,10 @@ impl Scene {
         let v = cross(w, u);
         let horizontal = scale(u, vw);
         let vertical = scale(v, vh);
-        let lower_left = sub(sub(sub(c.position, scale(horizontal, 0.5)), scale(vertical, 0.5)), w);
+        let corner = sub(sub(sub([0.0; 3], scale(horizontal, 0.5)), scale(vertical, 0.5)), w);
         let view = View {
             origin: c.position,
-            lower_left,
+            corner,
             horizontal,
             vertical,
             horizon: self.sky.horizon,

@@ -15,7 +15,7 @@ const SHADER: &str = include_str!("shader.wgsl");
 #[derive(Clone, Copy, Pod, Zeroable)]
 struct Params {
     origin: [f32; 4],
-    lower_left: [f32; 4],
+    corner: [f32; 4],
     horizontal: [f32; 4],
     vertical: [f32; 4],
     horizon: [f32; 4],
@@ -280,7 +280,7 @@ impl GpuRenderer {
         let v = &c.view;
         let params = Params {
             origin: v4(v.origin),
-            lower_left: v4(v.lower_left),
+            corner: v4(v.corner),
             horizontal: v4(v.horizontal),
             vertical: v4(v.vertical),
             horizon: v4(v.horizon),

@@ -3,7 +3,7 @@
 
 struct Params {
     origin: vec4<f32>,
-    lower_left: vec4<f32>,
+    corner: vec4<f32>,
     horizontal: vec4<f32>,
     vertical: vec4<f32>,
     horizon: vec4<f32>,
@@ -55,7 +55,6 @@ struct Node {
 @group(0) @binding(4) var<storage, read> nodes: array<Node>;
 @group(0) @binding(5) var<storage, read_write> out: array<vec4<f32>>;
 
-const T_MIN: f32 = 1e-3;
 const T_FAR: f32 = 1e30;
 const EDGE_EPS: f32 = 1e-5;
 
@@ -124,9 +123,9 @@ fn hit_sphere(s: Sphere, o: vec3<f32>, d: vec3<f32>, tmax: f32) -> f32 {
     }
     let sq = sqrt(disc);
     var t = (-hb - sq) / a;
-    if (t < T_MIN || t > tmax) {
+    if (t <= 0.0 || t > tmax) {
         t = (-hb + sq) / a;
-        if (t < T_MIN || t > tmax) {
+        if (t <= 0.0 || t > tmax) {
             return -1.0;
         }
     }
@@ -154,7 +153,7 @@ fn hit_triangle(tri: Tri, o: vec3<f32>, d: vec3<f32>, tmax: f32) -> f32 {
         return -1.0;
     }
     let t = dot3(e2, q) * inv;
-    if (t < T_MIN || t > tmax) {
+    if (t <= 0.0 || t > tmax) {
         return -1.0;
     }
     return t;
@@ -173,7 +172,7 @@ fn hit_box(n: Node, o: vec3<f32>, inv: vec3<f32>, tmax: f32) -> bool {
     let t1 = (n.max - o) * inv;
     let lo = min(t0, t1);
     let hi = max(t0, t1);
-    let tnear = max(max(max(T_MIN, lo.x), lo.y), lo.z);
+    let tnear = max(max(max(0.0, lo.x), lo.y), lo.z);
     let tfar = min(min(min(tmax, hi.x), hi.y), hi.z);
     return tnear <= tfar;
 }
@@ -228,6 +227,20 @@ fn closest(o: vec3<f32>, d: vec3<f32>) -> Hit {
     return best;
 }
 
+// cpu.rs `offset`: p moved along n by 2^-16 of the largest coordinate of p and o.
+fn offset(p: vec3<f32>, o: vec3<f32>, n: vec3<f32>) -> vec3<f32> {
+    let a = max(abs(p), abs(o));
+    let s = max(max(a.x, a.y), a.z);
+    return p + n * (s * (1.0 / 65536.0));
+}
+
+// cpu.rs `fresnel`: exact dielectric reflectance for unpolarized light.
+fn fresnel(cosv: f32, ratio: f32, cos_t: f32) -> f32 {
+    let rs = (ratio * cosv - cos_t) / (ratio * cosv + cos_t);
+    let rp = (ratio * cos_t - cosv) / (ratio * cos_t + cosv);
+    return 0.5 * (rs * rs + rp * rp);
+}
+
 fn trace(origin: vec3<f32>, dir: vec3<f32>) -> vec3<f32> {
     var o = origin;
     var d = dir;
@@ -255,6 +268,7 @@ fn trace(origin: vec3<f32>, dir: vec3<f32>) -> vec3<f32> {
                 nd = n;
             }
             d = nd;
+            o = offset(p, o, n);
             through = through * m.albedo;
         } else if (m.kind == 1u) {
             let r = refl(norm(d), n) + rnd_unit() * m.param;
@@ -262,6 +276,7 @@ fn trace(origin: vec3<f32>, dir: vec3<f32>) -> vec3<f32> {
                 return color;
             }
             d = r;
+            o = offset(p, o, n);
             through = through * m.albedo;
         } else {
             var ratio = m.param;
@@ -270,21 +285,17 @@ fn trace(origin: vec3<f32>, dir: vec3<f32>) -> vec3<f32> {
             }
             let unit = norm(d);
             let cosv = min(dot3(unit * -1.0, n), 1.0);
-            let sinv = sqrt(max(1.0 - cosv * cosv, 0.0));
-            var r0 = (1.0 - m.param) / (1.0 + m.param);
-            r0 = r0 * r0;
-            let x = 1.0 - cosv;
-            let reflectance = r0 + (1.0 - r0) * (x * x * x * x * x);
+            let sin2 = ratio * ratio * (1.0 - cosv * cosv);
             let r = rnd();
-            if (ratio * sinv > 1.0 || reflectance > r) {
+            let cos_t = sqrt(max(1.0 - sin2, 0.0));
+            if (sin2 >= 1.0 || fresnel(cosv, ratio, cos_t) > r) {
                 d = refl(unit, n);
+                o = offset(p, o, n);
             } else {
-                let perp = (unit + n * cosv) * ratio;
-                let par = n * -sqrt(abs(1.0 - dot3(perp, perp)));
-                d = perp + par;
+                d = unit * ratio + n * (ratio * cosv - cos_t);
+                o = offset(p, o, n * -1.0);
             }
         }
-        o = p;
     }
     return color;
 }
@@ -301,7 +312,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         rng_state = pcg(params.seed ^ pcg(x ^ pcg(y ^ pcg(sample))));
         let u = (f32(x) + rnd()) / f32(params.width);
         let v = 1.0 - (f32(y) + rnd()) / f32(params.height);
-        let d = params.lower_left.xyz + params.horizontal.xyz * u + params.vertical.xyz * v - params.origin.xyz;
+        let d = params.corner.xyz + params.horizontal.xyz * u + params.vertical.xyz * v;
         sum = sum + trace(params.origin.xyz, d);
     }
     out[gid.y * params.tile_w + gid.x] = vec4<f32>(sum * (1.0 / f32(params.spp)), 1.0);

@@ -208,3 +208,79 @@ fn an_adapter_is_chosen_by_place_or_name_and_a_wrong_choice_lists_them() {
     let r = Renderer::with_gpu(&builtin::by_name("cornell").unwrap(), &s, Backend::Gpu, &part).unwrap();
     assert!(r.describe().contains(&best.name), "{}", r.describe());
 }
+
+/// Mean linear radiance per channel of `img` over the block `(bx, by)` of a `bw` x `bh` grid.
+fn block_mean(img: &Image, bx: u32, by: u32, bw: u32, bh: u32) -> [f64; 3] {
+    let (w, h) = (img.width, img.height);
+    let (x0, x1, y0, y1) = (bx * w / bw, (bx + 1) * w / bw, by * h / bh, (by + 1) * h / bh);
+    let mut sum = [0.0f64; 3];
+    for y in y0..y1 {
+        for x in x0..x1 {
+            let p = img.rgb[(y * w + x) as usize];
+            for k in 0..3 {
+                sum[k] += p[k] as f64;
+            }
+        }
+    }
+    sum.map(|s| s / ((x1 - x0) * (y1 - y0)) as f64)
+}
+
+/// Issue #18: radiance must not depend on the scene's scale. The built-in Cornell box (555
+/// units across) rendered at 1/1000, 1/555 (unit size, the reference), 1 and 1000 with the
+/// same random streams: the image mean and every block of a 4x3 grid stay within 0.5% of the
+/// unit-size render per channel. (Before the fix, with rays starting at `t > 1e-3` from the
+/// bare hit point and a camera that was a point far out: blocks 0.93% off at 1/1000, 1.08% at
+/// 1, and rays bent out of the box at 1000.)
+#[test]
+fn radiance_does_not_depend_on_the_scene_scale() {
+    let s = settings(64, 48, 64, 64);
+    let at = |f: f32| render::render_cpu(&builtin::cornell().scaled(f), &s).unwrap();
+    let reference = at(1.0 / 555.0);
+    for f in [1e-3, 1.0, 1e3] {
+        let img = at(f);
+        let mut worst = 0.0f64;
+        for (bx, by, bw, bh) in std::iter::once((0, 0, 1, 1)).chain((0..12).map(|i| (i % 4, i / 4, 4, 3))) {
+            let (a, r) = (block_mean(&img, bx, by, bw, bh), block_mean(&reference, bx, by, bw, bh));
+            for k in 0..3 {
+                if r[k] > 0.02 {
+                    worst = worst.max((a[k] / r[k] - 1.0).abs());
+                }
+            }
+        }
+        eprintln!("scale {f}: worst block differs {:.3}% from the unit-size render", worst * 100.0);
+        assert!(worst <= 0.005, "scale {f}: a block differs {:.2}%", worst * 100.0);
+    }
+}
+
+/// A white furnace (issue #18): under a uniform sky of radiance 1, an albedo-1 diffuse sphere
+/// and a glass sphere neither absorb nor emit, so every pixel renders as the sky; a ray that
+/// hit its own surface again on the way out would be lost inside or darken it. At scales
+/// 1/1000, 1 and 100,000, on the CPU reference and on wgpu.
+#[test]
+fn a_white_furnace_renders_as_the_sky_at_every_scale() {
+    use ifx_protocols::render::scene::{Camera, Material, Scene, Sky, Sphere};
+    let furnace = Scene {
+        camera: Camera { position: [0.0, 0.3, 5.0], look_at: [0.0, 0.0, 0.0], up: [0.0, 1.0, 0.0], fov_deg: 45.0 },
+        sky: Sky { horizon: [1.0; 3], zenith: [1.0; 3] },
+        materials: vec![Material::Diffuse { albedo: [1.0; 3] }, Material::Dielectric { ior: 1.5 }],
+        spheres: vec![
+            Sphere { center: [-1.1, 0.0, 0.0], radius: 1.0, material: 0 },
+            Sphere { center: [1.1, 0.0, 0.0], radius: 1.0, material: 1 },
+        ],
+        triangles: Vec::new(),
+        seed: 9,
+    };
+    let s = RenderSettings { width: 48, height: 32, spp: 16, max_bounces: 24, tile: 64 };
+    for backend in [Backend::Cpu, Backend::Gpu] {
+        for f in [1e-3, 1.0, 1e5] {
+            let img = render(&Renderer::new(&furnace.scaled(f), &s, backend).unwrap(), &s);
+            let mean = block_mean(&img, 0, 0, 1, 1);
+            let darkest = img.rgb.iter().map(|p| p[0].min(p[1]).min(p[2])).fold(f32::MAX, f32::min);
+            eprintln!("{backend:?} at scale {f}: mean {:.5}, darkest pixel {darkest:.4}", mean[0]);
+            for k in 0..3 {
+                assert!((mean[k] - 1.0).abs() < 1e-3, "{backend:?} at scale {f}: mean {mean:?}");
+            }
+            assert!(darkest > 0.9, "{backend:?} at scale {f}: a pixel at {darkest}");
+        }
+    }
+}
