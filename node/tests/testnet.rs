@@ -135,6 +135,12 @@ fn testnet_of_eight_with_a_sigkill_ends_on_time_and_reports() {
     let s = RenderSettings { width: 256, height: 256, spp: 64, max_bounces: 6, tile: 256 };
     let local = render_image(&Renderer::new(&builtin::cornell(), &s, Backend::Gpu).unwrap(), &s, |_, _| {}).unwrap();
     assert!(png.as_raw() == &local.to_rgb8(), "distributed tiles differ from a local render");
+    // Beside it, the linear image (OpenEXR) holds the same radiance bit for bit.
+    let exr = image::open(ifx_render::png::exr_path(std::path::Path::new(render["png"].as_str().unwrap())))
+        .unwrap()
+        .into_rgb32f();
+    let linear: Vec<f32> = local.rgb.iter().flatten().copied().collect();
+    assert!(exr.as_raw() == &linear, "the EXR differs from the local render's radiance");
     assert_eq!(report["faults"][0]["node"], 3);
     assert_eq!(report["faults"][0]["kind"], "sigkill");
 

@@ -302,6 +302,9 @@ pub struct JobStatus {
     pub slow_links: BTreeMap<String, u32>,
     pub secs: f64,
     pub png: Option<String>,
+    /// The linear HDR image beside the PNG (OpenEXR, 32-bit float).
+    #[serde(default)]
+    pub exr: Option<String>,
     pub error: Option<String>,
 }
 
@@ -324,6 +327,7 @@ impl JobStatus {
             slow_links: BTreeMap::new(),
             secs: 0.0,
             png: None,
+            exr: None,
             error: None,
         }
     }

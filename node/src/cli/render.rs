@@ -173,8 +173,9 @@ pub fn local(a: RenderArgs) -> anyhow::Result<()> {
     let secs = started.elapsed().as_secs_f64();
     let samples = s.width as f64 * s.height as f64 * s.spp as f64;
     println!(
-        "wrote {} ({}x{}, {} spp) in {secs:.2} s with {}: {:.2} M samples/s",
+        "wrote {} and {} ({}x{}, {} spp) in {secs:.2} s with {}: {:.2} M samples/s",
         out.display(),
+        render::png::exr_path(&out).display(),
         s.width,
         s.height,
         s.spp,

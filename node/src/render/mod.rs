@@ -123,6 +123,7 @@ impl Jobs {
                 match result {
                     Ok(png) => {
                         s.state = RunState::Done;
+                        s.exr = Some(ifx_render::png::exr_path(&png).display().to_string());
                         s.png = Some(png.display().to_string());
                     }
                     Err(e) => {

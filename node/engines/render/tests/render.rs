@@ -284,3 +284,24 @@ fn a_white_furnace_renders_as_the_sky_at_every_scale() {
         }
     }
 }
+
+/// What an artist gets back (issue #18): an 8-bit sRGB PNG and beside it the linear radiance as
+/// 32-bit float OpenEXR, read back equal to what was rendered (the EXR bit for bit, values
+/// above 1 included: the light in the Cornell box is 6).
+#[test]
+fn a_render_is_saved_as_an_srgb_png_and_a_linear_exr() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = settings(40, 30, 4, 64);
+    let img = render::render_cpu(&builtin::cornell(), &s).unwrap();
+    let png = dir.path().join("frame.png");
+    render::png::save(&img, &png).unwrap();
+    let back = image::open(&png).unwrap().to_rgb8();
+    assert_eq!(back.as_raw(), &img.to_rgb8());
+    let exr = image::open(render::png::exr_path(&png)).unwrap().into_rgb32f();
+    let linear: Vec<f32> = img.rgb.iter().flatten().copied().collect();
+    assert_eq!(exr.as_raw(), &linear);
+    assert!(linear.iter().any(|v| *v > 1.0), "no radiance above 1 to keep");
+    // A directory where the file should be: a clear error naming the path.
+    let e = render::png::save(&img, dir.path()).unwrap_err().to_string();
+    assert!(e.contains(&dir.path().display().to_string()), "{e}");
+}
