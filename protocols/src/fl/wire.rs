@@ -251,10 +251,12 @@ pub fn work_units(examples: u64, epochs: u32, cap: u64) -> u64 {
     examples.min(cap) * epochs as u64 * 6 * PARAMS as u64 / 1_000_000
 }
 
-/// `units` scaled by a contribution in parts per million (capped at the full share).
+/// `units` scaled by a contribution in parts per million (capped at the full share), rounded
+/// up: a kept update that contributed anything earns at least a unit (rounded down, a 5%
+/// contribution to a 14-unit update earned nothing; the FL mesh test caught one).
 pub fn contributed(units: u64, contribution_ppm: u32) -> u64 {
-    (units as u128 * contribution_ppm.min(super::aggregate::FULL_CONTRIBUTION_PPM) as u128
-        / super::aggregate::FULL_CONTRIBUTION_PPM as u128) as u64
+    let full = super::aggregate::FULL_CONTRIBUTION_PPM as u128;
+    (units as u128 * contribution_ppm.min(super::aggregate::FULL_CONTRIBUTION_PPM) as u128).div_ceil(full) as u64
 }
 
 /// One update that went into a round's aggregate.
@@ -501,6 +503,8 @@ mod tests {
         bad(&|t| t.min_clients = 9, "min_clients");
         bad(&|t| t.aggregator = "mean".into(), "aggregator");
         bad(&|t| t.deadline_ms = 1, "deadline_ms");
+        // Contributions scale work units, rounded up: anything kept earns a unit.
+        assert_eq!([0, 1, 50_000, 1_000_000, 2_000_000].map(|c| contributed(14, c)), [0, 1, 1, 14, 14]);
         bad(&|t| t.scaffold = 1.5, "scaffold");
         bad(&|t| t.scaffold = f64::NAN, "scaffold");
         bad(
