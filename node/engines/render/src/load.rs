@@ -183,12 +183,45 @@ pub fn load_mesh(path: &Path) -> Result<Vec<[[f32; 3]; 3]>, RenderError> {
 
 fn load_gltf(path: &Path) -> Result<Vec<[[f32; 3]; 3]>, RenderError> {
     let err = mesh_err(path);
-    let (doc, buffers, _) = gltf::import(path).map_err(|e| err(e.to_string()))?;
+    let gltf::Gltf { document: doc, blob } = gltf::Gltf::open(path).map_err(|e| err(e.to_string()))?;
+    // Buffers only, each checked for size before it is read: images are never decoded (no
+    // textures yet), so a texture that claims 100k x 100k pixels costs nothing.
+    let mut declared = 0u64;
+    for b in doc.buffers() {
+        declared = declared.saturating_add(b.length() as u64);
+        if declared > MAX_FILE_BYTES {
+            return Err(err(format!(
+                "buffers declare more than the {MAX_FILE_BYTES}-byte limit (at buffer {})",
+                b.index()
+            )));
+        }
+        if let gltf::buffer::Source::Uri(uri) = b.source()
+            && !uri.starts_with("data:")
+            && let Ok(meta) = std::fs::metadata(path.parent().unwrap_or(Path::new(".")).join(uri))
+            && meta.len() > MAX_FILE_BYTES
+        {
+            return Err(err(format!(
+                "buffer {} ({uri}): {} bytes exceed the {MAX_FILE_BYTES}-byte limit",
+                b.index(),
+                meta.len()
+            )));
+        }
+    }
+    let buffers = gltf::import_buffers(&doc, path.parent(), blob).map_err(|e| err(format!("buffers: {e}")))?;
     let mut out = Vec::new();
     let scene =
         doc.default_scene().or_else(|| doc.scenes().next()).ok_or_else(|| err("no scene in the file".into()))?;
     let mut stack: Vec<(gltf::Node, [[f32; 4]; 4])> = scene.nodes().map(|n| (n, IDENTITY)).collect();
+    // glTF node graphs are trees: a node reached twice is a cycle (which would never end) or a
+    // node with two parents.
+    let mut seen = vec![false; doc.nodes().len()];
     while let Some((node, parent)) = stack.pop() {
+        if std::mem::replace(&mut seen[node.index()], true) {
+            return Err(err(format!(
+                "node {} is reached twice: the node graph has a cycle or a node with two parents (glTF nodes form trees)",
+                node.index()
+            )));
+        }
         let world = mat_mul(parent, node.transform().matrix());
         if let Some(mesh) = node.mesh() {
             for prim in mesh.primitives() {

@@ -305,3 +305,106 @@ fn a_render_is_saved_as_an_srgb_png_and_a_linear_exr() {
     let e = render::png::save(&img, dir.path()).unwrap_err().to_string();
     assert!(e.contains(&dir.path().display().to_string()), "{e}");
 }
+
+/// The quad of `write_gltf` as JSON whose buffer 0 is `buffer` (a JSON object), with extra
+/// top-level members `extra` and nodes `nodes`.
+fn quad_json(buffer: &str, nodes: &str, extra: &str) -> String {
+    format!(
+        r#"{{"asset":{{"version":"2.0"}},"scene":0,"scenes":[{{"nodes":[0]}}],"nodes":{nodes},
+        "meshes":[{{"primitives":[{{"attributes":{{"POSITION":0}},"indices":1}}]}}],"buffers":[{buffer}],
+        "bufferViews":[{{"buffer":0,"byteOffset":0,"byteLength":48}},{{"buffer":0,"byteOffset":48,"byteLength":12}}],
+        "accessors":[{{"bufferView":0,"componentType":5126,"count":4,"type":"VEC3","min":[-1,-1,0],"max":[1,1,0]}},
+                     {{"bufferView":1,"componentType":5123,"count":6,"type":"SCALAR"}}]{extra}}}"#
+    )
+}
+
+/// The quad's 60 bytes: 4 positions, 6 u16 indices.
+fn quad_bytes() -> Vec<u8> {
+    let pos: [[f32; 3]; 4] = [[-1.0, -1.0, 0.0], [1.0, -1.0, 0.0], [1.0, 1.0, 0.0], [-1.0, 1.0, 0.0]];
+    let idx: [u16; 6] = [0, 1, 2, 0, 2, 3];
+    let mut bytes: Vec<u8> = pos.iter().flatten().flat_map(|f| f.to_le_bytes()).collect();
+    bytes.extend(idx.iter().flat_map(|i| i.to_le_bytes()));
+    bytes
+}
+
+/// A binary glTF: header, JSON chunk, BIN chunk.
+fn glb(json: &str, bin: &[u8]) -> Vec<u8> {
+    let pad = |mut v: Vec<u8>, with: u8| {
+        while v.len() % 4 != 0 {
+            v.push(with);
+        }
+        v
+    };
+    let (j, b) = (pad(json.as_bytes().to_vec(), b' '), pad(bin.to_vec(), 0));
+    let mut out = Vec::new();
+    out.extend(b"glTF");
+    out.extend(2u32.to_le_bytes());
+    out.extend((12 + 8 + j.len() as u32 + 8 + b.len() as u32).to_le_bytes());
+    out.extend((j.len() as u32).to_le_bytes());
+    out.extend(b"JSON");
+    out.extend(j);
+    out.extend((b.len() as u32).to_le_bytes());
+    out.extend(b"BIN\0");
+    out.extend(b);
+    out
+}
+
+/// Issue #18's hostile glTF files: each gets a clear error naming what is wrong, and nothing
+/// is allocated beyond the limits (a texture claiming 100,000 x 100,000 pixels is never
+/// decoded: textures are not read yet; a buffer declaring a terabyte is refused before any
+/// read).
+#[test]
+fn hostile_gltf_files_get_clear_errors_and_allocate_nothing_large() {
+    let dir = tempfile::tempdir().unwrap();
+    let put = |name: &str, bytes: &[u8]| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, bytes).unwrap();
+        p
+    };
+    let bin = quad_bytes();
+    put("quad.bin", &bin);
+    let file_buffer = r#"{"byteLength":60,"uri":"quad.bin"}"#;
+    let one_node = r#"[{"mesh":0}]"#;
+    // The honest files load: a .gltf with its .bin, and a .glb.
+    let ok = put("ok.gltf", quad_json(file_buffer, one_node, "").as_bytes());
+    assert_eq!(load::load_mesh(&ok).unwrap().len(), 2);
+    let ok_glb = glb(&quad_json(r#"{"byteLength":60}"#, one_node, ""), &bin);
+    assert_eq!(load::load_mesh(&put("ok.glb", &ok_glb)).unwrap().len(), 2);
+
+    // A 100k x 100k PNG texture (its header only): not decoded, the mesh loads at once.
+    let mut png = b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR".to_vec();
+    png.extend(100_000u32.to_be_bytes());
+    png.extend(100_000u32.to_be_bytes());
+    png.extend([8, 6, 0, 0, 0, 0, 0, 0, 0]);
+    put("huge.png", &png);
+    let textured = r#","images":[{"uri":"huge.png"}],"textures":[{"source":0}]"#;
+    let t = std::time::Instant::now();
+    let huge = put("huge.gltf", quad_json(file_buffer, one_node, textured).as_bytes());
+    assert_eq!(load::load_mesh(&huge).unwrap().len(), 2);
+    assert!(t.elapsed() < std::time::Duration::from_secs(2), "{:?}", t.elapsed());
+
+    let cases: Vec<(std::path::PathBuf, &str)> = vec![
+        (put("missing.gltf", quad_json(r#"{"byteLength":60,"uri":"gone.bin"}"#, one_node, "").as_bytes()), "buffers"),
+        (
+            put("cycle.gltf", quad_json(file_buffer, r#"[{"mesh":0,"children":[1]},{"children":[0]}]"#, "").as_bytes()),
+            "reached twice",
+        ),
+        (
+            put(
+                "terabyte.gltf",
+                quad_json(r#"{"byteLength":1000000000000,"uri":"quad.bin"}"#, one_node, "").as_bytes(),
+            ),
+            "byte limit",
+        ),
+        (put("truncated.glb", &ok_glb[..ok_glb.len() / 2]), "truncated.glb"),
+        (put("short.gltf", quad_json(r#"{"byteLength":600,"uri":"quad.bin"}"#, one_node, "").as_bytes()), "buffers"),
+    ];
+    for (path, needle) in cases {
+        let e = load::load_mesh(&path).err().unwrap_or_else(|| panic!("{} loaded", path.display())).to_string();
+        assert!(
+            e.contains(needle) && e.contains(path.file_name().unwrap().to_str().unwrap()),
+            "{}: {e}",
+            path.display()
+        );
+    }
+}
