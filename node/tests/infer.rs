@@ -42,6 +42,27 @@ fn config(dir: &Path, boot: Option<String>, genesis: &[GenesisAlloc], secs: u64)
     c
 }
 
+/// A node and one worker on 127.0.0.1, connected (`tweak` adjusts the worker's config).
+async fn owner_and_worker(dir: &Path, tweak: impl FnOnce(&mut NodeConfig)) -> (Node, Node) {
+    let secs = ifx_node::unix_time_us() / 1_000_000;
+    let owner = Node::start(config(&dir.join("o"), None, &[], secs)).await.unwrap();
+    let boot = format!("{}/p2p/{}", owner.listen_addrs[0], owner.peer_id);
+    let mut wc = config(&dir.join("w"), Some(boot), &[], secs);
+    tweak(&mut wc);
+    let worker = Node::start(wc).await.unwrap();
+    while owner.net.snapshot().await.unwrap().connected.is_empty() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    (owner, worker)
+}
+
+/// An MLP of seed `seed` (odd: the RNG takes odd seeds) published by `node`: its weights and spec.
+fn mlp(node: &Node, seed: u64) -> (Vec<f32>, ifx_protocols::infer::ModelSpec) {
+    let p = ifx_learn::infer::init(Arch::Mlp, seed);
+    let model = node.infer.publish(Arch::Mlp, &ifx_protocols::infer::weights_to_bytes(Arch::Mlp, &p).unwrap()).unwrap();
+    (p, model)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workers_serve_a_paid_job_and_both_inference_cheaters_are_caught_with_evidence() {
     let tmp = tempfile::tempdir().unwrap();
@@ -210,16 +231,8 @@ async fn workers_serve_a_paid_job_and_both_inference_cheaters_are_caught_with_ev
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batches_back_to_back_are_all_answered() {
     let tmp = tempfile::tempdir().unwrap();
-    let secs = ifx_node::unix_time_us() / 1_000_000;
-    let owner = Node::start(config(&tmp.path().join("o"), None, &[], secs)).await.unwrap();
-    let boot = format!("{}/p2p/{}", owner.listen_addrs[0], owner.peer_id);
-    let worker = Node::start(config(&tmp.path().join("w"), Some(boot), &[], secs)).await.unwrap();
-    while owner.net.snapshot().await.unwrap().connected.is_empty() {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let p = ifx_learn::infer::init(Arch::Mlp, 1);
-    let model =
-        owner.infer.publish(Arch::Mlp, &ifx_protocols::infer::weights_to_bytes(Arch::Mlp, &p).unwrap()).unwrap();
+    let (owner, worker) = owner_and_worker(tmp.path(), |_| {}).await;
+    let (_, model) = mlp(&owner, 1);
     let req = ifx_protocols::infer::InferRequest::Batch { job: [1; 16], batch: 0, model, inputs: vec![0.5; 64 * 64] };
     let t = Instant::now();
     let n = 2_000;
@@ -241,21 +254,13 @@ async fn batches_back_to_back_are_all_answered() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn models_named_by_a_stranger_evict_nothing_from_the_blob_store() {
     let tmp = tempfile::tempdir().unwrap();
-    let secs = ifx_node::unix_time_us() / 1_000_000;
-    let stranger = Node::start(config(&tmp.path().join("s"), None, &[], secs)).await.unwrap();
-    let boot = format!("{}/p2p/{}", stranger.listen_addrs[0], stranger.peer_id);
-    let worker = Node::start(config(&tmp.path().join("w"), Some(boot), &[], secs)).await.unwrap();
-    while stranger.net.snapshot().await.unwrap().connected.is_empty() {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let (stranger, worker) = owner_and_worker(tmp.path(), |_| {}).await;
     // The worker holds a blob of its own, as an FL round's weights would be.
     let round = worker.fl.put_blob(vec![7; 1000]).unwrap();
     let before = worker.fl.blob_usage();
     let models = ifx_node::infer::LOADED_MODELS + 4;
     for seed in 0..models as u64 {
-        let p = ifx_learn::infer::init(Arch::Mlp, 2 * seed + 1); // the RNG takes odd seeds
-        let bytes = ifx_protocols::infer::weights_to_bytes(Arch::Mlp, &p).unwrap();
-        let model = stranger.infer.publish(Arch::Mlp, &bytes).unwrap();
+        let (p, model) = mlp(&stranger, 2 * seed + 1);
         let req = InferRequest::Batch { job: [9; 16], batch: seed as u32, model, inputs: vec![0.25; 64 * 8] };
         let r = stranger.net.request(Proto::Infer, worker.peer_id, req.encode()).await.unwrap().unwrap();
         match InferResponse::decode(&r).unwrap() {
@@ -279,18 +284,9 @@ async fn models_named_by_a_stranger_evict_nothing_from_the_blob_store() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_queue_answers_busy_and_then_serves_again() {
     let tmp = tempfile::tempdir().unwrap();
-    let secs = ifx_node::unix_time_us() / 1_000_000;
-    let owner = Node::start(config(&tmp.path().join("o"), None, &[], secs)).await.unwrap();
-    let boot = format!("{}/p2p/{}", owner.listen_addrs[0], owner.peer_id);
-    let mut wc = config(&tmp.path().join("w"), Some(boot), &[], secs);
-    wc.faults.slow_ms = 40; // each batch takes 40 ms more, so the burst below outruns the worker
-    let worker = Node::start(wc).await.unwrap();
-    while owner.net.snapshot().await.unwrap().connected.is_empty() {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let p = ifx_learn::infer::init(Arch::Mlp, 3);
-    let model =
-        owner.infer.publish(Arch::Mlp, &ifx_protocols::infer::weights_to_bytes(Arch::Mlp, &p).unwrap()).unwrap();
+    // Each batch takes 40 ms more, so the burst below outruns the worker.
+    let (owner, worker) = owner_and_worker(tmp.path(), |c| c.faults.slow_ms = 40).await;
+    let (_, model) = mlp(&owner, 3);
     let req = InferRequest::Batch { job: [2; 16], batch: 0, model, inputs: vec![0.5; 64 * 64] };
     let ask = |req: InferRequest| {
         let net = owner.net.clone();

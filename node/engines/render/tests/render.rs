@@ -330,7 +330,7 @@ fn quad_bytes() -> Vec<u8> {
 /// A binary glTF: header, JSON chunk, BIN chunk.
 fn glb(json: &str, bin: &[u8]) -> Vec<u8> {
     let pad = |mut v: Vec<u8>, with: u8| {
-        while v.len() % 4 != 0 {
+        while !v.len().is_multiple_of(4) {
             v.push(with);
         }
         v
