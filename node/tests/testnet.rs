@@ -230,6 +230,9 @@ fn testnet_rejects_bad_options() {
         (&["--nodes", "4", "--attack", "all", "--in-process"][..], "cannot be used with --in-process"),
         (&["--nodes", "4", "--attack", "all", "--baseline-report", "/nonexistent.json"][..], "--baseline-report"),
         (&["--nodes", "4", "--fl-rounds", "5", "--fl-data", "/nonexistent.csv"][..], "no such file"),
+        (&["--nodes", "4", "--fl-scaffold", "2"][..], "--fl-scaffold: scaffold: 2 is outside [0, 1]"),
+        (&["--nodes", "4", "--fl-scaffold", "NaN"][..], "--fl-scaffold: scaffold: NaN"),
+        (&["--nodes", "4", "--fl-copiers", "2"][..], "fewer than two unique shards"),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_ifx")).arg("testnet").args(args).output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);

@@ -437,9 +437,8 @@ impl TestnetArgs {
         if self.poisoners > 0 && self.poisoners >= workers {
             return bad(format!("--poisoners {} leaves no honest federated worker among {workers}", self.poisoners));
         }
-        if !(0.0..=1.0).contains(&self.fl_scaffold) {
-            return bad(format!("--fl-scaffold {} is outside [0, 1]", self.fl_scaffold));
-        }
+        let scaffold = ifx_protocols::fl::wire::TaskSpec { scaffold: self.fl_scaffold, ..Default::default() };
+        scaffold.validate().map_err(|e| TestnetError::Options(format!("--fl-scaffold: {e}")))?;
         if let Some(e) = self.fl_dp_epsilon {
             let dp = ifx_protocols::fl::dp::DpSpec {
                 epsilon: e,

@@ -64,14 +64,13 @@ pub(super) fn recompute(
     let control = match control(grads, &screened.rejected)? {
         Some(c) => Some(*blake3::hash(&to_safetensors(&from_fixed(&c))?).as_bytes()),
         None => None,
-    };
-    if control != r.control {
+    } == r.control;
+    if !control {
         tracing::warn!(
             task = hex::encode(r.task),
             round = r.round,
             "audit: the announced control is not what the inputs give"
         );
-        return Ok(false);
     }
     let announced: Vec<u32> = r.inputs.iter().map(|i| i.contribution_ppm).collect();
     let contributions = screened.contribution_ppm == announced;
@@ -86,7 +85,7 @@ pub(super) fn recompute(
         tracing::warn!(task = hex::encode(r.task), round = r.round, ?announced, recomputed = ?screened.contribution_ppm,
             "audit: the owner announced other contributions than its inputs give");
     }
-    Ok(weights && contributions)
+    Ok(weights && contributions && control)
 }
 
 #[cfg(test)]

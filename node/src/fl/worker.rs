@@ -41,13 +41,11 @@ impl Fl {
         let (train, _) = c.data.clone().ok_or_else(|| TaskError::task("this node has no [fl] data"))?;
         spec.validate()?;
         let _turn = c.training.acquire().await.map_err(|_| TaskError::task("the node is stopping"))?;
-        let bytes = fetch(&c.net, owner, global, len as usize).await.map_err(|m| TaskError::Peer(m.reason()))?;
-        let weights = from_safetensors(&bytes)?;
+        let weights = values(self, owner, global, len).await?;
         // SCAFFOLD: the round's control, fetched like the weights (none before round 1).
         let control = match control {
             Some((hash, len)) if spec.scaffold > 0.0 => {
-                let b = fetch(&c.net, owner, hash, len as usize).await.map_err(|m| TaskError::Peer(m.reason()))?;
-                let v = from_safetensors(&b)?;
+                let v = values(self, owner, hash, len).await?;
                 if v.len() != weights.len() {
                     return Err(TaskError::task(format!(
                         "the control has {} values, the weights {}",
@@ -119,6 +117,12 @@ impl Fl {
         Ok(FlResponse::Trained { update: hash, len, examples, loss, grad })
     }
 }
+/// Values in the weights' layout (the round's weights, its control) fetched from the task owner.
+async fn values(fl: &Fl, owner: PeerId, hash: [u8; 32], len: u32) -> Result<Vec<f32>, TaskError> {
+    let bytes = fetch(&fl.inner.net, owner, hash, len as usize).await.map_err(|m| TaskError::Peer(m.reason()))?;
+    Ok(from_safetensors(&bytes)?)
+}
+
 /// The bytes a worker in `poison` mode sends for an honest `delta`.
 pub(super) fn poisoned(poison: Poison, mut delta: Vec<f32>, round: u32) -> Result<Vec<u8>, FlError> {
     match poison {

@@ -97,8 +97,8 @@ pub struct TaskSpec {
     pub dp: Option<super::dp::DpSpec>,
     /// SCAFFOLD-style drift correction, 0 (off) to 1: a worker's local loss adds
     /// `scaffold x <c - c_i, w>`, where `c_i` is the worker's own mean gradient at the round's
-    /// weights and `c` the round's control, the robust aggregate of the accepted workers'
-    /// gradients of the round before (`aggregate::control`). On label-skewed shards it keeps a
+    /// weights and `c` the round's control, the mean of the kept workers' gradients of the
+    /// round before, each clipped to their median norm (`aggregate::control`). On label-skewed shards it keeps a
     /// worker from forgetting the classes it lacks; it closed the gap to the centralized
     /// baseline in `docs/BENCHMARKS.md`. A worker then also sends its gradient, which says more
     /// about its data than an update, so a private task refuses it.

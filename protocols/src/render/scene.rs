@@ -103,32 +103,27 @@ impl Scene {
     /// Cornell box, leaves 6e-5 between neighbouring coordinates there).
     pub fn recentred(&self) -> Scene {
         let o = self.camera.position;
-        let mv = |p: [f32; 3]| -> [f32; 3] { std::array::from_fn(|k| p[k] - o[k]) };
-        let mut out = self.clone();
-        out.camera.position = [0.0; 3];
-        out.camera.look_at = mv(self.camera.look_at);
-        for s in &mut out.spheres {
-            s.center = mv(s.center);
-        }
-        for t in &mut out.triangles {
-            t.v = t.v.map(mv);
-        }
-        out
+        self.mapped(|p| std::array::from_fn(|k| p[k] - o[k]), |r| r)
     }
 
     /// The same scene scaled by `f` about the origin (a unit conversion: millimetres to metres
     /// is 0.001). The image is the same; radiance must not depend on it (issue #18).
     pub fn scaled(&self, f: f32) -> Scene {
-        let sc = |p: [f32; 3]| -> [f32; 3] { p.map(|x| x * f) };
+        self.mapped(|p| p.map(|x| x * f), |r| r * f)
+    }
+
+    /// The same scene with every point (camera, look-at, sphere centres, vertices) through
+    /// `point` and every radius through `radius`.
+    fn mapped(&self, point: impl Fn([f32; 3]) -> [f32; 3], radius: impl Fn(f32) -> f32) -> Scene {
         let mut out = self.clone();
-        out.camera.position = sc(self.camera.position);
-        out.camera.look_at = sc(self.camera.look_at);
+        out.camera.position = point(self.camera.position);
+        out.camera.look_at = point(self.camera.look_at);
         for s in &mut out.spheres {
-            s.center = sc(s.center);
-            s.radius *= f;
+            s.center = point(s.center);
+            s.radius = radius(s.radius);
         }
         for t in &mut out.triangles {
-            t.v = t.v.map(sc);
+            t.v = t.v.map(&point);
         }
         out
     }

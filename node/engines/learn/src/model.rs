@@ -82,12 +82,17 @@ impl Net {
     }
 
     fn flat(&self) -> Result<Vec<f32>, LearnError> {
-        let mut out = Vec::with_capacity(PARAMS);
-        for v in [&self.w1, &self.b1, &self.w2, &self.b2] {
-            out.extend(v.as_tensor().flatten_all().and_then(|t| t.to_vec1::<f32>()).map_err(err)?);
-        }
-        Ok(out)
+        flatten(self.vars().map(|v| v.as_tensor()))
     }
+}
+
+/// Tensors in the layout of the parameters (w1, b1, w2, b2), as one flat vector.
+fn flatten<'a>(ts: impl Iterator<Item = &'a Tensor>) -> Result<Vec<f32>, LearnError> {
+    let mut out = Vec::with_capacity(PARAMS);
+    for t in ts {
+        out.extend(t.flatten_all().and_then(|t| t.to_vec1::<f32>()).map_err(err)?);
+    }
+    Ok(out)
 }
 
 pub(crate) fn tensors(d: &Dataset, idx: &[usize]) -> Result<(Tensor, Tensor), LearnError> {
@@ -136,12 +141,13 @@ pub fn gradient(params: &[f32], data: &Dataset) -> Result<Vec<f32>, LearnError> 
     let (x, y) = tensors(data, &idx)?;
     let grads = net.forward(&x).and_then(|l| candle_nn::loss::cross_entropy(&l, &y)).and_then(|l| l.backward());
     let grads = grads.map_err(err)?;
-    let mut out = Vec::with_capacity(PARAMS);
-    for v in net.vars() {
-        let g = grads.get(v.as_tensor()).ok_or_else(|| LearnError::Candle("a parameter has no gradient".into()))?;
-        out.extend(g.flatten_all().and_then(|t| t.to_vec1::<f32>()).map_err(err)?);
-    }
-    Ok(out)
+    let per_var = net.vars().map(|v| grads.get(v.as_tensor()));
+    flatten(
+        per_var
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| LearnError::Candle("a parameter has no gradient".into()))?
+            .into_iter(),
+    )
 }
 
 fn train_local(
@@ -165,7 +171,7 @@ fn train_local(
     if data.is_empty() {
         return Ok((params.to_vec(), 0.0));
     }
-    let vars = vec![net.w1.clone(), net.b1.clone(), net.w2.clone(), net.b2.clone()];
+    let vars: Vec<Var> = net.vars().cloned().collect();
     let last = fit(
         vars.clone(),
         data,
