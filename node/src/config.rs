@@ -257,6 +257,10 @@ pub struct RenderSection {
 /// so 64 serves 32 owners; more would only hold more memory.
 pub const MAX_TILES_AT_ONCE: u32 = 64;
 
+/// Largest `faults.slow_factor`: a tile that takes a second would take 100 s, past the owner's
+/// tile timeout; slower is a dead node, which the testnet's kills model better.
+pub const MAX_SLOW_FACTOR: u32 = 100;
+
 impl Default for RenderSection {
     fn default() -> Self {
         Self {
@@ -389,6 +393,9 @@ pub struct FaultsSection {
     /// Every piece of work (tile, challenge, benchmark, training run) takes this much longer, as
     /// on a slower GPU (a slow node).
     pub slow_ms: u64,
+    /// Every piece of work takes this many times as long as it did (1: as fast as the machine
+    /// allows; 4: a GPU with a quarter of the IB). Issue #18's scheduling test.
+    pub slow_factor: u32,
 }
 
 /// The flags of `ifx node` (and `ifx config show`), defined once: clap parses them, tests build
@@ -439,6 +446,9 @@ pub struct Overrides {
     /// this many ms longer, as on a slower GPU (`faults.slow_ms`).
     #[arg(long, hide = true)]
     pub slow_ms: Option<u64>,
+    /// Test mode: every piece of work takes this many times as long (`faults.slow_factor`).
+    #[arg(long, hide = true)]
+    pub slow_factor: Option<u32>,
     /// Count loopback peers against the per-IP and per-subnet caps (`limits.loopback_exempt =
     /// false`), as the victim of `ifx testnet --attack eclipse` does.
     #[arg(long, hide = true)]
@@ -534,6 +544,9 @@ impl NodeConfig {
         if let Some(ms) = o.slow_ms {
             self.faults.slow_ms = ms;
         }
+        if let Some(f) = o.slow_factor {
+            self.faults.slow_factor = f;
+        }
         if let Some(r) = o.reachability {
             self.nat.reachability = r;
         }
@@ -562,6 +575,12 @@ impl NodeConfig {
         }
         if self.faults.slow_ms > 60_000 {
             return Err(InvalidValue::new("faults.slow_ms", format!("{} exceeds 60000", self.faults.slow_ms)));
+        }
+        if self.faults.slow_factor > MAX_SLOW_FACTOR {
+            return Err(InvalidValue::new(
+                "faults.slow_factor",
+                format!("{} exceeds {MAX_SLOW_FACTOR}", self.faults.slow_factor),
+            ));
         }
         self.work.policy()?;
         if self.node.data_dir.as_os_str().is_empty() {

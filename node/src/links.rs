@@ -2,6 +2,8 @@
 //! `por::links` for the measuring): per worker the median over verifiers of each one's latest
 //! measurement ([`ifx_protocols::ledger::body::link::attested`]). Read by `GET /peers` and by
 //! a job owner's tile queue, which gives a worker with a slow link fewer tiles at a time.
+//! Beside the links, the IB the same verifiers' `PorVerdicts` attest ([`read_ib`]): the tile
+//! queue's guess at a worker's speed before it has answered a tile.
 //!
 //! Only bonded verifiers' reports count (the same view that decides who may challenge this
 //! node; a network without bonded verifiers is open, as it is for challenges), and not those
@@ -14,7 +16,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use ifx_protocols::ledger::body::link::{AttestedLink, LinkReport, attested};
-use ifx_protocols::ledger::{Entry, EntryKind};
+use ifx_protocols::ledger::{Entry, EntryKind, PorVerdicts};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
@@ -28,9 +30,45 @@ pub const KEEP_SECS: u64 = 120;
 /// How often the view is read again (when the ledger changed).
 pub const REFRESH: Duration = Duration::from_secs(5);
 
-/// The attested links of workers, by worker key.
+/// The attested links of workers, and their attested IB, by worker key.
 #[derive(Clone, Default)]
-pub struct AttestedLinks(Arc<RwLock<BTreeMap<[u8; 32], AttestedLink>>>);
+pub struct AttestedLinks(Arc<RwLock<Attested>>);
+
+#[derive(Default)]
+struct Attested {
+    links: BTreeMap<[u8; 32], AttestedLink>,
+    ib_milli: BTreeMap<[u8; 32], u32>,
+}
+
+/// Workers' IB x 1000 as the verifiers' `PorVerdicts` in `entries` (chains of the authors that
+/// count) attest it from epoch `since` on: per verifier its newest verdict with a benchmark,
+/// then the median over verifiers (a job owner's first guess at a worker's speed, issue #18).
+pub fn read_ib(entries: &[Arc<Entry>], skip: &BTreeSet<[u8; 32]>, since: u64) -> BTreeMap<[u8; 32], u32> {
+    // worker -> verifier -> (epoch, ib) of the newest.
+    type Newest = BTreeMap<[u8; 32], (u64, u32)>;
+    let mut newest: BTreeMap<[u8; 32], Newest> = BTreeMap::new();
+    for e in entries.iter().filter(|e| e.kind == EntryKind::PorVerdicts && e.epoch >= since) {
+        if skip.contains(&e.author) {
+            continue;
+        }
+        let Ok(v) = PorVerdicts::decode(&e.body) else { continue };
+        if v.epoch != e.epoch {
+            continue;
+        }
+        for w in v.workers.iter().filter(|w| w.ib_milli > 0) {
+            let slot = newest.entry(w.worker).or_default().entry(e.author).or_insert((v.epoch, w.ib_milli));
+            if v.epoch > slot.0 {
+                *slot = (v.epoch, w.ib_milli);
+            }
+        }
+    }
+    newest
+        .into_iter()
+        .filter_map(|(w, by)| {
+            Some((w, ifx_protocols::stats::lower_median(by.into_values().map(|(_, ib)| ib).collect())?))
+        })
+        .collect()
+}
 
 /// The attested links in `entries` (chains of the authors that count, any order) from reports of
 /// epoch `since` on: each author's parts of one epoch merged, then the median over authors.
@@ -57,12 +95,17 @@ pub fn read(entries: &[Arc<Entry>], skip: &BTreeSet<[u8; 32]>, since: u64) -> BT
 impl AttestedLinks {
     /// The attested link of `worker`, if any verifier measured it lately.
     pub fn get(&self, worker: &[u8; 32]) -> Option<AttestedLink> {
-        self.0.read().unwrap_or_else(|e| e.into_inner()).get(worker).cloned()
+        self.0.read().unwrap_or_else(|e| e.into_inner()).links.get(worker).cloned()
     }
 
     /// Every attested link.
     pub fn all(&self) -> BTreeMap<[u8; 32], AttestedLink> {
-        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.0.read().unwrap_or_else(|e| e.into_inner()).links.clone()
+    }
+
+    /// The IB x 1000 the verifiers attest to `worker` lately, if any benchmarked it.
+    pub fn ib_milli(&self, worker: &[u8; 32]) -> Option<u32> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).ib_milli.get(worker).copied()
     }
 
     /// Reads the view from `ledger` now, with the reports of `verifiers` (every author's while
@@ -75,12 +118,16 @@ impl AttestedLinks {
             let l = l.ledger();
             let entries: Vec<Arc<Entry>> = match &keys {
                 Some(keys) => keys.iter().flat_map(|k| l.chain(k)).collect(),
-                None => l.iter_sorted().filter(|e| e.kind == EntryKind::LinkReport).collect(),
+                None => l
+                    .iter_sorted()
+                    .filter(|e| matches!(e.kind, EntryKind::LinkReport | EntryKind::PorVerdicts))
+                    .collect(),
             };
             (entries, l.equivocators().copied().collect::<BTreeSet<_>>())
         });
-        let links = read(&entries, &skip, now.saturating_sub(keep));
-        *self.0.write().unwrap_or_else(|e| e.into_inner()) = links;
+        let since = now.saturating_sub(keep);
+        let view = Attested { links: read(&entries, &skip, since), ib_milli: read_ib(&entries, &skip, since) };
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = view;
     }
 
     /// Reads the view every [`REFRESH`] while the ledger changes, until `shutdown`.

@@ -99,7 +99,7 @@ impl Node {
                 .map_err(|e| ifx_protocols::InvalidValue::new("render.gpu", e.to_string()))?
                 .map_err(|e| ifx_protocols::InvalidValue::new("render.gpu", e.to_string()))?;
         }
-        let faults = Faults { slow_ms: cfg.faults.slow_ms };
+        let faults = Faults { slow_ms: cfg.faults.slow_ms, slow_factor: cfg.faults.slow_factor };
         let started_at = Instant::now();
         let data_dir = cfg.node.data_dir.clone();
         prepare_data_dir(&data_dir)?;

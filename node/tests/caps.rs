@@ -50,7 +50,7 @@ async fn job(owner: &Node, tiles: u32, side: u32) -> (ifx_protocols::api::JobSta
         unpaid: true,
     };
     let t0 = Instant::now();
-    let id = owner.jobs.submit(spec).await.unwrap();
+    let id = owner.jobs.submit(spec, ifx_node::render::Schedule::Capacity).await.unwrap();
     loop {
         let s = owner.jobs.get(&id).unwrap();
         if s.state != RunState::Running {

@@ -222,7 +222,7 @@ fn testnet_rejects_bad_options() {
         (&["--nodes", "4", "--partition", "9@1-2"][..], "below 4"),
         (
             &["--scenario", "nope"][..],
-            "not a built-in scenario (smoke, byzantine, chaos, scale, scale-byzantine, home-nat)",
+            "not a built-in scenario (smoke, byzantine, chaos, scale, scale-byzantine, home-nat, capacity)",
         ),
         (&["--scenario", "home-nat", "--in-process"][..], "network namespaces runs node processes"),
         (&["--nodes", "4", "--loss", "101"][..], "percentage"),
@@ -301,6 +301,39 @@ fn ci_scenario_with_a_restart_and_a_healed_partition_passes_the_verdict() {
     assert_eq!(report["settlement"]["ok"], true, "{:#}", report["settlement"]);
     // The visual report renders in a browser: charts and the image.
     check_html_report(tmp.path(), &report);
+}
+
+/// Issue #18, `--scenario capacity`: two of four workers do everything four times as slowly.
+/// The job handed out by capacity must finish within 1.3x of its ideal (the verdict: its
+/// tiles over the workers' summed pace in the job). The same job first come first served is
+/// measured beside it, and the slow workers get fewer tiles than the fast ones under both.
+#[test]
+fn capacity_scenario_finishes_near_its_ideal_beside_first_come_first_served() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let (out, report) = testnet("--scenario capacity --duration 40", tmp.path());
+    let r = &report["render"];
+    assert!(out.status.success(), "{}\n{:#}\n{r:#}", String::from_utf8_lossy(&out.stdout), report["failures"]);
+    let fifo = &r["fifo"];
+    assert_eq!((r["schedule"].as_str(), fifo["schedule"].as_str()), (Some("capacity"), Some("fifo")));
+    assert_eq!((r["ok"].as_bool(), fifo["ok"].as_bool()), (Some(true), Some(true)), "{r:#}");
+    for job in [r, fifo] {
+        let ratio = job["makespan_secs"].as_f64().unwrap() / job["ideal_secs"].as_f64().unwrap();
+        assert!(ratio.is_finite() && ratio > 0.5, "{job:#}");
+        let tiles = |node: usize| {
+            let peer = report["nodes"][node]["peer_id"].as_str().unwrap();
+            job["workers"][peer]["tiles"].as_u64().unwrap_or(0)
+        };
+        let (slow, fast) = (tiles(1).max(tiles(2)), tiles(3).min(tiles(4)));
+        assert!(slow < fast, "slow workers {slow} tiles, fast {fast}: {job:#}");
+    }
+    assert!(r["makespan_secs"].as_f64().unwrap() <= 1.3 * r["ideal_secs"].as_f64().unwrap(), "{r:#}");
+    // The summary sets the two side by side.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("render schedule capacity: makespan") && stdout.contains("render schedule fifo"),
+        "{stdout}"
+    );
 }
 
 /// The verdict can fail: with the only verifier killed at once nothing is challenged or sealed,

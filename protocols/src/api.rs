@@ -32,6 +32,44 @@ impl std::fmt::Display for RunState {
     }
 }
 
+/// How a render job's owner hands out its tiles (`POST /jobs?schedule=`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Schedule {
+    /// Each tile to the worker expected to finish it first, from its measured time per tile
+    /// (before it has one, its attested IB), and an idle worker re-renders a tile a slow one
+    /// still holds at the end when it would finish sooner (issue #18).
+    #[default]
+    Capacity,
+    /// First come first served: every worker keeps the same number of tiles in flight whatever
+    /// its speed, and nothing is re-issued until it fails (before issue #18).
+    Fifo,
+}
+
+impl std::fmt::Display for Schedule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Schedule::Capacity => "capacity",
+            Schedule::Fifo => "fifo",
+        })
+    }
+}
+
+/// One worker's part in a render job, as its owner measured it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct WorkerShare {
+    /// Tiles it delivered that the job kept.
+    pub tiles: u64,
+    /// Good tiles it delivered, kept or not (a duplicate that came second is not kept).
+    pub delivered: u64,
+    /// Seconds it had at least one of the job's tiles (its busy time).
+    pub busy_secs: f64,
+    /// Its latest estimate of seconds per tile (from its answers; 0: none yet).
+    pub secs_per_tile: f64,
+    /// Its IB x 1000 as the verifiers attest it (0: none).
+    pub ib_milli: u32,
+}
+
 /// `GET /status`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Status {
@@ -306,6 +344,23 @@ pub struct JobStatus {
     #[serde(default)]
     pub exr: Option<String>,
     pub error: Option<String>,
+    /// How its tiles were handed out.
+    #[serde(default)]
+    pub schedule: Schedule,
+    /// Seconds from the first tile handed out to the last one kept.
+    #[serde(default)]
+    pub makespan_secs: f64,
+    /// The makespan it would have had if every worker had been busy to the end at the
+    /// throughput it showed in the job: tiles / the sum of each worker's answers per busy
+    /// second (0: not known yet).
+    #[serde(default)]
+    pub ideal_secs: f64,
+    /// Tiles handed to a second worker while the first still held them (re-issued stragglers).
+    #[serde(default)]
+    pub speculative: u64,
+    /// Each worker's part, by peer id.
+    #[serde(default)]
+    pub workers: BTreeMap<String, WorkerShare>,
 }
 
 impl JobStatus {
@@ -329,6 +384,11 @@ impl JobStatus {
             png: None,
             exr: None,
             error: None,
+            schedule: Schedule::Capacity,
+            makespan_secs: 0.0,
+            ideal_secs: 0.0,
+            speculative: 0,
+            workers: BTreeMap::new(),
         }
     }
 }

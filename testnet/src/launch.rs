@@ -92,6 +92,8 @@ pub struct NodeProc {
     pub restarted_at: Option<f64>,
     /// How late it answers requests (`--slow`), in ms.
     pub slow_ms: u64,
+    /// How many times as long its work takes (`--slow` with `--slow-factor`; 1: as fast as it can).
+    pub slow_factor: u32,
     /// Its ed25519 public key (hex), created before the launch for the genesis allocations.
     pub public_key: String,
     /// Its TCP listen address on 127.0.0.1, once it runs.
@@ -264,6 +266,7 @@ impl Testnet {
                 api_inner: None,
                 restarted_at: None,
                 slow_ms: if args.slow.contains(&index) { args.slow_ms } else { 0 },
+                slow_factor: if args.slow.contains(&index) { args.slow_factor } else { 1 },
             });
         }
         // Every node's key exists before the launch, so the network config can give each one
@@ -446,6 +449,7 @@ impl Testnet {
         opt("--infer-cheat", n.infer_cheat.map(|m| m.name().to_owned()));
         opt("--drop-gossip-pct", (self.loss > 0).then(|| self.loss.to_string()));
         opt("--slow-ms", (n.slow_ms > 0).then(|| n.slow_ms.to_string()));
+        opt("--slow-factor", (n.slow_factor > 1).then(|| n.slow_factor.to_string()));
         // Node 0 owns the federated task and scores it on the test split; workers train.
         if let Some(d) = &self.fl_data
             && (i == 0 || n.fl_shard.is_some())

@@ -121,7 +121,21 @@ pub struct TestnetArgs {
     /// How much longer each piece of work of a `--slow` node takes, in milliseconds.
     #[arg(long, default_value_t = 300)]
     pub slow_ms: u64,
-    /// A scenario: `smoke`, `byzantine`, `chaos`, `scale`, `scale-byzantine`, `home-nat` (built in) or a TOML file with the same keys
+    /// How many times as long each piece of work of a `--slow` node takes (its IB comes out
+    /// this many times lower). `--slow 1 --slow-factor 4 --slow-ms 0`: a worker of a quarter
+    /// of the others' IB.
+    #[arg(long, default_value_t = 1)]
+    pub slow_factor: u32,
+    /// After the render job, node 0 renders the same job again handing out tiles first come
+    /// first served (`schedule=fifo`, as before issue #18), one job at a time: the report sets
+    /// the two makespans side by side, each beside its ideal.
+    #[arg(long)]
+    pub render_compare: bool,
+    /// The render job's makespan must be within this many times its ideal (its tiles over the
+    /// workers' summed throughput, as measured in the job); 0: not judged.
+    #[arg(long, default_value_t = 0.0)]
+    pub render_makespan: f64,
+    /// A scenario: `smoke`, `byzantine`, `chaos`, `scale`, `scale-byzantine`, `home-nat`, `capacity` (built in) or a TOML file with the same keys
     /// as these flags (see testnet/scenarios/); flags given on the command line win.
     #[arg(long)]
     pub scenario: Option<String>,
@@ -227,13 +241,14 @@ pub fn default_base_dir() -> std::path::PathBuf {
 }
 
 /// The built-in scenarios, by name.
-pub const SCENARIOS: [(&str, &str); 6] = [
+pub const SCENARIOS: [(&str, &str); 7] = [
     ("smoke", include_str!("../scenarios/smoke.toml")),
     ("byzantine", include_str!("../scenarios/byzantine.toml")),
     ("chaos", include_str!("../scenarios/chaos.toml")),
     ("scale", include_str!("../scenarios/scale.toml")),
     ("scale-byzantine", include_str!("../scenarios/scale-byzantine.toml")),
     ("home-nat", include_str!("../scenarios/home-nat.toml")),
+    ("capacity", include_str!("../scenarios/capacity.toml")),
 ];
 
 /// A scenario file: any of the run's settings, and the faults on a timeline.
@@ -261,6 +276,9 @@ pub struct Scenario {
     pub loss: Option<u32>,
     pub slow: Option<Vec<usize>>,
     pub slow_ms: Option<u64>,
+    pub slow_factor: Option<u32>,
+    pub render_compare: Option<bool>,
+    pub render_makespan: Option<f64>,
     pub in_process: Option<bool>,
     pub attack: Option<Vec<String>>,
     pub topology: Option<netns::Topology>,
@@ -342,6 +360,7 @@ impl TestnetArgs {
         );
         take!(fl_rounds, fl_aggregator, gov_change, loss, slow, slow_ms, in_process, attack);
         take!(infer_rows, infer_cheaters, fl_copiers, fl_scaffold);
+        take!(slow_factor, render_compare, render_makespan);
         if sc.fl_dp_epsilon.is_some() && !explicit("fl_dp_epsilon") {
             self.fl_dp_epsilon = sc.fl_dp_epsilon;
         }
@@ -490,6 +509,15 @@ impl TestnetArgs {
         }
         if self.slow_ms > 60_000 {
             return bad(format!("--slow-ms {} must be at most 60000", self.slow_ms));
+        }
+        if !(1..=100).contains(&self.slow_factor) {
+            return bad(format!("--slow-factor {} must be between 1 and 100", self.slow_factor));
+        }
+        if !(self.render_makespan == 0.0 || (1.0..=100.0).contains(&self.render_makespan)) {
+            return bad(format!(
+                "--render-makespan {} must be 0 (not judged) or between 1 and 100",
+                self.render_makespan
+            ));
         }
         for r in &self.restarts {
             if !self.kills.iter().any(|k| k.node == r.node && k.at < r.at) {

@@ -84,6 +84,10 @@ pub struct Outcome {
     pub job: Option<Tracked<JobStatus>>,
     /// Why the job could not be submitted.
     pub job_error: Option<String>,
+    /// With `--render-compare`: the same job again under `schedule=fifo`, submitted once the
+    /// first ended, and why it could not be.
+    pub job_fifo: Option<Tracked<JobStatus>>,
+    pub job_fifo_error: Option<String>,
     /// `GET /por/stats` of each verifier still running at the end, by node index.
     pub por: Vec<(usize, PorStats)>,
     /// `GET /por/standings` of node 0: the standing computed from its (converged) ledger.
@@ -317,7 +321,12 @@ fn infer_running(out: &Outcome) -> bool {
 }
 
 async fn submit_job(net: &Testnet, args: &TestnetArgs) -> Result<String, TestnetError> {
-    let spec = ifx_protocols::render::job::JobSpec {
+    Ok(post_to_node0::<JobAccepted>(net, "jobs", &job_spec(args), "job").await?.job_id)
+}
+
+/// The run's render job.
+fn job_spec(args: &TestnetArgs) -> ifx_protocols::render::job::JobSpec {
+    ifx_protocols::render::job::JobSpec {
         scene: "cornell".into(),
         scene_toml: None,
         width: args.render_size,
@@ -327,16 +336,32 @@ async fn submit_job(net: &Testnet, args: &TestnetArgs) -> Result<String, Testnet
         tile: 32,
         // Node 0, the testnet's artist, pays for its job (issue #21: unpaid work earns nothing).
         unpaid: false,
-    };
-    Ok(post_to_node0::<JobAccepted>(net, "jobs", &spec, "job").await?.job_id)
+    }
 }
 
-async fn poll_job(net: &Testnet, out: &mut Outcome) {
+/// Polls the render job; with `--render-compare`, once it ended, submits the same job to be
+/// handed out first come first served (unpaid: it is a measurement, not the artist's work)
+/// and polls that one.
+async fn poll_job(net: &Testnet, args: &TestnetArgs, out: &mut Outcome) {
     refresh_from_node0(net, "jobs", &mut out.job).await;
+    let first_ended = out.job.as_ref().and_then(|t| t.last.as_ref()).is_some_and(|j| j.state != RunState::Running);
+    if args.render_compare && first_ended && out.job_fifo.is_none() && out.job_fifo_error.is_none() {
+        let spec = ifx_protocols::render::job::JobSpec { unpaid: true, ..job_spec(args) };
+        match post_to_node0::<JobAccepted>(net, "jobs?schedule=fifo", &spec, "the fifo job").await {
+            Ok(a) => out.job_fifo = Some(Tracked::new(a.job_id)),
+            Err(e) => out.job_fifo_error = Some(e.to_string()),
+        }
+    }
+    refresh_from_node0(net, "jobs", &mut out.job_fifo).await;
 }
 
-fn job_running(out: &Outcome) -> bool {
-    out.job.as_ref().is_some_and(|t| t.last.as_ref().is_none_or(|j| j.state == RunState::Running))
+fn job_running(args: &TestnetArgs, out: &Outcome) -> bool {
+    let running = |t: &Option<Tracked<JobStatus>>| {
+        t.as_ref().is_some_and(|t| t.last.as_ref().is_none_or(|j| j.state == RunState::Running))
+    };
+    let fifo_pending =
+        args.render_compare && out.job.is_some() && out.job_fifo.is_none() && out.job_fifo_error.is_none();
+    running(&out.job) || running(&out.job_fifo) || fifo_pending
 }
 
 /// Submits the run's work to node 0: the render job, the federated task, the governance
@@ -410,7 +435,7 @@ pub async fn watch(net: &mut Testnet, args: &TestnetArgs) -> Outcome {
         net.reap();
         poll_views(net, &mut out.views).await;
         track_roots(net, &mut out);
-        poll_job(net, &mut out).await;
+        poll_job(net, args, &mut out).await;
         poll_fl(net, &mut out).await;
         poll_infer(net, &mut out).await;
         let (running, discovered, heard) = track_coverage(net, &mut out, &bar);
@@ -617,16 +642,17 @@ pub async fn settle(net: &mut Testnet, args: &TestnetArgs, mut out: Outcome) -> 
         track_roots(net, &mut out);
         // A big network may complete these only now (its start took a while).
         track_coverage(net, &mut out, &ProgressBar::hidden());
-        poll_job(net, &mut out).await;
+        poll_job(net, args, &mut out).await;
         poll_fl(net, &mut out).await;
         poll_infer(net, &mut out).await;
         // A job still finishing tiles is waited for (a loaded machine renders slowly, and the
         // verdict must not fail a healthy network for it); one that stalls is given up on.
-        let tiles = out.job.as_ref().and_then(|t| t.last.as_ref()).map_or(0, |j| j.tiles_done);
+        let tiles: usize =
+            [&out.job, &out.job_fifo].iter().filter_map(|t| t.as_ref()?.last.as_ref()).map(|j| j.tiles_done).sum();
         if tiles > job_progress.0 {
             job_progress = (tiles, std::time::Instant::now());
         }
-        let job_done = (!job_running(&out) || job_progress.1.elapsed() > JOB_STALL)
+        let job_done = (!job_running(args, &out) || job_progress.1.elapsed() > JOB_STALL)
             && (!infer_running(&out) || start.elapsed() > JOB_STALL)
             || start.elapsed() > Duration::from_secs(120);
         if !fl_running(&out) && fl_end.is_none() {

@@ -1,6 +1,6 @@
 //! Render jobs this node owns.
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -8,15 +8,22 @@ use axum::{Json, Router};
 use ifx_protocols::api::{JobAccepted, JobStatus};
 
 use super::{accepted, refused};
-use crate::render::{JobSpec, Jobs, SubmitError};
+use crate::render::{JobSpec, Jobs, Schedule, SubmitError};
 use crate::settle::PayError;
 
 pub fn routes(jobs: Jobs) -> Router {
     Router::new().route("/jobs", get(list).post(submit)).route("/jobs/{id}", get(one)).with_state(jobs)
 }
 
-async fn submit(State(jobs): State<Jobs>, Json(spec): Json<JobSpec>) -> Response {
-    match jobs.submit(spec).await {
+/// `POST /jobs?schedule=capacity|fifo` (default capacity).
+#[derive(serde::Deserialize)]
+struct SubmitQuery {
+    #[serde(default)]
+    schedule: Schedule,
+}
+
+async fn submit(State(jobs): State<Jobs>, Query(q): Query<SubmitQuery>, Json(spec): Json<JobSpec>) -> Response {
+    match jobs.submit(spec, q.schedule).await {
         Ok(job_id) => accepted(JobAccepted { job_id }),
         Err(e @ SubmitError::Render(_)) => refused(StatusCode::BAD_REQUEST, e),
         Err(e @ SubmitError::Pay(PayError::Unfunded { .. })) => refused(StatusCode::PAYMENT_REQUIRED, e),

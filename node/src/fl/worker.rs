@@ -60,41 +60,45 @@ impl Fl {
         let shard = c.shard;
         let (poison, faults) = (c.poison, c.faults);
         let deadline = Duration::from_millis(spec.deadline_ms);
-        let (delta, grad, loss, examples) = tokio::task::spawn_blocking(move || -> Result<Local, TaskError> {
-            faults.slow_work();
-            let data = match shard {
-                Some(i) => {
-                    let d = &spec.data;
-                    if i >= d.shards {
-                        return Err(TaskError::task(format!("fl.shard {i} is beyond the task's {} shards", d.shards)));
+        let (delta, grad, loss, examples) = tokio::task::spawn_blocking(move || {
+            faults.work(|| -> Result<Local, TaskError> {
+                let data = match shard {
+                    Some(i) => {
+                        let d = &spec.data;
+                        if i >= d.shards {
+                            return Err(TaskError::task(format!(
+                                "fl.shard {i} is beyond the task's {} shards",
+                                d.shards
+                            )));
+                        }
+                        train.non_iid(d.shards as usize, d.alpha, d.seed).swap_remove(i as usize)
                     }
-                    train.non_iid(d.shards as usize, d.alpha, d.seed).swap_remove(i as usize)
+                    None => train,
+                };
+                let cfg = TrainConfig {
+                    epochs: spec.local_epochs as usize,
+                    batch: spec.batch as usize,
+                    lr: spec.lr_at(round),
+                    seed: u64::from_le_bytes(task[..8].try_into().expect("8 bytes")) ^ (round as u64) << 32,
+                };
+                // SCAFFOLD: this shard's gradient at the round's weights goes with the update, and
+                // the step is corrected by `scaffold x (control - gradient)`.
+                let grad = (spec.scaffold > 0.0).then(|| model::gradient(&weights, &data)).transpose()?;
+                let (local, loss) = match (&control, &grad) {
+                    (Some(c), Some(g)) => {
+                        let s = spec.scaffold as f32;
+                        let correction: Vec<f32> = c.iter().zip(g).map(|(c, g)| s * (c - g)).collect();
+                        model::train_corrected(&weights, &data, &cfg, &correction)?
+                    }
+                    _ => model::train(&weights, &data, &cfg)?,
+                };
+                let mut delta: Vec<f32> = local.iter().zip(&weights).map(|(l, g)| l - g).collect();
+                // Differential privacy: clipped and noised before the update leaves this machine.
+                if let Some(plan) = spec.dp_plan()? {
+                    ifx_protocols::fl::dp::privatize(&mut delta, &plan);
                 }
-                None => train,
-            };
-            let cfg = TrainConfig {
-                epochs: spec.local_epochs as usize,
-                batch: spec.batch as usize,
-                lr: spec.lr_at(round),
-                seed: u64::from_le_bytes(task[..8].try_into().expect("8 bytes")) ^ (round as u64) << 32,
-            };
-            // SCAFFOLD: this shard's gradient at the round's weights goes with the update, and
-            // the step is corrected by `scaffold x (control - gradient)`.
-            let grad = (spec.scaffold > 0.0).then(|| model::gradient(&weights, &data)).transpose()?;
-            let (local, loss) = match (&control, &grad) {
-                (Some(c), Some(g)) => {
-                    let s = spec.scaffold as f32;
-                    let correction: Vec<f32> = c.iter().zip(g).map(|(c, g)| s * (c - g)).collect();
-                    model::train_corrected(&weights, &data, &cfg, &correction)?
-                }
-                _ => model::train(&weights, &data, &cfg)?,
-            };
-            let mut delta: Vec<f32> = local.iter().zip(&weights).map(|(l, g)| l - g).collect();
-            // Differential privacy: clipped and noised before the update leaves this machine.
-            if let Some(plan) = spec.dp_plan()? {
-                ifx_protocols::fl::dp::privatize(&mut delta, &plan);
-            }
-            Ok((delta, grad, loss, data.len() as u64))
+                Ok((delta, grad, loss, data.len() as u64))
+            })
         })
         .await
         .map_err(|e| TaskError::task(e.to_string()))??;

@@ -205,17 +205,16 @@ impl Infer {
         let _turn = c.serving.acquire().await.map_err(|_| InferError::job("the node is stopping"))?;
         let (cheat, faults) = (c.cheat, c.faults);
         let (inputs, outputs) = tokio::task::spawn_blocking(move || -> Result<_, InferError> {
-            faults.slow_work();
-            let out = match cheat {
-                InferCheat::Honest => model.forward(&inputs)?,
-                InferCheat::Cheap => model.cheap_forward(&inputs)?,
+            let out = faults.work(|| match cheat {
+                InferCheat::Honest => model.forward(&inputs),
+                InferCheat::Cheap => model.cheap_forward(&inputs),
                 InferCheat::Random => {
                     let seed = u64::from_le_bytes(job[..8].try_into().expect("8 bytes")) ^ batch as u64;
                     let mut rng = ifx_learn::data::Rng(seed | 1);
                     let rows = inputs.len() / ifx_protocols::fl::shape::FEATURES;
-                    (0..rows * ifx_protocols::fl::shape::CLASSES).map(|_| (rng.normal() * 3.0) as f32).collect()
+                    Ok((0..rows * ifx_protocols::fl::shape::CLASSES).map(|_| (rng.normal() * 3.0) as f32).collect())
                 }
-            };
+            })?;
             Ok((inputs, out))
         })
         .await

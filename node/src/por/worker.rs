@@ -137,26 +137,25 @@ pub async fn serve(
                         let s = challenge_settings(settings).map_err(|e| e.to_string())?;
                         let scene = Scene::from_wire(&scene).map_err(|e| e.to_string())?;
                         let started = Instant::now();
-                        renderer.faults().slow_work();
-                        let rgb8 = match cheat {
-                            None => renderer.render(&scene, &s).map_err(|e| e.to_string())?,
-                            Some(CheatMode::NoWatermark) => {
-                                renderer.render(&cheat::strip_near_camera(&scene), &s).map_err(|e| e.to_string())?
-                            }
-                            Some(mode) => {
-                                let prev = old.lock().unwrap_or_else(|e| e.into_inner()).clone();
-                                cheat::forge(
-                                    mode,
-                                    &scene,
-                                    &scene,
-                                    &s,
-                                    prev.as_deref(),
-                                    rand::random(),
-                                    ifx_render::render_cpu,
-                                )
-                                .map_err(|e| e.to_string())?
-                            }
-                        };
+                        let rgb8 = renderer
+                            .faults()
+                            .work(|| match cheat {
+                                None => renderer.render(&scene, &s),
+                                Some(CheatMode::NoWatermark) => renderer.render(&cheat::strip_near_camera(&scene), &s),
+                                Some(mode) => {
+                                    let prev = old.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                                    cheat::forge(
+                                        mode,
+                                        &scene,
+                                        &scene,
+                                        &s,
+                                        prev.as_deref(),
+                                        rand::random(),
+                                        ifx_render::render_cpu,
+                                    )
+                                }
+                            })
+                            .map_err(|e| e.to_string())?;
                         let render_us = started.elapsed().as_micros() as u64;
                         *old.lock().unwrap_or_else(|e| e.into_inner()) = Some(rgb8.clone());
                         let (answer, tree) = por::commit(rgb8, &s);
@@ -177,8 +176,7 @@ pub async fn serve(
                     let b = ifx_protocols::por::ib::Bench::from_seed(seed);
                     b.validate().map_err(|e| e.to_string())?;
                     let started = Instant::now();
-                    renderer.faults().slow_work();
-                    let rows = renderer.bench(&b).map_err(|e| e.to_string())?;
+                    let rows = renderer.faults().work(|| renderer.bench(&b)).map_err(|e| e.to_string())?;
                     let mut claimed_us = started.elapsed().as_micros() as u64;
                     if behaviour == Behaviour::ForgedTime {
                         claimed_us /= 10;

@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use ed25519_dalek::SigningKey;
-pub use ifx_protocols::api::{JobStatus, RunState};
+pub use ifx_protocols::api::{JobStatus, RunState, Schedule};
 use ifx_protocols::ledger::PaidWork;
 pub use ifx_protocols::render::job::{JobSpec, MAX_TILE, MAX_TILE_RESPONSE, TILE_TIMEOUT};
 use ifx_protocols::{NetworkConfig, PeerTable};
@@ -101,12 +101,14 @@ impl Jobs {
         Self { jobs: Arc::new(Mutex::new(BTreeMap::new())), ctx: Arc::new(ctx) }
     }
 
-    /// Starts a job, paying for it first unless it is `unpaid`; returns its id.
-    pub async fn submit(&self, spec: JobSpec) -> Result<String, SubmitError> {
+    /// Starts a job, paying for it first unless it is `unpaid`, its tiles handed out as
+    /// `schedule` says; returns its id.
+    pub async fn submit(&self, spec: JobSpec, schedule: Schedule) -> Result<String, SubmitError> {
         job_scene(&spec)?;
         let job: [u8; 16] = rand::random();
         let id = hex::encode(job);
         let mut status = JobStatus::started(id.clone(), spec.clone(), spec.settings().tile_count() as usize);
+        status.schedule = schedule;
         if !spec.unpaid {
             let c = &self.ctx;
             let (work, units) = (PaidWork::render(&spec.settings()), spec.settings().total_units());
@@ -117,7 +119,7 @@ impl Jobs {
         let me = self.clone();
         tokio::spawn(async move {
             let started = Instant::now();
-            let result = me.run(job, spec, started).await;
+            let result = me.run(job, spec, schedule, started).await;
             me.update(&hex::encode(job), |s| {
                 s.secs = started.elapsed().as_secs_f64();
                 match result {

@@ -16,9 +16,9 @@ use ifx_protocols::render::commit::{self, sub_tiles};
 use ifx_protocols::render::job::{Delivered, JobSpec, TileRequest, check_tile};
 use ifx_render::{Image, Renderer};
 use libp2p::PeerId;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
-use super::queue::{IN_FLIGHT, TileQueue, allowances};
+use super::queue::{IN_FLIGHT, Schedule, TileQueue, Worker, allowances};
 use super::{JobError, Jobs};
 use crate::network::Proto;
 
@@ -26,6 +26,28 @@ use crate::network::Proto;
 struct BadTile {
     index: u32,
     reason: String,
+}
+
+/// A job's tile requests in flight: each answers (worker, its key, tile, request, answer, sent,
+/// answered).
+type Inflight = FuturesUnordered<
+    tokio::task::JoinHandle<(
+        PeerId,
+        [u8; 32],
+        usize,
+        TileRequest,
+        Result<Result<Vec<u8>, crate::network::RequestFailed>, crate::network::NetworkStopped>,
+        Instant,
+        Instant,
+    )>,
+>;
+
+/// What the tile requests of one job are made of.
+struct Run {
+    id: String,
+    job: [u8; 16],
+    spec: JobSpec,
+    tiles: Vec<Tile>,
 }
 
 /// A job fails when it has had no worker for this long.
@@ -41,60 +63,60 @@ impl Jobs {
         )
     }
 
-    pub(super) async fn run(&self, job: [u8; 16], spec: JobSpec, started: Instant) -> Result<PathBuf, JobError> {
+    pub(super) async fn run(
+        &self,
+        job: [u8; 16],
+        spec: JobSpec,
+        schedule: Schedule,
+        started: Instant,
+    ) -> Result<PathBuf, JobError> {
         let id = hex::encode(job);
         let s = spec.settings();
         let tiles = s.tiles();
-        info!(job = id, tiles = tiles.len(), width = s.width, height = s.height, spp = s.spp, "render job started");
-        let mut queue = TileQueue::new(tiles.len());
+        info!(job = id, tiles = tiles.len(), width = s.width, height = s.height, spp = s.spp, %schedule, "render job started");
+        let mut queue = TileQueue::new(tiles.len(), schedule);
         let mut img = Image::new(s.width, s.height);
-        let mut inflight = FuturesUnordered::new();
+        let mut inflight: Inflight = FuturesUnordered::new();
+        let run = Run { id: id.clone(), job, spec: spec.clone(), tiles: tiles.clone() };
         let mut last_worker_seen = Instant::now();
         let mut checker: Option<Arc<Renderer>> = None;
         while !queue.is_done() {
             if self.ctx.shutdown.is_cancelled() {
                 return Err(JobError::Stopped("the node is shutting down".into()));
             }
-            // Hand out tiles to free workers.
-            if queue.has_queued() {
-                let workers = self.workers().await;
-                if !workers.is_empty() {
-                    last_worker_seen = Instant::now();
+            if self.hand_out(&run, &mut queue, &mut inflight).await {
+                last_worker_seen = Instant::now();
+            }
+            self.update(&id, |st| st.speculative = queue.speculative());
+            if inflight.is_empty() {
+                if last_worker_seen.elapsed() > NO_WORKER_TIMEOUT {
+                    return Err(JobError::Stopped(format!("no worker for {NO_WORKER_TIMEOUT:?}")));
                 }
-                let keys: HashMap<PeerId, [u8; 32]> = workers.iter().copied().collect();
-                let links: Vec<(PeerId, Option<u32>)> =
-                    workers.iter().map(|(p, k)| (*p, self.ctx.links.get(k).map(|l| l.slowest_kbit()))).collect();
-                let allowed = allowances(&links);
-                for (peer, _) in allowed.iter().filter(|(_, n)| *n < IN_FLIGHT) {
-                    let kbit = links.iter().find(|(p, _)| p == peer).and_then(|(_, k)| *k).unwrap_or(0);
-                    let mut newly = false;
-                    self.update(&id, |st| newly = st.slow_links.insert(peer.to_string(), kbit).is_none());
-                    if newly {
-                        info!(job = id, %peer, kbit, "the verifiers attest a slow link to this worker: one tile at a time");
-                    }
-                }
-                for (peer, i) in queue.assign(&allowed, Instant::now()) {
-                    let t = tiles[i];
-                    let req = TileRequest { job, spec: spec.clone(), tile: [t.x, t.y, t.w, t.h] };
-                    let (net, key) = (self.ctx.net.clone(), keys[&peer]);
-                    inflight.push(async move {
-                        let answer = net.request(Proto::Render, peer, req.encode()).await;
-                        (peer, key, i, req, answer)
-                    });
-                }
-                if inflight.is_empty() {
-                    if last_worker_seen.elapsed() > NO_WORKER_TIMEOUT {
-                        return Err(JobError::Stopped(format!("no worker for {NO_WORKER_TIMEOUT:?}")));
-                    }
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    continue;
-                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
             }
             let next = tokio::select! {
                 n = inflight.next() => n,
                 _ = tokio::time::sleep(Duration::from_millis(500)) => continue,
             };
-            let Some((peer, key, i, req, result)) = next else { continue };
+            let Some(joined) = next else { continue };
+            let (peer, key, i, req, result, sent, at) =
+                joined.map_err(|e| JobError::Stopped(format!("a tile request stopped: {e}")))?;
+            debug!(job = id, %peer, tile = i, secs = at.duration_since(sent).as_secs_f64(), since_start = at.duration_since(started).as_secs_f64(), "tile answered");
+            let good = matches!(result, Ok(Ok(_)));
+            queue.arrived(peer, i, good, at);
+            if !queue.wanted(i) {
+                // The copy that came second: not checked, not kept, no receipt.
+                debug!(job = id, %peer, tile = i, "a copy of a tile already kept came back");
+                queue.settle(peer, i, good, at);
+                self.record(&id, &queue, started);
+                continue;
+            }
+            // The worker's slot is refilled before its tile is checked: the check and the
+            // receipt take this node a while, and the worker would sit idle meanwhile.
+            if self.hand_out(&run, &mut queue, &mut inflight).await {
+                last_worker_seen = Instant::now();
+            }
             let t = tiles[i];
             let delivered = match result {
                 Ok(Ok(bytes)) => check_tile(&bytes, &req, t).map_err(|e| e.to_string()).and_then(|d| {
@@ -124,7 +146,8 @@ impl Jobs {
                 },
                 Err(e) => Err(e),
             };
-            queue.answered(peer, i, delivered.is_ok(), Instant::now());
+            queue.settle(peer, i, delivered.is_ok(), at);
+            self.record(&id, &queue, started);
             let done = queue.done();
             match delivered {
                 Ok(Delivered { px, .. }) => {
@@ -153,6 +176,56 @@ impl Jobs {
             .map_err(|e| JobError::Stopped(e.to_string()))??;
         info!(job = id, png = %path.display(), secs = started.elapsed().as_secs_f64(), "render job done");
         Ok(path)
+    }
+
+    /// Hands tiles to free workers as the queue says (queued ones, and at the end under the
+    /// capacity schedule copies of stragglers), each request a task of its own; false when no
+    /// worker is connected.
+    async fn hand_out(&self, run: &Run, queue: &mut TileQueue, inflight: &mut Inflight) -> bool {
+        let (id, job, spec, tiles) = (&run.id, run.job, &run.spec, &run.tiles);
+        let workers = self.workers().await;
+        let keys: HashMap<PeerId, [u8; 32]> = workers.iter().copied().collect();
+        let links: Vec<(PeerId, Option<u32>)> =
+            workers.iter().map(|(p, k)| (*p, self.ctx.links.get(k).map(|l| l.slowest_kbit()))).collect();
+        let allowed = allowances(&links);
+        for (peer, _) in allowed.iter().filter(|(_, n)| *n < IN_FLIGHT) {
+            let kbit = links.iter().find(|(p, _)| p == peer).and_then(|(_, k)| *k).unwrap_or(0);
+            let mut newly = false;
+            self.update(id, |st| newly = st.slow_links.insert(peer.to_string(), kbit).is_none());
+            if newly {
+                info!(job = id, %peer, kbit, "the verifiers attest a slow link to this worker: one tile at a time");
+            }
+        }
+        let ws: Vec<Worker> = allowed
+            .iter()
+            .map(|(peer, n)| Worker { peer: *peer, allowance: *n, ib_milli: self.ctx.links.ib_milli(&keys[peer]) })
+            .collect();
+        for (peer, i) in queue.assign(&ws, Instant::now()) {
+            let t = tiles[i];
+            let req = TileRequest { job, spec: spec.clone(), tile: [t.x, t.y, t.w, t.h] };
+            let (net, key) = (self.ctx.net.clone(), keys[&peer]);
+            // A task of its own: the answer is timed when it comes, not when this loop
+            // gets to it.
+            let sent = Instant::now();
+            inflight.push(tokio::spawn(async move {
+                let answer = net.request(Proto::Render, peer, req.encode()).await;
+                (peer, key, i, req, answer, sent, Instant::now())
+            }));
+        }
+        !workers.is_empty()
+    }
+
+    /// Puts the queue's figures in the job's status: each worker's part, the makespan so far
+    /// and its ideal.
+    fn record(&self, id: &str, queue: &TileQueue, started: Instant) {
+        let shares = queue.shares();
+        self.update(id, |st| {
+            st.workers = shares.into_iter().map(|(p, w)| (p.to_string(), w)).collect();
+            st.makespan_secs = queue.makespan_secs();
+            st.ideal_secs = queue.ideal_secs();
+            st.speculative = queue.speculative();
+            st.secs = started.elapsed().as_secs_f64();
+        });
     }
 
     /// Re-renders one random sub-tile of a delivered tile (`checker`: the job's renderer on this

@@ -262,12 +262,7 @@ async fn render(
         // job's render.
         s.spp = (s.spp / 64).max(1);
     }
-    match tokio::task::spawn_blocking(move || {
-        faults.slow_work();
-        r.render_tile(&s, t)
-    })
-    .await
-    {
+    match tokio::task::spawn_blocking(move || faults.work(|| r.render_tile(&s, t))).await {
         Ok(Ok(px)) => {
             let pixels = encode_pixels(&px);
             let c = TileCommitment::of(tr.job, tr.spec.hash(), t, &pixels);

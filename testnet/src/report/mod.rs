@@ -195,7 +195,14 @@ impl Report {
         if let Some(e) = &o.job_error {
             failures.push(format!("the render job could not be submitted: {e}"));
         }
-        let render = o.job.as_ref().map(RenderSection::of);
+        if let Some(e) = &o.job_fifo_error {
+            failures.push(format!("the fifo render job could not be submitted: {e}"));
+        }
+        let render = o.job.as_ref().map(|j| RenderSection {
+            makespan_limit: args.render_makespan,
+            fifo: o.job_fifo.as_ref().map(|f| Box::new(RenderSection::of(f))),
+            ..RenderSection::of(j)
+        });
         failures.extend(render.iter().flat_map(RenderSection::failures));
         let peer_ids = |pick: &dyn Fn(&crate::launch::NodeProc) -> bool| -> Vec<String> {
             net.nodes.iter().filter(|n| pick(n)).map(|n| n.peer_id.clone()).collect()

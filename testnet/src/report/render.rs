@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use ifx_protocols::api::{JobStatus, RunState};
+use ifx_protocols::api::{JobStatus, RunState, Schedule, WorkerShare};
 use serde::Serialize;
 
 use crate::watch::Tracked;
@@ -32,6 +32,21 @@ pub struct RenderSection {
     pub secs: f64,
     pub png: Option<String>,
     pub error: Option<String>,
+    /// How its tiles were handed out.
+    pub schedule: Schedule,
+    /// Seconds from its first tile handed out to its last one kept, and the ideal: its tiles
+    /// over the workers' summed throughput as measured in the job.
+    pub makespan_secs: f64,
+    pub ideal_secs: f64,
+    /// Tiles copied to a second worker while a slow one still held them.
+    pub speculative: u64,
+    /// Each worker's part (tiles kept, delivered, busy seconds, seconds a tile, attested IB).
+    pub workers: BTreeMap<String, WorkerShare>,
+    /// The makespan must be within this many times the ideal (`--render-makespan`; 0: not
+    /// judged).
+    pub makespan_limit: f64,
+    /// `--render-compare`: the same job handed out first come first served, after this one.
+    pub fifo: Option<Box<RenderSection>>,
 }
 
 impl RenderSection {
@@ -54,6 +69,13 @@ impl RenderSection {
                 secs: 0.0,
                 png: None,
                 error: Some("the job owner never reported the job".into()),
+                schedule: Schedule::Capacity,
+                makespan_secs: 0.0,
+                ideal_secs: 0.0,
+                speculative: 0,
+                workers: BTreeMap::new(),
+                makespan_limit: 0.0,
+                fifo: None,
             };
         };
         Self {
@@ -72,20 +94,45 @@ impl RenderSection {
             secs: j.secs,
             png: j.png.clone(),
             error: j.error.clone(),
+            schedule: j.schedule,
+            makespan_secs: j.makespan_secs,
+            ideal_secs: j.ideal_secs,
+            speculative: j.speculative,
+            workers: j.workers.clone(),
+            makespan_limit: 0.0,
+            fifo: None,
         }
+    }
+
+    /// The makespan over its ideal (0: not measured).
+    pub fn makespan_ratio(&self) -> f64 {
+        if self.ideal_secs > 0.0 { self.makespan_secs / self.ideal_secs } else { 0.0 }
     }
 
     /// What makes the run fail.
     pub fn failures(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.fifo.iter().flat_map(|f| f.failures()).map(|f| format!("fifo: {f}")).collect();
         if self.ok {
-            return Vec::new();
+            if self.makespan_limit > 0.0
+                && !(self.makespan_ratio() > 0.0 && self.makespan_ratio() <= self.makespan_limit)
+            {
+                out.push(format!(
+                    "the render job took {:.2} s, {:.2}x its ideal of {:.2} s (at most {}x)",
+                    self.makespan_secs,
+                    self.makespan_ratio(),
+                    self.ideal_secs,
+                    self.makespan_limit
+                ));
+            }
+            return out;
         }
-        vec![format!(
+        out.push(format!(
             "the render job did not complete: {} ({}/{} tiles){}",
             self.state,
             self.tiles_done,
             self.tiles,
             self.error.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
-        )]
+        ));
+        out
     }
 }

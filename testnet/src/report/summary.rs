@@ -86,6 +86,24 @@ impl Report {
                 r.receipts,
                 r.png.as_deref().unwrap_or("-")
             );
+            for j in std::iter::once(r).chain(r.fifo.as_deref()) {
+                let shares: Vec<String> = j
+                    .workers
+                    .values()
+                    .map(|w| {
+                        format!("{} tiles at {:.2} s (IB {:.1})", w.tiles, w.secs_per_tile, w.ib_milli as f64 / 1e3)
+                    })
+                    .collect();
+                println!(
+                    "  render schedule {}: makespan {:.2} s, ideal {:.2} s ({:.2}x), {} copies; {}",
+                    j.schedule,
+                    j.makespan_secs,
+                    j.ideal_secs,
+                    j.makespan_ratio(),
+                    j.speculative,
+                    shares.join(", ")
+                );
+            }
         }
         if let Some(f) = &self.fl {
             println!(
