@@ -197,4 +197,45 @@ mod tests {
         assert_eq!((l.verifiers, l.epoch, l.to_worker_kbit), (2, 11, 20_000));
         assert!(read(&entries, &BTreeSet::new(), 12).is_empty());
     }
+
+    fn verdict(key: &ed25519_dalek::SigningKey, seq: u64, label: u64, epoch: u64, ib_milli: u32) -> Arc<Entry> {
+        let w = ifx_protocols::ledger::WorkerVerdict {
+            worker: [7; 32],
+            passed: 1,
+            failed: 0,
+            timeouts: 0,
+            mean_latency_ms: 5,
+            benches: (ib_milli > 0) as u32,
+            ib_milli,
+            last_failure: String::new(),
+            proof: None,
+        };
+        let body = PorVerdicts { epoch, workers: vec![w] }.encode();
+        Arc::new(Entry::sign(key, "t", seq, [seq as u8; 32], label, EntryKind::PorVerdicts, body).unwrap())
+    }
+
+    /// Issue #18: a worker's attested IB is the median over verifiers of each one's newest
+    /// benchmark; a verdict without a benchmark, one dated ahead, one out of the window and an
+    /// equivocator's do not count.
+    #[test]
+    fn the_attested_ib_is_the_median_of_each_verifiers_newest_benchmark() {
+        let keys: Vec<ed25519_dalek::SigningKey> =
+            (1..=4).map(|i| ed25519_dalek::SigningKey::from_bytes(&[i; 32])).collect();
+        let entries = vec![
+            verdict(&keys[0], 0, 2, 2, 9_000),   // too old
+            verdict(&keys[0], 1, 10, 10, 1_000), // a's newest with a benchmark
+            verdict(&keys[0], 2, 11, 11, 0),     // no benchmark: a stays at 1,000
+            verdict(&keys[1], 0, 10, 10, 3_000), // b's older
+            verdict(&keys[1], 1, 12, 12, 4_000), // b's newest
+            verdict(&keys[1], 2, 12, 99, 1),     // dated ahead: not read
+            verdict(&keys[2], 0, 12, 12, 5_000), // c
+            verdict(&keys[3], 0, 12, 12, 1),     // an equivocator's
+        ];
+        let skip = [keys[3].verifying_key().to_bytes()].into();
+        // a 1,000, b 4,000, c 5,000: the median.
+        assert_eq!(read_ib(&entries, &skip, 5)[&[7; 32]], 4_000);
+        // Epoch 12 on: b and c only, the lower middle.
+        assert_eq!(read_ib(&entries, &skip, 12)[&[7; 32]], 4_000);
+        assert!(read_ib(&entries, &skip, 13).is_empty());
+    }
 }
