@@ -57,7 +57,7 @@ fn epoch() -> (NetworkConfig, Ledger, Vec<Proven>) {
     let amount = net.economics.price_of(work.total_units(0), net.economics.render_units_per_minute);
     put(&mut l, &artist, 0, EntryKind::JobPayment, JobPayment { job: [1; 16], work, amount }.encode());
     for (i, w) in workers.iter().enumerate() {
-        let r = RenderReceipt { job: [1; 16], tile: i as u32, worker: pk(w), work_units: 0 };
+        let r = RenderReceipt { job: [1; 16], tile: i as u32, worker: pk(w), work_units: 0, signed: None };
         put(&mut l, &artist, 0, EntryKind::RenderReceipt, r.encode());
     }
     let mut proofs = Vec::new();

@@ -371,13 +371,13 @@ pub async fn run(plan: Plan) -> anyhow::Result<AttackStats> {
                         let amount = p.price_of(1, p.render_units_per_minute).max(1);
                         append(EntryKind::JobPayment, JobPayment { job, work, amount }.encode()).await;
                         for tile in [0, 0, 5] {
-                            let r = RenderReceipt { job, tile, worker, work_units: u64::MAX };
+                            let r = RenderReceipt { job, tile, worker, work_units: u64::MAX, signed: None };
                             append(EntryKind::RenderReceipt, r.encode()).await;
                             stats.sent += 1;
                         }
                     }
                     // Receipts for jobs nobody paid for, claiming everything.
-                    let r = RenderReceipt { job: rand::random(), tile: 0, worker, work_units: u64::MAX };
+                    let r = RenderReceipt { job: rand::random(), tile: 0, worker, work_units: u64::MAX, signed: None };
                     append(EntryKind::RenderReceipt, r.encode()).await;
                     stats.sent += 1;
                 }
@@ -416,7 +416,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<AttackStats> {
                         pay.id(),
                         e,
                         EntryKind::RenderReceipt,
-                        RenderReceipt { job, tile: 0, worker, work_units: u64::MAX }.encode(),
+                        RenderReceipt { job, tile: 0, worker, work_units: u64::MAX, signed: None }.encode(),
                     )
                     .expect("small body");
                     publish(Kind::LedgerEntry, pay.encode(), &fresh).await;
@@ -554,7 +554,10 @@ async fn self_deal(
             let job: [u8; 16] = rand::random();
             let mut bodies = vec![(EntryKind::JobPayment, JobPayment { job, work, amount }.encode())];
             for tile in 0..settings.tile_count() as u32 {
-                bodies.push((EntryKind::RenderReceipt, RenderReceipt { job, tile, worker, work_units: 0 }.encode()));
+                bodies.push((
+                    EntryKind::RenderReceipt,
+                    RenderReceipt { job, tile, worker, work_units: 0, signed: None }.encode(),
+                ));
             }
             for (kind, body) in bodies {
                 let Some(entry) = extend(&mut chain, &second, e, kind, body) else { continue };

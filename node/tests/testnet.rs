@@ -334,6 +334,18 @@ fn capacity_scenario_finishes_near_its_ideal_beside_first_come_first_served() {
         stdout.contains("render schedule capacity: makespan") && stdout.contains("render schedule fifo"),
         "{stdout}"
     );
+    // Issue #18 item 7: `ifx verify` passed the artist's image against node 0's ledger (every
+    // tile signed, receipts sealed, a sample re-rendered) and named the one tile the harness
+    // altered in a copy.
+    let c = &report["certificate"];
+    assert_eq!((c["honest_ok"].as_bool(), c["altered_named"].as_bool()), (Some(true), Some(true)), "{c:#}");
+    assert!(
+        c["honest_output"].as_str().unwrap().contains("VERIFIED: every tile signed by its worker (4 workers)"),
+        "{c:#}"
+    );
+    let altered = c["altered_output"].as_str().unwrap();
+    let tile = c["altered_tile"].as_u64().unwrap();
+    assert!(altered.contains(&format!("tile {tile} (")) && altered.contains("not what worker"), "{altered}");
 }
 
 /// The verdict can fail: with the only verifier killed at once nothing is challenged or sealed,

@@ -148,7 +148,7 @@ fn envelope_and_heartbeat() {
 
 #[test]
 fn ledger_entry_and_bodies() {
-    let receipt = RenderReceipt { job: [1; 16], tile: 3, worker: [2; 32], work_units: u64::MAX };
+    let receipt = RenderReceipt { job: [1; 16], tile: 3, worker: [2; 32], work_units: u64::MAX, signed: None };
     let verdicts = PorVerdicts {
         epoch: 4,
         workers: vec![WorkerVerdict {

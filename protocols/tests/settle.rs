@@ -280,7 +280,7 @@ fn history(c: &Cast, p: &Plan) -> Vec<Entry> {
             }
             for tile in 0..tiles as u32 {
                 // The receipt claims absurd units: settlement takes the spec's.
-                let r = RenderReceipt { job, tile, worker: pk(k), work_units: u64::MAX };
+                let r = RenderReceipt { job, tile, worker: pk(k), work_units: u64::MAX, signed: None };
                 w.put(owner, e, EntryKind::RenderReceipt, r.encode());
             }
         }
@@ -336,15 +336,16 @@ fn history(c: &Cast, p: &Plan) -> Vec<Entry> {
         }
         let w2 = pk(&c.workers[2]);
         if p.forgers {
-            let forged = |job, tile| RenderReceipt { job, tile, worker: w2, work_units: u64::MAX }.encode();
+            let forged =
+                |job, tile| RenderReceipt { job, tile, worker: w2, work_units: u64::MAX, signed: None }.encode();
             w.put(&key(40), e, EntryKind::RenderReceipt, forged([40; 16], 0));
             w.put(&c.second, e, EntryKind::RenderReceipt, forged([41; 16], 0));
             w.put(&c.workers[2], e, EntryKind::RenderReceipt, forged([42; 16], 0));
             // The owner's paid job of worker 1 (2 tiles): a third tile, and tile 0 again.
             let paid = job_id(e, 1);
-            let again = RenderReceipt { job: paid, tile: 0, worker: pk(&c.workers[1]), work_units: 1 };
+            let again = RenderReceipt { job: paid, tile: 0, worker: pk(&c.workers[1]), work_units: 1, signed: None };
             w.put(owner, e, EntryKind::RenderReceipt, again.encode());
-            let past = RenderReceipt { job: paid, tile: 2, worker: pk(&c.workers[1]), work_units: 1 };
+            let past = RenderReceipt { job: paid, tile: 2, worker: pk(&c.workers[1]), work_units: 1, signed: None };
             w.put(owner, e, EntryKind::RenderReceipt, past.encode());
         }
         if e == 1 {
@@ -352,7 +353,7 @@ fn history(c: &Cast, p: &Plan) -> Vec<Entry> {
                 let mut seed = [0xee; 32];
                 seed[..4].copy_from_slice(&i.to_le_bytes());
                 let fresh = SigningKey::from_bytes(&seed);
-                let r = RenderReceipt { job: [1; 16], tile: 0, worker: w2, work_units: u64::MAX };
+                let r = RenderReceipt { job: [1; 16], tile: 0, worker: w2, work_units: u64::MAX, signed: None };
                 w.put(&fresh, 1, EntryKind::RenderReceipt, r.encode());
             }
         }
@@ -362,7 +363,7 @@ fn history(c: &Cast, p: &Plan) -> Vec<Entry> {
             let amount = econ.price_of(2 * TILE_UNITS, econ.render_units_per_minute);
             w.put(&c.second, e, EntryKind::JobPayment, JobPayment { job, work, amount }.encode());
             for tile in 0..2 {
-                let r = RenderReceipt { job, tile, worker: w2, work_units: 0 };
+                let r = RenderReceipt { job, tile, worker: w2, work_units: 0, signed: None };
                 w.put(&c.second, e, EntryKind::RenderReceipt, r.encode());
             }
         }
@@ -555,7 +556,7 @@ fn seals_need_two_thirds_of_verifier_stake_and_late_entries_never_settle() {
     assert_eq!(s.sealed().count(), 4);
     // A late entry labelled epoch 1, past the sealed frontier (here: from an author the seal
     // does not list), changes nothing.
-    let late = RenderReceipt { job: [7; 16], tile: 99, worker: pk(&c.workers[2]), work_units: 9_999_999 };
+    let late = RenderReceipt { job: [7; 16], tile: 99, worker: pk(&c.workers[2]), work_units: 9_999_999, signed: None };
     let mut with_late = all.clone();
     with_late
         .push(Entry::sign(&key(40), "settle-test", 0, [0; 32], 1, EntryKind::RenderReceipt, late.encode()).unwrap());

@@ -144,7 +144,7 @@ impl Proc {
 
 /// The launched network.
 pub struct Testnet {
-    binary: PathBuf,
+    pub binary: PathBuf,
     pub base_dir: PathBuf,
     config: PathBuf,
     pub network_id: String,

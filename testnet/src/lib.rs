@@ -5,6 +5,7 @@
 //! crate), so what it measures is what a user of the real binary gets.
 
 pub mod attacks;
+mod certify;
 mod html;
 mod launch;
 pub mod netns;
@@ -685,6 +686,24 @@ pub async fn run_with(
         }
     };
     let outcome = watch::settle(&mut net, &args, outcome).await;
+    // The render certificate, while the nodes still run (issue #18 item 7).
+    let done_job =
+        outcome.job.as_ref().and_then(|t| t.last.clone()).filter(|j| j.state == ifx_protocols::api::RunState::Done);
+    let certificate = match done_job.and_then(|j| Some((j.png.clone()?, j))) {
+        Some((png, j)) if !outcome.interrupted => {
+            let v = certify::Verifier::of(&net);
+            // Its last receipts are sealed once their epoch ends and the seal grace passes.
+            let grace =
+                ifx_protocols::NetworkConfig { epoch_secs: args.epoch_secs, ..Default::default() }.seal_grace_ms();
+            let wait = Duration::from_millis(2 * args.epoch_secs * 1000 + grace) + Duration::from_secs(5);
+            tokio::task::spawn_blocking(move || {
+                v.certify(&j.job_id, std::path::Path::new(&png), j.spec.tile, j.spec.width, j.tiles, wait)
+            })
+            .await
+            .ok()
+        }
+        _ => None,
+    };
     let reach = if outcome.interrupted { None } else { probe::probe_reachability(&net).await };
     let per_node_latency = watch::collect_latency_per_node(&net).await;
     let latency: Vec<u64> = per_node_latency.iter().flatten().flatten().copied().collect();
@@ -699,6 +718,11 @@ pub async fn run_with(
     let accounts = outcome.rewards.first().map(|(_, r)| r.accounts.clone()).unwrap_or_default();
     let mut report = Report::build(&net, &args, outcome, latency.clone(), stops);
     report.memory = memory;
+    if let Some(c) = certificate {
+        report.failures.extend(c.failures());
+        report.ok = report.failures.is_empty();
+        report.certificate = Some(c);
+    }
     if let Some(mut r) = reach {
         for n in report.nodes.iter().filter(|n| n.role == "worker" && n.index > 0) {
             let p = &n.peer_id;

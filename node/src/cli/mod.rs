@@ -15,6 +15,7 @@ mod rewards;
 mod service;
 mod stake;
 mod testnet;
+mod verify;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -52,6 +53,9 @@ pub enum Command {
     Attack(AttackArgs),
     /// Render a scene locally to a PNG with a progress bar, or `render submit` it to a node.
     Render(render::RenderCmd),
+    /// A render certificate: checks a job's image tile by tile against its workers' signed
+    /// commitments and its receipts in sealed epochs, and re-renders a sample of it here.
+    Verify(verify::VerifyArgs),
     /// Federated learning: `fl start` trains a model across the workers a node can reach.
     Fl {
         #[command(subcommand)]
@@ -171,6 +175,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let rt = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
             rt.block_on(infer::submit(a))
         }
+        Command::Verify(a) => verify::run(a),
         Command::Ledger { data_dir, json, command } => ledger::run(&data_dir, json, command).and(ok),
         Command::Rewards { data_dir, epoch, json } => rewards::run(&data_dir, epoch, json).and(ok),
         Command::Stake { command } => stake::run(command),

@@ -3,8 +3,8 @@
 
 use anyhow::Context;
 
-/// Prints the settlement of `epoch` (or of every epoch, in short).
-pub fn run(data_dir: &std::path::Path, epoch: Option<u64>, json: bool) -> anyhow::Result<()> {
+/// The network parameters the node of `data_dir` ran with.
+pub fn network_of(data_dir: &std::path::Path) -> anyhow::Result<ifx_protocols::NetworkConfig> {
     let net_file = data_dir.join(ifx_node::node::NETWORK_FILE);
     let text = std::fs::read_to_string(&net_file)
         .with_context(|| format!("reading {} (has a node run with this data dir?)", net_file.display()))?;
@@ -14,6 +14,12 @@ pub fn run(data_dir: &std::path::Path, epoch: Option<u64>, json: bool) -> anyhow
     }
     let net = toml::from_str::<Only>(&text).with_context(|| format!("parsing {}", net_file.display()))?.network;
     net.validate("network")?;
+    Ok(net)
+}
+
+/// Prints the settlement of `epoch` (or of every epoch, in short).
+pub fn run(data_dir: &std::path::Path, epoch: Option<u64>, json: bool) -> anyhow::Result<()> {
+    let net = network_of(data_dir)?;
     let path = data_dir.join("db");
     let db = ifx_storage::Db::open_read_only(&path)?;
     let store = ifx_storage::LedgerStore::open_existing(db)?;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use futures::stream::{FuturesUnordered, StreamExt};
 use ifx_protocols::ledger::body::fault::{DeliveryFault, signed_by};
-use ifx_protocols::ledger::{EntryKind, RenderReceipt};
+use ifx_protocols::ledger::{EntryKind, RenderReceipt, TileSignature};
 use ifx_protocols::render::Tile;
 use ifx_protocols::render::commit::{self, sub_tiles};
 use ifx_protocols::render::job::{Delivered, JobSpec, TileRequest, check_tile};
@@ -150,9 +150,11 @@ impl Jobs {
             self.record(&id, &queue, started);
             let done = queue.done();
             match delivered {
-                Ok(Delivered { px, .. }) => {
+                Ok(Delivered { px, commitment, sig, .. }) => {
                     img.put(t, &px);
-                    let receipt = RenderReceipt { job, tile: i as u32, worker: key, work_units: s.work_units(t) };
+                    let signed = Some(TileSignature { root: commitment.root, sig });
+                    let receipt =
+                        RenderReceipt { job, tile: i as u32, worker: key, work_units: s.work_units(t), signed };
                     let wrote = self.receipt(receipt).await;
                     self.update(&id, |st| {
                         st.tiles_done = done;

@@ -10,7 +10,7 @@ pub mod sync;
 
 pub use body::{
     AttestedLink, EntryBody, EpochSeal, FlReceipt, JobPayment, LinkReport, LivenessAttestation, PaidWork, PeerLiveness,
-    PorVerdicts, Proposal, RenderReceipt, StakeOp, StakeRole, Vote, WorkerLink, WorkerVerdict,
+    PorVerdicts, Proposal, RenderReceipt, StakeOp, StakeRole, TileSignature, Vote, WorkerLink, WorkerVerdict,
 };
 pub use entry::{Entry, EntryError, EntryId, EntryKind};
 pub use state::{IngestOutcome, Ledger, SyncPlan};

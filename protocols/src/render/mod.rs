@@ -199,6 +199,16 @@ impl Image {
         }
     }
 
+    /// The pixels of `tile` (inside the image), row-major.
+    pub fn crop(&self, tile: Tile) -> Vec<[f32; 3]> {
+        (tile.y..tile.y + tile.h)
+            .flat_map(|y| {
+                let start = (y * self.width + tile.x) as usize;
+                self.rgb[start..start + tile.w as usize].iter().copied()
+            })
+            .collect()
+    }
+
     /// 8-bit sRGB bytes ([`srgb8`]), 3 per pixel.
     pub fn to_rgb8(&self) -> Vec<u8> {
         self.rgb.iter().flat_map(|p| p.map(srgb8)).collect()

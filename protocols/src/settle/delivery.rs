@@ -261,7 +261,9 @@ mod tests {
         let entries = signed(
             &owner,
             EntryKind::RenderReceipt,
-            (0..50u32).map(|tile| RenderReceipt { job: [1; 16], tile, worker: [9; 32], work_units: 0 }.encode()),
+            (0..50u32).map(|tile| {
+                RenderReceipt { job: [1; 16], tile, worker: [9; 32], work_units: 0, signed: None }.encode()
+            }),
         );
         let set: Vec<&Arc<Entry>> = entries.iter().collect();
         let mut s = EpochSettlement::empty(0, Status::Sealed, &EconParams::default());

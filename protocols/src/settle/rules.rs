@@ -164,7 +164,9 @@ mod tests {
         let k = ed25519_dalek::SigningKey::from_bytes(&[5; 32]);
         let me = k.verifying_key().to_bytes();
         let stake = crate::ledger::StakeOp::Unbond { amount: 1 }.encode();
-        let receipt = crate::ledger::RenderReceipt { job: [0; 16], tile: 0, worker: [1; 32], work_units: 0 }.encode();
+        let receipt =
+            crate::ledger::RenderReceipt { job: [0; 16], tile: 0, worker: [1; 32], work_units: 0, signed: None }
+                .encode();
         let mut entries = Vec::new();
         for seq in 0..6u64 {
             let (kind, body) = if seq % 2 == 0 {

@@ -71,6 +71,8 @@ pub struct Report {
     pub memory: MemoryReport,
     /// Hostile peers in the run (`--attack`), and every node against the baseline run.
     pub attacks: Option<attacks::AttacksSection>,
+    /// `ifx verify` on the render job's image and on a copy with one tile altered (issue #18).
+    pub certificate: Option<crate::certify::CertificateSection>,
     /// A run in network namespaces: NAT verdicts, how worker pairs connected, leaks.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reachability: Option<reach::ReachSection>,
@@ -323,6 +325,7 @@ impl Report {
             partitions,
             memory: MemoryReport::default(),
             attacks: None,
+            certificate: None,
             reachability: None,
             nodes,
         }

@@ -105,6 +105,15 @@ impl Report {
                 );
             }
         }
+        if let Some(c) = &self.certificate {
+            println!(
+                "  certificate: ifx verify {} the image; the copy with tile {} altered {} ({:.1} s)",
+                if c.honest_ok { "passed" } else { "FAILED" },
+                c.altered_tile,
+                if c.altered_named { "failed naming that tile" } else { "was NOT caught" },
+                c.secs
+            );
+        }
         if let Some(f) = &self.fl {
             println!(
                 "  fl: {} {} rounds ({}), final accuracy {}, poisoners {} caught {}, honest rejected {}, audits {}/{}",

@@ -3,6 +3,7 @@
 //! job tile and verifiers' rulings on it; `infer`: inference receipts and evidence of a wrong batch; `link`: verifiers' link measurements; `settle`: stake, seals, proposals, votes) and
 //! [`EntryBody`], the one decode by kind that the router, settlement and the CLI share.
 
+pub mod certificate;
 pub mod fault;
 pub mod infer;
 pub mod link;
@@ -20,7 +21,7 @@ pub use infer::{InferFault, InferReceipt};
 pub use link::{AttestedLink, LinkReport, WorkerLink};
 pub use liveness::{LivenessAttestation, PeerLiveness, PorVerdicts, WorkerVerdict};
 pub use payment::{FL_EXAMPLE_CAP, JobPayment, PaidWork};
-pub use receipt::{FlReceipt, RenderReceipt};
+pub use receipt::{FlReceipt, RenderReceipt, TileSignature};
 pub use settle::{EpochSeal, MAX_FRONTIER, Proposal, StakeOp, StakeRole, Vote};
 
 use super::entry::{Entry, EntryKind};

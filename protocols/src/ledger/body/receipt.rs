@@ -22,6 +22,20 @@ pub struct RenderReceipt {
     /// Work units: pixels x samples per pixel x bounce budget / 1,000
     /// (`ifx_protocols::render::RenderSettings::work_units`).
     pub work_units: u64,
+    /// The worker's signed commitment to the tile's pixels, as the owner received it (issue
+    /// #18): what `ifx verify` checks an image against. None only where nobody signed (hostile
+    /// or hand-made receipts; the job owner always writes it).
+    pub signed: Option<TileSignature>,
+}
+
+/// A worker's commitment to a tile: the Merkle root of its pixels and the worker's signature
+/// of the [`crate::render::commit::TileCommitment`] (job, spec hash, rectangle, root).
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, Serialize)]
+pub struct TileSignature {
+    #[serde(with = "hex::serde")]
+    pub root: [u8; 32],
+    #[serde(with = "hex::serde")]
+    pub sig: [u8; 64],
 }
 
 impl RenderReceipt {

@@ -1,0 +1,220 @@
+//! `ifx verify IMAGE.png --job ID`: a render certificate (issue #18 item 7). Checks a finished
+//! image against what the network recorded of it, offline, from a node's data dir:
+//! - each tile is what a worker signed (`ifx_protocols::ledger::body::certificate`): the job owner's
+//!   receipt carries the worker's commitment, and the EXR beside the PNG holds the linear pixels
+//!   it was made over, bit for bit; the PNG is their sRGB encoding;
+//! - those receipts sit in sealed epochs (settled from the node's ledger store with the network
+//!   parameters the node ran with, as `ifx rewards` does), and were written by the job's payer;
+//! - a random sample of sub-tiles, re-rendered here on the CPU reference, matches within the
+//!   tolerance the job owner's spot check uses (`commit::compare`).
+//!
+//! The job's spec (scene included) comes from the node's `GET /jobs/{id}` or `--spec`; either
+//! way it is checked, since every worker signed its hash.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use ifx_protocols::ledger::body::certificate::check;
+use ifx_protocols::ledger::{EntryKind, JobPayment, RenderReceipt};
+use ifx_protocols::render::commit::{self, sub_tiles};
+use ifx_protocols::render::job::JobSpec;
+use ifx_protocols::render::{Image, Tile};
+use ifx_protocols::settle::Status;
+
+use super::http::{ApiTarget, api_get};
+
+#[derive(clap::Args, Debug)]
+pub struct VerifyArgs {
+    /// The image: a PNG the job wrote, with the EXR beside it (the same name, `.exr`).
+    pub image: PathBuf,
+    /// The job's id (hex).
+    #[arg(long)]
+    pub job: String,
+    /// The job's spec as JSON (the body of `POST /jobs`); default: the node's `GET /jobs/{id}`.
+    #[arg(long)]
+    pub spec: Option<PathBuf>,
+    /// Sub-tiles (8 x 8 pixels) re-rendered here, chosen at random.
+    #[arg(long, default_value_t = 8)]
+    pub samples: usize,
+    /// Wait up to this many seconds for the job's receipts to be sealed.
+    #[arg(long, default_value_t = 0)]
+    pub wait: u64,
+    /// The node whose ledger store is read (`--data-dir`), and whose API gives the spec.
+    #[command(flatten)]
+    pub api: ApiTarget,
+}
+
+/// What one reading of the ledger says of the job's receipts.
+struct Recorded {
+    /// The job owner's receipts, with the epoch of each.
+    receipts: Vec<(RenderReceipt, u64)>,
+    sealed: BTreeSet<u64>,
+    payer: Option<[u8; 32]>,
+}
+
+/// Reads the job's receipts (by the job's payer, or by its one author when nobody paid) and
+/// the sealed epochs from the node's ledger store.
+fn recorded(a: &VerifyArgs, job: [u8; 16]) -> anyhow::Result<Recorded> {
+    let net = super::rewards::network_of(&a.api.data_dir)?;
+    let db = ifx_storage::Db::open_read_only(&a.api.data_dir.join("db"))?;
+    let store = ifx_storage::LedgerStore::open_existing(db)?;
+    let l = store.ledger();
+    let payer = l
+        .iter_sorted()
+        .filter(|e| e.kind == EntryKind::JobPayment)
+        .find(|e| JobPayment::decode(&e.body).is_ok_and(|p| p.job == job))
+        .map(|e| e.author);
+    let mut by_author: BTreeMap<[u8; 32], Vec<(RenderReceipt, u64)>> = BTreeMap::new();
+    for e in l.iter_sorted().filter(|e| e.kind == EntryKind::RenderReceipt) {
+        if let Ok(r) = RenderReceipt::decode(&e.body)
+            && r.job == job
+        {
+            by_author.entry(e.author).or_default().push((r, e.epoch));
+        }
+    }
+    let receipts = match payer {
+        Some(p) => by_author.remove(&p).unwrap_or_default(),
+        None if by_author.len() <= 1 => by_author.into_values().next().unwrap_or_default(),
+        None => anyhow::bail!(
+            "nobody paid for job {} and {} nodes wrote receipts for it: whose image this is cannot be told",
+            a.job,
+            by_author.len()
+        ),
+    };
+    let now = net.epoch_at(ifx_node::unix_time_us() / 1000);
+    let st = ifx_protocols::settle::settle(&net, l.iter_sorted(), now);
+    let sealed = st.epochs.iter().filter(|e| e.status == Status::Sealed).map(|e| e.epoch).collect();
+    Ok(Recorded { receipts, sealed, payer })
+}
+
+fn spec_of(a: &VerifyArgs) -> anyhow::Result<JobSpec> {
+    match &a.spec {
+        Some(p) => {
+            let t = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            serde_json::from_str(&t).with_context(|| format!("{} is not a job spec", p.display()))
+        }
+        None => {
+            let v = api_get(&a.api, &format!("jobs/{}", a.job)).context(
+                "the job's spec: give --spec FILE.json, or the data dir of the node that owns the job while it runs",
+            )?;
+            let status: ifx_protocols::api::JobStatus = serde_json::from_value(v).context("the node's job status")?;
+            Ok(status.spec)
+        }
+    }
+}
+
+/// The PNG's 8-bit pixels and the EXR's linear ones.
+fn images(png: &std::path::Path) -> anyhow::Result<(Vec<u8>, Image)> {
+    let p = image::open(png).with_context(|| format!("reading {}", png.display()))?.into_rgb8();
+    let exr = ifx_render::png::exr_path(png);
+    let e = image::open(&exr)
+        .with_context(|| format!("reading {} (the linear image the tiles were signed over)", exr.display()))?
+        .into_rgb32f();
+    if p.dimensions() != e.dimensions() {
+        anyhow::bail!("the PNG is {:?} and the EXR {:?}", p.dimensions(), e.dimensions());
+    }
+    let (w, h) = e.dimensions();
+    let img = Image { width: w, height: h, rgb: e.pixels().map(|p| p.0).collect() };
+    Ok((p.into_raw(), img))
+}
+
+/// Re-renders `n` random sub-tiles on the CPU reference; the problems, by tile index.
+fn resample(spec: &JobSpec, img: &Image, n: usize) -> anyhow::Result<Vec<(u32, String)>> {
+    let s = spec.settings();
+    let scene = ifx_node::render::job_scene(spec)?;
+    let r = ifx_render::Renderer::new(&scene, &s, ifx_render::Backend::Cpu)?;
+    let tiles = s.tiles();
+    let mut rng = rand::thread_rng();
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let i = rand::Rng::gen_range(&mut rng, 0..tiles.len());
+        let t = tiles[i];
+        let subs = sub_tiles(t.w, t.h);
+        let k = rand::Rng::gen_range(&mut rng, 0..subs.len());
+        let sub = subs[k];
+        let at = Tile { x: t.x + sub.x, y: t.y + sub.y, w: sub.w, h: sub.h };
+        let mine = r.render_tile(&s, at)?;
+        let theirs = commit::encode_pixels(&img.crop(at));
+        if let Err(why) = commit::compare(Tile { x: 0, y: 0, w: sub.w, h: sub.h }, &theirs, &mine) {
+            out.push((i as u32, format!("sub-tile {k} re-rendered here differs: {why}")));
+        }
+    }
+    Ok(out)
+}
+
+pub fn run(a: VerifyArgs) -> anyhow::Result<ExitCode> {
+    let job: [u8; 16] = hex::decode(&a.job)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| anyhow::anyhow!("--job {}: not a job id (32 hex digits)", a.job))?;
+    let spec = spec_of(&a)?;
+    spec.validate()?;
+    let (png, img) = images(&a.image)?;
+    let deadline = Instant::now() + Duration::from_secs(a.wait);
+    let (rec, verdicts) = loop {
+        let rec = recorded(&a, job)?;
+        let receipts: Vec<RenderReceipt> = rec.receipts.iter().map(|(r, _)| r.clone()).collect();
+        let verdicts = check(job, &spec, &img, &png, &receipts).map_err(anyhow::Error::msg)?;
+        let unsealed = verdicts.iter().filter_map(|v| v.receipt).any(|k| !rec.sealed.contains(&rec.receipts[k].1));
+        if !unsealed || Instant::now() >= deadline {
+            break (rec, verdicts);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let mut problems: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+    for v in &verdicts {
+        if let Some(p) = &v.problem {
+            problems.entry(v.index).or_default().push(p.clone());
+        }
+        if let Some(k) = v.receipt {
+            let epoch = rec.receipts[k].1;
+            if !rec.sealed.contains(&epoch) {
+                problems
+                    .entry(v.index)
+                    .or_default()
+                    .push(format!("its receipt (epoch {epoch}) is not in a sealed epoch"));
+            }
+        }
+    }
+    let resampled = resample(&spec, &img, a.samples)?;
+    for (i, p) in &resampled {
+        problems.entry(*i).or_default().push(p.clone());
+    }
+    let workers: BTreeSet<[u8; 32]> = verdicts.iter().filter_map(|v| v.worker).collect();
+    let epochs: BTreeSet<u64> = verdicts.iter().filter_map(|v| v.receipt).map(|k| rec.receipts[k].1).collect();
+    println!(
+        "job {}: {}x{} at {} spp, {} tiles; receipts by {} ({})",
+        a.job,
+        spec.width,
+        spec.height,
+        spec.spp,
+        verdicts.len(),
+        rec.payer
+            .map(|p| format!("the payer {}", &hex::encode(p)[..12]))
+            .unwrap_or_else(|| "an unpaid job's owner".into()),
+        rec.receipts.len()
+    );
+    for (i, ps) in &problems {
+        let t = verdicts[*i as usize].tile;
+        for p in ps {
+            println!("tile {i} (x {}, y {}, {}x{}): {p}", t.x, t.y, t.w, t.h);
+        }
+    }
+    if problems.is_empty() {
+        println!(
+            "VERIFIED: every tile signed by its worker ({} workers), receipts in sealed epochs {}-{}, {} sub-tiles re-rendered here within the tolerance",
+            workers.len(),
+            epochs.first().copied().unwrap_or(0),
+            epochs.last().copied().unwrap_or(0),
+            a.samples
+        );
+        Ok(ExitCode::SUCCESS)
+    } else {
+        let names: Vec<String> = problems.keys().map(|i| i.to_string()).collect();
+        println!("FAILED: tile{} {}", if names.len() == 1 { "" } else { "s" }, names.join(", "));
+        Ok(ExitCode::from(1))
+    }
+}
