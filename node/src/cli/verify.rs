@@ -8,6 +8,9 @@
 //! - a random sample of sub-tiles, re-rendered here on the CPU reference, matches within the
 //!   tolerance the job owner's spot check uses (`commit::compare`).
 //!
+//! Exit status: 0 verified; 1 a tile failed (each named, with why) or the check could not
+//! run; 2 nothing failed but some receipts are not sealed yet.
+//!
 //! The job's spec (scene included) comes from the node's `GET /jobs/{id}` or `--spec`; either
 //! way it is checked, since every worker signed its hash.
 
@@ -165,6 +168,8 @@ pub fn run(a: VerifyArgs) -> anyhow::Result<ExitCode> {
         std::thread::sleep(Duration::from_millis(500));
     };
     let mut problems: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+    // Tiles whose receipt is right but not sealed yet, with its epoch.
+    let mut unsealed: BTreeMap<u32, u64> = BTreeMap::new();
     for v in &verdicts {
         if let Some(p) = &v.problem {
             problems.entry(v.index).or_default().push(p.clone());
@@ -172,10 +177,7 @@ pub fn run(a: VerifyArgs) -> anyhow::Result<ExitCode> {
         if let Some(k) = v.receipt {
             let epoch = rec.receipts[k].1;
             if !rec.sealed.contains(&epoch) {
-                problems
-                    .entry(v.index)
-                    .or_default()
-                    .push(format!("its receipt (epoch {epoch}) is not in a sealed epoch"));
+                unsealed.insert(v.index, epoch);
             }
         }
     }
@@ -203,7 +205,18 @@ pub fn run(a: VerifyArgs) -> anyhow::Result<ExitCode> {
             println!("tile {i} (x {}, y {}, {}x{}): {p}", t.x, t.y, t.w, t.h);
         }
     }
-    if problems.is_empty() {
+    if !unsealed.is_empty() {
+        let tiles: Vec<String> = unsealed.keys().map(|i| i.to_string()).collect();
+        let epochs: BTreeSet<u64> = unsealed.values().copied().collect();
+        println!("not sealed yet: tiles {} (receipts of epochs {epochs:?})", tiles.join(", "));
+    }
+    if problems.is_empty() && !unsealed.is_empty() {
+        println!(
+            "PENDING: every tile signed by its worker, but the receipts of {} tiles are not in a sealed epoch yet (rerun later, or give --wait SECS)",
+            unsealed.len()
+        );
+        Ok(ExitCode::from(2))
+    } else if problems.is_empty() {
         println!(
             "VERIFIED: every tile signed by its worker ({} workers), receipts in sealed epochs {}-{}, {} sub-tiles re-rendered here within the tolerance",
             workers.len(),

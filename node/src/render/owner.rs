@@ -103,18 +103,13 @@ impl Jobs {
             let (peer, key, i, req, result, sent, at) =
                 joined.map_err(|e| JobError::Stopped(format!("a tile request stopped: {e}")))?;
             debug!(job = id, %peer, tile = i, secs = at.duration_since(sent).as_secs_f64(), since_start = at.duration_since(started).as_secs_f64(), "tile answered");
-            let good = matches!(result, Ok(Ok(_)));
-            queue.arrived(peer, i, good, at);
-            if !queue.wanted(i) {
-                // The copy that came second: not checked, not kept, no receipt.
-                debug!(job = id, %peer, tile = i, "a copy of a tile already kept came back");
-                queue.settle(peer, i, good, at);
-                self.record(&id, &queue, started);
-                continue;
-            }
+            queue.arrived(peer, i, matches!(result, Ok(Ok(_))), at);
+            // A copy that came second is checked as any tile (a bad one is evidence), then
+            // dropped: not placed, no receipt.
+            let late = !queue.wanted(i);
             // The worker's slot is refilled before its tile is checked: the check and the
             // receipt take this node a while, and the worker would sit idle meanwhile.
-            if self.hand_out(&run, &mut queue, &mut inflight).await {
+            if !late && self.hand_out(&run, &mut queue, &mut inflight).await {
                 last_worker_seen = Instant::now();
             }
             let t = tiles[i];
@@ -148,6 +143,10 @@ impl Jobs {
             };
             queue.settle(peer, i, delivered.is_ok(), at);
             self.record(&id, &queue, started);
+            if late {
+                debug!(job = id, %peer, tile = i, ok = delivered.is_ok(), "a copy of a tile already kept came back: checked, dropped");
+                continue;
+            }
             let done = queue.done();
             match delivered {
                 Ok(Delivered { px, commitment, sig, .. }) => {

@@ -8,7 +8,8 @@
 //!   are done, plus its time per tile. A worker with a free slot gets the tiles planned for it;
 //!   a tile planned for a busy faster worker waits for it. Time per tile is the median of a
 //!   worker's last [`SAMPLES`] answers. Before it has answered, it is scaled from its attested
-//!   IB against the measured workers'. When nothing is queued, a free worker re-renders the
+//!   IB against the measured workers'; but a worker not yet tried gets one tile first (an
+//!   attested IB is a guess). When nothing is queued, a free worker re-renders the
 //!   tile whose holder is expected to finish last, if it would finish it [`SPECULATE_GAIN`]
 //!   sooner: the first good copy is kept, the other discarded.
 //! - **fifo** (before #18): every worker keeps its allowance of tiles in flight, whatever its
@@ -224,6 +225,18 @@ impl TileQueue {
         let mut out = Vec::new();
         if eligible.is_empty() {
             return out;
+        }
+        // A worker not yet tried in this job gets one tile first: its attested IB is only the
+        // verifiers' guess (on a loaded machine, 0.1 for a worker that then rendered at the
+        // others' pace), and a worker never tried would never be measured.
+        for (k, w) in eligible.iter().enumerate() {
+            let untried = self.workers.get(&w.peer).is_none_or(|s| s.first_given.is_none());
+            if untried && slots[k] > 0 {
+                let Some(i) = self.queue.pop_front() else { break };
+                slots[k] -= 1;
+                self.send(w.peer, i, now);
+                out.push((w.peer, i));
+            }
         }
         let est = self.estimates(eligible);
         let mut free_at: Vec<u64> = eligible
@@ -565,6 +578,28 @@ mod tests {
         // schedule keeps.
         let (fifo, ideal, _) = simulate(Schedule::Fifo, &[400, 400, 400, 100], &[None; 4], 12);
         assert!(fifo * 10 > ideal * 13, "fifo {fifo} ms, ideal {ideal}");
+    }
+
+    /// An attested IB is a guess: X gets one
+    /// tile first, and once it answers as fast as they do, its share with it.
+    #[test]
+    fn a_worker_not_yet_tried_gets_a_tile_whatever_its_attested_ib() {
+        let t0 = Instant::now();
+        let (a, b, low) = (PeerId::random(), PeerId::random(), PeerId::random());
+        let ws = [(a, 1_000), (b, 1_000), (low, 10)]
+            .map(|(peer, ib)| Worker { peer, allowance: IN_FLIGHT, ib_milli: Some(ib) })
+            .to_vec();
+        let mut q = TileQueue::new(40, Schedule::Capacity);
+        let first = q.assign(&ws, t0);
+        assert_eq!(first.iter().filter(|(p, _)| *p == low).count(), 1, "{first:?}");
+        // Everyone answers its first tile in 1 s; low's measured time now plans it a full share.
+        let at = t0 + Duration::from_secs(1);
+        for p in [a, b, low] {
+            let (_, i) = *first.iter().find(|(x, _)| *x == p).unwrap();
+            q.answered(p, i, true, at);
+        }
+        let next = q.assign(&ws, at);
+        assert!(next.iter().any(|(p, _)| *p == low), "{next:?}");
     }
 
     /// A copy that comes second is not kept again; a failure of one holder leaves the tile with

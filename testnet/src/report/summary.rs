@@ -108,7 +108,11 @@ impl Report {
         if let Some(c) = &self.certificate {
             println!(
                 "  certificate: ifx verify {} the image; the copy with tile {} altered {} ({:.1} s)",
-                if c.honest_ok { "passed" } else { "FAILED" },
+                match (c.honest_ok, c.honest_pending) {
+                    (true, _) => "passed",
+                    (_, true) => "found nothing wrong (some receipts not sealed yet) in",
+                    _ => "FAILED",
+                },
                 c.altered_tile,
                 if c.altered_named { "failed naming that tile" } else { "was NOT caught" },
                 c.secs
