@@ -113,34 +113,12 @@ impl Jobs {
                 last_worker_seen = Instant::now();
             }
             let t = tiles[i];
-            let delivered = match result {
-                Ok(Ok(bytes)) => check_tile(&bytes, &req, t).map_err(|e| e.to_string()).and_then(|d| {
-                    if signed_by(&d.commitment, &key, &d.sig) {
-                        Ok(d)
-                    } else {
-                        Err("the tile's commitment is not signed by its worker".to_string())
-                    }
-                }),
-                Ok(Err(e)) => Err(e.to_string()),
-                Err(_) => return Err(JobError::Stopped("the network stopped".into())),
-            };
-            // The spot check: one sub-tile of the owner's choosing, re-rendered here.
-            let delivered = match delivered {
-                Ok(d) => match self.spot_check(&mut checker, &spec, t, &d).await {
-                    Ok(checked) => {
-                        self.update(&id, |st| st.spot_checked += checked as u64);
-                        Ok(d)
-                    }
-                    Err(bad) => {
-                        warn!(job = id, %peer, tile = i, sub_tile = bad.index, reason = bad.reason, "bad tile: evidence to the ledger; the worker gets no more tiles of this job");
-                        queue.ban(peer);
-                        self.update(&id, |st| st.bad_tiles += 1);
-                        self.evidence(job, &spec, key, &d, bad).await;
-                        Err("failed the spot check".to_string())
-                    }
-                },
-                Err(e) => Err(e),
-            };
+            let answer = result.map_err(|_| JobError::Stopped("the network stopped".into()))?;
+            let delivered = self.check_answer(&mut checker, &run, peer, key, i, &req, answer).await;
+            if let Err((_, true)) = &delivered {
+                queue.ban(peer);
+            }
+            let delivered = delivered.map_err(|(e, _)| e);
             queue.settle(peer, i, delivered.is_ok(), at);
             self.record(&id, &queue, started);
             if late {
@@ -168,6 +146,12 @@ impl Jobs {
                 }
             }
         }
+        // Copies still out are checked as they come, after the job: a cheater whose slow tile
+        // was copied is caught all the same.
+        if !inflight.is_empty() {
+            let me = self.clone();
+            tokio::spawn(async move { me.check_late(inflight, checker, run).await });
+        }
         std::fs::create_dir_all(&self.ctx.out_dir).map_err(|e| JobError::Stopped(e.to_string()))?;
         let path = self.ctx.out_dir.join(format!("{id}.png"));
         let save = img.clone();
@@ -177,6 +161,53 @@ impl Jobs {
             .map_err(|e| JobError::Stopped(e.to_string()))??;
         info!(job = id, png = %path.display(), secs = started.elapsed().as_secs_f64(), "render job done");
         Ok(path)
+    }
+
+    /// Checks a worker's answer to tile `i`: its size and values, the worker's signature of its
+    /// commitment, and a sub-tile of this node's choosing re-rendered here. A tile failing the
+    /// last is evidence in the ledger against its worker: `Err((why, true))`.
+    #[allow(clippy::too_many_arguments)]
+    async fn check_answer(
+        &self,
+        checker: &mut Option<Arc<Renderer>>,
+        run: &Run,
+        peer: PeerId,
+        key: [u8; 32],
+        i: usize,
+        req: &TileRequest,
+        answer: Result<Vec<u8>, crate::network::RequestFailed>,
+    ) -> Result<Delivered, (String, bool)> {
+        let t = run.tiles[i];
+        let d = match answer {
+            Ok(bytes) => check_tile(&bytes, req, t).map_err(|e| (e.to_string(), false))?,
+            Err(e) => return Err((e.to_string(), false)),
+        };
+        if !signed_by(&d.commitment, &key, &d.sig) {
+            return Err(("the tile's commitment is not signed by its worker".into(), false));
+        }
+        match self.spot_check(checker, &run.spec, t, &d).await {
+            Ok(checked) => {
+                self.update(&run.id, |st| st.spot_checked += checked as u64);
+                Ok(d)
+            }
+            Err(bad) => {
+                warn!(job = run.id, %peer, tile = i, sub_tile = bad.index, reason = bad.reason, "bad tile: evidence to the ledger; the worker gets no more tiles of this job");
+                self.update(&run.id, |st| st.bad_tiles += 1);
+                self.evidence(run.job, &run.spec, key, &d, bad).await;
+                Err(("failed the spot check".into(), true))
+            }
+        }
+    }
+
+    /// Checks the copies still out when the job ended, as they come (each request ends within
+    /// its timeout); a bad one is evidence as during the job.
+    async fn check_late(self, mut inflight: Inflight, mut checker: Option<Arc<Renderer>>, run: Run) {
+        while let Some(joined) = inflight.next().await {
+            if let Ok((peer, key, i, req, Ok(answer), ..)) = joined {
+                let checked = self.check_answer(&mut checker, &run, peer, key, i, &req, answer).await;
+                debug!(job = run.id, %peer, tile = i, ok = checked.is_ok(), "a copy that came after the job was checked");
+            }
+        }
     }
 
     /// Hands tiles to free workers as the queue says (queued ones, and at the end under the
