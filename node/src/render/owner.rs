@@ -70,14 +70,13 @@ impl Jobs {
         schedule: Schedule,
         started: Instant,
     ) -> Result<PathBuf, JobError> {
-        let id = hex::encode(job);
         let s = spec.settings();
-        let tiles = s.tiles();
+        let run = Run { id: hex::encode(job), job, tiles: s.tiles(), spec };
+        let (id, tiles) = (run.id.clone(), &run.tiles);
         info!(job = id, tiles = tiles.len(), width = s.width, height = s.height, spp = s.spp, %schedule, "render job started");
         let mut queue = TileQueue::new(tiles.len(), schedule);
         let mut img = Image::new(s.width, s.height);
         let mut inflight: Inflight = FuturesUnordered::new();
-        let run = Run { id: id.clone(), job, spec: spec.clone(), tiles: tiles.clone() };
         let mut last_worker_seen = Instant::now();
         let mut checker: Option<Arc<Renderer>> = None;
         while !queue.is_done() {
