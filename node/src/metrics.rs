@@ -37,6 +37,8 @@ pub struct NodeMetrics {
     pub ledger_rejected: Family<Vec<(String, String)>, Counter>,
     /// Bytes received in ledger sync responses.
     pub ledger_sync_bytes: Counter,
+    /// Render tiles this node rendered for job owners.
+    pub render_tiles: Counter,
 }
 
 impl NodeMetrics {
@@ -54,6 +56,7 @@ impl NodeMetrics {
         r.register("ledger_entries", "Entries in the ledger", self.ledger_entries.clone());
         r.register("ledger_rejected", "Ledger entries refused, by reason", self.ledger_rejected.clone());
         r.register("ledger_sync_bytes", "Bytes received in ledger sync responses", self.ledger_sync_bytes.clone());
+        r.register("render_tiles", "Render tiles rendered for job owners", self.render_tiles.clone());
     }
 
     /// Counts one envelope verdict.

@@ -239,7 +239,11 @@ impl Node {
                 started.render_inbound,
                 started.handle.clone(),
                 compute.clone(),
-                crate::render::Signer { key: identity.signing_key().clone(), fake: cfg.render.fake_tiles },
+                crate::render::Signer {
+                    key: identity.signing_key().clone(),
+                    fake: cfg.render.fake_tiles,
+                    rendered: metrics.render_tiles.clone(),
+                },
                 pause.clone(),
                 cfg.render.caps(),
                 shutdown.child_token(),
@@ -266,8 +270,11 @@ impl Node {
             cfg.network.clone(),
             data_dir.join("jobs"),
             links.clone(),
+            ifx_storage::JobStore::new(db.clone()),
             shutdown.child_token(),
         );
+        // Jobs that were running when the node stopped go on where they were.
+        jobs.resume_in_background();
         let cheat = cfg.por.cheat;
         if cheat != ifx_protocols::por::cheat::Behaviour::Honest {
             tracing::warn!(mode = ?cheat, "this node CHEATS on proof-of-rendering challenges (test mode)");
@@ -428,6 +435,8 @@ impl Node {
             .supervisor
             .await
             .unwrap_or_else(|e| Err(ServiceFailed { service: "supervisor", how: format!("ended abnormally: {e}") }));
+        // The render jobs' tasks end at the shutdown too; they hold the store.
+        self.jobs.stopped().await;
         match &r {
             Ok(()) => info!("node stopped"),
             Err(f) => tracing::error!(error = %f, "node stopped after a failure"),

@@ -105,6 +105,68 @@ async fn every_answer_reads_back_as_its_api_type() {
     worker.stop().await;
 }
 
+/// Issue #18: a job outlives its owner's restart: listed, resumed (still waiting for a worker:
+/// this node is alone), cancelled through the CLI, and listed as cancelled after another restart,
+/// not resumed again. Cancelling it twice, or a job that does not exist, is refused by name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_outlives_its_owners_restart_and_is_cancelled_once() {
+    const IFX: &str = env!("CARGO_BIN_EXE_ifx");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("o");
+    let c = reqwest::Client::builder().no_proxy().build().unwrap();
+    let node = Node::start(config(&dir, ifx_protocols::Role::Worker, None)).await.unwrap();
+    let token = std::fs::read_to_string(dir.join("api.token")).unwrap();
+    let job = serde_json::json!({
+        "scene": "cornell", "width": 64, "height": 64, "spp": 1, "max_bounces": 1, "tile": 32, "unpaid": true
+    });
+    let r = c.post(format!("http://{}/jobs", node.api_addr.unwrap())).bearer_auth(&token).json(&job).send().await;
+    let a: api::JobAccepted = r.unwrap().json().await.unwrap();
+    node.stop().await;
+
+    let node = Node::start(config(&dir, ifx_protocols::Role::Worker, None)).await.unwrap();
+    let api_addr = node.api_addr.unwrap().to_string();
+    // A new token each start.
+    let token = std::fs::read_to_string(dir.join("api.token")).unwrap();
+    let (_, jobs): (_, Vec<api::JobStatus>) = get(&c, &node, "jobs").await;
+    assert_eq!(jobs.len(), 1);
+    let j = &jobs[0];
+    assert_eq!((j.job_id.as_str(), j.state, j.tiles, j.resumed), (a.job_id.as_str(), api::RunState::Running, 4, 1));
+    assert_eq!((j.spec.width, j.spec.tile), (64, 32));
+    let ifx = |args: &[&str]| {
+        let out = std::process::Command::new(IFX)
+            .args(args)
+            .args(["--api", &api_addr])
+            .env("IFX_API_TOKEN", token.trim())
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+    };
+    let (code, text) = ifx(&["render", "list"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains(&a.job_id) && text.contains("running") && text.contains("0/4") && text.contains("resumed 1x"),
+        "{text}"
+    );
+    let (code, text) = ifx(&["render", "status", &a.job_id]);
+    assert_eq!(code, Some(2), "running: {text}");
+    let (code, text) = ifx(&["render", "cancel", &a.job_id]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("cancelled"), "{text}");
+    let (code, text) = ifx(&["render", "cancel", &a.job_id]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("the job has ended: it is cancelled"), "{text}");
+    let (code, text) = ifx(&["render", "cancel", "00112233445566778899aabbccddeeff"]);
+    assert!(code == Some(1) && text.contains("no such job"), "{text}");
+    let (code, text) = ifx(&["render", "status", "../status"]);
+    assert!(code == Some(1) && text.contains("not a job id"), "{text}");
+    node.stop().await;
+
+    let node = Node::start(config(&dir, ifx_protocols::Role::Worker, None)).await.unwrap();
+    let (_, j): (_, api::JobStatus) = get(&c, &node, &format!("jobs/{}", a.job_id)).await;
+    assert_eq!((j.state, j.resumed), (api::RunState::Cancelled, 1), "an ended job is listed, not resumed");
+    node.stop().await;
+}
+
 /// Issue #16: with a foreign `Host` and `Origin`, `POST /net/block` answered 200 and
 /// `POST /stake` (unbond) 202 and signed an entry; a 16384 x 4096 job was accepted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -20,6 +20,8 @@ pub enum RunState {
     Running,
     Done,
     Failed,
+    /// Stopped by its owner's operator (`ifx render cancel`); render jobs only.
+    Cancelled,
 }
 
 impl std::fmt::Display for RunState {
@@ -28,6 +30,7 @@ impl std::fmt::Display for RunState {
             RunState::Running => "running",
             RunState::Done => "done",
             RunState::Failed => "failed",
+            RunState::Cancelled => "cancelled",
         })
     }
 }
@@ -347,7 +350,8 @@ pub struct JobStatus {
     /// How its tiles were handed out.
     #[serde(default)]
     pub schedule: Schedule,
-    /// Seconds from the first tile handed out to the last one kept.
+    /// Seconds from the first tile handed out to the last one kept (since the owner last
+    /// started: a resumed job counts the tiles it asked for after the restart).
     #[serde(default)]
     pub makespan_secs: f64,
     /// The makespan it would have had if every worker had been busy to the end at the
@@ -361,6 +365,15 @@ pub struct JobStatus {
     /// Each worker's part, by peer id.
     #[serde(default)]
     pub workers: BTreeMap<String, WorkerShare>,
+    /// When the owner accepted the job (Unix ms).
+    #[serde(default)]
+    pub submitted_unix_ms: u64,
+    /// Times the owner restarted while the job ran and resumed it from its store.
+    #[serde(default)]
+    pub resumed: u64,
+    /// Tiles kept before the last restart and loaded from the store, never asked for again.
+    #[serde(default)]
+    pub restored_tiles: u64,
 }
 
 impl JobStatus {
@@ -389,6 +402,9 @@ impl JobStatus {
             ideal_secs: 0.0,
             speculative: 0,
             workers: BTreeMap::new(),
+            submitted_unix_ms: 0,
+            resumed: 0,
+            restored_tiles: 0,
         }
     }
 }
@@ -638,7 +654,7 @@ mod tests {
         assert_eq!(serde_json::to_string(&RunState::Running).unwrap(), "\"running\"");
         assert_eq!(serde_json::from_str::<RunState>("\"failed\"").unwrap(), RunState::Failed);
         assert!(serde_json::from_str::<RunState>("\"paused\"").is_err());
-        for s in [RunState::Running, RunState::Done, RunState::Failed] {
+        for s in [RunState::Running, RunState::Done, RunState::Failed, RunState::Cancelled] {
             assert_eq!(serde_json::to_string(&s).unwrap(), format!("\"{s}\""));
         }
     }

@@ -22,9 +22,26 @@ pub const CF_META: &str = "meta";
 pub const CF_BLOBS: &str = "blobs";
 /// Blob insertion order: `seq (BE)` → `hash ‖ length (BE)`.
 pub const CF_BLOB_ORDER: &str = "blob_order";
+/// Render jobs this node owns: `job` → its spec (written once, at submission).
+pub const CF_JOB_SPECS: &str = "render_job_specs";
+/// Render jobs this node owns: `job` → its latest status.
+pub const CF_JOB_STATUS: &str = "render_job_status";
+/// Tiles a running job kept: `job ‖ tile (BE)` → the tile as its worker delivered it.
+pub const CF_JOB_TILES: &str = "render_job_tiles";
 /// Every column family this build uses; opening creates the missing ones.
-pub const COLUMN_FAMILIES: &[&str] =
-    &[CF_PEERS, CF_ENTRIES, CF_EPOCHS, CF_HEADS, CF_EVIDENCE, CF_META, CF_BLOBS, CF_BLOB_ORDER];
+pub const COLUMN_FAMILIES: &[&str] = &[
+    CF_PEERS,
+    CF_ENTRIES,
+    CF_EPOCHS,
+    CF_HEADS,
+    CF_EVIDENCE,
+    CF_META,
+    CF_BLOBS,
+    CF_BLOB_ORDER,
+    CF_JOB_SPECS,
+    CF_JOB_STATUS,
+    CF_JOB_TILES,
+];
 
 /// A storage failure, with the path or record it concerns.
 #[derive(Debug, Error)]

@@ -5,10 +5,12 @@
 
 pub mod blobs;
 pub mod db;
+pub mod jobs;
 pub mod ledger;
 pub mod peers;
 
 pub use blobs::{BlobLimits, BlobStore};
 pub use db::{Db, StorageError};
+pub use jobs::{JobStore, StoredJob};
 pub use ledger::{LedgerStore, StoredHead};
 pub use peers::{PeerStore, StoredPeer};

@@ -259,6 +259,7 @@ pub fn write_endpoints(someone: &str) -> Vec<(&'static str, serde_json::Value)> 
         ("gov/votes", serde_json::json!({ "proposal": "01".repeat(32), "yes": true })),
         ("pause", serde_json::json!({ "reason": "a stranger's" })),
         ("resume", serde_json::json!({})),
+        ("jobs/00112233445566778899aabbccddeeff/cancel", serde_json::json!({})),
     ]
 }
 

@@ -587,7 +587,16 @@ impl Testnet {
         if self.nodes[i].child.is_some() {
             return Ok(());
         }
-        let boot = if i == 0 { None } else { self.bootnode.clone() };
+        // Node 0 is everyone's bootnode; started again, it boots from another running node.
+        let boot = if i == 0 {
+            self.nodes
+                .iter()
+                .skip(1)
+                .filter(|n| n.child.is_some() && !n.peer_id.is_empty())
+                .find_map(|n| Some(format!("{}/p2p/{}", n.listen_addr.as_ref()?, n.peer_id)))
+        } else {
+            self.bootnode.clone()
+        };
         let _ = std::fs::remove_file(self.nodes[i].data_dir.join("api.addr"));
         self.spawn(i, boot.as_deref()).await?;
         self.wait_ready(i).await?;

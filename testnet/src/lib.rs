@@ -136,7 +136,12 @@ pub struct TestnetArgs {
     /// workers' summed throughput, as measured in the job); 0: not judged.
     #[arg(long, default_value_t = 0.0)]
     pub render_makespan: f64,
-    /// A scenario: `smoke`, `byzantine`, `chaos`, `scale`, `scale-byzantine`, `home-nat`, `capacity` (built in) or a TOML file with the same keys
+    /// Once node 0's render job has kept half its tiles, SIGKILL node 0 (the job's owner) and
+    /// start it again a second later: the job must resume and finish, asking for no kept tile
+    /// again and writing no receipt twice (issue #18).
+    #[arg(long)]
+    pub owner_restart: bool,
+    /// A scenario: `smoke`, `byzantine`, `chaos`, `scale`, `scale-byzantine`, `home-nat`, `capacity`, `owner-restart` (built in) or a TOML file with the same keys
     /// as these flags (see testnet/scenarios/); flags given on the command line win.
     #[arg(long)]
     pub scenario: Option<String>,
@@ -242,7 +247,7 @@ pub fn default_base_dir() -> std::path::PathBuf {
 }
 
 /// The built-in scenarios, by name.
-pub const SCENARIOS: [(&str, &str); 7] = [
+pub const SCENARIOS: [(&str, &str); 8] = [
     ("smoke", include_str!("../scenarios/smoke.toml")),
     ("byzantine", include_str!("../scenarios/byzantine.toml")),
     ("chaos", include_str!("../scenarios/chaos.toml")),
@@ -250,6 +255,7 @@ pub const SCENARIOS: [(&str, &str); 7] = [
     ("scale-byzantine", include_str!("../scenarios/scale-byzantine.toml")),
     ("home-nat", include_str!("../scenarios/home-nat.toml")),
     ("capacity", include_str!("../scenarios/capacity.toml")),
+    ("owner-restart", include_str!("../scenarios/owner-restart.toml")),
 ];
 
 /// A scenario file: any of the run's settings, and the faults on a timeline.
@@ -280,6 +286,7 @@ pub struct Scenario {
     pub slow_factor: Option<u32>,
     pub render_compare: Option<bool>,
     pub render_makespan: Option<f64>,
+    pub owner_restart: Option<bool>,
     pub in_process: Option<bool>,
     pub attack: Option<Vec<String>>,
     pub topology: Option<netns::Topology>,
@@ -361,7 +368,7 @@ impl TestnetArgs {
         );
         take!(fl_rounds, fl_aggregator, gov_change, loss, slow, slow_ms, in_process, attack);
         take!(infer_rows, infer_cheaters, fl_copiers, fl_scaffold);
-        take!(slow_factor, render_compare, render_makespan);
+        take!(slow_factor, render_compare, render_makespan, owner_restart);
         if sc.fl_dp_epsilon.is_some() && !explicit("fl_dp_epsilon") {
             self.fl_dp_epsilon = sc.fl_dp_epsilon;
         }
@@ -510,6 +517,11 @@ impl TestnetArgs {
         }
         if self.slow_ms > 60_000 {
             return bad(format!("--slow-ms {} must be at most 60000", self.slow_ms));
+        }
+        if self.owner_restart && (self.render_size == 0 || self.in_process) {
+            return bad(
+                "--owner-restart needs a render job (--render-size > 0) and node processes (not --in-process)".into()
+            );
         }
         if !(1..=100).contains(&self.slow_factor) {
             return bad(format!("--slow-factor {} must be between 1 and 100", self.slow_factor));

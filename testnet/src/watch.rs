@@ -110,6 +110,11 @@ pub struct Outcome {
     pub rewards: Vec<(usize, Rewards)>,
     /// Restarts done: node, seconds into the run, its own entries before the kill, an error.
     pub restarts: Vec<Restart>,
+    /// With `--owner-restart`: when the harness killed the job's owner.
+    pub owner_restart: Option<OwnerRestart>,
+    /// Tiles each node still running at the end rendered for job owners (its
+    /// `ifx_render_tiles_total`), by node index.
+    pub tiles_rendered: Vec<(usize, u64)>,
     /// Partitions done.
     pub partitions: Vec<PartitionRun>,
     /// Every poll: seconds into the run, distinct ledger roots among running nodes, most
@@ -133,6 +138,17 @@ pub struct Restart {
     pub at_secs: f64,
     /// Its own entries at the last poll before the kill.
     pub own_before: usize,
+    pub error: Option<String>,
+}
+
+/// The job owner's kill and restart (`--owner-restart`).
+#[derive(Debug, Clone, Default)]
+pub struct OwnerRestart {
+    /// Tiles the job had kept at the last poll before the kill, of its tiles.
+    pub killed_at_tiles: usize,
+    pub tiles: usize,
+    pub killed_at_secs: f64,
+    /// Why node 0 could not be started again.
     pub error: Option<String>,
 }
 
@@ -436,6 +452,7 @@ pub async fn watch(net: &mut Testnet, args: &TestnetArgs) -> Outcome {
         poll_views(net, &mut out.views).await;
         track_roots(net, &mut out);
         poll_job(net, args, &mut out).await;
+        restart_owner(net, args, &mut out, &bar).await;
         poll_fl(net, &mut out).await;
         poll_infer(net, &mut out).await;
         let (running, discovered, heard) = track_coverage(net, &mut out, &bar);
@@ -571,6 +588,43 @@ fn track_roots(net: &Testnet, out: &mut Outcome) {
     }
 }
 
+/// With `--owner-restart`, once node 0's job has kept half its tiles: SIGKILL node 0 and start
+/// it again a second later (once).
+async fn restart_owner(net: &mut Testnet, args: &TestnetArgs, out: &mut Outcome, bar: &ProgressBar) {
+    if !args.owner_restart || out.owner_restart.is_some() {
+        return;
+    }
+    let Some(j) = out.job.as_ref().and_then(|t| t.last.as_ref()) else { return };
+    if j.state != RunState::Running || j.tiles_done * 2 < j.tiles {
+        return;
+    }
+    let (killed_at_tiles, tiles) = (j.tiles_done, j.tiles);
+    bar.println(format!("fault: SIGKILL the job's owner (node 0) at {killed_at_tiles}/{tiles} tiles"));
+    apply(net, args, out, Action::Kill(0), bar).await;
+    let killed_at_secs = net.elapsed();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    apply(net, args, out, Action::Restart(0), bar).await;
+    let error = out.restarts.iter().rev().find(|r| r.node == 0).and_then(|r| r.error.clone());
+    out.owner_restart = Some(OwnerRestart { killed_at_tiles, tiles, killed_at_secs, error });
+}
+
+/// Each running node's `ifx_render_tiles_total`, by node index.
+async fn tiles_rendered(net: &Testnet) -> Vec<(usize, u64)> {
+    let mut out = Vec::new();
+    for (i, n) in net.nodes.iter().enumerate() {
+        let Some(api) = n.api.filter(|_| n.child.is_some()) else { continue };
+        let text = match net.client.get(format!("http://{api}/metrics")).send().await {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(_) => continue,
+        };
+        let count = text.lines().find_map(|l| l.strip_prefix("ifx_render_tiles_total ")?.trim().parse().ok());
+        if let Some(c) = count {
+            out.push((i, c));
+        }
+    }
+    out
+}
+
 /// Does one scheduled fault.
 async fn apply(net: &mut Testnet, args: &TestnetArgs, out: &mut Outcome, action: Action, bar: &ProgressBar) {
     match action {
@@ -643,6 +697,7 @@ pub async fn settle(net: &mut Testnet, args: &TestnetArgs, mut out: Outcome) -> 
         // A big network may complete these only now (its start took a while).
         track_coverage(net, &mut out, &ProgressBar::hidden());
         poll_job(net, args, &mut out).await;
+        restart_owner(net, args, &mut out, &ProgressBar::hidden()).await;
         poll_fl(net, &mut out).await;
         poll_infer(net, &mut out).await;
         // A job still finishing tiles is waited for (a loaded machine renders slowly, and the
@@ -685,6 +740,7 @@ pub async fn settle(net: &mut Testnet, args: &TestnetArgs, mut out: Outcome) -> 
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     out.alive = net.nodes.iter().map(|n| n.child.is_some()).collect();
+    out.tiles_rendered = tiles_rendered(net).await;
     for (i, n) in net.nodes.iter().enumerate() {
         if n.role == "verifier"
             && n.child.is_some()

@@ -3,16 +3,20 @@
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use ifx_protocols::api::{JobAccepted, JobStatus};
 
 use super::{accepted, refused};
-use crate::render::{JobSpec, Jobs, Schedule, SubmitError};
+use crate::render::{CancelError, JobSpec, Jobs, Schedule, SubmitError};
 use crate::settle::PayError;
 
 pub fn routes(jobs: Jobs) -> Router {
-    Router::new().route("/jobs", get(list).post(submit)).route("/jobs/{id}", get(one)).with_state(jobs)
+    Router::new()
+        .route("/jobs", get(list).post(submit))
+        .route("/jobs/{id}", get(one))
+        .route("/jobs/{id}/cancel", post(cancel))
+        .with_state(jobs)
 }
 
 /// `POST /jobs?schedule=capacity|fifo` (default capacity).
@@ -28,6 +32,18 @@ async fn submit(State(jobs): State<Jobs>, Query(q): Query<SubmitQuery>, Json(spe
         Err(e @ SubmitError::Render(_)) => refused(StatusCode::BAD_REQUEST, e),
         Err(e @ SubmitError::Pay(PayError::Unfunded { .. })) => refused(StatusCode::PAYMENT_REQUIRED, e),
         Err(e @ SubmitError::Pay(_)) => refused(StatusCode::SERVICE_UNAVAILABLE, e),
+        Err(e @ SubmitError::Busy(_)) => refused(StatusCode::TOO_MANY_REQUESTS, e),
+        Err(e @ SubmitError::Store(_)) => refused(StatusCode::INSUFFICIENT_STORAGE, e),
+    }
+}
+
+/// `POST /jobs/{id}/cancel`: stops a running job (202 with its status as it was; 404, 409 when
+/// it has ended).
+async fn cancel(State(jobs): State<Jobs>, Path(id): Path<String>) -> Response {
+    match jobs.cancel(&id) {
+        Ok(st) => (StatusCode::ACCEPTED, Json(st)).into_response(),
+        Err(e @ CancelError::NotFound) => refused(StatusCode::NOT_FOUND, e),
+        Err(e @ CancelError::Ended(_)) => refused(StatusCode::CONFLICT, e),
     }
 }
 

@@ -121,7 +121,7 @@ pub async fn start(a: FlStartArgs) -> anyhow::Result<ExitCode> {
                 }
                 return Ok(ExitCode::SUCCESS);
             }
-            RunState::Failed => {
+            RunState::Failed | RunState::Cancelled => {
                 bar.finish_and_clear();
                 eprintln!("task failed: {}", t.error.as_deref().unwrap_or("?"));
                 return Ok(ExitCode::from(1));

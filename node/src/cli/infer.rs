@@ -142,7 +142,7 @@ pub async fn submit(a: SubmitArgs) -> anyhow::Result<ExitCode> {
                 }
                 return Ok(ExitCode::SUCCESS);
             }
-            RunState::Failed => {
+            RunState::Failed | RunState::Cancelled => {
                 bar.finish_and_clear();
                 eprintln!("job failed: {}", j.error.as_deref().unwrap_or("?"));
                 return Ok(ExitCode::from(1));

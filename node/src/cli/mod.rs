@@ -155,9 +155,16 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{}", args.load()?.to_toml());
             ok
         }
-        Command::Render(render::RenderCmd { submit: Some(render::RenderSub::Submit(a)), .. }) => {
+        Command::Render(render::RenderCmd { submit: Some(sub), .. }) => {
             let rt = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
-            rt.block_on(render::submit(a))
+            rt.block_on(async {
+                match sub {
+                    render::RenderSub::Submit(a) => render::submit(a).await,
+                    render::RenderSub::List(a) => render::list(a).await,
+                    render::RenderSub::Status(a) => render::status(a).await,
+                    render::RenderSub::Cancel(a) => render::cancel(a).await,
+                }
+            })
         }
         Command::Render(render::RenderCmd { local, .. }) => {
             init_logs("info", false);

@@ -1,12 +1,12 @@
 //! `ifx render`: render a scene locally to a PNG, or `render submit` a job to a node and follow
-//! it until the PNG is written.
+//! it until the PNG is written; `render list|status|cancel` the jobs a node owns.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use ifx_protocols::api::RunState;
+use ifx_protocols::api::{JobStatus, RunState};
 
 #[derive(Args, Debug)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -21,6 +21,33 @@ pub struct RenderCmd {
 pub enum RenderSub {
     /// Submit a distributed render job to a running node and follow it until the PNG is done.
     Submit(SubmitArgs),
+    /// The render jobs a node owns, running and ended, with their progress (they survive the
+    /// node's restarts; a running job resumes where it stopped).
+    List(ListArgs),
+    /// One job's progress, workers and output.
+    Status(JobArgs),
+    /// Stop a running job: no more tiles are asked for; receipts already written stay.
+    Cancel(JobArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ListArgs {
+    #[command(flatten)]
+    api: super::http::ApiTarget,
+    /// Print the node's answer as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct JobArgs {
+    /// The job's id (32 hex digits, as `render submit` and `render list` print it).
+    job: String,
+    #[command(flatten)]
+    api: super::http::ApiTarget,
+    /// Print the node's answer as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -135,14 +162,104 @@ pub async fn submit(a: SubmitArgs) -> anyhow::Result<ExitCode> {
                 );
                 return Ok(ExitCode::SUCCESS);
             }
-            RunState::Failed => {
+            RunState::Failed | RunState::Cancelled => {
                 bar.finish_and_clear();
-                eprintln!("job failed: {}", j.error.as_deref().unwrap_or("?"));
+                eprintln!("job {}: {}", j.state, j.error.as_deref().unwrap_or("?"));
                 return Ok(ExitCode::from(1));
             }
             RunState::Running => tokio::time::sleep(std::time::Duration::from_millis(250)).await,
         }
     }
+}
+
+/// A job id as the node names it, checked before it goes into a URL.
+fn job_id(id: &str) -> anyhow::Result<&str> {
+    if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        anyhow::bail!("{id:?} is not a job id: 32 hex digits, as `ifx render list` prints them");
+    }
+    Ok(id)
+}
+
+/// One line of `render list`.
+fn line(j: &JobStatus) -> String {
+    let pct = if j.tiles == 0 { 100.0 } else { j.tiles_done as f64 * 100.0 / j.tiles as f64 };
+    let resumed = if j.resumed > 0 {
+        format!(", resumed {}x ({} tiles kept)", j.resumed, j.restored_tiles)
+    } else {
+        String::new()
+    };
+    format!(
+        "{}  {:<9} {:>5}/{:<5} {pct:5.1}%  {}x{} {} spp  {}  {} workers{resumed}{}",
+        j.job_id,
+        j.state.to_string(),
+        j.tiles_done,
+        j.tiles,
+        j.spec.width,
+        j.spec.height,
+        j.spec.spp,
+        j.spec.scene,
+        j.tiles_by_worker.len(),
+        j.png.as_deref().map(|p| format!("  {p}")).unwrap_or_default(),
+    )
+}
+
+/// Runs `ifx render list`.
+pub async fn list(a: ListArgs) -> anyhow::Result<ExitCode> {
+    let client = reqwest::Client::builder().no_proxy().build()?;
+    let mut jobs: Vec<JobStatus> = super::http::get_from_node(&client, &a.api, "jobs").await?;
+    jobs.sort_by_key(|j| (j.submitted_unix_ms, j.job_id.clone()));
+    if a.json {
+        println!("{}", serde_json::to_string(&jobs)?);
+    } else if jobs.is_empty() {
+        println!("no render jobs on this node");
+    } else {
+        jobs.iter().for_each(|j| println!("{}", line(j)));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `ifx render status ID`: exit 0 done, 1 failed or cancelled, 2 still running.
+pub async fn status(a: JobArgs) -> anyhow::Result<ExitCode> {
+    let client = reqwest::Client::builder().no_proxy().build()?;
+    let j: JobStatus = super::http::get_from_node(&client, &a.api, &format!("jobs/{}", job_id(&a.job)?)).await?;
+    if a.json {
+        println!("{}", serde_json::to_string(&j)?);
+    } else {
+        println!("{}", line(&j));
+        println!(
+            "schedule {}, {} receipts, {} spot-checked, {} bad, {} re-assigned, {} copies of stragglers, paid {} units",
+            j.schedule, j.receipts, j.spot_checked, j.bad_tiles, j.reassigned, j.speculative, j.paid
+        );
+        for (peer, w) in &j.workers {
+            println!("  {peer}: {} tiles, {:.2} s a tile", w.tiles, w.secs_per_tile);
+        }
+        if let Some(e) = &j.error {
+            println!("error: {e}");
+        }
+    }
+    Ok(ExitCode::from(match j.state {
+        RunState::Done => 0,
+        RunState::Failed | RunState::Cancelled => 1,
+        RunState::Running => 2,
+    }))
+}
+
+/// Runs `ifx render cancel ID`, and waits (up to 10 s) for the job to stop.
+pub async fn cancel(a: JobArgs) -> anyhow::Result<ExitCode> {
+    let client = reqwest::Client::builder().no_proxy().build()?;
+    let id = job_id(&a.job)?;
+    let _: JobStatus =
+        super::http::post_to_node(&client, &a.api, &format!("jobs/{id}/cancel"), &(), "the cancel").await?;
+    for _ in 0..40 {
+        let j: JobStatus = super::http::get_from_node(&client, &a.api, &format!("jobs/{id}")).await?;
+        if j.state != RunState::Running {
+            println!("{}", line(&j));
+            return Ok(ExitCode::SUCCESS);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    println!("job {id}: cancel asked; it has not stopped yet");
+    Ok(ExitCode::from(2))
 }
 
 /// Runs `ifx render` (local).

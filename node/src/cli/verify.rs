@@ -11,8 +11,11 @@
 //! Exit status: 0 verified; 1 a tile failed (each named, with why) or the check could not
 //! run; 2 nothing failed but some receipts are not sealed yet.
 //!
-//! The job's spec (scene included) comes from the node's `GET /jobs/{id}` or `--spec`; either
-//! way it is checked, since every worker signed its hash.
+//! A tile receipted more than once fails too: an owner writes one receipt per tile, restarts
+//! included.
+//!
+//! The job's spec (scene included) comes from `--spec`, else the job owner's store in the data
+//! dir, else its `GET /jobs/{id}`; either way it is checked, since every worker signed its hash.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -93,20 +96,24 @@ fn recorded(a: &VerifyArgs, job: [u8; 16]) -> anyhow::Result<Recorded> {
     Ok(Recorded { receipts, sealed, payer })
 }
 
-fn spec_of(a: &VerifyArgs) -> anyhow::Result<JobSpec> {
-    match &a.spec {
-        Some(p) => {
-            let t = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
-            serde_json::from_str(&t).with_context(|| format!("{} is not a job spec", p.display()))
-        }
-        None => {
-            let v = api_get(&a.api, &format!("jobs/{}", a.job)).context(
-                "the job's spec: give --spec FILE.json, or the data dir of the node that owns the job while it runs",
-            )?;
-            let status: ifx_protocols::api::JobStatus = serde_json::from_value(v).context("the node's job status")?;
-            Ok(status.spec)
-        }
+fn spec_of(a: &VerifyArgs, job: [u8; 16]) -> anyhow::Result<JobSpec> {
+    if let Some(p) = &a.spec {
+        let t = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+        return serde_json::from_str(&t).with_context(|| format!("{} is not a job spec", p.display()));
     }
+    // The owner's store: there whether the node runs or not.
+    let stored = ifx_storage::Db::open_read_only(&a.api.data_dir.join("db"))
+        .and_then(|db| ifx_storage::JobStore::new(db).jobs())
+        .ok()
+        .and_then(|jobs| jobs.into_iter().find(|j| j.id == job));
+    if let Some(j) = stored {
+        let st = ifx_node::render::persist::decode_job(&j).map_err(anyhow::Error::msg).context("the stored job")?;
+        return Ok(st.spec);
+    }
+    let v = api_get(&a.api, &format!("jobs/{}", a.job))
+        .context("the job's spec: give --spec FILE.json, or the data dir of the node that owns the job")?;
+    let status: ifx_protocols::api::JobStatus = serde_json::from_value(v).context("the node's job status")?;
+    Ok(status.spec)
 }
 
 /// The PNG's 8-bit pixels and the EXR's linear ones.
@@ -153,7 +160,7 @@ pub fn run(a: VerifyArgs) -> anyhow::Result<ExitCode> {
         .ok()
         .and_then(|b| b.try_into().ok())
         .ok_or_else(|| anyhow::anyhow!("--job {}: not a job id (32 hex digits)", a.job))?;
-    let spec = spec_of(&a)?;
+    let spec = spec_of(&a, job)?;
     spec.validate()?;
     let (png, img) = images(&a.image)?;
     let deadline = Instant::now() + Duration::from_secs(a.wait);
@@ -180,6 +187,13 @@ pub fn run(a: VerifyArgs) -> anyhow::Result<ExitCode> {
                 unsealed.insert(v.index, epoch);
             }
         }
+    }
+    let mut per_tile: BTreeMap<u32, usize> = BTreeMap::new();
+    for (r, _) in rec.receipts.iter().filter(|(r, _)| (r.tile as usize) < verdicts.len()) {
+        *per_tile.entry(r.tile).or_default() += 1;
+    }
+    for (tile, n) in per_tile.into_iter().filter(|(_, n)| *n > 1) {
+        problems.entry(tile).or_default().push(format!("receipted {n} times: an owner writes one receipt a tile"));
     }
     let resampled = resample(&spec, &img, a.samples)?;
     for (i, p) in &resampled {

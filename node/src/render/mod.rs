@@ -7,15 +7,21 @@
 //! the receipt, and a tile that does not match is evidence in the ledger (`judge` is the
 //! verifiers' side of it).
 //!
+//! The owner keeps each job's spec, status and accepted tiles in its store: a restart resumes
+//! the jobs that were running, asking only for the tiles not yet kept, and a tile's receipt is
+//! written once whatever the restarts (`persist`).
+//!
 //! `owner`: the job's task (the I/O); `queue`: its tile queue, sans I/O; `worker`: rendering
-//! tiles for others. The wire types are the protocol's (`ifx_protocols::render::job`).
+//! tiles for others; `persist`: the records on disk. The wire types are the protocol's
+//! (`ifx_protocols::render::job`).
 
 pub mod judge;
 mod owner;
+pub mod persist;
 pub mod queue;
 mod worker;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -26,7 +32,9 @@ use ifx_protocols::ledger::PaidWork;
 pub use ifx_protocols::render::job::{JobSpec, MAX_TILE, MAX_TILE_RESPONSE, TILE_TIMEOUT};
 use ifx_protocols::{NetworkConfig, PeerTable};
 use ifx_render::{RenderError, Scene, builtin, load};
+use ifx_storage::JobStore;
 use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
 
 pub use worker::{Caps, Signer, serve};
 
@@ -50,6 +58,21 @@ pub enum SubmitError {
     /// The owner could not pay for the job (unfunded: HTTP 402).
     #[error("cannot pay for the job: {0}")]
     Pay(#[from] crate::settle::PayError),
+    /// As many jobs as the owner runs at once are running (HTTP 429).
+    #[error("{0} jobs are running on this node, the most it runs at once: submit when one has ended")]
+    Busy(usize),
+    /// The job could not be stored, so a restart could not resume it.
+    #[error("cannot store the job: {0}")]
+    Store(#[from] ifx_storage::StorageError),
+}
+
+/// Why a job could not be cancelled.
+#[derive(Debug, thiserror::Error)]
+pub enum CancelError {
+    #[error("no such job")]
+    NotFound,
+    #[error("the job has ended: it is {0}")]
+    Ended(RunState),
 }
 
 /// Why a render job failed.
@@ -57,15 +80,25 @@ pub enum SubmitError {
 pub enum JobError {
     #[error(transparent)]
     Render(#[from] RenderError),
-    /// The job could not go on (no worker, the node stopping, the network gone).
+    /// The job could not go on (no worker, the network gone).
     #[error("{0}")]
     Stopped(String),
+    /// The node is stopping: the job resumes when it starts again.
+    #[error("the node is shutting down")]
+    ShuttingDown,
+    /// Its operator cancelled it.
+    #[error("cancelled by the operator")]
+    Cancelled,
 }
 
 /// The jobs this node owns.
 #[derive(Clone)]
 pub struct Jobs {
     jobs: Arc<Mutex<BTreeMap<String, JobStatus>>>,
+    /// Each running job's cancel switch.
+    cancels: Arc<Mutex<HashMap<String, CancellationToken>>>,
+    /// The jobs' tasks: the node waits for them when it stops (they hold the store).
+    tasks: tokio_util::task::TaskTracker,
     ctx: Arc<JobContext>,
 }
 
@@ -80,11 +113,13 @@ struct JobContext {
     out_dir: PathBuf,
     /// Workers' attested links: a slow one gets fewer tiles at a time.
     links: crate::links::AttestedLinks,
+    /// Jobs, their status and their kept tiles on disk.
+    store: JobStore,
     shutdown: CancellationToken,
 }
 
 impl Jobs {
-    /// A job manager writing PNGs to `out_dir`.
+    /// A job manager writing PNGs to `out_dir` and keeping its jobs in `store`.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         net: NetHandle,
@@ -95,32 +130,114 @@ impl Jobs {
         network: NetworkConfig,
         out_dir: PathBuf,
         links: crate::links::AttestedLinks,
+        store: JobStore,
         shutdown: CancellationToken,
     ) -> Self {
-        let ctx = JobContext { net, compute, heartbeats, ledger, key, network, out_dir, links, shutdown };
-        Self { jobs: Arc::new(Mutex::new(BTreeMap::new())), ctx: Arc::new(ctx) }
+        let ctx = JobContext { net, compute, heartbeats, ledger, key, network, out_dir, links, store, shutdown };
+        let tasks = tokio_util::task::TaskTracker::new();
+        Self { jobs: Default::default(), cancels: Default::default(), tasks, ctx: Arc::new(ctx) }
     }
 
     /// Starts a job, paying for it first unless it is `unpaid`, its tiles handed out as
-    /// `schedule` says; returns its id.
+    /// `schedule` says; returns its id. The job is stored before it is paid for: a restart
+    /// resumes it.
     pub async fn submit(&self, spec: JobSpec, schedule: Schedule) -> Result<String, SubmitError> {
         job_scene(&spec)?;
+        let running = self.list().iter().filter(|j| j.state == RunState::Running).count();
+        if running >= persist::MAX_RUNNING {
+            return Err(SubmitError::Busy(running));
+        }
+        self.forget_oldest_ended();
         let job: [u8; 16] = rand::random();
         let id = hex::encode(job);
         let mut status = JobStatus::started(id.clone(), spec.clone(), spec.settings().tile_count() as usize);
         status.schedule = schedule;
+        status.submitted_unix_ms = crate::unix_time_us() / 1000;
+        let (spec_bytes, status_bytes) = (persist::spec_bytes(&spec), persist::status_bytes(&status));
+        let store = self.ctx.store.clone();
+        tokio::task::spawn_blocking(move || store.create(&job, &spec_bytes, &status_bytes))
+            .await
+            .map_err(|e| SubmitError::Render(RenderError::Settings(e.to_string())))??;
         if !spec.unpaid {
             let c = &self.ctx;
             let (work, units) = (PaidWork::render(&spec.settings()), spec.settings().total_units());
-            let (paid, entry) = crate::settle::pay_for(&c.ledger, &c.net, &c.key, &c.network, job, work, units).await?;
-            (status.paid, status.payment) = (paid, Some(entry));
+            match crate::settle::pay_for(&c.ledger, &c.net, &c.key, &c.network, job, work, units).await {
+                Ok((paid, entry)) => (status.paid, status.payment) = (paid, Some(entry)),
+                Err(e) => {
+                    let _ = self.ctx.store.remove(&job);
+                    return Err(e.into());
+                }
+            }
         }
         self.jobs.lock().unwrap_or_else(|e| e.into_inner()).insert(id.clone(), status);
+        self.persist(&id).await;
+        self.start(job, spec, schedule);
+        Ok(id)
+    }
+
+    /// [`Jobs::resume`] in a task of its own.
+    pub fn resume_in_background(&self) {
         let me = self.clone();
-        tokio::spawn(async move {
+        self.tasks.spawn(async move { me.resume().await });
+    }
+
+    /// Waits for every job task to end (call once the node's shutdown token is cancelled).
+    pub async fn stopped(&self) {
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+
+    /// Loads the stored jobs: ended ones are listed, running ones resume where they stopped.
+    /// A record that does not decode is skipped with a warning.
+    pub async fn resume(&self) {
+        let store = self.ctx.store.clone();
+        let stored = match tokio::task::spawn_blocking(move || store.jobs()).await {
+            Ok(Ok(j)) => j,
+            Ok(Err(e)) => return warn!(error = %e, "cannot read the stored render jobs"),
+            Err(e) => return warn!(error = %e, "cannot read the stored render jobs"),
+        };
+        for j in stored {
+            let mut st = match persist::decode_job(&j) {
+                Ok(st) => st,
+                Err(e) => {
+                    warn!(job = hex::encode(j.id), error = e, "a stored render job does not decode: skipped");
+                    continue;
+                }
+            };
+            let running = st.state == RunState::Running;
+            if running && !st.spec.unpaid && st.payment.is_none() {
+                // Stopped between storing the job and recording its payment: whether it paid
+                // is in the ledger, not here; the job is not rendered unpaid for.
+                st.state = RunState::Failed;
+                st.error = Some("the node stopped while paying for the job; submit it again".into());
+            } else if running {
+                st.resumed += 1;
+                info!(job = st.job_id, tiles = st.tiles, done = st.tiles_done, "resuming a render job after a restart");
+            }
+            let (id, spec, schedule) = (st.job_id.clone(), st.spec.clone(), st.schedule);
+            self.jobs.lock().unwrap_or_else(|e| e.into_inner()).insert(id.clone(), st);
+            self.persist(&id).await;
+            if running && self.get(&id).is_some_and(|s| s.state == RunState::Running) {
+                self.start(j.id, spec, schedule);
+            }
+        }
+    }
+
+    /// Runs job `job` in a task of its own, and records how it ended.
+    fn start(&self, job: [u8; 16], spec: JobSpec, schedule: Schedule) {
+        let id = hex::encode(job);
+        let cancel = self.ctx.shutdown.child_token();
+        self.cancels.lock().unwrap_or_else(|e| e.into_inner()).insert(id.clone(), cancel.clone());
+        let me = self.clone();
+        self.tasks.spawn(async move {
             let started = Instant::now();
-            let result = me.run(job, spec, schedule, started).await;
-            me.update(&hex::encode(job), |s| {
+            let result = me.run(job, spec, schedule, started, cancel).await;
+            me.cancels.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+            if let Err(JobError::ShuttingDown) = result {
+                // Left running on disk: the next start resumes it.
+                return;
+            }
+            me.update(&id, |s| {
                 s.secs = started.elapsed().as_secs_f64();
                 match result {
                     Ok(png) => {
@@ -128,14 +245,64 @@ impl Jobs {
                         s.exr = Some(ifx_render::png::exr_path(&png).display().to_string());
                         s.png = Some(png.display().to_string());
                     }
+                    Err(JobError::Cancelled) => s.state = RunState::Cancelled,
                     Err(e) => {
                         s.state = RunState::Failed;
                         s.error = Some(e.to_string());
                     }
                 }
             });
+            me.persist(&id).await;
+            let store = me.ctx.store.clone();
+            match tokio::task::spawn_blocking(move || store.drop_tiles(&job)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => warn!(job = id, error = %e, "cannot drop an ended job's kept tiles"),
+                Err(e) => warn!(job = id, error = %e, "cannot drop an ended job's kept tiles"),
+            }
         });
-        Ok(id)
+    }
+
+    /// Stops a running job; its tiles kept so far are dropped, its receipts stay.
+    pub fn cancel(&self, id: &str) -> Result<JobStatus, CancelError> {
+        let st = self.get(id).ok_or(CancelError::NotFound)?;
+        if st.state != RunState::Running {
+            return Err(CancelError::Ended(st.state));
+        }
+        if let Some(t) = self.cancels.lock().unwrap_or_else(|e| e.into_inner()).get(id) {
+            t.cancel();
+        }
+        info!(job = id, "render job cancelled by the operator");
+        Ok(st)
+    }
+
+    /// Makes room for one more job: forgets the oldest ended jobs past [`persist::MAX_KEPT`].
+    fn forget_oldest_ended(&self) {
+        let mut jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
+        while jobs.len() >= persist::MAX_KEPT {
+            let Some(id) = jobs
+                .values()
+                .filter(|j| j.state != RunState::Running)
+                .min_by_key(|j| (j.submitted_unix_ms, j.job_id.clone()))
+                .map(|j| j.job_id.clone())
+            else {
+                return;
+            };
+            jobs.remove(&id);
+            if let Some(Err(e)) = hex_id(&id).map(|job| self.ctx.store.remove(&job)) {
+                warn!(job = id, error = %e, "cannot forget an ended job");
+            }
+        }
+    }
+
+    /// Writes job `id`'s status to the store.
+    async fn persist(&self, id: &str) {
+        let (Some(st), Some(job)) = (self.get(id), hex_id(id)) else { return };
+        let (bytes, store) = (persist::status_bytes(&st), self.ctx.store.clone());
+        match tokio::task::spawn_blocking(move || store.put_status(&job, &bytes)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => warn!(job = id, error = %e, "cannot store a render job's status"),
+            Err(e) => warn!(job = id, error = %e, "cannot store a render job's status"),
+        }
     }
 
     /// A job's status.
@@ -153,4 +320,9 @@ impl Jobs {
             f(s);
         }
     }
+}
+
+/// A job id's 16 bytes.
+fn hex_id(id: &str) -> Option<[u8; 16]> {
+    hex::decode(id).ok()?.try_into().ok()
 }

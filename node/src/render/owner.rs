@@ -3,21 +3,23 @@
 //! picks after the tile arrived), writes a receipt per accepted tile or evidence against the
 //! worker of a bad one, and saves the PNG.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::stream::{FuturesUnordered, StreamExt};
 use ifx_protocols::ledger::body::fault::{DeliveryFault, signed_by};
-use ifx_protocols::ledger::{EntryKind, RenderReceipt, TileSignature};
+use ifx_protocols::ledger::{EntryBody, EntryKind, RenderReceipt, TileSignature};
 use ifx_protocols::render::Tile;
 use ifx_protocols::render::commit::{self, sub_tiles};
 use ifx_protocols::render::job::{Delivered, JobSpec, TileRequest, check_tile};
 use ifx_render::{Image, Renderer};
 use libp2p::PeerId;
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use super::persist::KeptTile;
 use super::queue::{IN_FLIGHT, Schedule, TileQueue, Worker, allowances};
 use super::{JobError, Jobs};
 use crate::network::Proto;
@@ -69,6 +71,7 @@ impl Jobs {
         spec: JobSpec,
         schedule: Schedule,
         started: Instant,
+        cancel: CancellationToken,
     ) -> Result<PathBuf, JobError> {
         let s = spec.settings();
         let run = Run { id: hex::encode(job), job, tiles: s.tiles(), spec };
@@ -76,12 +79,17 @@ impl Jobs {
         info!(job = id, tiles = tiles.len(), width = s.width, height = s.height, spp = s.spp, %schedule, "render job started");
         let mut queue = TileQueue::new(tiles.len(), schedule);
         let mut img = Image::new(s.width, s.height);
+        // Tiles kept before a restart are in the image and never asked for again.
+        let mut receipted = self.restore(&run, &mut queue, &mut img).await;
         let mut inflight: Inflight = FuturesUnordered::new();
         let mut last_worker_seen = Instant::now();
         let mut checker: Option<Arc<Renderer>> = None;
         while !queue.is_done() {
             if self.ctx.shutdown.is_cancelled() {
-                return Err(JobError::Stopped("the node is shutting down".into()));
+                return Err(JobError::ShuttingDown);
+            }
+            if cancel.is_cancelled() {
+                return Err(JobError::Cancelled);
             }
             if self.hand_out(&run, &mut queue, &mut inflight).await {
                 last_worker_seen = Instant::now();
@@ -91,12 +99,16 @@ impl Jobs {
                 if last_worker_seen.elapsed() > NO_WORKER_TIMEOUT {
                     return Err(JobError::Stopped(format!("no worker for {NO_WORKER_TIMEOUT:?}")));
                 }
-                tokio::time::sleep(Duration::from_millis(200)).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                    _ = cancel.cancelled() => {}
+                }
                 continue;
             }
             let next = tokio::select! {
                 n = inflight.next() => n,
                 _ = tokio::time::sleep(Duration::from_millis(500)) => continue,
+                _ = cancel.cancelled() => continue,
             };
             let Some(joined) = next else { continue };
             let (peer, key, i, req, result, sent, at) =
@@ -126,18 +138,21 @@ impl Jobs {
             }
             let done = queue.done();
             match delivered {
-                Ok(Delivered { px, commitment, sig, .. }) => {
-                    img.put(t, &px);
-                    let signed = Some(TileSignature { root: commitment.root, sig });
-                    let receipt =
-                        RenderReceipt { job, tile: i as u32, worker: key, work_units: s.work_units(t), signed };
-                    let wrote = self.receipt(receipt).await;
+                Ok(d) => {
+                    img.put(t, &d.px);
                     self.update(&id, |st| {
                         st.tiles_done = done;
                         *st.tiles_by_worker.entry(peer.to_string()).or_default() += 1;
-                        st.receipts += wrote as u64;
                         st.secs = started.elapsed().as_secs_f64();
                     });
+                    // Kept on disk, with the status that counts it, before its receipt: a
+                    // restart from here on finds the tile and does not ask for it again.
+                    self.keep(&run, i, KeptTile::of(key, peer.to_string(), &d)).await;
+                    let signed = Some(TileSignature { root: d.commitment.root, sig: d.sig });
+                    let receipt =
+                        RenderReceipt { job, tile: i as u32, worker: key, work_units: s.work_units(t), signed };
+                    let wrote = receipted.insert(i as u32) && self.receipt(receipt).await;
+                    self.update(&id, |st| st.receipts += wrote as u64);
                 }
                 Err(e) => {
                     warn!(job = id, %peer, tile = i, error = e, "tile failed; re-assigning it");
@@ -149,7 +164,7 @@ impl Jobs {
         // was copied is caught all the same.
         if !inflight.is_empty() {
             let me = self.clone();
-            tokio::spawn(async move { me.check_late(inflight, checker, run).await });
+            self.tasks.spawn(async move { me.check_late(inflight, checker, run).await });
         }
         std::fs::create_dir_all(&self.ctx.out_dir).map_err(|e| JobError::Stopped(e.to_string()))?;
         let path = self.ctx.out_dir.join(format!("{id}.png"));
@@ -160,6 +175,99 @@ impl Jobs {
             .map_err(|e| JobError::Stopped(e.to_string()))??;
         info!(job = id, png = %path.display(), secs = started.elapsed().as_secs_f64(), "render job done");
         Ok(path)
+    }
+
+    /// Puts the tiles job `run` kept before a restart into `img` and marks them done in
+    /// `queue`; writes the receipts a restart came between a kept tile and; returns the tiles
+    /// this node has receipted for the job. A kept tile that fails its check again is
+    /// rendered again.
+    async fn restore(&self, run: &Run, queue: &mut TileQueue, img: &mut Image) -> BTreeSet<u32> {
+        let (store, job) = (self.ctx.store.clone(), run.job);
+        let kept = match tokio::task::spawn_blocking(move || store.tiles(&job)).await {
+            Ok(Ok(k)) => k,
+            Ok(Err(e)) => {
+                warn!(job = run.id, error = %e, "cannot read the job's kept tiles: rendering them again");
+                Vec::new()
+            }
+            Err(e) => {
+                warn!(job = run.id, error = %e, "cannot read the job's kept tiles: rendering them again");
+                Vec::new()
+            }
+        };
+        if kept.is_empty() {
+            // Nothing kept, nothing receipted: no receipt is written before its tile is kept.
+            return BTreeSet::new();
+        }
+        let mut receipted = self.receipted(job);
+        let s = run.spec.settings();
+        let mut req = TileRequest { job, spec: run.spec.clone(), tile: [0; 4] };
+        let mut restored = 0u64;
+        for (i, bytes) in kept {
+            let Some(&t) = run.tiles.get(i as usize) else {
+                warn!(job = run.id, tile = i, "a kept tile is outside the job: ignored");
+                continue;
+            };
+            req.tile = [t.x, t.y, t.w, t.h];
+            let checked = KeptTile::decode(&bytes).map_err(|e| e.to_string()).and_then(|k| Ok((k.check(&req, t)?, k)));
+            let (d, k) = match checked {
+                Ok(v) => v,
+                Err(e) => {
+                    warn!(job = run.id, tile = i, error = e, "a kept tile fails its check: rendering it again");
+                    continue;
+                }
+            };
+            img.put(t, &d.px);
+            queue.restore(i as usize);
+            restored += 1;
+            if receipted.insert(i) {
+                let signed = Some(TileSignature { root: d.commitment.root, sig: d.sig });
+                let r = RenderReceipt { job, tile: i, worker: k.worker, work_units: s.work_units(t), signed };
+                if !self.receipt(r).await {
+                    receipted.remove(&i);
+                }
+            }
+        }
+        info!(job = run.id, restored, receipts = receipted.len(), "kept tiles restored");
+        let done = queue.done();
+        self.update(&run.id, |st| {
+            st.restored_tiles = restored;
+            st.tiles_done = done;
+            st.receipts = receipted.len() as u64;
+        });
+        receipted
+    }
+
+    /// The tiles of `job` this node has written a receipt for, from its own chain.
+    fn receipted(&self, job: [u8; 16]) -> BTreeSet<u32> {
+        let me = self.ctx.key.verifying_key().to_bytes();
+        let own = self.ctx.ledger.with(|s| s.entries_by_author(&me));
+        let own = own.unwrap_or_else(|e| {
+            warn!(error = %e, "cannot read this node's own receipts");
+            Vec::new()
+        });
+        own.iter()
+            .filter(|e| e.kind == EntryKind::RenderReceipt)
+            .filter_map(|e| match EntryBody::of(e) {
+                Ok(EntryBody::RenderReceipt(r)) if r.job == job => Some(r.tile),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Stores tile `i` of `run` and the job's status, in one durable write.
+    async fn keep(&self, run: &Run, i: usize, tile: KeptTile) {
+        let Some(st) = self.get(&run.id) else { return };
+        let (status, bytes, store, job) =
+            (super::persist::status_bytes(&st), tile.encode(), self.ctx.store.clone(), run.job);
+        match tokio::task::spawn_blocking(move || store.put_tile(&job, i as u32, &bytes, &status)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                warn!(job = run.id, tile = i, error = %e, "cannot keep a tile on disk: a restart renders it again")
+            }
+            Err(e) => {
+                warn!(job = run.id, tile = i, error = %e, "cannot keep a tile on disk: a restart renders it again")
+            }
+        }
     }
 
     /// Checks a worker's answer to tile `i`: its size and values, the worker's signature of its

@@ -24,11 +24,10 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 pub use ifx_protocols::api::{Schedule, WorkerShare};
+pub use ifx_protocols::render::job::IN_FLIGHT;
 use ifx_protocols::stats::lower_median;
 use libp2p::PeerId;
 
-/// Tiles in flight per worker: one rendering, one on the wire behind it.
-pub const IN_FLIGHT: usize = 2;
 /// A worker whose attested link (its slower direction) is under the median of the job's
 /// measured workers divided by this gets one tile at a time: its tiles wait on the wire, not
 /// on its GPU, and a second one in flight would only hold a tile back from a faster worker.
@@ -119,6 +118,8 @@ pub struct TileQueue {
     /// Workers caught delivering a bad tile: no more tiles of this job.
     banned: HashSet<PeerId>,
     done: usize,
+    /// Tiles kept before this queue was made (a resumed job): not part of its makespan.
+    restored: usize,
     speculative: u64,
     first_sent: Option<Instant>,
     last_kept: Option<Instant>,
@@ -137,9 +138,21 @@ impl TileQueue {
             benched: HashMap::new(),
             banned: HashSet::new(),
             done: 0,
+            restored: 0,
             speculative: 0,
             first_sent: None,
             last_kept: None,
+        }
+    }
+
+    /// Marks tile `i` kept before this queue was made (a job resumed after a restart): never
+    /// handed out.
+    pub fn restore(&mut self, i: usize) {
+        if self.wanted(i) {
+            self.kept[i] = true;
+            self.done += 1;
+            self.restored += 1;
+            self.queue.retain(|&q| q != i);
         }
     }
 
@@ -418,7 +431,7 @@ impl TileQueue {
         for (k, (from, per)) in lanes.iter().enumerate() {
             rate += 1.0 / per;
             offset += from / per;
-            ideal = (self.total as f64 + offset) / rate;
+            ideal = ((self.total - self.restored) as f64 + offset) / rate;
             if lanes.get(k + 1).is_none_or(|(next, _)| ideal <= *next) {
                 break;
             }
@@ -492,6 +505,36 @@ mod tests {
         assert!(!q.is_done() && !q.has_queued());
         q.answered(b, 4, true, t0 + BENCH);
         assert!(q.is_done());
+    }
+
+    /// Issue #18: a job resumed after its owner restarted hands out only the tiles it had not
+    /// kept, under either schedule, copies of stragglers included.
+    #[test]
+    fn tiles_kept_before_a_restart_are_never_handed_out() {
+        for schedule in [Schedule::Capacity, Schedule::Fifo] {
+            let t0 = Instant::now();
+            let (a, b) = (PeerId::random(), PeerId::random());
+            let mut q = TileQueue::new(6, schedule);
+            for i in [0, 2, 3, 3, 5] {
+                q.restore(i);
+            }
+            assert_eq!(q.done(), 4, "{schedule}: restoring twice counts once");
+            let mut handed = Vec::new();
+            let mut now = t0;
+            while !q.is_done() {
+                let got = q.assign(&two(&[a, b]), now);
+                for &(p, i) in &got {
+                    now += Duration::from_millis(100);
+                    q.answered(p, i, true, now);
+                }
+                handed.extend(got.into_iter().map(|(_, i)| i));
+                now += Duration::from_millis(100);
+                assert!(now < t0 + Duration::from_secs(60), "{schedule}: the job never ends");
+            }
+            handed.sort();
+            handed.dedup();
+            assert_eq!(handed, vec![1, 4], "{schedule}");
+        }
     }
 
     /// Issue #17: the verifiers attest one worker's link at 19 Mbit/s, the others' at

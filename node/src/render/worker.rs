@@ -79,6 +79,8 @@ impl<T> FairQueue<T> {
 pub struct Signer {
     pub key: SigningKey,
     pub fake: bool,
+    /// Tiles this worker rendered and sent (`GET /metrics`: `ifx_render_tiles_total`).
+    pub rendered: prometheus_client::metrics::counter::Counter,
 }
 
 /// What an operator lets the worker use (`[render]`): tiles rendered at once, and the memory a
@@ -266,6 +268,7 @@ async fn render(
         Ok(Ok(px)) => {
             let pixels = encode_pixels(&px);
             let c = TileCommitment::of(tr.job, tr.spec.hash(), t, &pixels);
+            signer.rendered.inc();
             TileResponse { pixels, error: String::new(), root: c.root, sig: c.sign(&signer.key) }
         }
         Ok(Err(e)) => TileResponse::error(e.to_string()),

@@ -13,6 +13,8 @@ use crate::codec::DecodeError;
 
 /// Largest tile side a distributed job may use.
 pub const MAX_TILE: u32 = 256;
+/// Tiles a job owner keeps in flight at one worker: one rendering, one on the wire behind it.
+pub const IN_FLIGHT: usize = 2;
 /// Largest tile response (256 x 256 pixels x 12 bytes, plus framing).
 pub const MAX_TILE_RESPONSE: usize = (MAX_TILE * MAX_TILE * 12) as usize + 1024;
 /// Largest image a distributed job may ask for: 4K UHD and a little (2^23 pixels). The owner
@@ -185,7 +187,12 @@ pub struct Delivered {
 /// (`ledger::body::fault::signed_by`: a tile without one is not taken, nothing could be proven
 /// about it later).
 pub fn check_tile(bytes: &[u8], req: &TileRequest, t: Tile) -> Result<Delivered, RenderError> {
-    let r = TileResponse::decode(bytes).map_err(|e| RenderError::Tile(e.to_string()))?;
+    check_response(TileResponse::decode(bytes).map_err(|e| RenderError::Tile(e.to_string()))?, req, t)
+}
+
+/// [`check_tile`] of an answer already decoded (a tile the owner kept on disk is checked again
+/// when it is loaded).
+pub fn check_response(r: TileResponse, req: &TileRequest, t: Tile) -> Result<Delivered, RenderError> {
     if !r.error.is_empty() {
         return Err(RenderError::Tile(format!("worker error: {}", r.error)));
     }

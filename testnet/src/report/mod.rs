@@ -200,10 +200,19 @@ impl Report {
         if let Some(e) = &o.job_fifo_error {
             failures.push(format!("the fifo render job could not be submitted: {e}"));
         }
-        let render = o.job.as_ref().map(|j| RenderSection {
-            makespan_limit: args.render_makespan,
-            fifo: o.job_fifo.as_ref().map(|f| Box::new(RenderSection::of(f))),
-            ..RenderSection::of(j)
+        let render = o.job.as_ref().map(|j| {
+            let mut r = RenderSection {
+                makespan_limit: args.render_makespan,
+                fifo: o.job_fifo.as_ref().map(|f| Box::new(RenderSection::of(f))),
+                ..RenderSection::of(j)
+            };
+            if args.owner_restart {
+                let (resumed, restored) = j.last.as_ref().map_or((0, 0), |s| (s.resumed, s.restored_tiles));
+                let owner =
+                    render::OwnerRestartSection::of(o.owner_restart.as_ref(), &r, resumed, restored, &o.tiles_rendered);
+                r.owner_restart = Some(owner);
+            }
+            r
         });
         failures.extend(render.iter().flat_map(RenderSection::failures));
         let peer_ids = |pick: &dyn Fn(&crate::launch::NodeProc) -> bool| -> Vec<String> {

@@ -47,6 +47,89 @@ pub struct RenderSection {
     pub makespan_limit: f64,
     /// `--render-compare`: the same job handed out first come first served, after this one.
     pub fifo: Option<Box<RenderSection>>,
+    /// `--owner-restart`: the owner killed mid-job and started again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner_restart: Option<OwnerRestartSection>,
+}
+
+/// The job's owner (node 0) killed with SIGKILL mid-job and started again (issue #18).
+#[derive(Debug, Serialize)]
+pub struct OwnerRestartSection {
+    /// The kill happened (false: the job ended, or never reached half its tiles, first).
+    pub killed: bool,
+    /// Tiles the job had kept at the harness's last poll before the kill, of its tiles.
+    pub killed_at_tiles: u64,
+    pub killed_at_secs: f64,
+    /// Restarts the job resumed from, and the tiles loaded from the owner's store at the last.
+    pub resumed: u64,
+    pub restored_tiles: u64,
+    /// Tiles the workers rendered for job owners, all told (their `ifx_render_tiles_total`;
+    /// this run's only job), and by node index.
+    pub rendered: u64,
+    pub rendered_by_node: BTreeMap<usize, u64>,
+    /// What the job could ask for more than once: copies of stragglers, re-assigned tiles, and
+    /// the tiles rendered but not yet kept at the kill: `IN_FLIGHT` at each worker, and the one
+    /// answer the owner was checking (it refills a worker's slot before it checks the answer).
+    pub allowance: u64,
+    /// Why node 0 did not start again.
+    pub error: Option<String>,
+}
+
+impl OwnerRestartSection {
+    pub fn of(
+        r: Option<&crate::watch::OwnerRestart>,
+        job: &RenderSection,
+        resumed: u64,
+        restored: u64,
+        rendered: &[(usize, u64)],
+    ) -> Self {
+        let workers = rendered.iter().filter(|(i, n)| *i > 0 && *n > 0).count() as u64;
+        let in_flight = workers * ifx_protocols::render::job::IN_FLIGHT as u64 + 1;
+        Self {
+            killed: r.is_some(),
+            killed_at_tiles: r.map_or(0, |r| r.killed_at_tiles as u64),
+            killed_at_secs: r.map_or(0.0, |r| r.killed_at_secs),
+            resumed,
+            restored_tiles: restored,
+            rendered: rendered.iter().filter(|(i, _)| *i > 0).map(|(_, n)| n).sum(),
+            rendered_by_node: rendered.iter().copied().collect(),
+            allowance: job.speculative + job.reassigned + in_flight,
+            error: r.and_then(|r| r.error.clone()),
+        }
+    }
+
+    /// What makes the run fail.
+    pub fn failures(&self, tiles: u64) -> Vec<String> {
+        if !self.killed {
+            return vec![
+                "--owner-restart: the job ended (or never kept half its tiles) before its owner was killed".into(),
+            ];
+        }
+        let mut out = Vec::new();
+        if let Some(e) = &self.error {
+            out.push(format!("the job's owner did not start again: {e}"));
+        }
+        if self.resumed == 0 {
+            out.push("the job did not resume after its owner restarted".into());
+        }
+        // The owner writes a tile to its store right after counting it: the kill can fall
+        // between the two for one tile.
+        if self.restored_tiles + 1 < self.killed_at_tiles {
+            out.push(format!(
+                "the restarted owner loaded {} kept tiles; it had {} before the kill",
+                self.restored_tiles, self.killed_at_tiles
+            ));
+        }
+        if self.rendered > tiles + self.allowance {
+            out.push(format!(
+                "workers rendered {} tiles for a {tiles}-tile job: {} more than copies, re-assigned tiles and tiles in flight at the kill account for ({}); kept tiles were asked for again",
+                self.rendered,
+                self.rendered - tiles - self.allowance,
+                self.allowance
+            ));
+        }
+        out
+    }
 }
 
 impl RenderSection {
@@ -76,6 +159,7 @@ impl RenderSection {
                 workers: BTreeMap::new(),
                 makespan_limit: 0.0,
                 fifo: None,
+                owner_restart: None,
             };
         };
         Self {
@@ -101,6 +185,7 @@ impl RenderSection {
             workers: j.workers.clone(),
             makespan_limit: 0.0,
             fifo: None,
+            owner_restart: None,
         }
     }
 
@@ -112,6 +197,7 @@ impl RenderSection {
     /// What makes the run fail.
     pub fn failures(&self) -> Vec<String> {
         let mut out: Vec<String> = self.fifo.iter().flat_map(|f| f.failures()).map(|f| format!("fifo: {f}")).collect();
+        out.extend(self.owner_restart.iter().flat_map(|r| r.failures(self.tiles)));
         if self.ok {
             if self.makespan_limit > 0.0
                 && !(self.makespan_ratio() > 0.0 && self.makespan_ratio() <= self.makespan_limit)

@@ -105,6 +105,19 @@ impl Report {
                 );
             }
         }
+        if let Some(o) = self.render.as_ref().and_then(|r| r.owner_restart.as_ref()) {
+            println!(
+                "  owner restart: killed at {}/{} tiles ({:.1} s), resumed {}x with {} tiles kept; workers rendered {} tiles (at most {} + {} copies, re-assigned or in flight at the kill)",
+                o.killed_at_tiles,
+                self.render.as_ref().map_or(0, |r| r.tiles),
+                o.killed_at_secs,
+                o.resumed,
+                o.restored_tiles,
+                o.rendered,
+                self.render.as_ref().map_or(0, |r| r.tiles),
+                o.allowance
+            );
+        }
         if let Some(c) = &self.certificate {
             println!(
                 "  certificate: ifx verify {} the image; the copy with tile {} altered {} ({:.1} s)",
