@@ -222,10 +222,11 @@ fn testnet_rejects_bad_options() {
         (&["--nodes", "4", "--partition", "9@1-2"][..], "below 4"),
         (
             &["--scenario", "nope"][..],
-            "not a built-in scenario (smoke, byzantine, chaos, scale, scale-byzantine, home-nat, capacity)",
+            "not a built-in scenario (smoke, byzantine, chaos, scale, scale-byzantine, home-nat, capacity, owner-restart)",
         ),
         (&["--scenario", "home-nat", "--in-process"][..], "network namespaces runs node processes"),
         (&["--nodes", "4", "--loss", "101"][..], "percentage"),
+        (&["--nodes", "4", "--owner-restart", "--render-size", "0"][..], "--owner-restart needs a render job"),
         (&["--nodes", "4", "--attack", "nope"][..], "one of hb-overflow"),
         (&["--nodes", "4", "--attack", "all", "--in-process"][..], "cannot be used with --in-process"),
         (&["--nodes", "4", "--attack", "all", "--baseline-report", "/nonexistent.json"][..], "--baseline-report"),
@@ -495,7 +496,7 @@ fn attacks_in_one_testnet_leave_the_honest_network_whole() {
     assert_eq!(flood["answers"].as_object().unwrap().len(), 1, "{flood:#}");
     assert!(busy > 0 && busy + flood["failed"].as_u64().unwrap() == flood["sent"].as_u64().unwrap(), "{flood:#}");
     let api = line("api-rebind");
-    assert_eq!(api["api_requests"], 27, "9 write endpoints, 3 ways each");
+    assert_eq!(api["api_requests"], 30, "10 write endpoints, 3 ways each");
     assert_eq!(api["api_accepted"].as_array().unwrap().len(), 0, "{api:#}");
     assert!(attacks["panics"].as_array().unwrap().is_empty());
     assert!(attacks["baseline"].is_string(), "the run had a baseline");

@@ -112,7 +112,8 @@ fn refl(d: vec3<f32>, n: vec3<f32>) -> vec3<f32> {
     return d - n * (2.0 * dot3(d, n));
 }
 
-fn hit_sphere(s: Sphere, o: vec3<f32>, d: vec3<f32>, tmax: f32) -> f32 {
+// cpu.rs `hit_sphere`: only the far root when `far` (the ray starts on the sphere, going in).
+fn hit_sphere(s: Sphere, o: vec3<f32>, d: vec3<f32>, tmax: f32, far: bool) -> f32 {
     let oc = o - s.center;
     let a = dot3(d, d);
     let hb = dot3(oc, d);
@@ -123,7 +124,7 @@ fn hit_sphere(s: Sphere, o: vec3<f32>, d: vec3<f32>, tmax: f32) -> f32 {
     }
     let sq = sqrt(disc);
     var t = (-hb - sq) / a;
-    if (t <= 0.0 || t > tmax) {
+    if (far || t <= 0.0 || t > tmax) {
         t = (-hb + sq) / a;
         if (t <= 0.0 || t > tmax) {
             return -1.0;
@@ -181,17 +182,27 @@ struct Hit {
     t: f32,
     n: vec3<f32>,
     material: u32,
+    // The sphere hit (NO_SPHERE for a triangle).
+    sphere: u32,
 };
 
-fn closest(o: vec3<f32>, d: vec3<f32>) -> Hit {
-    var best = Hit(-1.0, vec3<f32>(0.0), 0u);
+// cpu.rs `Start`: the sphere a ray starts on, and whether it goes into it (a ray leaving a
+// sphere outwards cannot meet it again; one going in meets it at the far root).
+const NO_SPHERE: u32 = 0xffffffffu;
+
+fn closest(o: vec3<f32>, d: vec3<f32>, from_sphere: u32, from_inside: bool) -> Hit {
+    var best = Hit(-1.0, vec3<f32>(0.0), 0u, NO_SPHERE);
     var tmax = T_FAR;
     for (var i = 0u; i < params.n_spheres; i++) {
+        let own = i == from_sphere;
+        if (own && !from_inside) {
+            continue;
+        }
         let s = spheres[i];
-        let t = hit_sphere(s, o, d, tmax);
+        let t = hit_sphere(s, o, d, tmax, own);
         if (t > 0.0) {
             tmax = t;
-            best = Hit(t, (o + d * t - s.center) * (1.0 / s.radius), s.material);
+            best = Hit(t, (o + d * t - s.center) * (1.0 / s.radius), s.material, i);
         }
     }
     if (params.n_triangles > 0u) {
@@ -214,7 +225,7 @@ fn closest(o: vec3<f32>, d: vec3<f32>) -> Hit {
                         tmax = t;
                         let e1 = tri.v1.xyz - tri.v0.xyz;
                         let e2 = tri.v2.xyz - tri.v0.xyz;
-                        best = Hit(t, norm(cross3(e1, e2)), bitcast<u32>(tri.v0.w));
+                        best = Hit(t, norm(cross3(e1, e2)), bitcast<u32>(tri.v0.w), NO_SPHERE);
                     }
                 }
             } else if (sp + 2u <= 64u) {
@@ -246,8 +257,10 @@ fn trace(origin: vec3<f32>, dir: vec3<f32>) -> vec3<f32> {
     var d = dir;
     var color = vec3<f32>(0.0);
     var through = vec3<f32>(1.0);
+    var from_sphere = NO_SPHERE;
+    var from_inside = false;
     for (var bounce = 0u; bounce < params.max_bounces; bounce++) {
-        let hit = closest(o, d);
+        let hit = closest(o, d, from_sphere, from_inside);
         if (hit.t < 0.0) {
             let t = 0.5 * (norm(d).y + 1.0);
             let sky = params.horizon.xyz * (1.0 - t) + params.zenith.xyz * t;
@@ -260,6 +273,10 @@ fn trace(origin: vec3<f32>, dir: vec3<f32>) -> vec3<f32> {
         if (!front) {
             n = n * -1.0;
         }
+        // cpu.rs: a scatter to the side `n` points to goes out of a sphere hit from outside
+        // and into one hit from inside; through the surface, the other way.
+        from_sphere = hit.sphere;
+        from_inside = !front;
         if (m.kind == 3u) {
             return color + through * m.emission;
         } else if (m.kind == 0u) {
@@ -294,6 +311,7 @@ fn trace(origin: vec3<f32>, dir: vec3<f32>) -> vec3<f32> {
             } else {
                 d = unit * ratio + n * (ratio * cosv - cos_t);
                 o = offset(p, o, n * -1.0);
+                from_inside = front;
             }
         }
     }
