@@ -40,8 +40,13 @@ fn tiling_does_not_change_a_single_pixel() {
     }
 }
 
+/// On a software adapter (lavapipe, as in CI) the kernel and the CPU reference agree bit for
+/// bit. On a hardware GPU the driver's division and square root differ from the CPU's in their
+/// low bits (an NVIDIA H200: 39% of the pixels of `spheres` bit-identical), so there every 8x8
+/// sub-tile must pass the spot check an honest worker's tiles meet (`commit::compare`).
 #[test]
 fn wgpu_matches_the_cpu_reference_on_every_builtin_scene() {
+    let software = ifx_render::gpu::adapter_summary("").unwrap().class == "cpu";
     for name in builtin::NAMES {
         let scene = builtin::by_name(name).unwrap();
         let s = settings(64, 48, 8, 32);
@@ -59,7 +64,15 @@ fn wgpu_matches_the_cpu_reference_on_every_builtin_scene() {
         );
         assert!(mae <= MAX_MEAN_ABS_LEVELS, "{name}: mean absolute difference {mae:.3} levels");
         assert!(db >= MIN_PSNR_DB, "{name}: PSNR {db:.1} dB < {MIN_PSNR_DB}");
-        assert!(equal >= MIN_IDENTICAL, "{name}: only {:.2}% of pixels bit-identical", equal * 100.0);
+        if software {
+            assert!(equal >= MIN_IDENTICAL, "{name}: only {:.2}% of pixels bit-identical", equal * 100.0);
+        }
+        for sub in ifx_protocols::render::commit::sub_tiles(s.width, s.height) {
+            let theirs = ifx_protocols::render::commit::encode_pixels(&gi.crop(sub));
+            let at = ifx_render::Tile { x: 0, y: 0, w: sub.w, h: sub.h };
+            let checked = ifx_protocols::render::commit::compare(at, &theirs, &ci.crop(sub));
+            assert!(checked.is_ok(), "{name}: sub-tile {sub:?} fails the spot check: {checked:?}");
+        }
     }
 }
 
