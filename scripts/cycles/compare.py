@@ -253,12 +253,14 @@ def main():
     grid = 6
     bc, bi = blocks(ref_c, grid), blocks(ref_i, grid)
     block_rel = (bi - bc) / np.maximum(bc, 1e-6)
-    # The noise of a block mean at the reference's samples, from the pixels' spread between the
-    # two renders (independent samples): the structured difference is judged against it.
-    per_pixel_sd = np.sqrt(np.mean((ref_c - ref_i) ** 2, axis=(0, 1)) / 2)
-    block_px = (a.size // grid) ** 2
-    block_sd = per_pixel_sd / math.sqrt(block_px)
-    block_z = np.abs(bi - bc) / (np.sqrt(2) * np.maximum(block_sd, 1e-9))
+    # The noise of each block's difference of means, from its own pixels' differences between
+    # the two renders (independent samples; noise is not the same everywhere, the lamp's
+    # surroundings are noisier): the structured difference is judged against it.
+    h = a.size // grid
+    diff = ref_i - ref_c
+    block_sd = np.array([[np.sqrt(np.mean(diff[i * h:(i + 1) * h, j * h:(j + 1) * h] ** 2, axis=(0, 1)) / (h * h))
+                          for j in range(grid)] for i in range(grid)])
+    block_z = np.abs(bi - bc) / np.maximum(block_sd, 1e-9)
 
     equal = []
     for spp_c in (4, 16, 64):

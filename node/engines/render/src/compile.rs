@@ -38,6 +38,16 @@ pub struct GpuTriangle {
     pub v2: [f32; 4],
 }
 
+/// An emissive triangle in the light table the kernels sample (8 bytes): its index among the
+/// compiled triangles, and the running share of the scene's emitted power up to and including
+/// it (the last is exactly 1).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable, PartialEq)]
+pub struct GpuLight {
+    pub tri: u32,
+    pub cdf: f32,
+}
+
 /// A scene flattened for rendering at one aspect ratio.
 #[derive(Clone, Debug)]
 pub struct Compiled {
@@ -46,6 +56,10 @@ pub struct Compiled {
     pub spheres: Vec<GpuSphere>,
     pub triangles: Vec<GpuTriangle>,
     pub nodes: Vec<BvhNode>,
+    /// The emissive triangles, for next-event estimation (empty: light is found only by the
+    /// paths that hit it). Each one's pdf per unit area (chosen by power, then a uniform point)
+    /// is in its `v1[3]`; 0 on other triangles.
+    pub lights: Vec<GpuLight>,
     pub seed: u32,
 }
 
@@ -61,6 +75,7 @@ impl Compiled {
             + of(&self.spheres)
             + of(&self.triangles)
             + of(&self.nodes)
+            + of(&self.lights)
     }
 }
 
@@ -68,7 +83,7 @@ impl Compiled {
 pub fn compile(scene: &Scene, width: u32, height: u32) -> Result<Compiled, RenderError> {
     scene.validate()?;
     let view = scene.view(width, height)?;
-    let materials = scene
+    let materials: Vec<GpuMaterial> = scene
         .materials
         .iter()
         .map(|m| match *m {
@@ -96,5 +111,44 @@ pub fn compile(scene: &Scene, width: u32, height: u32) -> Result<Compiled, Rende
             }
         })
         .collect();
-    Ok(Compiled { view, materials, spheres, triangles, nodes: bvh.nodes, seed: scene.seed })
+    let mut triangles: Vec<GpuTriangle> = triangles;
+    let lights = light_table(&materials, &mut triangles);
+    Ok(Compiled { view, materials, spheres, triangles, nodes: bvh.nodes, lights, seed: scene.seed })
+}
+
+/// The light table: every emissive triangle, chosen in proportion to its power (area times
+/// the sum of its emission's channels), a point on it uniformly; writes each one's pdf per
+/// unit area into its `v1[3]`. Sums in f64 and in triangle order: the same table on every
+/// machine.
+fn light_table(materials: &[GpuMaterial], triangles: &mut [GpuTriangle]) -> Vec<GpuLight> {
+    let power = |t: &GpuTriangle| -> (f64, f64) {
+        let m = materials.get(t.v0[3].to_bits() as usize);
+        let Some(m) = m.filter(|m| m.kind == 3) else { return (0.0, 0.0) };
+        let e = |v: [f32; 4]| [v[0] as f64, v[1] as f64, v[2] as f64];
+        let (a, b, c) = (e(t.v0), e(t.v1), e(t.v2));
+        let (u, v) = ([b[0] - a[0], b[1] - a[1], b[2] - a[2]], [c[0] - a[0], c[1] - a[1], c[2] - a[2]]);
+        let n = [u[1] * v[2] - u[2] * v[1], u[2] * v[0] - u[0] * v[2], u[0] * v[1] - u[1] * v[0]];
+        let area = 0.5 * (n[0] * n[0] + n[1] * n[1] + n[2] * n[2]).sqrt();
+        let emitted = (m.emission[0] + m.emission[1] + m.emission[2]) as f64;
+        (area, area * emitted)
+    };
+    let total: f64 = triangles.iter().map(|t| power(t).1).sum();
+    if !(total > 0.0 && total.is_finite()) {
+        return Vec::new();
+    }
+    let mut lights = Vec::new();
+    let mut run = 0.0f64;
+    for (i, t) in triangles.iter_mut().enumerate() {
+        let (area, p) = power(t);
+        if p <= 0.0 || area <= 0.0 {
+            continue;
+        }
+        run += p;
+        t.v1[3] = ((p / total) / area) as f32;
+        lights.push(GpuLight { tri: i as u32, cdf: (run / total) as f32 });
+    }
+    if let Some(last) = lights.last_mut() {
+        last.cdf = 1.0;
+    }
+    lights
 }

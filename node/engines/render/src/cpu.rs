@@ -5,7 +5,7 @@
 use rayon::prelude::*;
 
 use crate::bvh::BvhNode;
-use crate::compile::{Compiled, GpuMaterial, GpuSphere, GpuTriangle};
+use crate::compile::{Compiled, GpuLight, GpuMaterial, GpuSphere, GpuTriangle};
 use ifx_protocols::render::{RenderSettings, Tile};
 
 type V = [f32; 3];
@@ -94,6 +94,8 @@ struct Hit {
     material: u32,
     /// The sphere hit ([`NO_SPHERE`] for a triangle).
     sphere: u32,
+    /// The triangle hit ([`NO_SPHERE`] for a sphere).
+    tri: u32,
 }
 
 /// No sphere: a ray from the camera, or from a triangle.
@@ -191,7 +193,7 @@ fn closest(c: &Compiled, o: V, d: V, from: Start) -> Option<Hit> {
         if t > 0.0 {
             tmax = t;
             let n = sc(sub(add(o, sc(d, t)), s.center), 1.0 / s.radius);
-            best = Some(Hit { t, n, material: s.material, sphere: i as u32 });
+            best = Some(Hit { t, n, material: s.material, sphere: i as u32, tri: NO_SPHERE });
         }
     }
     if !c.triangles.is_empty() {
@@ -215,7 +217,7 @@ fn closest(c: &Compiled, o: V, d: V, from: Start) -> Option<Hit> {
                         let e1 = sub([tri.v1[0], tri.v1[1], tri.v1[2]], v0);
                         let e2 = sub([tri.v2[0], tri.v2[1], tri.v2[2]], v0);
                         let (n, material) = (normalize(cross(e1, e2)), tri.v0[3].to_bits());
-                        best = Some(Hit { t, n, material, sphere: NO_SPHERE });
+                        best = Some(Hit { t, n, material, sphere: NO_SPHERE, tri: i });
                     }
                 }
             } else if sp + 2 <= stack.len() {
@@ -257,10 +259,74 @@ pub fn fresnel(cos: f32, ratio: f32, cos_t: f32) -> f32 {
     0.5 * (rs * rs + rp * rp)
 }
 
+/// 1/pi, as both kernels write it.
+const INV_PI: f32 = 0.31830987;
+
+/// The light table's entry for a uniform `u` in [0, 1): the first whose running share exceeds
+/// it (a binary search, the same steps in both kernels).
+fn pick(lights: &[GpuLight], u: f32) -> usize {
+    let (mut lo, mut hi) = (0usize, lights.len() - 1);
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        if u < lights[mid].cdf {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    lo
+}
+
+/// The power heuristic's weight of a strategy of density `a` against one of density `b`.
+fn mis(a: f32, b: f32) -> f32 {
+    let (a2, b2) = (a * a, b * b);
+    a2 * (1.0 / (a2 + b2))
+}
+
+/// Next-event estimation at a diffuse point `start` (already offset) with normal `n`: one point
+/// on one emissive triangle, chosen by power; its light along the shadow ray, times the
+/// cosine over pi, weighted against the cosine sampling that could also have found it (MIS,
+/// power heuristic) and divided by its density. Times the albedo, it is the point's direct
+/// light. Draws three numbers whatever happens, so both kernels stay in step.
+fn direct(c: &Compiled, start: V, n: V, from: Start, rng: &mut Rng) -> V {
+    let (u, mut a, mut b) = (rng.next(), rng.next(), rng.next());
+    let li = c.lights[pick(&c.lights, u)].tri;
+    let tri = &c.triangles[li as usize];
+    if a + b > 1.0 {
+        a = 1.0 - a;
+        b = 1.0 - b;
+    }
+    let v0 = [tri.v0[0], tri.v0[1], tri.v0[2]];
+    let e1 = sub([tri.v1[0], tri.v1[1], tri.v1[2]], v0);
+    let e2 = sub([tri.v2[0], tri.v2[1], tri.v2[2]], v0);
+    let to = sub(add(v0, add(sc(e1, a), sc(e2, b))), start);
+    let d2 = dot(to, to);
+    let cos_s = dot(n, to);
+    let ln = cross(e1, e2);
+    let cos_l = dot(ln, to).abs();
+    if !(cos_s > 0.0 && cos_l > 0.0 && d2 > 0.0) {
+        return [0.0; 3];
+    }
+    match closest(c, start, to, from) {
+        Some(h) if h.tri == li => {}
+        _ => return [0.0; 3],
+    }
+    let dist = d2.sqrt();
+    let cos_s = cos_s * (1.0 / dist);
+    let cos_l = cos_l * (1.0 / (dot(ln, ln).sqrt() * dist));
+    let p_light = tri.v1[3] * d2 * (1.0 / cos_l);
+    let p_bsdf = cos_s * INV_PI;
+    let m = &c.materials[tri.v0[3].to_bits() as usize];
+    sc(m.emission, cos_s * INV_PI * mis(p_light, p_bsdf) * (1.0 / p_light))
+}
+
 fn trace(c: &Compiled, mut o: V, mut d: V, rng: &mut Rng, max_bounces: u32) -> V {
-    let color = [0.0f32; 3];
+    let mut color = [0.0f32; 3];
     let mut through = [1.0f32; 3];
     let mut from = Start { sphere: NO_SPHERE, inside: false };
+    // The cosine density of the diffuse bounce that chose `d` (0: the camera's or a specular
+    // ray, which light sampling could not have found).
+    let mut p_bsdf = 0.0f32;
     for _ in 0..max_bounces {
         let Some(hit) = closest(c, o, d, from) else {
             let t = 0.5 * (normalize(d)[1] + 1.0);
@@ -278,14 +344,30 @@ fn trace(c: &Compiled, mut o: V, mut d: V, rng: &mut Rng, max_bounces: u32) -> V
         // and into one hit from inside; through the surface, the other way.
         from = Start { sphere: hit.sphere, inside: !front };
         match m.kind {
-            3 => return add(color, mul(through, m.emission)),
+            3 => {
+                // A light found by a diffuse bounce is weighted against light sampling, which
+                // could have found it too.
+                let mut w = 1.0f32;
+                if p_bsdf > 0.0 && hit.tri != NO_SPHERE && !c.lights.is_empty() {
+                    let tri = &c.triangles[hit.tri as usize];
+                    let cos_l = dot(hit.n, d).abs() * (1.0 / dot(d, d).sqrt());
+                    let p_light = tri.v1[3] * (hit.t * hit.t * dot(d, d)) * (1.0 / cos_l);
+                    w = mis(p_bsdf, p_light);
+                }
+                return add(color, mul(through, sc(m.emission, w)));
+            }
             0 => {
+                let start = offset(p, o, n);
+                if !c.lights.is_empty() {
+                    color = add(color, mul(mul(through, m.albedo), direct(c, start, n, from, rng)));
+                }
                 let mut dir = add(n, rng.unit());
                 if dot(dir, dir) < 1e-12 {
                     dir = n;
                 }
+                p_bsdf = dot(n, dir) * (1.0 / dot(dir, dir).sqrt()) * INV_PI;
                 d = dir;
-                o = offset(p, o, n);
+                o = start;
                 through = mul(through, m.albedo);
             }
             1 => {
@@ -296,8 +378,10 @@ fn trace(c: &Compiled, mut o: V, mut d: V, rng: &mut Rng, max_bounces: u32) -> V
                 d = r;
                 o = offset(p, o, n);
                 through = mul(through, m.albedo);
+                p_bsdf = 0.0;
             }
             _ => {
+                p_bsdf = 0.0;
                 let ratio = if front { 1.0 / m.param } else { m.param };
                 let unit = normalize(d);
                 let cos = dot(sc(unit, -1.0), n).min(1.0);

@@ -31,7 +31,7 @@ struct Params {
     seed: u32,
     n_spheres: u32,
     n_triangles: u32,
-    _pad: u32,
+    n_lights: u32,
 }
 
 fn entry(binding: u32, b: &wgpu::Buffer) -> wgpu::BindGroupEntry<'_> {
@@ -56,8 +56,10 @@ pub struct GpuScene {
     spheres: wgpu::Buffer,
     triangles: wgpu::Buffer,
     nodes: wgpu::Buffer,
+    lights: wgpu::Buffer,
     n_spheres: u32,
     n_triangles: u32,
+    n_lights: u32,
 }
 
 fn adapters(backends: wgpu::Backends) -> Vec<wgpu::Adapter> {
@@ -206,9 +208,9 @@ impl GpuRenderer {
         let adapter = select_adapter(choice)?;
         let info = adapter.get_info();
         let limits = adapter.limits();
-        if limits.max_storage_buffers_per_shader_stage < 5 {
+        if limits.max_storage_buffers_per_shader_stage < 6 {
             return Err(RenderError::NoAdapter(format!(
-                "{} binds only {} storage buffers per stage; the kernel needs 5",
+                "{} binds only {} storage buffers per stage; the kernel needs 6",
                 info.name, limits.max_storage_buffers_per_shader_stage
             )));
         }
@@ -264,8 +266,10 @@ impl GpuRenderer {
             spheres: buf("spheres", bytemuck::cast_slice(&c.spheres)),
             triangles: buf("triangles", bytemuck::cast_slice(&c.triangles)),
             nodes: buf("nodes", bytemuck::cast_slice(&c.nodes)),
+            lights: buf("lights", bytemuck::cast_slice(&c.lights)),
             n_spheres: c.spheres.len() as u32,
             n_triangles: c.triangles.len() as u32,
+            n_lights: c.lights.len() as u32,
         })
     }
 
@@ -296,7 +300,7 @@ impl GpuRenderer {
             seed: c.seed,
             n_spheres: scene.n_spheres,
             n_triangles: scene.n_triangles,
-            _pad: 0,
+            n_lights: scene.n_lights,
         };
         let params = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some("params"),
@@ -321,6 +325,7 @@ impl GpuRenderer {
                 entry(3, &scene.triangles),
                 entry(4, &scene.nodes),
                 entry(5, &out),
+                entry(6, &scene.lights),
             ],
         });
         let mut enc = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("tile") });

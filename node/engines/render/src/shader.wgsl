@@ -19,7 +19,7 @@ struct Params {
     seed: u32,
     n_spheres: u32,
     n_triangles: u32,
-    _pad: u32,
+    n_lights: u32,
 };
 
 struct Material {
@@ -41,6 +41,11 @@ struct Tri {
     v2: vec4<f32>,
 };
 
+struct Light {
+    tri: u32,
+    cdf: f32,
+};
+
 struct Node {
     min: vec3<f32>,
     left_or_first: u32,
@@ -54,6 +59,7 @@ struct Node {
 @group(0) @binding(3) var<storage, read> tris: array<Tri>;
 @group(0) @binding(4) var<storage, read> nodes: array<Node>;
 @group(0) @binding(5) var<storage, read_write> out: array<vec4<f32>>;
+@group(0) @binding(6) var<storage, read> lights: array<Light>;
 
 const T_FAR: f32 = 1e30;
 const EDGE_EPS: f32 = 1e-5;
@@ -184,6 +190,8 @@ struct Hit {
     material: u32,
     // The sphere hit (NO_SPHERE for a triangle).
     sphere: u32,
+    // The triangle hit (NO_SPHERE for a sphere).
+    tri: u32,
 };
 
 // cpu.rs `Start`: the sphere a ray starts on, and whether it goes into it (a ray leaving a
@@ -191,7 +199,7 @@ struct Hit {
 const NO_SPHERE: u32 = 0xffffffffu;
 
 fn closest(o: vec3<f32>, d: vec3<f32>, from_sphere: u32, from_inside: bool) -> Hit {
-    var best = Hit(-1.0, vec3<f32>(0.0), 0u, NO_SPHERE);
+    var best = Hit(-1.0, vec3<f32>(0.0), 0u, NO_SPHERE, NO_SPHERE);
     var tmax = T_FAR;
     for (var i = 0u; i < params.n_spheres; i++) {
         let own = i == from_sphere;
@@ -202,7 +210,7 @@ fn closest(o: vec3<f32>, d: vec3<f32>, from_sphere: u32, from_inside: bool) -> H
         let t = hit_sphere(s, o, d, tmax, own);
         if (t > 0.0) {
             tmax = t;
-            best = Hit(t, (o + d * t - s.center) * (1.0 / s.radius), s.material, i);
+            best = Hit(t, (o + d * t - s.center) * (1.0 / s.radius), s.material, i, NO_SPHERE);
         }
     }
     if (params.n_triangles > 0u) {
@@ -225,7 +233,7 @@ fn closest(o: vec3<f32>, d: vec3<f32>, from_sphere: u32, from_inside: bool) -> H
                         tmax = t;
                         let e1 = tri.v1.xyz - tri.v0.xyz;
                         let e2 = tri.v2.xyz - tri.v0.xyz;
-                        best = Hit(t, norm(cross3(e1, e2)), bitcast<u32>(tri.v0.w), NO_SPHERE);
+                        best = Hit(t, norm(cross3(e1, e2)), bitcast<u32>(tri.v0.w), NO_SPHERE, i);
                     }
                 }
             } else if (sp + 2u <= 64u) {
@@ -252,6 +260,63 @@ fn fresnel(cosv: f32, ratio: f32, cos_t: f32) -> f32 {
     return 0.5 * (rs * rs + rp * rp);
 }
 
+// cpu.rs `INV_PI`, `pick`, `mis`, `direct`: next-event estimation at a diffuse point.
+const INV_PI: f32 = 0.31830987;
+
+fn pick(u: f32) -> u32 {
+    var lo = 0u;
+    var hi = params.n_lights - 1u;
+    while (lo < hi) {
+        let mid = (lo + hi) / 2u;
+        if (u < lights[mid].cdf) {
+            hi = mid;
+        } else {
+            lo = mid + 1u;
+        }
+    }
+    return lo;
+}
+
+fn mis(a: f32, b: f32) -> f32 {
+    let a2 = a * a;
+    let b2 = b * b;
+    return a2 * (1.0 / (a2 + b2));
+}
+
+fn direct(start: vec3<f32>, n: vec3<f32>, from_sphere: u32, from_inside: bool) -> vec3<f32> {
+    let u = rnd();
+    var a = rnd();
+    var b = rnd();
+    let li = lights[pick(u)].tri;
+    let tri = tris[li];
+    if (a + b > 1.0) {
+        a = 1.0 - a;
+        b = 1.0 - b;
+    }
+    let v0 = tri.v0.xyz;
+    let e1 = tri.v1.xyz - v0;
+    let e2 = tri.v2.xyz - v0;
+    let to = (v0 + (e1 * a + e2 * b)) - start;
+    let d2 = dot3(to, to);
+    let cos_s0 = dot3(n, to);
+    let ln = cross3(e1, e2);
+    let cos_l0 = abs(dot3(ln, to));
+    if (!(cos_s0 > 0.0 && cos_l0 > 0.0 && d2 > 0.0)) {
+        return vec3<f32>(0.0);
+    }
+    let h = closest(start, to, from_sphere, from_inside);
+    if (h.t < 0.0 || h.tri != li) {
+        return vec3<f32>(0.0);
+    }
+    let dist = sqrt(d2);
+    let cos_s = cos_s0 * (1.0 / dist);
+    let cos_l = cos_l0 * (1.0 / (sqrt(dot3(ln, ln)) * dist));
+    let p_light = tri.v1.w * d2 * (1.0 / cos_l);
+    let p_bsdf = cos_s * INV_PI;
+    let m = materials[bitcast<u32>(tri.v0.w)];
+    return m.emission * (cos_s * INV_PI * mis(p_light, p_bsdf) * (1.0 / p_light));
+}
+
 fn trace(origin: vec3<f32>, dir: vec3<f32>) -> vec3<f32> {
     var o = origin;
     var d = dir;
@@ -259,6 +324,7 @@ fn trace(origin: vec3<f32>, dir: vec3<f32>) -> vec3<f32> {
     var through = vec3<f32>(1.0);
     var from_sphere = NO_SPHERE;
     var from_inside = false;
+    var p_bsdf = 0.0;
     for (var bounce = 0u; bounce < params.max_bounces; bounce++) {
         let hit = closest(o, d, from_sphere, from_inside);
         if (hit.t < 0.0) {
@@ -278,14 +344,26 @@ fn trace(origin: vec3<f32>, dir: vec3<f32>) -> vec3<f32> {
         from_sphere = hit.sphere;
         from_inside = !front;
         if (m.kind == 3u) {
-            return color + through * m.emission;
+            var w = 1.0;
+            if (p_bsdf > 0.0 && hit.tri != NO_SPHERE && params.n_lights > 0u) {
+                let tri = tris[hit.tri];
+                let cos_l = abs(dot3(hit.n, d)) * (1.0 / sqrt(dot3(d, d)));
+                let p_light = tri.v1.w * (hit.t * hit.t * dot3(d, d)) * (1.0 / cos_l);
+                w = mis(p_bsdf, p_light);
+            }
+            return color + through * (m.emission * w);
         } else if (m.kind == 0u) {
+            let start = offset(p, o, n);
+            if (params.n_lights > 0u) {
+                color = color + (through * m.albedo) * direct(start, n, from_sphere, from_inside);
+            }
             var nd = n + rnd_unit();
             if (dot3(nd, nd) < 1e-12) {
                 nd = n;
             }
+            p_bsdf = dot3(n, nd) * (1.0 / sqrt(dot3(nd, nd))) * INV_PI;
             d = nd;
-            o = offset(p, o, n);
+            o = start;
             through = through * m.albedo;
         } else if (m.kind == 1u) {
             let r = refl(norm(d), n) + rnd_unit() * m.param;
@@ -295,7 +373,9 @@ fn trace(origin: vec3<f32>, dir: vec3<f32>) -> vec3<f32> {
             d = r;
             o = offset(p, o, n);
             through = through * m.albedo;
+            p_bsdf = 0.0;
         } else {
+            p_bsdf = 0.0;
             var ratio = m.param;
             if (front) {
                 ratio = 1.0 / m.param;

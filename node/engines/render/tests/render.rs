@@ -10,7 +10,8 @@ use ifx_render::{self as render, Backend, Image, RenderError, RenderSettings, Re
 /// 64x48, 8 spp, 6 bounces. The kernels share their math and random streams, so almost every
 /// pixel is bit-identical; the rest are rare paths that diverge (see docs/ARCHITECTURE.md), and
 /// a diverged path that finds the light moves one pixel a long way. Hence three bounds:
-/// at least this share of pixels bit-identical in linear f32,
+/// at least this share of pixels identical in 8 bits (on a software adapter; on any adapter
+/// every sub-tile must also pass the spot check),
 pub const MIN_IDENTICAL: f64 = 0.995;
 /// a mean absolute difference of the 8-bit images of at most this many levels per channel,
 pub const MAX_MEAN_ABS_LEVELS: f64 = 0.5;
@@ -40,10 +41,13 @@ fn tiling_does_not_change_a_single_pixel() {
     }
 }
 
-/// On a software adapter (lavapipe, as in CI) the kernel and the CPU reference agree bit for
-/// bit. On a hardware GPU the driver's division and square root differ from the CPU's in their
-/// low bits (an NVIDIA H200: 39% of the pixels of `spheres` bit-identical), so there every 8x8
-/// sub-tile must pass the spot check an honest worker's tiles meet (`commit::compare`).
+/// The kernel against the CPU reference. Every 8x8 sub-tile must pass the spot check an honest
+/// worker's tiles meet (`commit::compare`), on any adapter. On a software adapter (lavapipe,
+/// as in CI) the 8-bit images must also agree but for a rare pixel: with next-event estimation
+/// a pixel's value depends on distances and cosines, whose low float bits lavapipe's arithmetic
+/// does not reproduce (about 76% of the float pixels of the Cornell box stay bit-identical,
+/// 100% before light sampling). A hardware GPU's division and square root differ more (an
+/// NVIDIA H200: 39% of the float pixels of `spheres` bit-identical before light sampling).
 #[test]
 fn wgpu_matches_the_cpu_reference_on_every_builtin_scene() {
     let software = ifx_render::gpu::adapter_summary("").unwrap().class == "cpu";
@@ -64,8 +68,11 @@ fn wgpu_matches_the_cpu_reference_on_every_builtin_scene() {
         );
         assert!(mae <= MAX_MEAN_ABS_LEVELS, "{name}: mean absolute difference {mae:.3} levels");
         assert!(db >= MIN_PSNR_DB, "{name}: PSNR {db:.1} dB < {MIN_PSNR_DB}");
+        let same8 =
+            g8.chunks_exact(3).zip(c8.chunks_exact(3)).filter(|(a, b)| a == b).count() as f64 / (g8.len() / 3) as f64;
+        eprintln!("{name}: {:.2}% of pixels identical in 8 bits", same8 * 100.0);
         if software {
-            assert!(equal >= MIN_IDENTICAL, "{name}: only {:.2}% of pixels bit-identical", equal * 100.0);
+            assert!(same8 >= MIN_IDENTICAL, "{name}: only {:.2}% of pixels identical in 8 bits", same8 * 100.0);
         }
         for sub in ifx_protocols::render::commit::sub_tiles(s.width, s.height) {
             let theirs = ifx_protocols::render::commit::encode_pixels(&gi.crop(sub));
