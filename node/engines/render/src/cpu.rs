@@ -315,6 +315,11 @@ fn direct(c: &Compiled, start: V, n: V, from: Start, rng: &mut Rng) -> V {
     let cos_s = cos_s * (1.0 / dist);
     let cos_l = cos_l * (1.0 / (dot(ln, ln).sqrt() * dist));
     let p_light = tri.v1[3] * d2 * (1.0 / cos_l);
+    // A grazing light point whose cosine underflows has an infinite density: it adds nothing
+    // (and inf / inf in the weight would be NaN, which a job owner refuses in a tile).
+    if !(p_light > 0.0 && p_light < 1e30) {
+        return [0.0; 3];
+    }
     let p_bsdf = cos_s * INV_PI;
     let m = &c.materials[tri.v0[3].to_bits() as usize];
     sc(m.emission, cos_s * INV_PI * mis(p_light, p_bsdf) * (1.0 / p_light))
@@ -348,8 +353,8 @@ fn trace(c: &Compiled, mut o: V, mut d: V, rng: &mut Rng, max_bounces: u32) -> V
                 // A light found by a diffuse bounce is weighted against light sampling, which
                 // could have found it too.
                 let mut w = 1.0f32;
-                if p_bsdf > 0.0 && hit.tri != NO_SPHERE && !c.lights.is_empty() {
-                    let tri = &c.triangles[hit.tri as usize];
+                let tri = c.triangles.get(hit.tri as usize);
+                if let Some(tri) = tri.filter(|t| p_bsdf > 0.0 && t.v1[3] > 0.0) {
                     let cos_l = dot(hit.n, d).abs() * (1.0 / dot(d, d).sqrt());
                     let p_light = tri.v1[3] * (hit.t * hit.t * dot(d, d)) * (1.0 / cos_l);
                     w = mis(p_bsdf, p_light);
@@ -494,5 +499,27 @@ mod tests {
         assert!(bounces > 25_000, "{bounces} rays reached the ground");
         assert_eq!((here, lower_by_rule), (0, 0));
         assert!(lower_by_rounding * 100 > bounces, "{lower_by_rounding} of {bounces}");
+    }
+
+    /// Light sampling on lights no density can be given to: a zero-area emitter (left out of
+    /// the table), an emitter edge-on to the floor it lights (cosine 0 at every point), and
+    /// one at the camera's side. Every pixel stays finite: a NaN would have the owner refuse
+    /// every worker's tile.
+    #[test]
+    fn light_sampling_never_makes_a_non_finite_pixel() {
+        use ifx_protocols::render::scene::{Material, Triangle};
+        let mut scene = crate::builtin::cornell();
+        let m = scene.materials.len() as u32;
+        scene.materials.push(Material::Emissive { emission: [5.0, 5.0, 5.0] });
+        let tri = |v: [[f32; 3]; 3]| Triangle { v, material: m };
+        scene.triangles.push(tri([[100.0, 1.0, 100.0], [100.0, 1.0, 100.0], [200.0, 2.0, 200.0]]));
+        scene.triangles.push(tri([[100.0, 0.0, 100.0], [300.0, 0.0, 100.0], [200.0, 0.0, 300.0]]));
+        scene.triangles.push(tri([[500.0, 300.0, 0.0], [500.0, 300.0, 0.01], [500.0, 300.01, 0.0]]));
+        let c = crate::compile(&scene, 32, 32).unwrap();
+        assert_eq!(c.lights.len(), 4, "the lamp's two triangles and the two with an area");
+        let s = RenderSettings { width: 32, height: 32, spp: 8, max_bounces: 6, tile: 32 };
+        let px = render_tile(&c, &s, Tile { x: 0, y: 0, w: 32, h: 32 });
+        assert!(px.iter().flatten().all(|v| v.is_finite() && *v >= 0.0));
+        assert!(px.iter().any(|p| p[0] > 0.0), "the image is black");
     }
 }

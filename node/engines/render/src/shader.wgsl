@@ -312,6 +312,9 @@ fn direct(start: vec3<f32>, n: vec3<f32>, from_sphere: u32, from_inside: bool) -
     let cos_s = cos_s0 * (1.0 / dist);
     let cos_l = cos_l0 * (1.0 / (sqrt(dot3(ln, ln)) * dist));
     let p_light = tri.v1.w * d2 * (1.0 / cos_l);
+    if (!(p_light > 0.0 && p_light < 1e30)) {
+        return vec3<f32>(0.0);
+    }
     let p_bsdf = cos_s * INV_PI;
     let m = materials[bitcast<u32>(tri.v0.w)];
     return m.emission * (cos_s * INV_PI * mis(p_light, p_bsdf) * (1.0 / p_light));
@@ -345,7 +348,7 @@ fn trace(origin: vec3<f32>, dir: vec3<f32>) -> vec3<f32> {
         from_inside = !front;
         if (m.kind == 3u) {
             var w = 1.0;
-            if (p_bsdf > 0.0 && hit.tri != NO_SPHERE && params.n_lights > 0u) {
+            if (p_bsdf > 0.0 && hit.tri != NO_SPHERE && tris[hit.tri].v1.w > 0.0) {
                 let tri = tris[hit.tri];
                 let cos_l = abs(dot3(hit.n, d)) * (1.0 / sqrt(dot3(d, d)));
                 let p_light = tri.v1.w * (hit.t * hit.t * dot3(d, d)) * (1.0 / cos_l);
