@@ -154,10 +154,7 @@ impl Jobs {
         status.schedule = schedule;
         status.submitted_unix_ms = crate::unix_time_us() / 1000;
         let (spec_bytes, status_bytes) = (persist::spec_bytes(&spec), persist::status_bytes(&status));
-        let store = self.ctx.store.clone();
-        tokio::task::spawn_blocking(move || store.create(&job, &spec_bytes, &status_bytes))
-            .await
-            .map_err(|e| SubmitError::Render(RenderError::Settings(e.to_string())))??;
+        self.on_store(move |store| store.create(&job, &spec_bytes, &status_bytes)).await?;
         if !spec.unpaid {
             let c = &self.ctx;
             let (work, units) = (PaidWork::render(&spec.settings()), spec.settings().total_units());
@@ -190,10 +187,8 @@ impl Jobs {
     /// Loads the stored jobs: ended ones are listed, running ones resume where they stopped.
     /// A record that does not decode is skipped with a warning.
     pub async fn resume(&self) {
-        let store = self.ctx.store.clone();
-        let stored = match tokio::task::spawn_blocking(move || store.jobs()).await {
-            Ok(Ok(j)) => j,
-            Ok(Err(e)) => return warn!(error = %e, "cannot read the stored render jobs"),
+        let stored = match self.on_store(|store| store.jobs()).await {
+            Ok(j) => j,
             Err(e) => return warn!(error = %e, "cannot read the stored render jobs"),
         };
         for j in stored {
@@ -253,11 +248,8 @@ impl Jobs {
                 }
             });
             me.persist(&id).await;
-            let store = me.ctx.store.clone();
-            match tokio::task::spawn_blocking(move || store.drop_tiles(&job)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => warn!(job = id, error = %e, "cannot drop an ended job's kept tiles"),
-                Err(e) => warn!(job = id, error = %e, "cannot drop an ended job's kept tiles"),
+            if let Err(e) = me.on_store(move |store| store.drop_tiles(&job)).await {
+                warn!(job = id, error = %e, "cannot drop an ended job's kept tiles");
             }
         });
     }
@@ -297,12 +289,25 @@ impl Jobs {
     /// Writes job `id`'s status to the store.
     async fn persist(&self, id: &str) {
         let (Some(st), Some(job)) = (self.get(id), hex_id(id)) else { return };
-        let (bytes, store) = (persist::status_bytes(&st), self.ctx.store.clone());
-        match tokio::task::spawn_blocking(move || store.put_status(&job, &bytes)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => warn!(job = id, error = %e, "cannot store a render job's status"),
-            Err(e) => warn!(job = id, error = %e, "cannot store a render job's status"),
+        let bytes = persist::status_bytes(&st);
+        if let Err(e) = self.on_store(move |store| store.put_status(&job, &bytes)).await {
+            warn!(job = id, error = %e, "cannot store a render job's status");
         }
+    }
+
+    /// Runs `f` on the job store on a blocking thread (RocksDB's synced writes must not hold
+    /// the runtime's threads).
+    async fn on_store<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&JobStore) -> Result<T, ifx_storage::StorageError> + Send + 'static,
+    ) -> Result<T, ifx_storage::StorageError> {
+        let store = self.ctx.store.clone();
+        tokio::task::spawn_blocking(move || f(&store)).await.unwrap_or_else(|e| {
+            Err(ifx_storage::StorageError::Corrupt {
+                cf: "render jobs",
+                reason: format!("the store task stopped: {e}"),
+            })
+        })
     }
 
     /// A job's status.

@@ -148,9 +148,7 @@ impl Jobs {
                     // Kept on disk, with the status that counts it, before its receipt: a
                     // restart from here on finds the tile and does not ask for it again.
                     self.keep(&run, i, KeptTile::of(key, peer.to_string(), &d)).await;
-                    let signed = Some(TileSignature { root: d.commitment.root, sig: d.sig });
-                    let receipt =
-                        RenderReceipt { job, tile: i as u32, worker: key, work_units: s.work_units(t), signed };
+                    let receipt = tile_receipt(&run, i as u32, key, &d);
                     let wrote = receipted.insert(i as u32) && self.receipt(receipt).await;
                     self.update(&id, |st| st.receipts += wrote as u64);
                 }
@@ -182,24 +180,17 @@ impl Jobs {
     /// this node has receipted for the job. A kept tile that fails its check again is
     /// rendered again.
     async fn restore(&self, run: &Run, queue: &mut TileQueue, img: &mut Image) -> BTreeSet<u32> {
-        let (store, job) = (self.ctx.store.clone(), run.job);
-        let kept = match tokio::task::spawn_blocking(move || store.tiles(&job)).await {
-            Ok(Ok(k)) => k,
-            Ok(Err(e)) => {
-                warn!(job = run.id, error = %e, "cannot read the job's kept tiles: rendering them again");
-                Vec::new()
-            }
-            Err(e) => {
-                warn!(job = run.id, error = %e, "cannot read the job's kept tiles: rendering them again");
-                Vec::new()
-            }
-        };
-        if kept.is_empty() {
-            // Nothing kept, nothing receipted: no receipt is written before its tile is kept.
+        let job = run.job;
+        let kept = self.on_store(move |store| store.tiles(&job)).await.unwrap_or_else(|e| {
+            warn!(job = run.id, error = %e, "cannot read the job's kept tiles: rendering them again");
+            Vec::new()
+        });
+        // A new job has receipted nothing. A resumed one may have receipts even without kept
+        // tiles: a tile whose write to the store failed is receipted all the same.
+        if kept.is_empty() && self.get(&run.id).is_none_or(|st| st.resumed == 0) {
             return BTreeSet::new();
         }
         let mut receipted = self.receipted(job);
-        let s = run.spec.settings();
         let mut req = TileRequest { job, spec: run.spec.clone(), tile: [0; 4] };
         let mut restored = 0u64;
         for (i, bytes) in kept {
@@ -219,12 +210,8 @@ impl Jobs {
             img.put(t, &d.px);
             queue.restore(i as usize);
             restored += 1;
-            if receipted.insert(i) {
-                let signed = Some(TileSignature { root: d.commitment.root, sig: d.sig });
-                let r = RenderReceipt { job, tile: i, worker: k.worker, work_units: s.work_units(t), signed };
-                if !self.receipt(r).await {
-                    receipted.remove(&i);
-                }
+            if receipted.insert(i) && !self.receipt(tile_receipt(run, i, k.worker, &d)).await {
+                receipted.remove(&i);
             }
         }
         info!(job = run.id, restored, receipts = receipted.len(), "kept tiles restored");
@@ -257,16 +244,9 @@ impl Jobs {
     /// Stores tile `i` of `run` and the job's status, in one durable write.
     async fn keep(&self, run: &Run, i: usize, tile: KeptTile) {
         let Some(st) = self.get(&run.id) else { return };
-        let (status, bytes, store, job) =
-            (super::persist::status_bytes(&st), tile.encode(), self.ctx.store.clone(), run.job);
-        match tokio::task::spawn_blocking(move || store.put_tile(&job, i as u32, &bytes, &status)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                warn!(job = run.id, tile = i, error = %e, "cannot keep a tile on disk: a restart renders it again")
-            }
-            Err(e) => {
-                warn!(job = run.id, tile = i, error = %e, "cannot keep a tile on disk: a restart renders it again")
-            }
+        let (status, bytes, job) = (super::persist::status_bytes(&st), tile.encode(), run.job);
+        if let Err(e) = self.on_store(move |store| store.put_tile(&job, i as u32, &bytes, &status)).await {
+            warn!(job = run.id, tile = i, error = %e, "cannot keep a tile on disk: a restart renders it again");
         }
     }
 
@@ -449,4 +429,12 @@ impl Jobs {
             }
         }
     }
+}
+
+/// The receipt of tile `i` of `run`, delivered as `d` by `worker`: its work units and the
+/// worker's signed commitment.
+fn tile_receipt(run: &Run, i: u32, worker: [u8; 32], d: &Delivered) -> RenderReceipt {
+    let s = run.spec.settings();
+    let signed = Some(TileSignature { root: d.commitment.root, sig: d.sig });
+    RenderReceipt { job: run.job, tile: i, worker, work_units: s.work_units(run.tiles[i as usize]), signed }
 }
