@@ -18,6 +18,7 @@ fn bench(c: &mut Criterion) {
     let spec = JobSpec {
         scene: "cornell".into(),
         scene_toml: None,
+        assets: Vec::new(),
         width: 128,
         height: 128,
         spp: 64,

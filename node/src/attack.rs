@@ -96,7 +96,9 @@ async fn peer(
             }
         }
     });
-    for mut rx in [started.render_inbound, started.por_inbound, started.fl_inbound, started.infer_inbound] {
+    for mut rx in
+        [started.render_inbound, started.blob_inbound, started.por_inbound, started.fl_inbound, started.infer_inbound]
+    {
         tokio::spawn(async move { while rx.recv().await.is_some() {} });
     }
     Ok((handle, cfg, id.signing_key().clone()))
@@ -123,6 +125,7 @@ fn answer_name(
         Proto::Infer => "infer:answered".into(),
         Proto::LedgerSync => "sync:answered".into(),
         Proto::Link => "link:answered".into(),
+        Proto::Blob => "blob:answered".into(),
     })
 }
 
@@ -242,6 +245,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<AttackStats> {
             let spec = |w: u32, h: u32| JobSpec {
                 scene: "cornell".into(),
                 scene_toml: None,
+                assets: Vec::new(),
                 width: w,
                 height: h,
                 spp: 65_536,

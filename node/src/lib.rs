@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod attack;
+pub mod blob;
 pub mod capacity;
 pub mod compute;
 pub mod config;

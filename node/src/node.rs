@@ -167,7 +167,7 @@ impl Node {
         if policy != crate::pause::work::Policy::default() {
             services.spawn("work-hours", crate::pause::watch(pause.clone(), policy, shutdown.child_token()));
         }
-        let blobs = ifx_storage::BlobStore::open(db.clone(), crate::fl::BLOB_LIMITS)
+        let blobs = ifx_storage::BlobStore::open(db.clone(), crate::blob::LIMITS)
             .map_err(|e| NodeError::Storage { path: db_path.clone(), reason: e.to_string() })?;
         let fl = crate::fl::Fl::new(
             started.handle.clone(),
@@ -194,7 +194,7 @@ impl Node {
             role: cfg.node.role,
             cheat: cfg.infer.cheat,
             faults,
-            blobs,
+            blobs: blobs.clone(),
             out_dir: data_dir.join("infer"),
             pause: pause.clone(),
             heartbeats: heartbeats.clone(),
@@ -246,8 +246,13 @@ impl Node {
                 },
                 pause.clone(),
                 cfg.render.caps(),
+                crate::blob::AssetFetches::new(blobs.clone(), started.handle.clone()),
                 shutdown.child_token(),
             ),
+        );
+        services.spawn(
+            "blobs",
+            crate::blob::serve(started.blob_inbound, started.handle.clone(), blobs.clone(), shutdown.child_token()),
         );
         if cfg.render.fake_tiles {
             tracing::warn!("this node FAKES job tiles: one sample in 64, signed as the job's (test mode)");
@@ -271,6 +276,7 @@ impl Node {
             data_dir.join("jobs"),
             links.clone(),
             ifx_storage::JobStore::new(db.clone()),
+            blobs.clone(),
             shutdown.child_token(),
         );
         // Jobs that were running when the node stopped go on where they were.
@@ -313,6 +319,7 @@ impl Node {
                 key: identity.signing_key().clone(),
                 network: cfg.network.clone(),
                 compute: compute.clone(),
+                fetches: crate::blob::AssetFetches::new(blobs.clone(), started.handle.clone()),
             };
             services.spawn("delivery-judge", judge.run(shutdown.child_token()));
             let link_samples = crate::por::links::LinkSamples::default();

@@ -159,6 +159,30 @@ async fn a_job_outlives_its_owners_restart_and_is_cancelled_once() {
     assert!(code == Some(1) && text.contains("no such job"), "{text}");
     let (code, text) = ifx(&["render", "status", "../status"]);
     assert!(code == Some(1) && text.contains("not a job id"), "{text}");
+
+    // A scene with mesh files: loaded here, then it and its meshes go to the node as assets.
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/cycles/scene.toml");
+    let size = ["--width", "16", "--height", "16", "--spp", "1", "--tile", "16", "--unpaid", "--detach"];
+    let (code, text) = ifx(&[&["render", "submit", "--scene", fixture.to_str().unwrap()][..], &size].concat());
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("uploading 5 assets"), "{text}");
+    let id = text.lines().find_map(|l| l.strip_prefix("job ")).unwrap().split_whitespace().next().unwrap().to_string();
+    let (_, j): (_, api::JobStatus) = get(&c, &node, &format!("jobs/{id}")).await;
+    let names: Vec<_> = j.spec.assets.iter().map(|a| a.name.as_str()).collect();
+    assert_eq!((j.spec.scene.as_str(), names.len()), ("scene.toml", 5), "{names:?}");
+    assert_eq!(ifx(&["render", "cancel", &id]).0, Some(0));
+    // A scene that reads a file outside its folder is refused here, before anything is sent.
+    let sub = tmp.path().join("scene");
+    std::fs::create_dir_all(&sub).unwrap();
+    std::fs::copy(fixture.with_file_name("red.glb"), tmp.path().join("red.glb")).unwrap();
+    let head = std::fs::read_to_string(&fixture).unwrap();
+    let head = &head[..head.find("[[meshes]]").unwrap()];
+    std::fs::write(sub.join("s.toml"), format!("{head}[[meshes]]\npath = \"../red.glb\"\nmaterial = \"red\"\n"))
+        .unwrap();
+    let (code, text) =
+        ifx(&[&["render", "submit", "--scene", sub.join("s.toml").to_str().unwrap()][..], &size].concat());
+    assert!(code == Some(1) && text.contains("../red.glb") && text.contains("inside the scene's folder"), "{text}");
+    assert!(!text.contains("uploading"), "{text}");
     node.stop().await;
 
     let node = Node::start(config(&dir, ifx_protocols::Role::Worker, None)).await.unwrap();

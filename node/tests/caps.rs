@@ -42,6 +42,7 @@ async fn job(owner: &Node, tiles: u32, side: u32) -> (ifx_protocols::api::JobSta
     let spec = JobSpec {
         scene: "cornell".into(),
         scene_toml: None,
+        assets: Vec::new(),
         width: side * tiles,
         height: side,
         spp: 1,

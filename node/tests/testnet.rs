@@ -226,6 +226,7 @@ fn testnet_rejects_bad_options() {
         ),
         (&["--scenario", "home-nat", "--in-process"][..], "network namespaces runs node processes"),
         (&["--nodes", "4", "--loss", "101"][..], "percentage"),
+        (&["--nodes", "4", "--render-scene", "/no/such/scene.toml"][..], "needs a render job"),
         (&["--nodes", "4", "--owner-restart", "--render-size", "0"][..], "--owner-restart needs a render job"),
         (&["--nodes", "4", "--attack", "nope"][..], "one of hb-overflow"),
         (&["--nodes", "4", "--attack", "all", "--in-process"][..], "cannot be used with --in-process"),
@@ -349,8 +350,9 @@ fn capacity_scenario_finishes_near_its_ideal_beside_first_come_first_served() {
     assert!(altered.contains(&format!("tile {tile} (")) && altered.contains("not what worker"), "{altered}");
 }
 
-/// Issue #18, `--scenario owner-restart`: the job's owner (node 0) is killed with SIGKILL once
-/// half its tiles are kept, and started again. The job resumes and finishes; the tiles kept
+/// Issue #18, `--scenario owner-restart` with a scene whose meshes are files (assets, fetched by
+/// the workers by hash): the job's owner (node 0) is killed with SIGKILL once half its tiles are
+/// kept, and started again. The job resumes and finishes; the tiles kept
 /// before the kill are loaded from the owner's store, not asked for again (the workers' own
 /// counters bound every repeat by the copies, re-assignments and tiles in flight at the kill);
 /// `ifx verify` passes the image, which it would fail for a tile receipted twice; and the image
@@ -361,9 +363,14 @@ fn capacity_scenario_finishes_near_its_ideal_beside_first_come_first_served() {
 fn a_job_whose_owner_is_killed_mid_job_resumes_and_renders_each_tile_once() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let tmp = tempfile::tempdir().unwrap();
-    let (out, report) = testnet("--scenario owner-restart --duration 30", tmp.path());
+    // The artist's scene is Blender's Cornell box with its meshes in glTF files: the owner holds
+    // them as assets, which must survive its kill (its workers fetched them before it).
+    let scene = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/cycles/scene.toml");
+    let scene = scene.to_str().unwrap();
+    let (out, report) = testnet(&format!("--scenario owner-restart --duration 30 --render-scene {scene}"), tmp.path());
     let r = &report["render"];
     assert!(out.status.success(), "{}\n{:#}\n{r:#}", String::from_utf8_lossy(&out.stdout), report["failures"]);
+    assert_eq!((r["scene"].as_str(), r["assets"].as_u64()), (Some("scene.toml"), Some(5)), "{r:#}");
     let o = &r["owner_restart"];
     let tiles = r["tiles"].as_u64().unwrap();
     let (restored, rendered, allowance) =
@@ -378,7 +385,7 @@ fn a_job_whose_owner_is_killed_mid_job_resumes_and_renders_each_tile_once() {
     // The same frame (the scenario's 384 x 384 at 32 spp), rendered here.
     let (local, size) = (tmp.path().join("local.png"), "384");
     let done = Command::new(env!("CARGO_BIN_EXE_ifx"))
-        .args(["render", "--scene", "cornell", "--width", size, "--height", size, "--spp", "32", "--bounces", "6"])
+        .args(["render", "--scene", scene, "--width", size, "--height", size, "--spp", "32", "--bounces", "6"])
         .args(["--tile", "32", "--backend", "cpu", "--out"])
         .arg(&local)
         .env_remove("RUST_LOG")

@@ -303,6 +303,13 @@ pub struct LedgerRoot {
     pub last_append_unix_ms: u64,
 }
 
+/// `POST /assets` kept: the asset's BLAKE3 hash (hex) and length, for a job's spec.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AssetKept {
+    pub hash: String,
+    pub len: u64,
+}
+
 /// `POST /jobs` accepted.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct JobAccepted {

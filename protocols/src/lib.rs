@@ -4,6 +4,7 @@
 //! decisions out, so every rule is tested deterministically. The node crate does the I/O.
 
 pub mod api;
+pub mod blob;
 pub mod codec;
 pub mod envelope;
 pub mod fl;

@@ -166,6 +166,11 @@ impl NetworkConfig {
         format!("/ifx/{}/render/2", self.id)
     }
 
+    /// Request-response protocol of content-addressed blobs (render assets) on this network.
+    pub fn blob_protocol(&self) -> String {
+        format!("/ifx/{}/blob/1", self.id)
+    }
+
     /// Request-response protocol of link measurements (round trip, throughput) on this network.
     pub fn link_protocol(&self) -> String {
         format!("/ifx/{}/link/1", self.id)

@@ -256,6 +256,7 @@ fn por_render_and_fl_requests() {
     let spec = JobSpec {
         scene: "cornell".into(),
         scene_toml: None,
+        assets: Vec::new(),
         width: 64,
         height: 64,
         spp: 4,

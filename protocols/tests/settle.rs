@@ -202,6 +202,7 @@ fn evidence(k: &SigningKey, job: [u8; 16]) -> DeliveryFault {
     let spec = JobSpec {
         scene: "cornell".into(),
         scene_toml: None,
+        assets: Vec::new(),
         width: 100,
         height: 200,
         spp: 500,

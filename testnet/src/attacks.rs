@@ -260,6 +260,7 @@ pub fn write_endpoints(someone: &str) -> Vec<(&'static str, serde_json::Value)> 
         ("pause", serde_json::json!({ "reason": "a stranger's" })),
         ("resume", serde_json::json!({})),
         ("jobs/00112233445566778899aabbccddeeff/cancel", serde_json::json!({})),
+        ("assets", serde_json::json!({ "a": "stranger's file" })),
     ]
 }
 

@@ -64,6 +64,11 @@ pub struct TestnetArgs {
     /// Samples per pixel of that job.
     #[arg(long, default_value_t = 32)]
     pub render_spp: u32,
+    /// A .toml/.json scene file for that job instead of the built-in Cornell box: node 0 gets
+    /// it and every file it reads (meshes, glTF buffers) as assets, as `ifx render submit`
+    /// uploads them, and the workers fetch them by hash.
+    #[arg(long)]
+    pub render_scene: Option<std::path::PathBuf>,
     /// Seconds into the run at which the artist's job (and FL task) go in: later, the job
     /// owner already reads the verifiers' link attestations when it hands out tiles.
     #[arg(long, default_value_t = 0)]
@@ -517,6 +522,14 @@ impl TestnetArgs {
         }
         if self.slow_ms > 60_000 {
             return bad(format!("--slow-ms {} must be at most 60000", self.slow_ms));
+        }
+        if let Some(p) = &self.render_scene
+            && (self.render_size == 0 || !p.is_file())
+        {
+            return bad(format!(
+                "--render-scene {} needs a render job (--render-size > 0) and a scene file",
+                p.display()
+            ));
         }
         if self.owner_restart && (self.render_size == 0 || self.in_process) {
             return bad(

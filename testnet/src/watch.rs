@@ -337,14 +337,38 @@ fn infer_running(out: &Outcome) -> bool {
 }
 
 async fn submit_job(net: &Testnet, args: &TestnetArgs) -> Result<String, TestnetError> {
-    Ok(post_to_node0::<JobAccepted>(net, "jobs", &job_spec(args), "job").await?.job_id)
+    let mut spec = job_spec(args);
+    if let Some(path) = &args.render_scene {
+        // What `ifx render submit` does: load the scene here, upload it and what it read.
+        let p = path.clone();
+        let (scene, files) = tokio::task::spawn_blocking(move || ifx_render::load::package(&p))
+            .await
+            .map_err(|e| TestnetError::run(e.to_string()))?
+            .map_err(|e| TestnetError::run(format!("--render-scene {}: {e}", path.display())))?;
+        let api = net.nodes[0].api.ok_or_else(|| TestnetError::run("node 0 has no API"))?;
+        for (a, bytes) in files {
+            let body = bytes.to_vec();
+            let kept: ifx_protocols::api::AssetKept =
+                post_with(&net.client, api, &net.nodes[0].api_token(), "assets", WRITE_TIMEOUT, |r| r.body(body))
+                    .await
+                    .map_err(|why| TestnetError::run(format!("the asset {} refused: {why}", a.name)))?;
+            if kept.hash != hex::encode(a.hash) {
+                return Err(TestnetError::run(format!("node 0 kept {} as {}", a.name, kept.hash)));
+            }
+            spec.assets.push(a);
+        }
+        spec.scene = scene;
+    }
+    Ok(post_to_node0::<JobAccepted>(net, "jobs", &spec, "job").await?.job_id)
 }
 
-/// The run's render job.
+/// The run's render job (its scene file's assets, with `--render-scene`, are added as they
+/// are uploaded).
 fn job_spec(args: &TestnetArgs) -> ifx_protocols::render::job::JobSpec {
     ifx_protocols::render::job::JobSpec {
         scene: "cornell".into(),
         scene_toml: None,
+        assets: Vec::new(),
         width: args.render_size,
         height: args.render_size,
         spp: args.render_spp,
@@ -362,7 +386,8 @@ async fn poll_job(net: &Testnet, args: &TestnetArgs, out: &mut Outcome) {
     refresh_from_node0(net, "jobs", &mut out.job).await;
     let first_ended = out.job.as_ref().and_then(|t| t.last.as_ref()).is_some_and(|j| j.state != RunState::Running);
     if args.render_compare && first_ended && out.job_fifo.is_none() && out.job_fifo_error.is_none() {
-        let spec = ifx_protocols::render::job::JobSpec { unpaid: true, ..job_spec(args) };
+        let first = out.job.as_ref().and_then(|t| t.last.as_ref()).map(|j| j.spec.clone());
+        let spec = ifx_protocols::render::job::JobSpec { unpaid: true, ..first.unwrap_or_else(|| job_spec(args)) };
         match post_to_node0::<JobAccepted>(net, "jobs?schedule=fifo", &spec, "the fifo job").await {
             Ok(a) => out.job_fifo = Some(Tracked::new(a.job_id)),
             Err(e) => out.job_fifo_error = Some(e.to_string()),

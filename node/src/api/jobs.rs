@@ -16,6 +16,12 @@ pub fn routes(jobs: Jobs) -> Router {
         .route("/jobs", get(list).post(submit))
         .route("/jobs/{id}", get(one))
         .route("/jobs/{id}/cancel", post(cancel))
+        // An asset is up to 256 MiB, far over the API's usual body cap.
+        .route(
+            "/assets",
+            post(put_asset)
+                .layer(axum::extract::DefaultBodyLimit::max(ifx_protocols::render::assets::MAX_ASSET_BYTES as usize)),
+        )
         .with_state(jobs)
 }
 
@@ -34,6 +40,17 @@ async fn submit(State(jobs): State<Jobs>, Query(q): Query<SubmitQuery>, Json(spe
         Err(e @ SubmitError::Pay(_)) => refused(StatusCode::SERVICE_UNAVAILABLE, e),
         Err(e @ SubmitError::Busy(_)) => refused(StatusCode::TOO_MANY_REQUESTS, e),
         Err(e @ SubmitError::Store(_)) => refused(StatusCode::INSUFFICIENT_STORAGE, e),
+    }
+}
+
+/// `POST /assets` (raw bytes): keeps a file of a scene for a job to come (`ifx render submit`
+/// uploads each, then names them in the job's spec); 202 with its hash.
+async fn put_asset(State(jobs): State<Jobs>, body: axum::body::Bytes) -> Response {
+    let len = body.len() as u64;
+    match jobs.put_asset(body.to_vec()).await {
+        Ok(hash) => accepted(ifx_protocols::api::AssetKept { hash: hex::encode(hash), len }),
+        Err(e @ ifx_storage::StorageError::TooLarge { .. }) => refused(StatusCode::PAYLOAD_TOO_LARGE, e),
+        Err(e) => refused(StatusCode::INSUFFICIENT_STORAGE, e),
     }
 }
 

@@ -3,7 +3,7 @@
 //! - `node`: `GET /status`, `/peers`, `/heartbeats/latency`, `/metrics` (Prometheus text,
 //!   libp2p's metrics included), `POST /net/block`, `/net/unblock`;
 //! - `ledger`: `GET /ledger/root`, `/ledger/stats`;
-//! - `jobs`: render jobs (`GET`/`POST /jobs`, `GET /jobs/{id}`, `POST /jobs/{id}/cancel`);
+//! - `jobs`: render jobs (`GET`/`POST /jobs`, `GET /jobs/{id}`, `POST /jobs/{id}/cancel`, `POST /assets`);
 //! - `por`: Proof of Rendering (`GET /por/stats`, `/por/standings`, `/por/announcements`);
 //! - `fl`: federated learning (`POST /fl`, `GET /fl`, `GET /fl/{task}`);
 //! - `infer`: inference (`POST /infer/models?arch=`, `POST /infer`, `GET /infer`,

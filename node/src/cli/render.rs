@@ -54,7 +54,9 @@ pub struct JobArgs {
 pub struct SubmitArgs {
     #[command(flatten)]
     api: super::http::ApiTarget,
-    /// A built-in scene or a .toml scene file (sent inline; no mesh files).
+    /// A built-in scene, or a .toml/.json scene file: it is loaded here first, then it and
+    /// every file it reads (meshes, glTF buffers) are uploaded to the node as assets, which
+    /// workers fetch by hash.
     #[arg(long, default_value = "cornell")]
     scene: String,
     #[arg(long, default_value_t = 256)]
@@ -72,6 +74,10 @@ pub struct SubmitArgs {
     /// the job when its key lacks the liquid units.
     #[arg(long)]
     unpaid: bool,
+    /// Print the job's id and return once the node accepted it (follow it with `render
+    /// status`); without it, follow the job until its PNG is written.
+    #[arg(long)]
+    detach: bool,
 }
 
 #[derive(Args, Debug)]
@@ -100,16 +106,44 @@ pub struct RenderArgs {
     out: Option<PathBuf>,
 }
 
+/// Loads the scene file at `path` as a worker will, then uploads it and every file it read to
+/// the node (`POST /assets`); the scene's name among them and the list for the spec.
+pub async fn upload_scene(
+    client: &reqwest::Client,
+    api: &super::http::ApiTarget,
+    path: &std::path::Path,
+) -> anyhow::Result<(String, Vec<ifx_protocols::render::assets::AssetRef>)> {
+    let p = path.to_path_buf();
+    let (scene, files) = tokio::task::spawn_blocking(move || ifx_node::render::package(&p))
+        .await?
+        .with_context(|| format!("the scene {}", path.display()))?;
+    let total: u64 = files.iter().map(|(a, _)| a.len).sum();
+    println!("uploading {} assets ({} KiB) to the node", files.len(), total.div_ceil(1024));
+    let mut refs = Vec::new();
+    for (a, bytes) in files {
+        let kept: ifx_protocols::api::AssetKept =
+            super::http::post_bytes_to_node(client, api, "assets", bytes.to_vec(), &format!("the asset {}", a.name))
+                .await?;
+        if kept.hash != hex::encode(a.hash) || kept.len != a.len {
+            anyhow::bail!("the node kept {} as {} ({} bytes), not as sent", a.name, kept.hash, kept.len);
+        }
+        refs.push(a);
+    }
+    Ok((scene, refs))
+}
+
 /// Runs `ifx render submit`.
 pub async fn submit(a: SubmitArgs) -> anyhow::Result<ExitCode> {
-    let scene_toml = if a.scene.ends_with(".toml") {
-        Some(std::fs::read_to_string(&a.scene).with_context(|| format!("reading {}", a.scene))?)
+    let client = reqwest::Client::builder().no_proxy().build()?;
+    let (scene, assets) = if ifx_render::builtin::NAMES.contains(&a.scene.as_str()) {
+        (a.scene.clone(), Vec::new())
     } else {
-        None
+        upload_scene(&client, &a.api, std::path::Path::new(&a.scene)).await?
     };
     let spec = ifx_node::render::JobSpec {
-        scene: a.scene.clone(),
-        scene_toml,
+        scene,
+        scene_toml: None,
+        assets,
         width: a.width,
         height: a.height,
         spp: a.spp,
@@ -117,7 +151,6 @@ pub async fn submit(a: SubmitArgs) -> anyhow::Result<ExitCode> {
         tile: a.tile,
         unpaid: a.unpaid,
     };
-    let client = reqwest::Client::builder().no_proxy().build()?;
     let base = format!("http://{}", a.api.addr()?);
     let accepted: ifx_protocols::api::JobAccepted =
         super::http::post_to_node(&client, &a.api, "jobs", &spec, "the job").await?;
@@ -132,6 +165,9 @@ pub async fn submit(a: SubmitArgs) -> anyhow::Result<ExitCode> {
             paid as f64 / ifx_protocols::settle::UNITS_PER_IFX as f64,
             first.spec.settings().total_units()
         ),
+    }
+    if a.detach {
+        return Ok(ExitCode::SUCCESS);
     }
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(

@@ -132,9 +132,14 @@ fn images(png: &std::path::Path) -> anyhow::Result<(Vec<u8>, Image)> {
 }
 
 /// Re-renders `n` random sub-tiles on the CPU reference; the problems, by tile index.
-fn resample(spec: &JobSpec, img: &Image, n: usize) -> anyhow::Result<Vec<(u32, String)>> {
+fn resample(
+    spec: &JobSpec,
+    img: &Image,
+    n: usize,
+    blobs: Option<&ifx_storage::BlobStore>,
+) -> anyhow::Result<Vec<(u32, String)>> {
     let s = spec.settings();
-    let scene = ifx_node::render::job_scene(spec)?;
+    let scene = ifx_node::render::job_scene(spec, blobs)?;
     let r = ifx_render::Renderer::new(&scene, &s, ifx_render::Backend::Cpu)?;
     let tiles = s.tiles();
     let mut rng = rand::thread_rng();
@@ -195,7 +200,15 @@ pub fn run(a: VerifyArgs) -> anyhow::Result<ExitCode> {
     for (tile, n) in per_tile.into_iter().filter(|(_, n)| *n > 1) {
         problems.entry(tile).or_default().push(format!("receipted {n} times: an owner writes one receipt a tile"));
     }
-    let resampled = resample(&spec, &img, a.samples)?;
+    // A job's assets are in the owner's blob store (pinned while it ran).
+    let blobs = if spec.assets.is_empty() {
+        None
+    } else {
+        let db = ifx_storage::Db::open_read_only(&a.api.data_dir.join("db"))
+            .context("the job's assets: give the data dir of the node that owns the job")?;
+        Some(ifx_storage::BlobStore::open(db, ifx_node::blob::LIMITS)?)
+    };
+    let resampled = resample(&spec, &img, a.samples, blobs.as_ref())?;
     for (i, p) in &resampled {
         problems.entry(*i).or_default().push(p.clone());
     }

@@ -34,7 +34,7 @@ use ifx_learn::data::Dataset;
 use ifx_protocols::fl::poison::Poison;
 use ifx_protocols::fl::wire::{CHUNK_BYTES, FlGossip, FlRequest, FlResponse};
 use ifx_protocols::{Kind, NetworkConfig, Role, SignedEnvelope};
-use ifx_storage::{BlobLimits, BlobStore, StorageError};
+use ifx_storage::{BlobStore, StorageError};
 use libp2p::PeerId;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -74,11 +74,6 @@ impl TaskError {
 use crate::ledger::LedgerHandle;
 use crate::network::{InboundRequest, NetHandle, Proto, author_peer_id};
 use round::clip_reason;
-
-/// Blobs (weights and updates) kept for peers to fetch, and their total size: the owner keeps
-/// every round's inputs for auditors (2048 blobs are ~70 rounds of 30 updates at 34 KiB each).
-pub const BLOB_LIMITS: BlobLimits =
-    BlobLimits { max_bytes: 256 * 1024 * 1024, max_blobs: 2048, max_blob: ifx_protocols::fl::wire::MAX_WEIGHTS_BYTES };
 
 /// Federated learning: owned tasks, local training for others, audits. Cheap to clone.
 #[derive(Clone)]

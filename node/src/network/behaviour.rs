@@ -31,6 +31,7 @@ pub struct Behaviour {
     pub gossipsub: gossipsub::Behaviour,
     pub sync: request_response::Behaviour<FrameCodec>,
     pub render: request_response::Behaviour<FrameCodec>,
+    pub blob: request_response::Behaviour<FrameCodec>,
     pub por: request_response::Behaviour<FrameCodec>,
     pub fl: request_response::Behaviour<FrameCodec>,
     pub infer: request_response::Behaviour<FrameCodec>,
@@ -112,6 +113,8 @@ pub fn build_swarm(
         StreamProtocol::try_from_owned(net.ledger_sync_protocol()).map_err(|e| BuildError::Transport(e.to_string()))?;
     let render_protocol =
         StreamProtocol::try_from_owned(net.render_protocol()).map_err(|e| BuildError::Transport(e.to_string()))?;
+    let blob_protocol =
+        StreamProtocol::try_from_owned(net.blob_protocol()).map_err(|e| BuildError::Transport(e.to_string()))?;
     let por_protocol =
         StreamProtocol::try_from_owned(net.por_protocol()).map_err(|e| BuildError::Transport(e.to_string()))?;
     let fl_protocol =
@@ -215,6 +218,14 @@ pub fn build_swarm(
                 [(render_protocol, request_response::ProtocolSupport::Full)],
                 request_response::Config::default().with_request_timeout(ifx_protocols::render::job::TILE_TIMEOUT),
             );
+            let blob = request_response::Behaviour::with_codec(
+                FrameCodec {
+                    max_request: ifx_protocols::blob::MAX_REQUEST_BYTES,
+                    max_response: ifx_protocols::blob::MAX_RESPONSE_BYTES,
+                },
+                [(blob_protocol, request_response::ProtocolSupport::Full)],
+                request_response::Config::default().with_request_timeout(Duration::from_secs(30)),
+            );
             let por = request_response::Behaviour::with_codec(
                 FrameCodec {
                     max_request: ifx_protocols::render::scene::MAX_WIRE_SCENE + 1024,
@@ -285,6 +296,7 @@ pub fn build_swarm(
                 gossipsub,
                 sync,
                 render,
+                blob,
                 por,
                 fl,
             })

@@ -56,6 +56,7 @@ pub struct Started {
     pub inbound: mpsc::Receiver<InboundMessage>,
     pub sync_inbound: mpsc::Receiver<InboundRequest>,
     pub render_inbound: mpsc::Receiver<InboundRequest>,
+    pub blob_inbound: mpsc::Receiver<InboundRequest>,
     pub por_inbound: mpsc::Receiver<InboundRequest>,
     pub fl_inbound: mpsc::Receiver<InboundRequest>,
     pub infer_inbound: mpsc::Receiver<InboundRequest>,
@@ -165,6 +166,7 @@ pub async fn start(
     let (in_tx, in_rx) = mpsc::channel(INBOUND_QUEUE);
     let (sync_tx, sync_rx) = mpsc::channel(64);
     let (render_tx, render_rx) = mpsc::channel(64);
+    let (blob_tx, blob_rx) = mpsc::channel(64);
     let (por_tx, por_rx) = mpsc::channel(64);
     let (fl_tx, fl_rx) = mpsc::channel(64);
     let (infer_tx, infer_rx) = mpsc::channel(64);
@@ -177,6 +179,7 @@ pub async fn start(
         inbound: in_tx,
         sync_inbound: sync_tx,
         render_inbound: render_tx,
+        blob_inbound: blob_tx,
         por_inbound: por_tx,
         fl_inbound: fl_tx,
         infer_inbound: infer_tx,
@@ -208,6 +211,7 @@ pub async fn start(
         inbound: in_rx,
         sync_inbound: sync_rx,
         render_inbound: render_rx,
+        blob_inbound: blob_rx,
         por_inbound: por_rx,
         fl_inbound: fl_rx,
         infer_inbound: infer_rx,
@@ -238,6 +242,7 @@ struct EventLoop {
     inbound: mpsc::Sender<InboundMessage>,
     sync_inbound: mpsc::Sender<InboundRequest>,
     render_inbound: mpsc::Sender<InboundRequest>,
+    blob_inbound: mpsc::Sender<InboundRequest>,
     por_inbound: mpsc::Sender<InboundRequest>,
     fl_inbound: mpsc::Sender<InboundRequest>,
     infer_inbound: mpsc::Sender<InboundRequest>,
@@ -606,6 +611,7 @@ impl EventLoop {
             SwarmEvent::Behaviour(BehaviourEvent::Blocked(v)) => match v {},
             SwarmEvent::Behaviour(BehaviourEvent::Sync(e)) => self.on_request_response(Proto::LedgerSync, e),
             SwarmEvent::Behaviour(BehaviourEvent::Render(e)) => self.on_request_response(Proto::Render, e),
+            SwarmEvent::Behaviour(BehaviourEvent::Blob(e)) => self.on_request_response(Proto::Blob, e),
             SwarmEvent::Behaviour(BehaviourEvent::Por(e)) => self.on_request_response(Proto::Por, e),
             SwarmEvent::Behaviour(BehaviourEvent::Fl(e)) => self.on_request_response(Proto::Fl, e),
             SwarmEvent::Behaviour(BehaviourEvent::Infer(e)) => self.on_request_response(Proto::Infer, e),
@@ -816,6 +822,7 @@ impl EventLoop {
         match proto {
             Proto::LedgerSync => &mut self.swarm.behaviour_mut().sync,
             Proto::Render => &mut self.swarm.behaviour_mut().render,
+            Proto::Blob => &mut self.swarm.behaviour_mut().blob,
             Proto::Por => &mut self.swarm.behaviour_mut().por,
             Proto::Fl => &mut self.swarm.behaviour_mut().fl,
             Proto::Infer => &mut self.swarm.behaviour_mut().infer,
@@ -838,6 +845,7 @@ impl EventLoop {
                     let queue = match proto {
                         Proto::LedgerSync => &self.sync_inbound,
                         Proto::Render => &self.render_inbound,
+                        Proto::Blob => &self.blob_inbound,
                         Proto::Por => &self.por_inbound,
                         Proto::Fl => &self.fl_inbound,
                         Proto::Infer => &self.infer_inbound,

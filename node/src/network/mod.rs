@@ -57,6 +57,8 @@ pub enum Proto {
     Infer,
     /// Link measurements (answered by the network task itself).
     Link,
+    /// Content-addressed blobs (render assets) in chunks.
+    Blob,
 }
 
 /// A request from a peer, to be answered through [`NetHandle::respond`] (dropping the channel

@@ -45,6 +45,10 @@ pub fn rate_of(proto: Proto) -> Rate {
         // lets a reading spoiled by other traffic be taken again at once. One request per 5 s
         // after it bounds what a stranger can make a node send: 2 MiB per 5 s (3.4 Mbit/s).
         Proto::Link => Rate { burst: 8, milli_per_sec: 200 },
+        // A worker fetching a job's assets asks for one 512 KiB chunk after another: 64 a
+        // second is 32 MiB/s from one peer, more than a home uplink serves, and the burst
+        // covers a whole 32 MiB mesh. Each answer is one read of the blob store.
+        Proto::Blob => Rate { burst: 64, milli_per_sec: 64_000 },
     }
 }
 

@@ -43,6 +43,8 @@ pub struct Judge {
     pub key: SigningKey,
     pub network: NetworkConfig,
     pub compute: crate::compute::Compute,
+    /// Where a job's assets are fetched to (from the accuser, who owns the job).
+    pub fetches: crate::blob::AssetFetches,
 }
 
 /// A piece of evidence: a bad tile or a wrong inference batch.
@@ -114,11 +116,19 @@ pub(crate) async fn rule_batch(net: &NetHandle, accuser: &[u8; 32], f: &InferFau
     })
 }
 
-/// Re-renders the opened sub-tile: `Ok(true)` when it does not match (guilty).
-fn rule(f: &DeliveryFault, backend: ifx_protocols::render::Backend) -> Result<(bool, String), String> {
+/// How long a judge waits for a job's assets from its accuser.
+const ASSET_WAIT: Duration = Duration::from_secs(60);
+
+/// Re-renders the opened sub-tile: `Ok(true)` when it does not match (guilty). A job's assets
+/// must be in `blobs` (fetched from the accuser first).
+fn rule(
+    f: &DeliveryFault,
+    backend: ifx_protocols::render::Backend,
+    blobs: Option<&ifx_storage::BlobStore>,
+) -> Result<(bool, String), String> {
     let at = f.sub_tile()?;
     let s = f.spec.settings();
-    let scene = super::job_scene(&f.spec).map_err(|e| e.to_string())?;
+    let scene = super::job_scene(&f.spec, blobs).map_err(|e| e.to_string())?;
     let r = Renderer::new(&scene, &s, backend).map_err(|e| e.to_string())?;
     let mine = r.render_tile(&s, at).map_err(|e| e.to_string())?;
     let local = ifx_protocols::render::Tile { x: 0, y: 0, w: at.w, h: at.h };
@@ -220,9 +230,20 @@ impl Judge {
                 let ruling = match ev {
                     Evidence::Tile(f) => {
                         let backend = self.compute.backend();
-                        tokio::task::spawn_blocking(move || rule(&f, backend))
-                            .await
-                            .unwrap_or_else(|err| Err(format!("the re-render stopped: {err}")))
+                        // The job's assets come from its owner, the accuser: one that does not
+                        // serve them gets no ruling, and its evidence lapses.
+                        let fetched = match crate::network::author_peer_id(&e.author) {
+                            _ if f.spec.assets.is_empty() => Ok(()),
+                            Some(peer) => self.fetches.ensure(f.spec.hash(), &f.spec.assets, peer, ASSET_WAIT).await,
+                            None => Err("the accuser has no peer id".into()),
+                        };
+                        let blobs = self.fetches.store().clone();
+                        match fetched {
+                            Ok(()) => tokio::task::spawn_blocking(move || rule(&f, backend, Some(&blobs)))
+                                .await
+                                .unwrap_or_else(|err| Err(format!("the re-render stopped: {err}"))),
+                            Err(e) => Err(format!("the job's assets: {e}")),
+                        }
                     }
                     Evidence::Batch(f) => rule_batch(&self.net, &e.author, &f).await,
                 };
@@ -293,6 +314,7 @@ mod tests {
             spec: JobSpec {
                 scene: "cornell".into(),
                 scene_toml: None,
+                assets: Vec::new(),
                 width: 64,
                 height: 64,
                 spp: 4,
@@ -319,6 +341,7 @@ mod tests {
         let spec = JobSpec {
             scene: "cornell".into(),
             scene_toml: None,
+            assets: Vec::new(),
             width: 64,
             height: 64,
             spp: 64,
@@ -328,7 +351,7 @@ mod tests {
         };
         let key = SigningKey::from_bytes(&[8; 32]);
         let t = Tile { x: 32, y: 32, w: 32, h: 32 };
-        let scene = super::super::job_scene(&spec).unwrap();
+        let scene = super::super::job_scene(&spec, None).unwrap();
         let r = Renderer::new(&scene, &spec.settings(), Backend::Cpu).unwrap();
         for (spp, guilty) in [(64, false), (1, true)] {
             let s = ifx_protocols::render::RenderSettings { spp, ..spec.settings() };
@@ -351,7 +374,7 @@ mod tests {
                     reason: String::new(),
                 };
                 assert_eq!(f.check(), Ok(()));
-                verdicts.push(rule(&f, Backend::Cpu).unwrap().0);
+                verdicts.push(rule(&f, Backend::Cpu, None).unwrap().0);
             }
             assert!(verdicts.iter().all(|g| *g == guilty), "spp {spp}: {verdicts:?}");
         }

@@ -32,7 +32,7 @@ use ifx_protocols::ledger::PaidWork;
 pub use ifx_protocols::render::job::{JobSpec, MAX_TILE, MAX_TILE_RESPONSE, TILE_TIMEOUT};
 use ifx_protocols::{NetworkConfig, PeerTable};
 use ifx_render::{RenderError, Scene, builtin, load};
-use ifx_storage::JobStore;
+use ifx_storage::{BlobStore, JobStore};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -41,14 +41,34 @@ pub use worker::{Caps, Signer, serve};
 use crate::ledger::LedgerHandle;
 use crate::network::NetHandle;
 
-/// Checks a job's spec and builds its scene (a built-in, or its inline TOML).
-pub fn job_scene(spec: &JobSpec) -> Result<Scene, RenderError> {
+/// Checks a job's spec and builds its scene: a built-in, its inline TOML, or its scene file and
+/// the files that reads, from the assets in `blobs` (each checked against its hash and length
+/// again: a store is a cache on a disk that can rot).
+pub fn job_scene(spec: &JobSpec, blobs: Option<&BlobStore>) -> Result<Scene, RenderError> {
     spec.validate()?;
-    match &spec.scene_toml {
-        Some(t) => load::parse_inline_toml(t),
-        None => builtin::by_name(&spec.scene),
+    if spec.assets.is_empty() {
+        return match &spec.scene_toml {
+            Some(t) => load::parse_inline_toml(t),
+            None => builtin::by_name(&spec.scene),
+        };
     }
+    let blobs =
+        blobs.ok_or_else(|| RenderError::Asset("the job's scene is in assets, and no store holds them here".into()))?;
+    let mut files = BTreeMap::new();
+    for a in &spec.assets {
+        let bytes =
+            blobs.get(&a.hash).map_err(|e| RenderError::Asset(format!("{}: {e}", a.name)))?.ok_or_else(|| {
+                RenderError::Asset(format!("{} ({}) is not held here", a.name, hex::encode(&a.hash[..6])))
+            })?;
+        if bytes.len() as u64 != a.len || *blake3::hash(&bytes).as_bytes() != a.hash {
+            return Err(RenderError::Asset(format!("{}: the bytes held are not the asset's", a.name)));
+        }
+        files.insert(a.name.clone(), Arc::new(bytes));
+    }
+    load::load_from(&load::Memory(files), &spec.scene)
 }
+
+pub use ifx_render::load::{Package, package};
 
 /// Why a job was not accepted.
 #[derive(Debug, thiserror::Error)]
@@ -115,6 +135,8 @@ struct JobContext {
     links: crate::links::AttestedLinks,
     /// Jobs, their status and their kept tiles on disk.
     store: JobStore,
+    /// Jobs' assets (pinned while a job runs: its workers fetch them from here).
+    blobs: BlobStore,
     shutdown: CancellationToken,
 }
 
@@ -131,9 +153,10 @@ impl Jobs {
         out_dir: PathBuf,
         links: crate::links::AttestedLinks,
         store: JobStore,
+        blobs: BlobStore,
         shutdown: CancellationToken,
     ) -> Self {
-        let ctx = JobContext { net, compute, heartbeats, ledger, key, network, out_dir, links, store, shutdown };
+        let ctx = JobContext { net, compute, heartbeats, ledger, key, network, out_dir, links, store, blobs, shutdown };
         let tasks = tokio_util::task::TaskTracker::new();
         Self { jobs: Default::default(), cancels: Default::default(), tasks, ctx: Arc::new(ctx) }
     }
@@ -142,7 +165,11 @@ impl Jobs {
     /// `schedule` says; returns its id. The job is stored before it is paid for: a restart
     /// resumes it.
     pub async fn submit(&self, spec: JobSpec, schedule: Schedule) -> Result<String, SubmitError> {
-        job_scene(&spec)?;
+        let blobs = self.ctx.blobs.clone();
+        let checked = spec.clone();
+        tokio::task::spawn_blocking(move || job_scene(&checked, Some(&blobs)))
+            .await
+            .map_err(|e| RenderError::Asset(format!("the scene check stopped: {e}")))??;
         let running = self.list().iter().filter(|j| j.state == RunState::Running).count();
         if running >= persist::MAX_RUNNING {
             return Err(SubmitError::Busy(running));
@@ -224,9 +251,17 @@ impl Jobs {
         let cancel = self.ctx.shutdown.child_token();
         self.cancels.lock().unwrap_or_else(|e| e.into_inner()).insert(id.clone(), cancel.clone());
         let me = self.clone();
+        // Its assets stay while it runs, whatever else the store is asked to hold.
+        for a in &spec.assets {
+            self.ctx.blobs.pin(&a.hash);
+        }
         self.tasks.spawn(async move {
             let started = Instant::now();
+            let assets = spec.assets.clone();
             let result = me.run(job, spec, schedule, started, cancel).await;
+            for a in &assets {
+                me.ctx.blobs.unpin(&a.hash);
+            }
             me.cancels.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
             if let Err(JobError::ShuttingDown) = result {
                 // Left running on disk: the next start resumes it.
@@ -313,6 +348,14 @@ impl Jobs {
     /// A job's status.
     pub fn get(&self, id: &str) -> Option<JobStatus> {
         self.jobs.lock().unwrap_or_else(|e| e.into_inner()).get(id).cloned()
+    }
+
+    /// Keeps an asset for a job to come (`POST /assets`); its hash.
+    pub async fn put_asset(&self, bytes: Vec<u8>) -> Result<[u8; 32], ifx_storage::StorageError> {
+        let blobs = self.ctx.blobs.clone();
+        tokio::task::spawn_blocking(move || blobs.put(&bytes)).await.unwrap_or_else(|e| {
+            Err(ifx_storage::StorageError::Corrupt { cf: "blobs", reason: format!("the store task stopped: {e}") })
+        })
     }
 
     /// Every job's status.

@@ -365,12 +365,16 @@ impl Jobs {
         let s = spec.settings();
         // The spec is cloned (scene and all) only for the first check, which builds the renderer.
         let (existing, compute) = (checker.clone().ok_or_else(|| spec.clone()), self.ctx.compute.clone());
+        let blobs = self.ctx.blobs.clone();
         let rendered = tokio::task::spawn_blocking(move || {
             let r = match existing {
                 Ok(r) => r,
-                Err(spec) => {
-                    Arc::new(Renderer::with_gpu(&super::job_scene(&spec)?, &s, compute.backend(), compute.gpu())?)
-                }
+                Err(spec) => Arc::new(Renderer::with_gpu(
+                    &super::job_scene(&spec, Some(&blobs))?,
+                    &s,
+                    compute.backend(),
+                    compute.gpu(),
+                )?),
             };
             let px = r.render_tile(&s, at)?;
             Ok::<_, ifx_render::RenderError>((r, px))

@@ -95,6 +95,7 @@ mod tests {
         JobSpec {
             scene: "cornell".into(),
             scene_toml: Some("# a scene".into()),
+            assets: Vec::new(),
             width: 64,
             height: 64,
             spp: 4,

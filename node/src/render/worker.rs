@@ -20,6 +20,10 @@ use crate::network::{InboundRequest, NetHandle, Proto};
 pub const PER_PEER_QUEUE: usize = 4;
 /// Tile requests waiting in all.
 pub const MAX_QUEUED: usize = 256;
+/// How long a tile request waits for its job's assets to arrive before it is answered busy
+/// with the fetch's progress (the fetch goes on; the owner asks again after its bench time).
+/// Short, because other peers' tiles wait behind it.
+pub const ASSET_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Waiting tile requests, served round-robin by peer (issue #16: one at a time in arrival
 /// order let a stranger's flood delay every honest owner's tiles until they timed out).
@@ -135,8 +139,13 @@ enum Prepared {
     Drop,
 }
 
+/// The renderer of the last job, by the job and its spec's hash: a peer reusing another owner's
+/// job id with a scene of its own must not have that owner's tiles rendered from it.
+type Cached = Option<(([u8; 16], [u8; 32]), Arc<Renderer>)>;
+
 /// Renders tiles for peers until `shutdown`, up to `caps.max_tiles` at once, taking turns
 /// between peers ([`FairQueue`]); keeps the renderer of the last job; signs each tile.
+#[allow(clippy::too_many_arguments)]
 pub async fn serve(
     mut inbound: mpsc::Receiver<InboundRequest>,
     net: NetHandle,
@@ -144,17 +153,18 @@ pub async fn serve(
     signer: Signer,
     pause: crate::pause::Pause,
     caps: Caps,
+    fetches: crate::blob::AssetFetches,
     shutdown: CancellationToken,
 ) {
     use futures::StreamExt;
-    let mut cached: Option<([u8; 16], Arc<Renderer>)> = None;
+    let mut cached: Cached = None;
     let mut queue: FairQueue<InboundRequest> = FairQueue::default();
     let mut running = futures::stream::FuturesUnordered::new();
     let mut open = true;
     loop {
         while running.len() < caps.max_tiles.max(1) {
             let Some(req) = queue.pop() else { break };
-            match prepare(&req.data, req.peer, &mut cached, &compute, &caps).await {
+            match prepare(&req.data, req.peer, &mut cached, &compute, &caps, &fetches).await {
                 Prepared::Render(tr, tile, r) => {
                     let (channel, faults, signer) = (req.channel, compute.faults(), signer.clone());
                     running.push(async move { (channel, render(*tr, tile, r, faults, &signer.clone()).await) });
@@ -199,9 +209,10 @@ async fn admit(queue: &mut FairQueue<InboundRequest>, r: InboundRequest, net: &N
 async fn prepare(
     data: &[u8],
     peer: libp2p::PeerId,
-    cached: &mut Option<([u8; 16], Arc<Renderer>)>,
+    cached: &mut Cached,
     compute: &crate::compute::Compute,
     caps: &Caps,
+    fetches: &crate::blob::AssetFetches,
 ) -> Prepared {
     let tr = match TileRequest::decode(data) {
         Ok(tr) => tr,
@@ -217,14 +228,21 @@ async fn prepare(
             return Prepared::Answer(TileResponse::error(e.to_string()));
         }
     };
-    if let Some((job, r)) = &*cached
-        && *job == tr.job
+    let key = (tr.job, tr.spec.hash());
+    if let Some((k, r)) = &*cached
+        && *k == key
     {
         return Prepared::Render(Box::new(tr), t, r.clone());
     }
-    let (spec, compute, caps) = (tr.spec.clone(), compute.clone(), *caps);
+    if !tr.spec.assets.is_empty()
+        && let Err(e) = fetches.ensure(tr.spec.hash(), &tr.spec.assets, peer, ASSET_WAIT).await
+    {
+        debug!(%peer, job = hex::encode(tr.job), error = %e, "tile waits for the job's assets");
+        return Prepared::Answer(TileResponse::error(e));
+    }
+    let (spec, compute, caps, blobs) = (tr.spec.clone(), compute.clone(), *caps, fetches.store().clone());
     let built = tokio::task::spawn_blocking(move || {
-        let scene = job_scene(&spec).map_err(|e| e.to_string())?;
+        let scene = job_scene(&spec, Some(&blobs)).map_err(|e| e.to_string())?;
         let s = spec.settings();
         let c = ifx_render::compile(&scene, s.width, s.height).map_err(|e| e.to_string())?;
         caps.admit(c.bytes(), spec.tile, compute.backend() != ifx_render::Backend::Cpu)?;
@@ -240,7 +258,7 @@ async fn prepare(
         Ok(r) => {
             info!(job = hex::encode(tr.job), backend = r.describe(), "rendering tiles for a job");
             let r = Arc::new(r);
-            *cached = Some((tr.job, r.clone()));
+            *cached = Some((key, r.clone()));
             Prepared::Render(Box::new(tr), t, r)
         }
         Err(e) => {

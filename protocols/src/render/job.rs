@@ -31,12 +31,16 @@ pub const TILE_TIMEOUT: Duration = Duration::from_secs(60);
 /// What to render (the body of `POST /jobs`).
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
 pub struct JobSpec {
-    /// A built-in scene name; ignored when `scene_toml` is given.
+    /// A built-in scene name; with `assets`, the name of the asset that is the scene file
+    /// (`.toml`, `.json`, `.gltf`, `.glb`); ignored when `scene_toml` is given.
     #[serde(default = "default_scene")]
     pub scene: String,
     /// An inline TOML scene (no mesh files).
     #[serde(default)]
     pub scene_toml: Option<String>,
+    /// The files the scene reads, by hash ([`super::assets`]); workers fetch them as blobs.
+    #[serde(default)]
+    pub assets: Vec<super::assets::AssetRef>,
     pub width: u32,
     pub height: u32,
     pub spp: u32,
@@ -82,6 +86,10 @@ impl JobSpec {
     /// the tile side against [`MAX_TILE`] and a tile's samples against [`MAX_TILE_SAMPLES`].
     pub fn validate(&self) -> Result<(), RenderError> {
         self.settings().validate()?;
+        super::assets::check(&self.assets, &self.scene)?;
+        if !self.assets.is_empty() && self.scene_toml.is_some() {
+            return Err(RenderError::Asset("a job has an inline scene or assets, not both".into()));
+        }
         let bad = |m: String| Err(RenderError::Settings(m));
         if self.width as u64 * self.height as u64 > MAX_JOB_PIXELS {
             return bad(format!(
@@ -216,7 +224,17 @@ mod tests {
     use super::*;
 
     fn spec(width: u32, height: u32, spp: u32, tile: u32) -> JobSpec {
-        JobSpec { scene: "cornell".into(), scene_toml: None, width, height, spp, max_bounces: 6, tile, unpaid: false }
+        JobSpec {
+            scene: "cornell".into(),
+            scene_toml: None,
+            assets: Vec::new(),
+            width,
+            height,
+            spp,
+            max_bounces: 6,
+            tile,
+            unpaid: false,
+        }
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! renderer. A pixel's randomness depends only on `(seed, x, y, sample)`, so any tiling of an
 //! image renders the same pixels. The path tracer itself is the `ifx-render` engine crate.
 
+pub mod assets;
 pub mod commit;
 pub mod job;
 pub mod scene;
@@ -42,6 +43,8 @@ pub enum RenderError {
     Gpu(String),
     #[error("{0}")]
     Tile(String),
+    #[error("assets: {0}")]
+    Asset(String),
     #[error("cannot write {path}: {message}")]
     Output { path: String, message: String },
 }

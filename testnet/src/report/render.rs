@@ -12,6 +12,12 @@ use crate::watch::Tracked;
 pub struct RenderSection {
     pub job_id: String,
     pub ok: bool,
+    /// The scene: a built-in's name, or the scene file's among the job's assets.
+    pub scene: String,
+    /// The files the scene reads, which workers fetched by hash (`--render-scene`), and their
+    /// bytes.
+    pub assets: usize,
+    pub asset_bytes: u64,
     pub state: RunState,
     pub tiles: u64,
     pub tiles_done: u64,
@@ -139,6 +145,9 @@ impl RenderSection {
             return Self {
                 job_id: job.id.clone(),
                 ok: false,
+                scene: String::new(),
+                assets: 0,
+                asset_bytes: 0,
                 state: RunState::Running,
                 tiles: 0,
                 tiles_done: 0,
@@ -165,6 +174,9 @@ impl RenderSection {
         Self {
             job_id: j.job_id.clone(),
             ok: j.state == RunState::Done,
+            scene: j.spec.scene.clone(),
+            assets: j.spec.assets.len(),
+            asset_bytes: j.spec.assets.iter().map(|a| a.len).sum(),
             state: j.state,
             tiles: j.tiles as u64,
             tiles_done: j.tiles_done as u64,

@@ -8,12 +8,13 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use ifx_protocols::render::RenderError;
+use ifx_protocols::render::assets::{self, AssetRef};
 use ifx_protocols::render::scene::{Camera, MAX_TRIANGLES, Material, Scene, Sky, Sphere, Triangle};
 
 use crate::builtin;
 
-/// Largest scene or mesh file read.
-pub const MAX_FILE_BYTES: u64 = 256 * 1024 * 1024;
+/// Largest scene or mesh file read (the same as a job's largest asset).
+pub const MAX_FILE_BYTES: u64 = ifx_protocols::render::assets::MAX_ASSET_BYTES;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -75,6 +76,94 @@ fn one() -> f32 {
     1.0
 }
 
+/// Where a scene's files come from: a folder on disk (a local render, or the artist's side of
+/// a submission, which records what was read), or a job's assets in memory (a worker). Names
+/// are `/`-separated paths relative to the scene file's folder.
+pub trait Files {
+    /// The bytes of `name`, at most [`MAX_FILE_BYTES`]; why not as a message.
+    fn read(&self, name: &str) -> Result<std::sync::Arc<Vec<u8>>, String>;
+}
+
+/// A folder on disk. Every file read is recorded ([`Dir::read_files`]): a submission ships
+/// exactly what the loader read, nothing it did not.
+pub struct Dir {
+    root: PathBuf,
+    read: std::sync::Mutex<BTreeMap<String, std::sync::Arc<Vec<u8>>>>,
+}
+
+impl Dir {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into(), read: Default::default() }
+    }
+
+    /// The files read so far, by name.
+    pub fn read_files(&self) -> BTreeMap<String, std::sync::Arc<Vec<u8>>> {
+        self.read.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+impl Files for Dir {
+    fn read(&self, name: &str) -> Result<std::sync::Arc<Vec<u8>>, String> {
+        if let Some(b) = self.read.lock().unwrap_or_else(|e| e.into_inner()).get(name) {
+            return Ok(b.clone());
+        }
+        let path = self.root.join(name);
+        if !path.exists() {
+            return Err("file not found".into());
+        }
+        let len = std::fs::metadata(&path).map_err(|e| e.to_string())?.len();
+        if len > MAX_FILE_BYTES {
+            return Err(format!("{len} bytes exceed the {MAX_FILE_BYTES}-byte limit"));
+        }
+        let bytes = std::sync::Arc::new(std::fs::read(&path).map_err(|e| e.to_string())?);
+        self.read.lock().unwrap_or_else(|e| e.into_inner()).insert(name.to_string(), bytes.clone());
+        Ok(bytes)
+    }
+}
+
+/// A job's assets in memory, by name (fetched and checked against their hashes).
+pub struct Memory(pub BTreeMap<String, std::sync::Arc<Vec<u8>>>);
+
+impl Files for Memory {
+    fn read(&self, name: &str) -> Result<std::sync::Arc<Vec<u8>>, String> {
+        self.0.get(name).cloned().ok_or_else(|| "not among the job's assets".into())
+    }
+}
+
+/// The name of `rel` (as a file refers to it) relative to the folder of the file `from`.
+fn join(from: &str, rel: &str) -> String {
+    let dir = from.rsplit_once('/').map_or("", |(d, _)| d);
+    let mut parts: Vec<&str> = dir.split('/').filter(|p| !p.is_empty()).collect();
+    for p in rel.split('/') {
+        match p {
+            "" | "." => {}
+            _ => parts.push(p),
+        }
+    }
+    parts.join("/")
+}
+
+/// A scene file ready to submit: the name of the scene file among its assets, and each asset
+/// (the scene file and every file its loading read, nothing else) with its bytes.
+pub type Package = (String, Vec<(AssetRef, std::sync::Arc<Vec<u8>>)>);
+
+/// Loads the scene file at `path` as a worker will (so a scene that does not load is refused
+/// here, on the artist's machine) and packages what was read. A file outside the scene's folder
+/// is refused: submitting a stranger's scene must not ship the artist's other files.
+pub fn package(path: &Path) -> Result<Package, RenderError> {
+    let (root, name) = split(path);
+    let dir = Dir::new(root);
+    load_from(&dir, &name)?;
+    let mut out = Vec::new();
+    for (n, bytes) in dir.read_files() {
+        assets::check_name(&n).map_err(RenderError::Asset)?;
+        let a = AssetRef { name: n, hash: *blake3::hash(&bytes).as_bytes(), len: bytes.len() as u64 };
+        out.push((a, bytes));
+    }
+    assets::check(&out.iter().map(|(a, _)| a.clone()).collect::<Vec<_>>(), &name)?;
+    Ok((name, out))
+}
+
 /// A built-in scene by name, or a scene file by path.
 pub fn scene(name_or_path: &str) -> Result<Scene, RenderError> {
     if builtin::NAMES.contains(&name_or_path) {
@@ -87,31 +176,34 @@ pub fn scene(name_or_path: &str) -> Result<Scene, RenderError> {
     load_file(path)
 }
 
-/// Refuses files over [`MAX_FILE_BYTES`]; `err` names the file's role in the message.
-fn check_size(path: &Path, err: impl Fn(String) -> RenderError) -> Result<(), RenderError> {
-    let meta = std::fs::metadata(path).map_err(|e| err(e.to_string()))?;
-    if meta.len() > MAX_FILE_BYTES {
-        return Err(err(format!("{} bytes exceed the {MAX_FILE_BYTES}-byte limit", meta.len())));
-    }
-    Ok(())
-}
-
-/// A mesh file's error.
-fn mesh_err(path: &Path) -> impl Fn(String) -> RenderError + '_ {
-    move |message| RenderError::Mesh { path: path.display().to_string(), message }
+/// The folder of `path` and its file name, to load it through a [`Dir`].
+pub fn split(path: &Path) -> (PathBuf, String) {
+    let root = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    (root, name)
 }
 
 /// Loads a `.toml` or `.json` scene file.
 pub fn load_file(path: &Path) -> Result<Scene, RenderError> {
-    let err = |message: String| RenderError::SceneFile { path: path.display().to_string(), message };
-    check_size(path, err)?;
-    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
-    let f: File = match path.extension().and_then(|e| e.to_str()) {
-        Some("toml") => toml::from_str(&text).map_err(|e| err(e.to_string()))?,
-        Some("json") => serde_json::from_str(&text).map_err(|e| err(e.to_string()))?,
+    let (root, name) = split(path);
+    load_from(&Dir::new(root), &name).map_err(|e| match e {
+        // Name the file as the caller wrote it.
+        RenderError::SceneFile { message, .. } => RenderError::SceneFile { path: path.display().to_string(), message },
+        e => e,
+    })
+}
+
+/// Loads the scene file `name` (`.toml` or `.json`) and the meshes it refers to from `files`.
+pub fn load_from(files: &dyn Files, name: &str) -> Result<Scene, RenderError> {
+    let err = |message: String| RenderError::SceneFile { path: name.to_string(), message };
+    let bytes = files.read(name).map_err(err)?;
+    let text = std::str::from_utf8(&bytes).map_err(|e| err(e.to_string()))?;
+    let f: File = match name.rsplit_once('.').map(|(_, e)| e) {
+        Some("toml") => toml::from_str(text).map_err(|e| err(e.to_string()))?,
+        Some("json") => serde_json::from_str(text).map_err(|e| err(e.to_string()))?,
         _ => return Err(err("the file name must end in .toml or .json".into())),
     };
-    build(f, path)
+    build(f, name, Some(files))
 }
 
 /// Parses a TOML scene sent inline (a render job); it may not reference mesh files.
@@ -124,11 +216,11 @@ pub fn parse_inline_toml(text: &str) -> Result<Scene, RenderError> {
     if !f.meshes.is_empty() {
         return Err(err("inline scenes cannot reference mesh files".into()));
     }
-    build(f, Path::new("(inline)"))
+    build(f, "(inline)", None)
 }
 
-fn build(f: File, path: &Path) -> Result<Scene, RenderError> {
-    let err = |message: String| RenderError::SceneFile { path: path.display().to_string(), message };
+fn build(f: File, name: &str, files: Option<&dyn Files>) -> Result<Scene, RenderError> {
+    let err = |message: String| RenderError::SceneFile { path: name.to_string(), message };
     let index: BTreeMap<&str, u32> = f.materials.keys().enumerate().map(|(i, k)| (k.as_str(), i as u32)).collect();
     let mat = |name: &str| index.get(name).copied().ok_or_else(|| err(format!("unknown material {name:?}")));
     let mut scene = Scene {
@@ -148,11 +240,11 @@ fn build(f: File, path: &Path) -> Result<Scene, RenderError> {
     for b in &f.boxes {
         scene.cuboid(b.min, b.max, b.yaw_deg, mat(&b.material)?);
     }
-    let base = path.parent().unwrap_or(Path::new("."));
     for m in &f.meshes {
         let material = mat(&m.material)?;
-        let mesh_path = base.join(&m.path);
-        let tris = load_mesh(&mesh_path)?;
+        let files = files.ok_or_else(|| err("this scene cannot reference mesh files".into()))?;
+        let rel = m.path.to_str().ok_or_else(|| err(format!("mesh path {:?} is not UTF-8", m.path)))?;
+        let tris = mesh_from(files, &join(name, rel))?;
         if scene.triangles.len() + tris.len() > MAX_TRIANGLES {
             return Err(RenderError::TooLarge(format!("meshes bring more than {MAX_TRIANGLES} triangles")));
         }
@@ -169,21 +261,62 @@ fn build(f: File, path: &Path) -> Result<Scene, RenderError> {
 
 /// Loads a mesh's triangles (in world units of the file, node transforms applied for glTF).
 pub fn load_mesh(path: &Path) -> Result<Vec<[[f32; 3]; 3]>, RenderError> {
-    let err = mesh_err(path);
-    if !path.exists() {
-        return Err(err("file not found".into()));
+    let (root, name) = split(path);
+    mesh_from(&Dir::new(root), &name).map_err(|e| match e {
+        RenderError::Mesh { message, .. } => RenderError::Mesh { path: path.display().to_string(), message },
+        e => e,
+    })
+}
+
+/// The mesh file `name` from `files`.
+pub fn mesh_from(files: &dyn Files, name: &str) -> Result<Vec<[[f32; 3]; 3]>, RenderError> {
+    let err = |message: String| RenderError::Mesh { path: name.to_string(), message };
+    let ext = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
+    if !matches!(ext.as_deref(), Some("gltf" | "glb" | "obj")) {
+        return Err(err("unsupported mesh format (use .gltf, .glb or .obj)".into()));
     }
-    check_size(path, &err)?;
-    match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
-        Some("gltf" | "glb") => load_gltf(path),
-        Some("obj") => load_obj(path),
-        _ => Err(err("unsupported mesh format (use .gltf, .glb or .obj)".into())),
+    let bytes = files.read(name).map_err(err)?;
+    match ext.as_deref() {
+        Some("obj") => load_obj(&bytes, name),
+        _ => load_gltf(files, &bytes, name),
     }
 }
 
-fn load_gltf(path: &Path) -> Result<Vec<[[f32; 3]; 3]>, RenderError> {
-    let err = mesh_err(path);
-    let gltf::Gltf { document: doc, blob } = gltf::Gltf::open(path).map_err(|e| err(e.to_string()))?;
+/// The bytes of glTF buffer `b`: the GLB's own chunk, a base64 `data:` URI, or a file beside
+/// the glTF (a relative URI; `file:` and other schemes are refused, so a scene cannot read
+/// anything outside its folder).
+fn buffer_bytes(
+    files: &dyn Files,
+    name: &str,
+    b: &gltf::Buffer,
+    blob: &Option<Vec<u8>>,
+) -> Result<std::sync::Arc<Vec<u8>>, String> {
+    use base64::Engine;
+    match b.source() {
+        gltf::buffer::Source::Bin => {
+            blob.clone().map(std::sync::Arc::new).ok_or_else(|| "no binary chunk for the GLB buffer".to_string())
+        }
+        gltf::buffer::Source::Uri(uri) => {
+            if let Some(rest) = uri.strip_prefix("data:") {
+                let (_, data) = rest.split_once(";base64,").ok_or("a data: URI that is not base64")?;
+                return base64::engine::general_purpose::STANDARD
+                    .decode(data)
+                    .map(std::sync::Arc::new)
+                    .map_err(|e| format!("a data: URI: {e}"));
+            }
+            if uri.contains(':') {
+                return Err(format!("URI {uri:?}: only relative paths and data: URIs are read"));
+            }
+            let rel =
+                percent_encoding::percent_decode_str(uri).decode_utf8().map_err(|e| format!("URI {uri:?}: {e}"))?;
+            files.read(&join(name, &rel)).map_err(|e| format!("{rel}: {e}"))
+        }
+    }
+}
+
+fn load_gltf(files: &dyn Files, bytes: &[u8], name: &str) -> Result<Vec<[[f32; 3]; 3]>, RenderError> {
+    let err = |message: String| RenderError::Mesh { path: name.to_string(), message };
+    let gltf::Gltf { document: doc, blob } = gltf::Gltf::from_slice(bytes).map_err(|e| err(e.to_string()))?;
     // Buffers only, each checked for size before it is read: images are never decoded (no
     // textures yet), so a texture that claims 100k x 100k pixels costs nothing.
     let mut declared = 0u64;
@@ -195,19 +328,21 @@ fn load_gltf(path: &Path) -> Result<Vec<[[f32; 3]; 3]>, RenderError> {
                 b.index()
             )));
         }
-        if let gltf::buffer::Source::Uri(uri) = b.source()
-            && !uri.starts_with("data:")
-            && let Ok(meta) = std::fs::metadata(path.parent().unwrap_or(Path::new(".")).join(uri))
-            && meta.len() > MAX_FILE_BYTES
-        {
+    }
+    let mut buffers = Vec::new();
+    for b in doc.buffers() {
+        let data =
+            buffer_bytes(files, name, &b, &blob).map_err(|e| err(format!("buffers: buffer {}: {e}", b.index())))?;
+        if data.len() < b.length() {
             return Err(err(format!(
-                "buffer {} ({uri}): {} bytes exceed the {MAX_FILE_BYTES}-byte limit",
+                "buffers: buffer {} has {} bytes, {} declared",
                 b.index(),
-                meta.len()
+                data.len(),
+                b.length()
             )));
         }
+        buffers.push(data);
     }
-    let buffers = gltf::import_buffers(&doc, path.parent(), blob).map_err(|e| err(format!("buffers: {e}")))?;
     let mut out = Vec::new();
     let scene =
         doc.default_scene().or_else(|| doc.scenes().next()).ok_or_else(|| err("no scene in the file".into()))?;
@@ -228,7 +363,7 @@ fn load_gltf(path: &Path) -> Result<Vec<[[f32; 3]; 3]>, RenderError> {
                 if prim.mode() != gltf::mesh::Mode::Triangles {
                     continue;
                 }
-                let reader = prim.reader(|b| buffers.get(b.index()).map(|d| &d.0[..]));
+                let reader = prim.reader(|b| buffers.get(b.index()).map(|d| &d[..]));
                 let pos: Vec<[f32; 3]> =
                     reader.read_positions().ok_or_else(|| err("a primitive has no positions".into()))?.collect();
                 let idx: Vec<u32> = match reader.read_indices() {
@@ -249,10 +384,13 @@ fn load_gltf(path: &Path) -> Result<Vec<[[f32; 3]; 3]>, RenderError> {
     Ok(out)
 }
 
-fn load_obj(path: &Path) -> Result<Vec<[[f32; 3]; 3]>, RenderError> {
-    let err = mesh_err(path);
+fn load_obj(bytes: &[u8], name: &str) -> Result<Vec<[[f32; 3]; 3]>, RenderError> {
+    let err = |message: String| RenderError::Mesh { path: name.to_string(), message };
     let opts = tobj::LoadOptions { triangulate: true, single_index: true, ..Default::default() };
-    let (models, _) = tobj::load_obj(path, &opts).map_err(|e| err(e.to_string()))?;
+    // Materials come from the scene file, so an OBJ's material library is never read.
+    let (models, _) =
+        tobj::load_obj_buf(&mut std::io::Cursor::new(bytes), &opts, |_| Err(tobj::LoadError::OpenFileFailed))
+            .map_err(|e| err(e.to_string()))?;
     let mut out = Vec::new();
     for m in models {
         let p = &m.mesh.positions;

@@ -110,6 +110,7 @@ mod tests {
         JobSpec {
             scene: "cornell".into(),
             scene_toml: None,
+            assets: Vec::new(),
             width: 64,
             height: 48,
             spp: 4,

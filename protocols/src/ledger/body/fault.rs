@@ -155,6 +155,7 @@ pub(crate) mod tests {
         JobSpec {
             scene: "cornell".into(),
             scene_toml: None,
+            assets: Vec::new(),
             width: 64,
             height: 64,
             spp: 4,

@@ -1,0 +1,181 @@
+//! Issue #18, item 1, on live nodes over 127.0.0.1: a scene's files travel as content-addressed
+//! blobs. A job from a scene file with mesh files (Blender's glTF exports of the Cornell box in
+//! `testdata/cycles/`) renders over the network exactly as it renders here; a fetch that loses
+//! its peer goes on from another at its offset; a job naming what its owner does not hold, or
+//! files outside the scene's folder, is refused with the reason.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use ifx_node::render::{JobSpec, RunState};
+use ifx_node::{Node, NodeConfig};
+use ifx_protocols::blob::{CHUNK_BYTES, Fetch};
+use ifx_protocols::render::assets::AssetRef;
+
+fn config(dir: &Path, boot: Option<String>) -> NodeConfig {
+    let mut c = NodeConfig::default();
+    c.node.data_dir = dir.into();
+    c.node.listen = vec!["/ip4/127.0.0.1/tcp/0".into()];
+    c.node.api = String::new();
+    c.network.id = "assets-test".into();
+    c.network.genesis_unix_secs = 1_700_000_000;
+    c.network.epoch_secs = 3600;
+    c.network.heartbeat_interval_ms = 200;
+    c.network.bootnodes = boot.into_iter().collect();
+    c.por.challenge_interval_ms = 86_400_000;
+    c.render.backend = ifx_render::Backend::Cpu;
+    c
+}
+
+/// Waits until `owner` hears `workers` workers (connected and heartbeating).
+async fn heard(owner: &Node, workers: usize) {
+    let t0 = Instant::now();
+    loop {
+        let n = owner.heartbeats.lock().unwrap().iter().filter(|(_, r)| r.role == ifx_protocols::Role::Worker).count();
+        if n >= workers && owner.net.snapshot().await.unwrap().connected.len() >= workers {
+            return;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(30), "the owner heard {n} workers, not {workers}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn fixture() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/cycles/scene.toml")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scene_with_mesh_files_renders_over_the_network_as_it_does_here() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = |n: &str| tmp.path().join(n);
+    let owner = Node::start(config(&dir("owner"), None)).await.unwrap();
+    let boot = format!("{}/p2p/{}", owner.listen_addrs[0], owner.peer_id);
+    let w1 = Node::start(config(&dir("w1"), Some(boot.clone()))).await.unwrap();
+    let w2 = Node::start(config(&dir("w2"), Some(boot.clone()))).await.unwrap();
+    heard(&owner, 2).await;
+
+    // What `ifx render submit` does: load the scene here, upload it and what it read.
+    let (scene, files) = ifx_node::render::package(&fixture()).unwrap();
+    let names: Vec<_> = files.iter().map(|(a, _)| a.name.as_str()).collect();
+    assert_eq!(names, ["green.glb", "light.glb", "red.glb", "scene.toml", "white.glb"]);
+    let spec = |assets: Vec<AssetRef>| JobSpec {
+        scene: scene.clone(),
+        scene_toml: None,
+        assets,
+        width: 48,
+        height: 48,
+        spp: 4,
+        max_bounces: 4,
+        tile: 16,
+        unpaid: true,
+    };
+    let refs: Vec<AssetRef> = files.iter().map(|(a, _)| a.clone()).collect();
+
+    // Not uploaded yet: refused, naming the file.
+    let err = owner.jobs.submit(spec(refs.clone()), Default::default()).await.unwrap_err().to_string();
+    assert!(err.contains("is not held here") && err.contains("green.glb"), "{err}");
+    for (a, bytes) in &files {
+        assert_eq!(owner.jobs.put_asset(bytes.to_vec()).await.unwrap(), a.hash);
+    }
+    // A name outside the scene's folder, or a length that is not the file's: refused.
+    let mut outside = refs.clone();
+    outside[0].name = "../green.glb".into();
+    let err = owner.jobs.submit(spec(outside), Default::default()).await.unwrap_err().to_string();
+    assert!(err.contains("inside the scene's folder"), "{err}");
+    let mut wrong = refs.clone();
+    wrong[1].len += 1;
+    let err = owner.jobs.submit(spec(wrong), Default::default()).await.unwrap_err().to_string();
+    assert!(err.contains("light.glb") && err.contains("not the asset's"), "{err}");
+
+    let id = owner.jobs.submit(spec(refs), Default::default()).await.unwrap();
+    let t0 = Instant::now();
+    let st = loop {
+        let s = owner.jobs.get(&id).unwrap();
+        if s.state != RunState::Running {
+            break s;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(120), "the job is still running: {s:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(st.state, RunState::Done, "{st:?}");
+    // Both workers fetched the meshes and rendered from them.
+    for w in [&w1, &w2] {
+        assert!(st.tiles_by_worker.get(&w.peer_id.to_string()).copied().unwrap_or(0) > 0, "{st:?}");
+    }
+    // Every worker renders on the CPU reference: the image is bit for bit the local render.
+    let local = {
+        let scene = ifx_render::load::scene(fixture().to_str().unwrap()).unwrap();
+        ifx_render::render_cpu(&scene, &spec(Vec::new()).settings()).unwrap()
+    };
+    let exr = image::open(st.exr.as_ref().unwrap()).unwrap().into_rgb32f();
+    assert_eq!(exr.dimensions(), (48, 48));
+    let same = exr.pixels().zip(&local.rgb).filter(|(a, b)| a.0 == **b).count();
+    assert_eq!(same, 48 * 48, "pixels equal to the local render");
+    assert!(local.rgb.iter().flatten().sum::<f32>() > 100.0, "the box is lit");
+
+    // A worker asked for a job whose owner does not hold the assets answers why.
+    let mut ghost = spec(vec![AssetRef { name: "scene.toml".into(), hash: [7; 32], len: 100 }]);
+    ghost.scene = "scene.toml".into();
+    let req = ifx_protocols::render::job::TileRequest { job: [9; 16], spec: ghost, tile: [0, 0, 16, 16] };
+    let answer = owner.net.request(ifx_node::network::Proto::Render, w1.peer_id, req.encode()).await.unwrap().unwrap();
+    let answer = ifx_protocols::render::job::TileResponse::decode(&answer).unwrap();
+    assert!(answer.error.contains("does not hold it"), "{answer:?}");
+
+    // A peer that reuses a job id with a scene of its own gets that scene rendered, and the
+    // job's owner its own: the worker's renderer is kept by job and spec, not by job alone
+    // (by job alone, the second request got the first scene's pixels signed as its own).
+    for scene in ["cornell", "spheres", "cornell"] {
+        let spec =
+            JobSpec { scene: scene.into(), assets: Vec::new(), width: 16, height: 16, tile: 16, ..spec(Vec::new()) };
+        let req = ifx_protocols::render::job::TileRequest { job: [5; 16], spec: spec.clone(), tile: [0, 0, 16, 16] };
+        let answer =
+            owner.net.request(ifx_node::network::Proto::Render, w2.peer_id, req.encode()).await.unwrap().unwrap();
+        let answer = ifx_protocols::render::job::TileResponse::decode(&answer).unwrap();
+        let here = ifx_render::render_cpu(&ifx_render::builtin::by_name(scene).unwrap(), &spec.settings()).unwrap();
+        let theirs = ifx_protocols::render::commit::decode_pixels(&answer.pixels);
+        assert!(theirs == here.rgb, "{scene}: the worker's pixels are not that scene's ({})", answer.error);
+    }
+    for n in [w1, w2, owner] {
+        n.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blob_fetch_goes_on_from_another_peer_at_its_offset() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = |n: &str| tmp.path().join(n);
+    let a = Node::start(config(&dir("a"), None)).await.unwrap();
+    let boot = format!("{}/p2p/{}", a.listen_addrs[0], a.peer_id);
+    let b = Node::start(config(&dir("b"), Some(boot.clone()))).await.unwrap();
+    let c = Node::start(config(&dir("c"), Some(boot.clone()))).await.unwrap();
+    let t0 = Instant::now();
+    while c.net.snapshot().await.unwrap().connected.len() < 2 {
+        assert!(t0.elapsed() < Duration::from_secs(30));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let blob: Vec<u8> = (0..CHUNK_BYTES * 3 + 123).map(|i| (i * 31 % 255) as u8).collect();
+    let hash = a.jobs.put_asset(blob.clone()).await.unwrap();
+    b.jobs.put_asset(blob.clone()).await.unwrap();
+
+    // One chunk from a, then a goes away.
+    let mut f = Fetch::new(hash, blob.len() as u64);
+    let first = c.net.request(ifx_node::network::Proto::Blob, a.peer_id, f.request().encode()).await.unwrap().unwrap();
+    f.accept(&first).unwrap();
+    assert_eq!(f.received(), CHUNK_BYTES as u64);
+    let a_id = a.peer_id;
+    a.stop().await;
+    // The rest from b, from the same offset.
+    ifx_node::blob::fetch_from(&c.net, &mut f, &[a_id, b.peer_id]).await.unwrap();
+    assert_eq!(f.finish().unwrap(), blob);
+
+    // A first source that does not hold the blob ends the fetch: nobody else is asked.
+    let mut g = Fetch::new([3; 32], 10);
+    let err = ifx_node::blob::fetch_from(&c.net, &mut g, &[b.peer_id]).await.unwrap_err();
+    assert_eq!(err, ifx_node::blob::FetchError::NotHeld);
+    // A source that lies about the length is left, and the reason kept.
+    let mut h = Fetch::new(hash, blob.len() as u64 + 1);
+    let err = ifx_node::blob::fetch_from(&c.net, &mut h, &[b.peer_id]).await.unwrap_err().to_string();
+    assert!(err.contains("its reference says"), "{err}");
+    b.stop().await;
+    c.stop().await;
+}
