@@ -279,8 +279,10 @@ impl Node {
             blobs.clone(),
             shutdown.child_token(),
         );
-        // Jobs that were running when the node stopped go on where they were.
-        jobs.resume_in_background();
+        // Jobs that were running when the node stopped go on where they were. Awaited (it reads
+        // the job records and starts the running ones' tasks): a job the store holds is listed
+        // before the API answers, never "no such job" for a moment after a restart.
+        jobs.resume().await;
         let cheat = cfg.por.cheat;
         if cheat != ifx_protocols::por::cheat::Behaviour::Honest {
             tracing::warn!(mode = ?cheat, "this node CHEATS on proof-of-rendering challenges (test mode)");

@@ -199,12 +199,6 @@ impl Jobs {
         Ok(id)
     }
 
-    /// [`Jobs::resume`] in a task of its own.
-    pub fn resume_in_background(&self) {
-        let me = self.clone();
-        self.tasks.spawn(async move { me.resume().await });
-    }
-
     /// Waits for every job task to end (call once the node's shutdown token is cancelled).
     pub async fn stopped(&self) {
         self.tasks.close();

@@ -193,15 +193,21 @@ pub fn load_file(path: &Path) -> Result<Scene, RenderError> {
     })
 }
 
-/// Loads the scene file `name` (`.toml` or `.json`) and the meshes it refers to from `files`.
+/// Loads the scene file `name` from `files`: a `.toml` or `.json` scene and the meshes it refers
+/// to, or a whole glTF scene (`.gltf`, `.glb`: its meshes, materials and camera).
 pub fn load_from(files: &dyn Files, name: &str) -> Result<Scene, RenderError> {
     let err = |message: String| RenderError::SceneFile { path: name.to_string(), message };
+    let ext = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
+    if matches!(ext.as_deref(), Some("gltf" | "glb")) {
+        let bytes = files.read(name).map_err(err)?;
+        return gltf_scene(files, &bytes, name);
+    }
     let bytes = files.read(name).map_err(err)?;
     let text = std::str::from_utf8(&bytes).map_err(|e| err(e.to_string()))?;
     let f: File = match name.rsplit_once('.').map(|(_, e)| e) {
         Some("toml") => toml::from_str(text).map_err(|e| err(e.to_string()))?,
         Some("json") => serde_json::from_str(text).map_err(|e| err(e.to_string()))?,
-        _ => return Err(err("the file name must end in .toml or .json".into())),
+        _ => return Err(err("the file name must end in .toml, .json, .gltf or .glb".into())),
     };
     build(f, name, Some(files))
 }
@@ -314,7 +320,13 @@ fn buffer_bytes(
     }
 }
 
-fn load_gltf(files: &dyn Files, bytes: &[u8], name: &str) -> Result<Vec<[[f32; 3]; 3]>, RenderError> {
+/// A glTF file parsed, with its buffers' bytes.
+struct Opened {
+    doc: gltf::Document,
+    buffers: Vec<std::sync::Arc<Vec<u8>>>,
+}
+
+fn open_gltf(files: &dyn Files, bytes: &[u8], name: &str) -> Result<Opened, RenderError> {
     let err = |message: String| RenderError::Mesh { path: name.to_string(), message };
     let gltf::Gltf { document: doc, blob } = gltf::Gltf::from_slice(bytes).map_err(|e| err(e.to_string()))?;
     // Buffers only, each checked for size before it is read: images are never decoded (no
@@ -343,45 +355,188 @@ fn load_gltf(files: &dyn Files, bytes: &[u8], name: &str) -> Result<Vec<[[f32; 3
         }
         buffers.push(data);
     }
-    let mut out = Vec::new();
-    let scene =
-        doc.default_scene().or_else(|| doc.scenes().next()).ok_or_else(|| err("no scene in the file".into()))?;
-    let mut stack: Vec<(gltf::Node, [[f32; 4]; 4])> = scene.nodes().map(|n| (n, IDENTITY)).collect();
-    // glTF node graphs are trees: a node reached twice is a cycle (which would never end) or a
-    // node with two parents.
-    let mut seen = vec![false; doc.nodes().len()];
-    while let Some((node, parent)) = stack.pop() {
-        if std::mem::replace(&mut seen[node.index()], true) {
-            return Err(err(format!(
-                "node {} is reached twice: the node graph has a cycle or a node with two parents (glTF nodes form trees)",
-                node.index()
-            )));
+    Ok(Opened { doc, buffers })
+}
+
+impl Opened {
+    /// Calls `visit` with every node of the default scene and its world transform, each once.
+    /// glTF node graphs are trees: a node reached twice is a cycle (which would never end) or a
+    /// node with two parents.
+    fn walk(
+        &self,
+        name: &str,
+        mut visit: impl FnMut(&gltf::Node, [[f32; 4]; 4]) -> Result<(), RenderError>,
+    ) -> Result<(), RenderError> {
+        let err = |message: String| RenderError::Mesh { path: name.to_string(), message };
+        let doc = &self.doc;
+        let scene =
+            doc.default_scene().or_else(|| doc.scenes().next()).ok_or_else(|| err("no scene in the file".into()))?;
+        let mut stack: Vec<(gltf::Node, [[f32; 4]; 4])> = scene.nodes().map(|n| (n, IDENTITY)).collect();
+        let mut seen = vec![false; doc.nodes().len()];
+        while let Some((node, parent)) = stack.pop() {
+            if std::mem::replace(&mut seen[node.index()], true) {
+                return Err(err(format!(
+                    "node {} is reached twice: the node graph has a cycle or a node with two parents (glTF nodes form trees)",
+                    node.index()
+                )));
+            }
+            let world = mat_mul(parent, node.transform().matrix());
+            visit(&node, world)?;
+            stack.extend(node.children().map(|c| (c, world)));
         }
-        let world = mat_mul(parent, node.transform().matrix());
-        if let Some(mesh) = node.mesh() {
-            for prim in mesh.primitives() {
-                if prim.mode() != gltf::mesh::Mode::Triangles {
-                    continue;
+        Ok(())
+    }
+
+    /// The triangles of `mesh` through `world`, each with its primitive's material (`None`:
+    /// glTF's default material), appended to `out` up to [`MAX_TRIANGLES`] in all.
+    fn triangles(
+        &self,
+        name: &str,
+        mesh: &gltf::Mesh,
+        world: [[f32; 4]; 4],
+        out: &mut Vec<([[f32; 3]; 3], Option<usize>)>,
+    ) -> Result<(), RenderError> {
+        let err = |message: String| RenderError::Mesh { path: name.to_string(), message };
+        for prim in mesh.primitives() {
+            if prim.mode() != gltf::mesh::Mode::Triangles {
+                continue;
+            }
+            let reader = prim.reader(|b| self.buffers.get(b.index()).map(|d| &d[..]));
+            let pos: Vec<[f32; 3]> =
+                reader.read_positions().ok_or_else(|| err("a primitive has no positions".into()))?.collect();
+            let idx: Vec<u32> = match reader.read_indices() {
+                Some(i) => i.into_u32().collect(),
+                None => (0..pos.len() as u32).collect(),
+            };
+            let material = prim.material().index();
+            for t in idx.chunks_exact(3) {
+                if out.len() >= MAX_TRIANGLES {
+                    return Err(err(format!("more than {MAX_TRIANGLES} triangles")));
                 }
-                let reader = prim.reader(|b| buffers.get(b.index()).map(|d| &d[..]));
-                let pos: Vec<[f32; 3]> =
-                    reader.read_positions().ok_or_else(|| err("a primitive has no positions".into()))?.collect();
-                let idx: Vec<u32> = match reader.read_indices() {
-                    Some(i) => i.into_u32().collect(),
-                    None => (0..pos.len() as u32).collect(),
-                };
-                for t in idx.chunks_exact(3) {
-                    if out.len() >= MAX_TRIANGLES {
-                        return Err(err(format!("more than {MAX_TRIANGLES} triangles")));
-                    }
-                    let p = |i: u32| pos.get(i as usize).copied().ok_or_else(|| err(format!("index {i} out of range")));
-                    out.push([transform(world, p(t[0])?), transform(world, p(t[1])?), transform(world, p(t[2])?)]);
-                }
+                let p = |i: u32| pos.get(i as usize).copied().ok_or_else(|| err(format!("index {i} out of range")));
+                let v = [transform(world, p(t[0])?), transform(world, p(t[1])?), transform(world, p(t[2])?)];
+                out.push((v, material));
             }
         }
-        stack.extend(node.children().map(|c| (c, world)));
+        Ok(())
     }
-    Ok(out)
+}
+
+fn load_gltf(files: &dyn Files, bytes: &[u8], name: &str) -> Result<Vec<[[f32; 3]; 3]>, RenderError> {
+    let g = open_gltf(files, bytes, name)?;
+    let mut out = Vec::new();
+    g.walk(name, |node, world| match node.mesh() {
+        Some(mesh) => g.triangles(name, &mesh, world, &mut out),
+        None => Ok(()),
+    })?;
+    Ok(out.into_iter().map(|(v, _)| v).collect())
+}
+
+/// One glTF material as one of ifx's: until the microfacet BRDF lands (issue #18 item 2),
+/// an emissive surface (its factor times `KHR_materials_emissive_strength`) is a light, a
+/// transmissive one (`KHR_materials_transmission` of at least one half) glass of its
+/// `KHR_materials_ior`, a metallic one (at least one half) a mirror of its base colour blurred by
+/// its roughness, and anything else Lambertian of its base colour. Textures, normal maps and
+/// alpha are refused, by name, rather than rendered wrong.
+fn gltf_material(m: &gltf::Material) -> Result<Material, String> {
+    let what = match m.name() {
+        Some(n) => format!("material {} ({n:?})", m.index().map_or("default".into(), |i| i.to_string())),
+        None => format!("material {}", m.index().map_or("default".into(), |i| i.to_string())),
+    };
+    let pbr = m.pbr_metallic_roughness();
+    let unsupported = [
+        (pbr.base_color_texture().is_some(), "a base colour texture"),
+        (pbr.metallic_roughness_texture().is_some(), "a metallic-roughness texture"),
+        (m.normal_texture().is_some(), "a normal map"),
+        (m.emissive_texture().is_some(), "an emissive texture"),
+        (m.alpha_mode() != gltf::material::AlphaMode::Opaque, "alpha (mask or blend)"),
+        (m.transmission().is_some_and(|t| t.transmission_texture().is_some()), "a transmission texture"),
+    ];
+    if let Some((_, feature)) = unsupported.iter().find(|(has, _)| *has) {
+        return Err(format!("{what} has {feature}, which ifx does not render yet"));
+    }
+    let base = pbr.base_color_factor();
+    let rgb = [base[0], base[1], base[2]];
+    let strength = m.emissive_strength().unwrap_or(1.0);
+    let emission = m.emissive_factor().map(|e| e * strength);
+    Ok(if emission.iter().any(|e| *e > 0.0) {
+        Material::Emissive { emission }
+    } else if m.transmission().is_some_and(|t| t.transmission_factor() >= 0.5) {
+        Material::Dielectric { ior: m.ior().unwrap_or(1.5) }
+    } else if pbr.metallic_factor() >= 0.5 {
+        Material::Metal { albedo: rgb, fuzz: pbr.roughness_factor().clamp(0.0, 1.0) }
+    } else {
+        Material::Diffuse { albedo: rgb }
+    })
+}
+
+/// A whole glTF scene: its default scene's meshes, their materials (see [`gltf_material`]),
+/// and the camera of the lowest-numbered node that has a perspective one. glTF has no sky: the
+/// background is black, so light comes from emissive surfaces.
+fn gltf_scene(files: &dyn Files, bytes: &[u8], name: &str) -> Result<Scene, RenderError> {
+    let err = |message: String| RenderError::SceneFile { path: name.to_string(), message };
+    let g = open_gltf(files, bytes, name)?;
+    if let Some(ext) = g.doc.extensions_used().find(|e| *e == "KHR_lights_punctual") {
+        return Err(err(format!("{ext}: punctual lights are not rendered yet; light the scene with emissive meshes")));
+    }
+    let mut tris = Vec::new();
+    let mut camera: Option<(usize, Camera)> = None;
+    g.walk(name, |node, world| {
+        if let Some(c) = node.camera()
+            && camera.as_ref().is_none_or(|(i, _)| node.index() < *i)
+        {
+            let gltf::camera::Projection::Perspective(p) = c.projection() else {
+                return Err(err(format!("node {}: only perspective cameras are rendered", node.index())));
+            };
+            let dir = |d: [f32; 3]| {
+                let v = transform(world, d);
+                let o = transform(world, [0.0; 3]);
+                [v[0] - o[0], v[1] - o[1], v[2] - o[2]]
+            };
+            let position = transform(world, [0.0; 3]);
+            let ahead = dir([0.0, 0.0, -1.0]);
+            let cam = Camera {
+                position,
+                look_at: [position[0] + ahead[0], position[1] + ahead[1], position[2] + ahead[2]],
+                up: dir([0.0, 1.0, 0.0]),
+                fov_deg: p.yfov().to_degrees(),
+            };
+            camera = Some((node.index(), cam));
+        }
+        match node.mesh() {
+            Some(mesh) => g.triangles(name, &mesh, world, &mut tris),
+            None => Ok(()),
+        }
+    })?;
+    let (_, camera) = camera.ok_or_else(|| err("the scene has no perspective camera".into()))?;
+    // The materials the triangles use, in glTF order, then glTF's default one if any
+    // triangle has none.
+    let used: std::collections::BTreeSet<Option<usize>> = tris.iter().map(|(_, m)| *m).collect();
+    let mut materials = Vec::new();
+    let mut index = BTreeMap::new();
+    for m in &used {
+        let material = match m {
+            Some(i) => {
+                let gm = g.doc.materials().nth(*i).ok_or_else(|| err(format!("material {i} does not exist")))?;
+                gltf_material(&gm).map_err(err)?
+            }
+            // glTF's default material: white, fully metallic, fully rough.
+            None => Material::Metal { albedo: [1.0; 3], fuzz: 1.0 },
+        };
+        index.insert(*m, materials.len() as u32);
+        materials.push(material);
+    }
+    let black = [0.0; 3];
+    let scene = Scene {
+        camera,
+        sky: Sky { horizon: black, zenith: black },
+        materials,
+        spheres: Vec::new(),
+        triangles: tris.into_iter().map(|(v, m)| Triangle { v, material: index[&m] }).collect(),
+        seed: 0,
+    };
+    scene.validate()?;
+    Ok(scene)
 }
 
 fn load_obj(bytes: &[u8], name: &str) -> Result<Vec<[[f32; 3]; 3]>, RenderError> {
