@@ -168,6 +168,19 @@ async fn a_blob_fetch_goes_on_from_another_peer_at_its_offset() {
     ifx_node::blob::fetch_from(&c.net, &mut f, &[a_id, b.peer_id]).await.unwrap();
     assert_eq!(f.finish().unwrap(), blob);
 
+    // A large blob at the pace a holder allows: 48 MiB is 96 chunks; a holder drops a peer's
+    // requests past 64 at once and 64 a second, so a fetch that did not pace itself failed.
+    let big: Vec<u8> = (0..48u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+    let big_hash = b.jobs.put_asset(big.clone()).await.unwrap();
+    let mut f = Fetch::new(big_hash, big.len() as u64);
+    let t0 = Instant::now();
+    ifx_node::blob::fetch_from(&c.net, &mut f, &[b.peer_id]).await.unwrap();
+    let secs = t0.elapsed().as_secs_f64();
+    assert!(f.finish().unwrap() == big);
+    eprintln!("48 MiB fetched over 127.0.0.1 in {secs:.2} s ({:.1} MiB/s)", 48.0 / secs);
+    // 32 chunks at once, then 48 a second: the other 64 take 1.33 s at least.
+    assert!(secs >= 1.3, "{secs:.2} s: faster than the pace");
+
     // A first source that does not hold the blob ends the fetch: nobody else is asked.
     let mut g = Fetch::new([3; 32], 10);
     let err = ifx_node::blob::fetch_from(&c.net, &mut g, &[b.peer_id]).await.unwrap_err();
