@@ -182,8 +182,7 @@ impl BlobStore {
 
     /// Whether the blob `hash` is held.
     pub fn has(&self, hash: &[u8; 32]) -> bool {
-        let idx = self.index.lock().unwrap_or_else(|e| e.into_inner());
-        idx.order.iter().any(|(_, h, _)| h == hash)
+        self.len_of(hash).is_some()
     }
 
     /// The length of blob `hash`, if held.
