@@ -25,6 +25,7 @@ fn bench(c: &mut Criterion) {
         max_bounces: 6,
         tile: 32,
         unpaid: false,
+        frames: Default::default(),
     };
     let s = spec.settings();
     let key = SigningKey::from_bytes(&[3; 32]);

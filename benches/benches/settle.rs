@@ -53,7 +53,8 @@ fn epoch() -> (NetworkConfig, Ledger, Vec<Proven>) {
         let e = l.next_entry(k, label, kind, body).unwrap();
         assert!(l.ingest(vec![e], None).rejected.is_empty());
     };
-    let work = PaidWork::Render { width: 32 * WORKERS as u32, height: 32, spp: 16, max_bounces: 6, tile: 32 };
+    let work =
+        PaidWork::Render { width: 32 * WORKERS as u32, height: 32, spp: 16, max_bounces: 6, tile: 32, frames: [0, 0] };
     let amount = net.economics.price_of(work.total_units(0), net.economics.render_units_per_minute);
     put(&mut l, &artist, 0, EntryKind::JobPayment, JobPayment { job: [1; 16], work, amount }.encode());
     for (i, w) in workers.iter().enumerate() {

@@ -252,6 +252,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<AttackStats> {
                 max_bounces: 64,
                 tile: 8192,
                 unpaid: true,
+                frames: Default::default(),
             };
             while live() {
                 for t in &targets {
@@ -370,7 +371,14 @@ pub async fn run(plan: Plan) -> anyhow::Result<AttackStats> {
                     if last_paid != Some(epoch()) {
                         last_paid = Some(epoch());
                         let job: [u8; 16] = rand::random();
-                        let work = PaidWork::Render { width: 32, height: 32, spp: 1, max_bounces: 1, tile: 32 };
+                        let work = PaidWork::Render {
+                            width: 32,
+                            height: 32,
+                            spp: 1,
+                            max_bounces: 1,
+                            tile: 32,
+                            frames: [0, 0],
+                        };
                         let p = &cfg.network.economics;
                         let amount = p.price_of(1, p.render_units_per_minute).max(1);
                         append(EntryKind::JobPayment, JobPayment { job, work, amount }.encode()).await;
@@ -402,7 +410,8 @@ pub async fn run(plan: Plan) -> anyhow::Result<AttackStats> {
                     }
                     let fresh = SigningKey::from_bytes(&rand::random());
                     let job: [u8; 16] = rand::random();
-                    let work = PaidWork::Render { width: 32, height: 32, spp: 1, max_bounces: 1, tile: 32 };
+                    let work =
+                        PaidWork::Render { width: 32, height: 32, spp: 1, max_bounces: 1, tile: 32, frames: [0, 0] };
                     let pay = Entry::sign(
                         &fresh,
                         &net_id,
@@ -551,7 +560,7 @@ async fn self_deal(
         let e = epoch();
         if paid_in != Some(e) {
             paid_in = Some(e);
-            let work = PaidWork::Render { width: 64, height: 64, spp: 16, max_bounces: 6, tile: 32 };
+            let work = PaidWork::Render { width: 64, height: 64, spp: 16, max_bounces: 6, tile: 32, frames: [0, 0] };
             let settings = work.settings().expect("a render job");
             let p = &cfg.network.economics;
             let amount = p.price_of(settings.total_units(), p.render_units_per_minute).max(1);

@@ -68,6 +68,7 @@ async fn a_scene_with_mesh_files_renders_over_the_network_as_it_does_here() {
         max_bounces: 4,
         tile: 16,
         unpaid: true,
+        frames: Default::default(),
     };
     let refs: Vec<AssetRef> = files.iter().map(|(a, _)| a.clone()).collect();
 
@@ -191,4 +192,112 @@ async fn a_blob_fetch_goes_on_from_another_peer_at_its_offset() {
     assert!(err.contains("its reference says"), "{err}");
     b.stop().await;
     c.stop().await;
+}
+
+/// Issue #18 item 4: Blender's animated Cornell box (`testdata/gltf/cornell_anim.glb`: the
+/// camera moves, the short box turns at frame 12) rendered as frames 10 to 13 over an owner and
+/// two CPU workers into a PNG sequence. The owner is stopped once a frame is written and
+/// started again on its store: the frames written stay written (their tiles are never asked for
+/// again), the job finishes, one receipt a tile, and every frame is bit for bit the local
+/// render of that frame.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_animated_scene_renders_into_a_png_sequence_across_an_owner_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = |n: &str| tmp.path().join(n);
+    let owner = Node::start(config(&dir("owner"), None)).await.unwrap();
+    let boot = format!("{}/p2p/{}", owner.listen_addrs[0], owner.peer_id);
+    let slow = |n: &str| {
+        let mut c = config(&dir(n), Some(boot.clone()));
+        // Slow enough that the owner's restart falls mid-job.
+        c.faults.slow_ms = 150;
+        c
+    };
+    let (w1, w2) = (Node::start(slow("w1")).await.unwrap(), Node::start(slow("w2")).await.unwrap());
+    heard(&owner, 2).await;
+
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/gltf/cornell_anim.glb");
+    let (scene, files) = ifx_node::render::package(&path).unwrap();
+    for (_, bytes) in &files {
+        owner.jobs.put_asset(bytes.to_vec()).await.unwrap();
+    }
+    let frames = ifx_protocols::render::job::Frames { first: 10, last: 13, fps: 24 };
+    let spec = JobSpec {
+        scene,
+        scene_toml: None,
+        assets: files.iter().map(|(a, _)| a.clone()).collect(),
+        width: 32,
+        height: 32,
+        spp: 4,
+        max_bounces: 4,
+        tile: 16,
+        unpaid: true,
+        frames,
+    };
+    let id = owner.jobs.submit(spec.clone(), Default::default()).await.unwrap();
+    let t0 = Instant::now();
+    let written = loop {
+        let s = owner.jobs.get(&id).unwrap();
+        assert_eq!(s.state, RunState::Running, "the job ended before the restart: {s:?}");
+        if s.frames_done() >= 1 {
+            break s.frames_saved.clone();
+        }
+        assert!(t0.elapsed() < Duration::from_secs(60), "no frame written: {s:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    owner.stop().await;
+
+    let mut c = config(&dir("owner"), Some(format!("{}/p2p/{}", w1.listen_addrs[0], w1.peer_id)));
+    c.network.bootnodes.push(format!("{}/p2p/{}", w2.listen_addrs[0], w2.peer_id));
+    let owner = Node::start(c).await.unwrap();
+    heard(&owner, 2).await;
+    let st = loop {
+        let s = owner.jobs.get(&id).unwrap();
+        if s.state != RunState::Running {
+            break s;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(180), "the job is still running: {s:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(st.state, RunState::Done, "{st:?}");
+    assert_eq!(st.resumed, 1);
+    assert_eq!(st.frames_saved, vec![[10, 13]]);
+    assert_eq!(st.tiles, 16);
+    // The frames written before the restart were not rendered again: the tiles handed out
+    // after it (the queue's shares count since the restart) are at most the others, plus
+    // copies of stragglers.
+    let before: u64 = written.iter().map(|[a, b]| (b - a + 1) as u64).sum();
+    let after: u64 = st.workers.values().map(|w| w.delivered).sum();
+    assert!(
+        after > 0 && after + st.restored_tiles + 4 * before <= 16 + st.speculative,
+        "{before} frames written, then {st:?}"
+    );
+    // One receipt a tile, in the owner's own chain.
+    let key = ifx_node::identity::Identity::load(&dir("owner")).unwrap().public_key();
+    let me = owner.ledger.with(|s| s.entries_by_author(&key)).unwrap();
+    let mut tiles: Vec<u32> = me
+        .iter()
+        .filter_map(|e| match ifx_protocols::ledger::EntryBody::of(e) {
+            Ok(ifx_protocols::ledger::EntryBody::RenderReceipt(r)) => Some(r.tile),
+            _ => None,
+        })
+        .collect();
+    tiles.sort();
+    assert_eq!(tiles, (0..16).collect::<Vec<u32>>(), "one receipt a tile");
+
+    // Each frame as it renders here, posed at its time.
+    let seq = Path::new(st.sequence.as_ref().unwrap());
+    let mut sums = Vec::new();
+    for f in 10..=13u32 {
+        let scene = ifx_render::load::scene_at(path.to_str().unwrap(), frames.time(f)).unwrap();
+        let local = ifx_render::render_cpu(&scene, &spec.settings()).unwrap();
+        let exr = image::open(seq.join(format!("{f:04}.exr"))).unwrap().into_rgb32f();
+        let same = exr.pixels().zip(&local.rgb).filter(|(a, b)| a.0 == **b).count();
+        assert_eq!(same, 32 * 32, "frame {f}: pixels equal to the local render");
+        assert!(seq.join(format!("{f:04}.png")).exists());
+        sums.push(local.rgb.iter().flatten().sum::<f32>());
+    }
+    assert!(sums.windows(2).all(|w| w[0] != w[1]), "every frame differs from the one before: {sums:?}");
+    for n in [w1, w2, owner] {
+        n.stop().await;
+    }
 }

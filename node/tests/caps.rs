@@ -49,6 +49,7 @@ async fn job(owner: &Node, tiles: u32, side: u32) -> (ifx_protocols::api::JobSta
         max_bounces: 1,
         tile: side,
         unpaid: true,
+        frames: Default::default(),
     };
     let t0 = Instant::now();
     let id = owner.jobs.submit(spec, ifx_node::render::Schedule::Capacity).await.unwrap();

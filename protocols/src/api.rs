@@ -381,6 +381,12 @@ pub struct JobStatus {
     /// Tiles kept before the last restart and loaded from the store, never asked for again.
     #[serde(default)]
     pub restored_tiles: u64,
+    /// The frames written so far, as ranges (first, last), ascending (issue #18 item 4).
+    #[serde(default)]
+    pub frames_saved: Vec<[u32; 2]>,
+    /// A sequence's folder: frame `f` is `{f:04}.png` (and `.exr`) in it. A still is `png`.
+    #[serde(default)]
+    pub sequence: Option<String>,
 }
 
 impl JobStatus {
@@ -412,7 +418,36 @@ impl JobStatus {
             submitted_unix_ms: 0,
             resumed: 0,
             restored_tiles: 0,
+            frames_saved: Vec::new(),
+            sequence: None,
         }
+    }
+
+    /// Frames written so far.
+    pub fn frames_done(&self) -> u64 {
+        self.frames_saved.iter().map(|[a, b]| (*b as u64 + 1).saturating_sub(*a as u64)).sum()
+    }
+
+    /// Whether frame `f` was written.
+    pub fn frame_saved(&self, f: u32) -> bool {
+        self.frames_saved.iter().any(|[a, b]| (*a..=*b).contains(&f))
+    }
+
+    /// Records frame `f` as written, keeping the ranges ascending and merged.
+    pub fn save_frame(&mut self, f: u32) {
+        if self.frame_saved(f) {
+            return;
+        }
+        self.frames_saved.push([f, f]);
+        self.frames_saved.sort();
+        let mut merged: Vec<[u32; 2]> = Vec::with_capacity(self.frames_saved.len());
+        for r in self.frames_saved.drain(..) {
+            match merged.last_mut() {
+                Some(last) if last[1].checked_add(1) == Some(r[0]) => last[1] = r[1],
+                _ => merged.push(r),
+            }
+        }
+        self.frames_saved = merged;
     }
 }
 
@@ -654,6 +689,29 @@ mod tests {
         let back: Peers = serde_json::from_str(&serde_json::to_string(&peers).unwrap()).unwrap();
         assert_eq!(back.heartbeats[0].by_epoch, rec.by_epoch);
         assert!(!back.heartbeats[0].by_epoch.is_empty());
+    }
+
+    #[test]
+    fn saved_frames_are_kept_as_merged_ranges() {
+        let spec = crate::render::job::JobSpec {
+            scene: "cornell".into(),
+            scene_toml: None,
+            assets: Vec::new(),
+            width: 8,
+            height: 8,
+            spp: 1,
+            max_bounces: 1,
+            tile: 8,
+            unpaid: true,
+            frames: Default::default(),
+        };
+        let mut st = JobStatus::started("j".into(), spec, 1);
+        for f in [5, 3, 4, 9, 4, u32::MAX, 0] {
+            st.save_frame(f);
+        }
+        assert_eq!(st.frames_saved, vec![[0, 0], [3, 5], [9, 9], [u32::MAX, u32::MAX]]);
+        assert_eq!(st.frames_done(), 6);
+        assert!(st.frame_saved(4) && !st.frame_saved(6));
     }
 
     #[test]

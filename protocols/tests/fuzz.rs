@@ -177,6 +177,7 @@ fn ledger_entry_and_bodies() {
                     spp: 4,
                     max_bounces: 4,
                     tile: 32,
+                    frames: [0, 0],
                 },
                 amount: 9,
             }
@@ -263,6 +264,7 @@ fn por_render_and_fl_requests() {
         max_bounces: 4,
         tile: 32,
         unpaid: false,
+        frames: Default::default(),
     };
     let tile = TileRequest { job: [6; 16], spec, tile: [32, 0, 32, 32] };
     fuzz("tile request", 8, vec![tile.encode()], |b| TileRequest::decode(b).map(|t| drop(t.checked_tile())).is_ok());

@@ -84,7 +84,7 @@ const TILE_UNITS: u64 = 50_000;
 
 /// A job of `tiles` tiles of [`TILE_UNITS`] each, in one column.
 fn one_tile_job(tiles: u64) -> PaidWork {
-    PaidWork::Render { width: 100, height: 100 * tiles as u32, spp: 500, max_bounces: 10, tile: 100 }
+    PaidWork::Render { width: 100, height: 100 * tiles as u32, spp: 500, max_bounces: 10, tile: 100, frames: [0, 0] }
 }
 
 fn job_id(epoch: u64, worker: usize) -> [u8; 16] {
@@ -209,8 +209,9 @@ fn evidence(k: &SigningKey, job: [u8; 16]) -> DeliveryFault {
         max_bounces: 10,
         tile: 100,
         unpaid: false,
+        frames: Default::default(),
     };
-    assert_eq!(PaidWork::render(&spec.settings()), one_tile_job(2));
+    assert_eq!(PaidWork::render(&spec), one_tile_job(2));
     let t = Tile { x: 0, y: 0, w: 100, h: 100 };
     let px = commit::encode_pixels(&vec![[0.25f32, 0.5, 0.75]; 100 * 100]);
     let c = commit::TileCommitment::of(job, spec.hash(), t, &px);

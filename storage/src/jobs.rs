@@ -126,6 +126,18 @@ impl JobStore {
         Ok(raw.write_opt(batch, &Db::durable())?)
     }
 
+    /// Drops `job`'s tiles `from..to` (a frame written out) and stores its status, in one
+    /// durable write: a restart finds either both or neither.
+    pub fn drop_tile_range(&self, job: &[u8; 16], from: u32, to: u32, status: &[u8]) -> Result<(), StorageError> {
+        too_large("a job's status", status.len(), MAX_STATUS_BYTES)?;
+        let raw = self.db.raw();
+        let cf = raw.cf_handle(CF_JOB_TILES).expect("column family created at open");
+        let mut batch = WriteBatch::default();
+        batch.delete_range_cf(&cf, tile_key(job, from), tile_key(job, to));
+        batch.put_cf(&raw.cf_handle(CF_JOB_STATUS).expect("column family created at open"), job, status);
+        Ok(raw.write_opt(batch, &Db::durable())?)
+    }
+
     /// Forgets `job` altogether.
     pub fn remove(&self, job: &[u8; 16]) -> Result<(), StorageError> {
         self.drop_tiles(job)?;
@@ -162,6 +174,10 @@ mod tests {
         let tiles = s.tiles(&a).unwrap();
         assert_eq!(tiles.iter().map(|(i, _)| *i).collect::<Vec<_>>(), vec![0, 7, u32::MAX]);
         assert_eq!(tiles[1].1, b"tile 7");
+        // A frame's tiles (0..7) go with the status that says it was written.
+        s.drop_tile_range(&a, 0, 7, b"status a4").unwrap();
+        assert_eq!(s.tiles(&a).unwrap().iter().map(|(i, _)| *i).collect::<Vec<_>>(), vec![7, u32::MAX]);
+        assert_eq!(s.jobs().unwrap()[0].status, b"status a4");
         s.drop_tiles(&a).unwrap();
         assert!(s.tiles(&a).unwrap().is_empty());
         assert_eq!(s.tiles(&b).unwrap().len(), 1, "another job's tiles stay");

@@ -376,6 +376,7 @@ fn job_spec(args: &TestnetArgs) -> ifx_protocols::render::job::JobSpec {
         tile: 32,
         // Node 0, the testnet's artist, pays for its job (issue #21: unpaid work earns nothing).
         unpaid: false,
+        frames: Default::default(),
     }
 }
 

@@ -78,6 +78,43 @@ pub struct SubmitArgs {
     /// status`); without it, follow the job until its PNG is written.
     #[arg(long)]
     detach: bool,
+    #[command(flatten)]
+    frames: FrameArgs,
+}
+
+/// Which frames of an animated glTF scene to render.
+#[derive(Args, Debug, Clone)]
+pub struct FrameArgs {
+    /// A frame (`12`) or a range of frames, both ends included (`1..24`): one PNG each,
+    /// numbered `0001.png`, in a folder. Frame `f` poses the scene's animations at `f / fps`
+    /// seconds, as Blender exports them. Default: frame 0, one image.
+    #[arg(long, value_parser = parse_frames)]
+    frames: Option<(u32, u32)>,
+    /// Frames a second.
+    #[arg(long, default_value_t = 24)]
+    fps: u32,
+}
+
+impl FrameArgs {
+    fn frames(&self) -> ifx_protocols::render::job::Frames {
+        let (first, last) = self.frames.unwrap_or((0, 0));
+        ifx_protocols::render::job::Frames { first, last, fps: self.fps }
+    }
+}
+
+/// `N` or `A..B` (both included).
+fn parse_frames(s: &str) -> Result<(u32, u32), String> {
+    let num = |t: &str| t.trim().parse::<u32>().map_err(|_| format!("{t:?} is not a frame number"));
+    match s.split_once("..") {
+        Some((a, b)) => {
+            let (a, b) = (num(a)?, num(b.trim_start_matches('='))?);
+            if b < a {
+                return Err(format!("{s}: the last frame is before the first"));
+            }
+            Ok((a, b))
+        }
+        None => num(s).map(|f| (f, f)),
+    }
 }
 
 #[derive(Args, Debug)]
@@ -101,9 +138,11 @@ pub struct RenderArgs {
     /// auto (a GPU, else a software adapter, else the CPU), gpu or cpu.
     #[arg(long, default_value = "auto")]
     backend: ifx_render::Backend,
-    /// Where to write the PNG.
+    /// Where to write the PNG (with the EXR beside it); for a range of frames, a folder.
     #[arg(long)]
     out: Option<PathBuf>,
+    #[command(flatten)]
+    frames: FrameArgs,
 }
 
 /// Loads the scene file at `path` as a worker will, then uploads it and every file it read to
@@ -150,7 +189,9 @@ pub async fn submit(a: SubmitArgs) -> anyhow::Result<ExitCode> {
         max_bounces: a.bounces,
         tile: a.tile,
         unpaid: a.unpaid,
+        frames: a.frames.frames(),
     };
+    spec.frames.validate().map_err(anyhow::Error::msg)?;
     let base = format!("http://{}", a.api.addr()?);
     let accepted: ifx_protocols::api::JobAccepted =
         super::http::post_to_node(&client, &a.api, "jobs", &spec, "the job").await?;
@@ -163,7 +204,7 @@ pub async fn submit(a: SubmitArgs) -> anyhow::Result<ExitCode> {
         paid => println!(
             "paid {paid} units ({} IFX) burned for {} work units",
             paid as f64 / ifx_protocols::settle::UNITS_PER_IFX as f64,
-            first.spec.settings().total_units()
+            first.spec.total_units()
         ),
     }
     if a.detach {
@@ -180,8 +221,13 @@ pub async fn submit(a: SubmitArgs) -> anyhow::Result<ExitCode> {
             super::http::get_from_node(&client, &a.api, &format!("jobs/{id}")).await?;
         bar.set_length(j.tiles as u64);
         bar.set_position(j.tiles_done as u64);
+        let frames = if j.spec.frames.count() > 1 {
+            format!("{}/{} frames, ", j.frames_done(), j.spec.frames.count())
+        } else {
+            String::new()
+        };
         bar.set_message(format!(
-            "{} workers, {} re-assigned, {} spot-checked, {} bad",
+            "{frames}{} workers, {} re-assigned, {} spot-checked, {} bad",
             j.tiles_by_worker.len(),
             j.reassigned,
             j.spot_checked,
@@ -190,7 +236,13 @@ pub async fn submit(a: SubmitArgs) -> anyhow::Result<ExitCode> {
         match j.state {
             RunState::Done => {
                 bar.finish_and_clear();
-                println!("done in {:.2} s: {}", j.secs, j.png.as_deref().unwrap_or(""));
+                match &j.sequence {
+                    Some(dir) => println!(
+                        "done in {:.2} s: frames {}..{} in {dir}",
+                        j.secs, j.spec.frames.first, j.spec.frames.last
+                    ),
+                    None => println!("done in {:.2} s: {}", j.secs, j.png.as_deref().unwrap_or("")),
+                }
                 println!("tiles by worker: {}", serde_json::to_string(&j.tiles_by_worker)?);
                 println!(
                     "verified delivery: {} tiles spot-checked and accepted, {} bad (evidence in the ledger)",
@@ -224,8 +276,12 @@ fn line(j: &JobStatus) -> String {
     } else {
         String::new()
     };
+    let frames = match j.spec.frames.count() {
+        1 => String::new(),
+        n => format!(", frames {}..{} ({}/{n} written)", j.spec.frames.first, j.spec.frames.last, j.frames_done()),
+    };
     format!(
-        "{}  {:<9} {:>5}/{:<5} {pct:5.1}%  {}x{} {} spp  {}  {} workers{resumed}{}",
+        "{}  {:<9} {:>5}/{:<5} {pct:5.1}%  {}x{} {} spp  {}  {} workers{frames}{resumed}{}",
         j.job_id,
         j.state.to_string(),
         j.tiles_done,
@@ -235,7 +291,7 @@ fn line(j: &JobStatus) -> String {
         j.spec.spp,
         j.spec.scene,
         j.tiles_by_worker.len(),
-        j.png.as_deref().map(|p| format!("  {p}")).unwrap_or_default(),
+        j.sequence.as_deref().or(j.png.as_deref()).map(|p| format!("  {p}")).unwrap_or_default(),
     )
 }
 
@@ -298,41 +354,60 @@ pub async fn cancel(a: JobArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::from(2))
 }
 
-/// Runs `ifx render` (local).
+/// Runs `ifx render` (local): one image, or each frame of a range into a folder.
 pub fn local(a: RenderArgs) -> anyhow::Result<()> {
     use ifx_render::{self as render, RenderSettings, Renderer, load};
-    let out = a.out.clone().ok_or_else(|| anyhow::anyhow!("--out FILE.png is required"))?;
-    let scene = load::scene(&a.scene)?;
+    let out =
+        a.out.clone().ok_or_else(|| anyhow::anyhow!("--out FILE.png is required (a folder for --frames A..B)"))?;
+    let frames = a.frames.frames();
+    frames.validate().map_err(anyhow::Error::msg)?;
     let s = RenderSettings { width: a.width, height: a.height, spp: a.spp, max_bounces: a.bounces, tile: a.tile };
-    let started = std::time::Instant::now();
-    let r = Renderer::new(&scene, &s, a.backend)?;
-    tracing::info!(
-        backend = r.describe(),
-        scene = a.scene,
-        width = s.width,
-        height = s.height,
-        spp = s.spp,
-        "rendering"
-    );
-    let bar = indicatif::ProgressBar::new(s.tiles().len() as u64);
+    let sequence = frames.count() > 1;
+    if sequence {
+        std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    }
+    let bar = indicatif::ProgressBar::new(s.tiles().len() as u64 * frames.count());
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} tiles {elapsed} (eta {eta})")
+        indicatif::ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} tiles {elapsed} (eta {eta}) {msg}")
             .expect("static template")
             .progress_chars("=> "),
     );
-    let img = render::render_image(&r, &s, |done, _| bar.set_position(done as u64))?;
+    let started = std::time::Instant::now();
+    let mut backend = String::new();
+    for (k, f) in (frames.first..=frames.last).enumerate() {
+        let scene = load::scene_at(&a.scene, frames.time(f))?;
+        let r = Renderer::new(&scene, &s, a.backend)?;
+        if k == 0 {
+            backend = r.describe();
+            tracing::info!(
+                backend,
+                scene = a.scene,
+                width = s.width,
+                height = s.height,
+                spp = s.spp,
+                frames = frames.count(),
+                "rendering"
+            );
+        }
+        bar.set_message(if sequence { format!("frame {f}") } else { String::new() });
+        let before = k as u64 * s.tiles().len() as u64;
+        let img = render::render_image(&r, &s, |done, _| bar.set_position(before + done as u64))?;
+        let path = if sequence { out.join(format!("{f:04}.png")) } else { out.clone() };
+        render::png::save(&img, &path)?;
+    }
     bar.finish_and_clear();
-    render::png::save(&img, &out)?;
     let secs = started.elapsed().as_secs_f64();
-    let samples = s.width as f64 * s.height as f64 * s.spp as f64;
+    let samples = s.width as f64 * s.height as f64 * s.spp as f64 * frames.count() as f64;
+    let what = if sequence {
+        format!("frames {}..{} into {}", frames.first, frames.last, out.display())
+    } else {
+        format!("{} and {}", out.display(), render::png::exr_path(&out).display())
+    };
     println!(
-        "wrote {} and {} ({}x{}, {} spp) in {secs:.2} s with {}: {:.2} M samples/s",
-        out.display(),
-        render::png::exr_path(&out).display(),
+        "wrote {what} ({}x{}, {} spp) in {secs:.2} s with {backend}: {:.2} M samples/s",
         s.width,
         s.height,
         s.spp,
-        r.describe(),
         samples / secs / 1e6
     );
     Ok(())

@@ -42,6 +42,10 @@ pub struct VerifyArgs {
     /// The job's spec as JSON (the body of `POST /jobs`); default: the node's `GET /jobs/{id}`.
     #[arg(long)]
     pub spec: Option<PathBuf>,
+    /// The frame the image is, for a sequence; default: the number the file is named by
+    /// (`0007.png`), else the job's first frame.
+    #[arg(long)]
+    pub frame: Option<u32>,
     /// Sub-tiles (8 x 8 pixels) re-rendered here, chosen at random.
     #[arg(long, default_value_t = 8)]
     pub samples: usize,
@@ -165,14 +169,22 @@ pub fn run(a: VerifyArgs) -> anyhow::Result<ExitCode> {
         .ok()
         .and_then(|b| b.try_into().ok())
         .ok_or_else(|| anyhow::anyhow!("--job {}: not a job id (32 hex digits)", a.job))?;
-    let spec = spec_of(&a, job)?;
-    spec.validate()?;
+    let whole = spec_of(&a, job)?;
+    whole.validate()?;
+    let frames = whole.frames;
+    let named = a.image.file_stem().and_then(|s| s.to_str()).and_then(|s| s.parse::<u32>().ok());
+    let frame = a.frame.or(named.filter(|_| frames.count() > 1)).unwrap_or(frames.first);
+    if !(frames.first..=frames.last).contains(&frame) {
+        anyhow::bail!("frame {frame} is not one of the job's ({}..={})", frames.first, frames.last);
+    }
+    let spec = whole.at_frame(frame);
+    let first = ((frame - frames.first) as u64 * whole.tiles_per_frame()) as u32;
     let (png, img) = images(&a.image)?;
     let deadline = Instant::now() + Duration::from_secs(a.wait);
     let (rec, verdicts) = loop {
         let rec = recorded(&a, job)?;
         let receipts: Vec<RenderReceipt> = rec.receipts.iter().map(|(r, _)| r.clone()).collect();
-        let verdicts = check(job, &spec, &img, &png, &receipts).map_err(anyhow::Error::msg)?;
+        let verdicts = check(job, &spec, first, &img, &png, &receipts).map_err(anyhow::Error::msg)?;
         let unsealed = verdicts.iter().filter_map(|v| v.receipt).any(|k| !rec.sealed.contains(&rec.receipts[k].1));
         if !unsealed || Instant::now() >= deadline {
             break (rec, verdicts);
@@ -194,8 +206,10 @@ pub fn run(a: VerifyArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let mut per_tile: BTreeMap<u32, usize> = BTreeMap::new();
-    for (r, _) in rec.receipts.iter().filter(|(r, _)| (r.tile as usize) < verdicts.len()) {
-        *per_tile.entry(r.tile).or_default() += 1;
+    for (r, _) in rec.receipts.iter() {
+        if let Some(i) = r.tile.checked_sub(first).filter(|i| (*i as usize) < verdicts.len()) {
+            *per_tile.entry(i).or_default() += 1;
+        }
     }
     for (tile, n) in per_tile.into_iter().filter(|(_, n)| *n > 1) {
         problems.entry(tile).or_default().push(format!("receipted {n} times: an owner writes one receipt a tile"));
@@ -214,8 +228,13 @@ pub fn run(a: VerifyArgs) -> anyhow::Result<ExitCode> {
     }
     let workers: BTreeSet<[u8; 32]> = verdicts.iter().filter_map(|v| v.worker).collect();
     let epochs: BTreeSet<u64> = verdicts.iter().filter_map(|v| v.receipt).map(|k| rec.receipts[k].1).collect();
+    let which = if frames.count() > 1 {
+        format!(" frame {frame} of {}..={}", frames.first, frames.last)
+    } else {
+        String::new()
+    };
     println!(
-        "job {}: {}x{} at {} spp, {} tiles; receipts by {} ({})",
+        "job {}{which}: {}x{} at {} spp, {} tiles; receipts by {} ({})",
         a.job,
         spec.width,
         spec.height,

@@ -321,6 +321,7 @@ mod tests {
                 max_bounces: 6,
                 tile: 32,
                 unpaid: false,
+                frames: Default::default(),
             },
             tile: [0, 0, 32, 32],
             worker: [5; 32],
@@ -348,6 +349,7 @@ mod tests {
             max_bounces: 6,
             tile: 32,
             unpaid: false,
+            frames: Default::default(),
         };
         let key = SigningKey::from_bytes(&[8; 32]);
         let t = Tile { x: 32, y: 32, w: 32, h: 32 };

@@ -41,9 +41,9 @@ pub use worker::{Caps, Signer, serve};
 use crate::ledger::LedgerHandle;
 use crate::network::NetHandle;
 
-/// Checks a job's spec and builds its scene: a built-in, its inline TOML, or its scene file and
-/// the files that reads, from the assets in `blobs` (each checked against its hash and length
-/// again: a store is a cache on a disk that can rot).
+/// Checks a job's spec and builds its scene at its (first) frame: a built-in, its inline TOML,
+/// or its scene file and the files that reads, from the assets in `blobs` (each checked against
+/// its hash and length again: a store is a cache on a disk that can rot).
 pub fn job_scene(spec: &JobSpec, blobs: Option<&BlobStore>) -> Result<Scene, RenderError> {
     spec.validate()?;
     if spec.assets.is_empty() {
@@ -65,7 +65,7 @@ pub fn job_scene(spec: &JobSpec, blobs: Option<&BlobStore>) -> Result<Scene, Ren
         }
         files.insert(a.name.clone(), Arc::new(bytes));
     }
-    load::load_from(&load::Memory(files), &spec.scene)
+    load::load_at(&load::Memory(files), &spec.scene, spec.time())
 }
 
 pub use ifx_render::load::{Package, package};
@@ -177,14 +177,14 @@ impl Jobs {
         self.forget_oldest_ended();
         let job: [u8; 16] = rand::random();
         let id = hex::encode(job);
-        let mut status = JobStatus::started(id.clone(), spec.clone(), spec.settings().tile_count() as usize);
+        let mut status = JobStatus::started(id.clone(), spec.clone(), spec.tile_total() as usize);
         status.schedule = schedule;
         status.submitted_unix_ms = crate::unix_time_us() / 1000;
         let (spec_bytes, status_bytes) = (persist::spec_bytes(&spec), persist::status_bytes(&status));
         self.on_store(move |store| store.create(&job, &spec_bytes, &status_bytes)).await?;
         if !spec.unpaid {
             let c = &self.ctx;
-            let (work, units) = (PaidWork::render(&spec.settings()), spec.settings().total_units());
+            let (work, units) = (PaidWork::render(&spec), spec.total_units());
             match crate::settle::pay_for(&c.ledger, &c.net, &c.key, &c.network, job, work, units).await {
                 Ok((paid, entry)) => (status.paid, status.payment) = (paid, Some(entry)),
                 Err(e) => {

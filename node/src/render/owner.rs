@@ -3,7 +3,7 @@
 //! picks after the tile arrived), writes a receipt per accepted tile or evidence against the
 //! worker of a bad one, and saves the PNG.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -48,9 +48,53 @@ type Inflight = FuturesUnordered<
 struct Run {
     id: String,
     job: [u8; 16],
+    /// The whole job, every frame.
     spec: JobSpec,
+    /// One frame's tiles: the job's tile `i` is tile `i % tiles.len()` of frame
+    /// `first + i / tiles.len()`.
     tiles: Vec<Tile>,
 }
+
+impl Run {
+    /// Frame and rectangle of the job's tile `i`.
+    fn at(&self, i: usize) -> (u32, Tile) {
+        let per = self.tiles.len().max(1);
+        (self.spec.frames.first + (i / per) as u32, self.tiles[i % per])
+    }
+
+    /// The request for the job's tile `i`: its frame's spec and its rectangle.
+    fn request(&self, i: usize) -> TileRequest {
+        let (f, t) = self.at(i);
+        TileRequest { job: self.job, spec: self.spec.at_frame(f), tile: [t.x, t.y, t.w, t.h] }
+    }
+
+    /// The job's tile indices of frame `f`.
+    fn frame_tiles(&self, f: u32) -> std::ops::Range<usize> {
+        let per = self.tiles.len();
+        let start = (f - self.spec.frames.first) as usize * per;
+        start..start + per
+    }
+
+    /// Where frame `f` is written: `{id}.png` for a still, `{id}/{f:04}.png` in a sequence.
+    fn png(&self, out: &std::path::Path, f: u32) -> PathBuf {
+        if self.spec.frames.count() > 1 {
+            out.join(&self.id).join(format!("{f:04}.png"))
+        } else {
+            out.join(format!("{}.png", self.id))
+        }
+    }
+}
+
+/// The frames of a job being assembled, each with how many of its tiles it holds. A frame is
+/// written and dropped as soon as its last tile is in, and the queue hands tiles out in frame
+/// order, so the frames open at once are about those with a tile in flight (each up to
+/// `MAX_JOB_PIXELS` x 12 bytes).
+type Open = BTreeMap<u32, (Image, usize)>;
+
+/// Renderers the owner spot-checks with, by frame: the two latest frames (tiles of the frame
+/// before arrive while the next one starts).
+type Checkers = BTreeMap<u32, Arc<Renderer>>;
+const CHECKERS: usize = 2;
 
 /// A job fails when it has had no worker for this long.
 const NO_WORKER_TIMEOUT: Duration = Duration::from_secs(60);
@@ -75,15 +119,26 @@ impl Jobs {
     ) -> Result<PathBuf, JobError> {
         let s = spec.settings();
         let run = Run { id: hex::encode(job), job, tiles: s.tiles(), spec };
-        let (id, tiles) = (run.id.clone(), &run.tiles);
-        info!(job = id, tiles = tiles.len(), width = s.width, height = s.height, spp = s.spp, %schedule, "render job started");
-        let mut queue = TileQueue::new(tiles.len(), schedule);
-        let mut img = Image::new(s.width, s.height);
-        // Tiles kept before a restart are in the image and never asked for again.
-        let mut receipted = self.restore(&run, &mut queue, &mut img).await;
+        let id = run.id.clone();
+        let total = run.spec.tile_total() as usize;
+        let frames = run.spec.frames;
+        info!(job = id, tiles = total, frames = frames.count(), first = frames.first, width = s.width, height = s.height, spp = s.spp, %schedule, "render job started");
+        if frames.count() > 1 {
+            let dir = self.ctx.out_dir.join(&id);
+            std::fs::create_dir_all(&dir).map_err(|e| JobError::Stopped(format!("{}: {e}", dir.display())))?;
+            self.update(&id, |st| st.sequence = Some(dir.display().to_string()));
+        }
+        let mut queue = TileQueue::new(total, schedule);
+        let mut open = Open::new();
+        // Tiles kept before a restart are in their frames and never asked for again.
+        let mut receipted = self.restore(&run, &mut queue, &mut open).await;
+        let mut last_png = None;
+        for f in open.iter().filter(|(_, (_, n))| *n == run.tiles.len()).map(|(f, _)| *f).collect::<Vec<_>>() {
+            last_png = Some(self.write_frame(&run, f, &mut open).await?);
+        }
         let mut inflight: Inflight = FuturesUnordered::new();
         let mut last_worker_seen = Instant::now();
-        let mut checker: Option<Arc<Renderer>> = None;
+        let mut checkers = Checkers::new();
         while !queue.is_done() {
             if self.ctx.shutdown.is_cancelled() {
                 return Err(JobError::ShuttingDown);
@@ -123,9 +178,9 @@ impl Jobs {
             if !late && self.hand_out(&run, &mut queue, &mut inflight).await {
                 last_worker_seen = Instant::now();
             }
-            let t = tiles[i];
+            let (frame, t) = run.at(i);
             let answer = result.map_err(|_| JobError::Stopped("the network stopped".into()))?;
-            let delivered = self.check_answer(&mut checker, &run, peer, key, i, &req, answer).await;
+            let delivered = self.check_answer(&mut checkers, &run, peer, key, i, &req, answer).await;
             if let Err((_, true)) = &delivered {
                 queue.ban(peer);
             }
@@ -139,7 +194,10 @@ impl Jobs {
             let done = queue.done();
             match delivered {
                 Ok(d) => {
+                    let (img, held) = open.entry(frame).or_insert_with(|| (Image::new(s.width, s.height), 0));
                     img.put(t, &d.px);
+                    *held += 1;
+                    let complete = *held == run.tiles.len();
                     self.update(&id, |st| {
                         st.tiles_done = done;
                         *st.tiles_by_worker.entry(peer.to_string()).or_default() += 1;
@@ -151,6 +209,9 @@ impl Jobs {
                     let receipt = tile_receipt(&run, i as u32, key, &d);
                     let wrote = receipted.insert(i as u32) && self.receipt(receipt).await;
                     self.update(&id, |st| st.receipts += wrote as u64);
+                    if complete {
+                        last_png = Some(self.write_frame(&run, frame, &mut open).await?);
+                    }
                 }
                 Err(e) => {
                     warn!(job = id, %peer, tile = i, error = e, "tile failed; re-assigning it");
@@ -162,25 +223,58 @@ impl Jobs {
         // was copied is caught all the same.
         if !inflight.is_empty() {
             let me = self.clone();
-            self.tasks.spawn(async move { me.check_late(inflight, checker, run).await });
+            self.tasks.spawn(async move { me.check_late(inflight, checkers, run).await });
         }
-        std::fs::create_dir_all(&self.ctx.out_dir).map_err(|e| JobError::Stopped(e.to_string()))?;
-        let path = self.ctx.out_dir.join(format!("{id}.png"));
-        let save = img.clone();
-        let p = path.clone();
-        tokio::task::spawn_blocking(move || ifx_render::png::save(&save, &p))
-            .await
-            .map_err(|e| JobError::Stopped(e.to_string()))??;
+        let path = match last_png {
+            Some(p) => p,
+            // Every frame was written before a restart.
+            None => self.get(&id).and_then(|st| st.png).map(PathBuf::from).unwrap_or_default(),
+        };
         info!(job = id, png = %path.display(), secs = started.elapsed().as_secs_f64(), "render job done");
         Ok(path)
     }
 
-    /// Puts the tiles job `run` kept before a restart into `img` and marks them done in
-    /// `queue`; writes the receipts a restart came between a kept tile and; returns the tiles
-    /// this node has receipted for the job. A kept tile that fails its check again is
-    /// rendered again.
-    async fn restore(&self, run: &Run, queue: &mut TileQueue, img: &mut Image) -> BTreeSet<u32> {
+    /// Writes frame `f` of `run` (its PNG and EXR) from `open`, records it in the job's status
+    /// and drops its kept tiles, the two in one durable write: a restart renders it no more.
+    async fn write_frame(&self, run: &Run, f: u32, open: &mut Open) -> Result<PathBuf, JobError> {
+        let Some((img, _)) = open.remove(&f) else { return Err(JobError::Stopped(format!("frame {f} is not held"))) };
+        let path = run.png(&self.ctx.out_dir, f);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| JobError::Stopped(format!("{}: {e}", dir.display())))?;
+        }
+        let p = path.clone();
+        tokio::task::spawn_blocking(move || ifx_render::png::save(&img, &p))
+            .await
+            .map_err(|e| JobError::Stopped(e.to_string()))??;
+        let shown = path.display().to_string();
+        self.update(&run.id, |st| {
+            st.save_frame(f);
+            st.png = Some(shown.clone());
+            st.exr = Some(ifx_render::png::exr_path(std::path::Path::new(&shown)).display().to_string());
+        });
+        if let Some(st) = self.get(&run.id) {
+            let (status, job, range) = (super::persist::status_bytes(&st), run.job, run.frame_tiles(f));
+            let dropped =
+                self.on_store(move |store| store.drop_tile_range(&job, range.start as u32, range.end as u32, &status));
+            if let Err(e) = dropped.await {
+                warn!(job = run.id, frame = f, error = %e, "cannot record a written frame: a restart writes it again");
+            }
+        }
+        info!(job = run.id, frame = f, png = %path.display(), "frame written");
+        Ok(path)
+    }
+
+    /// Marks the frames job `run` wrote before a restart done in `queue`, puts the tiles it
+    /// kept of the others into `open` and marks them done; writes the receipts a restart came
+    /// between a kept tile and; returns the tiles this node has receipted for the job. A kept
+    /// tile that fails its check again is rendered again.
+    async fn restore(&self, run: &Run, queue: &mut TileQueue, open: &mut Open) -> BTreeSet<u32> {
         let job = run.job;
+        let saved: Vec<u32> = match self.get(&run.id) {
+            Some(st) => (run.spec.frames.first..=run.spec.frames.last).filter(|f| st.frame_saved(*f)).collect(),
+            None => Vec::new(),
+        };
+        queue.restore(saved.iter().flat_map(|f| run.frame_tiles(*f)));
         let kept = self.on_store(move |store| store.tiles(&job)).await.unwrap_or_else(|e| {
             warn!(job = run.id, error = %e, "cannot read the job's kept tiles: rendering them again");
             Vec::new()
@@ -191,14 +285,19 @@ impl Jobs {
             return BTreeSet::new();
         }
         let mut receipted = self.receipted(job);
-        let mut req = TileRequest { job, spec: run.spec.clone(), tile: [0; 4] };
-        let mut restored = 0u64;
+        let s = run.spec.settings();
+        let total = run.spec.tile_total();
+        let mut restored = Vec::new();
         for (i, bytes) in kept {
-            let Some(&t) = run.tiles.get(i as usize) else {
+            if i as u64 >= total {
                 warn!(job = run.id, tile = i, "a kept tile is outside the job: ignored");
                 continue;
-            };
-            req.tile = [t.x, t.y, t.w, t.h];
+            }
+            let (frame, t) = run.at(i as usize);
+            if saved.contains(&frame) {
+                continue;
+            }
+            let req = run.request(i as usize);
             let checked = KeptTile::decode(&bytes).map_err(|e| e.to_string()).and_then(|k| Ok((k.check(&req, t)?, k)));
             let (d, k) = match checked {
                 Ok(v) => v,
@@ -207,17 +306,26 @@ impl Jobs {
                     continue;
                 }
             };
+            let (img, held) = open.entry(frame).or_insert_with(|| (Image::new(s.width, s.height), 0));
             img.put(t, &d.px);
-            queue.restore(i as usize);
-            restored += 1;
+            *held += 1;
+            restored.push(i as usize);
             if receipted.insert(i) && !self.receipt(tile_receipt(run, i, k.worker, &d)).await {
                 receipted.remove(&i);
             }
         }
-        info!(job = run.id, restored, receipts = receipted.len(), "kept tiles restored");
+        let n = restored.len() as u64;
+        queue.restore(restored);
+        info!(
+            job = run.id,
+            restored = n,
+            frames_written = saved.len(),
+            receipts = receipted.len(),
+            "kept tiles restored"
+        );
         let done = queue.done();
         self.update(&run.id, |st| {
-            st.restored_tiles = restored;
+            st.restored_tiles = n;
             st.tiles_done = done;
             st.receipts = receipted.len() as u64;
         });
@@ -256,7 +364,7 @@ impl Jobs {
     #[allow(clippy::too_many_arguments)]
     async fn check_answer(
         &self,
-        checker: &mut Option<Arc<Renderer>>,
+        checkers: &mut Checkers,
         run: &Run,
         peer: PeerId,
         key: [u8; 32],
@@ -264,7 +372,7 @@ impl Jobs {
         req: &TileRequest,
         answer: Result<Vec<u8>, crate::network::RequestFailed>,
     ) -> Result<Delivered, (String, bool)> {
-        let t = run.tiles[i];
+        let (_, t) = run.at(i);
         let d = match answer {
             Ok(bytes) => check_tile(&bytes, req, t).map_err(|e| (e.to_string(), false))?,
             Err(e) => return Err((e.to_string(), false)),
@@ -272,7 +380,7 @@ impl Jobs {
         if !signed_by(&d.commitment, &key, &d.sig) {
             return Err(("the tile's commitment is not signed by its worker".into(), false));
         }
-        match self.spot_check(checker, &run.spec, t, &d).await {
+        match self.spot_check(checkers, &req.spec, t, &d).await {
             Ok(checked) => {
                 self.update(&run.id, |st| st.spot_checked += checked as u64);
                 Ok(d)
@@ -280,7 +388,7 @@ impl Jobs {
             Err(bad) => {
                 warn!(job = run.id, %peer, tile = i, sub_tile = bad.index, reason = bad.reason, "bad tile: evidence to the ledger; the worker gets no more tiles of this job");
                 self.update(&run.id, |st| st.bad_tiles += 1);
-                self.evidence(run.job, &run.spec, key, &d, bad).await;
+                self.evidence(run.job, &req.spec, key, &d, bad).await;
                 Err(("failed the spot check".into(), true))
             }
         }
@@ -288,10 +396,10 @@ impl Jobs {
 
     /// Checks the copies still out when the job ended, as they come (each request ends within
     /// its timeout); a bad one is evidence as during the job.
-    async fn check_late(self, mut inflight: Inflight, mut checker: Option<Arc<Renderer>>, run: Run) {
+    async fn check_late(self, mut inflight: Inflight, mut checkers: Checkers, run: Run) {
         while let Some(joined) = inflight.next().await {
             if let Ok((peer, key, i, req, Ok(answer), ..)) = joined {
-                let checked = self.check_answer(&mut checker, &run, peer, key, i, &req, answer).await;
+                let checked = self.check_answer(&mut checkers, &run, peer, key, i, &req, answer).await;
                 debug!(job = run.id, %peer, tile = i, ok = checked.is_ok(), "a copy that came after the job was checked");
             }
         }
@@ -301,7 +409,7 @@ impl Jobs {
     /// capacity schedule copies of stragglers), each request a task of its own; false when no
     /// worker is connected.
     async fn hand_out(&self, run: &Run, queue: &mut TileQueue, inflight: &mut Inflight) -> bool {
-        let (id, job, spec, tiles) = (&run.id, run.job, &run.spec, &run.tiles);
+        let id = &run.id;
         let workers = self.workers().await;
         let keys: HashMap<PeerId, [u8; 32]> = workers.iter().copied().collect();
         let links: Vec<(PeerId, Option<u32>)> =
@@ -320,8 +428,7 @@ impl Jobs {
             .map(|(peer, n)| Worker { peer: *peer, allowance: *n, ib_milli: self.ctx.links.ib_milli(&keys[peer]) })
             .collect();
         for (peer, i) in queue.assign(&ws, Instant::now()) {
-            let t = tiles[i];
-            let req = TileRequest { job, spec: spec.clone(), tile: [t.x, t.y, t.w, t.h] };
+            let req = run.request(i);
             let (net, key) = (self.ctx.net.clone(), keys[&peer]);
             // A task of its own: the answer is timed when it comes, not when this loop
             // gets to it.
@@ -347,13 +454,13 @@ impl Jobs {
         });
     }
 
-    /// Re-renders one random sub-tile of a delivered tile (`checker`: the job's renderer on this
-    /// node's compute, built at the first check) and compares it with what the worker sent:
+    /// Re-renders one random sub-tile of a delivered tile (`checkers`: the job's renderers of
+    /// its latest frames on this node's compute, each built at its frame's first check) and compares it with what the worker sent:
     /// `Ok(true)` it matched, `Ok(false)` the owner could not check it (its own failure says
     /// nothing about the worker; the tile is taken unchecked and not counted as checked).
     async fn spot_check(
         &self,
-        checker: &mut Option<Arc<Renderer>>,
+        checkers: &mut Checkers,
         spec: &JobSpec,
         t: Tile,
         d: &Delivered,
@@ -364,7 +471,8 @@ impl Jobs {
         let at = Tile { x: t.x + sub.x, y: t.y + sub.y, w: sub.w, h: sub.h };
         let s = spec.settings();
         // The spec is cloned (scene and all) only for the first check, which builds the renderer.
-        let (existing, compute) = (checker.clone().ok_or_else(|| spec.clone()), self.ctx.compute.clone());
+        let frame = spec.frames.first;
+        let (existing, compute) = (checkers.get(&frame).cloned().ok_or_else(|| spec.clone()), self.ctx.compute.clone());
         let blobs = self.ctx.blobs.clone();
         let rendered = tokio::task::spawn_blocking(move || {
             let r = match existing {
@@ -391,7 +499,10 @@ impl Jobs {
                 return Ok(false);
             }
         };
-        *checker = Some(r);
+        checkers.insert(frame, r);
+        while checkers.len() > CHECKERS {
+            checkers.pop_first();
+        }
         commit::compare(sub, &commit::sub_bytes(&d.pixels, t.w, sub), &mine)
             .map(|()| true)
             .map_err(|reason| BadTile { index, reason })
@@ -440,5 +551,5 @@ impl Jobs {
 fn tile_receipt(run: &Run, i: u32, worker: [u8; 32], d: &Delivered) -> RenderReceipt {
     let s = run.spec.settings();
     let signed = Some(TileSignature { root: d.commitment.root, sig: d.sig });
-    RenderReceipt { job: run.job, tile: i, worker, work_units: s.work_units(run.tiles[i as usize]), signed }
+    RenderReceipt { job: run.job, tile: i, worker, work_units: s.work_units(run.at(i as usize).1), signed }
 }

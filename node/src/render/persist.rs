@@ -102,6 +102,7 @@ mod tests {
             max_bounces: 3,
             tile: 32,
             unpaid: true,
+            frames: Default::default(),
         }
     }
 

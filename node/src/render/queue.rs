@@ -145,14 +145,21 @@ impl TileQueue {
         }
     }
 
-    /// Marks tile `i` kept before this queue was made (a job resumed after a restart): never
-    /// handed out.
-    pub fn restore(&mut self, i: usize) {
-        if self.wanted(i) {
-            self.kept[i] = true;
-            self.done += 1;
-            self.restored += 1;
-            self.queue.retain(|&q| q != i);
+    /// Marks `tiles` kept before this queue was made (a job resumed after a restart): never
+    /// handed out. One pass over the queue, however many (a sequence restores whole frames).
+    pub fn restore(&mut self, tiles: impl IntoIterator<Item = usize>) {
+        let mut any = false;
+        for i in tiles {
+            if self.wanted(i) {
+                self.kept[i] = true;
+                self.done += 1;
+                self.restored += 1;
+                any = true;
+            }
+        }
+        if any {
+            let kept = &self.kept;
+            self.queue.retain(|&q| !kept[q]);
         }
     }
 
@@ -516,7 +523,7 @@ mod tests {
             let (a, b) = (PeerId::random(), PeerId::random());
             let mut q = TileQueue::new(6, schedule);
             for i in [0, 2, 3, 3, 5] {
-                q.restore(i);
+                q.restore([i]);
             }
             assert_eq!(q.done(), 4, "{schedule}: restoring twice counts once");
             let mut handed = Vec::new();

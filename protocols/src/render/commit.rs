@@ -166,6 +166,7 @@ mod tests {
             max_bounces: 6,
             tile: 20,
             unpaid: false,
+            frames: Default::default(),
         }
     }
 

@@ -27,6 +27,62 @@ pub const MAX_JOB_PIXELS: u64 = 1 << 23;
 pub const MAX_TILE_SAMPLES: u64 = 1 << 24;
 /// A worker that does not answer a tile within this is given up on (the tile is re-assigned).
 pub const TILE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Most frames one job may ask for: seven minutes at 24 fps. Longer films are several jobs.
+pub const MAX_FRAMES: u32 = 10_000;
+/// Most frames a second: a frame's time is `frame / fps`.
+pub const MAX_FPS: u32 = 1000;
+/// Most tiles of one job, all frames together. The owner tracks each tile's state (about ten
+/// bytes a tile: 20 MiB at this) and a receipt names its tile by a `u32`.
+pub const MAX_JOB_TILES: u64 = 1 << 21;
+
+/// A job's frames, `first` to `last`, at `fps`: frame `f` of an animated glTF scene is its
+/// animations sampled at `f / fps` seconds, as Blender exports them (frame 1 at 24 fps is
+/// 1/24 s). A scene without animations renders the same each frame. A still is frame 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct Frames {
+    #[serde(default)]
+    pub first: u32,
+    #[serde(default)]
+    pub last: u32,
+    #[serde(default = "default_fps")]
+    pub fps: u32,
+}
+
+fn default_fps() -> u32 {
+    24
+}
+
+impl Default for Frames {
+    fn default() -> Self {
+        Self { first: 0, last: 0, fps: default_fps() }
+    }
+}
+
+impl Frames {
+    /// How many frames (0 when `last` is before `first`, which [`JobSpec::validate`] refuses).
+    pub fn count(&self) -> u64 {
+        (self.last as u64 + 1).saturating_sub(self.first as u64)
+    }
+
+    /// Seconds into the animations of frame `frame`.
+    pub fn time(&self, frame: u32) -> f32 {
+        (frame as f64 / self.fps.max(1) as f64) as f32
+    }
+
+    /// Checks the range and the rate against [`MAX_FRAMES`] and [`MAX_FPS`].
+    pub fn validate(&self) -> Result<(), String> {
+        if self.last < self.first {
+            return Err(format!("frames {}..{}: the last frame is before the first", self.first, self.last));
+        }
+        if self.count() > MAX_FRAMES as u64 {
+            return Err(format!("{} frames: a job renders at most {MAX_FRAMES}", self.count()));
+        }
+        if self.fps == 0 || self.fps > MAX_FPS {
+            return Err(format!("fps {} must be 1 to {MAX_FPS}", self.fps));
+        }
+        Ok(())
+    }
+}
 
 /// What to render (the body of `POST /jobs`).
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
@@ -52,6 +108,10 @@ pub struct JobSpec {
     /// counts only paid work). By default the owner pays before any tile is handed out.
     #[serde(default)]
     pub unpaid: bool,
+    /// The frames to render (a still by default). A tile request's spec names one frame
+    /// ([`JobSpec::at_frame`]), so a worker's signed commitment binds the frame too.
+    #[serde(default)]
+    pub frames: Frames,
 }
 
 fn default_scene() -> String {
@@ -82,10 +142,47 @@ impl JobSpec {
         }
     }
 
+    /// This job narrowed to frame `frame`: what one of its tile requests carries.
+    pub fn at_frame(&self, frame: u32) -> JobSpec {
+        JobSpec { frames: Frames { first: frame, last: frame, ..self.frames }, ..self.clone() }
+    }
+
+    /// Seconds into the scene's animations of the job's first frame (its only one in a tile
+    /// request).
+    pub fn time(&self) -> f32 {
+        self.frames.time(self.frames.first)
+    }
+
+    /// Tiles of one frame.
+    pub fn tiles_per_frame(&self) -> u64 {
+        self.settings().tile_count()
+    }
+
+    /// Tiles of the whole job, every frame: a tile's index is `frame offset x tiles per frame +
+    /// its index in the frame`.
+    pub fn tile_total(&self) -> u64 {
+        self.tiles_per_frame().saturating_mul(self.frames.count())
+    }
+
+    /// Work units of every tile of every frame.
+    pub fn total_units(&self) -> u64 {
+        self.settings().total_units().saturating_mul(self.frames.count())
+    }
+
     /// Checks the settings against the render limits, the image against [`MAX_JOB_PIXELS`],
-    /// the tile side against [`MAX_TILE`] and a tile's samples against [`MAX_TILE_SAMPLES`].
+    /// the tile side against [`MAX_TILE`], a tile's samples against [`MAX_TILE_SAMPLES`], the
+    /// frames against [`Frames::validate`] and the tiles of all of them against
+    /// [`MAX_JOB_TILES`].
     pub fn validate(&self) -> Result<(), RenderError> {
         self.settings().validate()?;
+        self.frames.validate().map_err(RenderError::Settings)?;
+        if self.tile_total() > MAX_JOB_TILES {
+            return Err(RenderError::Settings(format!(
+                "{} frames of {} tiles are more than {MAX_JOB_TILES} tiles: use larger tiles or fewer frames",
+                self.frames.count(),
+                self.tiles_per_frame()
+            )));
+        }
         super::assets::check(&self.assets, &self.scene)?;
         if !self.assets.is_empty() && self.scene_toml.is_some() {
             return Err(RenderError::Asset("a job has an inline scene or assets, not both".into()));
@@ -136,6 +233,12 @@ impl TileRequest {
     /// overflow, whatever the numbers) and no larger than the job's tile side.
     pub fn checked_tile(&self) -> Result<Tile, RenderError> {
         self.spec.validate()?;
+        if self.spec.frames.count() != 1 {
+            return Err(RenderError::Settings(format!(
+                "a tile request names one frame, not {}..{}",
+                self.spec.frames.first, self.spec.frames.last
+            )));
+        }
         let [x, y, w, h] = self.tile;
         let inside = |at: u32, len: u32, side: u32| len > 0 && at.checked_add(len).is_some_and(|end| end <= side);
         if !inside(x, w, self.spec.width) || !inside(y, h, self.spec.height) {
@@ -234,6 +337,7 @@ mod tests {
             max_bounces: 6,
             tile,
             unpaid: false,
+            frames: Frames::default(),
         }
     }
 
@@ -261,5 +365,31 @@ mod tests {
         ] {
             assert!(req(bad).checked_tile().is_err(), "{bad:?}");
         }
+    }
+
+    /// Issue #18 item 4: a job is a frame range; each tile request names one frame of it, so
+    /// a tile of one frame cannot pass for another (the spec hash differs).
+    #[test]
+    fn frames_are_checked_and_a_tile_request_names_one() {
+        let mut s = spec(64, 64, 4, 32);
+        s.frames = Frames { first: 1, last: 24, fps: 24 };
+        assert!(s.validate().is_ok());
+        assert_eq!((s.frames.count(), s.tiles_per_frame(), s.tile_total()), (24, 4, 96));
+        assert_eq!(s.total_units(), 24 * s.settings().total_units());
+        let req = TileRequest { job: [0; 16], spec: s.clone(), tile: [0, 0, 32, 32] };
+        assert!(req.checked_tile().unwrap_err().to_string().contains("one frame"));
+        let one = TileRequest { spec: s.at_frame(7), ..req };
+        assert!(one.checked_tile().is_ok());
+        assert_eq!(one.spec.time(), 7.0 / 24.0);
+        assert_ne!(s.at_frame(7).hash(), s.at_frame(8).hash(), "the frame is in the spec hash");
+        let bad = |f: Frames| JobSpec { frames: f, ..s.clone() }.validate().unwrap_err().to_string();
+        assert!(bad(Frames { first: 5, last: 4, fps: 24 }).contains("before the first"));
+        assert!(bad(Frames { first: 0, last: MAX_FRAMES, fps: 24 }).contains("at most"));
+        assert!(bad(Frames { first: u32::MAX, last: u32::MAX, fps: 0 }).contains("fps"));
+        // 4K at 32-pixel tiles is 8,160 tiles a frame: 257 frames pass the tile limit, 258 not.
+        let uhd = JobSpec { frames: Frames { first: 0, last: 256, fps: 24 }, ..spec(3840, 2160, 1, 32) };
+        assert!(uhd.validate().is_ok());
+        let more = JobSpec { frames: Frames { first: 0, last: 257, fps: 24 }, ..uhd };
+        assert!(more.validate().unwrap_err().to_string().contains("larger tiles"));
     }
 }

@@ -161,16 +161,13 @@ pub(super) fn count(
             continue;
         };
         let units = match (credit.work, kind) {
-            (PaidWork::Render { .. }, Work::Render) => {
-                let settings = credit.work.settings().expect("a render job");
-                match settings.tile_at(item.0 as u64) {
-                    Some(t) => settings.work_units(t),
-                    None => {
-                        refuse("receipt: the tile is outside the paid job");
-                        continue;
-                    }
+            (PaidWork::Render { .. }, Work::Render) => match credit.work.units_of_tile(item.0 as u64) {
+                Some(u) => u,
+                None => {
+                    refuse("receipt: the tile is outside the paid job");
+                    continue;
                 }
-            }
+            },
             // An update earns its contribution's share of what the task paid per update.
             (PaidWork::Fl { .. }, Work::Fl) => {
                 crate::fl::wire::contributed(credit.work.units_per_update().unwrap_or(0), contribution)
@@ -252,7 +249,7 @@ mod tests {
     #[test]
     fn receipts_of_tiles_worth_nothing_still_spend_credit() {
         let owner = ed25519_dalek::SigningKey::from_bytes(&[4; 32]);
-        let work = PaidWork::Render { width: 1024, height: 1024, spp: 1, max_bounces: 1, tile: 1 };
+        let work = PaidWork::Render { width: 1024, height: 1024, spp: 1, max_bounces: 1, tile: 1, frames: [0, 0] };
         let mut credits: Credits = [(
             (owner.verifying_key().to_bytes(), [1; 16]),
             Credit { work, remaining: 1, counted: BTreeSet::new(), burned: 20, bought: 1 },

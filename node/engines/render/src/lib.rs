@@ -7,6 +7,7 @@
 //! (`ifx_protocols::render`); this crate is the only one that links wgpu. It implements
 //! [`TileRenderer`], which is all PoR needs of it.
 
+mod anim;
 pub mod builtin;
 pub mod bvh;
 pub mod compile;

@@ -164,6 +164,16 @@ pub fn package(path: &Path) -> Result<Package, RenderError> {
     Ok((name, out))
 }
 
+/// [`scene`] at `time` seconds into a glTF scene's animations (built-ins and TOML scenes do not
+/// move).
+pub fn scene_at(name_or_path: &str, time: f32) -> Result<Scene, RenderError> {
+    if builtin::NAMES.contains(&name_or_path) || time == 0.0 {
+        return scene(name_or_path);
+    }
+    let (root, name) = split(Path::new(name_or_path));
+    load_at(&Dir::new(root), &name, time)
+}
+
 /// A built-in scene by name, or a scene file by path.
 pub fn scene(name_or_path: &str) -> Result<Scene, RenderError> {
     if builtin::NAMES.contains(&name_or_path) {
@@ -194,13 +204,20 @@ pub fn load_file(path: &Path) -> Result<Scene, RenderError> {
 }
 
 /// Loads the scene file `name` from `files`: a `.toml` or `.json` scene and the meshes it refers
-/// to, or a whole glTF scene (`.gltf`, `.glb`: its meshes, materials and camera).
+/// to, or a whole glTF scene (`.gltf`, `.glb`: its meshes, materials and camera) posed as its
+/// animations are at time 0.
 pub fn load_from(files: &dyn Files, name: &str) -> Result<Scene, RenderError> {
+    load_at(files, name, 0.0)
+}
+
+/// [`load_from`] at `time` seconds into the scene's animations (`crate::anim`); a TOML or JSON
+/// scene does not move.
+pub fn load_at(files: &dyn Files, name: &str, time: f32) -> Result<Scene, RenderError> {
     let err = |message: String| RenderError::SceneFile { path: name.to_string(), message };
     let ext = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
     if matches!(ext.as_deref(), Some("gltf" | "glb")) {
         let bytes = files.read(name).map_err(err)?;
-        return gltf_scene(files, &bytes, name);
+        return gltf_scene(files, &bytes, name, time);
     }
     let bytes = files.read(name).map_err(err)?;
     let text = std::str::from_utf8(&bytes).map_err(|e| err(e.to_string()))?;
@@ -365,6 +382,7 @@ impl Opened {
     fn walk(
         &self,
         name: &str,
+        pose: &BTreeMap<usize, [[f32; 4]; 4]>,
         mut visit: impl FnMut(&gltf::Node, [[f32; 4]; 4]) -> Result<(), RenderError>,
     ) -> Result<(), RenderError> {
         let err = |message: String| RenderError::Mesh { path: name.to_string(), message };
@@ -380,7 +398,8 @@ impl Opened {
                     node.index()
                 )));
             }
-            let world = mat_mul(parent, node.transform().matrix());
+            let local = pose.get(&node.index()).copied().unwrap_or_else(|| node.transform().matrix());
+            let world = mat_mul(parent, local);
             visit(&node, world)?;
             stack.extend(node.children().map(|c| (c, world)));
         }
@@ -425,7 +444,7 @@ impl Opened {
 fn load_gltf(files: &dyn Files, bytes: &[u8], name: &str) -> Result<Vec<[[f32; 3]; 3]>, RenderError> {
     let g = open_gltf(files, bytes, name)?;
     let mut out = Vec::new();
-    g.walk(name, |node, world| match node.mesh() {
+    g.walk(name, &BTreeMap::new(), |node, world| match node.mesh() {
         Some(mesh) => g.triangles(name, &mesh, world, &mut out),
         None => Ok(()),
     })?;
@@ -473,15 +492,16 @@ fn gltf_material(m: &gltf::Material) -> Result<Material, String> {
 /// A whole glTF scene: its default scene's meshes, their materials (see [`gltf_material`]),
 /// and the camera of the lowest-numbered node that has a perspective one. glTF has no sky: the
 /// background is black, so light comes from emissive surfaces.
-fn gltf_scene(files: &dyn Files, bytes: &[u8], name: &str) -> Result<Scene, RenderError> {
+fn gltf_scene(files: &dyn Files, bytes: &[u8], name: &str, time: f32) -> Result<Scene, RenderError> {
     let err = |message: String| RenderError::SceneFile { path: name.to_string(), message };
     let g = open_gltf(files, bytes, name)?;
+    let pose = crate::anim::poses(&g.doc, &g.buffers, time).map_err(err)?;
     if let Some(ext) = g.doc.extensions_used().find(|e| *e == "KHR_lights_punctual") {
         return Err(err(format!("{ext}: punctual lights are not rendered yet; light the scene with emissive meshes")));
     }
     let mut tris = Vec::new();
     let mut camera: Option<(usize, Camera)> = None;
-    g.walk(name, |node, world| {
+    g.walk(name, &pose, |node, world| {
         if let Some(c) = node.camera()
             && camera.as_ref().is_none_or(|(i, _)| node.index() < *i)
         {

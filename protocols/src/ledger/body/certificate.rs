@@ -28,12 +28,16 @@ pub struct TileVerdict {
     pub problem: Option<String>,
 }
 
-/// Checks every tile of `img` (the job's linear pixels) and of `png` (its 8-bit sRGB bytes,
-/// three a pixel) against `receipts` (the job owner's receipts for job `job`). An image of
-/// another size than the spec's is an error; every other finding is a tile's problem.
+/// Checks every tile of `img` (the job's linear pixels of one frame) and of `png` (its 8-bit
+/// sRGB bytes, three a pixel) against `receipts` (the job owner's receipts for job `job`).
+/// `spec` is the frame's ([`JobSpec::at_frame`]: what its workers signed), and `first` the
+/// receipt index of its first tile (frame offset x tiles per frame; 0 for a still). A verdict's
+/// `index` is the tile's within the frame. An image of another size than the spec's is an
+/// error; every other finding is a tile's problem.
 pub fn check(
     job: [u8; 16],
     spec: &JobSpec,
+    first: u32,
     img: &Image,
     png: &[u8],
     receipts: &[RenderReceipt],
@@ -67,7 +71,7 @@ pub fn check(
                 })
             });
             let mine: Vec<(usize, &RenderReceipt)> =
-                receipts.iter().enumerate().filter(|(_, r)| r.job == job && r.tile == index).collect();
+                receipts.iter().enumerate().filter(|(_, r)| r.job == job && r.tile == first + index).collect();
             let commitment = TileCommitment::of(job, spec_hash, t, &encode_pixels(&px));
             let matched = mine.iter().find(|(_, r)| {
                 r.signed
@@ -117,6 +121,7 @@ mod tests {
             max_bounces: 2,
             tile: 16,
             unpaid: true,
+            frames: Default::default(),
         }
     }
 
@@ -145,7 +150,7 @@ mod tests {
     }
 
     fn problems(img: &Image, png: &[u8], receipts: &[RenderReceipt]) -> Vec<(u32, String)> {
-        check([5; 16], &spec(), img, png, receipts)
+        check([5; 16], &spec(), 0, img, png, receipts)
             .unwrap()
             .into_iter()
             .filter_map(|v| Some((v.index, v.problem?)))
@@ -158,7 +163,7 @@ mod tests {
     #[test]
     fn an_altered_tile_is_named_and_an_honest_image_passes() {
         let (img, png, receipts, keys) = honest();
-        let v = check([5; 16], &spec(), &img, &png, &receipts).unwrap();
+        let v = check([5; 16], &spec(), 0, &img, &png, &receipts).unwrap();
         assert_eq!(v.len(), 12);
         assert!(v.iter().all(|v| v.problem.is_none() && v.worker.is_some()), "{v:?}");
         assert_eq!(v[3].worker, Some(keys[1].verifying_key().to_bytes()));
@@ -197,10 +202,22 @@ mod tests {
         // Receipts of the same pixels under another spec (a cheaper render claimed as this one).
         let other = JobSpec { spp: 1, ..spec() };
         assert_eq!(
-            check([5; 16], &other, &img, &png, &receipts).unwrap().iter().filter(|v| v.problem.is_some()).count(),
+            check([5; 16], &other, 0, &img, &png, &receipts).unwrap().iter().filter(|v| v.problem.is_some()).count(),
             12
         );
+        // The same pixels as frame 3 of a sequence: its receipts are other indices, its spec
+        // another hash; receipts of frame 0 pass for no other frame.
+        let mut seq = spec();
+        seq.frames = crate::render::job::Frames { first: 0, last: 4, fps: 24 };
+        let shifted: Vec<RenderReceipt> =
+            receipts.iter().map(|r| RenderReceipt { tile: r.tile + 36, ..r.clone() }).collect();
+        let bad = |spec: &JobSpec, first: u32, r: &[RenderReceipt]| {
+            check([5; 16], spec, first, &img, &png, r).unwrap().iter().filter(|v| v.problem.is_some()).count()
+        };
+        assert_eq!(bad(&spec(), 36, &shifted), 0, "frame 3's receipts, at its offset");
+        assert_eq!(bad(&spec(), 0, &shifted), 12, "at another offset: no receipt");
+        assert_eq!(bad(&seq.at_frame(3), 36, &shifted), 12, "signed as a still, not as frame 3");
         // A wrong size is an error, not a verdict.
-        assert!(check([5; 16], &spec(), &Image::new(64, 47), &png, &receipts).unwrap_err().contains("64x47"));
+        assert!(check([5; 16], &spec(), 0, &Image::new(64, 47), &png, &receipts).unwrap_err().contains("64x47"));
     }
 }

@@ -76,10 +76,16 @@ impl DeliveryFault {
         Ok(Tile { x: t.x + s.x, y: t.y + s.y, w: s.w, h: s.h })
     }
 
-    /// Whether `work` (the accuser's payment for the job) is exactly this evidence's job: what
-    /// settlement and verifiers require of it.
+    /// Whether `work` (the accuser's payment for the job) is exactly this evidence's job, the
+    /// frame of the evidence among the paid ones: what settlement and verifiers require of it.
     pub fn paid_by(&self, work: &crate::ledger::body::PaidWork) -> bool {
-        *work == crate::ledger::body::PaidWork::render(&self.spec.settings())
+        let f = self.spec.frames.first;
+        match *work {
+            crate::ledger::body::PaidWork::Render { frames: [first, last], .. } => {
+                work.settings() == Some(self.spec.settings()) && (first..=last).contains(&f)
+            }
+            _ => false,
+        }
     }
 
     /// The commitment the worker signed, as this evidence states it.
@@ -162,6 +168,7 @@ pub(crate) mod tests {
             max_bounces: 6,
             tile: 32,
             unpaid: false,
+            frames: Default::default(),
         }
     }
 
@@ -212,6 +219,19 @@ pub(crate) mod tests {
         let mut index = f.clone();
         index.index = 16;
         assert!(index.check().is_err());
+        // A frame's evidence is paid by the job's payment only when the frame is among the
+        // paid ones and the settings are the job's.
+        use crate::ledger::body::PaidWork;
+        let mut job = spec();
+        job.frames = crate::render::job::Frames { first: 1, last: 24, fps: 24 };
+        let mut framed = f.clone();
+        framed.spec = job.at_frame(24);
+        assert!(framed.paid_by(&PaidWork::render(&job)));
+        framed.spec = job.at_frame(25);
+        assert!(!framed.paid_by(&PaidWork::render(&job)), "a frame the job did not pay for");
+        framed.spec = JobSpec { spp: 8, ..job.at_frame(3) };
+        assert!(!framed.paid_by(&PaidWork::render(&job)), "other settings");
+        assert!(f.paid_by(&PaidWork::render(&spec())));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::codec::DecodeError;
 use crate::ledger::entry::MAX_ENTRY_BODY;
 use crate::render::RenderSettings;
-use crate::render::job::{MAX_JOB_PIXELS, MAX_TILE, MAX_TILE_SAMPLES};
+use crate::render::job::{JobSpec, MAX_JOB_PIXELS, MAX_JOB_TILES, MAX_TILE, MAX_TILE_SAMPLES};
 
 /// Most examples one FL update may be paid for (a client's shard, capped: clients report their
 /// examples, so the owner pays for at most this many per update).
@@ -22,9 +22,10 @@ pub const FL_MAX_LOCAL_EPOCHS: u32 = 100;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Encode, Decode, Serialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum PaidWork {
-    /// A render job: its image, sampling and tiling; a tile's units are
-    /// [`RenderSettings::work_units`] of the tile the receipt's index names.
-    Render { width: u32, height: u32, spp: u32, max_bounces: u32, tile: u32 },
+    /// A render job: its image, sampling and tiling, and its frames (first and last); a
+    /// tile's units are [`RenderSettings::work_units`] of the tile the receipt's index names
+    /// (frame offset x tiles per frame + tile in the frame).
+    Render { width: u32, height: u32, spp: u32, max_bounces: u32, tile: u32, frames: [u32; 2] },
     /// A federated task: each accepted update is worth `fl::wire::work_units(examples,
     /// local_epochs)` with `examples` capped at [`FL_EXAMPLE_CAP`].
     Fl { examples: u64, local_epochs: u32 },
@@ -34,19 +35,47 @@ pub enum PaidWork {
 }
 
 impl PaidWork {
-    /// The render job of `s`.
-    pub fn render(s: &RenderSettings) -> Self {
-        PaidWork::Render { width: s.width, height: s.height, spp: s.spp, max_bounces: s.max_bounces, tile: s.tile }
+    /// The render job `spec`, every frame of it.
+    pub fn render(spec: &JobSpec) -> Self {
+        let s = spec.settings();
+        let frames = [spec.frames.first, spec.frames.last];
+        PaidWork::Render {
+            width: s.width,
+            height: s.height,
+            spp: s.spp,
+            max_bounces: s.max_bounces,
+            tile: s.tile,
+            frames,
+        }
     }
 
-    /// The settings of a paid render job.
+    /// The settings of a paid render job (one frame's).
     pub fn settings(&self) -> Option<RenderSettings> {
         match *self {
-            PaidWork::Render { width, height, spp, max_bounces, tile } => {
+            PaidWork::Render { width, height, spp, max_bounces, tile, .. } => {
                 Some(RenderSettings { width, height, spp, max_bounces, tile })
             }
             PaidWork::Fl { .. } | PaidWork::Infer { .. } => None,
         }
+    }
+
+    /// Frames of a paid render job (0 for other work or a range that ends before it starts).
+    pub fn frame_count(&self) -> u64 {
+        match *self {
+            PaidWork::Render { frames: [first, last], .. } => (last as u64 + 1).saturating_sub(first as u64),
+            _ => 0,
+        }
+    }
+
+    /// Units of tile `index` of a paid render job, every frame's tiles in turn (`None` past
+    /// its last frame or for other work).
+    pub fn units_of_tile(&self, index: u64) -> Option<u64> {
+        let s = self.settings()?;
+        let per_frame = s.tile_count().max(1);
+        if index / per_frame >= self.frame_count() {
+            return None;
+        }
+        s.tile_at(index % per_frame).map(|t| s.work_units(t))
     }
 
     /// Units of one accepted FL update of a paid task.
@@ -73,7 +102,7 @@ impl PaidWork {
     /// Every unit of work the job can deliver: all tiles, or `updates` accepted updates.
     pub fn total_units(&self, updates: u64) -> u64 {
         match (self.settings(), *self) {
-            (Some(s), _) => s.total_units(),
+            (Some(s), _) => s.total_units().saturating_mul(self.frame_count()),
             (None, PaidWork::Infer { arch, rows, batch_rows }) => {
                 let full = rows / batch_rows.max(1) as u64;
                 let last = rows % batch_rows.max(1) as u64;
@@ -88,9 +117,13 @@ impl PaidWork {
         match self.settings() {
             Some(s) => {
                 s.validate().map_err(|e| DecodeError::invalid(e.to_string()))?;
+                let frames = self.frame_count();
                 if s.width as u64 * s.height as u64 > MAX_JOB_PIXELS
                     || s.tile > MAX_TILE
                     || s.tile as u64 * s.tile as u64 * s.spp as u64 > MAX_TILE_SAMPLES
+                    || frames == 0
+                    || frames > crate::render::job::MAX_FRAMES as u64
+                    || s.tile_count().saturating_mul(frames) > MAX_JOB_TILES
                 {
                     return Err(DecodeError::invalid("the render job exceeds the distributed job limits"));
                 }
@@ -149,13 +182,17 @@ mod tests {
     fn payments_round_trip_and_bad_ones_are_refused() {
         let p = JobPayment {
             job: [1; 16],
-            work: PaidWork::Render { width: 64, height: 48, spp: 16, max_bounces: 6, tile: 32 },
+            work: PaidWork::Render { width: 64, height: 48, spp: 16, max_bounces: 6, tile: 32, frames: [0, 0] },
             amount: 5,
         };
         assert_eq!(JobPayment::decode(&p.encode()).unwrap(), p);
         assert!(JobPayment::decode(&JobPayment { amount: 0, ..p.clone() }.encode()).is_err());
-        let huge = PaidWork::Render { width: 16_384, height: 16_384, spp: 1, max_bounces: 1, tile: 32 };
+        let huge = PaidWork::Render { width: 16_384, height: 16_384, spp: 1, max_bounces: 1, tile: 32, frames: [0, 0] };
         assert!(JobPayment::decode(&JobPayment { work: huge, ..p.clone() }.encode()).is_err());
+        for frames in [[5, 4], [0, 10_000], [0, 1_000_000]] {
+            let w = PaidWork::Render { width: 64, height: 48, spp: 16, max_bounces: 6, tile: 32, frames };
+            assert!(JobPayment::decode(&JobPayment { work: w, ..p.clone() }.encode()).is_err(), "{frames:?}");
+        }
         let fl = JobPayment { job: [2; 16], work: PaidWork::Fl { examples: 180, local_epochs: 2 }, amount: 9 };
         assert_eq!(JobPayment::decode(&fl.encode()).unwrap(), fl);
         let no_epochs = JobPayment { work: PaidWork::Fl { examples: 180, local_epochs: 0 }, ..fl.clone() };
@@ -167,8 +204,16 @@ mod tests {
 
     #[test]
     fn the_work_says_what_a_tile_and_an_update_are_worth() {
-        let w = PaidWork::Render { width: 64, height: 48, spp: 16, max_bounces: 6, tile: 32 };
+        let w = PaidWork::Render { width: 64, height: 48, spp: 16, max_bounces: 6, tile: 32, frames: [0, 0] };
         let s = w.settings().unwrap();
+        // Three frames: every frame's four tiles in turn.
+        let three = PaidWork::Render { width: 64, height: 48, spp: 16, max_bounces: 6, tile: 32, frames: [10, 12] };
+        assert_eq!(three.total_units(0), 3 * w.total_units(0));
+        assert_eq!(
+            (three.units_of_tile(4), three.units_of_tile(7), three.units_of_tile(11)),
+            (Some(98), Some(49), Some(49))
+        );
+        assert_eq!((three.units_of_tile(12), w.units_of_tile(4)), (None, None));
         // 64x48 at 16 spp and 6 bounces: 294,912 samples x bounces / 1000 = 294 units in tiles
         // of 98 + 98 + 49 + 49.
         assert_eq!(w.total_units(0), 98 + 98 + 49 + 49);
