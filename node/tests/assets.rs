@@ -267,10 +267,8 @@ async fn an_animated_scene_renders_into_a_png_sequence_across_an_owner_restart()
     // copies of stragglers.
     let before: u64 = written.iter().map(|[a, b]| (b - a + 1) as u64).sum();
     let after: u64 = st.workers.values().map(|w| w.delivered).sum();
-    assert!(
-        after > 0 && after + st.restored_tiles + 4 * before <= 16 + st.speculative,
-        "{before} frames written, then {st:?}"
-    );
+    assert!(st.restored_tiles >= 4 * before, "{before} frames written, then {st:?}");
+    assert!(after > 0 && after + st.restored_tiles <= 16 + st.speculative, "{before} frames written, then {st:?}");
     // One receipt a tile, in the owner's own chain.
     let key = ifx_node::identity::Identity::load(&dir("owner")).unwrap().public_key();
     let me = owner.ledger.with(|s| s.entries_by_author(&key)).unwrap();

@@ -350,29 +350,40 @@ fn capacity_scenario_finishes_near_its_ideal_beside_first_come_first_served() {
     assert!(altered.contains(&format!("tile {tile} (")) && altered.contains("not what worker"), "{altered}");
 }
 
-/// Issue #18, `--scenario owner-restart` with a scene whose meshes are files (assets, fetched by
-/// the workers by hash): the job's owner (node 0) is killed with SIGKILL once half its tiles are
-/// kept, and started again. The job resumes and finishes; the tiles kept
-/// before the kill are loaded from the owner's store, not asked for again (the workers' own
-/// counters bound every repeat by the copies, re-assignments and tiles in flight at the kill);
-/// `ifx verify` passes the image, which it would fail for a tile receipted twice; and the image
-/// matches the same frame rendered here on the CPU reference: every 8x8 sub-tile within the spot
-/// check's tolerance, and the 8-bit PNGs identical but for a rare pixel (the workers render on
-/// lavapipe, whose floats differ from the CPU's in their low bits under light sampling).
+/// Issue #18, `--scenario owner-restart` with an animated scene (Blender's Cornell box with a
+/// moving camera, one GLB the owner holds as an asset and the workers fetch by hash), rendered
+/// as frames 11 to 13 into a PNG sequence: the job's owner (node 0) is killed with SIGKILL once
+/// half its tiles are kept (mid-sequence), and started again. The job resumes and finishes;
+/// the frames written and the tiles kept before the kill are not asked for again (the workers'
+/// own counters bound every repeat by the copies, re-assignments and tiles in flight at the
+/// kill); `ifx verify` passes the last frame, which it would fail for a tile receipted twice;
+/// and every frame matches the same frame rendered here on the CPU reference: every 8x8
+/// sub-tile within the spot check's tolerance, and the 8-bit PNGs identical but for a rare
+/// pixel (the workers render on lavapipe, whose floats differ from the CPU's in their low bits
+/// under light sampling).
 #[test]
-fn a_job_whose_owner_is_killed_mid_job_resumes_and_renders_each_tile_once() {
+fn a_sequence_whose_owner_is_killed_mid_job_resumes_and_renders_each_tile_once() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let tmp = tempfile::tempdir().unwrap();
-    // The artist's scene is Blender's Cornell box with its meshes in glTF files: the owner holds
-    // them as assets, which must survive its kill (its workers fetched them before it).
-    let scene = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/cycles/scene.toml");
+    let scene = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/gltf/cornell_anim.glb");
     let scene = scene.to_str().unwrap();
-    let (out, report) = testnet(&format!("--scenario owner-restart --duration 30 --render-scene {scene}"), tmp.path());
+    let (out, report) = testnet(
+        &format!(
+            "--scenario owner-restart --duration 30 --render-scene {scene} --render-frames 11..13 --render-size 192"
+        ),
+        tmp.path(),
+    );
     let r = &report["render"];
     assert!(out.status.success(), "{}\n{:#}\n{r:#}", String::from_utf8_lossy(&out.stdout), report["failures"]);
-    assert_eq!((r["scene"].as_str(), r["assets"].as_u64()), (Some("scene.toml"), Some(5)), "{r:#}");
+    assert_eq!((r["scene"].as_str(), r["assets"].as_u64()), (Some("cornell_anim.glb"), Some(1)), "{r:#}");
+    assert_eq!(
+        (r["frames"][0].as_u64(), r["frames"][1].as_u64(), r["frames_done"].as_u64()),
+        (Some(11), Some(13), Some(3)),
+        "{r:#}"
+    );
     let o = &r["owner_restart"];
     let tiles = r["tiles"].as_u64().unwrap();
+    assert_eq!(tiles, 3 * 36, "three frames of 6 x 6 tiles");
     let (restored, rendered, allowance) =
         (o["restored_tiles"].as_u64().unwrap(), o["rendered"].as_u64().unwrap(), o["allowance"].as_u64().unwrap());
     assert_eq!((o["killed"].as_bool(), o["resumed"].as_u64()), (Some(true), Some(1)), "{o:#}");
@@ -381,34 +392,48 @@ fn a_job_whose_owner_is_killed_mid_job_resumes_and_renders_each_tile_once() {
     assert_eq!((r["tiles_done"].as_u64(), r["receipts"].as_u64()), (Some(tiles), Some(tiles)), "{r:#}");
     let c = &report["certificate"];
     assert!(c["honest_ok"].as_bool() == Some(true) || c["honest_pending"].as_bool() == Some(true), "{c:#}");
+    assert!(c["honest_output"].as_str().unwrap().contains("frame 13 of 11..=13"), "{c:#}");
     assert!(!c["honest_output"].as_str().unwrap().contains("receipted"), "{c:#}");
-    // The same frame (the scenario's 384 x 384 at 32 spp), rendered here.
-    let (local, size) = (tmp.path().join("local.png"), "384");
+    // The same frames (the scenario's 32 spp), rendered here.
+    let local = tmp.path().join("local");
     let done = Command::new(env!("CARGO_BIN_EXE_ifx"))
-        .args(["render", "--scene", scene, "--width", size, "--height", size, "--spp", "32", "--bounces", "6"])
-        .args(["--tile", "32", "--backend", "cpu", "--out"])
+        .args(["render", "--scene", scene, "--width", "192", "--height", "192", "--spp", "32", "--bounces", "6"])
+        .args(["--tile", "32", "--backend", "cpu", "--frames", "11..13", "--out"])
         .arg(&local)
         .env_remove("RUST_LOG")
         .output()
         .unwrap();
     assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
-    let png = std::path::Path::new(r["png"].as_str().unwrap());
+    let seq = std::path::Path::new(r["sequence"].as_str().unwrap());
     let exr = |p: &std::path::Path| image::open(p.with_extension("exr")).unwrap().into_rgb32f();
-    let (job, here) = (exr(png), exr(&local));
-    assert_eq!(job.dimensions(), here.dimensions());
-    let (w, h) = job.dimensions();
-    let px = |i: &image::Rgb32FImage, t: ifx_protocols::render::Tile| -> Vec<[f32; 3]> {
-        (t.y..t.y + t.h).flat_map(|y| (t.x..t.x + t.w).map(move |x| (x, y))).map(|(x, y)| i.get_pixel(x, y).0).collect()
-    };
-    for sub in ifx_protocols::render::commit::sub_tiles(w, h) {
-        let theirs = ifx_protocols::render::commit::encode_pixels(&px(&job, sub));
-        let at = ifx_protocols::render::Tile { x: 0, y: 0, w: sub.w, h: sub.h };
-        let checked = ifx_protocols::render::commit::compare(at, &theirs, &px(&here, sub));
-        assert!(checked.is_ok(), "sub-tile {sub:?}: {checked:?}");
+    let mut means = Vec::new();
+    for f in ["0011.png", "0012.png", "0013.png"] {
+        let (png, here_png) = (seq.join(f), local.join(f));
+        let (job, here) = (exr(&png), exr(&here_png));
+        assert_eq!(job.dimensions(), here.dimensions());
+        let (w, h) = job.dimensions();
+        let px = |i: &image::Rgb32FImage, t: ifx_protocols::render::Tile| -> Vec<[f32; 3]> {
+            (t.y..t.y + t.h)
+                .flat_map(|y| (t.x..t.x + t.w).map(move |x| (x, y)))
+                .map(|(x, y)| i.get_pixel(x, y).0)
+                .collect()
+        };
+        for sub in ifx_protocols::render::commit::sub_tiles(w, h) {
+            let theirs = ifx_protocols::render::commit::encode_pixels(&px(&job, sub));
+            let at = ifx_protocols::render::Tile { x: 0, y: 0, w: sub.w, h: sub.h };
+            let checked = ifx_protocols::render::commit::compare(at, &theirs, &px(&here, sub));
+            assert!(checked.is_ok(), "{f} sub-tile {sub:?}: {checked:?}");
+        }
+        let (a, b) = (image::open(&png).unwrap().into_rgb8(), image::open(&here_png).unwrap().into_rgb8());
+        let differ = a.pixels().zip(b.pixels()).filter(|(x, y)| x != y).count();
+        assert!(
+            differ * 1000 <= (w * h) as usize,
+            "{f}: {differ} of {} PNG pixels differ from the local render",
+            w * h
+        );
+        means.push(here.pixels().map(|p| p.0[0] as f64).sum::<f64>());
     }
-    let (a, b) = (image::open(png).unwrap().into_rgb8(), image::open(&local).unwrap().into_rgb8());
-    let differ = a.pixels().zip(b.pixels()).filter(|(x, y)| x != y).count();
-    assert!(differ * 1000 <= (w * h) as usize, "{differ} of {} PNG pixels differ from the local render", w * h);
+    assert!(means.windows(2).all(|m| m[0] != m[1]), "the frames differ: the camera moves ({means:?})");
 }
 
 /// The verdict can fail: with the only verifier killed at once nothing is challenged or sealed,

@@ -378,7 +378,8 @@ pub struct JobStatus {
     /// Times the owner restarted while the job ran and resumed it from its store.
     #[serde(default)]
     pub resumed: u64,
-    /// Tiles kept before the last restart and loaded from the store, never asked for again.
+    /// Tiles kept before the last restart, never asked for again: those loaded from the store
+    /// and those of the frames already written.
     #[serde(default)]
     pub restored_tiles: u64,
     /// The frames written so far, as ranges (first, last), ascending (issue #18 item 4).

@@ -66,9 +66,10 @@ impl Verifier {
     }
 
     /// `ifx verify`'s exit status (-1: none) and what it printed.
-    fn verify(&self, job: &str, image: &Path, wait: Duration) -> (i32, String) {
+    fn verify(&self, job: &str, image: &Path, frame: u32, wait: Duration) -> (i32, String) {
         let mut c = Command::new(&self.binary);
-        c.arg("verify").arg(image).args(["--job", job, "--wait", &wait.as_secs().to_string(), "--data-dir"]);
+        c.arg("verify").arg(image).args(["--job", job, "--frame", &frame.to_string()]);
+        c.args(["--wait", &wait.as_secs().to_string(), "--data-dir"]);
         c.arg(&self.data_dir);
         if let Some(a) = self.api {
             c.args(["--api", &a.to_string()]);
@@ -82,25 +83,28 @@ impl Verifier {
         }
     }
 
-    /// Runs `ifx verify` on the image `png` of job `job` (`tiles` tiles of side `tile`, in rows
-    /// of `width` pixels), waiting up to `wait` for its receipts' seal, then on an altered copy.
+    /// Runs `ifx verify` on the image `png`, frame `frame` of job `job` (`tiles` tiles a frame
+    /// of side `tile`, in rows of `width` pixels), waiting up to `wait` for its receipts' seal,
+    /// then on an altered copy.
+    #[allow(clippy::too_many_arguments)]
     pub fn certify(
         &self,
         job: &str,
         png: &Path,
+        frame: u32,
         tile: u32,
         width: u32,
         tiles: usize,
         wait: Duration,
     ) -> CertificateSection {
         let started = Instant::now();
-        let (honest, honest_output) = self.verify(job, png, wait);
+        let (honest, honest_output) = self.verify(job, png, frame, wait);
         let per_row = width.div_ceil(tile.max(1)).max(1);
         let altered_tile = (tiles / 2) as u32;
         let copy = self.base_dir.join("altered.png");
         let (altered_named, altered_output) = match alter(png, &copy, altered_tile, tile, per_row) {
             Ok(copy) => {
-                let (code, out) = self.verify(job, &copy, Duration::ZERO);
+                let (code, out) = self.verify(job, &copy, frame, Duration::ZERO);
                 let named = code == 1 && last_line(&out) == format!("FAILED: tile {altered_tile}");
                 (named, out)
             }

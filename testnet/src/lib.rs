@@ -69,6 +69,13 @@ pub struct TestnetArgs {
     /// uploads them, and the workers fetch them by hash.
     #[arg(long)]
     pub render_scene: Option<std::path::PathBuf>,
+    /// Render frames `A..B` (both included) of that scene's animations as a PNG sequence, the
+    /// frames' tiles handed out together; default: one still.
+    #[arg(long, value_parser = ifx_protocols::render::job::parse_frame_range)]
+    pub render_frames: Option<(u32, u32)>,
+    /// Frames a second of that sequence (frame `f` is `f / fps` seconds into the animations).
+    #[arg(long, default_value_t = 24)]
+    pub render_fps: u32,
     /// Seconds into the run at which the artist's job (and FL task) go in: later, the job
     /// owner already reads the verifiers' link attestations when it hands out tiles.
     #[arg(long, default_value_t = 0)]
@@ -531,6 +538,14 @@ impl TestnetArgs {
                 p.display()
             ));
         }
+        if self.render_frames.is_some() && self.render_size == 0 {
+            return bad("--render-frames needs a render job (--render-size > 0)".into());
+        }
+        if let Some((first, last)) = self.render_frames {
+            ifx_protocols::render::job::Frames { first, last, fps: self.render_fps }.validate().map_err(|e| {
+                TestnetError::Options(format!("--render-frames {first}..{last} --render-fps {}: {e}", self.render_fps))
+            })?;
+        }
         if self.owner_restart && (self.render_size == 0 || self.in_process) {
             return bad(
                 "--owner-restart needs a render job (--render-size > 0) and node processes (not --in-process)".into()
@@ -721,8 +736,11 @@ pub async fn run_with(
             let grace =
                 ifx_protocols::NetworkConfig { epoch_secs: args.epoch_secs, ..Default::default() }.seal_grace_ms();
             let wait = Duration::from_millis(2 * args.epoch_secs * 1000 + grace) + Duration::from_secs(5);
+            // A sequence's last frame written is the image checked (`png`).
+            let frame = j.frames_saved.last().map(|r| r[1]).unwrap_or(j.spec.frames.first);
+            let tiles = j.spec.tiles_per_frame() as usize;
             tokio::task::spawn_blocking(move || {
-                v.certify(&j.job_id, std::path::Path::new(&png), j.spec.tile, j.spec.width, j.tiles, wait)
+                v.certify(&j.job_id, std::path::Path::new(&png), frame, j.spec.tile, j.spec.width, tiles, wait)
             })
             .await
             .ok()

@@ -376,7 +376,10 @@ fn job_spec(args: &TestnetArgs) -> ifx_protocols::render::job::JobSpec {
         tile: 32,
         // Node 0, the testnet's artist, pays for its job (issue #21: unpaid work earns nothing).
         unpaid: false,
-        frames: Default::default(),
+        frames: match args.render_frames {
+            Some((first, last)) => ifx_protocols::render::job::Frames { first, last, fps: args.render_fps },
+            None => Default::default(),
+        },
     }
 }
 

@@ -88,7 +88,7 @@ pub struct FrameArgs {
     /// A frame (`12`) or a range of frames, both ends included (`1..24`): one PNG each,
     /// numbered `0001.png`, in a folder. Frame `f` poses the scene's animations at `f / fps`
     /// seconds, as Blender exports them. Default: frame 0, one image.
-    #[arg(long, value_parser = parse_frames)]
+    #[arg(long, value_parser = ifx_protocols::render::job::parse_frame_range)]
     frames: Option<(u32, u32)>,
     /// Frames a second.
     #[arg(long, default_value_t = 24)]
@@ -99,21 +99,6 @@ impl FrameArgs {
     fn frames(&self) -> ifx_protocols::render::job::Frames {
         let (first, last) = self.frames.unwrap_or((0, 0));
         ifx_protocols::render::job::Frames { first, last, fps: self.fps }
-    }
-}
-
-/// `N` or `A..B` (both included).
-fn parse_frames(s: &str) -> Result<(u32, u32), String> {
-    let num = |t: &str| t.trim().parse::<u32>().map_err(|_| format!("{t:?} is not a frame number"));
-    match s.split_once("..") {
-        Some((a, b)) => {
-            let (a, b) = (num(a)?, num(b.trim_start_matches('='))?);
-            if b < a {
-                return Err(format!("{s}: the last frame is before the first"));
-            }
-            Ok((a, b))
-        }
-        None => num(s).map(|f| (f, f)),
     }
 }
 

@@ -314,7 +314,8 @@ impl Jobs {
                 receipted.remove(&i);
             }
         }
-        let n = restored.len() as u64;
+        // Restored: the frames written (never asked for again) and the tiles loaded.
+        let n = (saved.len() * run.tiles.len() + restored.len()) as u64;
         queue.restore(restored);
         info!(
             job = run.id,

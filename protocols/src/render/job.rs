@@ -84,6 +84,22 @@ impl Frames {
     }
 }
 
+/// A frame (`12`) or a range of frames with both ends included (`1..24`, `1..=24`), as the
+/// command lines take them: first and last.
+pub fn parse_frame_range(s: &str) -> Result<(u32, u32), String> {
+    let num = |t: &str| t.trim().parse::<u32>().map_err(|_| format!("{t:?} is not a frame number"));
+    match s.split_once("..") {
+        Some((a, b)) => {
+            let (a, b) = (num(a)?, num(b.strip_prefix('=').unwrap_or(b))?);
+            if b < a {
+                return Err(format!("{s}: the last frame is before the first"));
+            }
+            Ok((a, b))
+        }
+        None => num(s).map(|f| (f, f)),
+    }
+}
+
 /// What to render (the body of `POST /jobs`).
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
 pub struct JobSpec {
@@ -391,5 +407,11 @@ mod tests {
         assert!(uhd.validate().is_ok());
         let more = JobSpec { frames: Frames { first: 0, last: 257, fps: 24 }, ..uhd };
         assert!(more.validate().unwrap_err().to_string().contains("larger tiles"));
+        assert_eq!(parse_frame_range("1..24"), Ok((1, 24)));
+        assert_eq!(parse_frame_range("1..=24"), Ok((1, 24)));
+        assert_eq!(parse_frame_range("7"), Ok((7, 7)));
+        for bad in ["24..1", "a..3", "-1", "1..2..3", ""] {
+            assert!(parse_frame_range(bad).is_err(), "{bad}");
+        }
     }
 }

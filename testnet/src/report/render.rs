@@ -37,6 +37,11 @@ pub struct RenderSection {
     pub paid: u64,
     pub secs: f64,
     pub png: Option<String>,
+    /// A sequence (`--render-frames`): its frames, first and last, those written, and the
+    /// folder they are in (`{frame:04}.png`); a still is frame 0.
+    pub frames: [u32; 2],
+    pub frames_done: u64,
+    pub sequence: Option<String>,
     pub error: Option<String>,
     /// How its tiles were handed out.
     pub schedule: Schedule,
@@ -160,6 +165,9 @@ impl RenderSection {
                 paid: 0,
                 secs: 0.0,
                 png: None,
+                frames: [0, 0],
+                frames_done: 0,
+                sequence: None,
                 error: Some("the job owner never reported the job".into()),
                 schedule: Schedule::Capacity,
                 makespan_secs: 0.0,
@@ -189,6 +197,9 @@ impl RenderSection {
             paid: j.paid,
             secs: j.secs,
             png: j.png.clone(),
+            frames: [j.spec.frames.first, j.spec.frames.last],
+            frames_done: j.frames_done(),
+            sequence: j.sequence.clone(),
             error: j.error.clone(),
             schedule: j.schedule,
             makespan_secs: j.makespan_secs,

@@ -86,6 +86,12 @@ impl Report {
                 r.receipts,
                 r.png.as_deref().unwrap_or("-")
             );
+            if let Some(dir) = &r.sequence {
+                println!(
+                    "  render sequence: frames {}..{}, {} written, in {dir}",
+                    r.frames[0], r.frames[1], r.frames_done
+                );
+            }
             for j in std::iter::once(r).chain(r.fifo.as_deref()) {
                 let shares: Vec<String> = j
                     .workers
