@@ -320,7 +320,6 @@ impl Node {
                 net: started.handle.clone(),
                 key: identity.signing_key().clone(),
                 network: cfg.network.clone(),
-                compute: compute.clone(),
                 fetches: crate::blob::AssetFetches::new(blobs.clone(), started.handle.clone()),
             };
             services.spawn("delivery-judge", judge.run(shutdown.child_token()));

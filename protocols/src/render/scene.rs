@@ -12,6 +12,8 @@ pub const MAX_TRIANGLES: usize = 2_000_000;
 pub const MAX_SPHERES: usize = 1024;
 /// Most materials.
 pub const MAX_MATERIALS: usize = 4096;
+/// Most point lights: each costs a shadow ray at every diffuse bounce.
+pub const MAX_POINT_LIGHTS: usize = 64;
 
 /// A surface.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -66,6 +68,16 @@ pub struct Sphere {
     pub material: u32,
 }
 
+/// A point light (glTF's `KHR_lights_punctual` point): radiant intensity per channel, in the
+/// scene's radiance units times its length unit squared (a diffuse surface of albedo `a` at
+/// distance `d`, facing it, reflects `a / pi * intensity / d^2`). Found only by light sampling:
+/// a point cannot be hit.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PointLight {
+    pub position: [f32; 3],
+    pub intensity: [f32; 3],
+}
+
 /// Camera and sky as the kernels read them.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct View {
@@ -88,6 +100,8 @@ pub struct Scene {
     pub materials: Vec<Material>,
     pub spheres: Vec<Sphere>,
     pub triangles: Vec<Triangle>,
+    /// Point lights.
+    pub points: Vec<PointLight>,
     /// Seed of every pixel's random stream.
     pub seed: u32,
 }
@@ -109,7 +123,13 @@ impl Scene {
     /// The same scene scaled by `f` about the origin (a unit conversion: millimetres to metres
     /// is 0.001). The image is the same; radiance must not depend on it (issue #18).
     pub fn scaled(&self, f: f32) -> Scene {
-        self.mapped(|p| p.map(|x| x * f), |r| r * f)
+        let mut out = self.mapped(|p| p.map(|x| x * f), |r| r * f);
+        // A point light's irradiance falls with the square of distance: the same light at
+        // every scale is the intensity times the scale squared.
+        for l in &mut out.points {
+            l.intensity = l.intensity.map(|i| i * f * f);
+        }
+        out
     }
 
     /// The same scene with every point (camera, look-at, sphere centres, vertices) through
@@ -124,6 +144,9 @@ impl Scene {
         }
         for t in &mut out.triangles {
             t.v = t.v.map(&point);
+        }
+        for l in &mut out.points {
+            l.position = point(l.position);
         }
         out
     }
@@ -167,6 +190,14 @@ impl Scene {
         for (i, t) in self.triangles.iter().enumerate() {
             if t.material >= n || !t.v.iter().all(|v| finite(v)) {
                 return bad(format!("triangle {i}: material index {} or a vertex is invalid", t.material));
+            }
+        }
+        if self.points.len() > MAX_POINT_LIGHTS {
+            return bad(format!("{} point lights exceed the limit of {MAX_POINT_LIGHTS}", self.points.len()));
+        }
+        for (i, l) in self.points.iter().enumerate() {
+            if !finite(&l.position) || !l.intensity.iter().all(|x| x.is_finite() && *x >= 0.0) {
+                return bad(format!("point light {i}: its position must be finite and its intensity finite, >= 0"));
             }
         }
         Ok(())
@@ -256,6 +287,7 @@ struct WireScene {
     materials: Vec<(u32, [f32; 3], f32)>,
     spheres: Vec<([f32; 3], f32, u32)>,
     triangles: Vec<([[f32; 3]; 3], u32)>,
+    points: Vec<([f32; 3], [f32; 3])>,
     seed: u32,
 }
 
@@ -296,6 +328,7 @@ impl Scene {
                 .collect(),
             spheres: self.spheres.iter().map(|s| (s.center, s.radius, s.material)).collect(),
             triangles: self.triangles.iter().map(|t| (t.v, t.material)).collect(),
+            points: self.points.iter().map(|l| (l.position, l.intensity)).collect(),
             seed: self.seed,
         };
         crate::codec::encode(&w)
@@ -331,6 +364,7 @@ impl Scene {
                 .map(|(center, radius, material)| Sphere { center, radius, material })
                 .collect(),
             triangles: w.triangles.into_iter().map(|(v, material)| Triangle { v, material }).collect(),
+            points: w.points.into_iter().map(|(position, intensity)| PointLight { position, intensity }).collect(),
             seed: w.seed,
         };
         s.validate()?;

@@ -34,6 +34,7 @@ pub fn cornell() -> Scene {
         ],
         spheres: vec![Sphere { center: [190.0, 250.0, 190.0], radius: 60.0, material: 4 }],
         triangles: Vec::new(),
+        points: Vec::new(),
         seed: 0x1f2e_3d4c,
     };
     let l = 555.0;
@@ -70,6 +71,7 @@ pub fn spheres() -> Scene {
             Sphere { center: [-1.2, 0.35, 1.5], radius: 0.35, material: 5 },
         ],
         triangles: Vec::new(),
+        points: Vec::new(),
         seed: 0x5eed_0001,
     };
     // A tilted box of triangles, so the BVH is exercised in this scene too.

@@ -48,6 +48,16 @@ pub struct GpuLight {
     pub cdf: f32,
 }
 
+/// A point light as the kernels read it (32 bytes: WGSL aligns each `vec3` to 16).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable, PartialEq)]
+pub struct GpuPoint {
+    pub position: [f32; 3],
+    pub _p: f32,
+    pub intensity: [f32; 3],
+    pub _q: f32,
+}
+
 /// A scene flattened for rendering at one aspect ratio.
 #[derive(Clone, Debug)]
 pub struct Compiled {
@@ -60,6 +70,8 @@ pub struct Compiled {
     /// paths that hit it). Each one's pdf per unit area (chosen by power, then a uniform point)
     /// is in its `v1[3]`; 0 on other triangles.
     pub lights: Vec<GpuLight>,
+    /// Point lights, each sampled at every diffuse bounce.
+    pub points: Vec<GpuPoint>,
     pub seed: u32,
 }
 
@@ -76,6 +88,7 @@ impl Compiled {
             + of(&self.triangles)
             + of(&self.nodes)
             + of(&self.lights)
+            + of(&self.points)
     }
 }
 
@@ -113,7 +126,12 @@ pub fn compile(scene: &Scene, width: u32, height: u32) -> Result<Compiled, Rende
         .collect();
     let mut triangles: Vec<GpuTriangle> = triangles;
     let lights = light_table(&materials, &mut triangles);
-    Ok(Compiled { view, materials, spheres, triangles, nodes: bvh.nodes, lights, seed: scene.seed })
+    let points = scene
+        .points
+        .iter()
+        .map(|l| GpuPoint { position: l.position, _p: 0.0, intensity: l.intensity, _q: 0.0 })
+        .collect();
+    Ok(Compiled { view, materials, spheres, triangles, nodes: bvh.nodes, lights, points, seed: scene.seed })
 }
 
 /// The light table: every emissive triangle, chosen in proportion to its power (area times

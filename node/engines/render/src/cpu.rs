@@ -325,6 +325,32 @@ fn direct(c: &Compiled, start: V, n: V, from: Start, rng: &mut Rng) -> V {
     sc(m.emission, cos_s * INV_PI * mis(p_light, p_bsdf) * (1.0 / p_light))
 }
 
+/// The direct light of every point light at a diffuse point `start` (already offset) with
+/// normal `n`: each one's intensity times the cosine over pi, over the squared distance,
+/// where nothing lies between (times the albedo, the point's light from them). A point light
+/// cannot be hit, so there is nothing to weigh it against; draws no random numbers.
+fn point_lights(c: &Compiled, start: V, n: V, from: Start) -> V {
+    let mut sum = [0.0f32; 3];
+    for l in &c.points {
+        let to = sub(l.position, start);
+        let d2 = dot(to, to);
+        let cos_s = dot(n, to);
+        if !(cos_s > 0.0 && d2 > 0.0) {
+            continue;
+        }
+        if closest(c, start, to, from).is_some_and(|h| h.t < 1.0) {
+            continue;
+        }
+        let w = cos_s * (1.0 / d2.sqrt()) * INV_PI * (1.0 / d2);
+        // A light on the surface (d2 near 0) would be infinite: it adds nothing.
+        if w.is_nan() || w >= 1e30 {
+            continue;
+        }
+        sum = add(sum, sc(l.intensity, w));
+    }
+    sum
+}
+
 fn trace(c: &Compiled, mut o: V, mut d: V, rng: &mut Rng, max_bounces: u32) -> V {
     let mut color = [0.0f32; 3];
     let mut through = [1.0f32; 3];
@@ -365,6 +391,9 @@ fn trace(c: &Compiled, mut o: V, mut d: V, rng: &mut Rng, max_bounces: u32) -> V
                 let start = offset(p, o, n);
                 if !c.lights.is_empty() {
                     color = add(color, mul(mul(through, m.albedo), direct(c, start, n, from, rng)));
+                }
+                if !c.points.is_empty() {
+                    color = add(color, mul(mul(through, m.albedo), point_lights(c, start, n, from)));
                 }
                 let mut dir = add(n, rng.unit());
                 if dot(dir, dir) < 1e-12 {

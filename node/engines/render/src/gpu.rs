@@ -32,6 +32,9 @@ struct Params {
     n_spheres: u32,
     n_triangles: u32,
     n_lights: u32,
+    n_points: u32,
+    /// The uniform's size rounds up to 16 bytes.
+    _pad: [u32; 3],
 }
 
 fn entry(binding: u32, b: &wgpu::Buffer) -> wgpu::BindGroupEntry<'_> {
@@ -57,9 +60,11 @@ pub struct GpuScene {
     triangles: wgpu::Buffer,
     nodes: wgpu::Buffer,
     lights: wgpu::Buffer,
+    points: wgpu::Buffer,
     n_spheres: u32,
     n_triangles: u32,
     n_lights: u32,
+    n_points: u32,
 }
 
 fn adapters(backends: wgpu::Backends) -> Vec<wgpu::Adapter> {
@@ -267,9 +272,11 @@ impl GpuRenderer {
             triangles: buf("triangles", bytemuck::cast_slice(&c.triangles)),
             nodes: buf("nodes", bytemuck::cast_slice(&c.nodes)),
             lights: buf("lights", bytemuck::cast_slice(&c.lights)),
+            points: buf("points", bytemuck::cast_slice(&c.points)),
             n_spheres: c.spheres.len() as u32,
             n_triangles: c.triangles.len() as u32,
             n_lights: c.lights.len() as u32,
+            n_points: c.points.len() as u32,
         })
     }
 
@@ -301,6 +308,8 @@ impl GpuRenderer {
             n_spheres: scene.n_spheres,
             n_triangles: scene.n_triangles,
             n_lights: scene.n_lights,
+            n_points: scene.n_points,
+            _pad: [0; 3],
         };
         let params = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some("params"),
@@ -326,6 +335,7 @@ impl GpuRenderer {
                 entry(4, &scene.nodes),
                 entry(5, &out),
                 entry(6, &scene.lights),
+                entry(7, &scene.points),
             ],
         });
         let mut enc = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("tile") });

@@ -27,7 +27,7 @@ pub use ifx_protocols::render::{
 /// A renderer ready to render tiles of one scene.
 pub enum Renderer {
     Cpu(Box<Compiled>),
-    Gpu(Arc<gpu::GpuRenderer>, gpu::GpuScene, Box<Compiled>),
+    Gpu(Arc<gpu::GpuRenderer>, Box<gpu::GpuScene>, Box<Compiled>),
 }
 
 impl Renderer {
@@ -54,7 +54,7 @@ impl Renderer {
         Ok(match gpu {
             Some(g) => {
                 let up = g.upload(&c)?;
-                Renderer::Gpu(Arc::new(g), up, c)
+                Renderer::Gpu(Arc::new(g), Box::new(up), c)
             }
             None => Renderer::Cpu(c),
         })
@@ -66,7 +66,7 @@ impl Renderer {
         s.validate()?;
         let c = Box::new(compile(scene, s.width, s.height)?);
         let up = device.upload(&c)?;
-        Ok(Renderer::Gpu(device, up, c))
+        Ok(Renderer::Gpu(device, Box::new(up), c))
     }
 
     /// What renders, for logs.

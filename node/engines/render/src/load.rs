@@ -9,7 +9,12 @@ use serde::Deserialize;
 
 use ifx_protocols::render::RenderError;
 use ifx_protocols::render::assets::{self, AssetRef};
-use ifx_protocols::render::scene::{Camera, MAX_TRIANGLES, Material, Scene, Sky, Sphere, Triangle};
+use ifx_protocols::render::scene::{
+    Camera, MAX_POINT_LIGHTS, MAX_TRIANGLES, Material, PointLight, Scene, Sky, Sphere, Triangle,
+};
+
+/// Lumens per watt: glTF gives a point light's intensity in candela, ifx in watts per steradian.
+pub const LUMENS_PER_WATT: f32 = 683.0;
 
 use crate::builtin;
 
@@ -32,6 +37,16 @@ struct File {
     boxes: Vec<BoxDef>,
     #[serde(default)]
     meshes: Vec<MeshDef>,
+    #[serde(default)]
+    points: Vec<PointDef>,
+}
+
+/// A point light: its intensity in watts per steradian (radiance units times length squared).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PointDef {
+    position: [f32; 3],
+    intensity: [f32; 3],
 }
 
 #[derive(Deserialize)]
@@ -252,8 +267,10 @@ fn build(f: File, name: &str, files: Option<&dyn Files>) -> Result<Scene, Render
         materials: f.materials.values().cloned().collect(),
         spheres: Vec::new(),
         triangles: Vec::new(),
+        points: Vec::new(),
         seed: f.seed,
     };
+    scene.points = f.points.iter().map(|l| PointLight { position: l.position, intensity: l.intensity }).collect();
     for s in &f.spheres {
         scene.spheres.push(Sphere { center: s.center, radius: s.radius, material: mat(&s.material)? });
     }
@@ -490,18 +507,40 @@ fn gltf_material(m: &gltf::Material) -> Result<Material, String> {
 }
 
 /// A whole glTF scene: its default scene's meshes, their materials (see [`gltf_material`]),
-/// and the camera of the lowest-numbered node that has a perspective one. glTF has no sky: the
-/// background is black, so light comes from emissive surfaces.
+/// its point lights (`KHR_lights_punctual`), and the camera of the lowest-numbered node that
+/// has a perspective one, posed at `time` seconds into its animations. glTF has no sky: the
+/// background is black.
 fn gltf_scene(files: &dyn Files, bytes: &[u8], name: &str, time: f32) -> Result<Scene, RenderError> {
     let err = |message: String| RenderError::SceneFile { path: name.to_string(), message };
     let g = open_gltf(files, bytes, name)?;
     let pose = crate::anim::poses(&g.doc, &g.buffers, time).map_err(err)?;
-    if let Some(ext) = g.doc.extensions_used().find(|e| *e == "KHR_lights_punctual") {
-        return Err(err(format!("{ext}: punctual lights are not rendered yet; light the scene with emissive meshes")));
-    }
     let mut tris = Vec::new();
+    let mut points = Vec::new();
     let mut camera: Option<(usize, Camera)> = None;
     g.walk(name, &pose, |node, world| {
+        if let Some(light) = node.light() {
+            use gltf::khr_lights_punctual::Kind;
+            match light.kind() {
+                Kind::Point => {
+                    if points.len() >= MAX_POINT_LIGHTS {
+                        return Err(err(format!("more than {MAX_POINT_LIGHTS} point lights")));
+                    }
+                    // Candela (lumens per steradian) to watts per steradian at 683 lm/W, the
+                    // factor Blender's exporter multiplies by (its "standard" lighting mode).
+                    let i = light.intensity() / LUMENS_PER_WATT;
+                    points.push(PointLight {
+                        position: transform(world, [0.0; 3]),
+                        intensity: light.color().map(|c| c * i),
+                    });
+                }
+                Kind::Directional => {
+                    return Err(err(format!("node {}: directional lights are not rendered yet", node.index())));
+                }
+                Kind::Spot { .. } => {
+                    return Err(err(format!("node {}: spot lights are not rendered yet", node.index())));
+                }
+            }
+        }
         if let Some(c) = node.camera()
             && camera.as_ref().is_none_or(|(i, _)| node.index() < *i)
         {
@@ -553,6 +592,7 @@ fn gltf_scene(files: &dyn Files, bytes: &[u8], name: &str, time: f32) -> Result<
         materials,
         spheres: Vec::new(),
         triangles: tris.into_iter().map(|(v, m)| Triangle { v, material: index[&m] }).collect(),
+        points,
         seed: 0,
     };
     scene.validate()?;

@@ -20,6 +20,7 @@ struct Params {
     n_spheres: u32,
     n_triangles: u32,
     n_lights: u32,
+    n_points: u32,
 };
 
 struct Material {
@@ -46,6 +47,11 @@ struct Light {
     cdf: f32,
 };
 
+struct Point {
+    position: vec3<f32>,
+    intensity: vec3<f32>,
+};
+
 struct Node {
     min: vec3<f32>,
     left_or_first: u32,
@@ -60,6 +66,7 @@ struct Node {
 @group(0) @binding(4) var<storage, read> nodes: array<Node>;
 @group(0) @binding(5) var<storage, read_write> out: array<vec4<f32>>;
 @group(0) @binding(6) var<storage, read> lights: array<Light>;
+@group(0) @binding(7) var<storage, read> points: array<Point>;
 
 const T_FAR: f32 = 1e30;
 const EDGE_EPS: f32 = 1e-5;
@@ -320,6 +327,30 @@ fn direct(start: vec3<f32>, n: vec3<f32>, from_sphere: u32, from_inside: bool) -
     return m.emission * (cos_s * INV_PI * mis(p_light, p_bsdf) * (1.0 / p_light));
 }
 
+// cpu.rs::point_lights: every point light's direct light where nothing lies between.
+fn point_lights(start: vec3<f32>, n: vec3<f32>, from_sphere: u32, from_inside: bool) -> vec3<f32> {
+    var sum = vec3<f32>(0.0);
+    for (var i = 0u; i < params.n_points; i = i + 1u) {
+        let l = points[i];
+        let to = l.position - start;
+        let d2 = dot3(to, to);
+        let cos_s = dot3(n, to);
+        if (!(cos_s > 0.0 && d2 > 0.0)) {
+            continue;
+        }
+        let h = closest(start, to, from_sphere, from_inside);
+        if (h.t >= 0.0 && h.t < 1.0) {
+            continue;
+        }
+        let w = cos_s * (1.0 / sqrt(d2)) * INV_PI * (1.0 / d2);
+        if (!(w < 1e30)) {
+            continue;
+        }
+        sum = sum + l.intensity * w;
+    }
+    return sum;
+}
+
 fn trace(origin: vec3<f32>, dir: vec3<f32>) -> vec3<f32> {
     var o = origin;
     var d = dir;
@@ -359,6 +390,9 @@ fn trace(origin: vec3<f32>, dir: vec3<f32>) -> vec3<f32> {
             let start = offset(p, o, n);
             if (params.n_lights > 0u) {
                 color = color + (through * m.albedo) * direct(start, n, from_sphere, from_inside);
+            }
+            if (params.n_points > 0u) {
+                color = color + (through * m.albedo) * point_lights(start, n, from_sphere, from_inside);
             }
             var nd = n + rnd_unit();
             if (dot3(nd, nd) < 1e-12) {
