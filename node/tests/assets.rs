@@ -194,9 +194,10 @@ async fn a_blob_fetch_goes_on_from_another_peer_at_its_offset() {
     c.stop().await;
 }
 
-/// Issue #18 item 4: Blender's animated Cornell box (`testdata/gltf/cornell_anim.glb`: the
-/// camera moves, the short box turns at frame 12) rendered as frames 10 to 13 over an owner and
-/// two CPU workers into a PNG sequence. The owner is stopped once a frame is written and
+/// Issue #18 item 4: Blender's animated showcase (`testdata/gltf/showcase.glb`: the Cornell box
+/// with a glass ball and a point light beside its lamp; the camera moves, the short box turns
+/// at frame 12) rendered as frames 10 to 13 over an owner and two CPU workers into a PNG
+/// sequence. The owner is stopped once a frame is written and
 /// started again on its store: the frames written stay written (their tiles are never asked for
 /// again), the job finishes, one receipt a tile, and every frame is bit for bit the local
 /// render of that frame.
@@ -215,8 +216,11 @@ async fn an_animated_scene_renders_into_a_png_sequence_across_an_owner_restart()
     let (w1, w2) = (Node::start(slow("w1")).await.unwrap(), Node::start(slow("w2")).await.unwrap());
     heard(&owner, 2).await;
 
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/gltf/cornell_anim.glb");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/gltf/showcase.glb");
     let (scene, files) = ifx_node::render::package(&path).unwrap();
+    let loaded = ifx_render::load::scene(path.to_str().unwrap()).unwrap();
+    assert_eq!(loaded.points.len(), 1, "the point light");
+    assert!(loaded.materials.iter().any(|m| matches!(m, ifx_protocols::render::scene::Material::Dielectric { .. })));
     for (_, bytes) in &files {
         owner.jobs.put_asset(bytes.to_vec()).await.unwrap();
     }
