@@ -170,24 +170,24 @@ impl AssetFetches {
         &self.store
     }
 
-    /// Makes sure the assets of `spec` are in the store, fetching the missing ones from `owner`
-    /// (the peer that asked for the work); waits up to `wait`. `Ok(())` when they are all held.
-    pub async fn ensure(
-        &self,
-        spec_hash: [u8; 32],
-        assets: &[AssetRef],
-        owner: PeerId,
-        wait: Duration,
-    ) -> Result<(), String> {
+    /// Makes sure `assets` are in the store, fetching the missing ones from `owner` (the peer
+    /// that asked for the work); waits up to `wait`. `Ok(())` when they are all held. One fetch
+    /// per set of assets, whatever asks: the frames of a sequence (each its own spec) share it.
+    pub async fn ensure(&self, assets: &[AssetRef], owner: PeerId, wait: Duration) -> Result<(), String> {
         if assets.iter().all(|a| self.store.has(&a.hash)) {
             return Ok(());
         }
+        let mut key = blake3::Hasher::new();
+        for a in assets {
+            key.update(&a.hash);
+        }
+        let key: [u8; 32] = *key.finalize().as_bytes();
         let mut rx = {
             let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
             // Finished fetches are forgotten (what they fetched is in the store, or failed:
             // a later request tries again).
             running.retain(|_, rx| matches!(*rx.borrow(), Progress::Fetching { .. }));
-            match running.get(&spec_hash) {
+            match running.get(&key) {
                 Some(rx) => rx.clone(),
                 None => {
                     if running.len() >= MAX_FETCHES {
@@ -195,7 +195,7 @@ impl AssetFetches {
                     }
                     let total = assets.iter().map(|a| a.len).sum();
                     let (tx, rx) = watch::channel(Progress::Fetching { have: 0, total });
-                    running.insert(spec_hash, rx.clone());
+                    running.insert(key, rx.clone());
                     let me = self.clone();
                     let assets = assets.to_vec();
                     tokio::spawn(async move {

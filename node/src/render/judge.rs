@@ -236,7 +236,7 @@ impl Judge {
                         // serve them gets no ruling, and its evidence lapses.
                         let fetched = match crate::network::author_peer_id(&e.author) {
                             _ if f.spec.assets.is_empty() => Ok(()),
-                            Some(peer) => self.fetches.ensure(f.spec.hash(), &f.spec.assets, peer, ASSET_WAIT).await,
+                            Some(peer) => self.fetches.ensure(&f.spec.assets, peer, ASSET_WAIT).await,
                             None => Err("the accuser has no peer id".into()),
                         };
                         let blobs = self.fetches.store().clone();

@@ -235,7 +235,7 @@ async fn prepare(
         return Prepared::Render(Box::new(tr), t, r.clone());
     }
     if !tr.spec.assets.is_empty()
-        && let Err(e) = fetches.ensure(tr.spec.hash(), &tr.spec.assets, peer, ASSET_WAIT).await
+        && let Err(e) = fetches.ensure(&tr.spec.assets, peer, ASSET_WAIT).await
     {
         debug!(%peer, job = hex::encode(tr.job), error = %e, "tile waits for the job's assets");
         return Prepared::Answer(TileResponse::error(e));
