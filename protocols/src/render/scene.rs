@@ -76,6 +76,29 @@ pub struct Sphere {
 pub struct PointLight {
     pub position: [f32; 3],
     pub intensity: [f32; 3],
+    /// A spot light's cone (glTF's `spot`); `None`: it shines every way.
+    pub cone: Option<Cone>,
+}
+
+/// A spot light's cone, as glTF defines it: along `axis` (a unit vector, the way it shines) the
+/// light is its intensity; at angle `a` from the axis it is scaled by
+/// `clamp((cos a - cos_outer) / (cos_inner - cos_outer), 0, 1)^2` (the difference floored at
+/// 0.001), so full inside the inner cone and none outside the outer.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Cone {
+    pub axis: [f32; 3],
+    pub cos_outer: f32,
+    pub cos_inner: f32,
+}
+
+impl Cone {
+    /// How much of the light reaches direction `d` (from the light; any length).
+    pub fn falloff(&self, d: [f32; 3]) -> f32 {
+        let len = (d[0] * d[0] + d[1] * d[1] + d[2] * d[2]).sqrt();
+        let cd = (self.axis[0] * d[0] + self.axis[1] * d[1] + self.axis[2] * d[2]) / len;
+        let s = ((cd - self.cos_outer) / (self.cos_inner - self.cos_outer).max(0.001)).clamp(0.0, 1.0);
+        s * s
+    }
 }
 
 /// Camera and sky as the kernels read them.
@@ -199,6 +222,15 @@ impl Scene {
             if !finite(&l.position) || !l.intensity.iter().all(|x| x.is_finite() && *x >= 0.0) {
                 return bad(format!("point light {i}: its position must be finite and its intensity finite, >= 0"));
             }
+            if let Some(c) = l.cone {
+                let len = c.axis.iter().map(|x| x * x).sum::<f32>().sqrt();
+                if !finite(&c.axis) || (len - 1.0).abs() > 1e-3 {
+                    return bad(format!("spot light {i}: its axis must be a unit vector"));
+                }
+                if !((0.0..=1.0).contains(&c.cos_outer) && (c.cos_outer..=1.0).contains(&c.cos_inner)) {
+                    return bad(format!("spot light {i}: its cone angles must be 0 <= inner <= outer <= 90 degrees"));
+                }
+            }
         }
         Ok(())
     }
@@ -287,9 +319,12 @@ struct WireScene {
     materials: Vec<(u32, [f32; 3], f32)>,
     spheres: Vec<([f32; 3], f32, u32)>,
     triangles: Vec<([[f32; 3]; 3], u32)>,
-    points: Vec<([f32; 3], [f32; 3])>,
+    points: Vec<WirePoint>,
     seed: u32,
 }
+
+/// A point light on the wire: position, intensity, and a spot's axis, cos outer and cos inner.
+type WirePoint = ([f32; 3], [f32; 3], Option<([f32; 3], f32, f32)>);
 
 impl Scene {
     /// Compact bytes for the network (bincode).
@@ -328,7 +363,11 @@ impl Scene {
                 .collect(),
             spheres: self.spheres.iter().map(|s| (s.center, s.radius, s.material)).collect(),
             triangles: self.triangles.iter().map(|t| (t.v, t.material)).collect(),
-            points: self.points.iter().map(|l| (l.position, l.intensity)).collect(),
+            points: self
+                .points
+                .iter()
+                .map(|l| (l.position, l.intensity, l.cone.map(|c| (c.axis, c.cos_outer, c.cos_inner))))
+                .collect(),
             seed: self.seed,
         };
         crate::codec::encode(&w)
@@ -364,10 +403,58 @@ impl Scene {
                 .map(|(center, radius, material)| Sphere { center, radius, material })
                 .collect(),
             triangles: w.triangles.into_iter().map(|(v, material)| Triangle { v, material }).collect(),
-            points: w.points.into_iter().map(|(position, intensity)| PointLight { position, intensity }).collect(),
+            points: w
+                .points
+                .into_iter()
+                .map(|(position, intensity, cone)| PointLight {
+                    position,
+                    intensity,
+                    cone: cone.map(|(axis, cos_outer, cos_inner)| Cone { axis, cos_outer, cos_inner }),
+                })
+                .collect(),
             seed: w.seed,
         };
         s.validate()?;
         Ok(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A scene's lights cross the wire as they are, a spot's cone included; a cone wider than
+    /// a hemisphere or an axis that is not a unit vector is refused on decoding.
+    #[test]
+    fn lights_cross_the_wire_and_bad_cones_are_refused() {
+        let cone = Cone { axis: [0.0, -1.0, 0.0], cos_outer: 0.8, cos_inner: 0.9 };
+        let mut s = Scene {
+            camera: Camera { position: [0.0, 1.0, 5.0], look_at: [0.0; 3], up: [0.0, 1.0, 0.0], fov_deg: 40.0 },
+            sky: Sky { horizon: [0.0; 3], zenith: [0.0; 3] },
+            materials: vec![Material::Diffuse { albedo: [0.5; 3] }],
+            spheres: Vec::new(),
+            triangles: Vec::new(),
+            points: vec![
+                PointLight { position: [0.0, 2.0, 0.0], intensity: [1.0; 3], cone: None },
+                PointLight { position: [1.0, 2.0, 0.0], intensity: [2.0; 3], cone: Some(cone) },
+            ],
+            seed: 1,
+        };
+        let back = Scene::from_wire(&s.to_wire()).unwrap();
+        assert_eq!(back.points, s.points);
+        for bad in [
+            Cone { cos_outer: -0.1, ..cone },
+            Cone { cos_inner: 0.7, ..cone },
+            Cone { axis: [0.0, 0.5, 0.0], ..cone },
+            Cone { axis: [f32::NAN, 0.0, 0.0], ..cone },
+        ] {
+            s.points[1].cone = Some(bad);
+            assert!(Scene::from_wire(&s.to_wire()).is_err(), "{bad:?}");
+        }
+        // The falloff: full on the axis and inside the inner cone, none outside the outer.
+        assert_eq!(cone.falloff([0.0, -3.0, 0.0]), 1.0);
+        assert_eq!(cone.falloff([1.0, -0.1, 0.0]), 0.0);
+        let mid = cone.falloff([0.0, -0.85, (1.0f32 - 0.85 * 0.85).sqrt()]);
+        assert!((mid - 0.25).abs() < 1e-3, "{mid}");
     }
 }

@@ -48,14 +48,17 @@ pub struct GpuLight {
     pub cdf: f32,
 }
 
-/// A point light as the kernels read it (32 bytes: WGSL aligns each `vec3` to 16).
+/// A point or spot light as the kernels read it (48 bytes: WGSL aligns each `vec3` to 16).
+/// A point light has `spot` 0 (the cone fields unused).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Pod, Zeroable, PartialEq)]
 pub struct GpuPoint {
     pub position: [f32; 3],
-    pub _p: f32,
+    pub cos_outer: f32,
     pub intensity: [f32; 3],
-    pub _q: f32,
+    pub cos_inner: f32,
+    pub axis: [f32; 3],
+    pub spot: f32,
 }
 
 /// A scene flattened for rendering at one aspect ratio.
@@ -129,7 +132,18 @@ pub fn compile(scene: &Scene, width: u32, height: u32) -> Result<Compiled, Rende
     let points = scene
         .points
         .iter()
-        .map(|l| GpuPoint { position: l.position, _p: 0.0, intensity: l.intensity, _q: 0.0 })
+        .map(|l| {
+            let c =
+                l.cone.unwrap_or(ifx_protocols::render::scene::Cone { axis: [0.0; 3], cos_outer: 0.0, cos_inner: 0.0 });
+            GpuPoint {
+                position: l.position,
+                cos_outer: c.cos_outer,
+                intensity: l.intensity,
+                cos_inner: c.cos_inner,
+                axis: c.axis,
+                spot: l.cone.is_some() as u32 as f32,
+            }
+        })
         .collect();
     Ok(Compiled { view, materials, spheres, triangles, nodes: bvh.nodes, lights, points, seed: scene.seed })
 }

@@ -338,6 +338,17 @@ fn point_lights(c: &Compiled, start: V, n: V, from: Start) -> V {
         if !(cos_s > 0.0 && d2 > 0.0) {
             continue;
         }
+        // A spot light's cone (scene.rs `Cone`), before the shadow ray: a direction it does
+        // not shine costs no ray.
+        let mut fall = 1.0f32;
+        if l.spot > 0.0 {
+            let cd = -dot(l.axis, to) * (1.0 / d2.sqrt());
+            let s = ((cd - l.cos_outer) * (1.0 / (l.cos_inner - l.cos_outer).max(0.001))).clamp(0.0, 1.0);
+            fall = s * s;
+            if fall.is_nan() || fall <= 0.0 {
+                continue;
+            }
+        }
         if closest(c, start, to, from).is_some_and(|h| h.t < 1.0) {
             continue;
         }
@@ -346,7 +357,7 @@ fn point_lights(c: &Compiled, start: V, n: V, from: Start) -> V {
         if w.is_nan() || w >= 1e30 {
             continue;
         }
-        sum = add(sum, sc(l.intensity, w));
+        sum = add(sum, sc(l.intensity, w * fall));
     }
     sum
 }

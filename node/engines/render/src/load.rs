@@ -10,7 +10,7 @@ use serde::Deserialize;
 use ifx_protocols::render::RenderError;
 use ifx_protocols::render::assets::{self, AssetRef};
 use ifx_protocols::render::scene::{
-    Camera, MAX_POINT_LIGHTS, MAX_TRIANGLES, Material, PointLight, Scene, Sky, Sphere, Triangle,
+    Camera, Cone, MAX_POINT_LIGHTS, MAX_TRIANGLES, Material, PointLight, Scene, Sky, Sphere, Triangle,
 };
 
 /// Lumens per watt: glTF gives a point light's intensity in candela, ifx in watts per steradian.
@@ -47,6 +47,31 @@ struct File {
 struct PointDef {
     position: [f32; 3],
     intensity: [f32; 3],
+    /// A spot light: its cone.
+    #[serde(default)]
+    spot: Option<SpotDef>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SpotDef {
+    /// The way it shines (any length).
+    axis: [f32; 3],
+    inner_deg: f32,
+    outer_deg: f32,
+}
+
+/// A spot light's cone from its axis (any length) and its half-angles in radians, as glTF
+/// gives them (0 <= inner <= outer <= pi / 2; the scene's validation refuses others).
+fn cone(axis: [f32; 3], inner: f32, outer: f32) -> Cone {
+    let len = axis.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let bad = !(0.0..=std::f32::consts::FRAC_PI_2).contains(&outer) || !(0.0..=outer).contains(&inner);
+    Cone {
+        axis: axis.map(|x| x / len),
+        // Out-of-range angles become a cone validation refuses (cos of more than 90 degrees).
+        cos_outer: if bad { -1.0 } else { outer.cos() },
+        cos_inner: if bad { -1.0 } else { inner.cos() },
+    }
 }
 
 #[derive(Deserialize)]
@@ -270,7 +295,15 @@ fn build(f: File, name: &str, files: Option<&dyn Files>) -> Result<Scene, Render
         points: Vec::new(),
         seed: f.seed,
     };
-    scene.points = f.points.iter().map(|l| PointLight { position: l.position, intensity: l.intensity }).collect();
+    scene.points = f
+        .points
+        .iter()
+        .map(|l| PointLight {
+            position: l.position,
+            intensity: l.intensity,
+            cone: l.spot.as_ref().map(|s| cone(s.axis, s.inner_deg.to_radians(), s.outer_deg.to_radians())),
+        })
+        .collect();
     for s in &f.spheres {
         scene.spheres.push(Sphere { center: s.center, radius: s.radius, material: mat(&s.material)? });
     }
@@ -531,13 +564,24 @@ fn gltf_scene(files: &dyn Files, bytes: &[u8], name: &str, time: f32) -> Result<
                     points.push(PointLight {
                         position: transform(world, [0.0; 3]),
                         intensity: light.color().map(|c| c * i),
+                        cone: None,
+                    });
+                }
+                Kind::Spot { inner_cone_angle, outer_cone_angle } => {
+                    if points.len() >= MAX_POINT_LIGHTS {
+                        return Err(err(format!("more than {MAX_POINT_LIGHTS} point and spot lights")));
+                    }
+                    // A spot shines down its node's -Z; its intensity is candela, as a point's.
+                    let (o, z) = (transform(world, [0.0; 3]), transform(world, [0.0, 0.0, -1.0]));
+                    let i = light.intensity() / LUMENS_PER_WATT;
+                    points.push(PointLight {
+                        position: o,
+                        intensity: light.color().map(|c| c * i),
+                        cone: Some(cone([z[0] - o[0], z[1] - o[1], z[2] - o[2]], inner_cone_angle, outer_cone_angle)),
                     });
                 }
                 Kind::Directional => {
                     return Err(err(format!("node {}: directional lights are not rendered yet", node.index())));
-                }
-                Kind::Spot { .. } => {
-                    return Err(err(format!("node {}: spot lights are not rendered yet", node.index())));
                 }
             }
         }

@@ -47,9 +47,14 @@ struct Light {
     cdf: f32,
 };
 
+// compile.rs `GpuPoint`: a spot light (`spot` 1) is scaled by its cone (scene.rs `Cone`).
 struct Point {
     position: vec3<f32>,
+    cos_outer: f32,
     intensity: vec3<f32>,
+    cos_inner: f32,
+    axis: vec3<f32>,
+    spot: f32,
 };
 
 struct Node {
@@ -327,7 +332,7 @@ fn direct(start: vec3<f32>, n: vec3<f32>, from_sphere: u32, from_inside: bool) -
     return m.emission * (cos_s * INV_PI * mis(p_light, p_bsdf) * (1.0 / p_light));
 }
 
-// cpu.rs::point_lights: every point light's direct light where nothing lies between.
+// cpu.rs::point_lights: every point or spot light's direct light where nothing lies between.
 fn point_lights(start: vec3<f32>, n: vec3<f32>, from_sphere: u32, from_inside: bool) -> vec3<f32> {
     var sum = vec3<f32>(0.0);
     for (var i = 0u; i < params.n_points; i = i + 1u) {
@@ -338,6 +343,15 @@ fn point_lights(start: vec3<f32>, n: vec3<f32>, from_sphere: u32, from_inside: b
         if (!(cos_s > 0.0 && d2 > 0.0)) {
             continue;
         }
+        var fall = 1.0;
+        if (l.spot > 0.0) {
+            let cd = -dot3(l.axis, to) * (1.0 / sqrt(d2));
+            let s = clamp((cd - l.cos_outer) * (1.0 / max(l.cos_inner - l.cos_outer, 0.001)), 0.0, 1.0);
+            fall = s * s;
+            if (!(fall > 0.0)) {
+                continue;
+            }
+        }
         let h = closest(start, to, from_sphere, from_inside);
         if (h.t >= 0.0 && h.t < 1.0) {
             continue;
@@ -346,7 +360,7 @@ fn point_lights(start: vec3<f32>, n: vec3<f32>, from_sphere: u32, from_inside: b
         if (!(w < 1e30)) {
             continue;
         }
-        sum = sum + l.intensity * w;
+        sum = sum + l.intensity * (w * fall);
     }
     return sum;
 }

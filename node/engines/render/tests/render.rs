@@ -551,7 +551,11 @@ fn a_gltf_scene_with_what_is_not_rendered_yet_is_refused_by_name() {
     let s = scene(point, &(cams.to_string() + point_light)).unwrap();
     assert_eq!(
         s.points,
-        [ifx_protocols::render::scene::PointLight { position: [0.0, 2.0, 1.0], intensity: [1.0, 0.5, 0.25] }]
+        [ifx_protocols::render::scene::PointLight {
+            position: [0.0, 2.0, 1.0],
+            intensity: [1.0, 0.5, 0.25],
+            cone: None
+        }]
     );
     assert!(matches!(s.materials[..], [ifx_protocols::render::scene::Material::Metal { fuzz: 1.0, .. }]));
     let with_material = |m: &str| format!(r#"{cams},"materials":[{m}]"#);
@@ -559,12 +563,20 @@ fn a_gltf_scene_with_what_is_not_rendered_yet_is_refused_by_name() {
         + r#","textures":[{"source":0}],"images":[{"uri":"wood.png"}]"#;
     let normal =
         with_material(r#"{"normalTexture":{"index":0}}"#) + r#","textures":[{"source":0}],"images":[{"uri":"n.png"}]"#;
-    let spot = r#"[{"mesh":0,"children":[1,2]},{"camera":0,"translation":[0,0,3]},{"extensions":{"KHR_lights_punctual":{"light":0}}}]"#;
-    let spot_light = r#","extensionsUsed":["KHR_lights_punctual"],"extensions":{"KHR_lights_punctual":{"lights":[{"type":"spot","intensity":10,"spot":{}}]}}"#;
-    let light = lit.clone() + spot_light;
+    // A spot light: its node's -Z (here turned to -Y) is its axis; glTF's half-angles.
+    let spot = r#"[{"mesh":0,"children":[1,2]},{"camera":0,"translation":[0,0,3]},{"extensions":{"KHR_lights_punctual":{"light":0}},"rotation":[-0.70710677,0,0,0.70710677]}]"#;
+    let spot_light = r#","extensionsUsed":["KHR_lights_punctual"],"extensions":{"KHR_lights_punctual":{"lights":[{"type":"spot","intensity":683,"spot":{"innerConeAngle":0.25,"outerConeAngle":0.5}}]}}"#;
+    let s = scene(spot, &(cams.to_string() + spot_light)).unwrap();
+    let c = s.points[0].cone.unwrap();
+    assert!(
+        c.axis[1] < -0.99999 && (c.cos_inner - 0.25f32.cos()).abs() < 1e-6 && (c.cos_outer - 0.5f32.cos()).abs() < 1e-6,
+        "{c:?}"
+    );
+    let sun = r#","extensionsUsed":["KHR_lights_punctual"],"extensions":{"KHR_lights_punctual":{"lights":[{"type":"directional","intensity":3}]}}"#;
+    let light = lit.clone() + sun;
     for (nodes, extra, needle) in [
         (r#"[{"mesh":0}]"#, cams, "no perspective camera"),
-        (spot, light.as_str(), "spot lights are not rendered yet"),
+        (spot, light.as_str(), "directional lights are not rendered yet"),
         (camera, textured.as_str(), "base colour texture"),
         (camera, normal.as_str(), "normal map"),
     ] {
@@ -588,7 +600,7 @@ fn a_point_light_lights_a_floor_as_the_inverse_square_law_says() {
         materials: vec![Material::Diffuse { albedo: [albedo; 3] }, Material::Diffuse { albedo: [0.0; 3] }],
         spheres: Vec::new(),
         triangles: Vec::new(),
-        points: vec![PointLight { position: [0.0, h, 0.0], intensity: [i, i * 0.5, i * 0.25] }],
+        points: vec![PointLight { position: [0.0, h, 0.0], intensity: [i, i * 0.5, i * 0.25], cone: None }],
         seed: 3,
     };
     floor.quad([-20.0, 0.0, -20.0], [40.0, 0.0, 0.0], [0.0, 0.0, 40.0], 0);
@@ -632,4 +644,87 @@ fn a_point_light_lights_a_floor_as_the_inverse_square_law_says() {
     let shade = render(&Renderer::new(&floor, &s, Backend::Cpu).unwrap(), &s);
     assert_eq!(shade.rgb[32 * 64 + 32], [0.0; 3], "the floor under the blocker is lit");
     assert!(shade.rgb[2 * 64 + 2][0] > 0.0, "the floor beyond the shadow is dark");
+}
+
+/// A spot light over a diffuse floor (issue #18), against glTF's definition: the point light's
+/// inverse-square law times `clamp((cos a - cos outer) / (cos inner - cos outer), 0, 1)^2` at
+/// angle `a` from its axis. Inside the inner cone each pixel is within the point light's
+/// tolerance, outside the outer cone the floor is black, across the falloff the mean is the
+/// closed form's; the same on wgpu in 8 bits; and a spot turned away lights nothing.
+#[test]
+fn a_spot_light_lights_its_cone_as_gltf_defines() {
+    use ifx_protocols::render::scene::{Camera, Cone, Material, PointLight, Scene, Sky};
+    let (h, i, albedo) = (2.0f32, 40.0f32, 0.5f32);
+    let (inner, outer) = (20.0f32.to_radians(), 30.0f32.to_radians());
+    let cone = Cone { axis: [0.0, -1.0, 0.0], cos_outer: outer.cos(), cos_inner: inner.cos() };
+    let mut floor = Scene {
+        camera: Camera { position: [0.0, 6.0, 0.0], look_at: [0.0, 0.0, 0.0], up: [0.0, 0.0, -1.0], fov_deg: 60.0 },
+        sky: Sky { horizon: [0.0; 3], zenith: [0.0; 3] },
+        materials: vec![Material::Diffuse { albedo: [albedo; 3] }],
+        spheres: Vec::new(),
+        triangles: Vec::new(),
+        points: vec![PointLight { position: [0.0, h, 0.0], intensity: [i; 3], cone: Some(cone) }],
+        seed: 5,
+    };
+    floor.quad([-20.0, 0.0, -20.0], [40.0, 0.0, 0.0], [0.0, 0.0, 40.0], 0);
+    let s = RenderSettings { width: 64, height: 64, spp: 16, max_bounces: 2, tile: 64 };
+    let half = (30.0f32).to_radians().tan() * 6.0;
+    let at = |x: u32, y: u32| (((x as f32 + 0.5) / 32.0 - 1.0) * half, ((y as f32 + 0.5) / 32.0 - 1.0) * half);
+    let expected = |u: f32, v: f32| {
+        let point = albedo / std::f32::consts::PI * i * h / (h * h + u * u + v * v).powf(1.5);
+        point * cone.falloff([u, -h, v])
+    };
+    let cpu = render(&Renderer::new(&floor, &s, Backend::Cpu).unwrap(), &s);
+    // A pixel spans 0.11 units of floor: one whose every point is inside the inner cone
+    // (radius h tan 20 deg = 0.73) or outside the outer (1.15).
+    let foot = 0.08;
+    let (mut inside, mut outside, mut ring) = (0, 0, (0.0f64, 0.0f64));
+    for y in 0..64 {
+        for x in 0..64 {
+            let (u, v) = at(x, y);
+            let r = (u * u + v * v).sqrt();
+            let got = cpu.rgb[(y * 64 + x) as usize][0];
+            if r + foot < h * inner.tan() {
+                inside += 1;
+                let want = expected(u, v);
+                assert!((got / want - 1.0).abs() < 0.06, "({x}, {y}) inside: {got} against {want}");
+            } else if r - foot > h * outer.tan() {
+                outside += 1;
+                assert_eq!(got, 0.0, "({x}, {y}) outside the cone is lit");
+            } else {
+                // Averaged over the ring, the jitter of each pixel's samples evens out.
+                let n = 64;
+                let mean = (0..n * n)
+                    .map(|k| {
+                        let (du, dv) =
+                            (((k % n) as f32 + 0.5) / n as f32 - 0.5, ((k / n) as f32 + 0.5) / n as f32 - 0.5);
+                        expected(u + du * 2.0 * half / 64.0, v + dv * 2.0 * half / 64.0) as f64
+                    })
+                    .sum::<f64>()
+                    / (n * n) as f64;
+                ring.0 += got as f64;
+                ring.1 += mean;
+            }
+        }
+    }
+    eprintln!(
+        "spot light: {inside} pixels inside, {outside} outside, the falloff ring {:.4} against {:.4}",
+        ring.0, ring.1
+    );
+    assert!(inside > 100 && outside > 1000 && ring.1 > 0.0);
+    assert!((ring.0 / ring.1 - 1.0).abs() < 0.05, "the falloff ring: {} against {}", ring.0, ring.1);
+    // On wgpu: the same image in 8 bits.
+    let gpu = render(&Renderer::new(&floor, &s, Backend::Gpu).unwrap(), &s);
+    let eight = |v: f32| (v.clamp(0.0, 1.0) * 255.0).round() as u8;
+    let same = gpu.rgb.iter().zip(&cpu.rgb).filter(|(a, b)| (0..3).all(|k| eight(a[k]) == eight(b[k]))).count();
+    assert!(same * 1000 >= 999 * gpu.rgb.len(), "{same} of {} pixels equal in 8 bits", gpu.rgb.len());
+    // Turned to shine up, away from the floor: black.
+    floor.points[0].cone = Some(Cone { axis: [0.0, 1.0, 0.0], ..cone });
+    let away = render(&Renderer::new(&floor, &s, Backend::Cpu).unwrap(), &s);
+    assert!(away.rgb.iter().all(|p| *p == [0.0; 3]), "a spot turned away lights the floor");
+    // Refused: an axis that is not a unit vector, an inner cone wider than the outer.
+    for bad in [Cone { axis: [0.0, -2.0, 0.0], ..cone }, Cone { cos_inner: 0.5, cos_outer: 0.9, ..cone }] {
+        floor.points[0].cone = Some(bad);
+        assert!(floor.validate().is_err(), "{bad:?}");
+    }
 }
