@@ -75,12 +75,16 @@ impl Run {
         start..start + per
     }
 
+    /// A sequence's folder, `{id}` in `out` (`None` for a still).
+    fn sequence(&self, out: &std::path::Path) -> Option<PathBuf> {
+        (self.spec.frames.count() > 1).then(|| out.join(&self.id))
+    }
+
     /// Where frame `f` is written: `{id}.png` for a still, `{id}/{f:04}.png` in a sequence.
     fn png(&self, out: &std::path::Path, f: u32) -> PathBuf {
-        if self.spec.frames.count() > 1 {
-            out.join(&self.id).join(format!("{f:04}.png"))
-        } else {
-            out.join(format!("{}.png", self.id))
+        match self.sequence(out) {
+            Some(dir) => dir.join(format!("{f:04}.png")),
+            None => out.join(format!("{}.png", self.id)),
         }
     }
 }
@@ -123,9 +127,8 @@ impl Jobs {
         let total = run.spec.tile_total() as usize;
         let frames = run.spec.frames;
         info!(job = id, tiles = total, frames = frames.count(), first = frames.first, width = s.width, height = s.height, spp = s.spp, %schedule, "render job started");
-        if frames.count() > 1 {
-            let dir = self.ctx.out_dir.join(&id);
-            std::fs::create_dir_all(&dir).map_err(|e| JobError::Stopped(format!("{}: {e}", dir.display())))?;
+        // The folder is made when its first frame is written.
+        if let Some(dir) = run.sequence(&self.ctx.out_dir) {
             self.update(&id, |st| st.sequence = Some(dir.display().to_string()));
         }
         let mut queue = TileQueue::new(total, schedule);

@@ -62,7 +62,9 @@ impl PaidWork {
     /// Frames of a paid render job (0 for other work or a range that ends before it starts).
     pub fn frame_count(&self) -> u64 {
         match *self {
-            PaidWork::Render { frames: [first, last], .. } => (last as u64 + 1).saturating_sub(first as u64),
+            PaidWork::Render { frames: [first, last], .. } => {
+                crate::render::job::Frames { first, last, fps: 1 }.count()
+            }
             _ => 0,
         }
     }
