@@ -14,6 +14,15 @@ pub const MAX_SPHERES: usize = 1024;
 pub const MAX_MATERIALS: usize = 4096;
 /// Most point lights: each costs a shadow ray at every diffuse bounce.
 pub const MAX_POINT_LIGHTS: usize = 64;
+/// Most textures a scene may hold (each is an entry in the kernels' texture table).
+pub const MAX_TEXTURES: usize = 256;
+/// Widest or tallest texture, in texels (glTF images as artists paint them reach 8K; 16K is
+/// a quarter of this limit's memory on its own).
+pub const MAX_TEXTURE_SIDE: u32 = 16384;
+/// Most decoded texture memory a scene may hold, all textures together (RGBA, 8 bits a
+/// channel): a worker holds it once in RAM and once on its GPU, and a 100k x 100k image
+/// declared in a file is refused from its header, before anything is allocated.
+pub const MAX_TEXTURE_BYTES: u64 = 512 << 20;
 
 /// A surface.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -27,6 +36,120 @@ pub enum Material {
     Dielectric { ior: f32 },
     /// A light.
     Emissive { emission: [f32; 3] },
+    /// glTF's metallic-roughness material: a GGX microfacet specular layer over a Lambertian
+    /// base, its textures (from glTF files only) and its emission.
+    Pbr(Pbr),
+}
+
+/// glTF 2.0's metallic-roughness material (its spec's appendix B): a GGX specular lobe with
+/// Schlick's Fresnel from `f0 = mix(0.04, base, metallic)` over a Lambertian base of
+/// `base * (1 - metallic)`, with multiple scattering between microfacets restored (Kulla and
+/// Conty) so that a rough metal does not lose light. Textures multiply their factors, as glTF
+/// says. In a TOML scene: `{ type = "pbr", base_color = [..], metallic = .., roughness = .. }`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pbr {
+    /// Linear base colour.
+    pub base_color: [f32; 3],
+    #[serde(default)]
+    pub metallic: f32,
+    /// Perceptual roughness (GGX's alpha is its square).
+    #[serde(default = "half")]
+    pub roughness: f32,
+    /// Emitted radiance (glTF's emissive factor times its strength).
+    #[serde(default)]
+    pub emission: [f32; 3],
+    /// sRGB base colour (and alpha) texture, an index into [`Scene::textures`].
+    #[serde(skip)]
+    pub base_texture: Option<u32>,
+    /// Linear texture: roughness in green, metallic in blue.
+    #[serde(skip)]
+    pub metal_rough_texture: Option<u32>,
+    /// Tangent-space normal map (linear; +Y is the image's up, as glTF and Blender draw them).
+    #[serde(skip)]
+    pub normal_texture: Option<u32>,
+    /// Scales the normal map's X and Y.
+    #[serde(skip, default = "one")]
+    pub normal_scale: f32,
+    /// Alpha mask: a surface point whose alpha (factor times the base texture's) is below the
+    /// cutoff is not there. `None`: opaque.
+    #[serde(skip)]
+    pub alpha_cutoff: Option<f32>,
+    /// The base colour factor's alpha.
+    #[serde(skip, default = "one")]
+    pub alpha: f32,
+}
+
+fn half() -> f32 {
+    0.5
+}
+fn one() -> f32 {
+    1.0
+}
+
+impl Pbr {
+    /// A material of these factors and no textures.
+    pub fn plain(base_color: [f32; 3], metallic: f32, roughness: f32) -> Self {
+        Pbr {
+            base_color,
+            metallic,
+            roughness,
+            emission: [0.0; 3],
+            base_texture: None,
+            metal_rough_texture: None,
+            normal_texture: None,
+            normal_scale: 1.0,
+            alpha_cutoff: None,
+            alpha: 1.0,
+        }
+    }
+
+    fn textures(&self) -> impl Iterator<Item = u32> {
+        [self.base_texture, self.metal_rough_texture, self.normal_texture].into_iter().flatten()
+    }
+
+    fn valid(&self, textures: usize) -> bool {
+        let unit = |x: f32| (0.0..=1.0).contains(&x);
+        finite(&self.base_color)
+            && self.base_color.iter().all(|c| *c >= 0.0)
+            && unit(self.metallic)
+            && unit(self.roughness)
+            && finite(&self.emission)
+            && self.emission.iter().all(|e| *e >= 0.0)
+            && self.normal_scale.is_finite()
+            && self.normal_scale.abs() <= 16.0
+            && self.alpha_cutoff.is_none_or(unit)
+            && unit(self.alpha)
+            && self.textures().all(|t| (t as usize) < textures)
+    }
+}
+
+/// How a texture repeats outside [0, 1] (glTF's sampler wrap modes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub enum Wrap {
+    #[default]
+    Repeat,
+    Clamp,
+    Mirror,
+}
+
+/// A texture: RGBA texels, 8 bits a channel, rows from the top (glTF's UV (0, 0) is the top
+/// left), sampled bilinearly with its wrap modes. Whether a channel is sRGB is the use's: a
+/// base colour is, a normal or metallic-roughness map is not.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Texture {
+    pub width: u32,
+    pub height: u32,
+    pub wrap: [Wrap; 2],
+    pub texels: std::sync::Arc<Vec<u8>>,
+}
+
+/// A triangle's shading: its vertices' normals (of any length; zero: the face's own) and
+/// texture coordinates, from a glTF mesh.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Shading {
+    pub normals: [[f32; 3]; 3],
+    pub uv: [[f32; 2]; 3],
 }
 
 /// A pinhole camera.
@@ -125,6 +248,10 @@ pub struct Scene {
     pub triangles: Vec<Triangle>,
     /// Point lights.
     pub points: Vec<PointLight>,
+    /// Textures the materials refer to.
+    pub textures: Vec<Texture>,
+    /// The triangles' shading, one for each triangle in order, or none (every triangle flat).
+    pub shading: Vec<Shading>,
     /// Seed of every pixel's random stream.
     pub seed: u32,
 }
@@ -168,6 +295,7 @@ impl Scene {
         for t in &mut out.triangles {
             t.v = t.v.map(&point);
         }
+        // Normals are directions: a uniform scale or a shift leaves them as they are.
         for l in &mut out.points {
             l.position = point(l.position);
         }
@@ -200,6 +328,7 @@ impl Scene {
                 Material::Metal { albedo, fuzz } => finite(albedo) && (0.0..=1.0).contains(fuzz),
                 Material::Dielectric { ior } => (1.0..=4.0).contains(ior),
                 Material::Emissive { emission } => finite(emission) && emission.iter().all(|e| *e >= 0.0),
+                Material::Pbr(p) => p.valid(self.textures.len()),
             };
             if !ok {
                 return bad(format!("material {i} has an out-of-range value: {m:?}"));
@@ -214,6 +343,31 @@ impl Scene {
             if t.material >= n || !t.v.iter().all(|v| finite(v)) {
                 return bad(format!("triangle {i}: material index {} or a vertex is invalid", t.material));
             }
+        }
+        if !self.shading.is_empty() && self.shading.len() != self.triangles.len() {
+            return bad(format!("{} shadings for {} triangles", self.shading.len(), self.triangles.len()));
+        }
+        for (i, sh) in self.shading.iter().enumerate() {
+            if !sh.normals.iter().all(|n| finite(n)) || !sh.uv.iter().all(|uv| finite(uv)) {
+                return bad(format!("triangle {i}: a normal or texture coordinate is not finite"));
+            }
+        }
+        if self.textures.len() > MAX_TEXTURES {
+            return bad(format!("{} textures exceed the limit of {MAX_TEXTURES}", self.textures.len()));
+        }
+        let mut bytes = 0u64;
+        for (i, t) in self.textures.iter().enumerate() {
+            if !(1..=MAX_TEXTURE_SIDE).contains(&t.width) || !(1..=MAX_TEXTURE_SIDE).contains(&t.height) {
+                return bad(format!("texture {i} is {}x{}: sides from 1 to {MAX_TEXTURE_SIDE}", t.width, t.height));
+            }
+            let len = t.width as u64 * t.height as u64 * 4;
+            if t.texels.len() as u64 != len {
+                return bad(format!("texture {i} has {} bytes for {}x{} RGBA", t.texels.len(), t.width, t.height));
+            }
+            bytes += len;
+        }
+        if bytes > MAX_TEXTURE_BYTES {
+            return bad(format!("textures take {bytes} bytes decoded, over the limit of {MAX_TEXTURE_BYTES}"));
         }
         if self.points.len() > MAX_POINT_LIGHTS {
             return bad(format!("{} point lights exceed the limit of {MAX_POINT_LIGHTS}", self.points.len()));
@@ -316,7 +470,8 @@ pub const MAX_WIRE_SCENE: usize = 4 << 20;
 struct WireScene {
     camera: [f32; 10],
     sky: [f32; 6],
-    materials: Vec<(u32, [f32; 3], f32)>,
+    /// Kind, colour, and the kind's numbers (fuzz or IOR; PBR's metallic and roughness).
+    materials: Vec<(u32, [f32; 3], [f32; 2])>,
     spheres: Vec<([f32; 3], f32, u32)>,
     triangles: Vec<([[f32; 3]; 3], u32)>,
     points: Vec<WirePoint>,
@@ -355,10 +510,13 @@ impl Scene {
                 .materials
                 .iter()
                 .map(|m| match *m {
-                    Material::Diffuse { albedo } => (0, albedo, 0.0),
-                    Material::Metal { albedo, fuzz } => (1, albedo, fuzz),
-                    Material::Dielectric { ior } => (2, [0.0; 3], ior),
-                    Material::Emissive { emission } => (3, emission, 0.0),
+                    Material::Diffuse { albedo } => (0, albedo, [0.0; 2]),
+                    Material::Metal { albedo, fuzz } => (1, albedo, [fuzz, 0.0]),
+                    Material::Dielectric { ior } => (2, [0.0; 3], [ior, 0.0]),
+                    Material::Emissive { emission } => (3, emission, [0.0; 2]),
+                    // Textures, shading normals and emission do not travel: PoR's scenes
+                    // have none (a scene that needs them goes as a job's assets).
+                    Material::Pbr(ref p) => (4, p.base_color, [p.metallic, p.roughness]),
                 })
                 .collect(),
             spheres: self.spheres.iter().map(|s| (s.center, s.radius, s.material)).collect(),
@@ -382,9 +540,10 @@ impl Scene {
         for (kind, v, p) in w.materials {
             materials.push(match kind {
                 0 => Material::Diffuse { albedo: v },
-                1 => Material::Metal { albedo: v, fuzz: p },
-                2 => Material::Dielectric { ior: p },
+                1 => Material::Metal { albedo: v, fuzz: p[0] },
+                2 => Material::Dielectric { ior: p[0] },
                 3 => Material::Emissive { emission: v },
+                4 => Material::Pbr(Pbr::plain(v, p[0], p[1])),
                 k => return Err(bad(format!("unknown material kind {k}"))),
             });
         }
@@ -412,6 +571,8 @@ impl Scene {
                     cone: cone.map(|(axis, cos_outer, cos_inner)| Cone { axis, cos_outer, cos_inner }),
                 })
                 .collect(),
+            textures: Vec::new(),
+            shading: Vec::new(),
             seed: w.seed,
         };
         s.validate()?;
@@ -438,6 +599,8 @@ mod tests {
                 PointLight { position: [0.0, 2.0, 0.0], intensity: [1.0; 3], cone: None },
                 PointLight { position: [1.0, 2.0, 0.0], intensity: [2.0; 3], cone: Some(cone) },
             ],
+            textures: Vec::new(),
+            shading: Vec::new(),
             seed: 1,
         };
         let back = Scene::from_wire(&s.to_wire()).unwrap();

@@ -35,6 +35,8 @@ pub fn cornell() -> Scene {
         spheres: vec![Sphere { center: [190.0, 250.0, 190.0], radius: 60.0, material: 4 }],
         triangles: Vec::new(),
         points: Vec::new(),
+        textures: Vec::new(),
+        shading: Vec::new(),
         seed: 0x1f2e_3d4c,
     };
     let l = 555.0;
@@ -72,6 +74,8 @@ pub fn spheres() -> Scene {
         ],
         triangles: Vec::new(),
         points: Vec::new(),
+        textures: Vec::new(),
+        shading: Vec::new(),
         seed: 0x5eed_0001,
     };
     // A tilted box of triangles, so the BVH is exercised in this scene too.

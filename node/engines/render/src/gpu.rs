@@ -33,8 +33,9 @@ struct Params {
     n_triangles: u32,
     n_lights: u32,
     n_points: u32,
+    n_shade: u32,
     /// The uniform's size rounds up to 16 bytes.
-    _pad: [u32; 3],
+    _pad: [u32; 2],
 }
 
 fn entry(binding: u32, b: &wgpu::Buffer) -> wgpu::BindGroupEntry<'_> {
@@ -61,6 +62,9 @@ pub struct GpuScene {
     nodes: wgpu::Buffer,
     lights: wgpu::Buffer,
     points: wgpu::Buffer,
+    shade: wgpu::Buffer,
+    tex: wgpu::Buffer,
+    n_shade: u32,
     n_spheres: u32,
     n_triangles: u32,
     n_lights: u32,
@@ -213,9 +217,9 @@ impl GpuRenderer {
         let adapter = select_adapter(choice)?;
         let info = adapter.get_info();
         let limits = adapter.limits();
-        if limits.max_storage_buffers_per_shader_stage < 6 {
+        if limits.max_storage_buffers_per_shader_stage < 9 {
             return Err(RenderError::NoAdapter(format!(
-                "{} binds only {} storage buffers per stage; the kernel needs 6",
+                "{} binds only {} storage buffers per stage; the kernel needs 9",
                 info.name, limits.max_storage_buffers_per_shader_stage
             )));
         }
@@ -257,9 +261,16 @@ impl GpuRenderer {
                 c.triangles.len()
             )));
         }
+        for (what, bytes) in [("shading", c.shade.len() * 80), ("textures", c.tex.len() * 4)] {
+            if bytes > max {
+                return Err(RenderError::TooLarge(format!(
+                    "the scene's {what} need {bytes} bytes; the adapter binds at most {max}"
+                )));
+            }
+        }
         let buf = |label: &str, data: &[u8]| {
             // Storage buffers may not be empty: pad with one zeroed element.
-            let pad = [0u8; 48];
+            let pad = [0u8; 80];
             self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: Some(label),
                 contents: if data.is_empty() { &pad } else { data },
@@ -273,6 +284,9 @@ impl GpuRenderer {
             nodes: buf("nodes", bytemuck::cast_slice(&c.nodes)),
             lights: buf("lights", bytemuck::cast_slice(&c.lights)),
             points: buf("points", bytemuck::cast_slice(&c.points)),
+            shade: buf("shade", bytemuck::cast_slice(&c.shade)),
+            tex: buf("textures", bytemuck::cast_slice(&c.tex)),
+            n_shade: c.shade.len() as u32,
             n_spheres: c.spheres.len() as u32,
             n_triangles: c.triangles.len() as u32,
             n_lights: c.lights.len() as u32,
@@ -309,7 +323,8 @@ impl GpuRenderer {
             n_triangles: scene.n_triangles,
             n_lights: scene.n_lights,
             n_points: scene.n_points,
-            _pad: [0; 3],
+            n_shade: scene.n_shade,
+            _pad: [0; 2],
         };
         let params = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some("params"),
@@ -336,6 +351,8 @@ impl GpuRenderer {
                 entry(5, &out),
                 entry(6, &scene.lights),
                 entry(7, &scene.points),
+                entry(8, &scene.shade),
+                entry(9, &scene.tex),
             ],
         });
         let mut enc = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("tile") });

@@ -12,6 +12,7 @@ pub mod builtin;
 pub mod bvh;
 pub mod compile;
 pub mod cpu;
+pub mod ggx;
 pub mod gpu;
 pub mod ib;
 pub mod load;

@@ -10,7 +10,8 @@ use serde::Deserialize;
 use ifx_protocols::render::RenderError;
 use ifx_protocols::render::assets::{self, AssetRef};
 use ifx_protocols::render::scene::{
-    Camera, Cone, MAX_POINT_LIGHTS, MAX_TRIANGLES, Material, PointLight, Scene, Sky, Sphere, Triangle,
+    Camera, Cone, MAX_POINT_LIGHTS, MAX_TEXTURE_BYTES, MAX_TEXTURE_SIDE, MAX_TEXTURES, MAX_TRIANGLES, Material, Pbr,
+    PointLight, Scene, Shading, Sky, Sphere, Texture, Triangle, Wrap,
 };
 
 /// Lumens per watt: glTF gives a point light's intensity in candela, ifx in watts per steradian.
@@ -293,6 +294,8 @@ fn build(f: File, name: &str, files: Option<&dyn Files>) -> Result<Scene, Render
         spheres: Vec::new(),
         triangles: Vec::new(),
         points: Vec::new(),
+        textures: Vec::new(),
+        shading: Vec::new(),
         seed: f.seed,
     };
     scene.points = f
@@ -457,15 +460,18 @@ impl Opened {
     }
 
     /// The triangles of `mesh` through `world`, each with its primitive's material (`None`:
-    /// glTF's default material), appended to `out` up to [`MAX_TRIANGLES`] in all.
+    /// glTF's default material) and its shading (normals through `world`'s inverse transpose,
+    /// the first texture coordinates; zeros where the mesh has none), appended to `out` up to
+    /// [`MAX_TRIANGLES`] in all.
     fn triangles(
         &self,
         name: &str,
         mesh: &gltf::Mesh,
         world: [[f32; 4]; 4],
-        out: &mut Vec<([[f32; 3]; 3], Option<usize>)>,
+        out: &mut Vec<GltfTriangle>,
     ) -> Result<(), RenderError> {
         let err = |message: String| RenderError::Mesh { path: name.to_string(), message };
+        let normal_matrix = normal_matrix(world);
         for prim in mesh.primitives() {
             if prim.mode() != gltf::mesh::Mode::Triangles {
                 continue;
@@ -477,6 +483,8 @@ impl Opened {
                 Some(i) => i.into_u32().collect(),
                 None => (0..pos.len() as u32).collect(),
             };
+            let normals: Vec<[f32; 3]> = reader.read_normals().map(|n| n.collect()).unwrap_or_default();
+            let uvs: Vec<[f32; 2]> = reader.read_tex_coords(0).map(|t| t.into_f32().collect()).unwrap_or_default();
             let material = prim.material().index();
             for t in idx.chunks_exact(3) {
                 if out.len() >= MAX_TRIANGLES {
@@ -484,11 +492,52 @@ impl Opened {
                 }
                 let p = |i: u32| pos.get(i as usize).copied().ok_or_else(|| err(format!("index {i} out of range")));
                 let v = [transform(world, p(t[0])?), transform(world, p(t[1])?), transform(world, p(t[2])?)];
-                out.push((v, material));
+                // An attribute has as many entries as the positions (gltf checks the accessors'
+                // counts), so an index that found a position finds its normal and UV.
+                let n = |i: u32| normals.get(i as usize).map_or([0.0; 3], |n| rotate(normal_matrix, *n));
+                let uv = |i: u32| uvs.get(i as usize).copied().unwrap_or([0.0; 2]);
+                let shading = Shading { normals: [n(t[0]), n(t[1]), n(t[2])], uv: [uv(t[0]), uv(t[1]), uv(t[2])] };
+                out.push(GltfTriangle { v, material, shading });
             }
         }
         Ok(())
     }
+}
+
+/// The shading of a triangle whose mesh has no normals and no UVs.
+const FLAT: Shading = Shading { normals: [[0.0; 3]; 3], uv: [[0.0; 2]; 3] };
+
+/// A triangle of a glTF mesh as loaded: its vertices, its material, its shading.
+struct GltfTriangle {
+    v: [[f32; 3]; 3],
+    material: Option<usize>,
+    shading: Shading,
+}
+
+/// Where normals go under `m`: the inverse transpose of its upper 3x3, as its cofactors
+/// times the sign of its determinant (a mirroring transform keeps normals outward).
+fn normal_matrix(m: [[f32; 4]; 4]) -> [[f32; 3]; 3] {
+    let a = |r: usize, c: usize| m[c][r];
+    let cof = |r0: usize, r1: usize, c0: usize, c1: usize| a(r0, c0) * a(r1, c1) - a(r0, c1) * a(r1, c0);
+    // The cofactor matrix, by rows.
+    let c = [
+        [cof(1, 2, 1, 2), -cof(1, 2, 0, 2), cof(1, 2, 0, 1)],
+        [-cof(0, 2, 1, 2), cof(0, 2, 0, 2), -cof(0, 2, 0, 1)],
+        [cof(0, 1, 1, 2), -cof(0, 1, 0, 2), cof(0, 1, 0, 1)],
+    ];
+    let det = a(0, 0) * c[0][0] + a(0, 1) * c[0][1] + a(0, 2) * c[0][2];
+    let s = if det < 0.0 { -1.0 } else { 1.0 };
+    [
+        [c[0][0] * s, c[0][1] * s, c[0][2] * s],
+        [c[1][0] * s, c[1][1] * s, c[1][2] * s],
+        [c[2][0] * s, c[2][1] * s, c[2][2] * s],
+    ]
+}
+
+/// A direction through a 3x3 matrix given as rows.
+fn rotate(m: [[f32; 3]; 3], n: [f32; 3]) -> [f32; 3] {
+    let r = [0, 1, 2].map(|k| m[k][0] * n[0] + m[k][1] * n[1] + m[k][2] * n[2]);
+    if r.iter().all(|x| x.is_finite()) { r } else { [0.0; 3] }
 }
 
 fn load_gltf(files: &dyn Files, bytes: &[u8], name: &str) -> Result<Vec<[[f32; 3]; 3]>, RenderError> {
@@ -498,27 +547,131 @@ fn load_gltf(files: &dyn Files, bytes: &[u8], name: &str) -> Result<Vec<[[f32; 3
         Some(mesh) => g.triangles(name, &mesh, world, &mut out),
         None => Ok(()),
     })?;
-    Ok(out.into_iter().map(|(v, _)| v).collect())
+    Ok(out.into_iter().map(|t| t.v).collect())
 }
 
-/// One glTF material as one of ifx's: until the microfacet BRDF lands (issue #18 item 2),
-/// an emissive surface (its factor times `KHR_materials_emissive_strength`) is a light, a
-/// transmissive one (`KHR_materials_transmission` of at least one half) glass of its
-/// `KHR_materials_ior`, a metallic one (at least one half) a mirror of its base colour blurred by
-/// its roughness, and anything else Lambertian of its base colour. Textures, normal maps and
-/// alpha are refused, by name, rather than rendered wrong.
-fn gltf_material(m: &gltf::Material) -> Result<Material, String> {
+/// The textures a glTF scene's materials use, each image decoded once per wrap mode, within
+/// the limits of scene.rs (count, side, decoded bytes; a side too large is refused from the
+/// image's header, before its pixels are decoded).
+struct Textures<'a> {
+    files: &'a dyn Files,
+    name: &'a str,
+    opened: &'a Opened,
+    list: Vec<Texture>,
+    by_key: BTreeMap<(usize, [Wrap; 2]), u32>,
+    bytes: u64,
+}
+
+impl Textures<'_> {
+    /// The scene's texture for glTF texture `t` read through UV set `set`.
+    fn get(&mut self, t: gltf::Texture, set: u32) -> Result<u32, String> {
+        if set != 0 {
+            return Err(format!("texture {} reads UV set {set}; ifx reads the first only", t.index()));
+        }
+        use gltf::texture::WrappingMode;
+        let wrap = |w: WrappingMode| match w {
+            WrappingMode::Repeat => Wrap::Repeat,
+            WrappingMode::ClampToEdge => Wrap::Clamp,
+            WrappingMode::MirroredRepeat => Wrap::Mirror,
+        };
+        let sampler = t.sampler();
+        let key = (t.source().index(), [wrap(sampler.wrap_s()), wrap(sampler.wrap_t())]);
+        if let Some(i) = self.by_key.get(&key) {
+            return Ok(*i);
+        }
+        if self.list.len() >= MAX_TEXTURES {
+            return Err(format!("more than {MAX_TEXTURES} textures"));
+        }
+        let image = t.source();
+        let what = format!("image {}", image.index());
+        let bytes = self.image_bytes(&image).map_err(|e| format!("{what}: {e}"))?;
+        let (width, height, texels) = self.decode(&bytes).map_err(|e| format!("{what}: {e}"))?;
+        let i = self.list.len() as u32;
+        self.list.push(Texture { width, height, wrap: key.1, texels: std::sync::Arc::new(texels) });
+        self.by_key.insert(key, i);
+        Ok(i)
+    }
+
+    /// An image's encoded bytes: a buffer view of the file, a base64 `data:` URI, or a file
+    /// beside the glTF (read through `files`, so a submission ships it).
+    fn image_bytes(&self, image: &gltf::Image) -> Result<std::sync::Arc<Vec<u8>>, String> {
+        use base64::Engine;
+        match image.source() {
+            gltf::image::Source::View { view, .. } => {
+                let buf = self.opened.buffers.get(view.buffer().index()).ok_or("its buffer is missing")?;
+                let end = view.offset().checked_add(view.length()).ok_or("its view overflows")?;
+                let slice = buf.get(view.offset()..end).ok_or("its view runs past its buffer")?;
+                Ok(std::sync::Arc::new(slice.to_vec()))
+            }
+            gltf::image::Source::Uri { uri, .. } => {
+                if let Some(rest) = uri.strip_prefix("data:") {
+                    let (_, data) = rest.split_once(";base64,").ok_or("a data: URI that is not base64")?;
+                    if data.len() as u64 > MAX_FILE_BYTES * 4 / 3 {
+                        return Err(format!("a data: URI over the {MAX_FILE_BYTES}-byte limit"));
+                    }
+                    return base64::engine::general_purpose::STANDARD
+                        .decode(data)
+                        .map(std::sync::Arc::new)
+                        .map_err(|e| format!("a data: URI: {e}"));
+                }
+                if uri.contains(':') {
+                    return Err(format!("URI {uri:?}: only relative paths and data: URIs are read"));
+                }
+                let rel =
+                    percent_encoding::percent_decode_str(uri).decode_utf8().map_err(|e| format!("URI {uri:?}: {e}"))?;
+                self.files.read(&join(self.name, &rel)).map_err(|e| format!("{rel}: {e}"))
+            }
+        }
+    }
+
+    /// Decodes a PNG or JPEG to RGBA8: its size is read from its header and checked against
+    /// [`MAX_TEXTURE_SIDE`] and what is left of [`MAX_TEXTURE_BYTES`] before its pixels are.
+    fn decode(&mut self, bytes: &[u8]) -> Result<(u32, u32, Vec<u8>), String> {
+        let reader =
+            || image::ImageReader::new(std::io::Cursor::new(bytes)).with_guessed_format().map_err(|e| e.to_string());
+        let (w, h) = reader()?.into_dimensions().map_err(|e| format!("not a PNG or JPEG image ({e})"))?;
+        if w > MAX_TEXTURE_SIDE || h > MAX_TEXTURE_SIDE || w == 0 || h == 0 {
+            return Err(format!("{w}x{h} texels: sides from 1 to {MAX_TEXTURE_SIDE}"));
+        }
+        let need = w as u64 * h as u64 * 4;
+        if self.bytes + need > MAX_TEXTURE_BYTES {
+            return Err(format!(
+                "{w}x{h} texels take {need} bytes decoded; with the scene's other textures ({} bytes) that is over the {MAX_TEXTURE_BYTES}-byte limit",
+                self.bytes
+            ));
+        }
+        let mut r = reader()?;
+        let mut limits = image::Limits::default();
+        limits.max_image_width = Some(w);
+        limits.max_image_height = Some(h);
+        // The decoder's own buffers (at most 16 bits a channel) and the RGBA8 copy.
+        limits.max_alloc = Some(need * 3);
+        r.limits(limits);
+        let img = r.decode().map_err(|e| e.to_string())?.to_rgba8();
+        if img.width() != w || img.height() != h {
+            return Err(format!("decoded as {}x{}, its header says {w}x{h}", img.width(), img.height()));
+        }
+        self.bytes += need;
+        Ok((w, h, img.into_raw()))
+    }
+}
+
+/// One glTF material as one of ifx's: glTF's metallic-roughness (`Pbr`) with its base colour,
+/// metallic-roughness and normal textures, emission (its factor times
+/// `KHR_materials_emissive_strength`) and alpha mask. An emitter whose base colour is black (as
+/// Blender exports an Emission shader) is a plain light; a transmissive one
+/// (`KHR_materials_transmission` of at least one half) smooth glass of its `KHR_materials_ior`.
+/// What is not rendered yet is refused by name rather than drawn wrong: an emissive or
+/// transmission texture, alpha blending.
+fn gltf_material(m: &gltf::Material, tex: &mut Textures) -> Result<Material, String> {
     let what = match m.name() {
         Some(n) => format!("material {} ({n:?})", m.index().map_or("default".into(), |i| i.to_string())),
         None => format!("material {}", m.index().map_or("default".into(), |i| i.to_string())),
     };
     let pbr = m.pbr_metallic_roughness();
     let unsupported = [
-        (pbr.base_color_texture().is_some(), "a base colour texture"),
-        (pbr.metallic_roughness_texture().is_some(), "a metallic-roughness texture"),
-        (m.normal_texture().is_some(), "a normal map"),
         (m.emissive_texture().is_some(), "an emissive texture"),
-        (m.alpha_mode() != gltf::material::AlphaMode::Opaque, "alpha (mask or blend)"),
+        (m.alpha_mode() == gltf::material::AlphaMode::Blend, "alpha blending"),
         (m.transmission().is_some_and(|t| t.transmission_texture().is_some()), "a transmission texture"),
     ];
     if let Some((_, feature)) = unsupported.iter().find(|(has, _)| *has) {
@@ -528,15 +681,31 @@ fn gltf_material(m: &gltf::Material) -> Result<Material, String> {
     let rgb = [base[0], base[1], base[2]];
     let strength = m.emissive_strength().unwrap_or(1.0);
     let emission = m.emissive_factor().map(|e| e * strength);
-    Ok(if emission.iter().any(|e| *e > 0.0) {
-        Material::Emissive { emission }
-    } else if m.transmission().is_some_and(|t| t.transmission_factor() >= 0.5) {
-        Material::Dielectric { ior: m.ior().unwrap_or(1.5) }
-    } else if pbr.metallic_factor() >= 0.5 {
-        Material::Metal { albedo: rgb, fuzz: pbr.roughness_factor().clamp(0.0, 1.0) }
-    } else {
-        Material::Diffuse { albedo: rgb }
-    })
+    let emits = emission.iter().any(|e| *e > 0.0);
+    if emits && rgb == [0.0; 3] && pbr.base_color_texture().is_none() {
+        return Ok(Material::Emissive { emission });
+    }
+    if m.transmission().is_some_and(|t| t.transmission_factor() >= 0.5) {
+        return Ok(Material::Dielectric { ior: m.ior().unwrap_or(1.5) });
+    }
+    let mut p = Pbr::plain(rgb, pbr.metallic_factor(), pbr.roughness_factor());
+    p.emission = emission;
+    p.alpha = base[3];
+    let with = |e: String| format!("{what}: {e}");
+    if let Some(t) = pbr.base_color_texture() {
+        p.base_texture = Some(tex.get(t.texture(), t.tex_coord()).map_err(with)?);
+    }
+    if let Some(t) = pbr.metallic_roughness_texture() {
+        p.metal_rough_texture = Some(tex.get(t.texture(), t.tex_coord()).map_err(with)?);
+    }
+    if let Some(t) = m.normal_texture() {
+        p.normal_texture = Some(tex.get(t.texture(), t.tex_coord()).map_err(with)?);
+        p.normal_scale = t.scale();
+    }
+    if m.alpha_mode() == gltf::material::AlphaMode::Mask {
+        p.alpha_cutoff = Some(m.alpha_cutoff().unwrap_or(0.5));
+    }
+    Ok(Material::Pbr(p))
 }
 
 /// A whole glTF scene: its default scene's meshes, their materials (see [`gltf_material`]),
@@ -612,19 +781,23 @@ fn gltf_scene(files: &dyn Files, bytes: &[u8], name: &str, time: f32) -> Result<
         }
     })?;
     let (_, camera) = camera.ok_or_else(|| err("the scene has no perspective camera".into()))?;
+    if g.doc.extensions_used().any(|e| e == "KHR_texture_transform") {
+        return Err(err("KHR_texture_transform (a texture's offset, rotation or scale) is not rendered yet".into()));
+    }
     // The materials the triangles use, in glTF order, then glTF's default one if any
     // triangle has none.
-    let used: std::collections::BTreeSet<Option<usize>> = tris.iter().map(|(_, m)| *m).collect();
+    let used: std::collections::BTreeSet<Option<usize>> = tris.iter().map(|t| t.material).collect();
     let mut materials = Vec::new();
     let mut index = BTreeMap::new();
+    let mut textures = Textures { files, name, opened: &g, list: Vec::new(), by_key: BTreeMap::new(), bytes: 0 };
     for m in &used {
         let material = match m {
             Some(i) => {
                 let gm = g.doc.materials().nth(*i).ok_or_else(|| err(format!("material {i} does not exist")))?;
-                gltf_material(&gm).map_err(err)?
+                gltf_material(&gm, &mut textures).map_err(err)?
             }
             // glTF's default material: white, fully metallic, fully rough.
-            None => Material::Metal { albedo: [1.0; 3], fuzz: 1.0 },
+            None => Material::Pbr(Pbr::plain([1.0; 3], 1.0, 1.0)),
         };
         index.insert(*m, materials.len() as u32);
         materials.push(material);
@@ -635,8 +808,15 @@ fn gltf_scene(files: &dyn Files, bytes: &[u8], name: &str, time: f32) -> Result<
         sky: Sky { horizon: black, zenith: black },
         materials,
         spheres: Vec::new(),
-        triangles: tris.into_iter().map(|(v, m)| Triangle { v, material: index[&m] }).collect(),
+        // A scene whose meshes carry neither normals nor UVs is flat: no shading to upload.
+        shading: if tris.iter().all(|t| t.shading == FLAT) {
+            Vec::new()
+        } else {
+            tris.iter().map(|t| t.shading).collect()
+        },
+        triangles: tris.into_iter().map(|t| Triangle { v: t.v, material: index[&t.material] }).collect(),
         points,
+        textures: textures.list,
         seed: 0,
     };
     scene.validate()?;

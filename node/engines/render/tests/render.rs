@@ -289,6 +289,8 @@ fn a_white_furnace_renders_as_the_sky_at_every_scale() {
         ],
         triangles: Vec::new(),
         points: Vec::new(),
+        textures: Vec::new(),
+        shading: Vec::new(),
         seed: 9,
     };
     let s = RenderSettings { width: 48, height: 32, spp: 16, max_bounces: 24, tile: 64 };
@@ -449,8 +451,14 @@ fn a_blender_gltf_scene_loads_as_its_toml_twin() {
     assert!(near(dir(&g), dir(&t)) && near(g.camera.up, t.camera.up), "{:?}", g.camera);
     assert!((g.camera.fov_deg - t.camera.fov_deg).abs() < 1e-4, "{:?}", g.camera);
     // The TOML's materials are named and sorted (green, light, red, white); glTF's in file
-    // order (white, red, green, light).
-    let by_name = |s: &render::Scene, order: [usize; 4]| order.map(|i| s.materials[i].clone());
+    // order (white, red, green, light). Blender's Principled BSDF exports as glTF's
+    // metallic-roughness of the TOML's albedo (dielectric, roughness 1); the lamp as a light.
+    use ifx_protocols::render::scene::{Material, Pbr};
+    let pbr = |m: &Material| match m {
+        Material::Diffuse { albedo } => Material::Pbr(Pbr::plain(*albedo, 0.0, 1.0)),
+        m => m.clone(),
+    };
+    let by_name = |s: &render::Scene, order: [usize; 4]| order.map(|i| pbr(&s.materials[i]));
     assert_eq!(by_name(&g, [0, 1, 2, 3]), by_name(&t, [3, 2, 0, 1]));
     // The same triangles with the same materials, in another order.
     let key = |s: &render::Scene, remap: &dyn Fn(u32) -> u32| {
@@ -523,7 +531,8 @@ fn an_animated_gltf_scene_is_posed_at_every_frame_as_blender_evaluates_it() {
 }
 
 /// What a glTF scene asks for that ifx does not render yet is refused by name, not drawn
-/// wrong: a punctual light, a textured material, a normal map; a scene without a camera too.
+/// wrong: a directional light, an emissive texture, alpha blending, a texture transform; a
+/// scene without a camera too, and a texture whose image is missing.
 #[test]
 fn a_gltf_scene_with_what_is_not_rendered_yet_is_refused_by_name() {
     let dir = tempfile::tempdir().unwrap();
@@ -557,12 +566,20 @@ fn a_gltf_scene_with_what_is_not_rendered_yet_is_refused_by_name() {
             cone: None
         }]
     );
-    assert!(matches!(s.materials[..], [ifx_protocols::render::scene::Material::Metal { fuzz: 1.0, .. }]));
+    // glTF's default material: white, fully metallic, fully rough.
+    assert_eq!(
+        s.materials,
+        [ifx_protocols::render::scene::Material::Pbr(ifx_protocols::render::scene::Pbr::plain([1.0; 3], 1.0, 1.0))]
+    );
     let with_material = |m: &str| format!(r#"{cams},"materials":[{m}]"#);
     let textured = with_material(r#"{"pbrMetallicRoughness":{"baseColorTexture":{"index":0}}}"#)
         + r#","textures":[{"source":0}],"images":[{"uri":"wood.png"}]"#;
     let normal =
         with_material(r#"{"normalTexture":{"index":0}}"#) + r#","textures":[{"source":0}],"images":[{"uri":"n.png"}]"#;
+    let glowing = with_material(r#"{"emissiveTexture":{"index":0}}"#)
+        + r#","textures":[{"source":0}],"images":[{"uri":"n.png"}]"#;
+    let blended = with_material(r#"{"alphaMode":"BLEND"}"#);
+    let transformed = textured.clone() + r#","extensionsUsed":["KHR_texture_transform"]"#;
     // A spot light: its node's -Z (here turned to -Y) is its axis; glTF's half-angles.
     let spot = r#"[{"mesh":0,"children":[1,2]},{"camera":0,"translation":[0,0,3]},{"extensions":{"KHR_lights_punctual":{"light":0}},"rotation":[-0.70710677,0,0,0.70710677]}]"#;
     let spot_light = r#","extensionsUsed":["KHR_lights_punctual"],"extensions":{"KHR_lights_punctual":{"lights":[{"type":"spot","intensity":683,"spot":{"innerConeAngle":0.25,"outerConeAngle":0.5}}]}}"#;
@@ -577,8 +594,12 @@ fn a_gltf_scene_with_what_is_not_rendered_yet_is_refused_by_name() {
     for (nodes, extra, needle) in [
         (r#"[{"mesh":0}]"#, cams, "no perspective camera"),
         (spot, light.as_str(), "directional lights are not rendered yet"),
-        (camera, textured.as_str(), "base colour texture"),
-        (camera, normal.as_str(), "normal map"),
+        // Textures are read: one that is not there is named.
+        (camera, textured.as_str(), "wood.png: file not found"),
+        (camera, normal.as_str(), "n.png: file not found"),
+        (camera, glowing.as_str(), "an emissive texture"),
+        (camera, blended.as_str(), "alpha blending"),
+        (camera, transformed.as_str(), "KHR_texture_transform"),
     ] {
         let e = scene(nodes, extra).err().unwrap_or_else(|| panic!("{needle}: loaded")).to_string();
         assert!(e.contains(needle), "{needle}: {e}");
@@ -601,6 +622,8 @@ fn a_point_light_lights_a_floor_as_the_inverse_square_law_says() {
         spheres: Vec::new(),
         triangles: Vec::new(),
         points: vec![PointLight { position: [0.0, h, 0.0], intensity: [i, i * 0.5, i * 0.25], cone: None }],
+        textures: Vec::new(),
+        shading: Vec::new(),
         seed: 3,
     };
     floor.quad([-20.0, 0.0, -20.0], [40.0, 0.0, 0.0], [0.0, 0.0, 40.0], 0);
@@ -664,6 +687,8 @@ fn a_spot_light_lights_its_cone_as_gltf_defines() {
         spheres: Vec::new(),
         triangles: Vec::new(),
         points: vec![PointLight { position: [0.0, h, 0.0], intensity: [i; 3], cone: Some(cone) }],
+        textures: Vec::new(),
+        shading: Vec::new(),
         seed: 5,
     };
     floor.quad([-20.0, 0.0, -20.0], [40.0, 0.0, 0.0], [0.0, 0.0, 40.0], 0);
