@@ -28,10 +28,13 @@ impl Devices {
     }
 
     /// The render device, opening it if needed; `Err` only when it cannot open and `required`.
+    /// When not required (`Auto`), only a hardware adapter: on a software one the CPU reference
+    /// is faster (`GpuRenderer::on_hardware`).
     fn render(&self, required: bool) -> Result<Option<Arc<GpuRenderer>>, RenderError> {
         let mut dev = self.render.lock().unwrap_or_else(|e| e.into_inner());
         if dev.is_none() {
-            match GpuRenderer::on(&self.gpu) {
+            let opened = if required { GpuRenderer::on(&self.gpu) } else { GpuRenderer::on_hardware(&self.gpu) };
+            match opened {
                 Ok(g) => *dev = Some(Arc::new(g)),
                 Err(e) if required => return Err(e),
                 Err(_) => {}

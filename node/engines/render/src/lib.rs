@@ -50,7 +50,7 @@ impl Renderer {
         let gpu = match backend {
             Backend::Cpu => None,
             Backend::Gpu => Some(gpu::GpuRenderer::on(gpu)?),
-            Backend::Auto => gpu::GpuRenderer::on(gpu).ok(),
+            Backend::Auto => gpu::GpuRenderer::on_hardware(gpu).ok(),
         };
         Ok(match gpu {
             Some(g) => {
