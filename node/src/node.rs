@@ -128,6 +128,8 @@ impl Node {
         let ledger = LedgerHandle::new(ledger, metrics.clone());
         ledger.hold_appends_until_own_chain_fetched(&identity.public_key());
         let capacity = crate::capacity::probe(&cfg.render.gpu).await;
+        // The renderers' GGX tables, once per process, before any render or check waits on them.
+        tokio::task::spawn_blocking(ifx_render::ggx::warm);
         info!(peer_id = %identity.peer_id(), role = cfg.node.role.as_str(), network = cfg.network.id,
             backend = capacity.backend, adapter = capacity.adapter, "starting node");
 

@@ -50,17 +50,6 @@ def build():
     return groups
 
 
-def lambertian(groups):
-    """Cycles renders Lambertian surfaces, as ifx does (the Principled BSDF the glTF was exported
-    from adds a specular layer: a few percent more light, which is the BSDF, not the light)."""
-    mats = {n: compare.material(n, c) for n, c in (("white", compare.WHITE), ("red", compare.RED),
-                                                    ("green", compare.GREEN))}
-    for name, objs in groups.items():
-        for o in objs:
-            o.data.materials.clear()
-            o.data.materials.append(mats[name])
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--ifx", required=True)
@@ -71,11 +60,12 @@ def main():
     ap.add_argument("--out", default=None, help="write results.json here")
     a = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="ifx-point-")
-    groups = build()
+    build()
     glb = os.path.join(tmp, "point.glb")
     bpy.ops.export_scene.gltf(filepath=glb, export_format="GLB", export_yup=True, export_cameras=True,
                               export_lights=True)
-    lambertian(groups)
+    # Cycles renders the Principled BSDF the glTF was exported from, as ifx renders its export
+    # (glTF's metallic-roughness: a rough specular layer over the base colour).
     img_c, t_c = compare.cycles(a.size, a.spp, a.bounces, a.threads, os.path.join(tmp, "cycles.exr"), 0)
     img_i, t_i = compare.ifx(a.ifx, glb, a.size, a.spp, a.bounces, os.path.join(tmp, "ifx.png"))
     mean_c, mean_i = img_c.mean(axis=(0, 1)), img_i.mean(axis=(0, 1))

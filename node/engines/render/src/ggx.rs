@@ -29,6 +29,11 @@ pub const E_N: usize = 32;
 /// f32 still resolves.
 pub const ALPHA_MIN: f32 = 1e-3;
 
+/// Computes the tables now, so that no render pays for them (a node calls it as it starts).
+pub fn warm() {
+    let _ = aux();
+}
+
 /// The tables, as words (f32 bits) in the order the constants above give.
 pub fn aux() -> &'static [u32] {
     static T: OnceLock<Vec<u32>> = OnceLock::new();
@@ -62,9 +67,11 @@ pub fn alpha(r: f32) -> f32 {
 
 /// `E(cos, roughness)`: the fraction of light a GGX surface of Fresnel 1 reflects once, and
 /// `E_w`, the same weighted by `(1 - cos_h)^5`; by importance sampling the visible normals at
-/// 4,096 Hammersley points (each sample's weight is G2 / G1, Heitz 2018), in f64.
+/// 1,024 Hammersley points (each sample's weight is G2 / G1, Heitz 2018), in f64. About 60 ms
+/// once per process (a node computes them as it starts, `warm`); 4,096 points changed the
+/// furnace by less than its noise.
 fn albedo_tables() -> (Vec<f64>, Vec<f64>) {
-    const N: u32 = 4096;
+    const N: u32 = 1024;
     let mut out = Vec::with_capacity(E_N * E_N);
     let mut outw = Vec::with_capacity(E_N * E_N);
     for r in 0..E_N {

@@ -419,3 +419,22 @@ fn wgpu_matches_the_cpu_reference_on_the_showcase() {
     assert!(failed.is_empty(), "{} sub-tiles fail the spot check: {failed:#?}", failed.len());
     assert!(same8(&gpu, &cpu) > 0.99, "{:.4}", same8(&gpu, &cpu));
 }
+
+/// A TOML scene names the same material: `type = "pbr"` with its factors (textures come from
+/// glTF files only); an unknown field or a roughness past 1 is refused by name.
+#[test]
+fn a_toml_scene_takes_a_pbr_material() {
+    let scene = |m: &str| {
+        load::parse_inline_toml(&format!(
+            "[camera]\nposition = [0.0, 1.0, 4.0]\nlook_at = [0.0, 0.0, 0.0]\nfov_deg = 40.0\n\
+             [sky]\nhorizon = [1.0, 1.0, 1.0]\nzenith = [1.0, 1.0, 1.0]\n[materials]\ngold = {m}\n\
+             [[spheres]]\ncenter = [0.0, 0.0, 0.0]\nradius = 1.0\nmaterial = \"gold\"\n"
+        ))
+    };
+    let s = scene(r#"{ type = "pbr", base_color = [0.9, 0.6, 0.2], metallic = 1.0, roughness = 0.3 }"#).unwrap();
+    assert_eq!(s.materials, [Material::Pbr(Pbr::plain([0.9, 0.6, 0.2], 1.0, 0.3))]);
+    let e = scene(r#"{ type = "pbr", base_color = [1.0, 1.0, 1.0], shiny = 1.0 }"#).unwrap_err().to_string();
+    assert!(e.contains("shiny"), "{e}");
+    let e = scene(r#"{ type = "pbr", base_color = [1.0, 1.0, 1.0], roughness = 1.5 }"#).unwrap_err().to_string();
+    assert!(e.contains("out-of-range"), "{e}");
+}

@@ -1,0 +1,86 @@
+"""glTF's metallic-roughness materials, Blender to glTF to ifx, beside Cycles (issue #18 items 2
+and 3): the must-show scene of scripts/fixtures/gltf_scene.py (`showcase.glb`: a tiled floor
+with a base colour texture and a normal map, a brushed-metal box of roughness 0.35, white and
+coloured rough dielectrics, a glass ball, the lamp and a 20 W point light), as Blender builds it
+at frame 1. Cycles renders the Blender scene itself (Principled BSDF, its image textures, its
+normal map node); ifx renders Blender's glTF export of it on its CPU reference. Both at the same
+size, samples and bounces.
+
+It prints and writes (with --out) the mean radiance per channel of both, their relative
+difference, and block means over a grid with each block's difference against its noise;
+`--out` also gets the two images and their difference as PNGs (pbr_cycles.png, pbr_ifx.png,
+pbr_difference.png). Exit status 0 when every channel's mean is within 3%.
+
+    scripts/cycles/compare.sh builds ifx and installs bpy; then
+    ~/.cache/ifx/bpy-venv/bin/python scripts/cycles/pbr.py --ifx ~/.cache/ifx/target/debug/ifx --out docs/cycles
+"""
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+
+import bpy
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "fixtures"))
+import compare  # noqa: E402
+import gltf_scene  # noqa: E402
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--ifx", required=True)
+    ap.add_argument("--size", type=int, default=160)
+    ap.add_argument("--spp", type=int, default=512)
+    ap.add_argument("--bounces", type=int, default=16)
+    ap.add_argument("--grid", type=int, default=4)
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--out", default=None, help="write pbr.json and the images here")
+    a = ap.parse_args()
+    tmp = tempfile.mkdtemp(prefix="ifx-pbr-")
+    # Builds the scene, keys its animation, leaves it at frame 1 and exports showcase.glb.
+    gltf_scene.main_anim(tmp, showcase=True)
+    glb = os.path.join(tmp, "showcase.glb")
+    img_c, t_c = compare.cycles(a.size, a.spp, a.bounces, a.threads, os.path.join(tmp, "cycles.exr"), 0)
+    print(f"cycles: {a.spp} spp in {t_c:.1f} s", flush=True)
+    img_i, t_i = compare.ifx(a.ifx, glb, a.size, a.spp, a.bounces, os.path.join(tmp, "ifx.png"))
+    print(f"ifx: {a.spp} spp in {t_i:.1f} s", flush=True)
+    mean_c, mean_i = img_c.mean(axis=(0, 1)), img_i.mean(axis=(0, 1))
+    rel = (mean_i - mean_c) / mean_c
+    g, h = a.grid, a.size // a.grid
+    bc, bi = compare.blocks(img_c, g), compare.blocks(img_i, g)
+    diff = img_i - img_c
+    # Each block's difference of means against the noise of that difference (from its pixels).
+    sd = np.array([[np.sqrt(np.mean(diff[i * h:(i + 1) * h, j * h:(j + 1) * h] ** 2, axis=(0, 1)) / (h * h))
+                    for j in range(g)] for i in range(g)])
+    block_rel = (bi - bc) / np.maximum(bc, 1e-6)
+    block_z = np.abs(bi - bc) / np.maximum(sd, 1e-9)
+    res = {
+        "blender": bpy.app.version_string, "size": a.size, "spp": a.spp, "bounces": a.bounces,
+        "threads": a.threads, "cycles_secs": t_c, "ifx_secs": t_i,
+        "mean_cycles": mean_c.tolist(), "mean_ifx": mean_i.tolist(), "channel_rel_diff": rel.tolist(),
+        "grid": g, "block_rel_diff": np.round(block_rel.mean(axis=2), 4).tolist(),
+        "block_rel_diff_max": float(np.abs(block_rel).max()), "block_z_max": float(block_z.max()),
+    }
+    print(json.dumps(res, indent=1))
+    if a.out:
+        os.makedirs(a.out, exist_ok=True)
+        with open(os.path.join(a.out, "pbr.json"), "w") as f:
+            json.dump(res, f, indent=1)
+        compare.write_png(os.path.join(a.out, "pbr_cycles.png"), compare.srgb8(img_c))
+        compare.write_png(os.path.join(a.out, "pbr_ifx.png"), compare.srgb8(img_i))
+        d = np.abs(diff).mean(axis=2)
+        scale = max(float(np.percentile(d, 99.5)), 1e-6)
+        heat = np.clip(d / scale, 0, 1)
+        compare.write_png(os.path.join(a.out, "pbr_difference.png"),
+                          np.stack([heat * 255, heat * 128, (1 - heat) * 64], axis=2).astype(np.uint8))
+    ok = bool(np.all(np.abs(rel) <= 0.03))
+    print("mean radiance per channel within 3%:", "yes" if ok else "NO")
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()
