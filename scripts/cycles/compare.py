@@ -162,6 +162,9 @@ def cycles(size, spp, bounces, threads, out, seed):
     c.filter_width = 1.0
     c.sample_clamp_direct = 0.0
     c.sample_clamp_indirect = 0.0
+    # Cycles blurs glossy reflections seen after a diffuse bounce by default (Filter Glossy 1):
+    # biased, and ifx does not.
+    c.blur_glossy = 0.0
     # ifx's `bounces` counts the surfaces a path meets, the light included; Cycles counts the
     # bounces between them.
     c.max_bounces = c.diffuse_bounces = bounces - 2
