@@ -52,19 +52,7 @@ pub struct GpuRenderer {
     queue: wgpu::Queue,
     pipeline: wgpu::ComputePipeline,
     info: wgpu::AdapterInfo,
-    /// Pixels a workgroup spans on each side: 8, or 1 on a software adapter (see [`GROUP`]).
-    group: u32,
 }
-
-/// The kernel's workgroup, 8 x 8 pixels. On lavapipe (Mesa's software Vulkan, what machines
-/// without a GPU have) the path tracer runs one pixel a workgroup instead: lavapipe runs a
-/// workgroup's invocations as the lanes of one SIMD program, and there a lane's path came
-/// out differently depending on what the other lanes had run before (on `showcase.glb` with
-/// its point light, sample 12 of a pixel differed from the CPU reference when it was the
-/// 13th sample of its invocation, not when it was the 5th; 12% of 8-bit pixels in all). One
-/// pixel a workgroup renders bit for bit as the CPU reference there, about 3x slower, and
-/// `Auto` uses the CPU reference rather than a software adapter anyway.
-const GROUP: u32 = 8;
 
 /// A scene uploaded to the device.
 pub struct GpuScene {
@@ -229,6 +217,15 @@ impl GpuRenderer {
         Self::open(select_adapter(choice)?)
     }
 
+    /// lavapipe (Mesa's software Vulkan, what machines without a GPU have) runs a workgroup's
+    /// invocations as the lanes of one SIMD program, and there a lane's path came out differently
+    /// depending on what the other lanes had run before: on `showcase.glb` with its point light,
+    /// a pixel's sample 12 differed from the CPU reference when it was the 13th sample of its
+    /// invocation, not when it was the 5th (12% of 8-bit pixels in all, 99.4% equal without the
+    /// point light). One pixel a workgroup made the showcase equal but put a PoR challenge's
+    /// bottom sub-tile off, so the layout stays 8 x 8 and `Auto` renders on the CPU reference
+    /// rather than a software adapter (it is faster there too).
+    ///
     /// Opens the adapter `choice` names if it is hardware: a software adapter (lavapipe)
     /// renders the path tracer several times slower than the CPU reference on the same cores
     /// (`showcase.glb` at 96 x 96, 16 spp on 2 cores: 4.4 s against 0.58 s), so `Auto` renders
@@ -258,15 +255,10 @@ impl GpuRenderer {
         let desc = wgpu::DeviceDescriptor { label: Some("ifx-render"), required_limits: limits, ..Default::default() };
         let (device, queue) = futures::executor::block_on(adapter.request_device(&desc))
             .map_err(|e| RenderError::NoAdapter(format!("{}: {e}", info.name)))?;
-        let group = if info.device_type == wgpu::DeviceType::Cpu { 1 } else { GROUP };
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some("path tracer"),
-            source: wgpu::ShaderSource::Wgsl(if group == GROUP {
-                SHADER.into()
-            } else {
-                SHADER.replace("@workgroup_size(8, 8, 1)", "@workgroup_size(1, 1, 1)").into()
-            }),
+            source: wgpu::ShaderSource::Wgsl(SHADER.into()),
         });
         let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some("path tracer"),
@@ -279,7 +271,7 @@ impl GpuRenderer {
         if let Some(e) = futures::executor::block_on(scope.pop()) {
             return Err(RenderError::Gpu(format!("{}: the path tracer does not build: {e}", info.name)));
         }
-        Ok(Self { device, queue, pipeline, info, group })
+        Ok(Self { device, queue, pipeline, info })
     }
 
     /// Adapter name and backend, for logs and reports.
@@ -397,7 +389,7 @@ impl GpuRenderer {
                 enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("trace"), timestamp_writes: None });
             pass.set_pipeline(&self.pipeline);
             pass.set_bind_group(0, &group, &[]);
-            pass.dispatch_workgroups(tile.w.div_ceil(self.group), tile.h.div_ceil(self.group), 1);
+            pass.dispatch_workgroups(tile.w.div_ceil(8), tile.h.div_ceil(8), 1);
         }
         let bytes = read_back(&self.device, &self.queue, enc, &out, size)?;
         let px: &[[f32; 4]] = bytemuck::cast_slice(&bytes);
