@@ -367,27 +367,34 @@ fn buffer_bytes(
     b: &gltf::Buffer,
     blob: &Option<Vec<u8>>,
 ) -> Result<std::sync::Arc<Vec<u8>>, String> {
-    use base64::Engine;
     match b.source() {
         gltf::buffer::Source::Bin => {
             blob.clone().map(std::sync::Arc::new).ok_or_else(|| "no binary chunk for the GLB buffer".to_string())
         }
-        gltf::buffer::Source::Uri(uri) => {
-            if let Some(rest) = uri.strip_prefix("data:") {
-                let (_, data) = rest.split_once(";base64,").ok_or("a data: URI that is not base64")?;
-                return base64::engine::general_purpose::STANDARD
-                    .decode(data)
-                    .map(std::sync::Arc::new)
-                    .map_err(|e| format!("a data: URI: {e}"));
-            }
-            if uri.contains(':') {
-                return Err(format!("URI {uri:?}: only relative paths and data: URIs are read"));
-            }
-            let rel =
-                percent_encoding::percent_decode_str(uri).decode_utf8().map_err(|e| format!("URI {uri:?}: {e}"))?;
-            files.read(&join(name, &rel)).map_err(|e| format!("{rel}: {e}"))
-        }
+        gltf::buffer::Source::Uri(uri) => uri_bytes(files, name, uri),
     }
+}
+
+/// The bytes a glTF URI names: a base64 `data:` URI (at most [`MAX_FILE_BYTES`] decoded), or a
+/// file beside the glTF file `name` (a relative URI; `file:` and other schemes are refused, so
+/// a scene cannot read anything outside its folder).
+fn uri_bytes(files: &dyn Files, name: &str, uri: &str) -> Result<std::sync::Arc<Vec<u8>>, String> {
+    use base64::Engine;
+    if let Some(rest) = uri.strip_prefix("data:") {
+        let (_, data) = rest.split_once(";base64,").ok_or("a data: URI that is not base64")?;
+        if data.len() as u64 > MAX_FILE_BYTES * 4 / 3 + 4 {
+            return Err(format!("a data: URI over the {MAX_FILE_BYTES}-byte limit"));
+        }
+        return base64::engine::general_purpose::STANDARD
+            .decode(data)
+            .map(std::sync::Arc::new)
+            .map_err(|e| format!("a data: URI: {e}"));
+    }
+    if uri.contains(':') {
+        return Err(format!("URI {uri:?}: only relative paths and data: URIs are read"));
+    }
+    let rel = percent_encoding::percent_decode_str(uri).decode_utf8().map_err(|e| format!("URI {uri:?}: {e}"))?;
+    files.read(&join(name, &rel)).map_err(|e| format!("{rel}: {e}"))
 }
 
 /// A glTF file parsed, with its buffers' bytes.
@@ -595,7 +602,6 @@ impl Textures<'_> {
     /// An image's encoded bytes: a buffer view of the file, a base64 `data:` URI, or a file
     /// beside the glTF (read through `files`, so a submission ships it).
     fn image_bytes(&self, image: &gltf::Image) -> Result<std::sync::Arc<Vec<u8>>, String> {
-        use base64::Engine;
         match image.source() {
             gltf::image::Source::View { view, .. } => {
                 let buf = self.opened.buffers.get(view.buffer().index()).ok_or("its buffer is missing")?;
@@ -603,24 +609,7 @@ impl Textures<'_> {
                 let slice = buf.get(view.offset()..end).ok_or("its view runs past its buffer")?;
                 Ok(std::sync::Arc::new(slice.to_vec()))
             }
-            gltf::image::Source::Uri { uri, .. } => {
-                if let Some(rest) = uri.strip_prefix("data:") {
-                    let (_, data) = rest.split_once(";base64,").ok_or("a data: URI that is not base64")?;
-                    if data.len() as u64 > MAX_FILE_BYTES * 4 / 3 {
-                        return Err(format!("a data: URI over the {MAX_FILE_BYTES}-byte limit"));
-                    }
-                    return base64::engine::general_purpose::STANDARD
-                        .decode(data)
-                        .map(std::sync::Arc::new)
-                        .map_err(|e| format!("a data: URI: {e}"));
-                }
-                if uri.contains(':') {
-                    return Err(format!("URI {uri:?}: only relative paths and data: URIs are read"));
-                }
-                let rel =
-                    percent_encoding::percent_decode_str(uri).decode_utf8().map_err(|e| format!("URI {uri:?}: {e}"))?;
-                self.files.read(&join(self.name, &rel)).map_err(|e| format!("{rel}: {e}"))
-            }
+            gltf::image::Source::Uri { uri, .. } => uri_bytes(self.files, self.name, uri),
         }
     }
 
