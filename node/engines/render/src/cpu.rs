@@ -6,7 +6,7 @@ use rayon::prelude::*;
 
 use crate::bvh::BvhNode;
 use crate::compile::{Compiled, GpuLight, GpuMaterial, GpuSphere, GpuTriangle, NO_TEXTURE};
-use crate::ggx::{ALPHA_MIN, AUX_E, AUX_EAVG, AUX_EW, AUX_EWAVG, AUX_SRGB, AUX_WORDS, E_N};
+use crate::ggx::{AUX_E, AUX_EAVG, AUX_EW, AUX_EWAVG, AUX_SRGB, AUX_WORDS, E_N};
 use ifx_protocols::render::{RenderSettings, Tile};
 
 type V = [f32; 3];
@@ -505,7 +505,7 @@ fn bsdf(c: &Compiled, sf: &Surf, wi: V) -> (V, f32) {
         return (sc(sf.base, p), p);
     }
     let nv = dot(sf.ns, sf.wo).max(1e-6);
-    let a = (sf.rough * sf.rough).max(ALPHA_MIN);
+    let a = crate::ggx::alpha(sf.rough);
     let a2 = a * a;
     let h = normalize(add(wi, sf.wo));
     let nh = dot(sf.ns, h).max(0.0);
@@ -555,7 +555,7 @@ fn sample_pbr(sf: &Surf, u0: f32, u1: f32, u2: f32) -> V {
     let t = [1.0 + sg * n[0] * n[0] * a, sg * b, -sg * n[0]];
     let bt = [b, sg + n[1] * n[1] * a, -n[1]];
     let wo = [dot(sf.wo, t), dot(sf.wo, bt), dot(sf.wo, n)];
-    let al = (sf.rough * sf.rough).max(ALPHA_MIN);
+    let al = crate::ggx::alpha(sf.rough);
     let vh = normalize([al * wo[0], al * wo[1], wo[2]]);
     let len2 = vh[0] * vh[0] + vh[1] * vh[1];
     let t1 = if len2 > 0.0 { sc([-vh[1], vh[0], 0.0], 1.0 / len2.sqrt()) } else { [1.0, 0.0, 0.0] };
