@@ -236,7 +236,7 @@ impl Default for LedgerSection {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RenderSection {
-    /// `auto` (a GPU, else a software adapter, else the CPU), `gpu` or `cpu`.
+    /// `auto` (a hardware GPU, else the CPU reference, which outruns a software adapter), `gpu` (any adapter) or `cpu`.
     pub backend: Backend,
     /// Which GPU, when the machine has several: empty for the best (a real GPU before a
     /// software one), a number for its place in `ifx gpus`, or part of its name ("4090").

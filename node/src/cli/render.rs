@@ -120,7 +120,7 @@ pub struct RenderArgs {
     /// Tile side in pixels.
     #[arg(long, default_value_t = 64)]
     tile: u32,
-    /// auto (a GPU, else a software adapter, else the CPU), gpu or cpu.
+    /// auto (a hardware GPU, else the CPU reference: it outruns a software adapter such as lavapipe), gpu (any adapter, software too) or cpu.
     #[arg(long, default_value = "auto")]
     backend: ifx_render::Backend,
     /// Where to write the PNG (with the EXR beside it); for a range of frames, a folder.

@@ -14,6 +14,8 @@ pub const MAX_SPHERES: usize = 1024;
 pub const MAX_MATERIALS: usize = 4096;
 /// Most point lights: each costs a shadow ray at every diffuse bounce.
 pub const MAX_POINT_LIGHTS: usize = 64;
+/// Most directional lights: each costs a shadow ray at every diffuse bounce, as a point's.
+pub const MAX_DIRECTIONAL_LIGHTS: usize = 16;
 /// Most textures a scene may hold (each is an entry in the kernels' texture table).
 pub const MAX_TEXTURES: usize = 256;
 /// Widest or tallest texture, in texels (glTF images as artists paint them reach 8K; 16K is
@@ -203,6 +205,17 @@ pub struct PointLight {
     pub cone: Option<Cone>,
 }
 
+/// A directional light (glTF's `KHR_lights_punctual` directional, Blender's sun): parallel
+/// light from infinitely far, travelling along `direction` (a unit vector), with `irradiance`
+/// per channel on a surface facing it (a diffuse surface of albedo `a` facing it reflects
+/// `a / pi * irradiance`, at any distance and any scale). Found only by light sampling: it
+/// cannot be hit.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DirectionalLight {
+    pub direction: [f32; 3],
+    pub irradiance: [f32; 3],
+}
+
 /// A spot light's cone, as glTF defines it: along `axis` (a unit vector, the way it shines) the
 /// light is its intensity; at angle `a` from the axis it is scaled by
 /// `clamp((cos a - cos_outer) / (cos_inner - cos_outer), 0, 1)^2` (the difference floored at
@@ -248,6 +261,8 @@ pub struct Scene {
     pub triangles: Vec<Triangle>,
     /// Point lights.
     pub points: Vec<PointLight>,
+    /// Directional lights.
+    pub directional: Vec<DirectionalLight>,
     /// Textures the materials refer to.
     pub textures: Vec<Texture>,
     /// The triangles' shading, one for each triangle in order, or none (every triangle flat).
@@ -386,6 +401,21 @@ impl Scene {
                 }
             }
         }
+        if self.directional.len() > MAX_DIRECTIONAL_LIGHTS {
+            return bad(format!(
+                "{} directional lights exceed the limit of {MAX_DIRECTIONAL_LIGHTS}",
+                self.directional.len()
+            ));
+        }
+        for (i, l) in self.directional.iter().enumerate() {
+            let len = l.direction.iter().map(|x| x * x).sum::<f32>().sqrt();
+            if !finite(&l.direction) || (len - 1.0).abs() > 1e-3 {
+                return bad(format!("directional light {i}: its direction must be a unit vector"));
+            }
+            if !l.irradiance.iter().all(|x| x.is_finite() && *x >= 0.0) {
+                return bad(format!("directional light {i}: its irradiance must be finite, >= 0"));
+            }
+        }
         Ok(())
     }
 
@@ -475,6 +505,8 @@ struct WireScene {
     spheres: Vec<([f32; 3], f32, u32)>,
     triangles: Vec<([[f32; 3]; 3], u32)>,
     points: Vec<WirePoint>,
+    /// Directional lights: direction and irradiance.
+    directional: Vec<([f32; 3], [f32; 3])>,
     seed: u32,
 }
 
@@ -526,6 +558,7 @@ impl Scene {
                 .iter()
                 .map(|l| (l.position, l.intensity, l.cone.map(|c| (c.axis, c.cos_outer, c.cos_inner))))
                 .collect(),
+            directional: self.directional.iter().map(|l| (l.direction, l.irradiance)).collect(),
             seed: self.seed,
         };
         crate::codec::encode(&w)
@@ -571,6 +604,11 @@ impl Scene {
                     cone: cone.map(|(axis, cos_outer, cos_inner)| Cone { axis, cos_outer, cos_inner }),
                 })
                 .collect(),
+            directional: w
+                .directional
+                .into_iter()
+                .map(|(direction, irradiance)| DirectionalLight { direction, irradiance })
+                .collect(),
             textures: Vec::new(),
             shading: Vec::new(),
             seed: w.seed,
@@ -599,12 +637,29 @@ mod tests {
                 PointLight { position: [0.0, 2.0, 0.0], intensity: [1.0; 3], cone: None },
                 PointLight { position: [1.0, 2.0, 0.0], intensity: [2.0; 3], cone: Some(cone) },
             ],
+            directional: vec![DirectionalLight { direction: [0.6, -0.8, 0.0], irradiance: [3.0, 2.0, 1.0] }],
             textures: Vec::new(),
             shading: Vec::new(),
             seed: 1,
         };
         let back = Scene::from_wire(&s.to_wire()).unwrap();
         assert_eq!(back.points, s.points);
+        assert_eq!(back.directional, s.directional);
+        // A directional light must point somewhere and shine a finite, non-negative amount.
+        for (direction, irradiance) in [
+            ([0.0, -0.5, 0.0], [1.0; 3]),
+            ([f32::NAN, -1.0, 0.0], [1.0; 3]),
+            ([0.0, -1.0, 0.0], [-1.0, 1.0, 1.0]),
+            ([0.0, -1.0, 0.0], [f32::INFINITY, 1.0, 1.0]),
+        ] {
+            let mut bad = s.clone();
+            bad.directional[0] = DirectionalLight { direction, irradiance };
+            assert!(Scene::from_wire(&bad.to_wire()).is_err(), "{direction:?} {irradiance:?}");
+        }
+        let mut many = s.clone();
+        many.directional = vec![s.directional[0]; MAX_DIRECTIONAL_LIGHTS + 1];
+        let e = Scene::from_wire(&many.to_wire()).unwrap_err().to_string();
+        assert!(e.contains("directional lights exceed the limit of 16"), "{e}");
         for bad in [
             Cone { cos_outer: -0.1, ..cone },
             Cone { cos_inner: 0.7, ..cone },

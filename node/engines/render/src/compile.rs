@@ -90,8 +90,10 @@ pub struct GpuLight {
     pub cdf: f32,
 }
 
-/// A point or spot light as the kernels read it (48 bytes: WGSL aligns each `vec3` to 16).
-/// A point light has `spot` 0 (the cone fields unused).
+/// A point, spot or directional light as the kernels read it (48 bytes: WGSL aligns each
+/// `vec3` to 16). `spot` is the kind: 0 a point (the cone fields unused), 1 a spot, 2 a
+/// directional light (`axis` the way its light travels, `intensity` its irradiance, the
+/// position and cone unused).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Pod, Zeroable, PartialEq)]
 pub struct GpuPoint {
@@ -218,6 +220,14 @@ pub fn compile(scene: &Scene, width: u32, height: u32) -> Result<Compiled, Rende
                 spot: l.cone.is_some() as u32 as f32,
             }
         })
+        .chain(scene.directional.iter().map(|l| GpuPoint {
+            position: [0.0; 3],
+            cos_outer: 0.0,
+            intensity: l.irradiance,
+            cos_inner: 0.0,
+            axis: l.direction,
+            spot: 2.0,
+        }))
         .collect();
     let shade = if scene.shading.is_empty() {
         Vec::new()

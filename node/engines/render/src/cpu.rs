@@ -613,15 +613,19 @@ fn direct(c: &Compiled, sf: &Surf, start: V, n: V, from: Start, rng: &mut Rng) -
     sc(mul(m.emission, f), mis(p_light, p_bsdf) * (1.0 / p_light))
 }
 
-/// The direct light of every point light at a surface point `start` (already offset) with
-/// geometric normal `n`: each one's intensity through the BSDF over the squared distance,
-/// where nothing lies between. A point light cannot be hit, so there is nothing to weigh it
-/// against; draws no random numbers.
+/// The direct light of every point, spot and directional light at a surface point `start`
+/// (already offset) with geometric normal `n`: a point's intensity through the BSDF over the
+/// squared distance, a directional light's irradiance through the BSDF, where nothing lies
+/// between. Such lights cannot be hit, so there is nothing to weigh them against; draws no
+/// random numbers.
 fn point_lights(c: &Compiled, sf: &Surf, start: V, n: V, from: Start) -> V {
     let mut sum = [0.0f32; 3];
     for l in &c.points {
-        let to = sub(l.position, start);
-        let d2 = dot(to, to);
+        // A directional light is unit distance away in the direction it comes from, and
+        // anything along that way shadows it.
+        let sun = l.spot > 1.5;
+        let to = if sun { sc(l.axis, -1.0) } else { sub(l.position, start) };
+        let d2 = if sun { 1.0 } else { dot(to, to) };
         if !(dot(n, to) > 0.0 && dot(sf.ns, to) > 0.0 && d2 > 0.0) {
             continue;
         }
@@ -629,7 +633,7 @@ fn point_lights(c: &Compiled, sf: &Surf, start: V, n: V, from: Start) -> V {
         // A spot light's cone (scene.rs `Cone`), before the shadow ray: a direction it does
         // not shine costs no ray.
         let mut fall = 1.0f32;
-        if l.spot > 0.0 {
+        if l.spot > 0.5 && !sun {
             let cd = -dot(l.axis, to) * (1.0 / dist);
             let s = ((cd - l.cos_outer) * (1.0 / (l.cos_inner - l.cos_outer).max(0.001))).clamp(0.0, 1.0);
             fall = s * s;
@@ -637,7 +641,7 @@ fn point_lights(c: &Compiled, sf: &Surf, start: V, n: V, from: Start) -> V {
                 continue;
             }
         }
-        if closest(c, start, to, from).is_some_and(|h| h.t < 1.0) {
+        if closest(c, start, to, from).is_some_and(|h| sun || h.t < 1.0) {
             continue;
         }
         let (f, _) = bsdf(c, sf, sc(to, 1.0 / dist));
@@ -665,6 +669,17 @@ fn hit_light_weight(c: &Compiled, hit: &Hit, d: V, p_bsdf: f32) -> f32 {
     }
 }
 
+/// Russian roulette starts once a path has met this many surfaces: from then on it goes on
+/// with the chance `min(1, sqrt(largest channel of its throughput))` (Cycles' gentler rule),
+/// and what survives is divided by that chance, so the mean is unchanged while dim paths stop
+/// early. Not sooner: the first surfaces carry most of an image, and a roulette from the
+/// fourth cost the PoR watermark test's sky-lit scene 1.4 dB of PSNR at 4 bounces (0.6 dB
+/// with the square root), under its 20 dB bound: PoR's short renders (4-6 bounces) would pay
+/// in noise for little time. The
+/// number is drawn at every such step whatever the throughput, so both kernels' random
+/// streams stay in step.
+pub const ROULETTE_FROM: u32 = 5;
+
 fn trace(c: &Compiled, mut o: V, mut d: V, rng: &mut Rng, max_bounces: u32) -> V {
     let mut color = [0.0f32; 3];
     let mut through = [1.0f32; 3];
@@ -672,7 +687,16 @@ fn trace(c: &Compiled, mut o: V, mut d: V, rng: &mut Rng, max_bounces: u32) -> V
     // The density of the diffuse or PBR bounce that chose `d` (0: the camera's or a specular
     // ray, which light sampling could not have found).
     let mut p_bsdf = 0.0f32;
-    for _ in 0..max_bounces {
+    for bounce in 0..max_bounces {
+        if bounce >= ROULETTE_FROM {
+            let u = rng.next();
+            let q = through[0].max(through[1]).max(through[2]).sqrt().min(1.0);
+            // A black path (q 0) stops here; so would one gone NaN.
+            if u >= q || q.is_nan() {
+                return color;
+            }
+            through = sc(through, 1.0 / q);
+        }
         let Some(hit) = closest(c, o, d, from) else {
             let t = 0.5 * (normalize(d)[1] + 1.0);
             let sky = add(sc(c.view.horizon, 1.0 - t), sc(c.view.zenith, t));

@@ -154,7 +154,8 @@ fn average(row: &[f64]) -> f64 {
 mod tests {
     use super::*;
 
-    /// The kernel's copies of the table offsets are these (WGSL cannot import them).
+    /// The kernel's copies of the table offsets (and the roulette's start) are these (WGSL
+    /// cannot import them).
     #[test]
     fn the_kernel_reads_the_tables_where_they_are() {
         let wgsl = include_str!("shader.wgsl");
@@ -166,6 +167,8 @@ mod tests {
             ("AUX_EWAVG", AUX_EWAVG),
             ("AUX_WORDS", AUX_WORDS),
             ("E_N", E_N),
+            // Not a table's, but a constant both kernels must share all the same.
+            ("ROULETTE_FROM", crate::cpu::ROULETTE_FROM as usize),
         ] {
             assert!(wgsl.contains(&format!("const {name}: u32 = {value}u;")), "{name} is not {value} in the kernel");
         }

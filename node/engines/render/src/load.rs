@@ -10,8 +10,8 @@ use serde::Deserialize;
 use ifx_protocols::render::RenderError;
 use ifx_protocols::render::assets::{self, AssetRef};
 use ifx_protocols::render::scene::{
-    Camera, Cone, MAX_POINT_LIGHTS, MAX_TEXTURE_BYTES, MAX_TEXTURE_SIDE, MAX_TEXTURES, MAX_TRIANGLES, Material, Pbr,
-    PointLight, Scene, Shading, Sky, Sphere, Texture, Triangle, Wrap,
+    Camera, Cone, DirectionalLight, MAX_DIRECTIONAL_LIGHTS, MAX_POINT_LIGHTS, MAX_TEXTURE_BYTES, MAX_TEXTURE_SIDE,
+    MAX_TEXTURES, MAX_TRIANGLES, Material, Pbr, PointLight, Scene, Shading, Sky, Sphere, Texture, Triangle, Wrap,
 };
 
 /// Lumens per watt: glTF gives a point light's intensity in candela, ifx in watts per steradian.
@@ -40,6 +40,23 @@ struct File {
     meshes: Vec<MeshDef>,
     #[serde(default)]
     points: Vec<PointDef>,
+    #[serde(default)]
+    directional: Vec<DirectionalDef>,
+}
+
+/// A directional light: the way its light travels (any length) and its irradiance (radiance
+/// units: a diffuse surface of albedo `a` facing it reflects `a / pi * irradiance`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DirectionalDef {
+    direction: [f32; 3],
+    irradiance: [f32; 3],
+}
+
+/// A unit vector along `d`; a zero or non-finite `d` stays non-finite, which validation refuses.
+fn unit(d: [f32; 3]) -> [f32; 3] {
+    let len = d.iter().map(|x| x * x).sum::<f32>().sqrt();
+    d.map(|x| x / len)
 }
 
 /// A point light: its intensity in watts per steradian (radiance units times length squared).
@@ -65,10 +82,9 @@ struct SpotDef {
 /// A spot light's cone from its axis (any length) and its half-angles in radians, as glTF
 /// gives them (0 <= inner <= outer <= pi / 2; the scene's validation refuses others).
 fn cone(axis: [f32; 3], inner: f32, outer: f32) -> Cone {
-    let len = axis.iter().map(|x| x * x).sum::<f32>().sqrt();
     let bad = !(0.0..=std::f32::consts::FRAC_PI_2).contains(&outer) || !(0.0..=outer).contains(&inner);
     Cone {
-        axis: axis.map(|x| x / len),
+        axis: unit(axis),
         // Out-of-range angles become a cone validation refuses (cos of more than 90 degrees).
         cos_outer: if bad { -1.0 } else { outer.cos() },
         cos_inner: if bad { -1.0 } else { inner.cos() },
@@ -294,6 +310,7 @@ fn build(f: File, name: &str, files: Option<&dyn Files>) -> Result<Scene, Render
         spheres: Vec::new(),
         triangles: Vec::new(),
         points: Vec::new(),
+        directional: Vec::new(),
         textures: Vec::new(),
         shading: Vec::new(),
         seed: f.seed,
@@ -306,6 +323,11 @@ fn build(f: File, name: &str, files: Option<&dyn Files>) -> Result<Scene, Render
             intensity: l.intensity,
             cone: l.spot.as_ref().map(|s| cone(s.axis, s.inner_deg.to_radians(), s.outer_deg.to_radians())),
         })
+        .collect();
+    scene.directional = f
+        .directional
+        .iter()
+        .map(|l| DirectionalLight { direction: unit(l.direction), irradiance: l.irradiance })
         .collect();
     for s in &f.spheres {
         scene.spheres.push(Sphere { center: s.center, radius: s.radius, material: mat(&s.material)? });
@@ -707,6 +729,7 @@ fn gltf_scene(files: &dyn Files, bytes: &[u8], name: &str, time: f32) -> Result<
     let pose = crate::anim::poses(&g.doc, &g.buffers, time).map_err(err)?;
     let mut tris = Vec::new();
     let mut points = Vec::new();
+    let mut directional = Vec::new();
     let mut camera: Option<(usize, Camera)> = None;
     g.walk(name, &pose, |node, world| {
         if let Some(light) = node.light() {
@@ -739,7 +762,18 @@ fn gltf_scene(files: &dyn Files, bytes: &[u8], name: &str, time: f32) -> Result<
                     });
                 }
                 Kind::Directional => {
-                    return Err(err(format!("node {}: directional lights are not rendered yet", node.index())));
+                    if directional.len() >= MAX_DIRECTIONAL_LIGHTS {
+                        return Err(err(format!("more than {MAX_DIRECTIONAL_LIGHTS} directional lights")));
+                    }
+                    // It shines down its node's -Z; its intensity is lux (lumens per square
+                    // metre), to watts per square metre at 683 lm/W as Blender's exporter
+                    // multiplies a sun's strength by.
+                    let (o, z) = (transform(world, [0.0; 3]), transform(world, [0.0, 0.0, -1.0]));
+                    let e = light.intensity() / LUMENS_PER_WATT;
+                    directional.push(DirectionalLight {
+                        direction: unit([z[0] - o[0], z[1] - o[1], z[2] - o[2]]),
+                        irradiance: light.color().map(|c| c * e),
+                    });
                 }
             }
         }
@@ -805,6 +839,7 @@ fn gltf_scene(files: &dyn Files, bytes: &[u8], name: &str, time: f32) -> Result<
         },
         triangles: tris.into_iter().map(|t| Triangle { v: t.v, material: index[&t.material] }).collect(),
         points,
+        directional,
         textures: textures.list,
         seed: 0,
     };

@@ -106,6 +106,7 @@ const AUX_WORDS: u32 = 2368u;
 const E_N: u32 = 32u;
 const ALPHA_MIN: f32 = 0.001;
 
+const ROULETTE_FROM: u32 = 5u;
 const T_FAR: f32 = 1e30;
 const EDGE_EPS: f32 = 1e-5;
 
@@ -666,19 +667,26 @@ fn direct(sf: Surf, start: vec3<f32>, n: vec3<f32>, from_sphere: u32, from_insid
     return (m.emission * e.f) * (mis(p_light, e.pdf) * (1.0 / p_light));
 }
 
-// cpu.rs::point_lights: every point or spot light through the BSDF where nothing lies between.
+// cpu.rs::point_lights: every point, spot or directional light through the BSDF where nothing
+// lies between.
 fn point_lights(sf: Surf, start: vec3<f32>, n: vec3<f32>, from_sphere: u32, from_inside: bool) -> vec3<f32> {
     var sum = vec3<f32>(0.0);
     for (var i = 0u; i < params.n_points; i = i + 1u) {
         let l = points[i];
-        let to = l.position - start;
-        let d2 = dot3(to, to);
+        let sun = l.spot > 1.5;
+        var to = l.position - start;
+        var d2 = 1.0;
+        if (sun) {
+            to = l.axis * -1.0;
+        } else {
+            d2 = dot3(to, to);
+        }
         if (!(dot3(n, to) > 0.0 && dot3(sf.ns, to) > 0.0 && d2 > 0.0)) {
             continue;
         }
         let dist = sqrt(d2);
         var fall = 1.0;
-        if (l.spot > 0.0) {
+        if (l.spot > 0.5 && !sun) {
             let cd = -dot3(l.axis, to) * (1.0 / dist);
             let s = clamp((cd - l.cos_outer) * (1.0 / max(l.cos_inner - l.cos_outer, 0.001)), 0.0, 1.0);
             fall = s * s;
@@ -687,7 +695,7 @@ fn point_lights(sf: Surf, start: vec3<f32>, n: vec3<f32>, from_sphere: u32, from
             }
         }
         let h = closest(start, to, from_sphere, from_inside);
-        if (h.t >= 0.0 && h.t < 1.0) {
+        if (h.t >= 0.0 && (sun || h.t < 1.0)) {
             continue;
         }
         let e = bsdf(sf, to * (1.0 / dist));
@@ -720,6 +728,15 @@ fn trace(origin: vec3<f32>, dir: vec3<f32>) -> vec3<f32> {
     var from_inside = false;
     var p_bsdf = 0.0;
     for (var bounce = 0u; bounce < params.max_bounces; bounce++) {
+        // cpu.rs `ROULETTE_FROM`: Russian roulette, a number drawn at every step from there.
+        if (bounce >= ROULETTE_FROM) {
+            let u = rnd();
+            let q = min(sqrt(max(through.x, max(through.y, through.z))), 1.0);
+            if (!(u < q)) {
+                return color;
+            }
+            through = through * (1.0 / q);
+        }
         let hit = closest(o, d, from_sphere, from_inside);
         if (hit.t < 0.0) {
             let t = 0.5 * (norm(d).y + 1.0);
