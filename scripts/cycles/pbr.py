@@ -11,6 +11,11 @@ difference, and block means over a grid with each block's difference against its
 `--out` also gets the two images and their difference as PNGs (pbr_cycles.png, pbr_ifx.png,
 pbr_difference.png). Exit status 0 when every channel's mean is within 3%.
 
+`--variant` changes the scene before export, to take a difference apart (`+` joins several):
+`nopoint` (no point light), `plainfloor` (an untextured floor), `boxdiel` (the tall box a
+rough dielectric of the same colour), `boxrough` (the metal at roughness 1); its json is
+pbr_VARIANT.json (`+` as `_`), and no images are written.
+
     scripts/cycles/compare.sh builds ifx and installs bpy; then
     ~/.cache/ifx/bpy-venv/bin/python scripts/cycles/pbr.py --ifx ~/.cache/ifx/target/debug/ifx --out docs/cycles
 """
@@ -30,6 +35,25 @@ import compare  # noqa: E402
 import gltf_scene  # noqa: E402
 
 
+def vary(variant):
+    """Changes the built scene for --variant (see the module's doc)."""
+    def material(obj, mat):
+        o = bpy.data.objects[obj]
+        o.data.materials.clear()
+        o.data.materials.append(mat)
+    for v in variant.split("+"):
+        if v == "nopoint":
+            bpy.data.objects.remove(bpy.data.objects["point"], do_unlink=True)
+        elif v == "plainfloor":
+            material("floor", gltf_scene.principled("plain", (0.5, 0.4, 0.3), roughness=0.6))
+        elif v == "boxdiel":
+            material("tall", gltf_scene.principled("brushed", (0.9, 0.9, 0.92), metallic=0.0, roughness=0.35))
+        elif v == "boxrough":
+            material("tall", gltf_scene.principled("brushed", (0.9, 0.9, 0.92), metallic=1.0, roughness=1.0))
+        else:
+            raise SystemExit(f"unknown variant {v!r}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--ifx", required=True)
@@ -39,11 +63,16 @@ def main():
     ap.add_argument("--grid", type=int, default=4)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--out", default=None, help="write pbr.json and the images here")
+    ap.add_argument("--variant", default=None, help="change the scene first (see above)")
     a = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="ifx-pbr-")
     # Builds the scene, keys its animation, leaves it at frame 1 and exports showcase.glb.
     gltf_scene.main_anim(tmp, showcase=True)
     glb = os.path.join(tmp, "showcase.glb")
+    if a.variant:
+        vary(a.variant)
+        glb = os.path.join(tmp, "variant.glb")
+        gltf_scene.export_glb(glb, export_lights=True)
     img_c, t_c = compare.cycles(a.size, a.spp, a.bounces, a.threads, os.path.join(tmp, "cycles.exr"), 0)
     print(f"cycles: {a.spp} spp in {t_c:.1f} s", flush=True)
     img_i, t_i = compare.ifx(a.ifx, glb, a.size, a.spp, a.bounces, os.path.join(tmp, "ifx.png"))
@@ -66,7 +95,11 @@ def main():
         "block_rel_diff_max": float(np.abs(block_rel).max()), "block_z_max": float(block_z.max()),
     }
     print(json.dumps(res, indent=1))
-    if a.out:
+    if a.out and a.variant:
+        res["variant"] = a.variant
+        with open(os.path.join(a.out, f"pbr_{a.variant.replace('+', '_')}.json"), "w") as f:
+            json.dump(res, f, indent=1)
+    elif a.out:
         os.makedirs(a.out, exist_ok=True)
         with open(os.path.join(a.out, "pbr.json"), "w") as f:
             json.dump(res, f, indent=1)
