@@ -93,6 +93,7 @@ def main():
         "mean_cycles": mean_c.tolist(), "mean_ifx": mean_i.tolist(), "channel_rel_diff": rel.tolist(),
         "grid": g, "block_rel_diff": np.round(block_rel.mean(axis=2), 4).tolist(),
         "block_rel_diff_max": float(np.abs(block_rel).max()), "block_z_max": float(block_z.max()),
+        "block_rel_diff_rgb": np.round(block_rel, 4).tolist(), "block_z": np.round(block_z.max(axis=2), 1).tolist(),
     }
     print(json.dumps(res, indent=1))
     if a.out and a.variant:

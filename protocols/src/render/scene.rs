@@ -45,9 +45,11 @@ pub enum Material {
 
 /// glTF 2.0's metallic-roughness material (its spec's appendix B): a GGX specular lobe with
 /// Schlick's Fresnel from `f0 = mix(0.04, base, metallic)` over a Lambertian base of
-/// `base * (1 - metallic)`, with multiple scattering between microfacets restored (Kulla and
-/// Conty) so that a rough metal does not lose light. Textures multiply their factors, as glTF
-/// says. In a TOML scene: `{ type = "pbr", base_color = [..], metallic = .., roughness = .. }`.
+/// `base * (1 - metallic)`, with the energy single scattering misses given back as Blender
+/// Cycles' Principled BSDF does (the specular lobe scaled by the view direction's missing
+/// share, the base weighted by what the specular layer leaves), so that a rough metal does
+/// not lose light and ifx renders what Blender shows. Textures multiply their factors, as
+/// glTF says. In a TOML scene: `{ type = "pbr", base_color = [..], metallic = .., roughness = .. }`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Pbr {
@@ -61,6 +63,9 @@ pub struct Pbr {
     /// Emitted radiance (glTF's emissive factor times its strength).
     #[serde(default)]
     pub emission: [f32; 3],
+    /// sRGB emissive texture: multiplies `emission` where the surface is.
+    #[serde(skip)]
+    pub emissive_texture: Option<u32>,
     /// sRGB base colour (and alpha) texture, an index into [`Scene::textures`].
     #[serde(skip)]
     pub base_texture: Option<u32>,
@@ -97,6 +102,7 @@ impl Pbr {
             metallic,
             roughness,
             emission: [0.0; 3],
+            emissive_texture: None,
             base_texture: None,
             metal_rough_texture: None,
             normal_texture: None,
@@ -107,7 +113,7 @@ impl Pbr {
     }
 
     fn textures(&self) -> impl Iterator<Item = u32> {
-        [self.base_texture, self.metal_rough_texture, self.normal_texture].into_iter().flatten()
+        [self.base_texture, self.metal_rough_texture, self.normal_texture, self.emissive_texture].into_iter().flatten()
     }
 
     fn valid(&self, textures: usize) -> bool {

@@ -8,7 +8,7 @@ use ifx_protocols::render::scene::{Material, Scene, View};
 
 use crate::bvh::{Bvh, BvhNode};
 
-/// A material as the kernels read it (64 bytes).
+/// A material as the kernels read it (80 bytes: WGSL rounds the struct up to 16).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Pod, Zeroable, PartialEq)]
 pub struct GpuMaterial {
@@ -31,6 +31,9 @@ pub struct GpuMaterial {
     /// PBR: the alpha mask's cutoff (negative: opaque) and the base colour's alpha.
     pub alpha_cutoff: f32,
     pub alpha: f32,
+    /// PBR: the emissive texture ([`NO_TEXTURE`]: none), times `emission`.
+    pub emit_tex: u32,
+    pub _pad: [u32; 3],
 }
 
 /// No texture.
@@ -163,6 +166,8 @@ pub fn compile(scene: &Scene, width: u32, height: u32) -> Result<Compiled, Rende
         normal_scale: 0.0,
         alpha_cutoff: -1.0,
         alpha: 1.0,
+        emit_tex: NO_TEXTURE,
+        _pad: [0; 3],
     };
     let materials: Vec<GpuMaterial> = scene
         .materials
@@ -181,6 +186,7 @@ pub fn compile(scene: &Scene, width: u32, height: u32) -> Result<Compiled, Rende
                 normal_scale: p.normal_scale,
                 alpha_cutoff: p.alpha_cutoff.unwrap_or(-1.0),
                 alpha: p.alpha,
+                emit_tex: p.emissive_texture.unwrap_or(NO_TEXTURE),
                 ..plain(p.base_color, 4, p.emission, 0.0)
             },
         })

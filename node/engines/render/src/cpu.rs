@@ -6,7 +6,7 @@ use rayon::prelude::*;
 
 use crate::bvh::BvhNode;
 use crate::compile::{Compiled, GpuLight, GpuMaterial, GpuSphere, GpuTriangle, NO_TEXTURE};
-use crate::ggx::{AUX_E, AUX_EAVG, AUX_EW, AUX_EWAVG, AUX_SRGB, AUX_WORDS, E_N};
+use crate::ggx::{AUX_E, AUX_EAVG, AUX_EW, AUX_SRGB, AUX_WORDS, E_N};
 use ifx_protocols::render::{RenderSettings, Tile};
 
 type V = [f32; 3];
@@ -367,6 +367,16 @@ fn masked(c: &Compiled, material: u32, tri: u32, b: [f32; 2]) -> bool {
     alpha < m.alpha_cutoff
 }
 
+/// The radiance material `m` emits at barycentrics `b` of triangle `tri`: its emission, times
+/// its emissive texture there (sRGB) where it has one.
+fn emitted(c: &Compiled, m: &GpuMaterial, tri: u32, b: [f32; 2]) -> V {
+    if m.emit_tex != NO_TEXTURE && tri != NO_SPHERE && !c.shade.is_empty() {
+        let t = sample(c, m.emit_tex, uv_at(c, tri, b), true);
+        return mul(m.emission, [t[0], t[1], t[2]]);
+    }
+    m.emission
+}
+
 /// A surface point as the BSDF sees it: its kind (0 Lambertian, 4 PBR), colour, metallic,
 /// roughness, shading normal (on the side the ray came from) and the way back along the ray.
 struct Surf {
@@ -462,18 +472,13 @@ fn albedo_avg(c: &Compiled, table: usize, rough: f32) -> f32 {
     aux(c, table + y0 as usize) * (1.0 - fy) + aux(c, table + y0 as usize + 1) * fy
 }
 
-/// Kulla and Conty's colour factor of the multiple-scattering term for reflectance `f0`, with
-/// the single-scattering average albedo `eavg`.
-fn ms_colour(f0: f32, eavg: f32) -> f32 {
+/// The share of what single scattering misses that multiple scattering gives back, for
+/// reflectance `f0` (Schlick's hemispherical average `f0 + (1 - f0) / 21`) and the
+/// single-scattering average albedo `eavg`: Kulla and Conty's `F_avg E_avg / (1 - F_avg (1 -
+/// E_avg))`, as Cycles' Principled BSDF uses it.
+fn ms_fresnel(f0: f32, eavg: f32) -> f32 {
     let favg = f0 + (1.0 - f0) * (1.0 / 21.0);
-    favg * favg * eavg * (1.0 / (1.0 - favg * (1.0 - eavg)))
-}
-
-/// The albedo of the dielectric's specular layer (reflectance 0.04) seen at cosine `cos`:
-/// single scattering with Schlick's Fresnel, plus the multiple-scattering term.
-fn layer_albedo(c: &Compiled, cos: f32, rough: f32, fms: f32) -> f32 {
-    let e = albedo_e(c, AUX_E, cos, rough);
-    0.04 * e + 0.96 * albedo_e(c, AUX_EW, cos, rough) + fms * (1.0 - e)
+    favg * eavg * (1.0 / (1.0 - favg * (1.0 - eavg)))
 }
 
 /// The chance that a PBR bounce samples the specular lobe: its share of the Fresnel-weighted
@@ -492,9 +497,29 @@ fn f0_of(sf: &Surf) -> V {
     [0.04 * (1.0 - m) + sf.base[0] * m, 0.04 * (1.0 - m) + sf.base[1] * m, 0.04 * (1.0 - m) + sf.base[2] * m]
 }
 
+/// The reciprocal part of the specular lobe toward `wi` (a unit vector, `nl` its cosine):
+/// single-scattering GGX without Fresnel as GGX's distribution `D` and Smith's
+/// height-correlated visibility `G2 / (4 nv nl)`; and `v.h`, Fresnel's cosine. `D` times the
+/// visibility is the same with the two directions swapped.
+fn ggx_single(sf: &Surf, wi: V, nl: f32, nv: f32) -> (f32, f32, f32) {
+    let a = crate::ggx::alpha(sf.rough);
+    let a2 = a * a;
+    let h = normalize(add(wi, sf.wo));
+    let nh = dot(sf.ns, h).max(0.0);
+    let vh = dot(sf.wo, h).clamp(0.0, 1.0);
+    let dd = nh * nh * (a2 - 1.0) + 1.0;
+    let dist = a2 * (1.0 / (std::f32::consts::PI * dd * dd));
+    let vis = 0.5 * (1.0 / (nl * (nv * nv * (1.0 - a2) + a2).sqrt() + nv * (nl * nl * (1.0 - a2) + a2).sqrt()));
+    (dist, vis, vh)
+}
+
 /// The BSDF times the cosine towards `wi` (a unit vector), and the density with which the
 /// bounce would have sampled `wi` (per solid angle). Lambertian: albedo cos / pi. PBR: glTF's
-/// metallic-roughness (`Pbr` in scene.rs) with the multiple-scattering term.
+/// metallic-roughness (`Pbr` in scene.rs) with its energy kept as Cycles' Principled BSDF
+/// keeps it, from the view direction: the specular lobe scaled by `1 + F_ms (1 - E(nv)) /
+/// E(nv)` for the light single scattering misses, and the diffuse base under a dielectric
+/// weighted by `1 - A(nv)`, what the specular layer of albedo `A` leaves. Both white
+/// surfaces then reflect all they get, and ifx renders what Blender shows.
 fn bsdf(c: &Compiled, sf: &Surf, wi: V) -> (V, f32) {
     let nl = dot(sf.ns, wi);
     if nl.is_nan() || nl <= 0.0 {
@@ -505,31 +530,24 @@ fn bsdf(c: &Compiled, sf: &Surf, wi: V) -> (V, f32) {
         return (sc(sf.base, p), p);
     }
     let nv = dot(sf.ns, sf.wo).max(1e-6);
-    let a = crate::ggx::alpha(sf.rough);
-    let a2 = a * a;
-    let h = normalize(add(wi, sf.wo));
-    let nh = dot(sf.ns, h).max(0.0);
-    let vh = dot(sf.wo, h).clamp(0.0, 1.0);
-    let dd = nh * nh * (a2 - 1.0) + 1.0;
-    let dist = a2 * (1.0 / (std::f32::consts::PI * dd * dd));
-    let vis = 0.5 * (1.0 / (nl * (nv * nv * (1.0 - a2) + a2).sqrt() + nv * (nl * nl * (1.0 - a2) + a2).sqrt()));
+    let (dist, vis, vh) = ggx_single(sf, wi, nl, nv);
+    let spec = dist * vis;
     let fw = schlick_w(vh);
     let f0 = f0_of(sf);
-    let spec = dist * vis;
-    let (ev, el) = (albedo_e(c, AUX_E, nv, sf.rough), albedo_e(c, AUX_E, nl, sf.rough));
+    let e = albedo_e(c, AUX_E, nv, sf.rough);
     let eavg = albedo_avg(c, AUX_EAVG, sf.rough);
-    let ms = (1.0 - ev) * (1.0 - el) * (1.0 / (std::f32::consts::PI * (1.0 - eavg).max(1e-6)));
-    // The diffuse base gets what the dielectric's specular layer leaves, in both directions
-    // (reciprocal; a white dielectric then reflects exactly all it gets).
-    let fd = ms_colour(0.04, eavg);
-    let lavg = 0.04 * eavg + 0.96 * albedo_avg(c, AUX_EWAVG, sf.rough) + fd * (1.0 - eavg);
-    let (lv, ll) = (layer_albedo(c, nv, sf.rough, fd), layer_albedo(c, nl, sf.rough, fd));
-    let diff = (1.0 - sf.metallic) * (1.0 - lv) * (1.0 - ll) * (1.0 / (1.0 - lavg).max(1e-6)) * INV_PI;
+    let missing = (1.0 - e) * (1.0 / e.max(1e-6));
+    // The dielectric layer's albedo seen from the view (reflectance 0.04), energy kept.
+    let fd = ms_fresnel(0.04, eavg);
+    let layer = (0.04 * e + 0.96 * albedo_e(c, AUX_EW, nv, sf.rough)) * (1.0 + fd * missing);
+    let diff = (1.0 - sf.metallic) * (1.0 - layer).max(0.0) * INV_PI;
     let mut f = [0.0f32; 3];
     for k in 0..3 {
         let fk = f0[k] + (1.0 - f0[k]) * fw;
-        f[k] = (fk * spec + ms_colour(f0[k], eavg) * ms + sf.base[k] * diff) * nl;
+        f[k] = (fk * spec * (1.0 + ms_fresnel(f0[k], eavg) * missing) + sf.base[k] * diff) * nl;
     }
+    let a = crate::ggx::alpha(sf.rough);
+    let a2 = a * a;
     let g1v = 2.0 * nv * (1.0 / (nv + (a2 + (1.0 - a2) * nv * nv).sqrt()));
     let p_spec = g1v * dist * (1.0 / (4.0 * nv));
     let ps = spec_chance(sf);
@@ -610,7 +628,7 @@ fn direct(c: &Compiled, sf: &Surf, start: V, n: V, from: Start, rng: &mut Rng) -
     }
     let (f, p_bsdf) = bsdf(c, sf, sc(to, 1.0 / dist));
     let m = &c.materials[tri.v0[3].to_bits() as usize];
-    sc(mul(m.emission, f), mis(p_light, p_bsdf) * (1.0 / p_light))
+    sc(mul(emitted(c, m, li, [a, b]), f), mis(p_light, p_bsdf) * (1.0 / p_light))
 }
 
 /// The direct light of every point, spot and directional light at a surface point `start`
@@ -723,7 +741,7 @@ fn trace(c: &Compiled, mut o: V, mut d: V, rng: &mut Rng, max_bounces: u32) -> V
                 let sf = surface(c, m, &hit, n, d);
                 if m.kind == 4 && m.emission != [0.0; 3] {
                     let w = hit_light_weight(c, &hit, d, p_bsdf);
-                    color = add(color, mul(through, sc(m.emission, w)));
+                    color = add(color, mul(through, sc(emitted(c, m, hit.tri, hit.b), w)));
                 }
                 let start = offset(p, o, n);
                 if !c.lights.is_empty() {
@@ -887,21 +905,37 @@ mod tests {
         [r * c, r * s, cos]
     }
 
-    /// Issue #18 item 3: the GGX BSDF is reciprocal (the BSDF, without its cosine, is the same
-    /// with the two directions swapped), for dielectric and metal, smooth and rough.
+    /// Issue #18 item 3: the GGX microfacet term is reciprocal (`D` times the visibility, and
+    /// Fresnel's `v.h`, the same with the two directions swapped), for smooth and rough; and a
+    /// metal's BSDF is that term times Fresnel times a scale of the view direction alone
+    /// (Cycles' energy keeping, `1 + F_ms (1 - E) / E`, at least 1), whatever the light's.
     #[test]
-    fn the_ggx_bsdf_is_reciprocal() {
+    fn the_ggx_microfacet_term_is_reciprocal_and_its_energy_scale_is_the_views() {
         let c = crate::compile(&crate::builtin::cornell(), 8, 8).unwrap();
         let mut rng = Rng::new(3, 1, 4, 1);
         let mut checked = 0;
         for k in 0..4000 {
             let (base, metallic, rough) = ([rng.next(), rng.next(), rng.next()], (k % 3) as f32 * 0.5, rng.next());
             let (a, b) = (dir(0.05 + 0.95 * rng.next(), rng.next()), dir(0.05 + 0.95 * rng.next(), rng.next()));
-            let (fab, _) = bsdf(&c, &pbr(base, metallic, rough, a), b);
-            let (fba, _) = bsdf(&c, &pbr(base, metallic, rough, b), a);
+            let (sa, sb) = (pbr(base, metallic, rough, a), pbr(base, metallic, rough, b));
+            let (da, va, ha) = ggx_single(&sa, b, b[2], a[2]);
+            let (db, vb, hb) = ggx_single(&sb, a, a[2], b[2]);
+            let (x, y) = (da * va, db * vb);
+            assert!((x - y).abs() <= 2e-4 * x.max(y) + 1e-7, "m {metallic} r {rough}: {x} against {y}");
+            assert!((ha - hb).abs() <= 1e-5, "v.h {ha} against {hb}");
+            // A metal's BSDF from view `a` is that term times Fresnel times one scale, the
+            // view's: the same toward `b` as toward any third direction.
+            let metal = pbr(base, 1.0, rough, a);
+            let c3 = dir(0.05 + 0.95 * rng.next(), rng.next());
+            let (dc, vc, hc) = ggx_single(&metal, c3, c3[2], a[2]);
+            let (fb, fc) = (bsdf(&c, &metal, b).0, bsdf(&c, &metal, c3).0);
             for ch in 0..3 {
-                let (x, y) = (fab[ch] / b[2], fba[ch] / a[2]);
-                assert!((x - y).abs() <= 2e-4 * x.max(y) + 1e-7, "{base:?} m {metallic} r {rough}: {x} against {y}");
+                let fr = |vh: f32| base[ch] + (1.0 - base[ch]) * schlick_w(vh);
+                let (mb, mc) = (fr(ha) * da * va * b[2], fr(hc) * dc * vc * c3[2]);
+                if mb > 1e-6 && mc > 1e-6 {
+                    let (sb, sc3) = (fb[ch] / mb, fc[ch] / mc);
+                    assert!((sb - sc3).abs() <= 1e-4 * sb && sb >= 1.0 - 1e-5, "r {rough}: scale {sb} against {sc3}");
+                }
             }
             checked += 1;
         }

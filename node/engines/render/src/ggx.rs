@@ -1,6 +1,7 @@
 //! glTF's metallic-roughness BSDF as both kernels evaluate it (`cpu.rs` here, `shader.wgsl`
 //! line for line), and the tables they read: the sRGB transfer curve for 8-bit texels, and
-//! GGX's directional albedo for the multiple-scattering term (Kulla and Conty 2017).
+//! GGX's directional albedo for the energy single scattering misses (Kulla and Conty 2017),
+//! which the BSDF gives back as Cycles' Principled BSDF does.
 //!
 //! The tables are computed here, in f64 with a fixed point set, so every machine uploads the
 //! same numbers; the kernels interpolate them with the same f32 operations.
@@ -18,10 +19,8 @@ pub const AUX_EAVG: usize = AUX_E + E_N * E_N;
 /// `E` it gives the albedo of any `f0` (`f0 E + (1 - f0) E_w`), which the dielectric's
 /// diffuse base needs to take only what its specular layer leaves.
 pub const AUX_EW: usize = AUX_EAVG + E_N;
-/// Its average, per row.
-pub const AUX_EWAVG: usize = AUX_EW + E_N * E_N;
 /// Words of tables before the texture table in `Compiled::tex`.
-pub const AUX_WORDS: usize = AUX_EWAVG + E_N;
+pub const AUX_WORDS: usize = AUX_EW + E_N * E_N;
 /// Points on each axis of the albedo table.
 pub const E_N: usize = 32;
 /// Smallest GGX alpha (roughness squared): a smoother surface is rendered as this one. At
@@ -45,12 +44,11 @@ pub fn aux() -> &'static [u32] {
             out.push((l as f32).to_bits());
         }
         let (e, ew) = albedo_tables();
-        for table in [e, ew] {
-            out.extend(table.iter().map(|x| (*x as f32).to_bits()));
-            for r in 0..E_N {
-                out.push((average(&table[r * E_N..(r + 1) * E_N]) as f32).to_bits());
-            }
+        out.extend(e.iter().map(|x| (*x as f32).to_bits()));
+        for r in 0..E_N {
+            out.push((average(&e[r * E_N..(r + 1) * E_N]) as f32).to_bits());
         }
+        out.extend(ew.iter().map(|x| (*x as f32).to_bits()));
         out
     })
 }
@@ -164,7 +162,6 @@ mod tests {
             ("AUX_E", AUX_E),
             ("AUX_EAVG", AUX_EAVG),
             ("AUX_EW", AUX_EW),
-            ("AUX_EWAVG", AUX_EWAVG),
             ("AUX_WORDS", AUX_WORDS),
             ("E_N", E_N),
             // Not a table's, but a constant both kernels must share all the same.

@@ -12,6 +12,7 @@ use ifx_protocols::render::assets::{self, AssetRef};
 use ifx_protocols::render::scene::{
     Camera, Cone, DirectionalLight, MAX_DIRECTIONAL_LIGHTS, MAX_POINT_LIGHTS, MAX_TEXTURE_BYTES, MAX_TEXTURE_SIDE,
     MAX_TEXTURES, MAX_TRIANGLES, Material, Pbr, PointLight, Scene, Shading, Sky, Sphere, Texture, Triangle, Wrap,
+    finite,
 };
 
 /// Lumens per watt: glTF gives a point light's intensity in candela, ifx in watts per steradian.
@@ -668,20 +669,21 @@ impl Textures<'_> {
 }
 
 /// One glTF material as one of ifx's: glTF's metallic-roughness (`Pbr`) with its base colour,
-/// metallic-roughness and normal textures, emission (its factor times
-/// `KHR_materials_emissive_strength`) and alpha mask. An emitter whose base colour is black (as
-/// Blender exports an Emission shader) is a plain light; a transmissive one
-/// (`KHR_materials_transmission` of at least one half) smooth glass of its `KHR_materials_ior`.
-/// What is not rendered yet is refused by name rather than drawn wrong: an emissive or
-/// transmission texture, alpha blending.
-fn gltf_material(m: &gltf::Material, tex: &mut Textures) -> Result<Material, String> {
+/// metallic-roughness, normal and emissive textures, emission (its factor times
+/// `KHR_materials_emissive_strength`, times the emissive texture) and alpha mask. An untextured
+/// emitter whose base colour is black (as Blender exports an Emission shader) is a plain
+/// light; a transmissive one (`KHR_materials_transmission` of at least one half) smooth glass
+/// of its `KHR_materials_ior`. What is not rendered yet is refused by name rather than drawn
+/// wrong: a transmission texture, alpha blending, textures of one material with different
+/// `KHR_texture_transform`s. With the material, the UV transform its textures share (see
+/// [`uv_transform`]), if any.
+fn gltf_material(m: &gltf::Material, tex: &mut Textures) -> Result<(Material, Option<UvTransform>), String> {
     let what = match m.name() {
         Some(n) => format!("material {} ({n:?})", m.index().map_or("default".into(), |i| i.to_string())),
         None => format!("material {}", m.index().map_or("default".into(), |i| i.to_string())),
     };
     let pbr = m.pbr_metallic_roughness();
     let unsupported = [
-        (m.emissive_texture().is_some(), "an emissive texture"),
         (m.alpha_mode() == gltf::material::AlphaMode::Blend, "alpha blending"),
         (m.transmission().is_some_and(|t| t.transmission_texture().is_some()), "a transmission texture"),
     ];
@@ -693,11 +695,46 @@ fn gltf_material(m: &gltf::Material, tex: &mut Textures) -> Result<Material, Str
     let strength = m.emissive_strength().unwrap_or(1.0);
     let emission = m.emissive_factor().map(|e| e * strength);
     let emits = emission.iter().any(|e| *e > 0.0);
-    if emits && rgb == [0.0; 3] && pbr.base_color_texture().is_none() {
-        return Ok(Material::Emissive { emission });
+    if emits && rgb == [0.0; 3] && pbr.base_color_texture().is_none() && m.emissive_texture().is_none() {
+        return Ok((Material::Emissive { emission }, None));
     }
     if m.transmission().is_some_and(|t| t.transmission_factor() >= 0.5) {
-        return Ok(Material::Dielectric { ior: m.ior().unwrap_or(1.5) });
+        return Ok((Material::Dielectric { ior: m.ior().unwrap_or(1.5) }, None));
+    }
+    // Every texture of the material reads the triangle's one UV set, so they must agree on
+    // its transform: then the loader moves the UVs once (a slot without one is the identity).
+    let slots = [
+        pbr.base_color_texture().map(|t| typed_transform(t.texture_transform())),
+        pbr.metallic_roughness_texture().map(|t| typed_transform(t.texture_transform())),
+        m.normal_texture().map(|t| uv_transform(t.extension_value("KHR_texture_transform"))),
+        m.emissive_texture().map(|t| typed_transform(t.texture_transform())),
+    ];
+    let mut shared: Option<UvTransform> = None;
+    for slot in slots.into_iter().flatten() {
+        let t = slot.map_err(|e| format!("{what}: KHR_texture_transform: {e}"))?;
+        match shared {
+            None => shared = Some(t),
+            Some(s) if s == t => {}
+            Some(_) => {
+                return Err(format!(
+                    "{what} has textures with different KHR_texture_transforms, which ifx does not render yet \
+                     (its textures share one UV set)"
+                ));
+            }
+        }
+    }
+    let shared = shared.filter(|t| *t != IDENTITY_UV);
+    // A normal map's tangent frame follows the mesh's own UVs (glTF's rule, and Blender's
+    // normal map node), but ifx derives it from the UVs the triangle carries, moved: the same
+    // directions under scale and offset, turned or mirrored under a rotation or a negative
+    // scale. Those are refused on a normal-mapped material rather than lit wrong.
+    if m.normal_texture().is_some()
+        && let Some(t) = shared
+        && !(t[0][1] == 0.0 && t[1][0] == 0.0 && t[0][0] > 0.0 && t[1][1] > 0.0)
+    {
+        return Err(format!(
+            "{what} has a normal map under a rotated or mirrored KHR_texture_transform, which ifx does not render yet"
+        ));
     }
     let mut p = Pbr::plain(rgb, pbr.metallic_factor(), pbr.roughness_factor());
     p.emission = emission;
@@ -709,6 +746,9 @@ fn gltf_material(m: &gltf::Material, tex: &mut Textures) -> Result<Material, Str
     if let Some(t) = pbr.metallic_roughness_texture() {
         p.metal_rough_texture = Some(tex.get(t.texture(), t.tex_coord()).map_err(with)?);
     }
+    if let Some(t) = m.emissive_texture() {
+        p.emissive_texture = Some(tex.get(t.texture(), t.tex_coord()).map_err(with)?);
+    }
     if let Some(t) = m.normal_texture() {
         p.normal_texture = Some(tex.get(t.texture(), t.tex_coord()).map_err(with)?);
         p.normal_scale = t.scale();
@@ -716,7 +756,66 @@ fn gltf_material(m: &gltf::Material, tex: &mut Textures) -> Result<Material, Str
     if m.alpha_mode() == gltf::material::AlphaMode::Mask {
         p.alpha_cutoff = Some(m.alpha_cutoff().unwrap_or(0.5));
     }
-    Ok(Material::Pbr(p))
+    Ok((Material::Pbr(p), shared))
+}
+
+/// A UV transform, `(u', v') = M (u, v, 1)` with `M` two rows of three.
+type UvTransform = [[f32; 3]; 2];
+const IDENTITY_UV: UvTransform = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]];
+
+/// `KHR_texture_transform` as a matrix: scale, then rotation, then offset (`T R S`). The
+/// rotation turns the UVs counter-clockwise as glTF's V runs down the image: `u' = cos u +
+/// sin v`, `v' = -sin u + cos v`, which is the reading under which the extension's own
+/// example (offset `[0, 1]`, rotation pi/2, scale 1/2) shows the image's lower-left quarter,
+/// and Blender's exporter writes its Mapping node so (`textures::a_texture_transform_...`).
+/// A `texCoord` other than 0 is refused: ifx reads the first UV set only.
+fn transform_matrix(
+    offset: [f32; 2],
+    rotation: f32,
+    scale: [f32; 2],
+    tex_coord: Option<u32>,
+) -> Result<UvTransform, String> {
+    if tex_coord.is_some_and(|t| t != 0) {
+        return Err("a UV set other than the first (texCoord), which ifx does not render yet".into());
+    }
+    if !(finite(&offset) && rotation.is_finite() && finite(&scale)) {
+        return Err("its offset, rotation and scale must be finite".into());
+    }
+    let (s, c) = rotation.sin_cos();
+    Ok([[c * scale[0], s * scale[1], offset[0]], [-s * scale[0], c * scale[1], offset[1]]])
+}
+
+/// A texture slot's transform from gltf's typed extension (base colour, metallic-roughness).
+fn typed_transform(t: Option<gltf::texture::TextureTransform>) -> Result<UvTransform, String> {
+    match t {
+        None => Ok(IDENTITY_UV),
+        Some(t) => transform_matrix(t.offset(), t.rotation(), t.scale(), t.tex_coord()),
+    }
+}
+
+/// A texture slot's transform from the extension's JSON (the normal texture, which gltf does
+/// not type).
+fn uv_transform(v: Option<&gltf::json::Value>) -> Result<UvTransform, String> {
+    let Some(v) = v else { return Ok(IDENTITY_UV) };
+    let bad = || "its offset, rotation, scale or texCoord is not a number of the right shape".to_string();
+    let pair = |k: &str, d: [f32; 2]| -> Result<[f32; 2], String> {
+        match v.get(k) {
+            None => Ok(d),
+            Some(a) => {
+                let a = a.as_array().filter(|a| a.len() == 2).ok_or_else(bad)?;
+                Ok([a[0].as_f64().ok_or_else(bad)? as f32, a[1].as_f64().ok_or_else(bad)? as f32])
+            }
+        }
+    };
+    let rotation = match v.get("rotation") {
+        None => 0.0,
+        Some(r) => r.as_f64().ok_or_else(bad)? as f32,
+    };
+    let tex_coord = match v.get("texCoord") {
+        None => None,
+        Some(t) => Some(t.as_u64().and_then(|t| u32::try_from(t).ok()).ok_or_else(bad)?),
+    };
+    transform_matrix(pair("offset", [0.0, 0.0])?, rotation, pair("scale", [1.0, 1.0])?, tex_coord)
 }
 
 /// A whole glTF scene: its default scene's meshes, their materials (see [`gltf_material`]),
@@ -804,26 +903,35 @@ fn gltf_scene(files: &dyn Files, bytes: &[u8], name: &str, time: f32) -> Result<
         }
     })?;
     let (_, camera) = camera.ok_or_else(|| err("the scene has no perspective camera".into()))?;
-    if g.doc.extensions_used().any(|e| e == "KHR_texture_transform") {
-        return Err(err("KHR_texture_transform (a texture's offset, rotation or scale) is not rendered yet".into()));
-    }
     // The materials the triangles use, in glTF order, then glTF's default one if any
     // triangle has none.
     let used: std::collections::BTreeSet<Option<usize>> = tris.iter().map(|t| t.material).collect();
     let mut materials = Vec::new();
     let mut index = BTreeMap::new();
     let mut textures = Textures { files, name, opened: &g, list: Vec::new(), by_key: BTreeMap::new(), bytes: 0 };
+    let mut moved = BTreeMap::new();
     for m in &used {
         let material = match m {
             Some(i) => {
                 let gm = g.doc.materials().nth(*i).ok_or_else(|| err(format!("material {i} does not exist")))?;
-                gltf_material(&gm, &mut textures).map_err(err)?
+                let (material, uv) = gltf_material(&gm, &mut textures).map_err(err)?;
+                if let Some(uv) = uv {
+                    moved.insert(*m, uv);
+                }
+                material
             }
             // glTF's default material: white, fully metallic, fully rough.
             None => Material::Pbr(Pbr::plain([1.0; 3], 1.0, 1.0)),
         };
         index.insert(*m, materials.len() as u32);
         materials.push(material);
+    }
+    // A material's texture transform, applied to its triangles' UVs once here.
+    for t in &mut tris {
+        if let Some(m) = moved.get(&t.material) {
+            t.shading.uv =
+                t.shading.uv.map(|[u, v]| [m[0][0] * u + m[0][1] * v + m[0][2], m[1][0] * u + m[1][1] * v + m[1][2]]);
+        }
     }
     let black = [0.0; 3];
     let scene = Scene {

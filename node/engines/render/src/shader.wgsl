@@ -38,6 +38,7 @@ struct Material {
     normal_scale: f32,
     alpha_cutoff: f32,
     alpha: f32,
+    emit_tex: u32,
 };
 
 // compile.rs `GpuShade`: normals (w: U), Vs (w: handedness), the face's tangent.
@@ -96,13 +97,12 @@ struct Node {
 @group(0) @binding(9) var<storage, read> tex: array<u32>;
 
 const NO_TEXTURE: u32 = 0xffffffffu;
-// ggx.rs: AUX_SRGB, AUX_E, AUX_EAVG, AUX_EW, AUX_EWAVG, AUX_WORDS, E_N, ALPHA_MIN.
+// ggx.rs: AUX_SRGB, AUX_E, AUX_EAVG, AUX_EW, AUX_WORDS, E_N, ALPHA_MIN.
 const AUX_SRGB: u32 = 0u;
 const AUX_E: u32 = 256u;
 const AUX_EAVG: u32 = 1280u;
 const AUX_EW: u32 = 1312u;
-const AUX_EWAVG: u32 = 2336u;
-const AUX_WORDS: u32 = 2368u;
+const AUX_WORDS: u32 = 2336u;
 const E_N: u32 = 32u;
 const ALPHA_MIN: f32 = 0.001;
 
@@ -305,6 +305,14 @@ fn uv_at(tri: u32, b: vec2<f32>) -> vec2<f32> {
     let s = shade[tri];
     let w0 = 1.0 - b.x - b.y;
     return vec2<f32>(s.n0.w * w0 + s.n1.w * b.x + s.n2.w * b.y, s.v.x * w0 + s.v.y * b.x + s.v.z * b.y);
+}
+
+// cpu.rs `emitted`.
+fn emitted(m: Material, tri: u32, b: vec2<f32>) -> vec3<f32> {
+    if (m.emit_tex != NO_TEXTURE && tri != NO_SPHERE && params.n_shade > 0u) {
+        return m.emission * sample_tex(m.emit_tex, uv_at(tri, b), true).xyz;
+    }
+    return m.emission;
 }
 
 fn masked(material: u32, tri: u32, b: vec2<f32>) -> bool {
@@ -517,15 +525,10 @@ fn albedo_avg(table: u32, rough: f32) -> f32 {
     return auxf(table + j) * (1.0 - fy) + auxf(table + j + 1u) * fy;
 }
 
-// cpu.rs `ms_colour`, `layer_albedo`.
-fn ms_colour(f0: f32, eavg: f32) -> f32 {
+// cpu.rs `ms_fresnel`, the share of the missing energy multiple scattering gives back.
+fn ms_fresnel(f0: f32, eavg: f32) -> f32 {
     let favg = f0 + (1.0 - f0) * (1.0 / 21.0);
-    return favg * favg * eavg * (1.0 / (1.0 - favg * (1.0 - eavg)));
-}
-
-fn layer_albedo(c: f32, rough: f32, fms: f32) -> f32 {
-    let e = albedo_e(AUX_E, c, rough);
-    return 0.04 * e + 0.96 * albedo_e(AUX_EW, c, rough) + fms * (1.0 - e);
+    return favg * eavg * (1.0 / (1.0 - favg * (1.0 - eavg)));
 }
 
 fn f0_of(sf: Surf) -> vec3<f32> {
@@ -557,6 +560,7 @@ fn bsdf(sf: Surf, wi: vec3<f32>) -> Eval {
         return Eval(sf.base * p, p);
     }
     let nv = max(dot3(sf.ns, sf.wo), 1e-6);
+    // cpu.rs `ggx_single`.
     let a = max(sf.rough * sf.rough, ALPHA_MIN);
     let a2 = a * a;
     let h = norm(wi + sf.wo);
@@ -565,22 +569,19 @@ fn bsdf(sf: Surf, wi: vec3<f32>) -> Eval {
     let dd = nh * nh * (a2 - 1.0) + 1.0;
     let dist = a2 * (1.0 / (3.1415927 * dd * dd));
     let vis = 0.5 * (1.0 / (nl * sqrt(nv * nv * (1.0 - a2) + a2) + nv * sqrt(nl * nl * (1.0 - a2) + a2)));
+    let spec = dist * vis;
     let fw = schlick_w(vh);
     let f0 = f0_of(sf);
-    let spec = dist * vis;
-    let ev = albedo_e(AUX_E, nv, sf.rough);
-    let el = albedo_e(AUX_E, nl, sf.rough);
+    let e = albedo_e(AUX_E, nv, sf.rough);
     let eavg = albedo_avg(AUX_EAVG, sf.rough);
-    let ms = (1.0 - ev) * (1.0 - el) * (1.0 / (3.1415927 * max(1.0 - eavg, 1e-6)));
-    let fd = ms_colour(0.04, eavg);
-    let lavg = 0.04 * eavg + 0.96 * albedo_avg(AUX_EWAVG, sf.rough) + fd * (1.0 - eavg);
-    let lv = layer_albedo(nv, sf.rough, fd);
-    let ll = layer_albedo(nl, sf.rough, fd);
-    let diff = (1.0 - sf.metallic) * (1.0 - lv) * (1.0 - ll) * (1.0 / max(1.0 - lavg, 1e-6)) * INV_PI;
+    let missing = (1.0 - e) * (1.0 / max(e, 1e-6));
+    let fd = ms_fresnel(0.04, eavg);
+    let layer = (0.04 * e + 0.96 * albedo_e(AUX_EW, nv, sf.rough)) * (1.0 + fd * missing);
+    let diff = (1.0 - sf.metallic) * max(1.0 - layer, 0.0) * INV_PI;
     var f = vec3<f32>(0.0);
     for (var k = 0; k < 3; k++) {
         let fk = f0[k] + (1.0 - f0[k]) * fw;
-        f[k] = (fk * spec + ms_colour(f0[k], eavg) * ms + sf.base[k] * diff) * nl;
+        f[k] = (fk * spec * (1.0 + ms_fresnel(f0[k], eavg) * missing) + sf.base[k] * diff) * nl;
     }
     let g1v = 2.0 * nv * (1.0 / (nv + sqrt(a2 + (1.0 - a2) * nv * nv)));
     let p_spec = g1v * dist * (1.0 / (4.0 * nv));
@@ -664,7 +665,7 @@ fn direct(sf: Surf, start: vec3<f32>, n: vec3<f32>, from_sphere: u32, from_insid
     }
     let e = bsdf(sf, to * (1.0 / dist));
     let m = materials[bitcast<u32>(tri.v0.w)];
-    return (m.emission * e.f) * (mis(p_light, e.pdf) * (1.0 / p_light));
+    return (emitted(m, li, vec2<f32>(a, b)) * e.f) * (mis(p_light, e.pdf) * (1.0 / p_light));
 }
 
 // cpu.rs::point_lights: every point, spot or directional light through the BSDF where nothing
@@ -761,7 +762,7 @@ fn trace(origin: vec3<f32>, dir: vec3<f32>) -> vec3<f32> {
             let sf = surface(m, hit, n, d);
             if (m.kind == 4u && any(m.emission != vec3<f32>(0.0))) {
                 let w = hit_light_weight(hit, d, p_bsdf);
-                color = color + through * (m.emission * w);
+                color = color + through * (emitted(m, hit.tri, hit.b) * w);
             }
             let start = offset(p, o, n);
             if (params.n_lights > 0u) {

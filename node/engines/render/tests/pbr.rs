@@ -446,3 +446,172 @@ fn a_toml_scene_takes_a_pbr_material() {
     let e = scene(r#"{ type = "pbr", base_color = [1.0, 1.0, 1.0], roughness = 1.5 }"#).unwrap_err().to_string();
     assert!(e.contains("out-of-range"), "{e}");
 }
+
+/// Issue #18 item 2: `KHR_texture_transform` moves a material's UVs as glTF defines it, scale
+/// then rotation then offset. The extension's own example (offset `[0, 1]`, rotation pi/2,
+/// scale 1/2) shows "only the lower left quadrant of the source image, rotated clockwise 90
+/// degrees": the quad's top-left corner (UV 0, 0) reads the image at (0, 1), its top-right
+/// (1, 0) at (0, 0.5), so the quarter's left edge runs along the quad's top. The same
+/// transform on all of a material's textures is applied once; different ones, a rotation
+/// under a normal map (its tangent frame would turn), a UV set other than the first, or a
+/// transform that is not numbers are refused by name.
+#[test]
+fn a_texture_transform_moves_the_uvs_as_gltf_defines() {
+    let dir = tempfile::tempdir().unwrap();
+    let put = |name: &str, bytes: &[u8]| std::fs::write(dir.path().join(name), bytes).unwrap();
+    put("wood.png", &png(1, 1, &[200, 100, 50, 255]));
+    let load = |material: &str| {
+        let json = textured_gltf(material, r#"{"uri":"wood.png"}"#);
+        put("t.gltf", json.as_bytes());
+        load::load_from(&load::Dir::new(dir.path()), "t.gltf").map_err(|e| e.to_string())
+    };
+    let spec_example =
+        r#""extensions":{"KHR_texture_transform":{"offset":[0,1],"rotation":1.5707963,"scale":[0.5,0.5]}}"#;
+    let s = load(&format!(
+        r#"{{"pbrMetallicRoughness":{{"baseColorTexture":{{"index":0,{spec_example}}},"metallicRoughnessTexture":{{"index":0,{spec_example}}}}}}}"#
+    ))
+    .unwrap();
+    // The quad's corners: (-1,-1) has UV (0, 1), (1,-1) (1, 1), (1, 1) (1, 0), (-1, 1) (0, 0).
+    let want = |u: f32, v: f32| [0.5 * v, 1.0 - 0.5 * u];
+    let mut seen = 0;
+    for (t, sh) in s.triangles.iter().zip(&s.shading) {
+        for k in 0..3 {
+            let (x, y) = (t.v[k][0], t.v[k][1]);
+            let uv = [(x + 1.0) / 2.0, (1.0 - y) / 2.0];
+            let w = want(uv[0], uv[1]);
+            assert!(
+                (sh.uv[k][0] - w[0]).abs() < 1e-6 && (sh.uv[k][1] - w[1]).abs() < 1e-6,
+                "{:?} at {uv:?}: {w:?}",
+                sh.uv[k]
+            );
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, 6);
+    // Scale and offset alone, on a normal map too (read from the extension's JSON, which
+    // gltf does not type): (u, v) -> (2u + 0.25, 3v - 0.5).
+    let tiling = r#""extensions":{"KHR_texture_transform":{"offset":[0.25,-0.5],"scale":[2,3]}}"#;
+    let s = load(&format!(
+        r#"{{"pbrMetallicRoughness":{{"baseColorTexture":{{"index":0,{tiling}}}}},"normalTexture":{{"index":0,{tiling}}}}}"#
+    ))
+    .unwrap();
+    let uvs: Vec<[f32; 2]> = s.shading.iter().flat_map(|sh| sh.uv).collect();
+    assert!(uvs.contains(&[0.25, 2.5]) && uvs.contains(&[2.25, -0.5]), "{uvs:?}");
+    for (material, needle) in [
+        (
+            format!(r#"{{"pbrMetallicRoughness":{{"baseColorTexture":{{"index":0,{spec_example}}}}},"normalTexture":{{"index":0}}}}"#),
+            "different KHR_texture_transforms",
+        ),
+        (
+            format!(r#"{{"pbrMetallicRoughness":{{"baseColorTexture":{{"index":0,{spec_example}}}}},"normalTexture":{{"index":0,{spec_example}}}}}"#),
+            "a normal map under a rotated or mirrored KHR_texture_transform",
+        ),
+        (
+            r#"{"pbrMetallicRoughness":{"baseColorTexture":{"index":0,"extensions":{"KHR_texture_transform":{"texCoord":1}}}}}"#.into(),
+            "a UV set other than the first",
+        ),
+        (
+            r#"{"normalTexture":{"index":0,"extensions":{"KHR_texture_transform":{"scale":[1]}}}}"#.into(),
+            "not a number of the right shape",
+        ),
+        (
+            r#"{"normalTexture":{"index":0,"extensions":{"KHR_texture_transform":{"rotation":"half"}}}}"#.into(),
+            "not a number of the right shape",
+        ),
+    ] {
+        let e = load(&material).err().unwrap_or_else(|| panic!("{material} loaded"));
+        assert!(e.contains(needle), "{material}: {e}");
+    }
+}
+
+/// Issue #18 item 2: an emissive texture multiplies the emissive factor where glTF's sampling
+/// puts it. (1) A floor that only emits, seen under a black sky, is its emission times the
+/// texture (sRGB decoded, filtered), every 4x4 block within 2% of the prediction; upside down
+/// it would be far off. (2) Light sampling reads it too: a diffuse floor lit by a small
+/// emitter whose 1x1 texture is `c` renders as the same floor under an untextured emitter of
+/// the emission times `c` (one emitter, so the light table's densities are the
+/// same; equal but for the filter's rounding). (3) wgpu agrees with the CPU reference.
+#[test]
+fn an_emissive_texture_emits_where_its_uvs_put_it_and_light_sampling_sees_it() {
+    let texels: Vec<u8> =
+        (0..16u8).flat_map(|i| [20 + 15 * i, 240 - 14 * i, if i % 3 == 0 { 30 } else { 200 }, 255]).collect();
+    let tex = Texture { width: 4, height: 4, wrap: [Wrap::Repeat; 2], texels: Arc::new(texels) };
+    let mut glow = Pbr::plain([0.0; 3], 0.0, 1.0);
+    glow.emission = [2.0, 2.0, 2.0];
+    glow.emissive_texture = Some(0);
+    let mut lit = floor(Material::Pbr(glow.clone()), vec![tex.clone()], [0.0, 1.0, 0.0]);
+    lit.sky = Sky { horizon: [0.0; 3], zenith: [0.0; 3] };
+    let size = 48u32;
+    let s = RenderSettings { width: size, height: size, spp: 64, max_bounces: 2, tile: 48 };
+    let img = render(&lit, &s, Backend::Cpu);
+    let (mut worst, mut flipped_worst) = (0.0f64, 0.0f64);
+    for by in 0..size / 4 {
+        for bx in 0..size / 4 {
+            let (mut got, mut want, mut flipped) = ([0.0f64; 3], [0.0f64; 3], [0.0f64; 3]);
+            for y in by * 4..by * 4 + 4 {
+                for x in bx * 4..bx * 4 + 4 {
+                    let uv = uv_of_pixel(x as f64 + 0.5, y as f64 + 0.5, size as f64);
+                    let (t, upside_down) = (bilinear(&tex, uv), bilinear(&tex, [uv[0], 1.0 - uv[1]]));
+                    for k in 0..3 {
+                        got[k] += img.rgb[(y * size + x) as usize][k] as f64;
+                        want[k] += 2.0 * t[k];
+                        flipped[k] += 2.0 * upside_down[k];
+                    }
+                }
+            }
+            for k in 0..3 {
+                worst = worst.max((got[k] / want[k] - 1.0).abs());
+                flipped_worst = flipped_worst.max((got[k] / flipped[k] - 1.0).abs());
+            }
+        }
+    }
+    eprintln!(
+        "emissive texture: worst block {:.2}% off glTF's sampling ({:.0}% upside down)",
+        worst * 100.0,
+        flipped_worst * 100.0
+    );
+    assert!(worst < 0.02 && flipped_worst > 0.2, "worst {worst}, upside down {flipped_worst}");
+    let gpu = render(&lit, &s, Backend::Gpu);
+    assert!(same8(&gpu, &img) > 0.99, "wgpu and CPU differ: {:.4}", same8(&gpu, &img));
+
+    // (2) A diffuse floor under a small emitter facing down, textured or not.
+    let c = [230u8, 140, 60];
+    let lamp = |textured: bool| {
+        let mut sc = floor(Material::Diffuse { albedo: [0.6; 3] }, Vec::new(), [0.0; 3]);
+        sc.sky = Sky { horizon: [0.0; 3], zenith: [0.0; 3] };
+        let mut m = Pbr::plain([0.0; 3], 0.0, 1.0);
+        if textured {
+            m.emission = [3.0; 3];
+            m.emissive_texture = Some(0);
+            sc.textures = vec![Texture {
+                width: 1,
+                height: 1,
+                wrap: [Wrap::Repeat; 2],
+                texels: Arc::new(vec![c[0], c[1], c[2], 255]),
+            }];
+        } else {
+            // What the kernels compute: the factor times the texel through the sRGB table.
+            m.emission = c.map(|v| 3.0 * (srgb(v) as f32));
+        }
+        sc.materials.push(Material::Pbr(m));
+        let y = 1.2;
+        let p = |x: f32, z: f32| [x, y, z];
+        for v in [[p(-0.3, -0.3), p(0.3, -0.3), p(0.3, 0.3)], [p(-0.3, -0.3), p(0.3, 0.3), p(-0.3, 0.3)]] {
+            sc.triangles.push(Triangle { v, material: 1 });
+            sc.shading.push(Shading { normals: [[0.0, -1.0, 0.0]; 3], uv: [[0.5, 0.5]; 3] });
+        }
+        sc
+    };
+    let s = RenderSettings { width: 32, height: 32, spp: 16, max_bounces: 3, tile: 32 };
+    let (a, b) = (render(&lamp(true), &s, Backend::Cpu), render(&lamp(false), &s, Backend::Cpu));
+    let floor_mean = mean_where(&a, |x, y| !(10..22).contains(&x) || !(10..22).contains(&y));
+    assert!(floor_mean.iter().all(|v| *v > 0.001), "the floor is lit: {floor_mean:?}");
+    // Equal but for the rounding of the filter (four equal texels blended in f32).
+    let worst = a
+        .rgb
+        .iter()
+        .zip(&b.rgb)
+        .flat_map(|(p, q)| (0..3).map(move |k| (p[k] - q[k]).abs() / q[k].max(1e-6)))
+        .fold(0.0f32, f32::max);
+    assert!(worst < 1e-5, "an emitter's texture changes what light sampling finds: {worst}");
+}
