@@ -6,7 +6,7 @@ use rayon::prelude::*;
 
 use crate::bvh::BvhNode;
 use crate::compile::{Compiled, GpuLight, GpuMaterial, GpuSphere, GpuTriangle, NO_TEXTURE};
-use crate::ggx::{AUX_E, AUX_EAVG, AUX_EW, AUX_SRGB, AUX_WORDS, E_N};
+use crate::ggx::{AUX_E, AUX_EAVG, AUX_ED, AUX_FDAVG, AUX_SRGB, AUX_WORDS, E_N};
 use ifx_protocols::render::{RenderSettings, Tile};
 
 type V = [f32; 3];
@@ -386,6 +386,8 @@ struct Surf {
     rough: f32,
     ns: V,
     wo: V,
+    /// The shading normal without the normal map (the face's where it has none).
+    nsm: V,
 }
 
 /// The surface of material `m` at `hit`, seen along `d`, with the geometric normal `n`
@@ -393,7 +395,7 @@ struct Surf {
 /// `n`), its normal map. A shading normal facing away from the ray is not used.
 fn surface(c: &Compiled, m: &GpuMaterial, hit: &Hit, n: V, d: V) -> Surf {
     let wo = sc(normalize(d), -1.0);
-    let mut sf = Surf { kind: m.kind, base: m.albedo, metallic: m.metallic, rough: m.roughness, ns: n, wo };
+    let mut sf = Surf { kind: m.kind, base: m.albedo, metallic: m.metallic, rough: m.roughness, ns: n, wo, nsm: n };
     if hit.tri == NO_SPHERE || c.shade.is_empty() {
         return sf;
     }
@@ -410,6 +412,7 @@ fn surface(c: &Compiled, m: &GpuMaterial, hit: &Hit, n: V, d: V) -> Surf {
             ns = sc(ns, -1.0);
         }
     }
+    let unmapped = ns;
     let uv = uv_at(c, hit.tri, b);
     if m.base_tex != NO_TEXTURE {
         let t = sample(c, m.base_tex, uv, true);
@@ -438,8 +441,31 @@ fn surface(c: &Compiled, m: &GpuMaterial, hit: &Hit, n: V, d: V) -> Surf {
     }
     if dot(ns, wo) > 0.0 {
         sf.ns = ns;
+        sf.nsm = unmapped;
     }
     sf
+}
+
+/// Cycles' bump shadowing of a diffuse lobe (Chiang, Li and Burley 2019, "Taming the shadow
+/// terminator"): where a normal map turns the shading normal `ns` away from the smooth one
+/// `nsm`, light arriving at `wi` (`nl` its cosine to `ns`) from low over the smooth surface
+/// is faded, `g = (nsm.wi) / ((ns.wi)(nsm.ns))` through `-g^3 + g^2 + g`, 1 from `g` = 1 on;
+/// without a normal map it is 1. It only darkens (the density is unchanged), as the bumps'
+/// own shadows would.
+fn bump_shadowing(sf: &Surf, wi: V, nl: f32) -> f32 {
+    if sf.nsm == sf.ns {
+        return 1.0;
+    }
+    let den = nl * dot(sf.nsm, sf.ns);
+    let g = if den != 0.0 { dot(sf.nsm, wi) * (1.0 / den) } else { 0.0 };
+    if g >= 1.0 {
+        return 1.0;
+    }
+    if g.is_nan() || g < 0.0 {
+        return 0.0;
+    }
+    let g2 = g * g;
+    -g2 * g + g2 + g
 }
 
 /// Schlick's Fresnel factor `(1 - cos)^5`.
@@ -472,13 +498,20 @@ fn albedo_avg(c: &Compiled, table: usize, rough: f32) -> f32 {
     aux(c, table + y0 as usize) * (1.0 - fy) + aux(c, table + y0 as usize + 1) * fy
 }
 
-/// The share of what single scattering misses that multiple scattering gives back, for
-/// reflectance `f0` (Schlick's hemispherical average `f0 + (1 - f0) / 21`) and the
-/// single-scattering average albedo `eavg`: Kulla and Conty's `F_avg E_avg / (1 - F_avg (1 -
-/// E_avg))`, as Cycles' Principled BSDF uses it.
-fn ms_fresnel(f0: f32, eavg: f32) -> f32 {
-    let favg = f0 + (1.0 - f0) * (1.0 / 21.0);
+/// The share of what single scattering misses that multiple scattering gives back, for a
+/// Fresnel whose hemispherical average is `favg` and the single-scattering average albedo
+/// `eavg`: Kulla and Conty's `F_avg E_avg / (1 - F_avg (1 - E_avg))`, as Cycles' Principled
+/// BSDF uses it. Schlick's average for reflectance `f0` is `f0 + (1 - f0) / 21`.
+fn ms_fresnel(favg: f32, eavg: f32) -> f32 {
     favg * eavg * (1.0 / (1.0 - favg * (1.0 - eavg)))
+}
+
+/// `ggx::fresnel_dielectric` at IOR 1.5 in f32, as both kernels compute it.
+pub(crate) fn fresnel_d(c: f32) -> f32 {
+    let g = (1.25 + c * c).sqrt();
+    let a = (g - c) * (1.0 / (g + c));
+    let b = (c * (g + c) - 1.0) * (1.0 / (c * (g - c) + 1.0));
+    0.5 * a * a * (1.0 + b * b)
 }
 
 /// The chance that a PBR bounce samples the specular lobe: its share of the Fresnel-weighted
@@ -533,19 +566,22 @@ fn bsdf(c: &Compiled, sf: &Surf, wi: V) -> (V, f32) {
     let (dist, vis, vh) = ggx_single(sf, wi, nl, nv);
     let spec = dist * vis;
     let fw = schlick_w(vh);
-    let f0 = f0_of(sf);
+    let m = sf.metallic;
     let e = albedo_e(c, AUX_E, nv, sf.rough);
     let eavg = albedo_avg(c, AUX_EAVG, sf.rough);
     let missing = (1.0 - e) * (1.0 / e.max(1e-6));
-    // The dielectric layer's albedo seen from the view (reflectance 0.04), energy kept.
-    let fd = ms_fresnel(0.04, eavg);
-    let layer = (0.04 * e + 0.96 * albedo_e(c, AUX_EW, nv, sf.rough)) * (1.0 + fd * missing);
-    let diff = (1.0 - sf.metallic) * (1.0 - layer).max(0.0) * INV_PI;
-    let mut f = [0.0f32; 3];
-    for k in 0..3 {
-        let fk = f0[k] + (1.0 - f0[k]) * fw;
-        f[k] = (fk * spec * (1.0 + ms_fresnel(f0[k], eavg) * missing) + sf.base[k] * diff) * nl;
-    }
+    // The dielectric's specular layer: the exact Fresnel of IOR 1.5 (Cycles'; glTF writes
+    // Schlick's of f0 0.04, whose average is 7% lower), energy kept; its albedo seen from the
+    // view is what the diffuse base does not get.
+    let fdm = 1.0 + ms_fresnel(aux(c, AUX_FDAVG), eavg) * missing;
+    let layer = albedo_e(c, AUX_ED, nv, sf.rough) * fdm;
+    let diff = (1.0 - m) * (1.0 - layer).max(0.0) * INV_PI * bump_shadowing(sf, wi, nl);
+    let dielectric = (1.0 - m) * fresnel_d(vh) * fdm;
+    let f = sf.base.map(|b| {
+        // The metal's: Schlick's from the base colour.
+        let metal = m * (b + (1.0 - b) * fw) * (1.0 + ms_fresnel(b + (1.0 - b) * (1.0 / 21.0), eavg) * missing);
+        ((dielectric + metal) * spec + b * diff) * nl
+    });
     let a = crate::ggx::alpha(sf.rough);
     let a2 = a * a;
     let g1v = 2.0 * nv * (1.0 / (nv + (a2 + (1.0 - a2) * nv * nv).sqrt()));
@@ -895,7 +931,7 @@ mod tests {
 
     /// A surface of the PBR kind with normal +Z, seen from `wo`.
     fn pbr(base: V, metallic: f32, rough: f32, wo: V) -> Surf {
-        Surf { kind: 4, base, metallic, rough, ns: [0.0, 0.0, 1.0], wo: normalize(wo) }
+        Surf { kind: 4, base, metallic, rough, ns: [0.0, 0.0, 1.0], wo: normalize(wo), nsm: [0.0, 0.0, 1.0] }
     }
 
     /// A direction above the +Z hemisphere's horizon at cosine `cos` and turn `turn`.

@@ -97,12 +97,13 @@ struct Node {
 @group(0) @binding(9) var<storage, read> tex: array<u32>;
 
 const NO_TEXTURE: u32 = 0xffffffffu;
-// ggx.rs: AUX_SRGB, AUX_E, AUX_EAVG, AUX_EW, AUX_WORDS, E_N, ALPHA_MIN.
+// ggx.rs: AUX_SRGB, AUX_E, AUX_EAVG, AUX_ED, AUX_FDAVG, AUX_WORDS, E_N, ALPHA_MIN.
 const AUX_SRGB: u32 = 0u;
 const AUX_E: u32 = 256u;
 const AUX_EAVG: u32 = 1280u;
-const AUX_EW: u32 = 1312u;
-const AUX_WORDS: u32 = 2336u;
+const AUX_ED: u32 = 1312u;
+const AUX_FDAVG: u32 = 2336u;
+const AUX_WORDS: u32 = 2337u;
 const E_N: u32 = 32u;
 const ALPHA_MIN: f32 = 0.001;
 
@@ -441,12 +442,13 @@ struct Surf {
     rough: f32,
     ns: vec3<f32>,
     wo: vec3<f32>,
+    nsm: vec3<f32>,
 };
 
 // cpu.rs `surface`: textures, the interpolated normal, its normal map.
 fn surface(m: Material, hit: Hit, n: vec3<f32>, d: vec3<f32>) -> Surf {
     let wo = norm(d) * -1.0;
-    var sf = Surf(m.kind, m.albedo, m.metallic, m.roughness, n, wo);
+    var sf = Surf(m.kind, m.albedo, m.metallic, m.roughness, n, wo, n);
     if (hit.tri == NO_SPHERE || params.n_shade == 0u) {
         return sf;
     }
@@ -463,6 +465,7 @@ fn surface(m: Material, hit: Hit, n: vec3<f32>, d: vec3<f32>) -> Surf {
             ns = ns * -1.0;
         }
     }
+    let unmapped = ns;
     let uv = uv_at(hit.tri, b);
     if (m.base_tex != NO_TEXTURE) {
         let t = sample_tex(m.base_tex, uv, true);
@@ -491,8 +494,29 @@ fn surface(m: Material, hit: Hit, n: vec3<f32>, d: vec3<f32>) -> Surf {
     }
     if (dot3(ns, wo) > 0.0) {
         sf.ns = ns;
+        sf.nsm = unmapped;
     }
     return sf;
+}
+
+// cpu.rs `bump_shadowing`.
+fn bump_shadowing(sf: Surf, wi: vec3<f32>, nl: f32) -> f32 {
+    if (all(sf.nsm == sf.ns)) {
+        return 1.0;
+    }
+    let den = nl * dot3(sf.nsm, sf.ns);
+    var g = 0.0;
+    if (den != 0.0) {
+        g = dot3(sf.nsm, wi) * (1.0 / den);
+    }
+    if (g >= 1.0) {
+        return 1.0;
+    }
+    if (!(g >= 0.0)) {
+        return 0.0;
+    }
+    let g2 = g * g;
+    return -g2 * g + g2 + g;
 }
 
 fn schlick_w(c: f32) -> f32 {
@@ -526,9 +550,16 @@ fn albedo_avg(table: u32, rough: f32) -> f32 {
 }
 
 // cpu.rs `ms_fresnel`, the share of the missing energy multiple scattering gives back.
-fn ms_fresnel(f0: f32, eavg: f32) -> f32 {
-    let favg = f0 + (1.0 - f0) * (1.0 / 21.0);
+fn ms_fresnel(favg: f32, eavg: f32) -> f32 {
     return favg * eavg * (1.0 / (1.0 - favg * (1.0 - eavg)));
+}
+
+// cpu.rs `fresnel_d`: the exact Fresnel of IOR 1.5.
+fn fresnel_d(c: f32) -> f32 {
+    let g = sqrt(1.25 + c * c);
+    let a = (g - c) * (1.0 / (g + c));
+    let b = (c * (g + c) - 1.0) * (1.0 / (c * (g - c) + 1.0));
+    return 0.5 * a * a * (1.0 + b * b);
 }
 
 fn f0_of(sf: Surf) -> vec3<f32> {
@@ -571,17 +602,19 @@ fn bsdf(sf: Surf, wi: vec3<f32>) -> Eval {
     let vis = 0.5 * (1.0 / (nl * sqrt(nv * nv * (1.0 - a2) + a2) + nv * sqrt(nl * nl * (1.0 - a2) + a2)));
     let spec = dist * vis;
     let fw = schlick_w(vh);
-    let f0 = f0_of(sf);
+    let m = sf.metallic;
     let e = albedo_e(AUX_E, nv, sf.rough);
     let eavg = albedo_avg(AUX_EAVG, sf.rough);
     let missing = (1.0 - e) * (1.0 / max(e, 1e-6));
-    let fd = ms_fresnel(0.04, eavg);
-    let layer = (0.04 * e + 0.96 * albedo_e(AUX_EW, nv, sf.rough)) * (1.0 + fd * missing);
-    let diff = (1.0 - sf.metallic) * max(1.0 - layer, 0.0) * INV_PI;
+    let fdm = 1.0 + ms_fresnel(auxf(AUX_FDAVG), eavg) * missing;
+    let layer = albedo_e(AUX_ED, nv, sf.rough) * fdm;
+    let diff = (1.0 - m) * max(1.0 - layer, 0.0) * INV_PI * bump_shadowing(sf, wi, nl);
+    let dielectric = (1.0 - m) * fresnel_d(vh) * fdm;
     var f = vec3<f32>(0.0);
     for (var k = 0; k < 3; k++) {
-        let fk = f0[k] + (1.0 - f0[k]) * fw;
-        f[k] = (fk * spec * (1.0 + ms_fresnel(f0[k], eavg) * missing) + sf.base[k] * diff) * nl;
+        let b = sf.base[k];
+        let metal = m * (b + (1.0 - b) * fw) * (1.0 + ms_fresnel(b + (1.0 - b) * (1.0 / 21.0), eavg) * missing);
+        f[k] = ((dielectric + metal) * spec + b * diff) * nl;
     }
     let g1v = 2.0 * nv * (1.0 / (nv + sqrt(a2 + (1.0 - a2) * nv * nv)));
     let p_spec = g1v * dist * (1.0 / (4.0 * nv));

@@ -209,7 +209,9 @@ fn a_normal_map_bends_the_normal_as_gltf_defines() {
     let n = [unit(r), unit(b), -unit(g)];
     let len = n.iter().map(|x| x * x).sum::<f32>().sqrt();
     let n = n.map(|x| x / len);
-    let mut mapped = Pbr::plain([0.8, 0.7, 0.6], 0.0, 0.4);
+    // A metal: its highlights show the normal's direction sharply, and it has no diffuse lobe
+    // for Cycles' bump shadowing to fade (that is the next test's).
+    let mut mapped = Pbr::plain([0.8, 0.7, 0.6], 1.0, 0.4);
     mapped.normal_texture = Some(0);
     let lit = |mut sc: Scene| {
         sc.sky = Sky { horizon: [0.05; 3], zenith: [0.1; 3] };
@@ -217,7 +219,7 @@ fn a_normal_map_bends_the_normal_as_gltf_defines() {
         sc
     };
     let by_map = lit(floor(Material::Pbr(mapped.clone()), vec![map], [0.0, 1.0, 0.0]));
-    let by_normals = lit(floor(Material::Pbr(Pbr::plain([0.8, 0.7, 0.6], 0.0, 0.4)), Vec::new(), n));
+    let by_normals = lit(floor(Material::Pbr(Pbr::plain([0.8, 0.7, 0.6], 1.0, 0.4)), Vec::new(), n));
     let untilted = lit(floor(Material::Pbr(mapped), vec![flat], [0.0, 1.0, 0.0]));
     let s = RenderSettings { width: 48, height: 48, spp: 16, max_bounces: 4, tile: 48 };
     let (a, b, c) =
@@ -614,4 +616,76 @@ fn an_emissive_texture_emits_where_its_uvs_put_it_and_light_sampling_sees_it() {
         .flat_map(|(p, q)| (0..3).map(move |k| (p[k] - q[k]).abs() / q[k].max(1e-6)))
         .fold(0.0f32, f32::max);
     assert!(worst < 1e-5, "an emitter's texture changes what light sampling finds: {worst}");
+}
+
+/// Issue #18 item 3, as Cycles renders normal maps: a diffuse lobe whose normal a map turns
+/// away from the surface's fades light that arrives low over the surface (Chiang et al.'s bump
+/// shadowing, `-g^3 + g^2 + g` with `g = (n.l) / ((n_map.l)(n.n_map))`), and is unchanged for
+/// light from where the term is 1. A floor under one directional light and nothing else
+/// (so every pixel is exact): with the map tilted 30 degrees towards +X, it equals the floor
+/// whose vertex normals are so tilted (no map, no fading) under light from straight above, and
+/// under light 60 degrees off the vertical towards +X its diffuse part (from a black-based
+/// twin, which has the same specular part) is that floor's times the term, at every pixel.
+#[test]
+fn a_normal_map_fades_light_from_low_over_the_surface_as_cycles_does() {
+    use ifx_protocols::render::scene::DirectionalLight;
+    let tilt = 30.0f32.to_radians();
+    let nt = [tilt.sin(), tilt.cos(), 0.0];
+    // T = +X, B = -Z, N = +Y: a map texel of (sin, 0, cos) in tangent space, as 8 bits.
+    let enc = |x: f32| ((x + 1.0) / 2.0 * 255.0).round() as u8;
+    let map = Texture {
+        width: 1,
+        height: 1,
+        wrap: [Wrap::Repeat; 2],
+        texels: Arc::new(vec![enc(tilt.sin()), enc(0.0), enc(tilt.cos()), 255]),
+    };
+    // What the map encodes after 8-bit rounding, as `surface` decodes it.
+    let dec = |c: u8| 2.0 * c as f32 / 255.0 - 1.0;
+    let k = [dec(enc(tilt.sin())), dec(enc(tilt.cos())), -dec(enc(0.0))];
+    let len = k.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let n = k.map(|x| x / len);
+    assert!((n[0] - nt[0]).abs() < 0.01 && (n[1] - nt[1]).abs() < 0.01);
+    let scene = |base: f32, mapped: bool, from: f32| {
+        let mut m = Pbr::plain([base; 3], 0.0, 0.5);
+        let (textures, normal) = if mapped {
+            m.normal_texture = Some(0);
+            (vec![map.clone()], [0.0, 1.0, 0.0])
+        } else {
+            (Vec::new(), n)
+        };
+        let mut sc = floor(Material::Pbr(m), textures, normal);
+        sc.sky = Sky { horizon: [0.0; 3], zenith: [0.0; 3] };
+        let a = from.to_radians();
+        sc.directional = vec![DirectionalLight { direction: [-a.sin(), -a.cos(), 0.0], irradiance: [2.0; 3] }];
+        sc
+    };
+    let s = RenderSettings { width: 24, height: 24, spp: 4, max_bounces: 2, tile: 24 };
+    let img = |base: f32, mapped: bool, from: f32| render(&scene(base, mapped, from), &s, Backend::Cpu);
+    // From straight above: g = 1 / cos^2(30 deg) > 1, no fading.
+    let (a, b) = (img(0.8, true, 0.0), img(0.8, false, 0.0));
+    let same = a.rgb.iter().zip(&b.rgb).all(|(p, q)| (p[0] - q[0]).abs() <= 1e-5 * q[0]);
+    assert!(same && a.rgb[0][0] > 0.0, "{:?} against {:?}", a.rgb[0], b.rgb[0]);
+    // From 60 degrees towards +X: l = (sin 60, cos 60, 0).
+    let from = 60.0f32.to_radians();
+    let l = [from.sin(), from.cos(), 0.0];
+    let dot = |u: [f32; 3], v: [f32; 3]| u[0] * v[0] + u[1] * v[1] + u[2] * v[2];
+    let g = dot([0.0, 1.0, 0.0], l) / (dot(n, l) * n[1]);
+    let term = -g * g * g + g * g + g;
+    assert!(g < 1.0 && term < 0.99, "g {g}, term {term}");
+    let (map_w, map_k, tilted_w, tilted_k) =
+        (img(0.8, true, 60.0), img(0.0, true, 60.0), img(0.8, false, 60.0), img(0.0, false, 60.0));
+    let mut worst = 0.0f32;
+    for i in 0..map_w.rgb.len() {
+        let diffuse_map = map_w.rgb[i][0] - map_k.rgb[i][0];
+        let diffuse_tilted = tilted_w.rgb[i][0] - tilted_k.rgb[i][0];
+        assert!(
+            (map_k.rgb[i][0] - tilted_k.rgb[i][0]).abs() <= 1e-5 * tilted_k.rgb[i][0].max(1e-6),
+            "specular parts differ"
+        );
+        worst = worst.max((diffuse_map / (diffuse_tilted * term) - 1.0).abs());
+    }
+    eprintln!("bump shadowing: g {g:.4}, term {term:.4}; worst pixel {:.5}% off", worst * 100.0);
+    assert!(worst < 1e-4, "the diffuse part is {:.4}% off the term", worst * 100.0);
+    let gpu = render(&scene(0.8, true, 60.0), &s, Backend::Gpu);
+    assert!(same8(&gpu, &map_w) > 0.99, "wgpu and CPU differ: {:.4}", same8(&gpu, &map_w));
 }
