@@ -530,13 +530,12 @@ fn f0_of(sf: &Surf) -> V {
     [0.04 * (1.0 - m) + sf.base[0] * m, 0.04 * (1.0 - m) + sf.base[1] * m, 0.04 * (1.0 - m) + sf.base[2] * m]
 }
 
-/// The reciprocal part of the specular lobe toward `wi` (a unit vector, `nl` its cosine):
+/// The reciprocal part of the specular lobe toward `wi` (a unit vector, `nl` its cosine), for
+/// GGX's alpha squared `a2` (`ggx::alpha`, squared):
 /// single-scattering GGX without Fresnel as GGX's distribution `D` and Smith's
 /// height-correlated visibility `G2 / (4 nv nl)`; and `v.h`, Fresnel's cosine. `D` times the
 /// visibility is the same with the two directions swapped.
-fn ggx_single(sf: &Surf, wi: V, nl: f32, nv: f32) -> (f32, f32, f32) {
-    let a = crate::ggx::alpha(sf.rough);
-    let a2 = a * a;
+fn ggx_single(sf: &Surf, wi: V, nl: f32, nv: f32, a2: f32) -> (f32, f32, f32) {
     let h = normalize(add(wi, sf.wo));
     let nh = dot(sf.ns, h).max(0.0);
     let vh = dot(sf.wo, h).clamp(0.0, 1.0);
@@ -563,7 +562,9 @@ fn bsdf(c: &Compiled, sf: &Surf, wi: V) -> (V, f32) {
         return (sc(sf.base, p), p);
     }
     let nv = dot(sf.ns, sf.wo).max(1e-6);
-    let (dist, vis, vh) = ggx_single(sf, wi, nl, nv);
+    let a = crate::ggx::alpha(sf.rough);
+    let a2 = a * a;
+    let (dist, vis, vh) = ggx_single(sf, wi, nl, nv, a2);
     let spec = dist * vis;
     let fw = schlick_w(vh);
     let m = sf.metallic;
@@ -582,8 +583,6 @@ fn bsdf(c: &Compiled, sf: &Surf, wi: V) -> (V, f32) {
         let metal = m * (b + (1.0 - b) * fw) * (1.0 + ms_fresnel(b + (1.0 - b) * (1.0 / 21.0), eavg) * missing);
         ((dielectric + metal) * spec + b * diff) * nl
     });
-    let a = crate::ggx::alpha(sf.rough);
-    let a2 = a * a;
     let g1v = 2.0 * nv * (1.0 / (nv + (a2 + (1.0 - a2) * nv * nv).sqrt()));
     let p_spec = g1v * dist * (1.0 / (4.0 * nv));
     let ps = spec_chance(sf);
@@ -954,8 +953,9 @@ mod tests {
             let (base, metallic, rough) = ([rng.next(), rng.next(), rng.next()], (k % 3) as f32 * 0.5, rng.next());
             let (a, b) = (dir(0.05 + 0.95 * rng.next(), rng.next()), dir(0.05 + 0.95 * rng.next(), rng.next()));
             let (sa, sb) = (pbr(base, metallic, rough, a), pbr(base, metallic, rough, b));
-            let (da, va, ha) = ggx_single(&sa, b, b[2], a[2]);
-            let (db, vb, hb) = ggx_single(&sb, a, a[2], b[2]);
+            let a2 = crate::ggx::alpha(rough) * crate::ggx::alpha(rough);
+            let (da, va, ha) = ggx_single(&sa, b, b[2], a[2], a2);
+            let (db, vb, hb) = ggx_single(&sb, a, a[2], b[2], a2);
             let (x, y) = (da * va, db * vb);
             assert!((x - y).abs() <= 2e-4 * x.max(y) + 1e-7, "m {metallic} r {rough}: {x} against {y}");
             assert!((ha - hb).abs() <= 1e-5, "v.h {ha} against {hb}");
@@ -963,7 +963,7 @@ mod tests {
             // view's: the same toward `b` as toward any third direction.
             let metal = pbr(base, 1.0, rough, a);
             let c3 = dir(0.05 + 0.95 * rng.next(), rng.next());
-            let (dc, vc, hc) = ggx_single(&metal, c3, c3[2], a[2]);
+            let (dc, vc, hc) = ggx_single(&metal, c3, c3[2], a[2], a2);
             let (fb, fc) = (bsdf(&c, &metal, b).0, bsdf(&c, &metal, c3).0);
             for ch in 0..3 {
                 let fr = |vh: f32| base[ch] + (1.0 - base[ch]) * schlick_w(vh);

@@ -766,8 +766,8 @@ const IDENTITY_UV: UvTransform = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]];
 /// `KHR_texture_transform` as a matrix: scale, then rotation, then offset (`T R S`). The
 /// rotation turns the UVs counter-clockwise as glTF's V runs down the image: `u' = cos u +
 /// sin v`, `v' = -sin u + cos v`, which is the reading under which the extension's own
-/// example (offset `[0, 1]`, rotation pi/2, scale 1/2) shows the image's lower-left quarter,
-/// and Blender's exporter writes its Mapping node so (`textures::a_texture_transform_...`).
+/// example (offset `[0, 1]`, rotation pi/2, scale 1/2) shows the image's lower-left quarter
+/// (`pbr::a_texture_transform_moves_the_uvs_as_gltf_defines`).
 /// A `texCoord` other than 0 is refused: ifx reads the first UV set only.
 fn transform_matrix(
     offset: [f32; 2],
@@ -785,7 +785,10 @@ fn transform_matrix(
     Ok([[c * scale[0], s * scale[1], offset[0]], [-s * scale[0], c * scale[1], offset[1]]])
 }
 
-/// A texture slot's transform from gltf's typed extension (base colour, metallic-roughness).
+/// A texture slot's transform from gltf's typed extension (base colour, metallic-roughness,
+/// emissive). With the crate's `KHR_texture_transform` feature (needed for files that
+/// require the extension) these slots parse it themselves; the normal texture's JSON is
+/// read by [`uv_transform`].
 fn typed_transform(t: Option<gltf::texture::TextureTransform>) -> Result<UvTransform, String> {
     match t {
         None => Ok(IDENTITY_UV),
@@ -852,12 +855,11 @@ fn gltf_scene(files: &dyn Files, bytes: &[u8], name: &str, time: f32) -> Result<
                         return Err(err(format!("more than {MAX_POINT_LIGHTS} point and spot lights")));
                     }
                     // A spot shines down its node's -Z; its intensity is candela, as a point's.
-                    let (o, z) = (transform(world, [0.0; 3]), transform(world, [0.0, 0.0, -1.0]));
                     let i = light.intensity() / LUMENS_PER_WATT;
                     points.push(PointLight {
-                        position: o,
+                        position: transform(world, [0.0; 3]),
                         intensity: light.color().map(|c| c * i),
-                        cone: Some(cone([z[0] - o[0], z[1] - o[1], z[2] - o[2]], inner_cone_angle, outer_cone_angle)),
+                        cone: Some(cone(transform_dir(world, [0.0, 0.0, -1.0]), inner_cone_angle, outer_cone_angle)),
                     });
                 }
                 Kind::Directional => {
@@ -867,10 +869,9 @@ fn gltf_scene(files: &dyn Files, bytes: &[u8], name: &str, time: f32) -> Result<
                     // It shines down its node's -Z; its intensity is lux (lumens per square
                     // metre), to watts per square metre at 683 lm/W as Blender's exporter
                     // multiplies a sun's strength by.
-                    let (o, z) = (transform(world, [0.0; 3]), transform(world, [0.0, 0.0, -1.0]));
                     let e = light.intensity() / LUMENS_PER_WATT;
                     directional.push(DirectionalLight {
-                        direction: unit([z[0] - o[0], z[1] - o[1], z[2] - o[2]]),
+                        direction: unit(transform_dir(world, [0.0, 0.0, -1.0])),
                         irradiance: light.color().map(|c| c * e),
                     });
                 }
@@ -882,17 +883,12 @@ fn gltf_scene(files: &dyn Files, bytes: &[u8], name: &str, time: f32) -> Result<
             let gltf::camera::Projection::Perspective(p) = c.projection() else {
                 return Err(err(format!("node {}: only perspective cameras are rendered", node.index())));
             };
-            let dir = |d: [f32; 3]| {
-                let v = transform(world, d);
-                let o = transform(world, [0.0; 3]);
-                [v[0] - o[0], v[1] - o[1], v[2] - o[2]]
-            };
             let position = transform(world, [0.0; 3]);
-            let ahead = dir([0.0, 0.0, -1.0]);
+            let ahead = transform_dir(world, [0.0, 0.0, -1.0]);
             let cam = Camera {
                 position,
                 look_at: [position[0] + ahead[0], position[1] + ahead[1], position[2] + ahead[2]],
-                up: dir([0.0, 1.0, 0.0]),
+                up: transform_dir(world, [0.0, 1.0, 0.0]),
                 fov_deg: p.yfov().to_degrees(),
             };
             camera = Some((node.index(), cam));
@@ -991,6 +987,13 @@ fn mat_mul(a: [[f32; 4]; 4], b: [[f32; 4]; 4]) -> [[f32; 4]; 4] {
         }
     }
     r
+}
+
+/// Direction `d` of a node's local frame in the world: where it takes the point `d`, less
+/// where it takes its origin (lights' axes, the camera's ahead and up).
+fn transform_dir(m: [[f32; 4]; 4], d: [f32; 3]) -> [f32; 3] {
+    let (v, o) = (transform(m, d), transform(m, [0.0; 3]));
+    [v[0] - o[0], v[1] - o[1], v[2] - o[2]]
 }
 
 fn transform(m: [[f32; 4]; 4], p: [f32; 3]) -> [f32; 3] {

@@ -137,6 +137,37 @@ fn bilinear(tex: &Texture, uv: [f64; 2]) -> [f64; 3] {
     })
 }
 
+/// Over 4x4 pixel blocks of `img` (a render of [`floor`]), the largest relative difference of
+/// a block's mean from what `expect(pixel index, texel colour)` predicts with `tex` sampled
+/// where glTF puts each pixel (`uv_of_pixel`, `bilinear`); and the same with the texture
+/// upside down, which a test must tell apart.
+fn block_errors(img: &Image, tex: &Texture, expect: impl Fn(usize, [f64; 3]) -> [f64; 3]) -> (f64, f64) {
+    let size = img.width;
+    let (mut worst, mut flipped_worst) = (0.0f64, 0.0f64);
+    for by in 0..size / 4 {
+        for bx in 0..size / 4 {
+            let (mut got, mut want, mut flipped) = ([0.0f64; 3], [0.0f64; 3], [0.0f64; 3]);
+            for y in by * 4..by * 4 + 4 {
+                for x in bx * 4..bx * 4 + 4 {
+                    let i = (y * size + x) as usize;
+                    let uv = uv_of_pixel(x as f64 + 0.5, y as f64 + 0.5, size as f64);
+                    let (e, e_flipped) = (expect(i, bilinear(tex, uv)), expect(i, bilinear(tex, [uv[0], 1.0 - uv[1]])));
+                    for k in 0..3 {
+                        got[k] += img.rgb[i][k] as f64;
+                        want[k] += e[k];
+                        flipped[k] += e_flipped[k];
+                    }
+                }
+            }
+            for k in 0..3 {
+                worst = worst.max((got[k] / want[k] - 1.0).abs());
+                flipped_worst = flipped_worst.max((got[k] / flipped[k] - 1.0).abs());
+            }
+        }
+    }
+    (worst, flipped_worst)
+}
+
 /// Issue #18 item 2: a base colour texture lands where its UVs put it, upright, sRGB decoded and
 /// filtered between texel centres. Under a uniform sky a rough dielectric's radiance is linear
 /// in its base colour (`black + (white - black) * base`, from renders of the untextured floor
@@ -158,30 +189,13 @@ fn a_base_colour_texture_lands_where_its_uvs_put_it() {
     let s = RenderSettings { width: size, height: size, spp: 256, max_bounces: 4, tile: 48 };
     let (black, white) = (render(&plain(0.0), &s, Backend::Cpu), render(&plain(1.0), &s, Backend::Cpu));
     let img = render(&textured, &s, Backend::Cpu);
-    let mut worst = 0.0f64;
-    let mut flipped_worst = 0.0f64;
-    for by in 0..size / 4 {
-        for bx in 0..size / 4 {
-            let (mut got, mut want, mut flipped) = ([0.0f64; 3], [0.0f64; 3], [0.0f64; 3]);
-            for y in by * 4..by * 4 + 4 {
-                for x in bx * 4..bx * 4 + 4 {
-                    let i = (y * size + x) as usize;
-                    let uv = uv_of_pixel(x as f64 + 0.5, y as f64 + 0.5, size as f64);
-                    let (base, upside_down) = (bilinear(&tex, uv), bilinear(&tex, [uv[0], 1.0 - uv[1]]));
-                    for k in 0..3 {
-                        let (b, w) = (black.rgb[i][k] as f64, white.rgb[i][k] as f64);
-                        got[k] += img.rgb[i][k] as f64;
-                        want[k] += b + (w - b) * base[k];
-                        flipped[k] += b + (w - b) * upside_down[k];
-                    }
-                }
-            }
-            for k in 0..3 {
-                worst = worst.max((got[k] / want[k] - 1.0).abs());
-                flipped_worst = flipped_worst.max((got[k] / flipped[k] - 1.0).abs());
-            }
-        }
-    }
+    // Under a uniform sky the radiance is black + (white - black) * base, per pixel.
+    let (worst, flipped_worst) = block_errors(&img, &tex, |i, base| {
+        [0, 1, 2].map(|k| {
+            let (b, w) = (black.rgb[i][k] as f64, white.rgb[i][k] as f64);
+            b + (w - b) * base[k]
+        })
+    });
     eprintln!(
         "worst block {:.2}% off glTF's sampling; {:.0}% off the same texture upside down",
         worst * 100.0,
@@ -546,27 +560,7 @@ fn an_emissive_texture_emits_where_its_uvs_put_it_and_light_sampling_sees_it() {
     let size = 48u32;
     let s = RenderSettings { width: size, height: size, spp: 64, max_bounces: 2, tile: 48 };
     let img = render(&lit, &s, Backend::Cpu);
-    let (mut worst, mut flipped_worst) = (0.0f64, 0.0f64);
-    for by in 0..size / 4 {
-        for bx in 0..size / 4 {
-            let (mut got, mut want, mut flipped) = ([0.0f64; 3], [0.0f64; 3], [0.0f64; 3]);
-            for y in by * 4..by * 4 + 4 {
-                for x in bx * 4..bx * 4 + 4 {
-                    let uv = uv_of_pixel(x as f64 + 0.5, y as f64 + 0.5, size as f64);
-                    let (t, upside_down) = (bilinear(&tex, uv), bilinear(&tex, [uv[0], 1.0 - uv[1]]));
-                    for k in 0..3 {
-                        got[k] += img.rgb[(y * size + x) as usize][k] as f64;
-                        want[k] += 2.0 * t[k];
-                        flipped[k] += 2.0 * upside_down[k];
-                    }
-                }
-            }
-            for k in 0..3 {
-                worst = worst.max((got[k] / want[k] - 1.0).abs());
-                flipped_worst = flipped_worst.max((got[k] / flipped[k] - 1.0).abs());
-            }
-        }
-    }
+    let (worst, flipped_worst) = block_errors(&img, &tex, |_, t| t.map(|v| 2.0 * v));
     eprintln!(
         "emissive texture: worst block {:.2}% off glTF's sampling ({:.0}% upside down)",
         worst * 100.0,
