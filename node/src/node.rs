@@ -75,6 +75,8 @@ pub struct Node {
     pub settle: crate::settle::Settle,
     /// The operator's pause of this node's work.
     pub pause: crate::pause::Pause,
+    /// Content-addressed blobs: render assets, FL weights, models; partial fetches.
+    pub blobs: ifx_storage::BlobStore,
     shutdown: CancellationToken,
     /// Watches every service and the network task (see [`Services::supervise`]).
     supervisor: JoinHandle<Result<(), ServiceFailed>>,
@@ -171,6 +173,8 @@ impl Node {
         }
         let blobs = ifx_storage::BlobStore::open(db.clone(), crate::blob::LIMITS)
             .map_err(|e| NodeError::Storage { path: db_path.clone(), reason: e.to_string() })?;
+        // One set of fetches for the worker and the judge: a blob is fetched once whoever needs it.
+        let fetches = crate::blob::AssetFetches::new(blobs.clone(), started.handle.clone());
         let fl = crate::fl::Fl::new(
             started.handle.clone(),
             identity.signing_key().clone(),
@@ -248,7 +252,7 @@ impl Node {
                 },
                 pause.clone(),
                 cfg.render.caps(),
-                crate::blob::AssetFetches::new(blobs.clone(), started.handle.clone()),
+                fetches.clone(),
                 shutdown.child_token(),
             ),
         );
@@ -322,7 +326,7 @@ impl Node {
                 net: started.handle.clone(),
                 key: identity.signing_key().clone(),
                 network: cfg.network.clone(),
-                fetches: crate::blob::AssetFetches::new(blobs.clone(), started.handle.clone()),
+                fetches: fetches.clone(),
             };
             services.spawn("delivery-judge", judge.run(shutdown.child_token()));
             let link_samples = crate::por::links::LinkSamples::default();
@@ -417,6 +421,7 @@ impl Node {
             infer,
             settle,
             pause,
+            blobs,
             supervisor: tokio::spawn(services.supervise(started.task, shutdown.clone())),
             shutdown,
         })

@@ -161,13 +161,14 @@ async fn a_blob_fetch_goes_on_from_another_peer_at_its_offset() {
     // One chunk from a, then a goes away.
     let mut f = Fetch::new(hash, blob.len() as u64);
     let first = c.net.request(ifx_node::network::Proto::Blob, a.peer_id, f.request().encode()).await.unwrap().unwrap();
-    f.accept(&first).unwrap();
+    let mut got = f.accept(&first).unwrap();
     assert_eq!(f.received(), CHUNK_BYTES as u64);
     let a_id = a.peer_id;
     a.stop().await;
     // The rest from b, from the same offset.
-    ifx_node::blob::fetch_from(&c.net, &mut f, &[a_id, b.peer_id]).await.unwrap();
-    assert_eq!(f.finish().unwrap(), blob);
+    ifx_node::blob::fetch_from(&c.net, &mut f, &[a_id, b.peer_id], &mut got).await.unwrap();
+    f.finish().unwrap();
+    assert_eq!(got, blob);
 
     // A large blob at the pace a holder allows: 48 MiB is 96 chunks; a holder drops a peer's
     // requests past 64 at once and 64 a second, so a fetch that did not pace itself failed.
@@ -175,20 +176,22 @@ async fn a_blob_fetch_goes_on_from_another_peer_at_its_offset() {
     let big_hash = b.jobs.put_asset(big.clone()).await.unwrap();
     let mut f = Fetch::new(big_hash, big.len() as u64);
     let t0 = Instant::now();
-    ifx_node::blob::fetch_from(&c.net, &mut f, &[b.peer_id]).await.unwrap();
+    let mut got = Vec::new();
+    ifx_node::blob::fetch_from(&c.net, &mut f, &[b.peer_id], &mut got).await.unwrap();
     let secs = t0.elapsed().as_secs_f64();
-    assert!(f.finish().unwrap() == big);
+    f.finish().unwrap();
+    assert!(got == big);
     eprintln!("48 MiB fetched over 127.0.0.1 in {secs:.2} s ({:.1} MiB/s)", 48.0 / secs);
     // 32 chunks at once, then 48 a second: the other 64 take 1.33 s at least.
     assert!(secs >= 1.3, "{secs:.2} s: faster than the pace");
 
     // A first source that does not hold the blob ends the fetch: nobody else is asked.
     let mut g = Fetch::new([3; 32], 10);
-    let err = ifx_node::blob::fetch_from(&c.net, &mut g, &[b.peer_id]).await.unwrap_err();
+    let err = ifx_node::blob::fetch_from(&c.net, &mut g, &[b.peer_id], &mut Vec::new()).await.unwrap_err();
     assert_eq!(err, ifx_node::blob::FetchError::NotHeld);
     // A source that lies about the length is left, and the reason kept.
     let mut h = Fetch::new(hash, blob.len() as u64 + 1);
-    let err = ifx_node::blob::fetch_from(&c.net, &mut h, &[b.peer_id]).await.unwrap_err().to_string();
+    let err = ifx_node::blob::fetch_from(&c.net, &mut h, &[b.peer_id], &mut Vec::new()).await.unwrap_err().to_string();
     assert!(err.contains("its reference says"), "{err}");
     b.stop().await;
     c.stop().await;
@@ -201,6 +204,75 @@ async fn a_blob_fetch_goes_on_from_another_peer_at_its_offset() {
 /// started again on its store: the frames written stay written (their tiles are never asked for
 /// again), the job finishes, one receipt a tile, and every frame is bit for bit the local
 /// render of that frame.
+/// Issue #18 item 1: a fetch keeps its chunks as they come, so a worker stopped mid-fetch goes
+/// on after its restart from what it kept; and when the owner is gone, the fetch finds another
+/// holder through the DHT (a node that fetched a blob announces it), not by asking every peer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetch_resumes_after_a_restart_and_finds_a_holder_through_the_dht() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = |n: &str| tmp.path().join(n);
+    // DHT servers from the start (on 127.0.0.1 AutoNAT would say so after a few seconds).
+    let public = |d: &Path, boot: Option<String>| {
+        let mut c = config(d, boot);
+        c.nat.reachability = ifx_node::config::ReachPolicy::Public;
+        c
+    };
+    let a = Node::start(public(&dir("a"), None)).await.unwrap();
+    let boot = format!("{}/p2p/{}", a.listen_addrs[0], a.peer_id);
+    let b = Node::start(public(&dir("b"), Some(boot.clone()))).await.unwrap();
+    let c = Node::start(public(&dir("c"), Some(boot.clone()))).await.unwrap();
+    let d = Node::start(public(&dir("d"), Some(boot.clone()))).await.unwrap();
+    let t0 = Instant::now();
+    while c.net.snapshot().await.unwrap().connected.len() < 3 {
+        assert!(t0.elapsed() < Duration::from_secs(30));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // 24 MiB: 48 chunks, about half a second at the pace a holder allows.
+    let blob: Vec<u8> = (0..24u32 << 20).map(|i| (i.wrapping_mul(2_246_822_519) >> 24) as u8).collect();
+    let hash = a.jobs.put_asset(blob.clone()).await.unwrap();
+    let asset = AssetRef { name: "big.bin".into(), hash, len: blob.len() as u64 };
+    // b fetches it whole and announces it.
+    let got = ifx_node::blob::fetch(&b.net, &b.blobs, &asset, a.peer_id).await.unwrap();
+    assert_eq!(got, ifx_node::blob::Fetched { resumed: 0, sources: vec![a.peer_id] });
+    assert_eq!(b.blobs.get(&hash).unwrap().unwrap(), blob);
+
+    // c starts fetching from a and is stopped once it holds 8 chunks or more.
+    let (cnet, cblobs, asset2, a_id) = (c.net.clone(), c.blobs.clone(), asset.clone(), a.peer_id);
+    let task = tokio::spawn(async move { ifx_node::blob::fetch(&cnet, &cblobs, &asset2, a_id).await });
+    let t0 = Instant::now();
+    while c.blobs.partial(&hash).is_none_or(|(have, _)| have < 8 * CHUNK_BYTES as u64) {
+        assert!(t0.elapsed() < Duration::from_secs(30), "c never held 8 chunks");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    task.abort();
+    let _ = task.await;
+    let kept = c.blobs.partial(&hash).unwrap().0;
+    assert!(kept < blob.len() as u64, "c fetched it all before it was stopped");
+    c.stop().await;
+    // The owner goes too: only b holds the blob now.
+    a.stop().await;
+
+    let boot_d = format!("{}/p2p/{}", d.listen_addrs[0], d.peer_id);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let c = Node::start(public(&dir("c"), Some(boot_d))).await.unwrap();
+    let t0 = Instant::now();
+    while c.net.snapshot().await.unwrap().connected.len() < 2 {
+        assert!(t0.elapsed() < Duration::from_secs(30));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(c.blobs.partial(&hash).map(|p| p.0), Some(kept), "what c kept survived its restart");
+    let got = ifx_node::blob::fetch(&c.net, &c.blobs, &asset, a_id).await.unwrap();
+    assert_eq!(got.resumed, kept, "went on from what it kept");
+    // The DHT named b; d (connected, holding nothing) was not asked.
+    assert_eq!(got.sources, vec![a_id, b.peer_id]);
+    assert_eq!(c.blobs.get(&hash).unwrap().unwrap(), blob);
+    assert_eq!(c.blobs.partial(&hash), None);
+    eprintln!("resumed from {} of {} KiB; sources {:?}", kept >> 10, blob.len() >> 10, got.sources);
+    for n in [b, c, d] {
+        n.stop().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_animated_scene_renders_into_a_png_sequence_across_an_owner_restart() {
     let tmp = tempfile::tempdir().unwrap();

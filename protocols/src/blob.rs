@@ -54,16 +54,19 @@ impl BlobResponse {
     }
 }
 
-/// A fetch in progress: the bytes so far of one blob, whoever sent them. Sans I/O: the caller
-/// sends [`Fetch::request`] to a peer and feeds the answer to [`Fetch::accept`]; a peer that
-/// fails or does not hold the blob is replaced by another, and the fetch goes on from the
-/// same offset.
+/// A fetch in progress: how far one blob has come, whoever sent it. Sans I/O and without the
+/// bytes: the caller sends [`Fetch::request`] to a peer, feeds the answer to [`Fetch::accept`]
+/// and keeps the chunk it returns where it likes (the node writes it to its blob store, so
+/// that a fetch a restart interrupted goes on from what was kept: [`Fetch::held`]). A peer
+/// that fails or does not hold the blob is replaced by another, and the fetch goes on from the
+/// same offset. The hash is checked as the bytes pass, once, at [`Fetch::finish`].
 #[derive(Debug)]
 pub struct Fetch {
     hash: [u8; 32],
     /// The length the asset's reference announced (the spec binds it with the hash).
     len: u64,
-    buf: Vec<u8>,
+    received: u64,
+    hasher: blake3::Hasher,
 }
 
 /// Why a chunk was not taken.
@@ -82,28 +85,46 @@ pub enum ChunkError {
 
 impl Fetch {
     /// A fetch of `hash`, announced as `len` bytes. The caller bounds `len` (it comes from a
-    /// job's spec, checked against the asset limits); nothing is allocated beyond it.
+    /// job's spec, checked against the asset limits); nothing is allocated for it here.
     pub fn new(hash: [u8; 32], len: u64) -> Self {
-        Self { hash, len, buf: Vec::new() }
+        Self { hash, len, received: 0, hasher: blake3::Hasher::new() }
+    }
+
+    /// The hash asked for.
+    pub fn hash(&self) -> [u8; 32] {
+        self.hash
     }
 
     /// The request for the next chunk.
     pub fn request(&self) -> BlobRequest {
-        BlobRequest { hash: self.hash, offset: self.buf.len() as u64 }
+        BlobRequest { hash: self.hash, offset: self.received }
     }
 
     /// Bytes so far.
     pub fn received(&self) -> u64 {
-        self.buf.len() as u64
+        self.received
     }
 
     /// Whether every announced byte is here.
     pub fn complete(&self) -> bool {
-        self.received() == self.len
+        self.received == self.len
     }
 
-    /// Takes one answer to [`Fetch::request`].
-    pub fn accept(&mut self, answer: &[u8]) -> Result<(), ChunkError> {
+    /// Counts `bytes` as the next ones, from an earlier fetch that kept them (they are hashed
+    /// like the rest: bytes a liar sent before a restart fail [`Fetch::finish`] as they would
+    /// have without it). More than the announced length is refused.
+    pub fn held(&mut self, bytes: &[u8]) -> Result<(), String> {
+        if bytes.len() as u64 > self.len - self.received {
+            return Err(format!("{} bytes held past offset {}; the blob is {}", bytes.len(), self.received, self.len));
+        }
+        self.hasher.update(bytes);
+        self.received += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Takes one answer to [`Fetch::request`]; returns the chunk's bytes, which belong at
+    /// the offset that request named.
+    pub fn accept(&mut self, answer: &[u8]) -> Result<Vec<u8>, ChunkError> {
         let bad = |m: String| Err(ChunkError::Bad(m));
         match BlobResponse::decode(answer) {
             Err(e) => bad(format!("undecodable: {e}")),
@@ -113,28 +134,26 @@ impl Fetch {
                 if total != self.len {
                     return bad(format!("says the blob is {total} bytes; its reference says {}", self.len));
                 }
-                let want = (self.len - self.received()).min(CHUNK_BYTES as u64) as usize;
+                let want = (self.len - self.received).min(CHUNK_BYTES as u64) as usize;
                 if bytes.len() != want {
-                    return bad(format!("sent {} bytes at offset {}; {want} were due", bytes.len(), self.received()));
+                    return bad(format!("sent {} bytes at offset {}; {want} were due", bytes.len(), self.received));
                 }
-                if self.buf.is_empty() {
-                    self.buf.reserve_exact(self.len as usize);
-                }
-                self.buf.extend_from_slice(&bytes);
-                Ok(())
+                self.hasher.update(&bytes);
+                self.received += bytes.len() as u64;
+                Ok(bytes)
             }
         }
     }
 
-    /// The blob, once complete and only if its bytes hash to the asked hash.
-    pub fn finish(self) -> Result<Vec<u8>, String> {
+    /// `Ok` once complete, and only if the bytes hash to the asked hash.
+    pub fn finish(&self) -> Result<(), String> {
         if !self.complete() {
-            return Err(format!("{} of {} bytes", self.received(), self.len));
+            return Err(format!("{} of {} bytes", self.received, self.len));
         }
-        if *blake3::hash(&self.buf).as_bytes() != self.hash {
+        if *self.hasher.finalize().as_bytes() != self.hash {
             return Err("the bytes do not hash to the asked hash".into());
         }
-        Ok(self.buf)
+        Ok(())
     }
 }
 
@@ -176,13 +195,30 @@ mod tests {
         let hash = *blake3::hash(&blob).as_bytes();
         let (a, b) = (serve(&blob), serve(&blob));
         let mut f = Fetch::new(hash, blob.len() as u64);
-        f.accept(&a(&f.request())).unwrap();
+        let mut got = f.accept(&a(&f.request())).unwrap();
         assert_eq!(f.received(), CHUNK_BYTES as u64);
         // The first holder went away: the second goes on from the same offset.
         while !f.complete() {
-            f.accept(&b(&f.request())).unwrap();
+            got.extend(f.accept(&b(&f.request())).unwrap());
         }
-        assert_eq!(f.finish().unwrap(), blob);
+        f.finish().unwrap();
+        assert_eq!(got, blob);
+        // A fetch that goes on from what an earlier one kept hashes those bytes too: the same
+        // blob finishes, and bytes a liar sent before the restart are caught at the end.
+        let mut g = Fetch::new(hash, blob.len() as u64);
+        g.held(&blob[..CHUNK_BYTES]).unwrap();
+        assert_eq!(g.request().offset, CHUNK_BYTES as u64);
+        while !g.complete() {
+            g.accept(&b(&g.request())).unwrap();
+        }
+        g.finish().unwrap();
+        let mut lied = Fetch::new(hash, blob.len() as u64);
+        lied.held(&vec![0u8; CHUNK_BYTES]).unwrap();
+        while !lied.complete() {
+            lied.accept(&b(&lied.request())).unwrap();
+        }
+        assert!(lied.finish().unwrap_err().contains("hash"));
+        assert!(Fetch::new(hash, 3).held(&[0; 4]).unwrap_err().contains("the blob is 3"));
         // A holder of nothing says so.
         let other = serve(b"something else");
         let f = Fetch::new(hash, blob.len() as u64);

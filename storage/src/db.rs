@@ -22,6 +22,9 @@ pub const CF_META: &str = "meta";
 pub const CF_BLOBS: &str = "blobs";
 /// Blob insertion order: `seq (BE)` → `hash ‖ length (BE)`.
 pub const CF_BLOB_ORDER: &str = "blob_order";
+/// Blobs on their way in (a fetch a restart may interrupt): `hash` → `length ‖ bytes held ‖
+/// seq` (BE); their pieces are kept in [`CF_BLOBS`] as a whole blob's are.
+pub const CF_BLOB_PARTIAL: &str = "blob_partial";
 /// Render jobs this node owns: `job` → its spec (written once, at submission).
 pub const CF_JOB_SPECS: &str = "render_job_specs";
 /// Render jobs this node owns: `job` → its latest status.
@@ -38,6 +41,7 @@ pub const COLUMN_FAMILIES: &[&str] = &[
     CF_META,
     CF_BLOBS,
     CF_BLOB_ORDER,
+    CF_BLOB_PARTIAL,
     CF_JOB_SPECS,
     CF_JOB_STATUS,
     CF_JOB_TILES,

@@ -189,6 +189,7 @@ pub async fn start(
         rtt: HashMap::new(),
         peer_conns: HashMap::new(),
         dial_waiters: HashMap::new(),
+        provider_queries: HashMap::new(),
         known_addrs: HashMap::new(),
         connections: Connections::default(),
         bootnode_dials: HashMap::new(),
@@ -252,6 +253,8 @@ struct EventLoop {
     rtt: HashMap<PeerId, Duration>,
     /// Open connections to each peer, with their remote addresses.
     peer_conns: HashMap<PeerId, Vec<(ConnectionId, Multiaddr)>>,
+    /// Provider lookups under way: the holders found so far and who waits for them.
+    provider_queries: HashMap<kad::QueryId, (Vec<PeerId>, oneshot::Sender<Vec<PeerId>>)>,
     /// `Command::Dial`s waiting for a connection, by peer.
     dial_waiters: HashMap<PeerId, Vec<oneshot::Sender<Result<(), String>>>>,
     /// Listen addresses peers of our network announced (identify), kept after they disconnect
@@ -458,6 +461,17 @@ impl EventLoop {
                     self.dial_waiters.entry(peer).or_default().push(reply);
                 }
             }
+            Command::Provide { hash } => {
+                // The local store keeps at most 1,024 of our own records (libp2p's
+                // MemoryStore): past that a blob is served but not announced.
+                if let Err(e) = self.swarm.behaviour_mut().kad.start_providing(kad::RecordKey::new(&hash)) {
+                    debug!(error = %e, "a blob not announced in the DHT");
+                }
+            }
+            Command::Providers { hash, reply } => {
+                let id = self.swarm.behaviour_mut().kad.get_providers(kad::RecordKey::new(&hash));
+                self.provider_queries.insert(id, (Vec::new(), reply));
+            }
             Command::Respond { proto, channel, data } => {
                 if self.rr(proto).send_response(channel, data).is_err() {
                     debug!(?proto, "response not sent: the requester went away");
@@ -565,6 +579,14 @@ impl EventLoop {
                     }
                     kad::Event::OutboundQueryProgressed { result: kad::QueryResult::Bootstrap(Err(e)), .. } => {
                         debug!(error = %e, "bootstrap query failed")
+                    }
+                    kad::Event::OutboundQueryProgressed {
+                        id, result: kad::QueryResult::GetProviders(r), step, ..
+                    } => self.on_providers(id, r, step.last),
+                    kad::Event::OutboundQueryProgressed {
+                        result: kad::QueryResult::StartProviding(Err(e)), ..
+                    } => {
+                        debug!(error = %e, "a provider record found no DHT server to hold it")
                     }
                     _ => {}
                 }
@@ -756,6 +778,28 @@ impl EventLoop {
         if info.protocols.contains(&self.kad_protocol) {
             for addr in addrs.into_iter().filter(|a| !super::addrs::is_relayed(a)) {
                 self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+            }
+        }
+    }
+
+    /// A provider lookup's progress: holders are gathered, this node left out, until the lookup
+    /// ends or [`super::MAX_PROVIDERS`] are found (then it is stopped).
+    fn on_providers(&mut self, id: kad::QueryId, r: kad::GetProvidersResult, last: bool) {
+        let me = *self.swarm.local_peer_id();
+        let Some((found, _)) = self.provider_queries.get_mut(&id) else { return };
+        if let Ok(kad::GetProvidersOk::FoundProviders { providers, .. }) = r {
+            let mut new: Vec<PeerId> = providers.into_iter().filter(|p| *p != me && !found.contains(p)).collect();
+            new.sort();
+            found.extend(new);
+            found.truncate(super::MAX_PROVIDERS);
+        }
+        let full = found.len() >= super::MAX_PROVIDERS;
+        if last || full {
+            if let Some((found, reply)) = self.provider_queries.remove(&id) {
+                let _ = reply.send(found);
+            }
+            if full && let Some(mut q) = self.swarm.behaviour_mut().kad.query_mut(&id) {
+                q.finish();
             }
         }
     }

@@ -40,7 +40,16 @@ pub enum Command {
     Dial { peer: PeerId, reply: oneshot::Sender<Result<(), String>> },
     /// Block (close and refuse connections) or unblock peers.
     Block { peers: Vec<PeerId>, block: bool, reply: oneshot::Sender<Vec<String>> },
+    /// Announce in the DHT that this node holds blob `hash` (a Kademlia provider record).
+    Provide { hash: [u8; 32] },
+    /// Ask the DHT which peers hold blob `hash`: the reply comes when the lookup ends or has
+    /// found [`MAX_PROVIDERS`].
+    Providers { hash: [u8; 32], reply: oneshot::Sender<Vec<PeerId>> },
 }
+
+/// Most holders one provider lookup answers with: more than a fetch asks
+/// (`crate::blob::MAX_SOURCES`), so that a few liars among them leave honest ones.
+pub const MAX_PROVIDERS: usize = 8;
 
 /// The request-response protocols.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -147,6 +156,18 @@ impl NetHandle {
     pub async fn set_blocked(&self, peers: Vec<PeerId>, block: bool) -> Result<Vec<String>, NetworkStopped> {
         let (reply, rx) = oneshot::channel();
         self.commands.send(Command::Block { peers, block, reply }).await.map_err(|_| NetworkStopped)?;
+        rx.await.map_err(|_| NetworkStopped)
+    }
+
+    /// Announces that this node holds blob `hash` (see [`Command::Provide`]).
+    pub async fn provide(&self, hash: [u8; 32]) {
+        let _ = self.commands.send(Command::Provide { hash }).await;
+    }
+
+    /// Peers the DHT says hold blob `hash`, this node left out (see [`Command::Providers`]).
+    pub async fn providers(&self, hash: [u8; 32]) -> Result<Vec<PeerId>, NetworkStopped> {
+        let (reply, rx) = oneshot::channel();
+        self.commands.send(Command::Providers { hash, reply }).await.map_err(|_| NetworkStopped)?;
         rx.await.map_err(|_| NetworkStopped)
     }
 

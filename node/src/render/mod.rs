@@ -344,12 +344,15 @@ impl Jobs {
         self.jobs.lock().unwrap_or_else(|e| e.into_inner()).get(id).cloned()
     }
 
-    /// Keeps an asset for a job to come (`POST /assets`); its hash.
+    /// Keeps an asset for a job to come (`POST /assets`) and announces this node as its holder
+    /// in the DHT; its hash.
     pub async fn put_asset(&self, bytes: Vec<u8>) -> Result<[u8; 32], ifx_storage::StorageError> {
         let blobs = self.ctx.blobs.clone();
-        tokio::task::spawn_blocking(move || blobs.put(&bytes)).await.unwrap_or_else(|e| {
+        let hash = tokio::task::spawn_blocking(move || blobs.put(&bytes)).await.unwrap_or_else(|e| {
             Err(ifx_storage::StorageError::Corrupt { cf: "blobs", reason: format!("the store task stopped: {e}") })
-        })
+        })?;
+        self.ctx.net.provide(hash).await;
+        Ok(hash)
     }
 
     /// Every job's status.
