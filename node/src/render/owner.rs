@@ -56,6 +56,11 @@ struct Run {
 }
 
 impl Run {
+    /// Bytes of a full tile's answer (its pixels on the wire; edge tiles are smaller).
+    fn answer_bytes(&self) -> u64 {
+        self.tiles.iter().map(|t| t.w as u64 * t.h as u64).max().unwrap_or(0) * commit::PIXEL_BYTES as u64
+    }
+
     /// Frame and rectangle of the job's tile `i`.
     fn at(&self, i: usize) -> (u32, Tile) {
         let per = self.tiles.len().max(1);
@@ -131,7 +136,7 @@ impl Jobs {
         if let Some(dir) = run.sequence(&self.ctx.out_dir) {
             self.update(&id, |st| st.sequence = Some(dir.display().to_string()));
         }
-        let mut queue = TileQueue::new(total, schedule);
+        let mut queue = TileQueue::new(total, schedule).with_answer_bytes(run.answer_bytes());
         let mut open = Open::new();
         // Tiles kept before a restart are in their frames and never asked for again.
         let mut receipted = self.restore(&run, &mut queue, &mut open).await;
@@ -429,7 +434,12 @@ impl Jobs {
         }
         let ws: Vec<Worker> = allowed
             .iter()
-            .map(|(peer, n)| Worker { peer: *peer, allowance: *n, ib_milli: self.ctx.links.ib_milli(&keys[peer]) })
+            .map(|(peer, n)| Worker {
+                peer: *peer,
+                allowance: *n,
+                ib_milli: self.ctx.links.ib_milli(&keys[peer]),
+                link_kbit: links.iter().find(|(p, _)| p == peer).and_then(|(_, k)| *k),
+            })
             .collect();
         for (peer, i) in queue.assign(&ws, Instant::now()) {
             let req = run.request(i);

@@ -54,6 +54,18 @@ pub struct Worker {
     pub allowance: usize,
     /// Its IB x 1000 as the verifiers attest it.
     pub ib_milli: Option<u32>,
+    /// Its attested link's slower direction, kbit/s.
+    pub link_kbit: Option<u32>,
+}
+
+impl Worker {
+    /// µs its link takes to carry `bytes` (0 when not measured).
+    fn transfer_us(&self, bytes: u64) -> u64 {
+        match self.link_kbit {
+            Some(k) if k > 0 => bytes.saturating_mul(8_000) / k as u64,
+            _ => 0,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -120,6 +132,8 @@ pub struct TileQueue {
     done: usize,
     /// Tiles kept before this queue was made (a resumed job): not part of its makespan.
     restored: usize,
+    /// Bytes of one tile's answer (its pixels), which cross the worker's link.
+    answer_bytes: u64,
     speculative: u64,
     first_sent: Option<Instant>,
     last_kept: Option<Instant>,
@@ -139,10 +153,17 @@ impl TileQueue {
             banned: HashSet::new(),
             done: 0,
             restored: 0,
+            answer_bytes: 0,
             speculative: 0,
             first_sent: None,
             last_kept: None,
         }
+    }
+
+    /// Tells the queue how many bytes a tile's answer carries (see [`Self::estimates`]).
+    pub fn with_answer_bytes(mut self, bytes: u64) -> Self {
+        self.answer_bytes = bytes;
+        self
     }
 
     /// Marks `tiles` kept before this queue was made (a job resumed after a restart): never
@@ -324,11 +345,16 @@ impl TileQueue {
             .max_by_key(|(i, f)| (*f, std::cmp::Reverse(*i)))
     }
 
-    /// Each worker's expected µs per tile: measured, else scaled from its attested IB (or the
-    /// median IB) by the measured workers' µs x IB, else the measured median; with nothing
-    /// measured, relative units of 10^6 µs at IB 1.
+    /// Each worker's expected µs per tile: measured (the time from request to answer: its
+    /// render, its load and its link's transfer of the answer, all as they are); else its
+    /// render scaled from its attested IB (or the median IB) by the measured workers' render
+    /// µs x IB, plus its own link's transfer of the answer; else the measured median; with
+    /// nothing measured, relative units of 10^6 µs at IB 1 plus the transfer. A render is a
+    /// measured time less the worker's link's transfer: on a network of slow uplinks, the
+    /// IB of a worker is not made to carry what its link costs.
     fn estimates(&self, eligible: &[Worker]) -> Vec<u64> {
         let state = |w: &Worker| self.workers.get(&w.peer);
+        let wire = |w: &Worker| w.transfer_us(self.answer_bytes);
         let median_ib = lower_median(eligible.iter().filter_map(|w| w.ib_milli).filter(|i| *i > 0).collect());
         let ib = |w: &Worker| w.ib_milli.filter(|i| *i > 0).or(median_ib);
         let measured: Vec<Option<u64>> = eligible.iter().map(|w| state(w).and_then(WorkerState::measured_us)).collect();
@@ -336,7 +362,7 @@ impl TileQueue {
             eligible
                 .iter()
                 .zip(&measured)
-                .filter_map(|(w, m)| Some(m.as_ref()?.saturating_mul(ib(w)? as u64)))
+                .filter_map(|(w, m)| Some(m.as_ref()?.saturating_sub(wire(w)).max(1).saturating_mul(ib(w)? as u64)))
                 .collect(),
         );
         let typical = lower_median(measured.iter().flatten().copied().collect());
@@ -344,11 +370,11 @@ impl TileQueue {
             .iter()
             .zip(measured)
             .map(|(w, m)| {
-                let scaled = |k: u64| ib(w).map(|ib| k / ib.max(1) as u64);
+                let scaled = |k: u64| ib(w).map(|ib| k / ib.max(1) as u64 + wire(w));
                 m.or_else(|| per_ib.and_then(scaled))
                     .or(typical)
                     .or_else(|| scaled(1_000_000_000))
-                    .unwrap_or(1_000_000)
+                    .unwrap_or(1_000_000 + wire(w))
                     .max(1)
             })
             .collect()
@@ -486,7 +512,7 @@ mod tests {
     use super::*;
 
     fn two(ps: &[PeerId]) -> Vec<Worker> {
-        ps.iter().map(|p| Worker { peer: *p, allowance: IN_FLIGHT, ib_milli: None }).collect()
+        ps.iter().map(|p| Worker { peer: *p, allowance: IN_FLIGHT, ib_milli: None, link_kbit: None }).collect()
     }
 
     #[test]
@@ -553,7 +579,8 @@ mod tests {
         let got = allowances(&[(slow, Some(19_000)), (a, Some(2_400_000)), (new, None), (b, Some(3_100_000))]);
         assert_eq!(got, vec![(a, IN_FLIGHT), (new, IN_FLIGHT), (b, IN_FLIGHT), (slow, 1)]);
         let mut q = TileQueue::new(8, Schedule::Capacity);
-        let ws: Vec<Worker> = got.iter().map(|(p, n)| Worker { peer: *p, allowance: *n, ib_milli: None }).collect();
+        let ws: Vec<Worker> =
+            got.iter().map(|(p, n)| Worker { peer: *p, allowance: *n, ib_milli: None, link_kbit: None }).collect();
         let handed = q.assign(&ws, Instant::now());
         assert_eq!(handed.iter().filter(|(p, _)| *p == slow).count(), 1);
         assert_eq!(handed.len(), 7);
@@ -564,14 +591,53 @@ mod tests {
         assert_eq!(allowances(&[(slow, Some(1))]), vec![(slow, IN_FLIGHT)]);
     }
 
+    /// Issue #18 item 6: link throughput in the estimate of a worker that has not answered
+    /// yet. Its render is scaled from its IB by what the answered workers rendered, their own
+    /// links' transfers taken out; its link's transfer of a tile's answer is added. A worker
+    /// whose slow uplink made its measured time long does not make a fast-linked worker of
+    /// the same IB look slow, and a slow-linked one is expected slower than its IB says.
+    #[test]
+    fn a_worker_not_yet_measured_is_expected_at_its_ib_plus_its_link() {
+        let t0 = Instant::now();
+        let (a, b, d) = (PeerId::random(), PeerId::random(), PeerId::random());
+        // 64x64 tiles of 12-byte pixels: 49,152 bytes; 98.3 ms at 4 Mbit/s, 0.4 ms at 1 Gbit/s.
+        let bytes = 64 * 64 * 12;
+        let w = |peer, kbit| Worker { peer, allowance: IN_FLIGHT, ib_milli: Some(1000), link_kbit: Some(kbit) };
+        let mut q = TileQueue::new(40, Schedule::Capacity).with_answer_bytes(bytes);
+        let ws = [w(a, 1_000_000), w(b, 1_000_000), w(d, 4_000)];
+        let first = q.assign(&ws, t0);
+        // Each renders in 100 ms; d's answer then takes 98.3 ms more on its link.
+        let ms = |n| t0 + Duration::from_micros(n);
+        for (p, i) in first.iter().filter(|(p, _)| *p != d).take(2) {
+            q.answered(*p, *i, true, ms(100_393));
+        }
+        let d_tile = first.iter().find(|(p, _)| *p == d).unwrap().1;
+        q.answered(d, d_tile, true, ms(198_304));
+        let (fast_new, slow_new) = (PeerId::random(), PeerId::random());
+        let est = q.estimates(&[ws[0], ws[1], ws[2], w(fast_new, 1_000_000), w(slow_new, 4_000)]);
+        // Measured as they are.
+        assert_eq!(&est[..3], &[100_393, 100_393, 198_304]);
+        // The new ones: a 100 ms render (d's less its link is as much) plus their own link.
+        assert_eq!(est[3], 100_000 + 393);
+        assert_eq!(est[4], 100_000 + 98_304);
+        // Without the link in the estimate, the slow-linked newcomer would be expected at its
+        // IB alone, and d's slow link would have been read as a slow render.
+        let plain = |p| Worker { link_kbit: None, ..w(p, 0) };
+        let est = q.estimates(&[plain(a), plain(b), plain(d), plain(slow_new)]);
+        assert_eq!(est[3], 100_393);
+    }
+
     /// A job on simulated workers, each rendering its tiles one after the other in a fixed
     /// time (ms): the owner hands out tiles at every answer. Returns the makespan in ms, the
     /// queue's ideal in ms, and the copies of stragglers it handed out.
     fn simulate(schedule: Schedule, speeds_ms: &[u64], ibs: &[Option<u32>], tiles: usize) -> (u64, u64, u64) {
         let t0 = Instant::now();
         let peers: Vec<PeerId> = speeds_ms.iter().map(|_| PeerId::random()).collect();
-        let workers: Vec<Worker> =
-            peers.iter().zip(ibs).map(|(p, ib)| Worker { peer: *p, allowance: IN_FLIGHT, ib_milli: *ib }).collect();
+        let workers: Vec<Worker> = peers
+            .iter()
+            .zip(ibs)
+            .map(|(p, ib)| Worker { peer: *p, allowance: IN_FLIGHT, ib_milli: *ib, link_kbit: None })
+            .collect();
         let mut q = TileQueue::new(tiles, schedule);
         // Per worker: the tiles it holds in order, and when it is free to start the next.
         let mut lanes: Vec<VecDeque<usize>> = vec![VecDeque::new(); peers.len()];
@@ -637,7 +703,7 @@ mod tests {
         let t0 = Instant::now();
         let (a, b, low) = (PeerId::random(), PeerId::random(), PeerId::random());
         let ws = [(a, 1_000), (b, 1_000), (low, 10)]
-            .map(|(peer, ib)| Worker { peer, allowance: IN_FLIGHT, ib_milli: Some(ib) })
+            .map(|(peer, ib)| Worker { peer, allowance: IN_FLIGHT, ib_milli: Some(ib), link_kbit: None })
             .to_vec();
         let mut q = TileQueue::new(40, Schedule::Capacity);
         let first = q.assign(&ws, t0);
@@ -660,7 +726,7 @@ mod tests {
         let (fast, slow) = (PeerId::random(), PeerId::random());
         let ws = |_| {
             [(fast, 4_000), (slow, 1_000)]
-                .map(|(peer, ib)| Worker { peer, allowance: IN_FLIGHT, ib_milli: Some(ib) })
+                .map(|(peer, ib)| Worker { peer, allowance: IN_FLIGHT, ib_milli: Some(ib), link_kbit: None })
                 .to_vec()
         };
         let mut q = TileQueue::new(2, Schedule::Capacity);
