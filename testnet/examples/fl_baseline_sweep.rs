@@ -48,7 +48,8 @@ fn main() {
     let all = Dataset::load(&data).expect("the digits");
     let (train, test) = all.split();
     let parts = train.non_iid(shards as usize, 0.5, seed);
-    let base = ifx_testnet::centralized_baseline(&data, &spec, &(0..clients).collect()).expect("the baseline");
+    let base = ifx_testnet::centralized_baseline(&data, &spec, &(0..clients).map(|c| (c, rounds as u64)).collect())
+        .expect("the baseline");
     let mut g = model::init(spec.init_seed);
     let mut velocity = vec![0f32; g.len()];
     let mut curve = Vec::new();

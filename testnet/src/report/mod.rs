@@ -342,24 +342,26 @@ impl Report {
 }
 
 /// The centralized FL baseline (`fl::centralized_baseline`, a report figure) on the shards of
-/// the honest workers whose updates node 0 accepted; `None` without a task's status or when it
-/// cannot be trained, which the log says.
+/// the honest workers whose updates node 0 accepted, each in as many rounds as it had updates
+/// accepted; `None` without a task's status or when it cannot be trained, which the log says.
 fn fl_baseline(
     net: &crate::launch::Testnet,
     t: &crate::watch::Tracked<ifx_protocols::api::TaskStatus>,
 ) -> Option<self::fl::Baseline> {
     let task = t.last.as_ref()?;
     let data = net.fl_data.as_ref()?;
-    let shards: std::collections::BTreeSet<u32> = net
-        .nodes
-        .iter()
-        .filter(|n| n.poison.is_none() && task.accepted.get(&n.peer_id).is_some_and(|a| *a > 0))
-        .filter_map(|n| n.fl_shard)
-        .collect();
+    let mut shards = std::collections::BTreeMap::<u32, u64>::new();
+    for n in net.nodes.iter().filter(|n| n.poison.is_none()) {
+        if let (Some(s), Some(a)) = (n.fl_shard, task.accepted.get(&n.peer_id).filter(|a| **a > 0)) {
+            // Two honest workers on one shard (a copier): the shard is seen in either's rounds.
+            let k = shards.entry(s).or_default();
+            *k = (*k).max(*a);
+        }
+    }
     match self::fl::centralized_baseline(data, &task.spec, &shards) {
         Ok(accuracy) => Some(self::fl::Baseline {
             accuracy,
-            shards: shards.into_iter().collect(),
+            shards: shards.into_keys().collect(),
             margin: self::fl::BASELINE_MARGIN,
             within_margin: None,
         }),
