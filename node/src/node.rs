@@ -129,7 +129,7 @@ impl Node {
         info!(entries = ledger.ledger().len(), root = hex::encode(ledger.ledger().root()), "ledger opened");
         let ledger = LedgerHandle::new(ledger, metrics.clone());
         ledger.hold_appends_until_own_chain_fetched(&identity.public_key());
-        let capacity = crate::capacity::probe(&cfg.render.gpu).await;
+        let capacity = crate::capacity::probe(&cfg.render.gpu, cfg.render.backend).await;
         // The renderers' GGX tables, once per process, before any render or check waits on them.
         tokio::task::spawn_blocking(ifx_render::ggx::warm);
         info!(peer_id = %identity.peer_id(), role = cfg.node.role.as_str(), network = cfg.network.id,
