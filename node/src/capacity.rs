@@ -20,10 +20,8 @@ pub async fn probe(gpu: &str, backend: Backend) -> Capacity {
         Some(a) => a.clone(),
         None => {
             let gpu = gpu.to_owned();
-            let a = tokio::task::spawn_blocking(move || ifx_render::gpu::adapter_summary(&gpu).ok())
-                .await
-                .ok()
-                .flatten();
+            let a =
+                tokio::task::spawn_blocking(move || ifx_render::gpu::adapter_summary(&gpu).ok()).await.ok().flatten();
             ADAPTER.get_or_init(|| a).clone()
         }
     };

@@ -79,11 +79,18 @@ impl Rng {
         (self.0 >> 8) as f32 * (1.0 / 16_777_216.0)
     }
     fn unit(&mut self) -> V {
-        let z = 1.0 - 2.0 * self.next();
-        let (sin, cos) = sincos_turn(self.next());
-        let r = (1.0 - z * z).max(0.0).sqrt();
-        [r * cos, r * sin, z]
+        let u1 = self.next();
+        unit_from(u1, self.next())
     }
+}
+
+/// A point on the unit sphere from two uniform numbers: the height from the first, the turn
+/// about the axis from the second (uniform over the sphere; the WGSL kernel's `unit_from`).
+fn unit_from(u1: f32, u2: f32) -> V {
+    let z = 1.0 - 2.0 * u1;
+    let (sin, cos) = sincos_turn(u2);
+    let r = (1.0 - z * z).max(0.0).sqrt();
+    [r * cos, r * sin, z]
 }
 
 const T_FAR: f32 = 1e30;
@@ -595,10 +602,7 @@ fn bsdf(c: &Compiled, sf: &Surf, wi: V) -> (V, f32) {
 fn sample_pbr(sf: &Surf, u0: f32, u1: f32, u2: f32) -> V {
     let n = sf.ns;
     if u0 >= spec_chance(sf) {
-        let z = 1.0 - 2.0 * u1;
-        let (sin, cos) = sincos_turn(u2);
-        let r = (1.0 - z * z).max(0.0).sqrt();
-        let dir = add(n, [r * cos, r * sin, z]);
+        let dir = add(n, unit_from(u1, u2));
         return if dot(dir, dir) < 1e-12 { n } else { normalize(dir) };
     }
     // An orthonormal frame about n (Duff et al. 2017).

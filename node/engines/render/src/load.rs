@@ -614,25 +614,32 @@ impl Textures<'_> {
         }
         let image = t.source();
         let what = format!("image {}", image.index());
-        let bytes = self.image_bytes(&image).map_err(|e| format!("{what}: {e}"))?;
-        let (width, height, texels) = self.decode(&bytes).map_err(|e| format!("{what}: {e}"))?;
+        let (bytes, range) = self.image_bytes(&image).map_err(|e| format!("{what}: {e}"))?;
+        let (width, height, texels) = self.decode(&bytes[range]).map_err(|e| format!("{what}: {e}"))?;
         let i = self.list.len() as u32;
         self.list.push(Texture { width, height, wrap: key.1, texels: std::sync::Arc::new(texels) });
         self.by_key.insert(key, i);
         Ok(i)
     }
 
-    /// An image's encoded bytes: a buffer view of the file, a base64 `data:` URI, or a file
-    /// beside the glTF (read through `files`, so a submission ships it).
-    fn image_bytes(&self, image: &gltf::Image) -> Result<std::sync::Arc<Vec<u8>>, String> {
+    /// An image's encoded bytes, as the bytes that hold them and where in them: a buffer view
+    /// of the file (its buffer, not a copy), a base64 `data:` URI, or a file beside the glTF
+    /// (read through `files`, so a submission ships it).
+    fn image_bytes(&self, image: &gltf::Image) -> Result<(std::sync::Arc<Vec<u8>>, std::ops::Range<usize>), String> {
         match image.source() {
             gltf::image::Source::View { view, .. } => {
                 let buf = self.opened.buffers.get(view.buffer().index()).ok_or("its buffer is missing")?;
                 let end = view.offset().checked_add(view.length()).ok_or("its view overflows")?;
-                let slice = buf.get(view.offset()..end).ok_or("its view runs past its buffer")?;
-                Ok(std::sync::Arc::new(slice.to_vec()))
+                if end > buf.len() {
+                    return Err("its view runs past its buffer".into());
+                }
+                Ok((buf.clone(), view.offset()..end))
             }
-            gltf::image::Source::Uri { uri, .. } => uri_bytes(self.files, self.name, uri),
+            gltf::image::Source::Uri { uri, .. } => {
+                let b = uri_bytes(self.files, self.name, uri)?;
+                let n = b.len();
+                Ok((b, 0..n))
+            }
         }
     }
 

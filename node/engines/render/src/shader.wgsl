@@ -143,8 +143,15 @@ fn sincos_turn(t: f32) -> vec2<f32> {
 }
 
 fn rnd_unit() -> vec3<f32> {
-    let z = 1.0 - 2.0 * rnd();
-    let sc = sincos_turn(rnd());
+    let u1 = rnd();
+    let u2 = rnd();
+    return unit_from(u1, u2);
+}
+
+// A point on the unit sphere from two uniform numbers (cpu.rs::unit_from).
+fn unit_from(u1: f32, u2: f32) -> vec3<f32> {
+    let z = 1.0 - 2.0 * u1;
+    let sc = sincos_turn(u2);
     let r = sqrt(max(1.0 - z * z, 0.0));
     return vec3<f32>(r * sc.y, r * sc.x, z);
 }
@@ -626,10 +633,7 @@ fn bsdf(sf: Surf, wi: vec3<f32>) -> Eval {
 fn sample_pbr(sf: Surf, u0: f32, u1: f32, u2: f32) -> vec3<f32> {
     let n = sf.ns;
     if (u0 >= spec_chance(sf)) {
-        let z = 1.0 - 2.0 * u1;
-        let scv = sincos_turn(u2);
-        let r = sqrt(max(1.0 - z * z, 0.0));
-        let dir = n + vec3<f32>(r * scv.y, r * scv.x, z);
+        let dir = n + unit_from(u1, u2);
         if (dot3(dir, dir) < 1e-12) {
             return n;
         }
