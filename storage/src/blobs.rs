@@ -8,8 +8,10 @@
 //! A blob fetched from peers comes in as a *partial* ([`BlobStore::begin`]): its pieces are
 //! written as they arrive, with how many bytes are held, so a fetch that a restart, a crash or
 //! a lost peer interrupted goes on from there; it becomes a blob once the fetcher has checked
-//! its hash ([`BlobStore::commit`]). A partial reserves its whole length in the byte budget
-//! from the start, so a store that holds partials never holds more than its limits.
+//! its hash ([`BlobStore::commit`]). A partial counts as a blob from the start and its bytes
+//! count as they come: room is made for each piece when it is written, so a peer that
+//! announces a large blob and sends little evicts little, and a store that holds partials never
+//! holds more than its limits.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -41,7 +43,7 @@ fn pieces(len: u64) -> u64 {
 /// Limits of a blob store.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BlobLimits {
-    /// Total bytes kept (partials count their whole length).
+    /// Total bytes kept (partials count the bytes they hold).
     pub max_bytes: u64,
     /// Blobs kept (partials count).
     pub max_blobs: usize,
@@ -76,7 +78,7 @@ impl Partial {
 
 /// What the store holds, in insertion order: (order key, hash, length); the blobs that are not
 /// to be evicted (a running job's assets), with how many holders pin each; and the partials.
-/// `bytes` and the count include the partials' whole lengths.
+/// `bytes` includes the bytes the partials hold, the count the partials.
 #[derive(Debug, Default)]
 struct Index {
     order: VecDeque<(u64, [u8; 32], u64)>,
@@ -92,18 +94,18 @@ impl Index {
     }
 
     /// Adds to `batch` the eviction of the oldest unpinned blobs that make room for `len` more
-    /// bytes and one more blob; returns their positions in `order` (to remove once `batch` is
-    /// written) and the bytes after. Refuses when the pinned blobs and partials leave no room.
+    /// bytes and `more` more blobs; returns their positions in `order` (to remove once `batch`
+    /// is written) and the bytes after. Refuses when the pinned blobs and partials leave no room.
     fn make_room(
         &self,
         limits: &BlobLimits,
-        len: u64,
+        (len, more): (u64, usize),
         batch: &mut WriteBatch,
         cfs: (&impl rocksdb::AsColumnFamilyRef, &impl rocksdb::AsColumnFamilyRef),
     ) -> Result<(Vec<usize>, u64), StorageError> {
         let (blobs, order) = cfs;
         let mut bytes_after = self.bytes.saturating_add(len);
-        let mut count_after = self.count() + 1;
+        let mut count_after = self.count() + more;
         let mut evicted = Vec::new();
         for (i, (s, h, l)) in self.order.iter().enumerate() {
             if bytes_after <= limits.max_bytes && count_after <= limits.max_blobs {
@@ -120,7 +122,7 @@ impl Index {
         }
         if bytes_after > limits.max_bytes || count_after > limits.max_blobs {
             let kept: u64 = self.order.iter().filter(|(_, h, _)| self.pinned.contains_key(h)).map(|(_, _, l)| l).sum();
-            let partial: u64 = self.partials.values().map(|p| p.len).sum();
+            let partial: u64 = self.partials.values().map(|p| p.have).sum();
             return Err(StorageError::TooLarge {
                 what: "blob beside the pinned ones (running jobs' assets) and the partial fetches",
                 len,
@@ -192,7 +194,7 @@ impl BlobStore {
                 let (Ok(hash), Some(p)) = (<[u8; 32]>::try_from(&k[..]), Partial::decode(&v)) else {
                     return Err(StorageError::Corrupt { cf: CF_BLOB_PARTIAL, reason: "bad key or value".into() });
                 };
-                index.bytes = index.bytes.saturating_add(p.len);
+                index.bytes = index.bytes.saturating_add(p.have);
                 index.next = index.next.max(p.seq + 1);
                 index.partials.insert(hash, p);
             }
@@ -228,14 +230,14 @@ impl BlobStore {
         if let Some(p) = replaced {
             batch.delete_range_cf(&blobs, piece(&hash, 0), piece(&hash, pieces(p.len)));
             batch.delete_cf(&partial, hash);
-            idx.bytes -= p.len;
+            idx.bytes -= p.have;
         }
-        let room = idx.make_room(&self.limits, bytes.len() as u64, &mut batch, (&blobs, &order));
+        let room = idx.make_room(&self.limits, (bytes.len() as u64, 1), &mut batch, (&blobs, &order));
         let (evicted, bytes_after) = match room {
             Ok(r) => r,
             Err(e) => {
                 if let Some(p) = replaced {
-                    idx.bytes += p.len;
+                    idx.bytes += p.have;
                     idx.partials.insert(hash, p);
                 }
                 return Err(e);
@@ -253,7 +255,7 @@ impl BlobStore {
         batch.put_cf(&order, seq.to_be_bytes(), v);
         if let Err(e) = raw.write(batch) {
             if let Some(p) = replaced {
-                idx.bytes += p.len;
+                idx.bytes += p.have;
                 idx.partials.insert(hash, p);
             }
             return Err(e.into());
@@ -267,9 +269,10 @@ impl BlobStore {
 
     /// Starts (or goes on with) fetching blob `hash` of `len` bytes; returns how many of its
     /// bytes are held already (from an earlier fetch: read them back with
-    /// [`BlobStore::read_partial`]), `len` when the whole blob is. Reserves `len` in the byte
-    /// budget, evicting old blobs for it; drops the oldest partial beyond [`MAX_PARTIALS`]. A
-    /// partial of the same hash and another length (a spec that lied) is started over.
+    /// [`BlobStore::read_partial`]), `len` when the whole blob is. The partial counts as a blob
+    /// (an old one may be evicted for it); its bytes count as they are appended. Drops the
+    /// oldest partial beyond [`MAX_PARTIALS`]. A partial of the same hash and another length (a
+    /// spec that lied) is started over.
     pub fn begin(&self, hash: &[u8; 32], len: u64) -> Result<u64, StorageError> {
         if len > self.limits.max_blob as u64 {
             return Err(StorageError::TooLarge { what: "blob", len, max: self.limits.max_blob as u64 });
@@ -291,7 +294,7 @@ impl BlobStore {
             self.drop_partial(&mut idx, &oldest)?;
         }
         let mut batch = WriteBatch::default();
-        let (evicted, bytes_after) = idx.make_room(&self.limits, len, &mut batch, (&blobs, &order))?;
+        let (evicted, bytes_after) = idx.make_room(&self.limits, (0, 1), &mut batch, (&blobs, &order))?;
         let p = Partial { len, have: 0, seq: idx.next };
         batch.put_cf(&partial, hash, p.encode());
         raw.write(batch)?;
@@ -303,7 +306,8 @@ impl BlobStore {
     }
 
     /// Writes the next bytes of partial `hash`, which must start where it stands (`offset`
-    /// is its bytes held) and be one whole piece, or the last one.
+    /// is its bytes held) and be one whole piece, or the last one; evicts old blobs to make
+    /// room for them.
     pub fn append(&self, hash: &[u8; 32], offset: u64, bytes: &[u8]) -> Result<(), StorageError> {
         let raw = self.db.raw();
         let (blobs, partial) = (cf!(raw, CF_BLOBS), cf!(raw, CF_BLOB_PARTIAL));
@@ -320,9 +324,13 @@ impl BlobStore {
         }
         let next = Partial { have: p.have + due, ..p };
         let mut batch = WriteBatch::default();
+        let order = cf!(raw, CF_BLOB_ORDER);
+        let (evicted, bytes_after) = idx.make_room(&self.limits, (due, 0), &mut batch, (&blobs, &order))?;
         batch.put_cf(&blobs, piece(hash, p.have / CHUNK as u64), bytes);
         batch.put_cf(&partial, hash, next.encode());
         raw.write(batch)?;
+        idx.forget(evicted);
+        idx.bytes = bytes_after;
         idx.partials.insert(*hash, next);
         Ok(())
     }
@@ -338,7 +346,7 @@ impl BlobStore {
     }
 
     /// Makes complete partial `hash` a blob (the caller has checked its bytes hash to it); it
-    /// is the newest blob. Its bytes were reserved when it began.
+    /// is the newest blob. Its bytes and its place were counted already.
     pub fn commit(&self, hash: &[u8; 32]) -> Result<(), StorageError> {
         let raw = self.db.raw();
         let (blobs, order, partial) = (cf!(raw, CF_BLOBS), cf!(raw, CF_BLOB_ORDER), cf!(raw, CF_BLOB_PARTIAL));
@@ -383,7 +391,7 @@ impl BlobStore {
         batch.delete_cf(&partial, hash);
         raw.write(batch)?;
         idx.partials.remove(hash);
-        idx.bytes -= p.len;
+        idx.bytes -= p.have;
         Ok(())
     }
 
@@ -579,7 +587,7 @@ mod tests {
             assert_eq!(s.partial(&hash), Some((CHUNK as u64, len)));
             assert_eq!(s.chunk(&hash, 0, 10).unwrap(), None, "a partial is not served");
             assert!(!s.has(&hash));
-            assert_eq!(s.usage(), (0, len), "no blob held yet; its length reserved");
+            assert_eq!(s.usage(), (0, CHUNK as u64), "no blob held yet; the bytes it holds count");
         }
         let s = BlobStore::open(Db::open(dir.path()).unwrap(), limits).unwrap();
         assert_eq!(s.begin(&hash, len).unwrap(), CHUNK as u64, "goes on from what was held");
@@ -606,34 +614,50 @@ mod tests {
         assert!(s.begin(&[8; 32], (8 << 20) + 1).unwrap_err().to_string().contains("limit"));
     }
 
-    /// A partial holds its whole length from the start: old blobs make room for it, pinned
-    /// ones do not, and more than [`MAX_PARTIALS`] drop the oldest.
+    /// A partial counts as a blob from the start and its bytes as they come: old blobs make
+    /// room for each piece, pinned ones do not (a peer that announces much and sends little
+    /// evicts little), and more than [`MAX_PARTIALS`] drop the oldest.
     #[test]
-    fn partials_reserve_their_length_and_the_oldest_goes_past_the_limit() {
+    fn partials_count_what_they_hold_and_the_oldest_goes_past_the_limit() {
         let dir = tempfile::tempdir().unwrap();
-        let s = BlobStore::open(Db::open(dir.path()).unwrap(), LIMITS).unwrap();
-        let a = s.put(&[1u8; 400]).unwrap();
-        let b = s.put(&[2u8; 400]).unwrap();
-        // 500 reserved: a goes (1300 > 1000).
-        s.begin(&[9; 32], 500).unwrap();
+        let limits = BlobLimits { max_bytes: 3 * CHUNK as u64, max_blobs: 4, max_blob: 4 * CHUNK };
+        let s = BlobStore::open(Db::open(dir.path()).unwrap(), limits).unwrap();
+        let a = s.put(&vec![1u8; CHUNK]).unwrap();
+        let b = s.put(&vec![2u8; CHUNK]).unwrap();
+        // A partial of 3 chunks announced: nothing evicted yet.
+        let p = [9; 32];
+        s.begin(&p, 3 * CHUNK as u64).unwrap();
+        assert!(s.has(&a) && s.has(&b));
+        assert_eq!(s.usage(), (2, 2 * CHUNK as u64));
+        s.append(&p, 0, &vec![0u8; CHUNK]).unwrap();
+        assert!(s.has(&a) && s.has(&b), "3 chunks held: within the budget");
+        // Its second chunk needs room: the oldest blob goes.
+        s.append(&p, CHUNK as u64, &vec![0u8; CHUNK]).unwrap();
         assert!(!s.has(&a) && s.has(&b));
-        assert_eq!(s.usage(), (1, 900), "the reservation counts in the bytes");
-        // b pinned: no room for another 500.
+        assert_eq!(s.usage(), (1, 3 * CHUNK as u64));
+        // b pinned: no room for the third.
         s.pin(&b);
-        let err = s.begin(&[10; 32], 500).unwrap_err().to_string();
+        let err = s.append(&p, 2 * CHUNK as u64, &vec![0u8; CHUNK]).unwrap_err().to_string();
         assert!(err.contains("partial"), "{err}");
-        s.abandon(&[9; 32]).unwrap();
-        assert_eq!(s.usage(), (1, 400));
-        s.begin(&[10; 32], 500).unwrap();
+        assert_eq!(s.partial(&p), Some((2 * CHUNK as u64, 3 * CHUNK as u64)), "nothing written");
+        s.abandon(&p).unwrap();
+        assert_eq!(s.usage(), (1, CHUNK as u64));
+        s.unpin(&b);
         // Put of a blob whose partial is under way replaces the partial.
         let c_bytes = [3u8; 50];
         let c = *blake3::hash(&c_bytes).as_bytes();
         s.begin(&c, 50).unwrap();
+        s.append(&c, 0, &c_bytes).unwrap();
         assert_eq!(s.put(&c_bytes).unwrap(), c);
         assert_eq!(s.partial(&c), None);
-        assert_eq!(s.usage(), (2, 950));
+        assert_eq!(s.usage(), (2, CHUNK as u64 + 50));
         assert_eq!(s.get(&c).unwrap().unwrap(), c_bytes);
-        s.unpin(&b);
+        // The count: a partial takes a place (4 blobs at most).
+        s.put(&[4u8; 10]).unwrap();
+        s.begin(&[10; 32], 10).unwrap();
+        assert_eq!(s.usage().0, 3, "b, c and the small one, beside one partial");
+        s.begin(&[11; 32], 10).unwrap();
+        assert!(!s.has(&b), "the oldest blob made place for the second partial");
 
         let big = BlobLimits { max_bytes: 1 << 20, max_blobs: 100, max_blob: 1000 };
         let dir = tempfile::tempdir().unwrap();
