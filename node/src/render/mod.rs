@@ -234,6 +234,11 @@ impl Jobs {
             self.jobs.lock().unwrap_or_else(|e| e.into_inner()).insert(id.clone(), st);
             self.persist(&id).await;
             if running && self.get(&id).is_some_and(|s| s.state == RunState::Running) {
+                // Its holder records lived in the DHT's memory: announced again, so that
+                // workers whose fetch from this node fails find it among the holders.
+                for a in spec.assets.iter().filter(|a| self.ctx.blobs.has(&a.hash)) {
+                    self.ctx.net.provide(a.hash).await;
+                }
                 self.start(j.id, spec, schedule);
             }
         }
