@@ -218,12 +218,13 @@ pub async fn fetch(net: &NetHandle, store: &BlobStore, a: &AssetRef, first: Peer
     let (hash, len, s) = (a.hash, a.len, store.clone());
     // What an earlier fetch kept is read back and hashed (up to 256 MiB: a fraction of a
     // second, against minutes of transfer).
-    let mut f = blocking(move || -> Result<Fetch, String> {
+    // `None`: the whole blob is held already.
+    let f = blocking(move || -> Result<Option<Fetch>, String> {
         let held = s.begin(&hash, len).map_err(|e| e.to_string())?;
-        let mut f = Fetch::new(hash, len);
         if s.has(&hash) {
-            return Ok(f);
+            return Ok(None);
         }
+        let mut f = Fetch::new(hash, len);
         while f.received() < held {
             let b = s.read_partial(&hash, f.received(), blob::CHUNK_BYTES).map_err(|e| e.to_string())?;
             if b.is_empty() {
@@ -231,13 +232,11 @@ pub async fn fetch(net: &NetHandle, store: &BlobStore, a: &AssetRef, first: Peer
             }
             f.held(&b)?;
         }
-        Ok(f)
+        Ok(Some(f))
     })
     .await
     .map_err(FetchError::Store)?;
-    if store.has(&hash) {
-        return Ok(Fetched { resumed: len, sources: Vec::new() });
-    }
+    let Some(mut f) = f else { return Ok(Fetched { resumed: len, sources: Vec::new() }) };
     let resumed = f.received();
     if resumed > 0 {
         info!(

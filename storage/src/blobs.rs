@@ -89,6 +89,12 @@ struct Index {
 }
 
 impl Index {
+    /// Partial `hash`, which the caller expects under way.
+    fn partial(&self, hash: &[u8; 32]) -> Result<Partial, StorageError> {
+        let p = self.partials.get(hash).copied();
+        p.ok_or_else(|| StorageError::Corrupt { cf: CF_BLOB_PARTIAL, reason: format!("no partial {}", hex(hash)) })
+    }
+
     fn count(&self) -> usize {
         self.order.len() + self.partials.len()
     }
@@ -312,9 +318,7 @@ impl BlobStore {
         let raw = self.db.raw();
         let (blobs, partial) = (cf!(raw, CF_BLOBS), cf!(raw, CF_BLOB_PARTIAL));
         let mut idx = self.index();
-        let Some(p) = idx.partials.get(hash).copied() else {
-            return Err(StorageError::Corrupt { cf: CF_BLOB_PARTIAL, reason: format!("no partial {}", hex(hash)) });
-        };
+        let p = idx.partial(hash)?;
         let due = (p.len - p.have).min(CHUNK as u64);
         if offset != p.have || bytes.len() as u64 != due {
             return Err(StorageError::Corrupt {
@@ -337,9 +341,7 @@ impl BlobStore {
 
     /// Up to `max` bytes of partial `hash` from `offset`, within what it holds.
     pub fn read_partial(&self, hash: &[u8; 32], offset: u64, max: usize) -> Result<Vec<u8>, StorageError> {
-        let Some(p) = self.index().partials.get(hash).copied() else {
-            return Err(StorageError::Corrupt { cf: CF_BLOB_PARTIAL, reason: format!("no partial {}", hex(hash)) });
-        };
+        let p = self.index().partial(hash)?;
         let held = self.range(hash, p.have, offset.min(usize::MAX as u64) as usize, max)?;
         held.map(|(_, b)| b)
             .ok_or_else(|| StorageError::Corrupt { cf: CF_BLOBS, reason: "a partial's piece is missing".into() })
@@ -351,9 +353,7 @@ impl BlobStore {
         let raw = self.db.raw();
         let (blobs, order, partial) = (cf!(raw, CF_BLOBS), cf!(raw, CF_BLOB_ORDER), cf!(raw, CF_BLOB_PARTIAL));
         let mut idx = self.index();
-        let Some(p) = idx.partials.get(hash).copied() else {
-            return Err(StorageError::Corrupt { cf: CF_BLOB_PARTIAL, reason: format!("no partial {}", hex(hash)) });
-        };
+        let p = idx.partial(hash)?;
         if p.have != p.len {
             return Err(StorageError::Corrupt {
                 cf: CF_BLOB_PARTIAL,

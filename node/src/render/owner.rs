@@ -424,8 +424,9 @@ impl Jobs {
         let links: Vec<(PeerId, Option<u32>)> =
             workers.iter().map(|(p, k)| (*p, self.ctx.links.get(k).map(|l| l.slowest_kbit()))).collect();
         let allowed = allowances(&links);
+        let kbit_of: HashMap<PeerId, Option<u32>> = links.iter().copied().collect();
         for (peer, _) in allowed.iter().filter(|(_, n)| *n < IN_FLIGHT) {
-            let kbit = links.iter().find(|(p, _)| p == peer).and_then(|(_, k)| *k).unwrap_or(0);
+            let kbit = kbit_of[peer].unwrap_or(0);
             let mut newly = false;
             self.update(id, |st| newly = st.slow_links.insert(peer.to_string(), kbit).is_none());
             if newly {
@@ -438,7 +439,7 @@ impl Jobs {
                 peer: *peer,
                 allowance: *n,
                 ib_milli: self.ctx.links.ib_milli(&keys[peer]),
-                link_kbit: links.iter().find(|(p, _)| p == peer).and_then(|(_, k)| *k),
+                link_kbit: kbit_of[peer],
             })
             .collect();
         for (peer, i) in queue.assign(&ws, Instant::now()) {
